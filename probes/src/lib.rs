@@ -1,0 +1,17 @@
+//! The probes of openclaw-tunnel-exporter.
+//!
+//! One file per probe, every probe with the same shape: a `Target` and a timeout go in, a typed `Outcome`
+//! comes out. A probe never touches a metric, a clock other than its own timings, or the network beyond
+//! its target; the exporter decides what an outcome means and records it.
+//!
+//! - [`syn`]: TCP connect to the ssh -L listener. Success proves only that the local listener exists.
+//! - [`ssh_session`]: which process owns that listener, and whether it is ssh (or autossh's ssh child).
+//! - [`first_byte`]: `GET /healthz` through the forward, timed from request written to first response byte;
+//!   the only probe that proves the far side is alive.
+//!
+//! Failure reasons are fixed sets (`reason()` returns a `&'static str`), so a metric label built from an
+//! outcome can never carry data a peer sent.
+
+pub mod first_byte;
+pub mod ssh_session;
+pub mod syn;

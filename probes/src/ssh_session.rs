@@ -1,0 +1,296 @@
+//! SSH session probe: which process owns the forward's local listener, and is it ssh?
+//!
+//! A SYN success proves only that *something* listens. This probe finds the listening socket's owner: on
+//! Linux the LISTEN entry of /proc/net/tcp{,6} gives the socket inode and the process whose /proc/PID/fd links
+//! to `socket:[INODE]` owns it (through the `procfs` crate); on macOS `lsof` answers the same question
+//! (compiled, untested in CI). The session is up when the owner's name is `ssh`; its parent (often `autossh`)
+//! is reported for the log.
+//!
+//! Reading another user's fd table needs the same uid or CAP_SYS_PTRACE. When the listener exists but no
+//! readable process owns it, the outcome is [`Outcome::Unreadable`]: unknown, never "down".
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The listener to look up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The ssh -L listener, e.g. 127.0.0.1:18789.
+    pub addr: SocketAddr,
+    /// The owner found last time, checked first so the steady state reads one process, not all of them.
+    pub last_owner: Option<u32>,
+}
+
+/// A process that owns the listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command name (`comm`), e.g. `ssh`.
+    pub name: String,
+    /// Its parent's pid.
+    pub parent_pid: u32,
+    /// Its parent's command name, e.g. `autossh`, when readable.
+    pub parent_name: Option<String>,
+}
+
+impl Owner {
+    /// True when the owner is an ssh client (run directly, by autossh, launchd or systemd alike).
+    pub fn is_ssh(&self) -> bool {
+        self.name == "ssh"
+    }
+}
+
+/// What the probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// An ssh process owns the listener.
+    Up(Owner),
+    /// Nothing listens on the address.
+    NoListener,
+    /// Something other than ssh owns the listener.
+    NotSsh(Owner),
+    /// A listener exists but its owner could not be read (another user's process, no privilege).
+    Unreadable {
+        /// Why, for the log.
+        detail: String,
+    },
+    /// The socket tables could not be read at all on this platform.
+    Unsupported {
+        /// Why, for the log.
+        detail: String,
+    },
+}
+
+impl Outcome {
+    /// The fixed state name exported as a label: up, no_listener, not_ssh, unreadable, unsupported.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Outcome::Up(_) => "up",
+            Outcome::NoListener => "no_listener",
+            Outcome::NotSsh(_) => "not_ssh",
+            Outcome::Unreadable { .. } => "unreadable",
+            Outcome::Unsupported { .. } => "unsupported",
+        }
+    }
+
+    /// Every value [`Outcome::state`] can return.
+    pub const STATES: [&'static str; 5] = ["up", "no_listener", "not_ssh", "unreadable", "unsupported"];
+
+    /// The owner, when one was found.
+    pub fn owner(&self) -> Option<&Owner> {
+        match self {
+            Outcome::Up(owner) | Outcome::NotSsh(owner) => Some(owner),
+            _ => None,
+        }
+    }
+}
+
+/// Find the owner of `target.addr`'s listening socket.
+pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
+    let target = target.clone();
+    let lookup = tokio::task::spawn_blocking(move || platform::lookup(&target));
+    match tokio::time::timeout(timeout, lookup).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(join_error)) => Outcome::Unsupported { detail: format!("socket lookup failed: {join_error}") },
+        Err(_) => Outcome::Unreadable { detail: "socket table lookup timed out".into() },
+    }
+}
+
+/// True when a listener bound to `listening` accepts connections for `wanted`.
+fn listener_serves(listening: SocketAddr, wanted: SocketAddr) -> bool {
+    if listening.port() != wanted.port() {
+        return false;
+    }
+    let listening_ip = match listening.ip() {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(listening.ip()),
+        ip => ip,
+    };
+    listening_ip.is_unspecified() || listening_ip == wanted.ip()
+}
+
+#[cfg(target_os = "linux")]
+mod platform {
+    use super::{listener_serves, Outcome, Owner, Target};
+    use procfs::process::{FDTarget, Process};
+    use procfs::ProcError;
+
+    pub(super) fn lookup(target: &Target) -> Outcome {
+        let inodes = match listening_inodes(target) {
+            Ok(inodes) => inodes,
+            Err(err) => return Outcome::Unsupported { detail: format!("cannot read /proc/net/tcp: {err}") },
+        };
+        if inodes.is_empty() {
+            return Outcome::NoListener;
+        }
+        if let Some(pid) = target.last_owner {
+            if let Ok(process) = Process::new(pid as i32) {
+                if let Ok(true) = owns_any(&process, &inodes) {
+                    return classify(&process);
+                }
+            }
+        }
+        let processes = match procfs::process::all_processes() {
+            Ok(processes) => processes,
+            Err(err) => return Outcome::Unsupported { detail: format!("cannot list /proc: {err}") },
+        };
+        let mut denied = 0usize;
+        for process in processes.flatten() {
+            match owns_any(&process, &inodes) {
+                Ok(true) => return classify(&process),
+                Ok(false) => {}
+                Err(ProcError::PermissionDenied(_)) => denied += 1,
+                // The process exited while we looked, or is a zombie without fds.
+                Err(_) => {}
+            }
+        }
+        Outcome::Unreadable {
+            detail: format!(
+                "a listener exists (socket inode {inodes:?}) but no readable process owns it; \
+                 {denied} processes' fds were not readable (another user's; needs the same uid or CAP_SYS_PTRACE)"
+            ),
+        }
+    }
+
+    fn listening_inodes(target: &Target) -> procfs::ProcResult<Vec<u64>> {
+        let mut entries = procfs::net::tcp()?;
+        // No IPv6 on the host is not an error.
+        entries.extend(procfs::net::tcp6().unwrap_or_default());
+        Ok(entries
+            .into_iter()
+            .filter(|entry| entry.state == procfs::net::TcpState::Listen)
+            .filter(|entry| listener_serves(entry.local_address, target.addr))
+            .map(|entry| entry.inode)
+            .collect())
+    }
+
+    fn owns_any(process: &Process, inodes: &[u64]) -> procfs::ProcResult<bool> {
+        for fd in process.fd()? {
+            if let Ok(fd) = fd {
+                if let FDTarget::Socket(inode) = fd.target {
+                    if inodes.contains(&inode) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn classify(process: &Process) -> Outcome {
+        let (name, parent_pid) = match process.stat() {
+            Ok(stat) => (stat.comm, stat.ppid.max(0) as u32),
+            Err(err) => return Outcome::Unreadable { detail: format!("owner pid {} unreadable: {err}", process.pid) },
+        };
+        let parent_name = Process::new(parent_pid as i32).and_then(|parent| parent.stat()).map(|stat| stat.comm).ok();
+        let owner = Owner { pid: process.pid as u32, name, parent_pid, parent_name };
+        if owner.is_ssh() {
+            Outcome::Up(owner)
+        } else {
+            Outcome::NotSsh(owner)
+        }
+    }
+}
+
+#[cfg(target_os = "macos")]
+mod platform {
+    //! macOS: `lsof -nP -iTCP:<port> -sTCP:LISTEN -Fpcn` and `ps -o ppid=,comm=`. Compiled, not tested in CI.
+    use super::{listener_serves, Outcome, Owner, Target};
+    use std::process::Command;
+
+    pub(super) fn lookup(target: &Target) -> Outcome {
+        let output = match Command::new("lsof")
+            .args(["-nP", &format!("-iTCP:{}", target.addr.port()), "-sTCP:LISTEN", "-Fpcn"])
+            .output()
+        {
+            Ok(output) => output,
+            Err(err) => return Outcome::Unsupported { detail: format!("cannot run lsof: {err}") },
+        };
+        let text = String::from_utf8_lossy(&output.stdout);
+        let (mut pid, mut name) = (None, None);
+        for line in text.lines() {
+            match line.split_at(1.min(line.len())) {
+                ("p", rest) => pid = rest.parse::<u32>().ok(),
+                ("c", rest) => name = Some(rest.to_owned()),
+                ("n", rest) => {
+                    let addr = rest.replace('*', "0.0.0.0").replace("[::]", "[::0]");
+                    if let (Some(pid), Some(name), Ok(listening)) = (pid, name.clone(), addr.parse()) {
+                        if listener_serves(listening, target.addr) {
+                            return classify(pid, name);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if text.trim().is_empty() && !output.stderr.is_empty() {
+            return Outcome::Unreadable { detail: String::from_utf8_lossy(&output.stderr).into_owned() };
+        }
+        Outcome::NoListener
+    }
+
+    fn classify(pid: u32, name: String) -> Outcome {
+        let parent = |pid: u32| -> Option<(u32, String)> {
+            let out = Command::new("ps").args(["-o", "ppid=,comm=", "-p", &pid.to_string()]).output().ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let (ppid, comm) = text.split_once(char::is_whitespace)?;
+            Some((ppid.trim().parse().ok()?, comm.trim().rsplit('/').next()?.to_owned()))
+        };
+        let parent_pid = parent(pid).map(|(ppid, _)| ppid).unwrap_or(0);
+        let parent_name = parent(parent_pid).map(|(_, comm)| comm);
+        let owner = Owner { pid, name, parent_pid, parent_name };
+        if owner.is_ssh() {
+            Outcome::Up(owner)
+        } else {
+            Outcome::NotSsh(owner)
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+mod platform {
+    use super::{Outcome, Target};
+
+    pub(super) fn lookup(_target: &Target) -> Outcome {
+        Outcome::Unsupported { detail: "listener owner lookup is implemented for Linux and macOS only".into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_or_mapped_listener_serves_loopback() {
+        let wanted: SocketAddr = "127.0.0.1:18789".parse().unwrap();
+        assert!(listener_serves("127.0.0.1:18789".parse().unwrap(), wanted));
+        assert!(listener_serves("0.0.0.0:18789".parse().unwrap(), wanted));
+        assert!(listener_serves("[::]:18789".parse().unwrap(), wanted));
+        assert!(listener_serves("[::ffff:127.0.0.1]:18789".parse().unwrap(), wanted));
+        assert!(!listener_serves("127.0.0.1:18790".parse().unwrap(), wanted));
+        assert!(!listener_serves("10.0.0.1:18789".parse().unwrap(), wanted));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn finds_this_test_process_as_a_non_ssh_owner() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = Target { addr: listener.local_addr().unwrap(), last_owner: None };
+        let outcome = probe(&target, Duration::from_secs(5)).await;
+        let owner = outcome.owner().expect("owner found").clone();
+        assert_eq!(outcome.state(), "not_ssh");
+        assert_eq!(owner.pid, std::process::id());
+        // The pid hint takes the fast path and must give the same answer.
+        let hinted = Target { last_owner: Some(owner.pid), ..target };
+        assert_eq!(probe(&hinted, Duration::from_secs(5)).await, outcome);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_closed_port_has_no_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        assert_eq!(probe(&Target { addr, last_owner: None }, Duration::from_secs(5)).await, Outcome::NoListener);
+    }
+}
