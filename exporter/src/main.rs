@@ -1,0 +1,5 @@
+mod clock;
+mod config;
+mod recorder;
+mod uptime;
+fn main() {}

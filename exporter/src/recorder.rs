@@ -1,0 +1,420 @@
+//! The recorder: the one place that turns probe outcomes into metrics, uptime buckets and latency
+//! histograms.
+//!
+//! Probe tasks hand it typed outcomes; nothing else writes a metric. It outlives config reloads (the
+//! scheduler's tasks are replaced, the recorder is not), so counters never reset while the process lives.
+//! Counters and histograms are the prometheus-client atomics; the per-forward ledger and hdrhistograms sit
+//! behind one mutex, held only for a few arithmetic operations.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use probes::{first_byte, ssh_session, syn};
+use serde_json::json;
+
+use crate::clock::unix_seconds;
+use crate::uptime::Ledger;
+
+/// Histogram bucket bounds in seconds: a 1-2.5-5 ladder from 25 us (a loopback connect) to 100 s
+/// (beyond any probe timeout the config accepts short of an hour... and what no probe should ever take).
+pub const LATENCY_BUCKETS: [f64; 22] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0,
+];
+
+/// Every reason a first-byte failure can have, pre-created at zero so `rate()` works from the first scrape.
+const FIRST_BYTE_REASONS: [&str; 5] = ["refused", "reset", "empty_reply", "timeout", "bad_status"];
+
+/// The exposition format a scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+    /// Prometheus text format 0.0.4.
+    Prometheus,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardLabels {
+    forward: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardReasonLabels {
+    forward: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardStateLabels {
+    forward: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    probe: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+type FloatCounter = Counter<f64, AtomicU64>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+struct Metrics {
+    syn_attempts: Family<ForwardLabels, Counter>,
+    syn_successes: Family<ForwardLabels, Counter>,
+    connect_seconds: Family<ForwardLabels, Histogram, fn() -> Histogram>,
+    ssh_session_up: Family<ForwardLabels, Gauge>,
+    ssh_session_state: Family<ForwardStateLabels, Gauge>,
+    up_checks: Family<ForwardLabels, Counter>,
+    up_successes: Family<ForwardLabels, Counter>,
+    uptime_ratio: Family<ForwardLabels, FloatGauge>,
+    unobserved_seconds: Family<ForwardLabels, FloatCounter>,
+    first_byte_seconds: Family<ForwardLabels, Histogram, fn() -> Histogram>,
+    gateway_probe_attempts: Family<ForwardLabels, Counter>,
+    gateway_probe_failures: Family<ForwardReasonLabels, Counter>,
+    gateway_up: Family<ForwardLabels, Gauge>,
+    config_reloads: Family<ResultLabels, Counter>,
+    probe_lag_seconds: Family<ProbeLabels, Histogram, fn() -> Histogram>,
+}
+
+/// What the status JSON shows of one forward, beyond the metrics.
+struct ForwardState {
+    ledger: Ledger,
+    /// First-byte times of successful probes, microseconds, for exact quantiles on the status endpoint.
+    first_byte_us: hdrhistogram::Histogram<u64>,
+    session: Option<ssh_session::Outcome>,
+    last_first_byte: Option<String>,
+}
+
+impl ForwardState {
+    fn new() -> Self {
+        ForwardState {
+            ledger: Ledger::default(),
+            first_byte_us: hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds"),
+            session: None,
+            last_first_byte: None,
+        }
+    }
+}
+
+/// Records probe outcomes; see the module documentation.
+pub struct Recorder {
+    registry: Registry,
+    metrics: Metrics,
+    forwards: Mutex<HashMap<String, ForwardState>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// A recorder with every metric family registered and no forwards yet.
+    pub fn new() -> Self {
+        let metrics = Metrics {
+            syn_attempts: Family::default(),
+            syn_successes: Family::default(),
+            connect_seconds: Family::new_with_constructor(latency_histogram),
+            ssh_session_up: Family::default(),
+            ssh_session_state: Family::default(),
+            up_checks: Family::default(),
+            up_successes: Family::default(),
+            uptime_ratio: Family::default(),
+            unobserved_seconds: Family::default(),
+            first_byte_seconds: Family::new_with_constructor(latency_histogram),
+            gateway_probe_attempts: Family::default(),
+            gateway_probe_failures: Family::default(),
+            gateway_up: Family::default(),
+            config_reloads: Family::default(),
+            probe_lag_seconds: Family::new_with_constructor(latency_histogram),
+        };
+        let mut registry = Registry::default();
+        let m = &metrics;
+        let r = &mut registry;
+        r.register("openclaw_tunnel_syn_attempts", "TCP connects tried to the forward's local address", m.syn_attempts.clone());
+        r.register("openclaw_tunnel_syn_successes", "TCP connects to the forward's local address that connected", m.syn_successes.clone());
+        r.register("openclaw_tunnel_connect_seconds", "Local connect time of successful SYN probes (proves only the local ssh listener)", m.connect_seconds.clone());
+        r.register("openclaw_tunnel_ssh_session_up", "1 when an ssh process (or autossh's ssh child) owns the local listener; absent while the owner cannot be read", m.ssh_session_up.clone());
+        r.register("openclaw_tunnel_ssh_session_state", "1 for the current state of the listener's owner: up, no_listener, not_ssh, unreadable, unsupported", m.ssh_session_state.clone());
+        r.register("openclaw_tunnel_up_checks", "Probe rounds in which the tunnel was observed", m.up_checks.clone());
+        r.register("openclaw_tunnel_up_successes", "Probe rounds with the SSH session up and SYN success (the uptime numerator)", m.up_successes.clone());
+        r.register("openclaw_tunnel_uptime_ratio", "Uptime of the last completed wall-clock five-minute bucket; absent until one completes", m.uptime_ratio.clone());
+        r.register("openclaw_tunnel_unobserved_seconds", "Time no probe round could run (machine asleep, process stalled); not counted as down", m.unobserved_seconds.clone());
+        r.register("openclaw_gateway_first_byte_seconds", "Request written to first response byte, GET health path through the forward", m.first_byte_seconds.clone());
+        r.register("openclaw_gateway_probe_attempts", "First-byte probes tried", m.gateway_probe_attempts.clone());
+        r.register("openclaw_gateway_probe_failures", "First-byte probes failed, by reason: refused, reset, empty_reply, timeout, bad_status", m.gateway_probe_failures.clone());
+        r.register("openclaw_gateway_up", "1 when the last first-byte probe got a 2xx from the gateway", m.gateway_up.clone());
+        r.register("openclaw_exporter_config_reloads", "Configuration reloads by result: success, failure", m.config_reloads.clone());
+        r.register("openclaw_exporter_probe_lag_seconds", "How late a scheduled probe started", m.probe_lag_seconds.clone());
+        r.register(
+            "openclaw_exporter_build",
+            "Build information",
+            Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
+        );
+        for result in ["success", "failure"] {
+            metrics.config_reloads.get_or_create(&ResultLabels { result });
+        }
+        Recorder { registry, metrics, forwards: Mutex::new(HashMap::new()) }
+    }
+
+    /// Create a forward's series at zero, so counters exist (and `rate()` works) before the first probe.
+    pub fn register_forward(&self, forward: &str) {
+        let m = &self.metrics;
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        for family in [&m.syn_attempts, &m.syn_successes, &m.up_checks, &m.up_successes, &m.gateway_probe_attempts] {
+            family.get_or_create(&labels);
+        }
+        m.unobserved_seconds.get_or_create(&labels);
+        for reason in FIRST_BYTE_REASONS {
+            m.gateway_probe_failures.get_or_create(&ForwardReasonLabels { forward: forward.to_owned(), reason });
+        }
+        self.lock().entry(forward.to_owned()).or_insert_with(ForwardState::new);
+    }
+
+    /// Record one tunnel round: a SYN probe and an SSH session probe run together. Returns whether the
+    /// round counts as up.
+    ///
+    /// Up = SSH session up AND SYN success. When the listener's owner cannot be read, the session is
+    /// unknown, not down: the round then rests on SYN alone.
+    pub fn record_tunnel_round(
+        &self,
+        forward: &str,
+        at: SystemTime,
+        syn: &syn::Outcome,
+        session: &ssh_session::Outcome,
+    ) -> bool {
+        let m = &self.metrics;
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        m.syn_attempts.get_or_create(&labels).inc();
+        if let Ok(connected) = syn {
+            m.syn_successes.get_or_create(&labels).inc();
+            m.connect_seconds.get_or_create(&labels).observe(connected.connect.as_secs_f64());
+        }
+        let session_known = !matches!(
+            session,
+            ssh_session::Outcome::Unreadable { .. } | ssh_session::Outcome::Unsupported { .. }
+        );
+        if session_known {
+            let up = matches!(session, ssh_session::Outcome::Up(_));
+            m.ssh_session_up.get_or_create(&labels).set(i64::from(up));
+        } else {
+            m.ssh_session_up.remove(&labels);
+        }
+        for state in ssh_session::Outcome::STATES {
+            let value = i64::from(state == session.state());
+            m.ssh_session_state.get_or_create(&ForwardStateLabels { forward: forward.to_owned(), state }).set(value);
+        }
+        let session_ok = matches!(session, ssh_session::Outcome::Up(_)) || !session_known;
+        let up = session_ok && syn.is_ok();
+        m.up_checks.get_or_create(&labels).inc();
+        if up {
+            m.up_successes.get_or_create(&labels).inc();
+        }
+        let mut forwards = self.lock();
+        let state = forwards.entry(forward.to_owned()).or_insert_with(ForwardState::new);
+        state.ledger.record_round(unix_seconds(at), up);
+        state.session = Some(session.clone());
+        up
+    }
+
+    /// Record `[from, to)` as time no round could observe.
+    pub fn record_unobserved(&self, forward: &str, from: SystemTime, to: SystemTime) {
+        let seconds = to.duration_since(from).unwrap_or_default().as_secs_f64();
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        self.metrics.unobserved_seconds.get_or_create(&labels).inc_by(seconds);
+        let mut forwards = self.lock();
+        let state = forwards.entry(forward.to_owned()).or_insert_with(ForwardState::new);
+        state.ledger.record_unobserved(unix_seconds(from), unix_seconds(to));
+    }
+
+    /// Record one first-byte probe.
+    pub fn record_first_byte(&self, forward: &str, outcome: &first_byte::Outcome) {
+        let m = &self.metrics;
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        m.gateway_probe_attempts.get_or_create(&labels).inc();
+        let first_byte = match outcome {
+            Ok(response) => Some(response.first_byte),
+            Err(first_byte::Failure::BadStatus { first_byte, .. }) => *first_byte,
+            Err(_) => None,
+        };
+        if let Some(first_byte) = first_byte {
+            m.first_byte_seconds.get_or_create(&labels).observe(first_byte.as_secs_f64());
+        }
+        if let Err(failure) = outcome {
+            let reason = failure.reason();
+            m.gateway_probe_failures.get_or_create(&ForwardReasonLabels { forward: forward.to_owned(), reason }).inc();
+        }
+        m.gateway_up.get_or_create(&labels).set(i64::from(outcome.is_ok()));
+        let mut forwards = self.lock();
+        let state = forwards.entry(forward.to_owned()).or_insert_with(ForwardState::new);
+        if let Ok(response) = outcome {
+            state.first_byte_us.saturating_record(response.first_byte.as_micros().max(1) as u64);
+        }
+        state.last_first_byte = Some(match outcome {
+            Ok(response) => format!("HTTP {} in {:?}", response.status, response.first_byte),
+            Err(failure) => failure.to_string(),
+        });
+    }
+
+    /// Record how late a scheduled probe started.
+    pub fn record_probe_lag(&self, probe: &'static str, lag: Duration) {
+        self.metrics.probe_lag_seconds.get_or_create(&ProbeLabels { probe }).observe(lag.as_secs_f64());
+    }
+
+    /// Count a configuration reload.
+    pub fn record_reload(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.metrics.config_reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Render every metric in `format`, bringing the uptime ratios up to `now` first.
+    pub fn encode(&self, format: Format, now: SystemTime) -> String {
+        self.refresh_uptime_ratios(now);
+        let mut text = String::with_capacity(16 * 1024);
+        let encoded = match format {
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &self.registry),
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry),
+        };
+        encoded.expect("writing to a String cannot fail");
+        text
+    }
+
+    /// A JSON view of each forward: its session, last first-byte result, first-byte quantiles and buckets.
+    pub fn status(&self, now: SystemTime) -> serde_json::Value {
+        let forwards = self.lock();
+        let mut names: Vec<_> = forwards.keys().collect();
+        names.sort();
+        let forwards_json: Vec<_> = names
+            .into_iter()
+            .map(|name| {
+                let state = &forwards[name];
+                let quantile = |q: f64| {
+                    (!state.first_byte_us.is_empty()).then(|| state.first_byte_us.value_at_quantile(q) as f64 / 1e6)
+                };
+                json!({
+                    "forward": name,
+                    "ssh_session": state.session.as_ref().map(session_json),
+                    "last_first_byte": state.last_first_byte,
+                    "first_byte_seconds": {
+                        "count": state.first_byte_us.len(),
+                        "p50": quantile(0.5), "p90": quantile(0.9), "p99": quantile(0.99), "max": quantile(1.0),
+                    },
+                    "uptime_ratio_last_bucket": state.ledger.last_completed_ratio(unix_seconds(now)),
+                    "buckets": state.ledger.buckets().collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({ "version": env!("CARGO_PKG_VERSION"), "forwards": forwards_json })
+    }
+
+    fn refresh_uptime_ratios(&self, now: SystemTime) {
+        let now = unix_seconds(now);
+        let forwards = self.lock();
+        for (name, state) in forwards.iter() {
+            let labels = ForwardLabels { forward: name.clone() };
+            match state.ledger.last_completed_ratio(now) {
+                Some(ratio) => {
+                    self.metrics.uptime_ratio.get_or_create(&labels).set(ratio);
+                }
+                None => {
+                    self.metrics.uptime_ratio.remove(&labels);
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ForwardState>> {
+        // A panic while holding the lock cannot leave the ledger half-written in a way worth losing all
+        // metrics over: keep serving.
+        self.forwards.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn session_json(session: &ssh_session::Outcome) -> serde_json::Value {
+    let owner = session.owner();
+    json!({
+        "state": session.state(),
+        "pid": owner.map(|o| o.pid),
+        "name": owner.map(|o| o.name.clone()),
+        "parent_pid": owner.map(|o| o.parent_pid),
+        "parent_name": owner.and_then(|o| o.parent_name.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn owner(name: &str) -> ssh_session::Owner {
+        ssh_session::Owner { pid: 42, name: name.into(), parent_pid: 1, parent_name: Some("autossh".into()) }
+    }
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn a_round_is_up_only_with_ssh_and_syn() {
+        let recorder = Recorder::new();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let syn_ok: syn::Outcome = Ok(syn::Connected { connect: Duration::from_micros(30) });
+        let up = ssh_session::Outcome::Up(owner("ssh"));
+        assert!(recorder.record_tunnel_round("a", t0, &syn_ok, &up));
+        assert!(!recorder.record_tunnel_round("a", t0, &Err(syn::Failure::Refused), &up));
+        assert!(!recorder.record_tunnel_round("a", t0, &syn_ok, &ssh_session::Outcome::NotSsh(owner("python3"))));
+        let unreadable = ssh_session::Outcome::Unreadable { detail: "x".into() };
+        assert!(recorder.record_tunnel_round("a", t0, &syn_ok, &unreadable));
+
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(300));
+        assert_eq!(sample(&text, "openclaw_tunnel_up_checks_total{forward=\"a\"}"), Some(4.0));
+        assert_eq!(sample(&text, "openclaw_tunnel_up_successes_total{forward=\"a\"}"), Some(2.0));
+        assert_eq!(sample(&text, "openclaw_tunnel_syn_attempts_total{forward=\"a\"}"), Some(4.0));
+        assert_eq!(sample(&text, "openclaw_tunnel_syn_successes_total{forward=\"a\"}"), Some(3.0));
+        assert_eq!(sample(&text, "openclaw_tunnel_uptime_ratio{forward=\"a\"}"), Some(0.5));
+        // Unreadable is not down: the session gauge is withdrawn, the state says why.
+        assert_eq!(sample(&text, "openclaw_tunnel_ssh_session_up{forward=\"a\"}"), None);
+        assert_eq!(sample(&text, "openclaw_tunnel_ssh_session_state{forward=\"a\",state=\"unreadable\"}"), Some(1.0));
+        // 30 us connects resolve between the 25 us and 50 us bounds.
+        assert_eq!(sample(&text, "openclaw_tunnel_connect_seconds_bucket{forward=\"a\",le=\"2.5e-05\"}"), Some(0.0));
+        assert_eq!(sample(&text, "openclaw_tunnel_connect_seconds_bucket{forward=\"a\",le=\"5e-05\"}"), Some(3.0));
+    }
+
+    #[test]
+    fn first_byte_failures_count_by_reason_and_gateway_up_follows_the_last_probe() {
+        let recorder = Recorder::new();
+        recorder.register_forward("a");
+        let ok: first_byte::Outcome =
+            Ok(first_byte::Response { connect: Duration::ZERO, first_byte: Duration::from_millis(2), status: 200 });
+        recorder.record_first_byte("a", &ok);
+        recorder.record_first_byte("a", &Err(first_byte::Failure::EmptyReply { elapsed: Duration::ZERO }));
+        let text = recorder.encode(Format::OpenMetrics, SystemTime::now());
+        assert_eq!(sample(&text, "openclaw_gateway_probe_attempts_total{forward=\"a\"}"), Some(2.0));
+        assert_eq!(sample(&text, "openclaw_gateway_probe_failures_total{forward=\"a\",reason=\"empty_reply\"}"), Some(1.0));
+        assert_eq!(sample(&text, "openclaw_gateway_probe_failures_total{forward=\"a\",reason=\"timeout\"}"), Some(0.0));
+        assert_eq!(sample(&text, "openclaw_gateway_up{forward=\"a\"}"), Some(0.0));
+        assert_eq!(sample(&text, "openclaw_gateway_first_byte_seconds_count{forward=\"a\"}"), Some(1.0));
+        assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains("openclaw_exporter_build_info{version="));
+    }
+}
