@@ -1,5 +1,160 @@
+//! openclaw-tunnel-exporter: measures the OpenClaw control plane reached through an ssh -L forward and
+//! serves it to Prometheus.
+//!
+//! Layout: [`config`] (embedded default < file < environment) -> [`scheduler`] (a task per probe, jittered
+//! ticks, hard timeouts, bounded concurrency) -> `probes::*` (typed outcomes) -> [`recorder`] (the only
+//! writer of metrics, uptime buckets and hdrhistograms) -> [`web`] (`/metrics`, `/status.json`).
+//! Shutdown is one cancellation token passed down; a reload replaces the scheduler's generation of tasks and
+//! keeps the recorder. Errors are enums in the libraries and `anyhow` only here, at the edge.
+
 mod clock;
 mod config;
 mod recorder;
+mod scheduler;
 mod uptime;
-fn main() {}
+mod web;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::recorder::Recorder;
+use crate::scheduler::Generation;
+
+/// Prometheus exporter for an OpenClaw gateway reached through an ssh -L forward.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A TOML config file layered over the embedded default (then OPENCLAW_EXPORTER__SECTION__KEY env).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the exporter (the default).
+    Run,
+    /// Validate the configuration: exit 0, or print every problem and exit 1.
+    CheckConfig,
+    /// Print the embedded default configuration.
+    DefaultConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::DefaultConfig => {
+            print!("{}", config::DEFAULT_TOML);
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig => match Config::load(cli.config.as_deref()) {
+            Ok(config) => {
+                println!("configuration OK: {} forward(s), metrics on {}", config.forwards.len(), config.web.listen);
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("{err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run => {
+            init_logging();
+            let config = match Config::load(cli.config.as_deref()) {
+                Ok(config) => config,
+                Err(err) => {
+                    eprintln!("{err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    eprintln!("cannot start the async runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(config, cli.config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!("{err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let recorder = Arc::new(Recorder::new());
+    let (reload_tx, mut reload_rx) = mpsc::channel::<web::ReloadRequest>(8);
+
+    let listener = tokio::net::TcpListener::bind(config.web.listen)
+        .await
+        .with_context(|| format!("cannot listen on web.listen = \"{}\"", config.web.listen))?;
+    tracing::info!(listen = %config.web.listen, forwards = config.forwards.len(), "serving /metrics");
+    let app = web::router(recorder.clone(), reload_tx);
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(server_shutdown.cancelled_owned()).await
+    });
+
+    let mut generation = Generation::start(&config, recorder.clone(), &shutdown);
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        let reply = tokio::select! {
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break }
+            _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break }
+            _ = sighup.recv() => None,
+            Some(reply) = reload_rx.recv() => Some(reply),
+        };
+        let result = match Config::load(config_path.as_deref()) {
+            Ok(new_config) => {
+                if new_config.web.listen != config.web.listen {
+                    tracing::warn!(listen = %config.web.listen, wanted = %new_config.web.listen, "web.listen changes take effect on restart");
+                }
+                generation.stop().await;
+                generation = Generation::start(&new_config, recorder.clone(), &shutdown);
+                config = new_config;
+                recorder.record_reload(true);
+                tracing::info!(forwards = config.forwards.len(), "configuration reloaded");
+                Ok(())
+            }
+            Err(err) => {
+                recorder.record_reload(false);
+                tracing::error!("reload failed, keeping the running configuration: {err}");
+                Err(err.to_string())
+            }
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
+    }
+    shutdown.cancel();
+    generation.stop().await;
+    server.await.context("web server task")?.context("web server")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -172,7 +172,7 @@ impl Recorder {
             Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
         );
         for result in ["success", "failure"] {
-            metrics.config_reloads.get_or_create(&ResultLabels { result });
+            metrics.config_reloads.get_or_create_owned(&ResultLabels { result });
         }
         Recorder { registry, metrics, forwards: Mutex::new(HashMap::new()) }
     }
@@ -182,11 +182,11 @@ impl Recorder {
         let m = &self.metrics;
         let labels = ForwardLabels { forward: forward.to_owned() };
         for family in [&m.syn_attempts, &m.syn_successes, &m.up_checks, &m.up_successes, &m.gateway_probe_attempts] {
-            family.get_or_create(&labels);
+            family.get_or_create_owned(&labels);
         }
-        m.unobserved_seconds.get_or_create(&labels);
+        m.unobserved_seconds.get_or_create_owned(&labels);
         for reason in FIRST_BYTE_REASONS {
-            m.gateway_probe_failures.get_or_create(&ForwardReasonLabels { forward: forward.to_owned(), reason });
+            m.gateway_probe_failures.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
         }
         self.lock().entry(forward.to_owned()).or_insert_with(ForwardState::new);
     }

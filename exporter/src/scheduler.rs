@@ -1,0 +1,197 @@
+//! The scheduler: one task per probe per forward, each on its own interval.
+//!
+//! - Each task starts at a random phase within its interval (jitter), so many forwards do not probe in
+//!   lock-step, then keeps a fixed period; a late tick is recorded as `openclaw_exporter_probe_lag_seconds`.
+//! - A probe's timeout is the forward's `timeout` capped at the probe's interval, so rounds never overlap;
+//!   the probe future is also wrapped in a hard timeout, so a probe that hangs ends as a timeout.
+//! - A semaphore bounds how many probes run at once across all forwards.
+//! - Gaps between tunnel rounds are measured on a clock that counts suspend (see [`crate::clock`]); a gap
+//!   much longer than the interval is recorded as unobserved time, neither up nor down.
+//!
+//! Tasks stop when their generation's cancellation token fires: on shutdown, or on a reload, which starts
+//! a new generation with the new config while the recorder carries on.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use probes::{first_byte, ssh_session, syn};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::config::{Config, Forward};
+use crate::recorder::Recorder;
+
+/// A margin past a probe's own timeout before the hard timeout cuts it off.
+const HARD_TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
+
+/// The running probe tasks of one configuration.
+pub struct Generation {
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Generation {
+    /// Start every probe task for `config`, recording into `recorder`. Tasks stop when `parent` is cancelled
+    /// or [`Generation::stop`] is called.
+    pub fn start(config: &Config, recorder: Arc<Recorder>, parent: &CancellationToken) -> Generation {
+        let cancel = parent.child_token();
+        let permits = Arc::new(Semaphore::new(config.scheduler.max_concurrent_probes));
+        let mut tasks = JoinSet::new();
+        for forward in &config.forwards {
+            recorder.register_forward(&forward.name);
+            let forward = Arc::new(forward.clone());
+            let ctx = TaskContext { recorder: recorder.clone(), permits: permits.clone(), cancel: cancel.clone() };
+            tasks.spawn(tunnel_rounds(forward.clone(), ctx.clone()));
+            tasks.spawn(first_byte_probes(forward, ctx));
+        }
+        Generation { cancel, tasks }
+    }
+
+    /// Stop every task now. A probe in flight is dropped; the recorder is written only between awaits, so
+    /// no round is ever half-recorded.
+    pub async fn stop(mut self) {
+        self.cancel.cancel();
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+#[derive(Clone)]
+struct TaskContext {
+    recorder: Arc<Recorder>,
+    permits: Arc<Semaphore>,
+    cancel: CancellationToken,
+}
+
+/// A fixed-period ticker that starts at a random phase and skips ticks missed during a stall.
+struct Ticker {
+    period: Duration,
+    next: Instant,
+}
+
+impl Ticker {
+    fn jittered(period: Duration) -> Self {
+        let phase = period.mul_f64(rand::random::<f64>());
+        Ticker { period, next: Instant::now() + phase }
+    }
+
+    /// Wait for the next tick; returns its scheduled instant, or None when cancelled.
+    async fn tick(&mut self, cancel: &CancellationToken) -> Option<Instant> {
+        tokio::select! {
+            _ = cancel.cancelled() => None,
+            _ = tokio::time::sleep_until(self.next) => {
+                let scheduled = self.next;
+                self.next += self.period;
+                let now = Instant::now();
+                if self.next <= now {
+                    // Stalled for more than a period: run once now, then resume the schedule from here.
+                    self.next = now + self.period;
+                }
+                Some(scheduled)
+            }
+        }
+    }
+}
+
+/// Wait for a permit, record the lag from `scheduled`, and return the permit.
+async fn start_probe(
+    ctx: &TaskContext,
+    probe: &'static str,
+    scheduled: Instant,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let permit = tokio::select! {
+        _ = ctx.cancel.cancelled() => return None,
+        permit = ctx.permits.clone().acquire_owned() => permit.ok()?,
+    };
+    ctx.recorder.record_probe_lag(probe, Instant::now().saturating_duration_since(scheduled));
+    Some(permit)
+}
+
+async fn tunnel_rounds(forward: Arc<Forward>, ctx: TaskContext) {
+    let interval = forward.syn_interval;
+    let timeout = forward.timeout.min(interval);
+    let mut ticker = Ticker::jittered(interval);
+    let mut last_round_boot: Option<Duration> = None;
+    let mut session_target = ssh_session::Target { addr: forward.local, last_owner: None };
+    let syn_target = syn::Target { addr: forward.local };
+    let mut last_session: Option<ssh_session::Outcome> = None;
+
+    while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
+        let Some(_permit) = start_probe(&ctx, "syn", scheduled).await else { break };
+        let now_boot = clock::since_boot();
+        let now_wall = SystemTime::now();
+        if let Some(previous) = last_round_boot {
+            let gap = now_boot.saturating_sub(previous);
+            // A round normally follows the last by one interval (plus scheduling noise); anything beyond
+            // half an interval more is time the process could not observe.
+            if gap > interval + interval / 2 {
+                let unobserved = gap - interval;
+                tracing::warn!(forward = %forward.name, unobserved = ?unobserved, "probe loop stalled (suspend or stop); counting the gap as unobserved");
+                ctx.recorder.record_unobserved(&forward.name, now_wall - unobserved, now_wall);
+            }
+        }
+        last_round_boot = Some(now_boot);
+
+        let hard = timeout + HARD_TIMEOUT_MARGIN;
+        let (syn_outcome, session) = tokio::join!(
+            async {
+                tokio::time::timeout(hard, syn::probe(&syn_target, timeout)).await.unwrap_or(Err(syn::Failure::Timeout))
+            },
+            async {
+                tokio::time::timeout(hard, ssh_session::probe(&session_target, timeout))
+                    .await
+                    .unwrap_or_else(|_| ssh_session::Outcome::Unreadable { detail: "lookup hung".into() })
+            },
+        );
+        ctx.recorder.record_tunnel_round(&forward.name, now_wall, &syn_outcome, &session);
+        if last_session.as_ref() != Some(&session) {
+            log_session_change(&forward.name, &session);
+        }
+        session_target.last_owner = session.owner().map(|owner| owner.pid);
+        last_session = Some(session);
+    }
+}
+
+fn log_session_change(forward: &str, session: &ssh_session::Outcome) {
+    match session {
+        ssh_session::Outcome::Up(owner) => tracing::info!(
+            forward, pid = owner.pid, parent_pid = owner.parent_pid, parent = owner.parent_name.as_deref().unwrap_or("?"),
+            "ssh session up: ssh owns the forward's listener"
+        ),
+        ssh_session::Outcome::NotSsh(owner) => tracing::warn!(
+            forward, pid = owner.pid, name = %owner.name, parent = owner.parent_name.as_deref().unwrap_or("?"),
+            "the forward's port is held by a process that is not ssh"
+        ),
+        ssh_session::Outcome::NoListener => tracing::warn!(forward, "no process listens on the forward's address: ssh is down or reconnecting"),
+        ssh_session::Outcome::Unreadable { detail } => tracing::warn!(
+            forward, detail = %detail, "cannot read which process owns the forward's listener; session state unknown (not counted as down)"
+        ),
+        ssh_session::Outcome::Unsupported { detail } => tracing::warn!(forward, detail = %detail, "cannot check the ssh session on this system"),
+    }
+}
+
+async fn first_byte_probes(forward: Arc<Forward>, ctx: TaskContext) {
+    let interval = forward.first_byte_interval;
+    let timeout = forward.timeout.min(interval);
+    let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
+    let mut ticker = Ticker::jittered(interval);
+    let mut last_reason: Option<&'static str> = None;
+    while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
+        let Some(_permit) = start_probe(&ctx, "first_byte", scheduled).await else { break };
+        let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, first_byte::probe(&target, timeout))
+            .await
+            .unwrap_or(Err(first_byte::Failure::Timeout));
+        ctx.recorder.record_first_byte(&forward.name, &outcome);
+        let reason = outcome.as_ref().err().map(|failure| failure.reason());
+        if reason != last_reason {
+            match &outcome {
+                Ok(response) => tracing::info!(forward = %forward.name, first_byte = ?response.first_byte, "gateway answers through the forward"),
+                Err(failure) => tracing::warn!(forward = %forward.name, reason = failure.reason(), error = %failure, "gateway first-byte probe failing"),
+            }
+            last_reason = reason;
+        }
+    }
+}
