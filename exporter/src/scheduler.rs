@@ -158,11 +158,11 @@ async fn tunnel_rounds(forward: Arc<Forward>, ctx: TaskContext) {
 fn log_session_change(forward: &str, session: &ssh_session::Outcome) {
     match session {
         ssh_session::Outcome::Up(owner) => tracing::info!(
-            forward, pid = owner.pid, parent_pid = owner.parent_pid, parent = owner.parent_name.as_deref().unwrap_or("?"),
+            forward, pid = owner.pid, parent_pid = owner.parent_pid, parent = %owner.parent_name.as_deref().unwrap_or("?"),
             "ssh session up: ssh owns the forward's listener"
         ),
         ssh_session::Outcome::NotSsh(owner) => tracing::warn!(
-            forward, pid = owner.pid, name = %owner.name, parent = owner.parent_name.as_deref().unwrap_or("?"),
+            forward, pid = owner.pid, name = %owner.name, parent = %owner.parent_name.as_deref().unwrap_or("?"),
             "the forward's port is held by a process that is not ssh"
         ),
         ssh_session::Outcome::NoListener => tracing::warn!(forward, "no process listens on the forward's address: ssh is down or reconnecting"),

@@ -1,0 +1,456 @@
+//! The end-to-end harness: real sshd, ssh, autossh and Prometheus processes on free loopback ports, the
+//! gateway stand-in, and the exporter binary, each a child process stopped when its handle drops.
+//!
+//! `tests/install-deps.sh` installs what this needs (openssh-server, openssh-client, autossh, prometheus).
+//! As root, sshd runs as the `daemon` user (sshd as root wants /run/sshd and a privileged setup); as any
+//! other user it runs as that user and accepts only that user, which is all a forward needs.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// True when this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Send `signal` to `pid`.
+pub fn kill(pid: u32, signal: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
+
+/// Wait until `addr` accepts a TCP connection, or panic naming `what`.
+pub fn wait_listening(addr: SocketAddr, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr} within {timeout:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wait until `addr` refuses connections.
+pub fn wait_refused(addr: SocketAddr, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        assert!(Instant::now() < deadline, "{what} still listens on {addr} after {timeout:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Locate a binary built by `cargo build --workspace` next to this test executable.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace` before the end-to-end tests", path.display());
+    path
+}
+
+/// Find an executable on PATH or in the usual sbin directories.
+pub fn find_program(name: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| panic!("{name} not found: run tests/install-deps.sh"))
+}
+
+/// A child process killed (SIGKILL, after SIGCONT in case it was stopped) when dropped, with its stderr
+/// captured for assertions and failure messages.
+pub struct Proc {
+    /// Which program, for messages.
+    pub name: String,
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Spawn `command` with stdout and stderr captured.
+    pub fn spawn(name: &str, command: &mut Command) -> Proc {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        Proc { name: name.into(), child, output }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Send a signal.
+    pub fn signal(&self, signal: i32) {
+        kill(self.pid(), signal);
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Wait for the process to exit, up to `timeout`; returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        kill(self.pid(), libc::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every live descendant of `pid` (children, grandchildren...), read from /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: BTreeMap<u32, u32> = BTreeMap::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
+        // comm may hold spaces and parentheses: the fields after the last ')' are fixed.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else { continue };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parents.insert(child, ppid);
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parents.iter().filter(|(_, ppid)| **ppid == parent).map(|(child, _)| *child));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// A real sshd on a free loopback port that allows local forwards to one gateway port.
+pub struct Sshd {
+    /// The listener process.
+    pub proc: Proc,
+    /// Its port.
+    pub port: u16,
+    /// The user ssh logs in as.
+    pub user: String,
+    dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    /// Generate keys, write a config and start sshd, permitting forwards to 127.0.0.1:`gateway_port`.
+    pub fn start(gateway_port: u16) -> Sshd {
+        let dir = tempfile::Builder::new().prefix("oce-sshd").tempdir().unwrap();
+        let d = dir.path();
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+        for key in ["host_ed25519", "client_ed25519"] {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(key))
+                .stdin(Stdio::null())
+                .status()
+                .expect("ssh-keygen");
+            assert!(status.success(), "ssh-keygen failed");
+        }
+        fs::copy(d.join("client_ed25519.pub"), d.join("authorized_keys")).unwrap();
+        fs::set_permissions(d.join("authorized_keys"), fs::Permissions::from_mode(0o644)).unwrap();
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PidFile none\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             AllowTcpForwarding local\nPermitOpen 127.0.0.1:{gateway_port}\nLogLevel VERBOSE\n",
+            d = d.display()
+        );
+        fs::write(d.join("sshd_config"), config).unwrap();
+        let host_pub = fs::read_to_string(d.join("host_ed25519.pub")).unwrap();
+        fs::write(d.join("known_hosts"), format!("[127.0.0.1]:{port} {host_pub}")).unwrap();
+
+        let sshd = find_program("sshd");
+        let (user, mut command) = if is_root() {
+            let status = Command::new("chown").arg("daemon:").arg(d.join("host_ed25519")).status().unwrap();
+            assert!(status.success(), "chown daemon host key");
+            let mut command = Command::new("setpriv");
+            command.args(["--reuid=daemon", "--regid=daemon", "--clear-groups"]).arg(&sshd);
+            ("daemon".to_owned(), command)
+        } else {
+            let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+            (user.trim().to_owned(), Command::new(&sshd))
+        };
+        command.arg("-f").arg(d.join("sshd_config")).args(["-D", "-e"]);
+        let proc = Proc::spawn("sshd", &mut command);
+        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "sshd", Duration::from_secs(10));
+        Sshd { proc, port, user, dir }
+    }
+
+    /// The ssh client arguments for `-L 127.0.0.1:local:127.0.0.1:gateway`, as SSH-FORWARD.md gives them.
+    pub fn forward_args(&self, local_port: u16, gateway_port: u16) -> Vec<String> {
+        let d = self.dir.path().display();
+        [
+            "-F", "/dev/null",
+            "-i", &format!("{d}/client_ed25519"),
+            "-o", "IdentitiesOnly=yes",
+            "-o", &format!("UserKnownHostsFile={d}/known_hosts"),
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes",
+            "-o", "ServerAliveInterval=1",
+            "-o", "ServerAliveCountMax=3",
+            "-o", "ExitOnForwardFailure=yes",
+            "-o", "ConnectTimeout=5",
+            "-p", &self.port.to_string(),
+            "-N",
+            "-L", &format!("127.0.0.1:{local_port}:127.0.0.1:{gateway_port}"),
+            &format!("{}@127.0.0.1", self.user),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Start `ssh -N -L` and wait until the forward listens.
+    pub fn forward(&self, local_port: u16, gateway_port: u16) -> Proc {
+        let ssh = Proc::spawn("ssh", Command::new("ssh").args(self.forward_args(local_port, gateway_port)));
+        wait_listening(SocketAddr::from(([127, 0, 0, 1], local_port)), "ssh -L forward", Duration::from_secs(10));
+        ssh
+    }
+
+    /// Start the forward under `autossh -M 0`, as deploy/ runs it, and wait until it listens.
+    pub fn autossh_forward(&self, local_port: u16, gateway_port: u16) -> Proc {
+        let mut command = Command::new(find_program("autossh"));
+        command.env("AUTOSSH_GATETIME", "0").env("AUTOSSH_POLL", "5").arg("-M").arg("0");
+        command.args(self.forward_args(local_port, gateway_port));
+        let autossh = Proc::spawn("autossh", &mut command);
+        wait_listening(SocketAddr::from(([127, 0, 0, 1], local_port)), "autossh forward", Duration::from_secs(10));
+        autossh
+    }
+
+    /// SIGSTOP (or SIGCONT) every process serving a connection: the remote side freezes, the listener lives.
+    pub fn signal_sessions(&self, signal: i32) -> usize {
+        let sessions = descendants(self.proc.pid());
+        for pid in &sessions {
+            kill(*pid, signal);
+        }
+        sessions.len()
+    }
+}
+
+/// The gateway stand-in (this crate's `gateway-standin` binary) on a port.
+pub struct Gateway {
+    /// The process.
+    pub proc: Proc,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Start the stand-in on `port`, answering after `delay`.
+    pub fn start(port: u16, delay: Duration) -> Gateway {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let proc = Proc::spawn(
+            "gateway-standin",
+            Command::new(workspace_binary("gateway-standin"))
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--delay-ms")
+                .arg(delay.as_millis().to_string()),
+        );
+        wait_listening(addr, "gateway stand-in", Duration::from_secs(10));
+        Gateway { proc, addr }
+    }
+}
+
+/// Samples of one scrape: `name{labels}` -> value, labels as rendered.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    /// The raw text.
+    pub text: String,
+    samples: BTreeMap<String, f64>,
+}
+
+impl Scrape {
+    /// Parse the text exposition format (0.0.4 or OpenMetrics) into samples.
+    pub fn parse(text: &str) -> Scrape {
+        let samples = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                Some((series.to_owned(), value.parse().ok()?))
+            })
+            .collect();
+        Scrape { text: text.to_owned(), samples }
+    }
+
+    /// The value of an exact series, e.g. `openclaw_gateway_up{forward="t"}`.
+    pub fn get(&self, series: &str) -> Option<f64> {
+        self.samples.get(series).copied()
+    }
+
+    /// The value of an exact series, or 0 when absent.
+    pub fn value(&self, series: &str) -> f64 {
+        self.get(series).unwrap_or(0.0)
+    }
+}
+
+/// The exporter binary running on a config file written for the test.
+pub struct Exporter {
+    /// The process.
+    pub proc: Proc,
+    /// Its metrics address.
+    pub web: SocketAddr,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Exporter {
+    /// Write `forwards_toml` (the `[[forward]]` tables) to a config with a free web port, and start it.
+    pub fn start(forwards_toml: &str) -> Exporter {
+        Self::start_with(forwards_toml, |command| command)
+    }
+
+    /// As [`Exporter::start`], letting the caller adjust the command (user, environment).
+    pub fn start_with(forwards_toml: &str, adjust: impl FnOnce(&mut Command) -> &mut Command) -> Exporter {
+        let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        fs::write(config.path(), format!("[web]\nlisten = \"{web}\"\n\n{forwards_toml}")).unwrap();
+        fs::set_permissions(config.path(), fs::Permissions::from_mode(0o644)).unwrap();
+        let mut command = Command::new(workspace_binary("openclaw-tunnel-exporter"));
+        command.arg("--config").arg(config.path()).env("RUST_LOG", "info");
+        let proc = Proc::spawn("exporter", adjust(&mut command));
+        let exporter = Exporter { proc, web, _config: config };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(web).is_err() {
+            assert!(Instant::now() < deadline, "exporter did not serve on {web}:\n{}", exporter.proc.output());
+            thread::sleep(Duration::from_millis(50));
+        }
+        exporter
+    }
+
+    /// GET a path, with an optional Accept header; returns (content type, body).
+    pub fn get(&self, path: &str, accept: Option<&str>) -> (String, String) {
+        let mut request = ureq::get(format!("http://{}{path}", self.web));
+        if let Some(accept) = accept {
+            request = request.header("Accept", accept);
+        }
+        let mut response = request.call().unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        (content_type, response.body_mut().read_to_string().unwrap())
+    }
+
+    /// Scrape /metrics in the 0.0.4 text format.
+    pub fn scrape(&self) -> Scrape {
+        Scrape::parse(&self.get("/metrics", None).1)
+    }
+
+    /// Scrape until `condition` holds, or panic after `timeout` with `what`, the last scrape and the log.
+    pub fn wait_for(&self, what: &str, timeout: Duration, condition: impl Fn(&Scrape) -> bool) -> Scrape {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let scrape = self.scrape();
+            if condition(&scrape) {
+                return scrape;
+            }
+            if Instant::now() > deadline {
+                let relevant: Vec<_> =
+                    scrape.text.lines().filter(|l| !l.starts_with('#') && !l.contains("_bucket")).collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for: {what}\n--- last scrape ---\n{}\n--- exporter log ---\n{}",
+                    relevant.join("\n"),
+                    self.proc.output()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The status JSON.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/status.json", None).1).unwrap()
+    }
+}
+
+/// A `[[forward]]` table named `name` on `local_port` with fast test intervals.
+pub fn forward_toml(name: &str, local_port: u16) -> String {
+    format!(
+        "[[forward]]\nname = \"{name}\"\nlocal = \"127.0.0.1:{local_port}\"\nhealth_path = \"/healthz\"\n\
+         syn_interval = \"200ms\"\nfirst_byte_interval = \"300ms\"\ntimeout = \"1s\"\n"
+    )
+}
+
+/// A whole working chain: gateway stand-in <- sshd <- ssh -L <- exporter.
+pub struct Chain {
+    /// The gateway stand-in.
+    pub gateway: Gateway,
+    /// The sshd.
+    pub sshd: Sshd,
+    /// The ssh forward.
+    pub ssh: Proc,
+    /// The forward's local port.
+    pub local_port: u16,
+    /// The exporter.
+    pub exporter: Exporter,
+}
+
+impl Chain {
+    /// Start everything with the forward named `t`.
+    pub fn start() -> Chain {
+        let gateway = Gateway::start(free_port(), Duration::ZERO);
+        let sshd = Sshd::start(gateway.addr.port());
+        let local_port = free_port();
+        let ssh = sshd.forward(local_port, gateway.addr.port());
+        let exporter = Exporter::start(&forward_toml("t", local_port));
+        Chain { gateway, sshd, ssh, local_port, exporter }
+    }
+
+    /// The forward's local address.
+    pub fn local(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.local_port))
+    }
+}

@@ -1,0 +1,120 @@
+//! Bad configuration files: each gets a clear error naming the file, key and value, and a non-zero exit,
+//! from `check-config` and from a plain run alike.
+
+use std::process::Command;
+
+use e2e::workspace_binary;
+
+fn check(config: &str, env: &[(&str, &str)]) -> (bool, String, tempfile::NamedTempFile) {
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(file.path(), config).unwrap();
+    let output = Command::new(workspace_binary("openclaw-tunnel-exporter"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(file.path())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
+    (output.status.success(), text, file)
+}
+
+fn assert_rejected(config: &str, expected: &[&str]) {
+    let (ok, text, file) = check(config, &[]);
+    assert!(!ok, "accepted a bad config:\n{config}\n{text}");
+    assert!(text.contains(&file.path().display().to_string()), "error does not name the file:\n{text}");
+    for needle in expected {
+        assert!(text.contains(needle), "error lacks {needle:?}:\n{text}");
+    }
+}
+
+const GOOD: &str = "[[forward]]\nname = \"mac-ap1\"\nlocal = \"127.0.0.1:18789\"\n";
+
+#[test]
+fn a_good_file_passes() {
+    let (ok, text, _file) = check(GOOD, &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("configuration OK"), "{text}");
+}
+
+#[test]
+fn an_unknown_key_is_an_error() {
+    assert_rejected(&format!("{GOOD}syn_intervall = \"1s\"\n"), &["forward[0].syn_intervall", "unknown key"]);
+    assert_rejected("[webb]\nlisten = \"127.0.0.1:1\"\n", &["webb", "unknown key"]);
+}
+
+#[test]
+fn duplicate_forward_names_are_an_error() {
+    assert_rejected(&format!("{GOOD}{GOOD}"), &["forward[1].name", "\"mac-ap1\"", "duplicate"]);
+}
+
+#[test]
+fn a_bad_duration_is_an_error() {
+    assert_rejected(&format!("{GOOD}timeout = \"soon\"\n"), &["forward[0].timeout", "\"soon\"", "duration"]);
+    assert_rejected(&format!("{GOOD}syn_interval = \"0s\"\n"), &["forward[0].syn_interval", "\"0s\""]);
+}
+
+#[test]
+fn a_bad_address_is_an_error() {
+    assert_rejected(
+        "[[forward]]\nname = \"a\"\nlocal = \"mac.example:18789\"\n",
+        &["forward[0].local", "\"mac.example:18789\"", "address"],
+    );
+    assert_rejected(&format!("[web]\nlisten = \"127.0.0.1\"\n{GOOD}"), &["web.listen", "\"127.0.0.1\""]);
+}
+
+#[test]
+fn a_non_loopback_listener_must_be_asked_for() {
+    assert_rejected(&format!("[web]\nlisten = \"0.0.0.0:19789\"\n{GOOD}"), &["web.listen", "allow_non_loopback"]);
+    let (ok, text, _f) = check(&format!("[web]\nlisten = \"0.0.0.0:19789\"\nallow_non_loopback = true\n{GOOD}"), &[]);
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn toml_syntax_errors_name_the_file() {
+    assert_rejected("[[forward]\nname = \n", &[]);
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let (ok, text, _f) = check(
+        "[[forward]]\nname = \"a b\"\nlocal = \"x\"\ntimeout = \"1 fortnight\"\nhealth_path = \"healthz\"\n",
+        &[],
+    );
+    assert!(!ok);
+    for key in ["forward[0].name", "forward[0].local", "forward[0].timeout", "forward[0].health_path"] {
+        assert!(text.contains(key), "{key} missing:\n{text}");
+    }
+}
+
+#[test]
+fn an_environment_override_is_applied_and_named_when_bad() {
+    let (ok, text, _f) = check(GOOD, &[("OPENCLAW_EXPORTER__WEB__LISTEN", "127.0.0.1:29999")]);
+    assert!(ok && text.contains("127.0.0.1:29999"), "{text}");
+    let (ok, text, _f) = check(GOOD, &[("OPENCLAW_EXPORTER__WEB__LISTEN", "nowhere")]);
+    assert!(!ok);
+    assert!(text.contains("environment variable OPENCLAW_EXPORTER__WEB__LISTEN") && text.contains("\"nowhere\""), "{text}");
+}
+
+#[test]
+fn running_on_a_bad_config_exits_non_zero_without_serving() {
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(file.path(), format!("{GOOD}timeout = \"x\"\n")).unwrap();
+    let output = Command::new(workspace_binary("openclaw-tunnel-exporter"))
+        .arg("--config")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("forward[0].timeout"));
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let output = Command::new(workspace_binary("openclaw-tunnel-exporter"))
+        .args(["check-config", "--config", "/nonexistent/exporter.toml"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/exporter.toml"));
+}

@@ -1,0 +1,203 @@
+//! The tunnel KPIs end to end: a real sshd and `ssh -N -L` forward (and autossh), the gateway stand-in
+//! behind it, and the exporter binary, asserting on what an actual scrape of /metrics returns.
+
+use std::time::{Duration, Instant};
+
+use e2e::*;
+
+const T: Duration = Duration::from_secs(20);
+
+fn s(name: &str) -> String {
+    format!("{name}{{forward=\"t\"}}")
+}
+
+fn failures(scrape: &Scrape, reason: &str) -> f64 {
+    scrape.value(&format!("openclaw_gateway_probe_failures_total{{forward=\"t\",reason=\"{reason}\"}}"))
+}
+
+fn down_rounds(scrape: &Scrape) -> f64 {
+    scrape.value(&s("openclaw_tunnel_up_checks_total")) - scrape.value(&s("openclaw_tunnel_up_successes_total"))
+}
+
+fn all_up(chain: &Chain) -> Scrape {
+    chain.exporter.wait_for("SYN success, ssh session up, gateway up, a first byte", T, |m| {
+        m.value(&s("openclaw_tunnel_syn_successes_total")) >= 3.0
+            && m.get(&s("openclaw_tunnel_ssh_session_up")) == Some(1.0)
+            && m.get(&s("openclaw_gateway_up")) == Some(1.0)
+            && m.value(&s("openclaw_gateway_first_byte_seconds_count")) >= 1.0
+    })
+}
+
+#[test]
+fn all_up_reports_syn_session_and_first_byte() {
+    let chain = Chain::start();
+    let scrape = all_up(&chain);
+    assert_eq!(down_rounds(&scrape), 0.0, "no round may count down while everything is up");
+    assert_eq!(scrape.get("openclaw_tunnel_ssh_session_state{forward=\"t\",state=\"up\"}"), Some(1.0));
+    assert!(scrape.value(&s("openclaw_tunnel_connect_seconds_count")) >= 3.0);
+    // The owning pid and its parent go into the log and the status JSON.
+    let ssh_pid = chain.ssh.pid();
+    let status = chain.exporter.status();
+    assert_eq!(status["forwards"][0]["ssh_session"]["pid"], ssh_pid);
+    assert_eq!(status["forwards"][0]["ssh_session"]["name"], "ssh");
+    assert!(status["forwards"][0]["first_byte_seconds"]["p50"].as_f64().unwrap() > 0.0);
+    let log = chain.exporter.proc.output();
+    assert!(log.contains("ssh session up") && log.contains(&format!("pid={ssh_pid}")), "{log}");
+}
+
+#[test]
+fn gateway_stopped_with_ssh_alive_keeps_syn_up_and_fails_the_first_byte() {
+    let mut chain = Chain::start();
+    all_up(&chain);
+    chain.gateway.proc.signal(libc::SIGKILL);
+    chain.gateway.proc.wait_exit(Duration::from_secs(5)).expect("gateway exits");
+    let before = chain.exporter.scrape();
+    let scrape = chain.exporter.wait_for("gateway_up 0 with reset or empty_reply, SYN still succeeding", T, |m| {
+        m.get(&s("openclaw_gateway_up")) == Some(0.0)
+            && failures(m, "reset") + failures(m, "empty_reply") >= 2.0
+            && m.value(&s("openclaw_tunnel_syn_successes_total"))
+                >= before.value(&s("openclaw_tunnel_syn_successes_total")) + 3.0
+    });
+    assert_eq!(scrape.get(&s("openclaw_tunnel_ssh_session_up")), Some(1.0));
+    assert_eq!(failures(&scrape, "refused"), 0.0, "ssh still listens: nothing may be refused");
+    assert_eq!(down_rounds(&scrape), 0.0, "the tunnel itself is up: SYN and session");
+}
+
+#[test]
+fn ssh_killed_refuses_syn_and_counts_rounds_down() {
+    let mut chain = Chain::start();
+    all_up(&chain);
+    chain.ssh.signal(libc::SIGTERM);
+    chain.ssh.wait_exit(Duration::from_secs(5)).expect("ssh exits");
+    let scrape = chain.exporter.wait_for("ssh_session_up 0, refused first bytes, down rounds", T, |m| {
+        m.get(&s("openclaw_tunnel_ssh_session_up")) == Some(0.0)
+            && failures(m, "refused") >= 1.0
+            && down_rounds(m) >= 3.0
+            && m.get(&s("openclaw_gateway_up")) == Some(0.0)
+    });
+    assert_eq!(scrape.get("openclaw_tunnel_ssh_session_state{forward=\"t\",state=\"no_listener\"}"), Some(1.0));
+    let later = chain.exporter.wait_for("SYN attempts keep failing", T, |m| {
+        m.value(&s("openclaw_tunnel_syn_attempts_total")) >= scrape.value(&s("openclaw_tunnel_syn_attempts_total")) + 3.0
+    });
+    assert_eq!(
+        later.value(&s("openclaw_tunnel_syn_successes_total")),
+        scrape.value(&s("openclaw_tunnel_syn_successes_total")),
+        "no SYN may succeed with ssh gone"
+    );
+}
+
+#[test]
+fn remote_frozen_times_out_the_first_byte_then_ssh_exits_and_syn_is_refused() {
+    let mut chain = Chain::start();
+    all_up(&chain);
+    let frozen = chain.sshd.signal_sessions(libc::SIGSTOP);
+    assert!(frozen >= 1, "no sshd session process to freeze");
+    let scrape = chain.exporter.wait_for("first byte times out while SYN still connects", T, |m| {
+        failures(m, "timeout") >= 1.0 && m.get(&s("openclaw_gateway_up")) == Some(0.0)
+    });
+    assert!(scrape.value(&s("openclaw_tunnel_syn_successes_total")) >= 3.0);
+    // ServerAliveInterval 1 x (ServerAliveCountMax 3 + 1): ssh gives up within a few seconds.
+    chain.ssh.wait_exit(Duration::from_secs(15)).expect("ssh exits once the server stops answering keepalives");
+    chain.exporter.wait_for("SYN refused and the session down after ssh gave up", T, |m| {
+        m.get(&s("openclaw_tunnel_ssh_session_up")) == Some(0.0) && failures(m, "refused") >= 1.0
+    });
+    chain.sshd.signal_sessions(libc::SIGCONT);
+}
+
+#[test]
+fn autossh_restores_the_forward_and_the_metrics_recover() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let sshd = Sshd::start(gateway.addr.port());
+    let local_port = free_port();
+    let autossh = sshd.autossh_forward(local_port, gateway.addr.port());
+    let exporter = Exporter::start(&forward_toml("t", local_port));
+    exporter.wait_for("up under autossh", T, |m| {
+        m.get(&s("openclaw_tunnel_ssh_session_up")) == Some(1.0) && m.get(&s("openclaw_gateway_up")) == Some(1.0)
+    });
+    let status = exporter.status();
+    assert_eq!(status["forwards"][0]["ssh_session"]["parent_name"], "autossh");
+    let first_ssh = status["forwards"][0]["ssh_session"]["pid"].as_u64().unwrap() as u32;
+    assert!(descendants(autossh.pid()).contains(&first_ssh));
+
+    // Kill autossh's ssh child: autossh starts a new one, the forward comes back, and so do the metrics.
+    kill(first_ssh, libc::SIGKILL);
+    let deadline = Instant::now() + T;
+    loop {
+        let status = exporter.status();
+        let session = &status["forwards"][0]["ssh_session"];
+        if session["state"] == "up" && session["pid"].as_u64() != Some(first_ssh as u64) {
+            assert_eq!(session["parent_name"], "autossh");
+            break;
+        }
+        assert!(Instant::now() < deadline, "autossh's new ssh never owned the forward: {status}\n{}", exporter.proc.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let recovered = exporter.scrape();
+    exporter.wait_for("gateway answers again through the restored forward", T, |m| {
+        m.get(&s("openclaw_gateway_up")) == Some(1.0)
+            && m.value(&s("openclaw_tunnel_up_successes_total"))
+                > recovered.value(&s("openclaw_tunnel_up_successes_total")) + 2.0
+    });
+    assert!(exporter.proc.output().contains("parent=autossh"), "{}", exporter.proc.output());
+}
+
+#[test]
+fn an_exporter_stopped_for_ten_seconds_counts_the_time_unobserved_not_down() {
+    let chain = Chain::start();
+    all_up(&chain);
+    let before = chain.exporter.scrape();
+    chain.exporter.proc.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(10));
+    chain.exporter.proc.signal(libc::SIGCONT);
+    let scrape = chain.exporter.wait_for("the stall counted as unobserved", T, |m| {
+        m.value(&s("openclaw_tunnel_unobserved_seconds_total")) >= 8.0
+    });
+    let unobserved = scrape.value(&s("openclaw_tunnel_unobserved_seconds_total"));
+    assert!(unobserved <= 12.0, "unobserved {unobserved}s for a 10 s stop");
+    assert_eq!(down_rounds(&scrape), 0.0, "a stopped exporter is not a down tunnel");
+    // 10 s at 200 ms would be 50 rounds: none of them may be invented.
+    let rounds = scrape.value(&s("openclaw_tunnel_up_checks_total")) - before.value(&s("openclaw_tunnel_up_checks_total"));
+    assert!(rounds < 15.0, "{rounds} rounds counted across a 10 s stop");
+}
+
+#[test]
+fn a_listener_that_is_not_ssh_is_not_a_session() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let exporter = Exporter::start(&forward_toml("t", gateway.addr.port()));
+    let scrape = exporter.wait_for("SYN succeeds but the owner is not ssh", T, |m| {
+        m.value(&s("openclaw_tunnel_syn_successes_total")) >= 3.0
+            && m.get("openclaw_tunnel_ssh_session_state{forward=\"t\",state=\"not_ssh\"}") == Some(1.0)
+    });
+    assert_eq!(scrape.get(&s("openclaw_tunnel_ssh_session_up")), Some(0.0));
+    assert_eq!(scrape.value(&s("openclaw_tunnel_up_successes_total")), 0.0);
+    // The stand-in answers /healthz, so the gateway probe alone would have called this healthy.
+    assert_eq!(scrape.get(&s("openclaw_gateway_up")).unwrap_or(1.0), 1.0);
+    assert!(exporter.proc.output().contains("not ssh"), "{}", exporter.proc.output());
+}
+
+#[test]
+fn an_owner_the_exporter_cannot_read_is_unknown_not_down() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run the exporter as another user than ssh");
+        return;
+    }
+    let chain_gateway = Gateway::start(free_port(), Duration::ZERO);
+    let sshd = Sshd::start(chain_gateway.addr.port());
+    let local_port = free_port();
+    let _ssh = sshd.forward(local_port, chain_gateway.addr.port());
+    // ssh runs as root; the exporter as `daemon` cannot read root's /proc/PID/fd.
+    let exporter = Exporter::start_with(&forward_toml("t", local_port), |command| {
+        let program = command.get_program().to_owned();
+        let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+        *command = std::process::Command::new("setpriv");
+        command.args(["--reuid=daemon", "--regid=daemon", "--clear-groups"]).arg(program).args(args);
+        command.env("RUST_LOG", "info")
+    });
+    let scrape = exporter.wait_for("session state unreadable, rounds up on SYN", T, |m| {
+        m.get("openclaw_tunnel_ssh_session_state{forward=\"t\",state=\"unreadable\"}") == Some(1.0)
+            && m.value(&s("openclaw_tunnel_up_successes_total")) >= 3.0
+    });
+    assert_eq!(scrape.get(&s("openclaw_tunnel_ssh_session_up")), None, "unknown must not read as 0 (down)");
+    assert_eq!(down_rounds(&scrape), 0.0);
+    assert!(exporter.proc.output().contains("cannot read which process owns"), "{}", exporter.proc.output());
+}
