@@ -148,8 +148,8 @@ impl Config {
     /// Load the embedded default, then `file` if given, then the environment, and validate the result.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let origins = Origins { file };
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(ConfigError {
@@ -241,7 +241,11 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
             problem(&key("local"), &forward.local, "port 0 is not a forward's port");
         }
         if !forward.health_path.starts_with('/') || forward.health_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            problem(&key("health_path"), &forward.health_path, "must start with / and contain no spaces or control characters");
+            problem(
+                &key("health_path"),
+                &forward.health_path,
+                "must start with / and contain no spaces or control characters",
+            );
         }
         let mut duration = |field: &str, value: &str| -> Duration {
             match humantime::parse_duration(value) {

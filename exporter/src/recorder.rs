@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use probes::{first_byte, ssh_session, syn};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,7 +19,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use probes::{first_byte, ssh_session, syn};
 use serde_json::json;
 
 use crate::clock::unix_seconds;
@@ -27,8 +27,8 @@ use crate::uptime::Ledger;
 /// Histogram bucket bounds in seconds: a 1-2.5-5 ladder from 25 us (a loopback connect) to 100 s
 /// (beyond any probe timeout the config accepts short of an hour... and what no probe should ever take).
 pub const LATENCY_BUCKETS: [f64; 22] = [
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0,
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0,
 ];
 
 /// Every reason a first-byte failure can have, pre-created at zero so `rate()` works from the first scrape.
@@ -151,21 +151,69 @@ impl Recorder {
         let mut registry = Registry::default();
         let m = &metrics;
         let r = &mut registry;
-        r.register("openclaw_tunnel_syn_attempts", "TCP connects tried to the forward's local address", m.syn_attempts.clone());
-        r.register("openclaw_tunnel_syn_successes", "TCP connects to the forward's local address that connected", m.syn_successes.clone());
-        r.register("openclaw_tunnel_connect_seconds", "Local connect time of successful SYN probes (proves only the local ssh listener)", m.connect_seconds.clone());
+        r.register(
+            "openclaw_tunnel_syn_attempts",
+            "TCP connects tried to the forward's local address",
+            m.syn_attempts.clone(),
+        );
+        r.register(
+            "openclaw_tunnel_syn_successes",
+            "TCP connects to the forward's local address that connected",
+            m.syn_successes.clone(),
+        );
+        r.register(
+            "openclaw_tunnel_connect_seconds",
+            "Local connect time of successful SYN probes (proves only the local ssh listener)",
+            m.connect_seconds.clone(),
+        );
         r.register("openclaw_tunnel_ssh_session_up", "1 when an ssh process (or autossh's ssh child) owns the local listener; absent while the owner cannot be read", m.ssh_session_up.clone());
-        r.register("openclaw_tunnel_ssh_session_state", "1 for the current state of the listener's owner: up, no_listener, not_ssh, unreadable, unsupported", m.ssh_session_state.clone());
+        r.register(
+            "openclaw_tunnel_ssh_session_state",
+            "1 for the current state of the listener's owner: up, no_listener, not_ssh, unreadable, unsupported",
+            m.ssh_session_state.clone(),
+        );
         r.register("openclaw_tunnel_up_checks", "Probe rounds in which the tunnel was observed", m.up_checks.clone());
-        r.register("openclaw_tunnel_up_successes", "Probe rounds with the SSH session up and SYN success (the uptime numerator)", m.up_successes.clone());
-        r.register("openclaw_tunnel_uptime_ratio", "Uptime of the last completed wall-clock five-minute bucket; absent until one completes", m.uptime_ratio.clone());
-        r.register("openclaw_tunnel_unobserved_seconds", "Time no probe round could run (machine asleep, process stalled); not counted as down", m.unobserved_seconds.clone());
-        r.register("openclaw_gateway_first_byte_seconds", "Request written to first response byte, GET health path through the forward", m.first_byte_seconds.clone());
+        r.register(
+            "openclaw_tunnel_up_successes",
+            "Probe rounds with the SSH session up and SYN success (the uptime numerator)",
+            m.up_successes.clone(),
+        );
+        r.register(
+            "openclaw_tunnel_uptime_ratio",
+            "Uptime of the last completed wall-clock five-minute bucket; absent until one completes",
+            m.uptime_ratio.clone(),
+        );
+        r.register(
+            "openclaw_tunnel_unobserved_seconds",
+            "Time no probe round could run (machine asleep, process stalled); not counted as down",
+            m.unobserved_seconds.clone(),
+        );
+        r.register(
+            "openclaw_gateway_first_byte_seconds",
+            "Request written to first response byte, GET health path through the forward",
+            m.first_byte_seconds.clone(),
+        );
         r.register("openclaw_gateway_probe_attempts", "First-byte probes tried", m.gateway_probe_attempts.clone());
-        r.register("openclaw_gateway_probe_failures", "First-byte probes failed, by reason: refused, reset, empty_reply, timeout, bad_status", m.gateway_probe_failures.clone());
-        r.register("openclaw_gateway_up", "1 when the last first-byte probe got a 2xx from the gateway", m.gateway_up.clone());
-        r.register("openclaw_exporter_config_reloads", "Configuration reloads by result: success, failure", m.config_reloads.clone());
-        r.register("openclaw_exporter_probe_lag_seconds", "How late a scheduled probe started", m.probe_lag_seconds.clone());
+        r.register(
+            "openclaw_gateway_probe_failures",
+            "First-byte probes failed, by reason: refused, reset, empty_reply, timeout, bad_status",
+            m.gateway_probe_failures.clone(),
+        );
+        r.register(
+            "openclaw_gateway_up",
+            "1 when the last first-byte probe got a 2xx from the gateway",
+            m.gateway_up.clone(),
+        );
+        r.register(
+            "openclaw_exporter_config_reloads",
+            "Configuration reloads by result: success, failure",
+            m.config_reloads.clone(),
+        );
+        r.register(
+            "openclaw_exporter_probe_lag_seconds",
+            "How late a scheduled probe started",
+            m.probe_lag_seconds.clone(),
+        );
         r.register(
             "openclaw_exporter_build",
             "Build information",
@@ -210,10 +258,8 @@ impl Recorder {
             m.syn_successes.get_or_create(&labels).inc();
             m.connect_seconds.get_or_create(&labels).observe(connected.connect.as_secs_f64());
         }
-        let session_known = !matches!(
-            session,
-            ssh_session::Outcome::Unreadable { .. } | ssh_session::Outcome::Unsupported { .. }
-        );
+        let session_known =
+            !matches!(session, ssh_session::Outcome::Unreadable { .. } | ssh_session::Outcome::Unsupported { .. });
         if session_known {
             let up = matches!(session, ssh_session::Outcome::Up(_));
             m.ssh_session_up.get_or_create(&labels).set(i64::from(up));
@@ -410,7 +456,10 @@ mod tests {
         recorder.record_first_byte("a", &Err(first_byte::Failure::EmptyReply { elapsed: Duration::ZERO }));
         let text = recorder.encode(Format::OpenMetrics, SystemTime::now());
         assert_eq!(sample(&text, "openclaw_gateway_probe_attempts_total{forward=\"a\"}"), Some(2.0));
-        assert_eq!(sample(&text, "openclaw_gateway_probe_failures_total{forward=\"a\",reason=\"empty_reply\"}"), Some(1.0));
+        assert_eq!(
+            sample(&text, "openclaw_gateway_probe_failures_total{forward=\"a\",reason=\"empty_reply\"}"),
+            Some(1.0)
+        );
         assert_eq!(sample(&text, "openclaw_gateway_probe_failures_total{forward=\"a\",reason=\"timeout\"}"), Some(0.0));
         assert_eq!(sample(&text, "openclaw_gateway_up{forward=\"a\"}"), Some(0.0));
         assert_eq!(sample(&text, "openclaw_gateway_first_byte_seconds_count{forward=\"a\"}"), Some(1.0));

@@ -120,7 +120,9 @@ async fn tunnel_rounds(forward: Arc<Forward>, ctx: TaskContext) {
     let mut last_session: Option<ssh_session::Outcome> = None;
 
     while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
-        let Some(_permit) = start_probe(&ctx, "syn", scheduled).await else { break };
+        let Some(_permit) = start_probe(&ctx, "syn", scheduled).await else {
+            break;
+        };
         let now_boot = clock::since_boot();
         let now_wall = SystemTime::now();
         if let Some(previous) = last_round_boot {
@@ -165,11 +167,15 @@ fn log_session_change(forward: &str, session: &ssh_session::Outcome) {
             forward, pid = owner.pid, name = %owner.name, parent = %owner.parent_name.as_deref().unwrap_or("?"),
             "the forward's port is held by a process that is not ssh"
         ),
-        ssh_session::Outcome::NoListener => tracing::warn!(forward, "no process listens on the forward's address: ssh is down or reconnecting"),
+        ssh_session::Outcome::NoListener => {
+            tracing::warn!(forward, "no process listens on the forward's address: ssh is down or reconnecting")
+        }
         ssh_session::Outcome::Unreadable { detail } => tracing::warn!(
             forward, detail = %detail, "cannot read which process owns the forward's listener; session state unknown (not counted as down)"
         ),
-        ssh_session::Outcome::Unsupported { detail } => tracing::warn!(forward, detail = %detail, "cannot check the ssh session on this system"),
+        ssh_session::Outcome::Unsupported { detail } => {
+            tracing::warn!(forward, detail = %detail, "cannot check the ssh session on this system")
+        }
     }
 }
 
@@ -180,7 +186,9 @@ async fn first_byte_probes(forward: Arc<Forward>, ctx: TaskContext) {
     let mut ticker = Ticker::jittered(interval);
     let mut last_reason: Option<&'static str> = None;
     while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
-        let Some(_permit) = start_probe(&ctx, "first_byte", scheduled).await else { break };
+        let Some(_permit) = start_probe(&ctx, "first_byte", scheduled).await else {
+            break;
+        };
         let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, first_byte::probe(&target, timeout))
             .await
             .unwrap_or(Err(first_byte::Failure::Timeout));
@@ -188,8 +196,12 @@ async fn first_byte_probes(forward: Arc<Forward>, ctx: TaskContext) {
         let reason = outcome.as_ref().err().map(|failure| failure.reason());
         if reason != last_reason {
             match &outcome {
-                Ok(response) => tracing::info!(forward = %forward.name, first_byte = ?response.first_byte, "gateway answers through the forward"),
-                Err(failure) => tracing::warn!(forward = %forward.name, reason = failure.reason(), error = %failure, "gateway first-byte probe failing"),
+                Ok(response) => {
+                    tracing::info!(forward = %forward.name, first_byte = ?response.first_byte, "gateway answers through the forward")
+                }
+                Err(failure) => {
+                    tracing::warn!(forward = %forward.name, reason = failure.reason(), error = %failure, "gateway first-byte probe failing")
+                }
             }
             last_reason = reason;
         }

@@ -165,16 +165,7 @@ mod platform {
     }
 
     fn owns_any(process: &Process, inodes: &[u64]) -> procfs::ProcResult<bool> {
-        for fd in process.fd()? {
-            if let Ok(fd) = fd {
-                if let FDTarget::Socket(inode) = fd.target {
-                    if inodes.contains(&inode) {
-                        return Ok(true);
-                    }
-                }
-            }
-        }
-        Ok(false)
+        Ok(process.fd()?.flatten().any(|fd| matches!(fd.target, FDTarget::Socket(inode) if inodes.contains(&inode))))
     }
 
     fn classify(process: &Process) -> Outcome {

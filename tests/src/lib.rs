@@ -92,10 +92,9 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
+        for stream in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
             let output = output.clone();
             thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -155,10 +154,16 @@ impl Drop for Proc {
 pub fn descendants(pid: u32) -> Vec<u32> {
     let mut parents: BTreeMap<u32, u32> = BTreeMap::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
         // comm may hold spaces and parentheses: the fields after the last ')' are fixed.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
         if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
             parents.insert(child, ppid);
         }
@@ -234,19 +239,31 @@ impl Sshd {
     pub fn forward_args(&self, local_port: u16, gateway_port: u16) -> Vec<String> {
         let d = self.dir.path().display();
         [
-            "-F", "/dev/null",
-            "-i", &format!("{d}/client_ed25519"),
-            "-o", "IdentitiesOnly=yes",
-            "-o", &format!("UserKnownHostsFile={d}/known_hosts"),
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes",
-            "-o", "ServerAliveInterval=1",
-            "-o", "ServerAliveCountMax=3",
-            "-o", "ExitOnForwardFailure=yes",
-            "-o", "ConnectTimeout=5",
-            "-p", &self.port.to_string(),
+            "-F",
+            "/dev/null",
+            "-i",
+            &format!("{d}/client_ed25519"),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            &format!("UserKnownHostsFile={d}/known_hosts"),
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ServerAliveInterval=1",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-p",
+            &self.port.to_string(),
             "-N",
-            "-L", &format!("127.0.0.1:{local_port}:127.0.0.1:{gateway_port}"),
+            "-L",
+            &format!("127.0.0.1:{local_port}:127.0.0.1:{gateway_port}"),
             &format!("{}@127.0.0.1", self.user),
         ]
         .iter()

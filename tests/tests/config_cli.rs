@@ -93,18 +93,18 @@ fn an_environment_override_is_applied_and_named_when_bad() {
     assert!(ok && text.contains("127.0.0.1:29999"), "{text}");
     let (ok, text, _f) = check(GOOD, &[("OPENCLAW_EXPORTER__WEB__LISTEN", "nowhere")]);
     assert!(!ok);
-    assert!(text.contains("environment variable OPENCLAW_EXPORTER__WEB__LISTEN") && text.contains("\"nowhere\""), "{text}");
+    assert!(
+        text.contains("environment variable OPENCLAW_EXPORTER__WEB__LISTEN") && text.contains("\"nowhere\""),
+        "{text}"
+    );
 }
 
 #[test]
 fn running_on_a_bad_config_exits_non_zero_without_serving() {
     let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     std::fs::write(file.path(), format!("{GOOD}timeout = \"x\"\n")).unwrap();
-    let output = Command::new(workspace_binary("openclaw-tunnel-exporter"))
-        .arg("--config")
-        .arg(file.path())
-        .output()
-        .unwrap();
+    let output =
+        Command::new(workspace_binary("openclaw-tunnel-exporter")).arg("--config").arg(file.path()).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("forward[0].timeout"));
 }

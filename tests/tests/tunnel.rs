@@ -77,7 +77,8 @@ fn ssh_killed_refuses_syn_and_counts_rounds_down() {
     });
     assert_eq!(scrape.get("openclaw_tunnel_ssh_session_state{forward=\"t\",state=\"no_listener\"}"), Some(1.0));
     let later = chain.exporter.wait_for("SYN attempts keep failing", T, |m| {
-        m.value(&s("openclaw_tunnel_syn_attempts_total")) >= scrape.value(&s("openclaw_tunnel_syn_attempts_total")) + 3.0
+        m.value(&s("openclaw_tunnel_syn_attempts_total"))
+            >= scrape.value(&s("openclaw_tunnel_syn_attempts_total")) + 3.0
     });
     assert_eq!(
         later.value(&s("openclaw_tunnel_syn_successes_total")),
@@ -129,7 +130,11 @@ fn autossh_restores_the_forward_and_the_metrics_recover() {
             assert_eq!(session["parent_name"], "autossh");
             break;
         }
-        assert!(Instant::now() < deadline, "autossh's new ssh never owned the forward: {status}\n{}", exporter.proc.output());
+        assert!(
+            Instant::now() < deadline,
+            "autossh's new ssh never owned the forward: {status}\n{}",
+            exporter.proc.output()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let recovered = exporter.scrape();
@@ -156,7 +161,8 @@ fn an_exporter_stopped_for_ten_seconds_counts_the_time_unobserved_not_down() {
     assert!(unobserved <= 12.0, "unobserved {unobserved}s for a 10 s stop");
     assert_eq!(down_rounds(&scrape), 0.0, "a stopped exporter is not a down tunnel");
     // 10 s at 200 ms would be 50 rounds: none of them may be invented.
-    let rounds = scrape.value(&s("openclaw_tunnel_up_checks_total")) - before.value(&s("openclaw_tunnel_up_checks_total"));
+    let rounds =
+        scrape.value(&s("openclaw_tunnel_up_checks_total")) - before.value(&s("openclaw_tunnel_up_checks_total"));
     assert!(rounds < 15.0, "{rounds} rounds counted across a 10 s stop");
 }
 

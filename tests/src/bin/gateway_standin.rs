@@ -27,7 +27,9 @@ async fn main() {
     let listener = TcpListener::bind(&listen).await.unwrap_or_else(|e| panic!("bind {listen}: {e}"));
     eprintln!("gateway-standin listening on {listen}, delay {delay:?}");
     loop {
-        let Ok((socket, _)) = listener.accept().await else { continue };
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(answer(socket, delay));
     }
 }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests run for real, from Debian's packages, when it is missing:
+# sshd and ssh (openssh-server, openssh-client), autossh, Prometheus and promtool (prometheus),
+# setpriv (util-linux). Pass --bench to add blackbox_exporter (prometheus-blackbox-exporter) for bench/.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+have sshd || need+=(openssh-server)
+have ssh || need+=(openssh-client)
+have ssh-keygen || need+=(openssh-client)
+have autossh || need+=(autossh)
+have prometheus || need+=(prometheus)
+have promtool || need+=(prometheus)
+have setpriv || need+=(util-linux)
+if [ "${1:-}" = "--bench" ]; then
+  have prometheus-blackbox-exporter || need+=(prometheus-blackbox-exporter)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+echo "install-deps: installing ${need[*]}" >&2
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${need[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# Packages that ship services must not try to start them here (no init system in CI containers).
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs the real components the end-to-end tests use, checks
+# formatting and lints, builds every binary, then runs unit and end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tests/install-deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --all-targets --locked
+# Two threads: each end-to-end test runs its own sshd, ssh, gateway and exporter; CI has two cores.
+cargo test --workspace --locked -- --test-threads=2
