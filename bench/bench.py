@@ -15,6 +15,7 @@ CPU is utime+stime from /proc/PID/stat; RSS is VmRSS from /proc/PID/status.
 Usage: bench/run.sh (builds in release mode, installs blackbox_exporter from Debian if missing).
 """
 
+import atexit
 import http.client
 import json
 import os
@@ -100,15 +101,27 @@ def raw_first_byte(port, samples):
     return out
 
 
+RUNNING = []
+
+
+@atexit.register
+def stop_all():
+    for proc in RUNNING:
+        proc.stop()
+
+
 class Proc:
     def __init__(self, args, **kw):
         self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        RUNNING.append(self)
 
     @property
     def pid(self):
         return self.p.pid
 
     def stop(self):
+        if self.p.poll() is not None:
+            return
         self.p.terminate()
         try:
             self.p.wait(5)

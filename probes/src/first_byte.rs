@@ -146,6 +146,8 @@ async fn exchange(target: &Target) -> Outcome {
         match response.parse(&head[..filled]) {
             Ok(httparse::Status::Complete(_)) => {
                 let status = response.code.unwrap_or(0);
+                // The head is all we need; the rest of the reply is not read.
+                crate::syn::close_without_time_wait(stream);
                 return if (200..300).contains(&status) {
                     Ok(Response { connect, first_byte, status })
                 } else {
