@@ -427,6 +427,11 @@ impl Exporter {
         }
     }
 
+    /// Replace the config file's `[[forward]]` tables (the web section stays), for reload tests.
+    pub fn rewrite_config(&self, forwards_toml: &str) {
+        fs::write(self._config.path(), format!("[web]\nlisten = \"{}\"\n\n{forwards_toml}", self.web)).unwrap();
+    }
+
     /// The status JSON.
     pub fn status(&self) -> serde_json::Value {
         serde_json::from_str(&self.get("/status.json", None).1).unwrap()

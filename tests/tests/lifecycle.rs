@@ -1,0 +1,80 @@
+//! The exporter as a process: clean shutdown on SIGTERM and SIGINT, a hanging target that blocks neither
+//! other probes nor scrapes, and live reload that keeps the old config on bad input.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use e2e::*;
+
+const T: Duration = Duration::from_secs(20);
+
+#[test]
+fn sigterm_and_sigint_stop_the_exporter_cleanly() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let gateway = Gateway::start(free_port(), Duration::ZERO);
+        let mut exporter = Exporter::start(&forward_toml("t", gateway.addr.port()));
+        exporter.wait_for("a first probe", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 1.0);
+        exporter.proc.signal(signal);
+        let status = exporter.proc.wait_exit(Duration::from_secs(5)).expect("exits within 5 s");
+        assert!(status.success(), "signal {signal}: {status:?}\n{}", exporter.proc.output());
+        assert!(exporter.proc.output().contains("stopped"), "{}", exporter.proc.output());
+    }
+}
+
+#[test]
+fn a_target_that_never_answers_blocks_neither_other_probes_nor_scrapes() {
+    // The kernel completes the handshake from the backlog; nothing ever reads or answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let forwards = format!(
+        "{}{}",
+        forward_toml("t", gateway.addr.port()),
+        forward_toml("hang", silent.local_addr().unwrap().port())
+    );
+    let exporter = Exporter::start(&forwards);
+    let before = exporter.wait_for("the hanging target times out", T, |m| {
+        m.value("openclaw_gateway_probe_failures_total{forward=\"hang\",reason=\"timeout\"}") >= 1.0
+    });
+    // The timeout is 1 s; in that time the healthy forward's 300 ms probes carry on, and a scrape is quick.
+    let started = Instant::now();
+    let scrape = exporter.wait_for("the healthy forward keeps probing", T, |m| {
+        m.value("openclaw_gateway_first_byte_seconds_count{forward=\"t\"}")
+            >= before.value("openclaw_gateway_first_byte_seconds_count{forward=\"t\"}") + 6.0
+    });
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(scrape.get("openclaw_gateway_up{forward=\"t\"}"), Some(1.0));
+    let scrape_started = Instant::now();
+    exporter.scrape();
+    assert!(scrape_started.elapsed() < Duration::from_secs(1), "a scrape waited on a probe");
+}
+
+#[test]
+fn a_bad_reload_keeps_the_running_config_and_a_good_one_keeps_the_counters() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let port = gateway.addr.port();
+    let exporter = Exporter::start(&forward_toml("t", port));
+    let before =
+        exporter.wait_for("probes running", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 3.0);
+
+    exporter.rewrite_config(&forward_toml("t", port).replace("timeout = \"1s\"", "timeout = \"forever\""));
+    exporter.proc.signal(libc::SIGHUP);
+    exporter.wait_for("the failed reload counted and probes still running", T, |m| {
+        m.get("openclaw_exporter_config_reloads_total{result=\"failure\"}") == Some(1.0)
+            && m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}")
+                >= before.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") + 5.0
+    });
+    assert!(exporter.proc.output().contains("forward[0].timeout"), "{}", exporter.proc.output());
+
+    exporter.rewrite_config(&format!("{}{}", forward_toml("t", port), forward_toml("second", port)));
+    let response = ureq::post(format!("http://{}/-/reload", exporter.web)).send_empty().unwrap();
+    assert_eq!(response.status(), 200);
+    let after = exporter.wait_for("the new forward probed", T, |m| {
+        m.value("openclaw_tunnel_up_checks_total{forward=\"second\"}") >= 1.0
+    });
+    assert_eq!(after.get("openclaw_exporter_config_reloads_total{result=\"success\"}"), Some(1.0));
+    assert!(
+        after.value("openclaw_tunnel_up_checks_total{forward=\"t\"}")
+            >= before.value("openclaw_tunnel_up_checks_total{forward=\"t\"}"),
+        "counters survive a reload"
+    );
+}
