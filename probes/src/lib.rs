@@ -9,9 +9,13 @@
 //! - [`first_byte`]: `GET /healthz` through the forward, timed from request written to first response byte;
 //!   the only probe that proves the far side is alive.
 //!
+//! - [`auth_tap`]: not a timed probe but a pass-through: it reads the credentials and auth answers of real
+//!   traffic on its way to the gateway and reports them as events.
+//!
 //! Failure reasons are fixed sets (`reason()` returns a `&'static str`), so a metric label built from an
 //! outcome can never carry data a peer sent.
 
+pub mod auth_tap;
 pub mod first_byte;
 pub mod ssh_session;
 pub mod syn;

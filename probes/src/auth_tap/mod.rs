@@ -1,0 +1,158 @@
+//! The auth tap: an in-path TCP pass-through in front of the gateway (or the ssh forward) that reads, but
+//! never changes, what flows through it, to count requests and 401/403/429s by token revision.
+//!
+//! Each accepted connection gets an upstream connection and two copy tasks. Each task forwards a chunk
+//! first and reads it second, so observing never delays the bytes beyond one memcpy into the readers;
+//! both sides get TCP_NODELAY. The readers ([`http`], [`ws`]) are sans-IO and bounded: a head of at most
+//! 16 KiB, a WebSocket message of at most 256 KiB while one is wanted, otherwise nothing but counters.
+//! Tokens are hashed on sight ([`credential`]); events carry revision names only.
+
+pub mod credential;
+pub mod http;
+mod observer;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+pub use credential::Registry;
+pub use observer::Observer;
+
+/// Which protocol an auth event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// An HTTP request (Bearer header).
+    Http,
+    /// A WebSocket `connect` request (token in the first frame).
+    Ws,
+}
+
+impl Channel {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Http => "http",
+            Channel::Ws => "ws",
+        }
+    }
+}
+
+/// What the tap saw. Revision values are registry names, `unknown` or `none`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthEvent<'a> {
+    /// A request carrying a credential (or none).
+    Request {
+        /// http or ws.
+        channel: Channel,
+        /// The credential's revision.
+        revision: &'a str,
+    },
+    /// The gateway refused that request: 401, 403 or 429.
+    Failure {
+        /// http or ws.
+        channel: Channel,
+        /// 401, 403 or 429.
+        code: u16,
+        /// The credential's revision.
+        revision: &'a str,
+    },
+    /// The gateway closed a WebSocket with this code.
+    WsClose {
+        /// The close code (4001 auth rotated, 1008 policy, 1012 restart, ...).
+        code: u16,
+    },
+    /// Request (or connect frame) fully seen -> first byte of its answer.
+    FirstByte {
+        /// http or ws.
+        channel: Channel,
+        /// The elapsed time.
+        elapsed: Duration,
+    },
+}
+
+/// Where the tap's events go (the exporter's recorder).
+pub trait AuthSink: Send + Sync + 'static {
+    /// One event, for the tap of forward `forward`.
+    fn auth_event(&self, forward: &str, event: AuthEvent<'_>);
+}
+
+/// One tap's settings.
+#[derive(Clone)]
+pub struct TapConfig {
+    /// The forward label of its events.
+    pub forward: String,
+    /// Where it connects each accepted client.
+    pub upstream: SocketAddr,
+    /// Revision names by fingerprint.
+    pub registry: Arc<Registry>,
+    /// Longest wait for the upstream connect.
+    pub connect_timeout: Duration,
+}
+
+/// Accept clients on `listener` until the future is dropped; each connection runs in its own task and
+/// outlives the accept loop (so a config reload does not cut live connections).
+pub async fn serve(listener: TcpListener, config: TapConfig, sink: Arc<dyn AuthSink>) {
+    let config = Arc::new(config);
+    loop {
+        let (client, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                // Out of fds and the like: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        tokio::spawn(relay(client, config.clone(), sink.clone()));
+    }
+}
+
+/// Relay one client connection to the upstream and back, observing both directions.
+pub async fn relay(client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn AuthSink>) {
+    let upstream = match tokio::time::timeout(config.connect_timeout, TcpStream::connect(config.upstream)).await {
+        Ok(Ok(upstream)) => upstream,
+        // The client sees the same thing it would without the tap: the connection closes.
+        _ => return,
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let observer = Arc::new(Mutex::new(Observer::new(config.forward.clone(), config.registry.clone(), sink)));
+    let (client_read, client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
+    let to_upstream = copy(client_read, upstream_write, observer.clone(), Direction::ClientToGateway);
+    let to_client = copy(upstream_read, client_write, observer, Direction::GatewayToClient);
+    tokio::join!(to_upstream, to_client);
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    ClientToGateway,
+    GatewayToClient,
+}
+
+const CHUNK: usize = 16 * 1024;
+
+async fn copy(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, observer: Arc<Mutex<Observer>>, direction: Direction) {
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+        let now = std::time::Instant::now();
+        let mut observer = observer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match direction {
+            Direction::ClientToGateway => observer.client_bytes(&buffer[..n], now),
+            Direction::GatewayToClient => observer.gateway_bytes(&buffer[..n], now),
+        }
+    }
+    // Pass the half-close on, so each side sees what it would see directly.
+    let _ = to.shutdown().await;
+}
