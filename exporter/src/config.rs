@@ -28,6 +28,77 @@ pub struct Config {
     pub scheduler: Scheduler,
     /// The ssh -L forwards to probe, with unique names.
     pub forwards: Vec<Forward>,
+    /// The token revision registry.
+    pub auth: Auth,
+    /// In-path auth taps.
+    pub auth_taps: Vec<AuthTap>,
+    /// The active auth probe.
+    pub auth_probe: AuthProbe,
+    /// Model APIs to probe (host side).
+    pub model_hosts: Vec<ModelHost>,
+    /// Objectives exported for the alert rules.
+    pub objectives: Objectives,
+}
+
+/// The token revision registry: names and SHA-256 fingerprints, never tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Auth {
+    /// The revision configured as current.
+    pub current: Option<String>,
+    /// When it became current, if configured.
+    pub rotated_at: Option<std::time::SystemTime>,
+    /// Names by fingerprint.
+    pub registry: probes::auth_tap::Registry,
+}
+
+/// One in-path auth tap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthTap {
+    /// The forward label of its events.
+    pub forward: String,
+    /// Where the CLI connects.
+    pub listen: SocketAddr,
+    /// Where the tap connects (the ssh forward, or the gateway).
+    pub upstream: SocketAddr,
+}
+
+/// The active auth probe: POST /tools/invoke with the laptop's own token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthProbe {
+    /// How often (default 1m).
+    pub interval: Duration,
+    /// Forwards probed (default all; empty when disabled).
+    pub forwards: Vec<String>,
+    /// An extra token source: a file holding the token.
+    pub token_file: Option<PathBuf>,
+    /// The openclaw config file (default $OPENCLAW_CONFIG_PATH or ~/.openclaw/openclaw.json).
+    pub openclaw_config: Option<PathBuf>,
+}
+
+/// One model API probed over HTTPS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelHost {
+    /// The `model_host` label.
+    pub name: String,
+    /// The URL requested.
+    pub url: url::Url,
+    /// How often.
+    pub interval: Duration,
+    /// Per probe.
+    pub timeout: Duration,
+    /// An extra CA bundle (PEM) trusted besides the built-in roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Objectives, exported as gauges so alert rules read thresholds from one place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Objectives {
+    /// Tunnel uptime objective, e.g. 0.99.
+    pub tunnel_uptime_ratio: f64,
+    /// First-byte latency objective through the forward.
+    pub first_byte: Duration,
+    /// First-byte latency objective of model hosts.
+    pub model_host_first_byte: Duration,
 }
 
 /// Where /metrics is served.
@@ -84,6 +155,71 @@ struct RawConfig {
     scheduler: RawScheduler,
     #[serde(default)]
     forward: Vec<RawForward>,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    auth_tap: Vec<RawAuthTap>,
+    auth_probe: RawAuthProbe,
+    #[serde(default)]
+    model_host: Vec<RawModelHost>,
+    objectives: RawObjectives,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAuth {
+    current: Option<String>,
+    rotated_at: Option<String>,
+    #[serde(default)]
+    revision: Vec<RawRevision>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRevision {
+    name: String,
+    sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawAuthTap {
+    forward: String,
+    listen: String,
+    upstream: String,
+    #[serde(default)]
+    allow_non_loopback: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawAuthProbe {
+    enabled: bool,
+    interval: String,
+    forwards: Option<Vec<String>>,
+    token_file: Option<String>,
+    openclaw_config: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawModelHost {
+    name: String,
+    url: String,
+    #[serde(default = "default_model_interval")]
+    interval: String,
+    #[serde(default = "default_model_timeout")]
+    timeout: String,
+    ca_file: Option<String>,
+}
+
+fn default_model_interval() -> String {
+    "30s".into()
+}
+fn default_model_timeout() -> String {
+    "5s".into()
+}
+
+#[derive(Debug, Deserialize)]
+struct RawObjectives {
+    tunnel_uptime_ratio: f64,
+    first_byte: String,
+    model_host_first_byte: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,87 +332,214 @@ fn one_problem(file: Option<&Path>, err: config::ConfigError) -> ConfigError {
     ConfigError { problems: vec![format!("{source}: {err}")] }
 }
 
-fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -> Config {
-    let mut problem = |key: &str, value: &dyn fmt::Display, what: &str| {
-        problems.push(format!("{}: key `{key}` = \"{value}\": {what}", origins.of(key)));
-    };
-    let placeholder: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+/// Collects problems while turning raw strings into typed values.
+struct Checker<'a> {
+    origins: &'a Origins<'a>,
+    problems: &'a mut Vec<String>,
+}
 
-    let listen = match raw.web.listen.parse::<SocketAddr>() {
-        Ok(addr) if !addr.ip().is_loopback() && !raw.web.allow_non_loopback => {
-            problem(
-                "web.listen",
-                &raw.web.listen,
-                "not a loopback address; set web.allow_non_loopback = true to serve metrics beyond this machine",
-            );
-            addr
+impl Checker<'_> {
+    fn problem(&mut self, key: &str, value: &dyn fmt::Display, what: &str) {
+        self.problems.push(format!("{}: key `{key}` = \"{value}\": {what}", self.origins.of(key)));
+    }
+
+    fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
+        value.parse::<SocketAddr>().unwrap_or_else(|err| {
+            self.problem(key, &value, &format!("not an IP:port address ({err})"));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    fn loopback_addr(&mut self, key: &str, value: &str, allow_non_loopback: bool, flag: &str) -> SocketAddr {
+        let addr = self.addr(key, value);
+        if !addr.ip().is_loopback() && !allow_non_loopback {
+            self.problem(key, &value, &format!("not a loopback address; set {flag} = true to listen beyond this machine"));
         }
-        Ok(addr) => addr,
-        Err(err) => {
-            problem("web.listen", &raw.web.listen, &format!("not an IP:port address ({err})"));
-            placeholder
+        addr
+    }
+
+    fn duration(&mut self, key: &str, value: &str, min: Duration, max: Duration) -> Duration {
+        match humantime::parse_duration(value) {
+            Ok(d) if d >= min && d <= max => d,
+            Ok(_) => {
+                let range = format!("must be between {} and {}", humantime::format_duration(min), humantime::format_duration(max));
+                self.problem(key, &value, &range);
+                min.max(Duration::from_secs(1))
+            }
+            Err(err) => {
+                self.problem(key, &value, &format!("not a duration like 1s or 500ms ({err})"));
+                min.max(Duration::from_secs(1))
+            }
         }
-    };
+    }
+
+    fn label(&mut self, key: &str, value: &str, seen: &mut HashSet<String>, what: &str) {
+        if !is_label_safe(value) {
+            self.problem(key, &value, "must be 1-64 characters of A-Z a-z 0-9 _ . -");
+        } else if !seen.insert(value.to_owned()) {
+            self.problem(key, &value, &format!("duplicate {what} name"));
+        }
+    }
+}
+
+const PROBE_MIN: Duration = Duration::from_millis(10);
+const PROBE_MAX: Duration = Duration::from_secs(3600);
+
+fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -> Config {
+    let mut c = Checker { origins, problems };
+    let listen = c.loopback_addr("web.listen", &raw.web.listen, raw.web.allow_non_loopback, "web.allow_non_loopback");
     if raw.scheduler.max_concurrent_probes == 0 {
-        problem("scheduler.max_concurrent_probes", &0, "must be at least 1");
+        c.problem("scheduler.max_concurrent_probes", &0, "must be at least 1");
     }
 
     if raw.forward.is_empty() {
-        problem("forward", &"[]", "at least one [[forward]] is required");
+        c.problem("forward", &"[]", "at least one [[forward]] is required");
     }
     let mut names = HashSet::new();
     let mut forwards = Vec::new();
     for (index, forward) in raw.forward.into_iter().enumerate() {
         let key = |field: &str| format!("forward[{index}].{field}");
-        if !is_label_safe(&forward.name) {
-            problem(&key("name"), &forward.name, "must be 1-64 characters of A-Z a-z 0-9 _ . -");
-        } else if !names.insert(forward.name.clone()) {
-            problem(&key("name"), &forward.name, "duplicate forward name");
-        }
-        let local = forward.local.parse::<SocketAddr>().unwrap_or_else(|err| {
-            problem(&key("local"), &forward.local, &format!("not an IP:port address ({err})"));
-            placeholder
-        });
-        if local.port() == 0 && local != placeholder {
-            problem(&key("local"), &forward.local, "port 0 is not a forward's port");
+        c.label(&key("name"), &forward.name, &mut names, "forward");
+        let local = c.addr(&key("local"), &forward.local);
+        if local.port() == 0 && forward.local.parse::<SocketAddr>().is_ok() {
+            c.problem(&key("local"), &forward.local, "port 0 is not a forward's port");
         }
         if !forward.health_path.starts_with('/') || forward.health_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            problem(
-                &key("health_path"),
-                &forward.health_path,
-                "must start with / and contain no spaces or control characters",
-            );
+            c.problem(&key("health_path"), &forward.health_path, "must start with / and contain no spaces or control characters");
         }
-        let mut duration = |field: &str, value: &str| -> Duration {
-            match humantime::parse_duration(value) {
-                Ok(d) if d >= Duration::from_millis(10) && d <= Duration::from_secs(3600) => d,
-                Ok(_) => {
-                    problem(&key(field), &value, "must be between 10ms and 1h");
-                    Duration::from_secs(1)
-                }
-                Err(err) => {
-                    problem(&key(field), &value, &format!("not a duration like 1s or 500ms ({err})"));
-                    Duration::from_secs(1)
-                }
-            }
-        };
-        let syn_interval = duration("syn_interval", &forward.syn_interval);
-        let first_byte_interval = duration("first_byte_interval", &forward.first_byte_interval);
-        let timeout = duration("timeout", &forward.timeout);
         forwards.push(Forward {
-            name: forward.name,
             local,
             health_path: forward.health_path,
-            syn_interval,
-            first_byte_interval,
-            timeout,
+            syn_interval: c.duration(&key("syn_interval"), &forward.syn_interval, PROBE_MIN, PROBE_MAX),
+            first_byte_interval: c.duration(&key("first_byte_interval"), &forward.first_byte_interval, PROBE_MIN, PROBE_MAX),
+            timeout: c.duration(&key("timeout"), &forward.timeout, PROBE_MIN, PROBE_MAX),
+            name: forward.name,
         });
     }
+
+    let auth = validate_auth(raw.auth, &mut c);
+    let mut taps = Vec::new();
+    let mut tap_listens = HashSet::new();
+    for (index, tap) in raw.auth_tap.into_iter().enumerate() {
+        let key = |field: &str| format!("auth_tap[{index}].{field}");
+        if !names.contains(&tap.forward) {
+            c.problem(&key("forward"), &tap.forward, "names no configured [[forward]]");
+        }
+        let listen = c.loopback_addr(&key("listen"), &tap.listen, tap.allow_non_loopback, &key("allow_non_loopback"));
+        if !tap_listens.insert(listen) {
+            c.problem(&key("listen"), &tap.listen, "another auth_tap listens there");
+        }
+        let upstream = c.addr(&key("upstream"), &tap.upstream);
+        if upstream == listen {
+            c.problem(&key("upstream"), &tap.upstream, "the tap would connect to itself");
+        }
+        taps.push(AuthTap { forward: tap.forward, listen, upstream });
+    }
+
+    let probed = match (raw.auth_probe.enabled, raw.auth_probe.forwards) {
+        (false, _) => Vec::new(),
+        (true, Some(listed)) => listed,
+        (true, None) => forwards.iter().map(|f| f.name.clone()).collect(),
+    };
+    for (index, forward) in probed.iter().enumerate() {
+        if !names.contains(forward) {
+            c.problem(&format!("auth_probe.forwards[{index}]"), forward, "names no configured [[forward]]");
+        }
+    }
+    let auth_probe = AuthProbe {
+        interval: c.duration("auth_probe.interval", &raw.auth_probe.interval, Duration::from_secs(1), Duration::from_secs(86400)),
+        forwards: probed,
+        token_file: raw.auth_probe.token_file.map(PathBuf::from),
+        openclaw_config: raw.auth_probe.openclaw_config.map(PathBuf::from),
+    };
+
+    let mut model_names = HashSet::new();
+    let mut model_hosts = Vec::new();
+    for (index, host) in raw.model_host.into_iter().enumerate() {
+        let key = |field: &str| format!("model_host[{index}].{field}");
+        c.label(&key("name"), &host.name, &mut model_names, "model_host");
+        let url = match url::Url::parse(&host.url) {
+            Ok(url) if matches!(url.scheme(), "https" | "http") && url.host_str().is_some() => url,
+            Ok(_) => {
+                c.problem(&key("url"), &host.url, "must be an http:// or https:// URL with a host");
+                url::Url::parse("https://invalid.invalid/").expect("literal URL")
+            }
+            Err(err) => {
+                c.problem(&key("url"), &host.url, &format!("not a URL ({err})"));
+                url::Url::parse("https://invalid.invalid/").expect("literal URL")
+            }
+        };
+        if let Some(ca) = &host.ca_file {
+            if !Path::new(ca).is_file() {
+                c.problem(&key("ca_file"), ca, "no such file");
+            }
+        }
+        model_hosts.push(ModelHost {
+            url,
+            interval: c.duration(&key("interval"), &host.interval, PROBE_MIN, PROBE_MAX),
+            timeout: c.duration(&key("timeout"), &host.timeout, PROBE_MIN, PROBE_MAX),
+            ca_file: host.ca_file.map(PathBuf::from),
+            name: host.name,
+        });
+    }
+
+    let objectives = Objectives {
+        tunnel_uptime_ratio: {
+            let ratio = raw.objectives.tunnel_uptime_ratio;
+            if !(0.0..=1.0).contains(&ratio) {
+                c.problem("objectives.tunnel_uptime_ratio", &ratio, "must be between 0 and 1");
+            }
+            ratio
+        },
+        first_byte: c.duration("objectives.first_byte", &raw.objectives.first_byte, Duration::from_micros(1), PROBE_MAX),
+        model_host_first_byte: c.duration(
+            "objectives.model_host_first_byte",
+            &raw.objectives.model_host_first_byte,
+            Duration::from_micros(1),
+            PROBE_MAX,
+        ),
+    };
+
     Config {
         web: Web { listen },
         scheduler: Scheduler { max_concurrent_probes: raw.scheduler.max_concurrent_probes },
         forwards,
+        auth,
+        auth_taps: taps,
+        auth_probe,
+        model_hosts,
+        objectives,
     }
+}
+
+fn validate_auth(raw: RawAuth, c: &mut Checker<'_>) -> Auth {
+    let mut names = HashSet::new();
+    let mut revisions = Vec::new();
+    for (index, revision) in raw.revision.into_iter().enumerate() {
+        let key = |field: &str| format!("auth.revision[{index}].{field}");
+        c.label(&key("name"), &revision.name, &mut names, "revision");
+        if matches!(revision.name.as_str(), "unknown" | "none") {
+            c.problem(&key("name"), &revision.name, "reserved label value");
+        }
+        match probes::auth_tap::credential::from_hex(&revision.sha256.to_ascii_lowercase()) {
+            Some(fingerprint) => revisions.push((revision.name, fingerprint)),
+            // The value is meant to be a hash, but a token pasted by mistake must not be echoed.
+            None => c.problem(&key("sha256"), &"<redacted>", "must be 64 hex digits (see `openclaw-tunnel-exporter fingerprint`)"),
+        }
+    }
+    if let Some(current) = &raw.current {
+        if !names.contains(current) {
+            c.problem("auth.current", current, "names no [[auth.revision]]");
+        }
+    }
+    let rotated_at = raw.rotated_at.as_ref().and_then(|text| match humantime::parse_rfc3339_weak(text) {
+        Ok(at) => Some(at),
+        Err(err) => {
+            c.problem("auth.rotated_at", text, &format!("not an RFC 3339 time like 2026-11-20T09:00:00Z ({err})"));
+            None
+        }
+    });
+    Auth { current: raw.current, rotated_at, registry: probes::auth_tap::Registry::new(revisions) }
 }
 
 /// `forward.1.bogus` (serde_ignored's spelling) -> `forward[1].bogus` (serde_path_to_error's and ours).

@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use probes::auth_tap::{credential, AuthEvent, AuthSink};
 use probes::{first_byte, ssh_session, syn};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +23,7 @@ use prometheus_client::registry::Registry;
 use serde_json::json;
 
 use crate::clock::unix_seconds;
+use crate::config::Config;
 use crate::uptime::Ledger;
 
 /// Histogram bucket bounds in seconds: a 1-2.5-5 ladder from 25 us (a loopback connect) to 100 s
@@ -61,6 +63,55 @@ struct ForwardStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthRequestLabels {
+    forward: String,
+    channel: &'static str,
+    token_revision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthFailureLabels {
+    forward: String,
+    channel: &'static str,
+    code: &'static str,
+    token_revision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevisionLabels {
+    token_revision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardCodeLabels {
+    forward: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardChannelLabels {
+    forward: String,
+    channel: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelHostLabels {
+    model_host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelHostPhaseLabels {
+    model_host: String,
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelHostReasonLabels {
+    model_host: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     probe: &'static str,
 }
@@ -93,6 +144,20 @@ struct Metrics {
     gateway_up: Family<ForwardLabels, Gauge>,
     config_reloads: Family<ResultLabels, Counter>,
     probe_lag_seconds: Family<ProbeLabels, Histogram, fn() -> Histogram>,
+    auth_requests: Family<AuthRequestLabels, Counter>,
+    auth_failures: Family<AuthFailureLabels, Counter>,
+    token_revision_current: Family<RevisionLabels, Gauge>,
+    token_rotation_timestamp: FloatGauge,
+    ws_closes: Family<ForwardCodeLabels, Counter>,
+    observed_first_byte_seconds: Family<ForwardChannelLabels, Histogram, fn() -> Histogram>,
+    token_sources_agree: Family<ForwardLabels, Gauge>,
+    model_host_first_byte_seconds: Family<ModelHostLabels, Histogram, fn() -> Histogram>,
+    model_host_phase_seconds: Family<ModelHostPhaseLabels, Histogram, fn() -> Histogram>,
+    model_host_probe_attempts: Family<ModelHostLabels, Counter>,
+    model_host_probe_failures: Family<ModelHostReasonLabels, Counter>,
+    objective_tunnel_uptime_ratio: Family<ForwardLabels, FloatGauge>,
+    objective_first_byte_seconds: Family<ForwardLabels, FloatGauge>,
+    objective_model_host_first_byte_seconds: Family<ModelHostLabels, FloatGauge>,
 }
 
 /// What the status JSON shows of one forward, beyond the metrics.
@@ -120,6 +185,74 @@ pub struct Recorder {
     registry: Registry,
     metrics: Metrics,
     forwards: Mutex<HashMap<String, ForwardState>>,
+    rotation: Mutex<Rotation>,
+}
+
+/// What marks a rotation: the config's `rotated_at`, else the first WebSocket close 4001 of a burst.
+#[derive(Default)]
+struct Rotation {
+    configured: bool,
+    last_seen: Option<std::time::Instant>,
+}
+
+/// 401, 403 and 429 as label values; other statuses are not auth failures.
+fn auth_code_label(status: u16) -> Option<&'static str> {
+    match status {
+        401 => Some("401"),
+        403 => Some("403"),
+        429 => Some("429"),
+        _ => None,
+    }
+}
+
+/// WebSocket close codes as label values: the registered ones and the gateway's own, else `other`.
+fn ws_close_label(code: u16) -> &'static str {
+    match code {
+        1000 => "1000",
+        1001 => "1001",
+        1002 => "1002",
+        1003 => "1003",
+        1006 => "1006",
+        1007 => "1007",
+        1008 => "1008",
+        1009 => "1009",
+        1010 => "1010",
+        1011 => "1011",
+        1012 => "1012",
+        1013 => "1013",
+        4001 => "4001",
+        _ => "other",
+    }
+}
+
+impl AuthSink for Recorder {
+    fn auth_event(&self, forward: &str, event: AuthEvent<'_>) {
+        let m = &self.metrics;
+        let forward = forward.to_owned();
+        match event {
+            AuthEvent::Request { channel, revision } => {
+                let labels = AuthRequestLabels { forward, channel: channel.as_str(), token_revision: revision.to_owned() };
+                m.auth_requests.get_or_create(&labels).inc();
+            }
+            AuthEvent::Failure { channel, code, revision } => {
+                if let Some(code) = auth_code_label(code) {
+                    let labels =
+                        AuthFailureLabels { forward, channel: channel.as_str(), code, token_revision: revision.to_owned() };
+                    m.auth_failures.get_or_create(&labels).inc();
+                }
+            }
+            AuthEvent::WsClose { code } => {
+                if code == 4001 {
+                    self.mark_rotation_seen();
+                }
+                m.ws_closes.get_or_create(&ForwardCodeLabels { forward, code: ws_close_label(code) }).inc();
+            }
+            AuthEvent::FirstByte { channel, elapsed } => {
+                let labels = ForwardChannelLabels { forward, channel: channel.as_str() };
+                m.observed_first_byte_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
+            }
+        }
+    }
 }
 
 impl Default for Recorder {
@@ -147,6 +280,20 @@ impl Recorder {
             gateway_up: Family::default(),
             config_reloads: Family::default(),
             probe_lag_seconds: Family::new_with_constructor(latency_histogram),
+            auth_requests: Family::default(),
+            auth_failures: Family::default(),
+            token_revision_current: Family::default(),
+            token_rotation_timestamp: FloatGauge::default(),
+            ws_closes: Family::default(),
+            observed_first_byte_seconds: Family::new_with_constructor(latency_histogram),
+            token_sources_agree: Family::default(),
+            model_host_first_byte_seconds: Family::new_with_constructor(latency_histogram),
+            model_host_phase_seconds: Family::new_with_constructor(latency_histogram),
+            model_host_probe_attempts: Family::default(),
+            model_host_probe_failures: Family::default(),
+            objective_tunnel_uptime_ratio: Family::default(),
+            objective_first_byte_seconds: Family::default(),
+            objective_model_host_first_byte_seconds: Family::default(),
         };
         let mut registry = Registry::default();
         let m = &metrics;
@@ -214,6 +361,20 @@ impl Recorder {
             "How late a scheduled probe started",
             m.probe_lag_seconds.clone(),
         );
+        r.register("openclaw_gateway_auth_requests", "Requests seen carrying a credential or none, by token revision (channel: http, ws from the auth tap; probe = the active auth probe)", m.auth_requests.clone());
+        r.register("openclaw_gateway_auth_failures", "Requests refused with 401, 403 or 429, by token revision (a WebSocket AUTH_TOKEN_MISMATCH counts as 401, AUTH_RATE_LIMITED as 429)", m.auth_failures.clone());
+        r.register("openclaw_gateway_token_revision_current", "1 for the revision configured as current, 0 for the others in the registry", m.token_revision_current.clone());
+        r.register("openclaw_gateway_token_rotation_timestamp_seconds", "When the current revision became current (config, or the first WebSocket close 4001 seen)", m.token_rotation_timestamp.clone());
+        r.register("openclaw_gateway_ws_closes", "WebSocket closes sent by the gateway, by code (4001 auth rotated, 1008 policy/auth, 1012 restart; other = any code outside the known set)", m.ws_closes.clone());
+        r.register("openclaw_gateway_observed_first_byte_seconds", "First-byte time of real client traffic through the auth tap (channel: http, ws)", m.observed_first_byte_seconds.clone());
+        r.register("openclaw_gateway_token_sources_agree", "1 when every token source on this machine holds the same token, 0 when they disagree", m.token_sources_agree.clone());
+        r.register("openclaw_model_host_first_byte_seconds", "Request written to first response byte from the model API", m.model_host_first_byte_seconds.clone());
+        r.register("openclaw_model_host_phase_seconds", "Model API probe phases: dns, connect, tls", m.model_host_phase_seconds.clone());
+        r.register("openclaw_model_host_probe_attempts", "Model API probes tried", m.model_host_probe_attempts.clone());
+        r.register("openclaw_model_host_probe_failures", "Model API probes failed, by reason: dns, refused, timeout, tls, reset, bad_status", m.model_host_probe_failures.clone());
+        r.register("openclaw_objective_tunnel_uptime_ratio", "Tunnel uptime objective", m.objective_tunnel_uptime_ratio.clone());
+        r.register("openclaw_objective_first_byte_seconds", "First-byte latency objective through the forward", m.objective_first_byte_seconds.clone());
+        r.register("openclaw_objective_model_host_first_byte_seconds", "Model API first-byte latency objective", m.objective_model_host_first_byte_seconds.clone());
         r.register(
             "openclaw_exporter_build",
             "Build information",
@@ -222,7 +383,7 @@ impl Recorder {
         for result in ["success", "failure"] {
             metrics.config_reloads.get_or_create_owned(&ResultLabels { result });
         }
-        Recorder { registry, metrics, forwards: Mutex::new(HashMap::new()) }
+        Recorder { registry, metrics, forwards: Mutex::new(HashMap::new()), rotation: Mutex::default() }
     }
 
     /// Create a forward's series at zero, so counters exist (and `rate()` works) before the first probe.
@@ -327,6 +488,100 @@ impl Recorder {
         self.metrics.probe_lag_seconds.get_or_create(&ProbeLabels { probe }).observe(lag.as_secs_f64());
     }
 
+    /// Apply what the configuration says directly: objectives, the current revision, the rotation time,
+    /// and zero-valued auth series (so the first failure of a revision is an increase an alert can see).
+    pub fn apply_config(&self, config: &Config) {
+        let m = &self.metrics;
+        let objectives = &config.objectives;
+        for forward in &config.forwards {
+            let labels = ForwardLabels { forward: forward.name.clone() };
+            m.objective_tunnel_uptime_ratio.get_or_create(&labels).set(objectives.tunnel_uptime_ratio);
+            m.objective_first_byte_seconds.get_or_create(&labels).set(objectives.first_byte.as_secs_f64());
+        }
+        for host in &config.model_hosts {
+            let labels = ModelHostLabels { model_host: host.name.clone() };
+            m.objective_model_host_first_byte_seconds.get_or_create(&labels).set(objectives.model_host_first_byte.as_secs_f64());
+            m.model_host_probe_attempts.get_or_create_owned(&labels);
+            for reason in probes::model_host::Failure::REASONS {
+                m.model_host_probe_failures.get_or_create_owned(&ModelHostReasonLabels { model_host: host.name.clone(), reason });
+            }
+        }
+        m.token_revision_current.clear();
+        let registry = &config.auth.registry;
+        for name in registry.names() {
+            let current = config.auth.current.as_deref() == Some(name);
+            m.token_revision_current.get_or_create(&RevisionLabels { token_revision: name.to_owned() }).set(i64::from(current));
+        }
+        let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
+        rotation.configured = config.auth.rotated_at.is_some();
+        if let Some(at) = config.auth.rotated_at {
+            m.token_rotation_timestamp.set(unix_seconds(at));
+        }
+        drop(rotation);
+        let revisions: Vec<&str> = registry.names().chain([credential::UNKNOWN, credential::NONE]).collect();
+        let channels = config
+            .auth_taps
+            .iter()
+            .flat_map(|tap| [(tap.forward.as_str(), "http"), (tap.forward.as_str(), "ws")])
+            .chain(config.auth_probe.forwards.iter().map(|f| (f.as_str(), "probe")));
+        for (forward, channel) in channels {
+            for revision in &revisions {
+                let token_revision = (*revision).to_owned();
+                m.auth_requests.get_or_create_owned(&AuthRequestLabels { forward: forward.to_owned(), channel, token_revision: token_revision.clone() });
+                for code in ["401", "403", "429"] {
+                    m.auth_failures.get_or_create_owned(&AuthFailureLabels { forward: forward.to_owned(), channel, code, token_revision: token_revision.clone() });
+                }
+            }
+        }
+    }
+
+    /// Record one active auth probe: the request, and a failure when refused.
+    pub fn record_auth_probe(&self, forward: &str, revision: &str, outcome: &probes::auth_probe::Outcome) {
+        let m = &self.metrics;
+        m.auth_requests
+            .get_or_create(&AuthRequestLabels { forward: forward.to_owned(), channel: "probe", token_revision: revision.to_owned() })
+            .inc();
+        if let Ok(probes::auth_probe::Answer::Rejected(status)) = outcome {
+            if let Some(code) = auth_code_label(*status) {
+                m.auth_failures
+                    .get_or_create(&AuthFailureLabels { forward: forward.to_owned(), channel: "probe", code, token_revision: revision.to_owned() })
+                    .inc();
+            }
+        }
+    }
+
+    /// Whether every token source on this machine holds the same token.
+    pub fn set_token_sources_agree(&self, forward: &str, agree: bool) {
+        self.metrics.token_sources_agree.get_or_create(&ForwardLabels { forward: forward.to_owned() }).set(i64::from(agree));
+    }
+
+    /// Record one model-host probe.
+    pub fn record_model_host(&self, name: &str, outcome: &probes::model_host::Outcome) {
+        let m = &self.metrics;
+        let labels = ModelHostLabels { model_host: name.to_owned() };
+        m.model_host_probe_attempts.get_or_create(&labels).inc();
+        let phases = match outcome {
+            Ok(response) => &response.phases,
+            Err(failure) => &failure.phases,
+        };
+        for (phase, duration) in phases.iter() {
+            m.model_host_phase_seconds
+                .get_or_create(&ModelHostPhaseLabels { model_host: name.to_owned(), phase })
+                .observe(duration.as_secs_f64());
+        }
+        match outcome {
+            Ok(response) => m.model_host_first_byte_seconds.get_or_create(&labels).observe(response.first_byte.as_secs_f64()),
+            Err(failure) => {
+                if let Some(first_byte) = failure.first_byte {
+                    m.model_host_first_byte_seconds.get_or_create(&labels).observe(first_byte.as_secs_f64());
+                }
+                m.model_host_probe_failures
+                    .get_or_create(&ModelHostReasonLabels { model_host: name.to_owned(), reason: failure.reason.as_str() })
+                    .inc();
+            }
+        }
+    }
+
     /// Count a configuration reload.
     pub fn record_reload(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
@@ -371,6 +626,16 @@ impl Recorder {
             })
             .collect();
         json!({ "version": env!("CARGO_PKG_VERSION"), "forwards": forwards_json })
+    }
+
+    fn mark_rotation_seen(&self) {
+        let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
+        // A rotation closes every open WebSocket at once: one burst of 4001s is one rotation.
+        let fresh = rotation.last_seen.is_none_or(|at| at.elapsed() > std::time::Duration::from_secs(60));
+        rotation.last_seen = Some(std::time::Instant::now());
+        if fresh && !rotation.configured {
+            self.metrics.token_rotation_timestamp.set(unix_seconds(SystemTime::now()));
+        }
     }
 
     fn refresh_uptime_ratios(&self, now: SystemTime) {

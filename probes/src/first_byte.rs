@@ -27,7 +27,7 @@ pub struct Target {
     pub path: String,
 }
 
-/// A response with a 2xx status.
+/// A response head (2xx, from [`probe`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Response {
     /// connect() to established.
@@ -89,15 +89,28 @@ pub type Outcome = Result<Response, Failure>;
 
 /// Send one `GET` and wait for the response head.
 pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
-    match tokio::time::timeout(timeout, exchange(target)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(Failure::Timeout),
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: openclaw-tunnel-exporter/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        target.path,
+        target.addr,
+        env!("CARGO_PKG_VERSION")
+    );
+    let head = match tokio::time::timeout(timeout, exchange(target.addr, request.as_bytes())).await {
+        Ok(head) => head?,
+        Err(_) => return Err(Failure::Timeout),
+    };
+    if (200..300).contains(&head.status) {
+        Ok(head)
+    } else {
+        Err(bad_head(Some(head.status), Some(head.first_byte), &format!("HTTP status {}", head.status)))
     }
 }
 
-async fn exchange(target: &Target) -> Outcome {
+/// Connect to `addr`, write `request`, and read the response head: the shared core of the HTTP probes.
+/// Any status is a [`Response`] here; callers decide which statuses fail.
+pub(crate) async fn exchange(addr: SocketAddr, request: &[u8]) -> Outcome {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(target.addr).await.map_err(|err| {
+    let mut stream = TcpStream::connect(addr).await.map_err(|err| {
         if err.kind() == io::ErrorKind::ConnectionRefused {
             Failure::Refused
         } else {
@@ -107,18 +120,23 @@ async fn exchange(target: &Target) -> Outcome {
     let connect = started.elapsed();
     // One small write; without NODELAY a coalescing delay could land inside the timed window.
     let _ = stream.set_nodelay(true);
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: openclaw-tunnel-exporter/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        target.path,
-        target.addr,
-        env!("CARGO_PKG_VERSION")
-    );
-    let write_result = stream.write_all(request.as_bytes()).await;
+    let (first_byte, status) = read_head(&mut stream, request).await?;
+    // The head is all we need; the rest of the reply is not read.
+    crate::syn::close_without_time_wait(stream);
+    Ok(Response { connect, first_byte, status })
+}
+
+/// Write `request` on `stream` and read a response head (bounded by [`MAX_HEAD_BYTES`]): the first-byte time
+/// (from the request written) and the status.
+pub(crate) async fn read_head<S>(stream: &mut S, request: &[u8]) -> Result<(Duration, u16), Failure>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let write_result = stream.write_all(request).await;
     let written = Instant::now();
     if let Err(err) = write_result {
         return Err(io_failure(err, written.elapsed()));
     }
-
     let mut head = vec![0u8; MAX_HEAD_BYTES];
     let mut filled = 0;
     let mut first_byte = None;
@@ -144,16 +162,7 @@ async fn exchange(target: &Target) -> Outcome {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut response = httparse::Response::new(&mut headers);
         match response.parse(&head[..filled]) {
-            Ok(httparse::Status::Complete(_)) => {
-                let status = response.code.unwrap_or(0);
-                // The head is all we need; the rest of the reply is not read.
-                crate::syn::close_without_time_wait(stream);
-                return if (200..300).contains(&status) {
-                    Ok(Response { connect, first_byte, status })
-                } else {
-                    Err(bad_head(Some(status), Some(first_byte), &format!("HTTP status {status}")))
-                };
-            }
+            Ok(httparse::Status::Complete(_)) => return Ok((first_byte, response.code.unwrap_or(0))),
             Ok(httparse::Status::Partial) if filled == head.len() => {
                 return Err(bad_head(None, None, "response head larger than 16 KiB"))
             }

@@ -9,13 +9,17 @@
 //! - [`first_byte`]: `GET /healthz` through the forward, timed from request written to first response byte;
 //!   the only probe that proves the far side is alive.
 //!
+//! - [`model_host`]: HTTPS to a model API with dns, connect, tls and first byte timed apart.
+//! - [`auth_probe`]: `POST /tools/invoke {}` with this machine's token: accepted (400) or rejected (401).
 //! - [`auth_tap`]: not a timed probe but a pass-through: it reads the credentials and auth answers of real
 //!   traffic on its way to the gateway and reports them as events.
 //!
 //! Failure reasons are fixed sets (`reason()` returns a `&'static str`), so a metric label built from an
 //! outcome can never carry data a peer sent.
 
+pub mod auth_probe;
 pub mod auth_tap;
 pub mod first_byte;
+pub mod model_host;
 pub mod ssh_session;
 pub mod syn;

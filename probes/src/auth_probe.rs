@@ -1,0 +1,104 @@
+//! Active auth probe: `POST /tools/invoke` with body `{}` through the forward, with the token this machine's
+//! `openclaw` CLI would use. The gateway answers 400 ("requires name") once the token is accepted, without
+//! side effects, and 401 when it is not; 429 is a lockout, 403 a scope or proxy problem.
+//!
+//! Meant to run rarely (once a minute): each wrong token is a strike on the gateway's per-IP counter.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use crate::first_byte::Failure;
+
+/// A token that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wrap a token.
+    pub fn new(token: impl Into<Vec<u8>>) -> Self {
+        Secret(token.into())
+    }
+
+    /// The token's bytes, for the one place that sends it.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where to send the probe and with what.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The forward's local address.
+    pub addr: SocketAddr,
+    /// The token to present.
+    pub token: Secret,
+}
+
+/// The gateway's verdict on the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Any status other than 401/403/429 (400 expected): the token got past authentication.
+    Accepted(u16),
+    /// 401, 403 or 429.
+    Rejected(u16),
+}
+
+/// What an auth probe returns.
+pub type Outcome = Result<Answer, Failure>;
+
+/// Send the probe request and classify the answer.
+pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
+    let mut request = format!(
+        "POST /tools/invoke HTTP/1.1\r\nHost: {}\r\nUser-Agent: openclaw-tunnel-exporter/{}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\nAuthorization: Bearer ",
+        target.addr,
+        env!("CARGO_PKG_VERSION")
+    )
+    .into_bytes();
+    request.extend_from_slice(target.token.expose());
+    request.extend_from_slice(b"\r\n\r\n{}");
+    let head = match tokio::time::timeout(timeout, crate::first_byte::exchange(target.addr, &request)).await {
+        Ok(head) => head?,
+        Err(_) => return Err(Failure::Timeout),
+    };
+    Ok(match head.status {
+        401 | 403 | 429 => Answer::Rejected(head.status),
+        status => Answer::Accepted(status),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn a_401_is_rejected_and_a_400_accepted_and_the_token_is_sent_as_bearer() {
+        for (reply, expected) in [
+            (&b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"[..], Answer::Rejected(401)),
+            (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", Answer::Accepted(400)),
+        ] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = socket.read(&mut buf).await.unwrap();
+                socket.write_all(reply).await.unwrap();
+                String::from_utf8_lossy(&buf[..n]).into_owned()
+            });
+            let target = Target { addr, token: Secret::new("tok-xyz") };
+            assert_eq!(probe(&target, Duration::from_secs(2)).await, Ok(expected));
+            let request = server.await.unwrap();
+            assert!(request.starts_with("POST /tools/invoke HTTP/1.1\r\n"), "{request}");
+            assert!(request.contains("\r\nAuthorization: Bearer tok-xyz\r\n") && request.ends_with("\r\n\r\n{}"));
+            assert_eq!(format!("{target:?}").contains("tok-xyz"), false);
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Model-host probe: an HTTP(S) GET to a model API, from wherever the exporter runs (normally the gateway
+//! host), with DNS, connect, TLS and first byte timed separately. Kept apart from the tunnel's first byte
+//! so a user can tell "fix the tunnel" from "move model egress".
+//!
+//! Any HTTP answer below 500 is success: an unauthenticated request to a model API gets 401 or 404, which
+//! proves the path as well as a 200 would. TLS is rustls (ring provider) with the webpki roots, plus an
+//! optional extra CA bundle for a corporate proxy or a test CA.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio::time::timeout_at;
+
+/// What to request.
+#[derive(Clone)]
+pub struct Target {
+    /// Host name or IP literal, as in the URL.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Path and query.
+    pub path: String,
+    /// TLS settings for https; None for plain http.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}{}", self.host, self.port, self.path)
+    }
+}
+
+/// Durations of the phases that completed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Name resolution.
+    pub dns: Option<Duration>,
+    /// TCP connect.
+    pub connect: Option<Duration>,
+    /// TLS handshake.
+    pub tls: Option<Duration>,
+}
+
+impl Phases {
+    /// The completed phases as (label, duration).
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, Duration)> {
+        [("dns", self.dns), ("connect", self.connect), ("tls", self.tls)]
+            .into_iter()
+            .filter_map(|(name, d)| d.map(|d| (name, d)))
+    }
+}
+
+/// A response below 500.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Phase timings.
+    pub phases: Phases,
+    /// Request written -> first response byte.
+    pub first_byte: Duration,
+    /// HTTP status.
+    pub status: u16,
+}
+
+/// Why a model-host probe failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Name resolution failed.
+    Dns,
+    /// Connection refused (or unreachable).
+    Refused,
+    /// The deadline passed.
+    Timeout,
+    /// TLS handshake failed (unknown CA, name mismatch, protocol).
+    Tls,
+    /// The connection broke after connecting.
+    Reset,
+    /// A 5xx, or not HTTP.
+    BadStatus,
+}
+
+impl Reason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Dns => "dns",
+            Reason::Refused => "refused",
+            Reason::Timeout => "timeout",
+            Reason::Tls => "tls",
+            Reason::Reset => "reset",
+            Reason::BadStatus => "bad_status",
+        }
+    }
+}
+
+/// A failure, with the phases that did complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
+pub struct Failure {
+    /// Why.
+    pub reason: Reason,
+    /// Phases completed before the failure.
+    pub phases: Phases,
+    /// First-byte time, when a reply arrived (bad_status).
+    pub first_byte: Option<Duration>,
+    /// For the log.
+    pub detail: String,
+}
+
+impl Failure {
+    /// Every label value [`Reason::as_str`] can give.
+    pub const REASONS: [&'static str; 6] = ["dns", "refused", "timeout", "tls", "reset", "bad_status"];
+}
+
+/// What a model-host probe returns.
+pub type Outcome = Result<Response, Failure>;
+
+/// Errors building the TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// The CA file could not be read or parsed.
+    #[error("CA file {path}: {message}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// A client config trusting the webpki roots plus every certificate in `extra_ca_pem`.
+pub fn tls_config(extra_ca_pem: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = extra_ca_pem {
+        let ca_error = |message: String| TlsConfigError::CaFile { path: path.display().to_string(), message };
+        let certs = CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))?;
+        let mut added = 0;
+        for cert in certs {
+            roots.add(cert.map_err(|e| ca_error(e.to_string()))?)?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(ca_error("no PEM certificate in the file".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Probe `target` within `timeout`, timing each phase.
+pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut phases = Phases::default();
+    let fail = |reason, phases: &Phases, detail: String| Failure { reason, phases: phases.clone(), first_byte: None, detail };
+    let timed_out = |phases: &Phases, during: &str| fail(Reason::Timeout, phases, format!("timed out during {during}"));
+
+    let started = Instant::now();
+    let addrs = match timeout_at(deadline, tokio::net::lookup_host((target.host.as_str(), target.port))).await {
+        Err(_) => return Err(timed_out(&phases, "dns")),
+        Ok(Err(err)) => return Err(fail(Reason::Dns, &phases, err.to_string())),
+        Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
+    };
+    phases.dns = Some(started.elapsed());
+    if addrs.is_empty() {
+        return Err(fail(Reason::Dns, &phases, "no address".into()));
+    }
+
+    // Each resolved address in turn (localhost is ::1 and 127.0.0.1), as a browser would.
+    let started = Instant::now();
+    let mut last_error = String::new();
+    let mut connected = None;
+    for addr in addrs {
+        match timeout_at(deadline, TcpStream::connect(addr)).await {
+            Err(_) => return Err(timed_out(&phases, "connect")),
+            Ok(Err(err)) => last_error = format!("{addr}: {err}"),
+            Ok(Ok(tcp)) => {
+                connected = Some(tcp);
+                break;
+            }
+        }
+    }
+    let Some(tcp) = connected else { return Err(fail(Reason::Refused, &phases, last_error)) };
+    phases.connect = Some(started.elapsed());
+    let _ = tcp.set_nodelay(true);
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: openclaw-tunnel-exporter/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        target.path,
+        target.host,
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let head = match &target.tls {
+        None => {
+            let mut tcp = tcp;
+            timeout_at(deadline, crate::first_byte::read_head(&mut tcp, request.as_bytes())).await
+        }
+        Some(config) => {
+            let name = match ServerName::try_from(target.host.clone()) {
+                Ok(name) => name,
+                Err(err) => return Err(fail(Reason::Tls, &phases, format!("server name: {err}"))),
+            };
+            let started = Instant::now();
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            let mut tls = match timeout_at(deadline, connector.connect(name, tcp)).await {
+                Err(_) => return Err(timed_out(&phases, "tls")),
+                Ok(Err(err)) => return Err(fail(Reason::Tls, &phases, err.to_string())),
+                Ok(Ok(tls)) => tls,
+            };
+            phases.tls = Some(started.elapsed());
+            timeout_at(deadline, crate::first_byte::read_head(&mut tls, request.as_bytes())).await
+        }
+    };
+    match head {
+        Err(_) => Err(timed_out(&phases, "first byte")),
+        Ok(Ok((first_byte, status))) if status < 500 => Ok(Response { phases, first_byte, status }),
+        Ok(Ok((first_byte, status))) => Err(Failure {
+            reason: Reason::BadStatus,
+            phases,
+            first_byte: Some(first_byte),
+            detail: format!("HTTP status {status}"),
+        }),
+        Ok(Err(failure)) => {
+            let (reason, first_byte) = match &failure {
+                crate::first_byte::Failure::BadStatus { first_byte, .. } => (Reason::BadStatus, *first_byte),
+                _ => (Reason::Reset, None),
+            };
+            Err(Failure { reason, phases, first_byte, detail: failure.to_string() })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    struct TestCa {
+        ca_pem: String,
+        server: Arc<rustls::ServerConfig>,
+    }
+
+    fn test_ca() -> TestCa {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        TestCa { ca_pem: ca_cert.pem(), server: Arc::new(server) }
+    }
+
+    /// A TLS server on loopback that answers every request after `delay`.
+    async fn tls_server(config: Arc<rustls::ServerConfig>, delay: Duration) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut buf = [0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    tokio::time::sleep(delay).await;
+                    let _ = tls.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n").await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    fn target(port: u16, tls: Option<Arc<rustls::ClientConfig>>) -> Target {
+        Target { host: "localhost".into(), port, path: "/v1/models".into(), tls }
+    }
+
+    #[tokio::test]
+    async fn every_phase_is_timed_against_a_test_ca() {
+        let ca = test_ca();
+        let port = tls_server(ca.server.clone(), Duration::from_millis(30)).await;
+        let dir = tempfile_dir();
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, &ca.ca_pem).unwrap();
+        let config = tls_config(Some(&ca_path)).unwrap();
+        let response = probe(&target(port, Some(config)), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(response.status, 401, "a 401 from a model API proves the path");
+        assert!(response.phases.dns.is_some() && response.phases.connect.is_some() && response.phases.tls.is_some());
+        assert!(response.first_byte >= Duration::from_millis(30), "{response:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_ca_is_tls_and_a_dead_port_is_refused() {
+        let ca = test_ca();
+        let port = tls_server(ca.server.clone(), Duration::ZERO).await;
+        let failure = probe(&target(port, Some(tls_config(None).unwrap())), Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(failure.reason, Reason::Tls, "{failure}");
+        assert!(failure.phases.connect.is_some() && failure.phases.tls.is_none());
+
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let failure = probe(&target(dead, Some(tls_config(None).unwrap())), Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(failure.reason, Reason::Refused, "{failure}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_times_out_with_the_phases_it_finished() {
+        let ca = test_ca();
+        let port = tls_server(ca.server.clone(), Duration::from_secs(30)).await;
+        let dir = tempfile_dir();
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, &ca.ca_pem).unwrap();
+        let failure =
+            probe(&target(port, Some(tls_config(Some(&ca_path)).unwrap())), Duration::from_millis(500)).await.unwrap_err();
+        assert_eq!(failure.reason, Reason::Timeout);
+        assert!(failure.phases.tls.is_some(), "{failure:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_an_error() {
+        let dir = tempfile_dir();
+        let path = dir.join("empty.pem");
+        std::fs::write(&path, "not a certificate").unwrap();
+        assert!(matches!(tls_config(Some(&path)), Err(TlsConfigError::CaFile { .. })));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("oce-model-host-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+}
