@@ -353,7 +353,11 @@ impl Checker<'_> {
     fn loopback_addr(&mut self, key: &str, value: &str, allow_non_loopback: bool, flag: &str) -> SocketAddr {
         let addr = self.addr(key, value);
         if !addr.ip().is_loopback() && !allow_non_loopback {
-            self.problem(key, &value, &format!("not a loopback address; set {flag} = true to listen beyond this machine"));
+            self.problem(
+                key,
+                &value,
+                &format!("not a loopback address; set {flag} = true to listen beyond this machine"),
+            );
         }
         addr
     }
@@ -362,7 +366,11 @@ impl Checker<'_> {
         match humantime::parse_duration(value) {
             Ok(d) if d >= min && d <= max => d,
             Ok(_) => {
-                let range = format!("must be between {} and {}", humantime::format_duration(min), humantime::format_duration(max));
+                let range = format!(
+                    "must be between {} and {}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                );
                 self.problem(key, &value, &range);
                 min.max(Duration::from_secs(1))
             }
@@ -405,13 +413,22 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
             c.problem(&key("local"), &forward.local, "port 0 is not a forward's port");
         }
         if !forward.health_path.starts_with('/') || forward.health_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            c.problem(&key("health_path"), &forward.health_path, "must start with / and contain no spaces or control characters");
+            c.problem(
+                &key("health_path"),
+                &forward.health_path,
+                "must start with / and contain no spaces or control characters",
+            );
         }
         forwards.push(Forward {
             local,
             health_path: forward.health_path,
             syn_interval: c.duration(&key("syn_interval"), &forward.syn_interval, PROBE_MIN, PROBE_MAX),
-            first_byte_interval: c.duration(&key("first_byte_interval"), &forward.first_byte_interval, PROBE_MIN, PROBE_MAX),
+            first_byte_interval: c.duration(
+                &key("first_byte_interval"),
+                &forward.first_byte_interval,
+                PROBE_MIN,
+                PROBE_MAX,
+            ),
             timeout: c.duration(&key("timeout"), &forward.timeout, PROBE_MIN, PROBE_MAX),
             name: forward.name,
         });
@@ -447,7 +464,12 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
         }
     }
     let auth_probe = AuthProbe {
-        interval: c.duration("auth_probe.interval", &raw.auth_probe.interval, Duration::from_secs(1), Duration::from_secs(86400)),
+        interval: c.duration(
+            "auth_probe.interval",
+            &raw.auth_probe.interval,
+            Duration::from_secs(1),
+            Duration::from_secs(86400),
+        ),
         forwards: probed,
         token_file: raw.auth_probe.token_file.map(PathBuf::from),
         openclaw_config: raw.auth_probe.openclaw_config.map(PathBuf::from),
@@ -491,7 +513,12 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
             }
             ratio
         },
-        first_byte: c.duration("objectives.first_byte", &raw.objectives.first_byte, Duration::from_micros(1), PROBE_MAX),
+        first_byte: c.duration(
+            "objectives.first_byte",
+            &raw.objectives.first_byte,
+            Duration::from_micros(1),
+            PROBE_MAX,
+        ),
         model_host_first_byte: c.duration(
             "objectives.model_host_first_byte",
             &raw.objectives.model_host_first_byte,
@@ -524,7 +551,11 @@ fn validate_auth(raw: RawAuth, c: &mut Checker<'_>) -> Auth {
         match probes::auth_tap::credential::from_hex(&revision.sha256.to_ascii_lowercase()) {
             Some(fingerprint) => revisions.push((revision.name, fingerprint)),
             // The value is meant to be a hash, but a token pasted by mistake must not be echoed.
-            None => c.problem(&key("sha256"), &"<redacted>", "must be 64 hex digits (see `openclaw-tunnel-exporter fingerprint`)"),
+            None => c.problem(
+                &key("sha256"),
+                &"<redacted>",
+                "must be 64 hex digits (see `openclaw-tunnel-exporter fingerprint`)",
+            ),
         }
     }
     if let Some(current) = &raw.current {

@@ -11,6 +11,7 @@ mod clock;
 mod config;
 mod recorder;
 mod scheduler;
+mod token_sources;
 mod uptime;
 mod web;
 
@@ -47,6 +48,12 @@ enum Command {
     CheckConfig,
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Read a token from stdin (or --file) and print its `sha256 = "..."` line for [[auth.revision]].
+    Fingerprint {
+        /// Read the token from this file instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +62,32 @@ fn main() -> ExitCode {
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_TOML);
             ExitCode::SUCCESS
+        }
+        Command::Fingerprint { file } => {
+            let token = match &file {
+                Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
+                None => {
+                    let mut token = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut token)
+                        .map(|_| token)
+                        .map_err(|e| e.to_string())
+                }
+            };
+            match token {
+                Ok(token) if !token.trim_ascii().is_empty() => {
+                    let fingerprint = probes::auth_tap::credential::fingerprint(token.trim_ascii());
+                    println!("sha256 = \"{}\"", probes::auth_tap::credential::to_hex(&fingerprint));
+                    ExitCode::SUCCESS
+                }
+                Ok(_) => {
+                    eprintln!("fingerprint: no token on input");
+                    ExitCode::FAILURE
+                }
+                Err(err) => {
+                    eprintln!("fingerprint: cannot read the token: {err}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::CheckConfig => match Config::load(cli.config.as_deref()) {
             Ok(config) => {
@@ -119,7 +152,7 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         axum::serve(listener, app).with_graceful_shutdown(server_shutdown.cancelled_owned()).await
     });
 
-    let mut generation = Generation::start(&config, recorder.clone(), &shutdown);
+    let mut generation = Generation::start(&config, recorder.clone(), &shutdown).map_err(anyhow::Error::msg)?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -136,11 +169,22 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                     tracing::warn!(listen = %config.web.listen, wanted = %new_config.web.listen, "web.listen changes take effect on restart");
                 }
                 generation.stop().await;
-                generation = Generation::start(&new_config, recorder.clone(), &shutdown);
-                config = new_config;
-                recorder.record_reload(true);
-                tracing::info!(forwards = config.forwards.len(), "configuration reloaded");
-                Ok(())
+                match Generation::start(&new_config, recorder.clone(), &shutdown) {
+                    Ok(started) => {
+                        generation = started;
+                        config = new_config;
+                        recorder.record_reload(true);
+                        tracing::info!(forwards = config.forwards.len(), "configuration reloaded");
+                        Ok(())
+                    }
+                    Err(err) => {
+                        recorder.record_reload(false);
+                        tracing::error!("reload failed, restarting the previous configuration: {err}");
+                        generation =
+                            Generation::start(&config, recorder.clone(), &shutdown).map_err(anyhow::Error::msg)?;
+                        Err(err)
+                    }
+                }
             }
             Err(err) => {
                 recorder.record_reload(false);

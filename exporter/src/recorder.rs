@@ -231,13 +231,18 @@ impl AuthSink for Recorder {
         let forward = forward.to_owned();
         match event {
             AuthEvent::Request { channel, revision } => {
-                let labels = AuthRequestLabels { forward, channel: channel.as_str(), token_revision: revision.to_owned() };
+                let labels =
+                    AuthRequestLabels { forward, channel: channel.as_str(), token_revision: revision.to_owned() };
                 m.auth_requests.get_or_create(&labels).inc();
             }
             AuthEvent::Failure { channel, code, revision } => {
                 if let Some(code) = auth_code_label(code) {
-                    let labels =
-                        AuthFailureLabels { forward, channel: channel.as_str(), code, token_revision: revision.to_owned() };
+                    let labels = AuthFailureLabels {
+                        forward,
+                        channel: channel.as_str(),
+                        code,
+                        token_revision: revision.to_owned(),
+                    };
                     m.auth_failures.get_or_create(&labels).inc();
                 }
             }
@@ -363,18 +368,58 @@ impl Recorder {
         );
         r.register("openclaw_gateway_auth_requests", "Requests seen carrying a credential or none, by token revision (channel: http, ws from the auth tap; probe = the active auth probe)", m.auth_requests.clone());
         r.register("openclaw_gateway_auth_failures", "Requests refused with 401, 403 or 429, by token revision (a WebSocket AUTH_TOKEN_MISMATCH counts as 401, AUTH_RATE_LIMITED as 429)", m.auth_failures.clone());
-        r.register("openclaw_gateway_token_revision_current", "1 for the revision configured as current, 0 for the others in the registry", m.token_revision_current.clone());
-        r.register("openclaw_gateway_token_rotation_timestamp_seconds", "When the current revision became current (config, or the first WebSocket close 4001 seen)", m.token_rotation_timestamp.clone());
+        r.register(
+            "openclaw_gateway_token_revision_current",
+            "1 for the revision configured as current, 0 for the others in the registry",
+            m.token_revision_current.clone(),
+        );
+        r.register(
+            "openclaw_gateway_token_rotation_timestamp_seconds",
+            "When the current revision became current (config, or the first WebSocket close 4001 seen)",
+            m.token_rotation_timestamp.clone(),
+        );
         r.register("openclaw_gateway_ws_closes", "WebSocket closes sent by the gateway, by code (4001 auth rotated, 1008 policy/auth, 1012 restart; other = any code outside the known set)", m.ws_closes.clone());
-        r.register("openclaw_gateway_observed_first_byte_seconds", "First-byte time of real client traffic through the auth tap (channel: http, ws)", m.observed_first_byte_seconds.clone());
-        r.register("openclaw_gateway_token_sources_agree", "1 when every token source on this machine holds the same token, 0 when they disagree", m.token_sources_agree.clone());
-        r.register("openclaw_model_host_first_byte_seconds", "Request written to first response byte from the model API", m.model_host_first_byte_seconds.clone());
-        r.register("openclaw_model_host_phase_seconds", "Model API probe phases: dns, connect, tls", m.model_host_phase_seconds.clone());
+        r.register(
+            "openclaw_gateway_observed_first_byte_seconds",
+            "First-byte time of real client traffic through the auth tap (channel: http, ws)",
+            m.observed_first_byte_seconds.clone(),
+        );
+        r.register(
+            "openclaw_gateway_token_sources_agree",
+            "1 when every token source on this machine holds the same token, 0 when they disagree",
+            m.token_sources_agree.clone(),
+        );
+        r.register(
+            "openclaw_model_host_first_byte_seconds",
+            "Request written to first response byte from the model API",
+            m.model_host_first_byte_seconds.clone(),
+        );
+        r.register(
+            "openclaw_model_host_phase_seconds",
+            "Model API probe phases: dns, connect, tls",
+            m.model_host_phase_seconds.clone(),
+        );
         r.register("openclaw_model_host_probe_attempts", "Model API probes tried", m.model_host_probe_attempts.clone());
-        r.register("openclaw_model_host_probe_failures", "Model API probes failed, by reason: dns, refused, timeout, tls, reset, bad_status", m.model_host_probe_failures.clone());
-        r.register("openclaw_objective_tunnel_uptime_ratio", "Tunnel uptime objective", m.objective_tunnel_uptime_ratio.clone());
-        r.register("openclaw_objective_first_byte_seconds", "First-byte latency objective through the forward", m.objective_first_byte_seconds.clone());
-        r.register("openclaw_objective_model_host_first_byte_seconds", "Model API first-byte latency objective", m.objective_model_host_first_byte_seconds.clone());
+        r.register(
+            "openclaw_model_host_probe_failures",
+            "Model API probes failed, by reason: dns, refused, timeout, tls, reset, bad_status",
+            m.model_host_probe_failures.clone(),
+        );
+        r.register(
+            "openclaw_objective_tunnel_uptime_ratio",
+            "Tunnel uptime objective",
+            m.objective_tunnel_uptime_ratio.clone(),
+        );
+        r.register(
+            "openclaw_objective_first_byte_seconds",
+            "First-byte latency objective through the forward",
+            m.objective_first_byte_seconds.clone(),
+        );
+        r.register(
+            "openclaw_objective_model_host_first_byte_seconds",
+            "Model API first-byte latency objective",
+            m.objective_model_host_first_byte_seconds.clone(),
+        );
         r.register(
             "openclaw_exporter_build",
             "Build information",
@@ -500,17 +545,22 @@ impl Recorder {
         }
         for host in &config.model_hosts {
             let labels = ModelHostLabels { model_host: host.name.clone() };
-            m.objective_model_host_first_byte_seconds.get_or_create(&labels).set(objectives.model_host_first_byte.as_secs_f64());
+            m.objective_model_host_first_byte_seconds
+                .get_or_create(&labels)
+                .set(objectives.model_host_first_byte.as_secs_f64());
             m.model_host_probe_attempts.get_or_create_owned(&labels);
             for reason in probes::model_host::Failure::REASONS {
-                m.model_host_probe_failures.get_or_create_owned(&ModelHostReasonLabels { model_host: host.name.clone(), reason });
+                m.model_host_probe_failures
+                    .get_or_create_owned(&ModelHostReasonLabels { model_host: host.name.clone(), reason });
             }
         }
         m.token_revision_current.clear();
         let registry = &config.auth.registry;
         for name in registry.names() {
             let current = config.auth.current.as_deref() == Some(name);
-            m.token_revision_current.get_or_create(&RevisionLabels { token_revision: name.to_owned() }).set(i64::from(current));
+            m.token_revision_current
+                .get_or_create(&RevisionLabels { token_revision: name.to_owned() })
+                .set(i64::from(current));
         }
         let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
         rotation.configured = config.auth.rotated_at.is_some();
@@ -527,9 +577,18 @@ impl Recorder {
         for (forward, channel) in channels {
             for revision in &revisions {
                 let token_revision = (*revision).to_owned();
-                m.auth_requests.get_or_create_owned(&AuthRequestLabels { forward: forward.to_owned(), channel, token_revision: token_revision.clone() });
+                m.auth_requests.get_or_create_owned(&AuthRequestLabels {
+                    forward: forward.to_owned(),
+                    channel,
+                    token_revision: token_revision.clone(),
+                });
                 for code in ["401", "403", "429"] {
-                    m.auth_failures.get_or_create_owned(&AuthFailureLabels { forward: forward.to_owned(), channel, code, token_revision: token_revision.clone() });
+                    m.auth_failures.get_or_create_owned(&AuthFailureLabels {
+                        forward: forward.to_owned(),
+                        channel,
+                        code,
+                        token_revision: token_revision.clone(),
+                    });
                 }
             }
         }
@@ -539,12 +598,21 @@ impl Recorder {
     pub fn record_auth_probe(&self, forward: &str, revision: &str, outcome: &probes::auth_probe::Outcome) {
         let m = &self.metrics;
         m.auth_requests
-            .get_or_create(&AuthRequestLabels { forward: forward.to_owned(), channel: "probe", token_revision: revision.to_owned() })
+            .get_or_create(&AuthRequestLabels {
+                forward: forward.to_owned(),
+                channel: "probe",
+                token_revision: revision.to_owned(),
+            })
             .inc();
         if let Ok(probes::auth_probe::Answer::Rejected(status)) = outcome {
             if let Some(code) = auth_code_label(*status) {
                 m.auth_failures
-                    .get_or_create(&AuthFailureLabels { forward: forward.to_owned(), channel: "probe", code, token_revision: revision.to_owned() })
+                    .get_or_create(&AuthFailureLabels {
+                        forward: forward.to_owned(),
+                        channel: "probe",
+                        code,
+                        token_revision: revision.to_owned(),
+                    })
                     .inc();
             }
         }
@@ -552,7 +620,10 @@ impl Recorder {
 
     /// Whether every token source on this machine holds the same token.
     pub fn set_token_sources_agree(&self, forward: &str, agree: bool) {
-        self.metrics.token_sources_agree.get_or_create(&ForwardLabels { forward: forward.to_owned() }).set(i64::from(agree));
+        self.metrics
+            .token_sources_agree
+            .get_or_create(&ForwardLabels { forward: forward.to_owned() })
+            .set(i64::from(agree));
     }
 
     /// Record one model-host probe.
@@ -570,13 +641,18 @@ impl Recorder {
                 .observe(duration.as_secs_f64());
         }
         match outcome {
-            Ok(response) => m.model_host_first_byte_seconds.get_or_create(&labels).observe(response.first_byte.as_secs_f64()),
+            Ok(response) => {
+                m.model_host_first_byte_seconds.get_or_create(&labels).observe(response.first_byte.as_secs_f64())
+            }
             Err(failure) => {
                 if let Some(first_byte) = failure.first_byte {
                     m.model_host_first_byte_seconds.get_or_create(&labels).observe(first_byte.as_secs_f64());
                 }
                 m.model_host_probe_failures
-                    .get_or_create(&ModelHostReasonLabels { model_host: name.to_owned(), reason: failure.reason.as_str() })
+                    .get_or_create(&ModelHostReasonLabels {
+                        model_host: name.to_owned(),
+                        reason: failure.reason.as_str(),
+                    })
                     .inc();
             }
         }

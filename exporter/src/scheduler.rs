@@ -21,8 +21,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
-use crate::config::{Config, Forward};
+use crate::config::{AuthProbe, Config, Forward, ModelHost};
 use crate::recorder::Recorder;
+use crate::token_sources;
+use probes::auth_tap::credential::{self, Fingerprint};
+use probes::auth_tap::Registry;
 
 /// A margin past a probe's own timeout before the hard timeout cuts it off.
 const HARD_TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
@@ -34,20 +37,75 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// Start every probe task for `config`, recording into `recorder`. Tasks stop when `parent` is cancelled
-    /// or [`Generation::stop`] is called.
-    pub fn start(config: &Config, recorder: Arc<Recorder>, parent: &CancellationToken) -> Generation {
+    /// Start every probe task and auth tap for `config`, recording into `recorder`. Tasks stop when
+    /// `parent` is cancelled or [`Generation::stop`] is called. Fails, starting nothing, when a tap cannot
+    /// bind its listener or a model host's CA file does not load.
+    pub fn start(config: &Config, recorder: Arc<Recorder>, parent: &CancellationToken) -> Result<Generation, String> {
+        let mut listeners = Vec::new();
+        for (index, tap) in config.auth_taps.iter().enumerate() {
+            let listener = std::net::TcpListener::bind(tap.listen)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| format!("auth_tap[{index}].listen = \"{}\": cannot listen: {e}", tap.listen))?;
+            listeners.push((tap.clone(), listener));
+        }
+        let mut model_hosts = Vec::new();
+        for (index, host) in config.model_hosts.iter().enumerate() {
+            let tls = match host.url.scheme() {
+                "https" => Some(
+                    probes::model_host::tls_config(host.ca_file.as_deref())
+                        .map_err(|e| format!("model_host[{index}].ca_file: {e}"))?,
+                ),
+                _ => None,
+            };
+            let target = probes::model_host::Target {
+                host: host.url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned(),
+                port: host.url.port_or_known_default().unwrap_or(443),
+                path: match host.url.query() {
+                    Some(query) => format!("{}?{query}", host.url.path()),
+                    None => host.url.path().to_owned(),
+                },
+                tls,
+            };
+            model_hosts.push((Arc::new(host.clone()), target));
+        }
+
+        recorder.apply_config(config);
         let cancel = parent.child_token();
         let permits = Arc::new(Semaphore::new(config.scheduler.max_concurrent_probes));
+        let ctx = TaskContext { recorder: recorder.clone(), permits, cancel: cancel.clone() };
         let mut tasks = JoinSet::new();
         for forward in &config.forwards {
             recorder.register_forward(&forward.name);
             let forward = Arc::new(forward.clone());
-            let ctx = TaskContext { recorder: recorder.clone(), permits: permits.clone(), cancel: cancel.clone() };
             tasks.spawn(tunnel_rounds(forward.clone(), ctx.clone()));
-            tasks.spawn(first_byte_probes(forward, ctx));
+            tasks.spawn(first_byte_probes(forward.clone(), ctx.clone()));
+            if config.auth_probe.forwards.contains(&forward.name) {
+                tasks.spawn(auth_probes(
+                    forward,
+                    Arc::new(config.auth_probe.clone()),
+                    Arc::new(config.auth.registry.clone()),
+                    ctx.clone(),
+                ));
+            }
         }
-        Generation { cancel, tasks }
+        for (host, target) in model_hosts {
+            tasks.spawn(model_host_probes(host, target, ctx.clone()));
+        }
+        let registry = Arc::new(config.auth.registry.clone());
+        for (tap, listener) in listeners {
+            let listener =
+                tokio::net::TcpListener::from_std(listener).map_err(|e| format!("auth tap {}: {e}", tap.listen))?;
+            let tap_config = probes::auth_tap::TapConfig {
+                forward: tap.forward.clone(),
+                upstream: tap.upstream,
+                registry: registry.clone(),
+                connect_timeout: Duration::from_secs(10),
+            };
+            tracing::info!(listen = %tap.listen, upstream = %tap.upstream, forward = %tap.forward, "auth tap listening");
+            let sink: Arc<dyn probes::auth_tap::AuthSink> = recorder.clone();
+            tasks.spawn(probes::auth_tap::serve(listener, tap_config, sink));
+        }
+        Ok(Generation { cancel, tasks })
     }
 
     /// Stop every task now. A probe in flight is dropped; the recorder is written only between awaits, so
@@ -204,6 +262,106 @@ async fn first_byte_probes(forward: Arc<Forward>, ctx: TaskContext) {
                 }
             }
             last_reason = reason;
+        }
+    }
+}
+
+async fn model_host_probes(host: Arc<ModelHost>, target: probes::model_host::Target, ctx: TaskContext) {
+    let mut ticker = Ticker::jittered(host.interval);
+    let timeout = host.timeout.min(host.interval);
+    let mut last_reason: Option<&'static str> = None;
+    while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
+        let Some(_permit) = start_probe(&ctx, "model_host", scheduled).await else { break };
+        let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, probes::model_host::probe(&target, timeout))
+            .await
+            .unwrap_or_else(|_| {
+                Err(probes::model_host::Failure {
+                    reason: probes::model_host::Reason::Timeout,
+                    phases: Default::default(),
+                    first_byte: None,
+                    detail: "hard timeout".into(),
+                })
+            });
+        ctx.recorder.record_model_host(&host.name, &outcome);
+        let reason = outcome.as_ref().err().map(|f| f.reason.as_str());
+        if reason != last_reason {
+            match &outcome {
+                Ok(r) => {
+                    tracing::info!(model_host = %host.name, status = r.status, first_byte = ?r.first_byte, "model host answers")
+                }
+                Err(f) => {
+                    tracing::warn!(model_host = %host.name, reason = f.reason.as_str(), error = %f.detail, "model host probe failing")
+                }
+            }
+            last_reason = reason;
+        }
+    }
+}
+
+async fn auth_probes(forward: Arc<Forward>, settings: Arc<AuthProbe>, registry: Arc<Registry>, ctx: TaskContext) {
+    let mut ticker = Ticker::jittered(settings.interval);
+    let timeout = forward.timeout.min(settings.interval);
+    let locations =
+        token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+    // The fingerprint of a token the gateway refused: not sent again until the sources hold another one.
+    let mut refused: Option<Fingerprint> = None;
+    let mut last_note = String::new();
+    let mut note = |text: String, warn: bool| {
+        if text != last_note {
+            if warn {
+                tracing::warn!(forward = %forward.name, "{text}");
+            } else {
+                tracing::info!(forward = %forward.name, "{text}");
+            }
+            last_note = text;
+        }
+    };
+    while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
+        let tokens = tokio::task::spawn_blocking({
+            let locations = locations.clone();
+            move || token_sources::read(&locations)
+        })
+        .await
+        .unwrap_or_default();
+        ctx.recorder.set_token_sources_agree(&forward.name, tokens.agree());
+        if !tokens.agree() {
+            let effective = tokens.effective().map(|s| s.name.as_str()).unwrap_or("none");
+            note(
+                format!(
+                    "token sources disagree: the CLI uses {effective}; different: {}",
+                    tokens.disagreeing().join(", ")
+                ),
+                true,
+            );
+        }
+        for source in tokens.sources.iter().filter(|s| s.unresolvable.is_some()) {
+            tracing::debug!(forward = %forward.name, source = %source.name, why = source.unresolvable.as_deref().unwrap_or(""), "token source unresolvable");
+        }
+        let Some(token) = tokens.effective().and_then(|s| s.token.clone()) else {
+            note("no gateway token found in any source; auth probe idle".into(), false);
+            continue;
+        };
+        let fingerprint = credential::fingerprint(token.expose());
+        if refused == Some(fingerprint) {
+            continue;
+        }
+        let Some(_permit) = start_probe(&ctx, "auth", scheduled).await else { break };
+        let target = probes::auth_probe::Target { addr: forward.local, token };
+        let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, probes::auth_probe::probe(&target, timeout))
+            .await
+            .unwrap_or(Err(first_byte::Failure::Timeout));
+        let revision = registry.revision(&credential::Credential::Token(fingerprint)).to_owned();
+        ctx.recorder.record_auth_probe(&forward.name, &revision, &outcome);
+        match outcome {
+            Ok(probes::auth_probe::Answer::Rejected(status)) => {
+                refused = Some(fingerprint);
+                note(format!("the gateway rejects this machine's token (revision {revision}, HTTP {status}); not retried until a token source changes"), true);
+            }
+            Ok(probes::auth_probe::Answer::Accepted(_)) => {
+                refused = None;
+                note(format!("the gateway accepts this machine's token (revision {revision})"), false);
+            }
+            Err(failure) => note(format!("auth probe could not reach the gateway: {failure}"), false),
         }
     }
 }

@@ -98,7 +98,7 @@ mod tests {
             let request = server.await.unwrap();
             assert!(request.starts_with("POST /tools/invoke HTTP/1.1\r\n"), "{request}");
             assert!(request.contains("\r\nAuthorization: Bearer tok-xyz\r\n") && request.ends_with("\r\n\r\n{}"));
-            assert_eq!(format!("{target:?}").contains("tok-xyz"), false);
+            assert!(!format!("{target:?}").contains("tok-xyz"));
         }
     }
 }

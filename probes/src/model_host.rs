@@ -163,7 +163,8 @@ pub fn tls_config(extra_ca_pem: Option<&Path>) -> Result<Arc<rustls::ClientConfi
 pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut phases = Phases::default();
-    let fail = |reason, phases: &Phases, detail: String| Failure { reason, phases: phases.clone(), first_byte: None, detail };
+    let fail =
+        |reason, phases: &Phases, detail: String| Failure { reason, phases: phases.clone(), first_byte: None, detail };
     let timed_out = |phases: &Phases, during: &str| fail(Reason::Timeout, phases, format!("timed out during {during}"));
 
     let started = Instant::now();
@@ -259,7 +260,8 @@ mod tests {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+        let leaf =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let server = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -334,8 +336,9 @@ mod tests {
         let dir = tempfile_dir();
         let ca_path = dir.join("ca.pem");
         std::fs::write(&ca_path, &ca.ca_pem).unwrap();
-        let failure =
-            probe(&target(port, Some(tls_config(Some(&ca_path)).unwrap())), Duration::from_millis(500)).await.unwrap_err();
+        let failure = probe(&target(port, Some(tls_config(Some(&ca_path)).unwrap())), Duration::from_millis(500))
+            .await
+            .unwrap_err();
         assert_eq!(failure.reason, Reason::Timeout);
         assert!(failure.phases.tls.is_some(), "{failure:?}");
         let _ = std::fs::remove_dir_all(dir);
