@@ -1,0 +1,192 @@
+//! End to end against the REAL OpenClaw gateway (npm openclaw@2026.9.6 on Node 24, installed by
+//! tests/install-openclaw.sh) behind a real ssh -L forward and the exporter's auth tap: the first byte
+//! through the forward, requests by token revision over HTTP and WebSocket, a token rotation with its 4001
+//! closes, the active auth probe and its back-off, and a canary: no token appears in any log line, metric,
+//! status page or error output.
+//!
+//! One test function on purpose: the gateway takes ~5 s and ~700 MB to start, and writes to a fixed
+//! /tmp/openclaw, so two must not run at once.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::*;
+use std::io::Write;
+
+const T: Duration = Duration::from_secs(30);
+
+fn invoke(addr: SocketAddr, token: Option<&str>) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut request = agent.post(format!("http://{addr}/tools/invoke")).header("Content-Type", "application/json");
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    request.send("{}").unwrap().status().as_u16()
+}
+
+fn fingerprint_line(token: &str) -> String {
+    let mut child = Command::new(workspace_binary("openclaw-tunnel-exporter"))
+        .arg("fingerprint")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let line = String::from_utf8(output.stdout).unwrap();
+    assert!(!line.contains(token) && line.starts_with("sha256 = \""), "{line}");
+    line.trim().to_owned()
+}
+
+fn auth(scrape: &Scrape, kind: &str, channel: &str, code: Option<&str>, revision: &str) -> f64 {
+    let series = match code {
+        None => format!(
+            "openclaw_gateway_auth_{kind}_total{{forward=\"mac\",channel=\"{channel}\",token_revision=\"{revision}\"}}"
+        ),
+        Some(code) => format!(
+            "openclaw_gateway_auth_{kind}_total{{forward=\"mac\",channel=\"{channel}\",code=\"{code}\",token_revision=\"{revision}\"}}"
+        ),
+    };
+    scrape.value(&series)
+}
+
+fn requests(scrape: &Scrape, channel: &str, revision: &str) -> f64 {
+    auth(scrape, "requests", channel, None, revision)
+}
+
+fn failures(scrape: &Scrape, channel: &str, revision: &str) -> f64 {
+    auth(scrape, "failures", channel, Some("401"), revision)
+}
+
+#[test]
+fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() {
+    let canary = format!("oce-canary-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos());
+    let (t1, t2, t_unknown) = (format!("{canary}-one"), format!("{canary}-two"), format!("{canary}-unknown"));
+
+    let gateway = OpenclawGateway::start(&t1);
+    let sshd = Sshd::start(gateway.addr.port());
+    let forward_port = free_port();
+    let _ssh = sshd.forward(forward_port, gateway.addr.port());
+    let tap = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let state = tempfile::tempdir().unwrap();
+    let token_file = state.path().join("gateway-token");
+    std::fs::write(&token_file, &t1).unwrap();
+
+    let (r1, r2) = (fingerprint_line(&t1), fingerprint_line(&t2));
+    let config = |current: &str| {
+        format!(
+            "[[forward]]\nname = \"mac\"\nlocal = \"127.0.0.1:{forward_port}\"\nsyn_interval = \"200ms\"\n\
+             first_byte_interval = \"500ms\"\ntimeout = \"8s\"\n\n\
+             [auth]\ncurrent = \"{current}\"\n[[auth.revision]]\nname = \"r1\"\n{r1}\n[[auth.revision]]\nname = \"r2\"\n{r2}\n\n\
+             [[auth_tap]]\nforward = \"mac\"\nlisten = \"{tap}\"\nupstream = \"127.0.0.1:{forward_port}\"\n\n\
+             [auth_probe]\nenabled = true\ninterval = \"2s\"\ntoken_file = \"{}\"\n",
+            token_file.display()
+        )
+    };
+    let exporter = Exporter::start_with(&config("r1"), |command| {
+        // The CLI's own sources of this machine must not leak in: an empty HOME, no token in the env.
+        command.env("HOME", state.path()).env_remove("OPENCLAW_GATEWAY_TOKEN").env_remove("OPENCLAW_CONFIG_PATH")
+    });
+
+    // The real gateway answers its first byte through the real forward.
+    exporter.wait_for("the real gateway up through the forward", T, |m| {
+        m.get("openclaw_gateway_up{forward=\"mac\"}") == Some(1.0)
+            && m.get("openclaw_tunnel_ssh_session_up{forward=\"mac\"}") == Some(1.0)
+    });
+
+    // HTTP through the tap: current, unknown, none; a success between failures resets the gateway's delay.
+    assert_eq!(invoke(tap, Some(&t1)), 400, "the right token is authenticated: 400 'requires name'");
+    assert_eq!(invoke(tap, Some(&t_unknown)), 401);
+    assert_eq!(invoke(tap, Some(&t1)), 400);
+    assert_eq!(invoke(tap, None), 401);
+    assert_eq!(invoke(tap, Some(&t1)), 400);
+
+    // WebSocket through the tap: a session kept open across the rotation, an unknown token, no token.
+    let (open, answer) = WsClient::connect(tap, Some(&t1));
+    assert_eq!(answer, ConnectAnswer::Accepted);
+    let (_refused, answer) = WsClient::connect(tap, Some(&t_unknown));
+    assert_eq!(answer, ConnectAnswer::Refused("AUTH_TOKEN_MISMATCH".into()));
+    let (_ok, answer) = WsClient::connect(tap, Some(&t1));
+    assert_eq!(answer, ConnectAnswer::Accepted);
+    let (_none, answer) = WsClient::connect(tap, None);
+    assert!(matches!(answer, ConnectAnswer::Refused(_)), "{answer:?}");
+
+    let before = exporter.wait_for("tap and probe counts before the rotation", T, |m| {
+        requests(m, "http", "r1") >= 3.0
+            && requests(m, "http", "unknown") >= 1.0
+            && requests(m, "http", "none") >= 1.0
+            && failures(m, "http", "unknown") >= 1.0
+            && failures(m, "http", "none") >= 1.0
+            && requests(m, "ws", "r1") >= 2.0
+            && failures(m, "ws", "unknown") >= 1.0
+            && failures(m, "ws", "none") >= 1.0
+            && requests(m, "probe", "r1") >= 1.0
+    });
+    assert_eq!(failures(&before, "http", "r1") + failures(&before, "ws", "r1") + failures(&before, "probe", "r1"), 0.0);
+    assert!(
+        before.value("openclaw_gateway_observed_first_byte_seconds_count{forward=\"mac\",channel=\"http\"}") >= 5.0
+    );
+    assert!(before.value("openclaw_gateway_observed_first_byte_seconds_count{forward=\"mac\",channel=\"ws\"}") >= 2.0);
+    assert_eq!(before.get("openclaw_gateway_token_sources_agree{forward=\"mac\"}"), Some(1.0));
+
+    // Rotate: the gateway closes every WebSocket with 4001.
+    gateway.rotate(&t2);
+    assert_eq!(open.wait_close(Duration::from_secs(20)), Some(4001));
+    let rotated = exporter.wait_for("the 4001 close counted and the rotation time marked", T, |m| {
+        m.value("openclaw_gateway_ws_closes_total{forward=\"mac\",code=\"4001\"}") >= 1.0
+            && m.value("openclaw_gateway_token_rotation_timestamp_seconds") > 0.0
+    });
+
+    // The old revision now fails, labelled with its name; the current one succeeds.
+    assert_eq!(invoke(tap, Some(&t1)), 401);
+    assert_eq!(invoke(tap, Some(&t2)), 400);
+    let (_old, answer) = WsClient::connect(tap, Some(&t1));
+    assert_eq!(answer, ConnectAnswer::Refused("AUTH_TOKEN_MISMATCH".into()));
+    let (_new, answer) = WsClient::connect(tap, Some(&t2));
+    assert_eq!(answer, ConnectAnswer::Accepted);
+    let after = exporter.wait_for("old-revision 401s labelled r1, the probe too", T, |m| {
+        failures(m, "http", "r1") >= 1.0
+            && failures(m, "ws", "r1") >= 1.0
+            && failures(m, "probe", "r1") >= 1.0
+            && requests(m, "http", "r2") >= 1.0
+            && requests(m, "ws", "r2") >= 1.0
+    });
+    for channel in ["http", "ws", "probe"] {
+        assert_eq!(failures(&after, channel, "r2"), 0.0, "the current revision must not fail on {channel}");
+    }
+    assert!(rotated.value("openclaw_gateway_ws_closes_total{forward=\"mac\",code=\"4001\"}") >= 1.0);
+
+    // The probe backs off after its 401: no more requests with the refused token...
+    let backed_off = exporter.scrape();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        requests(&exporter.scrape(), "probe", "r1"),
+        requests(&backed_off, "probe", "r1"),
+        "probe retried a refused token"
+    );
+    // ...until the token source changes.
+    std::fs::write(&token_file, &t2).unwrap();
+    exporter.wait_for("the probe accepted with the new token", T, |m| requests(m, "probe", "r2") >= 1.0);
+
+    // A reload that makes r2 current.
+    exporter.rewrite_config(&config("r2"));
+    exporter.proc.signal(libc::SIGHUP);
+    let reloaded = exporter.wait_for("r2 current after reload", T, |m| {
+        m.get("openclaw_gateway_token_revision_current{token_revision=\"r2\"}") == Some(1.0)
+    });
+    assert_eq!(reloaded.get("openclaw_gateway_token_revision_current{token_revision=\"r1\"}"), Some(0.0));
+    assert!(failures(&reloaded, "http", "r1") >= 1.0, "counters survive the reload");
+
+    // The canary: no token, nor any part of one, anywhere the exporter writes.
+    let openmetrics = exporter.get("/metrics", Some("application/openmetrics-text")).1;
+    let status = exporter.get("/status.json", None).1;
+    let log = exporter.proc.output();
+    for (what, text) in
+        [("0.0.4 metrics", &reloaded.text), ("OpenMetrics", &openmetrics), ("status.json", &status), ("log", &log)]
+    {
+        assert!(!text.contains(&canary), "a token leaked into the {what}");
+    }
+}
