@@ -246,7 +246,7 @@ impl Sshd {
             (user.trim().to_owned(), Command::new(&sshd))
         };
         command.arg("-f").arg(d.join("sshd_config")).args(["-D", "-e"]);
-        let proc = Proc::spawn("sshd", &mut command);
+        let proc = Proc::spawn_group("sshd", &mut command);
         wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "sshd", Duration::from_secs(10));
         Sshd { proc, port, user, dir }
     }
@@ -289,7 +289,7 @@ impl Sshd {
 
     /// Start `ssh -N -L` and wait until the forward listens.
     pub fn forward(&self, local_port: u16, gateway_port: u16) -> Proc {
-        let ssh = Proc::spawn("ssh", Command::new("ssh").args(self.forward_args(local_port, gateway_port)));
+        let ssh = Proc::spawn_group("ssh", Command::new("ssh").args(self.forward_args(local_port, gateway_port)));
         wait_listening(SocketAddr::from(([127, 0, 0, 1], local_port)), "ssh -L forward", Duration::from_secs(10));
         ssh
     }
@@ -299,7 +299,8 @@ impl Sshd {
         let mut command = Command::new(find_program("autossh"));
         command.env("AUTOSSH_GATETIME", "0").env("AUTOSSH_POLL", "5").arg("-M").arg("0");
         command.args(self.forward_args(local_port, gateway_port));
-        let autossh = Proc::spawn("autossh", &mut command);
+        // Its own group: killing autossh alone would leave its ssh child holding the forward.
+        let autossh = Proc::spawn_group("autossh", &mut command);
         wait_listening(SocketAddr::from(([127, 0, 0, 1], local_port)), "autossh forward", Duration::from_secs(10));
         autossh
     }
@@ -311,6 +312,16 @@ impl Sshd {
             kill(*pid, signal);
         }
         sessions.len()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        // Session processes may have left the listener's process group (setsid): end them explicitly.
+        for pid in descendants(self.proc.pid()) {
+            kill(pid, libc::SIGCONT);
+            kill(pid, libc::SIGKILL);
+        }
     }
 }
 
