@@ -204,6 +204,88 @@ def drive_blackbox(port, module, target, count, threads=8, collect=None):
     return per_thread * threads
 
 
+def bulk_server(size):
+    """A server that sends `size` bytes to each client, then closes."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    chunk = b"x" * (1 << 20)
+
+    def serve():
+        while True:
+            conn, _ = srv.accept()
+            left = size
+            while left > 0:
+                n = conn.send(chunk[:min(len(chunk), left)])
+                left -= n
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def first_byte_samples(port, samples):
+    """connect + GET + time to first byte, new connection each time (as the CLI does), in seconds."""
+    out = []
+    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(request)
+        s.recv(1)
+        out.append(time.perf_counter() - t0)
+        s.close()
+    return out
+
+
+def throughput_mib_s(port, size):
+    best = 0.0
+    buf = bytearray(1 << 20)
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", port))
+        t0 = time.perf_counter()
+        got = 0
+        while True:
+            n = s.recv_into(buf)
+            if n == 0:
+                break
+            got += n
+        elapsed = time.perf_counter() - t0
+        s.close()
+        if got != size:
+            sys.exit(f"bulk transfer got {got} of {size} bytes")
+        best = max(best, size / elapsed / (1 << 20))
+    return best
+
+
+def measure_tap(tmp, fast_port):
+    """The auth tap against a direct connection: added first-byte latency and 100 MiB throughput."""
+    size = 100 << 20
+    bulk_port = bulk_server(size)
+    web, tap_fast, tap_bulk = free_port(), free_port(), free_port()
+    path = os.path.join(tmp, "tap.toml")
+    with open(path, "w") as f:
+        f.write(f'[web]\nlisten = "127.0.0.1:{web}"\n[auth_probe]\nenabled = false\ninterval = "1m"\n'
+                f'[[forward]]\nname = "t"\nlocal = "127.0.0.1:{fast_port}"\nsyn_interval = "1h"\nfirst_byte_interval = "1h"\n'
+                f'[[auth_tap]]\nforward = "t"\nlisten = "127.0.0.1:{tap_fast}"\nupstream = "127.0.0.1:{fast_port}"\n'
+                f'[[auth_tap]]\nforward = "t"\nlisten = "127.0.0.1:{tap_bulk}"\nupstream = "127.0.0.1:{bulk_port}"\n')
+    proc = Proc([os.path.join(RELEASE, "openclaw-tunnel-exporter"), "--config", path],
+                env={**os.environ, "RUST_LOG": "warn"})
+    wait_listening(tap_fast, "auth tap")
+    first_byte_samples(fast_port, 200)  # warm up
+    first_byte_samples(tap_fast, 200)
+    direct, tapped = [], []
+    for _ in range(10):  # interleaved, so drift hits both alike
+        direct += first_byte_samples(fast_port, 200)
+        tapped += first_byte_samples(tap_fast, 200)
+    direct_mib, tapped_mib = throughput_mib_s(bulk_port, size), throughput_mib_s(tap_bulk, size)
+    rss = rss_mib(proc.pid)
+    proc.stop()
+    return direct, tapped, direct_mib, tapped_mib, rss
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="oce-bench")
     standin = os.path.join(RELEASE, "gateway-standin")
@@ -256,6 +338,7 @@ def main():
         ref50, ref99 = quantile(raw, 0.5), quantile(raw, 0.99)
         o_err50, o_err99 = fb["p50"] - ref50, fb["p99"] - ref99
         b_err50, b_err99 = quantile(bb_values, 0.5) - ref50, quantile(bb_values, 0.99) - ref99
+        tap_direct, tap_tapped, direct_mib, tapped_mib, tap_rss = measure_tap(tmp, fast_port)
     finally:
         fast.stop()
         slow.stop()
@@ -281,6 +364,18 @@ def main():
     for name, ours, theirs, fmt in rows:
         r = ratio(abs(ours), abs(theirs)) if "error" in name else ratio(ours, theirs)
         print(f"| {name} | {fmt.format(ours)} | {fmt.format(theirs)} | {r} |")
+
+    print()
+    print(f"auth tap: {len(tap_direct)} requests each way (new connection, GET /healthz, time to first byte), "
+          "interleaved; 100 MiB stream, best of 3")
+    print()
+    print("| measure | direct | through the tap | added |")
+    print("|---|---|---|---|")
+    for q, label in ((0.5, "p50"), (0.99, "p99")):
+        d, t = quantile(tap_direct, q) * 1e6, quantile(tap_tapped, q) * 1e6
+        print(f"| connect + first byte {label} (us) | {d:.0f} | {t:.0f} | {t - d:+.0f} |")
+    print(f"| 100 MiB stream (MiB/s) | {direct_mib:.0f} | {tapped_mib:.0f} | {tapped_mib / direct_mib:.2f}x |")
+    print(f"| exporter RSS with 2 taps after the runs (MiB) | | {tap_rss:.1f} | |")
 
 
 if __name__ == "__main__":

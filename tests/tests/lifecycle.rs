@@ -78,3 +78,36 @@ fn a_bad_reload_keeps_the_running_config_and_a_good_one_keeps_the_counters() {
         "counters survive a reload"
     );
 }
+
+#[test]
+fn model_hosts_are_probed_apart_from_the_tunnel() {
+    let model = Gateway::start(free_port(), Duration::from_millis(20));
+    let dead = free_port();
+    let forward = Gateway::start(free_port(), Duration::ZERO);
+    let config = format!(
+        "{}\n[[model_host]]\nname = \"local-model\"\nurl = \"http://localhost:{}/healthz\"\ninterval = \"300ms\"\ntimeout = \"1s\"\n\
+         [[model_host]]\nname = \"dead\"\nurl = \"http://127.0.0.1:{dead}/\"\ninterval = \"300ms\"\ntimeout = \"1s\"\n",
+        forward_toml("t", forward.addr.port()),
+        model.addr.port()
+    );
+    let exporter = Exporter::start(&config);
+    let scrape = exporter.wait_for("model host first bytes and a refused dead port", T, |m| {
+        m.value("openclaw_model_host_first_byte_seconds_count{model_host=\"local-model\"}") >= 2.0
+            && m.value("openclaw_model_host_probe_failures_total{model_host=\"dead\",reason=\"refused\"}") >= 1.0
+    });
+    for phase in ["dns", "connect"] {
+        let series = format!("openclaw_model_host_phase_seconds_count{{model_host=\"local-model\",phase=\"{phase}\"}}");
+        assert!(scrape.value(&series) >= 2.0, "{series}");
+    }
+    // 20 ms answer: the first byte histogram's sum says so; plain http has no tls phase.
+    let sum = scrape.value("openclaw_model_host_first_byte_seconds_sum{model_host=\"local-model\"}");
+    let count = scrape.value("openclaw_model_host_first_byte_seconds_count{model_host=\"local-model\"}");
+    assert!(sum / count >= 0.019, "mean first byte {}", sum / count);
+    assert_eq!(scrape.get("openclaw_model_host_phase_seconds_count{model_host=\"local-model\",phase=\"tls\"}"), None);
+    assert_eq!(scrape.get("openclaw_objective_model_host_first_byte_seconds{model_host=\"local-model\"}"), Some(2.0));
+    // Never in the tunnel's families.
+    assert!(!scrape
+        .text
+        .lines()
+        .any(|l| l.starts_with("openclaw_gateway_first_byte_seconds") && l.contains("local-model")));
+}

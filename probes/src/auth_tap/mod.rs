@@ -3,8 +3,8 @@
 //!
 //! Each accepted connection gets an upstream connection and two copy tasks. Each task forwards a chunk
 //! first and reads it second, so observing never delays the bytes beyond one memcpy into the readers;
-//! both sides get TCP_NODELAY. The readers ([`http`], [`ws`]) are sans-IO and bounded: a head of at most
-//! 16 KiB, a WebSocket message of at most 256 KiB while one is wanted, otherwise nothing but counters.
+//! both sides get TCP_NODELAY. Copy buffers grow from 8 KiB to 128 KiB only while reads fill them. The
+//! readers ([`http`], [`ws`]) are sans-IO and bounded: a head of at most 16 KiB, a WebSocket message of at most 256 KiB while one is wanted, otherwise nothing but counters.
 //! Tokens are hashed on sight ([`credential`]); events carry revision names only.
 
 pub mod credential;
@@ -134,15 +134,19 @@ enum Direction {
     GatewayToClient,
 }
 
-const CHUNK: usize = 16 * 1024;
+/// Copy buffers start small (an idle or request/response connection costs little) and double, up to the
+/// maximum, whenever a read fills them (a bulk stream then moves in large chunks: fewer syscalls).
+const FIRST_CHUNK: usize = 8 * 1024;
+const MAX_CHUNK: usize = 128 * 1024;
 
 async fn copy(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, observer: Arc<Mutex<Observer>>, direction: Direction) {
-    let mut buffer = vec![0u8; CHUNK];
+    let mut buffer = vec![0u8; FIRST_CHUNK];
     loop {
         let n = match from.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let full = n == buffer.len();
         if to.write_all(&buffer[..n]).await.is_err() {
             break;
         }
@@ -151,6 +155,10 @@ async fn copy(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, observer: Arc<Mut
         match direction {
             Direction::ClientToGateway => observer.client_bytes(&buffer[..n], now),
             Direction::GatewayToClient => observer.gateway_bytes(&buffer[..n], now),
+        }
+        drop(observer);
+        if full && buffer.len() < MAX_CHUNK {
+            buffer.resize(buffer.len() * 2, 0);
         }
     }
     // Pass the half-close on, so each side sees what it would see directly.
