@@ -118,3 +118,27 @@ fn a_missing_file_is_an_error() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/exporter.toml"));
 }
+
+#[test]
+fn a_token_pasted_where_a_fingerprint_belongs_is_rejected_without_being_echoed() {
+    let token = "oce-canary-pasted-token-0123456789abcdef";
+    let (ok, text, _f) = check(
+        &format!("{GOOD}[auth]\ncurrent = \"r1\"\n[[auth.revision]]\nname = \"r1\"\nsha256 = \"{token}\"\n"),
+        &[],
+    );
+    assert!(!ok);
+    assert!(text.contains("auth.revision[0].sha256"), "{text}");
+    assert!(!text.contains("canary"), "the pasted token was echoed:\n{text}");
+}
+
+#[test]
+fn auth_and_tap_references_are_checked() {
+    assert_rejected(
+        &format!("{GOOD}[auth]\ncurrent = \"r9\"\n[[auth_tap]]\nforward = \"nope\"\nlisten = \"127.0.0.1:1\"\nupstream = \"127.0.0.1:2\"\n"),
+        &["auth.current", "\"r9\"", "auth_tap[0].forward", "\"nope\""],
+    );
+    assert_rejected(
+        &format!("{GOOD}[[model_host]]\nname = \"m\"\nurl = \"ftp://x\"\n"),
+        &["model_host[0].url", "\"ftp://x\""],
+    );
+}

@@ -111,3 +111,28 @@ fn model_hosts_are_probed_apart_from_the_tunnel() {
         .lines()
         .any(|l| l.starts_with("openclaw_gateway_first_byte_seconds") && l.contains("local-model")));
 }
+
+#[test]
+fn token_sources_that_disagree_are_flagged_without_printing_a_token() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".openclaw")).unwrap();
+    std::fs::write(
+        home.path().join(".openclaw/openclaw.json"),
+        "{ gateway: { mode: 'local', auth: { token: 'oce-canary-from-config' } } } // JSON5",
+    )
+    .unwrap();
+    let config = format!("{}[auth_probe]\nenabled = true\ninterval = \"1s\"\n", forward_toml("t", gateway.addr.port()));
+    let exporter = Exporter::start_with(&config, |command| {
+        command
+            .env("HOME", home.path())
+            .env("OPENCLAW_GATEWAY_TOKEN", "oce-canary-from-launchd")
+            .env_remove("OPENCLAW_CONFIG_PATH")
+    });
+    let scrape = exporter.wait_for("the disagreement flagged", T, |m| {
+        m.get("openclaw_gateway_token_sources_agree{forward=\"t\"}") == Some(0.0)
+    });
+    let log = exporter.proc.output();
+    assert!(log.contains("token sources disagree") && log.contains("OPENCLAW_GATEWAY_TOKEN"), "{log}");
+    assert!(!log.contains("oce-canary") && !scrape.text.contains("oce-canary"), "a token leaked:\n{log}");
+}
