@@ -167,62 +167,89 @@ enum State {
     Opaque,
 }
 
-/// Reads the client-to-gateway direction: request heads and bodies, pipelining included.
+/// Message framing shared by both directions: walks bodies, and stops at each complete head.
 #[derive(Debug)]
-pub struct RequestReader {
+struct Framer {
     state: State,
     head: HeadBuffer,
 }
 
-impl Default for RequestReader {
+/// Where [`Framer::next`] stopped.
+enum Framed<'a> {
+    /// A complete head, and the input after it. The caller parses it and sets the next state.
+    Head(Vec<u8>, &'a [u8]),
+    /// The stream switched protocols: the rest of the input is the new protocol's.
+    Upgraded(&'a [u8]),
+    /// All input consumed (or the stream is no longer read).
+    Consumed,
+}
+
+impl Default for Framer {
     fn default() -> Self {
-        RequestReader { state: State::Head, head: HeadBuffer::default() }
+        Framer { state: State::Head, head: HeadBuffer::default() }
     }
+}
+
+impl Framer {
+    fn next<'a>(&mut self, mut input: &'a [u8]) -> Framed<'a> {
+        while !input.is_empty() {
+            match &mut self.state {
+                State::Opaque => return Framed::Consumed,
+                State::Upgraded => return Framed::Upgraded(input),
+                State::Body(body) => match body.feed(input) {
+                    BodyProgress::Done(used) => {
+                        input = &input[used..];
+                        self.state = State::Head;
+                    }
+                    BodyProgress::More => return Framed::Consumed,
+                    BodyProgress::Invalid => self.state = State::Opaque,
+                },
+                State::Head => match self.head.feed(input) {
+                    HeadProgress::Partial => return Framed::Consumed,
+                    HeadProgress::TooLarge => self.state = State::Opaque,
+                    HeadProgress::Complete(used) => return Framed::Head(self.head.take(), &input[used..]),
+                },
+            }
+        }
+        Framed::Consumed
+    }
+}
+
+/// Reads the client-to-gateway direction: request heads and bodies, pipelining included.
+#[derive(Debug, Default)]
+pub struct RequestReader {
+    framer: Framer,
 }
 
 impl RequestReader {
     /// Read `input`; every complete request head is pushed to `seen`. Returns the bytes that follow a
     /// WebSocket upgrade request (frames), which are the caller's to read.
     pub fn feed<'a>(&mut self, mut input: &'a [u8], seen: &mut Vec<RequestSeen>) -> &'a [u8] {
-        while !input.is_empty() {
-            match &mut self.state {
-                State::Opaque => return &[],
-                State::Upgraded => return input,
-                State::Body(body) => match body.feed(input) {
-                    BodyProgress::Done(used) => {
-                        input = &input[used..];
-                        self.state = State::Head;
-                    }
-                    BodyProgress::More => return &[],
-                    BodyProgress::Invalid => self.state = State::Opaque,
-                },
-                State::Head => match self.head.feed(input) {
-                    HeadProgress::Partial => return &[],
-                    HeadProgress::TooLarge => self.state = State::Opaque,
-                    HeadProgress::Complete(used) => {
-                        input = &input[used..];
-                        let head = self.head.take();
-                        match parse_request(&head) {
-                            Some((request, body)) => {
-                                seen.push(request);
-                                self.state = if request.websocket_upgrade {
-                                    State::Upgraded
-                                } else {
-                                    body.map_or(State::Head, State::Body)
-                                };
+        loop {
+            match self.framer.next(input) {
+                Framed::Consumed => return &[],
+                Framed::Upgraded(rest) => return rest,
+                Framed::Head(head, rest) => {
+                    input = rest;
+                    self.framer.state = match parse_request(&head) {
+                        Some((request, body)) => {
+                            seen.push(request);
+                            if request.websocket_upgrade {
+                                State::Upgraded
+                            } else {
+                                body.map_or(State::Head, State::Body)
                             }
-                            None => self.state = State::Opaque,
                         }
-                    }
-                },
+                        None => State::Opaque,
+                    };
+                }
             }
         }
-        &[]
     }
 
     /// Stop reading this direction (e.g. an upgrade the server refused).
     pub fn give_up(&mut self) {
-        self.state = State::Opaque;
+        self.framer.state = State::Opaque;
     }
 }
 
@@ -283,16 +310,9 @@ fn body_of(headers: &[httparse::Header<'_>]) -> Option<Option<Body>> {
 }
 
 /// Reads the gateway-to-client direction: response heads and bodies.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ResponseReader {
-    state: State,
-    head: HeadBuffer,
-}
-
-impl Default for ResponseReader {
-    fn default() -> Self {
-        ResponseReader { state: State::Head, head: HeadBuffer::default() }
-    }
+    framer: Framer,
 }
 
 /// What the response reader needs to know of the requests its responses answer.
@@ -302,56 +322,41 @@ pub trait PendingRequests {
 }
 
 impl ResponseReader {
-    /// Read `input`; every complete response head is pushed to `seen` (informational 1xx other than 101
-    /// included, for the caller to skip). Returns the bytes after a 101 (frames).
+    /// Read `input` (with `seen` empty); every complete response head is pushed to `seen` (informational 1xx
+    /// other than 101 included, for the caller to skip). Returns the bytes after a 101 (frames).
     pub fn feed<'a>(
         &mut self,
         mut input: &'a [u8],
         pending: &dyn PendingRequests,
         seen: &mut Vec<ResponseSeen>,
     ) -> &'a [u8] {
-        while !input.is_empty() {
-            match &mut self.state {
-                State::Opaque => return &[],
-                State::Upgraded => return input,
-                State::Body(body) => match body.feed(input) {
-                    BodyProgress::Done(used) => {
-                        input = &input[used..];
-                        self.state = State::Head;
-                    }
-                    BodyProgress::More => return &[],
-                    BodyProgress::Invalid => self.state = State::Opaque,
-                },
-                State::Head => match self.head.feed(input) {
-                    HeadProgress::Partial => return &[],
-                    HeadProgress::TooLarge => self.state = State::Opaque,
-                    HeadProgress::Complete(used) => {
-                        input = &input[used..];
-                        let head = self.head.take();
-                        let answered = seen.iter().filter(|r| r.status == 101 || r.status >= 200).count();
-                        let no_body_request = pending.is_head(answered);
-                        match parse_response(&head, no_body_request) {
-                            Some((response, next)) => {
-                                seen.push(response);
-                                self.state = next;
-                            }
-                            None => self.state = State::Opaque,
+        loop {
+            match self.framer.next(input) {
+                Framed::Consumed => return &[],
+                Framed::Upgraded(rest) => return rest,
+                Framed::Head(head, rest) => {
+                    input = rest;
+                    let answered = seen.iter().filter(|r| r.status == 101 || r.status >= 200).count();
+                    self.framer.state = match parse_response(&head, pending.is_head(answered)) {
+                        Some((response, next)) => {
+                            seen.push(response);
+                            next
                         }
-                    }
-                },
+                        None => State::Opaque,
+                    };
+                }
             }
         }
-        &[]
     }
 
     /// Stop reading this direction.
     pub fn give_up(&mut self) {
-        self.state = State::Opaque;
+        self.framer.state = State::Opaque;
     }
 
     /// True between messages: the next byte starts a response head.
     pub fn at_message_start(&self) -> bool {
-        matches!(self.state, State::Head) && self.head.bytes.is_empty()
+        matches!(self.framer.state, State::Head) && self.framer.head.bytes.is_empty()
     }
 }
 
@@ -452,8 +457,12 @@ GET / HTTP/1.1\r\nAuthorization: Basic dXNlcjpwYXNz\r\n\r\n";
             reader.feed(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", &mut seen);
         }
         assert!(seen.is_empty());
-        assert!(reader.head.bytes.capacity() <= 2 * MAX_HEAD, "head buffer grew to {}", reader.head.bytes.capacity());
-        assert!(matches!(reader.state, State::Opaque));
+        assert!(
+            reader.framer.head.bytes.capacity() <= 2 * MAX_HEAD,
+            "head buffer grew to {}",
+            reader.framer.head.bytes.capacity()
+        );
+        assert!(matches!(reader.framer.state, State::Opaque));
     }
 
     #[test]
