@@ -36,8 +36,17 @@ struct Cli {
     /// A TOML config file layered over the embedded default (then OPENCLAW_EXPORTER__SECTION__KEY env).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Log format on stderr: human (default) or json (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,7 +109,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => {
-            init_logging();
+            init_logging(cli.log_format);
             let config = match Config::load(cli.config.as_deref()) {
                 Ok(config) => config,
                 Err(err) => {
@@ -126,15 +135,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// How often the config file is checked for changes.
+const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What identifies a version of a file: inode, size and modification time.
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.ino(), meta.len(), meta.modified().ok()?))
+}
+
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -156,13 +175,27 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    // Editors replace files rather than write them in place, so poll the file's identity instead of watching
+    // an inode: a change of mtime, size or inode means a new config to load.
+    let mut watch = tokio::time::interval(CONFIG_POLL);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut seen_file = config_path.as_deref().and_then(file_identity);
     loop {
         let reply = tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break }
-            _ = sighup.recv() => None,
+            _ = sighup.recv() => { tracing::info!("SIGHUP: reloading the configuration"); None }
             Some(reply) = reload_rx.recv() => Some(reply),
+            _ = watch.tick() => {
+                let now = config_path.as_deref().and_then(file_identity);
+                if now == seen_file || now.is_none() {
+                    continue;
+                }
+                tracing::info!("the configuration file changed: reloading");
+                None
+            }
         };
+        seen_file = config_path.as_deref().and_then(file_identity);
         let result = match Config::load(config_path.as_deref()) {
             Ok(new_config) => {
                 if new_config.web.listen != config.web.listen {

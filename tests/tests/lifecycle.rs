@@ -56,18 +56,22 @@ fn a_bad_reload_keeps_the_running_config_and_a_good_one_keeps_the_counters() {
     let before =
         exporter.wait_for("probes running", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 3.0);
 
+    // A bad edit of the file is noticed by itself (no signal), rejected, counted, and the old config runs on.
     exporter.rewrite_config(&forward_toml("t", port).replace("timeout = \"1s\"", "timeout = \"forever\""));
-    exporter.proc.signal(libc::SIGHUP);
     exporter.wait_for("the failed reload counted and probes still running", T, |m| {
         m.get("openclaw_exporter_config_reloads_total{result=\"failure\"}") == Some(1.0)
             && m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}")
                 >= before.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") + 5.0
     });
     assert!(exporter.proc.output().contains("forward[0].timeout"), "{}", exporter.proc.output());
+    // SIGHUP reloads even an unchanged file: the same bad file fails again.
+    exporter.proc.signal(libc::SIGHUP);
+    exporter.wait_for("SIGHUP reloaded and failed again", T, |m| {
+        m.get("openclaw_exporter_config_reloads_total{result=\"failure\"}") == Some(2.0)
+    });
 
+    // A good edit adds a forward; the running forward's counters carry on.
     exporter.rewrite_config(&format!("{}{}", forward_toml("t", port), forward_toml("second", port)));
-    let response = ureq::post(format!("http://{}/-/reload", exporter.web)).send_empty().unwrap();
-    assert_eq!(response.status(), 200);
     let after = exporter.wait_for("the new forward probed", T, |m| {
         m.value("openclaw_tunnel_up_checks_total{forward=\"second\"}") >= 1.0
     });
@@ -77,6 +81,10 @@ fn a_bad_reload_keeps_the_running_config_and_a_good_one_keeps_the_counters() {
             >= before.value("openclaw_tunnel_up_checks_total{forward=\"t\"}"),
         "counters survive a reload"
     );
+    // POST /-/reload answers with the result.
+    let response = ureq::post(format!("http://{}/-/reload", exporter.web)).send_empty().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(exporter.scrape().get("openclaw_exporter_config_reloads_total{result=\"success\"}"), Some(2.0));
 }
 
 #[test]
@@ -135,4 +143,20 @@ fn token_sources_that_disagree_are_flagged_without_printing_a_token() {
     let log = exporter.proc.output();
     assert!(log.contains("token sources disagree") && log.contains("OPENCLAW_GATEWAY_TOKEN"), "{log}");
     assert!(!log.contains("oce-canary") && !scrape.text.contains("oce-canary"), "a token leaked:\n{log}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_state_changes_are_logged_once() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let exporter = Exporter::start_with(&forward_toml("t", gateway.addr.port()), |command| {
+        command.arg("--log-format").arg("json")
+    });
+    exporter.wait_for("ten rounds", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 10.0);
+    let log = exporter.proc.output();
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(lines.iter().all(|l| l["level"].is_string() && l["message"].is_string()), "{log}");
+    // Ten rounds with the same (not-ssh) owner: one line about it, not ten.
+    let owner_lines = lines.iter().filter(|l| l["message"].as_str().unwrap_or_default().contains("not ssh")).count();
+    assert_eq!(owner_lines, 1, "{log}");
 }
