@@ -13,6 +13,7 @@ have autossh || need+=(autossh)
 have prometheus || need+=(prometheus)
 have promtool || need+=(prometheus)
 have setpriv || need+=(util-linux)
+have ip || need+=(iproute2)
 if [ "${1:-}" = "--bench" ]; then
   have prometheus-blackbox-exporter || need+=(prometheus-blackbox-exporter)
 fi

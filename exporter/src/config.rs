@@ -38,6 +38,19 @@ pub struct Config {
     pub model_hosts: Vec<ModelHost>,
     /// Objectives exported for the alert rules.
     pub objectives: Objectives,
+    /// Gateways on this host whose bind exposure is checked.
+    pub gateways: Vec<Gateway>,
+}
+
+/// A gateway running on this host (host side): its port's listeners are classified by scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    /// The `gateway` label.
+    pub name: String,
+    /// The gateway's port.
+    pub port: u16,
+    /// How often the socket table is read.
+    pub interval: Duration,
 }
 
 /// The token revision registry: names and SHA-256 fingerprints, never tokens.
@@ -163,6 +176,24 @@ struct RawConfig {
     #[serde(default)]
     model_host: Vec<RawModelHost>,
     objectives: RawObjectives,
+    #[serde(default)]
+    gateway: Vec<RawGateway>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawGateway {
+    name: String,
+    #[serde(default = "default_gateway_port")]
+    port: u16,
+    #[serde(default = "default_exposure_interval")]
+    interval: String,
+}
+
+fn default_gateway_port() -> u16 {
+    18789
+}
+fn default_exposure_interval() -> String {
+    "10s".into()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -527,7 +558,23 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
         ),
     };
 
+    let mut gateway_names = HashSet::new();
+    let mut gateways = Vec::new();
+    for (index, gateway) in raw.gateway.into_iter().enumerate() {
+        let key = |field: &str| format!("gateway[{index}].{field}");
+        c.label(&key("name"), &gateway.name, &mut gateway_names, "gateway");
+        if gateway.port == 0 {
+            c.problem(&key("port"), &0, "port 0 is not a gateway's port");
+        }
+        gateways.push(Gateway {
+            interval: c.duration(&key("interval"), &gateway.interval, PROBE_MIN, PROBE_MAX),
+            port: gateway.port,
+            name: gateway.name,
+        });
+    }
+
     Config {
+        gateways,
         web: Web { listen },
         scheduler: Scheduler { max_concurrent_probes: raw.scheduler.max_concurrent_probes },
         forwards,

@@ -112,6 +112,17 @@ struct ModelHostReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GatewayLabels {
+    gateway: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GatewayScopeLabels {
+    gateway: String,
+    scope: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     probe: &'static str,
 }
@@ -158,6 +169,8 @@ struct Metrics {
     objective_tunnel_uptime_ratio: Family<ForwardLabels, FloatGauge>,
     objective_first_byte_seconds: Family<ForwardLabels, FloatGauge>,
     objective_model_host_first_byte_seconds: Family<ModelHostLabels, FloatGauge>,
+    listen_sockets: Family<GatewayScopeLabels, Gauge>,
+    exposed_since: Family<GatewayLabels, FloatGauge>,
 }
 
 /// What the status JSON shows of one forward, beyond the metrics.
@@ -299,6 +312,8 @@ impl Recorder {
             objective_tunnel_uptime_ratio: Family::default(),
             objective_first_byte_seconds: Family::default(),
             objective_model_host_first_byte_seconds: Family::default(),
+            listen_sockets: Family::default(),
+            exposed_since: Family::default(),
         };
         let mut registry = Registry::default();
         let m = &metrics;
@@ -419,6 +434,16 @@ impl Recorder {
             "openclaw_objective_model_host_first_byte_seconds",
             "Model API first-byte latency objective",
             m.objective_model_host_first_byte_seconds.clone(),
+        );
+        r.register(
+            "openclaw_gateway_listen_sockets",
+            "Listening sockets on the gateway port by scope: loopback, private, public (0.0.0.0 and :: are public)",
+            m.listen_sockets.clone(),
+        );
+        r.register(
+            "openclaw_gateway_exposed_since_timestamp_seconds",
+            "When a non-loopback listener on the gateway port was first seen; 0 when loopback only",
+            m.exposed_since.clone(),
         );
         r.register(
             "openclaw_exporter_build",
@@ -655,6 +680,28 @@ impl Recorder {
                     })
                     .inc();
             }
+        }
+    }
+
+    /// Record one read of a gateway port's listeners. Returns true when the exposure changed (for the log).
+    pub fn record_exposure(&self, gateway: &str, exposure: &probes::exposure::Exposure, now: SystemTime) -> bool {
+        let m = &self.metrics;
+        for scope in probes::exposure::Scope::ALL {
+            let labels = GatewayScopeLabels { gateway: gateway.to_owned(), scope: scope.as_str() };
+            m.listen_sockets.get_or_create(&labels).set(exposure.count(scope) as i64);
+        }
+        let since = m.exposed_since.get_or_create(&GatewayLabels { gateway: gateway.to_owned() });
+        let was_exposed = since.get() > 0.0;
+        match (was_exposed, exposure.exposed()) {
+            (false, true) => {
+                since.set(unix_seconds(now));
+                true
+            }
+            (true, false) => {
+                since.set(0.0);
+                true
+            }
+            _ => false,
         }
     }
 

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
-use crate::config::{AuthProbe, Config, Forward, ModelHost};
+use crate::config::{AuthProbe, Config, Forward, Gateway, ModelHost};
 use crate::recorder::Recorder;
 use crate::token_sources;
 use probes::auth_tap::credential::{self, Fingerprint};
@@ -87,6 +87,9 @@ impl Generation {
                     ctx.clone(),
                 ));
             }
+        }
+        for gateway in &config.gateways {
+            tasks.spawn(exposure_checks(Arc::new(gateway.clone()), ctx.clone()));
         }
         for (host, target) in model_hosts {
             tasks.spawn(model_host_probes(host, target, ctx.clone()));
@@ -362,6 +365,33 @@ async fn auth_probes(forward: Arc<Forward>, settings: Arc<AuthProbe>, registry: 
                 note(format!("the gateway accepts this machine's token (revision {revision})"), false);
             }
             Err(failure) => note(format!("auth probe could not reach the gateway: {failure}"), false),
+        }
+    }
+}
+
+async fn exposure_checks(gateway: Arc<Gateway>, ctx: TaskContext) {
+    let mut ticker = Ticker::jittered(gateway.interval);
+    let target = probes::exposure::Target { port: gateway.port };
+    let mut failing = false;
+    while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
+        let Some(_permit) = start_probe(&ctx, "exposure", scheduled).await else { break };
+        match probes::exposure::probe(&target, gateway.interval.min(Duration::from_secs(5))).await {
+            Ok(exposure) => {
+                failing = false;
+                if ctx.recorder.record_exposure(&gateway.name, &exposure, SystemTime::now()) {
+                    let listeners: Vec<String> = exposure.listeners.iter().map(ToString::to_string).collect();
+                    if exposure.exposed() {
+                        tracing::warn!(gateway = %gateway.name, port = gateway.port, listeners = %listeners.join(" "), "the gateway port listens beyond loopback");
+                    } else {
+                        tracing::info!(gateway = %gateway.name, port = gateway.port, listeners = %listeners.join(" "), "the gateway port is loopback only again");
+                    }
+                }
+            }
+            Err(failure) if !failing => {
+                failing = true;
+                tracing::warn!(gateway = %gateway.name, error = %failure, "cannot check the gateway's bind exposure");
+            }
+            Err(_) => {}
         }
     }
 }

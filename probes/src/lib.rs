@@ -9,6 +9,7 @@
 //! - [`first_byte`]: `GET /healthz` through the forward, timed from request written to first response byte;
 //!   the only probe that proves the far side is alive.
 //!
+//! - [`exposure`]: which addresses the gateway port really listens on (host side).
 //! - [`model_host`]: HTTPS to a model API with dns, connect, tls and first byte timed apart.
 //! - [`auth_probe`]: `POST /tools/invoke {}` with this machine's token: accepted (400) or rejected (401).
 //! - [`auth_tap`]: not a timed probe but a pass-through: it reads the credentials and auth answers of real
@@ -19,7 +20,10 @@
 
 pub mod auth_probe;
 pub mod auth_tap;
+pub mod exposure;
 pub mod first_byte;
 pub mod model_host;
+#[cfg(target_os = "linux")]
+pub mod socket_table;
 pub mod ssh_session;
 pub mod syn;

@@ -98,7 +98,7 @@ pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
 }
 
 /// True when a listener bound to `listening` accepts connections for `wanted`.
-fn listener_serves(listening: SocketAddr, wanted: SocketAddr) -> bool {
+pub(crate) fn listener_serves(listening: SocketAddr, wanted: SocketAddr) -> bool {
     if listening.port() != wanted.port() {
         return false;
     }
@@ -155,7 +155,7 @@ mod platform {
     /// The inodes of listening sockets serving `target`: from the kernel's sock_diag netlink interface,
     /// which walks only the listening hash; /proc/net/tcp as the fallback where netlink is not allowed.
     fn listening_inodes(target: &Target) -> Result<Vec<u64>, String> {
-        match super::sock_diag::listening(target.addr) {
+        match crate::socket_table::listening_inodes(target.addr) {
             Ok(inodes) => Ok(inodes),
             Err(netlink_err) => {
                 listening_inodes_procfs(target).map_err(|err| format!("sock_diag: {netlink_err}; /proc: {err}"))
@@ -192,77 +192,6 @@ mod platform {
             Outcome::Up(owner)
         } else {
             Outcome::NotSsh(owner)
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-mod sock_diag {
-    //! One NETLINK_SOCK_DIAG dump per address family, asking only for LISTEN sockets (what `ss -ltn` does).
-    use super::listener_serves;
-    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
-    use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
-    use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
-    use netlink_packet_sock_diag::SockDiagMessage;
-    use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as NetlinkAddr};
-    use std::io;
-    use std::net::SocketAddr;
-
-    pub(super) fn listening(wanted: SocketAddr) -> io::Result<Vec<u64>> {
-        let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
-        socket.bind_auto()?;
-        socket.connect(&NetlinkAddr::new(0, 0))?;
-        let mut inodes = Vec::new();
-        for family in [AF_INET, AF_INET6] {
-            dump_family(&mut socket, family, wanted, &mut inodes)?;
-        }
-        Ok(inodes)
-    }
-
-    fn dump_family(socket: &mut Socket, family: u8, wanted: SocketAddr, inodes: &mut Vec<u64>) -> io::Result<()> {
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        let socket_id = if family == AF_INET { SocketId::new_v4() } else { SocketId::new_v6() };
-        let request = InetRequest {
-            family,
-            protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::empty(),
-            states: StateFlags::LISTEN,
-            socket_id,
-        };
-        let mut packet = NetlinkMessage::new(header, SockDiagMessage::InetRequest(request).into());
-        packet.finalize();
-        let mut request_bytes = vec![0; packet.buffer_len()];
-        packet.serialize(&mut request_bytes);
-        socket.send(&request_bytes, 0)?;
-
-        let mut buffer = vec![0u8; 16 * 1024];
-        loop {
-            let size = socket.recv(&mut &mut buffer[..], 0)?;
-            let mut offset = 0;
-            while offset < size {
-                let message = NetlinkMessage::<SockDiagMessage>::deserialize(&buffer[offset..size])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                match message.payload {
-                    NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                        let id = &response.header.socket_id;
-                        if listener_serves(SocketAddr::new(id.source_address, id.source_port), wanted) {
-                            inodes.push(u64::from(response.header.inode));
-                        }
-                    }
-                    NetlinkPayload::Done(_) => return Ok(()),
-                    NetlinkPayload::Error(err) => {
-                        // IPv6 disabled on the host is an empty family, not a failure.
-                        return if family == AF_INET6 { Ok(()) } else { Err(io::Error::other(err.to_string())) };
-                    }
-                    _ => {}
-                }
-                let length = message.header.length as usize;
-                if length == 0 {
-                    break;
-                }
-                offset += length;
-            }
         }
     }
 }
@@ -366,7 +295,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let target = Target { addr, last_owner: None };
-        let from_netlink = sock_diag::listening(addr).unwrap();
+        let from_netlink = crate::socket_table::listening_inodes(addr).unwrap();
         let from_proc = platform::listening_inodes_procfs(&target).unwrap();
         assert_eq!(from_netlink.len(), 1);
         assert_eq!(from_netlink, from_proc);

@@ -1,0 +1,92 @@
+//! The kernel's table of listening TCP sockets, read through NETLINK_SOCK_DIAG asking only for LISTEN
+//! sockets (what `ss -ltn` does). Reading /proc/net/tcp instead walks the whole established hash in the
+//! kernel, milliseconds per read on a large machine; sock_diag walks only the listening hash.
+#![cfg(target_os = "linux")]
+
+use std::io;
+use std::net::SocketAddr;
+
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as NetlinkAddr};
+
+/// One listening socket: its local address and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// The bound address (0.0.0.0 / :: for a wildcard bind).
+    pub addr: SocketAddr,
+    /// The socket inode, to find its owner in /proc/PID/fd.
+    pub inode: u64,
+}
+
+/// Every listening TCP socket (IPv4 and IPv6) for which `keep` is true.
+pub fn listening(keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Listener>> {
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
+    socket.bind_auto()?;
+    socket.connect(&NetlinkAddr::new(0, 0))?;
+    let mut found = Vec::new();
+    for family in [AF_INET, AF_INET6] {
+        dump_family(&mut socket, family, &keep, &mut found)?;
+    }
+    Ok(found)
+}
+
+/// The inodes of listening sockets that accept connections for `wanted`.
+pub fn listening_inodes(wanted: SocketAddr) -> io::Result<Vec<u64>> {
+    Ok(listening(|addr| crate::ssh_session::listener_serves(addr, wanted))?.into_iter().map(|l| l.inode).collect())
+}
+
+fn dump_family(
+    socket: &mut Socket,
+    family: u8,
+    keep: &impl Fn(SocketAddr) -> bool,
+    found: &mut Vec<Listener>,
+) -> io::Result<()> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let socket_id = if family == AF_INET { SocketId::new_v4() } else { SocketId::new_v6() };
+    let request = InetRequest {
+        family,
+        protocol: IPPROTO_TCP,
+        extensions: ExtensionFlags::empty(),
+        states: StateFlags::LISTEN,
+        socket_id,
+    };
+    let mut packet = NetlinkMessage::new(header, SockDiagMessage::InetRequest(request).into());
+    packet.finalize();
+    let mut request_bytes = vec![0; packet.buffer_len()];
+    packet.serialize(&mut request_bytes);
+    socket.send(&request_bytes, 0)?;
+
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let size = socket.recv(&mut &mut buffer[..], 0)?;
+        let mut offset = 0;
+        while offset < size {
+            let message = NetlinkMessage::<SockDiagMessage>::deserialize(&buffer[offset..size])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            match message.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
+                    let id = &response.header.socket_id;
+                    let addr = SocketAddr::new(id.source_address, id.source_port);
+                    if keep(addr) {
+                        found.push(Listener { addr, inode: u64::from(response.header.inode) });
+                    }
+                }
+                NetlinkPayload::Done(_) => return Ok(()),
+                NetlinkPayload::Error(err) => {
+                    // IPv6 disabled on the host is an empty family, not a failure.
+                    return if family == AF_INET6 { Ok(()) } else { Err(io::Error::other(err.to_string())) };
+                }
+                _ => {}
+            }
+            let length = message.header.length as usize;
+            if length == 0 {
+                break;
+            }
+            offset += length;
+        }
+    }
+}

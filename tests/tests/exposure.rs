@@ -1,0 +1,73 @@
+//! Bind exposure with real listeners: 127.0.0.1 and ::1 (loopback), a private address on an interface of a
+//! network namespace this test makes (so the host's own network is never touched), and 0.0.0.0.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::*;
+
+const T: Duration = Duration::from_secs(20);
+
+fn run(args: &[&str]) {
+    let status = Command::new(args[0]).args(&args[1..]).status().unwrap();
+    assert!(status.success(), "{args:?}");
+}
+
+fn sockets(scrape: &Scrape, gateway: &str, scope: &str) -> f64 {
+    scrape.value(&format!("openclaw_gateway_listen_sockets{{gateway=\"{gateway}\",scope=\"{scope}\"}}"))
+}
+
+#[test]
+fn listeners_are_classified_by_the_addresses_they_really_bind() {
+    if !is_root() {
+        eprintln!("skipped: needs root to make a network namespace with a private address");
+        return;
+    }
+    // Everything below runs on a thread that moved into a new network namespace; the processes it starts
+    // inherit that namespace. The host's interfaces are never changed.
+    std::thread::spawn(|| {
+        // SAFETY: unshare affects only this thread's namespace membership.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        run(&["ip", "link", "set", "lo", "up"]);
+        // A veth pair with both ends inside the namespace (this kernel has no dummy interfaces).
+        run(&["ip", "link", "add", "oce0", "type", "veth", "peer", "name", "oce1"]);
+        run(&["ip", "addr", "add", "10.77.0.1/24", "dev", "oce0"]);
+        run(&["ip", "link", "set", "oce0", "up"]);
+        run(&["ip", "link", "set", "oce1", "up"]);
+
+        let port = free_port();
+        let wide_port = free_port();
+        let _v4 = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let _v6 = TcpListener::bind(("::1", port)).unwrap();
+        let config = format!(
+            "{}[auth_probe]\nenabled = false\ninterval = \"1m\"\n\
+             [[gateway]]\nname = \"mac\"\nport = {port}\ninterval = \"200ms\"\n\
+             [[gateway]]\nname = \"wide\"\nport = {wide_port}\ninterval = \"200ms\"\n",
+            forward_toml("t", port)
+        );
+        let exporter = Exporter::start(&config);
+        let scrape = exporter.wait_for("loopback only", T, |m| sockets(m, "mac", "loopback") == 2.0);
+        assert_eq!(sockets(&scrape, "mac", "private") + sockets(&scrape, "mac", "public"), 0.0);
+        assert_eq!(scrape.get("openclaw_gateway_exposed_since_timestamp_seconds{gateway=\"mac\"}"), Some(0.0));
+
+        let private = TcpListener::bind(SocketAddr::from(([10, 77, 0, 1], port))).unwrap();
+        let _wildcard = TcpListener::bind(("0.0.0.0", wide_port)).unwrap();
+        let scrape = exporter.wait_for("the private and the wildcard listeners seen", T, |m| {
+            sockets(m, "mac", "private") == 1.0 && sockets(m, "wide", "public") == 1.0
+        });
+        let since = scrape.value("openclaw_gateway_exposed_since_timestamp_seconds{gateway=\"mac\"}");
+        assert!(since > 1.7e9, "exposed_since {since}");
+        assert!(scrape.value("openclaw_gateway_exposed_since_timestamp_seconds{gateway=\"wide\"}") > 1.7e9);
+        assert!(exporter.proc.output().contains("listens beyond loopback"), "{}", exporter.proc.output());
+
+        drop(private);
+        exporter.wait_for("back to loopback only", T, |m| {
+            sockets(m, "mac", "private") == 0.0
+                && m.get("openclaw_gateway_exposed_since_timestamp_seconds{gateway=\"mac\"}") == Some(0.0)
+        });
+    })
+    .join()
+    .unwrap();
+}
