@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests run for real, from Debian's packages, when it is missing:
 # sshd and ssh (openssh-server, openssh-client), autossh, Prometheus and promtool (prometheus),
-# setpriv (util-linux). Pass --bench to add blackbox_exporter (prometheus-blackbox-exporter) for bench/.
+# setpriv (util-linux), ip (iproute2), headless Chromium for the status page test (chromium). Pass --bench to add blackbox_exporter (prometheus-blackbox-exporter) for bench/.
 set -euo pipefail
 
 need=()
@@ -14,6 +14,7 @@ have prometheus || need+=(prometheus)
 have promtool || need+=(prometheus)
 have setpriv || need+=(util-linux)
 have ip || need+=(iproute2)
+have chromium || need+=(chromium)
 if [ "${1:-}" = "--bench" ]; then
   have prometheus-blackbox-exporter || need+=(prometheus-blackbox-exporter)
 fi

@@ -11,6 +11,7 @@ mod clock;
 mod config;
 mod recorder;
 mod scheduler;
+mod status_page;
 mod token_sources;
 mod uptime;
 mod web;

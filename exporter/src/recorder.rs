@@ -179,6 +179,7 @@ struct ForwardState {
     /// First-byte times of successful probes, microseconds, for exact quantiles on the status endpoint.
     first_byte_us: hdrhistogram::Histogram<u64>,
     session: Option<ssh_session::Outcome>,
+    last_syn_ok: Option<bool>,
     last_first_byte: Option<String>,
 }
 
@@ -188,6 +189,7 @@ impl ForwardState {
             ledger: Ledger::default(),
             first_byte_us: hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds"),
             session: None,
+            last_syn_ok: None,
             last_first_byte: None,
         }
     }
@@ -199,6 +201,19 @@ pub struct Recorder {
     metrics: Metrics,
     forwards: Mutex<HashMap<String, ForwardState>>,
     rotation: Mutex<Rotation>,
+    /// What the status page lists, from the config: label values to read the metric families with.
+    index: Mutex<StatusIndex>,
+}
+
+/// Label values the status page reads metrics with; set from each applied config.
+#[derive(Default)]
+struct StatusIndex {
+    revisions: Vec<String>,
+    current_revision: Option<String>,
+    auth_channels: Vec<(String, &'static str)>,
+    model_hosts: Vec<String>,
+    gateways: Vec<String>,
+    last_model_host: HashMap<String, String>,
 }
 
 /// What marks a rotation: the config's `rotated_at`, else the first WebSocket close 4001 of a burst.
@@ -453,7 +468,13 @@ impl Recorder {
         for result in ["success", "failure"] {
             metrics.config_reloads.get_or_create_owned(&ResultLabels { result });
         }
-        Recorder { registry, metrics, forwards: Mutex::new(HashMap::new()), rotation: Mutex::default() }
+        Recorder {
+            registry,
+            metrics,
+            forwards: Mutex::new(HashMap::new()),
+            rotation: Mutex::default(),
+            index: Mutex::default(),
+        }
     }
 
     /// Create a forward's series at zero, so counters exist (and `rate()` works) before the first probe.
@@ -511,6 +532,7 @@ impl Recorder {
         let state = forwards.entry(forward.to_owned()).or_insert_with(ForwardState::new);
         state.ledger.record_round(unix_seconds(at), up);
         state.session = Some(session.clone());
+        state.last_syn_ok = Some(syn.is_ok());
         up
     }
 
@@ -599,7 +621,17 @@ impl Recorder {
             .iter()
             .flat_map(|tap| [(tap.forward.as_str(), "http"), (tap.forward.as_str(), "ws")])
             .chain(config.auth_probe.forwards.iter().map(|f| (f.as_str(), "probe")));
+        let channels: Vec<(String, &'static str)> = channels.map(|(f, c)| (f.to_owned(), c)).collect();
+        {
+            let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            index.revisions = revisions.iter().map(|r| (*r).to_owned()).collect();
+            index.current_revision = config.auth.current.clone();
+            index.auth_channels = channels.clone();
+            index.model_hosts = config.model_hosts.iter().map(|h| h.name.clone()).collect();
+            index.gateways = config.gateways.iter().map(|g| g.name.clone()).collect();
+        }
         for (forward, channel) in channels {
+            let forward = forward.as_str();
             for revision in &revisions {
                 let token_revision = (*revision).to_owned();
                 m.auth_requests.get_or_create_owned(&AuthRequestLabels {
@@ -656,6 +688,11 @@ impl Recorder {
         let m = &self.metrics;
         let labels = ModelHostLabels { model_host: name.to_owned() };
         m.model_host_probe_attempts.get_or_create(&labels).inc();
+        let summary = match outcome {
+            Ok(response) => format!("HTTP {} in {:?}", response.status, response.first_byte),
+            Err(failure) => failure.to_string(),
+        };
+        self.index.lock().unwrap_or_else(|p| p.into_inner()).last_model_host.insert(name.to_owned(), summary);
         let phases = match outcome {
             Ok(response) => &response.phases,
             Err(failure) => &failure.phases,
@@ -723,32 +760,104 @@ impl Recorder {
         text
     }
 
-    /// A JSON view of each forward: its session, last first-byte result, first-byte quantiles and buckets.
+    /// Everything the status page shows, as JSON (also served at /api/status): per forward the session,
+    /// SYN and gateway state, first-byte quantiles, the 24 h of buckets and auth failures by revision; model
+    /// hosts; gateway exposure.
     pub fn status(&self, now: SystemTime) -> serde_json::Value {
+        let m = &self.metrics;
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let forwards = self.lock();
         let mut names: Vec<_> = forwards.keys().collect();
         names.sort();
+        let counter = |family: &Family<ForwardLabels, Counter>, forward: &str| {
+            family.get(&ForwardLabels { forward: forward.to_owned() }).map_or(0, |c| c.get())
+        };
         let forwards_json: Vec<_> = names
             .into_iter()
             .map(|name| {
                 let state = &forwards[name];
+                let labels = ForwardLabels { forward: name.clone() };
                 let quantile = |q: f64| {
                     (!state.first_byte_us.is_empty()).then(|| state.first_byte_us.value_at_quantile(q) as f64 / 1e6)
                 };
+                let mut auth_failures = Vec::new();
+                for (forward, channel) in index.auth_channels.iter().filter(|(f, _)| f == name) {
+                    for revision in &index.revisions {
+                        for code in ["401", "403", "429"] {
+                            let labels = AuthFailureLabels {
+                                forward: forward.clone(),
+                                channel,
+                                code,
+                                token_revision: revision.clone(),
+                            };
+                            let count = m.auth_failures.get(&labels).map_or(0, |c| c.get());
+                            if count > 0 {
+                                auth_failures.push(json!({
+                                    "channel": channel, "code": code, "token_revision": revision, "count": count,
+                                    "current": index.current_revision.as_deref() == Some(revision.as_str()),
+                                }));
+                            }
+                        }
+                    }
+                }
                 json!({
                     "forward": name,
                     "ssh_session": state.session.as_ref().map(session_json),
+                    "syn": { "attempts": counter(&m.syn_attempts, name), "successes": counter(&m.syn_successes, name), "last_ok": state.last_syn_ok },
+                    "rounds": { "checks": counter(&m.up_checks, name), "up": counter(&m.up_successes, name) },
+                    "gateway_up": m.gateway_up.get(&labels).map(|g| g.get() == 1),
                     "last_first_byte": state.last_first_byte,
                     "first_byte_seconds": {
                         "count": state.first_byte_us.len(),
                         "p50": quantile(0.5), "p90": quantile(0.9), "p99": quantile(0.99), "max": quantile(1.0),
                     },
+                    "unobserved_seconds": m.unobserved_seconds.get(&labels).map_or(0.0, |c| c.get()),
                     "uptime_ratio_last_bucket": state.ledger.last_completed_ratio(unix_seconds(now)),
                     "buckets": state.ledger.buckets().collect::<Vec<_>>(),
+                    "auth_failures": auth_failures,
                 })
             })
             .collect();
-        json!({ "version": env!("CARGO_PKG_VERSION"), "forwards": forwards_json })
+        let model_hosts: Vec<_> = index
+            .model_hosts
+            .iter()
+            .map(|name| {
+                let labels = ModelHostLabels { model_host: name.clone() };
+                let failures: u64 = probes::model_host::Failure::REASONS
+                    .iter()
+                    .map(|reason| {
+                        let labels = ModelHostReasonLabels { model_host: name.clone(), reason };
+                        m.model_host_probe_failures.get(&labels).map_or(0, |c| c.get())
+                    })
+                    .sum();
+                json!({
+                    "model_host": name,
+                    "attempts": m.model_host_probe_attempts.get(&labels).map_or(0, |c| c.get()),
+                    "failures": failures,
+                    "last": index.last_model_host.get(name),
+                })
+            })
+            .collect();
+        let gateways: Vec<_> = index
+            .gateways
+            .iter()
+            .map(|name| {
+                let mut scopes = serde_json::Map::new();
+                for scope in probes::exposure::Scope::ALL {
+                    let labels = GatewayScopeLabels { gateway: name.clone(), scope: scope.as_str() };
+                    scopes.insert(scope.as_str().into(), json!(m.listen_sockets.get(&labels).map(|g| g.get())));
+                }
+                let since = m.exposed_since.get(&GatewayLabels { gateway: name.clone() }).map(|g| g.get());
+                json!({ "gateway": name, "listen_sockets": scopes, "exposed_since": since })
+            })
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "now": unix_seconds(now),
+            "forwards": forwards_json,
+            "model_hosts": model_hosts,
+            "gateways": gateways,
+        })
     }
 
     fn mark_rotation_seen(&self) {

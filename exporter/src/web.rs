@@ -1,5 +1,5 @@
 //! The HTTP side: `/metrics` (OpenMetrics or Prometheus 0.0.4 text, by the Accept header), `/-/healthy`,
-//! `/-/reload`, `/status.json` and a small index page. Handlers only read the recorder; they never probe.
+//! `/-/reload`, `/api/status` (also at `/status.json`) and the status page at `/`. Handlers only read the recorder; they never probe.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -34,6 +34,7 @@ pub fn router(recorder: Arc<Recorder>, reloads: mpsc::Sender<ReloadRequest>) -> 
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "Healthy.\n" }))
         .route("/-/reload", post(reload))
+        .route("/api/status", get(status))
         .route("/status.json", get(status))
         .with_state(AppState { recorder, reloads })
 }
@@ -81,15 +82,8 @@ async fn reload(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html><head><title>openclaw-tunnel-exporter</title></head><body>",
-        "<h1>openclaw-tunnel-exporter</h1><ul>",
-        "<li><a href=\"/metrics\">/metrics</a></li>",
-        "<li><a href=\"/status.json\">/status.json</a></li>",
-        "<li><a href=\"/-/healthy\">/-/healthy</a></li>",
-        "</ul></body></html>"
-    ))
+async fn index(State(state): State<AppState>) -> Html<String> {
+    Html(crate::status_page::render(&state.recorder.status(SystemTime::now())))
 }
 
 #[cfg(test)]
