@@ -14,6 +14,7 @@ fn esc(text: &str) -> String {
 
 fn seconds(value: &Value) -> String {
     match value.as_f64() {
+        Some(s) if s == 0.0 => "0 s".into(),
         Some(s) if s < 1e-3 => format!("{:.0} µs", s * 1e6),
         Some(s) if s < 1.0 => format!("{:.1} ms", s * 1e3),
         Some(s) => format!("{s:.2} s"),
@@ -83,11 +84,9 @@ pub fn render(status: &Value) -> String {
             Some(other) => state_badge(Some(false), "", &esc(other)),
         };
         let owner = match (session["pid"].as_u64(), session["name"].as_str()) {
-            (Some(pid), Some(comm)) => format!(
-                "{} pid {pid}, parent {}",
-                esc(comm),
-                esc(session["parent_name"].as_str().unwrap_or("?"))
-            ),
+            (Some(pid), Some(comm)) => {
+                format!("{} pid {pid}, parent {}", esc(comm), esc(session["parent_name"].as_str().unwrap_or("?")))
+            }
             _ => esc(session_state.unwrap_or("not checked yet")),
         };
         let _ = write!(

@@ -1,0 +1,74 @@
+//! The status page in a real browser (Debian's headless Chromium): it loads with no console messages, shows
+//! the states the test set up (one healthy forward through real ssh, one whose ssh is down), and a
+//! screenshot is written to target/e2e-artifacts/status-page.png.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::*;
+
+const T: Duration = Duration::from_secs(20);
+
+fn chromium(args: &[String]) -> (String, String) {
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new(find_program("chromium"))
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .expect("chromium runs");
+    assert!(output.status.success(), "chromium failed: {}", String::from_utf8_lossy(&output.stderr));
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn the_status_page_shows_the_states_in_a_real_browser() {
+    let chain = Chain::start();
+    let dead_port = free_port();
+    chain.exporter.rewrite_config(&format!(
+        "{}{}",
+        forward_toml("t", chain.local_port),
+        forward_toml("down", dead_port)
+    ));
+    chain.exporter.wait_for("t up and down refused", T, |m| {
+        m.get("openclaw_gateway_up{forward=\"t\"}") == Some(1.0)
+            && m.get("openclaw_tunnel_ssh_session_up{forward=\"t\"}") == Some(1.0)
+            && m.value("openclaw_gateway_probe_failures_total{forward=\"down\",reason=\"refused\"}") >= 1.0
+            && m.get("openclaw_tunnel_ssh_session_up{forward=\"down\"}") == Some(0.0)
+    });
+    let url = format!("http://{}/", chain.exporter.web);
+
+    let (dom, log) = chromium(&["--dump-dom".into(), url.clone()]);
+    assert!(!log.contains("CONSOLE"), "the page logged to the console:\n{log}");
+    let section = |name: &str| {
+        let start = dom.find(&format!("id=\"forward-{name}\"")).unwrap_or_else(|| panic!("no section {name}:\n{dom}"));
+        let end = dom[start..].find("</section>").map_or(dom.len(), |e| start + e);
+        dom[start..end].to_owned()
+    };
+    let healthy = section("t");
+    assert!(healthy.contains("ssh up") && healthy.contains("answers") && healthy.contains("connects"), "{healthy}");
+    assert!(healthy.contains(&format!("pid {}", chain.ssh.pid())), "{healthy}");
+    let down = section("down");
+    assert!(down.contains("no_listener") && down.contains("refused") && down.contains("connection refused"), "{down}");
+    assert_eq!(down.matches("class=\"s-").count() - 5, 288, "a 24 h strip of five-minute buckets");
+
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[format!("--screenshot={}", shot.display()), "--window-size=1280,900".into(), url]);
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());
+}
