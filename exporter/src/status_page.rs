@@ -14,7 +14,7 @@ fn esc(text: &str) -> String {
 
 fn seconds(value: &Value) -> String {
     match value.as_f64() {
-        Some(s) if s == 0.0 => "0 s".into(),
+        Some(0.0) => "0 s".into(),
         Some(s) if s < 1e-3 => format!("{:.0} µs", s * 1e6),
         Some(s) if s < 1.0 => format!("{:.1} ms", s * 1e3),
         Some(s) => format!("{s:.2} s"),
