@@ -143,6 +143,14 @@ pub struct Forward {
     pub first_byte_interval: Duration,
     /// The longest any probe of this forward may take (capped at its interval, so rounds never overlap).
     pub timeout: Duration,
+    /// The ssh server (the Mac) as `host:port`, for the doctor and the routing row.
+    pub ssh_host: Option<String>,
+    /// The jump host (`-J`) as `host:port`, when there is one.
+    pub jump_host: Option<String>,
+    /// The forward's remote end, `host:port` as seen from the ssh server (the -L target).
+    pub remote: String,
+    /// Who owns this forward (a person or team), for the routing row.
+    pub owner: Option<String>,
 }
 
 /// Every problem found in a configuration, one per line.
@@ -277,6 +285,15 @@ struct RawForward {
     first_byte_interval: String,
     #[serde(default = "default_timeout")]
     timeout: String,
+    ssh_host: Option<String>,
+    jump_host: Option<String>,
+    #[serde(default = "default_remote")]
+    remote: String,
+    owner: Option<String>,
+}
+
+fn default_remote() -> String {
+    "127.0.0.1:18789".into()
 }
 
 fn default_health_path() -> String {
@@ -381,6 +398,22 @@ impl Checker<'_> {
         })
     }
 
+    /// `host` or `host:port` (port 22 when absent); returns `host:port`.
+    fn host_port(&mut self, key: &str, value: &str) -> String {
+        let (host, port) = match value.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') || host.ends_with(']') => (host, port.parse::<u16>().ok()),
+            _ => (value, Some(22)),
+        };
+        let valid_host = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_[]:".contains(&b));
+        match port {
+            Some(port) if valid_host && port != 0 => format!("{host}:{port}"),
+            _ => {
+                self.problem(key, &value, "must be host or host:port");
+                value.to_owned()
+            }
+        }
+    }
+
     fn loopback_addr(&mut self, key: &str, value: &str, allow_non_loopback: bool, flag: &str) -> SocketAddr {
         let addr = self.addr(key, value);
         if !addr.ip().is_loopback() && !allow_non_loopback {
@@ -461,6 +494,10 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
                 PROBE_MAX,
             ),
             timeout: c.duration(&key("timeout"), &forward.timeout, PROBE_MIN, PROBE_MAX),
+            ssh_host: forward.ssh_host.map(|host| c.host_port(&key("ssh_host"), &host)),
+            jump_host: forward.jump_host.map(|host| c.host_port(&key("jump_host"), &host)),
+            remote: c.host_port(&key("remote"), &forward.remote),
+            owner: forward.owner,
             name: forward.name,
         });
     }

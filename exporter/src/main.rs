@@ -9,6 +9,7 @@
 
 mod clock;
 mod config;
+mod doctor;
 mod recorder;
 mod scheduler;
 mod status_page;
@@ -58,6 +59,21 @@ enum Command {
     CheckConfig,
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Check the tunnel layer by layer and say what to fix first. Exit 0 when all pass, 10+N for step N.
+    Doctor {
+        /// Check only this forward (default: every forward).
+        #[arg(long)]
+        forward: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the ROUTING.md table row of each forward (local port, jump host, remote, revision, owner).
+    RoutingRow {
+        /// Print the table header first.
+        #[arg(long)]
+        header: bool,
+    },
     /// Read a token from stdin (or --file) and print its `sha256 = "..."` line for [[auth.revision]].
     Fingerprint {
         /// Read the token from this file instead of stdin.
@@ -99,6 +115,66 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Doctor { forward, json } => {
+            let config = match Config::load(cli.config.as_deref()) {
+                Ok(config) => config,
+                Err(err) => {
+                    eprintln!("{err}");
+                    return ExitCode::from(2);
+                }
+            };
+            let forwards: Vec<_> =
+                config.forwards.iter().filter(|f| forward.as_ref().is_none_or(|n| *n == f.name)).collect();
+            if forwards.is_empty() {
+                eprintln!("doctor: no forward named {:?} in the configuration", forward.unwrap_or_default());
+                return ExitCode::from(2);
+            }
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    eprintln!("cannot start the async runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let reports: Vec<_> = forwards.iter().map(|f| runtime.block_on(doctor::run(&config, f))).collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports).unwrap_or_default());
+            } else {
+                for report in &reports {
+                    print!("{}", report.render());
+                }
+            }
+            ExitCode::from(reports.iter().map(doctor::Report::exit_code).find(|c| *c != 0).unwrap_or(0))
+        }
+        Command::RoutingRow { header } => match Config::load(cli.config.as_deref()) {
+            Ok(config) => {
+                if header {
+                    println!(
+                        "| forward | local port | jump host | remote host | remote port | token revision | owner |"
+                    );
+                    println!("|---|---|---|---|---|---|---|");
+                }
+                for forward in &config.forwards {
+                    // Remote host = the ssh server (the Mac); remote port = the -L target's port on it.
+                    let remote_host =
+                        forward.ssh_host.as_deref().and_then(|h| h.rsplit_once(':')).map_or("-", |(h, _)| h);
+                    let remote_port = forward.remote.rsplit_once(':').map_or("-", |(_, p)| p);
+                    println!(
+                        "| {} | {} | {} | {remote_host} | {remote_port} | {} | {} |",
+                        forward.name,
+                        forward.local.port(),
+                        forward.jump_host.as_deref().unwrap_or("-"),
+                        config.auth.current.as_deref().unwrap_or("-"),
+                        forward.owner.as_deref().unwrap_or("-"),
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("{err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig => match Config::load(cli.config.as_deref()) {
             Ok(config) => {
                 println!("configuration OK: {} forward(s), metrics on {}", config.forwards.len(), config.web.listen);

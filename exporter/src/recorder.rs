@@ -947,8 +947,12 @@ mod tests {
     fn first_byte_failures_count_by_reason_and_gateway_up_follows_the_last_probe() {
         let recorder = Recorder::new();
         recorder.register_forward("a");
-        let ok: first_byte::Outcome =
-            Ok(first_byte::Response { connect: Duration::ZERO, first_byte: Duration::from_millis(2), status: 200 });
+        let ok: first_byte::Outcome = Ok(first_byte::Response {
+            connect: Duration::ZERO,
+            first_byte: Duration::from_millis(2),
+            status: 200,
+            content_type: None,
+        });
         recorder.record_first_byte("a", &ok);
         recorder.record_first_byte("a", &Err(first_byte::Failure::EmptyReply { elapsed: Duration::ZERO }));
         let text = recorder.encode(Format::OpenMetrics, SystemTime::now());

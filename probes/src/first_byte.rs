@@ -28,7 +28,7 @@ pub struct Target {
 }
 
 /// A response head (2xx, from [`probe`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// connect() to established.
     pub connect: Duration,
@@ -36,6 +36,8 @@ pub struct Response {
     pub first_byte: Duration,
     /// The HTTP status code.
     pub status: u16,
+    /// The Content-Type header, when present.
+    pub content_type: Option<String>,
 }
 
 /// Why a first-byte probe failed. [`Failure::reason`] gives the contract's label value.
@@ -120,15 +122,26 @@ pub(crate) async fn exchange(addr: SocketAddr, request: &[u8]) -> Outcome {
     let connect = started.elapsed();
     // One small write; without NODELAY a coalescing delay could land inside the timed window.
     let _ = stream.set_nodelay(true);
-    let (first_byte, status) = read_head(&mut stream, request).await?;
+    let head = read_head(&mut stream, request).await?;
     // The head is all we need; the rest of the reply is not read.
     crate::syn::close_without_time_wait(stream);
-    Ok(Response { connect, first_byte, status })
+    Ok(Response { connect, first_byte: head.first_byte, status: head.status, content_type: head.content_type })
+}
+
+/// A response head as the HTTP probes read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// Request written -> first byte.
+    pub first_byte: Duration,
+    /// The status code.
+    pub status: u16,
+    /// The Content-Type header, when present.
+    pub content_type: Option<String>,
 }
 
 /// Write `request` on `stream` and read a response head (bounded by [`MAX_HEAD_BYTES`]): the first-byte time
 /// (from the request written) and the status.
-pub(crate) async fn read_head<S>(stream: &mut S, request: &[u8]) -> Result<(Duration, u16), Failure>
+pub(crate) async fn read_head<S>(stream: &mut S, request: &[u8]) -> Result<Head, Failure>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -162,7 +175,14 @@ where
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut response = httparse::Response::new(&mut headers);
         match response.parse(&head[..filled]) {
-            Ok(httparse::Status::Complete(_)) => return Ok((first_byte, response.code.unwrap_or(0))),
+            Ok(httparse::Status::Complete(_)) => {
+                let content_type = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned());
+                return Ok(Head { first_byte, status: response.code.unwrap_or(0), content_type });
+            }
             Ok(httparse::Status::Partial) if filled == head.len() => {
                 return Err(bad_head(None, None, "response head larger than 16 KiB"))
             }

@@ -20,6 +20,7 @@
 
 pub mod auth_probe;
 pub mod auth_tap;
+pub mod control_ui;
 pub mod exposure;
 pub mod first_byte;
 pub mod model_host;

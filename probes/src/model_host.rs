@@ -225,12 +225,12 @@ pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
     };
     match head {
         Err(_) => Err(timed_out(&phases, "first byte")),
-        Ok(Ok((first_byte, status))) if status < 500 => Ok(Response { phases, first_byte, status }),
-        Ok(Ok((first_byte, status))) => Err(Failure {
+        Ok(Ok(head)) if head.status < 500 => Ok(Response { phases, first_byte: head.first_byte, status: head.status }),
+        Ok(Ok(head)) => Err(Failure {
             reason: Reason::BadStatus,
             phases,
-            first_byte: Some(first_byte),
-            detail: format!("HTTP status {status}"),
+            first_byte: Some(head.first_byte),
+            detail: format!("HTTP status {}", head.status),
         }),
         Ok(Err(failure)) => {
             let (reason, first_byte) = match &failure {

@@ -336,6 +336,11 @@ pub struct Gateway {
 impl Gateway {
     /// Start the stand-in on `port`, answering after `delay`.
     pub fn start(port: u16, delay: Duration) -> Gateway {
+        Self::start_with(port, delay, &[])
+    }
+
+    /// As [`Gateway::start`], with more arguments (`--token T`, `--no-ui`).
+    pub fn start_with(port: u16, delay: Duration, args: &[&str]) -> Gateway {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let proc = Proc::spawn(
             "gateway-standin",
@@ -343,7 +348,8 @@ impl Gateway {
                 .arg("--listen")
                 .arg(addr.to_string())
                 .arg("--delay-ms")
-                .arg(delay.as_millis().to_string()),
+                .arg(delay.as_millis().to_string())
+                .args(args),
         );
         wait_listening(addr, "gateway stand-in", Duration::from_secs(10));
         Gateway { proc, addr }

@@ -4,7 +4,10 @@
 //! then closes. `--delay-ms N` waits N ms after the request head before answering, which gives a target
 //! with a known first-byte time. Anything else gets 404.
 //!
-//! Usage: gateway-standin --listen 127.0.0.1:PORT [--delay-ms N]
+//! It also serves a Control UI stand-in at `/` (an HTML page; `--no-ui` makes it 404) and `POST /tools/invoke`
+//! like the gateway's auth: 400 "requires name" with `Authorization: Bearer <--token>`, else 401.
+//!
+//! Usage: gateway-standin --listen 127.0.0.1:PORT [--delay-ms N] [--token T] [--no-ui]
 
 use std::time::Duration;
 
@@ -17,28 +20,37 @@ const BODY: &str = r#"{"ok":true,"status":"live"}"#;
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (mut listen, mut delay) = (String::from("127.0.0.1:18789"), Duration::ZERO);
+    let mut settings = Settings { token: None, ui: true };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().expect("--listen ADDR"),
             "--delay-ms" => delay = Duration::from_millis(args.next().expect("--delay-ms N").parse().expect("ms")),
+            "--token" => settings.token = Some(args.next().expect("--token T")),
+            "--no-ui" => settings.ui = false,
             other => panic!("unknown argument {other}"),
         }
     }
+    let settings = std::sync::Arc::new(settings);
     let listener = TcpListener::bind(&listen).await.unwrap_or_else(|e| panic!("bind {listen}: {e}"));
     eprintln!("gateway-standin listening on {listen}, delay {delay:?}");
     loop {
         let Ok((socket, _)) = listener.accept().await else {
             continue;
         };
-        tokio::spawn(answer(socket, delay));
+        tokio::spawn(answer(socket, delay, settings.clone()));
     }
 }
 
-async fn answer(mut socket: TcpStream, delay: Duration) {
+struct Settings {
+    token: Option<String>,
+    ui: bool,
+}
+
+async fn answer(mut socket: TcpStream, delay: Duration, settings: std::sync::Arc<Settings>) {
     let _ = socket.set_nodelay(true);
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
-    let path = loop {
+    let (method, path, authorization) = loop {
         match socket.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&chunk[..n]),
@@ -46,19 +58,51 @@ async fn answer(mut socket: TcpStream, delay: Duration) {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&head) {
-            Ok(httparse::Status::Complete(_)) => break request.path.unwrap_or("/").to_owned(),
+            Ok(httparse::Status::Complete(_)) => {
+                let authorization = request
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned());
+                break (
+                    request.method.unwrap_or("GET").to_owned(),
+                    request.path.unwrap_or("/").to_owned(),
+                    authorization,
+                );
+            }
             Ok(httparse::Status::Partial) if head.len() < 16 * 1024 => continue,
             _ => return,
         }
     };
     tokio::time::sleep(delay).await;
-    let response = if path == "/healthz" || path == "/health" {
+    let reply = |status: &str, content_type: &str, body: &str| {
         format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
-            BODY.len()
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
-    } else {
-        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+    };
+    let response = match (method.as_str(), path.as_str()) {
+        (_, "/healthz" | "/health") => reply("200 OK", "application/json; charset=utf-8", BODY),
+        ("GET", "/") if settings.ui => {
+            reply("200 OK", "text/html; charset=utf-8", "<!doctype html><title>OpenClaw Control</title>")
+        }
+        ("POST", "/tools/invoke") => {
+            let accepted = matches!((&settings.token, &authorization), (Some(token), Some(header)) if *header == format!("Bearer {token}"));
+            if accepted {
+                reply(
+                    "400 Bad Request",
+                    "application/json",
+                    r#"{"ok":false,"error":{"type":"invalid_request","message":"tools.invoke requires name"}}"#,
+                )
+            } else {
+                reply(
+                    "401 Unauthorized",
+                    "application/json",
+                    r#"{"error":{"message":"Unauthorized","type":"unauthorized"}}"#,
+                )
+            }
+        }
+        _ => reply("404 Not Found", "text/plain", ""),
     };
     // One write, so the first byte is not split from the rest by the test's own making.
     let _ = socket.write_all(response.as_bytes()).await;

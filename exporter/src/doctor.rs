@@ -1,0 +1,288 @@
+//! `openclaw-tunnel-exporter doctor`: the three-minute self-rescue list, layer by layer from the network up,
+//! each step with pass/fail, its evidence and the next thing to do. It stops explaining at the first failing
+//! layer: prove the tunnel alive before debugging the gateway.
+//!
+//! Exit codes: 0 all passed; 11-17 the number of the first failing step plus 10; 2 a configuration error.
+
+use std::time::Duration;
+
+use probes::{control_ui, exposure, first_byte, ssh_session, syn};
+use serde::Serialize;
+
+use crate::config::{Config, Forward};
+use crate::token_sources;
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Checked and fine.
+    Pass,
+    /// Checked and broken: the layer to fix.
+    Fail,
+    /// Not applicable here (nothing configured for it, or it cannot be known).
+    Skipped,
+    /// Not checked because a layer below failed.
+    NotChecked,
+}
+
+/// One step of the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// 1-based position; the exit code of a failure is 10 + this.
+    pub number: u8,
+    /// What is checked.
+    pub name: &'static str,
+    /// The verdict.
+    pub status: Status,
+    /// What was seen: figures, the owning pid, the status code.
+    pub evidence: String,
+    /// What to do next, for a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// The doctor's findings for one forward.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The forward checked.
+    pub forward: String,
+    /// Its local address.
+    pub local: String,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Report {
+    /// 0 when every step passed or was skipped, else 10 + the first failing step's number.
+    pub fn exit_code(&self) -> u8 {
+        self.steps.iter().find(|s| s.status == Status::Fail).map_or(0, |s| 10 + s.number)
+    }
+
+    /// The human rendering.
+    pub fn render(&self) -> String {
+        let mut out = format!("doctor: forward {} ({})\n", self.forward, self.local);
+        for step in &self.steps {
+            let status = match step.status {
+                Status::Pass => "PASS",
+                Status::Fail => "FAIL",
+                Status::Skipped => "skip",
+                Status::NotChecked => "----",
+            };
+            out.push_str(&format!("  {} {:<34} {status}  {}\n", step.number, step.name, step.evidence));
+            if let Some(next) = &step.next {
+                out.push_str(&format!("      next: {next}\n"));
+            }
+        }
+        out
+    }
+}
+
+const NAMES: [&str; 7] = [
+    "ssh host reachable",
+    "ssh owns the local forward",
+    "SYN to the local forward",
+    "gateway first byte (/healthz)",
+    "Control UI answers HTML",
+    "token accepted and current",
+    "gateway bound to loopback only",
+];
+
+type Verdict = (Status, String, Option<String>);
+
+fn pass(evidence: String) -> Verdict {
+    (Status::Pass, evidence, None)
+}
+
+fn fail(evidence: String, next: &str) -> Verdict {
+    (Status::Fail, evidence, Some(next.to_owned()))
+}
+
+fn ms(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{} µs", d.as_micros())
+    } else {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    }
+}
+
+/// Run every step for `forward`.
+pub async fn run(config: &Config, forward: &Forward) -> Report {
+    let timeout = forward.timeout;
+    let mut steps = Vec::new();
+    let mut failed = false;
+    for (index, name) in NAMES.iter().enumerate() {
+        let number = index as u8 + 1;
+        if failed {
+            steps.push(Step {
+                number,
+                name,
+                status: Status::NotChecked,
+                evidence: "not checked: a layer below failed".into(),
+                next: None,
+            });
+            continue;
+        }
+        let (status, evidence, next) = match number {
+            1 => ssh_host(forward, timeout).await,
+            2 => session(forward, timeout).await,
+            3 => match syn::probe(&syn::Target { addr: forward.local }, timeout).await {
+                Ok(connected) => pass(format!("{} connected in {}", forward.local, ms(connected.connect))),
+                Err(failure) => fail(
+                    format!("{}: {failure}", forward.local),
+                    "nothing accepts on the forward: restart the ssh forward (autossh/launchd/systemd unit)",
+                ),
+            },
+            4 => gateway(forward, timeout).await,
+            5 => match control_ui::probe(&control_ui::Target { addr: forward.local }, timeout).await {
+                Ok(page) => pass(format!("GET / -> HTTP {} text/html in {}", page.status, ms(page.first_byte))),
+                Err(failure) => fail(
+                    format!("GET / -> {failure}"),
+                    "the gateway answers /healthz but not its Control UI: check the gateway's logs and version on the host",
+                ),
+            },
+            6 => token(config, forward, timeout).await,
+            _ => loopback_only(config, timeout).await,
+        };
+        failed = status == Status::Fail;
+        steps.push(Step { number, name, status, evidence, next });
+    }
+    Report { forward: forward.name.clone(), local: forward.local.to_string(), steps }
+}
+
+async fn ssh_host(forward: &Forward, timeout: Duration) -> Verdict {
+    let Some(host) = forward.jump_host.as_ref().or(forward.ssh_host.as_ref()) else {
+        return (Status::Skipped, "no ssh_host or jump_host configured for this forward".into(), None);
+    };
+    let which = if forward.jump_host.is_some() { "jump host" } else { "ssh host" };
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(host.as_str())).await {
+        Ok(Ok(_)) => pass(format!("{which} {host} connected in {}", ms(started.elapsed()))),
+        Ok(Err(err)) => fail(
+            format!("{which} {host}: {err}"),
+            "the laptop cannot reach the ssh server: check the network or VPN, then `ssh -v` to see where it stops",
+        ),
+        Err(_) => fail(
+            format!("{which} {host}: no answer within {timeout:?}"),
+            "the ssh server is unreachable (filtered or down): check the network or VPN",
+        ),
+    }
+}
+
+async fn session(forward: &Forward, timeout: Duration) -> Verdict {
+    let target = ssh_session::Target { addr: forward.local, last_owner: None };
+    match ssh_session::probe(&target, timeout).await {
+        ssh_session::Outcome::Up(owner) => pass(format!(
+            "ssh pid {} (parent {} pid {}) listens on {}",
+            owner.pid,
+            owner.parent_name.as_deref().unwrap_or("?"),
+            owner.parent_pid,
+            forward.local
+        )),
+        ssh_session::Outcome::NoListener => fail(
+            format!("nothing listens on {}", forward.local),
+            "start the tunnel (`ssh -N -L ...`) or restart its autossh/launchd/systemd unit; if autossh runs, it may be reconnecting",
+        ),
+        ssh_session::Outcome::NotSsh(owner) => fail(
+            format!("{} is held by {} pid {}, not ssh", forward.local, owner.name, owner.pid),
+            "another program took the forward's port: stop it, then restart the tunnel",
+        ),
+        ssh_session::Outcome::Unreadable { detail } | ssh_session::Outcome::Unsupported { detail } => {
+            (Status::Skipped, format!("owner unknown: {detail}"), None)
+        }
+    }
+}
+
+async fn gateway(forward: &Forward, timeout: Duration) -> Verdict {
+    let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
+    match first_byte::probe(&target, timeout).await {
+        Ok(response) => pass(format!(
+            "GET {} -> HTTP {} first byte in {}",
+            forward.health_path,
+            response.status,
+            ms(response.first_byte)
+        )),
+        Err(failure) => {
+            let next = match failure.reason() {
+                "reset" | "empty_reply" => {
+                    "ssh is up but the far side refused: is the gateway running on the host (`openclaw gateway status` there)?"
+                }
+                "timeout" => {
+                    "the path is silently dead or the gateway hung; if ssh exits soon (ServerAlive), it is the path"
+                }
+                "refused" => "the forward stopped listening: restart the tunnel",
+                _ => "something answers that is not a healthy gateway: check what listens on the host's gateway port",
+            };
+            fail(format!("GET {} -> {failure} ({})", forward.health_path, failure.reason()), next)
+        }
+    }
+}
+
+async fn token(config: &Config, forward: &Forward, timeout: Duration) -> Verdict {
+    let settings = &config.auth_probe;
+    let locations =
+        token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+    let tokens = tokio::task::spawn_blocking(move || token_sources::read(&locations)).await.unwrap_or_default();
+    let Some(source) = tokens.effective() else {
+        return fail(
+            "no gateway token in any source the openclaw CLI reads".into(),
+            "set gateway.remote.token in ~/.openclaw/openclaw.json or OPENCLAW_GATEWAY_TOKEN",
+        );
+    };
+    let Some(token) = source.token.clone() else { unreachable!("the effective source always holds a token") };
+    let fingerprint = probes::auth_tap::credential::fingerprint(token.expose());
+    let revision =
+        config.auth.registry.revision(&probes::auth_tap::credential::Credential::Token(fingerprint)).to_owned();
+    let disagree =
+        if tokens.agree() { String::new() } else { format!("; sources disagree: {}", tokens.disagreeing().join(", ")) };
+    let target = probes::auth_probe::Target { addr: forward.local, token };
+    match probes::auth_probe::probe(&target, timeout).await {
+        Ok(probes::auth_probe::Answer::Accepted(status)) => match &config.auth.current {
+            Some(current) if *current != revision => fail(
+                format!("accepted (HTTP {status}) but the token is revision {revision}, not the current {current}{disagree}"),
+                "the gateway still takes an old token: finish the rotation on the gateway, then update this machine",
+            ),
+            _ => pass(format!("accepted (HTTP {status}), revision {revision}, from {}{disagree}", source.name)),
+        },
+        Ok(probes::auth_probe::Answer::Rejected(status)) => fail(
+            format!("the gateway rejects the token from {} (revision {revision}, HTTP {status}){disagree}", source.name),
+            "configuration management missed this machine: install the current token where the CLI reads it",
+        ),
+        Err(failure) => fail(format!("POST /tools/invoke -> {failure}"), "the gateway stopped answering: rerun the doctor"),
+    }
+}
+
+async fn loopback_only(config: &Config, timeout: Duration) -> Verdict {
+    if config.gateways.is_empty() {
+        return (
+            Status::Skipped,
+            "no [[gateway]] configured (run the doctor on the gateway host with one)".into(),
+            None,
+        );
+    }
+    let mut evidence = Vec::new();
+    let mut exposed = false;
+    for gateway in &config.gateways {
+        match exposure::probe(&exposure::Target { port: gateway.port }, timeout).await {
+            Ok(found) => {
+                exposed |= found.exposed();
+                let listeners: Vec<String> = found.listeners.iter().map(ToString::to_string).collect();
+                evidence.push(format!("{} port {}: {}", gateway.name, gateway.port, listeners.join(" ")));
+            }
+            Err(failure) => {
+                return fail(
+                    format!("{}: {failure}", gateway.name),
+                    "run the doctor as a user who can read the socket table",
+                )
+            }
+        }
+    }
+    if exposed {
+        fail(
+            evidence.join("; "),
+            "the gateway listens beyond loopback: set gateway.bind = \"loopback\" in openclaw.json and restart it (status reports the configured bind, not the real one)",
+        )
+    } else {
+        pass(evidence.join("; "))
+    }
+}
