@@ -40,6 +40,17 @@ pub struct Config {
     pub objectives: Objectives,
     /// Gateways on this host whose bind exposure is checked.
     pub gateways: Vec<Gateway>,
+    /// Where probe spans go, when set (off by default).
+    pub otlp: Option<Otlp>,
+}
+
+/// OTLP/HTTP trace export: each probe run is a span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Otlp {
+    /// The collector's traces URL, e.g. http://127.0.0.1:4318/v1/traces.
+    pub endpoint: String,
+    /// The service.name resource attribute.
+    pub service_name: String,
 }
 
 /// A gateway running on this host (host side): its port's listeners are classified by scope.
@@ -186,6 +197,18 @@ struct RawConfig {
     objectives: RawObjectives,
     #[serde(default)]
     gateway: Vec<RawGateway>,
+    otlp: Option<RawOtlp>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawOtlp {
+    endpoint: String,
+    #[serde(default = "default_service_name")]
+    service_name: String,
+}
+
+fn default_service_name() -> String {
+    "openclaw-tunnel-exporter".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -610,7 +633,16 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
         });
     }
 
+    let otlp = raw.otlp.map(|otlp| {
+        match url::Url::parse(&otlp.endpoint) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => c.problem("otlp.endpoint", &otlp.endpoint, "must be an http:// or https:// URL (OTLP over HTTP)"),
+        }
+        Otlp { endpoint: otlp.endpoint, service_name: otlp.service_name }
+    });
+
     Config {
+        otlp,
         gateways,
         web: Web { listen },
         scheduler: Scheduler { max_concurrent_probes: raw.scheduler.max_concurrent_probes },

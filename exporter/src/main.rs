@@ -186,11 +186,20 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => {
-            init_logging(cli.log_format);
             let config = match Config::load(cli.config.as_deref()) {
                 Ok(config) => config,
                 Err(err) => {
                     eprintln!("{err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let tracer_provider = match init_logging(cli.log_format, config.otlp.as_ref()) {
+                Ok(provider) => provider,
+                Err(err) => {
+                    eprintln!(
+                        "otlp.endpoint = \"{}\": {err}",
+                        config.otlp.as_ref().map_or("", |o| o.endpoint.as_str())
+                    );
                     return ExitCode::FAILURE;
                 }
             };
@@ -201,10 +210,18 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(config, cli.config)) {
+            let result = runtime.block_on(run(config, cli.config));
+            drop(runtime);
+            // Flush the last batch of spans before exiting.
+            if let Some(provider) = tracer_provider {
+                if let Err(err) = provider.shutdown() {
+                    eprintln!("flushing traces: {err}");
+                }
+            }
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
-                    tracing::error!("{err:#}");
+                    eprintln!("{err:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -222,15 +239,47 @@ fn file_identity(path: &std::path::Path) -> Option<(u64, u64, std::time::SystemT
     Some((meta.ino(), meta.len(), meta.modified().ok()?))
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr (human or JSON, filtered by RUST_LOG, default info) and, when `[otlp]` is configured,
+/// every probe span to an OTLP/HTTP collector. Returns the tracer provider to flush at exit.
+fn init_logging(
+    format: LogFormat,
+    otlp: Option<&config::Otlp>,
+) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Human => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+    };
+    let (otel, provider) = match otlp {
+        None => (None, None),
+        Some(otlp) => {
+            use opentelemetry::trace::TracerProvider as _;
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(otlp.endpoint.as_str())
+                .build()?;
+            let resource = opentelemetry_sdk::Resource::builder().with_service_name(otlp.service_name.clone()).build();
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource)
+                .build();
+            let tracer = provider.tracer("openclaw-tunnel-exporter");
+            // Only the probe spans go to the collector, whatever RUST_LOG says about logs.
+            let only_probes = tracing_subscriber::filter::filter_fn(|meta| meta.is_span() && meta.name() == "probe");
+            (Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(only_probes)), Some(provider))
+        }
+    };
+    tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).init();
+    Ok(provider)
 }
 
 async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {

@@ -19,6 +19,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use crate::clock;
 use crate::config::{AuthProbe, Config, Forward, Gateway, ModelHost};
@@ -199,17 +201,44 @@ async fn tunnel_rounds(forward: Arc<Forward>, ctx: TaskContext) {
         last_round_boot = Some(now_boot);
 
         let hard = timeout + HARD_TIMEOUT_MARGIN;
-        let (syn_outcome, session) = tokio::join!(
-            async {
-                tokio::time::timeout(hard, syn::probe(&syn_target, timeout)).await.unwrap_or(Err(syn::Failure::Timeout))
-            },
-            async {
-                tokio::time::timeout(hard, ssh_session::probe(&session_target, timeout))
-                    .await
-                    .unwrap_or_else(|_| ssh_session::Outcome::Unreadable { detail: "lookup hung".into() })
-            },
+        let span = tracing::info_span!(
+            "probe",
+            probe = "syn",
+            forward = %forward.name,
+            outcome = Empty,
+            syn = Empty,
+            connect_us = Empty,
+            ssh_session = Empty
         );
-        ctx.recorder.record_tunnel_round(&forward.name, now_wall, &syn_outcome, &session);
+        let (syn_outcome, session) = async {
+            tokio::join!(
+                async {
+                    tokio::time::timeout(hard, syn::probe(&syn_target, timeout))
+                        .await
+                        .unwrap_or(Err(syn::Failure::Timeout))
+                },
+                async {
+                    tokio::time::timeout(hard, ssh_session::probe(&session_target, timeout))
+                        .await
+                        .unwrap_or_else(|_| ssh_session::Outcome::Unreadable { detail: "lookup hung".into() })
+                },
+            )
+        }
+        .instrument(span.clone())
+        .await;
+        let up = ctx.recorder.record_tunnel_round(&forward.name, now_wall, &syn_outcome, &session);
+        span.record("outcome", if up { "up" } else { "down" });
+        span.record("ssh_session", session.state());
+        match &syn_outcome {
+            Ok(connected) => {
+                span.record("syn", "ok");
+                span.record("connect_us", connected.connect.as_micros() as u64);
+            }
+            Err(failure) => {
+                span.record("syn", failure.reason());
+            }
+        }
+        drop(span);
         if last_session.as_ref() != Some(&session) {
             log_session_change(&forward.name, &session);
         }
@@ -250,10 +279,30 @@ async fn first_byte_probes(forward: Arc<Forward>, ctx: TaskContext) {
         let Some(_permit) = start_probe(&ctx, "first_byte", scheduled).await else {
             break;
         };
+        let span = tracing::info_span!(
+            "probe",
+            probe = "first_byte",
+            forward = %forward.name,
+            outcome = Empty,
+            first_byte_us = Empty,
+            status = Empty
+        );
         let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, first_byte::probe(&target, timeout))
+            .instrument(span.clone())
             .await
             .unwrap_or(Err(first_byte::Failure::Timeout));
         ctx.recorder.record_first_byte(&forward.name, &outcome);
+        match &outcome {
+            Ok(response) => {
+                span.record("outcome", "ok");
+                span.record("first_byte_us", response.first_byte.as_micros() as u64);
+                span.record("status", response.status);
+            }
+            Err(failure) => {
+                span.record("outcome", failure.reason());
+            }
+        }
+        drop(span);
         let reason = outcome.as_ref().err().map(|failure| failure.reason());
         if reason != last_reason {
             match &outcome {
@@ -275,7 +324,18 @@ async fn model_host_probes(host: Arc<ModelHost>, target: probes::model_host::Tar
     let mut last_reason: Option<&'static str> = None;
     while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
         let Some(_permit) = start_probe(&ctx, "model_host", scheduled).await else { break };
+        let span = tracing::info_span!(
+            "probe",
+            probe = "model_host",
+            model_host = %host.name,
+            outcome = Empty,
+            dns_us = Empty,
+            connect_us = Empty,
+            tls_us = Empty,
+            first_byte_us = Empty
+        );
         let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, probes::model_host::probe(&target, timeout))
+            .instrument(span.clone())
             .await
             .unwrap_or_else(|_| {
                 Err(probes::model_host::Failure {
@@ -286,6 +346,23 @@ async fn model_host_probes(host: Arc<ModelHost>, target: probes::model_host::Tar
                 })
             });
         ctx.recorder.record_model_host(&host.name, &outcome);
+        let (phases, first_byte) = match &outcome {
+            Ok(response) => (&response.phases, Some(response.first_byte)),
+            Err(failure) => (&failure.phases, failure.first_byte),
+        };
+        span.record("outcome", outcome.as_ref().err().map_or("ok", |f| f.reason.as_str()));
+        for (phase, duration) in phases.iter() {
+            let field = match phase {
+                "dns" => "dns_us",
+                "connect" => "connect_us",
+                _ => "tls_us",
+            };
+            span.record(field, duration.as_micros() as u64);
+        }
+        if let Some(first_byte) = first_byte {
+            span.record("first_byte_us", first_byte.as_micros() as u64);
+        }
+        drop(span);
         let reason = outcome.as_ref().err().map(|f| f.reason.as_str());
         if reason != last_reason {
             match &outcome {
@@ -350,10 +427,21 @@ async fn auth_probes(forward: Arc<Forward>, settings: Arc<AuthProbe>, registry: 
         }
         let Some(_permit) = start_probe(&ctx, "auth", scheduled).await else { break };
         let target = probes::auth_probe::Target { addr: forward.local, token };
+        let revision = registry.revision(&credential::Credential::Token(fingerprint)).to_owned();
+        let span = tracing::info_span!("probe", probe = "auth", forward = %forward.name, token_revision = %revision, outcome = Empty);
         let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, probes::auth_probe::probe(&target, timeout))
+            .instrument(span.clone())
             .await
             .unwrap_or(Err(first_byte::Failure::Timeout));
-        let revision = registry.revision(&credential::Credential::Token(fingerprint)).to_owned();
+        span.record(
+            "outcome",
+            match &outcome {
+                Ok(probes::auth_probe::Answer::Accepted(_)) => "accepted",
+                Ok(probes::auth_probe::Answer::Rejected(_)) => "rejected",
+                Err(failure) => failure.reason(),
+            },
+        );
+        drop(span);
         ctx.recorder.record_auth_probe(&forward.name, &revision, &outcome);
         match outcome {
             Ok(probes::auth_probe::Answer::Rejected(status)) => {
@@ -375,7 +463,23 @@ async fn exposure_checks(gateway: Arc<Gateway>, ctx: TaskContext) {
     let mut failing = false;
     while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
         let Some(_permit) = start_probe(&ctx, "exposure", scheduled).await else { break };
-        match probes::exposure::probe(&target, gateway.interval.min(Duration::from_secs(5))).await {
+        let span = tracing::info_span!("probe", probe = "exposure", gateway = %gateway.name, outcome = Empty, loopback = Empty, private = Empty, public = Empty);
+        let outcome = probes::exposure::probe(&target, gateway.interval.min(Duration::from_secs(5)))
+            .instrument(span.clone())
+            .await;
+        match &outcome {
+            Ok(exposure) => {
+                span.record("outcome", if exposure.exposed() { "exposed" } else { "loopback_only" });
+                for scope in probes::exposure::Scope::ALL {
+                    span.record(scope.as_str(), exposure.count(scope) as u64);
+                }
+            }
+            Err(_) => {
+                span.record("outcome", "error");
+            }
+        }
+        drop(span);
+        match outcome {
             Ok(exposure) => {
                 failing = false;
                 if ctx.recorder.record_exposure(&gateway.name, &exposure, SystemTime::now()) {
