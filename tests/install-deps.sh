@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests run for real, from Debian's packages, when it is missing:
-# sshd and ssh (openssh-server, openssh-client), autossh, Prometheus and promtool (prometheus),
+# sshd and ssh (openssh-server, openssh-client), autossh, Prometheus and promtool (prometheus), Alertmanager
+# (prometheus-alertmanager),
 # setpriv (util-linux), ip (iproute2), headless Chromium for the status page test (chromium). Pass --bench to add blackbox_exporter (prometheus-blackbox-exporter) for bench/.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ have ssh-keygen || need+=(openssh-client)
 have autossh || need+=(autossh)
 have prometheus || need+=(prometheus)
 have promtool || need+=(prometheus)
+have prometheus-alertmanager || need+=(prometheus-alertmanager)
 have setpriv || need+=(util-linux)
 have ip || need+=(iproute2)
 have chromium || need+=(chromium)

@@ -8,6 +8,9 @@ bash tests/install-deps.sh
 # The real OpenClaw gateway (npm) for tests/tests/openclaw_gateway.rs; cached across runs.
 export OPENCLAW_E2E_DIR="${OPENCLAW_E2E_DIR:-$HOME/.cache/openclaw-tunnel-exporter/openclaw-2026.9.6}"
 bash tests/install-openclaw.sh >/dev/null
+# The alert rules: syntax, then the unit tests of every alert (fires / must not fire).
+promtool check rules alerts/openclaw.rules.yml
+promtool test rules alerts/openclaw.rules.test.yml
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --all-targets --locked

@@ -657,3 +657,151 @@ impl WsClient {
         }
     }
 }
+
+/// A minimal HTTP receiver (webhooks, OTLP): stores every request's path and body, answers 200.
+pub struct HttpSink {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<(String, Vec<u8>, Instant)>>>,
+}
+
+impl HttpSink {
+    /// Listen on a free loopback port.
+    pub fn start() -> HttpSink {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let store = received.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let store = store.clone();
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut writer = stream;
+                    loop {
+                        let mut request_line = String::new();
+                        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = request_line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some((name, value)) = line.split_once(':') {
+                                if name.eq_ignore_ascii_case("content-length") {
+                                    length = value.trim().parse().unwrap_or(0);
+                                }
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        store.lock().unwrap().push((path, body, Instant::now()));
+                        use std::io::Write;
+                        let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                    }
+                });
+            }
+        });
+        HttpSink { addr, received }
+    }
+
+    /// Every request so far: (path, body, when).
+    pub fn received(&self) -> Vec<(String, Vec<u8>, Instant)> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// The version line a Debian tool prints, for the test log.
+pub fn version_of(program: &str) -> String {
+    let output = Command::new(find_program(program)).arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A real Prometheus server (Debian's) with its own data directory on a free port.
+pub struct Prometheus {
+    /// The process.
+    pub proc: Proc,
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Start with `config_yaml` (and files it references written beside it by the caller), extra flags.
+    pub fn start(config_yaml: &str, files: &[(&str, String)], flags: &[&str]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("prometheus.yml"), config_yaml).unwrap();
+        for (name, text) in files {
+            fs::write(dir.path().join(name), text).unwrap();
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let agent = flags.contains(&"--enable-feature=agent");
+        let mut command = Command::new(find_program("prometheus"));
+        command
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .args(flags)
+            .current_dir(dir.path());
+        let storage = if agent { "--storage.agent.path" } else { "--storage.tsdb.path" };
+        command.arg(format!("{storage}={}", dir.path().join("data").display()));
+        let proc = Proc::spawn("prometheus", &mut command);
+        wait_listening(addr, "prometheus", Duration::from_secs(30));
+        Prometheus { proc, addr, _dir: dir }
+    }
+
+    /// Run an instant query; returns the `data.result` array.
+    pub fn query(&self, query: &str) -> Vec<serde_json::Value> {
+        let answer = ureq::get(format!("http://{}/api/v1/query", self.addr))
+            .query("query", query)
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    }
+}
+
+/// A real Alertmanager (Debian's prometheus-alertmanager) routing everything to one webhook.
+pub struct Alertmanager {
+    /// The process.
+    pub proc: Proc,
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    /// Start with a route that sends every alert (and its resolution) to `webhook` within about a second.
+    pub fn start(webhook: &str) -> Alertmanager {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "route:\n  receiver: hook\n  group_by: ['alertname', 'forward']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+             receivers:\n  - name: hook\n    webhook_configs:\n      - url: '{webhook}'\n        send_resolved: true\n"
+        );
+        fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let cluster = free_port();
+        let proc = Proc::spawn(
+            "alertmanager",
+            Command::new(find_program("prometheus-alertmanager"))
+                .arg(format!("--config.file={}", dir.path().join("alertmanager.yml").display()))
+                .arg(format!("--storage.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg(format!("--cluster.listen-address=127.0.0.1:{cluster}")),
+        );
+        wait_listening(addr, "alertmanager", Duration::from_secs(30));
+        Alertmanager { proc, addr, _dir: dir }
+    }
+}
