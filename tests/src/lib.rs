@@ -658,11 +658,14 @@ impl WsClient {
     }
 }
 
+/// One request an [`HttpSink`] received: path, body, arrival time.
+pub type Received = (String, Vec<u8>, Instant);
+
 /// A minimal HTTP receiver (webhooks, OTLP): stores every request's path and body, answers 200.
 pub struct HttpSink {
     /// Where it listens.
     pub addr: SocketAddr,
-    received: Arc<Mutex<Vec<(String, Vec<u8>, Instant)>>>,
+    received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl HttpSink {
@@ -714,7 +717,7 @@ impl HttpSink {
     }
 
     /// Every request so far: (path, body, when).
-    pub fn received(&self) -> Vec<(String, Vec<u8>, Instant)> {
+    pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 }
