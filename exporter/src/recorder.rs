@@ -622,6 +622,11 @@ impl Recorder {
             .flat_map(|tap| [(tap.forward.as_str(), "http"), (tap.forward.as_str(), "ws")])
             .chain(config.auth_probe.forwards.iter().map(|f| (f.as_str(), "probe")));
         let channels: Vec<(String, &'static str)> = channels.map(|(f, c)| (f.to_owned(), c)).collect();
+        for tap in &config.auth_taps {
+            for code in ["1000", "1001", "1006", "1008", "1011", "1012", "4001"] {
+                m.ws_closes.get_or_create_owned(&ForwardCodeLabels { forward: tap.forward.clone(), code });
+            }
+        }
         {
             let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
             index.revisions = revisions.iter().map(|r| (*r).to_owned()).collect();
