@@ -16,9 +16,35 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, never handed out twice by this process.
+///
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`, 32768+ by default): a port that
+/// the kernel assigned with bind(0) and this function released could be taken at once by any outgoing
+/// connection's source port (the exporter connects many times a second), so a child told to listen there
+/// would find it busy.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::collections::BTreeSet;
+    use std::hash::{BuildHasher, RandomState};
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let (low, high) = ephemeral_range();
+    let (start, end) = if low > 12_000 { (10_000u16, low.min(32_000) as u16) } else { (high as u16 + 1, 65_000) };
+    let random = RandomState::new();
+    for attempt in 0u64.. {
+        let port = start + (random.hash_one(attempt) % u64::from(end - start)) as u16;
+        if !HANDED_OUT.lock().unwrap().insert(port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn ephemeral_range() -> (u32, u32) {
+    let text = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut numbers = text.split_whitespace().filter_map(|n| n.parse().ok());
+    (numbers.next().unwrap_or(32_768), numbers.next().unwrap_or(60_999))
 }
 
 /// True when this process runs as root.
