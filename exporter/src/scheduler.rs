@@ -242,7 +242,7 @@ async fn tunnel_rounds(forward: Arc<Forward>, ctx: TaskContext) {
         if last_session.as_ref() != Some(&session) {
             log_session_change(&forward.name, &session);
         }
-        session_target.last_owner = session.owner().map(|owner| owner.pid);
+        session_target.last_owner = session.owner().cloned();
         last_session = Some(session);
     }
 }

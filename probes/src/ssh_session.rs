@@ -17,8 +17,9 @@ use std::time::Duration;
 pub struct Target {
     /// The ssh -L listener, e.g. 127.0.0.1:18789.
     pub addr: SocketAddr,
-    /// The owner found last time, checked first so the steady state reads one process, not all of them.
-    pub last_owner: Option<u32>,
+    /// The owner found last time. While its fd still links to the same listening socket, nothing has
+    /// changed and one readlink is the whole probe; otherwise it is checked first, before all processes.
+    pub last_owner: Option<Owner>,
 }
 
 /// A process that owns the listener.
@@ -32,6 +33,10 @@ pub struct Owner {
     pub parent_pid: u32,
     /// Its parent's command name, e.g. `autossh`, when readable.
     pub parent_name: Option<String>,
+    /// The listening socket's inode (0 where the platform does not say).
+    pub socket_inode: u64,
+    /// The owner's fd number for that socket (-1 where the platform does not say).
+    pub socket_fd: i32,
 }
 
 impl Owner {
@@ -88,6 +93,11 @@ impl Outcome {
 
 /// Find the owner of `target.addr`'s listening socket.
 pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
+    // The steady state (no listener, or the last owner still owns it) is a netlink dump and one fd table:
+    // tens of microseconds, done in place. Only a change of owner walks every process, on a blocking thread.
+    if let Some(outcome) = platform::quick_lookup(target) {
+        return outcome;
+    }
     let target = target.clone();
     let lookup = tokio::task::spawn_blocking(move || platform::lookup(&target));
     match tokio::time::timeout(timeout, lookup).await {
@@ -115,6 +125,27 @@ mod platform {
     use procfs::process::{FDTarget, Process};
     use procfs::ProcError;
 
+    /// The answer when it needs no process scan: the hinted owner still holds the hinted socket (no table
+    /// read at all), no listener, the table unreadable, or the hinted owner holds the listener.
+    pub(super) fn quick_lookup(target: &Target) -> Option<Outcome> {
+        if let Some(owner) = target.last_owner.as_ref().filter(|o| o.socket_fd >= 0 && o.socket_inode != 0) {
+            let link = std::fs::read_link(format!("/proc/{}/fd/{}", owner.pid, owner.socket_fd));
+            if link.is_ok_and(|link| link.as_os_str() == format!("socket:[{}]", owner.socket_inode).as_str()) {
+                let owner = owner.clone();
+                return Some(if owner.is_ssh() { Outcome::Up(owner) } else { Outcome::NotSsh(owner) });
+            }
+        }
+        let inodes = match listening_inodes(target) {
+            Ok(inodes) => inodes,
+            Err(err) => return Some(Outcome::Unsupported { detail: format!("cannot read the socket table: {err}") }),
+        };
+        if inodes.is_empty() {
+            return Some(Outcome::NoListener);
+        }
+        let process = Process::new(target.last_owner.as_ref()?.pid as i32).ok()?;
+        owned_socket(&process, &inodes).map(|socket| classify(&process, socket))
+    }
+
     pub(super) fn lookup(target: &Target) -> Outcome {
         let inodes = match listening_inodes(target) {
             Ok(inodes) => inodes,
@@ -123,10 +154,10 @@ mod platform {
         if inodes.is_empty() {
             return Outcome::NoListener;
         }
-        if let Some(pid) = target.last_owner {
-            if let Ok(process) = Process::new(pid as i32) {
-                if let Ok(true) = owns_any(&process, &inodes) {
-                    return classify(&process);
+        if let Some(owner) = &target.last_owner {
+            if let Ok(process) = Process::new(owner.pid as i32) {
+                if let Some(socket) = owned_socket(&process, &inodes) {
+                    return classify(&process, socket);
                 }
             }
         }
@@ -137,7 +168,10 @@ mod platform {
         let mut denied = 0usize;
         for process in processes.flatten() {
             match owns_any(&process, &inodes) {
-                Ok(true) => return classify(&process),
+                Ok(true) => {
+                    let socket = owned_socket(&process, &inodes).unwrap_or((-1, 0));
+                    return classify(&process, socket);
+                }
                 Ok(false) => {}
                 Err(ProcError::PermissionDenied(_)) => denied += 1,
                 // The process exited while we looked, or is a zombie without fds.
@@ -181,13 +215,21 @@ mod platform {
         Ok(process.fd()?.flatten().any(|fd| matches!(fd.target, FDTarget::Socket(inode) if inodes.contains(&inode))))
     }
 
-    fn classify(process: &Process) -> Outcome {
+    /// The first of `inodes` that `process` holds, as (fd, inode).
+    fn owned_socket(process: &Process, inodes: &[u64]) -> Option<(i32, u64)> {
+        process.fd().ok()?.flatten().find_map(|fd| match fd.target {
+            FDTarget::Socket(inode) if inodes.contains(&inode) => Some((fd.fd, inode)),
+            _ => None,
+        })
+    }
+
+    fn classify(process: &Process, (socket_fd, socket_inode): (i32, u64)) -> Outcome {
         let (name, parent_pid) = match process.stat() {
             Ok(stat) => (stat.comm, stat.ppid.max(0) as u32),
             Err(err) => return Outcome::Unreadable { detail: format!("owner pid {} unreadable: {err}", process.pid) },
         };
         let parent_name = Process::new(parent_pid as i32).and_then(|parent| parent.stat()).map(|stat| stat.comm).ok();
-        let owner = Owner { pid: process.pid as u32, name, parent_pid, parent_name };
+        let owner = Owner { pid: process.pid as u32, name, parent_pid, parent_name, socket_inode, socket_fd };
         if owner.is_ssh() {
             Outcome::Up(owner)
         } else {
@@ -201,6 +243,10 @@ mod platform {
     //! macOS: `lsof -nP -iTCP:<port> -sTCP:LISTEN -Fpcn` and `ps -o ppid=,comm=`. Compiled, not tested in CI.
     use super::{listener_serves, Outcome, Owner, Target};
     use std::process::Command;
+
+    pub(super) fn quick_lookup(_target: &Target) -> Option<Outcome> {
+        None
+    }
 
     pub(super) fn lookup(target: &Target) -> Outcome {
         let output = match Command::new("lsof")
@@ -242,7 +288,7 @@ mod platform {
         };
         let parent_pid = parent(pid).map(|(ppid, _)| ppid).unwrap_or(0);
         let parent_name = parent(parent_pid).map(|(_, comm)| comm);
-        let owner = Owner { pid, name, parent_pid, parent_name };
+        let owner = Owner { pid, name, parent_pid, parent_name, socket_inode: 0, socket_fd: -1 };
         if owner.is_ssh() {
             Outcome::Up(owner)
         } else {
@@ -254,6 +300,10 @@ mod platform {
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod platform {
     use super::{Outcome, Target};
+
+    pub(super) fn quick_lookup(_target: &Target) -> Option<Outcome> {
+        None
+    }
 
     pub(super) fn lookup(_target: &Target) -> Outcome {
         Outcome::Unsupported { detail: "listener owner lookup is implemented for Linux and macOS only".into() }
@@ -275,6 +325,10 @@ mod tests {
         assert!(!listener_serves("10.0.0.1:18789".parse().unwrap(), wanted));
     }
 
+    fn ssh_session_owner_with_fd(owner: &Owner, fd: i32) -> Owner {
+        Owner { socket_fd: fd, ..owner.clone() }
+    }
+
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn finds_this_test_process_as_a_non_ssh_owner() {
@@ -285,8 +339,16 @@ mod tests {
         assert_eq!(outcome.state(), "not_ssh");
         assert_eq!(owner.pid, std::process::id());
         // The pid hint takes the fast path and must give the same answer.
-        let hinted = Target { last_owner: Some(owner.pid), ..target };
+        assert!(owner.socket_fd >= 0 && owner.socket_inode != 0);
+        // The hint takes the one-readlink path and must give the same answer.
+        let hinted = Target { last_owner: Some(owner.clone()), ..target.clone() };
         assert_eq!(probe(&hinted, Duration::from_secs(5)).await, outcome);
+        // A stale fd number falls back to the socket table, with the same answer.
+        let stale = Target { last_owner: Some(ssh_session_owner_with_fd(&owner, 9999)), ..target };
+        assert_eq!(probe(&stale, Duration::from_secs(5)).await, outcome);
+        // Once the listener closes, the hint no longer holds and the answer changes.
+        drop(listener);
+        assert_eq!(probe(&hinted, Duration::from_secs(5)).await, Outcome::NoListener);
     }
 
     #[cfg(target_os = "linux")]
