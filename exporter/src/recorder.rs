@@ -569,7 +569,11 @@ impl Recorder {
         let mut forwards = self.lock();
         let state = forwards.entry(forward.to_owned()).or_insert_with(ForwardState::new);
         if let Ok(response) = outcome {
-            state.first_byte_us.saturating_record(response.first_byte.as_micros().max(1) as u64);
+            // record() grows the auto-resizing histogram; saturating_record() would clamp to its current range.
+            let micros = response.first_byte.as_micros().clamp(1, u64::MAX as u128) as u64;
+            if state.first_byte_us.record(micros).is_err() {
+                state.first_byte_us.saturating_record(micros);
+            }
         }
         state.last_first_byte = Some(match outcome {
             Ok(response) => format!("HTTP {} in {:?}", response.status, response.first_byte),
@@ -980,5 +984,17 @@ mod tests {
         assert_eq!(sample(&text, "openclaw_gateway_first_byte_seconds_count{forward=\"a\"}"), Some(1.0));
         assert!(text.ends_with("# EOF\n"));
         assert!(text.contains("openclaw_exporter_build_info{version="));
+        // The status quantiles come from the auto-resizing hdrhistogram: 25 ms, beyond its initial range, must
+        // read as 25 ms, not clamped.
+        let slow: first_byte::Outcome = Ok(first_byte::Response {
+            connect: Duration::ZERO,
+            first_byte: Duration::from_millis(25),
+            status: 200,
+            content_type: None,
+        });
+        recorder.record_first_byte("a", &slow);
+        let quantiles = &recorder.status(SystemTime::now())["forwards"][0]["first_byte_seconds"];
+        let (p50, max) = (quantiles["p50"].as_f64().unwrap(), quantiles["max"].as_f64().unwrap());
+        assert!((p50 - 0.002).abs() < 0.000_01 && (max - 0.025).abs() < 0.000_05, "{quantiles}");
     }
 }
