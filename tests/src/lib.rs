@@ -834,3 +834,22 @@ impl Alertmanager {
         Alertmanager { proc, addr, _dir: dir }
     }
 }
+
+/// The `sha256 = "..."` registry line for `token`, from the exporter's own `fingerprint` command (which must
+/// not echo the token).
+pub fn fingerprint_line(token: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(workspace_binary("openclaw-tunnel-exporter"))
+        .arg("fingerprint")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let line = String::from_utf8(output.stdout).unwrap();
+    assert!(!line.contains(token) && line.starts_with("sha256 = \""), "{line}");
+    line.trim().to_owned()
+}

@@ -76,24 +76,13 @@ fn old_revision_failures_through_the_tap_page_after_a_rotation() {
     // The stand-in accepts only the new token (r2); a client still sends the old one (r1) through the tap.
     let gateway = Gateway::start_with(free_port(), Duration::ZERO, &["--token", "tok-new-r2"]);
     let tap = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let fingerprint = |token: &str| {
-        use std::io::Write;
-        let mut child = Command::new(workspace_binary("openclaw-tunnel-exporter"))
-            .arg("fingerprint")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
-        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
-    };
     let config = format!(
         "{}[auth_probe]\nenabled = false\ninterval = \"1m\"\n[auth]\ncurrent = \"r2\"\n\
-         [[auth.revision]]\nname = \"r1\"\n{}[[auth.revision]]\nname = \"r2\"\n{}\
+         [[auth.revision]]\nname = \"r1\"\n{}\n[[auth.revision]]\nname = \"r2\"\n{}\n\
          [[auth_tap]]\nforward = \"t\"\nlisten = \"{tap}\"\nupstream = \"{}\"\n",
         forward_toml("t", gateway.addr.port()),
-        fingerprint("tok-old-r1"),
-        fingerprint("tok-new-r2"),
+        fingerprint_line("tok-old-r1"),
+        fingerprint_line("tok-new-r2"),
         gateway.addr
     );
     let exporter = Exporter::start(&config);

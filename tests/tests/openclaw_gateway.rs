@@ -8,11 +8,9 @@
 //! /tmp/openclaw, so two must not run at once.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::*;
-use std::io::Write;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -23,22 +21,6 @@ fn invoke(addr: SocketAddr, token: Option<&str>) -> u16 {
         request = request.header("Authorization", format!("Bearer {token}"));
     }
     request.send("{}").unwrap().status().as_u16()
-}
-
-fn fingerprint_line(token: &str) -> String {
-    let mut child = Command::new(workspace_binary("openclaw-tunnel-exporter"))
-        .arg("fingerprint")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    let line = String::from_utf8(output.stdout).unwrap();
-    assert!(!line.contains(token) && line.starts_with("sha256 = \""), "{line}");
-    line.trim().to_owned()
 }
 
 fn auth(scrape: &Scrape, kind: &str, channel: &str, code: Option<&str>, revision: &str) -> f64 {
