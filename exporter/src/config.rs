@@ -42,6 +42,8 @@ pub struct Config {
     pub gateways: Vec<Gateway>,
     /// Where probe spans go, when set (off by default).
     pub otlp: Option<Otlp>,
+    /// Where the uptime buckets are saved across restarts (off when unset).
+    pub state_file: Option<PathBuf>,
 }
 
 /// OTLP/HTTP trace export: each probe run is a span.
@@ -198,6 +200,13 @@ struct RawConfig {
     #[serde(default)]
     gateway: Vec<RawGateway>,
     otlp: Option<RawOtlp>,
+    #[serde(default)]
+    state: RawState,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawState {
+    file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -641,7 +650,15 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
         Otlp { endpoint: otlp.endpoint, service_name: otlp.service_name }
     });
 
+    let state_file = raw.state.file.map(PathBuf::from);
+    if let Some(file) = &state_file {
+        if file.is_dir() {
+            c.problem("state.file", &file.display(), "is a directory; name a file");
+        }
+    }
+
     Config {
+        state_file,
         otlp,
         gateways,
         web: Web { listen },

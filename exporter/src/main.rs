@@ -12,6 +12,7 @@ mod config;
 mod doctor;
 mod recorder;
 mod scheduler;
+mod state;
 mod status_page;
 mod token_sources;
 mod uptime;
@@ -285,6 +286,10 @@ fn init_logging(
 async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let recorder = Arc::new(Recorder::new());
+    let state_file = config.state_file.clone();
+    if let Some(path) = &state_file {
+        state::load(path, &recorder);
+    }
     let (reload_tx, mut reload_rx) = mpsc::channel::<web::ReloadRequest>(8);
 
     let listener = tokio::net::TcpListener::bind(config.web.listen)
@@ -306,12 +311,22 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let mut watch = tokio::time::interval(CONFIG_POLL);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut seen_file = config_path.as_deref().and_then(file_identity);
+    let mut save_tick = tokio::time::interval(state::SAVE_EVERY);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let save = |recorder: &Recorder| {
+        if let Some(path) = &state_file {
+            if let Err(err) = state::save(path, recorder) {
+                tracing::warn!(file = %path.display(), error = %err, "cannot save the state file");
+            }
+        }
+    };
     loop {
         let reply = tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break }
             _ = sighup.recv() => { tracing::info!("SIGHUP: reloading the configuration"); None }
             Some(reply) = reload_rx.recv() => Some(reply),
+            _ = save_tick.tick() => { save(&recorder); continue }
             _ = watch.tick() => {
                 let now = config_path.as_deref().and_then(file_identity);
                 if now == seen_file || now.is_none() {
@@ -357,6 +372,7 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     }
     shutdown.cancel();
     generation.stop().await;
+    save(&recorder);
     server.await.context("web server task")?.context("web server")?;
     tracing::info!("stopped");
     Ok(())

@@ -871,6 +871,36 @@ impl Recorder {
         })
     }
 
+    /// The uptime buckets of every forward, for the state file.
+    pub fn save_buckets(&self) -> serde_json::Value {
+        let forwards = self.lock();
+        let saved: serde_json::Map<String, serde_json::Value> = forwards
+            .iter()
+            .map(|(name, state)| (name.clone(), json!(state.ledger.buckets().collect::<Vec<_>>())))
+            .collect();
+        json!({ "version": 1, "forwards": saved })
+    }
+
+    /// Restore buckets saved by [`Recorder::save_buckets`]; returns how many forwards were restored.
+    pub fn restore_buckets(&self, saved: &serde_json::Value) -> Result<usize, String> {
+        if saved["version"] != 1 {
+            return Err(format!("unknown state version {}", saved["version"]));
+        }
+        let forwards = saved["forwards"].as_object().ok_or("no forwards object")?;
+        let mut parsed = Vec::new();
+        for (name, buckets) in forwards {
+            let buckets: Vec<crate::uptime::Bucket> =
+                serde_json::from_value(buckets.clone()).map_err(|e| format!("forward {name}: {e}"))?;
+            parsed.push((name.clone(), buckets));
+        }
+        let mut states = self.lock();
+        let restored = parsed.len();
+        for (name, buckets) in parsed {
+            states.entry(name).or_insert_with(ForwardState::new).ledger = Ledger::from_buckets(buckets);
+        }
+        Ok(restored)
+    }
+
     fn mark_rotation_seen(&self) {
         let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
         // A rotation closes every open WebSocket at once: one burst of 4001s is one rotation.

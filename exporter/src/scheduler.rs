@@ -383,6 +383,15 @@ async fn auth_probes(forward: Arc<Forward>, settings: Arc<AuthProbe>, registry: 
     let timeout = forward.timeout.min(settings.interval);
     let locations =
         token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+    if let Some(path) = &settings.token_file {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "the token file is readable by group or others: chmod 600 it");
+            }
+        }
+    }
     // The fingerprint of a token the gateway refused: not sent again until the sources hold another one.
     let mut refused: Option<Fingerprint> = None;
     let mut last_note = String::new();

@@ -12,7 +12,7 @@ pub const BUCKET_SECONDS: u64 = 300;
 pub const BUCKETS_KEPT: usize = 24 * 3600 / BUCKET_SECONDS as usize;
 
 /// One five-minute bucket.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bucket {
     /// Bucket start, Unix seconds, a multiple of 300.
     pub start: u64,
@@ -38,6 +38,15 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// A ledger from saved buckets (a state file): sorted, deduplicated, only the last day kept.
+    pub fn from_buckets(mut buckets: Vec<Bucket>) -> Self {
+        buckets.sort_by_key(|b| b.start);
+        buckets.dedup_by_key(|b| b.start);
+        buckets.retain(|b| b.start % BUCKET_SECONDS == 0);
+        let skip = buckets.len().saturating_sub(BUCKETS_KEPT);
+        Ledger { buckets: buckets.into_iter().skip(skip).collect() }
+    }
+
     /// Count one round observed at `at` (Unix seconds).
     pub fn record_round(&mut self, at: f64, up: bool) {
         if let Some(bucket) = self.bucket_at(at) {

@@ -130,7 +130,15 @@ fn token_sources_that_disagree_are_flagged_without_printing_a_token() {
         "{ gateway: { mode: 'local', auth: { token: 'oce-canary-from-config' } } } // JSON5",
     )
     .unwrap();
-    let config = format!("{}[auth_probe]\nenabled = true\ninterval = \"1s\"\n", forward_toml("t", gateway.addr.port()));
+    // A token file readable by others is warned about (its token agrees with nothing here, which is fine).
+    let token_file = home.path().join("token");
+    std::fs::write(&token_file, "oce-canary-from-file").unwrap();
+    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let config = format!(
+        "{}[auth_probe]\nenabled = true\ninterval = \"1s\"\ntoken_file = \"{}\"\n",
+        forward_toml("t", gateway.addr.port()),
+        token_file.display()
+    );
     let exporter = Exporter::start_with(&config, |command| {
         command
             .env("HOME", home.path())
@@ -142,6 +150,7 @@ fn token_sources_that_disagree_are_flagged_without_printing_a_token() {
     });
     let log = exporter.proc.output();
     assert!(log.contains("token sources disagree") && log.contains("OPENCLAW_GATEWAY_TOKEN"), "{log}");
+    assert!(log.contains("the token file is readable by group or others"), "{log}");
     assert!(!log.contains("oce-canary") && !scrape.text.contains("oce-canary"), "a token leaked:\n{log}");
 }
 
@@ -159,4 +168,37 @@ fn json_logs_are_one_object_per_line_and_state_changes_are_logged_once() {
     // Ten rounds with the same (not-ssh) owner: one line about it, not ten.
     let owner_lines = lines.iter().filter(|l| l["message"].as_str().unwrap_or_default().contains("not ssh")).count();
     assert_eq!(owner_lines, 1, "{log}");
+}
+
+#[test]
+fn the_buckets_survive_a_restart_and_a_bad_state_file_is_ignored() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state/buckets.json");
+    let config = format!("{}[state]\nfile = \"{}\"\n", forward_toml("t", gateway.addr.port()), state.display());
+
+    let mut first = Exporter::start(&config);
+    first.wait_for("rounds counted", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 5.0);
+    first.proc.signal(libc::SIGTERM);
+    assert!(first.proc.wait_exit(Duration::from_secs(5)).expect("exits").success());
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let saved_checks = saved["forwards"]["t"][0]["checks"].as_u64().unwrap();
+    assert!(saved_checks >= 5, "{saved}");
+
+    // A restart keeps the day's buckets (counters restart, as Prometheus expects).
+    let second = Exporter::start(&config);
+    let status = second.status();
+    let restored = status["forwards"][0]["buckets"][0]["checks"].as_u64().unwrap();
+    assert!(restored >= saved_checks, "restored {restored} < saved {saved_checks}: {status}");
+    assert!(second.proc.output().contains("restored the uptime buckets"), "{}", second.proc.output());
+    drop(second);
+
+    // Corrupt and truncated files are reported and ignored, never fatal.
+    let whole = std::fs::read_to_string(&state).unwrap();
+    for bad in ["\u{0}\u{1}garbage".to_owned(), whole[..whole.len() / 2].to_owned()] {
+        std::fs::write(&state, bad).unwrap();
+        let exporter = Exporter::start(&config);
+        exporter.wait_for("probes run anyway", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 2.0);
+        assert!(exporter.proc.output().contains("unusable and was ignored"), "{}", exporter.proc.output());
+    }
 }
