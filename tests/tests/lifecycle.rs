@@ -202,3 +202,38 @@ fn the_buckets_survive_a_restart_and_a_bad_state_file_is_ignored() {
         assert!(exporter.proc.output().contains("unusable and was ignored"), "{}", exporter.proc.output());
     }
 }
+
+#[test]
+fn a_reload_storm_leaves_one_consistent_config_and_no_stray_probes() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let port = gateway.addr.port();
+    let exporter = Exporter::start(&forward_toml("a", port));
+    exporter.wait_for("a probed", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"a\"}") >= 1.0);
+    // 100 reloads within about a second, alternating configs, some of them bad.
+    for i in 0..100 {
+        let config = match i % 3 {
+            0 => forward_toml("a", port),
+            1 => forward_toml("b", port),
+            _ => forward_toml("b", port).replace("timeout = \"1s\"", "timeout = \"never\""),
+        };
+        exporter.rewrite_config(&config);
+        exporter.proc.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    exporter.rewrite_config(&forward_toml("final", port));
+    exporter.proc.signal(libc::SIGHUP);
+    let settled = exporter.wait_for("the last config running", T, |m| {
+        m.value("openclaw_tunnel_up_checks_total{forward=\"final\"}") >= 3.0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let later = exporter.scrape();
+    for stale in ["a", "b"] {
+        let series = format!("openclaw_tunnel_up_checks_total{{forward=\"{stale}\"}}");
+        assert_eq!(later.value(&series), settled.value(&series), "forward {stale} still probed after the storm");
+    }
+    assert!(
+        later.value("openclaw_tunnel_up_checks_total{forward=\"final\"}")
+            > settled.value("openclaw_tunnel_up_checks_total{forward=\"final\"}")
+    );
+    assert!(later.value("openclaw_exporter_config_reloads_total{result=\"success\"}") >= 1.0);
+}
