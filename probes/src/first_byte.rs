@@ -156,12 +156,8 @@ where
     loop {
         let read = match stream.read(&mut head[filled..]).await {
             Ok(read) => read,
-            Err(err) => {
-                return Err(match first_byte {
-                    None => io_failure(err, written.elapsed()),
-                    Some(first_byte) => bad_head(None, Some(first_byte), "reset inside the response head"),
-                })
-            }
+            // A reset is a reset, before or inside the head.
+            Err(err) => return Err(io_failure(err, written.elapsed())),
         };
         if read == 0 {
             return Err(match first_byte {
@@ -266,6 +262,73 @@ mod tests {
         let failure = probe(&target(addr), Duration::from_millis(200)).await.unwrap_err();
         assert_eq!(failure, Failure::Timeout);
         held.abort();
+    }
+
+    type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+    /// A target that misbehaves after reading the request.
+    async fn misbehaving(behave: impl FnOnce(tokio::net::TcpStream) -> BoxFuture + Send + 'static) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            behave(socket).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_target_dribbling_one_byte_a_second_times_out_within_the_timeout() {
+        let addr = misbehaving(|mut socket| {
+            Box::pin(async move {
+                for byte in b"HTTP/1.1 200 OK\r\n\r\n" {
+                    if socket.write_all(&[*byte]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let failure = probe(&target(addr), Duration::from_millis(1500)).await.unwrap_err();
+        assert_eq!(failure, Failure::Timeout);
+        assert!(started.elapsed() < Duration::from_millis(1700));
+    }
+
+    #[tokio::test]
+    async fn a_10_mib_body_is_not_read() {
+        let addr = misbehaving(|mut socket| {
+            Box::pin(async move {
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\n\r\n").await;
+                let chunk = vec![b'x'; 1 << 20];
+                for _ in 0..10 {
+                    if socket.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .await;
+        let response = probe(&target(addr), Duration::from_secs(2)).await.unwrap();
+        assert_eq!(response.status, 200);
+    }
+
+    #[tokio::test]
+    async fn a_reset_inside_the_head_is_a_reset() {
+        let addr = misbehaving(|mut socket| {
+            Box::pin(async move {
+                let _ = socket.write_all(b"HTTP/1.1 200 O").await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = socket.set_zero_linger();
+                drop(socket);
+            })
+        })
+        .await;
+        let failure = probe(&target(addr), Duration::from_secs(2)).await.unwrap_err();
+        assert_eq!(failure.reason(), "reset", "{failure:?}");
     }
 
     #[tokio::test]
