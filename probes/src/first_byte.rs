@@ -203,17 +203,15 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
+    /// A target that answers `reply` after `delay`, once.
     async fn serve_once(reply: &'static [u8], delay: Duration) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = socket.read(&mut buf).await;
-            tokio::time::sleep(delay).await;
-            let _ = socket.write_all(reply).await;
-        });
-        addr
+        misbehaving(move |mut socket| {
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                let _ = socket.write_all(reply).await;
+            })
+        })
+        .await
     }
 
     fn target(addr: SocketAddr) -> Target {
