@@ -237,3 +237,23 @@ fn a_reload_storm_leaves_one_consistent_config_and_no_stray_probes() {
     );
     assert!(later.value("openclaw_exporter_config_reloads_total{result=\"success\"}") >= 1.0);
 }
+
+#[test]
+fn slow_clients_cannot_hold_the_metrics_server() {
+    use std::io::Write;
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let exporter = Exporter::start(&forward_toml("t", gateway.addr.port()));
+    // 200 clients that send half a request head and then nothing.
+    let slow: Vec<_> = (0..200)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(exporter.web).unwrap();
+            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    let scrape = exporter.scrape();
+    assert!(started.elapsed() < Duration::from_secs(2), "a scrape waited {:?} behind slow clients", started.elapsed());
+    assert!(scrape.get("openclaw_tunnel_up_checks_total{forward=\"t\"}").is_some());
+    drop(slow);
+}
