@@ -838,18 +838,23 @@ impl Alertmanager {
 /// The `sha256 = "..."` registry line for `token`, from the exporter's own `fingerprint` command (which must
 /// not echo the token).
 pub fn fingerprint_line(token: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(workspace_binary("openclaw-tunnel-exporter"))
-        .arg("fingerprint")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = run_with_stdin(&workspace_binary("openclaw-tunnel-exporter"), &["fingerprint"], token.as_bytes());
     assert!(output.status.success());
     let line = String::from_utf8(output.stdout).unwrap();
     assert!(!line.contains(token) && line.starts_with("sha256 = \""), "{line}");
     line.trim().to_owned()
+}
+
+/// Run `program` with `args`, `input` on its stdin, and collect its output.
+pub fn run_with_stdin(program: &Path, args: &[&str], input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }

@@ -1,8 +1,7 @@
 //! The exposition as real Prometheus tooling sees it: `promtool check metrics` on the 0.0.4 text, and a
 //! real Prometheus server scraping the exporter (negotiating OpenMetrics) and answering a query.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::*;
@@ -15,15 +14,7 @@ fn promtool_check_metrics_passes_on_the_0_0_4_text() {
     });
     let (content_type, text) = chain.exporter.get("/metrics", None);
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
-    let mut promtool = Command::new(find_program("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = promtool.wait_with_output().unwrap();
+    let output = run_with_stdin(&find_program("promtool"), &["check", "metrics"], text.as_bytes());
     let report = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}");
 

@@ -213,6 +213,21 @@ impl Framer {
         }
         Framed::Consumed
     }
+
+    /// Walk all of `input`; each complete head goes to `on_head`, which returns the state that follows it.
+    /// Returns the bytes after a protocol switch.
+    fn feed<'a>(&mut self, mut input: &'a [u8], mut on_head: impl FnMut(&[u8]) -> State) -> &'a [u8] {
+        loop {
+            match self.next(input) {
+                Framed::Consumed => return &[],
+                Framed::Upgraded(rest) => return rest,
+                Framed::Head(head, rest) => {
+                    input = rest;
+                    self.state = on_head(&head);
+                }
+            }
+        }
+    }
 }
 
 /// Reads the client-to-gateway direction: request heads and bodies, pipelining included.
@@ -224,27 +239,18 @@ pub struct RequestReader {
 impl RequestReader {
     /// Read `input`; every complete request head is pushed to `seen`. Returns the bytes that follow a
     /// WebSocket upgrade request (frames), which are the caller's to read.
-    pub fn feed<'a>(&mut self, mut input: &'a [u8], seen: &mut Vec<RequestSeen>) -> &'a [u8] {
-        loop {
-            match self.framer.next(input) {
-                Framed::Consumed => return &[],
-                Framed::Upgraded(rest) => return rest,
-                Framed::Head(head, rest) => {
-                    input = rest;
-                    self.framer.state = match parse_request(&head) {
-                        Some((request, body)) => {
-                            seen.push(request);
-                            if request.websocket_upgrade {
-                                State::Upgraded
-                            } else {
-                                body.map_or(State::Head, State::Body)
-                            }
-                        }
-                        None => State::Opaque,
-                    };
+    pub fn feed<'a>(&mut self, input: &'a [u8], seen: &mut Vec<RequestSeen>) -> &'a [u8] {
+        self.framer.feed(input, |head| match parse_request(head) {
+            Some((request, body)) => {
+                seen.push(request);
+                if request.websocket_upgrade {
+                    State::Upgraded
+                } else {
+                    body.map_or(State::Head, State::Body)
                 }
             }
-        }
+            None => State::Opaque,
+        })
     }
 
     /// Stop reading this direction (e.g. an upgrade the server refused).
@@ -326,27 +332,20 @@ impl ResponseReader {
     /// other than 101 included, for the caller to skip). Returns the bytes after a 101 (frames).
     pub fn feed<'a>(
         &mut self,
-        mut input: &'a [u8],
+        input: &'a [u8],
         pending: &dyn PendingRequests,
         seen: &mut Vec<ResponseSeen>,
     ) -> &'a [u8] {
-        loop {
-            match self.framer.next(input) {
-                Framed::Consumed => return &[],
-                Framed::Upgraded(rest) => return rest,
-                Framed::Head(head, rest) => {
-                    input = rest;
-                    let answered = seen.iter().filter(|r| r.status == 101 || r.status >= 200).count();
-                    self.framer.state = match parse_response(&head, pending.is_head(answered)) {
-                        Some((response, next)) => {
-                            seen.push(response);
-                            next
-                        }
-                        None => State::Opaque,
-                    };
+        self.framer.feed(input, |head| {
+            let answered = seen.iter().filter(|r| r.status == 101 || r.status >= 200).count();
+            match parse_response(head, pending.is_head(answered)) {
+                Some((response, next)) => {
+                    seen.push(response);
+                    next
                 }
+                None => State::Opaque,
             }
-        }
+        })
     }
 
     /// Stop reading this direction.
