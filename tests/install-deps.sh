@@ -2,7 +2,8 @@
 # Installs what the end-to-end tests run for real, from Debian's packages, when it is missing:
 # sshd and ssh (openssh-server, openssh-client), autossh, Prometheus and promtool (prometheus), Alertmanager
 # (prometheus-alertmanager),
-# setpriv (util-linux), ip (iproute2), headless Chromium for the status page test (chromium). Pass --bench to add blackbox_exporter (prometheus-blackbox-exporter) for bench/.
+# setpriv (util-linux), ip (iproute2), headless Chromium for the status page test (chromium). Pass --bench to add the
+# benchmark peers and load tools for bench/: blackbox_exporter (prometheus-blackbox-exporter), HAProxy (haproxy), wrk.
 set -euo pipefail
 
 need=()
@@ -22,6 +23,8 @@ have ip || need+=(iproute2)
 have chromium || need+=(chromium)
 if [ "${1:-}" = "--bench" ]; then
   have prometheus-blackbox-exporter || need+=(prometheus-blackbox-exporter)
+  have haproxy || need+=(haproxy)
+  have wrk || need+=(wrk)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -47,6 +47,16 @@ fn ephemeral_range() -> (u32, u32) {
     (numbers.next().unwrap_or(32_768), numbers.next().unwrap_or(60_999))
 }
 
+/// The resident set size of process `pid` in KiB (VmRSS), 0 once it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// True when this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
