@@ -14,5 +14,7 @@ promtool test rules alerts/openclaw.rules.test.yml
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --all-targets --locked
+# A short bounded fuzz run of the auth tap's readers (20 s per target; longer runs: README.md#fuzzing).
+bash fuzz/run.sh 20
 # Two threads: each end-to-end test runs its own sshd, ssh, gateway and exporter; CI has two cores.
 cargo test --workspace --locked -- --test-threads=2

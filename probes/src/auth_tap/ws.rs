@@ -183,14 +183,16 @@ impl FrameReader {
         let deflate = self.deflate.as_mut()?;
         let mut input = compressed.to_vec();
         input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-        let mut out = Vec::with_capacity((compressed.len() * 4).min(MAX_MESSAGE));
+        // Never start at zero capacity: an empty compressed message would otherwise never grow the buffer
+        // and loop forever (found by fuzz/ws_frames).
+        let mut out = Vec::with_capacity((compressed.len() * 4).clamp(64, MAX_MESSAGE));
         let mut consumed = 0usize;
         loop {
             if out.len() == out.capacity() {
                 if out.capacity() >= MAX_MESSAGE {
                     return None;
                 }
-                out.reserve((out.capacity() * 2).min(MAX_MESSAGE) - out.len());
+                out.reserve_exact((out.capacity() * 2).min(MAX_MESSAGE) - out.len());
             }
             let (before_in, before_out) = (deflate.total_in(), deflate.total_out());
             let status = deflate.decompress_vec(&input[consumed..], &mut out, flate2::FlushDecompress::Sync).ok()?;
@@ -311,6 +313,16 @@ mod tests {
         let mut reader = FrameReader::new(false);
         reader.feed(&header, &mut items);
         assert!(matches!(reader.state, State::Broken));
+    }
+
+    #[test]
+    fn an_empty_compressed_message_inflates_to_nothing() {
+        // fuzz/ws_frames found this one spinning forever: RSV1, text, FIN, zero length.
+        assert_eq!(read_split_everywhere(&[0xc1, 0x00], true), vec![WsItem::Message(Vec::new())]);
+        let hang =
+            [0x00, 0x00, 0x18, 0x60, 0x00, 0x01, 0x00, 0x18, 0x60, 0x00, 0x00, 0x0c, 0x22, 0, 0, 0, 0, 0x3a, 0x7d];
+        let mut reader = FrameReader::new(true);
+        reader.feed(&hang, &mut Vec::new());
     }
 
     #[test]
