@@ -2,7 +2,8 @@
 # Installs what the end-to-end tests run for real, from Debian's packages, when it is missing:
 # sshd and ssh (openssh-server, openssh-client), autossh, Prometheus and promtool (prometheus), Alertmanager
 # (prometheus-alertmanager),
-# setpriv (util-linux), ip (iproute2), headless Chromium for the status page test (chromium). Pass --bench to add the
+# setpriv (util-linux), ip (iproute2), headless Chromium for the status page test (chromium), and for the
+# TLS/basic-auth test: openssl, curl, htpasswd (apache2-utils). Pass --bench to add the
 # benchmark peers and load tools for bench/: blackbox_exporter (prometheus-blackbox-exporter), HAProxy (haproxy), wrk.
 set -euo pipefail
 
@@ -21,6 +22,9 @@ have python3 || need+=(python3)
 have setpriv || need+=(util-linux)
 have ip || need+=(iproute2)
 have chromium || need+=(chromium)
+have openssl || need+=(openssl)
+have curl || need+=(curl)
+have htpasswd || need+=(apache2-utils)
 if [ "${1:-}" = "--bench" ]; then
   have prometheus-blackbox-exporter || need+=(prometheus-blackbox-exporter)
   have haproxy || need+=(haproxy)

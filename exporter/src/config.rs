@@ -9,9 +9,12 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::web_security::WebSecurity;
 
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -132,6 +135,8 @@ pub struct Objectives {
 pub struct Web {
     /// The listen address; loopback unless `allow_non_loopback` is set.
     pub listen: SocketAddr,
+    /// TLS and basic auth from `web.config_file` (exporter-toolkit format), when set.
+    pub security: Option<Arc<WebSecurity>>,
 }
 
 /// Scheduler limits.
@@ -298,6 +303,8 @@ struct RawWeb {
     listen: String,
     #[serde(default)]
     allow_non_loopback: bool,
+    #[serde(default)]
+    config_file: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -492,6 +499,14 @@ const PROBE_MAX: Duration = Duration::from_secs(3600);
 fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -> Config {
     let mut c = Checker { origins, problems };
     let listen = c.loopback_addr("web.listen", &raw.web.listen, raw.web.allow_non_loopback, "web.allow_non_loopback");
+    let security =
+        (!raw.web.config_file.is_empty()).then(|| match WebSecurity::load(Path::new(&raw.web.config_file)) {
+            Ok(security) => Some(Arc::new(security)),
+            Err(web_problems) => {
+                c.problem("web.config_file", &raw.web.config_file, &web_problems.join("; "));
+                None
+            }
+        });
     if raw.scheduler.max_concurrent_probes == 0 {
         c.problem("scheduler.max_concurrent_probes", &0, "must be at least 1");
     }
@@ -661,7 +676,7 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
         state_file,
         otlp,
         gateways,
-        web: Web { listen },
+        web: Web { listen, security: security.flatten() },
         scheduler: Scheduler { max_concurrent_probes: raw.scheduler.max_concurrent_probes },
         forwards,
         auth,

@@ -17,6 +17,7 @@ mod status_page;
 mod token_sources;
 mod uptime;
 mod web;
+mod web_security;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -295,11 +296,20 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind(config.web.listen)
         .await
         .with_context(|| format!("cannot listen on web.listen = \"{}\"", config.web.listen))?;
-    tracing::info!(listen = %config.web.listen, forwards = config.forwards.len(), "serving /metrics");
-    let app = web::router(recorder.clone(), reload_tx);
-    let server_shutdown = shutdown.clone();
+    let tls = config.web.security.as_ref().and_then(|security| security.tls.clone());
+    let basic_auth = config.web.security.as_ref().is_some_and(|security| security.requires_auth());
+    tracing::info!(listen = %config.web.listen, tls = tls.is_some(), basic_auth, forwards = config.forwards.len(), "serving /metrics");
+    let (security_tx, security_rx) = tokio::sync::watch::channel(config.web.security.clone());
+    let app = web::router(recorder.clone(), reload_tx, security_rx.clone());
+    let server_shutdown = shutdown.clone().cancelled_owned();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(server_shutdown.cancelled_owned()).await
+        match tls {
+            Some(tls) => {
+                let listener = web::TlsListener::new(listener, tls, security_rx);
+                axum::serve(listener, app).with_graceful_shutdown(server_shutdown).await
+            }
+            None => axum::serve(listener, app).with_graceful_shutdown(server_shutdown).await,
+        }
     });
 
     let mut generation = Generation::start(&config, recorder.clone(), &shutdown).map_err(anyhow::Error::msg)?;
@@ -342,10 +352,18 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                 if new_config.web.listen != config.web.listen {
                     tracing::warn!(listen = %config.web.listen, wanted = %new_config.web.listen, "web.listen changes take effect on restart");
                 }
+                let tls_of =
+                    |config: &Config| config.web.security.as_ref().is_some_and(|security| security.tls.is_some());
+                if tls_of(&new_config) != tls_of(&config) {
+                    tracing::warn!("turning TLS on or off takes effect on restart; certificates and users reload now");
+                }
                 generation.stop().await;
                 match Generation::start(&new_config, recorder.clone(), &shutdown) {
                     Ok(started) => {
                         generation = started;
+                        if new_config.web.security != config.web.security {
+                            security_tx.send_replace(new_config.web.security.clone());
+                        }
                         config = new_config;
                         recorder.record_reload(true);
                         tracing::info!(forwards = config.forwards.len(), "configuration reloaded");

@@ -1,17 +1,29 @@
 //! The HTTP side: `/metrics` (OpenMetrics or Prometheus 0.0.4 text, by the Accept header), `/-/healthy`,
 //! `/-/reload`, `/api/status` (also at `/status.json`) and the status page at `/`. Handlers only read the recorder; they never probe.
+//! With a web config file, every path asks for basic auth and the listener speaks TLS ([`TlsListener`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_rustls::server::TlsStream;
 
 use crate::recorder::{Format, Recorder};
+use crate::web_security::WebSecurity;
+
+/// The web config in force; a reload replaces it.
+pub type SecurityWatch = watch::Receiver<Option<Arc<WebSecurity>>>;
+
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// OpenMetrics text, as Prometheus asks for it first.
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -27,8 +39,9 @@ struct AppState {
     reloads: mpsc::Sender<ReloadRequest>,
 }
 
-/// The router, reading from `recorder` and sending reload requests to `reloads`.
-pub fn router(recorder: Arc<Recorder>, reloads: mpsc::Sender<ReloadRequest>) -> Router {
+/// The router, reading from `recorder` and sending reload requests to `reloads`; basic auth on every path
+/// when the web config in `security` has users.
+pub fn router(recorder: Arc<Recorder>, reloads: mpsc::Sender<ReloadRequest>, security: SecurityWatch) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -37,6 +50,81 @@ pub fn router(recorder: Arc<Recorder>, reloads: mpsc::Sender<ReloadRequest>) -> 
         .route("/api/status", get(status))
         .route("/status.json", get(status))
         .with_state(AppState { recorder, reloads })
+        .layer(axum::middleware::from_fn_with_state(security, require_basic_auth))
+}
+
+async fn require_basic_auth(State(security): State<SecurityWatch>, request: Request, next: Next) -> Response {
+    let current = security.borrow().clone();
+    let Some(current) = current.filter(|security| security.requires_auth()) else {
+        return next.run(request).await;
+    };
+    let authorization = request.headers().get(header::AUTHORIZATION).map(|value| value.as_bytes().to_vec());
+    // bcrypt takes tens of milliseconds on a cache miss: keep it off the async workers.
+    let authorized =
+        tokio::task::spawn_blocking(move || current.authorized(authorization.as_deref())).await.unwrap_or(false);
+    if authorized {
+        next.run(request).await
+    } else {
+        (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic")], "Unauthorized\n").into_response()
+    }
+}
+
+/// A TLS listener for `axum::serve`: handshakes run in their own tasks (a client that stalls mid-handshake
+/// holds no one else) and only finished ones are handed to the server. Each handshake uses the certificate
+/// of the web config in force, so a reload rotates certificates without a restart.
+pub struct TlsListener {
+    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Accept on `listener` with `initial` until the web config in `security` brings another certificate.
+    pub fn new(listener: TcpListener, mut initial: Arc<rustls::ServerConfig>, security: SecurityWatch) -> TlsListener {
+        let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let (done, handshaken) = mpsc::channel(64);
+        tokio::spawn(async move {
+            while !done.is_closed() {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if let Some(tls) = security.borrow().as_ref().and_then(|security| security.tls.clone()) {
+                    initial = tls;
+                }
+                let acceptor = tokio_rustls::TlsAcceptor::from(initial.clone());
+                let done = done.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = done.send((stream, peer)).await;
+                        }
+                        Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        TlsListener { handshaken, local }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(accepted) => accepted,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
 }
 
 /// Pick the format from an Accept header: OpenMetrics when asked for, else 0.0.4 text.

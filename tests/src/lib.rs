@@ -442,9 +442,18 @@ impl Exporter {
 
     /// As [`Exporter::start`], letting the caller adjust the command (user, environment).
     pub fn start_with(forwards_toml: &str, adjust: impl FnOnce(&mut Command) -> &mut Command) -> Exporter {
+        Self::start_configured("", forwards_toml, adjust)
+    }
+
+    /// As [`Exporter::start_with`], with more keys for the `[web]` table (`web_extra`).
+    pub fn start_configured(
+        web_extra: &str,
+        forwards_toml: &str,
+        adjust: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> Exporter {
         let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-        fs::write(config.path(), format!("[web]\nlisten = \"{web}\"\n\n{forwards_toml}")).unwrap();
+        fs::write(config.path(), format!("[web]\nlisten = \"{web}\"\n{web_extra}\n{forwards_toml}")).unwrap();
         fs::set_permissions(config.path(), fs::Permissions::from_mode(0o644)).unwrap();
         let mut command = Command::new(workspace_binary("openclaw-tunnel-exporter"));
         command.arg("--config").arg(config.path()).env("RUST_LOG", "info");

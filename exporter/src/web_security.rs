@@ -1,0 +1,304 @@
+//! Optional TLS and basic auth for the web listener, from a web config file in the format of the
+//! Prometheus exporter-toolkit (`tls_server_config`, `basic_auth_users` with bcrypt hashes), so the file a
+//! team already writes for node_exporter works here unchanged.
+//!
+//! Like exporter-toolkit, whether the listener speaks TLS is fixed at start; certificates, keys and users
+//! are read again on every reload. Successful bcrypt checks are cached by a hash of user and password,
+//! because bcrypt is slow on purpose and Prometheus sends the same credentials every scrape.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// A bcrypt hash of no real password, checked for unknown users so that a wrong user name costs as much
+/// time as a wrong password (no user enumeration by timing).
+const NO_USER_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+/// Cached credential checks beyond this are forgotten (all at once: simple, and bounded).
+const MAX_CACHED: usize = 1024;
+
+/// What a web config file asks for, ready to use.
+pub struct WebSecurity {
+    /// The TLS server config, when `tls_server_config` is set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    users: BTreeMap<String, String>,
+    checked: Mutex<HashMap<[u8; 32], bool>>,
+    source: PathBuf,
+    digest: [u8; 32],
+}
+
+impl fmt::Debug for WebSecurity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the hashes: user names and whether TLS is on are enough to tell configs apart.
+        f.debug_struct("WebSecurity")
+            .field("source", &self.source)
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl PartialEq for WebSecurity {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.digest == other.digest
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebConfig {
+    tls_server_config: Option<RawTls>,
+    #[serde(default)]
+    basic_auth_users: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: String,
+    key_file: String,
+    #[serde(default)]
+    client_auth_type: Option<String>,
+    #[serde(default)]
+    client_ca_file: Option<String>,
+    #[serde(default)]
+    min_version: Option<String>,
+    #[serde(default)]
+    max_version: Option<String>,
+}
+
+impl WebSecurity {
+    /// Read and check the web config file at `path`. Every problem names the file, the key and the value.
+    pub fn load(path: &Path) -> Result<WebSecurity, Vec<String>> {
+        let file = path.display();
+        let text =
+            std::fs::read(path).map_err(|err| vec![format!("{file}: cannot read the web config file: {err}")])?;
+        let raw: RawWebConfig = if text.iter().all(u8::is_ascii_whitespace) {
+            RawWebConfig { tls_server_config: None, basic_auth_users: BTreeMap::new() }
+        } else {
+            let deserializer = serde_yaml_ng::Deserializer::from_slice(&text);
+            serde_path_to_error::deserialize(deserializer).map_err(|err| {
+                let key = err.path().to_string();
+                vec![format!("{file}: key `{key}`: {}", err.inner())]
+            })?
+        };
+        let mut problems = Vec::new();
+        for (user, hash) in &raw.basic_auth_users {
+            if hash.parse::<bcrypt::HashParts>().is_err() {
+                // The hash is a secret too: name the key, not the value.
+                problems.push(format!(
+                    "{file}: key `basic_auth_users.{user}` = \"<hidden>\": not a bcrypt hash (make one with htpasswd -nBC 10 \"\")"
+                ));
+            }
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let tls = raw.tls_server_config.as_ref().and_then(|tls| match server_config(tls, base) {
+            Ok(config) => Some(Arc::new(config)),
+            Err(problem) => {
+                problems.push(format!("{file}: {problem}"));
+                None
+            }
+        });
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(WebSecurity {
+            tls,
+            users: raw.basic_auth_users,
+            checked: Mutex::new(HashMap::new()),
+            source: path.to_owned(),
+            digest: Sha256::digest(&text).into(),
+        })
+    }
+
+    /// Whether requests need a user and password.
+    pub fn requires_auth(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Whether an `Authorization` header value names a configured user with the right password. Slow on a
+    /// cache miss (bcrypt): call it off the async workers.
+    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+        if self.users.is_empty() {
+            return true;
+        }
+        let Some((user, password)) = authorization.and_then(basic_credentials) else {
+            return false;
+        };
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(user.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .finalize()
+            .into();
+        let mut checked = self.checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(&known) = checked.get(&key) {
+            return known;
+        }
+        drop(checked);
+        let hash = self.users.get(&user).map(String::as_str).unwrap_or(NO_USER_HASH);
+        let verified = bcrypt::verify(&password, hash).unwrap_or(false) && self.users.contains_key(&user);
+        checked = self.checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if checked.len() >= MAX_CACHED {
+            checked.clear();
+        }
+        checked.insert(key, verified);
+        verified
+    }
+}
+
+/// `Basic base64(user:password)` -> (user, password).
+fn basic_credentials(header: &[u8]) -> Option<(String, String)> {
+    let header = std::str::from_utf8(header).ok()?;
+    let (scheme, encoded) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+fn server_config(raw: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String> {
+    let resolve = |file: &str| base.join(file);
+    let cert_path = resolve(&raw.cert_file);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|err| format!("key `tls_server_config.cert_file` = \"{}\": {err}", raw.cert_file))?;
+    if certs.is_empty() {
+        return Err(format!("key `tls_server_config.cert_file` = \"{}\": no certificate in the file", raw.cert_file));
+    }
+    let key = PrivateKeyDer::from_pem_file(resolve(&raw.key_file))
+        .map_err(|err| format!("key `tls_server_config.key_file` = \"{}\": {err}", raw.key_file))?;
+    let version = |key: &str, value: &Option<String>| match value.as_deref() {
+        None => Ok(None),
+        Some("TLS12") => Ok(Some(&rustls::version::TLS12)),
+        Some("TLS13") => Ok(Some(&rustls::version::TLS13)),
+        Some(other) => Err(format!("key `tls_server_config.{key}` = \"{other}\": must be TLS12 or TLS13")),
+    };
+    let min = version("min_version", &raw.min_version)?;
+    let max = version("max_version", &raw.max_version)?;
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = [&rustls::version::TLS12, &rustls::version::TLS13]
+        .into_iter()
+        .filter(|v| min.is_none_or(|min| u16::from(v.version) >= u16::from(min.version)))
+        .filter(|v| max.is_none_or(|max| u16::from(v.version) <= u16::from(max.version)))
+        .collect();
+    if versions.is_empty() {
+        return Err(format!(
+            "key `tls_server_config.min_version` = \"{}\": above max_version",
+            raw.min_version.as_deref().unwrap_or_default()
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|err| format!("key `tls_server_config`: {err}"))?;
+    let auth_type = raw.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let builder = match auth_type {
+        "NoClientCert" => builder.with_no_client_auth(),
+        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
+            let Some(ca_file) = &raw.client_ca_file else {
+                return Err(format!(
+                    "key `tls_server_config.client_auth_type` = \"{auth_type}\": needs tls_server_config.client_ca_file"
+                ));
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(resolve(ca_file))
+                .map_err(|err| format!("key `tls_server_config.client_ca_file` = \"{ca_file}\": {err}"))?
+            {
+                let cert =
+                    cert.map_err(|err| format!("key `tls_server_config.client_ca_file` = \"{ca_file}\": {err}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|err| format!("key `tls_server_config.client_ca_file` = \"{ca_file}\": {err}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier =
+                if auth_type == "VerifyClientCertIfGiven" { verifier.allow_unauthenticated() } else { verifier };
+            let verifier = verifier
+                .build()
+                .map_err(|err| format!("key `tls_server_config.client_ca_file` = \"{ca_file}\": {err}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        other => {
+            return Err(format!(
+                "key `tls_server_config.client_auth_type` = \"{other}\": must be NoClientCert, VerifyClientCertIfGiven \
+                 or RequireAndVerifyClientCert (a certificate that is not verified is not accepted here)"
+            ))
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|err| {
+        format!("key `tls_server_config.key_file` = \"{}\": does not match cert_file ({err})", raw.key_file)
+    })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn basic_auth_checks_the_bcrypt_hash_and_caches_only_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let security =
+            WebSecurity::load(&write(dir.path(), "web.yml", &format!("basic_auth_users:\n  prom: '{hash}'\n")))
+                .unwrap();
+        let header = |creds: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds));
+        assert!(security.requires_auth());
+        assert!(security.authorized(Some(header("prom:s3cret").as_bytes())));
+        assert!(security.authorized(Some(header("prom:s3cret").as_bytes())), "cached");
+        assert!(!security.authorized(Some(header("prom:wrong").as_bytes())));
+        assert!(!security.authorized(Some(header("nobody:s3cret").as_bytes())));
+        assert!(!security.authorized(Some(b"Bearer s3cret")));
+        assert!(!security.authorized(None));
+        assert!(!format!("{security:?}").contains(&hash), "Debug shows the hash");
+    }
+
+    #[test]
+    fn the_unknown_user_hash_costs_a_full_check() {
+        // An Err here would return at once and tell a wrong user from a wrong password by timing.
+        assert_eq!(bcrypt::verify("anything", NO_USER_HASH).ok(), Some(false));
+        assert_eq!(NO_USER_HASH.parse::<bcrypt::HashParts>().map(|parts| parts.get_cost()).ok(), Some(10));
+    }
+
+    #[test]
+    fn every_problem_names_the_file_key_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "tls_server_config:\n  cert_file: missing.pem\n  key_file: k.pem\n",
+                "`tls_server_config.cert_file` = \"missing.pem\"",
+            ),
+            (
+                "tls_server_config:\n  cert_fil: a\n",
+                "key `tls_server_config.cert_fil`: tls_server_config: unknown field",
+            ),
+            ("basic_auth_users:\n  prom: plain-text\n", "`basic_auth_users.prom` = \"<hidden>\": not a bcrypt hash"),
+            ("http_server_config:\n  http2: true\n", "unknown field `http_server_config`"),
+        ];
+        for (text, expected) in cases {
+            let path = write(dir.path(), "web.yml", text);
+            let problems = WebSecurity::load(&path).unwrap_err().join("\n");
+            assert!(problems.contains(&path.display().to_string()), "{problems}");
+            assert!(problems.contains(expected), "{text}: {problems}");
+            assert!(!problems.contains("plain-text"), "the hash value leaked: {problems}");
+        }
+        let problems = WebSecurity::load(&dir.path().join("absent.yml")).unwrap_err().join("\n");
+        assert!(problems.contains("absent.yml: cannot read the web config file"), "{problems}");
+    }
+}
