@@ -1,9 +1,17 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: openclaw-tunnel-exporter against blackbox_exporter, one run, same loopback targets.
 
-Prints one Markdown table: RSS idle and after 10,000 probes, CPU seconds per 1,000 SYN (tcp_connect) and per
-1,000 first-byte (http_2xx) probes, and first-byte accuracy against a raw-socket client on a target that answers
-after a fixed 20 ms (median and p99 error). Ratios are ours / blackbox's.
+Prints Markdown tables:
+- against blackbox_exporter: RSS idle, after 10,000 probes and with 200 probes stuck on targets that accept and
+  never answer; CPU seconds per 1,000 SYN (tcp_connect) and per 1,000 first-byte (http_2xx) probes; first-byte
+  accuracy against a raw-socket client on a target that answers after a fixed 20 ms (median and p99 error).
+  Ratios are ours / blackbox's.
+- detection time: a real ssh forward killed at a random moment -> the first /metrics showing a failed round
+  (tests/src/bin/bench_detection.rs); the limit is the probe interval.
+- scale: 10, 100 and 1,000 forwards probed once a second (SYN round and first byte): CPU share, RSS, probe lag
+  p99, /metrics render time.
+- /metrics under load: wrk against /metrics while 100 forwards are probed; probe lag p99 quiet and loaded.
+- the auth tap against a direct connection and against HAProxy in TCP mode doing the same pass-through.
 
 How each tool is driven, so the numbers are read right:
 - this exporter probes on its own schedule: 50 forwards at a 100 ms interval. Its "SYN probe" is a tunnel
@@ -12,7 +20,8 @@ How each tool is driven, so the numbers are read right:
   those requests, which is how it is always used (Prometheus asks for every probe).
 CPU is utime+stime from /proc/PID/stat; RSS is VmRSS from /proc/PID/status.
 
-Usage: bench/run.sh (builds in release mode, installs blackbox_exporter from Debian if missing).
+Usage: bench/run.sh (builds in release mode, installs blackbox_exporter, haproxy and wrk from Debian if missing;
+the detection rows need sshd, like the end-to-end tests).
 """
 
 import atexit
@@ -174,7 +183,8 @@ def start_blackbox(tmp):
     cfg = os.path.join(tmp, "blackbox.yml")
     with open(cfg, "w") as f:
         f.write("modules:\n  tcp_connect:\n    prober: tcp\n    timeout: 1s\n"
-                "  http_2xx:\n    prober: http\n    timeout: 1s\n    http:\n      preferred_ip_protocol: ip4\n")
+                "  http_2xx:\n    prober: http\n    timeout: 1s\n    http:\n      preferred_ip_protocol: ip4\n"
+                "  http_stuck:\n    prober: http\n    timeout: 10s\n    http:\n      preferred_ip_protocol: ip4\n")
     exe = "/usr/bin/prometheus-blackbox-exporter"
     proc = Proc([exe, f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"])
     wait_listening(port, "blackbox_exporter")
@@ -202,6 +212,171 @@ def drive_blackbox(port, module, target, count, threads=8, collect=None):
     for w in workers:
         w.join()
     return per_thread * threads
+
+
+def black_hole():
+    """A target that accepts every connection and never reads or answers (a wedged gateway)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1024)
+    held = []
+
+    def hold():
+        while True:
+            conn, _ = srv.accept()
+            held.append(conn)
+
+    threading.Thread(target=hold, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+STUCK = 200
+
+
+def write_config(tmp, web, forwards, extra=""):
+    path = os.path.join(tmp, f"ours-{web}.toml")
+    with open(path, "w") as f:
+        f.write(f'[web]\nlisten = "127.0.0.1:{web}"\n[scheduler]\nmax_concurrent_probes = 256\n'
+                f'[auth_probe]\nenabled = false\ninterval = "1m"\n{extra}\n')
+        for name, port, syn, fb, timeout in forwards:
+            f.write(f'[[forward]]\nname = "{name}"\nlocal = "127.0.0.1:{port}"\nsyn_interval = "{syn}"\n'
+                    f'first_byte_interval = "{fb}"\ntimeout = "{timeout}"\n')
+    return path
+
+
+def run_ours(tmp, forwards, extra=""):
+    web = free_port()
+    path = write_config(tmp, web, forwards, extra)
+    proc = Proc([os.path.join(RELEASE, "openclaw-tunnel-exporter"), "--config", path],
+                env={**os.environ, "RUST_LOG": "error"})
+    wait_listening(web, "openclaw-tunnel-exporter")
+    return proc, web
+
+
+def measure_stuck_ours(tmp, hole):
+    """200 first-byte probes held by targets that never answer: probes and timeouts both 10 s, so every one is
+    in flight at once after the first interval."""
+    forwards = [(f"s{i}", hole, "1h", "10s", "10s") for i in range(STUCK)]
+    proc, web = run_ours(tmp, forwards)
+    time.sleep(11)
+    peak = 0.0
+    for _ in range(8):
+        peak = max(peak, rss_mib(proc.pid))
+        time.sleep(0.25)
+    proc.stop()
+    return peak
+
+
+def measure_stuck_blackbox(bb_port, hole):
+    """200 concurrent /probe requests on the stuck module (10 s timeout), RSS sampled while all are held."""
+    threads = [threading.Thread(target=lambda: drive_blackbox(bb_port, "http_stuck", f"http://127.0.0.1:{hole}/",
+                                                               1, threads=1, collect=lambda _: None))
+               for _ in range(STUCK)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def lag_buckets(text):
+    """Cumulative bucket counts of openclaw_exporter_probe_lag_seconds summed over probe kinds: {le: count}."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("openclaw_exporter_probe_lag_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def lag_p99(before, after):
+    """p99 of probe lag between two scrapes: the upper bound of the bucket holding the 99th percentile."""
+    deltas = sorted(((float("inf") if le == "+Inf" else float(le)), after[le] - before.get(le, 0.0)) for le in after)
+    total = deltas[-1][1] if deltas else 0
+    if total <= 0:
+        return float("nan")
+    for bound, count in deltas:
+        if count >= 0.99 * total:
+            return bound
+    return float("inf")
+
+
+def many_ports(n):
+    """n distinct free loopback ports (bound together, then released for the stand-in to take at once)."""
+    sockets = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def render_ms(web, samples=20):
+    times, size = [], 0
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        size = len(get(f"http://127.0.0.1:{web}/metrics"))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3, size
+
+
+def measure_scale(tmp, n, window=20):
+    ports = many_ports(n)
+    standin = Proc([os.path.join(RELEASE, "gateway-standin")] + [a for p in ports for a in ("--listen", f"127.0.0.1:{p}")])
+    for p in (ports[0], ports[-1]):
+        wait_listening(p, "scale stand-in")
+    proc, web = run_ours(tmp, [(f"f{i}", p, "1s", "1s", "1s") for i, p in enumerate(ports)])
+    time.sleep(5)  # every forward's jittered first tick has passed
+    before, c0, t0 = lag_buckets(get(f"http://127.0.0.1:{web}/metrics")), cpu_seconds(proc.pid), time.time()
+    time.sleep(window)
+    cpu = (cpu_seconds(proc.pid) - c0) / (time.time() - t0)
+    text = get(f"http://127.0.0.1:{web}/metrics")
+    lag = lag_p99(before, lag_buckets(text))
+    rounds = metric_sum(text, "openclaw_tunnel_up_checks_total")
+    rss = rss_mib(proc.pid)
+    render, size = render_ms(web)
+    proc.stop()
+    standin.stop()
+    return {"n": n, "cpu": cpu, "rss": rss, "lag_p99": lag, "render_ms": render, "bytes": size, "rounds": rounds}
+
+
+def measure_wrk(tmp, fast_port, seconds=15):
+    """Probe lag p99 with 100 forwards probed once a second, quiet, then with wrk hammering /metrics."""
+    proc, web = run_ours(tmp, [(f"f{i}", fast_port, "1s", "1s", "1s") for i in range(100)])
+    time.sleep(3)
+    b0 = lag_buckets(get(f"http://127.0.0.1:{web}/metrics"))
+    time.sleep(seconds)
+    b1 = lag_buckets(get(f"http://127.0.0.1:{web}/metrics"))
+    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{web}/metrics"],
+                         capture_output=True, text=True, check=True).stdout
+    b2 = lag_buckets(get(f"http://127.0.0.1:{web}/metrics"))
+    proc.stop()
+    rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec:")))
+    p99 = next(line.split()[1] for line in out.splitlines() if line.strip().startswith("99%"))
+    return lag_p99(b0, b1), lag_p99(b1, b2), rps, p99
+
+
+def measure_detection(trials=10, interval="1s"):
+    out = subprocess.run([os.path.join(RELEASE, "bench-detection"), "--trials", str(trials), "--interval", interval],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        return None, out.stderr[-400:]
+    return json.loads(out.stdout.strip().splitlines()[-1]), None
+
+
+def start_haproxy(tmp, fast_port, bulk_port):
+    front_fast, front_bulk = free_port(), free_port()
+    cfg = os.path.join(tmp, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write("global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n"
+                "  timeout server 1m\n"
+                f"listen fast\n  bind 127.0.0.1:{front_fast}\n  server s 127.0.0.1:{fast_port}\n"
+                f"listen bulk\n  bind 127.0.0.1:{front_bulk}\n  server s 127.0.0.1:{bulk_port}\n")
+    proc = Proc(["haproxy", "-db", "-f", cfg])
+    wait_listening(front_fast, "haproxy")
+    return proc, front_fast, front_bulk
 
 
 def bulk_server(size):
@@ -261,7 +436,8 @@ def throughput_mib_s(port, size):
 
 
 def measure_tap(tmp, fast_port):
-    """The auth tap against a direct connection: added first-byte latency and 100 MiB throughput."""
+    """The auth tap against a direct connection (the limit) and HAProxy in TCP mode (the peer): added
+    first-byte latency and 100 MiB throughput, interleaved so drift hits all three alike."""
     size = 100 << 20
     bulk_port = bulk_server(size)
     web, tap_fast, tap_bulk = free_port(), free_port(), free_port()
@@ -274,16 +450,20 @@ def measure_tap(tmp, fast_port):
     proc = Proc([os.path.join(RELEASE, "openclaw-tunnel-exporter"), "--config", path],
                 env={**os.environ, "RUST_LOG": "warn"})
     wait_listening(tap_fast, "auth tap")
-    first_byte_samples(fast_port, 200)  # warm up
-    first_byte_samples(tap_fast, 200)
-    direct, tapped = [], []
-    for _ in range(10):  # interleaved, so drift hits both alike
-        direct += first_byte_samples(fast_port, 200)
-        tapped += first_byte_samples(tap_fast, 200)
-    direct_mib, tapped_mib = throughput_mib_s(bulk_port, size), throughput_mib_s(tap_bulk, size)
-    rss = rss_mib(proc.pid)
+    haproxy, ha_fast, ha_bulk = start_haproxy(tmp, fast_port, bulk_port)
+    ports = {"direct": fast_port, "tap": tap_fast, "haproxy": ha_fast}
+    samples = {name: [] for name in ports}
+    for port in ports.values():  # warm up
+        first_byte_samples(port, 200)
+    for _ in range(10):
+        for name, port in ports.items():
+            samples[name] += first_byte_samples(port, 200)
+    mib = {name: throughput_mib_s(port, size) for name, port in
+           (("direct", bulk_port), ("tap", tap_bulk), ("haproxy", ha_bulk))}
+    rss = {"tap": rss_mib(proc.pid), "haproxy": rss_mib(haproxy.pid)}
     proc.stop()
-    return direct, tapped, direct_mib, tapped_mib, rss
+    haproxy.stop()
+    return samples, mib, rss
 
 
 def main():
@@ -294,11 +474,12 @@ def main():
     slow = Proc([standin, "--listen", f"127.0.0.1:{slow_port}", "--delay-ms", "20"])
     wait_listening(fast_port, "stand-in")
     wait_listening(slow_port, "slow stand-in")
-    rows = []
+    hole = black_hole()
     try:
-        # This exporter: SYN rounds, then first-byte probes, each in a fresh process.
+        # This exporter: SYN rounds, then first-byte probes, each in a fresh process; then 200 stuck probes.
         o_syn_cpu, o_syn_n, o_idle, o_after_syn = measure_ours(tmp, fast_port, "syn")
         o_fb_cpu, o_fb_n, _, o_after_fb = measure_ours(tmp, fast_port, "first_byte")
+        o_stuck = measure_stuck_ours(tmp, hole)
 
         # blackbox_exporter: the same counts against the same targets.
         bb, bb_port = start_blackbox(tmp)
@@ -312,6 +493,13 @@ def main():
         b_fb_n = drive_blackbox(bb_port, "http_2xx", f"http://127.0.0.1:{fast_port}/healthz", PROBES)
         b_fb_cpu = cpu_seconds(bb.pid) - c0
         b_after_fb = rss_mib(bb.pid)
+        stuck_threads = measure_stuck_blackbox(bb_port, hole)
+        b_stuck = 0.0
+        for _ in range(16):
+            time.sleep(0.5)
+            b_stuck = max(b_stuck, rss_mib(bb.pid))
+        for t in stuck_threads:
+            t.join()
 
         # Accuracy on the 20 ms target: raw socket reference, blackbox per probe, ours from hdrhistogram.
         raw = raw_first_byte(slow_port, ACCURACY_SAMPLES)
@@ -338,10 +526,13 @@ def main():
         ref50, ref99 = quantile(raw, 0.5), quantile(raw, 0.99)
         o_err50, o_err99 = fb["p50"] - ref50, fb["p99"] - ref99
         b_err50, b_err99 = quantile(bb_values, 0.5) - ref50, quantile(bb_values, 0.99) - ref99
-        tap_direct, tap_tapped, direct_mib, tapped_mib, tap_rss = measure_tap(tmp, fast_port)
+        tap_samples, tap_mib, tap_rss = measure_tap(tmp, fast_port)
+        scale = [measure_scale(tmp, n) for n in (10, 100, 1000)]
+        lag_quiet, lag_loaded, wrk_rps, wrk_p99 = measure_wrk(tmp, fast_port)
     finally:
         fast.stop()
         slow.stop()
+    detection, detection_error = measure_detection()
 
     def ratio(a, b):
         return f"{a / b:.2f}x" if b else "n/a"
@@ -351,6 +542,7 @@ def main():
         ("RSS idle (MiB)", o_idle, b_idle, "{:.1f}"),
         (f"RSS after {PROBES:,} SYN probes (MiB)", o_after_syn, b_after_syn, "{:.1f}"),
         (f"RSS after {PROBES:,} first-byte probes (MiB)", o_after_fb, b_after_fb, "{:.1f}"),
+        (f"RSS with {STUCK} probes stuck on silent targets (MiB)", o_stuck, b_stuck, "{:.1f}"),
         ("CPU s per 1,000 SYN probes", per_k(o_syn_cpu, o_syn_n), per_k(b_syn_cpu, b_syn_n), "{:.3f}"),
         ("CPU s per 1,000 first-byte probes", per_k(o_fb_cpu, o_fb_n), per_k(b_fb_cpu, b_fb_n), "{:.3f}"),
         ("first-byte error vs raw socket, median (us)", o_err50 * 1e6, b_err50 * 1e6, "{:+.0f}"),
@@ -366,16 +558,56 @@ def main():
         print(f"| {name} | {fmt.format(ours)} | {fmt.format(theirs)} | {r} |")
 
     print()
-    print(f"auth tap: {len(tap_direct)} requests each way (new connection, GET /healthz, time to first byte), "
-          "interleaved; 100 MiB stream, best of 3")
+    if detection:
+        d = sorted(detection["detection_s"])
+        limit = detection["interval_s"] + 0.1
+        print(f"detection: real ssh forward killed (SIGKILL) at a random phase, {len(d)} trials, probe interval "
+              f"{detection['interval_s']:g} s; limit = interval + 100 ms = {limit * 1e3:.0f} ms")
+        print()
+        print("| measure | ms |")
+        print("|---|---|")
+        print(f"| kill -> /metrics shows a failed round, median | {statistics.median(d) * 1e3:.0f} |")
+        print(f"| kill -> /metrics shows a failed round, max | {d[-1] * 1e3:.0f} |")
+        print(f"| within the limit | {sum(x <= limit for x in d)} of {len(d)} |")
+    else:
+        print(f"detection: not measured ({detection_error.strip()})")
+
     print()
-    print("| measure | direct | through the tap | added |")
-    print("|---|---|---|---|")
+    print("scale: N forwards (distinct ports on one stand-in), each with a SYN round and a first-byte probe once a "
+          "second; 20 s window")
+    print()
+    print("| forwards | CPU (% of one core) | RSS (MiB) | probe lag p99 (ms, bucket bound) | /metrics render (ms) | /metrics size (KiB) |")
+    print("|---|---|---|---|---|---|")
+    for row in scale:
+        print(f"| {row['n']:,} | {row['cpu'] * 100:.1f} | {row['rss']:.1f} | {row['lag_p99'] * 1e3:g} | "
+              f"{row['render_ms']:.1f} | {row['bytes'] / 1024:.0f} |")
+    small, big = scale[0], scale[-1]
+    print(f"| growth 10 -> 1,000 | {big['cpu'] / small['cpu']:.0f}x | {big['rss'] / small['rss']:.1f}x | | "
+          f"{big['render_ms'] / small['render_ms']:.0f}x | {big['bytes'] / small['bytes']:.0f}x |")
+
+    print()
+    print("/metrics under load: 100 forwards probed once a second; wrk -t2 -c32 against /metrics for 15 s")
+    print()
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| probe lag p99, quiet (ms, bucket bound) | {lag_quiet * 1e3:g} |")
+    print(f"| probe lag p99, during wrk (ms, bucket bound) | {lag_loaded * 1e3:g} |")
+    print(f"| wrk requests/s, latency p99 | {wrk_rps:.0f}, {wrk_p99} |")
+
+    print()
+    n = len(tap_samples["direct"])
+    print(f"auth tap: {n} requests each way (new connection, GET /healthz, time to first byte), interleaved with a "
+          "direct connection and HAProxy (Debian, TCP mode) doing the same pass-through; 100 MiB stream, best of 3")
+    print()
+    print("| measure | direct | auth tap | HAProxy | tap added | HAProxy added |")
+    print("|---|---|---|---|---|---|")
     for q, label in ((0.5, "p50"), (0.99, "p99")):
-        d, t = quantile(tap_direct, q) * 1e6, quantile(tap_tapped, q) * 1e6
-        print(f"| connect + first byte {label} (us) | {d:.0f} | {t:.0f} | {t - d:+.0f} |")
-    print(f"| 100 MiB stream (MiB/s) | {direct_mib:.0f} | {tapped_mib:.0f} | {tapped_mib / direct_mib:.2f}x |")
-    print(f"| exporter RSS with 2 taps after the runs (MiB) | | {tap_rss:.1f} | |")
+        d, t, h = (quantile(tap_samples[k], q) * 1e6 for k in ("direct", "tap", "haproxy"))
+        print(f"| connect + first byte {label} (us) | {d:.0f} | {t:.0f} | {h:.0f} | {t - d:+.0f} | {h - d:+.0f} |")
+    print(f"| 100 MiB stream (MiB/s) | {tap_mib['direct']:.0f} | {tap_mib['tap']:.0f} | {tap_mib['haproxy']:.0f} | "
+          f"{tap_mib['tap'] / tap_mib['direct']:.2f}x | {tap_mib['haproxy'] / tap_mib['direct']:.2f}x |")
+    print(f"| RSS after the runs (MiB; the tap's is the whole exporter) | | {tap_rss['tap']:.1f} | "
+          f"{tap_rss['haproxy']:.1f} | | |")
 
 
 if __name__ == "__main__":

@@ -92,8 +92,10 @@ pub fn wait_refused(addr: SocketAddr, what: &str, timeout: Duration) {
 /// Locate a binary built by `cargo build --workspace` next to this test executable.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let path = profile_dir.join(name);
+    // Tests run from target/PROFILE/deps/, the harness's own binaries (bench-detection) from target/PROFILE/.
+    let deps_or_profile = exe.parent().unwrap();
+    let beside = deps_or_profile.join(name);
+    let path = if beside.exists() { beside } else { deps_or_profile.parent().unwrap().join(name) };
     assert!(path.exists(), "{} is missing: run `cargo build --workspace` before the end-to-end tests", path.display());
     path
 }

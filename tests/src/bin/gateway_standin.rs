@@ -7,7 +7,8 @@
 //! It also serves a Control UI stand-in at `/` (an HTML page; `--no-ui` makes it 404) and `POST /tools/invoke`
 //! like the gateway's auth: 400 "requires name" with `Authorization: Bearer <--token>`, else 401.
 //!
-//! Usage: gateway-standin --listen 127.0.0.1:PORT [--delay-ms N] [--token T] [--no-ui]
+//! Usage: gateway-standin --listen 127.0.0.1:PORT [--listen ...] [--delay-ms N] [--token T] [--no-ui]
+//! (`--listen` may repeat: one process serves as many forwards as the scale benchmark needs.)
 
 use std::time::Duration;
 
@@ -19,20 +20,31 @@ const BODY: &str = r#"{"ok":true,"status":"live"}"#;
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut listen, mut delay) = (String::from("127.0.0.1:18789"), Duration::ZERO);
+    let (mut listens, mut delay) = (Vec::new(), Duration::ZERO);
     let mut settings = Settings { token: None, ui: true };
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--listen" => listen = args.next().expect("--listen ADDR"),
+            "--listen" => listens.push(args.next().expect("--listen ADDR")),
             "--delay-ms" => delay = Duration::from_millis(args.next().expect("--delay-ms N").parse().expect("ms")),
             "--token" => settings.token = Some(args.next().expect("--token T")),
             "--no-ui" => settings.ui = false,
             other => panic!("unknown argument {other}"),
         }
     }
+    if listens.is_empty() {
+        listens.push(String::from("127.0.0.1:18789"));
+    }
     let settings = std::sync::Arc::new(settings);
-    let listener = TcpListener::bind(&listen).await.unwrap_or_else(|e| panic!("bind {listen}: {e}"));
-    eprintln!("gateway-standin listening on {listen}, delay {delay:?}");
+    let mut accepting = tokio::task::JoinSet::new();
+    for listen in &listens {
+        let listener = TcpListener::bind(listen).await.unwrap_or_else(|e| panic!("bind {listen}: {e}"));
+        accepting.spawn(accept(listener, delay, settings.clone()));
+    }
+    eprintln!("gateway-standin listening on {} address(es) from {}, delay {delay:?}", listens.len(), listens[0]);
+    accepting.join_next().await;
+}
+
+async fn accept(listener: TcpListener, delay: Duration, settings: std::sync::Arc<Settings>) {
     loop {
         let Ok((socket, _)) = listener.accept().await else {
             continue;
