@@ -152,7 +152,7 @@ def start_ours(tmp, fast_port, slow_port, syn_interval, fb_interval, accuracy=Fa
     with open(path, "w") as f:
         f.write("\n".join(lines))
     proc = Proc([os.path.join(RELEASE, "openclaw-tunnel-exporter"), "--config", path],
-                env={**os.environ, "RUST_LOG": "warn"})
+                env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
     wait_listening(web, "openclaw-tunnel-exporter")
     return proc, web
 
@@ -191,12 +191,12 @@ def start_blackbox(tmp):
     return proc, port
 
 
-def drive_blackbox(port, module, target, count, threads=8, collect=None):
+def drive_blackbox(port, module, target, count, threads=8, collect=None, timeout=10):
     path = f"/probe?module={module}&target={target}"
     per_thread = count // threads
 
     def worker():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         for _ in range(per_thread):
             conn.request("GET", path)
             body = conn.getresponse().read().decode()
@@ -249,7 +249,7 @@ def run_ours(tmp, forwards, extra=""):
     web = free_port()
     path = write_config(tmp, web, forwards, extra)
     proc = Proc([os.path.join(RELEASE, "openclaw-tunnel-exporter"), "--config", path],
-                env={**os.environ, "RUST_LOG": "error"})
+                env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
     wait_listening(web, "openclaw-tunnel-exporter")
     return proc, web
 
@@ -271,7 +271,7 @@ def measure_stuck_ours(tmp, hole):
 def measure_stuck_blackbox(bb_port, hole):
     """200 concurrent /probe requests on the stuck module (10 s timeout), RSS sampled while all are held."""
     threads = [threading.Thread(target=lambda: drive_blackbox(bb_port, "http_stuck", f"http://127.0.0.1:{hole}/",
-                                                               1, threads=1, collect=lambda _: None))
+                                                               1, threads=1, collect=lambda _: None, timeout=60))
                for _ in range(STUCK)]
     for t in threads:
         t.start()
@@ -322,13 +322,30 @@ def render_ms(web, samples=20):
     return statistics.median(times) * 1e3, size
 
 
+def measure_idle_ours():
+    """The exporter on its embedded default config (one forward, nothing listening there), 3 s after start."""
+    web = free_port()
+    proc = Proc([os.path.join(RELEASE, "openclaw-tunnel-exporter")],
+                env={**{k: v for k, v in os.environ.items() if k != "RUST_LOG"}, "OPENCLAW_EXPORTER__WEB__LISTEN": f"127.0.0.1:{web}"})
+    wait_listening(web, "openclaw-tunnel-exporter")
+    time.sleep(3)
+    rss = rss_mib(proc.pid)
+    proc.stop()
+    return rss
+
+
 def measure_scale(tmp, n, window=20):
     ports = many_ports(n)
     standin = Proc([os.path.join(RELEASE, "gateway-standin")] + [a for p in ports for a in ("--listen", f"127.0.0.1:{p}")])
     for p in (ports[0], ports[-1]):
         wait_listening(p, "scale stand-in")
     proc, web = run_ours(tmp, [(f"f{i}", p, "1s", "1s", "1s") for i, p in enumerate(ports)])
-    time.sleep(5)  # every forward's jittered first tick has passed
+    # Warm-up: every forward has found its listener's owner and run a few rounds.
+    deadline = time.time() + 60
+    while metric_sum(get(f"http://127.0.0.1:{web}/metrics"), "openclaw_tunnel_up_checks_total") < 3 * n:
+        if time.time() > deadline:
+            sys.exit(f"scale {n}: forwards did not settle in 60 s")
+        time.sleep(0.5)
     before, c0, t0 = lag_buckets(get(f"http://127.0.0.1:{web}/metrics")), cpu_seconds(proc.pid), time.time()
     time.sleep(window)
     cpu = (cpu_seconds(proc.pid) - c0) / (time.time() - t0)
@@ -448,7 +465,7 @@ def measure_tap(tmp, fast_port):
                 f'[[auth_tap]]\nforward = "t"\nlisten = "127.0.0.1:{tap_fast}"\nupstream = "127.0.0.1:{fast_port}"\n'
                 f'[[auth_tap]]\nforward = "t"\nlisten = "127.0.0.1:{tap_bulk}"\nupstream = "127.0.0.1:{bulk_port}"\n')
     proc = Proc([os.path.join(RELEASE, "openclaw-tunnel-exporter"), "--config", path],
-                env={**os.environ, "RUST_LOG": "warn"})
+                env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
     wait_listening(tap_fast, "auth tap")
     haproxy, ha_fast, ha_bulk = start_haproxy(tmp, fast_port, bulk_port)
     ports = {"direct": fast_port, "tap": tap_fast, "haproxy": ha_fast}
@@ -477,7 +494,8 @@ def main():
     hole = black_hole()
     try:
         # This exporter: SYN rounds, then first-byte probes, each in a fresh process; then 200 stuck probes.
-        o_syn_cpu, o_syn_n, o_idle, o_after_syn = measure_ours(tmp, fast_port, "syn")
+        o_idle = measure_idle_ours()
+        o_syn_cpu, o_syn_n, _, o_after_syn = measure_ours(tmp, fast_port, "syn")
         o_fb_cpu, o_fb_n, _, o_after_fb = measure_ours(tmp, fast_port, "first_byte")
         o_stuck = measure_stuck_ours(tmp, hole)
 
@@ -539,7 +557,7 @@ def main():
 
     per_k = lambda cpu, n: cpu / n * 1000  # noqa: E731
     rows = [
-        ("RSS idle (MiB)", o_idle, b_idle, "{:.1f}"),
+        ("RSS idle: embedded default config / no probes (MiB)", o_idle, b_idle, "{:.1f}"),
         (f"RSS after {PROBES:,} SYN probes (MiB)", o_after_syn, b_after_syn, "{:.1f}"),
         (f"RSS after {PROBES:,} first-byte probes (MiB)", o_after_fb, b_after_fb, "{:.1f}"),
         (f"RSS with {STUCK} probes stuck on silent targets (MiB)", o_stuck, b_stuck, "{:.1f}"),

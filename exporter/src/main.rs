@@ -85,6 +85,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    tune_malloc();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::DefaultConfig => {
@@ -208,13 +209,16 @@ fn main() -> ExitCode {
             // One thread runs every probe, the recorder and the server: probes spend their time in the kernel,
             // and a second worker only added cross-thread wakeups (16% more CPU per SYN round, measured with
             // bench/). Slow work (process scans, bcrypt) goes to the blocking pool.
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(err) => {
-                    eprintln!("cannot start the async runtime: {err}");
-                    return ExitCode::FAILURE;
-                }
-            };
+            // The blocking pool is capped: a burst of owner lookups (a thousand forwards at start) then queues
+            // instead of starting a thread (and a malloc arena) each.
+            let runtime =
+                match tokio::runtime::Builder::new_current_thread().max_blocking_threads(8).enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        eprintln!("cannot start the async runtime: {err}");
+                        return ExitCode::FAILURE;
+                    }
+                };
             let result = runtime.block_on(run(config, cli.config));
             drop(runtime);
             // Flush the last batch of spans before exiting.
@@ -285,6 +289,18 @@ fn init_logging(
     };
     tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).init();
     Ok(provider)
+}
+
+/// glibc's allocator keeps what a daemon frees: per-thread arenas, and (after the first large free raises the
+/// mmap threshold) multi-megabyte /metrics buffers on the heap. Two arenas and a fixed 256 KiB mmap threshold
+/// give large buffers back at once; with 1,000 forwards RSS went from 66 to 43 MiB (bench/), CPU unchanged.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
 }
 
 async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {

@@ -201,7 +201,10 @@ async fn tunnel_rounds(forward: Arc<Forward>, ctx: TaskContext) {
         last_round_boot = Some(now_boot);
 
         let hard = timeout + HARD_TIMEOUT_MARGIN;
-        let span = tracing::info_span!(
+        // TRACE level: the OTLP layer takes every probe span whatever its level, while the log filter (default
+        // info) skips them, so without OTLP a round builds no span at all (the log layer would otherwise
+        // format every span's fields, every round, for nothing).
+        let span = tracing::trace_span!(
             "probe",
             probe = "syn",
             forward = %forward.name,
@@ -279,7 +282,7 @@ async fn first_byte_probes(forward: Arc<Forward>, ctx: TaskContext) {
         let Some(_permit) = start_probe(&ctx, "first_byte", scheduled).await else {
             break;
         };
-        let span = tracing::info_span!(
+        let span = tracing::trace_span!(
             "probe",
             probe = "first_byte",
             forward = %forward.name,
@@ -324,7 +327,7 @@ async fn model_host_probes(host: Arc<ModelHost>, target: probes::model_host::Tar
     let mut last_reason: Option<&'static str> = None;
     while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
         let Some(_permit) = start_probe(&ctx, "model_host", scheduled).await else { break };
-        let span = tracing::info_span!(
+        let span = tracing::trace_span!(
             "probe",
             probe = "model_host",
             model_host = %host.name,
@@ -437,7 +440,7 @@ async fn auth_probes(forward: Arc<Forward>, settings: Arc<AuthProbe>, registry: 
         let Some(_permit) = start_probe(&ctx, "auth", scheduled).await else { break };
         let target = probes::auth_probe::Target { addr: forward.local, token };
         let revision = registry.revision(&credential::Credential::Token(fingerprint)).to_owned();
-        let span = tracing::info_span!("probe", probe = "auth", forward = %forward.name, token_revision = %revision, outcome = Empty);
+        let span = tracing::trace_span!("probe", probe = "auth", forward = %forward.name, token_revision = %revision, outcome = Empty);
         let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, probes::auth_probe::probe(&target, timeout))
             .instrument(span.clone())
             .await
@@ -472,7 +475,7 @@ async fn exposure_checks(gateway: Arc<Gateway>, ctx: TaskContext) {
     let mut failing = false;
     while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
         let Some(_permit) = start_probe(&ctx, "exposure", scheduled).await else { break };
-        let span = tracing::info_span!("probe", probe = "exposure", gateway = %gateway.name, outcome = Empty, loopback = Empty, private = Empty, public = Empty);
+        let span = tracing::trace_span!("probe", probe = "exposure", gateway = %gateway.name, outcome = Empty, loopback = Empty, private = Empty, public = Empty);
         let outcome = probes::exposure::probe(&target, gateway.interval.min(Duration::from_secs(5)))
             .instrument(span.clone())
             .await;

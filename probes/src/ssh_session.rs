@@ -1,9 +1,11 @@
 //! SSH session probe: which process owns the forward's local listener, and is it ssh?
 //!
 //! A SYN success proves only that *something* listens. This probe finds the listening socket's owner: on
-//! Linux the LISTEN entry of /proc/net/tcp{,6} gives the socket inode and the process whose /proc/PID/fd links
-//! to `socket:[INODE]` owns it (through the `procfs` crate); on macOS `lsof` answers the same question
-//! (compiled, untested in CI). The session is up when the owner's name is `ssh`; its parent (often `autossh`)
+//! Linux a LISTEN-only sock_diag dump ([`crate::socket_table`]; /proc/net/tcp{,6} as the fallback) gives the
+//! socket inode and the process whose /proc/PID/fd links to `socket:[INODE]` owns it (through the `procfs`
+//! crate). In the steady state the last owner's fd is read back (one readlink); a new owner is found with one
+//! walk of /proc shared by every lookup that needs it within a second. On macOS `lsof` answers the same
+//! question (compiled, untested in CI). The session is up when the owner's name is `ssh`; its parent (often `autossh`)
 //! is reported for the log.
 //!
 //! Reading another user's fd table needs the same uid or CAP_SYS_PTRACE. When the listener exists but no
@@ -161,29 +163,64 @@ mod platform {
                 }
             }
         }
-        let processes = match procfs::process::all_processes() {
-            Ok(processes) => processes,
+        let index = match socket_index(&inodes) {
+            Ok(index) => index,
             Err(err) => return Outcome::Unsupported { detail: format!("cannot list /proc: {err}") },
         };
-        let mut denied = 0usize;
-        for process in processes.flatten() {
-            match owns_any(&process, &inodes) {
-                Ok(true) => {
-                    let socket = owned_socket(&process, &inodes).unwrap_or((-1, 0));
-                    return classify(&process, socket);
-                }
-                Ok(false) => {}
-                Err(ProcError::PermissionDenied(_)) => denied += 1,
-                // The process exited while we looked, or is a zombie without fds.
-                Err(_) => {}
+        if let Some(&(pid, fd, inode)) = inodes.iter().find_map(|inode| index.owners.get(inode)) {
+            if let Ok(process) = Process::new(pid) {
+                return classify(&process, (fd, inode));
             }
         }
         Outcome::Unreadable {
             detail: format!(
                 "a listener exists (socket inode {inodes:?}) but no readable process owns it; \
-                 {denied} processes' fds were not readable (another user's; needs the same uid or CAP_SYS_PTRACE)"
+                 {} processes' fds were not readable (another user's; needs the same uid or CAP_SYS_PTRACE)",
+                index.denied
             ),
         }
+    }
+
+    /// Every socket inode held by a readable process -> (pid, fd, inode), from one walk of /proc.
+    struct SocketIndex {
+        built: std::time::Instant,
+        owners: std::collections::HashMap<u64, (i32, i32, u64)>,
+        denied: usize,
+    }
+
+    /// One walk of /proc serves every lookup that needs one at about the same time: at start, or when a
+    /// restarted ssh holds many forwards, each forward would otherwise walk every process's fds on its own
+    /// (quadratic; the scale benchmark's 1,000 forwards took seconds). An index younger than a second is
+    /// reused while it knows one of `inodes`; otherwise it is rebuilt (a new listener is always found).
+    fn socket_index(inodes: &[u64]) -> procfs::ProcResult<std::sync::Arc<SocketIndex>> {
+        use std::sync::{Arc, Mutex};
+        static INDEX: Mutex<Option<Arc<SocketIndex>>> = Mutex::new(None);
+        // Held while building, so concurrent lookups wait for one walk instead of each doing their own.
+        let mut cached = INDEX.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(index) = cached.as_ref() {
+            let fresh = index.built.elapsed() < std::time::Duration::from_secs(1);
+            if fresh && inodes.iter().any(|inode| index.owners.contains_key(inode)) {
+                return Ok(index.clone());
+            }
+        }
+        let mut index = SocketIndex { built: std::time::Instant::now(), owners: Default::default(), denied: 0 };
+        for process in procfs::process::all_processes()?.flatten() {
+            match process.fd() {
+                Ok(fds) => {
+                    for fd in fds.flatten() {
+                        if let FDTarget::Socket(inode) = fd.target {
+                            index.owners.entry(inode).or_insert((process.pid, fd.fd, inode));
+                        }
+                    }
+                }
+                Err(ProcError::PermissionDenied(_)) => index.denied += 1,
+                // The process exited while we looked, or is a zombie without fds.
+                Err(_) => {}
+            }
+        }
+        let index = Arc::new(index);
+        *cached = Some(index.clone());
+        Ok(index)
     }
 
     /// The inodes of listening sockets serving `target`: from the kernel's sock_diag netlink interface,
@@ -209,10 +246,6 @@ mod platform {
             .filter(|entry| listener_serves(entry.local_address, target.addr))
             .map(|entry| entry.inode)
             .collect())
-    }
-
-    fn owns_any(process: &Process, inodes: &[u64]) -> procfs::ProcResult<bool> {
-        Ok(process.fd()?.flatten().any(|fd| matches!(fd.target, FDTarget::Socket(inode) if inodes.contains(&inode))))
     }
 
     /// The first of `inodes` that `process` holds, as (fd, inode).
