@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The largest response head read; a peer sending more without finishing its headers is `bad_status`.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -112,7 +111,7 @@ pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
 /// Any status is a [`Response`] here; callers decide which statuses fail.
 pub(crate) async fn exchange(addr: SocketAddr, request: &[u8]) -> Outcome {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(addr).await.map_err(|err| {
+    let mut stream = crate::syn::connect_stream(addr).await.map_err(|err| {
         if err.kind() == io::ErrorKind::ConnectionRefused {
             Failure::Refused
         } else {

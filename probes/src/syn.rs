@@ -65,21 +65,33 @@ pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
         Err(err) => return Err(failure(err)),
     };
     // A forward on another host (or a loaded machine): wait for the handshake through the runtime.
-    let stream = match TcpStream::from_std(std::net::TcpStream::from(socket)) {
-        Ok(stream) => stream,
-        Err(err) => return Err(failure(err)),
-    };
-    match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), stream.writable()).await {
-        Ok(Ok(())) => match stream.take_error() {
-            Ok(None) => {
-                let connect = started.elapsed();
-                close_without_time_wait(stream);
-                Ok(Connected { connect })
-            }
-            Ok(Some(err)) | Err(err) => Err(failure(err)),
-        },
+    match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), finish_connect(socket)).await {
+        Ok(Ok(stream)) => {
+            let connect = started.elapsed();
+            close_without_time_wait(stream);
+            Ok(Connected { connect })
+        }
         Ok(Err(err)) => Err(failure(err)),
         Err(_) => Err(Failure::Timeout),
+    }
+}
+
+/// A connected tokio stream to `addr`, for the probes that go on to talk and for the auth tap's upstream.
+/// Same as `TcpStream::connect`, minus a trip through the reactor when loopback finishes the handshake
+/// inside connect(). No timeout of its own: callers bound it.
+pub async fn connect_stream(addr: SocketAddr) -> io::Result<TcpStream> {
+    match start_connect(addr)? {
+        Started::Established(socket) => TcpStream::from_std(socket.into()),
+        Started::Pending(socket) => finish_connect(socket).await,
+    }
+}
+
+async fn finish_connect(socket: socket2::Socket) -> io::Result<TcpStream> {
+    let stream = TcpStream::from_std(socket.into())?;
+    stream.writable().await?;
+    match stream.take_error()? {
+        Some(err) => Err(err),
+        None => Ok(stream),
     }
 }
 
