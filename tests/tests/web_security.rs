@@ -71,20 +71,23 @@ fn curl(url: &str, extra: &[&str], dir: &Path) -> (i32, u16) {
     (output.status.code().unwrap_or(-1), status)
 }
 
-fn start(dir: &Path, gateway: &Gateway) -> Exporter {
-    let web_extra = format!("config_file = \"{}\"\n", dir.join("web.yml").display());
+/// A TLS + basic-auth exporter on a fresh web config: (its directory, the gateway, the exporter, its https
+/// /metrics URL). The directory holds ca.pem for clients.
+fn start_tls() -> (tempfile::TempDir, Gateway, Exporter, String) {
+    let dir = tempfile::tempdir().unwrap();
+    write_web_config(dir.path(), PASSWORD);
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let web_extra = format!("config_file = \"{}\"\n", dir.path().join("web.yml").display());
     let forwards =
         format!("{}\n[auth_probe]\nenabled = false\ninterval = \"1m\"\n", forward_toml("t", gateway.addr.port()));
-    Exporter::start_configured(&web_extra, &forwards, |command| command)
+    let exporter = Exporter::start_configured(&web_extra, &forwards, |command| command);
+    let https = format!("https://{}/metrics", exporter.web);
+    (dir, gateway, exporter, https)
 }
 
 #[test]
 fn curl_and_prometheus_scrape_over_tls_with_basic_auth() {
-    let dir = tempfile::tempdir().unwrap();
-    write_web_config(dir.path(), PASSWORD);
-    let gateway = Gateway::start(free_port(), Duration::ZERO);
-    let exporter = start(dir.path(), &gateway);
-    let https = format!("https://{}/metrics", exporter.web);
+    let (dir, _gateway, exporter, https) = start_tls();
     let user = format!("prom:{PASSWORD}");
 
     // Clients stalled before their TLS handshake hold no one else: handshakes run in their own tasks.
@@ -132,11 +135,7 @@ fn curl_and_prometheus_scrape_over_tls_with_basic_auth() {
 
 #[test]
 fn users_and_certificates_reload_and_a_bad_web_config_keeps_the_old_one() {
-    let dir = tempfile::tempdir().unwrap();
-    write_web_config(dir.path(), PASSWORD);
-    let gateway = Gateway::start(free_port(), Duration::ZERO);
-    let exporter = start(dir.path(), &gateway);
-    let https = format!("https://{}/metrics", exporter.web);
+    let (dir, _gateway, exporter, https) = start_tls();
     let with = |password: &str| curl(&https, &["--cacert", "ca.pem", "-u", &format!("prom:{password}")], dir.path());
     assert_eq!(with(PASSWORD), (0, 200));
 
