@@ -95,38 +95,17 @@ def quantile(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def raw_first_byte(port, samples):
-    """The reference: a plain socket, request written -> first byte, in seconds."""
-    out = []
-    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
-    for _ in range(samples):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.sendall(request)
-        t0 = time.perf_counter()
-        s.recv(1)
-        out.append(time.perf_counter() - t0)
-        s.close()
-    return out
-
-
 class RawReference:
-    """raw_first_byte in a background thread, sampling until stopped."""
+    """The compiled raw-socket client (tests/src/bin/bench_reference.rs) probing the target for `seconds`,
+    started beside a tool so that both see the same target at the same time."""
 
-    def __init__(self, port):
-        self.samples, self.done = [], threading.Event()
-        self.thread = threading.Thread(target=self.run, args=(port,), daemon=True)
-        self.thread.start()
-
-    def run(self, port):
-        while not self.done.is_set():
-            self.samples += raw_first_byte(port, 1)
-            time.sleep(0.02)
+    def __init__(self, port, seconds):
+        self.p = subprocess.Popen([os.path.join(RELEASE, "bench-reference"), "--target", f"127.0.0.1:{port}",
+                                   "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
 
     def stop(self):
-        self.done.set()
-        self.thread.join()
-        return self.samples
+        out, _ = self.p.communicate()
+        return json.loads(out)
 
 
 RUNNING = []
@@ -540,7 +519,7 @@ def main():
 
         # Accuracy on the 20 ms target: each tool against a raw-socket client probing the same target at the
         # same time (the target's own timer jitter drifts between runs by more than the errors measured).
-        raw_bb = RawReference(slow_port)
+        raw_bb = RawReference(slow_port, 7)
         bb_values = []
         lock = threading.Lock()
 
@@ -555,7 +534,7 @@ def main():
         raw_bb = raw_bb.stop()
         bb.stop()
         acc, acc_web = start_ours(tmp, fast_port, slow_port, "1h", "50ms", accuracy=True)
-        raw_ours = RawReference(slow_port)
+        raw_ours = RawReference(slow_port, 15)
         while True:
             status = json.loads(get(f"http://127.0.0.1:{acc_web}/status.json"))
             fb = status["forwards"][0]["first_byte_seconds"]
