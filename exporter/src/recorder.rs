@@ -514,16 +514,6 @@ impl Recorder {
         }
         let session_known =
             !matches!(session, ssh_session::Outcome::Unreadable { .. } | ssh_session::Outcome::Unsupported { .. });
-        if session_known {
-            let up = matches!(session, ssh_session::Outcome::Up(_));
-            m.ssh_session_up.get_or_create(&labels).set(i64::from(up));
-        } else {
-            m.ssh_session_up.remove(&labels);
-        }
-        for state in ssh_session::Outcome::STATES {
-            let value = i64::from(state == session.state());
-            m.ssh_session_state.get_or_create(&ForwardStateLabels { forward: forward.to_owned(), state }).set(value);
-        }
         let session_ok = matches!(session, ssh_session::Outcome::Up(_)) || !session_known;
         let up = session_ok && syn.is_ok();
         m.up_checks.get_or_create(&labels).inc();
@@ -531,10 +521,31 @@ impl Recorder {
             m.up_successes.get_or_create(&labels).inc();
         }
         let mut forwards = self.lock();
-        let state = forwards.entry(forward.to_owned()).or_insert_with(ForwardState::new);
+        if !forwards.contains_key(forward) {
+            forwards.insert(forward.to_owned(), ForwardState::new());
+        }
+        let Some(state) = forwards.get_mut(forward) else { return up };
         state.ledger.record_round(unix_seconds(at), up);
-        state.session = Some(session.clone());
         state.last_syn_ok = Some(syn.is_ok());
+        // The session gauges change only with the session's state: set them then, not every round (a round
+        // is otherwise a handful of atomic adds, and these were most of its allocations).
+        if state.session.as_ref().map(ssh_session::Outcome::state) != Some(session.state()) {
+            if session_known {
+                let session_up = matches!(session, ssh_session::Outcome::Up(_));
+                m.ssh_session_up.get_or_create(&labels).set(i64::from(session_up));
+            } else {
+                m.ssh_session_up.remove(&labels);
+            }
+            for state_name in ssh_session::Outcome::STATES {
+                let value = i64::from(state_name == session.state());
+                m.ssh_session_state
+                    .get_or_create(&ForwardStateLabels { forward: forward.to_owned(), state: state_name })
+                    .set(value);
+            }
+        }
+        if state.session.as_ref() != Some(session) {
+            state.session = Some(session.clone());
+        }
         up
     }
 
