@@ -398,6 +398,23 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
+    async fn a_new_listener_within_a_second_of_the_last_walk_is_still_found() {
+        // The /proc walk is shared for a second; a listener it has not seen must make it walk again.
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = first.local_addr().unwrap();
+        let found = probe(&Target { addr, last_owner: None }, Duration::from_secs(5)).await;
+        let first_inode = found.owner().expect("owner").socket_inode;
+        drop(first);
+        let second = std::net::TcpListener::bind(addr).unwrap();
+        let again = probe(&Target { addr, last_owner: None }, Duration::from_secs(5)).await;
+        let owner = again.owner().expect("the new listener's owner").clone();
+        assert_eq!(owner.pid, std::process::id());
+        assert_ne!(owner.socket_inode, first_inode);
+        drop(second);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
     async fn a_closed_port_has_no_listener() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
