@@ -169,6 +169,50 @@ fn users_and_certificates_reload_and_a_bad_web_config_keeps_the_old_one() {
 }
 
 #[test]
+fn a_client_certificate_is_required_when_the_web_config_asks_for_one() {
+    let (dir, _gateway, exporter, https) = start_tls();
+    let openssl = |args: &[&str]| run("openssl", args, dir.path());
+    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "client.key"]);
+    openssl(&["req", "-new", "-key", "client.key", "-subj", "/CN=prometheus", "-out", "client.csr"]);
+    fs::write(dir.path().join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "client.ext",
+        "-out",
+        "client.pem",
+    ]);
+    // Same listener, now verifying clients against the CA (certificates reload without a restart).
+    fs::write(
+        dir.path().join("web.yml"),
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  \
+         client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
+    )
+    .unwrap();
+    exporter.proc.signal(libc::SIGHUP);
+    let with_cert = ["--cacert", "ca.pem", "--cert", "client.pem", "--key", "client.key"];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curl(&https, &["--cacert", "ca.pem"], dir.path()).1 == 200 || curl(&https, &with_cert, dir.path()) != (0, 200)
+    {
+        assert!(Instant::now() < deadline, "client certificates were not required:\n{}", exporter.proc.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Without a certificate the handshake fails: no HTTP status at all.
+    let (code, status) = curl(&https, &["--cacert", "ca.pem"], dir.path());
+    assert!(code != 0 && status == 0, "curl without a client certificate: exit {code}, status {status}");
+}
+
+#[test]
 fn check_config_names_the_web_config_file_key_and_value() {
     let dir = tempfile::tempdir().unwrap();
     let web_yml = dir.path().join("web.yml");
