@@ -22,14 +22,24 @@ fn write_web_config(dir: &Path, password: &str) {
     let openssl = |args: &[&str]| run("openssl", args, dir);
     openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"]);
     openssl(&["req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=test CA", "-days", "2", "-out", "ca.pem"]);
-    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key"]);
-    openssl(&["req", "-new", "-key", "server.key", "-subj", "/CN=exporter", "-out", "server.csr"]);
-    fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    issue_cert(dir, "server", "/CN=exporter", "subjectAltName=IP:127.0.0.1");
+    write_users(dir, password);
+}
+
+/// `NAME.key` and `NAME.pem`: a P-256 key and a certificate for `subject` with extension `extension`, signed by
+/// the CA in `dir` (`ca.key`, `ca.pem`).
+fn issue_cert(dir: &Path, name: &str, subject: &str, extension: &str) {
+    let openssl = |args: &[&str]| run("openssl", args, dir);
+    let (key, csr, ext, pem) =
+        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"), format!("{name}.pem"));
+    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key]);
+    openssl(&["req", "-new", "-key", &key, "-subj", subject, "-out", &csr]);
+    fs::write(dir.join(&ext), format!("{extension}\n")).unwrap();
     openssl(&[
         "x509",
         "-req",
         "-in",
-        "server.csr",
+        &csr,
         "-CA",
         "ca.pem",
         "-CAkey",
@@ -38,11 +48,10 @@ fn write_web_config(dir: &Path, password: &str) {
         "-days",
         "2",
         "-extfile",
-        "san.ext",
+        &ext,
         "-out",
-        "server.pem",
+        &pem,
     ]);
-    write_users(dir, password);
 }
 
 fn write_users(dir: &Path, password: &str) {
@@ -171,27 +180,7 @@ fn users_and_certificates_reload_and_a_bad_web_config_keeps_the_old_one() {
 #[test]
 fn a_client_certificate_is_required_when_the_web_config_asks_for_one() {
     let (dir, _gateway, exporter, https) = start_tls();
-    let openssl = |args: &[&str]| run("openssl", args, dir.path());
-    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "client.key"]);
-    openssl(&["req", "-new", "-key", "client.key", "-subj", "/CN=prometheus", "-out", "client.csr"]);
-    fs::write(dir.path().join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "client.ext",
-        "-out",
-        "client.pem",
-    ]);
+    issue_cert(dir.path(), "client", "/CN=prometheus", "extendedKeyUsage=clientAuth");
     // Same listener, now verifying clients against the CA (certificates reload without a restart).
     fs::write(
         dir.path().join("web.yml"),
