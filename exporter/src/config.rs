@@ -144,6 +144,8 @@ pub struct Web {
 pub struct Scheduler {
     /// How many probes may run at once across all forwards.
     pub max_concurrent_probes: usize,
+    /// How the owner of a forward's listener is found (`procfs` on Linux, `listeners` everywhere).
+    pub owner_lookup: probes::ssh_session::Lookup,
 }
 
 /// One laptop-side ssh -L forward.
@@ -310,6 +312,12 @@ struct RawWeb {
 #[derive(Debug, Deserialize)]
 struct RawScheduler {
     max_concurrent_probes: usize,
+    #[serde(default = "default_owner_lookup")]
+    owner_lookup: String,
+}
+
+fn default_owner_lookup() -> String {
+    "auto".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -510,6 +518,7 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
     if raw.scheduler.max_concurrent_probes == 0 {
         c.problem("scheduler.max_concurrent_probes", &0, "must be at least 1");
     }
+    let owner_lookup = owner_lookup(&mut c, &raw.scheduler.owner_lookup);
 
     if raw.forward.is_empty() {
         c.problem("forward", &"[]", "at least one [[forward]] is required");
@@ -677,13 +686,33 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
         otlp,
         gateways,
         web: Web { listen, security: security.flatten() },
-        scheduler: Scheduler { max_concurrent_probes: raw.scheduler.max_concurrent_probes },
+        scheduler: Scheduler { max_concurrent_probes: raw.scheduler.max_concurrent_probes, owner_lookup },
         forwards,
         auth,
         auth_taps: taps,
         auth_probe,
         model_hosts,
         objectives,
+    }
+}
+
+/// `auto` (this OS's default), or a lookup this OS can run.
+fn owner_lookup(c: &mut Checker<'_>, value: &str) -> probes::ssh_session::Lookup {
+    use probes::ssh_session::Lookup;
+    let platform_default = Lookup::platform_default();
+    if value == "auto" {
+        return platform_default;
+    }
+    match Lookup::ALL.into_iter().find(|lookup| lookup.as_str() == value) {
+        Some(lookup) if lookup.available() => lookup,
+        Some(_) => {
+            c.problem("scheduler.owner_lookup", &value, "not available on this OS; use \"auto\" or \"listeners\"");
+            platform_default
+        }
+        None => {
+            c.problem("scheduler.owner_lookup", &value, "must be \"auto\", \"procfs\" (Linux) or \"listeners\"");
+            platform_default
+        }
     }
 }
 

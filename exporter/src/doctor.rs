@@ -125,7 +125,7 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
         }
         let (status, evidence, next) = match number {
             1 => ssh_host(forward, timeout).await,
-            2 => session(forward, timeout).await,
+            2 => session(forward, config.scheduler.owner_lookup, timeout).await,
             3 => match syn::probe(&syn::Target { addr: forward.local }, timeout).await {
                 Ok(connected) => pass(format!("{} connected in {}", forward.local, ms(connected.connect))),
                 Err(failure) => fail(
@@ -169,8 +169,8 @@ async fn ssh_host(forward: &Forward, timeout: Duration) -> Verdict {
     }
 }
 
-async fn session(forward: &Forward, timeout: Duration) -> Verdict {
-    let target = ssh_session::Target { addr: forward.local, last_owner: None };
+async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> Verdict {
+    let target = ssh_session::Target { addr: forward.local, last_owner: None, lookup };
     match ssh_session::probe(&target, timeout).await {
         ssh_session::Outcome::Up(owner) => pass(format!(
             "ssh pid {} (parent {} pid {}) listens on {}",

@@ -12,6 +12,7 @@ mod config;
 mod doctor;
 mod recorder;
 mod scheduler;
+mod signals;
 mod state;
 mod status_page;
 mod token_sources;
@@ -25,7 +26,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -241,11 +241,15 @@ fn main() -> ExitCode {
 /// How often the config file is checked for changes.
 const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// What identifies a version of a file: inode, size and modification time.
+/// What identifies a version of a file: inode (Unix), size and modification time.
 fn file_identity(path: &std::path::Path) -> Option<(u64, u64, std::time::SystemTime)> {
-    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.ino(), meta.len(), meta.modified().ok()?))
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    // Windows: an editor's replace-by-rename shows as a new modification time (std has no stable file index).
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((inode, meta.len(), meta.modified().ok()?))
 }
 
 /// Logs to stderr (human or JSON, filtered by RUST_LOG, default info) and, when `[otlp]` is configured,
@@ -332,9 +336,7 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     });
 
     let mut generation = Generation::start(&config, recorder.clone(), &shutdown).map_err(anyhow::Error::msg)?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut signals = signals::Signals::install()?;
     // Editors replace files rather than write them in place, so poll the file's identity instead of watching
     // an inode: a change of mtime, size or inode means a new config to load.
     let mut watch = tokio::time::interval(CONFIG_POLL);
@@ -351,9 +353,10 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     };
     loop {
         let reply = tokio::select! {
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break }
-            _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break }
-            _ = sighup.recv() => { tracing::info!("SIGHUP: reloading the configuration"); None }
+            signal = signals.recv() => match signal {
+                signals::Signal::Shutdown(name) => { tracing::info!("{name}: shutting down"); break }
+                signals::Signal::Reload(name) => { tracing::info!("{name}: reloading the configuration"); None }
+            },
             Some(reply) = reload_rx.recv() => Some(reply),
             _ = save_tick.tick() => { save(&recorder); continue }
             _ = watch.tick() => {

@@ -74,7 +74,12 @@ impl Generation {
         recorder.apply_config(config);
         let cancel = parent.child_token();
         let permits = Arc::new(Semaphore::new(config.scheduler.max_concurrent_probes));
-        let ctx = TaskContext { recorder: recorder.clone(), permits, cancel: cancel.clone() };
+        let ctx = TaskContext {
+            recorder: recorder.clone(),
+            permits,
+            cancel: cancel.clone(),
+            owner_lookup: config.scheduler.owner_lookup,
+        };
         let mut tasks = JoinSet::new();
         for forward in &config.forwards {
             recorder.register_forward(&forward.name);
@@ -127,6 +132,8 @@ struct TaskContext {
     recorder: Arc<Recorder>,
     permits: Arc<Semaphore>,
     cancel: CancellationToken,
+    /// How a listener's owner is found (`[scheduler] owner_lookup`).
+    owner_lookup: ssh_session::Lookup,
 }
 
 /// A fixed-period ticker that starts at a random phase and skips ticks missed during a stall.
@@ -178,7 +185,7 @@ async fn tunnel_rounds(forward: Arc<Forward>, ctx: TaskContext) {
     let timeout = forward.timeout.min(interval);
     let mut ticker = Ticker::jittered(interval);
     let mut last_round_boot: Option<Duration> = None;
-    let mut session_target = ssh_session::Target { addr: forward.local, last_owner: None };
+    let mut session_target = ssh_session::Target { addr: forward.local, last_owner: None, lookup: ctx.owner_lookup };
     let syn_target = syn::Target { addr: forward.local };
     let mut last_session: Option<ssh_session::Outcome> = None;
 
@@ -386,6 +393,8 @@ async fn auth_probes(forward: Arc<Forward>, settings: Arc<AuthProbe>, registry: 
     let timeout = forward.timeout.min(settings.interval);
     let locations =
         token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+    // Windows: files inherit the profile directory's ACL (the user only), and there are no mode bits to read.
+    #[cfg(unix)]
     if let Some(path) = &settings.token_file {
         use std::os::unix::fs::PermissionsExt;
         if let Ok(meta) = std::fs::metadata(path) {

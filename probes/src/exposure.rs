@@ -117,24 +117,31 @@ fn listeners_on(port: u16) -> Outcome {
     Ok(Exposure { listeners: listeners.into_iter().map(|l| l.addr).collect() })
 }
 
-#[cfg(target_os = "macos")]
+/// macOS and Windows: the `listeners` crate (libproc, the IP Helper table). Nothing is spawned. On macOS
+/// only processes the exporter may inspect are seen, which is why the gateway Mac runs it as root
+/// (deploy/launchd).
+#[cfg(not(target_os = "linux"))]
 fn listeners_on(port: u16) -> Outcome {
-    // `lsof -nP -iTCP:PORT -sTCP:LISTEN -Fn`: lines `n127.0.0.1:18789`, `n*:18789`, `n[::1]:18789`. Untested in CI.
-    let output = std::process::Command::new("lsof")
-        .args(["-nP", &format!("-iTCP:{port}"), "-sTCP:LISTEN", "-Fn"])
-        .output()
-        .map_err(|e| Failure(format!("cannot run lsof: {e}")))?;
-    let listeners = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.strip_prefix('n'))
-        .filter_map(|addr| addr.replace('*', "0.0.0.0").parse().ok())
-        .collect();
-    Ok(Exposure { listeners })
+    let all = listeners::get_all().map_err(|e| Failure(e.to_string()))?;
+    Ok(Exposure { listeners: tcp_listeners_on(all.into_iter().map(|l| (l.socket, l.protocol, l.state)), port) })
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
-fn listeners_on(_port: u16) -> Outcome {
-    Err(Failure("listener lookup is implemented for Linux and macOS only".into()))
+/// The distinct addresses listening for TCP on `port`, sorted (one socket may show under several pids).
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+fn tcp_listeners_on(
+    found: impl IntoIterator<Item = (SocketAddr, listeners::Protocol, listeners::SocketState)>,
+    port: u16,
+) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = found
+        .into_iter()
+        .filter(|&(addr, protocol, state)| {
+            addr.port() == port && protocol == listeners::Protocol::TCP && state == listeners::SocketState::Listen
+        })
+        .map(|(addr, ..)| addr)
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
 }
 
 #[cfg(test)]
@@ -165,7 +172,6 @@ mod tests {
         }
     }
 
-    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn finds_loopback_listeners_on_a_port() {
         let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -174,5 +180,25 @@ mod tests {
         let exposure = probe(&Target { port }, Duration::from_secs(5)).await.unwrap();
         assert_eq!(exposure.count(Scope::Loopback), 1 + usize::from(v6.is_some()));
         assert!(!exposure.exposed());
+    }
+
+    #[test]
+    fn the_crate_path_keeps_tcp_listeners_on_the_port_once_each() {
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let all = listeners::get_all().unwrap();
+        let found = tcp_listeners_on(all.into_iter().map(|l| (l.socket, l.protocol, l.state)), port);
+        assert_eq!(found, vec![v4.local_addr().unwrap()]);
+        use listeners::{Protocol, SocketState};
+        let rows = [
+            ("0.0.0.0:18789", Protocol::TCP, SocketState::Listen),
+            ("0.0.0.0:18789", Protocol::TCP, SocketState::Listen),
+            ("127.0.0.1:18789", Protocol::TCP, SocketState::Established),
+            ("127.0.0.1:18789", Protocol::UDP, SocketState::Unknown),
+            ("[::1]:18789", Protocol::TCP, SocketState::Listen),
+            ("[::1]:18790", Protocol::TCP, SocketState::Listen),
+        ];
+        let found = tcp_listeners_on(rows.map(|(a, p, s)| (a.parse().unwrap(), p, s)), 18789);
+        assert_eq!(found, vec!["0.0.0.0:18789".parse().unwrap(), "[::1]:18789".parse().unwrap()]);
     }
 }

@@ -115,7 +115,7 @@ fn start_connect(addr: SocketAddr) -> io::Result<Started> {
     };
     match socket.connect(&addr.into()) {
         Ok(()) => return Ok(Started::Established(socket)),
-        Err(err) if err.raw_os_error() == Some(EINPROGRESS) => {}
+        Err(err) if err.raw_os_error() == Some(CONNECT_IN_PROGRESS) => {}
         Err(err) => return Err(err),
     }
     if socket.peer_addr().is_ok() {
@@ -127,11 +127,15 @@ fn start_connect(addr: SocketAddr) -> io::Result<Started> {
     }
 }
 
-/// EINPROGRESS on Linux and macOS (the platforms the exporter supports).
-#[cfg(target_os = "linux")]
-const EINPROGRESS: i32 = 115;
-#[cfg(not(target_os = "linux"))]
-const EINPROGRESS: i32 = 36;
+/// What a non-blocking connect() returns while the handshake goes on: EINPROGRESS on Linux (115) and macOS
+/// (36), WSAEWOULDBLOCK on Windows (10035).
+const CONNECT_IN_PROGRESS: i32 = if cfg!(target_os = "linux") {
+    115
+} else if cfg!(windows) {
+    10035
+} else {
+    36
+};
 
 fn failure(err: io::Error) -> Failure {
     match err.kind() {

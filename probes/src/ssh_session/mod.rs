@@ -1,0 +1,293 @@
+//! SSH session probe: which process owns the forward's local listener, and is it an ssh client?
+//!
+//! A SYN success proves only that *something* listens. This probe finds the listening socket's owner, by one
+//! of two lookups ([`Lookup`]):
+//! - [`Lookup::Procfs`] (Linux only, its default): a LISTEN-only sock_diag dump ([`crate::socket_table`];
+//!   /proc/net/tcp{,6} as the fallback) gives the socket inode, and the process whose /proc/PID/fd links to
+//!   `socket:[INODE]` owns it (one walk of /proc shared by every lookup within a second).
+//! - [`Lookup::Listeners`] (the default on macOS and Windows, selectable on Linux): the `listeners` crate reads
+//!   the OS's socket and process tables (libproc on macOS, the IP Helper table on Windows, /proc on Linux)
+//!   and `os` adds the parent and the one-call steady-state check.
+//!
+//! Either way the steady state costs one system call: the remembered owner is asked whether it still holds
+//! the listening socket (Linux: readlink of its fd; macOS: `proc_pidfdinfo` of its fd; Windows: the listener
+//! table, which carries each socket's pid). Only a change of owner runs the full lookup, on a blocking thread.
+//! No process is spawned. What a lookup found is judged by [`decide`], the same code on every OS: which
+//! listener serves the address, whether the owner is an ssh client (`ssh`, `ssh.exe`, `plink`), its parent.
+//!
+//! Reading another user's process needs the same uid or privilege (CAP_SYS_PTRACE, root on macOS). When the
+//! listener exists but no readable process owns it, the outcome is [`Outcome::Unreadable`]: unknown, never
+//! "down".
+
+pub mod decide;
+mod os;
+mod portable;
+#[cfg(target_os = "linux")]
+mod procfs_lookup;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use decide::{is_ssh_client, listener_serves};
+
+/// How the owner of a listener is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    /// Linux's own tables: sock_diag netlink and /proc (the `procfs` crate). Linux only.
+    Procfs,
+    /// The `listeners` crate (libproc on macOS, IP Helper on Windows, /proc on Linux) plus one OS call for
+    /// the steady state: the path every macOS and Windows laptop runs, and a selectable one on Linux.
+    Listeners,
+}
+
+impl Lookup {
+    /// Every lookup, in the order the config names them.
+    pub const ALL: [Lookup; 2] = [Lookup::Procfs, Lookup::Listeners];
+
+    /// The lookup this OS uses unless told otherwise: procfs on Linux, listeners elsewhere.
+    pub const fn platform_default() -> Lookup {
+        if cfg!(target_os = "linux") {
+            Lookup::Procfs
+        } else {
+            Lookup::Listeners
+        }
+    }
+
+    /// True when this lookup can run on this OS.
+    pub const fn available(self) -> bool {
+        match self {
+            Lookup::Procfs => cfg!(target_os = "linux"),
+            Lookup::Listeners => true,
+        }
+    }
+
+    /// The config value naming this lookup.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Lookup::Procfs => "procfs",
+            Lookup::Listeners => "listeners",
+        }
+    }
+}
+
+/// The listener to look up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The ssh -L listener, e.g. 127.0.0.1:18789.
+    pub addr: SocketAddr,
+    /// The owner found last time. While it still holds the listening socket, nothing has changed and one
+    /// system call is the whole probe; otherwise it is checked first, before all processes.
+    pub last_owner: Option<Owner>,
+    /// Which lookup finds a new owner.
+    pub lookup: Lookup,
+}
+
+impl Target {
+    /// A target with no remembered owner, looked up the platform's default way.
+    pub fn new(addr: SocketAddr) -> Target {
+        Target { addr, last_owner: None, lookup: Lookup::platform_default() }
+    }
+}
+
+/// A process that owns the listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command name (`comm` on Linux, `proc_name` on macOS, the image name on Windows), e.g. `ssh`.
+    pub name: String,
+    /// Its parent's pid.
+    pub parent_pid: u32,
+    /// Its parent's command name, e.g. `autossh`, when readable.
+    pub parent_name: Option<String>,
+    /// The listening socket's inode (Linux; 0 where the platform has none).
+    pub socket_inode: u64,
+    /// The owner's fd number for that socket (Linux, macOS; -1 where the platform has none).
+    pub socket_fd: i32,
+}
+
+impl Owner {
+    /// True when the owner is an ssh client (run directly, by autossh, launchd, systemd or a service alike).
+    pub fn is_ssh(&self) -> bool {
+        decide::is_ssh_client(&self.name)
+    }
+}
+
+/// What the probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// An ssh process owns the listener.
+    Up(Owner),
+    /// Nothing listens on the address.
+    NoListener,
+    /// Something other than ssh owns the listener.
+    NotSsh(Owner),
+    /// A listener exists but its owner could not be read (another user's process, no privilege).
+    Unreadable {
+        /// Why, for the log.
+        detail: String,
+    },
+    /// The socket tables could not be read at all on this platform.
+    Unsupported {
+        /// Why, for the log.
+        detail: String,
+    },
+}
+
+impl Outcome {
+    /// The fixed state name exported as a label: up, no_listener, not_ssh, unreadable, unsupported.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Outcome::Up(_) => "up",
+            Outcome::NoListener => "no_listener",
+            Outcome::NotSsh(_) => "not_ssh",
+            Outcome::Unreadable { .. } => "unreadable",
+            Outcome::Unsupported { .. } => "unsupported",
+        }
+    }
+
+    /// Every value [`Outcome::state`] can return.
+    pub const STATES: [&'static str; 5] = ["up", "no_listener", "not_ssh", "unreadable", "unsupported"];
+
+    /// The owner, when one was found.
+    pub fn owner(&self) -> Option<&Owner> {
+        match self {
+            Outcome::Up(owner) | Outcome::NotSsh(owner) => Some(owner),
+            _ => None,
+        }
+    }
+}
+
+/// Find the owner of `target.addr`'s listening socket.
+pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
+    if !target.lookup.available() {
+        return Outcome::Unsupported { detail: format!("the {} lookup runs on Linux only", target.lookup.as_str()) };
+    }
+    // The steady state (the last owner still owns it; on Linux also: no listener at all) is answered in
+    // place in tens of microseconds. Only a change of owner looks through every process, on a blocking thread.
+    if let Some(outcome) = quick_lookup(target) {
+        return outcome;
+    }
+    let target = target.clone();
+    let lookup = tokio::task::spawn_blocking(move || full_lookup(&target));
+    match tokio::time::timeout(timeout, lookup).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(join_error)) => Outcome::Unsupported { detail: format!("socket lookup failed: {join_error}") },
+        Err(_) => Outcome::Unreadable { detail: "socket table lookup timed out".into() },
+    }
+}
+
+fn quick_lookup(target: &Target) -> Option<Outcome> {
+    match target.lookup {
+        #[cfg(target_os = "linux")]
+        Lookup::Procfs => procfs_lookup::quick_lookup(target),
+        #[cfg(not(target_os = "linux"))]
+        Lookup::Procfs => None,
+        Lookup::Listeners => portable::quick_lookup(target),
+    }
+}
+
+fn full_lookup(target: &Target) -> Outcome {
+    match target.lookup {
+        #[cfg(target_os = "linux")]
+        Lookup::Procfs => procfs_lookup::lookup(target),
+        #[cfg(not(target_os = "linux"))]
+        Lookup::Procfs => Outcome::Unsupported { detail: "the procfs lookup runs on Linux only".into() },
+        Lookup::Listeners => portable::lookup(target),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(addr: SocketAddr, lookup: Lookup) -> Target {
+        Target { addr, last_owner: None, lookup }
+    }
+
+    /// Every lookup this OS can run: both on Linux, listeners elsewhere.
+    fn lookups() -> impl Iterator<Item = Lookup> {
+        Lookup::ALL.into_iter().filter(|lookup| lookup.available())
+    }
+
+    #[tokio::test]
+    async fn finds_this_test_process_as_a_non_ssh_owner() {
+        for lookup in lookups() {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let target = target(listener.local_addr().unwrap(), lookup);
+            let outcome = probe(&target, Duration::from_secs(5)).await;
+            let owner = outcome.owner().unwrap_or_else(|| panic!("{lookup:?}: owner found: {outcome:?}")).clone();
+            assert_eq!(outcome.state(), "not_ssh", "{lookup:?}");
+            assert_eq!(owner.pid, std::process::id(), "{lookup:?}");
+            assert!(owner.parent_pid > 0, "{lookup:?}: the parent is read");
+            #[cfg(target_os = "linux")]
+            assert!(owner.socket_fd >= 0 && owner.socket_inode != 0, "{lookup:?}");
+            // The hint takes the one-call path and must give the same answer.
+            let hinted = Target { last_owner: Some(owner.clone()), ..target.clone() };
+            assert_eq!(quick_lookup(&hinted), Some(outcome.clone()), "{lookup:?}: the steady state is one call");
+            assert_eq!(probe(&hinted, Duration::from_secs(5)).await, outcome, "{lookup:?}");
+            // A stale fd number falls back to the full lookup, with the same answer.
+            let stale = Target { last_owner: Some(Owner { socket_fd: 9999, ..owner.clone() }), ..target.clone() };
+            assert_eq!(probe(&stale, Duration::from_secs(5)).await, outcome, "{lookup:?}");
+            // Once the listener closes, the hint no longer holds and the answer changes.
+            drop(listener);
+            assert_eq!(probe(&hinted, Duration::from_secs(5)).await, Outcome::NoListener, "{lookup:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_listener_is_found_for_an_ipv6_forward_only() {
+        let Ok(listener) = std::net::TcpListener::bind("[::1]:0") else {
+            eprintln!("no IPv6 loopback on this host: nothing to test");
+            return;
+        };
+        let addr = listener.local_addr().unwrap();
+        for lookup in lookups() {
+            let found = probe(&target(addr, lookup), Duration::from_secs(5)).await;
+            assert_eq!(found.owner().map(|o| o.pid), Some(std::process::id()), "{lookup:?}: {found:?}");
+            let v4 = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+            assert_eq!(probe(&target(v4, lookup), Duration::from_secs(5)).await, Outcome::NoListener, "{lookup:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_listener_within_a_second_of_the_last_lookup_is_still_found() {
+        // The /proc walk is shared for a second; a listener it has not seen must make it walk again.
+        for lookup in lookups() {
+            let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = first.local_addr().unwrap();
+            let found = probe(&target(addr, lookup), Duration::from_secs(5)).await;
+            let first_owner = found.owner().expect("owner").clone();
+            drop(first);
+            let second = std::net::TcpListener::bind(addr).unwrap();
+            let hinted = Target { last_owner: Some(first_owner.clone()), ..target(addr, lookup) };
+            let again = probe(&hinted, Duration::from_secs(5)).await;
+            let owner = again.owner().expect("the new listener's owner").clone();
+            assert_eq!(owner.pid, std::process::id(), "{lookup:?}");
+            #[cfg(target_os = "linux")]
+            assert_ne!(owner.socket_inode, first_owner.socket_inode, "{lookup:?}");
+            drop(second);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_has_no_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        for lookup in lookups() {
+            assert_eq!(probe(&target(addr, lookup), Duration::from_secs(5)).await, Outcome::NoListener, "{lookup:?}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn sock_diag_and_proc_agree_on_the_listening_inode() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let from_netlink = crate::socket_table::listening_inodes(addr).unwrap();
+        let from_proc = procfs_lookup::listening_inodes_procfs(&Target::new(addr)).unwrap();
+        assert_eq!(from_netlink.len(), 1);
+        assert_eq!(from_netlink, from_proc);
+    }
+}

@@ -1,0 +1,62 @@
+//! macOS: libproc (`proc_pidinfo`, `proc_pidfdinfo`) through the `libproc` crate. No process is spawned.
+//! The kernel socket's address (`soi_so`) plays the part Linux's inode plays: it names one socket for its
+//! whole life, so "this fd of this pid is still that listening socket" is one `proc_pidfdinfo` call.
+
+use std::net::SocketAddr;
+
+use libproc::libproc::bsd_info::BSDInfo;
+use libproc::libproc::file_info::{pidfdinfo, ListFDs, ProcFDType};
+use libproc::libproc::net_info::{SocketFDInfo, SocketInfoKind, TcpSIState};
+use libproc::libproc::proc_pid::{listpidinfo, pidinfo};
+
+use super::super::decide::ProcessInfo;
+use super::super::Owner;
+
+/// The kernel socket behind `fd` of `pid` when it is a listening TCP socket: `(soi_so, local port)`.
+fn listening_socket(pid: i32, fd: i32) -> Option<(u64, u16)> {
+    let info = pidfdinfo::<SocketFDInfo>(pid, fd).ok()?;
+    if !matches!(SocketInfoKind::from(info.psi.soi_kind), SocketInfoKind::Tcp) {
+        return None;
+    }
+    // SAFETY: soi_kind says the union holds TCP socket info.
+    let tcp = unsafe { info.psi.soi_proto.pri_tcp };
+    if !matches!(TcpSIState::from(tcp.tcpsi_state), TcpSIState::Listen) {
+        return None;
+    }
+    // insi_lport holds the port in network byte order in its low 16 bits.
+    let port = u16::from_be(tcp.tcpsi_ini.insi_lport as u16);
+    Some((info.psi.soi_so, port))
+}
+
+/// One `proc_pidfdinfo`: the owner's fd is still the same listening socket.
+pub(in crate::ssh_session) fn still_holds(owner: &Owner, _wanted: SocketAddr) -> bool {
+    let (Ok(pid), true) = (i32::try_from(owner.pid), owner.socket_fd >= 0 && owner.socket_inode != 0) else {
+        return false;
+    };
+    listening_socket(pid, owner.socket_fd).is_some_and(|(socket, _)| socket == owner.socket_inode)
+}
+
+/// The fd and kernel socket by which `pid` holds a socket listening on `listening`'s port (run on a change
+/// of owner only: one call per socket fd of that one process).
+pub(in crate::ssh_session) fn socket_of(pid: u32, listening: SocketAddr) -> Option<(i32, u64)> {
+    let pid = i32::try_from(pid).ok()?;
+    let open_files = pidinfo::<BSDInfo>(pid, 0).ok()?.pbi_nfiles as usize;
+    let fds = listpidinfo::<ListFDs>(pid, open_files).ok()?;
+    fds.iter().filter(|fd| matches!(ProcFDType::from(fd.proc_fdtype), ProcFDType::Socket)).find_map(|fd| {
+        let (socket, port) = listening_socket(pid, fd.proc_fd)?;
+        (port == listening.port()).then_some((fd.proc_fd, socket))
+    })
+}
+
+/// `pbi_comm` and `pbi_ppid` from `proc_pidinfo(PROC_PIDTBSDINFO)`.
+pub(in crate::ssh_session) fn process_info(pid: u32) -> Option<ProcessInfo> {
+    let info = pidinfo::<BSDInfo>(i32::try_from(pid).ok()?, 0).ok()?;
+    let comm: Vec<u8> = info.pbi_comm.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    Some(ProcessInfo { name: String::from_utf8_lossy(&comm).into_owned(), parent_pid: info.pbi_ppid })
+}
+
+/// macOS has no unprivileged table of every socket with its owner: a listener of another user's process is
+/// invisible to a non-root exporter, so absence is not proof.
+pub(in crate::ssh_session) fn listener_exists(_wanted: SocketAddr) -> Option<bool> {
+    None
+}

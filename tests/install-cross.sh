@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what the cross-platform half of the test suite needs, when it is missing (measured in
+# ../shared/CROSS-BUILD.md):
+# - the Rust standard libraries for macOS (arm64, x86_64), Windows (x86_64, GNU ABI) and Linux aarch64 (rustup);
+# - zig as the C compiler and linker for those targets, so ring's C code builds without a macOS SDK
+#   (PyPI's `ziglang`, driven by crates.io's `cargo-zigbuild`);
+# - wine (Debian's `wine64` and `wine`) to run the Windows binary, and `file` to tell binary formats apart.
+# Versions are pinned: a new zig has broken cargo-zigbuild's wrapper before.
+set -euo pipefail
+
+ZIGLANG_VERSION=0.14.1
+CARGO_ZIGBUILD_VERSION=0.21.8
+TARGETS=(aarch64-apple-darwin x86_64-apple-darwin x86_64-pc-windows-gnu aarch64-unknown-linux-gnu)
+
+installed_targets=$(rustup target list --installed)
+missing=()
+for target in "${TARGETS[@]}"; do
+  grep -qx "$target" <<<"$installed_targets" || missing+=("$target")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-cross: rustup target add ${missing[*]}" >&2
+  rustup target add "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -m ziglang version 2>/dev/null | grep -qx "$ZIGLANG_VERSION"; then
+  echo "install-cross: pip install ziglang==$ZIGLANG_VERSION" >&2
+  python3 -m pip install -q --disable-pip-version-check "ziglang==$ZIGLANG_VERSION"
+fi
+
+if ! cargo zigbuild --version 2>/dev/null | grep -q "$CARGO_ZIGBUILD_VERSION"; then
+  echo "install-cross: cargo install cargo-zigbuild@$CARGO_ZIGBUILD_VERSION" >&2
+  cargo install -q --locked "cargo-zigbuild@$CARGO_ZIGBUILD_VERSION"
+fi
+
+need=()
+command -v wine >/dev/null 2>&1 || need+=(wine wine64)
+[ -x /usr/lib/wine/wine64 ] || need+=(wine64)
+command -v file >/dev/null 2>&1 || need+=(file)
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+[ ${#need[@]} -eq 0 ] && exit 0
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+echo "install-cross: installing ${need[*]}" >&2
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "install-cross: need root or sudo to install: ${need[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
