@@ -520,8 +520,9 @@ fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -
     }
     let owner_lookup = owner_lookup(&mut c, &raw.scheduler.owner_lookup);
 
-    if raw.forward.is_empty() {
-        c.problem("forward", &"[]", "at least one [[forward]] is required");
+    // The gateway Mac has no forward of its own: `forward = []` with a [[gateway]] (or a [[model_host]]).
+    if raw.forward.is_empty() && raw.gateway.is_empty() && raw.model_host.is_empty() {
+        c.problem("forward", &"[]", "at least one [[forward]] is required (or a [[gateway]] or [[model_host]])");
     }
     let mut names = HashSet::new();
     let mut forwards = Vec::new();

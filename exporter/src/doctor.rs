@@ -150,6 +150,16 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
     Report { forward: forward.name.clone(), local: forward.local.to_string(), steps }
 }
 
+/// The gateway host's own list (a config with `forward = []` and a [[gateway]]): only the bind-exposure step.
+pub async fn run_gateway_host(config: &Config) -> Report {
+    let timeout =
+        config.gateways.iter().map(|g| g.interval).min().unwrap_or(Duration::from_secs(3)).min(Duration::from_secs(3));
+    let number = NAMES.len() as u8;
+    let (status, evidence, next) = loopback_only(config, timeout).await;
+    let step = Step { number, name: NAMES[NAMES.len() - 1], status, evidence, next };
+    Report { forward: "(gateway host)".into(), local: "-".into(), steps: vec![step] }
+}
+
 async fn ssh_host(forward: &Forward, timeout: Duration) -> Verdict {
     let Some(host) = forward.jump_host.as_ref().or(forward.ssh_host.as_ref()) else {
         return (Status::Skipped, "no ssh_host or jump_host configured for this forward".into(), None);

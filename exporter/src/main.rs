@@ -128,7 +128,8 @@ fn main() -> ExitCode {
             };
             let forwards: Vec<_> =
                 config.forwards.iter().filter(|f| forward.as_ref().is_none_or(|n| *n == f.name)).collect();
-            if forwards.is_empty() {
+            let gateway_host_only = config.forwards.is_empty() && !config.gateways.is_empty() && forward.is_none();
+            if forwards.is_empty() && !gateway_host_only {
                 eprintln!("doctor: no forward named {:?} in the configuration", forward.unwrap_or_default());
                 return ExitCode::from(2);
             }
@@ -139,7 +140,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let reports: Vec<_> = forwards.iter().map(|f| runtime.block_on(doctor::run(&config, f))).collect();
+            let reports: Vec<_> = if gateway_host_only {
+                vec![runtime.block_on(doctor::run_gateway_host(&config))]
+            } else {
+                forwards.iter().map(|f| runtime.block_on(doctor::run(&config, f))).collect()
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports).unwrap_or_default());
             } else {
