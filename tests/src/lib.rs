@@ -31,7 +31,9 @@ pub fn free_port() -> u16 {
     let random = RandomState::new();
     for attempt in 0u64.. {
         let port = start + (random.hash_one(attempt) % u64::from(end - start)) as u16;
-        if !HANDED_OUT.lock().unwrap().insert(port) {
+        // Never the product's well-known ports: the Windows smoke test runs the embedded default config
+        // (forward 18789, metrics 19789) beside the other tests.
+        if port == 18789 || port == 19789 || !HANDED_OUT.lock().unwrap().insert(port) {
             continue;
         }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -247,6 +249,12 @@ pub struct Sshd {
 impl Sshd {
     /// Generate keys, write a config and start sshd, permitting forwards to 127.0.0.1:`gateway_port`.
     pub fn start(gateway_port: u16) -> Sshd {
+        Self::start_permitting(&format!("127.0.0.1:{gateway_port}"))
+    }
+
+    /// As [`Sshd::start`], permitting forwards to `permit_open` (`host:port`; a bastion permits the next
+    /// sshd's port, for `ssh -J`).
+    pub fn start_permitting(permit_open: &str) -> Sshd {
         let dir = tempfile::Builder::new().prefix("oce-sshd").tempdir().unwrap();
         let d = dir.path();
         fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
@@ -265,7 +273,7 @@ impl Sshd {
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
              PidFile none\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             AllowTcpForwarding local\nPermitOpen 127.0.0.1:{gateway_port}\nLogLevel VERBOSE\n",
+             AllowTcpForwarding local\nPermitOpen {permit_open}\nLogLevel VERBOSE\n",
             d = d.display()
         );
         fs::write(d.join("sshd_config"), config).unwrap();
@@ -323,6 +331,34 @@ impl Sshd {
         .iter()
         .map(|s| s.to_string())
         .collect()
+    }
+
+    /// The private key the client logs in with.
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_ed25519")
+    }
+
+    /// This sshd's `known_hosts` line (`[127.0.0.1]:PORT KEY`).
+    pub fn known_hosts_line(&self) -> String {
+        fs::read_to_string(self.dir.path().join("known_hosts")).unwrap()
+    }
+
+    /// An ssh_config `Host` block named `alias` that logs in to this sshd the way [`Sshd::forward_args`] does,
+    /// with `known_hosts` as the known-hosts file and `extra` lines (ProxyJump, LocalForward...) appended.
+    pub fn host_block(&self, alias: &str, known_hosts: &Path, extra: &[&str]) -> String {
+        let mut block = format!(
+            "Host {alias}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  \
+             UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n  ServerAliveInterval 1\n  \
+             ServerAliveCountMax 3\n  ExitOnForwardFailure yes\n  ConnectTimeout 5\n",
+            self.port,
+            self.user,
+            self.client_key().display(),
+            known_hosts.display()
+        );
+        for line in extra {
+            block.push_str(&format!("  {line}\n"));
+        }
+        block
     }
 
     /// Start `ssh -N -L` and wait until the forward listens.
@@ -437,6 +473,13 @@ pub struct Exporter {
 }
 
 impl Exporter {
+    /// Start on `forwards_toml` with the listener owner found by `lookup` (`procfs` or `listeners`).
+    pub fn start_with_lookup(lookup: &str, forwards_toml: &str) -> Exporter {
+        Self::start(&format!(
+            "[scheduler]\nmax_concurrent_probes = 128\nowner_lookup = \"{lookup}\"\n\n{forwards_toml}"
+        ))
+    }
+
     /// Write `forwards_toml` (the `[[forward]]` tables) to a config with a free web port, and start it.
     pub fn start(forwards_toml: &str) -> Exporter {
         Self::start_with(forwards_toml, |command| command)

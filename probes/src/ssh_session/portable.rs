@@ -13,6 +13,11 @@ pub(super) fn quick_lookup(target: &Target) -> Option<Outcome> {
 
 /// A full lookup through every process's sockets (on a change of owner, on a blocking thread).
 pub(super) fn lookup(target: &Target) -> Outcome {
+    // Where the OS has a table of every listener (Linux, Windows), "nothing listens" needs no process walk:
+    // the usual state of a forward whose ssh is down, asked every round until it is back.
+    if os::listener_exists(target.addr) == Some(false) {
+        return Outcome::NoListener;
+    }
     let all = match listeners::get_all() {
         Ok(all) => all,
         Err(err) => return Outcome::Unsupported { detail: format!("cannot read the socket tables: {err}") },
