@@ -12,6 +12,9 @@ Prints Markdown tables:
   p99, /metrics render time.
 - /metrics under load: wrk against /metrics while 100 forwards are probed; probe lag p99 quiet and loaded.
 - the auth tap against a direct connection and against HAProxy in TCP mode doing the same pass-through.
+- the ssh session check's CPU per round, both owner lookups on a real ssh forward: `procfs` (Linux's own) beside
+  `listeners` (the crate macOS and Windows laptops run), steady state, full lookup and nothing listening
+  (tests/src/bin/bench_owner_lookup.rs).
 
 How each tool is driven, so the numbers are read right:
 - this exporter probes on its own schedule: 50 forwards at a 100 ms interval. Its "SYN probe" is a tunnel
@@ -381,6 +384,14 @@ def measure_detection(trials=10, interval="1s"):
     return json.loads(out.stdout.strip().splitlines()[-1]), None
 
 
+def measure_owner_lookup(rounds=10000):
+    out = subprocess.run([os.path.join(RELEASE, "bench-owner-lookup"), "--rounds", str(rounds)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        return None, out.stderr[-400:]
+    return {row["lookup"]: row for row in map(json.loads, out.stdout.strip().splitlines())}, None
+
+
 def start_haproxy(tmp, fast_port, bulk_port):
     front_fast, front_bulk = free_port(), free_port()
     cfg = os.path.join(tmp, "haproxy.cfg")
@@ -554,6 +565,7 @@ def main():
         fast.stop()
         slow.stop()
     detection, detection_error = measure_detection()
+    lookups, lookup_error = measure_owner_lookup()
 
     def ratio(a, b):
         return f"{a / b:.2f}x" if b else "n/a"
@@ -594,6 +606,21 @@ def main():
         print(f"| within the limit | {sum(x <= limit for x in d)} of {len(d)} |")
     else:
         print(f"detection: not measured ({detection_error.strip()})")
+
+    print()
+    if lookups:
+        procfs, crate = lookups["procfs"], lookups["listeners"]
+        print(f"ssh session check, CPU per round (us, user + system, every thread) on a real ssh forward, "
+              f"{procfs['rounds']:,} steady rounds; {procfs['processes']} processes on the machine")
+        print()
+        print("| round | procfs (Linux) | listeners (macOS, Windows path) | listeners / procfs |")
+        print("|---|---|---|---|")
+        for key, label in [("steady_us", "steady: the remembered owner still holds the socket (one call)"),
+                           ("full_us", "full lookup: a new owner"),
+                           ("down_us", "nothing listens (ssh down or reconnecting)")]:
+            print(f"| {label} | {procfs[key]:.1f} | {crate[key]:.1f} | {ratio(crate[key], procfs[key])} |")
+    else:
+        print(f"owner lookup: not measured ({lookup_error.strip()})")
 
     print()
     print("scale: N forwards (distinct ports on one stand-in), each with a SYN round and a first-byte probe once a "

@@ -4,7 +4,8 @@
 # - the Rust standard libraries for macOS (arm64, x86_64), Windows (x86_64, GNU ABI) and Linux aarch64 (rustup);
 # - zig as the C compiler and linker for those targets, so ring's C code builds without a macOS SDK
 #   (PyPI's `ziglang`, driven by crates.io's `cargo-zigbuild`);
-# - wine (Debian's `wine64` and `wine`) to run the Windows binary, and `file` to tell binary formats apart.
+# - wine (Debian's `wine64` and `wine`) to run the Windows binary, `file` to tell binary formats apart,
+#   xmllint for the Task Scheduler files, ruby for the Homebrew formula.
 # Versions are pinned: a new zig has broken cargo-zigbuild's wrapper before.
 set -euo pipefail
 
@@ -37,6 +38,8 @@ command -v wine >/dev/null 2>&1 || need+=(wine wine64)
 [ -x /usr/lib/wine/wine64 ] || need+=(wine64)
 command -v file >/dev/null 2>&1 || need+=(file)
 command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+# The Homebrew formula's syntax and its `test do` block (tests/homebrew/run_formula_test.rb).
+command -v ruby >/dev/null 2>&1 || need+=(ruby)
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 echo "install-cross: installing ${need[*]}" >&2

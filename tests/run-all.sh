@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the real components the end-to-end tests use, checks
-# formatting and lints, builds every binary, then runs unit and end-to-end tests.
+# formatting and lints, builds every binary (for Linux, macOS and Windows), then runs unit and end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash tests/install-deps.sh
+# Cross-building for macOS and Windows: rustup targets, zig (PyPI) + cargo-zigbuild (crates.io), wine, ruby.
+bash tests/install-cross.sh
 # The real OpenClaw gateway (npm) for tests/tests/openclaw_gateway.rs; cached across runs.
 export OPENCLAW_E2E_DIR="${OPENCLAW_E2E_DIR:-$HOME/.cache/openclaw-tunnel-exporter/openclaw-2026.9.6}"
 bash tests/install-openclaw.sh >/dev/null
@@ -14,6 +16,12 @@ promtool test rules alerts/openclaw.rules.test.yml
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --all-targets --locked
+# `cargo install --locked --path exporter` from a clean clone, as the README's install section says.
+bash tests/cargo-install.sh
+# macOS (arm64, x86_64) and Windows linted with clippy -D warnings; all five release platforms linked and
+# packed by scripts/release.sh into target/dist-ci (checked by tests/tests/release.rs; the Windows binary
+# runs under wine in tests/tests/windows.rs).
+bash tests/cross.sh
 # A short bounded fuzz run of the auth tap's readers (20 s per target; longer runs: README.md#fuzzing).
 bash fuzz/run.sh 20
 # Two threads: each end-to-end test runs its own sshd, ssh, gateway and exporter; CI has two cores.

@@ -5,7 +5,8 @@
 //! its target; the exporter decides what an outcome means and records it.
 //!
 //! - [`syn`]: TCP connect to the ssh -L listener. Success proves only that the local listener exists.
-//! - [`ssh_session`]: which process owns that listener, and whether it is ssh (or autossh's ssh child).
+//! - [`ssh_session`]: which process owns that listener, and whether it is an ssh client (`ssh`, `ssh.exe`,
+//!   `plink`), on Linux, macOS and Windows; the steady state is one system call.
 //! - [`first_byte`]: `GET /healthz` through the forward, timed from request written to first response byte;
 //!   the only probe that proves the far side is alive.
 //!
