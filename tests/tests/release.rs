@@ -84,7 +84,9 @@ fn every_platform_has_an_archive_with_its_own_binary_and_the_sums_verify() {
 fn the_homebrew_formula_pins_the_source_tarball_and_its_test_block_passes() {
     let dist = dist();
     let formula = std::fs::read_to_string(dist.join("openclaw-tunnel-exporter.rb")).unwrap();
-    assert!(!formula.contains('@'), "every @FIELD@ filled in:\n{formula}");
+    for field in ["@SOURCE_URL@", "@SOURCE_SHA256@", "@VERSION@"] {
+        assert!(!formula.contains(field), "{field} filled in:\n{formula}");
+    }
     let tarball = format!("openclaw-tunnel-exporter-{}-src.tar.gz", env!("CARGO_PKG_VERSION"));
     let sum = run("sha256sum", &[&tarball], &dist);
     let sum = sum.split_whitespace().next().unwrap();

@@ -55,8 +55,10 @@ pub(in crate::ssh_session) fn process_info(pid: u32) -> Option<ProcessInfo> {
     Some(ProcessInfo { name: String::from_utf8_lossy(&comm).into_owned(), parent_pid: info.pbi_ppid })
 }
 
-/// macOS has no unprivileged table of every socket with its owner: a listener of another user's process is
-/// invisible to a non-root exporter, so absence is not proof.
-pub(in crate::ssh_session) fn listener_exists(_wanted: SocketAddr) -> Option<bool> {
-    None
+/// macOS has no unprivileged table of every listener with its owner (libproc shows a non-root exporter only
+/// its own user's processes), so a connect answers instead: "nothing listens" then costs one refused connect,
+/// not a walk of every process's fds each round while the tunnel is down, and another user's listener reads
+/// as unreadable, not as absent.
+pub(in crate::ssh_session) fn listener_exists(wanted: SocketAddr) -> Option<bool> {
+    super::accepts_connections(wanted)
 }

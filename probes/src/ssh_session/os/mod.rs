@@ -8,6 +8,34 @@
 //! | macOS | `proc_pidinfo(PROC_PIDTBSDINFO)` (`libproc`) | fd + `soi_so` (the kernel socket's address) | `proc_pidfdinfo(pid, fd, PROC_PIDFDSOCKETINFO)` |
 //! | Windows | Toolhelp32 process snapshot (`windows`) | none: the table carries pids | `GetExtendedTcpTable(TCP_TABLE_OWNER_PID_LISTENER)` |
 
+/// Whether anything accepts connections on `wanted`, asked the only way that needs no table and no privilege:
+/// a connect. Refused at once when nothing listens; when something does, the connection is closed with RST
+/// at once (SO_LINGER 0). Used where the OS shows no unprivileged table of every listener (macOS), and only
+/// when the one-call steady state missed, so a forward that is up never sees it.
+#[cfg_attr(any(target_os = "linux", windows), allow(dead_code))]
+pub(super) fn accepts_connections(wanted: std::net::SocketAddr) -> Option<bool> {
+    match std::net::TcpStream::connect_timeout(&wanted, std::time::Duration::from_millis(500)) {
+        Ok(stream) => {
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
+            Some(true)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => Some(false),
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_connect_tells_whether_anything_listens() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(super::accepts_connections(addr), Some(true));
+        drop(listener);
+        assert_eq!(super::accepts_connections(addr), Some(false));
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
