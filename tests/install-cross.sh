@@ -33,21 +33,5 @@ if ! cargo zigbuild --version 2>/dev/null | grep -q "$CARGO_ZIGBUILD_VERSION"; t
   cargo install -q --locked "cargo-zigbuild@$CARGO_ZIGBUILD_VERSION"
 fi
 
-need=()
-command -v wine >/dev/null 2>&1 || need+=(wine wine64)
-[ -x /usr/lib/wine/wine64 ] || need+=(wine64)
-command -v file >/dev/null 2>&1 || need+=(file)
-command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
-# The Homebrew formula's syntax and its `test do` block (tests/homebrew/run_formula_test.rb).
-command -v ruby >/dev/null 2>&1 || need+=(ruby)
-[ ${#need[@]} -eq 0 ] && exit 0
-mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
-echo "install-cross: installing ${need[*]}" >&2
-sudo=""
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null || { echo "install-cross: need root or sudo to install: ${need[*]}" >&2; exit 1; }
-  sudo="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# wine, file, xmllint and ruby come from Debian, through the same installer as the other test dependencies.
+bash "$(dirname "$0")/install-deps.sh" --cross

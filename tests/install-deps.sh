@@ -5,6 +5,7 @@
 # setpriv (util-linux), ip (iproute2), headless Chromium for the status page test (chromium), and for the
 # TLS/basic-auth test: openssl, curl, htpasswd (apache2-utils). Pass --bench to add the
 # benchmark peers and load tools for bench/: blackbox_exporter (prometheus-blackbox-exporter), HAProxy (haproxy), wrk.
+# Pass --cross for what tests/install-cross.sh needs from Debian: wine, file, xmllint, ruby.
 set -euo pipefail
 
 need=()
@@ -29,6 +30,15 @@ if [ "${1:-}" = "--bench" ]; then
   have prometheus-blackbox-exporter || need+=(prometheus-blackbox-exporter)
   have haproxy || need+=(haproxy)
   have wrk || need+=(wrk)
+fi
+if [ "${1:-}" = "--cross" ]; then
+  # tests/install-cross.sh: wine runs the Windows binary, `file` tells binary formats apart, xmllint reads the
+  # Task Scheduler files, ruby runs the Homebrew formula's test block.
+  have wine || need+=(wine wine64)
+  [ -x /usr/lib/wine/wine64 ] || need+=(wine64)
+  have file || need+=(file)
+  have xmllint || need+=(libxml2-utils)
+  have ruby || need+=(ruby)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
