@@ -77,7 +77,8 @@ pub struct Locations {
 impl Locations {
     /// The CLI's locations from this process's environment, with an optional config override and token file.
     pub fn from_env(config_override: Option<&Path>, token_file: Option<&Path>) -> Self {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
+        // As Node's os.homedir() (libuv) finds it for the CLI: HOME, then USERPROFILE (Windows sets only that).
+        let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(PathBuf::from);
         let state_dir = std::env::var_os("OPENCLAW_STATE_DIR")
             .map(PathBuf::from)
             .or_else(|| home.as_ref().map(|h| h.join(".openclaw")));
