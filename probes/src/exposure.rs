@@ -111,23 +111,23 @@ pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
     }
 }
 
-#[cfg(target_os = "linux")]
+/// Linux (sock_diag) and Windows (the IP Helper listener table): the kernel's own table of every listener.
+#[cfg(any(target_os = "linux", windows))]
 fn listeners_on(port: u16) -> Outcome {
     let listeners = crate::socket_table::listening(|addr| addr.port() == port).map_err(|e| Failure(e.to_string()))?;
     Ok(Exposure { listeners: listeners.into_iter().map(|l| l.addr).collect() })
 }
 
-/// macOS and Windows: the `listeners` crate (libproc, the IP Helper table). Nothing is spawned. On macOS
-/// only processes the exporter may inspect are seen, which is why the gateway Mac runs it as root
-/// (deploy/launchd).
-#[cfg(not(target_os = "linux"))]
+/// macOS: the `listeners` crate (libproc). Nothing is spawned. Only processes the exporter may inspect are
+/// seen, which is why the gateway Mac runs it as root (deploy/launchd/gateway-mac).
+#[cfg(not(any(target_os = "linux", windows)))]
 fn listeners_on(port: u16) -> Outcome {
     let all = listeners::get_all().map_err(|e| Failure(e.to_string()))?;
     Ok(Exposure { listeners: tcp_listeners_on(all.into_iter().map(|l| (l.socket, l.protocol, l.state)), port) })
 }
 
 /// The distinct addresses listening for TCP on `port`, sorted (one socket may show under several pids).
-#[cfg_attr(target_os = "linux", allow(dead_code))]
+#[cfg_attr(any(target_os = "linux", windows), allow(dead_code))]
 fn tcp_listeners_on(
     found: impl IntoIterator<Item = (SocketAddr, listeners::Protocol, listeners::SocketState)>,
     port: u16,

@@ -25,7 +25,7 @@ pub mod control_ui;
 pub mod exposure;
 pub mod first_byte;
 pub mod model_host;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 pub mod socket_table;
 pub mod ssh_session;
 pub mod syn;

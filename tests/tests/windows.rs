@@ -183,6 +183,33 @@ fn a_forward_with_a_listener_is_probed_end_to_end_by_the_windows_binary() {
     }
 }
 
+#[test]
+fn the_gateway_host_config_reads_exposure_from_the_windows_listener_table() {
+    // The gateway-host shape (`forward = []`, one [[gateway]]): the listener table shows a loopback listener on
+    // the gateway's port, whoever owns it, in /metrics and in the doctor's one step.
+    let wine = wine();
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = wine.write(
+        "gateway-host.toml",
+        &format!(
+            "forward = []\n[web]\nlisten = \"{web}\"\n[auth_probe]\nenabled = false\ninterval = \"1m\"\n\
+             [[gateway]]\nname = \"g\"\nport = {}\ninterval = \"1s\"\n",
+            gateway.addr.port()
+        ),
+    );
+    let doctor = wine.run(&["--config", &config, "doctor"]);
+    assert_eq!(doctor.status.code(), Some(0), "{}", text(&doctor));
+    assert!(text(&doctor).contains(&gateway.addr.to_string()), "the listener named: {}", text(&doctor));
+    let proc = Proc::spawn_group("exporter.exe", &mut wine.command(&["--config", &config]));
+    wait_listening(web, "the Windows exporter", WINE_START);
+    let scraped = wait_scrape(web, "one loopback listener on the gateway port", &proc, |m| {
+        m.get("openclaw_gateway_listen_sockets{gateway=\"g\",scope=\"loopback\"}") == Some(1.0)
+    });
+    assert_eq!(scraped.get("openclaw_gateway_listen_sockets{gateway=\"g\",scope=\"public\"}"), Some(0.0));
+    assert_eq!(scraped.get("openclaw_gateway_exposed_since_timestamp_seconds{gateway=\"g\"}"), Some(0.0));
+}
+
 fn xpath(file: &Path, expression: &str) -> String {
     let output = Command::new(find_program("xmllint")).args(["--xpath", expression]).arg(file).output().unwrap();
     assert!(output.status.success(), "xmllint --xpath {expression} {}: {}", file.display(), text(&output));

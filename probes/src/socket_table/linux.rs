@@ -1,7 +1,6 @@
-//! The kernel's table of listening TCP sockets, read through NETLINK_SOCK_DIAG asking only for LISTEN
-//! sockets (what `ss -ltn` does). Reading /proc/net/tcp instead walks the whole established hash in the
-//! kernel, milliseconds per read on a large machine; sock_diag walks only the listening hash.
-#![cfg(target_os = "linux")]
+//! Linux: NETLINK_SOCK_DIAG asking only for LISTEN sockets (what `ss -ltn` does). Reading /proc/net/tcp
+//! instead walks the whole established hash in the kernel, milliseconds per read on a large machine;
+//! sock_diag walks only the listening hash.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,17 +11,10 @@ use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, Stat
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as NetlinkAddr};
 
-/// One listening socket: its local address and inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listener {
-    /// The bound address (0.0.0.0 / :: for a wildcard bind).
-    pub addr: SocketAddr,
-    /// The socket inode, to find its owner in /proc/PID/fd.
-    pub inode: u64,
-}
+use super::Listener;
 
 /// Every listening TCP socket (IPv4 and IPv6) for which `keep` is true.
-pub fn listening(keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Listener>> {
+pub(crate) fn listening(keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Listener>> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
     socket.bind_auto()?;
     socket.connect(&NetlinkAddr::new(0, 0))?;
@@ -34,7 +26,7 @@ pub fn listening(keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Listener>>
 }
 
 /// The inodes of listening sockets that accept connections for `wanted`.
-pub fn listening_inodes(wanted: SocketAddr) -> io::Result<Vec<u64>> {
+pub(crate) fn listening_inodes(wanted: SocketAddr) -> io::Result<Vec<u64>> {
     Ok(listening(|addr| crate::ssh_session::listener_serves(addr, wanted))?.into_iter().map(|l| l.inode).collect())
 }
 
@@ -72,7 +64,7 @@ fn dump_family(
                     let id = &response.header.socket_id;
                     let addr = SocketAddr::new(id.source_address, id.source_port);
                     if keep(addr) {
-                        found.push(Listener { addr, inode: u64::from(response.header.inode) });
+                        found.push(Listener { addr, inode: u64::from(response.header.inode), pid: None });
                     }
                 }
                 NetlinkPayload::Done(_) => return Ok(()),
