@@ -28,7 +28,7 @@ if ! python3 -m ziglang version 2>/dev/null | grep -qx "$ZIGLANG_VERSION"; then
   python3 -m pip install -q --disable-pip-version-check "ziglang==$ZIGLANG_VERSION"
 fi
 
-if ! cargo zigbuild --version 2>/dev/null | grep -q "$CARGO_ZIGBUILD_VERSION"; then
+if ! cargo-zigbuild --version 2>/dev/null | grep -qF "$CARGO_ZIGBUILD_VERSION"; then
   echo "install-cross: cargo install cargo-zigbuild@$CARGO_ZIGBUILD_VERSION" >&2
   cargo install -q --locked "cargo-zigbuild@$CARGO_ZIGBUILD_VERSION"
 fi
