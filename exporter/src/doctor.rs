@@ -221,6 +221,9 @@ async fn gateway(forward: &Forward, timeout: Duration) -> Verdict {
                     "the path is silently dead or the gateway hung; if ssh exits soon (ServerAlive), it is the path"
                 }
                 "refused" => "the forward stopped listening: restart the tunnel",
+                "local_error" => {
+                    "this machine could not open the connection (out of file descriptors, buffers or local ports): not the gateway; check `ulimit -n` and what holds sockets here"
+                }
                 _ => "something answers that is not a healthy gateway: check what listens on the host's gateway port",
             };
             fail(format!("GET {} -> {failure} ({})", forward.health_path, failure.reason()), next)

@@ -33,9 +33,6 @@ pub const LATENCY_BUCKETS: [f64; 22] = [
     2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0,
 ];
 
-/// Every reason a first-byte failure can have, pre-created at zero so `rate()` works from the first scrape.
-const FIRST_BYTE_REASONS: [&str; 5] = ["refused", "reset", "empty_reply", "timeout", "bad_status"];
-
 /// The exposition format a scraper asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -380,7 +377,7 @@ impl Recorder {
         r.register("openclaw_gateway_probe_attempts", "First-byte probes tried", m.gateway_probe_attempts.clone());
         r.register(
             "openclaw_gateway_probe_failures",
-            "First-byte probes failed, by reason: refused, reset, empty_reply, timeout, bad_status",
+            "First-byte probes failed, by reason: refused, reset, empty_reply, timeout, bad_status, local_error (the exporter's own: never the gateway's)",
             m.gateway_probe_failures.clone(),
         );
         r.register(
@@ -487,7 +484,7 @@ impl Recorder {
             family.get_or_create_owned(&labels);
         }
         m.unobserved_seconds.get_or_create_owned(&labels);
-        for reason in FIRST_BYTE_REASONS {
+        for reason in first_byte::Failure::REASONS {
             m.gateway_probe_failures.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
         }
         self.lock().entry(forward.to_owned()).or_insert_with(ForwardState::new);
@@ -576,7 +573,11 @@ impl Recorder {
             let reason = failure.reason();
             m.gateway_probe_failures.get_or_create(&ForwardReasonLabels { forward: forward.to_owned(), reason }).inc();
         }
-        m.gateway_up.get_or_create(&labels).set(i64::from(outcome.is_ok()));
+        // A local error (the exporter out of descriptors or ports) says nothing about the gateway: its gauge
+        // keeps the last answer the gateway gave.
+        if !matches!(outcome, Err(first_byte::Failure::LocalError { .. })) {
+            m.gateway_up.get_or_create(&labels).set(i64::from(outcome.is_ok()));
+        }
         let mut forwards = self.lock();
         let state = forwards.entry(forward.to_owned()).or_insert_with(ForwardState::new);
         if let Ok(response) = outcome {

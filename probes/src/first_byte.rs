@@ -60,6 +60,13 @@ pub enum Failure {
     /// No complete answer within the timeout.
     #[error("no reply within the timeout")]
     Timeout,
+    /// The exporter's own machine could not make the connection (out of file descriptors, buffers or local
+    /// ports): nothing was learned about the gateway, so it is never blamed for it.
+    #[error("local error, the gateway was not reached: {detail}")]
+    LocalError {
+        /// The OS error, for the log.
+        detail: String,
+    },
     /// A reply came, but not a 2xx HTTP response (or not HTTP at all).
     #[error("bad reply: {detail}")]
     BadStatus {
@@ -73,7 +80,10 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// The fixed label value: refused, reset, empty_reply, timeout or bad_status.
+    /// Every value [`Failure::reason`] can return.
+    pub const REASONS: [&'static str; 6] = ["refused", "reset", "empty_reply", "timeout", "bad_status", "local_error"];
+
+    /// The fixed label value: refused, reset, empty_reply, timeout, bad_status or local_error.
     pub fn reason(&self) -> &'static str {
         match self {
             Failure::Refused => "refused",
@@ -81,6 +91,7 @@ impl Failure {
             Failure::EmptyReply { .. } => "empty_reply",
             Failure::Timeout => "timeout",
             Failure::BadStatus { .. } => "bad_status",
+            Failure::LocalError { .. } => "local_error",
         }
     }
 }
@@ -111,13 +122,7 @@ pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
 /// Any status is a [`Response`] here; callers decide which statuses fail.
 pub(crate) async fn exchange(addr: SocketAddr, request: &[u8]) -> Outcome {
     let started = Instant::now();
-    let mut stream = crate::syn::connect_stream(addr).await.map_err(|err| {
-        if err.kind() == io::ErrorKind::ConnectionRefused {
-            Failure::Refused
-        } else {
-            Failure::Reset { elapsed: Duration::ZERO }
-        }
-    })?;
+    let mut stream = crate::syn::connect_stream(addr).await.map_err(connect_failure)?;
     let connect = started.elapsed();
     // One small write; without NODELAY a coalescing delay could land inside the timed window.
     let _ = stream.set_nodelay(true);
@@ -191,6 +196,31 @@ where
 /// or EHOSTUNREACH/ETIMEDOUT from the kernel. The nearest contract reason for all of them is `reset`.
 fn io_failure(_err: io::Error, elapsed: Duration) -> Failure {
     Failure::Reset { elapsed }
+}
+
+/// A connect that failed: refused (nothing listens), the exporter's own shortage (no descriptor, buffer or
+/// local port: the gateway was never asked), or else the path or peer (reset).
+fn connect_failure(err: io::Error) -> Failure {
+    // EMFILE, ENFILE, ENOBUFS by OS: Linux 24, 23, 105; macOS 24, 23, 55; Windows WSAEMFILE 10024, WSAENOBUFS 10055.
+    const LOCAL: &[i32] = if cfg!(windows) {
+        &[10024, 10055]
+    } else if cfg!(target_os = "linux") {
+        &[24, 23, 105]
+    } else {
+        &[24, 23, 55]
+    };
+    let local = err.raw_os_error().is_some_and(|code| LOCAL.contains(&code))
+        || matches!(
+            err.kind(),
+            io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse | io::ErrorKind::OutOfMemory
+        );
+    if err.kind() == io::ErrorKind::ConnectionRefused {
+        Failure::Refused
+    } else if local {
+        Failure::LocalError { detail: err.to_string() }
+    } else {
+        Failure::Reset { elapsed: Duration::ZERO }
+    }
 }
 
 fn bad_head(status: Option<u16>, first_byte: Option<Duration>, detail: &str) -> Failure {
@@ -353,5 +383,17 @@ mod tests {
         });
         let failure = probe(&target(addr), Duration::from_secs(2)).await.unwrap_err();
         assert_eq!(failure.reason(), "bad_status");
+    }
+
+    #[test]
+    fn the_exporters_own_shortage_is_a_local_error_not_the_gateways() {
+        let emfile = io::Error::from_raw_os_error(if cfg!(windows) { 10024 } else { 24 });
+        assert_eq!(connect_failure(emfile).reason(), "local_error");
+        assert_eq!(connect_failure(io::Error::from(io::ErrorKind::AddrNotAvailable)).reason(), "local_error");
+        assert_eq!(connect_failure(io::Error::from(io::ErrorKind::ConnectionRefused)).reason(), "refused");
+        assert_eq!(connect_failure(io::Error::from(io::ErrorKind::ConnectionReset)).reason(), "reset");
+        for failure in [Failure::Refused, Failure::Timeout, Failure::LocalError { detail: String::new() }] {
+            assert!(Failure::REASONS.contains(&failure.reason()));
+        }
     }
 }
