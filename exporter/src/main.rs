@@ -347,6 +347,8 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let mut watch = tokio::time::interval(CONFIG_POLL);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut seen_file = config_path.as_deref().and_then(file_identity);
+    // Set when neither a reloaded nor the running config could start: the running one is retried each poll.
+    let mut restart_pending = false;
     let mut save_tick = tokio::time::interval(state::SAVE_EVERY);
     save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let save = |recorder: &Recorder| {
@@ -365,6 +367,14 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
             Some(reply) = reload_rx.recv() => Some(reply),
             _ = save_tick.tick() => { save(&recorder); continue }
             _ = watch.tick() => {
+                if restart_pending {
+                    if let Ok(restarted) = Generation::start(&config, recorder.clone(), &shutdown) {
+                        generation.stop().await;
+                        generation = restarted;
+                        restart_pending = false;
+                        tracing::info!(forwards = config.forwards.len(), "the running configuration restarted");
+                    }
+                }
                 let now = config_path.as_deref().and_then(file_identity);
                 if now == seen_file || now.is_none() {
                     continue;
@@ -388,6 +398,7 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                 match Generation::start(&new_config, recorder.clone(), &shutdown) {
                     Ok(started) => {
                         generation = started;
+                        restart_pending = false;
                         if new_config.web.security != config.web.security {
                             security_tx.send_replace(new_config.web.security.clone());
                         }
@@ -399,8 +410,19 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                     Err(err) => {
                         recorder.record_reload(false);
                         tracing::error!("reload failed, restarting the previous configuration: {err}");
-                        generation =
-                            Generation::start(&config, recorder.clone(), &shutdown).map_err(anyhow::Error::msg)?;
+                        generation = match Generation::start(&config, recorder.clone(), &shutdown) {
+                            Ok(restarted) => restarted,
+                            // The old config may no longer start either (its tap port taken meanwhile, its CA
+                            // file broken): a reload never ends the process. Serve /metrics with no probes and
+                            // try the running config again on every poll.
+                            Err(restart_err) => {
+                                tracing::error!(
+                                    "the previous configuration cannot restart either, retrying every {CONFIG_POLL:?}: {restart_err}"
+                                );
+                                restart_pending = true;
+                                Generation::idle(&shutdown)
+                            }
+                        };
                         Err(err)
                     }
                 }

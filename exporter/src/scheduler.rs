@@ -118,6 +118,12 @@ impl Generation {
         Ok(Generation { cancel, tasks })
     }
 
+    /// A generation with no tasks: what runs while no configuration can start (a reload failed and the
+    /// previous configuration could not restart either), so the process and its /metrics live on.
+    pub fn idle(parent: &CancellationToken) -> Generation {
+        Generation { cancel: parent.child_token(), tasks: JoinSet::new() }
+    }
+
     /// Stop every task now. A probe in flight is dropped; the recorder is written only between awaits, so
     /// no round is ever half-recorded.
     pub async fn stop(mut self) {

@@ -88,6 +88,58 @@ fn a_bad_reload_keeps_the_running_config_and_a_good_one_keeps_the_counters() {
 }
 
 #[test]
+fn a_reload_whose_fallback_cannot_start_either_keeps_the_process_and_recovers() {
+    // The new config cannot start (its tap port is taken) and the running one cannot restart either (its CA
+    // file broke after it started; the file still exists, so the config still validates). The process must
+    // live on, serve /metrics, count the failure, and restart the running config once the CA file is back.
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl").args(args).current_dir(dir.path()).status().unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"]);
+    openssl(&["req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=test CA", "-days", "2", "-out", "ca.pem"]);
+    let ca = dir.path().join("ca.pem");
+    let good_ca = std::fs::read(&ca).unwrap();
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let running = format!(
+        "{}[[model_host]]\nname = \"m\"\nurl = \"https://127.0.0.1:{}/\"\nca_file = \"{}\"\ninterval = \"1s\"\n",
+        forward_toml("t", gateway.addr.port()),
+        free_port(),
+        ca.display()
+    );
+    let exporter = Exporter::start(&running);
+    exporter.wait_for("probes running", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 3.0);
+
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    exporter.rewrite_config(&format!(
+        "{running}[[auth_tap]]\nforward = \"t\"\nlisten = \"{}\"\nupstream = \"{}\"\n",
+        taken.local_addr().unwrap(),
+        gateway.addr
+    ));
+    exporter.wait_for("the reload failed and was counted", T, |m| {
+        m.get("openclaw_exporter_config_reloads_total{result=\"failure\"}") == Some(1.0)
+    });
+    let deadline = std::time::Instant::now() + T;
+    while !exporter.proc.output().contains("cannot restart either") {
+        assert!(std::time::Instant::now() < deadline, "{}", exporter.proc.output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut proc_alive = Exporter::scrape(&exporter);
+    assert!(proc_alive.text.contains("openclaw_exporter_build_info"), "/metrics still served");
+
+    std::fs::write(&ca, good_ca).unwrap();
+    let stalled = exporter.scrape().value("openclaw_tunnel_up_checks_total{forward=\"t\"}");
+    proc_alive = exporter.wait_for("the running config restarted and probes resumed", T, |m| {
+        m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= stalled + 3.0
+    });
+    assert_eq!(proc_alive.get("openclaw_exporter_config_reloads_total{result=\"failure\"}"), Some(1.0));
+    assert!(exporter.proc.output().contains("the running configuration restarted"), "{}", exporter.proc.output());
+    drop(taken);
+}
+
+#[test]
 fn model_hosts_are_probed_apart_from_the_tunnel() {
     let model = Gateway::start(free_port(), Duration::from_millis(20));
     let dead = free_port();
