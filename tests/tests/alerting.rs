@@ -111,11 +111,64 @@ fn old_revision_failures_through_the_tap_page_after_a_rotation() {
     let alert = wait_notification(&hook, "OpenclawTokenRevisionNotCurrentFailing", "firing", "after an old-token 401");
     assert_eq!(alert["labels"]["token_revision"], "r1");
     assert_eq!(alert["labels"]["severity"], "page");
-    // The current revision never pages.
+
+    // The current revision never pages, even when it fails: the gateway moves on to a token nobody registered
+    // (restarted on the same port), so r2 (still current here) now gets 401s too.
+    let port = gateway.addr.port();
+    drop(gateway);
+    let _gateway = Gateway::start_with(port, Duration::ZERO, &["--token", "tok-unregistered-r3"]);
+    assert_eq!(invoke("tok-new-r2"), 401);
+    let deadline = Instant::now() + T;
+    let r2_failing = "openclaw:gateway_auth_failures:increase5m{token_revision=\"r2\",code=\"401\"} > 0";
+    while prometheus.query(r2_failing).is_empty() {
+        assert!(Instant::now() < deadline, "the r2 failure never reached the rules:\n{}", prometheus.proc.output());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Wait for two evaluations of the alerting rule after the failure became visible to it, then look.
+    let seen = unix_now();
+    let deadline = Instant::now() + T;
+    while alert_rule_evaluated_at(&prometheus, "OpenclawTokenRevisionNotCurrentFailing") < seen + 2.0 {
+        assert!(Instant::now() < deadline, "the alerting rule stopped being evaluated");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let r2_alerts =
+        prometheus.query("ALERTS{alertname=\"OpenclawTokenRevisionNotCurrentFailing\",token_revision=\"r2\"}");
+    assert!(r2_alerts.is_empty(), "the current revision's failures raised the old-revision page: {r2_alerts:?}");
+    assert!(!prometheus
+        .query("ALERTS{alertname=\"OpenclawTokenRevisionNotCurrentFailing\",token_revision=\"r1\"}")
+        .is_empty());
     assert!(!hook
         .received()
         .iter()
         .any(|(_, body, _)| String::from_utf8_lossy(body).contains("\"token_revision\":\"r2\"")));
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// When Prometheus last evaluated the alerting rule `name` (Unix seconds), from /api/v1/rules.
+fn alert_rule_evaluated_at(prometheus: &Prometheus, name: &str) -> f64 {
+    let body: serde_json::Value = serde_json::from_str(
+        &ureq::get(format!("http://{}/api/v1/rules?type=alert", prometheus.addr))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let rule = body["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|group| group["rules"].as_array().into_iter().flatten())
+        .find(|rule| rule["name"] == name)
+        .unwrap_or_else(|| panic!("no alerting rule {name}"));
+    // RFC 3339 with fractional seconds, e.g. 2026-11-25T21:45:01.123456789Z.
+    let stamp = rule["lastEvaluation"].as_str().unwrap_or_default();
+    let output = Command::new("date").args(["-d", stamp, "+%s.%N"]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0.0)
 }
 
 #[test]
