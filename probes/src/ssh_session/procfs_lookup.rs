@@ -3,6 +3,7 @@
 //! The steady state is one readlink of the remembered owner's fd.
 
 use super::decide::{classify as classify_owner, listener_serves};
+use super::os::owned_socket;
 use super::{Outcome, Owner, Target};
 use procfs::process::{FDTarget, Process};
 use procfs::ProcError;
@@ -10,11 +11,8 @@ use procfs::ProcError;
 /// The answer when it needs no process scan: the hinted owner still holds the hinted socket (no table
 /// read at all), no listener, the table unreadable, or the hinted owner holds the listener.
 pub(super) fn quick_lookup(target: &Target) -> Option<Outcome> {
-    if let Some(owner) = target.last_owner.as_ref().filter(|o| o.socket_fd >= 0 && o.socket_inode != 0) {
-        let link = std::fs::read_link(format!("/proc/{}/fd/{}", owner.pid, owner.socket_fd));
-        if link.is_ok_and(|link| link.as_os_str() == format!("socket:[{}]", owner.socket_inode).as_str()) {
-            return Some(classify_owner(owner.clone()));
-        }
+    if let Some(owner) = target.last_owner.as_ref().filter(|owner| super::os::still_holds(owner, target.addr)) {
+        return Some(classify_owner(owner.clone()));
     }
     let inodes = match listening_inodes(target) {
         Ok(inodes) => inodes,
@@ -125,14 +123,6 @@ pub(super) fn listening_inodes_procfs(target: &Target) -> procfs::ProcResult<Vec
         .filter(|entry| listener_serves(entry.local_address, target.addr))
         .map(|entry| entry.inode)
         .collect())
-}
-
-/// The first of `inodes` that `process` holds, as (fd, inode).
-fn owned_socket(process: &Process, inodes: &[u64]) -> Option<(i32, u64)> {
-    process.fd().ok()?.flatten().find_map(|fd| match fd.target {
-        FDTarget::Socket(inode) if inodes.contains(&inode) => Some((fd.fd, inode)),
-        _ => None,
-    })
 }
 
 fn classify(process: &Process, (socket_fd, socket_inode): (i32, u64)) -> Outcome {

@@ -20,7 +20,11 @@ pub(in crate::ssh_session) fn still_holds(owner: &Owner, _wanted: SocketAddr) ->
 pub(in crate::ssh_session) fn socket_of(pid: u32, listening: SocketAddr) -> Option<(i32, u64)> {
     let inodes: Vec<u64> =
         crate::socket_table::listening(|addr| addr == listening).ok()?.into_iter().map(|l| l.inode).collect();
-    let process = Process::new(i32::try_from(pid).ok()?).ok()?;
+    owned_socket(&Process::new(i32::try_from(pid).ok()?).ok()?, &inodes)
+}
+
+/// The first of `inodes` that `process` holds, as (fd, inode).
+pub(in crate::ssh_session) fn owned_socket(process: &Process, inodes: &[u64]) -> Option<(i32, u64)> {
     process.fd().ok()?.flatten().find_map(|fd| match fd.target {
         FDTarget::Socket(inode) if inodes.contains(&inode) => Some((fd.fd, inode)),
         _ => None,
