@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::recorder::Recorder;
-use crate::scheduler::Generation;
+use crate::scheduler::{Generation, Prepared};
 
 /// Prometheus exporter for an OpenClaw gateway reached through an ssh -L forward.
 #[derive(Debug, Parser)]
@@ -340,15 +340,13 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         }
     });
 
-    let mut generation = Generation::start(&config, recorder.clone(), &shutdown).map_err(anyhow::Error::msg)?;
+    let mut generation = Generation::start(Prepared::new(&config, None)?, recorder.clone(), &shutdown);
     let mut signals = signals::Signals::install()?;
     // Editors replace files rather than write them in place, so poll the file's identity instead of watching
     // an inode: a change of mtime, size or inode means a new config to load.
     let mut watch = tokio::time::interval(CONFIG_POLL);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut seen_file = config_path.as_deref().and_then(file_identity);
-    // Set when neither a reloaded nor the running config could start: the running one is retried each poll.
-    let mut restart_pending = false;
     let mut save_tick = tokio::time::interval(state::SAVE_EVERY);
     save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let save = |recorder: &Recorder| {
@@ -367,14 +365,6 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
             Some(reply) = reload_rx.recv() => Some(reply),
             _ = save_tick.tick() => { save(&recorder); continue }
             _ = watch.tick() => {
-                if restart_pending {
-                    if let Ok(restarted) = Generation::start(&config, recorder.clone(), &shutdown) {
-                        generation.stop().await;
-                        generation = restarted;
-                        restart_pending = false;
-                        tracing::info!(forwards = config.forwards.len(), "the running configuration restarted");
-                    }
-                }
                 let now = config_path.as_deref().and_then(file_identity);
                 if now == seen_file || now.is_none() {
                     continue;
@@ -394,11 +384,12 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                 if tls_of(&new_config) != tls_of(&config) {
                     tracing::warn!("turning TLS on or off takes effect on restart; certificates and users reload now");
                 }
-                generation.stop().await;
-                match Generation::start(&new_config, recorder.clone(), &shutdown) {
-                    Ok(started) => {
-                        generation = started;
-                        restart_pending = false;
+                // Transactional: the new generation binds and loads everything it needs while the running one
+                // carries on; only a generation sure to start replaces it.
+                match Prepared::new(&new_config, Some(&generation)) {
+                    Ok(prepared) => {
+                        generation.stop().await;
+                        generation = Generation::start(prepared, recorder.clone(), &shutdown);
                         if new_config.web.security != config.web.security {
                             security_tx.send_replace(new_config.web.security.clone());
                         }
@@ -409,21 +400,8 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                     }
                     Err(err) => {
                         recorder.record_reload(false);
-                        tracing::error!("reload failed, restarting the previous configuration: {err}");
-                        generation = match Generation::start(&config, recorder.clone(), &shutdown) {
-                            Ok(restarted) => restarted,
-                            // The old config may no longer start either (its tap port taken meanwhile, its CA
-                            // file broken): a reload never ends the process. Serve /metrics with no probes and
-                            // try the running config again on every poll.
-                            Err(restart_err) => {
-                                tracing::error!(
-                                    "the previous configuration cannot restart either, retrying every {CONFIG_POLL:?}: {restart_err}"
-                                );
-                                restart_pending = true;
-                                Generation::idle(&shutdown)
-                            }
-                        };
-                        Err(err)
+                        tracing::error!("reload failed, keeping the running configuration: {err}");
+                        Err(err.to_string())
                     }
                 }
             }

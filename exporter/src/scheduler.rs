@@ -11,6 +11,7 @@
 //! Tasks stop when their generation's cancellation token fires: on shutdown, or on a reload, which starts
 //! a new generation with the new config while the recorder carries on.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -32,30 +33,60 @@ use probes::auth_tap::Registry;
 /// A margin past a probe's own timeout before the hard timeout cuts it off.
 const HARD_TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
 
+/// Why a configuration's generation could not be prepared. Nothing of the running generation is touched
+/// by a failed preparation.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A tap's listen address is taken (by another process, or not bindable here).
+    #[error("auth_tap[{index}].listen = \"{listen}\": cannot listen: {source}")]
+    TapListen { index: usize, listen: SocketAddr, source: std::io::Error },
+    /// A model host's CA file does not load.
+    #[error("model_host[{index}].ca_file: {source}")]
+    CaFile { index: usize, source: probes::model_host::TlsConfigError },
+}
+
+/// A configuration ready to run: its tap listeners bound (or handed over from the running generation) and
+/// its TLS settings loaded. Starting it cannot fail, so a reload prepares first and stops the running
+/// generation only once the new one is sure to start.
+pub struct Prepared {
+    config: Config,
+    taps: Vec<(crate::config::AuthTap, std::net::TcpListener)>,
+    model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
+}
+
 /// The running probe tasks of one configuration.
 pub struct Generation {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
+    /// A second handle on each tap's listening socket, by address: a reload that keeps the address hands
+    /// the same socket to the next generation, so the port never closes (no connection is refused).
+    tap_sockets: Vec<(SocketAddr, std::net::TcpListener)>,
 }
 
-impl Generation {
-    /// Start every probe task and auth tap for `config`, recording into `recorder`. Tasks stop when
-    /// `parent` is cancelled or [`Generation::stop`] is called. Fails, starting nothing, when a tap cannot
-    /// bind its listener or a model host's CA file does not load.
-    pub fn start(config: &Config, recorder: Arc<Recorder>, parent: &CancellationToken) -> Result<Generation, String> {
-        let mut listeners = Vec::new();
+impl Prepared {
+    /// Bind what `config` listens on and load what it reads, reusing the sockets of `running` for
+    /// addresses it already listens on. Fails, having changed nothing, when a listener cannot bind or a
+    /// CA file does not load.
+    pub fn new(config: &Config, running: Option<&Generation>) -> Result<Prepared, StartError> {
+        let mut taps = Vec::new();
         for (index, tap) in config.auth_taps.iter().enumerate() {
-            let listener = std::net::TcpListener::bind(tap.listen)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|e| format!("auth_tap[{index}].listen = \"{}\": cannot listen: {e}", tap.listen))?;
-            listeners.push((tap.clone(), listener));
+            let handed_over = running
+                .and_then(|generation| generation.tap_sockets.iter().find(|(addr, _)| *addr == tap.listen))
+                .map(|(_, socket)| socket.try_clone());
+            let listener = match handed_over {
+                Some(clone) => clone,
+                None => std::net::TcpListener::bind(tap.listen),
+            }
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| StartError::TapListen { index, listen: tap.listen, source })?;
+            taps.push((tap.clone(), listener));
         }
         let mut model_hosts = Vec::new();
         for (index, host) in config.model_hosts.iter().enumerate() {
             let tls = match host.url.scheme() {
                 "https" => Some(
                     probes::model_host::tls_config(host.ca_file.as_deref())
-                        .map_err(|e| format!("model_host[{index}].ca_file: {e}"))?,
+                        .map_err(|source| StartError::CaFile { index, source })?,
                 ),
                 _ => None,
             };
@@ -70,8 +101,16 @@ impl Generation {
             };
             model_hosts.push((Arc::new(host.clone()), target));
         }
+        Ok(Prepared { config: config.clone(), taps, model_hosts })
+    }
+}
 
-        recorder.apply_config(config);
+impl Generation {
+    /// Start every probe task and auth tap of `prepared`, recording into `recorder`. Tasks stop when
+    /// `parent` is cancelled or [`Generation::stop`] is called.
+    pub fn start(prepared: Prepared, recorder: Arc<Recorder>, parent: &CancellationToken) -> Generation {
+        let Prepared { config, taps, model_hosts } = prepared;
+        recorder.apply_config(&config);
         let cancel = parent.child_token();
         let permits = Arc::new(Semaphore::new(config.scheduler.max_concurrent_probes));
         let ctx = TaskContext {
@@ -102,9 +141,18 @@ impl Generation {
             tasks.spawn(model_host_probes(host, target, ctx.clone()));
         }
         let registry = Arc::new(config.auth.registry.clone());
-        for (tap, listener) in listeners {
-            let listener =
-                tokio::net::TcpListener::from_std(listener).map_err(|e| format!("auth tap {}: {e}", tap.listen))?;
+        let mut tap_sockets = Vec::new();
+        for (tap, listener) in taps {
+            let accepting = match listener.try_clone().and_then(tokio::net::TcpListener::from_std) {
+                Ok(accepting) => accepting,
+                // Out of descriptors between prepare and start: the tap's socket stays bound (kept below),
+                // so clients queue rather than get refused, and the next reload retries.
+                Err(err) => {
+                    tracing::error!(listen = %tap.listen, error = %err, "auth tap cannot accept");
+                    tap_sockets.push((tap.listen, listener));
+                    continue;
+                }
+            };
             let tap_config = probes::auth_tap::TapConfig {
                 forward: tap.forward.clone(),
                 upstream: tap.upstream,
@@ -113,19 +161,15 @@ impl Generation {
             };
             tracing::info!(listen = %tap.listen, upstream = %tap.upstream, forward = %tap.forward, "auth tap listening");
             let sink: Arc<dyn probes::auth_tap::AuthSink> = recorder.clone();
-            tasks.spawn(probes::auth_tap::serve(listener, tap_config, sink));
+            // Only the accept loop belongs to the generation: a relayed connection runs to its end.
+            tasks.spawn(probes::auth_tap::serve(accepting, tap_config, sink));
+            tap_sockets.push((tap.listen, listener));
         }
-        Ok(Generation { cancel, tasks })
-    }
-
-    /// A generation with no tasks: what runs while no configuration can start (a reload failed and the
-    /// previous configuration could not restart either), so the process and its /metrics live on.
-    pub fn idle(parent: &CancellationToken) -> Generation {
-        Generation { cancel: parent.child_token(), tasks: JoinSet::new() }
+        Generation { cancel, tasks, tap_sockets }
     }
 
     /// Stop every task now. A probe in flight is dropped; the recorder is written only between awaits, so
-    /// no round is ever half-recorded.
+    /// no round is ever half-recorded. Connections a tap already accepted carry on to their end.
     pub async fn stop(mut self) {
         self.cancel.cancel();
         self.tasks.abort_all();
