@@ -45,6 +45,9 @@ RELEASE = os.path.join(ROOT, "target", "release")
 PROBES = 10_000
 FORWARDS = 50
 ACCURACY_SAMPLES = 300
+# The tap benchmark's credential (a revision in its registry), and how many never-seen tokens it sends after.
+KNOWN_TOKEN = "bench-known-token-0123456789abcdef"
+FIRST_SIGHTS = 12
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -426,10 +429,12 @@ def bulk_server(size):
     return srv.getsockname()[1]
 
 
-def first_byte_samples(port, samples):
-    """connect + GET + time to first byte, new connection each time (as the CLI does), in seconds."""
+def first_byte_samples(port, samples, token=None):
+    """connect + GET + time to first byte, new connection each time (as the CLI does), in seconds; with
+    `token`, the request carries it as a Bearer credential (the tap then resolves its revision)."""
     out = []
-    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n".encode()
     for _ in range(samples):
         t0 = time.perf_counter()
         s = socket.create_connection(("127.0.0.1", port))
@@ -468,8 +473,12 @@ def measure_tap(tmp, fast_port):
     bulk_port = bulk_server(size)
     web, tap_fast, tap_bulk = free_port(), free_port(), free_port()
     path = os.path.join(tmp, "tap.toml")
+    exporter = os.path.join(RELEASE, "openclaw-tunnel-exporter")
+    known_hash = subprocess.run([exporter, "fingerprint"], input=KNOWN_TOKEN.encode(), capture_output=True,
+                                check=True).stdout.decode().strip()
     with open(path, "w") as f:
         f.write(f'[web]\nlisten = "127.0.0.1:{web}"\n[auth_probe]\nenabled = false\ninterval = "1m"\n'
+                f'[auth]\ncurrent = "r1"\n[[auth.revision]]\nname = "r1"\n{known_hash}\n'
                 f'[[forward]]\nname = "t"\nlocal = "127.0.0.1:{fast_port}"\nsyn_interval = "1h"\nfirst_byte_interval = "1h"\n'
                 f'[[auth_tap]]\nforward = "t"\nlisten = "127.0.0.1:{tap_fast}"\nupstream = "127.0.0.1:{fast_port}"\n'
                 f'[[auth_tap]]\nforward = "t"\nlisten = "127.0.0.1:{tap_bulk}"\nupstream = "127.0.0.1:{bulk_port}"\n')
@@ -479,17 +488,19 @@ def measure_tap(tmp, fast_port):
     haproxy, ha_fast, ha_bulk = start_haproxy(tmp, fast_port, bulk_port)
     ports = {"direct": fast_port, "tap": tap_fast, "haproxy": ha_fast}
     samples = {name: [] for name in ports}
-    for port in ports.values():  # warm up
-        first_byte_samples(port, 200)
+    for port in ports.values():  # warm up (the tap verifies the known token here, once)
+        first_byte_samples(port, 200, KNOWN_TOKEN)
     for _ in range(20):
         for name, port in ports.items():
-            samples[name] += first_byte_samples(port, 200)
+            samples[name] += first_byte_samples(port, 200, KNOWN_TOKEN)
+    # First sights: each a token the tap has not seen, one argon2id verification each (within the budget).
+    first_sight = [first_byte_samples(tap_fast, 1, f"{KNOWN_TOKEN}-new-{i}")[0] for i in range(FIRST_SIGHTS)]
     mib = {name: throughput_mib_s(port, size) for name, port in
            (("direct", bulk_port), ("tap", tap_bulk), ("haproxy", ha_bulk))}
     rss = {"tap": rss_mib(proc.pid), "haproxy": rss_mib(haproxy.pid)}
     proc.stop()
     haproxy.stop()
-    return samples, mib, rss
+    return samples, mib, rss, first_sight
 
 
 def main():
@@ -558,7 +569,7 @@ def main():
         o_err50, o_err99 = fb["p50"] - ref50, fb["p99"] - ref99
         b_err50 = quantile(bb_values, 0.5) - quantile(raw_bb, 0.5)
         b_err99 = quantile(bb_values, 0.99) - quantile(raw_bb, 0.99)
-        tap_samples, tap_mib, tap_rss = measure_tap(tmp, fast_port)
+        tap_samples, tap_mib, tap_rss, tap_first_sight = measure_tap(tmp, fast_port)
         scale = [measure_scale(tmp, n) for n in (10, 100, 1000)]
         lag_quiet, lag_loaded, wrk_rps, wrk_p99 = measure_wrk(tmp, fast_port)
     finally:
@@ -646,8 +657,9 @@ def main():
 
     print()
     n = len(tap_samples["direct"])
-    print(f"auth tap: {n} requests each way (new connection, GET /healthz, time to first byte), interleaved with a "
-          "direct connection and HAProxy (Debian, TCP mode) doing the same pass-through; 100 MiB stream, best of 3")
+    print(f"auth tap: {n} requests each way (new connection, GET /healthz with a known token, time to first byte), "
+          "interleaved with a direct connection and HAProxy (Debian, TCP mode) doing the same pass-through; 100 MiB "
+          f"stream, best of 3; then {FIRST_SIGHTS} requests each with a token the tap has not seen")
     print()
     print("| measure | direct | auth tap | HAProxy | tap added | HAProxy added |")
     print("|---|---|---|---|---|---|")
@@ -658,6 +670,9 @@ def main():
           f"{tap_mib['tap'] / tap_mib['direct']:.2f}x | {tap_mib['haproxy'] / tap_mib['direct']:.2f}x |")
     print(f"| RSS after the runs (MiB; the tap's is the whole exporter) | | {tap_rss['tap']:.1f} | "
           f"{tap_rss['haproxy']:.1f} | | |")
+    d = quantile(tap_samples["direct"], 0.5) * 1e6
+    t = quantile(tap_first_sight, 0.5) * 1e6
+    print(f"| first sight of a new token, connect + first byte p50 (us) | | {t:.0f} | | {t - d:+.0f} | |")
 
 
 if __name__ == "__main__":

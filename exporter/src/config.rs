@@ -69,14 +69,14 @@ pub struct Gateway {
     pub interval: Duration,
 }
 
-/// The token revision registry: names and SHA-256 fingerprints, never tokens.
+/// The token revision registry: names and salted hashes (or legacy SHA-256 fingerprints), never tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Auth {
     /// The revision configured as current.
     pub current: Option<String>,
     /// When it became current, if configured.
     pub rotated_at: Option<std::time::SystemTime>,
-    /// Names by fingerprint.
+    /// Names and their verifiers.
     pub registry: probes::auth_tap::Registry,
 }
 
@@ -254,7 +254,10 @@ struct RawAuth {
 #[derive(Debug, Deserialize)]
 struct RawRevision {
     name: String,
-    sha256: String,
+    /// An argon2id PHC string (what `fingerprint` prints).
+    hash: Option<String>,
+    /// A legacy unsalted SHA-256 (hex): still read, with a warning.
+    sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -376,6 +379,21 @@ impl Origins<'_> {
 }
 
 impl Config {
+    /// What is accepted but should change: revisions still on an unsalted SHA-256 fingerprint.
+    pub fn warnings(&self) -> Vec<String> {
+        self.auth
+            .registry
+            .legacy_names()
+            .map(|name| {
+                format!(
+                    "auth.revision \"{name}\": an unsalted sha256 fingerprint; anyone who reads this config can test \
+                     guesses of a short token in seconds: replace it with the `hash = ` line `openclaw-tunnel-exporter \
+                     fingerprint` prints"
+                )
+            })
+            .collect()
+    }
+
     /// Load the embedded default, then `file` if given, then the environment, and validate the result.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let origins = Origins { file };
@@ -718,22 +736,31 @@ fn owner_lookup(c: &mut Checker<'_>, value: &str) -> probes::ssh_session::Lookup
 }
 
 fn validate_auth(raw: RawAuth, c: &mut Checker<'_>) -> Auth {
+    use probes::auth_tap::credential;
     let mut names = HashSet::new();
-    let mut revisions = Vec::new();
+    let mut registry = probes::auth_tap::Registry::new();
     for (index, revision) in raw.revision.into_iter().enumerate() {
         let key = |field: &str| format!("auth.revision[{index}].{field}");
         c.label(&key("name"), &revision.name, &mut names, "revision");
         if matches!(revision.name.as_str(), "unknown" | "none") {
             c.problem(&key("name"), &revision.name, "reserved label value");
         }
-        match probes::auth_tap::credential::from_hex(&revision.sha256.to_ascii_lowercase()) {
-            Some(fingerprint) => revisions.push((revision.name, fingerprint)),
-            // The value is meant to be a hash, but a token pasted by mistake must not be echoed.
-            None => c.problem(
-                &key("sha256"),
-                &"<redacted>",
-                "must be 64 hex digits (see `openclaw-tunnel-exporter fingerprint`)",
-            ),
+        // The values are meant to be hashes, but a token pasted by mistake must not be echoed.
+        match (revision.hash, revision.sha256) {
+            (Some(phc), None) => match credential::parse_hash(&phc) {
+                Ok(phc) => registry.add_hashed(revision.name, phc),
+                Err(err) => c.problem(&key("hash"), &"<redacted>", &format!("{err} (see `openclaw-tunnel-exporter fingerprint`)")),
+            },
+            (None, Some(hex)) => match credential::from_hex(&hex.to_ascii_lowercase()) {
+                Some(fingerprint) => registry.add_sha256(revision.name, fingerprint),
+                None => c.problem(
+                    &key("sha256"),
+                    &"<redacted>",
+                    "must be 64 hex digits; better, replace it with the `hash = ` line `openclaw-tunnel-exporter fingerprint` prints",
+                ),
+            },
+            (Some(_), Some(_)) => c.problem(&key("sha256"), &"<redacted>", "give hash or sha256, not both"),
+            (None, None) => c.problem(&key("hash"), &"<missing>", "required (see `openclaw-tunnel-exporter fingerprint`)"),
         }
     }
     if let Some(current) = &raw.current {
@@ -748,7 +775,7 @@ fn validate_auth(raw: RawAuth, c: &mut Checker<'_>) -> Auth {
             None
         }
     });
-    Auth { current: raw.current, rotated_at, registry: probes::auth_tap::Registry::new(revisions) }
+    Auth { current: raw.current, rotated_at, registry }
 }
 
 /// `forward.1.bogus` (serde_ignored's spelling) -> `forward[1].bogus` (serde_path_to_error's and ours).

@@ -243,9 +243,8 @@ async fn token(config: &Config, forward: &Forward, timeout: Duration) -> Verdict
         );
     };
     let Some(token) = source.token.clone() else { unreachable!("the effective source always holds a token") };
-    let fingerprint = probes::auth_tap::credential::fingerprint(token.expose());
     let revision =
-        config.auth.registry.revision(&probes::auth_tap::credential::Credential::Token(fingerprint)).to_owned();
+        config.auth.registry.revision(&probes::auth_tap::credential::Credential::token(token.expose())).to_owned();
     let disagree =
         if tokens.agree() { String::new() } else { format!("; sources disagree: {}", tokens.disagreeing().join(", ")) };
     let target = probes::auth_probe::Target { addr: forward.local, token };

@@ -76,13 +76,17 @@ enum Command {
         #[arg(long)]
         header: bool,
     },
-    /// Read a token from stdin (or --file) and print its `sha256 = "..."` line for [[auth.revision]].
+    /// Read a token from stdin (or --file) and print its `hash = "..."` line for [[auth.revision]]: an
+    /// argon2id hash with a random salt (a leaked config does not give the token away).
     Fingerprint {
         /// Read the token from this file instead of stdin.
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
     },
 }
+
+/// Tokens shorter than this get a warning from `fingerprint`.
+const MIN_TOKEN_BYTES: usize = 16;
 
 fn main() -> ExitCode {
     tune_malloc();
@@ -104,8 +108,17 @@ fn main() -> ExitCode {
             };
             match token {
                 Ok(token) if !token.trim_ascii().is_empty() => {
-                    let fingerprint = probes::auth_tap::credential::fingerprint(token.trim_ascii());
-                    println!("sha256 = \"{}\"", probes::auth_tap::credential::to_hex(&fingerprint));
+                    let token = token.trim_ascii();
+                    // Below 16 bytes of a generated token's alphabet a guesser with the hash gets far enough
+                    // even at tens of milliseconds a guess; the gateway's own tokens are 48 hex digits.
+                    if token.len() < MIN_TOKEN_BYTES {
+                        eprintln!(
+                            "fingerprint: warning: this token is {} bytes; a token this short can be guessed from its \
+                             hash: rotate to a long random one (openssl rand -hex 24)",
+                            token.len()
+                        );
+                    }
+                    println!("hash = \"{}\"", probes::auth_tap::credential::hash(token));
                     ExitCode::SUCCESS
                 }
                 Ok(_) => {
@@ -185,6 +198,9 @@ fn main() -> ExitCode {
         },
         Command::CheckConfig => match Config::load(cli.config.as_deref()) {
             Ok(config) => {
+                for warning in config.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 println!("configuration OK: {} forward(s), metrics on {}", config.forwards.len(), config.web.listen);
                 ExitCode::SUCCESS
             }
@@ -340,6 +356,9 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         }
     });
 
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let mut generation = Generation::start(Prepared::new(&config, None)?, recorder.clone(), &shutdown);
     let mut signals = signals::Signals::install()?;
     // Editors replace files rather than write them in place, so poll the file's identity instead of watching
@@ -394,6 +413,9 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                             security_tx.send_replace(new_config.web.security.clone());
                         }
                         config = new_config;
+                        for warning in config.warnings() {
+                            tracing::warn!("{warning}");
+                        }
                         recorder.record_reload(true);
                         tracing::info!(forwards = config.forwards.len(), "configuration reloaded");
                         Ok(())

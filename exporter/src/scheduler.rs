@@ -27,7 +27,7 @@ use crate::clock;
 use crate::config::{AuthProbe, Config, Forward, Gateway, ModelHost};
 use crate::recorder::Recorder;
 use crate::token_sources;
-use probes::auth_tap::credential::{self, Fingerprint};
+use probes::auth_tap::credential::{Credential, TokenId};
 use probes::auth_tap::Registry;
 
 /// A margin past a probe's own timeout before the hard timeout cuts it off.
@@ -455,7 +455,7 @@ async fn auth_probes(forward: Arc<Forward>, settings: Arc<AuthProbe>, registry: 
         }
     }
     // The fingerprint of a token the gateway refused: not sent again until the sources hold another one.
-    let mut refused: Option<Fingerprint> = None;
+    let mut refused: Option<TokenId> = None;
     let mut last_note = String::new();
     let mut note = |text: String, warn: bool| {
         if text != last_note {
@@ -492,13 +492,14 @@ async fn auth_probes(forward: Arc<Forward>, settings: Arc<AuthProbe>, registry: 
             note("no gateway token found in any source; auth probe idle".into(), false);
             continue;
         };
-        let fingerprint = credential::fingerprint(token.expose());
+        let credential = Credential::token(token.expose());
+        let fingerprint = TokenId::of(token.expose());
         if refused == Some(fingerprint) {
             continue;
         }
         let Some(_permit) = start_probe(&ctx, "auth", scheduled).await else { break };
         let target = probes::auth_probe::Target { addr: forward.local, token };
-        let revision = registry.revision(&credential::Credential::Token(fingerprint)).to_owned();
+        let revision = registry.revision(&credential).to_owned();
         let span = tracing::trace_span!("probe", probe = "auth", forward = %forward.name, token_revision = %revision, outcome = Empty);
         let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, probes::auth_probe::probe(&target, timeout))
             .instrument(span.clone())

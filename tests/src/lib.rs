@@ -899,13 +899,13 @@ impl Alertmanager {
     }
 }
 
-/// The `sha256 = "..."` registry line for `token`, from the exporter's own `fingerprint` command (which must
-/// not echo the token).
+/// The `hash = "$argon2id$..."` registry line for `token`, from the exporter's own `fingerprint` command
+/// (which must not echo the token).
 pub fn fingerprint_line(token: &str) -> String {
     let output = run_with_stdin(&workspace_binary("openclaw-tunnel-exporter"), &["fingerprint"], token.as_bytes());
     assert!(output.status.success());
     let line = String::from_utf8(output.stdout).unwrap();
-    assert!(!line.contains(token) && line.starts_with("sha256 = \""), "{line}");
+    assert!(!line.contains(token) && line.starts_with("hash = \"$argon2id$"), "{line}");
     line.trim().to_owned()
 }
 

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use e2e::workspace_binary;
+use e2e::{run_with_stdin, workspace_binary};
 
 fn check(config: &str, env: &[(&str, &str)]) -> (bool, String, tempfile::NamedTempFile) {
     let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
@@ -129,6 +129,41 @@ fn a_token_pasted_where_a_fingerprint_belongs_is_rejected_without_being_echoed()
     assert!(!ok);
     assert!(text.contains("auth.revision[0].sha256"), "{text}");
     assert!(!text.contains("canary"), "the pasted token was echoed:\n{text}");
+    let (ok, text, _f) =
+        check(&format!("{GOOD}[auth]\ncurrent = \"r1\"\n[[auth.revision]]\nname = \"r1\"\nhash = \"{token}\"\n"), &[]);
+    assert!(!ok);
+    assert!(text.contains("auth.revision[0].hash"), "{text}");
+    assert!(!text.contains("canary"), "the pasted token was echoed:\n{text}");
+}
+
+#[test]
+fn fingerprints_are_salted_slow_hashes_and_legacy_sha256_entries_work_with_a_warning() {
+    let exporter = workspace_binary("openclaw-tunnel-exporter");
+    let long = "3f9a0c7e5b1d4a8e6c2f0b9d7a5e3c1f8b6d4a2e";
+    let first = run_with_stdin(&exporter, &["fingerprint"], long.as_bytes());
+    let second = run_with_stdin(&exporter, &["fingerprint"], long.as_bytes());
+    let (first_line, second_line) = (String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&second.stdout));
+    assert!(first_line.starts_with("hash = \"$argon2id$v=19$m=19456,t=2,p=1$"), "{first_line}");
+    assert_ne!(first_line, second_line, "a random salt per hash");
+    assert!(first.stderr.is_empty(), "no warning for a long token: {}", String::from_utf8_lossy(&first.stderr));
+    let short = run_with_stdin(&exporter, &["fingerprint"], b"hunter2");
+    assert!(short.status.success());
+    let warning = String::from_utf8_lossy(&short.stderr);
+    assert!(warning.contains("7 bytes") && !warning.contains("hunter2"), "{warning}");
+
+    // Both entry kinds load; the legacy one is named in a warning.
+    let legacy = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    let (ok, text, _f) = check(
+        &format!(
+            "{GOOD}[auth]\ncurrent = \"r2\"\n[[auth.revision]]\nname = \"r1\"\nsha256 = \"{legacy}\"\n\
+             [[auth.revision]]\nname = \"r2\"\n{}\n",
+            first_line.trim()
+        ),
+        &[],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("warning: auth.revision \"r1\": an unsalted sha256"), "{text}");
+    assert!(!text.contains("\"r2\": an unsalted"), "{text}");
 }
 
 #[test]

@@ -1,19 +1,29 @@
-//! Token revisions: a token is hashed the moment it is read and only its SHA-256 is compared with the
-//! configured registry, so label values are always a registry name, `unknown` or `none`.
+//! Token revisions. The configured registry holds a salted slow hash of each revision's token (argon2id,
+//! a PHC string), so a leaked config does not give a short token away; older configs' unsalted `sha256`
+//! fingerprints still work. Label values are always a registry name, `unknown` or `none`.
+//!
+//! Verifying a token against an argon2id hash costs tens of milliseconds by design, so it happens at most
+//! once per distinct token: the answer is cached under an HMAC of the token keyed by a random per-process
+//! key (never the token, never a hash that could be checked offline), in a bounded cache. First sights of
+//! new tokens are rate-limited, so a flood of distinct tokens costs bounded CPU; a token seen during a
+//! flood, past the budget, is labelled `unknown` that once and verified when next seen.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use hmac::{Hmac, Mac};
+use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
-/// A SHA-256 digest of a token.
+/// An unsalted SHA-256 digest of a token: the legacy `sha256 = ` registry entry.
 pub type Fingerprint = [u8; 32];
 
-/// The SHA-256 of `token`; the token itself is not kept.
-pub fn fingerprint(token: &[u8]) -> Fingerprint {
+/// The unsalted SHA-256 of `token` (legacy `sha256` entries only).
+pub fn sha256(token: &[u8]) -> Fingerprint {
     Sha256::digest(token).into()
-}
-
-/// Lower-case hex of a fingerprint, as the registry's `sha256` key holds it.
-pub fn to_hex(fingerprint: &Fingerprint) -> String {
-    fingerprint.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parse 64 hex digits into a fingerprint.
@@ -28,21 +38,203 @@ pub fn from_hex(hex: &str) -> Option<Fingerprint> {
     Some(out)
 }
 
+/// Argon2id parameters `fingerprint` writes: OWASP's first recommendation (19 MiB, 2 passes, 1 lane).
+/// Measured: 80-90 ms a hash here, release build (`time openclaw-tunnel-exporter fingerprint`), and a
+/// tapped request's first sight of a new token 70-85 ms (bench/bench.py, "first sight" row).
+pub fn argon2() -> Argon2<'static> {
+    Argon2::default()
+}
+
+/// Hash `token` with a fresh random salt: the PHC string a `hash = ` registry entry holds.
+pub fn hash(token: &[u8]) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2()
+        .hash_password(token, &salt)
+        .expect("argon2's default parameters and a generated salt are valid")
+        .to_string()
+}
+
+/// Why a registry entry's hash is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Not a PHC string.
+    #[error("not a PHC string like $argon2id$v=19$m=19456,t=2,p=1$... ({0})")]
+    Malformed(String),
+    /// A PHC string of another algorithm.
+    #[error("algorithm {0} is not argon2id")]
+    Algorithm(String),
+    /// Parameters beyond what the exporter will spend on one verification.
+    #[error("parameters too costly to verify (at most m=262144 KiB, t=10, p=8)")]
+    TooCostly,
+}
+
+/// A registry entry's verifier.
+#[derive(Clone, PartialEq, Eq)]
+enum Verifier {
+    /// An argon2id PHC string, checked at parse time.
+    Argon2(String),
+    /// A legacy unsalted SHA-256.
+    Sha256(Fingerprint),
+}
+
+/// Check that `phc` is an argon2id PHC string the exporter can afford to verify.
+pub fn parse_hash(phc: &str) -> Result<String, HashError> {
+    let parsed = PasswordHash::new(phc).map_err(|e| HashError::Malformed(e.to_string()))?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        return Err(HashError::Algorithm(parsed.algorithm.as_str().to_owned()));
+    }
+    let params = argon2::Params::try_from(&parsed).map_err(|e| HashError::Malformed(e.to_string()))?;
+    if params.m_cost() > 256 * 1024 || params.t_cost() > 10 || params.p_cost() > 8 {
+        return Err(HashError::TooCostly);
+    }
+    Ok(phc.to_owned())
+}
+
+/// The HMAC key of this process: random, never stored, so a cache key means nothing outside it.
+fn process_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        OsRng.fill_bytes(&mut key);
+        key
+    })
+}
+
+/// A token's identity in this process: HMAC-SHA256 under the process key. Equal for equal tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenId([u8; 32]);
+
+impl TokenId {
+    /// The identity of `token`.
+    pub fn of(token: &[u8]) -> TokenId {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(process_key()).expect("HMAC takes any key length");
+        mac.update(token);
+        TokenId(mac.finalize().into_bytes().into())
+    }
+}
+
+/// A token as presented by a client: its identity, and the bytes until a registry has verified it.
+#[derive(Clone)]
+pub struct Presented {
+    id: TokenId,
+    token: Box<[u8]>,
+}
+
+impl Presented {
+    /// The identity of the token.
+    pub fn id(&self) -> TokenId {
+        self.id
+    }
+}
+
+impl PartialEq for Presented {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Presented {}
+
+impl std::fmt::Debug for Presented {
+    /// Never the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Presented(<redacted>)")
+    }
+}
+
 /// What credential a request carried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     /// No credential at all.
     None,
-    /// A credential whose fingerprint is known; not necessarily in the registry.
-    Token(Fingerprint),
+    /// A token; not necessarily in the registry.
+    Token(Presented),
     /// A credential in a form the gateway does not read (e.g. `Authorization: Basic`).
     Unreadable,
 }
 
-/// The configured revisions: name and fingerprint.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+impl Credential {
+    /// The credential of a presented `token`.
+    pub fn token(token: &[u8]) -> Credential {
+        Credential::Token(Presented { id: TokenId::of(token), token: token.into() })
+    }
+}
+
+/// How many verified tokens the cache remembers: far more than a team has tokens, small in memory
+/// (about 40 bytes an entry).
+pub const CACHE_ENTRIES: usize = 4096;
+/// First sights verified at once before the rate limit applies.
+const VERIFY_BURST: f64 = 16.0;
+/// First sights verified per second after the burst.
+const VERIFY_PER_SECOND: f64 = 2.0;
+
+/// Verified answers by token identity, and the budget of first sights.
+struct Cache {
+    revisions: HashMap<TokenId, Option<usize>>,
+    budget: f64,
+    refilled: Instant,
+}
+
+impl Cache {
+    fn new() -> Self {
+        Cache { revisions: HashMap::new(), budget: VERIFY_BURST, refilled: Instant::now() }
+    }
+
+    /// Take one verification from the budget, if any is left.
+    fn spend(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * VERIFY_PER_SECOND;
+        self.budget = (self.budget + refill).min(VERIFY_BURST);
+        self.refilled = now;
+        if self.budget >= 1.0 {
+            self.budget -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn remember(&mut self, id: TokenId, revision: Option<usize>) {
+        if self.revisions.len() >= CACHE_ENTRIES && !self.revisions.contains_key(&id) {
+            // Any entry: a real token evicted is verified once more when next seen.
+            if let Some(evict) = self.revisions.keys().next().copied() {
+                self.revisions.remove(&evict);
+            }
+        }
+        self.revisions.insert(id, revision);
+    }
+}
+
+/// The configured revisions: names and verifiers, with the cache of verified tokens.
 pub struct Registry {
-    revisions: Vec<(String, Fingerprint)>,
+    revisions: Vec<(String, Verifier)>,
+    cache: Mutex<Cache>,
+}
+
+impl Clone for Registry {
+    fn clone(&self) -> Self {
+        Registry { revisions: self.revisions.clone(), cache: Mutex::new(Cache::new()) }
+    }
+}
+
+impl PartialEq for Registry {
+    fn eq(&self, other: &Self) -> bool {
+        self.revisions == other.revisions
+    }
+}
+
+impl Eq for Registry {}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry { revisions: Vec::new(), cache: Mutex::new(Cache::new()) }
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("names", &self.names().collect::<Vec<_>>()).finish()
+    }
 }
 
 /// Label value for a credential not in the registry.
@@ -51,9 +243,19 @@ pub const UNKNOWN: &str = "unknown";
 pub const NONE: &str = "none";
 
 impl Registry {
-    /// A registry of `(name, fingerprint)` pairs.
-    pub fn new(revisions: Vec<(String, Fingerprint)>) -> Self {
-        Registry { revisions }
+    /// An empty registry, to add revisions to.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a revision verified by an argon2id PHC string (checked by [`parse_hash`]).
+    pub fn add_hashed(&mut self, name: String, phc: String) {
+        self.revisions.push((name, Verifier::Argon2(phc)));
+    }
+
+    /// Add a revision verified by a legacy unsalted SHA-256.
+    pub fn add_sha256(&mut self, name: String, fingerprint: Fingerprint) {
+        self.revisions.push((name, Verifier::Sha256(fingerprint)));
     }
 
     /// The label value for `credential`: a revision name, `unknown` or `none`.
@@ -61,15 +263,58 @@ impl Registry {
         match credential {
             Credential::None => NONE,
             Credential::Unreadable => UNKNOWN,
-            Credential::Token(fp) => {
-                self.revisions.iter().find(|(_, known)| known == fp).map(|(name, _)| name.as_str()).unwrap_or(UNKNOWN)
-            }
+            Credential::Token(presented) => match self.resolve(presented) {
+                Some(index) => &self.revisions[index].0,
+                None => UNKNOWN,
+            },
         }
+    }
+
+    /// The index of the revision `presented` belongs to: from the cache, else verified (within budget).
+    fn resolve(&self, presented: &Presented) -> Option<usize> {
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(known) = cache.revisions.get(&presented.id) {
+            return *known;
+        }
+        let costly = self.revisions.iter().any(|(_, verifier)| matches!(verifier, Verifier::Argon2(_)));
+        if costly && !cache.spend() {
+            return None;
+        }
+        drop(cache);
+        // Inline, on the caller's thread: the exporter runs one thread, so a first sight stalls it for one
+        // verification per hashed revision; the budget above bounds how often.
+        let found = self.verify(&presented.token);
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remember(presented.id, found);
+        found
+    }
+
+    /// Check `token` against every revision: cheap legacy fingerprints first, then the slow hashes.
+    fn verify(&self, token: &[u8]) -> Option<usize> {
+        let digest = sha256(token);
+        let legacy = self.revisions.iter().position(|(_, v)| *v == Verifier::Sha256(digest));
+        legacy.or_else(|| {
+            self.revisions.iter().position(|(_, verifier)| match verifier {
+                Verifier::Argon2(phc) => {
+                    PasswordHash::new(phc).is_ok_and(|parsed| argon2().verify_password(token, &parsed).is_ok())
+                }
+                Verifier::Sha256(_) => false,
+            })
+        })
     }
 
     /// The names in the registry.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.revisions.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// The names of revisions still on a legacy unsalted fingerprint.
+    pub fn legacy_names(&self) -> impl Iterator<Item = &str> {
+        self.revisions.iter().filter(|(_, v)| matches!(v, Verifier::Sha256(_))).map(|(name, _)| name.as_str())
+    }
+
+    /// How many verified tokens the cache holds.
+    pub fn cached(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).revisions.len()
     }
 }
 
@@ -77,15 +322,73 @@ impl Registry {
 mod tests {
     use super::*;
 
+    /// A cheap hash for tests: the shape of a real entry at the smallest parameters.
+    fn cheap_hash(token: &[u8]) -> String {
+        let params = argon2::Params::new(8, 1, 1, None).unwrap();
+        let argon2 = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        argon2.hash_password(token, &SaltString::generate(&mut OsRng)).unwrap().to_string()
+    }
+
     #[test]
-    fn hex_round_trips_and_revisions_resolve() {
-        let fp = fingerprint(b"secret-r1");
-        assert_eq!(from_hex(&to_hex(&fp)), Some(fp));
-        assert_eq!(to_hex(&fingerprint(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        let registry = Registry::new(vec![("r1".into(), fp)]);
-        assert_eq!(registry.revision(&Credential::Token(fp)), "r1");
-        assert_eq!(registry.revision(&Credential::Token(fingerprint(b"other"))), "unknown");
+    fn hashed_and_legacy_revisions_resolve_and_others_are_unknown() {
+        let mut registry = Registry::new();
+        registry.add_sha256("r1".into(), sha256(b"secret-r1"));
+        registry.add_hashed("r2".into(), parse_hash(&cheap_hash(b"secret-r2")).unwrap());
+        assert_eq!(registry.revision(&Credential::token(b"secret-r1")), "r1");
+        assert_eq!(registry.revision(&Credential::token(b"secret-r2")), "r2");
+        assert_eq!(registry.revision(&Credential::token(b"other")), "unknown");
         assert_eq!(registry.revision(&Credential::None), "none");
+        assert_eq!(registry.revision(&Credential::Unreadable), "unknown");
         assert_eq!(from_hex("zz"), None);
+        assert_eq!(from_hex(&"ab".repeat(32)), Some([0xab; 32]));
+    }
+
+    #[test]
+    fn the_same_hash_twice_differs_by_salt_and_the_phc_string_names_argon2id() {
+        let (a, b) = (hash(b"short"), hash(b"short"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert!(parse_hash(&a).is_ok());
+        assert!(matches!(
+            parse_hash("$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"),
+            Err(HashError::Algorithm(_))
+        ));
+        assert!(matches!(parse_hash("sha256:abc"), Err(HashError::Malformed(_))));
+        assert!(matches!(
+            parse_hash("$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"),
+            Err(HashError::TooCostly)
+        ));
+    }
+
+    #[test]
+    fn ten_thousand_distinct_tokens_keep_the_cache_bounded_and_the_budget_bounds_the_work() {
+        let mut registry = Registry::new();
+        registry.add_hashed("r1".into(), cheap_hash(b"real"));
+        assert_eq!(registry.revision(&Credential::token(b"real")), "r1");
+        let started = Instant::now();
+        for i in 0..10_000 {
+            assert_eq!(registry.revision(&Credential::token(format!("flood-{i}").as_bytes())), "unknown");
+        }
+        // Within the budget only: the burst plus what the elapsed time refilled.
+        let verified = registry.cached() as f64;
+        let allowed = 1.0 + VERIFY_BURST + started.elapsed().as_secs_f64() * VERIFY_PER_SECOND + 1.0;
+        assert!(verified <= allowed, "{verified} verifications, budget {allowed}");
+        // The real token is still known without a verification (it was cached first).
+        assert_eq!(registry.revision(&Credential::token(b"real")), "r1");
+
+        // With legacy fingerprints only, every first sight is cheap and cached, and the cache stays bounded.
+        let mut legacy = Registry::new();
+        legacy.add_sha256("r1".into(), sha256(b"real"));
+        for i in 0..10_000 {
+            legacy.revision(&Credential::token(format!("flood-{i}").as_bytes()));
+        }
+        assert_eq!(legacy.cached(), CACHE_ENTRIES);
+        assert_eq!(legacy.revision(&Credential::token(b"real")), "r1");
+    }
+
+    #[test]
+    fn a_token_never_appears_in_debug_output() {
+        let credential = Credential::token(b"sekrit-token");
+        assert!(!format!("{credential:?}").contains("sekrit"));
     }
 }

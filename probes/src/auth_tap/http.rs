@@ -4,7 +4,7 @@
 //! (Content-Length, chunked, or until close). Heads are parsed with `httparse`. Anything that does not parse
 //! turns the reader opaque: the bytes still flow through the tap, they are just no longer read.
 
-use super::credential::{fingerprint, Credential};
+use super::credential::Credential;
 
 /// The largest message head read; a longer one makes the reader opaque.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -139,9 +139,9 @@ impl Body {
 }
 
 /// A request head as the tap saw it: the credential (already hashed) and how the exchange continues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RequestSeen {
-    /// The Bearer credential's fingerprint, none, or unreadable.
+    /// The Bearer credential, none, or unreadable.
     pub credential: Credential,
     /// A HEAD request: its response has no body.
     pub is_head: bool,
@@ -242,8 +242,9 @@ impl RequestReader {
     pub fn feed<'a>(&mut self, input: &'a [u8], seen: &mut Vec<RequestSeen>) -> &'a [u8] {
         self.framer.feed(input, |head| match parse_request(head) {
             Some((request, body)) => {
+                let upgrade = request.websocket_upgrade;
                 seen.push(request);
-                if request.websocket_upgrade {
+                if upgrade {
                     State::Upgraded
                 } else {
                     body.map_or(State::Head, State::Body)
@@ -289,7 +290,7 @@ fn bearer(value: &[u8]) -> Credential {
             if token.is_empty() {
                 Credential::None
             } else {
-                Credential::Token(fingerprint(token))
+                Credential::token(token)
             }
         }
         _ => Credential::Unreadable,
@@ -425,15 +426,10 @@ GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
 POST /tools/invoke HTTP/1.1\r\nauthorization: bearer  tok-r2 \r\nTransfer-Encoding: chunked\r\n\r\n2;ext=1\r\n{}\r\n0\r\nX-Trailer: 1\r\n\r\n\
 GET / HTTP/1.1\r\nAuthorization: Basic dXNlcjpwYXNz\r\n\r\n";
         let seen = requests_split_everywhere(stream);
-        let credentials: Vec<_> = seen.iter().map(|r| r.credential).collect();
+        let credentials: Vec<_> = seen.iter().map(|r| r.credential.clone()).collect();
         assert_eq!(
             credentials,
-            [
-                Credential::Token(fingerprint(b"tok-r1")),
-                Credential::None,
-                Credential::Token(fingerprint(b"tok-r2")),
-                Credential::Unreadable
-            ]
+            [Credential::token(b"tok-r1"), Credential::None, Credential::token(b"tok-r2"), Credential::Unreadable]
         );
     }
 

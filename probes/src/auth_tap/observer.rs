@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::credential::{fingerprint, Credential, Registry};
+use super::credential::{Credential, Registry};
 use super::http::{PendingRequests, RequestReader, RequestSeen, ResponseReader, ResponseSeen};
 use super::ws::{FrameReader, WsItem};
 use super::{AuthEvent, AuthSink, Channel};
@@ -242,7 +242,7 @@ fn connect_request(message: &[u8]) -> Option<(serde_json::Value, Credential)> {
         return None;
     }
     let credential = match value["params"]["auth"]["token"].as_str() {
-        Some(token) if !token.is_empty() => Credential::Token(fingerprint(token.as_bytes())),
+        Some(token) if !token.is_empty() => Credential::token(token.as_bytes()),
         _ => Credential::None,
     };
     Some((value["id"].clone(), credential))
@@ -292,7 +292,9 @@ mod tests {
 
     fn observer() -> (Observer, Arc<Events>) {
         let events = Arc::new(Events::default());
-        let registry = Registry::new(vec![("r1".into(), fingerprint(b"tok-1")), ("r2".into(), fingerprint(b"tok-2"))]);
+        let mut registry = Registry::new();
+        registry.add_sha256("r1".into(), super::super::credential::sha256(b"tok-1"));
+        registry.add_sha256("r2".into(), super::super::credential::sha256(b"tok-2"));
         (Observer::new("fw".into(), Arc::new(registry), events.clone()), events)
     }
 
