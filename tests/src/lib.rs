@@ -65,6 +65,31 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The file where tests that could not run record why; `tests/run-all.sh` prints it after the tests.
+pub fn skipped_tests_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/skipped-tests.txt")
+}
+
+/// Whether a test that needs root can run: true as root. Otherwise it fails when `OCE_REQUIRE_ROOT=1`
+/// (set by `tests/run-all.sh` as root and in CI, so a privileged case can never pass by not running), and
+/// else records `test: why` in [`skipped_tests_file`] (printed at the end of the suite) and returns false.
+pub fn root_or_skip(test: &str, why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("OCE_REQUIRE_ROOT").as_deref() != Ok("1"),
+        "{test} needs root ({why}), and OCE_REQUIRE_ROOT=1"
+    );
+    let line = format!("{test}: skipped, needs root: {why}\n");
+    eprint!("{line}");
+    let file = skipped_tests_file();
+    let _ = fs::create_dir_all(file.parent().unwrap());
+    let written = fs::OpenOptions::new().create(true).append(true).open(&file);
+    let _ = written.and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    false
+}
+
 /// Send `signal` to `pid`.
 pub fn kill(pid: u32, signal: i32) {
     // SAFETY: kill has no memory-safety preconditions.
@@ -853,8 +878,18 @@ impl Prometheus {
 
     /// Run an instant query; returns the `data.result` array.
     pub fn query(&self, query: &str) -> Vec<serde_json::Value> {
+        self.query_with(query, &[])
+    }
+
+    /// As [`Prometheus::query`], evaluated at `unix_seconds`.
+    pub fn query_at(&self, query: &str, unix_seconds: f64) -> Vec<serde_json::Value> {
+        self.query_with(query, &[("time", unix_seconds.to_string())])
+    }
+
+    fn query_with(&self, query: &str, extra: &[(&str, String)]) -> Vec<serde_json::Value> {
         let answer = ureq::get(format!("http://{}/api/v1/query", self.addr))
             .query("query", query)
+            .query_pairs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .call()
             .ok()
             .and_then(|mut r| r.body_mut().read_to_string().ok())

@@ -20,8 +20,7 @@ fn sockets(scrape: &Scrape, gateway: &str, scope: &str) -> f64 {
 
 #[test]
 fn listeners_are_classified_by_the_addresses_they_really_bind() {
-    if !is_root() {
-        eprintln!("skipped: needs root to make a network namespace with a private address");
+    if !root_or_skip("exposure::listeners_are_classified", "a network namespace with a private address") {
         return;
     }
     // Everything below runs on a thread that moved into a new network namespace; the processes it starts

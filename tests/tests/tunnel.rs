@@ -183,8 +183,7 @@ fn a_listener_that_is_not_ssh_is_not_a_session() {
 
 #[test]
 fn an_owner_the_exporter_cannot_read_is_unknown_not_down() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run the exporter as another user than ssh");
+    if !root_or_skip("tunnel::an_owner_the_exporter_cannot_read", "the exporter run as another user than ssh") {
         return;
     }
     let chain_gateway = Gateway::start(free_port(), Duration::ZERO);
