@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use crate::first_byte::Failure;
+pub use crate::http::Failure;
 
 /// A token that never prints.
 #[derive(Clone, PartialEq, Eq)]
@@ -52,17 +52,38 @@ pub enum Answer {
 /// What an auth probe returns.
 pub type Outcome = Result<Answer, Failure>;
 
-/// Send the probe request and classify the answer.
-pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
-    let mut request = format!(
-        "POST /tools/invoke HTTP/1.1\r\nHost: {}\r\nUser-Agent: openclaw-tunnel-exporter/{}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\nAuthorization: Bearer ",
-        target.addr,
-        env!("CARGO_PKG_VERSION")
-    )
-    .into_bytes();
-    request.extend_from_slice(target.token.expose());
-    request.extend_from_slice(b"\r\n\r\n{}");
-    let head = match tokio::time::timeout(timeout, crate::first_byte::exchange(target.addr, &request)).await {
+impl crate::Label for Answer {
+    const LABELS: &'static [&'static str] = &["accepted", "rejected"];
+
+    fn label(&self) -> &'static str {
+        match self {
+            Answer::Accepted(_) => "accepted",
+            Answer::Rejected(_) => "rejected",
+        }
+    }
+}
+
+impl crate::Probe for Target {
+    const KIND: &'static str = "auth";
+    type Outcome = Outcome;
+
+    /// Send the probe request and classify the answer.
+    async fn probe(&mut self, timeout: Duration) -> Outcome {
+        run(self, timeout).await
+    }
+
+    fn cut_off(&self) -> Outcome {
+        Err(Failure::Timeout)
+    }
+}
+
+async fn run(target: &Target, timeout: Duration) -> Outcome {
+    let mut bearer = b"Bearer ".to_vec();
+    bearer.extend_from_slice(target.token.expose());
+    let headers: [(&str, &[u8]); 3] =
+        [("Content-Type", b"application/json"), ("Content-Length", b"2"), ("Authorization", &bearer)];
+    let request = crate::http::request("POST", "/tools/invoke", &target.addr.to_string(), "*/*", &headers, b"{}");
+    let head = match tokio::time::timeout(timeout, crate::http::exchange(target.addr, &request)).await {
         Ok(head) => head?,
         Err(_) => return Err(Failure::Timeout),
     };
@@ -94,7 +115,7 @@ mod tests {
                 String::from_utf8_lossy(&buf[..n]).into_owned()
             });
             let target = Target { addr, token: Secret::new("tok-xyz") };
-            assert_eq!(probe(&target, Duration::from_secs(2)).await, Ok(expected));
+            assert_eq!(run(&target, Duration::from_secs(2)).await, Ok(expected));
             let request = server.await.unwrap();
             assert!(request.starts_with("POST /tools/invoke HTTP/1.1\r\n"), "{request}");
             assert!(request.contains("\r\nAuthorization: Bearer tok-xyz\r\n") && request.ends_with("\r\n\r\n{}"));

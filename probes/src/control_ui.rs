@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use crate::first_byte::{Failure, Response};
+pub use crate::http::{Failure, Response};
 
 /// Where to ask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,15 +16,24 @@ pub struct Target {
 /// What a Control UI probe returns: the response when it is 200 text/html.
 pub type Outcome = Result<Response, Failure>;
 
-/// Fetch `/` and check it is an HTML page.
-pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: {}\r\nUser-Agent: openclaw-tunnel-exporter/{}\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
-        target.addr,
-        env!("CARGO_PKG_VERSION")
-    );
+impl crate::Probe for Target {
+    const KIND: &'static str = "control_ui";
+    type Outcome = Outcome;
+
+    /// Fetch `/` and check it is an HTML page.
+    async fn probe(&mut self, timeout: Duration) -> Outcome {
+        run(self, timeout).await
+    }
+
+    fn cut_off(&self) -> Outcome {
+        Err(Failure::Timeout)
+    }
+}
+
+async fn run(target: &Target, timeout: Duration) -> Outcome {
+    let request = crate::http::request("GET", "/", &target.addr.to_string(), "text/html", &[], b"");
     let response =
-        match tokio::time::timeout(timeout, crate::first_byte::exchange(target.addr, request.as_bytes())).await {
+        match tokio::time::timeout(timeout, crate::http::exchange(target.addr, &request)).await {
             Ok(response) => response?,
             Err(_) => return Err(Failure::Timeout),
         };

@@ -30,7 +30,7 @@ impl Scope {
     /// Every scope, for zero-valued series.
     pub const ALL: [Scope; 3] = [Scope::Loopback, Scope::Private, Scope::Public];
 
-    /// The label value.
+    /// The label value (also through [`crate::Label`]).
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Loopback => "loopback",
@@ -92,29 +92,63 @@ impl Exposure {
     }
 }
 
-/// Why the socket table could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot read the socket table: {0}")]
-pub struct Failure(pub String);
+impl crate::Label for Scope {
+    const LABELS: &'static [&'static str] = &["loopback", "private", "public"];
+
+    fn label(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// Why the listeners could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Failure {
+    /// The OS would not give its socket table (permission, an interface missing on this system).
+    #[error("cannot read the socket table: {0}")]
+    Unreadable(String),
+    /// The read did not finish within the timeout.
+    #[error("reading the socket table timed out")]
+    Timeout,
+}
+
+impl crate::Label for Failure {
+    const LABELS: &'static [&'static str] = &["unreadable", "timeout"];
+
+    fn label(&self) -> &'static str {
+        match self {
+            Failure::Unreadable(_) => "unreadable",
+            Failure::Timeout => "timeout",
+        }
+    }
+}
 
 /// What an exposure probe returns.
 pub type Outcome = Result<Exposure, Failure>;
 
-/// Read the listening sockets on `target.port`.
-pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
-    let port = target.port;
-    let lookup = tokio::task::spawn_blocking(move || listeners_on(port));
-    match tokio::time::timeout(timeout, lookup).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(err)) => Err(Failure(err.to_string())),
-        Err(_) => Err(Failure("timed out".into())),
+impl crate::Probe for Target {
+    const KIND: &'static str = "exposure";
+    type Outcome = Outcome;
+
+    /// Read the listening sockets on `port`.
+    async fn probe(&mut self, timeout: Duration) -> Outcome {
+        let port = self.port;
+        let lookup = tokio::task::spawn_blocking(move || listeners_on(port));
+        match tokio::time::timeout(timeout, lookup).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(err)) => Err(Failure::Unreadable(err.to_string())),
+            Err(_) => Err(Failure::Timeout),
+        }
+    }
+
+    fn cut_off(&self) -> Outcome {
+        Err(Failure::Timeout)
     }
 }
 
 /// Linux (sock_diag) and Windows (the IP Helper listener table): the kernel's own table of every listener.
 #[cfg(any(target_os = "linux", windows))]
 fn listeners_on(port: u16) -> Outcome {
-    let listeners = crate::socket_table::listening(|addr| addr.port() == port).map_err(|e| Failure(e.to_string()))?;
+    let listeners = crate::socket_table::listening(|addr| addr.port() == port).map_err(|e| Failure::Unreadable(e.to_string()))?;
     Ok(Exposure { listeners: listeners.into_iter().map(|l| l.addr).collect() })
 }
 
@@ -122,7 +156,7 @@ fn listeners_on(port: u16) -> Outcome {
 /// seen, which is why the gateway Mac runs it as root (deploy/launchd/gateway-mac).
 #[cfg(not(any(target_os = "linux", windows)))]
 fn listeners_on(port: u16) -> Outcome {
-    let all = listeners::get_all().map_err(|e| Failure(e.to_string()))?;
+    let all = listeners::get_all().map_err(|e| Failure::Unreadable(e.to_string()))?;
     Ok(Exposure { listeners: tcp_listeners_on(all.into_iter().map(|l| (l.socket, l.protocol, l.state)), port) })
 }
 
@@ -177,7 +211,7 @@ mod tests {
         let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = v4.local_addr().unwrap().port();
         let v6 = std::net::TcpListener::bind(("::1", port)).ok();
-        let exposure = probe(&Target { port }, Duration::from_secs(5)).await.unwrap();
+        let exposure = crate::Probe::probe(&mut Target { port }, Duration::from_secs(5)).await.unwrap();
         assert_eq!(exposure.count(Scope::Loopback), 1 + usize::from(v6.is_some()));
         assert!(!exposure.exposed());
     }

@@ -1,8 +1,11 @@
 //! The probes of openclaw-tunnel-exporter.
 //!
-//! One file per probe, every probe with the same shape: a `Target` and a timeout go in, a typed `Outcome`
-//! comes out. A probe never touches a metric, a clock other than its own timings, or the network beyond
-//! its target; the exporter decides what an outcome means and records it.
+//! One file per probe, every probe with the same shape, the [`Probe`] trait: its `Target` runs within a
+//! timeout and returns a typed `Outcome`, whose failure reasons or states are [`Label`]s from a `const`
+//! list. A probe never touches a metric, a clock other than its own timings, or the network beyond its
+//! target; the exporter decides what an outcome means and records it. Shared plumbing has its own
+//! modules: [`net`] (connect, close, which listener serves an address) and [`http`] (the request builder,
+//! the exchange, the response-head reader and the HTTP failure reasons).
 //!
 //! - [`syn`]: TCP connect to the ssh -L listener. Success proves only that the local listener exists.
 //! - [`ssh_session`]: which process owns that listener, and whether it is an ssh client (`ssh`, `ssh.exe`,
@@ -16,16 +19,42 @@
 //! - [`auth_tap`]: not a timed probe but a pass-through: it reads the credentials and auth answers of real
 //!   traffic on its way to the gateway and reports them as events.
 //!
-//! Failure reasons are fixed sets (`reason()` returns a `&'static str`), so a metric label built from an
-//! outcome can never carry data a peer sent.
+//! Failure reasons are fixed sets ([`Label::label`] returns one of [`Label::LABELS`]), so a metric label
+//! built from an outcome can never carry data a peer sent.
 
 pub mod auth_probe;
 pub mod auth_tap;
 pub mod control_ui;
 pub mod exposure;
 pub mod first_byte;
+pub mod http;
 pub mod model_host;
+pub mod net;
 #[cfg(any(target_os = "linux", windows))]
 pub mod socket_table;
 pub mod ssh_session;
 pub mod syn;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// The contract every scheduled probe keeps. The implementing value is the probe's target and whatever
+/// it remembers between runs (ssh_session's last owner), owned by the task that runs it.
+pub trait Probe: Send + 'static {
+    /// The probe's name: the `probe` label of the lag histogram and of the trace span.
+    const KIND: &'static str;
+    /// What one run found.
+    type Outcome: Send + 'static;
+    /// Run once, within `timeout`.
+    fn probe(&mut self, timeout: Duration) -> impl Future<Output = Self::Outcome> + Send;
+    /// What a run reports when the caller's hard timeout cut it off (a probe that overran its own).
+    fn cut_off(&self) -> Self::Outcome;
+}
+
+/// A failure reason, state or scope: a label value from a fixed list.
+pub trait Label {
+    /// Every value [`Label::label`] can return, for series created at zero before the first run.
+    const LABELS: &'static [&'static str];
+    /// This value's label.
+    fn label(&self) -> &'static str;
+}

@@ -83,9 +83,10 @@ pub enum Reason {
     BadStatus,
 }
 
-impl Reason {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
+impl crate::Label for Reason {
+    const LABELS: &'static [&'static str] = &["dns", "refused", "timeout", "tls", "reset", "bad_status"];
+
+    fn label(&self) -> &'static str {
         match self {
             Reason::Dns => "dns",
             Reason::Refused => "refused",
@@ -99,7 +100,7 @@ impl Reason {
 
 /// A failure, with the phases that did complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {detail}", reason.as_str())]
+#[error("{}: {detail}", crate::Label::label(reason))]
 pub struct Failure {
     /// Why.
     pub reason: Reason,
@@ -111,9 +112,12 @@ pub struct Failure {
     pub detail: String,
 }
 
-impl Failure {
-    /// Every label value [`Reason::as_str`] can give.
-    pub const REASONS: [&'static str; 6] = ["dns", "refused", "timeout", "tls", "reset", "bad_status"];
+impl crate::Label for Failure {
+    const LABELS: &'static [&'static str] = Reason::LABELS;
+
+    fn label(&self) -> &'static str {
+        self.reason.label()
+    }
 }
 
 /// What a model-host probe returns.
@@ -159,8 +163,21 @@ pub fn tls_config(extra_ca_pem: Option<&Path>) -> Result<Arc<rustls::ClientConfi
     Ok(Arc::new(config))
 }
 
-/// Probe `target` within `timeout`, timing each phase.
-pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
+impl crate::Probe for Target {
+    const KIND: &'static str = "model_host";
+    type Outcome = Outcome;
+
+    /// Probe within `timeout`, timing each phase.
+    async fn probe(&mut self, timeout: Duration) -> Outcome {
+        run(self, timeout).await
+    }
+
+    fn cut_off(&self) -> Outcome {
+        Err(Failure { reason: Reason::Timeout, phases: Phases::default(), first_byte: None, detail: "hard timeout".into() })
+    }
+}
+
+async fn run(target: &Target, timeout: Duration) -> Outcome {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut phases = Phases::default();
     let fail =
@@ -195,17 +212,12 @@ pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
     let Some(tcp) = connected else { return Err(fail(Reason::Refused, &phases, last_error)) };
     phases.connect = Some(started.elapsed());
     let _ = tcp.set_nodelay(true);
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: openclaw-tunnel-exporter/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        target.path,
-        target.host,
-        env!("CARGO_PKG_VERSION")
-    );
+    let request = crate::http::request("GET", &target.path, &target.host, "*/*", &[], b"");
 
     let head = match &target.tls {
         None => {
             let mut tcp = tcp;
-            timeout_at(deadline, crate::first_byte::read_head(&mut tcp, request.as_bytes())).await
+            timeout_at(deadline, crate::http::read_head(&mut tcp, &request)).await
         }
         Some(config) => {
             let name = match ServerName::try_from(target.host.clone()) {
@@ -220,7 +232,7 @@ pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
                 Ok(Ok(tls)) => tls,
             };
             phases.tls = Some(started.elapsed());
-            timeout_at(deadline, crate::first_byte::read_head(&mut tls, request.as_bytes())).await
+            timeout_at(deadline, crate::http::read_head(&mut tls, &request)).await
         }
     };
     match head {
@@ -234,7 +246,7 @@ pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
         }),
         Ok(Err(failure)) => {
             let (reason, first_byte) = match &failure {
-                crate::first_byte::Failure::BadStatus { first_byte, .. } => (Reason::BadStatus, *first_byte),
+                crate::http::Failure::BadStatus { first_byte, .. } => (Reason::BadStatus, *first_byte),
                 _ => (Reason::Reset, None),
             };
             Err(Failure { reason, phases, first_byte, detail: failure.to_string() })
@@ -309,7 +321,7 @@ mod tests {
         let ca_path = dir.join("ca.pem");
         std::fs::write(&ca_path, &ca.ca_pem).unwrap();
         let config = tls_config(Some(&ca_path)).unwrap();
-        let response = probe(&target(port, Some(config)), Duration::from_secs(5)).await.unwrap();
+        let response = run(&target(port, Some(config)), Duration::from_secs(5)).await.unwrap();
         assert_eq!(response.status, 401, "a 401 from a model API proves the path");
         assert!(response.phases.dns.is_some() && response.phases.connect.is_some() && response.phases.tls.is_some());
         assert!(response.first_byte >= Duration::from_millis(30), "{response:?}");
@@ -320,12 +332,12 @@ mod tests {
     async fn a_wrong_ca_is_tls_and_a_dead_port_is_refused() {
         let ca = test_ca();
         let port = tls_server(ca.server.clone(), Duration::ZERO).await;
-        let failure = probe(&target(port, Some(tls_config(None).unwrap())), Duration::from_secs(5)).await.unwrap_err();
+        let failure = run(&target(port, Some(tls_config(None).unwrap())), Duration::from_secs(5)).await.unwrap_err();
         assert_eq!(failure.reason, Reason::Tls, "{failure}");
         assert!(failure.phases.connect.is_some() && failure.phases.tls.is_none());
 
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let failure = probe(&target(dead, Some(tls_config(None).unwrap())), Duration::from_secs(5)).await.unwrap_err();
+        let failure = run(&target(dead, Some(tls_config(None).unwrap())), Duration::from_secs(5)).await.unwrap_err();
         assert_eq!(failure.reason, Reason::Refused, "{failure}");
     }
 
@@ -336,7 +348,7 @@ mod tests {
         let dir = tempfile_dir();
         let ca_path = dir.join("ca.pem");
         std::fs::write(&ca_path, &ca.ca_pem).unwrap();
-        let failure = probe(&target(port, Some(tls_config(Some(&ca_path)).unwrap())), Duration::from_millis(500))
+        let failure = run(&target(port, Some(tls_config(Some(&ca_path)).unwrap())), Duration::from_millis(500))
             .await
             .unwrap_err();
         assert_eq!(failure.reason, Reason::Timeout);

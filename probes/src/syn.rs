@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
+use crate::net::{close_without_time_wait, finish_connect, start_connect, Started};
 
 /// Where to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +38,10 @@ pub enum Failure {
     Other(io::ErrorKind),
 }
 
-impl Failure {
-    /// A fixed label value for this failure.
-    pub fn reason(&self) -> &'static str {
+impl crate::Label for Failure {
+    const LABELS: &'static [&'static str] = &["refused", "timeout", "error"];
+
+    fn label(&self) -> &'static str {
         match self {
             Failure::Refused => "refused",
             Failure::Timeout => "timeout",
@@ -52,8 +53,21 @@ impl Failure {
 /// What a SYN probe returns.
 pub type Outcome = Result<Connected, Failure>;
 
-/// Connect to `target.addr` and close again at once.
-pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
+impl crate::Probe for Target {
+    const KIND: &'static str = "syn";
+    type Outcome = Outcome;
+
+    /// Connect to `addr` and close again at once.
+    async fn probe(&mut self, timeout: Duration) -> Outcome {
+        run(self, timeout).await
+    }
+
+    fn cut_off(&self) -> Outcome {
+        Err(Failure::Timeout)
+    }
+}
+
+async fn run(target: &Target, timeout: Duration) -> Outcome {
     let started = Instant::now();
     let socket = match start_connect(target.addr) {
         Ok(Started::Established(socket)) => {
@@ -76,67 +90,6 @@ pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
     }
 }
 
-/// A connected tokio stream to `addr`, for the probes that go on to talk and for the auth tap's upstream.
-/// Same as `TcpStream::connect`, minus a trip through the reactor when loopback finishes the handshake
-/// inside connect(). No timeout of its own: callers bound it.
-pub async fn connect_stream(addr: SocketAddr) -> io::Result<TcpStream> {
-    match start_connect(addr)? {
-        Started::Established(socket) => TcpStream::from_std(socket.into()),
-        Started::Pending(socket) => finish_connect(socket).await,
-    }
-}
-
-async fn finish_connect(socket: socket2::Socket) -> io::Result<TcpStream> {
-    let stream = TcpStream::from_std(socket.into())?;
-    stream.writable().await?;
-    match stream.take_error()? {
-        Some(err) => Err(err),
-        None => Ok(stream),
-    }
-}
-
-enum Started {
-    Established(socket2::Socket),
-    Pending(socket2::Socket),
-}
-
-/// A non-blocking connect. On loopback the kernel runs the whole handshake inside connect(), so the socket
-/// is usually established when the call returns; asking (getpeername) then spares the epoll registration,
-/// the wakeup and the deregistration a runtime-driven connect costs: most of a probe's user-space time.
-fn start_connect(addr: SocketAddr) -> io::Result<Started> {
-    // Non-blocking from socket() on Linux (SOCK_NONBLOCK): one system call fewer per probe.
-    #[cfg(target_os = "linux")]
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM.nonblocking(), None)?;
-    #[cfg(not(target_os = "linux"))]
-    let socket = {
-        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
-        socket.set_nonblocking(true)?;
-        socket
-    };
-    match socket.connect(&addr.into()) {
-        Ok(()) => return Ok(Started::Established(socket)),
-        Err(err) if err.raw_os_error() == Some(CONNECT_IN_PROGRESS) => {}
-        Err(err) => return Err(err),
-    }
-    if socket.peer_addr().is_ok() {
-        return Ok(Started::Established(socket));
-    }
-    match socket.take_error()? {
-        Some(err) => Err(err),
-        None => Ok(Started::Pending(socket)),
-    }
-}
-
-/// What a non-blocking connect() returns while the handshake goes on: EINPROGRESS on Linux (115) and macOS
-/// (36), WSAEWOULDBLOCK on Windows (10035).
-const CONNECT_IN_PROGRESS: i32 = if cfg!(target_os = "linux") {
-    115
-} else if cfg!(windows) {
-    10035
-} else {
-    36
-};
-
 fn failure(err: io::Error) -> Failure {
     match err.kind() {
         io::ErrorKind::ConnectionRefused => Failure::Refused,
@@ -144,23 +97,17 @@ fn failure(err: io::Error) -> Failure {
     }
 }
 
-/// Close with RST instead of FIN. A prober that connects every second per forward would otherwise leave a
-/// TIME_WAIT entry per probe for a minute, bloating the socket table that the ssh session probe reads.
-pub(crate) fn close_without_time_wait(stream: TcpStream) {
-    let _ = stream.set_zero_linger();
-    drop(stream);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Label;
     use tokio::net::TcpListener;
 
     #[tokio::test]
     async fn connects_to_a_listener_and_times_it() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = Target { addr: listener.local_addr().unwrap() };
-        let outcome = probe(&target, Duration::from_secs(1)).await.unwrap();
+        let outcome = run(&target, Duration::from_secs(1)).await.unwrap();
         assert!(outcome.connect < Duration::from_secs(1));
     }
 
@@ -175,7 +122,7 @@ mod tests {
         let mut queued = Vec::new();
         let mut outcome = Ok(Connected { connect: Duration::ZERO });
         for _ in 0..8 {
-            outcome = probe(&Target { addr }, Duration::from_millis(300)).await;
+            outcome = run(&Target { addr }, Duration::from_millis(300)).await;
             if outcome.is_err() {
                 break;
             }
@@ -193,8 +140,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let outcome = probe(&Target { addr }, Duration::from_secs(1)).await;
+        let outcome = run(&Target { addr }, Duration::from_secs(1)).await;
         assert_eq!(outcome, Err(Failure::Refused));
-        assert_eq!(outcome.unwrap_err().reason(), "refused");
+        assert_eq!(outcome.unwrap_err().label(), "refused");
     }
 }

@@ -113,7 +113,7 @@ pub async fn serve(listener: TcpListener, config: TapConfig, sink: Arc<dyn AuthS
 
 /// Relay one client connection to the upstream and back, observing both directions.
 pub async fn relay(client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn AuthSink>) {
-    let upstream = match tokio::time::timeout(config.connect_timeout, crate::syn::connect_stream(config.upstream)).await
+    let upstream = match tokio::time::timeout(config.connect_timeout, crate::net::connect_stream(config.upstream)).await
     {
         Ok(Ok(upstream)) => upstream,
         // The client sees the same thing it would without the tap: the connection closes.

@@ -27,7 +27,7 @@ pub(crate) fn listening(keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Lis
 
 /// The inodes of listening sockets that accept connections for `wanted`.
 pub(crate) fn listening_inodes(wanted: SocketAddr) -> io::Result<Vec<u64>> {
-    Ok(listening(|addr| crate::ssh_session::listener_serves(addr, wanted))?.into_iter().map(|l| l.inode).collect())
+    Ok(listening(|addr| crate::net::listener_serves(addr, wanted))?.into_iter().map(|l| l.inode).collect())
 }
 
 fn dump_family(

@@ -1,58 +1,10 @@
-//! The decisions of the ssh session probe that do not depend on the OS: which listener serves the forward's
-//! address, which owner counts as an ssh client, and how the parent is looked up. Every platform's lookup
+//! The decisions of the ssh session probe that do not depend on the OS: which owner counts as an ssh
+//! client and how the parent is looked up (which listener serves the forward's address is
+//! [`crate::net::serving_listener`]). Every platform's lookup
 //! (Linux's /proc walk, the `listeners` crate on macOS, Windows and Linux) ends here, so this logic is tested
 //! on Linux once for all of them.
 
-use std::net::{IpAddr, SocketAddr};
-
 use super::{Outcome, Owner};
-
-/// True when a listener bound to `listening` accepts connections for `wanted`: same port, and the same
-/// address, an IPv4-mapped IPv6 form of it, or a wildcard (`0.0.0.0`, `::`) of a family that reaches it.
-pub fn listener_serves(listening: SocketAddr, wanted: SocketAddr) -> bool {
-    if listening.port() != wanted.port() {
-        return false;
-    }
-    let (listening_ip, wanted_ip) = (unmapped(listening.ip()), unmapped(wanted.ip()));
-    if listening_ip == wanted_ip {
-        return true;
-    }
-    match listening.ip() {
-        // 0.0.0.0 takes IPv4 only; `::` takes IPv6 and (unless IPV6_V6ONLY, which ssh sets only for an
-        // explicit IPv6 bind) IPv4 through mapped addresses, so a wildcard of either family serves both here.
-        IpAddr::V4(v4) => v4.is_unspecified() && wanted_ip.is_ipv4(),
-        IpAddr::V6(v6) => v6.is_unspecified(),
-    }
-}
-
-/// `::ffff:a.b.c.d` as `a.b.c.d`; anything else unchanged.
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        ip => ip,
-    }
-}
-
-/// How closely a listener matches the wanted address: the kernel hands a connection to the most specific
-/// bind, so an exact address beats a wildcard of the same family, which beats the other family's wildcard.
-fn specificity(listening: SocketAddr, wanted: SocketAddr) -> u8 {
-    if unmapped(listening.ip()) == unmapped(wanted.ip()) {
-        3
-    } else if listening.is_ipv4() == unmapped(wanted.ip()).is_ipv4() {
-        2
-    } else {
-        1
-    }
-}
-
-/// Of every listener `(address, item)` the OS reported, the one a connection to `wanted` reaches.
-pub fn serving_listener<T>(listeners: impl IntoIterator<Item = (SocketAddr, T)>, wanted: SocketAddr) -> Option<T> {
-    listeners
-        .into_iter()
-        .filter(|(addr, _)| listener_serves(*addr, wanted))
-        .max_by_key(|(addr, _)| specificity(*addr, wanted))
-        .map(|(_, item)| item)
-}
 
 /// The command names of ssh clients that hold a `-L` forward: OpenSSH's `ssh` (`ssh.exe` on Windows, where
 /// names are case-insensitive) and PuTTY's `plink`. Whoever started it (autossh, launchd, systemd, a
@@ -103,51 +55,6 @@ pub fn parent_of(pid: u32, read: impl Fn(u32) -> Option<ProcessInfo>) -> (u32, O
 mod tests {
     use super::*;
 
-    fn addr(text: &str) -> SocketAddr {
-        text.parse().unwrap()
-    }
-
-    #[test]
-    fn a_wildcard_or_mapped_listener_serves_loopback() {
-        let wanted = addr("127.0.0.1:18789");
-        assert!(listener_serves(addr("127.0.0.1:18789"), wanted));
-        assert!(listener_serves(addr("0.0.0.0:18789"), wanted));
-        assert!(listener_serves(addr("[::]:18789"), wanted));
-        assert!(listener_serves(addr("[::ffff:127.0.0.1]:18789"), wanted));
-        assert!(!listener_serves(addr("127.0.0.1:18790"), wanted));
-        assert!(!listener_serves(addr("10.0.0.1:18789"), wanted));
-        assert!(!listener_serves(addr("[::1]:18789"), wanted));
-    }
-
-    #[test]
-    fn an_ipv6_forward_is_served_by_its_own_address_or_the_ipv6_wildcard_only() {
-        let wanted = addr("[::1]:18789");
-        assert!(listener_serves(addr("[::1]:18789"), wanted));
-        assert!(listener_serves(addr("[::]:18789"), wanted));
-        assert!(!listener_serves(addr("0.0.0.0:18789"), wanted));
-        assert!(!listener_serves(addr("127.0.0.1:18789"), wanted));
-        // A forward configured as a mapped address is the IPv4 address.
-        assert!(listener_serves(addr("127.0.0.1:18789"), addr("[::ffff:127.0.0.1]:18789")));
-    }
-
-    #[test]
-    fn the_most_specific_listener_wins() {
-        let wanted = addr("127.0.0.1:18789");
-        let listeners = vec![
-            (addr("[::]:18789"), "v6 wildcard"),
-            (addr("0.0.0.0:18789"), "v4 wildcard"),
-            (addr("127.0.0.1:18789"), "exact"),
-            (addr("127.0.0.1:18790"), "other port"),
-        ];
-        assert_eq!(serving_listener(listeners.clone(), wanted), Some("exact"));
-        assert_eq!(serving_listener(listeners[..2].to_vec(), wanted), Some("v4 wildcard"));
-        assert_eq!(serving_listener(listeners[..1].to_vec(), wanted), Some("v6 wildcard"));
-        assert_eq!(serving_listener(listeners[3..].to_vec(), wanted), None);
-        // The exact IPv4 listener reported in its mapped form still beats the wildcards.
-        let mapped = vec![(addr("0.0.0.0:18789"), "v4 wildcard"), (addr("[::ffff:127.0.0.1]:18789"), "mapped")];
-        assert_eq!(serving_listener(mapped, wanted), Some("mapped"));
-    }
-
     #[test]
     fn ssh_clients_on_every_os_count_as_ssh() {
         for name in
@@ -171,8 +78,8 @@ mod tests {
             socket_inode: 0,
             socket_fd: -1,
         };
-        assert_eq!(classify(owner("plink.exe")).state(), "up");
-        assert_eq!(classify(owner("python3")).state(), "not_ssh");
+        assert_eq!(crate::Label::label(&classify(owner("plink.exe"))), "up");
+        assert_eq!(crate::Label::label(&classify(owner("python3"))), "not_ssh");
     }
 
     #[test]

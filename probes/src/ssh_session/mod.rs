@@ -28,7 +28,7 @@ mod procfs_lookup;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use decide::{is_ssh_client, listener_serves};
+pub use decide::is_ssh_client;
 
 /// How the owner of a listener is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,22 +70,41 @@ impl Lookup {
     }
 }
 
-/// The listener to look up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The listener to look up, and what the task that probes it remembers.
+#[derive(Debug, Clone)]
 pub struct Target {
     /// The ssh -L listener, e.g. 127.0.0.1:18789.
     pub addr: SocketAddr,
-    /// The owner found last time. While it still holds the listening socket, nothing has changed and one
-    /// system call is the whole probe; otherwise it is checked first, before all processes.
+    /// The owner found last time (each probe sets it). While it still holds the listening socket, nothing
+    /// has changed and one system call is the whole probe; otherwise it is checked first, before all
+    /// processes.
     pub last_owner: Option<Owner>,
     /// Which lookup finds a new owner.
     pub lookup: Lookup,
+    /// The process walk shared by the targets given the same index (see [`OwnerIndex`]).
+    pub index: OwnerIndex,
 }
 
 impl Target {
-    /// A target with no remembered owner, looked up the platform's default way.
+    /// A target with no remembered owner and an index of its own, looked up the platform's default way.
     pub fn new(addr: SocketAddr) -> Target {
-        Target { addr, last_owner: None, lookup: Lookup::platform_default() }
+        Target { addr, last_owner: None, lookup: Lookup::platform_default(), index: OwnerIndex::default() }
+    }
+}
+
+/// The last walk of every process's sockets (Linux's procfs lookup), shared by the targets that hold a
+/// clone: at start, or when a restarted ssh holds many forwards, each forward would otherwise walk every
+/// process's fds on its own (quadratic; the scale benchmark's 1,000 forwards took seconds). The exporter
+/// gives one to all the forwards of a configuration; elsewhere it is empty.
+#[derive(Clone, Default)]
+pub struct OwnerIndex {
+    #[cfg(target_os = "linux")]
+    walk: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<procfs_lookup::SocketIndex>>>>,
+}
+
+impl std::fmt::Debug for OwnerIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OwnerIndex")
     }
 }
 
@@ -134,9 +153,11 @@ pub enum Outcome {
     },
 }
 
-impl Outcome {
-    /// The fixed state name exported as a label: up, no_listener, not_ssh, unreadable, unsupported.
-    pub fn state(&self) -> &'static str {
+impl crate::Label for Outcome {
+    const LABELS: &'static [&'static str] = &["up", "no_listener", "not_ssh", "unreadable", "unsupported"];
+
+    /// The state exported as a label.
+    fn label(&self) -> &'static str {
         match self {
             Outcome::Up(_) => "up",
             Outcome::NoListener => "no_listener",
@@ -145,10 +166,9 @@ impl Outcome {
             Outcome::Unsupported { .. } => "unsupported",
         }
     }
+}
 
-    /// Every value [`Outcome::state`] can return.
-    pub const STATES: [&'static str; 5] = ["up", "no_listener", "not_ssh", "unreadable", "unsupported"];
-
+impl Outcome {
     /// The owner, when one was found.
     pub fn owner(&self) -> Option<&Owner> {
         match self {
@@ -158,8 +178,23 @@ impl Outcome {
     }
 }
 
-/// Find the owner of `target.addr`'s listening socket.
-pub async fn probe(target: &Target, timeout: Duration) -> Outcome {
+impl crate::Probe for Target {
+    const KIND: &'static str = "ssh_session";
+    type Outcome = Outcome;
+
+    /// Find the owner of `addr`'s listening socket, and remember it for the next run.
+    async fn probe(&mut self, timeout: Duration) -> Outcome {
+        let outcome = run(self, timeout).await;
+        self.last_owner = outcome.owner().cloned();
+        outcome
+    }
+
+    fn cut_off(&self) -> Outcome {
+        Outcome::Unreadable { detail: "lookup hung".into() }
+    }
+}
+
+async fn run(target: &Target, timeout: Duration) -> Outcome {
     if !target.lookup.available() {
         return Outcome::Unsupported { detail: format!("the {} lookup runs on Linux only", target.lookup.as_str()) };
     }
@@ -200,9 +235,10 @@ fn full_lookup(target: &Target) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Label;
 
     fn target(addr: SocketAddr, lookup: Lookup) -> Target {
-        Target { addr, last_owner: None, lookup }
+        Target { addr, last_owner: None, lookup, index: OwnerIndex::default() }
     }
 
     /// Every lookup this OS can run: both on Linux, listeners elsewhere.
@@ -215,9 +251,9 @@ mod tests {
         for lookup in lookups() {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let target = target(listener.local_addr().unwrap(), lookup);
-            let outcome = probe(&target, Duration::from_secs(5)).await;
+            let outcome = run(&target, Duration::from_secs(5)).await;
             let owner = outcome.owner().unwrap_or_else(|| panic!("{lookup:?}: owner found: {outcome:?}")).clone();
-            assert_eq!(outcome.state(), "not_ssh", "{lookup:?}");
+            assert_eq!(outcome.label(), "not_ssh", "{lookup:?}");
             assert_eq!(owner.pid, std::process::id(), "{lookup:?}");
             assert!(owner.parent_pid > 0, "{lookup:?}: the parent is read");
             #[cfg(target_os = "linux")]
@@ -225,13 +261,13 @@ mod tests {
             // The hint takes the one-call path and must give the same answer.
             let hinted = Target { last_owner: Some(owner.clone()), ..target.clone() };
             assert_eq!(quick_lookup(&hinted), Some(outcome.clone()), "{lookup:?}: the steady state is one call");
-            assert_eq!(probe(&hinted, Duration::from_secs(5)).await, outcome, "{lookup:?}");
+            assert_eq!(run(&hinted, Duration::from_secs(5)).await, outcome, "{lookup:?}");
             // A stale fd number falls back to the full lookup, with the same answer.
             let stale = Target { last_owner: Some(Owner { socket_fd: 9999, ..owner.clone() }), ..target.clone() };
-            assert_eq!(probe(&stale, Duration::from_secs(5)).await, outcome, "{lookup:?}");
+            assert_eq!(run(&stale, Duration::from_secs(5)).await, outcome, "{lookup:?}");
             // Once the listener closes, the hint no longer holds and the answer changes.
             drop(listener);
-            assert_eq!(probe(&hinted, Duration::from_secs(5)).await, Outcome::NoListener, "{lookup:?}");
+            assert_eq!(run(&hinted, Duration::from_secs(5)).await, Outcome::NoListener, "{lookup:?}");
         }
     }
 
@@ -243,10 +279,10 @@ mod tests {
         };
         let addr = listener.local_addr().unwrap();
         for lookup in lookups() {
-            let found = probe(&target(addr, lookup), Duration::from_secs(5)).await;
+            let found = run(&target(addr, lookup), Duration::from_secs(5)).await;
             assert_eq!(found.owner().map(|o| o.pid), Some(std::process::id()), "{lookup:?}: {found:?}");
             let v4 = SocketAddr::from(([127, 0, 0, 1], addr.port()));
-            assert_eq!(probe(&target(v4, lookup), Duration::from_secs(5)).await, Outcome::NoListener, "{lookup:?}");
+            assert_eq!(run(&target(v4, lookup), Duration::from_secs(5)).await, Outcome::NoListener, "{lookup:?}");
         }
     }
 
@@ -256,12 +292,12 @@ mod tests {
         for lookup in lookups() {
             let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = first.local_addr().unwrap();
-            let found = probe(&target(addr, lookup), Duration::from_secs(5)).await;
+            let found = run(&target(addr, lookup), Duration::from_secs(5)).await;
             let first_owner = found.owner().expect("owner").clone();
             drop(first);
             let second = std::net::TcpListener::bind(addr).unwrap();
             let hinted = Target { last_owner: Some(first_owner.clone()), ..target(addr, lookup) };
-            let again = probe(&hinted, Duration::from_secs(5)).await;
+            let again = run(&hinted, Duration::from_secs(5)).await;
             let owner = again.owner().expect("the new listener's owner").clone();
             assert_eq!(owner.pid, std::process::id(), "{lookup:?}");
             #[cfg(target_os = "linux")]
@@ -276,7 +312,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         for lookup in lookups() {
-            assert_eq!(probe(&target(addr, lookup), Duration::from_secs(5)).await, Outcome::NoListener, "{lookup:?}");
+            assert_eq!(run(&target(addr, lookup), Duration::from_secs(5)).await, Outcome::NoListener, "{lookup:?}");
         }
     }
 

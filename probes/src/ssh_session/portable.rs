@@ -26,7 +26,7 @@ pub(super) fn lookup(target: &Target) -> Outcome {
         .into_iter()
         .filter(|l| l.protocol == listeners::Protocol::TCP && l.state == listeners::SocketState::Listen)
         .map(|l| (l.socket, l));
-    let Some(found) = decide::serving_listener(tcp_listeners, target.addr) else {
+    let Some(found) = crate::net::serving_listener(tcp_listeners, target.addr) else {
         return match os::listener_exists(target.addr) {
             Some(true) => Outcome::Unreadable {
                 detail: format!(

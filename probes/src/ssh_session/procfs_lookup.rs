@@ -2,7 +2,8 @@
 //! the fallback) give the socket inode, and the process whose /proc/PID/fd links to `socket:[INODE]` owns it.
 //! The steady state is one readlink of the remembered owner's fd.
 
-use super::decide::{classify as classify_owner, listener_serves};
+use super::decide::classify as classify_owner;
+use crate::net::listener_serves;
 use super::os::owned_socket;
 use super::{Outcome, Owner, Target};
 use procfs::process::{FDTarget, Process};
@@ -40,7 +41,7 @@ pub(super) fn lookup(target: &Target) -> Outcome {
             }
         }
     }
-    let index = match socket_index(&inodes) {
+    let index = match socket_index(&target.index, &inodes) {
         Ok(index) => index,
         Err(err) => return Outcome::Unsupported { detail: format!("cannot list /proc: {err}") },
     };
@@ -59,21 +60,19 @@ pub(super) fn lookup(target: &Target) -> Outcome {
 }
 
 /// Every socket inode held by a readable process -> (pid, fd, inode), from one walk of /proc.
-struct SocketIndex {
+pub(crate) struct SocketIndex {
     built: std::time::Instant,
     owners: std::collections::HashMap<u64, (i32, i32, u64)>,
     denied: usize,
 }
 
-/// One walk of /proc serves every lookup that needs one at about the same time: at start, or when a
-/// restarted ssh holds many forwards, each forward would otherwise walk every process's fds on its own
-/// (quadratic; the scale benchmark's 1,000 forwards took seconds). An index younger than a second is
-/// reused while it knows one of `inodes`; otherwise it is rebuilt (a new listener is always found).
-fn socket_index(inodes: &[u64]) -> procfs::ProcResult<std::sync::Arc<SocketIndex>> {
-    use std::sync::{Arc, Mutex};
-    static INDEX: Mutex<Option<Arc<SocketIndex>>> = Mutex::new(None);
+/// One walk of /proc serves every lookup sharing `shared` that needs one at about the same time (see
+/// [`super::OwnerIndex`]). An index younger than a second is reused while it knows one of `inodes`;
+/// otherwise it is rebuilt (a new listener is always found).
+fn socket_index(shared: &super::OwnerIndex, inodes: &[u64]) -> procfs::ProcResult<std::sync::Arc<SocketIndex>> {
+    use std::sync::Arc;
     // Held while building, so concurrent lookups wait for one walk instead of each doing their own.
-    let mut cached = INDEX.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut cached = shared.walk.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(index) = cached.as_ref() {
         let fresh = index.built.elapsed() < std::time::Duration::from_secs(1);
         if fresh && inodes.iter().any(|inode| index.owners.contains_key(inode)) {

@@ -8,7 +8,8 @@ use windows::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
 };
 
-use super::super::decide::{listener_serves, ProcessInfo};
+use super::super::decide::ProcessInfo;
+use crate::net::listener_serves;
 use super::super::Owner;
 
 /// The listening sockets of `wanted`'s family serving it, as `(address, owning pid)`: one table call.
