@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use probes::{control_ui, exposure, first_byte, ssh_session, syn};
+use probes::{control_ui, exposure, first_byte, ssh_session, syn, Label, Probe};
 use serde::Serialize;
 
 use crate::config::{Config, Forward};
@@ -126,7 +126,7 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
         let (status, evidence, next) = match number {
             1 => ssh_host(forward, timeout).await,
             2 => session(forward, config.scheduler.owner_lookup, timeout).await,
-            3 => match syn::probe(&syn::Target { addr: forward.local }, timeout).await {
+            3 => match (syn::Target { addr: forward.local }).probe(timeout).await {
                 Ok(connected) => pass(format!("{} connected in {}", forward.local, ms(connected.connect))),
                 Err(failure) => fail(
                     format!("{}: {failure}", forward.local),
@@ -134,7 +134,7 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
                 ),
             },
             4 => gateway(forward, timeout).await,
-            5 => match control_ui::probe(&control_ui::Target { addr: forward.local }, timeout).await {
+            5 => match (control_ui::Target { addr: forward.local }).probe(timeout).await {
                 Ok(page) => pass(format!("GET / -> HTTP {} text/html in {}", page.status, ms(page.first_byte))),
                 Err(failure) => fail(
                     format!("GET / -> {failure}"),
@@ -180,8 +180,8 @@ async fn ssh_host(forward: &Forward, timeout: Duration) -> Verdict {
 }
 
 async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> Verdict {
-    let target = ssh_session::Target { addr: forward.local, last_owner: None, lookup };
-    match ssh_session::probe(&target, timeout).await {
+    let mut target = ssh_session::Target { lookup, ..ssh_session::Target::new(forward.local) };
+    match target.probe(timeout).await {
         ssh_session::Outcome::Up(owner) => pass(format!(
             "ssh pid {} (parent {} pid {}) listens on {}",
             owner.pid,
@@ -204,8 +204,8 @@ async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Durati
 }
 
 async fn gateway(forward: &Forward, timeout: Duration) -> Verdict {
-    let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
-    match first_byte::probe(&target, timeout).await {
+    let mut target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
+    match target.probe(timeout).await {
         Ok(response) => pass(format!(
             "GET {} -> HTTP {} first byte in {}",
             forward.health_path,
@@ -213,7 +213,7 @@ async fn gateway(forward: &Forward, timeout: Duration) -> Verdict {
             ms(response.first_byte)
         )),
         Err(failure) => {
-            let next = match failure.reason() {
+            let next = match failure.label() {
                 "reset" | "empty_reply" => {
                     "ssh is up but the far side refused: is the gateway running on the host (`openclaw gateway status` there)?"
                 }
@@ -226,7 +226,7 @@ async fn gateway(forward: &Forward, timeout: Duration) -> Verdict {
                 }
                 _ => "something answers that is not a healthy gateway: check what listens on the host's gateway port",
             };
-            fail(format!("GET {} -> {failure} ({})", forward.health_path, failure.reason()), next)
+            fail(format!("GET {} -> {failure} ({})", forward.health_path, failure.label()), next)
         }
     }
 }
@@ -247,8 +247,8 @@ async fn token(config: &Config, forward: &Forward, timeout: Duration) -> Verdict
         config.auth.registry.revision(&probes::auth_tap::credential::Credential::token(token.expose())).to_owned();
     let disagree =
         if tokens.agree() { String::new() } else { format!("; sources disagree: {}", tokens.disagreeing().join(", ")) };
-    let target = probes::auth_probe::Target { addr: forward.local, token };
-    match probes::auth_probe::probe(&target, timeout).await {
+    let mut target = probes::auth_probe::Target { addr: forward.local, token };
+    match target.probe(timeout).await {
         Ok(probes::auth_probe::Answer::Accepted(status)) => match &config.auth.current {
             Some(current) if *current != revision => fail(
                 format!("accepted (HTTP {status}) but the token is revision {revision}, not the current {current}{disagree}"),
@@ -275,7 +275,7 @@ async fn loopback_only(config: &Config, timeout: Duration) -> Verdict {
     let mut evidence = Vec::new();
     let mut exposed = false;
     for gateway in &config.gateways {
-        match exposure::probe(&exposure::Target { port: gateway.port }, timeout).await {
+        match (exposure::Target { port: gateway.port }).probe(timeout).await {
             Ok(found) => {
                 exposed |= found.exposed();
                 let listeners: Vec<String> = found.listeners.iter().map(ToString::to_string).collect();

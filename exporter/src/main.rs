@@ -10,8 +10,8 @@
 mod clock;
 mod config;
 mod doctor;
-mod recorder;
-mod scheduler;
+mod record;
+mod schedule;
 mod signals;
 mod state;
 mod status_page;
@@ -30,8 +30,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::recorder::Recorder;
-use crate::scheduler::{Generation, Prepared};
+use crate::record::Recorder;
+use crate::schedule::{Generation, Prepared};
 
 /// Prometheus exporter for an OpenClaw gateway reached through an ssh -L forward.
 #[derive(Debug, Parser)]

@@ -4,10 +4,44 @@
 //! A missing file is a first start; a corrupt or truncated one is reported in the log and ignored, never fatal.
 //! Counters are not saved: Prometheus handles a counter reset; only the buckets have no other home.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::recorder::Recorder;
+use serde::{Deserialize, Serialize};
+
+use crate::record::Recorder;
+use crate::uptime::Bucket;
+
+/// The file's format, version 1: `{"version": 1, "forwards": {"name": [bucket, ...]}}`.
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    forwards: BTreeMap<String, Vec<Bucket>>,
+}
+
+/// The only version this build reads and writes.
+const VERSION: u32 = 1;
+
+/// The state of `recorder` as the file's bytes.
+fn encode(recorder: &Recorder) -> Vec<u8> {
+    let file = StateFile { version: VERSION, forwards: recorder.saved_buckets().into_iter().collect() };
+    serde_json::to_vec(&file).expect("buckets serialize")
+}
+
+/// Restore the buckets in `bytes`; returns how many forwards were restored.
+fn decode_into(bytes: &[u8], recorder: &Recorder) -> Result<usize, String> {
+    let version: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON (corrupt or truncated): {e}"))?;
+    if version["version"] != VERSION {
+        return Err(format!("unknown state version {}", version["version"]));
+    }
+    let file: StateFile = serde_json::from_value(version).map_err(|e| e.to_string())?;
+    let restored = file.forwards.len();
+    for (name, buckets) in file.forwards {
+        recorder.restore_buckets(&name, buckets);
+    }
+    Ok(restored)
+}
 
 /// How often the buckets are saved while running.
 pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -22,10 +56,7 @@ pub fn load(path: &Path, recorder: &Recorder) {
             return;
         }
     };
-    let restored = serde_json::from_slice::<serde_json::Value>(&text)
-        .map_err(|e| format!("not valid JSON (corrupt or truncated): {e}"))
-        .and_then(|saved| recorder.restore_buckets(&saved));
-    match restored {
+    match decode_into(&text, recorder) {
         Ok(forwards) => tracing::info!(file = %path.display(), forwards, "restored the uptime buckets"),
         Err(problem) => {
             tracing::warn!(file = %path.display(), problem = %problem, "the state file is unusable and was ignored")
@@ -39,7 +70,7 @@ pub fn save(path: &Path, recorder: &Recorder) -> std::io::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let temporary = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
     let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(recorder.save_buckets().to_string().as_bytes())?;
+    file.write_all(&encode(recorder))?;
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temporary, path)

@@ -1,19 +1,18 @@
-//! The status page at `/`: server-rendered HTML from the same JSON as `/api/status`, with inline CSS and no
-//! script or external asset, so it works offline on a laptop without Grafana.
+//! The status page at `/`: server-rendered HTML from the same [`StatusReport`] as `/api/status`, with inline
+//! CSS and no script or external asset, so it works offline on a laptop without Grafana.
 
 use std::fmt::Write;
 
-use serde_json::Value;
-
-use crate::uptime::{BUCKETS_KEPT, BUCKET_SECONDS};
+use crate::record::status::StatusReport;
+use crate::uptime::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
 
 /// Escape text for HTML element content and attribute values.
 fn esc(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
-fn seconds(value: &Value) -> String {
-    match value.as_f64() {
+fn seconds(value: Option<f64>) -> String {
+    match value {
         Some(0.0) => "0 s".into(),
         Some(s) if s < 1e-3 => format!("{:.0} µs", s * 1e6),
         Some(s) if s < 1.0 => format!("{:.1} ms", s * 1e3),
@@ -23,11 +22,9 @@ fn seconds(value: &Value) -> String {
 }
 
 /// A bucket's class: up, down, partly, unobserved, or empty (no data).
-fn bucket_class(bucket: Option<&Value>) -> (&'static str, String) {
+fn bucket_class(bucket: Option<&Bucket>) -> (&'static str, String) {
     let Some(bucket) = bucket else { return ("empty", "no data".into()) };
-    let checks = bucket["checks"].as_u64().unwrap_or(0);
-    let up = bucket["successes"].as_u64().unwrap_or(0);
-    let unobserved = bucket["unobserved_seconds"].as_f64().unwrap_or(0.0);
+    let (checks, up, unobserved) = (bucket.checks, bucket.successes, bucket.unobserved_seconds);
     if checks == 0 || unobserved >= BUCKET_SECONDS as f64 / 2.0 {
         return ("unobserved", format!("{unobserved:.0} s unobserved, {up}/{checks} rounds up"));
     }
@@ -47,8 +44,8 @@ fn state_badge(ok: Option<bool>, yes: &str, no: &str) -> String {
     }
 }
 
-/// Render the page from the status JSON.
-pub fn render(status: &Value) -> String {
+/// Render the page from the status report.
+pub fn render(status: &StatusReport) -> String {
     let mut html = String::with_capacity(64 * 1024);
     html.push_str(concat!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -67,27 +64,25 @@ pub fn render(status: &Value) -> String {
     let _ = write!(
         html,
         "<p class=\"muted\">version {} · <a href=\"/metrics\">/metrics</a> · <a href=\"/api/status\">/api/status</a></p>",
-        esc(status["version"].as_str().unwrap_or("?"))
+        esc(&status.version)
     );
-    let now = status["now"].as_f64().unwrap_or(0.0) as u64;
+    let now = status.now as u64;
     let current_bucket = now / BUCKET_SECONDS * BUCKET_SECONDS;
     let first_bucket = current_bucket.saturating_sub((BUCKETS_KEPT as u64 - 1) * BUCKET_SECONDS);
 
-    for forward in status["forwards"].as_array().into_iter().flatten() {
-        let name = esc(forward["forward"].as_str().unwrap_or("?"));
+    for forward in &status.forwards {
+        let name = esc(&forward.forward);
         let _ = write!(html, "<section class=\"forward\" id=\"forward-{name}\"><h2>Forward {name}</h2>");
-        let session = &forward["ssh_session"];
-        let session_state = session["state"].as_str();
+        let session = forward.ssh_session.as_ref();
+        let session_state = session.map(|s| s.state.as_str());
         let session_badge = match session_state {
             Some("up") => state_badge(Some(true), "ssh up", ""),
             Some("unreadable") | Some("unsupported") | None => state_badge(None, "", ""),
             Some(other) => state_badge(Some(false), "", &esc(other)),
         };
-        let owner = match (session["pid"].as_u64(), session["name"].as_str()) {
-            (Some(pid), Some(comm)) => {
-                format!("{} pid {pid}, parent {}", esc(comm), esc(session["parent_name"].as_str().unwrap_or("?")))
-            }
-            _ => esc(session_state.unwrap_or("not checked yet")),
+        let owner = match session.and_then(|s| Some((s.pid?, s.name.as_deref()?, s.parent_name.as_deref()))) {
+            Some((pid, comm, parent)) => format!("{} pid {pid}, parent {}", esc(comm), esc(parent.unwrap_or("?"))),
+            None => esc(session_state.unwrap_or("not checked yet")),
         };
         let _ = write!(
             html,
@@ -96,22 +91,22 @@ pub fn render(status: &Value) -> String {
              <tr><th>Gateway</th><td class=\"gateway\">{}</td><td class=\"muted\">{}</td></tr>\
              <tr><th>First byte</th><td>p50 {}</td><td class=\"muted\">p99 {} · {} samples</td></tr>\
              <tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr></table>",
-            state_badge(forward["syn"]["last_ok"].as_bool(), "connects", "refused"),
-            forward["syn"]["successes"],
-            forward["syn"]["attempts"],
-            state_badge(forward["gateway_up"].as_bool(), "answers", "down"),
-            esc(forward["last_first_byte"].as_str().unwrap_or("no probe yet")),
-            seconds(&forward["first_byte_seconds"]["p50"]),
-            seconds(&forward["first_byte_seconds"]["p99"]),
-            forward["first_byte_seconds"]["count"],
-            forward["uptime_ratio_last_bucket"].as_f64().map_or("–".into(), |r| format!("{:.2}%", r * 100.0)),
-            seconds(&forward["unobserved_seconds"]),
+            state_badge(forward.syn.last_ok, "connects", "refused"),
+            forward.syn.successes,
+            forward.syn.attempts,
+            state_badge(forward.gateway_up, "answers", "down"),
+            esc(forward.last_first_byte.as_deref().unwrap_or("no probe yet")),
+            seconds(forward.first_byte_seconds.p50),
+            seconds(forward.first_byte_seconds.p99),
+            forward.first_byte_seconds.count,
+            forward.uptime_ratio_last_bucket.map_or("–".into(), |r| format!("{:.2}%", r * 100.0)),
+            seconds(Some(forward.unobserved_seconds)),
         );
-        let buckets = forward["buckets"].as_array().cloned().unwrap_or_default();
+        let buckets = &forward.buckets;
         html.push_str("<div class=\"strip\" title=\"last 24 hours, five-minute buckets\">");
         let mut start = first_bucket;
         while start <= current_bucket {
-            let bucket = buckets.iter().find(|b| b["start"].as_u64() == Some(start));
+            let bucket = buckets.iter().find(|b| b.start == start);
             let (class, title) = bucket_class(bucket);
             let _ = write!(html, "<span class=\"s-{class}\" title=\"{}\"></span>", esc(&title));
             start += BUCKET_SECONDS;
@@ -121,18 +116,18 @@ pub fn render(status: &Value) -> String {
             "<span class=\"s-down\"></span>down<span class=\"s-unobserved\"></span>unobserved (asleep)",
             "<span class=\"s-empty\"></span>no data</div>"
         ));
-        let failures = forward["auth_failures"].as_array().cloned().unwrap_or_default();
+        let failures = &forward.auth_failures;
         if !failures.is_empty() {
             html.push_str("<h3>Auth failures by token revision</h3><table class=\"auth\"><tr><th>revision</th><th>channel</th><th>code</th><th>count</th></tr>");
             for failure in failures {
-                let revision = esc(failure["token_revision"].as_str().unwrap_or("?"));
-                let mark = if failure["current"] == true { " (current)" } else { "" };
+                let revision = esc(&failure.token_revision);
+                let mark = if failure.current { " (current)" } else { "" };
                 let _ = write!(
                     html,
                     "<tr><td>{revision}{mark}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(failure["channel"].as_str().unwrap_or("?")),
-                    esc(failure["code"].as_str().unwrap_or("?")),
-                    failure["count"]
+                    esc(&failure.channel),
+                    esc(&failure.code),
+                    failure.count
                 );
             }
             html.push_str("</table>");
@@ -140,34 +135,35 @@ pub fn render(status: &Value) -> String {
         html.push_str("</section>");
     }
 
-    let hosts = status["model_hosts"].as_array().cloned().unwrap_or_default();
+    let hosts = &status.model_hosts;
     if !hosts.is_empty() {
         html.push_str("<h2>Model hosts</h2><table class=\"model-hosts\"><tr><th>model host</th><th>last probe</th><th>failures / attempts</th></tr>");
         for host in hosts {
             let _ = write!(
                 html,
                 "<tr><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
-                esc(host["model_host"].as_str().unwrap_or("?")),
-                esc(host["last"].as_str().unwrap_or("no probe yet")),
-                host["failures"],
-                host["attempts"]
+                esc(&host.model_host),
+                esc(host.last.as_deref().unwrap_or("no probe yet")),
+                host.failures,
+                host.attempts
             );
         }
         html.push_str("</table>");
     }
-    let gateways = status["gateways"].as_array().cloned().unwrap_or_default();
+    let gateways = &status.gateways;
     if !gateways.is_empty() {
         html.push_str("<h2>Gateway bind exposure</h2><table class=\"exposure\"><tr><th>gateway</th><th>loopback</th><th>private</th><th>public</th><th></th></tr>");
         for gateway in gateways {
-            let scopes = &gateway["listen_sockets"];
-            let exposed = gateway["exposed_since"].as_f64().map(|t| t > 0.0);
+            let scopes = &gateway.listen_sockets;
+            let exposed = gateway.exposed_since.map(|t| t > 0.0);
+            let count = |n: Option<i64>| n.map_or("–".to_owned(), |n| n.to_string());
             let _ = write!(
                 html,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(gateway["gateway"].as_str().unwrap_or("?")),
-                scopes["loopback"],
-                scopes["private"],
-                scopes["public"],
+                esc(&gateway.gateway),
+                count(scopes.loopback),
+                count(scopes.private),
+                count(scopes.public),
                 state_badge(exposed.map(|e| !e), "loopback only", "exposed")
             );
         }
@@ -183,12 +179,16 @@ mod tests {
 
     #[test]
     fn text_from_probes_is_escaped() {
-        let status = serde_json::json!({
-            "version": "0", "now": 1_800_000_000.0,
-            "forwards": [{"forward": "a", "last_first_byte": "<script>alert(1)</script>", "buckets": [],
-                          "syn": {}, "rounds": {}, "first_byte_seconds": {}, "auth_failures": []}],
-        });
-        let html = render(&status);
+        let recorder = crate::record::Recorder::new();
+        recorder.record_first_byte(
+            "a",
+            &Err(probes::first_byte::Failure::BadStatus {
+                status: None,
+                first_byte: None,
+                detail: "<script>alert(1)</script>".into(),
+            }),
+        );
+        let html = render(&recorder.status(std::time::SystemTime::now()));
         assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"));
         let strip = &html[html.find("<div class=\"strip\"").unwrap()..];
         let strip = &strip[..strip.find("</div>").unwrap()];

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::server::TlsStream;
 
-use crate::recorder::{Format, Recorder};
+use crate::record::{Format, Recorder};
 use crate::web_security::WebSecurity;
 
 /// The web config in force; a reload replaces it.
@@ -164,7 +164,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     }
 }
 
-async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
+async fn status(State(state): State<AppState>) -> Json<crate::record::status::StatusReport> {
     Json(state.recorder.status(SystemTime::now()))
 }
 

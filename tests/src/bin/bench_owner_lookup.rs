@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use e2e::{free_port, Gateway, Sshd};
-use probes::ssh_session::{probe, Lookup, Outcome, Target};
+use probes::ssh_session::{Lookup, Outcome, Target};
+use probes::Probe;
 
 fn cpu_seconds() -> f64 {
     // SAFETY: getrusage writes into the zeroed struct it is given.
@@ -26,7 +27,9 @@ fn cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-/// CPU microseconds per probe over `rounds` probes of `target`, checking each answer with `expect`.
+/// CPU microseconds per probe over `rounds` probes of `target` (each from `target`'s own state: a probe
+/// remembers the owner it found, so a copy keeps every round the kind of round measured), checking each
+/// answer with `expect`.
 fn per_round(
     runtime: &tokio::runtime::Runtime,
     target: &Target,
@@ -35,7 +38,8 @@ fn per_round(
 ) -> f64 {
     let started = cpu_seconds();
     for _ in 0..rounds {
-        let outcome = runtime.block_on(probe(target, Duration::from_secs(5)));
+        let mut round = target.clone();
+        let outcome = runtime.block_on(round.probe(Duration::from_secs(5)));
         assert!(expect(&outcome), "{:?}: unexpected {outcome:?}", target.lookup);
     }
     (cpu_seconds() - started) / rounds as f64 * 1e6
@@ -62,8 +66,8 @@ fn main() {
         .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
         .count();
     for lookup in [Lookup::Procfs, Lookup::Listeners] {
-        let fresh = Target { addr, last_owner: None, lookup };
-        let found = runtime.block_on(probe(&fresh, Duration::from_secs(5)));
+        let fresh = Target { lookup, ..Target::new(addr) };
+        let found = runtime.block_on(fresh.clone().probe(Duration::from_secs(5)));
         let owner =
             found.owner().filter(|o| o.pid == ssh.pid()).unwrap_or_else(|| panic!("{lookup:?}: {found:?}")).clone();
         let remembered = Target { last_owner: Some(owner), ..fresh.clone() };

@@ -1,0 +1,314 @@
+//! 401/403 by token revision: the active auth probe, the auth tap's events on real traffic, and rotation
+//! (configured, or the first burst of WebSocket closes 4001).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use probes::auth_probe::{self, Answer, Secret};
+use probes::auth_tap::credential::{self, Credential, TokenId};
+use probes::auth_tap::{AuthEvent, AuthSink, Registry};
+use probes::Label;
+
+use super::families::{
+    AuthFailureLabels, AuthRequestLabels, ForwardChannelLabels, ForwardCodeLabels, ForwardLabels, RevisionLabels,
+};
+use super::Recorder;
+use crate::clock::unix_seconds;
+use crate::config::{AuthProbe, Config, Forward};
+use crate::schedule::driver::{Recording, Round};
+use crate::token_sources;
+
+/// What marks a rotation: the config's `rotated_at`, else the first WebSocket close 4001 of a burst.
+#[derive(Default)]
+pub struct Rotation {
+    configured: bool,
+    last_seen: Option<std::time::Instant>,
+}
+
+/// 401, 403 and 429 as label values; other statuses are not auth failures.
+fn auth_code_label(status: u16) -> Option<&'static str> {
+    match status {
+        401 => Some("401"),
+        403 => Some("403"),
+        429 => Some("429"),
+        _ => None,
+    }
+}
+
+/// The auth failure codes, as label values.
+pub const AUTH_CODES: [&str; 3] = ["401", "403", "429"];
+
+/// WebSocket close codes as label values: the registered ones and the gateway's own, else `other`.
+fn ws_close_label(code: u16) -> &'static str {
+    match code {
+        1000 => "1000",
+        1001 => "1001",
+        1002 => "1002",
+        1003 => "1003",
+        1006 => "1006",
+        1007 => "1007",
+        1008 => "1008",
+        1009 => "1009",
+        1010 => "1010",
+        1011 => "1011",
+        1012 => "1012",
+        1013 => "1013",
+        4001 => "4001",
+        _ => "other",
+    }
+}
+
+/// The recording of one forward's active auth probe: it also picks the token to send each round.
+pub struct AuthProbeRecording {
+    forward: Arc<Forward>,
+    settings: Arc<AuthProbe>,
+    registry: Arc<Registry>,
+    recorder: Arc<Recorder>,
+    locations: token_sources::Locations,
+    /// The token the gateway refused: not sent again until the sources hold another one.
+    refused: Option<TokenId>,
+    /// The token sent this round.
+    sent: Option<TokenId>,
+    /// The revision of the token sent this round.
+    revision: String,
+    /// The last note about the token sources, so each is logged once.
+    last_note: String,
+}
+
+impl AuthProbeRecording {
+    /// Its probe (a token is chosen each round) and its recording.
+    pub fn new(
+        forward: Arc<Forward>,
+        settings: Arc<AuthProbe>,
+        registry: Arc<Registry>,
+        recorder: Arc<Recorder>,
+    ) -> (auth_probe::Target, AuthProbeRecording) {
+        let locations =
+            token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+        // Windows: files inherit the profile directory's ACL (the user only), and there are no mode bits to read.
+        #[cfg(unix)]
+        if let Some(path) = &settings.token_file {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "the token file is readable by group or others: chmod 600 it");
+                }
+            }
+        }
+        let target = auth_probe::Target { addr: forward.local, token: Secret::new(Vec::new()) };
+        let recording = AuthProbeRecording {
+            forward,
+            settings,
+            registry,
+            recorder,
+            locations,
+            refused: None,
+            sent: None,
+            revision: credential::NONE.to_owned(),
+            last_note: String::new(),
+        };
+        (target, recording)
+    }
+
+    fn note(&mut self, text: String, warn: bool) {
+        if text != self.last_note {
+            if warn {
+                tracing::warn!(forward = %self.forward.name, "{text}");
+            } else {
+                tracing::info!(forward = %self.forward.name, "{text}");
+            }
+            self.last_note = text;
+        }
+    }
+}
+
+impl Recording for AuthProbeRecording {
+    type Probe = auth_probe::Target;
+    /// The answer's label (accepted, rejected) or the failure's.
+    type State = &'static str;
+
+    fn subject(&self) -> (&'static str, &str) {
+        ("forward", &self.forward.name)
+    }
+
+    fn interval(&self) -> Duration {
+        self.settings.interval
+    }
+
+    fn timeout(&self) -> Duration {
+        self.forward.timeout.min(self.settings.interval)
+    }
+
+    async fn before_round(&mut self, probe: &mut auth_probe::Target) -> bool {
+        let locations = self.locations.clone();
+        let tokens = tokio::task::spawn_blocking(move || token_sources::read(&locations)).await.unwrap_or_default();
+        self.recorder.set_token_sources_agree(&self.forward.name, tokens.agree());
+        if !tokens.agree() {
+            let effective = tokens.effective().map(|s| s.name.as_str()).unwrap_or("none");
+            let different = tokens.disagreeing().join(", ");
+            self.note(format!("token sources disagree: the CLI uses {effective}; different: {different}"), true);
+        }
+        for source in tokens.sources.iter().filter(|s| s.unresolvable.is_some()) {
+            tracing::debug!(forward = %self.forward.name, source = %source.name, why = source.unresolvable.as_deref().unwrap_or(""), "token source unresolvable");
+        }
+        let Some(token) = tokens.effective().and_then(|s| s.token.clone()) else {
+            self.note("no gateway token found in any source; auth probe idle".into(), false);
+            return false;
+        };
+        let id = TokenId::of(token.expose());
+        if self.refused == Some(id) {
+            return false;
+        }
+        self.revision = self.registry.revision(&Credential::token(token.expose())).to_owned();
+        self.sent = Some(id);
+        probe.token = token;
+        true
+    }
+
+    fn record(&mut self, _round: Round, outcome: &auth_probe::Outcome) -> &'static str {
+        self.recorder.record_auth_probe(&self.forward.name, &self.revision, outcome);
+        match outcome {
+            Ok(Answer::Rejected(_)) => self.refused = self.sent,
+            Ok(Answer::Accepted(_)) => self.refused = None,
+            Err(_) => {}
+        }
+        self.state(outcome)
+    }
+
+    fn annotate(&self, _outcome: &auth_probe::Outcome, span: &tracing::Span) {
+        span.record("token_revision", self.revision.as_str());
+    }
+
+    fn state(&self, outcome: &auth_probe::Outcome) -> &'static str {
+        match outcome {
+            Ok(answer) => answer.label(),
+            Err(failure) => failure.label(),
+        }
+    }
+
+    fn log_change(&self, outcome: &auth_probe::Outcome) {
+        let (forward, revision) = (&self.forward.name, &self.revision);
+        match outcome {
+            Ok(Answer::Rejected(status)) => tracing::warn!(forward = %forward, "the gateway rejects this machine's token (revision {revision}, HTTP {status}); not retried until a token source changes"),
+            Ok(Answer::Accepted(_)) => tracing::info!(forward = %forward, "the gateway accepts this machine's token (revision {revision})"),
+            Err(failure) => tracing::info!(forward = %forward, "auth probe could not reach the gateway: {failure}"),
+        }
+    }
+}
+
+impl AuthSink for Recorder {
+    fn auth_event(&self, forward: &str, event: AuthEvent<'_>) {
+        let m = &self.metrics;
+        let forward = forward.to_owned();
+        match event {
+            AuthEvent::Request { channel, revision } => {
+                let labels =
+                    AuthRequestLabels { forward, channel: channel.as_str(), token_revision: revision.to_owned() };
+                m.auth_requests.get_or_create(&labels).inc();
+            }
+            AuthEvent::Failure { channel, code, revision } => {
+                if let Some(code) = auth_code_label(code) {
+                    let token_revision = revision.to_owned();
+                    let labels = AuthFailureLabels { forward, channel: channel.as_str(), code, token_revision };
+                    m.auth_failures.get_or_create(&labels).inc();
+                }
+            }
+            AuthEvent::WsClose { code } => {
+                if code == 4001 {
+                    self.mark_rotation_seen();
+                }
+                m.ws_closes.get_or_create(&ForwardCodeLabels { forward, code: ws_close_label(code) }).inc();
+            }
+            AuthEvent::FirstByte { channel, elapsed } => {
+                let labels = ForwardChannelLabels { forward, channel: channel.as_str() };
+                m.observed_first_byte_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
+            }
+        }
+    }
+}
+
+impl Recorder {
+    /// The current revision, the rotation time, and zero-valued auth series for every tapped or probed
+    /// forward (so the first failure of a revision is an increase an alert can see).
+    pub(super) fn apply_auth(&self, config: &Config) {
+        let m = &self.metrics;
+        m.token_revision_current.clear();
+        let registry = &config.auth.registry;
+        for name in registry.names() {
+            let current = config.auth.current.as_deref() == Some(name);
+            m.token_revision_current
+                .get_or_create(&RevisionLabels { token_revision: name.to_owned() })
+                .set(i64::from(current));
+        }
+        let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
+        rotation.configured = config.auth.rotated_at.is_some();
+        if let Some(at) = config.auth.rotated_at {
+            m.token_rotation_timestamp.set(unix_seconds(at));
+        }
+        drop(rotation);
+        let revisions: Vec<String> =
+            registry.names().chain([credential::UNKNOWN, credential::NONE]).map(str::to_owned).collect();
+        let channels: Vec<(String, &'static str)> = config
+            .auth_taps
+            .iter()
+            .flat_map(|tap| [(tap.forward.clone(), "http"), (tap.forward.clone(), "ws")])
+            .chain(config.auth_probe.forwards.iter().map(|f| (f.clone(), "probe")))
+            .collect();
+        for tap in &config.auth_taps {
+            for code in ["1000", "1001", "1006", "1008", "1011", "1012", "4001"] {
+                m.ws_closes.get_or_create_owned(&ForwardCodeLabels { forward: tap.forward.clone(), code });
+            }
+        }
+        for (forward, channel) in &channels {
+            for token_revision in &revisions {
+                let (forward, token_revision) = (forward.clone(), token_revision.clone());
+                m.auth_requests.get_or_create_owned(&AuthRequestLabels {
+                    forward: forward.clone(),
+                    channel,
+                    token_revision: token_revision.clone(),
+                });
+                for code in AUTH_CODES {
+                    let labels =
+                        AuthFailureLabels { forward: forward.clone(), channel, code, token_revision: token_revision.clone() };
+                    m.auth_failures.get_or_create_owned(&labels);
+                }
+            }
+        }
+        let mut index = self.index();
+        index.revisions = revisions;
+        index.current_revision = config.auth.current.clone();
+        index.auth_channels = channels;
+    }
+
+    /// Record one active auth probe: the request, and a failure when refused.
+    pub fn record_auth_probe(&self, forward: &str, revision: &str, outcome: &auth_probe::Outcome) {
+        let m = &self.metrics;
+        let (forward, token_revision) = (forward.to_owned(), revision.to_owned());
+        let request =
+            AuthRequestLabels { forward: forward.clone(), channel: "probe", token_revision: token_revision.clone() };
+        m.auth_requests.get_or_create(&request).inc();
+        if let Ok(Answer::Rejected(status)) = outcome {
+            if let Some(code) = auth_code_label(*status) {
+                let labels = AuthFailureLabels { forward, channel: "probe", code, token_revision };
+                m.auth_failures.get_or_create(&labels).inc();
+            }
+        }
+    }
+
+    /// Whether every token source on this machine holds the same token.
+    pub fn set_token_sources_agree(&self, forward: &str, agree: bool) {
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        self.metrics.token_sources_agree.get_or_create(&labels).set(i64::from(agree));
+    }
+
+    fn mark_rotation_seen(&self) {
+        let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
+        // A rotation closes every open WebSocket at once: one burst of 4001s is one rotation.
+        let fresh = rotation.last_seen.is_none_or(|at| at.elapsed() > Duration::from_secs(60));
+        rotation.last_seen = Some(std::time::Instant::now());
+        if fresh && !rotation.configured {
+            self.metrics.token_rotation_timestamp.set(unix_seconds(SystemTime::now()));
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The metric families: their label sets and one table that declares, constructs and registers each
+//! family (name, help, type), so a family is one line, never three places kept in step.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Histogram bucket bounds in seconds: a 1-2.5-5 ladder from 25 us (a loopback connect) to 250 s
+/// (beyond any probe timeout the config accepts short of an hour, and what no probe should ever take).
+pub const LATENCY_BUCKETS: [f64; 22] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0,
+];
+
+/// Declare label sets: `Name { field: Type, ... }` each.
+macro_rules! label_sets {
+    ($( $(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* } )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+            pub struct $name { $(pub $field: $ty),* }
+        )*
+    };
+}
+
+label_sets! {
+    /// `forward`.
+    ForwardLabels { forward: String }
+    /// `forward`, `reason`.
+    ForwardReasonLabels { forward: String, reason: &'static str }
+    /// `forward`, `state`.
+    ForwardStateLabels { forward: String, state: &'static str }
+    /// `forward`, `channel`, `token_revision`.
+    AuthRequestLabels { forward: String, channel: &'static str, token_revision: String }
+    /// `forward`, `channel`, `code`, `token_revision`.
+    AuthFailureLabels { forward: String, channel: &'static str, code: &'static str, token_revision: String }
+    /// `token_revision`.
+    RevisionLabels { token_revision: String }
+    /// `forward`, `code`.
+    ForwardCodeLabels { forward: String, code: &'static str }
+    /// `forward`, `channel`.
+    ForwardChannelLabels { forward: String, channel: &'static str }
+    /// `model_host`.
+    ModelHostLabels { model_host: String }
+    /// `model_host`, `phase`.
+    ModelHostPhaseLabels { model_host: String, phase: &'static str }
+    /// `model_host`, `reason`.
+    ModelHostReasonLabels { model_host: String, reason: &'static str }
+    /// `gateway`.
+    GatewayLabels { gateway: String }
+    /// `gateway`, `scope`.
+    GatewayScopeLabels { gateway: String, scope: &'static str }
+    /// `probe`.
+    ProbeLabels { probe: &'static str }
+    /// `result`.
+    ResultLabels { result: &'static str }
+}
+
+/// A gauge holding a float.
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+/// A counter holding a float.
+pub type FloatCounter = Counter<f64, AtomicU64>;
+/// A histogram family over [`LATENCY_BUCKETS`].
+pub type Latency<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency<L: Clone + std::hash::Hash + Eq>() -> Latency<L> {
+    Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS))
+}
+
+/// The table: `field: Type = constructor, "name", "help";` declares the field, builds it and registers it.
+macro_rules! families {
+    ($( $field:ident: $ty:ty = $ctor:expr, $name:literal, $help:literal; )*) => {
+        /// Every metric family the exporter serves.
+        pub struct Metrics { $( #[doc = $help] pub $field: $ty, )* }
+
+        impl Metrics {
+            /// Build every family and register it in `registry`.
+            pub fn register(registry: &mut Registry) -> Metrics {
+                let metrics = Metrics { $( $field: $ctor, )* };
+                $( registry.register($name, $help, metrics.$field.clone()); )*
+                metrics
+            }
+        }
+    };
+}
+
+families! {
+    syn_attempts: Family<ForwardLabels, Counter> = Family::default(),
+        "openclaw_tunnel_syn_attempts", "TCP connects tried to the forward's local address";
+    syn_successes: Family<ForwardLabels, Counter> = Family::default(),
+        "openclaw_tunnel_syn_successes", "TCP connects to the forward's local address that connected";
+    connect_seconds: Latency<ForwardLabels> = latency(),
+        "openclaw_tunnel_connect_seconds", "Local connect time of successful SYN probes (proves only the local ssh listener)";
+    ssh_session_up: Family<ForwardLabels, Gauge> = Family::default(),
+        "openclaw_tunnel_ssh_session_up", "1 when an ssh process (or autossh's ssh child) owns the local listener; absent while the owner cannot be read";
+    ssh_session_state: Family<ForwardStateLabels, Gauge> = Family::default(),
+        "openclaw_tunnel_ssh_session_state", "1 for the current state of the listener's owner: up, no_listener, not_ssh, unreadable, unsupported";
+    up_checks: Family<ForwardLabels, Counter> = Family::default(),
+        "openclaw_tunnel_up_checks", "Probe rounds in which the tunnel was observed";
+    up_successes: Family<ForwardLabels, Counter> = Family::default(),
+        "openclaw_tunnel_up_successes", "Probe rounds with the SSH session up and SYN success (the uptime numerator)";
+    uptime_ratio: Family<ForwardLabels, FloatGauge> = Family::default(),
+        "openclaw_tunnel_uptime_ratio", "Uptime of the last completed wall-clock five-minute bucket; absent until one completes";
+    unobserved_seconds: Family<ForwardLabels, FloatCounter> = Family::default(),
+        "openclaw_tunnel_unobserved_seconds", "Time no probe round could run (machine asleep, process stalled); not counted as down";
+    first_byte_seconds: Latency<ForwardLabels> = latency(),
+        "openclaw_gateway_first_byte_seconds", "Request written to first response byte, GET health path through the forward";
+    gateway_probe_attempts: Family<ForwardLabels, Counter> = Family::default(),
+        "openclaw_gateway_probe_attempts", "First-byte probes tried";
+    gateway_probe_failures: Family<ForwardReasonLabels, Counter> = Family::default(),
+        "openclaw_gateway_probe_failures", "First-byte probes failed, by reason: refused, reset, empty_reply, timeout, bad_status, local_error (the exporter's own: never the gateway's)";
+    gateway_up: Family<ForwardLabels, Gauge> = Family::default(),
+        "openclaw_gateway_up", "1 when the last first-byte probe got a 2xx from the gateway";
+    config_reloads: Family<ResultLabels, Counter> = Family::default(),
+        "openclaw_exporter_config_reloads", "Configuration reloads by result: success, failure";
+    probe_lag_seconds: Latency<ProbeLabels> = latency(),
+        "openclaw_exporter_probe_lag_seconds", "How late a scheduled probe started";
+    auth_requests: Family<AuthRequestLabels, Counter> = Family::default(),
+        "openclaw_gateway_auth_requests", "Requests seen carrying a credential or none, by token revision (channel: http, ws from the auth tap; probe = the active auth probe)";
+    auth_failures: Family<AuthFailureLabels, Counter> = Family::default(),
+        "openclaw_gateway_auth_failures", "Requests refused with 401, 403 or 429, by token revision (a WebSocket AUTH_TOKEN_MISMATCH counts as 401, AUTH_RATE_LIMITED as 429)";
+    token_revision_current: Family<RevisionLabels, Gauge> = Family::default(),
+        "openclaw_gateway_token_revision_current", "1 for the revision configured as current, 0 for the others in the registry";
+    token_rotation_timestamp: FloatGauge = FloatGauge::default(),
+        "openclaw_gateway_token_rotation_timestamp_seconds", "When the current revision became current (config, or the first WebSocket close 4001 seen)";
+    ws_closes: Family<ForwardCodeLabels, Counter> = Family::default(),
+        "openclaw_gateway_ws_closes", "WebSocket closes sent by the gateway, by code (4001 auth rotated, 1008 policy/auth, 1012 restart; other = any code outside the known set)";
+    observed_first_byte_seconds: Latency<ForwardChannelLabels> = latency(),
+        "openclaw_gateway_observed_first_byte_seconds", "First-byte time of real client traffic through the auth tap (channel: http, ws)";
+    token_sources_agree: Family<ForwardLabels, Gauge> = Family::default(),
+        "openclaw_gateway_token_sources_agree", "1 when every token source on this machine holds the same token, 0 when they disagree";
+    model_host_first_byte_seconds: Latency<ModelHostLabels> = latency(),
+        "openclaw_model_host_first_byte_seconds", "Request written to first response byte from the model API";
+    model_host_phase_seconds: Latency<ModelHostPhaseLabels> = latency(),
+        "openclaw_model_host_phase_seconds", "Model API probe phases: dns, connect, tls";
+    model_host_probe_attempts: Family<ModelHostLabels, Counter> = Family::default(),
+        "openclaw_model_host_probe_attempts", "Model API probes tried";
+    model_host_probe_failures: Family<ModelHostReasonLabels, Counter> = Family::default(),
+        "openclaw_model_host_probe_failures", "Model API probes failed, by reason: dns, refused, timeout, tls, reset, bad_status";
+    objective_tunnel_uptime_ratio: Family<ForwardLabels, FloatGauge> = Family::default(),
+        "openclaw_objective_tunnel_uptime_ratio", "Tunnel uptime objective";
+    objective_first_byte_seconds: Family<ForwardLabels, FloatGauge> = Family::default(),
+        "openclaw_objective_first_byte_seconds", "First-byte latency objective through the forward";
+    objective_model_host_first_byte_seconds: Family<ModelHostLabels, FloatGauge> = Family::default(),
+        "openclaw_objective_model_host_first_byte_seconds", "Model API first-byte latency objective";
+    listen_sockets: Family<GatewayScopeLabels, Gauge> = Family::default(),
+        "openclaw_gateway_listen_sockets", "Listening sockets on the gateway port by scope: loopback, private, public (0.0.0.0 and :: are public)";
+    exposed_since: Family<GatewayLabels, FloatGauge> = Family::default(),
+        "openclaw_gateway_exposed_since_timestamp_seconds", "When a non-loopback listener on the gateway port was first seen; 0 when loopback only";
+}

@@ -1,0 +1,156 @@
+//! First-byte probes through a forward: the end-to-end KPI (latency histogram, failures by reason,
+//! `gateway_up`) and the exact quantiles the status report shows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use probes::{first_byte, Label};
+
+use super::families::{ForwardLabels, ForwardReasonLabels};
+use super::Recorder;
+use crate::config::Forward;
+use crate::schedule::driver::{Recording, Round};
+
+/// The recording of one forward's first-byte probes.
+pub struct FirstByte {
+    forward: Arc<Forward>,
+    recorder: Arc<Recorder>,
+}
+
+impl FirstByte {
+    /// Its probe and its recording, with the attempt and failure counters created at zero.
+    pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (first_byte::Target, FirstByte) {
+        let m = &recorder.metrics;
+        m.gateway_probe_attempts.get_or_create_owned(&ForwardLabels { forward: forward.name.clone() });
+        for reason in first_byte::Failure::LABELS {
+            m.gateway_probe_failures
+                .get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
+        }
+        let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
+        (target, FirstByte { forward, recorder })
+    }
+}
+
+impl Recording for FirstByte {
+    type Probe = first_byte::Target;
+    /// The failure reason; None while the gateway answers.
+    type State = Option<&'static str>;
+
+    fn subject(&self) -> (&'static str, &str) {
+        ("forward", &self.forward.name)
+    }
+
+    fn interval(&self) -> Duration {
+        self.forward.first_byte_interval
+    }
+
+    fn timeout(&self) -> Duration {
+        self.forward.timeout.min(self.forward.first_byte_interval)
+    }
+
+    fn record(&mut self, _round: Round, outcome: &first_byte::Outcome) -> &'static str {
+        self.recorder.record_first_byte(&self.forward.name, outcome);
+        outcome.as_ref().err().map_or("ok", Label::label)
+    }
+
+    fn annotate(&self, outcome: &first_byte::Outcome, span: &tracing::Span) {
+        if let Ok(response) = outcome {
+            span.record("first_byte_us", response.first_byte.as_micros() as u64);
+            span.record("status", response.status);
+        }
+    }
+
+    fn state(&self, outcome: &first_byte::Outcome) -> Option<&'static str> {
+        outcome.as_ref().err().map(Label::label)
+    }
+
+    fn log_change(&self, outcome: &first_byte::Outcome) {
+        match outcome {
+            Ok(response) => {
+                tracing::info!(forward = %self.forward.name, first_byte = ?response.first_byte, "gateway answers through the forward")
+            }
+            Err(failure) => {
+                tracing::warn!(forward = %self.forward.name, reason = failure.label(), error = %failure, "gateway first-byte probe failing")
+            }
+        }
+    }
+}
+
+impl Recorder {
+    /// Record one first-byte probe.
+    pub fn record_first_byte(&self, forward: &str, outcome: &first_byte::Outcome) {
+        let m = &self.metrics;
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        m.gateway_probe_attempts.get_or_create(&labels).inc();
+        let first_byte = match outcome {
+            Ok(response) => Some(response.first_byte),
+            Err(first_byte::Failure::BadStatus { first_byte, .. }) => *first_byte,
+            Err(_) => None,
+        };
+        if let Some(first_byte) = first_byte {
+            m.first_byte_seconds.get_or_create(&labels).observe(first_byte.as_secs_f64());
+        }
+        if let Err(failure) = outcome {
+            let reason = failure.label();
+            m.gateway_probe_failures.get_or_create(&ForwardReasonLabels { forward: forward.to_owned(), reason }).inc();
+        }
+        // A local error (the exporter out of descriptors or ports) says nothing about the gateway: its gauge
+        // keeps the last answer the gateway gave.
+        if !matches!(outcome, Err(first_byte::Failure::LocalError { .. })) {
+            m.gateway_up.get_or_create(&labels).set(i64::from(outcome.is_ok()));
+        }
+        self.with_forward(forward, |state| {
+            if let Ok(response) = outcome {
+                // record() grows the auto-resizing histogram; saturating_record() would clamp to its range.
+                let micros = response.first_byte.as_micros().clamp(1, u64::MAX as u128) as u64;
+                if state.first_byte_us.record(micros).is_err() {
+                    state.first_byte_us.saturating_record(micros);
+                }
+            }
+            state.last_first_byte = Some(match outcome {
+                Ok(response) => format!("HTTP {} in {:?}", response.status, response.first_byte),
+                Err(failure) => failure.to_string(),
+            });
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::sample;
+    use super::super::Format;
+    use super::*;
+    use std::time::SystemTime;
+
+    fn answered(first_byte: Duration) -> first_byte::Outcome {
+        Ok(first_byte::Response { connect: Duration::ZERO, first_byte, status: 200, content_type: None })
+    }
+
+    #[test]
+    fn failures_count_by_reason_and_gateway_up_follows_the_last_probe() {
+        let recorder = Arc::new(Recorder::new());
+        let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
+        let name = forward.name.clone();
+        let _ = FirstByte::new(forward, recorder.clone());
+        recorder.record_first_byte(&name, &answered(Duration::from_millis(2)));
+        recorder.record_first_byte(&name, &Err(first_byte::Failure::EmptyReply { elapsed: Duration::ZERO }));
+        let text = recorder.encode(Format::OpenMetrics, SystemTime::now());
+        let series = |family: &str, extra: &str| format!("{family}{{forward=\"{name}\"{extra}}}");
+        assert_eq!(sample(&text, &series("openclaw_gateway_probe_attempts_total", "")), Some(2.0));
+        assert_eq!(
+            sample(&text, &series("openclaw_gateway_probe_failures_total", ",reason=\"empty_reply\"")),
+            Some(1.0)
+        );
+        assert_eq!(sample(&text, &series("openclaw_gateway_probe_failures_total", ",reason=\"timeout\"")), Some(0.0));
+        assert_eq!(sample(&text, &series("openclaw_gateway_up", "")), Some(0.0));
+        assert_eq!(sample(&text, &series("openclaw_gateway_first_byte_seconds_count", "")), Some(1.0));
+        assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains("openclaw_exporter_build_info{version="));
+        // The status quantiles come from the auto-resizing hdrhistogram: 25 ms, beyond its initial range, must
+        // read as 25 ms, not clamped.
+        recorder.record_first_byte(&name, &answered(Duration::from_millis(25)));
+        let quantiles = &recorder.status(SystemTime::now()).forwards[0].first_byte_seconds;
+        let (p50, max) = (quantiles.p50.unwrap(), quantiles.max.unwrap());
+        assert!((p50 - 0.002).abs() < 0.000_01 && (max - 0.025).abs() < 0.000_05, "{quantiles:?}");
+    }
+}

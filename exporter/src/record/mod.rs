@@ -1,0 +1,199 @@
+//! The recorder: the one place that turns probe outcomes into metrics, uptime buckets and latency
+//! histograms.
+//!
+//! Probe tasks hand it typed outcomes; nothing else writes a metric. It outlives config reloads (the
+//! scheduler's tasks are replaced, the recorder is not), so counters never reset while the process lives.
+//! Counters and histograms are the prometheus-client atomics. Three mutexes, each held only for a few
+//! operations and never two at once: the per-forward state (ledger, hdrhistogram, last outcomes), the
+//! rotation marker, and the index of label values the status report reads the families with.
+//!
+//! - [`families`]: the label sets and the table of metric families.
+//! - one module per probe kind, each the [`crate::schedule::driver::Recording`] of its probe: [`tunnel`]
+//!   (SYN + ssh session rounds, the uptime ledger), [`first_byte`], [`model_host`], [`exposure`], and
+//!   [`auth`] (the active auth probe, the tap's events, rotation detection).
+//! - [`status`]: the typed status report `/api/status` and the status page both read.
+
+pub mod auth;
+pub mod exposure;
+pub mod families;
+pub mod first_byte;
+pub mod model_host;
+pub mod status;
+pub mod tunnel;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::clock::unix_seconds;
+use crate::config::Config;
+use crate::uptime::Ledger;
+use families::{ForwardLabels, Metrics, ProbeLabels, ResultLabels};
+
+/// The exposition format a scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+    /// Prometheus text format 0.0.4.
+    Prometheus,
+}
+
+/// What the status report shows of one forward, beyond the metrics.
+pub(crate) struct ForwardState {
+    pub(crate) ledger: Ledger,
+    /// First-byte times of successful probes, microseconds, for exact quantiles in the status report.
+    /// Auto-resizing, u32 counts: it covers only the range actually seen (a loopback gateway's first bytes
+    /// need ~16 KiB, where fixed bounds up to the longest timeout took 160 KiB per forward).
+    pub(crate) first_byte_us: hdrhistogram::Histogram<u32>,
+    pub(crate) session: Option<probes::ssh_session::Outcome>,
+    pub(crate) last_syn_ok: Option<bool>,
+    pub(crate) last_first_byte: Option<String>,
+}
+
+impl ForwardState {
+    fn new() -> Self {
+        ForwardState {
+            ledger: Ledger::default(),
+            first_byte_us: hdrhistogram::Histogram::new(3).expect("3 significant figures is a valid precision"),
+            session: None,
+            last_syn_ok: None,
+            last_first_byte: None,
+        }
+    }
+}
+
+/// Label values the status report reads metrics with; set from each applied config.
+#[derive(Default)]
+pub(crate) struct StatusIndex {
+    pub(crate) revisions: Vec<String>,
+    pub(crate) current_revision: Option<String>,
+    pub(crate) auth_channels: Vec<(String, &'static str)>,
+    pub(crate) model_hosts: Vec<String>,
+    pub(crate) gateways: Vec<String>,
+    pub(crate) last_model_host: HashMap<String, String>,
+}
+
+/// Records probe outcomes; see the module documentation.
+pub struct Recorder {
+    registry: Registry,
+    pub(crate) metrics: Metrics,
+    forwards: Mutex<HashMap<String, ForwardState>>,
+    pub(crate) rotation: Mutex<auth::Rotation>,
+    index: Mutex<StatusIndex>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// A recorder with every metric family registered and no forwards yet.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        registry.register(
+            "openclaw_exporter_build",
+            "Build information",
+            Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
+        );
+        for result in ["success", "failure"] {
+            metrics.config_reloads.get_or_create_owned(&ResultLabels { result });
+        }
+        Recorder {
+            registry,
+            metrics,
+            forwards: Mutex::new(HashMap::new()),
+            rotation: Mutex::default(),
+            index: Mutex::default(),
+        }
+    }
+
+    /// Apply what the configuration says directly: objectives, zero-valued series of its model hosts,
+    /// the auth registry and rotation, and the label values the status report reads.
+    pub fn apply_config(&self, config: &Config) {
+        let m = &self.metrics;
+        let objectives = &config.objectives;
+        for forward in &config.forwards {
+            let labels = ForwardLabels { forward: forward.name.clone() };
+            m.objective_tunnel_uptime_ratio.get_or_create(&labels).set(objectives.tunnel_uptime_ratio);
+            m.objective_first_byte_seconds.get_or_create(&labels).set(objectives.first_byte.as_secs_f64());
+        }
+        self.apply_model_hosts(config);
+        self.apply_auth(config);
+        let mut index = self.index();
+        index.model_hosts = config.model_hosts.iter().map(|h| h.name.clone()).collect();
+        index.gateways = config.gateways.iter().map(|g| g.name.clone()).collect();
+    }
+
+    /// Record how late a scheduled probe started.
+    pub fn record_probe_lag(&self, probe: &'static str, lag: Duration) {
+        self.metrics.probe_lag_seconds.get_or_create(&ProbeLabels { probe }).observe(lag.as_secs_f64());
+    }
+
+    /// Count a configuration reload.
+    pub fn record_reload(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.metrics.config_reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Render every metric in `format`, bringing the uptime ratios up to `now` first.
+    pub fn encode(&self, format: Format, now: SystemTime) -> String {
+        self.refresh_uptime_ratios(now);
+        let mut text = String::with_capacity(16 * 1024);
+        let encoded = match format {
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &self.registry),
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry),
+        };
+        encoded.expect("writing to a String cannot fail");
+        text
+    }
+
+    fn refresh_uptime_ratios(&self, now: SystemTime) {
+        let now = unix_seconds(now);
+        let forwards = self.forwards();
+        for (name, state) in forwards.iter() {
+            let labels = ForwardLabels { forward: name.clone() };
+            match state.ledger.last_completed_ratio(now) {
+                Some(ratio) => {
+                    self.metrics.uptime_ratio.get_or_create(&labels).set(ratio);
+                }
+                None => {
+                    self.metrics.uptime_ratio.remove(&labels);
+                }
+            }
+        }
+    }
+
+    /// The per-forward state. A panic while holding the lock cannot leave the ledger half-written in a
+    /// way worth losing all metrics over: keep serving.
+    pub(crate) fn forwards(&self) -> MutexGuard<'_, HashMap<String, ForwardState>> {
+        self.forwards.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The state of `forward`, created when first seen.
+    pub(crate) fn with_forward<T>(&self, forward: &str, f: impl FnOnce(&mut ForwardState) -> T) -> T {
+        let mut forwards = self.forwards();
+        if !forwards.contains_key(forward) {
+            forwards.insert(forward.to_owned(), ForwardState::new());
+        }
+        f(forwards.get_mut(forward).expect("inserted above"))
+    }
+
+    pub(crate) fn index(&self) -> MutexGuard<'_, StatusIndex> {
+        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    /// The value of `series` in an exposition.
+    pub fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+}

@@ -1,0 +1,283 @@
+//! The status report: what `/api/status` serves and the status page renders, one typed value for both.
+
+use std::time::SystemTime;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use probes::exposure::Scope;
+use probes::Label;
+use serde::{Deserialize, Serialize};
+
+use super::auth::AUTH_CODES;
+use super::families::{AuthFailureLabels, ForwardLabels, GatewayLabels, GatewayScopeLabels, ModelHostLabels, ModelHostReasonLabels};
+use super::Recorder;
+use crate::clock::unix_seconds;
+use crate::uptime::Bucket;
+
+/// Everything the status page shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The exporter's version.
+    pub version: String,
+    /// When the report was made, Unix seconds.
+    pub now: f64,
+    /// Per forward, by name.
+    pub forwards: Vec<ForwardStatus>,
+    /// Per model host.
+    pub model_hosts: Vec<ModelHostStatus>,
+    /// Per gateway port.
+    pub gateways: Vec<GatewayStatus>,
+}
+
+/// One forward.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForwardStatus {
+    /// Its name.
+    pub forward: String,
+    /// The listener's owner, once checked.
+    pub ssh_session: Option<SessionStatus>,
+    /// The SYN probe's counts.
+    pub syn: SynStatus,
+    /// Tunnel rounds.
+    pub rounds: RoundsStatus,
+    /// The last first-byte probe's verdict, once probed.
+    pub gateway_up: Option<bool>,
+    /// The last first-byte probe, in words.
+    pub last_first_byte: Option<String>,
+    /// Quantiles of successful first bytes.
+    pub first_byte_seconds: Quantiles,
+    /// Time no round could observe.
+    pub unobserved_seconds: f64,
+    /// Uptime of the last completed five-minute bucket.
+    pub uptime_ratio_last_bucket: Option<f64>,
+    /// The last day's buckets.
+    pub buckets: Vec<Bucket>,
+    /// Auth failures seen, by revision, channel and code.
+    pub auth_failures: Vec<AuthFailureStatus>,
+}
+
+/// The owner of a forward's listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionStatus {
+    /// The state label (up, no_listener, not_ssh, unreadable, unsupported).
+    pub state: String,
+    /// The owner's pid, when found.
+    pub pid: Option<u32>,
+    /// The owner's command name.
+    pub name: Option<String>,
+    /// Its parent's pid.
+    pub parent_pid: Option<u32>,
+    /// Its parent's command name.
+    pub parent_name: Option<String>,
+}
+
+/// SYN probe counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SynStatus {
+    /// Connects tried.
+    pub attempts: u64,
+    /// Connects that connected.
+    pub successes: u64,
+    /// Whether the last one did.
+    pub last_ok: Option<bool>,
+}
+
+/// Tunnel round counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoundsStatus {
+    /// Rounds observed.
+    pub checks: u64,
+    /// Rounds up.
+    pub up: u64,
+}
+
+/// Exact quantiles of first-byte times, seconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Quantiles {
+    /// How many samples.
+    pub count: u64,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+/// Auth failures of one revision, channel and code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthFailureStatus {
+    /// `http`, `ws` or `probe`.
+    pub channel: String,
+    /// `401`, `403` or `429`.
+    pub code: String,
+    /// The revision's name, `unknown` or `none`.
+    pub token_revision: String,
+    /// How many.
+    pub count: u64,
+    /// Whether it is the current revision.
+    pub current: bool,
+}
+
+/// One model host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelHostStatus {
+    /// Its name.
+    pub model_host: String,
+    /// Probes tried.
+    pub attempts: u64,
+    /// Probes failed.
+    pub failures: u64,
+    /// The last probe, in words.
+    pub last: Option<String>,
+}
+
+/// One gateway port's exposure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayStatus {
+    /// Its name.
+    pub gateway: String,
+    /// Listening sockets by scope, once read.
+    pub listen_sockets: ScopeCounts,
+    /// When it was first seen exposed (0 when loopback only), once read.
+    pub exposed_since: Option<f64>,
+}
+
+/// Listening sockets by scope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScopeCounts {
+    /// On loopback addresses.
+    pub loopback: Option<i64>,
+    /// On private addresses.
+    pub private: Option<i64>,
+    /// On public addresses and wildcards.
+    pub public: Option<i64>,
+}
+
+fn count(family: &Family<ForwardLabels, Counter>, forward: &str) -> u64 {
+    family.get(&ForwardLabels { forward: forward.to_owned() }).map_or(0, |c| c.get())
+}
+
+impl Recorder {
+    /// The status report at `now`.
+    pub fn status(&self, now: SystemTime) -> StatusReport {
+        let m = &self.metrics;
+        let index = self.index();
+        let forwards = self.forwards();
+        let mut names: Vec<&String> = forwards.keys().collect();
+        names.sort();
+        let forwards = names
+            .into_iter()
+            .map(|name| {
+                let state = &forwards[name];
+                let labels = ForwardLabels { forward: name.clone() };
+                let quantile = |q: f64| {
+                    (!state.first_byte_us.is_empty()).then(|| state.first_byte_us.value_at_quantile(q) as f64 / 1e6)
+                };
+                let mut auth_failures = Vec::new();
+                for (forward, channel) in index.auth_channels.iter().filter(|(f, _)| f == name) {
+                    for revision in &index.revisions {
+                        for code in AUTH_CODES {
+                            let labels = AuthFailureLabels {
+                                forward: forward.clone(),
+                                channel,
+                                code,
+                                token_revision: revision.clone(),
+                            };
+                            let count = m.auth_failures.get(&labels).map_or(0, |c| c.get());
+                            if count > 0 {
+                                auth_failures.push(AuthFailureStatus {
+                                    channel: (*channel).to_owned(),
+                                    code: code.to_owned(),
+                                    token_revision: revision.clone(),
+                                    count,
+                                    current: index.current_revision.as_deref() == Some(revision.as_str()),
+                                });
+                            }
+                        }
+                    }
+                }
+                ForwardStatus {
+                    forward: name.clone(),
+                    ssh_session: state.session.as_ref().map(|session| {
+                        let owner = session.owner();
+                        SessionStatus {
+                            state: session.label().to_owned(),
+                            pid: owner.map(|o| o.pid),
+                            name: owner.map(|o| o.name.clone()),
+                            parent_pid: owner.map(|o| o.parent_pid),
+                            parent_name: owner.and_then(|o| o.parent_name.clone()),
+                        }
+                    }),
+                    syn: SynStatus {
+                        attempts: count(&m.syn_attempts, name),
+                        successes: count(&m.syn_successes, name),
+                        last_ok: state.last_syn_ok,
+                    },
+                    rounds: RoundsStatus { checks: count(&m.up_checks, name), up: count(&m.up_successes, name) },
+                    gateway_up: m.gateway_up.get(&labels).map(|g| g.get() == 1),
+                    last_first_byte: state.last_first_byte.clone(),
+                    first_byte_seconds: Quantiles {
+                        count: state.first_byte_us.len(),
+                        p50: quantile(0.5),
+                        p90: quantile(0.9),
+                        p99: quantile(0.99),
+                        max: quantile(1.0),
+                    },
+                    unobserved_seconds: m.unobserved_seconds.get(&labels).map_or(0.0, |c| c.get()),
+                    uptime_ratio_last_bucket: state.ledger.last_completed_ratio(unix_seconds(now)),
+                    buckets: state.ledger.buckets().cloned().collect(),
+                    auth_failures,
+                }
+            })
+            .collect();
+        let model_hosts = index
+            .model_hosts
+            .iter()
+            .map(|name| {
+                let failures = probes::model_host::Reason::LABELS
+                    .iter()
+                    .map(|reason| {
+                        let labels = ModelHostReasonLabels { model_host: name.clone(), reason };
+                        m.model_host_probe_failures.get(&labels).map_or(0, |c| c.get())
+                    })
+                    .sum();
+                let labels = ModelHostLabels { model_host: name.clone() };
+                ModelHostStatus {
+                    model_host: name.clone(),
+                    attempts: m.model_host_probe_attempts.get(&labels).map_or(0, |c| c.get()),
+                    failures,
+                    last: index.last_model_host.get(name).cloned(),
+                }
+            })
+            .collect();
+        let gateways = index
+            .gateways
+            .iter()
+            .map(|name| {
+                let scope = |scope: Scope| {
+                    let labels = GatewayScopeLabels { gateway: name.clone(), scope: scope.label() };
+                    m.listen_sockets.get(&labels).map(|g| g.get())
+                };
+                GatewayStatus {
+                    gateway: name.clone(),
+                    listen_sockets: ScopeCounts {
+                        loopback: scope(Scope::Loopback),
+                        private: scope(Scope::Private),
+                        public: scope(Scope::Public),
+                    },
+                    exposed_since: m.exposed_since.get(&GatewayLabels { gateway: name.clone() }).map(|g| g.get()),
+                }
+            })
+            .collect();
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            now: unix_seconds(now),
+            forwards,
+            model_hosts,
+            gateways,
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Tunnel rounds: a SYN probe and an ssh session probe run together, the uptime KPI's numerator and
+//! denominator, the session gauges, and time no round could observe (the laptop asleep).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use probes::{ssh_session, syn, Label, Probe};
+
+use super::families::{ForwardLabels, ForwardStateLabels};
+use super::Recorder;
+use crate::clock::unix_seconds;
+use crate::config::Forward;
+use crate::schedule::driver::{Recording, Round};
+
+/// One tunnel round's probes: the SYN probe and the ssh session probe, run together.
+pub struct TunnelProbe {
+    /// The connect to the forward's listener.
+    pub syn: syn::Target,
+    /// Who owns that listener (remembers the last owner between rounds).
+    pub session: ssh_session::Target,
+}
+
+impl Probe for TunnelProbe {
+    /// The lag histogram's label for tunnel rounds, as before rounds were one probe.
+    const KIND: &'static str = "syn";
+    type Outcome = (syn::Outcome, ssh_session::Outcome);
+
+    async fn probe(&mut self, timeout: Duration) -> Self::Outcome {
+        tokio::join!(self.syn.probe(timeout), self.session.probe(timeout))
+    }
+
+    fn cut_off(&self) -> Self::Outcome {
+        (self.syn.cut_off(), self.session.cut_off())
+    }
+}
+
+/// The recording of one forward's tunnel rounds.
+pub struct Tunnel {
+    forward: Arc<Forward>,
+    recorder: Arc<Recorder>,
+    /// The sleep-counting clock at the last round, to find the time no round could run.
+    last_round: Option<Duration>,
+}
+
+impl Tunnel {
+    /// Its probe and its recording, with the forward's counters created at zero (so `rate()` works before
+    /// the first round).
+    pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>, session: ssh_session::Target) -> (TunnelProbe, Tunnel) {
+        let m = &recorder.metrics;
+        let labels = ForwardLabels { forward: forward.name.clone() };
+        for family in [&m.syn_attempts, &m.syn_successes, &m.up_checks, &m.up_successes] {
+            family.get_or_create_owned(&labels);
+        }
+        m.unobserved_seconds.get_or_create_owned(&labels);
+        recorder.with_forward(&forward.name, |_| ());
+        let probe = TunnelProbe { syn: syn::Target { addr: forward.local }, session };
+        (probe, Tunnel { forward, recorder, last_round: None })
+    }
+}
+
+impl Recording for Tunnel {
+    type Probe = TunnelProbe;
+    /// The session's outcome: a new owner (autossh's restart) is a change, a steady one is not.
+    type State = ssh_session::Outcome;
+
+    fn subject(&self) -> (&'static str, &str) {
+        ("forward", &self.forward.name)
+    }
+
+    fn interval(&self) -> Duration {
+        self.forward.syn_interval
+    }
+
+    fn timeout(&self) -> Duration {
+        self.forward.timeout.min(self.forward.syn_interval)
+    }
+
+    fn record(&mut self, round: Round, (syn, session): &(syn::Outcome, ssh_session::Outcome)) -> &'static str {
+        let interval = self.interval();
+        if let Some(previous) = self.last_round {
+            let gap = round.boot.saturating_sub(previous);
+            // A round normally follows the last by one interval (plus scheduling noise); anything beyond
+            // half an interval more is time the process could not observe.
+            if gap > interval + interval / 2 {
+                let unobserved = gap - interval;
+                tracing::warn!(forward = %self.forward.name, unobserved = ?unobserved, "probe loop stalled (suspend or stop); counting the gap as unobserved");
+                self.recorder.record_unobserved(&self.forward.name, round.wall - unobserved, round.wall);
+            }
+        }
+        self.last_round = Some(round.boot);
+        if self.recorder.record_tunnel_round(&self.forward.name, round.wall, syn, session) {
+            "up"
+        } else {
+            "down"
+        }
+    }
+
+    fn annotate(&self, (syn, session): &(syn::Outcome, ssh_session::Outcome), span: &tracing::Span) {
+        span.record("ssh_session", session.label());
+        match syn {
+            Ok(connected) => {
+                span.record("syn", "ok");
+                span.record("connect_us", connected.connect.as_micros() as u64);
+            }
+            Err(failure) => {
+                span.record("syn", failure.label());
+            }
+        }
+    }
+
+    fn state(&self, (_, session): &(syn::Outcome, ssh_session::Outcome)) -> ssh_session::Outcome {
+        session.clone()
+    }
+
+    fn log_change(&self, (_, session): &(syn::Outcome, ssh_session::Outcome)) {
+        let forward = self.forward.name.as_str();
+        match session {
+            ssh_session::Outcome::Up(owner) => tracing::info!(
+                forward, pid = owner.pid, parent_pid = owner.parent_pid, parent = %owner.parent_name.as_deref().unwrap_or("?"),
+                "ssh session up: ssh owns the forward's listener"
+            ),
+            ssh_session::Outcome::NotSsh(owner) => tracing::warn!(
+                forward, pid = owner.pid, name = %owner.name, parent = %owner.parent_name.as_deref().unwrap_or("?"),
+                "the forward's port is held by a process that is not ssh"
+            ),
+            ssh_session::Outcome::NoListener => {
+                tracing::warn!(forward, "no process listens on the forward's address: ssh is down or reconnecting")
+            }
+            ssh_session::Outcome::Unreadable { detail } => tracing::warn!(
+                forward, detail = %detail, "cannot read which process owns the forward's listener; session state unknown (not counted as down)"
+            ),
+            ssh_session::Outcome::Unsupported { detail } => {
+                tracing::warn!(forward, detail = %detail, "cannot check the ssh session on this system")
+            }
+        }
+    }
+}
+
+impl Recorder {
+    /// Record one tunnel round: a SYN probe and an SSH session probe run together. Returns whether the
+    /// round counts as up.
+    ///
+    /// Up = SSH session up AND SYN success. When the listener's owner cannot be read, the session is
+    /// unknown, not down: the round then rests on SYN alone.
+    pub fn record_tunnel_round(
+        &self,
+        forward: &str,
+        at: SystemTime,
+        syn: &syn::Outcome,
+        session: &ssh_session::Outcome,
+    ) -> bool {
+        let m = &self.metrics;
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        m.syn_attempts.get_or_create(&labels).inc();
+        if let Ok(connected) = syn {
+            m.syn_successes.get_or_create(&labels).inc();
+            m.connect_seconds.get_or_create(&labels).observe(connected.connect.as_secs_f64());
+        }
+        let session_known =
+            !matches!(session, ssh_session::Outcome::Unreadable { .. } | ssh_session::Outcome::Unsupported { .. });
+        let session_ok = matches!(session, ssh_session::Outcome::Up(_)) || !session_known;
+        let up = session_ok && syn.is_ok();
+        m.up_checks.get_or_create(&labels).inc();
+        if up {
+            m.up_successes.get_or_create(&labels).inc();
+        }
+        self.with_forward(forward, |state| {
+            state.ledger.record_round(unix_seconds(at), up);
+            state.last_syn_ok = Some(syn.is_ok());
+            // The session gauges change only with the session's state: set them then, not every round (a
+            // round is otherwise a handful of atomic adds, and these were most of its allocations).
+            if state.session.as_ref().map(Label::label) != Some(session.label()) {
+                if session_known {
+                    let session_up = matches!(session, ssh_session::Outcome::Up(_));
+                    m.ssh_session_up.get_or_create(&labels).set(i64::from(session_up));
+                } else {
+                    m.ssh_session_up.remove(&labels);
+                }
+                for state_name in ssh_session::Outcome::LABELS {
+                    let value = i64::from(*state_name == session.label());
+                    m.ssh_session_state
+                        .get_or_create(&ForwardStateLabels { forward: forward.to_owned(), state: state_name })
+                        .set(value);
+                }
+            }
+            if state.session.as_ref() != Some(session) {
+                state.session = Some(session.clone());
+            }
+        });
+        up
+    }
+
+    /// Record `[from, to)` as time no round could observe.
+    pub fn record_unobserved(&self, forward: &str, from: SystemTime, to: SystemTime) {
+        let seconds = to.duration_since(from).unwrap_or_default().as_secs_f64();
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        self.metrics.unobserved_seconds.get_or_create(&labels).inc_by(seconds);
+        self.with_forward(forward, |state| state.ledger.record_unobserved(unix_seconds(from), unix_seconds(to)));
+    }
+}
+
+impl Recorder {
+    /// Every forward's uptime buckets, for the state file.
+    pub fn saved_buckets(&self) -> Vec<(String, Vec<crate::uptime::Bucket>)> {
+        self.forwards().iter().map(|(name, state)| (name.clone(), state.ledger.buckets().cloned().collect())).collect()
+    }
+
+    /// Restore a forward's buckets from the state file.
+    pub fn restore_buckets(&self, forward: &str, buckets: Vec<crate::uptime::Bucket>) {
+        self.with_forward(forward, |state| state.ledger = crate::uptime::Ledger::from_buckets(buckets));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::sample;
+    use super::super::Format;
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn owner(name: &str) -> ssh_session::Owner {
+        ssh_session::Owner {
+            pid: 42,
+            name: name.into(),
+            parent_pid: 1,
+            parent_name: Some("autossh".into()),
+            socket_inode: 7,
+            socket_fd: 3,
+        }
+    }
+
+    #[test]
+    fn a_round_is_up_only_with_ssh_and_syn() {
+        let recorder = Recorder::new();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let syn_ok: syn::Outcome = Ok(syn::Connected { connect: Duration::from_micros(30) });
+        let up = ssh_session::Outcome::Up(owner("ssh"));
+        assert!(recorder.record_tunnel_round("a", t0, &syn_ok, &up));
+        assert!(!recorder.record_tunnel_round("a", t0, &Err(syn::Failure::Refused), &up));
+        assert!(!recorder.record_tunnel_round("a", t0, &syn_ok, &ssh_session::Outcome::NotSsh(owner("python3"))));
+        let unreadable = ssh_session::Outcome::Unreadable { detail: "x".into() };
+        assert!(recorder.record_tunnel_round("a", t0, &syn_ok, &unreadable));
+
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(300));
+        assert_eq!(sample(&text, "openclaw_tunnel_up_checks_total{forward=\"a\"}"), Some(4.0));
+        assert_eq!(sample(&text, "openclaw_tunnel_up_successes_total{forward=\"a\"}"), Some(2.0));
+        assert_eq!(sample(&text, "openclaw_tunnel_syn_attempts_total{forward=\"a\"}"), Some(4.0));
+        assert_eq!(sample(&text, "openclaw_tunnel_syn_successes_total{forward=\"a\"}"), Some(3.0));
+        assert_eq!(sample(&text, "openclaw_tunnel_uptime_ratio{forward=\"a\"}"), Some(0.5));
+        // Unreadable is not down: the session gauge is withdrawn, the state says why.
+        assert_eq!(sample(&text, "openclaw_tunnel_ssh_session_up{forward=\"a\"}"), None);
+        assert_eq!(sample(&text, "openclaw_tunnel_ssh_session_state{forward=\"a\",state=\"unreadable\"}"), Some(1.0));
+        // 30 us connects resolve between the 25 us and 50 us bounds.
+        assert_eq!(sample(&text, "openclaw_tunnel_connect_seconds_bucket{forward=\"a\",le=\"2.5e-05\"}"), Some(0.0));
+        assert_eq!(sample(&text, "openclaw_tunnel_connect_seconds_bucket{forward=\"a\",le=\"5e-05\"}"), Some(3.0));
+    }
+}

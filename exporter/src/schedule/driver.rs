@@ -1,0 +1,155 @@
+//! The one loop every scheduled probe runs in: a jittered ticker, a permit from the shared semaphore, the
+//! lag recorded, the probe under a hard timeout inside a trace span, the outcome handed to the probe
+//! kind's recording module, and a log line once per change.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use probes::Probe;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::Instrument;
+
+use crate::clock;
+use crate::record::Recorder;
+
+/// A margin past a probe's own timeout before the hard timeout cuts it off.
+const HARD_TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
+
+/// What every task of a generation shares.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// Where outcomes go.
+    pub recorder: Arc<Recorder>,
+    /// Bounds how many probes run at once.
+    pub permits: Arc<Semaphore>,
+    /// Fires when the generation stops.
+    pub cancel: CancellationToken,
+}
+
+/// When a round ran.
+#[derive(Debug, Clone, Copy)]
+pub struct Round {
+    /// Wall-clock time at its start.
+    pub wall: SystemTime,
+    /// The sleep-counting clock at its start (see [`crate::clock`]).
+    pub boot: Duration,
+}
+
+/// What the driver needs of a probe kind's recording module: its schedule, where its outcomes go, and
+/// what to say about them.
+pub trait Recording: Send + 'static {
+    /// The probe it records.
+    type Probe: Probe;
+    /// What a change is judged by; a log line is written when it differs from the last round's.
+    type State: PartialEq + Send;
+
+    /// The subject's span field and name: `("forward", "laptop")`, `("model_host", ...)`, `("gateway", ...)`.
+    fn subject(&self) -> (&'static str, &str);
+    /// How often the probe runs.
+    fn interval(&self) -> Duration;
+    /// How long one run may take (at most the interval, so rounds never overlap).
+    fn timeout(&self) -> Duration;
+    /// Before each round, before its permit: prepare the probe; false skips the round. The auth probe
+    /// reads the token sources here and skips while there is no token to send.
+    fn before_round(&mut self, _probe: &mut Self::Probe) -> impl std::future::Future<Output = bool> + Send {
+        async { true }
+    }
+    /// Record one outcome. Returns the outcome's label for the span (`ok`, a reason, a state).
+    fn record(&mut self, round: Round, outcome: &<Self::Probe as Probe>::Outcome) -> &'static str;
+    /// Set the span's fields beyond `outcome` (timings, status).
+    fn annotate(&self, _outcome: &<Self::Probe as Probe>::Outcome, _span: &tracing::Span) {}
+    /// The state a change is judged by.
+    fn state(&self, outcome: &<Self::Probe as Probe>::Outcome) -> Self::State;
+    /// Say what changed (called once per change of [`Recording::state`]).
+    fn log_change(&self, outcome: &<Self::Probe as Probe>::Outcome);
+}
+
+/// Run `probe` on `recording`'s schedule until the generation stops.
+pub async fn drive<R: Recording>(mut probe: R::Probe, mut recording: R, ctx: TaskContext) {
+    let (interval, timeout) = (recording.interval(), recording.timeout());
+    let mut ticker = Ticker::jittered(interval);
+    let mut last_state: Option<R::State> = None;
+    while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
+        if !recording.before_round(&mut probe).await {
+            continue;
+        }
+        let permit = tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            permit = ctx.permits.clone().acquire_owned() => permit,
+        };
+        let Ok(_permit) = permit else { break };
+        ctx.recorder.record_probe_lag(R::Probe::KIND, Instant::now().saturating_duration_since(scheduled));
+        let round = Round { wall: SystemTime::now(), boot: clock::since_boot() };
+        // TRACE level: the OTLP layer takes every probe span whatever its level, while the log filter (default
+        // info) skips them, so without OTLP a round builds no span at all (the log layer would otherwise
+        // format every span's fields, every round, for nothing). The fields are every kind's, declared once.
+        let span = tracing::trace_span!(
+            "probe",
+            probe = R::Probe::KIND,
+            forward = Empty,
+            model_host = Empty,
+            gateway = Empty,
+            outcome = Empty,
+            syn = Empty,
+            ssh_session = Empty,
+            connect_us = Empty,
+            dns_us = Empty,
+            tls_us = Empty,
+            first_byte_us = Empty,
+            status = Empty,
+            token_revision = Empty,
+            loopback = Empty,
+            private = Empty,
+            public = Empty,
+        );
+        let (field, name) = recording.subject();
+        span.record(field, name);
+        let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, probe.probe(timeout))
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|_| probe.cut_off());
+        let label = recording.record(round, &outcome);
+        span.record("outcome", label);
+        recording.annotate(&outcome, &span);
+        drop(span);
+        let state = recording.state(&outcome);
+        if last_state.as_ref() != Some(&state) {
+            recording.log_change(&outcome);
+            last_state = Some(state);
+        }
+    }
+}
+
+/// A fixed-period ticker that starts at a random phase and skips ticks missed during a stall.
+struct Ticker {
+    period: Duration,
+    next: Instant,
+}
+
+impl Ticker {
+    /// Many forwards do not probe in lock-step: each starts at a random phase within its interval.
+    fn jittered(period: Duration) -> Self {
+        let phase = period.mul_f64(rand::random::<f64>());
+        Ticker { period, next: Instant::now() + phase }
+    }
+
+    /// Wait for the next tick; returns its scheduled instant, or None when cancelled.
+    async fn tick(&mut self, cancel: &CancellationToken) -> Option<Instant> {
+        tokio::select! {
+            _ = cancel.cancelled() => None,
+            _ = tokio::time::sleep_until(self.next) => {
+                let scheduled = self.next;
+                self.next += self.period;
+                let now = Instant::now();
+                if self.next <= now {
+                    // Stalled for more than a period: run once now, then resume the schedule from here.
+                    self.next = now + self.period;
+                }
+                Some(scheduled)
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The scheduler: one task per probe per subject, each on its own interval, all run by one generic
+//! [`driver`] (jittered ticker, permit, lag, hard timeout, span, log once per change) with the probe
+//! kind's recording module from [`crate::record`].
+//!
+//! - A probe's timeout is capped at its interval, so rounds never overlap; a hard timeout past it ends a
+//!   probe that hangs.
+//! - A semaphore bounds how many probes run at once across all subjects.
+//! - Gaps between tunnel rounds are measured on a clock that counts suspend (see [`crate::clock`]); a gap
+//!   much longer than the interval is recorded as unobserved time, neither up nor down.
+//!
+//! A generation's tasks stop when its cancellation token fires: on shutdown, or on a reload, which
+//! prepares the next generation first (binds its listeners, loads its CA files) and only then stops this
+//! one, while the recorder carries on.
+
+pub mod driver;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use probes::ssh_session;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ModelHost};
+use crate::record::auth::AuthProbeRecording;
+use crate::record::exposure::ExposureRecording;
+use crate::record::first_byte::FirstByte;
+use crate::record::model_host::ModelHostRecording;
+use crate::record::tunnel::Tunnel;
+use crate::record::Recorder;
+use driver::{drive, TaskContext};
+
+/// Why a configuration's generation could not be prepared. Nothing of the running generation is touched
+/// by a failed preparation.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A tap's listen address is taken (by another process, or not bindable here).
+    #[error("auth_tap[{index}].listen = \"{listen}\": cannot listen: {source}")]
+    TapListen { index: usize, listen: SocketAddr, source: std::io::Error },
+    /// A model host's CA file does not load.
+    #[error("model_host[{index}].ca_file: {source}")]
+    CaFile { index: usize, source: probes::model_host::TlsConfigError },
+}
+
+/// A configuration ready to run: its tap listeners bound (or handed over from the running generation) and
+/// its TLS settings loaded. Starting it cannot fail, so a reload prepares first and stops the running
+/// generation only once the new one is sure to start.
+pub struct Prepared {
+    config: Config,
+    taps: Vec<(crate::config::AuthTap, std::net::TcpListener)>,
+    model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
+}
+
+/// The running probe tasks of one configuration.
+pub struct Generation {
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+    /// A second handle on each tap's listening socket, by address: a reload that keeps the address hands
+    /// the same socket to the next generation, so the port never closes (no connection is refused).
+    tap_sockets: Vec<(SocketAddr, std::net::TcpListener)>,
+}
+
+impl Prepared {
+    /// Bind what `config` listens on and load what it reads, reusing the sockets of `running` for
+    /// addresses it already listens on. Fails, having changed nothing, when a listener cannot bind or a
+    /// CA file does not load.
+    pub fn new(config: &Config, running: Option<&Generation>) -> Result<Prepared, StartError> {
+        let mut taps = Vec::new();
+        for (index, tap) in config.auth_taps.iter().enumerate() {
+            let handed_over = running
+                .and_then(|generation| generation.tap_sockets.iter().find(|(addr, _)| *addr == tap.listen))
+                .map(|(_, socket)| socket.try_clone());
+            let listener = match handed_over {
+                Some(clone) => clone,
+                None => std::net::TcpListener::bind(tap.listen),
+            }
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| StartError::TapListen { index, listen: tap.listen, source })?;
+            taps.push((tap.clone(), listener));
+        }
+        let mut model_hosts = Vec::new();
+        for (index, host) in config.model_hosts.iter().enumerate() {
+            let tls = match host.url.scheme() {
+                "https" => Some(
+                    probes::model_host::tls_config(host.ca_file.as_deref())
+                        .map_err(|source| StartError::CaFile { index, source })?,
+                ),
+                _ => None,
+            };
+            let target = probes::model_host::Target {
+                host: host.url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned(),
+                port: host.url.port_or_known_default().unwrap_or(443),
+                path: match host.url.query() {
+                    Some(query) => format!("{}?{query}", host.url.path()),
+                    None => host.url.path().to_owned(),
+                },
+                tls,
+            };
+            model_hosts.push((Arc::new(host.clone()), target));
+        }
+        Ok(Prepared { config: config.clone(), taps, model_hosts })
+    }
+}
+
+impl Generation {
+    /// Start every probe task and auth tap of `prepared`, recording into `recorder`. Tasks stop when
+    /// `parent` is cancelled or [`Generation::stop`] is called.
+    pub fn start(prepared: Prepared, recorder: Arc<Recorder>, parent: &CancellationToken) -> Generation {
+        let Prepared { config, taps, model_hosts } = prepared;
+        recorder.apply_config(&config);
+        let cancel = parent.child_token();
+        let permits = Arc::new(Semaphore::new(config.scheduler.max_concurrent_probes));
+        let ctx = TaskContext { recorder: recorder.clone(), permits, cancel: cancel.clone() };
+        let mut tasks = JoinSet::new();
+        // One process walk shared by every forward of this configuration (see OwnerIndex).
+        let owner_index = ssh_session::OwnerIndex::default();
+        let auth_registry = Arc::new(config.auth.registry.clone());
+        let auth_settings = Arc::new(config.auth_probe.clone());
+        for forward in &config.forwards {
+            let forward = Arc::new(forward.clone());
+            let session = ssh_session::Target {
+                addr: forward.local,
+                last_owner: None,
+                lookup: config.scheduler.owner_lookup,
+                index: owner_index.clone(),
+            };
+            let (probe, recording) = Tunnel::new(forward.clone(), recorder.clone(), session);
+            tasks.spawn(drive(probe, recording, ctx.clone()));
+            let (probe, recording) = FirstByte::new(forward.clone(), recorder.clone());
+            tasks.spawn(drive(probe, recording, ctx.clone()));
+            if config.auth_probe.forwards.contains(&forward.name) {
+                let (probe, recording) =
+                    AuthProbeRecording::new(forward, auth_settings.clone(), auth_registry.clone(), recorder.clone());
+                tasks.spawn(drive(probe, recording, ctx.clone()));
+            }
+        }
+        for gateway in &config.gateways {
+            let (probe, recording) = ExposureRecording::new(Arc::new(gateway.clone()), recorder.clone());
+            tasks.spawn(drive(probe, recording, ctx.clone()));
+        }
+        for (host, target) in model_hosts {
+            tasks.spawn(drive(target, ModelHostRecording::new(host, recorder.clone()), ctx.clone()));
+        }
+        let registry = Arc::new(config.auth.registry.clone());
+        let mut tap_sockets = Vec::new();
+        for (tap, listener) in taps {
+            let accepting = match listener.try_clone().and_then(tokio::net::TcpListener::from_std) {
+                Ok(accepting) => accepting,
+                // Out of descriptors between prepare and start: the tap's socket stays bound (kept below),
+                // so clients queue rather than get refused, and the next reload retries.
+                Err(err) => {
+                    tracing::error!(listen = %tap.listen, error = %err, "auth tap cannot accept");
+                    tap_sockets.push((tap.listen, listener));
+                    continue;
+                }
+            };
+            let tap_config = probes::auth_tap::TapConfig {
+                forward: tap.forward.clone(),
+                upstream: tap.upstream,
+                registry: registry.clone(),
+                connect_timeout: Duration::from_secs(10),
+            };
+            tracing::info!(listen = %tap.listen, upstream = %tap.upstream, forward = %tap.forward, "auth tap listening");
+            let sink: Arc<dyn probes::auth_tap::AuthSink> = recorder.clone();
+            // Only the accept loop belongs to the generation: a relayed connection runs to its end.
+            tasks.spawn(probes::auth_tap::serve(accepting, tap_config, sink));
+            tap_sockets.push((tap.listen, listener));
+        }
+        Generation { cancel, tasks, tap_sockets }
+    }
+
+    /// Stop every task now. A probe in flight is dropped; the recorder is written only between awaits, so
+    /// no round is ever half-recorded. Connections a tap already accepted carry on to their end.
+    pub async fn stop(mut self) {
+        self.cancel.cancel();
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
