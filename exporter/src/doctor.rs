@@ -166,8 +166,21 @@ async fn ssh_host(forward: &Forward, timeout: Duration) -> Verdict {
     };
     let which = if forward.jump_host.is_some() { "jump host" } else { "ssh host" };
     let started = std::time::Instant::now();
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(host.as_str())).await {
-        Ok(Ok(_)) => pass(format!("{which} {host} connected in {}", ms(started.elapsed()))),
+    let connect = async {
+        let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the name resolves to no address");
+        for addr in tokio::net::lookup_host(host.as_str()).await? {
+            match probes::net::connect_stream(addr).await {
+                Ok(stream) => {
+                    probes::net::close_without_time_wait(stream);
+                    return Ok(());
+                }
+                Err(err) => last = err,
+            }
+        }
+        Err(last)
+    };
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(())) => pass(format!("{which} {host} connected in {}", ms(started.elapsed()))),
         Ok(Err(err)) => fail(
             format!("{which} {host}: {err}"),
             "the laptop cannot reach the ssh server: check the network or VPN, then `ssh -v` to see where it stops",

@@ -70,7 +70,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the ROUTING.md table row of each forward (local port, jump host, remote, revision, owner).
+    /// Print the routing-table row of each forward (local port, jump host, remote, revision, owner).
     RoutingRow {
         /// Print the table header first.
         #[arg(long)]

@@ -31,7 +31,8 @@ fn encode(recorder: &Recorder) -> Vec<u8> {
 
 /// Restore the buckets in `bytes`; returns how many forwards were restored.
 fn decode_into(bytes: &[u8], recorder: &Recorder) -> Result<usize, String> {
-    let version: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON (corrupt or truncated): {e}"))?;
+    let version: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON (corrupt or truncated): {e}"))?;
     if version["version"] != VERSION {
         return Err(format!("unknown state version {}", version["version"]));
     }

@@ -69,28 +69,17 @@ impl crate::Probe for Target {
 
     /// Send the probe request and classify the answer.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
-        run(self, timeout).await
+        let mut bearer = b"Bearer ".to_vec();
+        bearer.extend_from_slice(self.token.expose());
+        let headers: [(&str, &[u8]); 3] =
+            [("Content-Type", b"application/json"), ("Content-Length", b"2"), ("Authorization", &bearer)];
+        let request = crate::http::request("POST", "/tools/invoke", &self.addr.to_string(), "*/*", &headers, b"{}");
+        let head = crate::http::exchange(self.addr, &request, timeout).await?;
+        Ok(match head.status {
+            401 | 403 | 429 => Answer::Rejected(head.status),
+            status => Answer::Accepted(status),
+        })
     }
-
-    fn cut_off(&self) -> Outcome {
-        Err(Failure::Timeout)
-    }
-}
-
-async fn run(target: &Target, timeout: Duration) -> Outcome {
-    let mut bearer = b"Bearer ".to_vec();
-    bearer.extend_from_slice(target.token.expose());
-    let headers: [(&str, &[u8]); 3] =
-        [("Content-Type", b"application/json"), ("Content-Length", b"2"), ("Authorization", &bearer)];
-    let request = crate::http::request("POST", "/tools/invoke", &target.addr.to_string(), "*/*", &headers, b"{}");
-    let head = match tokio::time::timeout(timeout, crate::http::exchange(target.addr, &request)).await {
-        Ok(head) => head?,
-        Err(_) => return Err(Failure::Timeout),
-    };
-    Ok(match head.status {
-        401 | 403 | 429 => Answer::Rejected(head.status),
-        status => Answer::Accepted(status),
-    })
 }
 
 #[cfg(test)]
@@ -114,8 +103,8 @@ mod tests {
                 socket.write_all(reply).await.unwrap();
                 String::from_utf8_lossy(&buf[..n]).into_owned()
             });
-            let target = Target { addr, token: Secret::new("tok-xyz") };
-            assert_eq!(run(&target, Duration::from_secs(2)).await, Ok(expected));
+            let mut target = Target { addr, token: Secret::new("tok-xyz") };
+            assert_eq!(crate::Probe::probe(&mut target, Duration::from_secs(2)).await, Ok(expected));
             let request = server.await.unwrap();
             assert!(request.starts_with("POST /tools/invoke HTTP/1.1\r\n"), "{request}");
             assert!(request.contains("\r\nAuthorization: Bearer tok-xyz\r\n") && request.ends_with("\r\n\r\n{}"));

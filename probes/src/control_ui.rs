@@ -22,34 +22,23 @@ impl crate::Probe for Target {
 
     /// Fetch `/` and check it is an HTML page.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
-        run(self, timeout).await
-    }
-
-    fn cut_off(&self) -> Outcome {
-        Err(Failure::Timeout)
-    }
-}
-
-async fn run(target: &Target, timeout: Duration) -> Outcome {
-    let request = crate::http::request("GET", "/", &target.addr.to_string(), "text/html", &[], b"");
-    let response =
-        match tokio::time::timeout(timeout, crate::http::exchange(target.addr, &request)).await {
-            Ok(response) => response?,
-            Err(_) => return Err(Failure::Timeout),
-        };
-    let html =
-        response.content_type.as_deref().is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
-    if response.status == 200 && html {
-        Ok(response)
-    } else {
-        Err(Failure::BadStatus {
-            status: Some(response.status),
-            first_byte: Some(response.first_byte),
-            detail: format!(
-                "HTTP {} with Content-Type {}",
-                response.status,
-                response.content_type.as_deref().unwrap_or("(none)")
-            ),
-        })
+        let response = crate::http::get(self.addr, "/", "text/html", timeout).await?;
+        let html = response
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
+        if response.status == 200 && html {
+            Ok(response)
+        } else {
+            Err(Failure::BadStatus {
+                status: Some(response.status),
+                first_byte: Some(response.first_byte),
+                detail: format!(
+                    "HTTP {} with Content-Type {}",
+                    response.status,
+                    response.content_type.as_deref().unwrap_or("(none)")
+                ),
+            })
+        }
     }
 }

@@ -125,6 +125,12 @@ impl crate::Label for Failure {
 /// What an exposure probe returns.
 pub type Outcome = Result<Exposure, Failure>;
 
+impl From<crate::CutOff> for Outcome {
+    fn from(_: crate::CutOff) -> Self {
+        Err(Failure::Timeout)
+    }
+}
+
 impl crate::Probe for Target {
     const KIND: &'static str = "exposure";
     type Outcome = Outcome;
@@ -139,16 +145,13 @@ impl crate::Probe for Target {
             Err(_) => Err(Failure::Timeout),
         }
     }
-
-    fn cut_off(&self) -> Outcome {
-        Err(Failure::Timeout)
-    }
 }
 
 /// Linux (sock_diag) and Windows (the IP Helper listener table): the kernel's own table of every listener.
 #[cfg(any(target_os = "linux", windows))]
 fn listeners_on(port: u16) -> Outcome {
-    let listeners = crate::socket_table::listening(|addr| addr.port() == port).map_err(|e| Failure::Unreadable(e.to_string()))?;
+    let listeners =
+        crate::socket_table::listening(|addr| addr.port() == port).map_err(|e| Failure::Unreadable(e.to_string()))?;
     Ok(Exposure { listeners: listeners.into_iter().map(|l| l.addr).collect() })
 }
 

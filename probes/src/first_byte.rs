@@ -2,8 +2,8 @@
 //! response byte.
 //!
 //! This is the only tunnel probe that proves the far side: the gateway answers /healthz with 27 bytes, no
-//! log line and no side effect. Through a dead forward the failure tells where it broke (see
-//! ../shared/SSH-FORWARD.md): `refused` = ssh not listening; `reset` or `empty_reply` about one path RTT
+//! log line and no side effect. Through a dead forward the failure tells where it broke (measured on a real
+//! `ssh -N -L` forward): `refused` = ssh not listening; `reset` or `empty_reply` about one path RTT
 //! after connecting = ssh alive but the gateway (or its host) refused; `timeout` = path silently dead or the
 //! gateway hung. Time to first byte, not total time, because ssh's non-interactive transport adds ~40 ms to a
 //! response written in two pieces.
@@ -31,24 +31,16 @@ impl crate::Probe for Target {
 
     /// Send one `GET` and wait for the response head.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
-        run(self, timeout).await
-    }
-
-    fn cut_off(&self) -> Outcome {
-        Err(Failure::Timeout)
-    }
-}
-
-async fn run(target: &Target, timeout: Duration) -> Outcome {
-    let request = crate::http::request("GET", &target.path, &target.addr.to_string(), "*/*", &[], b"");
-    let head = match tokio::time::timeout(timeout, crate::http::exchange(target.addr, &request)).await {
-        Ok(head) => head?,
-        Err(_) => return Err(Failure::Timeout),
-    };
-    if (200..300).contains(&head.status) {
-        Ok(head)
-    } else {
-        Err(crate::http::bad_head(Some(head.status), Some(head.first_byte), &format!("HTTP status {}", head.status)))
+        let head = crate::http::get(self.addr, &self.path, "*/*", timeout).await?;
+        if (200..300).contains(&head.status) {
+            Ok(head)
+        } else {
+            Err(crate::http::bad_head(
+                Some(head.status),
+                Some(head.first_byte),
+                &format!("HTTP status {}", head.status),
+            ))
+        }
     }
 }
 
@@ -77,7 +69,7 @@ mod tests {
     #[tokio::test]
     async fn a_2xx_is_a_response_with_its_first_byte_time() {
         let addr = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Duration::from_millis(20)).await;
-        let response = run(&target(addr), Duration::from_secs(2)).await.unwrap();
+        let response = crate::Probe::probe(&mut target(addr), Duration::from_secs(2)).await.unwrap();
         assert_eq!(response.status, 200);
         assert!(response.first_byte >= Duration::from_millis(20), "{response:?}");
     }
@@ -85,7 +77,7 @@ mod tests {
     #[tokio::test]
     async fn a_503_is_bad_status_with_the_round_trip_kept() {
         let addr = serve_once(b"HTTP/1.1 503 Service Unavailable\r\n\r\n", Duration::ZERO).await;
-        let failure = run(&target(addr), Duration::from_secs(2)).await.unwrap_err();
+        let failure = crate::Probe::probe(&mut target(addr), Duration::from_secs(2)).await.unwrap_err();
         assert_eq!(failure.label(), "bad_status");
         assert!(matches!(failure, Failure::BadStatus { status: Some(503), first_byte: Some(_), .. }));
     }
@@ -93,14 +85,14 @@ mod tests {
     #[tokio::test]
     async fn garbage_is_bad_status() {
         let addr = serve_once(b"SSH-2.0-OpenSSH_9.2\r\n", Duration::ZERO).await;
-        let failure = run(&target(addr), Duration::from_secs(2)).await.unwrap_err();
+        let failure = crate::Probe::probe(&mut target(addr), Duration::from_secs(2)).await.unwrap_err();
         assert_eq!(failure.label(), "bad_status");
     }
 
     #[tokio::test]
     async fn a_close_without_bytes_is_an_empty_reply() {
         let addr = serve_once(b"", Duration::ZERO).await;
-        let failure = run(&target(addr), Duration::from_secs(2)).await.unwrap_err();
+        let failure = crate::Probe::probe(&mut target(addr), Duration::from_secs(2)).await.unwrap_err();
         assert_eq!(failure.label(), "empty_reply");
     }
 
@@ -113,7 +105,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(socket);
         });
-        let failure = run(&target(addr), Duration::from_millis(200)).await.unwrap_err();
+        let failure = crate::Probe::probe(&mut target(addr), Duration::from_millis(200)).await.unwrap_err();
         assert_eq!(failure, Failure::Timeout);
         held.abort();
     }
@@ -147,7 +139,7 @@ mod tests {
         })
         .await;
         let started = std::time::Instant::now();
-        let failure = run(&target(addr), Duration::from_millis(1500)).await.unwrap_err();
+        let failure = crate::Probe::probe(&mut target(addr), Duration::from_millis(1500)).await.unwrap_err();
         assert_eq!(failure, Failure::Timeout);
         assert!(started.elapsed() < Duration::from_millis(1700));
     }
@@ -166,7 +158,7 @@ mod tests {
             })
         })
         .await;
-        let response = run(&target(addr), Duration::from_secs(2)).await.unwrap();
+        let response = crate::Probe::probe(&mut target(addr), Duration::from_secs(2)).await.unwrap();
         assert_eq!(response.status, 200);
     }
 
@@ -181,7 +173,7 @@ mod tests {
             })
         })
         .await;
-        let failure = run(&target(addr), Duration::from_secs(2)).await.unwrap_err();
+        let failure = crate::Probe::probe(&mut target(addr), Duration::from_secs(2)).await.unwrap_err();
         assert_eq!(failure.label(), "reset", "{failure:?}");
     }
 
@@ -190,7 +182,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let failure = run(&target(addr), Duration::from_secs(1)).await.unwrap_err();
+        let failure = crate::Probe::probe(&mut target(addr), Duration::from_secs(1)).await.unwrap_err();
         assert_eq!(failure, Failure::Refused);
     }
 
@@ -208,7 +200,7 @@ mod tests {
                 }
             }
         });
-        let failure = run(&target(addr), Duration::from_secs(2)).await.unwrap_err();
+        let failure = crate::Probe::probe(&mut target(addr), Duration::from_secs(2)).await.unwrap_err();
         assert_eq!(failure.label(), "bad_status");
     }
 }

@@ -68,7 +68,8 @@ pub enum Failure {
 }
 
 impl crate::Label for Failure {
-    const LABELS: &'static [&'static str] = &["refused", "reset", "empty_reply", "timeout", "bad_status", "local_error"];
+    const LABELS: &'static [&'static str] =
+        &["refused", "reset", "empty_reply", "timeout", "bad_status", "local_error"];
 
     fn label(&self) -> &'static str {
         match self {
@@ -79,6 +80,13 @@ impl crate::Label for Failure {
             Failure::BadStatus { .. } => "bad_status",
             Failure::LocalError { .. } => "local_error",
         }
+    }
+}
+
+/// A run ended by its caller's hard timeout is a timeout, for every HTTP probe's outcome.
+impl<T> From<crate::CutOff> for Result<T, Failure> {
+    fn from(_: crate::CutOff) -> Self {
+        Err(Failure::Timeout)
     }
 }
 
@@ -101,7 +109,17 @@ pub fn request(method: &str, path: &str, host: &str, accept: &str, headers: &[(&
 
 /// Connect to `addr`, write `request`, and read the response head: the shared core of the HTTP probes.
 /// Any status is a [`Response`] here; callers decide which statuses fail.
-pub(crate) async fn exchange(addr: SocketAddr, request: &[u8]) -> Result<Response, Failure> {
+/// `GET path` on `addr` accepting `accept`: [`request`] then [`exchange`].
+pub(crate) async fn get(addr: SocketAddr, path: &str, accept: &str, timeout: Duration) -> Result<Response, Failure> {
+    exchange(addr, &request("GET", path, &addr.to_string(), accept, &[], b""), timeout).await
+}
+
+/// A reply not complete within `timeout` is [`Failure::Timeout`].
+pub(crate) async fn exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<Response, Failure> {
+    tokio::time::timeout(timeout, exchange_unbounded(addr, request)).await.unwrap_or(Err(Failure::Timeout))
+}
+
+async fn exchange_unbounded(addr: SocketAddr, request: &[u8]) -> Result<Response, Failure> {
     let started = Instant::now();
     let mut stream = crate::net::connect_stream(addr).await.map_err(connect_failure)?;
     let connect = started.elapsed();
@@ -194,7 +212,6 @@ fn connect_failure(err: io::Error) -> Failure {
 pub(crate) fn bad_head(status: Option<u16>, first_byte: Option<Duration>, detail: &str) -> Failure {
     Failure::BadStatus { status, first_byte, detail: detail.to_owned() }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -43,13 +43,16 @@ use std::time::Duration;
 pub trait Probe: Send + 'static {
     /// The probe's name: the `probe` label of the lag histogram and of the trace span.
     const KIND: &'static str;
-    /// What one run found.
-    type Outcome: Send + 'static;
+    /// What one run found; [`CutOff`] converts into what a run reports when the caller's hard timeout
+    /// ended it (a probe that overran its own timeout).
+    type Outcome: From<CutOff> + Send + 'static;
     /// Run once, within `timeout`.
     fn probe(&mut self, timeout: Duration) -> impl Future<Output = Self::Outcome> + Send;
-    /// What a run reports when the caller's hard timeout cut it off (a probe that overran its own).
-    fn cut_off(&self) -> Self::Outcome;
 }
+
+/// A run its caller's hard timeout ended.
+#[derive(Debug, Clone, Copy)]
+pub struct CutOff;
 
 /// A failure reason, state or scope: a label value from a fixed list.
 pub trait Label {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 
 /// What to request.
@@ -163,93 +162,104 @@ pub fn tls_config(extra_ca_pem: Option<&Path>) -> Result<Arc<rustls::ClientConfi
     Ok(Arc::new(config))
 }
 
+impl From<crate::CutOff> for Result<Response, Failure> {
+    fn from(_: crate::CutOff) -> Self {
+        Err(Failure {
+            reason: Reason::Timeout,
+            phases: Phases::default(),
+            first_byte: None,
+            detail: "hard timeout".into(),
+        })
+    }
+}
+
 impl crate::Probe for Target {
     const KIND: &'static str = "model_host";
     type Outcome = Outcome;
 
     /// Probe within `timeout`, timing each phase.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
-        run(self, timeout).await
-    }
+        let target = &*self;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut phases = Phases::default();
+        let fail = |reason, phases: &Phases, detail: String| Failure {
+            reason,
+            phases: phases.clone(),
+            first_byte: None,
+            detail,
+        };
+        let timed_out =
+            |phases: &Phases, during: &str| fail(Reason::Timeout, phases, format!("timed out during {during}"));
 
-    fn cut_off(&self) -> Outcome {
-        Err(Failure { reason: Reason::Timeout, phases: Phases::default(), first_byte: None, detail: "hard timeout".into() })
-    }
-}
+        let started = Instant::now();
+        let addrs = match timeout_at(deadline, tokio::net::lookup_host((target.host.as_str(), target.port))).await {
+            Err(_) => return Err(timed_out(&phases, "dns")),
+            Ok(Err(err)) => return Err(fail(Reason::Dns, &phases, err.to_string())),
+            Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
+        };
+        phases.dns = Some(started.elapsed());
+        if addrs.is_empty() {
+            return Err(fail(Reason::Dns, &phases, "no address".into()));
+        }
 
-async fn run(target: &Target, timeout: Duration) -> Outcome {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut phases = Phases::default();
-    let fail =
-        |reason, phases: &Phases, detail: String| Failure { reason, phases: phases.clone(), first_byte: None, detail };
-    let timed_out = |phases: &Phases, during: &str| fail(Reason::Timeout, phases, format!("timed out during {during}"));
-
-    let started = Instant::now();
-    let addrs = match timeout_at(deadline, tokio::net::lookup_host((target.host.as_str(), target.port))).await {
-        Err(_) => return Err(timed_out(&phases, "dns")),
-        Ok(Err(err)) => return Err(fail(Reason::Dns, &phases, err.to_string())),
-        Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
-    };
-    phases.dns = Some(started.elapsed());
-    if addrs.is_empty() {
-        return Err(fail(Reason::Dns, &phases, "no address".into()));
-    }
-
-    // Each resolved address in turn (localhost is ::1 and 127.0.0.1), as a browser would.
-    let started = Instant::now();
-    let mut last_error = String::new();
-    let mut connected = None;
-    for addr in addrs {
-        match timeout_at(deadline, TcpStream::connect(addr)).await {
-            Err(_) => return Err(timed_out(&phases, "connect")),
-            Ok(Err(err)) => last_error = format!("{addr}: {err}"),
-            Ok(Ok(tcp)) => {
-                connected = Some(tcp);
-                break;
+        // Each resolved address in turn (localhost is ::1 and 127.0.0.1), as a browser would.
+        let started = Instant::now();
+        let mut last_error = String::new();
+        let mut connected = None;
+        for addr in addrs {
+            match timeout_at(deadline, crate::net::connect_stream(addr)).await {
+                Err(_) => return Err(timed_out(&phases, "connect")),
+                Ok(Err(err)) => last_error = format!("{addr}: {err}"),
+                Ok(Ok(tcp)) => {
+                    connected = Some(tcp);
+                    break;
+                }
             }
         }
-    }
-    let Some(tcp) = connected else { return Err(fail(Reason::Refused, &phases, last_error)) };
-    phases.connect = Some(started.elapsed());
-    let _ = tcp.set_nodelay(true);
-    let request = crate::http::request("GET", &target.path, &target.host, "*/*", &[], b"");
+        let Some(tcp) = connected else { return Err(fail(Reason::Refused, &phases, last_error)) };
+        phases.connect = Some(started.elapsed());
+        let _ = tcp.set_nodelay(true);
+        let request = crate::http::request("GET", &target.path, &target.host, "*/*", &[], b"");
 
-    let head = match &target.tls {
-        None => {
-            let mut tcp = tcp;
-            timeout_at(deadline, crate::http::read_head(&mut tcp, &request)).await
-        }
-        Some(config) => {
-            let name = match ServerName::try_from(target.host.clone()) {
-                Ok(name) => name,
-                Err(err) => return Err(fail(Reason::Tls, &phases, format!("server name: {err}"))),
-            };
-            let started = Instant::now();
-            let connector = tokio_rustls::TlsConnector::from(config.clone());
-            let mut tls = match timeout_at(deadline, connector.connect(name, tcp)).await {
-                Err(_) => return Err(timed_out(&phases, "tls")),
-                Ok(Err(err)) => return Err(fail(Reason::Tls, &phases, err.to_string())),
-                Ok(Ok(tls)) => tls,
-            };
-            phases.tls = Some(started.elapsed());
-            timeout_at(deadline, crate::http::read_head(&mut tls, &request)).await
-        }
-    };
-    match head {
-        Err(_) => Err(timed_out(&phases, "first byte")),
-        Ok(Ok(head)) if head.status < 500 => Ok(Response { phases, first_byte: head.first_byte, status: head.status }),
-        Ok(Ok(head)) => Err(Failure {
-            reason: Reason::BadStatus,
-            phases,
-            first_byte: Some(head.first_byte),
-            detail: format!("HTTP status {}", head.status),
-        }),
-        Ok(Err(failure)) => {
-            let (reason, first_byte) = match &failure {
-                crate::http::Failure::BadStatus { first_byte, .. } => (Reason::BadStatus, *first_byte),
-                _ => (Reason::Reset, None),
-            };
-            Err(Failure { reason, phases, first_byte, detail: failure.to_string() })
+        let head = match &target.tls {
+            None => {
+                let mut tcp = tcp;
+                timeout_at(deadline, crate::http::read_head(&mut tcp, &request)).await
+            }
+            Some(config) => {
+                let name = match ServerName::try_from(target.host.clone()) {
+                    Ok(name) => name,
+                    Err(err) => return Err(fail(Reason::Tls, &phases, format!("server name: {err}"))),
+                };
+                let started = Instant::now();
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let mut tls = match timeout_at(deadline, connector.connect(name, tcp)).await {
+                    Err(_) => return Err(timed_out(&phases, "tls")),
+                    Ok(Err(err)) => return Err(fail(Reason::Tls, &phases, err.to_string())),
+                    Ok(Ok(tls)) => tls,
+                };
+                phases.tls = Some(started.elapsed());
+                timeout_at(deadline, crate::http::read_head(&mut tls, &request)).await
+            }
+        };
+        match head {
+            Err(_) => Err(timed_out(&phases, "first byte")),
+            Ok(Ok(head)) if head.status < 500 => {
+                Ok(Response { phases, first_byte: head.first_byte, status: head.status })
+            }
+            Ok(Ok(head)) => Err(Failure {
+                reason: Reason::BadStatus,
+                phases,
+                first_byte: Some(head.first_byte),
+                detail: format!("HTTP status {}", head.status),
+            }),
+            Ok(Err(failure)) => {
+                let (reason, first_byte) = match &failure {
+                    crate::http::Failure::BadStatus { first_byte, .. } => (Reason::BadStatus, *first_byte),
+                    _ => (Reason::Reset, None),
+                };
+                Err(Failure { reason, phases, first_byte, detail: failure.to_string() })
+            }
         }
     }
 }
@@ -321,7 +331,7 @@ mod tests {
         let ca_path = dir.join("ca.pem");
         std::fs::write(&ca_path, &ca.ca_pem).unwrap();
         let config = tls_config(Some(&ca_path)).unwrap();
-        let response = run(&target(port, Some(config)), Duration::from_secs(5)).await.unwrap();
+        let response = crate::Probe::probe(&mut target(port, Some(config)), Duration::from_secs(5)).await.unwrap();
         assert_eq!(response.status, 401, "a 401 from a model API proves the path");
         assert!(response.phases.dns.is_some() && response.phases.connect.is_some() && response.phases.tls.is_some());
         assert!(response.first_byte >= Duration::from_millis(30), "{response:?}");
@@ -332,12 +342,16 @@ mod tests {
     async fn a_wrong_ca_is_tls_and_a_dead_port_is_refused() {
         let ca = test_ca();
         let port = tls_server(ca.server.clone(), Duration::ZERO).await;
-        let failure = run(&target(port, Some(tls_config(None).unwrap())), Duration::from_secs(5)).await.unwrap_err();
+        let failure = crate::Probe::probe(&mut target(port, Some(tls_config(None).unwrap())), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert_eq!(failure.reason, Reason::Tls, "{failure}");
         assert!(failure.phases.connect.is_some() && failure.phases.tls.is_none());
 
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let failure = run(&target(dead, Some(tls_config(None).unwrap())), Duration::from_secs(5)).await.unwrap_err();
+        let failure = crate::Probe::probe(&mut target(dead, Some(tls_config(None).unwrap())), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert_eq!(failure.reason, Reason::Refused, "{failure}");
     }
 
@@ -348,9 +362,12 @@ mod tests {
         let dir = tempfile_dir();
         let ca_path = dir.join("ca.pem");
         std::fs::write(&ca_path, &ca.ca_pem).unwrap();
-        let failure = run(&target(port, Some(tls_config(Some(&ca_path)).unwrap())), Duration::from_millis(500))
-            .await
-            .unwrap_err();
+        let failure = crate::Probe::probe(
+            &mut target(port, Some(tls_config(Some(&ca_path)).unwrap())),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(failure.reason, Reason::Timeout);
         assert!(failure.phases.tls.is_some(), "{failure:?}");
         let _ = std::fs::remove_dir_all(dir);

@@ -70,7 +70,7 @@ const CONNECT_IN_PROGRESS: i32 = if cfg!(target_os = "linux") {
 
 /// Close with RST instead of FIN. A prober that connects every second per forward would otherwise leave a
 /// TIME_WAIT entry per probe for a minute, bloating the socket table that the ssh session probe reads.
-pub(crate) fn close_without_time_wait(stream: TcpStream) {
+pub fn close_without_time_wait(stream: TcpStream) {
     let _ = stream.set_zero_linger();
     drop(stream);
 }

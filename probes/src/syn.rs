@@ -53,40 +53,38 @@ impl crate::Label for Failure {
 /// What a SYN probe returns.
 pub type Outcome = Result<Connected, Failure>;
 
+impl From<crate::CutOff> for Result<Connected, Failure> {
+    fn from(_: crate::CutOff) -> Self {
+        Err(Failure::Timeout)
+    }
+}
+
 impl crate::Probe for Target {
     const KIND: &'static str = "syn";
     type Outcome = Outcome;
 
     /// Connect to `addr` and close again at once.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
-        run(self, timeout).await
-    }
-
-    fn cut_off(&self) -> Outcome {
-        Err(Failure::Timeout)
-    }
-}
-
-async fn run(target: &Target, timeout: Duration) -> Outcome {
-    let started = Instant::now();
-    let socket = match start_connect(target.addr) {
-        Ok(Started::Established(socket)) => {
-            let connect = started.elapsed();
-            let _ = socket.set_linger(Some(Duration::ZERO));
-            return Ok(Connected { connect });
+        let started = Instant::now();
+        let socket = match start_connect(self.addr) {
+            Ok(Started::Established(socket)) => {
+                let connect = started.elapsed();
+                let _ = socket.set_linger(Some(Duration::ZERO));
+                return Ok(Connected { connect });
+            }
+            Ok(Started::Pending(socket)) => socket,
+            Err(err) => return Err(failure(err)),
+        };
+        // A forward on another host (or a loaded machine): wait for the handshake through the runtime.
+        match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), finish_connect(socket)).await {
+            Ok(Ok(stream)) => {
+                let connect = started.elapsed();
+                close_without_time_wait(stream);
+                Ok(Connected { connect })
+            }
+            Ok(Err(err)) => Err(failure(err)),
+            Err(_) => Err(Failure::Timeout),
         }
-        Ok(Started::Pending(socket)) => socket,
-        Err(err) => return Err(failure(err)),
-    };
-    // A forward on another host (or a loaded machine): wait for the handshake through the runtime.
-    match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), finish_connect(socket)).await {
-        Ok(Ok(stream)) => {
-            let connect = started.elapsed();
-            close_without_time_wait(stream);
-            Ok(Connected { connect })
-        }
-        Ok(Err(err)) => Err(failure(err)),
-        Err(_) => Err(Failure::Timeout),
     }
 }
 
@@ -106,8 +104,8 @@ mod tests {
     #[tokio::test]
     async fn connects_to_a_listener_and_times_it() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let target = Target { addr: listener.local_addr().unwrap() };
-        let outcome = run(&target, Duration::from_secs(1)).await.unwrap();
+        let mut target = Target { addr: listener.local_addr().unwrap() };
+        let outcome = crate::Probe::probe(&mut target, Duration::from_secs(1)).await.unwrap();
         assert!(outcome.connect < Duration::from_secs(1));
     }
 
@@ -122,7 +120,7 @@ mod tests {
         let mut queued = Vec::new();
         let mut outcome = Ok(Connected { connect: Duration::ZERO });
         for _ in 0..8 {
-            outcome = run(&Target { addr }, Duration::from_millis(300)).await;
+            outcome = crate::Probe::probe(&mut Target { addr }, Duration::from_millis(300)).await;
             if outcome.is_err() {
                 break;
             }
@@ -140,7 +138,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let outcome = run(&Target { addr }, Duration::from_secs(1)).await;
+        let outcome = crate::Probe::probe(&mut Target { addr }, Duration::from_secs(1)).await;
         assert_eq!(outcome, Err(Failure::Refused));
         assert_eq!(outcome.unwrap_err().label(), "refused");
     }

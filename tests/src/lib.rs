@@ -322,7 +322,7 @@ impl Sshd {
         Sshd { proc, port, user, dir }
     }
 
-    /// The ssh client arguments for `-L 127.0.0.1:local:127.0.0.1:gateway`, as SSH-FORWARD.md gives them.
+    /// The ssh client arguments for `-L 127.0.0.1:local:127.0.0.1:gateway`, as users run them.
     pub fn forward_args(&self, local_port: u16, gateway_port: u16) -> Vec<String> {
         let d = self.dir.path().display();
         [

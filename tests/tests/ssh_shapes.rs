@@ -1,4 +1,4 @@
-//! The shapes a real forward takes (SSH-FORWARD.md), each looked up both ways the exporter can find a
+//! The shapes a real forward takes, each looked up both ways the exporter can find a
 //! listener's owner: `procfs` (Linux's own tables) and `listeners` (the crate every macOS and Windows laptop
 //! runs). Real sshd and ssh throughout: a plain `-L`, `-J bastion` (a child `ssh -W` carries the hop; the
 //! parent owns the listener), an IPv6 `-L [::1]:...` forward, a ControlMaster whose forward was added later

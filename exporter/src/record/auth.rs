@@ -38,6 +38,23 @@ fn auth_code_label(status: u16) -> Option<&'static str> {
 /// The auth failure codes, as label values.
 pub const AUTH_CODES: [&str; 3] = ["401", "403", "429"];
 
+/// Every auth failure series of `channels` (forward, channel) and `revisions`.
+pub(crate) fn failure_series<'a>(
+    channels: &'a [(String, &'static str)],
+    revisions: &'a [String],
+) -> impl Iterator<Item = AuthFailureLabels> + 'a {
+    channels.iter().flat_map(move |(forward, channel)| {
+        revisions.iter().flat_map(move |revision| {
+            AUTH_CODES.into_iter().map(move |code| AuthFailureLabels {
+                forward: forward.clone(),
+                channel,
+                code,
+                token_revision: revision.clone(),
+            })
+        })
+    })
+}
+
 /// WebSocket close codes as label values: the registered ones and the gateway's own, else `other`.
 fn ws_close_label(code: u16) -> &'static str {
     match code {
@@ -190,8 +207,12 @@ impl Recording for AuthProbeRecording {
     fn log_change(&self, outcome: &auth_probe::Outcome) {
         let (forward, revision) = (&self.forward.name, &self.revision);
         match outcome {
-            Ok(Answer::Rejected(status)) => tracing::warn!(forward = %forward, "the gateway rejects this machine's token (revision {revision}, HTTP {status}); not retried until a token source changes"),
-            Ok(Answer::Accepted(_)) => tracing::info!(forward = %forward, "the gateway accepts this machine's token (revision {revision})"),
+            Ok(Answer::Rejected(status)) => {
+                tracing::warn!(forward = %forward, "the gateway rejects this machine's token (revision {revision}, HTTP {status}); not retried until a token source changes")
+            }
+            Ok(Answer::Accepted(_)) => {
+                tracing::info!(forward = %forward, "the gateway accepts this machine's token (revision {revision})")
+            }
             Err(failure) => tracing::info!(forward = %forward, "auth probe could not reach the gateway: {failure}"),
         }
     }
@@ -263,17 +284,12 @@ impl Recorder {
         for (forward, channel) in &channels {
             for token_revision in &revisions {
                 let (forward, token_revision) = (forward.clone(), token_revision.clone());
-                m.auth_requests.get_or_create_owned(&AuthRequestLabels {
-                    forward: forward.clone(),
-                    channel,
-                    token_revision: token_revision.clone(),
-                });
-                for code in AUTH_CODES {
-                    let labels =
-                        AuthFailureLabels { forward: forward.clone(), channel, code, token_revision: token_revision.clone() };
-                    m.auth_failures.get_or_create_owned(&labels);
-                }
+
+                m.auth_requests.get_or_create_owned(&AuthRequestLabels { forward, channel, token_revision });
             }
+        }
+        for labels in failure_series(&channels, &revisions) {
+            m.auth_failures.get_or_create_owned(&labels);
         }
         let mut index = self.index();
         index.revisions = revisions;

@@ -81,7 +81,9 @@ impl Recording for ExposureRecording {
                     tracing::info!(gateway = %gateway, port, listeners = %listeners.join(" "), "the gateway port is loopback only");
                 }
             }
-            Err(failure) => tracing::warn!(gateway = %gateway, error = %failure, "cannot check the gateway's bind exposure"),
+            Err(failure) => {
+                tracing::warn!(gateway = %gateway, error = %failure, "cannot check the gateway's bind exposure")
+            }
         }
     }
 }

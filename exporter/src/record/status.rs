@@ -2,14 +2,14 @@
 
 use std::time::SystemTime;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use probes::exposure::Scope;
 use probes::Label;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
 
-use super::auth::AUTH_CODES;
-use super::families::{AuthFailureLabels, ForwardLabels, GatewayLabels, GatewayScopeLabels, ModelHostLabels, ModelHostReasonLabels};
+use super::auth::failure_series;
+use super::families::{ForwardLabels, GatewayLabels, GatewayScopeLabels, ModelHostLabels, ModelHostReasonLabels};
 use super::Recorder;
 use crate::clock::unix_seconds;
 use crate::uptime::Bucket;
@@ -176,29 +176,19 @@ impl Recorder {
                 let quantile = |q: f64| {
                     (!state.first_byte_us.is_empty()).then(|| state.first_byte_us.value_at_quantile(q) as f64 / 1e6)
                 };
-                let mut auth_failures = Vec::new();
-                for (forward, channel) in index.auth_channels.iter().filter(|(f, _)| f == name) {
-                    for revision in &index.revisions {
-                        for code in AUTH_CODES {
-                            let labels = AuthFailureLabels {
-                                forward: forward.clone(),
-                                channel,
-                                code,
-                                token_revision: revision.clone(),
-                            };
-                            let count = m.auth_failures.get(&labels).map_or(0, |c| c.get());
-                            if count > 0 {
-                                auth_failures.push(AuthFailureStatus {
-                                    channel: (*channel).to_owned(),
-                                    code: code.to_owned(),
-                                    token_revision: revision.clone(),
-                                    count,
-                                    current: index.current_revision.as_deref() == Some(revision.as_str()),
-                                });
-                            }
-                        }
-                    }
-                }
+                let auth_failures = failure_series(&index.auth_channels, &index.revisions)
+                    .filter(|labels| labels.forward == *name)
+                    .filter_map(|labels| {
+                        let count = m.auth_failures.get(&labels).map_or(0, |c| c.get());
+                        (count > 0).then(|| AuthFailureStatus {
+                            channel: labels.channel.to_owned(),
+                            code: labels.code.to_owned(),
+                            current: index.current_revision.as_deref() == Some(labels.token_revision.as_str()),
+                            token_revision: labels.token_revision,
+                            count,
+                        })
+                    })
+                    .collect();
                 ForwardStatus {
                     forward: name.clone(),
                     ssh_session: state.session.as_ref().map(|session| {

@@ -20,17 +20,28 @@ pub struct TunnelProbe {
     pub session: ssh_session::Target,
 }
 
+/// What one tunnel round found.
+pub struct TunnelOutcome {
+    /// The connect.
+    pub syn: syn::Outcome,
+    /// The listener's owner.
+    pub session: ssh_session::Outcome,
+}
+
+impl From<probes::CutOff> for TunnelOutcome {
+    fn from(cut_off: probes::CutOff) -> Self {
+        TunnelOutcome { syn: cut_off.into(), session: cut_off.into() }
+    }
+}
+
 impl Probe for TunnelProbe {
     /// The lag histogram's label for tunnel rounds, as before rounds were one probe.
     const KIND: &'static str = "syn";
-    type Outcome = (syn::Outcome, ssh_session::Outcome);
+    type Outcome = TunnelOutcome;
 
-    async fn probe(&mut self, timeout: Duration) -> Self::Outcome {
-        tokio::join!(self.syn.probe(timeout), self.session.probe(timeout))
-    }
-
-    fn cut_off(&self) -> Self::Outcome {
-        (self.syn.cut_off(), self.session.cut_off())
+    async fn probe(&mut self, timeout: Duration) -> TunnelOutcome {
+        let (syn, session) = tokio::join!(self.syn.probe(timeout), self.session.probe(timeout));
+        TunnelOutcome { syn, session }
     }
 }
 
@@ -75,7 +86,7 @@ impl Recording for Tunnel {
         self.forward.timeout.min(self.forward.syn_interval)
     }
 
-    fn record(&mut self, round: Round, (syn, session): &(syn::Outcome, ssh_session::Outcome)) -> &'static str {
+    fn record(&mut self, round: Round, TunnelOutcome { syn, session }: &TunnelOutcome) -> &'static str {
         let interval = self.interval();
         if let Some(previous) = self.last_round {
             let gap = round.boot.saturating_sub(previous);
@@ -95,7 +106,7 @@ impl Recording for Tunnel {
         }
     }
 
-    fn annotate(&self, (syn, session): &(syn::Outcome, ssh_session::Outcome), span: &tracing::Span) {
+    fn annotate(&self, TunnelOutcome { syn, session }: &TunnelOutcome, span: &tracing::Span) {
         span.record("ssh_session", session.label());
         match syn {
             Ok(connected) => {
@@ -108,11 +119,11 @@ impl Recording for Tunnel {
         }
     }
 
-    fn state(&self, (_, session): &(syn::Outcome, ssh_session::Outcome)) -> ssh_session::Outcome {
-        session.clone()
+    fn state(&self, outcome: &TunnelOutcome) -> ssh_session::Outcome {
+        outcome.session.clone()
     }
 
-    fn log_change(&self, (_, session): &(syn::Outcome, ssh_session::Outcome)) {
+    fn log_change(&self, TunnelOutcome { session, .. }: &TunnelOutcome) {
         let forward = self.forward.name.as_str();
         match session {
             ssh_session::Outcome::Up(owner) => tracing::info!(

@@ -110,7 +110,7 @@ pub async fn drive<R: Recording>(mut probe: R::Probe, mut recording: R, ctx: Tas
         let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, probe.probe(timeout))
             .instrument(span.clone())
             .await
-            .unwrap_or_else(|_| probe.cut_off());
+            .unwrap_or_else(|_| probes::CutOff.into());
         let label = recording.record(round, &outcome);
         span.record("outcome", label);
         recording.annotate(&outcome, &span);

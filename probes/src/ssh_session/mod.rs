@@ -178,6 +178,13 @@ impl Outcome {
     }
 }
 
+impl From<crate::CutOff> for Outcome {
+    /// A lookup that hung says nothing about the session: unknown, not down.
+    fn from(_: crate::CutOff) -> Self {
+        Outcome::Unreadable { detail: "lookup hung".into() }
+    }
+}
+
 impl crate::Probe for Target {
     const KIND: &'static str = "ssh_session";
     type Outcome = Outcome;
@@ -187,10 +194,6 @@ impl crate::Probe for Target {
         let outcome = run(self, timeout).await;
         self.last_owner = outcome.owner().cloned();
         outcome
-    }
-
-    fn cut_off(&self) -> Outcome {
-        Outcome::Unreadable { detail: "lookup hung".into() }
     }
 }
 

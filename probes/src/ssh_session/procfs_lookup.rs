@@ -3,9 +3,9 @@
 //! The steady state is one readlink of the remembered owner's fd.
 
 use super::decide::classify as classify_owner;
-use crate::net::listener_serves;
 use super::os::owned_socket;
 use super::{Outcome, Owner, Target};
+use crate::net::listener_serves;
 use procfs::process::{FDTarget, Process};
 use procfs::ProcError;
 

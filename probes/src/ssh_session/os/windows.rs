@@ -9,8 +9,8 @@ use windows::Win32::System::Diagnostics::ToolHelp::{
 };
 
 use super::super::decide::ProcessInfo;
-use crate::net::listener_serves;
 use super::super::Owner;
+use crate::net::listener_serves;
 
 /// The listening sockets of `wanted`'s family serving it, as `(address, owning pid)`: one table call.
 fn serving(wanted: SocketAddr) -> Option<Vec<(SocketAddr, u32)>> {

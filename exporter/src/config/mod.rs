@@ -1,0 +1,363 @@
+//! Configuration: an embedded default, then a TOML file (`--config`), then `OPENCLAW_EXPORTER__SECTION__KEY`
+//! environment variables, layered by the `config` crate.
+//!
+//! Loading never stops at the first problem: unknown keys (found by `serde_ignored`), wrong types (located
+//! by `serde_path_to_error`) and bad values (checked here) are all collected, each naming where it came
+//! from, its key and its value, so one `check-config` run shows everything to fix.
+//!
+//! - this module: the typed [`Config`] every other module reads, and loading;
+//! - [`raw`]: the TOML as written (strings, optional keys) and the defaults of optional keys;
+//! - [`validate`]: raw -> typed, one function per section, every problem collected.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::web_security::WebSecurity;
+
+mod raw;
+mod validate;
+
+use raw::RawConfig;
+use validate::{bracket_indices, validate};
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("../default.toml");
+
+/// The environment variable prefix; `__` separates the section from the key.
+pub const ENV_PREFIX: &str = "OPENCLAW_EXPORTER";
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The web listener.
+    pub web: Web,
+    /// Scheduler limits.
+    pub scheduler: Scheduler,
+    /// The ssh -L forwards to probe, with unique names.
+    pub forwards: Vec<Forward>,
+    /// The token revision registry.
+    pub auth: Auth,
+    /// In-path auth taps.
+    pub auth_taps: Vec<AuthTap>,
+    /// The active auth probe.
+    pub auth_probe: AuthProbe,
+    /// Model APIs to probe (host side).
+    pub model_hosts: Vec<ModelHost>,
+    /// Objectives exported for the alert rules.
+    pub objectives: Objectives,
+    /// Gateways on this host whose bind exposure is checked.
+    pub gateways: Vec<Gateway>,
+    /// Where probe spans go, when set (off by default).
+    pub otlp: Option<Otlp>,
+    /// Where the uptime buckets are saved across restarts (off when unset).
+    pub state_file: Option<PathBuf>,
+}
+
+/// OTLP/HTTP trace export: each probe run is a span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Otlp {
+    /// The collector's traces URL, e.g. http://127.0.0.1:4318/v1/traces.
+    pub endpoint: String,
+    /// The service.name resource attribute.
+    pub service_name: String,
+}
+
+/// A gateway running on this host (host side): its port's listeners are classified by scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    /// The `gateway` label.
+    pub name: String,
+    /// The gateway's port.
+    pub port: u16,
+    /// How often the socket table is read.
+    pub interval: Duration,
+}
+
+/// The token revision registry: names and salted hashes (or legacy SHA-256 fingerprints), never tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Auth {
+    /// The revision configured as current.
+    pub current: Option<String>,
+    /// When it became current, if configured.
+    pub rotated_at: Option<std::time::SystemTime>,
+    /// Names and their verifiers.
+    pub registry: probes::auth_tap::Registry,
+}
+
+/// One in-path auth tap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthTap {
+    /// The forward label of its events.
+    pub forward: String,
+    /// Where the CLI connects.
+    pub listen: SocketAddr,
+    /// Where the tap connects (the ssh forward, or the gateway).
+    pub upstream: SocketAddr,
+}
+
+/// The active auth probe: POST /tools/invoke with the laptop's own token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthProbe {
+    /// How often (default 1m).
+    pub interval: Duration,
+    /// Forwards probed (default all; empty when disabled).
+    pub forwards: Vec<String>,
+    /// An extra token source: a file holding the token.
+    pub token_file: Option<PathBuf>,
+    /// The openclaw config file (default $OPENCLAW_CONFIG_PATH or ~/.openclaw/openclaw.json).
+    pub openclaw_config: Option<PathBuf>,
+}
+
+/// One model API probed over HTTPS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelHost {
+    /// The `model_host` label.
+    pub name: String,
+    /// The URL requested.
+    pub url: url::Url,
+    /// How often.
+    pub interval: Duration,
+    /// Per probe.
+    pub timeout: Duration,
+    /// An extra CA bundle (PEM) trusted besides the built-in roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Objectives, exported as gauges so alert rules read thresholds from one place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Objectives {
+    /// Tunnel uptime objective, e.g. 0.99.
+    pub tunnel_uptime_ratio: f64,
+    /// First-byte latency objective through the forward.
+    pub first_byte: Duration,
+    /// First-byte latency objective of model hosts.
+    pub model_host_first_byte: Duration,
+}
+
+/// Where /metrics is served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Web {
+    /// The listen address; loopback unless `allow_non_loopback` is set.
+    pub listen: SocketAddr,
+    /// TLS and basic auth from `web.config_file` (exporter-toolkit format), when set.
+    pub security: Option<Arc<WebSecurity>>,
+}
+
+/// Scheduler limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheduler {
+    /// How many probes may run at once across all forwards.
+    pub max_concurrent_probes: usize,
+    /// How the owner of a forward's listener is found (`procfs` on Linux, `listeners` everywhere).
+    pub owner_lookup: probes::ssh_session::Lookup,
+}
+
+/// One laptop-side ssh -L forward.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    /// The `forward` label value.
+    pub name: String,
+    /// The ssh -L listener.
+    pub local: SocketAddr,
+    /// The gateway's unauthenticated health path.
+    pub health_path: String,
+    /// How often a tunnel round (SYN + SSH session) runs.
+    pub syn_interval: Duration,
+    /// How often the first-byte probe runs.
+    pub first_byte_interval: Duration,
+    /// The longest any probe of this forward may take (capped at its interval, so rounds never overlap).
+    pub timeout: Duration,
+    /// The ssh server (the Mac) as `host:port`, for the doctor and the routing row.
+    pub ssh_host: Option<String>,
+    /// The jump host (`-J`) as `host:port`, when there is one.
+    pub jump_host: Option<String>,
+    /// The forward's remote end, `host:port` as seen from the ssh server (the -L target).
+    pub remote: String,
+    /// Who owns this forward (a person or team), for the routing row.
+    pub owner: Option<String>,
+}
+
+/// Every problem found in a configuration, one per line.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, each naming its source, key and value.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} configuration problem(s):", self.problems.len())?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Says where a key's value came from, for error messages.
+pub(super) struct Origins<'a> {
+    file: Option<&'a Path>,
+}
+
+impl Origins<'_> {
+    pub(super) fn of(&self, key: &str) -> String {
+        let top = key.split(['.', '[']).collect::<Vec<_>>();
+        let env_name = format!("{ENV_PREFIX}__{}", top.join("__").to_uppercase());
+        if std::env::var_os(&env_name).is_some() {
+            return format!("environment variable {env_name}");
+        }
+        match self.file {
+            Some(path) => path.display().to_string(),
+            None => "embedded default".into(),
+        }
+    }
+}
+
+impl Config {
+    /// What is accepted but should change: revisions still on an unsalted SHA-256 fingerprint.
+    pub fn warnings(&self) -> Vec<String> {
+        self.auth
+            .registry
+            .legacy_names()
+            .map(|name| {
+                format!(
+                    "auth.revision \"{name}\": an unsalted sha256 fingerprint; anyone who reads this config can test \
+                     guesses of a short token in seconds: replace it with the `hash = ` line `openclaw-tunnel-exporter \
+                     fingerprint` prints"
+                )
+            })
+            .collect()
+    }
+
+    /// Load the embedded default, then `file` if given, then the environment, and validate the result.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let origins = Origins { file };
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError {
+                    problems: vec![format!("{}: cannot read the config file: not found or not a file", path.display())],
+                });
+            }
+            builder = builder.add_source(config::File::from(PathBuf::from(path)).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX).prefix_separator("__").separator("__").try_parsing(true),
+        );
+        let merged = builder.build().map_err(|e| one_problem(file, e))?;
+        let value: serde_json::Value = merged.try_deserialize().map_err(|e| one_problem(file, e))?;
+
+        let mut problems = Vec::new();
+        let mut unknown = Vec::new();
+        let raw: Result<RawConfig, _> = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+            &value,
+            &mut |path: serde_ignored::Path<'_>| unknown.push(path.to_string()),
+        ));
+        for key in unknown {
+            let key = bracket_indices(&key);
+            problems.push(format!("{}: key `{key}`: unknown key", origins.of(&key)));
+        }
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(err) => {
+                let key = err.path().to_string();
+                problems.push(format!("{}: key `{key}`: {}", origins.of(&key), err.inner()));
+                return Err(ConfigError { problems });
+            }
+        };
+        let config = validate(raw, &origins, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+fn one_problem(file: Option<&Path>, err: config::ConfigError) -> ConfigError {
+    let source = file.map(|p| p.display().to_string()).unwrap_or_else(|| "configuration".into());
+    ConfigError { problems: vec![format!("{source}: {err}")] }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    #[test]
+    fn the_embedded_default_has_one_forward_on_loopback() {
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.forwards.len(), 1);
+        assert_eq!(config.forwards[0].name, "default");
+        assert_eq!(config.forwards[0].local, "127.0.0.1:18789".parse().unwrap());
+        assert!(config.web.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn a_file_replaces_the_default_forwards_and_keeps_unset_sections() {
+        let f = file(
+            "[[forward]]\nname = \"mac-ap1\"\nlocal = \"127.0.0.1:28789\"\nsyn_interval = \"2s\"\n\
+             [[forward]]\nname = \"mac-eu1\"\nlocal = \"127.0.0.1:28790\"\n",
+        );
+        let config = Config::load(Some(f.path())).unwrap();
+        let names: Vec<_> = config.forwards.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["mac-ap1", "mac-eu1"]);
+        assert_eq!(config.forwards[0].syn_interval, Duration::from_secs(2));
+        assert_eq!(config.forwards[1].timeout, Duration::from_secs(3));
+        assert_eq!(config.web.listen, "127.0.0.1:19789".parse().unwrap());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_key_and_value() {
+        let f = file(
+            "[web]\nlisten = \"0.0.0.0:9999\"\nlisten_extra = 1\n\
+             [[forward]]\nname = \"a\"\nlocal = \"localhost:x\"\ntimeout = \"3 parsecs\"\n\
+             [[forward]]\nname = \"a\"\nlocal = \"127.0.0.1:1\"\nbogus = true\n",
+        );
+        let err = Config::load(Some(f.path())).unwrap_err();
+        let text = err.to_string();
+        let path = f.path().display().to_string();
+        for expected in [
+            "key `web.listen_extra`: unknown key",
+            "key `forward[1].bogus`: unknown key",
+            "key `web.listen` = \"0.0.0.0:9999\": not a loopback address",
+            "key `forward[0].local` = \"localhost:x\"",
+            "key `forward[0].timeout` = \"3 parsecs\"",
+            "key `forward[1].name` = \"a\": duplicate forward name",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 6, "{text}");
+        assert!(err.problems.iter().all(|p| p.starts_with(&path)), "{text}");
+    }
+
+    #[test]
+    fn a_file_forward_does_not_inherit_the_default_forward_fields() {
+        let f = file("[[forward]]\nname = \"a\"\n");
+        let text = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(text.contains("missing field `local`"), "{text}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_key() {
+        let f = file("[[forward]]\nname = \"a\"\nlocal = \"127.0.0.1:1\"\ntimeout = [1]\n");
+        let text = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(text.contains("forward[0].timeout"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_naming_it() {
+        let text = Config::load(Some(Path::new("/nonexistent/x.toml"))).unwrap_err().to_string();
+        assert!(text.contains("/nonexistent/x.toml"), "{text}");
+    }
+}

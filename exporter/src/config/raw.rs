@@ -1,0 +1,173 @@
+//! The configuration as written: strings and optional keys, deserialized before any value is checked, and
+//! the defaults of optional keys (the embedded default.toml holds the rest).
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawConfig {
+    pub(super) web: RawWeb,
+    pub(super) scheduler: RawScheduler,
+    #[serde(default)]
+    pub(super) forward: Vec<RawForward>,
+    #[serde(default)]
+    pub(super) auth: RawAuth,
+    #[serde(default)]
+    pub(super) auth_tap: Vec<RawAuthTap>,
+    pub(super) auth_probe: RawAuthProbe,
+    #[serde(default)]
+    pub(super) model_host: Vec<RawModelHost>,
+    pub(super) objectives: RawObjectives,
+    #[serde(default)]
+    pub(super) gateway: Vec<RawGateway>,
+    pub(super) otlp: Option<RawOtlp>,
+    #[serde(default)]
+    pub(super) state: RawState,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawState {
+    pub(super) file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawOtlp {
+    pub(super) endpoint: String,
+    #[serde(default = "default_service_name")]
+    pub(super) service_name: String,
+}
+
+pub(super) fn default_service_name() -> String {
+    "openclaw-tunnel-exporter".into()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawGateway {
+    pub(super) name: String,
+    #[serde(default = "default_gateway_port")]
+    pub(super) port: u16,
+    #[serde(default = "default_exposure_interval")]
+    pub(super) interval: String,
+}
+
+pub(super) fn default_gateway_port() -> u16 {
+    18789
+}
+pub(super) fn default_exposure_interval() -> String {
+    "10s".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawAuth {
+    pub(super) current: Option<String>,
+    pub(super) rotated_at: Option<String>,
+    #[serde(default)]
+    pub(super) revision: Vec<RawRevision>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawRevision {
+    pub(super) name: String,
+    /// An argon2id PHC string (what `fingerprint` prints).
+    pub(super) hash: Option<String>,
+    /// A legacy unsalted SHA-256 (hex): still read, with a warning.
+    pub(super) sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawAuthTap {
+    pub(super) forward: String,
+    pub(super) listen: String,
+    pub(super) upstream: String,
+    #[serde(default)]
+    pub(super) allow_non_loopback: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawAuthProbe {
+    pub(super) enabled: bool,
+    pub(super) interval: String,
+    pub(super) forwards: Option<Vec<String>>,
+    pub(super) token_file: Option<String>,
+    pub(super) openclaw_config: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawModelHost {
+    pub(super) name: String,
+    pub(super) url: String,
+    #[serde(default = "default_model_interval")]
+    pub(super) interval: String,
+    #[serde(default = "default_model_timeout")]
+    pub(super) timeout: String,
+    pub(super) ca_file: Option<String>,
+}
+
+pub(super) fn default_model_interval() -> String {
+    "30s".into()
+}
+pub(super) fn default_model_timeout() -> String {
+    "5s".into()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawObjectives {
+    pub(super) tunnel_uptime_ratio: f64,
+    pub(super) first_byte: String,
+    pub(super) model_host_first_byte: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawWeb {
+    pub(super) listen: String,
+    #[serde(default)]
+    pub(super) allow_non_loopback: bool,
+    #[serde(default)]
+    pub(super) config_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawScheduler {
+    pub(super) max_concurrent_probes: usize,
+    #[serde(default = "default_owner_lookup")]
+    pub(super) owner_lookup: String,
+}
+
+pub(super) fn default_owner_lookup() -> String {
+    "auto".into()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawForward {
+    pub(super) name: String,
+    pub(super) local: String,
+    #[serde(default = "default_health_path")]
+    pub(super) health_path: String,
+    #[serde(default = "default_syn_interval")]
+    pub(super) syn_interval: String,
+    #[serde(default = "default_first_byte_interval")]
+    pub(super) first_byte_interval: String,
+    #[serde(default = "default_timeout")]
+    pub(super) timeout: String,
+    pub(super) ssh_host: Option<String>,
+    pub(super) jump_host: Option<String>,
+    #[serde(default = "default_remote")]
+    pub(super) remote: String,
+    pub(super) owner: Option<String>,
+}
+
+pub(super) fn default_remote() -> String {
+    "127.0.0.1:18789".into()
+}
+
+pub(super) fn default_health_path() -> String {
+    "/healthz".into()
+}
+pub(super) fn default_syn_interval() -> String {
+    "1s".into()
+}
+pub(super) fn default_first_byte_interval() -> String {
+    "5s".into()
+}
+pub(super) fn default_timeout() -> String {
+    "3s".into()
+}

@@ -1,0 +1,366 @@
+//! Raw strings to typed values, one function per section; every problem is collected with where the value
+//! came from, its key and the value.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::raw::*;
+use super::*;
+
+/// Collects problems while turning raw strings into typed values.
+struct Checker<'a> {
+    origins: &'a Origins<'a>,
+    problems: &'a mut Vec<String>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, key: &str, value: &dyn fmt::Display, what: &str) {
+        self.problems.push(format!("{}: key `{key}` = \"{value}\": {what}", self.origins.of(key)));
+    }
+
+    fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
+        value.parse::<SocketAddr>().unwrap_or_else(|err| {
+            self.problem(key, &value, &format!("not an IP:port address ({err})"));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    /// `host` or `host:port` (port 22 when absent); returns `host:port`.
+    fn host_port(&mut self, key: &str, value: &str) -> String {
+        let (host, port) = match value.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') || host.ends_with(']') => (host, port.parse::<u16>().ok()),
+            _ => (value, Some(22)),
+        };
+        let valid_host = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_[]:".contains(&b));
+        match port {
+            Some(port) if valid_host && port != 0 => format!("{host}:{port}"),
+            _ => {
+                self.problem(key, &value, "must be host or host:port");
+                value.to_owned()
+            }
+        }
+    }
+
+    fn loopback_addr(&mut self, key: &str, value: &str, allow_non_loopback: bool, flag: &str) -> SocketAddr {
+        let addr = self.addr(key, value);
+        if !addr.ip().is_loopback() && !allow_non_loopback {
+            self.problem(
+                key,
+                &value,
+                &format!("not a loopback address; set {flag} = true to listen beyond this machine"),
+            );
+        }
+        addr
+    }
+
+    fn duration(&mut self, key: &str, value: &str, min: Duration, max: Duration) -> Duration {
+        match humantime::parse_duration(value) {
+            Ok(d) if d >= min && d <= max => d,
+            Ok(_) => {
+                let range = format!(
+                    "must be between {} and {}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                );
+                self.problem(key, &value, &range);
+                min.max(Duration::from_secs(1))
+            }
+            Err(err) => {
+                self.problem(key, &value, &format!("not a duration like 1s or 500ms ({err})"));
+                min.max(Duration::from_secs(1))
+            }
+        }
+    }
+
+    fn label(&mut self, key: &str, value: &str, seen: &mut HashSet<String>, what: &str) {
+        if !is_label_safe(value) {
+            self.problem(key, &value, "must be 1-64 characters of A-Z a-z 0-9 _ . -");
+        } else if !seen.insert(value.to_owned()) {
+            self.problem(key, &value, &format!("duplicate {what} name"));
+        }
+    }
+}
+
+const PROBE_MIN: Duration = Duration::from_millis(10);
+const PROBE_MAX: Duration = Duration::from_secs(3600);
+
+pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -> Config {
+    let mut c = Checker { origins, problems };
+    let listen = c.loopback_addr("web.listen", &raw.web.listen, raw.web.allow_non_loopback, "web.allow_non_loopback");
+    let security =
+        (!raw.web.config_file.is_empty()).then(|| match WebSecurity::load(Path::new(&raw.web.config_file)) {
+            Ok(security) => Some(Arc::new(security)),
+            Err(web_problems) => {
+                c.problem("web.config_file", &raw.web.config_file, &web_problems.join("; "));
+                None
+            }
+        });
+    if raw.scheduler.max_concurrent_probes == 0 {
+        c.problem("scheduler.max_concurrent_probes", &0, "must be at least 1");
+    }
+    let owner_lookup = owner_lookup(&mut c, &raw.scheduler.owner_lookup);
+
+    // The gateway Mac has no forward of its own: `forward = []` with a [[gateway]] (or a [[model_host]]).
+    if raw.forward.is_empty() && raw.gateway.is_empty() && raw.model_host.is_empty() {
+        c.problem("forward", &"[]", "at least one [[forward]] is required (or a [[gateway]] or [[model_host]])");
+    }
+    let mut names = HashSet::new();
+    let mut forwards = Vec::new();
+    for (index, forward) in raw.forward.into_iter().enumerate() {
+        let key = |field: &str| format!("forward[{index}].{field}");
+        c.label(&key("name"), &forward.name, &mut names, "forward");
+        let local = c.addr(&key("local"), &forward.local);
+        if local.port() == 0 && forward.local.parse::<SocketAddr>().is_ok() {
+            c.problem(&key("local"), &forward.local, "port 0 is not a forward's port");
+        }
+        if !forward.health_path.starts_with('/') || forward.health_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            c.problem(
+                &key("health_path"),
+                &forward.health_path,
+                "must start with / and contain no spaces or control characters",
+            );
+        }
+        forwards.push(Forward {
+            local,
+            health_path: forward.health_path,
+            syn_interval: c.duration(&key("syn_interval"), &forward.syn_interval, PROBE_MIN, PROBE_MAX),
+            first_byte_interval: c.duration(
+                &key("first_byte_interval"),
+                &forward.first_byte_interval,
+                PROBE_MIN,
+                PROBE_MAX,
+            ),
+            timeout: c.duration(&key("timeout"), &forward.timeout, PROBE_MIN, PROBE_MAX),
+            ssh_host: forward.ssh_host.map(|host| c.host_port(&key("ssh_host"), &host)),
+            jump_host: forward.jump_host.map(|host| c.host_port(&key("jump_host"), &host)),
+            remote: c.host_port(&key("remote"), &forward.remote),
+            owner: forward.owner,
+            name: forward.name,
+        });
+    }
+
+    let auth = validate_auth(raw.auth, &mut c);
+    let mut taps = Vec::new();
+    let mut tap_listens = HashSet::new();
+    for (index, tap) in raw.auth_tap.into_iter().enumerate() {
+        let key = |field: &str| format!("auth_tap[{index}].{field}");
+        if !names.contains(&tap.forward) {
+            c.problem(&key("forward"), &tap.forward, "names no configured [[forward]]");
+        }
+        let listen = c.loopback_addr(&key("listen"), &tap.listen, tap.allow_non_loopback, &key("allow_non_loopback"));
+        if !tap_listens.insert(listen) {
+            c.problem(&key("listen"), &tap.listen, "another auth_tap listens there");
+        }
+        let upstream = c.addr(&key("upstream"), &tap.upstream);
+        if upstream == listen {
+            c.problem(&key("upstream"), &tap.upstream, "the tap would connect to itself");
+        }
+        taps.push(AuthTap { forward: tap.forward, listen, upstream });
+    }
+
+    let probed = match (raw.auth_probe.enabled, raw.auth_probe.forwards) {
+        (false, _) => Vec::new(),
+        (true, Some(listed)) => listed,
+        (true, None) => forwards.iter().map(|f| f.name.clone()).collect(),
+    };
+    for (index, forward) in probed.iter().enumerate() {
+        if !names.contains(forward) {
+            c.problem(&format!("auth_probe.forwards[{index}]"), forward, "names no configured [[forward]]");
+        }
+    }
+    let auth_probe = AuthProbe {
+        interval: c.duration(
+            "auth_probe.interval",
+            &raw.auth_probe.interval,
+            Duration::from_secs(1),
+            Duration::from_secs(86400),
+        ),
+        forwards: probed,
+        token_file: raw.auth_probe.token_file.map(PathBuf::from),
+        openclaw_config: raw.auth_probe.openclaw_config.map(PathBuf::from),
+    };
+
+    let mut model_names = HashSet::new();
+    let mut model_hosts = Vec::new();
+    for (index, host) in raw.model_host.into_iter().enumerate() {
+        let key = |field: &str| format!("model_host[{index}].{field}");
+        c.label(&key("name"), &host.name, &mut model_names, "model_host");
+        let url = match url::Url::parse(&host.url) {
+            Ok(url) if matches!(url.scheme(), "https" | "http") && url.host_str().is_some() => url,
+            Ok(_) => {
+                c.problem(&key("url"), &host.url, "must be an http:// or https:// URL with a host");
+                url::Url::parse("https://invalid.invalid/").expect("literal URL")
+            }
+            Err(err) => {
+                c.problem(&key("url"), &host.url, &format!("not a URL ({err})"));
+                url::Url::parse("https://invalid.invalid/").expect("literal URL")
+            }
+        };
+        if let Some(ca) = &host.ca_file {
+            if !Path::new(ca).is_file() {
+                c.problem(&key("ca_file"), ca, "no such file");
+            }
+        }
+        model_hosts.push(ModelHost {
+            url,
+            interval: c.duration(&key("interval"), &host.interval, PROBE_MIN, PROBE_MAX),
+            timeout: c.duration(&key("timeout"), &host.timeout, PROBE_MIN, PROBE_MAX),
+            ca_file: host.ca_file.map(PathBuf::from),
+            name: host.name,
+        });
+    }
+
+    let objectives = Objectives {
+        tunnel_uptime_ratio: {
+            let ratio = raw.objectives.tunnel_uptime_ratio;
+            if !(0.0..=1.0).contains(&ratio) {
+                c.problem("objectives.tunnel_uptime_ratio", &ratio, "must be between 0 and 1");
+            }
+            ratio
+        },
+        first_byte: c.duration(
+            "objectives.first_byte",
+            &raw.objectives.first_byte,
+            Duration::from_micros(1),
+            PROBE_MAX,
+        ),
+        model_host_first_byte: c.duration(
+            "objectives.model_host_first_byte",
+            &raw.objectives.model_host_first_byte,
+            Duration::from_micros(1),
+            PROBE_MAX,
+        ),
+    };
+
+    let mut gateway_names = HashSet::new();
+    let mut gateways = Vec::new();
+    for (index, gateway) in raw.gateway.into_iter().enumerate() {
+        let key = |field: &str| format!("gateway[{index}].{field}");
+        c.label(&key("name"), &gateway.name, &mut gateway_names, "gateway");
+        if gateway.port == 0 {
+            c.problem(&key("port"), &0, "port 0 is not a gateway's port");
+        }
+        gateways.push(Gateway {
+            interval: c.duration(&key("interval"), &gateway.interval, PROBE_MIN, PROBE_MAX),
+            port: gateway.port,
+            name: gateway.name,
+        });
+    }
+
+    let otlp = raw.otlp.map(|otlp| {
+        match url::Url::parse(&otlp.endpoint) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => c.problem("otlp.endpoint", &otlp.endpoint, "must be an http:// or https:// URL (OTLP over HTTP)"),
+        }
+        Otlp { endpoint: otlp.endpoint, service_name: otlp.service_name }
+    });
+
+    let state_file = raw.state.file.map(PathBuf::from);
+    if let Some(file) = &state_file {
+        if file.is_dir() {
+            c.problem("state.file", &file.display(), "is a directory; name a file");
+        }
+    }
+
+    Config {
+        state_file,
+        otlp,
+        gateways,
+        web: Web { listen, security: security.flatten() },
+        scheduler: Scheduler { max_concurrent_probes: raw.scheduler.max_concurrent_probes, owner_lookup },
+        forwards,
+        auth,
+        auth_taps: taps,
+        auth_probe,
+        model_hosts,
+        objectives,
+    }
+}
+
+/// `auto` (this OS's default), or a lookup this OS can run.
+fn owner_lookup(c: &mut Checker<'_>, value: &str) -> probes::ssh_session::Lookup {
+    use probes::ssh_session::Lookup;
+    let platform_default = Lookup::platform_default();
+    if value == "auto" {
+        return platform_default;
+    }
+    match Lookup::ALL.into_iter().find(|lookup| lookup.as_str() == value) {
+        Some(lookup) if lookup.available() => lookup,
+        Some(_) => {
+            c.problem("scheduler.owner_lookup", &value, "not available on this OS; use \"auto\" or \"listeners\"");
+            platform_default
+        }
+        None => {
+            c.problem("scheduler.owner_lookup", &value, "must be \"auto\", \"procfs\" (Linux) or \"listeners\"");
+            platform_default
+        }
+    }
+}
+
+fn validate_auth(raw: RawAuth, c: &mut Checker<'_>) -> Auth {
+    use probes::auth_tap::credential;
+    let mut names = HashSet::new();
+    let mut registry = probes::auth_tap::Registry::new();
+    for (index, revision) in raw.revision.into_iter().enumerate() {
+        let key = |field: &str| format!("auth.revision[{index}].{field}");
+        c.label(&key("name"), &revision.name, &mut names, "revision");
+        if matches!(revision.name.as_str(), "unknown" | "none") {
+            c.problem(&key("name"), &revision.name, "reserved label value");
+        }
+        // The values are meant to be hashes, but a token pasted by mistake must not be echoed.
+        match (revision.hash, revision.sha256) {
+            (Some(phc), None) => match credential::parse_hash(&phc) {
+                Ok(phc) => registry.add_hashed(revision.name, phc),
+                Err(err) => c.problem(&key("hash"), &"<redacted>", &format!("{err} (see `openclaw-tunnel-exporter fingerprint`)")),
+            },
+            (None, Some(hex)) => match credential::from_hex(&hex.to_ascii_lowercase()) {
+                Some(fingerprint) => registry.add_sha256(revision.name, fingerprint),
+                None => c.problem(
+                    &key("sha256"),
+                    &"<redacted>",
+                    "must be 64 hex digits; better, replace it with the `hash = ` line `openclaw-tunnel-exporter fingerprint` prints",
+                ),
+            },
+            (Some(_), Some(_)) => c.problem(&key("sha256"), &"<redacted>", "give hash or sha256, not both"),
+            (None, None) => c.problem(&key("hash"), &"<missing>", "required (see `openclaw-tunnel-exporter fingerprint`)"),
+        }
+    }
+    if let Some(current) = &raw.current {
+        if !names.contains(current) {
+            c.problem("auth.current", current, "names no [[auth.revision]]");
+        }
+    }
+    let rotated_at = raw.rotated_at.as_ref().and_then(|text| match humantime::parse_rfc3339_weak(text) {
+        Ok(at) => Some(at),
+        Err(err) => {
+            c.problem("auth.rotated_at", text, &format!("not an RFC 3339 time like 2026-11-20T09:00:00Z ({err})"));
+            None
+        }
+    });
+    Auth { current: raw.current, rotated_at, registry }
+}
+
+/// `forward.1.bogus` (serde_ignored's spelling) -> `forward[1].bogus` (serde_path_to_error's and ours).
+pub(super) fn bracket_indices(path: &str) -> String {
+    let mut key = String::new();
+    for segment in path.split('.').filter(|s| *s != "?") {
+        if segment.bytes().all(|b| b.is_ascii_digit()) {
+            key.push_str(&format!("[{segment}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(segment);
+        }
+    }
+    key
+}
+
+/// Label values must stay short and printable whatever the config says.
+fn is_label_safe(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
