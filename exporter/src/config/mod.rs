@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::web_security::WebSecurity;
+use crate::web::security::WebSecurity;
 
 mod raw;
 mod validate;

@@ -16,8 +16,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::server::TlsStream;
 
+pub mod security;
+mod status_page;
+
 use crate::record::{Format, Recorder};
-use crate::web_security::WebSecurity;
+use security::WebSecurity;
 
 /// The web config in force; a reload replaces it.
 pub type SecurityWatch = watch::Receiver<Option<Arc<WebSecurity>>>;
@@ -181,7 +184,7 @@ async fn reload(State(state): State<AppState>) -> Response {
 }
 
 async fn index(State(state): State<AppState>) -> Html<String> {
-    Html(crate::status_page::render(&state.recorder.status(SystemTime::now())))
+    Html(status_page::render(&state.recorder.status(SystemTime::now())))
 }
 
 #[cfg(test)]

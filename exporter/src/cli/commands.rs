@@ -1,0 +1,129 @@
+//! The subcommands that check rather than run: `fingerprint`, `doctor`, `routing-row`, `check-config`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::config::Config;
+use crate::doctor;
+
+/// Tokens shorter than this get a warning from `fingerprint`.
+const MIN_TOKEN_BYTES: usize = 16;
+
+/// `fingerprint`: read a token (stdin or `file`) and print its registry line.
+pub fn fingerprint(file: Option<PathBuf>) -> ExitCode {
+    let token = match &file {
+        Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
+        None => {
+            let mut token = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut token).map(|_| token).map_err(|e| e.to_string())
+        }
+    };
+    match token {
+        Ok(token) if !token.trim_ascii().is_empty() => {
+            let token = token.trim_ascii();
+            // Below 16 bytes of a generated token's alphabet a guesser with the hash gets far enough
+            // even at tens of milliseconds a guess; the gateway's own tokens are 48 hex digits.
+            if token.len() < MIN_TOKEN_BYTES {
+                eprintln!(
+                    "fingerprint: warning: this token is {} bytes; a token this short can be guessed from its \
+                     hash: rotate to a long random one (openssl rand -hex 24)",
+                    token.len()
+                );
+            }
+            println!("hash = \"{}\"", probes::auth_tap::credential::hash(token));
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            eprintln!("fingerprint: no token on input");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("fingerprint: cannot read the token: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `doctor`: the layer-by-layer check of one forward (or all), as text or JSON.
+pub fn doctor(config_path: Option<&Path>, forward: Option<String>, json: bool) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let forwards: Vec<_> = config.forwards.iter().filter(|f| forward.as_ref().is_none_or(|n| *n == f.name)).collect();
+    let gateway_host_only = config.forwards.is_empty() && !config.gateways.is_empty() && forward.is_none();
+    if forwards.is_empty() && !gateway_host_only {
+        eprintln!("doctor: no forward named {:?} in the configuration", forward.unwrap_or_default());
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reports: Vec<_> = if gateway_host_only {
+        vec![runtime.block_on(doctor::run_gateway_host(&config))]
+    } else {
+        forwards.iter().map(|f| runtime.block_on(doctor::run(&config, f))).collect()
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports).unwrap_or_default());
+    } else {
+        for report in &reports {
+            print!("{}", report.render());
+        }
+    }
+    ExitCode::from(reports.iter().map(doctor::Report::exit_code).find(|c| *c != 0).unwrap_or(0))
+}
+
+/// `routing-row`: each forward's row of the team's routing table.
+pub fn routing_row(config_path: Option<&Path>, header: bool) -> ExitCode {
+    match Config::load(config_path) {
+        Ok(config) => {
+            if header {
+                println!("| forward | local port | jump host | remote host | remote port | token revision | owner |");
+                println!("|---|---|---|---|---|---|---|");
+            }
+            for forward in &config.forwards {
+                // Remote host = the ssh server (the Mac); remote port = the -L target's port on it.
+                let remote_host = forward.ssh_host.as_deref().and_then(|h| h.rsplit_once(':')).map_or("-", |(h, _)| h);
+                let remote_port = forward.remote.rsplit_once(':').map_or("-", |(_, p)| p);
+                println!(
+                    "| {} | {} | {} | {remote_host} | {remote_port} | {} | {} |",
+                    forward.name,
+                    forward.local.port(),
+                    forward.jump_host.as_deref().unwrap_or("-"),
+                    config.auth.current.as_deref().unwrap_or("-"),
+                    forward.owner.as_deref().unwrap_or("-"),
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check-config`: every problem at once, or OK with the warnings.
+pub fn check_config(config_path: Option<&Path>) -> ExitCode {
+    match Config::load(config_path) {
+        Ok(config) => {
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            println!("configuration OK: {} forward(s), metrics on {}", config.forwards.len(), config.web.listen);
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The command line: the subcommands and their flags, each handled in its own module.
+
+mod commands;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Prometheus exporter for an OpenClaw gateway reached through an ssh -L forward.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// A TOML config file layered over the embedded default (then OPENCLAW_EXPORTER__SECTION__KEY env).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format on stderr: human (default) or json (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the exporter (the default).
+    Run,
+    /// Validate the configuration: exit 0, or print every problem and exit 1.
+    CheckConfig,
+    /// Print the embedded default configuration.
+    DefaultConfig,
+    /// Check the tunnel layer by layer and say what to fix first. Exit 0 when all pass, 10+N for step N.
+    Doctor {
+        /// Check only this forward (default: every forward).
+        #[arg(long)]
+        forward: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the routing-table row of each forward (local port, jump host, remote, revision, owner).
+    RoutingRow {
+        /// Print the table header first.
+        #[arg(long)]
+        header: bool,
+    },
+    /// Read a token from stdin (or --file) and print its `hash = "..."` line for [[auth.revision]]: an
+    /// argon2id hash with a random salt (a leaked config does not give the token away).
+    Fingerprint {
+        /// Read the token from this file instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+}
+
+/// Parse the command line and run what it asks for.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = cli.config.as_deref();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::DefaultConfig => {
+            print!("{}", crate::config::DEFAULT_TOML);
+            ExitCode::SUCCESS
+        }
+        Command::Fingerprint { file } => commands::fingerprint(file),
+        Command::Doctor { forward, json } => commands::doctor(config, forward, json),
+        Command::RoutingRow { header } => commands::routing_row(config, header),
+        Command::CheckConfig => commands::check_config(config),
+        Command::Run => run::main(cli.config, cli.log_format),
+    }
+}
