@@ -4,8 +4,9 @@
 //! Probe tasks hand it typed outcomes; nothing else writes a metric. It outlives config reloads (the
 //! scheduler's tasks are replaced, the recorder is not), so counters never reset while the process lives.
 //! Counters and histograms are the prometheus-client atomics. Three mutexes, each held only for a few
-//! operations and never two at once: the per-forward state (ledger, hdrhistogram, last outcomes), the
-//! rotation marker, and the index of label values the status report reads the families with.
+//! operations: the per-forward state (ledger, hdrhistogram, last outcomes), the rotation marker, and the
+//! index of label values the status report reads the families with. Only the status report holds two (the
+//! index, then the per-forward state); no path takes them the other way round.
 //!
 //! - [`families`]: the label sets and the table of metric families.
 //! - one module per probe kind, each the [`crate::schedule::driver::Recording`] of its probe: [`tunnel`]
