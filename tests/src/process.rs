@@ -1,0 +1,261 @@
+//! Processes and ports: free ports, child processes that die with their handle, waiting for a port, root.
+
+use super::*;
+
+/// A port nothing listens on right now, never handed out twice by this process.
+///
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`, 32768+ by default): a port that
+/// the kernel assigned with bind(0) and this function released could be taken at once by any outgoing
+/// connection's source port (the exporter connects many times a second), so a child told to listen there
+/// would find it busy.
+pub fn free_port() -> u16 {
+    use std::collections::BTreeSet;
+    use std::hash::{BuildHasher, RandomState};
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let (low, high) = ephemeral_range();
+    let (start, end) = if low > 12_000 { (10_000u16, low.min(32_000) as u16) } else { (high as u16 + 1, 65_000) };
+    let random = RandomState::new();
+    for attempt in 0u64.. {
+        let port = start + (random.hash_one(attempt) % u64::from(end - start)) as u16;
+        // Never the product's well-known ports: the Windows smoke test runs the embedded default config
+        // (forward 18789, metrics 19789) beside the other tests.
+        if port == 18789 || port == 19789 || !HANDED_OUT.lock().unwrap().insert(port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn ephemeral_range() -> (u32, u32) {
+    let text = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut numbers = text.split_whitespace().filter_map(|n| n.parse().ok());
+    (numbers.next().unwrap_or(32_768), numbers.next().unwrap_or(60_999))
+}
+
+/// The resident set size of process `pid` in KiB (VmRSS), 0 once it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// True when this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The file where tests that could not run record why; `tests/run-all.sh` prints it after the tests.
+pub fn skipped_tests_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/skipped-tests.txt")
+}
+
+/// Whether a test that needs root can run: true as root. Otherwise it fails when `OCE_REQUIRE_ROOT=1`
+/// (set by `tests/run-all.sh` as root and in CI, so a privileged case can never pass by not running), and
+/// else records `test: why` in [`skipped_tests_file`] (printed at the end of the suite) and returns false.
+pub fn root_or_skip(test: &str, why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("OCE_REQUIRE_ROOT").as_deref() != Ok("1"),
+        "{test} needs root ({why}), and OCE_REQUIRE_ROOT=1"
+    );
+    let line = format!("{test}: skipped, needs root: {why}\n");
+    eprint!("{line}");
+    let file = skipped_tests_file();
+    let _ = fs::create_dir_all(file.parent().unwrap());
+    let written = fs::OpenOptions::new().create(true).append(true).open(&file);
+    let _ = written.and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    false
+}
+
+/// Send `signal` to `pid`.
+pub fn kill(pid: u32, signal: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
+
+/// Wait until `addr` accepts a TCP connection, or panic naming `what`.
+pub fn wait_listening(addr: SocketAddr, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr} within {timeout:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wait until `addr` refuses connections.
+pub fn wait_refused(addr: SocketAddr, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        assert!(Instant::now() < deadline, "{what} still listens on {addr} after {timeout:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Locate a binary built by `cargo build --workspace` next to this test executable.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // Tests run from target/PROFILE/deps/, the harness's own binaries (bench-detection) from target/PROFILE/.
+    let deps_or_profile = exe.parent().unwrap();
+    let beside = deps_or_profile.join(name);
+    let path = if beside.exists() { beside } else { deps_or_profile.parent().unwrap().join(name) };
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace` before the end-to-end tests", path.display());
+    path
+}
+
+/// Find an executable on PATH or in the usual sbin directories.
+pub fn find_program(name: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| panic!("{name} not found: run tests/install-deps.sh"))
+}
+
+/// A child process killed (SIGKILL, after SIGCONT in case it was stopped) when dropped, with its stderr
+/// captured for assertions and failure messages.
+pub struct Proc {
+    /// Which program, for messages.
+    pub name: String,
+    child: Child,
+    output: Arc<Mutex<String>>,
+    /// Started in its own process group, killed as a group (programs that spawn helpers).
+    group: bool,
+}
+
+impl Proc {
+    /// Spawn `command` in a process group of its own, killed whole on drop.
+    pub fn spawn_group(name: &str, command: &mut Command) -> Proc {
+        use std::os::unix::process::CommandExt;
+        let mut proc = Self::spawn(name, command.process_group(0));
+        proc.group = true;
+        proc
+    }
+
+    /// Spawn `command` with stdout and stderr captured.
+    pub fn spawn(name: &str, command: &mut Command) -> Proc {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
+            let output = output.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        Proc { name: name.into(), child, output, group: false }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Send a signal.
+    pub fn signal(&self, signal: i32) {
+        kill(self.pid(), signal);
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Wait for the process to exit, up to `timeout`; returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.group {
+            // SAFETY: kill has no memory-safety preconditions; a negative pid names the process group.
+            unsafe {
+                libc::kill(-(self.pid() as i32), libc::SIGKILL);
+            }
+        }
+        kill(self.pid(), libc::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every live descendant of `pid` (children, grandchildren...), read from /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: BTreeMap<u32, u32> = BTreeMap::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // comm may hold spaces and parentheses: the fields after the last ')' are fixed.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parents.insert(child, ppid);
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parents.iter().filter(|(_, ppid)| **ppid == parent).map(|(child, _)| *child));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Run `program` with `args`, `input` on its stdin, and collect its output.
+pub fn run_with_stdin(program: &Path, args: &[&str], input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
