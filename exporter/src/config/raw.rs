@@ -1,5 +1,8 @@
-//! The configuration as written: strings and optional keys, deserialized before any value is checked, and
-//! the defaults of optional keys (the embedded default.toml holds the rest).
+//! The configuration as written: strings and optional keys, deserialized before any value is checked.
+//!
+//! One source per default: a key of a top-level section is defaulted in the embedded `default.toml` (the
+//! layering always supplies it); a key of an array table (`[[forward]]`, `[[gateway]]`, `[[model_host]]`,
+//! `[otlp]`, which the layering replaces whole) is defaulted here, by serde.
 
 use serde::Deserialize;
 
@@ -128,12 +131,7 @@ pub(super) struct RawWeb {
 #[derive(Debug, Deserialize)]
 pub(super) struct RawScheduler {
     pub(super) max_concurrent_probes: usize,
-    #[serde(default = "default_owner_lookup")]
     pub(super) owner_lookup: String,
-}
-
-pub(super) fn default_owner_lookup() -> String {
-    "auto".into()
 }
 
 #[derive(Debug, Deserialize)]
