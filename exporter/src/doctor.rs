@@ -168,7 +168,7 @@ async fn ssh_host(forward: &Forward, timeout: Duration) -> Verdict {
     let started = std::time::Instant::now();
     let connect = async {
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the name resolves to no address");
-        for addr in tokio::net::lookup_host(host.as_str()).await? {
+        for addr in tokio::net::lookup_host((host.host.trim_matches(['[', ']']), host.port)).await? {
             match probes::net::connect_stream(addr).await {
                 Ok(stream) => {
                     probes::net::close_without_time_wait(stream);

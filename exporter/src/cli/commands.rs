@@ -91,13 +91,13 @@ pub fn routing_row(config_path: Option<&Path>, header: bool) -> ExitCode {
             }
             for forward in &config.forwards {
                 // Remote host = the ssh server (the Mac); remote port = the -L target's port on it.
-                let remote_host = forward.ssh_host.as_deref().and_then(|h| h.rsplit_once(':')).map_or("-", |(h, _)| h);
-                let remote_port = forward.remote.rsplit_once(':').map_or("-", |(_, p)| p);
+                let remote_host = forward.ssh_host.as_ref().map_or("-", |h| h.host.as_str());
+                let remote_port = forward.remote.port;
                 println!(
                     "| {} | {} | {} | {remote_host} | {remote_port} | {} | {} |",
                     forward.name,
                     forward.local.port(),
-                    forward.jump_host.as_deref().unwrap_or("-"),
+                    forward.jump_host.as_ref().map_or("-".to_owned(), ToString::to_string),
                     config.auth.current.as_deref().unwrap_or("-"),
                     forward.owner.as_deref().unwrap_or("-"),
                 );

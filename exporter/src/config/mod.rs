@@ -170,14 +170,29 @@ pub struct Forward {
     pub first_byte_interval: Duration,
     /// The longest any probe of this forward may take (capped at its interval, so rounds never overlap).
     pub timeout: Duration,
-    /// The ssh server (the Mac) as `host:port`, for the doctor and the routing row.
-    pub ssh_host: Option<String>,
-    /// The jump host (`-J`) as `host:port`, when there is one.
-    pub jump_host: Option<String>,
-    /// The forward's remote end, `host:port` as seen from the ssh server (the -L target).
-    pub remote: String,
+    /// The ssh server (the Mac), for the doctor and the routing row.
+    pub ssh_host: Option<HostPort>,
+    /// The jump host (`-J`), when there is one.
+    pub jump_host: Option<HostPort>,
+    /// The forward's remote end as seen from the ssh server (the -L target).
+    pub remote: HostPort,
     /// Who owns this forward (a person or team), for the routing row.
     pub owner: Option<String>,
+}
+
+/// A validated `host:port` (a name, an IPv4 address or a bracketed IPv6 address; the port 1-65535).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// The host as written (`mac-ap1.lan`, `10.0.0.5`, `[fd00::1]`).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
 }
 
 /// Every problem found in a configuration, one per line.
@@ -292,6 +307,21 @@ mod tests {
         let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         file.write_all(text.as_bytes()).unwrap();
         file
+    }
+
+    #[test]
+    fn hosts_are_typed_with_their_default_ports_and_bad_ones_named() {
+        let forward = |keys: &str| format!("[[forward]]\nname = \"a\"\nlocal = \"127.0.0.1:18789\"\n{keys}");
+        let f = file(&forward("ssh_host = \"mac-ap1.lan\"\njump_host = \"[fd00::1]:2222\"\n"));
+        let config = Config::load(Some(f.path())).unwrap();
+        let forward0 = &config.forwards[0];
+        assert_eq!(forward0.ssh_host, Some(HostPort { host: "mac-ap1.lan".into(), port: 22 }));
+        assert_eq!(forward0.jump_host.as_ref().map(ToString::to_string).as_deref(), Some("[fd00::1]:2222"));
+        assert_eq!(forward0.remote, HostPort { host: "127.0.0.1".into(), port: 18789 });
+        let f = file(&forward("ssh_host = \"mac:0\"\nremote = \"bad host:1\"\n"));
+        let text = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(text.contains("forward[0].ssh_host` = \"mac:0\""), "{text}");
+        assert!(text.contains("forward[0].remote` = \"bad host:1\""), "{text}");
     }
 
     #[test]

@@ -29,18 +29,18 @@ impl Checker<'_> {
         })
     }
 
-    /// `host` or `host:port` (port 22 when absent); returns `host:port`.
-    fn host_port(&mut self, key: &str, value: &str) -> String {
+    /// `host` or `host:port` (port `default_port` when absent).
+    fn host_port(&mut self, key: &str, value: &str, default_port: u16) -> HostPort {
         let (host, port) = match value.rsplit_once(':') {
             Some((host, port)) if !host.contains(':') || host.ends_with(']') => (host, port.parse::<u16>().ok()),
-            _ => (value, Some(22)),
+            _ => (value, Some(default_port)),
         };
         let valid_host = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_[]:".contains(&b));
         match port {
-            Some(port) if valid_host && port != 0 => format!("{host}:{port}"),
+            Some(port) if valid_host && port != 0 => HostPort { host: host.to_owned(), port },
             _ => {
                 self.problem(key, &value, "must be host or host:port");
-                value.to_owned()
+                HostPort { host: value.to_owned(), port: default_port }
             }
         }
     }
@@ -135,9 +135,9 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
                 PROBE_MAX,
             ),
             timeout: c.duration(&key("timeout"), &forward.timeout, PROBE_MIN, PROBE_MAX),
-            ssh_host: forward.ssh_host.map(|host| c.host_port(&key("ssh_host"), &host)),
-            jump_host: forward.jump_host.map(|host| c.host_port(&key("jump_host"), &host)),
-            remote: c.host_port(&key("remote"), &forward.remote),
+            ssh_host: forward.ssh_host.map(|host| c.host_port(&key("ssh_host"), &host, 22)),
+            jump_host: forward.jump_host.map(|host| c.host_port(&key("jump_host"), &host, 22)),
+            remote: c.host_port(&key("remote"), &forward.remote, 18789),
             owner: forward.owner,
             name: forward.name,
         });
