@@ -114,6 +114,41 @@ pub(crate) async fn get(addr: SocketAddr, path: &str, accept: &str, timeout: Dur
     exchange(addr, &request("GET", path, &addr.to_string(), accept, &[], b""), timeout).await
 }
 
+/// The largest document [`get_document`] reads, head and body.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+/// `GET path` as HTTP/1.0 (so the body is never chunked and ends with the connection), read to its end:
+/// the status and the body. Bounded by [`MAX_DOCUMENT_BYTES`] and `timeout`.
+pub(crate) async fn get_document(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>), Failure> {
+    let document = async {
+        let mut stream = crate::net::connect_stream(addr).await.map_err(connect_failure)?;
+        let _ = stream.set_nodelay(true);
+        let request = format!(
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nAccept: application/json\r\n\r\n"
+        );
+        let started = Instant::now();
+        stream.write_all(request.as_bytes()).await.map_err(|err| io_failure(err, started.elapsed()))?;
+        let mut document = Vec::with_capacity(4096);
+        let read = (&mut stream).take(MAX_DOCUMENT_BYTES as u64 + 1).read_to_end(&mut document).await;
+        read.map_err(|err| io_failure(err, started.elapsed()))?;
+        crate::net::close_without_time_wait(stream);
+        if document.is_empty() {
+            return Err(Failure::EmptyReply { elapsed: started.elapsed() });
+        }
+        if document.len() > MAX_DOCUMENT_BYTES {
+            return Err(bad_head(None, None, "document larger than 64 KiB"));
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&document) {
+            Ok(httparse::Status::Complete(head)) => Ok((response.code.unwrap_or(0), document[head..].to_vec())),
+            Ok(httparse::Status::Partial) => Err(bad_head(None, None, "closed inside the response head")),
+            Err(err) => Err(bad_head(None, None, &format!("not an HTTP response: {err}"))),
+        }
+    };
+    tokio::time::timeout(timeout, document).await.unwrap_or(Err(Failure::Timeout))
+}
+
 /// A reply not complete within `timeout` is [`Failure::Timeout`].
 pub(crate) async fn exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<Response, Failure> {
     tokio::time::timeout(timeout, exchange_unbounded(addr, request)).await.unwrap_or(Err(Failure::Timeout))

@@ -15,6 +15,8 @@
 //!
 //! - [`exposure`]: which addresses the gateway port really listens on (host side).
 //! - [`model_host`]: HTTPS to a model API with dns, connect, tls and first byte timed apart.
+//! - [`readiness`]: `GET /startupz` and `/readyz` through the forward: started, ready, version, uptime and
+//!   the gateway's event loop (what `/healthz` does not say).
 //! - [`auth_probe`]: `POST /tools/invoke {}` with this machine's token: accepted (400) or rejected (401).
 //! - [`auth_tap`]: not a timed probe but a pass-through: it reads the credentials and auth answers of real
 //!   traffic on its way to the gateway and reports them as events.
@@ -30,6 +32,7 @@ pub mod first_byte;
 pub mod http;
 pub mod model_host;
 pub mod net;
+pub mod readiness;
 #[cfg(any(target_os = "linux", windows))]
 pub mod socket_table;
 pub mod ssh_session;

@@ -61,7 +61,7 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
     let config = |current: &str| {
         format!(
             "[[forward]]\nname = \"mac\"\nlocal = \"127.0.0.1:{forward_port}\"\nsyn_interval = \"200ms\"\n\
-             first_byte_interval = \"500ms\"\ntimeout = \"8s\"\n\n\
+             first_byte_interval = \"500ms\"\nreadiness_interval = \"1s\"\ntimeout = \"8s\"\n\n\
              [auth]\ncurrent = \"{current}\"\n[[auth.revision]]\nname = \"r1\"\n{r1}\n[[auth.revision]]\nname = \"r2\"\n{r2}\n\n\
              [[auth_tap]]\nforward = \"mac\"\nlisten = \"{tap}\"\nupstream = \"127.0.0.1:{forward_port}\"\n\n\
              [auth_probe]\nenabled = true\ninterval = \"2s\"\ntoken_file = \"{}\"\n",
@@ -78,6 +78,17 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
         m.get("openclaw_gateway_up{forward=\"mac\"}") == Some(1.0)
             && m.get("openclaw_tunnel_ssh_session_up{forward=\"mac\"}") == Some(1.0)
     });
+
+    // Through the forward the gateway counts the exporter as local: started, ready, its version and start time.
+    let own = exporter.wait_for("the real gateway's own state through the forward", T, |m| {
+        m.get("openclaw_gateway_startup_state{forward=\"mac\",state=\"started\"}") == Some(1.0)
+            && m.get("openclaw_gateway_build_info{forward=\"mac\",version=\"2026.9.6\"}") == Some(1.0)
+            && m.get("openclaw_gateway_ready{forward=\"mac\"}").is_some()
+    });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started_at = own.value("openclaw_gateway_start_time_seconds{forward=\"mac\"}");
+    assert!((now - 600.0..=now).contains(&started_at), "start time {started_at}, now {now}");
+    assert_eq!(own.get("openclaw_gateway_restarts_total{forward=\"mac\"}"), Some(0.0));
 
     // HTTP through the tap: current, unknown, none; a success between failures resets the gateway's delay.
     assert_eq!(invoke(tap, Some(&t1)), 400, "the right token is authenticated: 400 'requires name'");

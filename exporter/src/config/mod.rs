@@ -168,6 +168,8 @@ pub struct Forward {
     pub syn_interval: Duration,
     /// How often the first-byte probe runs.
     pub first_byte_interval: Duration,
+    /// How often `/startupz` and `/readyz` are read (default 15 s).
+    pub readiness_interval: Duration,
     /// The longest any probe of this forward may take (capped at its interval, so rounds never overlap).
     pub timeout: Duration,
     /// The ssh server (the Mac), for the doctor and the routing row.

@@ -144,6 +144,8 @@ pub(super) struct RawForward {
     pub(super) syn_interval: String,
     #[serde(default = "default_first_byte_interval")]
     pub(super) first_byte_interval: String,
+    #[serde(default = "default_readiness_interval")]
+    pub(super) readiness_interval: String,
     #[serde(default = "default_timeout")]
     pub(super) timeout: String,
     pub(super) ssh_host: Option<String>,
@@ -162,6 +164,9 @@ pub(super) fn default_health_path() -> String {
 }
 pub(super) fn default_syn_interval() -> String {
     "1s".into()
+}
+pub(super) fn default_readiness_interval() -> String {
+    "15s".into()
 }
 pub(super) fn default_first_byte_interval() -> String {
     "5s".into()

@@ -134,6 +134,12 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
                 PROBE_MIN,
                 PROBE_MAX,
             ),
+            readiness_interval: c.duration(
+                &key("readiness_interval"),
+                &forward.readiness_interval,
+                PROBE_MIN,
+                PROBE_MAX,
+            ),
             timeout: c.duration(&key("timeout"), &forward.timeout, PROBE_MIN, PROBE_MAX),
             ssh_host: forward.ssh_host.map(|host| c.host_port(&key("ssh_host"), &host, 22)),
             jump_host: forward.jump_host.map(|host| c.host_port(&key("jump_host"), &host, 22)),

@@ -45,6 +45,8 @@ label_sets! {
     ForwardCodeLabels { forward: String, code: &'static str }
     /// `forward`, `channel`.
     ForwardChannelLabels { forward: String, channel: &'static str }
+    /// `forward`, `version`.
+    ForwardVersionLabels { forward: String, version: String }
     /// `model_host`.
     ModelHostLabels { model_host: String }
     /// `model_host`, `phase`.
@@ -152,4 +154,22 @@ families! {
         "openclaw_gateway_listen_sockets", "Listening sockets on the gateway port by scope: loopback, private, public (0.0.0.0 and :: are public)";
     exposed_since: Family<GatewayLabels, FloatGauge> = Family::default(),
         "openclaw_gateway_exposed_since_timestamp_seconds", "When a non-loopback listener on the gateway port was first seen; 0 when loopback only";
+    startup_state: Family<ForwardStateLabels, Gauge> = Family::default(),
+        "openclaw_gateway_startup_state", "1 for the gateway's current startup state (/startupz): starting, draining, started; absent on gateways without /startupz";
+    ready: Family<ForwardLabels, Gauge> = Family::default(),
+        "openclaw_gateway_ready", "1 when /readyz says ready; absent on gateways without /readyz";
+    ready_failing: Family<ForwardLabels, Gauge> = Family::default(),
+        "openclaw_gateway_ready_failing", "How many components /readyz names as failing (the names are in /api/status and the log)";
+    gateway_build_info: Family<ForwardVersionLabels, Gauge> = Family::default(),
+        "openclaw_gateway_build_info", "1, labelled with the gateway's version from /startupz; one series per forward";
+    gateway_start_time: Family<ForwardLabels, FloatGauge> = Family::default(),
+        "openclaw_gateway_start_time_seconds", "When the gateway process started (now minus its uptime), Unix seconds";
+    gateway_restarts: Family<ForwardLabels, Counter> = Family::default(),
+        "openclaw_gateway_restarts", "Gateway restarts: its start time moved (counted even when no probe saw it down)";
+    event_loop_delay_p99: Family<ForwardLabels, FloatGauge> = Family::default(),
+        "openclaw_gateway_event_loop_delay_p99_seconds", "The gateway's event-loop delay p99 (/readyz eventLoop)";
+    event_loop_utilization: Family<ForwardLabels, FloatGauge> = Family::default(),
+        "openclaw_gateway_event_loop_utilization", "The gateway's event-loop utilization, 0..1 (/readyz eventLoop)";
+    event_loop_degraded: Family<ForwardLabels, Gauge> = Family::default(),
+        "openclaw_gateway_event_loop_degraded", "1 when the gateway says its event loop is degraded (/readyz eventLoop)";
 }

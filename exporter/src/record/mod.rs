@@ -11,7 +11,8 @@
 //! - [`families`]: the label sets and the table of metric families.
 //! - one module per probe kind, each the [`crate::schedule::driver::Recording`] of its probe: [`tunnel`]
 //!   (SYN + ssh session rounds, the uptime ledger), [`first_byte`], [`model_host`], [`exposure`], and
-//!   [`auth`] (the active auth probe, the tap's events, rotation detection).
+//!   [`auth`] (the active auth probe, the tap's events, rotation detection), [`readiness`] (the gateway's
+//!   startup state, readiness, version, restarts and event loop).
 //! - [`status`]: the typed status report `/api/status` and the status page both read.
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod exposure;
 pub mod families;
 pub mod first_byte;
 pub mod model_host;
+pub mod readiness;
 pub mod status;
 pub mod tunnel;
 
@@ -53,6 +55,7 @@ pub(crate) struct ForwardState {
     pub(crate) session: Option<probes::ssh_session::Outcome>,
     pub(crate) last_syn_ok: Option<bool>,
     pub(crate) last_first_byte: Option<String>,
+    pub(crate) gateway: Option<readiness::GatewayState>,
 }
 
 impl ForwardState {
@@ -63,6 +66,7 @@ impl ForwardState {
             session: None,
             last_syn_ok: None,
             last_first_byte: None,
+            gateway: None,
         }
     }
 }

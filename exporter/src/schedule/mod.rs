@@ -28,6 +28,7 @@ use crate::record::auth::AuthProbeRecording;
 use crate::record::exposure::ExposureRecording;
 use crate::record::first_byte::FirstByte;
 use crate::record::model_host::ModelHostRecording;
+use crate::record::readiness::ReadinessRecording;
 use crate::record::tunnel::Tunnel;
 use crate::record::Recorder;
 use driver::{drive, TaskContext};
@@ -129,6 +130,8 @@ impl Generation {
             let (probe, recording) = Tunnel::new(forward.clone(), recorder.clone(), session);
             tasks.spawn(drive(probe, recording, ctx.clone()));
             let (probe, recording) = FirstByte::new(forward.clone(), recorder.clone());
+            tasks.spawn(drive(probe, recording, ctx.clone()));
+            let (probe, recording) = ReadinessRecording::new(forward.clone(), recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
             if config.auth_probe.forwards.contains(&forward.name) {
                 let (probe, recording) =

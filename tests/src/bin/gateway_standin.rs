@@ -7,7 +7,12 @@
 //! It also serves a Control UI stand-in at `/` (an HTML page; `--no-ui` makes it 404) and `POST /tools/invoke`
 //! like the gateway's auth: 400 "requires name" with `Authorization: Bearer <--token>`, else 401.
 //!
+//! With `--readiness VERSION` it also answers `GET /startupz` and `/readyz` as a current gateway does to a local
+//! caller (its version and uptime, an event loop); `--starting-ms N` makes them say `starting` (503, one failing
+//! component) for the first N ms. Without `--readiness` they are 404, as on gateways older than mid-2026.
+//!
 //! Usage: gateway-standin --listen 127.0.0.1:PORT [--listen ...] [--delay-ms N] [--token T] [--no-ui]
+//!        [--readiness VERSION [--starting-ms N]]
 //! (`--listen` may repeat: one process serves as many forwards as the scale benchmark needs.)
 
 use std::time::Duration;
@@ -21,13 +26,18 @@ const BODY: &str = r#"{"ok":true,"status":"live"}"#;
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (mut listens, mut delay) = (Vec::new(), Duration::ZERO);
-    let mut settings = Settings { token: None, ui: true };
+    let mut settings =
+        Settings { token: None, ui: true, version: None, starting: Duration::ZERO, started: std::time::Instant::now() };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listens.push(args.next().expect("--listen ADDR")),
             "--delay-ms" => delay = Duration::from_millis(args.next().expect("--delay-ms N").parse().expect("ms")),
             "--token" => settings.token = Some(args.next().expect("--token T")),
             "--no-ui" => settings.ui = false,
+            "--readiness" => settings.version = Some(args.next().expect("--readiness VERSION")),
+            "--starting-ms" => {
+                settings.starting = Duration::from_millis(args.next().expect("--starting-ms N").parse().expect("ms"))
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -56,6 +66,11 @@ async fn accept(listener: TcpListener, delay: Duration, settings: std::sync::Arc
 struct Settings {
     token: Option<String>,
     ui: bool,
+    /// The version `/startupz` gives; None: no `/startupz` or `/readyz` (an older gateway).
+    version: Option<String>,
+    /// How long after start the gateway says `starting`.
+    starting: Duration,
+    started: std::time::Instant,
 }
 
 async fn answer(mut socket: TcpStream, delay: Duration, settings: std::sync::Arc<Settings>) {
@@ -113,6 +128,27 @@ async fn answer(mut socket: TcpStream, delay: Duration, settings: std::sync::Arc
                     r#"{"error":{"message":"Unauthorized","type":"unauthorized"}}"#,
                 )
             }
+        }
+        ("GET", "/startupz" | "/readyz") if settings.version.is_some() => {
+            let uptime = settings.started.elapsed();
+            let uptime_ms = uptime.as_millis();
+            let starting = uptime < settings.starting;
+            let status = if starting { "503 Service Unavailable" } else { "200 OK" };
+            let body = if path == "/startupz" {
+                format!(
+                    r#"{{"ok":{},"status":"{}","version":"{}","uptimeMs":{uptime_ms}}}"#,
+                    !starting,
+                    if starting { "starting" } else { "started" },
+                    settings.version.as_deref().unwrap_or_default()
+                )
+            } else {
+                format!(
+                    r#"{{"ready":{},"failing":{},"uptimeMs":{uptime_ms},"eventLoop":{{"degraded":false,"delayP99Ms":1.5,"utilization":0.02}}}}"#,
+                    !starting,
+                    if starting { r#"["plugin-reload"]"# } else { "[]" }
+                )
+            };
+            reply(status, "application/json; charset=utf-8", &body)
         }
         _ => reply("404 Not Found", "text/plain", ""),
     };
