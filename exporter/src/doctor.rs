@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use probes::readiness::{self, Readiness, Startup};
 use probes::{control_ui, exposure, first_byte, ssh_session, syn, Label, Probe};
 use serde::Serialize;
 
@@ -78,11 +79,12 @@ impl Report {
     }
 }
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "ssh host reachable",
     "ssh owns the local forward",
     "SYN to the local forward",
     "gateway first byte (/healthz)",
+    "gateway started and ready",
     "Control UI answers HTML",
     "token accepted and current",
     "gateway bound to loopback only",
@@ -134,14 +136,15 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
                 ),
             },
             4 => gateway(forward, timeout).await,
-            5 => match (control_ui::Target { addr: forward.local }).probe(timeout).await {
+            5 => started_and_ready(forward, timeout).await,
+            6 => match (control_ui::Target { addr: forward.local }).probe(timeout).await {
                 Ok(page) => pass(format!("GET / -> HTTP {} text/html in {}", page.status, ms(page.first_byte))),
                 Err(failure) => fail(
                     format!("GET / -> {failure}"),
                     "the gateway answers /healthz but not its Control UI: check the gateway's logs and version on the host",
                 ),
             },
-            6 => token(config, forward, timeout).await,
+            7 => token(config, forward, timeout).await,
             _ => loopback_only(config, timeout).await,
         };
         failed = status == Status::Fail;
@@ -216,15 +219,53 @@ async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Durati
     }
 }
 
+async fn started_and_ready(forward: &Forward, timeout: Duration) -> Verdict {
+    let found = match (readiness::Target { addr: forward.local }).probe(timeout).await {
+        Ok(found) => found,
+        Err(failure) => {
+            return fail(format!("/startupz: {failure}"), "the gateway stopped answering: rerun the doctor")
+        }
+    };
+    let uptime = |startup: &Startup| startup.uptime.map_or(String::new(), |u| format!(", up {} s", u.as_secs()));
+    match (&found.startup, &found.ready) {
+        (None, None) => (
+            Status::Skipped,
+            "the gateway has no /startupz or /readyz (a build older than mid-2026)".into(),
+            None,
+        ),
+        (Some(startup), _) if startup.state != readiness::StartupState::Started => fail(
+            format!("live but {}{}", startup.state.label(), uptime(startup)),
+            "the gateway is still starting (WebSocket connects get close 1013) or draining: wait, then rerun; if it stays, read its log on the host",
+        ),
+        (_, Some(ready)) if !ready.ready => fail(
+            format!("started but not ready; failing: {}", if ready.failing.is_empty() { "(none named)".to_owned() } else { ready.failing.join(", ") }),
+            "a gateway component is failing: fix the one named (its log on the host says why)",
+        ),
+        (startup, _) => pass(format!(
+            "started and ready{}{}",
+            startup.as_ref().and_then(|s| s.version.as_deref()).map_or(String::new(), |v| format!(", version {v}")),
+            startup.as_ref().map_or(String::new(), uptime)
+        )),
+    }
+}
+
 async fn gateway(forward: &Forward, timeout: Duration) -> Verdict {
     let mut target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
     match target.probe(timeout).await {
-        Ok(response) => pass(format!(
-            "GET {} -> HTTP {} first byte in {}",
-            forward.health_path,
-            response.status,
-            ms(response.first_byte)
-        )),
+        Ok(response) => {
+            let version = match (readiness::Target { addr: forward.local }).probe(timeout).await {
+                Ok(Readiness { startup: Some(Startup { version: Some(version), .. }), .. }) => {
+                    format!(", gateway {version}")
+                }
+                _ => String::new(),
+            };
+            pass(format!(
+                "GET {} -> HTTP {} first byte in {}{version}",
+                forward.health_path,
+                response.status,
+                ms(response.first_byte)
+            ))
+        }
         Err(failure) => {
             let next = match failure.label() {
                 "reset" | "empty_reply" => {

@@ -83,11 +83,12 @@ fn assert_fails_at(report: &serde_json::Value, code: i32, step: usize) {
 
 #[test]
 fn a_healthy_tunnel_passes_every_layer() {
-    let s = setup(&[]);
+    let s = setup(&["--readiness", "2026.9.6-standin"]);
     let (code, report, human) = s.doctor(&s.config(s.sshd.port, ""));
     println!("{human}");
     assert_eq!(code, 0, "{human}");
-    assert_eq!(statuses(&report), ["pass", "pass", "pass", "pass", "pass", "pass", "skipped"], "{human}");
+    assert_eq!(statuses(&report), ["pass", "pass", "pass", "pass", "pass", "pass", "pass", "skipped"], "{human}");
+    assert!(human.contains("gateway 2026.9.6-standin") && human.contains("started and ready"), "{human}");
     assert!(human.contains(&format!("ssh pid {}", s.ssh.pid())), "the owning pid is evidence:\n{human}");
     assert!(human.contains("HTTP 200") && human.contains("HTTP 400"), "{human}");
 }
@@ -108,24 +109,30 @@ fn each_broken_layer_is_named_first() {
     println!("{human}");
     assert!(human.contains("reset") || human.contains("empty_reply"), "{human}");
 
-    // 5: /healthz answers but the Control UI does not.
+    // 5: /healthz answers but the gateway is still starting, with a failing component named.
+    let s = setup(&["--readiness", "2026.9.6-standin", "--starting-ms", "600000"]);
+    let (code, report, human) = s.doctor(&s.config(s.sshd.port, ""));
+    assert_fails_at(&report, code, 5);
+    assert!(human.contains("live but starting"), "{human}");
+
+    // 6: /healthz answers but the Control UI does not.
     let s = setup(&["--no-ui"]);
     let (code, report, _) = s.doctor(&s.config(s.sshd.port, ""));
-    assert_fails_at(&report, code, 5);
+    assert_fails_at(&report, code, 6);
 
-    // 6: the token this machine holds is rejected.
+    // 7: the token this machine holds is rejected.
     let s = setup(&[]);
     std::fs::write(s.dir.path().join("token"), "an-old-token").unwrap();
     let (code, report, human) = s.doctor(&s.config(s.sshd.port, ""));
-    assert_fails_at(&report, code, 6);
+    assert_fails_at(&report, code, 7);
     assert!(!human.contains("an-old-token"), "the doctor printed a token:\n{human}");
 
-    // 7: the gateway port listens beyond loopback (a wildcard listener standing in for `bind: lan`).
+    // 8: the gateway port listens beyond loopback (a wildcard listener standing in for `bind: lan`).
     let s = setup(&[]);
     let exposed = TcpListener::bind("0.0.0.0:0").unwrap();
     let extra = format!("[[gateway]]\nname = \"mac\"\nport = {}\n", exposed.local_addr().unwrap().port());
     let (code, report, _) = s.doctor(&s.config(s.sshd.port, &extra));
-    assert_fails_at(&report, code, 7);
+    assert_fails_at(&report, code, 8);
 
     // 2 and 3: ssh gone: nothing owns the forward (and SYN is not explained).
     let mut s = setup(&[]);
