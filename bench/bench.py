@@ -19,6 +19,7 @@ Prints Markdown tables:
 How each tool is driven, so the numbers are read right:
 - this exporter probes on its own schedule: 50 forwards at a 100 ms interval. Its "SYN probe" is a tunnel
   round: a TCP connect AND the /proc listener-owner lookup, so it does more per probe than blackbox's tcp_connect.
+  Every config here sets `readiness_interval = "1h"`: each row measures the probes it names, nothing else.
 - blackbox_exporter probes when asked: 8 client threads GET /probe back to back; its CPU includes serving
   those requests, which is how it is always used (Prometheus asks for every probe).
 CPU is utime+stime from /proc/PID/stat; RSS is VmRSS from /proc/PID/status.
@@ -147,11 +148,12 @@ def start_ours(tmp, fast_port, slow_port, syn_interval, fb_interval, accuracy=Fa
     lines = [f'[web]\nlisten = "127.0.0.1:{web}"\n[scheduler]\nmax_concurrent_probes = 256\n']
     if accuracy:
         lines.append(f'[[forward]]\nname = "acc"\nlocal = "127.0.0.1:{slow_port}"\nsyn_interval = "1h"\n'
-                     f'first_byte_interval = "50ms"\ntimeout = "1s"\n')
+                     f'first_byte_interval = "50ms"\nreadiness_interval = "1h"\ntimeout = "1s"\n')
     else:
         for i in range(FORWARDS):
             lines.append(f'[[forward]]\nname = "f{i}"\nlocal = "127.0.0.1:{fast_port}"\n'
-                         f'syn_interval = "{syn_interval}"\nfirst_byte_interval = "{fb_interval}"\ntimeout = "1s"\n')
+                         f'syn_interval = "{syn_interval}"\nfirst_byte_interval = "{fb_interval}"\n'
+                         f'readiness_interval = "1h"\ntimeout = "1s"\n')
     path = os.path.join(tmp, f"ours-{web}.toml")
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -245,7 +247,7 @@ def write_config(tmp, web, forwards, extra=""):
                 f'[auth_probe]\nenabled = false\ninterval = "1m"\n{extra}\n')
         for name, port, syn, fb, timeout in forwards:
             f.write(f'[[forward]]\nname = "{name}"\nlocal = "127.0.0.1:{port}"\nsyn_interval = "{syn}"\n'
-                    f'first_byte_interval = "{fb}"\ntimeout = "{timeout}"\n')
+                    f'first_byte_interval = "{fb}"\nreadiness_interval = "1h"\ntimeout = "{timeout}"\n')
     return path
 
 
@@ -479,7 +481,7 @@ def measure_tap(tmp, fast_port):
     with open(path, "w") as f:
         f.write(f'[web]\nlisten = "127.0.0.1:{web}"\n[auth_probe]\nenabled = false\ninterval = "1m"\n'
                 f'[auth]\ncurrent = "r1"\n[[auth.revision]]\nname = "r1"\n{known_hash}\n'
-                f'[[forward]]\nname = "t"\nlocal = "127.0.0.1:{fast_port}"\nsyn_interval = "1h"\nfirst_byte_interval = "1h"\n'
+                f'[[forward]]\nname = "t"\nlocal = "127.0.0.1:{fast_port}"\nsyn_interval = "1h"\nfirst_byte_interval = "1h"\nreadiness_interval = "1h"\n'
                 f'[[auth_tap]]\nforward = "t"\nlisten = "127.0.0.1:{tap_fast}"\nupstream = "127.0.0.1:{fast_port}"\n'
                 f'[[auth_tap]]\nforward = "t"\nlisten = "127.0.0.1:{tap_bulk}"\nupstream = "127.0.0.1:{bulk_port}"\n')
     proc = Proc([os.path.join(RELEASE, "openclaw-tunnel-exporter"), "--config", path],
