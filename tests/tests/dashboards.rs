@@ -34,7 +34,11 @@ fn substitute(query: &str) -> String {
 
 #[test]
 fn every_dashboard_query_returns_data_from_a_live_exporter() {
-    let gateway = Gateway::start_with(free_port(), Duration::from_millis(2), &["--token", "tok-dash"]);
+    let gateway = Gateway::start_with(
+        free_port(),
+        Duration::from_millis(2),
+        &["--token", "tok-dash", "--readiness", "2026.9.6-standin"],
+    );
     let sshd = Sshd::start(gateway.addr.port());
     let local_port = free_port();
     let _ssh = sshd.forward(local_port, gateway.addr.port());
@@ -48,7 +52,7 @@ fn every_dashboard_query_returns_data_from_a_live_exporter() {
          [auth_probe]\nenabled = true\ninterval = \"1s\"\ntoken_file = \"{}\"\n\
          [[model_host]]\nname = \"m\"\nurl = \"http://127.0.0.1:{}/healthz\"\ninterval = \"300ms\"\ntimeout = \"1s\"\n\
          [[gateway]]\nname = \"g\"\nport = {}\ninterval = \"500ms\"\n",
-            forward_toml("t", local_port),
+            forward_toml("t", local_port) + "readiness_interval = \"1s\"\n",
             token.path().display(),
             gateway.addr.port(),
             gateway.addr.port()
