@@ -135,6 +135,10 @@ pub struct Objectives {
     pub first_byte: Duration,
     /// First-byte latency objective of model hosts.
     pub model_host_first_byte: Duration,
+    /// More gateway restarts than this in an hour is a restart storm.
+    pub gateway_restarts_per_hour: u32,
+    /// An event-loop delay p99 above this, for long, is a saturated gateway.
+    pub gateway_event_loop_delay: Duration,
 }
 
 /// Where /metrics is served.

@@ -117,6 +117,8 @@ pub(super) struct RawObjectives {
     pub(super) tunnel_uptime_ratio: f64,
     pub(super) first_byte: String,
     pub(super) model_host_first_byte: String,
+    pub(super) gateway_restarts_per_hour: u32,
+    pub(super) gateway_event_loop_delay: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -240,6 +240,13 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
             Duration::from_micros(1),
             PROBE_MAX,
         ),
+        gateway_restarts_per_hour: raw.objectives.gateway_restarts_per_hour,
+        gateway_event_loop_delay: c.duration(
+            "objectives.gateway_event_loop_delay",
+            &raw.objectives.gateway_event_loop_delay,
+            Duration::from_micros(1),
+            PROBE_MAX,
+        ),
     };
 
     let mut gateway_names = HashSet::new();

@@ -150,6 +150,10 @@ families! {
         "openclaw_objective_first_byte_seconds", "First-byte latency objective through the forward";
     objective_model_host_first_byte_seconds: Family<ModelHostLabels, FloatGauge> = Family::default(),
         "openclaw_objective_model_host_first_byte_seconds", "Model API first-byte latency objective";
+    objective_gateway_restarts_per_hour: Family<ForwardLabels, Gauge> = Family::default(),
+        "openclaw_objective_gateway_restarts_per_hour", "Gateway restarts per hour above which the restart alert pages";
+    objective_gateway_event_loop_delay_seconds: Family<ForwardLabels, FloatGauge> = Family::default(),
+        "openclaw_objective_gateway_event_loop_delay_seconds", "The gateway's event-loop delay p99 above which the saturation alert warns";
     listen_sockets: Family<GatewayScopeLabels, Gauge> = Family::default(),
         "openclaw_gateway_listen_sockets", "Listening sockets on the gateway port by scope: loopback, private, public (0.0.0.0 and :: are public)";
     exposed_since: Family<GatewayLabels, FloatGauge> = Family::default(),

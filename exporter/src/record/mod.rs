@@ -128,6 +128,10 @@ impl Recorder {
             let labels = ForwardLabels { forward: forward.name.clone() };
             m.objective_tunnel_uptime_ratio.get_or_create(&labels).set(objectives.tunnel_uptime_ratio);
             m.objective_first_byte_seconds.get_or_create(&labels).set(objectives.first_byte.as_secs_f64());
+            let restarts = i64::from(objectives.gateway_restarts_per_hour);
+            m.objective_gateway_restarts_per_hour.get_or_create(&labels).set(restarts);
+            let delay = objectives.gateway_event_loop_delay.as_secs_f64();
+            m.objective_gateway_event_loop_delay_seconds.get_or_create(&labels).set(delay);
         }
         self.apply_model_hosts(config);
         self.apply_auth(config);
