@@ -3,6 +3,11 @@
 # formatting and lints, builds every binary (for Linux, macOS and Windows), then runs unit and end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Disk is the scarce resource on a CI machine (a run once died of "No space left on device"): say what there
+# is up front, build without incremental state in CI (a clean clone never reuses it), and say what the run
+# used at the end.
+df -h . | tail -1 | awk '{print "disk: " $4 " free before the run"}'
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 
 bash tests/install-deps.sh
 # Cross-building for macOS and Windows: rustup targets, zig (PyPI) + cargo-zigbuild (crates.io), wine, ruby.
@@ -34,3 +39,4 @@ if [ -s target/skipped-tests.txt ]; then
   echo "SKIPPED (not root; run as root to include them):" >&2
   cat target/skipped-tests.txt >&2
 fi
+du -sh target | awk '{print "disk: target/ holds " $1 " after the run"}'

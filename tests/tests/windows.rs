@@ -29,7 +29,11 @@ fn wine() -> &'static Wine {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let exe = root.join("target/x86_64-pc-windows-gnu/debug/openclaw-tunnel-exporter.exe");
         assert!(exe.is_file(), "{} is missing: run tests/cross.sh (tests/run-all.sh does)", exe.display());
-        let dir = tempfile::Builder::new().prefix("oce-wine").tempdir().unwrap().keep();
+        // One fixed directory under target/, emptied at every run: a wine prefix is ~900 MB, and a static
+        // is never dropped, so a temporary directory per run was never removed (13 runs filled the disk).
+        let dir = root.join("target/e2e-wine");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(&exe, dir.join("openclaw-tunnel-exporter.exe")).unwrap();
         let dll = Command::new("python3")
             .args(["-m", "ziglang", "cc", "-target", "x86_64-windows-gnu", "-shared", "-o"])
