@@ -17,6 +17,8 @@
 //! - [`model_host`]: HTTPS to a model API with dns, connect, tls and first byte timed apart.
 //! - [`readiness`]: `GET /startupz` and `/readyz` through the forward: started, ready, version, uptime and
 //!   the gateway's event loop (what `/healthz` does not say).
+//! - [`ws_handshake`]: the CLI's own path: a WebSocket upgrade through the forward, timed to the gateway's
+//!   first frame (`connect.challenge`); with a token it completes `connect` and closes 1000.
 //! - [`auth_probe`]: `POST /tools/invoke {}` with this machine's token: accepted (400) or rejected (401).
 //! - [`auth_tap`]: not a timed probe but a pass-through: it reads the credentials and auth answers of real
 //!   traffic on its way to the gateway and reports them as events.
@@ -37,6 +39,7 @@ pub mod readiness;
 pub mod socket_table;
 pub mod ssh_session;
 pub mod syn;
+pub mod ws_handshake;
 
 use std::future::Future;
 use std::time::Duration;

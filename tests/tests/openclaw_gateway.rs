@@ -129,7 +129,7 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
     gateway.rotate(&t2);
     assert_eq!(open.wait_close(Duration::from_secs(20)), Some(4001));
     let rotated = exporter.wait_for("the 4001 close counted and the rotation time marked", T, |m| {
-        m.value("openclaw_gateway_ws_closes_total{forward=\"mac\",code=\"4001\"}") >= 1.0
+        m.value("openclaw_gateway_ws_closes_total{forward=\"mac\",code=\"4001\",by=\"gateway\"}") >= 1.0
             && m.value("openclaw_gateway_token_rotation_timestamp_seconds") > 0.0
     });
 
@@ -150,7 +150,7 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
     for channel in ["http", "ws", "probe"] {
         assert_eq!(failures(&after, channel, "r2"), 0.0, "the current revision must not fail on {channel}");
     }
-    assert!(rotated.value("openclaw_gateway_ws_closes_total{forward=\"mac\",code=\"4001\"}") >= 1.0);
+    assert!(rotated.value("openclaw_gateway_ws_closes_total{forward=\"mac\",code=\"4001\",by=\"gateway\"}") >= 1.0);
 
     // The probe backs off after its 401: no more requests with the refused token...
     let backed_off = exporter.scrape();

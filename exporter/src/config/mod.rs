@@ -174,6 +174,9 @@ pub struct Forward {
     pub first_byte_interval: Duration,
     /// How often `/startupz` and `/readyz` are read (default 15 s).
     pub readiness_interval: Duration,
+    /// How often the WebSocket handshake probe runs; None when `off`. Its default depends on whether the
+    /// auth probe covers this forward (a token lets it complete `connect`, which the gateway does not log).
+    pub ws_handshake_interval: Option<Duration>,
     /// The longest any probe of this forward may take (capped at its interval, so rounds never overlap).
     pub timeout: Duration,
     /// The ssh server (the Mac), for the doctor and the routing row.

@@ -110,6 +110,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
     }
     let mut names = HashSet::new();
     let mut forwards = Vec::new();
+    let mut ws_handshake_set = Vec::new();
     for (index, forward) in raw.forward.into_iter().enumerate() {
         let key = |field: &str| format!("forward[{index}].{field}");
         c.label(&key("name"), &forward.name, &mut names, "forward");
@@ -124,6 +125,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
                 "must start with / and contain no spaces or control characters",
             );
         }
+        ws_handshake_set.push(forward.ws_handshake_interval.is_some());
         forwards.push(Forward {
             local,
             health_path: forward.health_path,
@@ -140,6 +142,9 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
                 PROBE_MIN,
                 PROBE_MAX,
             ),
+            ws_handshake_interval: forward.ws_handshake_interval.as_deref().and_then(|value| {
+                (value != "off").then(|| c.duration(&key("ws_handshake_interval"), value, PROBE_MIN, PROBE_MAX))
+            }),
             timeout: c.duration(&key("timeout"), &forward.timeout, PROBE_MIN, PROBE_MAX),
             ssh_host: forward.ssh_host.map(|host| c.host_port(&key("ssh_host"), &host, 22)),
             jump_host: forward.jump_host.map(|host| c.host_port(&key("jump_host"), &host, 22)),
@@ -176,6 +181,13 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
     for (index, forward) in probed.iter().enumerate() {
         if !names.contains(forward) {
             c.problem(&format!("auth_probe.forwards[{index}]"), forward, "names no configured [[forward]]");
+        }
+    }
+    for (forward, set) in forwards.iter_mut().zip(ws_handshake_set) {
+        if !set {
+            let default =
+                if probed.contains(&forward.name) { WS_HANDSHAKE_WITH_TOKEN } else { WS_HANDSHAKE_WITHOUT_TOKEN };
+            forward.ws_handshake_interval = humantime::parse_duration(default).ok();
         }
     }
     let auth_probe = AuthProbe {

@@ -6,11 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use probes::auth_probe::{self, Answer, Secret};
 use probes::auth_tap::credential::{self, Credential, TokenId};
-use probes::auth_tap::{AuthEvent, AuthSink, Registry};
+use probes::auth_tap::{AuthEvent, AuthSink, CloseBy, Registry};
 use probes::Label;
 
 use super::families::{
-    AuthFailureLabels, AuthRequestLabels, ForwardChannelLabels, ForwardCodeLabels, ForwardLabels, RevisionLabels,
+    AuthFailureLabels, AuthRequestLabels, ForwardChannelLabels, ForwardCodeByLabels, ForwardKindLabels, ForwardLabels,
+    RevisionLabels,
 };
 use super::Recorder;
 use crate::clock::unix_seconds;
@@ -55,25 +56,24 @@ pub(crate) fn failure_series<'a>(
     })
 }
 
-/// WebSocket close codes as label values: the registered ones and the gateway's own, else `other`.
-fn ws_close_label(code: u16) -> &'static str {
-    match code {
-        1000 => "1000",
-        1001 => "1001",
-        1002 => "1002",
-        1003 => "1003",
-        1006 => "1006",
-        1007 => "1007",
-        1008 => "1008",
-        1009 => "1009",
-        1010 => "1010",
-        1011 => "1011",
-        1012 => "1012",
-        1013 => "1013",
-        4001 => "4001",
-        _ => "other",
-    }
+/// WebSocket close codes as label values: the registered ones and the gateway's own, else `other`. A close
+/// without a code is 1005 (RFC 6455: no status received).
+fn ws_close_label(code: Option<u16>) -> &'static str {
+    WS_CLOSE_CODES
+        .iter()
+        .find(|label| label.parse::<u16>().ok() == Some(code.unwrap_or(1005)))
+        .copied()
+        .unwrap_or("other")
 }
+
+/// Close codes with their own label value; every other code is `other`.
+const WS_CLOSE_CODES: [&str; 16] = [
+    "1000", "1001", "1002", "1003", "1005", "1006", "1007", "1008", "1009", "1010", "1011", "1012", "1013", "4000",
+    "4001", "other",
+];
+
+/// The codes whose series exist at zero for every tap, both sides (what the dashboards and alerts read).
+const WS_CLOSE_PRESET: [&str; 8] = ["1000", "1001", "1006", "1008", "1012", "1013", "4000", "4001"];
 
 /// The recording of one forward's active auth probe: it also picks the token to send each round.
 pub struct AuthProbeRecording {
@@ -235,11 +235,25 @@ impl AuthSink for Recorder {
                     m.auth_failures.get_or_create(&labels).inc();
                 }
             }
-            AuthEvent::WsClose { code } => {
-                if code == 4001 {
+            AuthEvent::WsClose { code, by } => {
+                if code == Some(4001) && by == CloseBy::Gateway {
                     self.mark_rotation_seen();
                 }
-                m.ws_closes.get_or_create(&ForwardCodeLabels { forward, code: ws_close_label(code) }).inc();
+                let labels = ForwardCodeByLabels { forward, code: ws_close_label(code), by: by.as_str() };
+                m.ws_closes.get_or_create(&labels).inc();
+            }
+            AuthEvent::GatewayShutdown { restart_expected } => {
+                let kind = if restart_expected.is_some() { "restart" } else { "stop" };
+                m.shutdown_notices.get_or_create(&ForwardKindLabels { forward: forward.clone(), kind }).inc();
+                let labels = ForwardLabels { forward };
+                match restart_expected {
+                    Some(expected) => {
+                        m.restart_expected_seconds.get_or_create(&labels).set(expected.as_secs_f64());
+                    }
+                    None => {
+                        m.restart_expected_seconds.remove(&labels);
+                    }
+                }
             }
             AuthEvent::FirstByte { channel, elapsed } => {
                 let labels = ForwardChannelLabels { forward, channel: channel.as_str() };
@@ -277,8 +291,14 @@ impl Recorder {
             .chain(config.auth_probe.forwards.iter().map(|f| (f.clone(), "probe")))
             .collect();
         for tap in &config.auth_taps {
-            for code in ["1000", "1001", "1006", "1008", "1011", "1012", "4001"] {
-                m.ws_closes.get_or_create_owned(&ForwardCodeLabels { forward: tap.forward.clone(), code });
+            for code in WS_CLOSE_PRESET {
+                for by in [CloseBy::Gateway, CloseBy::Client] {
+                    let labels = ForwardCodeByLabels { forward: tap.forward.clone(), code, by: by.as_str() };
+                    m.ws_closes.get_or_create_owned(&labels);
+                }
+            }
+            for kind in ["restart", "stop"] {
+                m.shutdown_notices.get_or_create_owned(&ForwardKindLabels { forward: tap.forward.clone(), kind });
             }
         }
         for (forward, channel) in &channels {

@@ -41,8 +41,10 @@ label_sets! {
     AuthFailureLabels { forward: String, channel: &'static str, code: &'static str, token_revision: String }
     /// `token_revision`.
     RevisionLabels { token_revision: String }
-    /// `forward`, `code`.
-    ForwardCodeLabels { forward: String, code: &'static str }
+    /// `forward`, `code`, `by`.
+    ForwardCodeByLabels { forward: String, code: &'static str, by: &'static str }
+    /// `forward`, `kind`.
+    ForwardKindLabels { forward: String, kind: &'static str }
     /// `forward`, `channel`.
     ForwardChannelLabels { forward: String, channel: &'static str }
     /// `forward`, `version`.
@@ -130,8 +132,12 @@ families! {
         "openclaw_gateway_token_revision_current", "1 for the revision configured as current, 0 for the others in the registry";
     token_rotation_timestamp: FloatGauge = FloatGauge::default(),
         "openclaw_gateway_token_rotation_timestamp_seconds", "When the current revision became current (config, or the first WebSocket close 4001 seen)";
-    ws_closes: Family<ForwardCodeLabels, Counter> = Family::default(),
-        "openclaw_gateway_ws_closes", "WebSocket closes sent by the gateway, by code (4001 auth rotated, 1008 policy/auth, 1012 restart; other = any code outside the known set)";
+    ws_closes: Family<ForwardCodeByLabels, Counter> = Family::default(),
+        "openclaw_gateway_ws_closes", "WebSocket closes seen by the tap, counted once per connection for the side that sent it first (by: gateway, client), by code: 1012 restart, 1013 starting, 4000 the client heard nothing for two ticks, 4001 auth rotated, 1008 policy/auth, other";
+    shutdown_notices: Family<ForwardKindLabels, Counter> = Family::default(),
+        "openclaw_gateway_shutdown_notices", "The gateway's shutdown events seen by the tap, by kind: restart (restartExpectedMs given), stop";
+    restart_expected_seconds: Family<ForwardLabels, FloatGauge> = Family::default(),
+        "openclaw_gateway_restart_expected_seconds", "restartExpectedMs of the last shutdown event, when it announced a restart; absent after a terminal stop";
     observed_first_byte_seconds: Latency<ForwardChannelLabels> = latency(),
         "openclaw_gateway_observed_first_byte_seconds", "First-byte time of real client traffic through the auth tap (channel: http, ws)";
     token_sources_agree: Family<ForwardLabels, Gauge> = Family::default(),
@@ -174,6 +180,10 @@ families! {
         "openclaw_gateway_event_loop_delay_p99_seconds", "The gateway's event-loop delay p99 (/readyz eventLoop)";
     event_loop_utilization: Family<ForwardLabels, FloatGauge> = Family::default(),
         "openclaw_gateway_event_loop_utilization", "The gateway's event-loop utilization, 0..1 (/readyz eventLoop)";
+    ws_handshake_seconds: Latency<ForwardLabels> = latency(),
+        "openclaw_gateway_ws_handshake_seconds", "WebSocket upgrade sent to the gateway's first frame (connect.challenge), through the forward";
+    ws_handshake_failures: Family<ForwardReasonLabels, Counter> = Family::default(),
+        "openclaw_gateway_ws_handshake_failures", "WebSocket handshake probes failed, by reason: refused, reset, timeout, upgrade_refused, no_challenge, closed, local_error";
     event_loop_degraded: Family<ForwardLabels, Gauge> = Family::default(),
         "openclaw_gateway_event_loop_degraded", "1 when the gateway says its event loop is degraded (/readyz eventLoop)";
 }

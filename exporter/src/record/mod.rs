@@ -12,7 +12,8 @@
 //! - one module per probe kind, each the [`crate::schedule::driver::Recording`] of its probe: [`tunnel`]
 //!   (SYN + ssh session rounds, the uptime ledger), [`first_byte`], [`model_host`], [`exposure`], and
 //!   [`auth`] (the active auth probe, the tap's events, rotation detection), [`readiness`] (the gateway's
-//!   startup state, readiness, version, restarts and event loop).
+//!   startup state, readiness, version, restarts and event loop), [`ws_handshake`] (the CLI's path: upgrade
+//!   to the gateway's challenge).
 //! - [`status`]: the typed status report `/api/status` and the status page both read.
 
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod model_host;
 pub mod readiness;
 pub mod status;
 pub mod tunnel;
+pub mod ws_handshake;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -55,6 +57,7 @@ pub(crate) struct ForwardState {
     pub(crate) session: Option<probes::ssh_session::Outcome>,
     pub(crate) last_syn_ok: Option<bool>,
     pub(crate) last_first_byte: Option<String>,
+    pub(crate) last_ws_handshake: Option<String>,
     pub(crate) gateway: Option<readiness::GatewayState>,
 }
 
@@ -66,6 +69,7 @@ impl ForwardState {
             session: None,
             last_syn_ok: None,
             last_first_byte: None,
+            last_ws_handshake: None,
             gateway: None,
         }
     }

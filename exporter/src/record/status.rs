@@ -44,6 +44,9 @@ pub struct ForwardStatus {
     pub gateway_up: Option<bool>,
     /// The last first-byte probe, in words.
     pub last_first_byte: Option<String>,
+    /// The last WebSocket handshake probe: time to the challenge and the connect answer, or its failure.
+    #[serde(default)]
+    pub last_ws_handshake: Option<String>,
     /// The gateway's own state (`/startupz`, `/readyz`), once read.
     pub gateway: Option<super::readiness::GatewayState>,
     /// Quantiles of successful first bytes.
@@ -211,6 +214,7 @@ impl Recorder {
                     rounds: RoundsStatus { checks: count(&m.up_checks, name), up: count(&m.up_successes, name) },
                     gateway_up: m.gateway_up.get(&labels).map(|g| g.get() == 1),
                     last_first_byte: state.last_first_byte.clone(),
+                    last_ws_handshake: state.last_ws_handshake.clone(),
                     gateway: state.gateway.clone(),
                     first_byte_seconds: Quantiles {
                         count: state.first_byte_us.len(),

@@ -30,6 +30,7 @@ use crate::record::first_byte::FirstByte;
 use crate::record::model_host::ModelHostRecording;
 use crate::record::readiness::ReadinessRecording;
 use crate::record::tunnel::Tunnel;
+use crate::record::ws_handshake::WsHandshakeRecording;
 use crate::record::Recorder;
 use driver::{drive, TaskContext};
 
@@ -133,6 +134,11 @@ impl Generation {
             tasks.spawn(drive(probe, recording, ctx.clone()));
             let (probe, recording) = ReadinessRecording::new(forward.clone(), recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
+            if forward.ws_handshake_interval.is_some() {
+                let (probe, recording) =
+                    WsHandshakeRecording::new(forward.clone(), &config.auth_probe, recorder.clone());
+                tasks.spawn(drive(probe, recording, ctx.clone()));
+            }
             if config.auth_probe.forwards.contains(&forward.name) {
                 let (probe, recording) =
                     AuthProbeRecording::new(forward, auth_settings.clone(), auth_registry.clone(), recorder.clone());

@@ -61,10 +61,20 @@ pub enum AuthEvent<'a> {
         /// The credential's revision.
         revision: &'a str,
     },
-    /// The gateway closed a WebSocket with this code.
+    /// A WebSocket close, counted once per connection, for the side that sent it first (the other side's
+    /// close is its echo). Which came first is judged by when each was read off its socket, not by when
+    /// the observer got to it, so the two copy tasks racing cannot swap them.
     WsClose {
-        /// The close code (4001 auth rotated, 1008 policy, 1012 restart, ...).
-        code: u16,
+        /// The close code (4001 auth rotated, 1008 policy, 1012 restart, 1013 starting, 4000 the client
+        /// heard nothing for two ticks); None when the frame carried none (1005).
+        code: Option<u16>,
+        /// Who sent it first.
+        by: CloseBy,
+    },
+    /// The gateway announced an orderly close (its `shutdown` event, sent before closing 1012).
+    GatewayShutdown {
+        /// `restartExpectedMs`: Some when a restart is expected, None for a terminal shutdown.
+        restart_expected: Option<Duration>,
     },
     /// Request (or connect frame) fully seen -> first byte of its answer.
     FirstByte {
@@ -73,6 +83,25 @@ pub enum AuthEvent<'a> {
         /// The elapsed time.
         elapsed: Duration,
     },
+}
+
+/// Which side of a tapped WebSocket sent a close first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseBy {
+    /// The gateway (1012 restart, 1013 starting, 4001 rotated, 1008 refused, ...).
+    Gateway,
+    /// The client (1000 done, 4000 heard nothing for two ticks: a stalled tunnel seen from the CLI).
+    Client,
+}
+
+impl CloseBy {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseBy::Gateway => "gateway",
+            CloseBy::Client => "client",
+        }
+    }
 }
 
 /// Where the tap's events go (the exporter's recorder).
@@ -147,11 +176,13 @@ async fn copy(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, observer: Arc<Mut
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        // Read time, before forwarding: what orders the two sides' closes (an echo is read only after
+        // the close it answers was forwarded).
+        let now = std::time::Instant::now();
         let full = n == buffer.len();
         if to.write_all(&buffer[..n]).await.is_err() {
             break;
         }
-        let now = std::time::Instant::now();
         let mut observer = observer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match direction {
             Direction::ClientToGateway => observer.client_bytes(&buffer[..n], now),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::credential::{Credential, Registry};
 use super::http::{PendingRequests, RequestReader, RequestSeen, ResponseReader, ResponseSeen};
 use super::ws::{FrameReader, WsItem};
-use super::{AuthEvent, AuthSink, Channel};
+use super::{AuthEvent, AuthSink, Channel, CloseBy};
 
 /// Pipelined requests awaiting answers beyond this make the tap stop reading the connection.
 const MAX_PENDING: usize = 64;
@@ -38,6 +38,18 @@ struct WsConnect {
     sent_at: Instant,
 }
 
+/// The gateway's `shutdown` event, as it serializes it (`{"type":"event","event":...}`: key order fixed by
+/// its frame builder, measured on 2026.9.6).
+const SHUTDOWN_EVENT: &[u8] = br#"{"type":"event","event":"shutdown""#;
+
+/// The first close of a connection, until the other side's echo (or the end) says it was first.
+#[derive(Debug, Clone, Copy)]
+struct FirstClose {
+    code: Option<u16>,
+    by: CloseBy,
+    read_at: Instant,
+}
+
 /// Reads both directions of one tapped connection and reports auth events to the sink.
 pub struct Observer {
     forward: String,
@@ -54,6 +66,10 @@ pub struct Observer {
     gateway_messages: u32,
     request_scratch: Vec<RequestSeen>,
     response_scratch: Vec<ResponseSeen>,
+    /// A close seen from one side, not yet answered by the other.
+    close_pending: Option<FirstClose>,
+    /// This connection's close was counted.
+    close_counted: bool,
 }
 
 impl Observer {
@@ -74,6 +90,8 @@ impl Observer {
             gateway_messages: 0,
             request_scratch: Vec::new(),
             response_scratch: Vec::new(),
+            close_pending: None,
+            close_counted: false,
         }
     }
 
@@ -140,7 +158,9 @@ impl Observer {
             if request.upgrade {
                 if response.status == 101 {
                     self.client_frames = Some(FrameReader::new(response.permessage_deflate));
-                    self.gateway_frames = Some(FrameReader::new(response.permessage_deflate));
+                    let mut gateway_frames = FrameReader::new(response.permessage_deflate);
+                    gateway_frames.watch = Some(SHUTDOWN_EVENT);
+                    self.gateway_frames = Some(gateway_frames);
                     let early = std::mem::take(&mut self.early_client_frames);
                     self.read_client_frames(&early, now);
                 } else {
@@ -172,12 +192,17 @@ impl Observer {
 
     fn read_client_frames(&mut self, bytes: &[u8], now: Instant) {
         let Some(reader) = self.client_frames.as_mut() else { return };
-        if !reader.interested {
-            return; // The client side holds nothing more of interest (its closes are echoes).
-        }
+        // Read on after the connect request too, payloads skipped: the client's close may come first.
         let mut items = Vec::new();
         reader.feed(bytes, &mut items);
         for item in items {
+            if let WsItem::Close(code) = item {
+                self.close(code, CloseBy::Client, now);
+                continue;
+            }
+            if !self.client_frames.as_ref().is_some_and(|r| r.interested) {
+                continue;
+            }
             let WsItem::Message(message) = item else { continue };
             self.client_messages += 1;
             if let Some((id, credential)) = connect_request(&message) {
@@ -200,10 +225,15 @@ impl Observer {
         reader.feed(bytes, &mut items);
         for item in items {
             match item {
-                WsItem::Close(Some(code)) => self.emit(AuthEvent::WsClose { code }),
-                WsItem::Close(None) => {}
+                WsItem::Close(code) => self.close(code, CloseBy::Gateway, now),
                 WsItem::Unreadable => self.stop_reading_gateway_messages(),
                 WsItem::Message(message) => {
+                    if message.starts_with(SHUTDOWN_EVENT) {
+                        if let Some(restart_expected) = shutdown_notice(&message) {
+                            self.emit(AuthEvent::GatewayShutdown { restart_expected });
+                        }
+                        continue;
+                    }
                     if !self.gateway_frames.as_ref().is_some_and(|r| r.interested) {
                         continue;
                     }
@@ -228,11 +258,50 @@ impl Observer {
         }
     }
 
+    /// A close frame from `by`, read off its socket at `read_at`: the first of the pair is counted once the
+    /// other side's echo arrives (or the connection ends without one).
+    fn close(&mut self, code: Option<u16>, by: CloseBy, read_at: Instant) {
+        if self.close_counted {
+            return;
+        }
+        match self.close_pending {
+            None => self.close_pending = Some(FirstClose { code, by, read_at }),
+            Some(first) if first.by == by => {} // a second close from the same side: not an answer
+            Some(first) => {
+                let initiator = if read_at < first.read_at { FirstClose { code, by, read_at } } else { first };
+                self.close_pending = None;
+                self.close_counted = true;
+                self.emit(AuthEvent::WsClose { code: initiator.code, by: initiator.by });
+            }
+        }
+    }
+
     fn stop_reading_gateway_messages(&mut self) {
         if let Some(reader) = self.gateway_frames.as_mut() {
             reader.interested = false;
         }
     }
+}
+
+impl Drop for Observer {
+    /// A close never answered (the other side vanished) still counts, for the side that sent it.
+    fn drop(&mut self) {
+        if let Some(first) = self.close_pending.take() {
+            self.emit(AuthEvent::WsClose { code: first.code, by: first.by });
+        }
+    }
+}
+
+/// The gateway's `shutdown` event: Some(restartExpectedMs) (None for a terminal shutdown), or None when the
+/// message is not that event.
+fn shutdown_notice(message: &[u8]) -> Option<Option<std::time::Duration>> {
+    let value: serde_json::Value = serde_json::from_slice(message).ok()?;
+    if value["type"] != "event" || value["event"] != "shutdown" {
+        return None;
+    }
+    let expected = value["payload"]["restartExpectedMs"].as_f64().filter(|ms| ms.is_finite() && *ms >= 0.0);
+    // Bounded: a day at most (the gateway's own restarts take seconds).
+    Some(expected.map(|ms| std::time::Duration::from_secs_f64(ms.min(86_400_000.0) / 1000.0)))
 }
 
 /// `{"type":"req","method":"connect","id":..,"params":{"auth":{"token":".."}}}` -> (id, credential).
@@ -261,14 +330,32 @@ fn connect_answer(message: &[u8], id: &serde_json::Value) -> Option<Option<u16>>
     let error = &value["error"];
     let detail = error["details"]["code"].as_str().or(error["code"].as_str()).unwrap_or_default();
     let message = error["message"].as_str().unwrap_or_default().to_ascii_lowercase();
-    Some(match detail {
-        "AUTH_RATE_LIMITED" => Some(429),
+    Some(refusal_status(detail).or_else(|| {
+        // Older gateways without details.code: the message's own words.
+        if message.starts_with("unauthorized") {
+            Some(401)
+        } else if message.contains("scope") {
+            Some(403)
+        } else {
+            None
+        }
+    }))
+}
+
+/// A connect refusal's `error.details.code` as the HTTP status it amounts to (the table in the README's
+/// auth section): who are you (401), you may not (403), slow down (429). Anything else (UNAVAILABLE while
+/// starting, INVALID_REQUEST) is not an auth failure.
+pub(crate) fn refusal_status(detail: &str) -> Option<u16> {
+    match detail {
+        "AUTH_TOKEN_MISSING" | "AUTH_TOKEN_MISMATCH" | "AUTH_DEVICE_TOKEN_MISMATCH" => Some(401),
         "NOT_PAIRED" | "DEVICE_IDENTITY_REQUIRED" => Some(401),
+        d if d.starts_with("DEVICE_AUTH_") => Some(401),
+        "AUTH_SCOPE_MISMATCH" | "PAIRING_REQUIRED" | "FORBIDDEN" => Some(403),
+        "AUTH_RATE_LIMITED" => Some(429),
+        // A future AUTH_* code is still an authentication refusal.
         d if d.starts_with("AUTH_") => Some(401),
-        _ if message.starts_with("unauthorized") => Some(401),
-        _ if message.contains("scope") || detail.contains("SCOPE") || detail == "FORBIDDEN" => Some(403),
         _ => None,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -347,16 +434,90 @@ mod tests {
         for chunk in from_gateway.chunks(5) {
             o.gateway_bytes(chunk, t);
         }
-        let events = events.0.lock().unwrap().clone();
         assert_eq!(
-            events,
+            events.0.lock().unwrap().clone(),
             [
                 "fw Request { channel: Ws, revision: \"r1\" }",
                 "fw first_byte ws",
                 "fw Failure { channel: Ws, code: 401, revision: \"r1\" }",
-                "fw WsClose { code: 1008 }",
             ]
         );
+        // The client's echo completes the pair: counted once, for the gateway, which sent it first.
+        o.client_bytes(
+            &encode_frame(true, 8, &1008u16.to_be_bytes(), Some([1, 2, 3, 4])),
+            t + Duration::from_millis(1),
+        );
+        assert_eq!(events.0.lock().unwrap().last().unwrap(), "fw WsClose { code: Some(1008), by: Gateway }");
+        assert_eq!(events.0.lock().unwrap().len(), 4);
+    }
+
+    /// An observer past a WebSocket upgrade with an accepted connect (nothing more of interest is read).
+    fn upgraded() -> (Observer, Arc<Events>, Instant) {
+        let (mut o, events) = observer();
+        let t = Instant::now();
+        o.client_bytes(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", t);
+        o.gateway_bytes(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", t);
+        let connect = br#"{"type":"req","id":"c1","method":"connect","params":{"auth":{"token":"tok-2"}}}"#;
+        o.client_bytes(&encode_frame(true, 1, connect, Some([9, 8, 7, 6])), t);
+        o.gateway_bytes(&encode_frame(true, 1, br#"{"type":"res","id":"c1","ok":true,"payload":{}}"#, None), t);
+        events.0.lock().unwrap().clear();
+        (o, events, t)
+    }
+
+    #[test]
+    fn a_client_close_is_counted_for_the_client_even_when_its_echo_is_observed_first() {
+        let (mut o, events, t) = upgraded();
+        // Chat traffic after connect is not kept, only walked.
+        o.client_bytes(&encode_frame(true, 1, &[b'x'; 4000], Some([1, 1, 1, 1])), t);
+        // The client sent 4000 (read at t+1 ms); the gateway's echo (read at t+2 ms) reaches the observer
+        // first because the copy tasks race.
+        o.gateway_bytes(&encode_frame(true, 8, &1000u16.to_be_bytes(), None), t + Duration::from_millis(2));
+        assert!(events.0.lock().unwrap().is_empty(), "one close alone is not yet judged");
+        o.client_bytes(
+            &encode_frame(true, 8, &4000u16.to_be_bytes(), Some([5, 5, 5, 5])),
+            t + Duration::from_millis(1),
+        );
+        assert_eq!(events.0.lock().unwrap().clone(), ["fw WsClose { code: Some(4000), by: Client }"]);
+        drop(o);
+        assert_eq!(events.0.lock().unwrap().len(), 1, "counted once");
+    }
+
+    #[test]
+    fn an_unanswered_close_counts_when_the_connection_ends_and_a_shutdown_notice_is_read_late() {
+        let (mut o, events, t) = upgraded();
+        let notice =
+            br#"{"type":"event","event":"shutdown","payload":{"reason":"restart","restartExpectedMs":2500},"seq":9}"#;
+        // Big and unrelated messages before it are skipped at the cost of a prefix compare.
+        o.gateway_bytes(&encode_frame(true, 1, &[b'{'; 100_000], None), t);
+        o.gateway_bytes(&encode_frame(true, 1, br#"{"type":"event","event":"tick"}"#, None), t);
+        for chunk in encode_frame(true, 1, notice, None).chunks(7) {
+            o.gateway_bytes(chunk, t);
+        }
+        o.gateway_bytes(&encode_frame(true, 8, &1012u16.to_be_bytes(), None), t);
+        assert_eq!(events.0.lock().unwrap().clone(), ["fw GatewayShutdown { restart_expected: Some(2.5s) }"]);
+        drop(o);
+        assert_eq!(events.0.lock().unwrap().last().unwrap(), "fw WsClose { code: Some(1012), by: Gateway }");
+        assert_eq!(
+            shutdown_notice(br#"{"type":"event","event":"shutdown","payload":{"reason":"gateway stopping"},"seq":3}"#),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn every_documented_refusal_code_maps_to_its_status() {
+        for (detail, status) in [
+            ("AUTH_TOKEN_MISSING", Some(401)),
+            ("AUTH_TOKEN_MISMATCH", Some(401)),
+            ("AUTH_DEVICE_TOKEN_MISMATCH", Some(401)),
+            ("DEVICE_AUTH_SIGNATURE_INVALID", Some(401)),
+            ("AUTH_SCOPE_MISMATCH", Some(403)),
+            ("PAIRING_REQUIRED", Some(403)),
+            ("AUTH_RATE_LIMITED", Some(429)),
+            ("UNAVAILABLE", None),
+            ("INVALID_REQUEST", None),
+        ] {
+            assert_eq!(refusal_status(detail), status, "{detail}");
+        }
     }
 
     #[test]

@@ -9,6 +9,10 @@
 /// The largest message kept for reading; longer ones are counted through and reported as oversized.
 pub const MAX_MESSAGE: usize = 256 * 1024;
 
+/// While not interested, messages that start with the watched prefix and are at most this long are still
+/// reported (the gateway's `shutdown` event is ~80 bytes); anything else costs a prefix compare.
+pub const MAX_WATCHED: usize = 512;
+
 /// Something the reader found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsItem {
@@ -32,6 +36,9 @@ pub struct FrameReader {
     state: State,
     /// Keep whole messages (true until the caller has what it needs).
     pub interested: bool,
+    /// Once not interested, still report uncompressed messages of at most [`MAX_WATCHED`] bytes that start
+    /// with this.
+    pub watch: Option<&'static [u8]>,
     deflate: Option<flate2::Decompress>,
     message: Vec<u8>,
     message_compressed: bool,
@@ -51,6 +58,7 @@ impl FrameReader {
         FrameReader {
             state: State::Header { bytes: [0; 14], have: 0 },
             interested: true,
+            watch: None,
             deflate: permessage_deflate.then(|| flate2::Decompress::new(false)),
             message: Vec::new(),
             message_compressed: false,
@@ -133,6 +141,26 @@ impl FrameReader {
                 return;
             }
             &mut self.message
+        } else if let (Some(prefix), false) = (self.watch, self.message_too_large) {
+            // Watching: keep a short message while what is kept can still be the prefix.
+            if self.message.len() + chunk.len() > MAX_WATCHED || self.message_compressed {
+                self.message_too_large = true;
+                self.message.clear();
+                return;
+            }
+            let base = self.message.len();
+            self.message.extend_from_slice(chunk);
+            if let Some(mask) = mask {
+                for (i, byte) in self.message[base..].iter_mut().enumerate() {
+                    *byte ^= mask[((start + i as u64) % 4) as usize];
+                }
+            }
+            let n = self.message.len().min(prefix.len());
+            if self.message[..n] != prefix[..n] {
+                self.message_too_large = true;
+                self.message.clear();
+            }
+            return;
         } else {
             return;
         };
@@ -158,6 +186,12 @@ impl FrameReader {
         if !self.interested {
             // Compressed context is lost once messages are skipped: never inflate again.
             self.deflate = None;
+            if let Some(prefix) = self.watch {
+                if !self.message_too_large && self.message.starts_with(prefix) {
+                    items.push(WsItem::Message(std::mem::take(&mut self.message)));
+                }
+                self.message.clear();
+            }
             return;
         }
         if self.message_too_large {

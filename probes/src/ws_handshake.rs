@@ -1,0 +1,347 @@
+//! WebSocket handshake probe: the CLI's own path through the forward. An HTTP upgrade, then the gateway's
+//! first frame, the `connect.challenge` event, timed from the upgrade sent to that frame.
+//!
+//! `/healthz` is answered by the gateway's HTTP layer; the CLI talks WebSocket, and a gateway can answer the
+//! one and not the other (during startup, under a stuck event loop, behind a proxy that drops upgrades).
+//! With a token the probe completes a real `connect` and closes 1000: measured on the real gateway
+//! 2026.9.6, that writes nothing to the gateway's log, while a handshake closed before `connect` writes one
+//! warning ("closed before connect ... handshake=pending", ~1.1 KB across its console and file logs).
+//!
+//! The handshake is tokio-tungstenite's (the key, the accept check, framing); the probe only times it and
+//! names what failed. Nothing the gateway sends becomes a label: failures are a fixed list, the connect
+//! answer is accepted or refused.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode, protocol::CloseFrame, Message};
+
+pub use crate::auth_probe::Secret;
+
+/// Where to probe, and with which token (none: the probe closes right after the challenge).
+#[derive(Debug)]
+pub struct Target {
+    /// The forward's local address.
+    pub addr: SocketAddr,
+    /// The token for a real `connect`; empty for none.
+    pub token: Secret,
+}
+
+/// What became of the `connect` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connect {
+    /// No token: closed after the challenge, before `connect`.
+    NotSent,
+    /// `hello-ok`.
+    Accepted,
+    /// The gateway refused it (bad token, starting, rate limited): the handshake itself still worked.
+    Refused,
+    /// No answer within the timeout, or the connection closed first.
+    Unanswered,
+}
+
+/// A handshake that reached the challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    /// Upgrade request written -> the challenge frame read (the 101 and the frame usually share a packet).
+    pub elapsed: Duration,
+    /// What became of `connect`.
+    pub connect: Connect,
+}
+
+/// Why a handshake did not reach the challenge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// Nothing listens on the forward's address.
+    #[error("connection refused")]
+    Refused,
+    /// Reset or closed before the upgrade was answered (ssh alive, gateway dead).
+    #[error("connection reset before the upgrade was answered: {detail}")]
+    Reset {
+        /// What the OS or the handshake said.
+        detail: String,
+    },
+    /// No challenge within the timeout.
+    #[error("no challenge within the timeout")]
+    Timeout,
+    /// The answer to the upgrade was not a valid 101 (an HTTP status, or a bad accept key).
+    #[error("upgrade refused: {detail}")]
+    UpgradeRefused {
+        /// The HTTP status when there was one.
+        status: Option<u16>,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Upgraded, but the first frame was not `connect.challenge`.
+    #[error("the first frame was not connect.challenge")]
+    NoChallenge,
+    /// Upgraded, then closed (a close frame, with its code when given) before the challenge.
+    #[error("closed before the challenge (code {code:?})")]
+    Closed {
+        /// The close code the gateway sent.
+        code: Option<u16>,
+    },
+    /// The exporter's own machine could not connect (out of fds, buffers or ports).
+    #[error("local error, the gateway was not reached: {detail}")]
+    LocalError {
+        /// The OS error.
+        detail: String,
+    },
+}
+
+impl crate::Label for Failure {
+    const LABELS: &'static [&'static str] =
+        &["refused", "reset", "timeout", "upgrade_refused", "no_challenge", "closed", "local_error"];
+
+    fn label(&self) -> &'static str {
+        match self {
+            Failure::Refused => "refused",
+            Failure::Reset { .. } => "reset",
+            Failure::Timeout => "timeout",
+            Failure::UpgradeRefused { .. } => "upgrade_refused",
+            Failure::NoChallenge => "no_challenge",
+            Failure::Closed { .. } => "closed",
+            Failure::LocalError { .. } => "local_error",
+        }
+    }
+}
+
+impl crate::Label for Connect {
+    const LABELS: &'static [&'static str] = &["not_sent", "accepted", "refused", "unanswered"];
+
+    fn label(&self) -> &'static str {
+        match self {
+            Connect::NotSent => "not_sent",
+            Connect::Accepted => "accepted",
+            Connect::Refused => "refused",
+            Connect::Unanswered => "unanswered",
+        }
+    }
+}
+
+/// What one handshake probe returns.
+pub type Outcome = Result<Handshake, Failure>;
+
+impl From<crate::CutOff> for Outcome {
+    fn from(_: crate::CutOff) -> Self {
+        Err(Failure::Timeout)
+    }
+}
+
+/// The `connect` request's id, to find its answer.
+const CONNECT_ID: &str = "oce-probe";
+
+impl crate::Probe for Target {
+    const KIND: &'static str = "ws_handshake";
+    type Outcome = Outcome;
+
+    async fn probe(&mut self, timeout: Duration) -> Outcome {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = match tokio::time::timeout_at(deadline, crate::net::connect_stream(self.addr)).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => return Err(Failure::Refused),
+            Ok(Err(err)) if crate::net::is_local_shortage(&err) => {
+                return Err(Failure::LocalError { detail: err.to_string() })
+            }
+            Ok(Err(err)) => return Err(Failure::Reset { detail: err.to_string() }),
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        let started = Instant::now();
+        let request = upgrade_request(self.addr)?;
+        let (mut socket, _) =
+            match tokio::time::timeout_at(deadline, tokio_tungstenite::client_async(request, stream)).await {
+                Err(_) => return Err(Failure::Timeout),
+                Ok(Err(err)) => return Err(handshake_failure(err)),
+                Ok(Ok(upgraded)) => upgraded,
+            };
+        let first = match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(first) => first,
+        };
+        let elapsed = started.elapsed();
+        match first {
+            Some(Ok(Message::Text(text))) if is_challenge(text.as_bytes()) => {}
+            Some(Ok(Message::Close(frame))) => return Err(Failure::Closed { code: frame.map(|f| u16::from(f.code)) }),
+            Some(Ok(_)) => return Err(Failure::NoChallenge),
+            None | Some(Err(_)) => return Err(Failure::Closed { code: None }),
+        }
+        let connect = if self.token.expose().is_empty() {
+            Connect::NotSent
+        } else {
+            match tokio::time::timeout_at(deadline, connect(&mut socket, &self.token)).await {
+                Ok(answer) => answer,
+                Err(_) => Connect::Unanswered,
+            }
+        };
+        // A normal close; not waiting for the echo beyond a moment (the result is already known).
+        let close = CloseFrame { code: CloseCode::Normal, reason: "probe done".into() };
+        let _ = tokio::time::timeout(Duration::from_millis(200), socket.close(Some(close))).await;
+        Ok(Handshake { elapsed, connect })
+    }
+}
+
+/// The upgrade request: path `/`, Host the forward's address, the exporter's User-Agent.
+fn upgrade_request(addr: SocketAddr) -> Result<tungstenite::handshake::client::Request, Failure> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/")
+        .into_client_request()
+        .map_err(|err| Failure::UpgradeRefused { status: None, detail: err.to_string() })?;
+    request.headers_mut().insert("User-Agent", tungstenite::http::HeaderValue::from_static(crate::http::USER_AGENT));
+    Ok(request)
+}
+
+fn handshake_failure(err: tungstenite::Error) -> Failure {
+    use tungstenite::error::ProtocolError;
+    match err {
+        tungstenite::Error::Http(response) => Failure::UpgradeRefused {
+            status: Some(response.status().as_u16()),
+            detail: format!("HTTP {}", response.status().as_u16()),
+        },
+        tungstenite::Error::Io(err) if crate::net::is_local_shortage(&err) => {
+            Failure::LocalError { detail: err.to_string() }
+        }
+        tungstenite::Error::Io(err) => Failure::Reset { detail: err.to_string() },
+        tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete)
+        | tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed => Failure::Reset { detail: "closed before the upgrade's answer".into() },
+        other => Failure::UpgradeRefused { status: None, detail: other.to_string() },
+    }
+}
+
+/// `{"type":"event","event":"connect.challenge",...}`.
+fn is_challenge(message: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(message)
+        .is_ok_and(|value| value["type"] == "event" && value["event"] == "connect.challenge")
+}
+
+/// Send `connect` with the token, as the CLI does (operator, read scope, client mode `probe`) and read its
+/// answer.
+async fn connect<S>(socket: &mut tokio_tungstenite::WebSocketStream<S>, token: &Secret) -> Connect
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(token) = std::str::from_utf8(token.expose()) else { return Connect::Refused };
+    let request = serde_json::json!({
+        "type": "req", "id": CONNECT_ID, "method": "connect",
+        "params": {
+            "minProtocol": 3, "maxProtocol": 4,
+            "client": {"id": "gateway-client", "version": env!("CARGO_PKG_VERSION"), "platform": std::env::consts::OS, "mode": "probe"},
+            "role": "operator", "scopes": ["operator.read"],
+            "auth": {"token": token}
+        }
+    });
+    if socket.send(Message::text(request.to_string())).await.is_err() {
+        return Connect::Unanswered;
+    }
+    while let Some(Ok(message)) = socket.next().await {
+        let Message::Text(text) = message else { continue };
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(text.as_str()) else { continue };
+        if value["type"] == "res" && value["id"] == CONNECT_ID {
+            return if value["ok"] == true { Connect::Accepted } else { Connect::Refused };
+        }
+    }
+    Connect::Unanswered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Label, Probe};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn target(addr: SocketAddr) -> Target {
+        Target { addr, token: Secret::new(Vec::new()) }
+    }
+
+    /// A WebSocket server that sends `first` (if any) after the upgrade, then answers a connect with `ok`.
+    async fn ws_server(first: Option<Message>, ok: bool) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+            match first {
+                Some(message) => socket.send(message).await.unwrap(),
+                None => return,
+            }
+            while let Some(Ok(message)) = socket.next().await {
+                if let Message::Text(text) = message {
+                    let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+                    assert_eq!(value["params"]["auth"]["token"], "tok-1");
+                    let answer = serde_json::json!({"type": "res", "id": value["id"], "ok": ok});
+                    socket.send(Message::text(answer.to_string())).await.unwrap();
+                }
+            }
+        });
+        addr
+    }
+
+    fn challenge() -> Message {
+        Message::text(r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n"}}"#)
+    }
+
+    #[tokio::test]
+    async fn the_challenge_is_a_handshake_and_a_token_completes_connect() {
+        let addr = ws_server(Some(challenge()), true).await;
+        let handshake = target(addr).probe(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(handshake.connect, Connect::NotSent);
+        let addr = ws_server(Some(challenge()), true).await;
+        let mut with_token = Target { addr, token: Secret::new("tok-1") };
+        assert_eq!(with_token.probe(Duration::from_secs(5)).await.unwrap().connect, Connect::Accepted);
+        let addr = ws_server(Some(challenge()), false).await;
+        let mut refused = Target { addr, token: Secret::new("tok-1") };
+        assert_eq!(refused.probe(Duration::from_secs(5)).await.unwrap().connect, Connect::Refused);
+    }
+
+    #[tokio::test]
+    async fn another_first_frame_is_no_challenge_and_a_close_is_closed_with_its_code() {
+        let addr = ws_server(Some(Message::text(r#"{"type":"event","event":"tick"}"#)), true).await;
+        assert_eq!(target(addr).probe(Duration::from_secs(5)).await.unwrap_err(), Failure::NoChallenge);
+        let close = CloseFrame { code: CloseCode::Again, reason: "gateway starting".into() };
+        let addr = ws_server(Some(Message::Close(Some(close))), true).await;
+        let failure = target(addr).probe(Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(failure, Failure::Closed { code: Some(1013) });
+        assert_eq!(failure.label(), "closed");
+    }
+
+    /// A plain TCP server that reads the request, then does `behave`.
+    async fn raw_server(reply: &'static [u8], hold: bool) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 2048];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(reply).await;
+            if hold {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn http_answers_resets_and_silence_are_named() {
+        let addr = raw_server(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false).await;
+        let failure = target(addr).probe(Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(failure.label(), "upgrade_refused");
+        assert!(matches!(failure, Failure::UpgradeRefused { status: Some(404), .. }), "{failure:?}");
+        let addr = raw_server(b"", false).await;
+        assert_eq!(target(addr).probe(Duration::from_secs(5)).await.unwrap_err().label(), "reset");
+        let addr = raw_server(b"", true).await;
+        let started = Instant::now();
+        assert_eq!(target(addr).probe(Duration::from_millis(300)).await.unwrap_err(), Failure::Timeout);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let free = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        assert_eq!(target(free).probe(Duration::from_secs(5)).await.unwrap_err(), Failure::Refused);
+    }
+
+    #[test]
+    fn the_token_never_appears_in_debug_output() {
+        let target = Target { addr: "127.0.0.1:1".parse().unwrap(), token: Secret::new("tok-secret-123") };
+        assert!(!format!("{target:?}").contains("tok-secret-123"));
+    }
+}
