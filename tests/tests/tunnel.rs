@@ -15,6 +15,10 @@ fn failures(scrape: &Scrape, reason: &str) -> f64 {
     scrape.value(&format!("openclaw_gateway_probe_failures_total{{forward=\"t\",reason=\"{reason}\"}}"))
 }
 
+fn tunnel_down(scrape: &Scrape, cause: &str) -> f64 {
+    scrape.value(&format!("openclaw_tunnel_down_seconds_total{{forward=\"t\",cause=\"{cause}\"}}"))
+}
+
 fn down_rounds(scrape: &Scrape) -> f64 {
     scrape.value(&s("openclaw_tunnel_up_checks_total")) - scrape.value(&s("openclaw_tunnel_up_successes_total"))
 }
@@ -61,6 +65,15 @@ fn gateway_stopped_with_ssh_alive_keeps_syn_up_and_fails_the_first_byte() {
     assert_eq!(scrape.get(&s("openclaw_tunnel_ssh_session_up")), Some(1.0));
     assert_eq!(failures(&scrape, "refused"), 0.0, "ssh still listens: nothing may be refused");
     assert_eq!(down_rounds(&scrape), 0.0, "the tunnel itself is up: SYN and session");
+    // Down time goes to the gateway, by reason, none to the tunnel.
+    let gateway_down = ["reset", "empty_reply"]
+        .iter()
+        .map(|reason| {
+            scrape.value(&format!("openclaw_gateway_down_seconds_total{{forward=\"t\",reason=\"{reason}\"}}"))
+        })
+        .sum::<f64>();
+    assert!(gateway_down > 0.0, "{}", scrape.text);
+    assert_eq!(tunnel_down(&scrape, "no_ssh") + tunnel_down(&scrape, "syn_failed"), 0.0);
 }
 
 #[test]
@@ -76,6 +89,10 @@ fn ssh_killed_refuses_syn_and_counts_rounds_down() {
             && m.get(&s("openclaw_gateway_up")) == Some(0.0)
     });
     assert_eq!(scrape.get("openclaw_tunnel_ssh_session_state{forward=\"t\",state=\"no_listener\"}"), Some(1.0));
+    // Three down rounds of 200 ms at least, all for ssh not running; none of it is the gateway's.
+    assert!(tunnel_down(&scrape, "no_ssh") >= 0.5, "{}", scrape.text);
+    assert_eq!(tunnel_down(&scrape, "not_ssh"), 0.0);
+    assert_eq!(scrape.get("openclaw_gateway_down_seconds_total{forward=\"t\",reason=\"refused\"}"), None);
     let later = chain.exporter.wait_for("SYN attempts keep failing", T, |m| {
         m.value(&s("openclaw_tunnel_syn_attempts_total"))
             >= scrape.value(&s("openclaw_tunnel_syn_attempts_total")) + 3.0
@@ -144,6 +161,7 @@ fn autossh_restores_the_forward_and_the_metrics_recover() {
                 > recovered.value(&s("openclaw_tunnel_up_successes_total")) + 2.0
     });
     assert!(exporter.proc.output().contains("parent=autossh"), "{}", exporter.proc.output());
+    assert_eq!(exporter.scrape().get(&s("openclaw_tunnel_ssh_session_changes_total")), Some(1.0), "one new owner");
 }
 
 #[test]
@@ -160,6 +178,7 @@ fn an_exporter_stopped_for_ten_seconds_counts_the_time_unobserved_not_down() {
     let unobserved = scrape.value(&s("openclaw_tunnel_unobserved_seconds_total"));
     assert!(unobserved <= 12.0, "unobserved {unobserved}s for a 10 s stop");
     assert_eq!(down_rounds(&scrape), 0.0, "a stopped exporter is not a down tunnel");
+    assert_eq!(tunnel_down(&scrape, "no_ssh") + tunnel_down(&scrape, "syn_failed"), 0.0);
     // 10 s at 200 ms would be 50 rounds: none of them may be invented.
     let rounds =
         scrape.value(&s("openclaw_tunnel_up_checks_total")) - before.value(&s("openclaw_tunnel_up_checks_total"));

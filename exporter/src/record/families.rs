@@ -33,6 +33,8 @@ label_sets! {
     ForwardLabels { forward: String }
     /// `forward`, `reason`.
     ForwardReasonLabels { forward: String, reason: &'static str }
+    /// `forward`, `cause`.
+    ForwardCauseLabels { forward: String, cause: &'static str }
     /// `forward`, `state`.
     ForwardStateLabels { forward: String, state: &'static str }
     /// `forward`, `channel`, `token_revision`.
@@ -112,6 +114,12 @@ families! {
         "openclaw_tunnel_uptime_ratio", "Uptime of the last completed wall-clock five-minute bucket; absent until one completes";
     unobserved_seconds: Family<ForwardLabels, FloatCounter> = Family::default(),
         "openclaw_tunnel_unobserved_seconds", "Time no probe round could run (machine asleep, process stalled); not counted as down";
+    ssh_session_changes: Family<ForwardLabels, Counter> = Family::default(),
+        "openclaw_tunnel_ssh_session_changes", "The forward's owner changed (autossh restarted ssh, a respawn, a manual restart): a restart loop shows as a rate";
+    tunnel_down_seconds: Family<ForwardCauseLabels, FloatCounter> = Family::default(),
+        "openclaw_tunnel_down_seconds", "Seconds of down tunnel rounds by cause: no_ssh (nothing listens: ssh not running or reconnecting), not_ssh (another program holds the port), syn_failed (ssh's listener, SYN failed); asleep excluded";
+    gateway_down_seconds: Family<ForwardReasonLabels, FloatCounter> = Family::default(),
+        "openclaw_gateway_down_seconds", "Seconds the gateway did not answer through a live forward, by the first-byte failure reason; asleep excluded";
     first_byte_seconds: Latency<ForwardLabels> = latency(),
         "openclaw_gateway_first_byte_seconds", "Request written to first response byte, GET health path through the forward";
     gateway_probe_attempts: Family<ForwardLabels, Counter> = Family::default(),

@@ -11,10 +11,17 @@ use super::Recorder;
 use crate::config::Forward;
 use crate::schedule::driver::{Recording, Round};
 
+/// First-byte failures that are never the gateway's: `refused` is the local listener gone (the tunnel's
+/// down time, even when the last tunnel round has not seen it yet), `local_error` the exporter's own.
+const NOT_THE_GATEWAY: [&str; 2] = ["refused", "local_error"];
+
 /// The recording of one forward's first-byte probes.
 pub struct FirstByte {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
+    /// The sleep-counting clock at the last round: a failed round stands for the time since it, capped at
+    /// one interval (a longer gap was unobserved, not down).
+    last_round: Option<Duration>,
 }
 
 impl FirstByte {
@@ -27,7 +34,10 @@ impl FirstByte {
                 .get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
         }
         let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
-        (target, FirstByte { forward, recorder })
+        for reason in first_byte::Failure::LABELS.iter().filter(|r| !NOT_THE_GATEWAY.contains(r)) {
+            m.gateway_down_seconds.get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
+        }
+        (target, FirstByte { forward, recorder, last_round: None })
     }
 }
 
@@ -48,8 +58,14 @@ impl Recording for FirstByte {
         self.forward.timeout.min(self.forward.first_byte_interval)
     }
 
-    fn record(&mut self, _round: Round, outcome: &first_byte::Outcome) -> &'static str {
+    fn record(&mut self, round: Round, outcome: &first_byte::Outcome) -> &'static str {
+        let interval = self.forward.first_byte_interval;
+        let observed = self.last_round.map_or(interval, |previous| round.boot.saturating_sub(previous).min(interval));
+        self.last_round = Some(round.boot);
         self.recorder.record_first_byte(&self.forward.name, outcome);
+        if let Err(failure) = outcome {
+            self.recorder.record_gateway_down(&self.forward.name, failure, observed);
+        }
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 
@@ -77,6 +93,19 @@ impl Recording for FirstByte {
 }
 
 impl Recorder {
+    /// Count `seconds` of a failed first-byte round as gateway down time, when the forward was live (its
+    /// last tunnel round up) and the reason is one a gateway can cause.
+    pub fn record_gateway_down(&self, forward: &str, failure: &first_byte::Failure, seconds: Duration) {
+        if NOT_THE_GATEWAY.contains(&failure.label()) {
+            return;
+        }
+        let live = self.with_forward(forward, |state| state.last_round_up == Some(true));
+        if live {
+            let labels = ForwardReasonLabels { forward: forward.to_owned(), reason: failure.label() };
+            self.metrics.gateway_down_seconds.get_or_create(&labels).inc_by(seconds.as_secs_f64());
+        }
+    }
+
     /// Record one first-byte probe.
     pub fn record_first_byte(&self, forward: &str, outcome: &first_byte::Outcome) {
         let m = &self.metrics;

@@ -55,7 +55,11 @@ pub(crate) struct ForwardState {
     /// need ~16 KiB, where fixed bounds up to the longest timeout took 160 KiB per forward).
     pub(crate) first_byte_us: hdrhistogram::Histogram<u32>,
     pub(crate) session: Option<probes::ssh_session::Outcome>,
+    /// The pid of the last ssh seen owning the listener, to count owner changes.
+    pub(crate) last_owner_pid: Option<u32>,
     pub(crate) last_syn_ok: Option<bool>,
+    /// Whether the last tunnel round was up (session up or unknown, and SYN success).
+    pub(crate) last_round_up: Option<bool>,
     pub(crate) last_first_byte: Option<String>,
     pub(crate) last_ws_handshake: Option<String>,
     pub(crate) gateway: Option<readiness::GatewayState>,
@@ -67,7 +71,9 @@ impl ForwardState {
             ledger: Ledger::default(),
             first_byte_us: hdrhistogram::Histogram::new(3).expect("3 significant figures is a valid precision"),
             session: None,
+            last_owner_pid: None,
             last_syn_ok: None,
+            last_round_up: None,
             last_first_byte: None,
             last_ws_handshake: None,
             gateway: None,

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use probes::{ssh_session, syn, Label, Probe};
 
-use super::families::{ForwardLabels, ForwardStateLabels};
+use super::families::{ForwardCauseLabels, ForwardLabels, ForwardStateLabels};
 use super::Recorder;
 use crate::clock::unix_seconds;
 use crate::config::Forward;
@@ -63,6 +63,10 @@ impl Tunnel {
             family.get_or_create_owned(&labels);
         }
         m.unobserved_seconds.get_or_create_owned(&labels);
+        m.ssh_session_changes.get_or_create_owned(&labels);
+        for cause in DOWN_CAUSES {
+            m.tunnel_down_seconds.get_or_create_owned(&ForwardCauseLabels { forward: forward.name.clone(), cause });
+        }
         recorder.with_forward(&forward.name, |_| ());
         let probe = TunnelProbe { syn: syn::Target { addr: forward.local }, session };
         (probe, Tunnel { forward, recorder, last_round: None })
@@ -88,6 +92,8 @@ impl Recording for Tunnel {
 
     fn record(&mut self, round: Round, TunnelOutcome { syn, session }: &TunnelOutcome) -> &'static str {
         let interval = self.interval();
+        // The time this round stands for: since the last one, but never the unobserved part of a gap.
+        let observed = self.last_round.map_or(interval, |previous| round.boot.saturating_sub(previous).min(interval));
         if let Some(previous) = self.last_round {
             let gap = round.boot.saturating_sub(previous);
             // A round normally follows the last by one interval (plus scheduling noise); anything beyond
@@ -102,6 +108,7 @@ impl Recording for Tunnel {
         if self.recorder.record_tunnel_round(&self.forward.name, round.wall, syn, session) {
             "up"
         } else {
+            self.recorder.record_tunnel_down(&self.forward.name, down_cause(session), observed);
             "down"
         }
     }
@@ -147,7 +154,25 @@ impl Recording for Tunnel {
     }
 }
 
+/// Why a down round was down (the `cause` label): no ssh owns the listener (not running, or reconnecting),
+/// another program holds the port, or the listener is ssh's (or unknown) but the SYN failed.
+pub const DOWN_CAUSES: [&str; 3] = ["no_ssh", "not_ssh", "syn_failed"];
+
+fn down_cause(session: &ssh_session::Outcome) -> &'static str {
+    match session {
+        ssh_session::Outcome::NoListener => "no_ssh",
+        ssh_session::Outcome::NotSsh(_) => "not_ssh",
+        _ => "syn_failed",
+    }
+}
+
 impl Recorder {
+    /// Count `seconds` of a down round against its cause.
+    pub fn record_tunnel_down(&self, forward: &str, cause: &'static str, seconds: Duration) {
+        let labels = ForwardCauseLabels { forward: forward.to_owned(), cause };
+        self.metrics.tunnel_down_seconds.get_or_create(&labels).inc_by(seconds.as_secs_f64());
+    }
+
     /// Record one tunnel round: a SYN probe and an SSH session probe run together. Returns whether the
     /// round counts as up.
     ///
@@ -178,6 +203,7 @@ impl Recorder {
         self.with_forward(forward, |state| {
             state.ledger.record_round(unix_seconds(at), up);
             state.last_syn_ok = Some(syn.is_ok());
+            state.last_round_up = Some(up);
             // The session gauges change only with the session's state: set them then, not every round (a
             // round is otherwise a handful of atomic adds, and these were most of its allocations).
             if state.session.as_ref().map(Label::label) != Some(session.label()) {
@@ -193,6 +219,13 @@ impl Recorder {
                         .get_or_create(&ForwardStateLabels { forward: forward.to_owned(), state: state_name })
                         .set(value);
                 }
+            }
+            if let ssh_session::Outcome::Up(owner) = session {
+                // A new owner (autossh restarting ssh, a respawn, a manual restart), even across a down spell.
+                if state.last_owner_pid.is_some_and(|pid| pid != owner.pid) {
+                    m.ssh_session_changes.get_or_create(&labels).inc();
+                }
+                state.last_owner_pid = Some(owner.pid);
             }
             if state.session.as_ref() != Some(session) {
                 state.session = Some(session.clone());
