@@ -139,6 +139,8 @@ pub struct Objectives {
     pub gateway_restarts_per_hour: u32,
     /// An event-loop delay p99 above this, for long, is a saturated gateway.
     pub gateway_event_loop_delay: Duration,
+    /// More client closes 4000 (the CLI heard nothing for two ticks) than this in an hour is a stalling tunnel.
+    pub tunnel_stalls_per_hour: u32,
 }
 
 /// Where /metrics is served.

@@ -119,6 +119,7 @@ pub(super) struct RawObjectives {
     pub(super) model_host_first_byte: String,
     pub(super) gateway_restarts_per_hour: u32,
     pub(super) gateway_event_loop_delay: String,
+    pub(super) tunnel_stalls_per_hour: u32,
 }
 
 #[derive(Debug, Deserialize)]

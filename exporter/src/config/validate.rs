@@ -253,6 +253,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
             PROBE_MAX,
         ),
         gateway_restarts_per_hour: raw.objectives.gateway_restarts_per_hour,
+        tunnel_stalls_per_hour: raw.objectives.tunnel_stalls_per_hour,
         gateway_event_loop_delay: c.duration(
             "objectives.gateway_event_loop_delay",
             &raw.objectives.gateway_event_loop_delay,

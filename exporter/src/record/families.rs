@@ -166,6 +166,8 @@ families! {
         "openclaw_objective_model_host_first_byte_seconds", "Model API first-byte latency objective";
     objective_gateway_restarts_per_hour: Family<ForwardLabels, Gauge> = Family::default(),
         "openclaw_objective_gateway_restarts_per_hour", "Gateway restarts per hour above which the restart alert pages";
+    objective_tunnel_stalls_per_hour: Family<ForwardLabels, Gauge> = Family::default(),
+        "openclaw_objective_tunnel_stalls_per_hour", "Client closes 4000 (heard nothing for two ticks) per hour above which the stall alert warns";
     objective_gateway_event_loop_delay_seconds: Family<ForwardLabels, FloatGauge> = Family::default(),
         "openclaw_objective_gateway_event_loop_delay_seconds", "The gateway's event-loop delay p99 above which the saturation alert warns";
     listen_sockets: Family<GatewayScopeLabels, Gauge> = Family::default(),

@@ -142,6 +142,8 @@ impl Recorder {
             m.objective_gateway_restarts_per_hour.get_or_create(&labels).set(restarts);
             let delay = objectives.gateway_event_loop_delay.as_secs_f64();
             m.objective_gateway_event_loop_delay_seconds.get_or_create(&labels).set(delay);
+            let stalls = i64::from(objectives.tunnel_stalls_per_hour);
+            m.objective_tunnel_stalls_per_hour.get_or_create(&labels).set(stalls);
         }
         self.apply_model_hosts(config);
         self.apply_auth(config);
