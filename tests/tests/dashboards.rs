@@ -52,7 +52,7 @@ fn every_dashboard_query_returns_data_from_a_live_exporter() {
          [auth_probe]\nenabled = true\ninterval = \"1s\"\ntoken_file = \"{}\"\n\
          [[model_host]]\nname = \"m\"\nurl = \"http://127.0.0.1:{}/healthz\"\ninterval = \"300ms\"\ntimeout = \"1s\"\n\
          [[gateway]]\nname = \"g\"\nport = {}\ninterval = \"500ms\"\n",
-            forward_toml("t", local_port) + "readiness_interval = \"1s\"\n",
+            forward_toml("t", local_port) + "readiness_interval = \"1s\"\nws_handshake_interval = \"1s\"\n",
             token.path().display(),
             gateway.addr.port(),
             gateway.addr.port()

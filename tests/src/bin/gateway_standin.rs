@@ -7,6 +7,10 @@
 //! It also serves a Control UI stand-in at `/` (an HTML page; `--no-ui` makes it 404) and `POST /tools/invoke`
 //! like the gateway's auth: 400 "requires name" with `Authorization: Bearer <--token>`, else 401.
 //!
+//! A WebSocket upgrade on any path gets the gateway's protocol as far as auth: the `connect.challenge` event
+//! first, then a `res` to `connect` (ok with the `--token`, else refused AUTH_TOKEN_MISMATCH), and the close
+//! echoed (tungstenite, on a blocking thread).
+//!
 //! With `--readiness VERSION` it also answers `GET /startupz` and `/readyz` as a current gateway does to a local
 //! caller (its version and uptime, an event loop); `--starting-ms N` makes them say `starting` (503, one failing
 //! component) for the first N ms. Without `--readiness` they are 404, as on gateways older than mid-2026.
@@ -77,7 +81,7 @@ async fn answer(mut socket: TcpStream, delay: Duration, settings: std::sync::Arc
     let _ = socket.set_nodelay(true);
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
-    let (method, path, authorization) = loop {
+    let (method, path, authorization, websocket_key) = loop {
         match socket.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&chunk[..n]),
@@ -91,10 +95,16 @@ async fn answer(mut socket: TcpStream, delay: Duration, settings: std::sync::Arc
                     .iter()
                     .find(|h| h.name.eq_ignore_ascii_case("authorization"))
                     .map(|h| String::from_utf8_lossy(h.value).into_owned());
+                let websocket_key = request
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))
+                    .map(|h| h.value.to_vec());
                 break (
                     request.method.unwrap_or("GET").to_owned(),
                     request.path.unwrap_or("/").to_owned(),
                     authorization,
+                    websocket_key,
                 );
             }
             Ok(httparse::Status::Partial) if head.len() < 16 * 1024 => continue,
@@ -102,6 +112,19 @@ async fn answer(mut socket: TcpStream, delay: Duration, settings: std::sync::Arc
         }
     };
     tokio::time::sleep(delay).await;
+    if let Some(key) = websocket_key {
+        let accept = tungstenite::handshake::derive_accept_key(&key);
+        let head = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        if socket.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let Ok(socket) = socket.into_std() else { return };
+        let token = settings.token.clone();
+        tokio::task::spawn_blocking(move || websocket_session(socket, token));
+        return;
+    }
     let reply = |status: &str, content_type: &str, body: &str| {
         format!(
             "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -155,4 +178,34 @@ async fn answer(mut socket: TcpStream, delay: Duration, settings: std::sync::Arc
     // One write, so the first byte is not split from the rest by the test's own making.
     let _ = socket.write_all(response.as_bytes()).await;
     let _ = socket.shutdown().await;
+}
+
+/// The gateway's WebSocket protocol as far as auth: challenge, the answer to `connect`, then whatever the
+/// client sends until it closes (tungstenite answers the close).
+fn websocket_session(socket: std::net::TcpStream, token: Option<String>) {
+    use tungstenite::Message;
+    let _ = socket.set_nonblocking(false);
+    let mut ws = tungstenite::WebSocket::from_raw_socket(socket, tungstenite::protocol::Role::Server, None);
+    let challenge = r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"standin","ts":0}}"#;
+    if ws.send(Message::text(challenge)).is_err() {
+        return;
+    }
+    while let Ok(message) = ws.read() {
+        let Message::Text(text) = message else { continue };
+        let Ok(request) = serde_json::from_str::<serde_json::Value>(text.as_str()) else { continue };
+        if request["method"] != "connect" {
+            continue;
+        }
+        let ok = token.as_deref().is_some_and(|t| request["params"]["auth"]["token"] == t);
+        let answer = if ok {
+            serde_json::json!({"type": "res", "id": request["id"], "ok": true, "payload": {"type": "hello-ok"}})
+        } else {
+            serde_json::json!({"type": "res", "id": request["id"], "ok": false,
+                "error": {"code": "INVALID_REQUEST", "message": "unauthorized: gateway token mismatch",
+                          "details": {"code": "AUTH_TOKEN_MISMATCH"}}})
+        };
+        if ws.send(Message::text(answer.to_string())).is_err() {
+            return;
+        }
+    }
 }
