@@ -113,6 +113,8 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
     let timeout = forward.timeout;
     let mut steps = Vec::new();
     let mut failed = false;
+    // Step 4 reads /startupz and /readyz for its evidence (the version); step 5 judges the same answer.
+    let mut readiness_read = None;
     for (index, name) in NAMES.iter().enumerate() {
         let number = index as u8 + 1;
         if failed {
@@ -135,8 +137,15 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
                     "nothing accepts on the forward: restart the ssh forward (autossh/launchd/systemd unit)",
                 ),
             },
-            4 => gateway(forward, timeout).await,
-            5 => started_and_ready(forward, timeout).await,
+            4 => {
+                let (verdict, read) = gateway(forward, timeout).await;
+                readiness_read = read;
+                verdict
+            }
+            5 => match readiness_read.take() {
+                Some(read) => started_and_ready(read),
+                None => started_and_ready((readiness::Target { addr: forward.local }).probe(timeout).await),
+            },
             6 => match (control_ui::Target { addr: forward.local }).probe(timeout).await {
                 Ok(page) => pass(format!("GET / -> HTTP {} text/html in {}", page.status, ms(page.first_byte))),
                 Err(failure) => fail(
@@ -219,8 +228,8 @@ async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Durati
     }
 }
 
-async fn started_and_ready(forward: &Forward, timeout: Duration) -> Verdict {
-    let found = match (readiness::Target { addr: forward.local }).probe(timeout).await {
+fn started_and_ready(read: readiness::Outcome) -> Verdict {
+    let found = match read {
         Ok(found) => found,
         Err(failure) => {
             return fail(format!("/startupz: {failure}"), "the gateway stopped answering: rerun the doctor")
@@ -249,22 +258,27 @@ async fn started_and_ready(forward: &Forward, timeout: Duration) -> Verdict {
     }
 }
 
-async fn gateway(forward: &Forward, timeout: Duration) -> Verdict {
+/// Step 4, and the `/startupz` + `/readyz` answer read for its evidence (step 5 judges it).
+async fn gateway(forward: &Forward, timeout: Duration) -> (Verdict, Option<readiness::Outcome>) {
     let mut target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
-    match target.probe(timeout).await {
+    let verdict = match target.probe(timeout).await {
         Ok(response) => {
-            let version = match (readiness::Target { addr: forward.local }).probe(timeout).await {
+            let read = (readiness::Target { addr: forward.local }).probe(timeout).await;
+            let version = match &read {
                 Ok(Readiness { startup: Some(Startup { version: Some(version), .. }), .. }) => {
                     format!(", gateway {version}")
                 }
                 _ => String::new(),
             };
-            pass(format!(
-                "GET {} -> HTTP {} first byte in {}{version}",
-                forward.health_path,
-                response.status,
-                ms(response.first_byte)
-            ))
+            return (
+                pass(format!(
+                    "GET {} -> HTTP {} first byte in {}{version}",
+                    forward.health_path,
+                    response.status,
+                    ms(response.first_byte)
+                )),
+                Some(read),
+            );
         }
         Err(failure) => {
             let next = match failure.label() {
@@ -282,7 +296,8 @@ async fn gateway(forward: &Forward, timeout: Duration) -> Verdict {
             };
             fail(format!("GET {} -> {failure} ({})", forward.health_path, failure.label()), next)
         }
-    }
+    };
+    (verdict, None)
 }
 
 async fn token(config: &Config, forward: &Forward, timeout: Duration) -> Verdict {

@@ -90,6 +90,7 @@ pub fn render(status: &StatusReport) -> String {
              <tr><th>SYN</th><td class=\"syn\">{}</td><td class=\"muted\">{} of {} connects succeeded</td></tr>\
              <tr><th>Gateway</th><td class=\"gateway\">{}</td><td class=\"muted\">{}</td></tr>\
              <tr><th>First byte</th><td>p50 {}</td><td class=\"muted\">p99 {} · {} samples</td></tr>\
+             <tr><th>WebSocket</th><td colspan=\"2\" class=\"muted\">{}</td></tr>\
              <tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr></table>",
             state_badge(forward.syn.last_ok, "connects", "refused"),
             forward.syn.successes,
@@ -99,6 +100,7 @@ pub fn render(status: &StatusReport) -> String {
             seconds(forward.first_byte_seconds.p50),
             seconds(forward.first_byte_seconds.p99),
             forward.first_byte_seconds.count,
+            esc(forward.last_ws_handshake.as_deref().unwrap_or("no handshake probe yet")),
             forward.uptime_ratio_last_bucket.map_or("–".into(), |r| format!("{:.2}%", r * 100.0)),
             seconds(Some(forward.unobserved_seconds)),
         );
