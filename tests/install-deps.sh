@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests run for real, from Debian's packages, when it is missing:
 # sshd and ssh (openssh-server, openssh-client), autossh, Prometheus and promtool (prometheus), Alertmanager
-# (prometheus-alertmanager),
+# (prometheus-alertmanager), VictoriaMetrics (victoria-metrics; remote-write receiver of the outage test),
 # setpriv (util-linux), ip (iproute2), headless Chromium for the status page test (chromium), and for the
 # TLS/basic-auth test: openssl, curl, htpasswd (apache2-utils). Pass --bench to add the
 # benchmark peers and load tools for bench/: blackbox_exporter (prometheus-blackbox-exporter), HAProxy (haproxy), wrk.
@@ -18,6 +18,7 @@ have prometheus || need+=(prometheus)
 have promtool || need+=(prometheus)
 have prometheus-alertmanager || need+=(prometheus-alertmanager)
 have amtool || need+=(prometheus-alertmanager)
+have victoria-metrics || need+=(victoria-metrics)
 have systemd-analyze || need+=(systemd)
 have python3 || need+=(python3)
 have setpriv || need+=(util-linux)

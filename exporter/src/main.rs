@@ -4,7 +4,8 @@
 //! Layout: [`cli`] (subcommands) -> [`config`] (embedded default < file < environment, validated) ->
 //! [`schedule`] (a task per probe per subject, one generic driver: jittered ticks, a permit, hard timeouts)
 //! -> `probes::*` (typed outcomes) -> [`record`] (the only writer of metrics, uptime buckets and
-//! hdrhistograms; one module per probe kind) -> [`web`] (`/metrics`, `/api/status`, the status page).
+//! hdrhistograms; one module per probe kind) -> [`web`] (`/metrics`, `/api/status`, the status page) and
+//! [`remote_write`] (the same samples pushed through a durable queue).
 //! Shutdown is one cancellation token passed down; a reload prepares a new generation of tasks, then
 //! replaces the running one and keeps the recorder. Errors are enums where a caller branches on them and
 //! `anyhow` only at the edge ([`cli`]).
@@ -14,6 +15,7 @@ mod clock;
 mod config;
 mod doctor;
 mod record;
+mod remote_write;
 mod schedule;
 mod signals;
 mod state;

@@ -133,6 +133,14 @@ pub enum TlsConfigError {
         /// What went wrong.
         message: String,
     },
+    /// The client certificate or key file could not be read or parsed.
+    #[error("{path}: {message}")]
+    ClientPem {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -140,6 +148,14 @@ pub enum TlsConfigError {
 
 /// A client config trusting the webpki roots plus every certificate in `extra_ca_pem`.
 pub fn tls_config(extra_ca_pem: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+    tls_client_config(extra_ca_pem, None)
+}
+
+/// As [`tls_config`], presenting the client certificate chain and key in `client` (PEM files) when given.
+pub fn tls_client_config(
+    extra_ca_pem: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
     let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     if let Some(path) = extra_ca_pem {
         let ca_error = |message: String| TlsConfigError::CaFile { path: path.display().to_string(), message };
@@ -154,10 +170,27 @@ pub fn tls_config(extra_ca_pem: Option<&Path>) -> Result<Arc<rustls::ClientConfi
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match client {
+        None => config.with_no_client_auth(),
+        Some((cert_file, key_file)) => {
+            let cert_error =
+                |message: String| TlsConfigError::ClientPem { path: cert_file.display().to_string(), message };
+            let chain = CertificateDer::pem_file_iter(cert_file)
+                .map_err(|e| cert_error(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| cert_error(e.to_string()))?;
+            if chain.is_empty() {
+                return Err(cert_error("no PEM certificate in the file".into()));
+            }
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
+                TlsConfigError::ClientPem { path: key_file.display().to_string(), message: e.to_string() }
+            })?;
+            config.with_client_auth_cert(chain, key)?
+        }
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

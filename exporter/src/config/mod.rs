@@ -52,6 +52,8 @@ pub struct Config {
     pub gateways: Vec<Gateway>,
     /// Where probe spans go, when set (off by default).
     pub otlp: Option<Otlp>,
+    /// Remote write, when `[remote_write]` is set.
+    pub remote_write: Option<RemoteWrite>,
     /// Where the uptime buckets are saved across restarts (off when unset).
     pub state_file: Option<PathBuf>,
 }
@@ -141,6 +143,33 @@ pub struct Objectives {
     pub gateway_event_loop_delay: Duration,
     /// More client closes 4000 (the CLI heard nothing for two ticks) than this in an hour is a stalling tunnel.
     pub tunnel_stalls_per_hour: u32,
+}
+
+/// `[remote_write]`: push samples, taken on the exporter's own schedule, to a Prometheus remote-write
+/// receiver through a durable on-disk queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteWrite {
+    /// The receiver's URL (http or https).
+    pub url: url::Url,
+    /// How often a round of samples is taken.
+    pub interval: Duration,
+    /// Where the queue lives.
+    pub queue_dir: PathBuf,
+    /// The most the queue may hold on disk; the oldest rounds go first.
+    pub max_bytes: u64,
+    /// A file holding a bearer token.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Basic auth: the user, and a file holding the password.
+    pub basic_auth: Option<(String, PathBuf)>,
+    /// A CA file to trust besides the webpki roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate chain and key (PEM files).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Labels added to every series (`laptop = "..."`), sorted; `job` and `instance` default to
+    /// `openclaw-tunnel` and the host name.
+    pub external_labels: Vec<(String, String)>,
+    /// Extra request headers (a tenant's `X-Scope-OrgID`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Where /metrics is served.

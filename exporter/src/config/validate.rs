@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -291,8 +291,10 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
             c.problem("state.file", &file.display(), "is a directory; name a file");
         }
     }
+    let remote_write = raw.remote_write.map(|rw| validate_remote_write(rw, state_file.as_deref(), &mut c));
 
     Config {
+        remote_write,
         state_file,
         otlp,
         gateways,
@@ -305,6 +307,133 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
         model_hosts,
         objectives,
     }
+}
+
+/// `[remote_write]`: every file named must exist; names and headers must be valid on the wire.
+fn validate_remote_write(rw: RawRemoteWrite, state_file: Option<&Path>, c: &mut Checker<'_>) -> RemoteWrite {
+    let url = match url::Url::parse(&rw.url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => url,
+        _ => {
+            c.problem("remote_write.url", &rw.url, "must be an http:// or https:// URL");
+            url::Url::parse("http://invalid.invalid/").expect("a valid URL")
+        }
+    };
+    let max_bytes = match rw.max_bytes.parse::<bytesize::ByteSize>() {
+        Ok(size) if size.as_u64() >= 1024 * 1024 => size.as_u64(),
+        Ok(_) => {
+            c.problem("remote_write.max_bytes", &rw.max_bytes, "must be at least 1MiB");
+            1024 * 1024
+        }
+        Err(_) => {
+            c.problem("remote_write.max_bytes", &rw.max_bytes, "not a size like 512MiB or 2GB");
+            1024 * 1024
+        }
+    };
+    let mut file = |key: &str, value: Option<String>| {
+        value.map(|value| {
+            let path = PathBuf::from(&value);
+            if !path.is_file() {
+                c.problem(key, &value, "no such file");
+            }
+            path
+        })
+    };
+    let bearer_token_file = file("remote_write.bearer_token_file", rw.bearer_token_file);
+    let basic_auth = rw.basic_auth.map(|auth| {
+        let password = file("remote_write.basic_auth.password_file", Some(auth.password_file));
+        (auth.username, password.expect("given"))
+    });
+    let (ca_file, cert_file, key_file) = match rw.tls {
+        Some(tls) => (
+            file("remote_write.tls.ca_file", tls.ca_file),
+            file("remote_write.tls.cert_file", tls.cert_file),
+            file("remote_write.tls.key_file", tls.key_file),
+        ),
+        None => (None, None, None),
+    };
+    if bearer_token_file.is_some() && basic_auth.is_some() {
+        c.problem("remote_write.basic_auth", &"(set)", "give either bearer_token_file or basic_auth, not both");
+    }
+    let client_cert = match (cert_file, key_file) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (cert, _) => {
+            let key = if cert.is_some() { "remote_write.tls.key_file" } else { "remote_write.tls.cert_file" };
+            c.problem(key, &"(unset)", "a client certificate needs both cert_file and key_file");
+            None
+        }
+    };
+    let mut external_labels = vec![
+        ("job".to_owned(), "openclaw-tunnel".to_owned()),
+        ("instance".to_owned(), gethostname::gethostname().to_string_lossy().into_owned()),
+    ];
+    for (name, value) in rw.external_labels {
+        let key = format!("remote_write.external_labels.{name}");
+        let valid_name = name
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()))
+            && !name.is_empty()
+            && !name.starts_with("__");
+        if !valid_name {
+            c.problem(&key, &name, "a label name is [a-zA-Z_][a-zA-Z0-9_]* and does not start with __");
+        } else if value.is_empty() || value.len() > 256 {
+            c.problem(&key, &value, "must be 1 to 256 bytes");
+        }
+        external_labels.retain(|(existing, _)| *existing != name);
+        external_labels.push((name, value));
+    }
+    external_labels.sort();
+    let mut headers = Vec::new();
+    for (name, value) in rw.headers {
+        let key = format!("remote_write.headers.{name}");
+        let lower = name.to_ascii_lowercase();
+        if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || hyper::header::HeaderValue::from_str(&value).is_err()
+        {
+            c.problem(&key, &value, "not a valid HTTP header");
+        } else if lower == "authorization" || lower.starts_with("content-") || lower == "host" {
+            c.problem(&key, &name, "set by the exporter itself (use bearer_token_file or basic_auth for credentials)");
+        }
+        headers.push((name, value));
+    }
+    let queue_dir = match rw.queue_dir {
+        Some(dir) => PathBuf::from(dir),
+        None => default_queue_dir(state_file),
+    };
+    if queue_dir.is_file() {
+        c.problem("remote_write.queue_dir", &queue_dir.display(), "is a file; name a directory");
+    }
+    RemoteWrite {
+        url,
+        interval: c.duration(
+            "remote_write.interval",
+            &rw.interval,
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        ),
+        queue_dir,
+        max_bytes,
+        bearer_token_file,
+        basic_auth,
+        ca_file,
+        client_cert,
+        external_labels,
+        headers,
+    }
+}
+
+/// Beside the state file when there is one, else the platform's per-user state directory (Linux
+/// `$XDG_STATE_HOME`, macOS `~/Library/Application Support`, Windows `%LOCALAPPDATA%`).
+fn default_queue_dir(state_file: Option<&Path>) -> PathBuf {
+    let base = match state_file.and_then(Path::parent) {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => dirs::state_dir()
+            .or_else(dirs::data_local_dir)
+            .unwrap_or_else(std::env::temp_dir)
+            .join("openclaw-tunnel-exporter"),
+    };
+    base.join("remote-write")
 }
 
 /// `auto` (this OS's default), or a lookup this OS can run.

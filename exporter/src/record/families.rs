@@ -65,6 +65,8 @@ label_sets! {
     ProbeLabels { probe: &'static str }
     /// `result`.
     ResultLabels { result: &'static str }
+    /// `status` (an HTTP status: at most the hundred 4xx codes).
+    StatusLabels { status: u16 }
 }
 
 /// A gauge holding a float.
@@ -194,6 +196,16 @@ families! {
         "openclaw_gateway_ws_handshake_seconds", "WebSocket upgrade sent to the gateway's first frame (connect.challenge), through the forward";
     ws_handshake_failures: Family<ForwardReasonLabels, Counter> = Family::default(),
         "openclaw_gateway_ws_handshake_failures", "WebSocket handshake probes failed, by reason: refused, reset, timeout, upgrade_refused, no_challenge, closed, local_error";
+    remote_write_samples: Family<ResultLabels, Counter> = Family::default(),
+        "openclaw_exporter_remote_write_samples", "Remote-write samples by result: sent (acknowledged), dropped (queue over max_bytes, oldest first), failed (rejected with a 4xx other than 429)";
+    remote_write_rejected: Family<StatusLabels, Counter> = Family::default(),
+        "openclaw_exporter_remote_write_rejected_batches", "Remote-write batches the receiver rejected (a 4xx other than 429: not retried), by status";
+    remote_write_queue_bytes: Gauge = Gauge::default(),
+        "openclaw_exporter_remote_write_queue_bytes", "Bytes of rounds waiting in the on-disk remote-write queue";
+    remote_write_last_success: FloatGauge = FloatGauge::default(),
+        "openclaw_exporter_remote_write_last_success_timestamp_seconds", "When the receiver last acknowledged a batch (0: never, in this process)";
+    remote_write_oldest_queued: FloatGauge = FloatGauge::default(),
+        "openclaw_exporter_remote_write_oldest_queued_timestamp_seconds", "The timestamp of the oldest round still waiting (0 when the queue is empty)";
     event_loop_degraded: Family<ForwardLabels, Gauge> = Family::default(),
         "openclaw_gateway_event_loop_degraded", "1 when the gateway says its event loop is degraded (/readyz eventLoop)";
 }

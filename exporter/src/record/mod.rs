@@ -99,6 +99,8 @@ pub struct Recorder {
     forwards: Mutex<HashMap<String, ForwardState>>,
     pub(crate) rotation: Mutex<auth::Rotation>,
     index: Mutex<StatusIndex>,
+    /// The remote-write queue, kept across generations.
+    pub(crate) remote_queue: std::sync::Arc<crate::remote_write::QueueSlot>,
 }
 
 impl Default for Recorder {
@@ -126,6 +128,7 @@ impl Recorder {
             forwards: Mutex::new(HashMap::new()),
             rotation: Mutex::default(),
             index: Mutex::default(),
+            remote_queue: std::sync::Arc::default(),
         }
     }
 
@@ -175,7 +178,12 @@ impl Recorder {
         text
     }
 
-    fn refresh_uptime_ratios(&self, now: SystemTime) {
+    /// The registry every family is in.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(crate) fn refresh_uptime_ratios(&self, now: SystemTime) {
         let now = unix_seconds(now);
         let forwards = self.forwards();
         for (name, state) in forwards.iter() {

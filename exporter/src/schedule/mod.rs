@@ -152,6 +152,9 @@ impl Generation {
         for (host, target) in model_hosts {
             tasks.spawn(drive(target, ModelHostRecording::new(host, recorder.clone()), ctx.clone()));
         }
+        if let Some(settings) = &config.remote_write {
+            tasks.spawn(crate::remote_write::run(settings.clone(), recorder.clone(), cancel.clone()));
+        }
         let registry = Arc::new(config.auth.registry.clone());
         let mut tap_sockets = Vec::new();
         for (tap, listener) in taps {
