@@ -98,3 +98,129 @@ impl Alertmanager {
         Alertmanager { proc, addr, _dir: dir }
     }
 }
+
+/// A remote-write receiver: VictoriaMetrics or Prometheus 2.42 (both Debian's), restartable on the same port
+/// and data directory, as a receiver that goes away and comes back does.
+pub struct Receiver {
+    /// Which engine.
+    pub engine: Engine,
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+    proc: Option<Proc>,
+    /// Output of the runs stopped so far.
+    previous_output: String,
+}
+
+/// A remote-write engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `victoria-metrics` (single node).
+    VictoriaMetrics,
+    /// `prometheus --web.enable-remote-write-receiver`, with an out-of-order window for late batches.
+    Prometheus,
+}
+
+impl Receiver {
+    /// Start `engine` on a free port with an empty data directory, and wait until it is ready.
+    pub fn start(engine: Engine) -> Receiver {
+        let mut receiver = Receiver {
+            engine,
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            dir: tempfile::tempdir().unwrap(),
+            proc: None,
+            previous_output: String::new(),
+        };
+        receiver.run();
+        receiver
+    }
+
+    fn run(&mut self) {
+        let dir = self.dir.path();
+        let mut command = match self.engine {
+            Engine::VictoriaMetrics => {
+                let mut command = Command::new(find_program("victoria-metrics"));
+                command
+                    .arg(format!("-storageDataPath={}", dir.join("data").display()))
+                    .arg(format!("-httpListenAddr={}", self.addr))
+                    .arg("-retentionPeriod=100y")
+                    // Queries about the last seconds must see them (the default hides the last 30 s).
+                    .arg("-search.latencyOffset=0s")
+                    .arg("-search.disableCache");
+                command
+            }
+            Engine::Prometheus => {
+                // Late batches (a laptop back online) arrive behind newer samples of other series: the
+                // out-of-order window takes them.
+                fs::write(
+                    dir.join("prometheus.yml"),
+                    "global: {}\nstorage:\n  tsdb:\n    out_of_order_time_window: 2h\n",
+                )
+                .unwrap();
+                let mut command = Command::new(find_program("prometheus"));
+                command
+                    .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+                    .arg(format!("--web.listen-address={}", self.addr))
+                    .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                    .arg("--web.enable-remote-write-receiver");
+                command
+            }
+        };
+        let name = format!("{:?}", self.engine);
+        self.proc = Some(Proc::spawn(&name, command.current_dir(dir)));
+        let ready = match self.engine {
+            Engine::VictoriaMetrics => "/health",
+            Engine::Prometheus => "/-/ready",
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ureq::get(format!("http://{}{ready}", self.addr)).call().is_err() {
+            assert!(Instant::now() < deadline, "{name} did not become ready:\n{}", self.output());
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stop it (SIGTERM, as a service manager does) and wait for it to exit.
+    pub fn stop(&mut self) {
+        let mut proc = self.proc.take().expect("running");
+        proc.signal(libc::SIGTERM);
+        assert!(proc.wait_exit(Duration::from_secs(60)).is_some(), "{:?} did not stop", self.engine);
+        self.previous_output.push_str(&proc.output());
+    }
+
+    /// Start it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.run();
+    }
+
+    /// The remote-write URL.
+    pub fn write_url(&self) -> String {
+        format!("http://{}/api/v1/write", self.addr)
+    }
+
+    /// Everything it printed.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.previous_output, self.proc.as_ref().map(Proc::output).unwrap_or_default())
+    }
+
+    /// The raw samples of `selector` (one series) in `[from, to]`, Unix seconds: `selector[range]` at `to`.
+    pub fn raw_samples(&self, selector: &str, from: f64, to: f64) -> Vec<(f64, f64)> {
+        let range = (to - from).ceil() as u64;
+        let answer = ureq::get(format!("http://{}/api/v1/query", self.addr))
+            .query("query", format!("{selector}[{range}s]"))
+            .query("time", to.to_string())
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+        let result = value["data"]["result"].as_array().cloned().unwrap_or_default();
+        assert!(result.len() <= 1, "{selector} names more than one series: {answer}");
+        result
+            .first()
+            .and_then(|series| series["values"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|pair| (pair[0].as_f64().unwrap(), pair[1].as_str().unwrap().parse::<f64>().unwrap()))
+            .collect()
+    }
+}

@@ -1,0 +1,155 @@
+//! Remote write through an outage, against real receivers (Debian's VictoriaMetrics and Prometheus 2.42): the
+//! receiver stops for two minutes, the tunnel goes down and comes back meanwhile, the exporter is killed with
+//! SIGKILL and started again during the outage, then the receiver returns. Every round the exporter took is
+//! in the receiver, once, with its own timestamp; the tunnel's down period shows where it happened.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use e2e::*;
+
+const T: Duration = Duration::from_secs(60);
+/// The remote-write interval of these tests, seconds.
+const INTERVAL: f64 = 0.5;
+/// How long the receiver stays away: long enough for the sender's backoff to reach its cap, and for a
+/// batch to hold many rounds.
+const OUTAGE: Duration = Duration::from_secs(120);
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn config(forward: u16, receiver: &Receiver, queue_dir: &std::path::Path) -> String {
+    format!(
+        "{}\n[remote_write]\nurl = \"{}\"\ninterval = \"{}ms\"\nqueue_dir = \"{}\"\n\
+         [remote_write.external_labels]\nlaptop = \"lap-e2e\"\n",
+        forward_toml("t", forward),
+        receiver.write_url(),
+        (INTERVAL * 1000.0) as u64,
+        queue_dir.display()
+    )
+}
+
+fn outage_loses_nothing(engine: Engine) {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let sshd = Sshd::start(gateway.addr.port());
+    let local_port = free_port();
+    let mut ssh = sshd.forward(local_port, gateway.addr.port());
+    let mut receiver = Receiver::start(engine);
+    let queue = tempfile::tempdir().unwrap();
+    let config = config(local_port, &receiver, queue.path());
+    let mut exporter = Exporter::start(&config);
+    exporter.wait_for("the tunnel up", T, |m| m.get("openclaw_tunnel_ssh_session_up{forward=\"t\"}") == Some(1.0));
+    let up_at = now();
+    exporter.wait_for("rounds with the tunnel up acknowledged by the receiver", T, |m| {
+        m.value("openclaw_exporter_remote_write_last_success_timestamp_seconds") > up_at + 1.0
+    });
+
+    // The receiver goes away.
+    receiver.stop();
+    let outage_start = now();
+    // The tunnel goes down meanwhile.
+    ssh.signal(libc::SIGTERM);
+    ssh.wait_exit(Duration::from_secs(10)).expect("ssh exits");
+    exporter
+        .wait_for("the tunnel seen down", T, |m| m.get("openclaw_tunnel_ssh_session_up{forward=\"t\"}") == Some(0.0));
+    let down_seen = now();
+    exporter.wait_for("rounds queued while the receiver is away", T, |m| {
+        m.value("openclaw_exporter_remote_write_oldest_queued_timestamp_seconds") > 0.0
+            && m.value("openclaw_exporter_remote_write_queue_bytes") > 0.0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The exporter dies without a chance to flush anything, and starts again on the same queue.
+    exporter.proc.signal(libc::SIGKILL);
+    exporter.proc.wait_exit(Duration::from_secs(10)).expect("the exporter dies on SIGKILL");
+    let killed_at = now();
+    exporter = Exporter::start(&config);
+    let restarted_at = now();
+
+    // The tunnel comes back, still during the outage.
+    ssh = sshd.forward(local_port, gateway.addr.port());
+    exporter
+        .wait_for("the tunnel up again", T, |m| m.get("openclaw_tunnel_ssh_session_up{forward=\"t\"}") == Some(1.0));
+    let up_seen = now();
+    let rest = OUTAGE.as_secs_f64() - (now() - outage_start);
+    std::thread::sleep(Duration::from_secs_f64(rest.max(2.0)));
+    let outage_end = now();
+
+    // The receiver returns: the queue drains, in order.
+    receiver.restart();
+    exporter.wait_for("the queue drained into the receiver", T, |m| {
+        m.value("openclaw_exporter_remote_write_oldest_queued_timestamp_seconds") == 0.0
+            && m.value("openclaw_exporter_remote_write_last_success_timestamp_seconds") > outage_end
+    });
+    let settled = exporter.scrape();
+    assert_eq!(settled.value("openclaw_exporter_remote_write_samples_total{result=\"dropped\"}"), 0.0);
+    assert_eq!(settled.value("openclaw_exporter_remote_write_samples_total{result=\"failed\"}"), 0.0);
+
+    let selector = "openclaw_tunnel_ssh_session_up{forward=\"t\",laptop=\"lap-e2e\"}";
+    let (from, to) = (outage_start - 3.0, outage_end + 1.0);
+    let deadline = Instant::now() + T;
+    let samples = loop {
+        let samples = receiver.raw_samples(selector, from, to);
+        if samples.last().is_some_and(|(at, _)| *at >= outage_end - 1.0) || Instant::now() > deadline {
+            break samples;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    eprintln!(
+        "{engine:?}: outage {outage_start:.2}..{outage_end:.2}, down seen {down_seen:.2}, killed {killed_at:.2}, \
+         restarted {restarted_at:.2}, up seen {up_seen:.2}"
+    );
+    let timestamps: Vec<f64> = samples.iter().map(|(at, _)| *at).collect();
+    assert!(timestamps.len() >= 10, "{engine:?}: too few samples over the outage: {samples:?}\n{}", receiver.output());
+
+    // Once each, in order.
+    assert!(
+        timestamps.windows(2).all(|w| w[0] < w[1]),
+        "{engine:?}: duplicate or out-of-order samples: {timestamps:?}"
+    );
+    // No gap but the one the SIGKILL made (the process was not running then).
+    for pair in timestamps.windows(2) {
+        let gap = pair[1] - pair[0];
+        let spans_kill = pair[0] <= killed_at + 0.1 && pair[1] >= killed_at - INTERVAL - 0.1;
+        let allowed = if spans_kill { restarted_at - killed_at + 2.0 * INTERVAL + 1.0 } else { 2.0 * INTERVAL + 0.5 };
+        assert!(
+            gap <= allowed,
+            "{engine:?}: a gap of {gap:.2}s at {:.2} (kill at {killed_at:.2}): {timestamps:?}",
+            pair[0]
+        );
+    }
+    // Rounds from before the kill (queued on disk during the outage) survived it.
+    assert!(
+        timestamps.iter().any(|at| (outage_start..killed_at - INTERVAL).contains(at)),
+        "{engine:?}: nothing queued before the SIGKILL came through: {timestamps:?}"
+    );
+    // The down period is where it happened: up before, down while ssh was gone, up after.
+    let value_at = |t: f64| samples.iter().rev().find(|(at, _)| *at <= t).map(|(_, v)| *v);
+    assert_eq!(value_at(outage_start), Some(1.0), "{samples:?}");
+    // The round after the scrape that saw it down says down (a round lags a scrape by up to an interval).
+    let first_after = |t: f64| samples.iter().find(|(at, _)| *at >= t).map(|(_, v)| *v);
+    assert_eq!(first_after(down_seen), Some(0.0), "{samples:?}");
+    assert_eq!(value_at(to), Some(1.0), "{samples:?}");
+    assert!(
+        samples.iter().any(|(at, v)| *v == 0.0 && *at > outage_start && *at < up_seen),
+        "{engine:?}: the tunnel's down period is missing: {samples:?}"
+    );
+    drop(ssh);
+}
+
+#[test]
+fn an_outage_with_a_kill_loses_nothing_in_victoriametrics() {
+    eprintln!("{}", version_of_victoria_metrics());
+    outage_loses_nothing(Engine::VictoriaMetrics);
+}
+
+#[test]
+fn an_outage_with_a_kill_loses_nothing_in_prometheus() {
+    eprintln!("{}", version_of("prometheus"));
+    outage_loses_nothing(Engine::Prometheus);
+}
+
+fn version_of_victoria_metrics() -> String {
+    let output = std::process::Command::new(find_program("victoria-metrics")).arg("-version").output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
