@@ -39,6 +39,11 @@ fn all_up_reports_syn_session_and_first_byte() {
     assert_eq!(down_rounds(&scrape), 0.0, "no round may count down while everything is up");
     assert_eq!(scrape.get("openclaw_tunnel_ssh_session_state{forward=\"t\",state=\"up\"}"), Some(1.0));
     assert!(scrape.value(&s("openclaw_tunnel_connect_seconds_count")) >= 3.0);
+    // A loopback stand-in answers far within the 250 ms objective: every answered probe is a good event (a
+    // scrape may land between a probe's histogram and its good count, on the blocking pool).
+    let good = scrape.value(&s("openclaw_gateway_first_byte_good_total"));
+    let answered = scrape.value(&s("openclaw_gateway_first_byte_seconds_count"));
+    assert!(good >= 1.0 && good >= answered - 1.0, "good {good}, answered {answered}");
     // The owning pid and its parent go into the log and the status JSON.
     let ssh_pid = chain.ssh.pid();
     let status = chain.exporter.status();
@@ -65,6 +70,13 @@ fn gateway_stopped_with_ssh_alive_keeps_syn_up_and_fails_the_first_byte() {
     assert_eq!(scrape.get(&s("openclaw_tunnel_ssh_session_up")), Some(1.0));
     assert_eq!(failures(&scrape, "refused"), 0.0, "ssh still listens: nothing may be refused");
     assert_eq!(down_rounds(&scrape), 0.0, "the tunnel itself is up: SYN and session");
+    // Failed probes are not good events.
+    assert!(
+        scrape.value(&s("openclaw_gateway_first_byte_good_total"))
+            < scrape.value(&s("openclaw_gateway_probe_attempts_total")),
+        "{}",
+        scrape.text
+    );
     // Down time goes to the gateway, by reason, none to the tunnel.
     let gateway_down = ["reset", "empty_reply"]
         .iter()

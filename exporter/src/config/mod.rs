@@ -143,6 +143,10 @@ pub struct Objectives {
     pub gateway_event_loop_delay: Duration,
     /// More client closes 4000 (the CLI heard nothing for two ticks) than this in an hour is a stalling tunnel.
     pub tunnel_stalls_per_hour: u32,
+    /// The share of first-byte probes that must answer within `first_byte`, e.g. 0.99.
+    pub first_byte_ratio: f64,
+    /// The error-budget window the burn-rate alerts are scaled to (30 days by default).
+    pub window: Duration,
 }
 
 /// `[remote_write]`: push samples, taken on the exporter's own schedule, to a Prometheus remote-write

@@ -254,6 +254,19 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
         ),
         gateway_restarts_per_hour: raw.objectives.gateway_restarts_per_hour,
         tunnel_stalls_per_hour: raw.objectives.tunnel_stalls_per_hour,
+        first_byte_ratio: {
+            let ratio = raw.objectives.first_byte_ratio;
+            if !(ratio > 0.0 && ratio < 1.0) {
+                c.problem("objectives.first_byte_ratio", &ratio, "must be between 0 and 1 (exclusive), e.g. 0.99");
+            }
+            ratio
+        },
+        window: c.duration(
+            "objectives.window",
+            &raw.objectives.window,
+            Duration::from_secs(86400),
+            Duration::from_secs(366 * 86400),
+        ),
         gateway_event_loop_delay: c.duration(
             "objectives.gateway_event_loop_delay",
             &raw.objectives.gateway_event_loop_delay,

@@ -128,6 +128,8 @@ families! {
         "openclaw_gateway_probe_attempts", "First-byte probes tried";
     gateway_probe_failures: Family<ForwardReasonLabels, Counter> = Family::default(),
         "openclaw_gateway_probe_failures", "First-byte probes failed, by reason: refused, reset, empty_reply, timeout, bad_status, local_error (the exporter's own: never the gateway's)";
+    first_byte_good: Family<ForwardLabels, Counter> = Family::default(),
+        "openclaw_gateway_first_byte_good", "First-byte probes answered 2xx within the first-byte objective (the latency SLI's good events)";
     gateway_up: Family<ForwardLabels, Gauge> = Family::default(),
         "openclaw_gateway_up", "1 when the last first-byte probe got a 2xx from the gateway";
     config_reloads: Family<ResultLabels, Counter> = Family::default(),
@@ -168,6 +170,10 @@ families! {
         "openclaw_objective_model_host_first_byte_seconds", "Model API first-byte latency objective";
     objective_gateway_restarts_per_hour: Family<ForwardLabels, Gauge> = Family::default(),
         "openclaw_objective_gateway_restarts_per_hour", "Gateway restarts per hour above which the restart alert pages";
+    objective_first_byte_ratio: Family<ForwardLabels, FloatGauge> = Family::default(),
+        "openclaw_objective_first_byte_ratio", "The share of first-byte probes that must answer within the first-byte objective";
+    objective_window_seconds: FloatGauge = FloatGauge::default(),
+        "openclaw_objective_window_seconds", "The error-budget window the burn-rate alerts are scaled to";
     objective_tunnel_stalls_per_hour: Family<ForwardLabels, Gauge> = Family::default(),
         "openclaw_objective_tunnel_stalls_per_hour", "Client closes 4000 (heard nothing for two ticks) per hour above which the stall alert warns";
     objective_gateway_event_loop_delay_seconds: Family<ForwardLabels, FloatGauge> = Family::default(),

@@ -29,6 +29,7 @@ impl FirstByte {
     pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (first_byte::Target, FirstByte) {
         let m = &recorder.metrics;
         m.gateway_probe_attempts.get_or_create_owned(&ForwardLabels { forward: forward.name.clone() });
+        m.first_byte_good.get_or_create_owned(&ForwardLabels { forward: forward.name.clone() });
         for reason in first_byte::Failure::LABELS {
             m.gateway_probe_failures
                 .get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
@@ -127,6 +128,12 @@ impl Recorder {
         // keeps the last answer the gateway gave.
         if !matches!(outcome, Err(first_byte::Failure::LocalError { .. })) {
             m.gateway_up.get_or_create(&labels).set(i64::from(outcome.is_ok()));
+        }
+        let good = self.with_forward(forward, |state| {
+            outcome.as_ref().is_ok_and(|response| response.first_byte <= state.first_byte_objective)
+        });
+        if good {
+            m.first_byte_good.get_or_create(&labels).inc();
         }
         self.with_forward(forward, |state| {
             if let Ok(response) = outcome {

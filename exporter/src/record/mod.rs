@@ -61,6 +61,8 @@ pub(crate) struct ForwardState {
     /// Whether the last tunnel round was up (session up or unknown, and SYN success).
     pub(crate) last_round_up: Option<bool>,
     pub(crate) last_first_byte: Option<String>,
+    /// The first-byte objective (a good probe answers within it).
+    pub(crate) first_byte_objective: Duration,
     pub(crate) last_ws_handshake: Option<String>,
     pub(crate) gateway: Option<readiness::GatewayState>,
 }
@@ -75,6 +77,7 @@ impl ForwardState {
             last_syn_ok: None,
             last_round_up: None,
             last_first_byte: None,
+            first_byte_objective: Duration::MAX,
             last_ws_handshake: None,
             gateway: None,
         }
@@ -147,7 +150,10 @@ impl Recorder {
             m.objective_gateway_event_loop_delay_seconds.get_or_create(&labels).set(delay);
             let stalls = i64::from(objectives.tunnel_stalls_per_hour);
             m.objective_tunnel_stalls_per_hour.get_or_create(&labels).set(stalls);
+            m.objective_first_byte_ratio.get_or_create(&labels).set(objectives.first_byte_ratio);
+            self.with_forward(&forward.name, |state| state.first_byte_objective = objectives.first_byte);
         }
+        m.objective_window_seconds.set(objectives.window.as_secs_f64());
         self.apply_model_hosts(config);
         self.apply_auth(config);
         let mut index = self.index();
