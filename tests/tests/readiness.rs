@@ -78,3 +78,28 @@ fn an_older_gateway_without_the_endpoints_leaves_the_series_absent() {
     assert!(!scrape.text.contains("openclaw_gateway_build_info{"), "no build info series");
     assert!(exporter.proc.output().contains("no /startupz or /readyz"), "{}", exporter.proc.output());
 }
+
+#[test]
+fn a_live_gateway_that_is_not_started_spends_down_time_as_not_started_through_a_live_tunnel() {
+    let port = free_port();
+    let gateway =
+        Gateway::start_with(port, Duration::ZERO, &["--readiness", "2026.9.6-standin", "--starting-ms", "4000"]);
+    let sshd = Sshd::start(gateway.addr.port());
+    let local = free_port();
+    let _ssh = sshd.forward(local, gateway.addr.port());
+    let exporter = Exporter::start(&forward("g", local));
+    let not_started = series("openclaw_gateway_down_seconds_total", "g", ",reason=\"not_started\"");
+    let starting = exporter.wait_for("down time counted as not_started while /healthz answers", T, |m| {
+        m.value(&not_started) > 0.0 && m.get(&series("openclaw_gateway_up", "g", "")) == Some(1.0)
+    });
+    assert_eq!(starting.value(&series("openclaw_tunnel_down_seconds_total", "g", ",cause=\"no_ssh\"")), 0.0);
+    let started = exporter.wait_for("started", T, |m| {
+        m.get(&series("openclaw_gateway_startup_state", "g", ",state=\"started\"")) == Some(1.0)
+    });
+    // Once started, no more: two seconds of rounds later the count has not moved (a round in flight may add
+    // its last interval).
+    std::thread::sleep(Duration::from_secs(2));
+    let later = exporter.scrape();
+    assert!(later.value(&not_started) <= started.value(&not_started) + 0.25, "{}", later.text);
+    assert!(later.value(&not_started) <= 4.5, "more down time than the 4 s starting window: {}", later.text);
+}

@@ -15,6 +15,9 @@ use crate::schedule::driver::{Recording, Round};
 /// down time, even when the last tunnel round has not seen it yet), `local_error` the exporter's own.
 const NOT_THE_GATEWAY: [&str; 2] = ["refused", "local_error"];
 
+/// The down reason of a round whose first byte came while `/startupz` said starting or draining.
+const NOT_STARTED: &str = "not_started";
+
 /// The recording of one forward's first-byte probes.
 pub struct FirstByte {
     forward: Arc<Forward>,
@@ -35,7 +38,8 @@ impl FirstByte {
                 .get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
         }
         let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
-        for reason in first_byte::Failure::LABELS.iter().filter(|r| !NOT_THE_GATEWAY.contains(r)) {
+        for reason in first_byte::Failure::LABELS.iter().filter(|r| !NOT_THE_GATEWAY.contains(r)).chain([&NOT_STARTED])
+        {
             m.gateway_down_seconds.get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
         }
         (target, FirstByte { forward, recorder, last_round: None })
@@ -64,8 +68,13 @@ impl Recording for FirstByte {
         let observed = self.last_round.map_or(interval, |previous| round.boot.saturating_sub(previous).min(interval));
         self.last_round = Some(round.boot);
         self.recorder.record_first_byte(&self.forward.name, outcome);
-        if let Err(failure) = outcome {
-            self.recorder.record_gateway_down(&self.forward.name, failure, observed);
+        match outcome {
+            Err(failure) => self.recorder.record_gateway_down(&self.forward.name, failure.label(), observed),
+            // Live but not started: /healthz answers while the CLI's connects are closed 1013.
+            Ok(_) if self.recorder.gateway_not_started(&self.forward.name) => {
+                self.recorder.record_gateway_down(&self.forward.name, NOT_STARTED, observed)
+            }
+            Ok(_) => {}
         }
         outcome.as_ref().err().map_or("ok", Label::label)
     }
@@ -96,15 +105,22 @@ impl Recording for FirstByte {
 impl Recorder {
     /// Count `seconds` of a failed first-byte round as gateway down time, when the forward was live (its
     /// last tunnel round up) and the reason is one a gateway can cause.
-    pub fn record_gateway_down(&self, forward: &str, failure: &first_byte::Failure, seconds: Duration) {
-        if NOT_THE_GATEWAY.contains(&failure.label()) {
+    pub fn record_gateway_down(&self, forward: &str, reason: &'static str, seconds: Duration) {
+        if NOT_THE_GATEWAY.contains(&reason) {
             return;
         }
         let live = self.with_forward(forward, |state| state.last_round_up == Some(true));
         if live {
-            let labels = ForwardReasonLabels { forward: forward.to_owned(), reason: failure.label() };
+            let labels = ForwardReasonLabels { forward: forward.to_owned(), reason };
             self.metrics.gateway_down_seconds.get_or_create(&labels).inc_by(seconds.as_secs_f64());
         }
+    }
+
+    /// Whether `/startupz` last said the gateway behind `forward` is starting or draining.
+    pub fn gateway_not_started(&self, forward: &str) -> bool {
+        self.with_forward(forward, |state| {
+            state.gateway.as_ref().and_then(|g| g.startup.as_deref()).is_some_and(|startup| startup != "started")
+        })
     }
 
     /// Record one first-byte probe.
