@@ -202,6 +202,20 @@ impl Receiver {
         format!("{}{}", self.previous_output, self.proc.as_ref().map(Proc::output).unwrap_or_default())
     }
 
+    /// An instant query now; returns `data.result`.
+    pub fn query(&self, query: &str) -> Vec<serde_json::Value> {
+        let answer = ureq::get(format!("http://{}/api/v1/query", self.addr))
+            .query("query", query)
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
     /// The raw samples of `selector` (one series) in `[from, to]`, Unix seconds: `selector[range]` at `to`.
     pub fn raw_samples(&self, selector: &str, from: f64, to: f64) -> Vec<(f64, f64)> {
         let range = (to - from).ceil() as u64;

@@ -18,25 +18,54 @@ fn now() -> f64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
-fn config(forward: u16, receiver: &Receiver, queue_dir: &std::path::Path) -> String {
+/// The stand-in's token, which the auth probe sends (so every auth series of the fleet dashboard exists).
+const TOKEN: &str = "tok-remote-write-e2e";
+
+fn config(forward: u16, receiver: &Receiver, queue_dir: &std::path::Path, token_file: &std::path::Path) -> String {
     format!(
-        "{}\n[remote_write]\nurl = \"{}\"\ninterval = \"{}ms\"\nqueue_dir = \"{}\"\n\
+        "{}\n[auth]\ncurrent = \"r1\"\n[[auth.revision]]\nname = \"r0\"\n{}\n[[auth.revision]]\nname = \"r1\"\n{}\n\
+         [auth_probe]\nenabled = true\ninterval = \"1s\"\ntoken_file = \"{}\"\n\
+         [remote_write]\nurl = \"{}\"\ninterval = \"{}ms\"\nqueue_dir = \"{}\"\n\
          [remote_write.external_labels]\nlaptop = \"lap-e2e\"\n",
         forward_toml("t", forward),
+        fingerprint_line("an-old-token-0123456789"),
+        fingerprint_line(TOKEN),
+        token_file.display(),
         receiver.write_url(),
         (INTERVAL * 1000.0) as u64,
         queue_dir.display()
     )
 }
 
+/// Every query of the fleet dashboard, its variables substituted, answers with data from `receiver`.
+fn fleet_dashboard_has_data(receiver: &Receiver) {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboards/openclaw-fleet.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let query = target["expr"].as_str().unwrap().replace("$__range", "10m").replace("$laptop", "lap-e2e");
+            let result = receiver.query(&query);
+            assert!(!result.is_empty(), "fleet dashboard, panel {}: no data for\n  {query}", panel["title"]);
+            checked += 1;
+        }
+    }
+    let variable = &dashboard["templating"]["list"][1]["definition"];
+    assert_eq!(variable, "label_values(openclaw_tunnel_up_checks_total, laptop)");
+    assert!(!receiver.query("count by (laptop) (openclaw_tunnel_up_checks_total)").is_empty());
+    eprintln!("fleet dashboard: {checked} queries returned data");
+}
+
 fn outage_loses_nothing(engine: Engine) {
-    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let gateway = Gateway::start_with(free_port(), Duration::ZERO, &["--token", TOKEN]);
     let sshd = Sshd::start(gateway.addr.port());
     let local_port = free_port();
     let mut ssh = sshd.forward(local_port, gateway.addr.port());
     let mut receiver = Receiver::start(engine);
     let queue = tempfile::tempdir().unwrap();
-    let config = config(local_port, &receiver, queue.path());
+    let token_file = queue.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let config = config(local_port, &receiver, &queue.path().join("queue"), &token_file);
     let mut exporter = Exporter::start(&config);
     exporter.wait_for("the tunnel up", T, |m| m.get("openclaw_tunnel_ssh_session_up{forward=\"t\"}") == Some(1.0));
     let up_at = now();
@@ -134,6 +163,9 @@ fn outage_loses_nothing(engine: Engine) {
         samples.iter().any(|(at, v)| *v == 0.0 && *at > outage_start && *at < up_seen),
         "{engine:?}: the tunnel's down period is missing: {samples:?}"
     );
+    if engine == Engine::VictoriaMetrics {
+        fleet_dashboard_has_data(&receiver);
+    }
     drop(ssh);
 }
 
