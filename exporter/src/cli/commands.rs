@@ -127,3 +127,23 @@ pub fn check_config(config_path: Option<&Path>) -> ExitCode {
         }
     }
 }
+
+/// `simulate-fleet`: see [`crate::remote_write::fleet`].
+pub fn simulate_fleet(config_path: Option<&Path>, fleet: crate::remote_write::fleet::Fleet) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One worker thread, as the exporter itself runs: the CPU per sample is the exporter's.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let report = runtime.block_on(crate::remote_write::fleet::simulate(&config, &fleet));
+    println!("{}", serde_json::to_string(&report).expect("a report serializes"));
+    if report.failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

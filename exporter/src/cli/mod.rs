@@ -51,6 +51,9 @@ enum Command {
         #[arg(long)]
         header: bool,
     },
+    /// Send many laptops' rounds through the remote-write client (bench/fleet.py); prints a JSON report.
+    #[command(hide = true)]
+    SimulateFleet(crate::remote_write::fleet::Fleet),
     /// Read a token from stdin (or --file) and print its `hash = "..."` line for [[auth.revision]]: an
     /// argon2id hash with a random salt (a leaked config does not give the token away).
     Fingerprint {
@@ -73,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Doctor { forward, json } => commands::doctor(config, forward, json),
         Command::RoutingRow { header } => commands::routing_row(config, header),
         Command::CheckConfig => commands::check_config(config),
+        Command::SimulateFleet(fleet) => commands::simulate_fleet(config, fleet),
         Command::Run => run::main(cli.config, cli.log_format),
     }
 }

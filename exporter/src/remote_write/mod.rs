@@ -12,6 +12,7 @@
 //! and its lock keeps two generations from writing one directory at once.
 
 pub mod client;
+pub mod fleet;
 pub mod proto;
 pub mod queue;
 
