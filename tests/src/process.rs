@@ -259,3 +259,48 @@ pub fn run_with_stdin(program: &Path, args: &[&str], input: &[u8]) -> std::proce
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// Run a tool in `dir`; panics with its stderr unless it succeeds; returns its stdout.
+pub fn run_tool(program: &str, args: &[&str], dir: &Path) -> String {
+    let output = Command::new(find_program(program)).args(args).current_dir(dir).output().unwrap();
+    assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `ca.key` and `ca.pem` in `dir`: a P-256 test CA made with the openssl CLI, as a user would.
+pub fn make_ca(dir: &Path) {
+    run_tool("openssl", &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"], dir);
+    run_tool(
+        "openssl",
+        &["req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=test CA", "-days", "2", "-out", "ca.pem"],
+        dir,
+    );
+}
+
+/// `NAME.key` and `NAME.pem`: a P-256 key and a certificate for `subject` with extension `extension`, signed by
+/// the CA in `dir` (`ca.key`, `ca.pem`).
+pub fn issue_cert(dir: &Path, name: &str, subject: &str, extension: &str) {
+    let openssl = |args: &[&str]| run_tool("openssl", args, dir);
+    let (key, csr, ext, pem) =
+        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"), format!("{name}.pem"));
+    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key]);
+    openssl(&["req", "-new", "-key", &key, "-subj", subject, "-out", &csr]);
+    fs::write(dir.join(&ext), format!("{extension}\n")).unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-out",
+        &pem,
+    ]);
+}

@@ -185,3 +185,73 @@ fn version_of_victoria_metrics() -> String {
     let output = std::process::Command::new(find_program("victoria-metrics")).arg("-version").output().unwrap();
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
+
+/// A receiver behind TLS that requires a client certificate and basic auth (Prometheus 2.42's web config, as a
+/// team's store would be): the right settings deliver; a wrong password is a 401, counted with its status and
+/// never retried (the queue moves on); no client certificate fails the handshake, which is retried (the rounds
+/// wait in the queue).
+#[test]
+fn tls_with_a_client_certificate_and_basic_auth_deliver_and_a_401_is_counted_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d);
+    issue_cert(d, "server", "/CN=receiver", "subjectAltName=IP:127.0.0.1");
+    issue_cert(d, "laptop", "/CN=laptop", "extendedKeyUsage=clientAuth");
+    let hash = run_tool("htpasswd", &["-nbBC", "10", "laptops", "right-password-7"], d);
+    let web = format!(
+        "tls_server_config:\n  cert_file: {0}/server.pem\n  key_file: {0}/server.key\n  \
+         client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {0}/ca.pem\n\
+         basic_auth_users:\n  laptops: '{1}'\n",
+        d.display(),
+        hash.trim().trim_start_matches("laptops:")
+    );
+    let web_file = d.join("web.yml");
+    std::fs::write(&web_file, web).unwrap();
+    let web_flag = format!("--web.config.file={}", web_file.display());
+    let receiver = Prometheus::start("global: {}\n", &[], &["--web.enable-remote-write-receiver", web_flag.as_str()]);
+    let url = format!("https://127.0.0.1:{}/api/v1/write", receiver.addr.port());
+    std::fs::write(d.join("right"), "right-password-7\n").unwrap();
+    std::fs::write(d.join("wrong"), "wrong-password\n").unwrap();
+    let config = |password: &str, client_cert: bool| {
+        let cert = if client_cert {
+            format!("cert_file = \"{0}/laptop.pem\"\nkey_file = \"{0}/laptop.key\"\n", d.display())
+        } else {
+            String::new()
+        };
+        format!(
+            "{}\n[remote_write]\nurl = \"{url}\"\ninterval = \"200ms\"\nqueue_dir = \"{}\"\n\
+             [remote_write.basic_auth]\nusername = \"laptops\"\npassword_file = \"{}\"\n\
+             [remote_write.tls]\nca_file = \"{}/ca.pem\"\n{cert}",
+            forward_toml("t", free_port()),
+            d.join(format!("queue-{password}-{client_cert}")).display(),
+            d.join(password).display(),
+            d.display()
+        )
+    };
+    let sent = "openclaw_exporter_remote_write_samples_total{result=\"sent\"}";
+    let failed = "openclaw_exporter_remote_write_samples_total{result=\"failed\"}";
+
+    let good = Exporter::start(&config("right", true));
+    let delivered = good.wait_for("rounds delivered over mutual TLS with basic auth", T, |m| m.value(sent) > 0.0);
+    assert_eq!(delivered.value(failed), 0.0);
+    drop(good);
+
+    let wrong = Exporter::start(&config("wrong", true));
+    let rejected = wrong.wait_for("401s counted with their status", T, |m| {
+        m.value("openclaw_exporter_remote_write_rejected_batches_total{status=\"401\"}") >= 3.0
+    });
+    assert_eq!(rejected.value(sent), 0.0);
+    assert!(rejected.value(failed) > 0.0);
+    // Not retried: each rejected batch leaves the queue, so it never holds more than the round in hand.
+    assert!(rejected.value("openclaw_exporter_remote_write_queue_bytes") < 64.0 * 1024.0, "{}", rejected.text);
+    assert!(!wrong.proc.output().contains("wrong-password"), "a password reached the log");
+    drop(wrong);
+
+    let no_cert = Exporter::start(&config("right", false));
+    let waiting = no_cert.wait_for("rounds kept while the handshake fails", T, |m| {
+        m.value("openclaw_exporter_remote_write_oldest_queued_timestamp_seconds") > 0.0
+            && m.value("openclaw_exporter_remote_write_queue_bytes") > 0.0
+    });
+    assert_eq!(waiting.value(failed), 0.0, "a TLS failure is retried, not counted failed");
+    assert_eq!(waiting.value(sent), 0.0);
+}

@@ -11,51 +11,15 @@ use e2e::*;
 
 const PASSWORD: &str = "correct-horse-9f2";
 
-fn run(program: &str, args: &[&str], dir: &Path) -> String {
-    let output = Command::new(find_program(program)).args(args).current_dir(dir).output().unwrap();
-    assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
-}
-
 /// A CA, a server certificate for 127.0.0.1 signed by it, and a web config with TLS and user `prom`.
 fn write_web_config(dir: &Path, password: &str) {
-    let openssl = |args: &[&str]| run("openssl", args, dir);
-    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"]);
-    openssl(&["req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=test CA", "-days", "2", "-out", "ca.pem"]);
+    make_ca(dir);
     issue_cert(dir, "server", "/CN=exporter", "subjectAltName=IP:127.0.0.1");
     write_users(dir, password);
 }
 
-/// `NAME.key` and `NAME.pem`: a P-256 key and a certificate for `subject` with extension `extension`, signed by
-/// the CA in `dir` (`ca.key`, `ca.pem`).
-fn issue_cert(dir: &Path, name: &str, subject: &str, extension: &str) {
-    let openssl = |args: &[&str]| run("openssl", args, dir);
-    let (key, csr, ext, pem) =
-        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"), format!("{name}.pem"));
-    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key]);
-    openssl(&["req", "-new", "-key", &key, "-subj", subject, "-out", &csr]);
-    fs::write(dir.join(&ext), format!("{extension}\n")).unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &ext,
-        "-out",
-        &pem,
-    ]);
-}
-
 fn write_users(dir: &Path, password: &str) {
-    let line = run("htpasswd", &["-nbBC", "10", "prom", password], dir);
+    let line = run_tool("htpasswd", &["-nbBC", "10", "prom", password], dir);
     let hash = line.trim().trim_start_matches("prom:");
     fs::write(
         dir.join("web.yml"),
