@@ -143,6 +143,8 @@ pub struct Objectives {
     pub gateway_event_loop_delay: Duration,
     /// More client closes 4000 (the CLI heard nothing for two ticks) than this in an hour is a stalling tunnel.
     pub tunnel_stalls_per_hour: u32,
+    /// More new ssh owners of a forward than this in an hour is a restart storm.
+    pub ssh_restarts_per_hour: u32,
     /// The share of first-byte probes that must answer within `first_byte`, e.g. 0.99.
     pub first_byte_ratio: f64,
     /// The error-budget window the burn-rate alerts are scaled to (30 days by default).

@@ -162,6 +162,7 @@ pub(super) struct RawObjectives {
     pub(super) gateway_event_loop_delay: String,
     pub(super) tunnel_stalls_per_hour: u32,
     pub(super) first_byte_ratio: f64,
+    pub(super) ssh_restarts_per_hour: u32,
     pub(super) window: String,
 }
 

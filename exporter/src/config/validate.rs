@@ -254,6 +254,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
         ),
         gateway_restarts_per_hour: raw.objectives.gateway_restarts_per_hour,
         tunnel_stalls_per_hour: raw.objectives.tunnel_stalls_per_hour,
+        ssh_restarts_per_hour: raw.objectives.ssh_restarts_per_hour,
         first_byte_ratio: {
             let ratio = raw.objectives.first_byte_ratio;
             if !(ratio > 0.0 && ratio < 1.0) {

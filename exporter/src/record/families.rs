@@ -170,6 +170,8 @@ families! {
         "openclaw_objective_model_host_first_byte_seconds", "Model API first-byte latency objective";
     objective_gateway_restarts_per_hour: Family<ForwardLabels, Gauge> = Family::default(),
         "openclaw_objective_gateway_restarts_per_hour", "Gateway restarts per hour above which the restart alert pages";
+    objective_ssh_restarts_per_hour: Family<ForwardLabels, Gauge> = Family::default(),
+        "openclaw_objective_ssh_restarts_per_hour", "New ssh owners of the forward per hour above which the restart-storm alert warns";
     objective_first_byte_ratio: Family<ForwardLabels, FloatGauge> = Family::default(),
         "openclaw_objective_first_byte_ratio", "The share of first-byte probes that must answer within the first-byte objective";
     objective_window_seconds: FloatGauge = FloatGauge::default(),

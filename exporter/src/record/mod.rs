@@ -151,6 +151,7 @@ impl Recorder {
             let stalls = i64::from(objectives.tunnel_stalls_per_hour);
             m.objective_tunnel_stalls_per_hour.get_or_create(&labels).set(stalls);
             m.objective_first_byte_ratio.get_or_create(&labels).set(objectives.first_byte_ratio);
+            m.objective_ssh_restarts_per_hour.get_or_create(&labels).set(i64::from(objectives.ssh_restarts_per_hour));
             self.with_forward(&forward.name, |state| state.first_byte_objective = objectives.first_byte);
         }
         m.objective_window_seconds.set(objectives.window.as_secs_f64());
