@@ -147,3 +147,39 @@ pub fn simulate_fleet(config_path: Option<&Path>, fleet: crate::remote_write::fl
         ExitCode::FAILURE
     }
 }
+
+/// `init`: see [`crate::init`].
+pub fn init(remote_port: u16, write: Option<PathBuf>, ssh_config: Option<PathBuf>) -> ExitCode {
+    let ssh_config = ssh_config.unwrap_or_else(crate::init::default_ssh_config);
+    let found = crate::init::discover(&ssh_config, remote_port);
+    let text = crate::init::render(&found, remote_port);
+    match write {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => {
+            use std::io::Write;
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => match file.write_all(text.as_bytes()) {
+                    Ok(()) => {
+                        eprintln!("wrote {} forward(s) to {}", found.len(), path.display());
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => {
+                        eprintln!("{}: {err}", path.display());
+                        ExitCode::FAILURE
+                    }
+                },
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    eprintln!("{} exists: not overwritten (remove it, or pick another file)", path.display());
+                    ExitCode::FAILURE
+                }
+                Err(err) => {
+                    eprintln!("{}: {err}", path.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

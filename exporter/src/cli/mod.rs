@@ -51,6 +51,19 @@ enum Command {
         #[arg(long)]
         header: bool,
     },
+    /// Find the forwards this laptop already has (ssh config LocalForwards to the gateway's port, running ssh
+    /// clients with -L) and print a config for them.
+    Init {
+        /// The gateway's port on the far side.
+        #[arg(long, default_value_t = 18789)]
+        remote_port: u16,
+        /// Write the config to FILE (refused if it exists) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        write: Option<PathBuf>,
+        /// The ssh config to read (default ~/.ssh/config).
+        #[arg(long, value_name = "FILE")]
+        ssh_config: Option<PathBuf>,
+    },
     /// Send many laptops' rounds through the remote-write client (bench/fleet.py); prints a JSON report.
     #[command(hide = true)]
     SimulateFleet(crate::remote_write::fleet::Fleet),
@@ -76,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Doctor { forward, json } => commands::doctor(config, forward, json),
         Command::RoutingRow { header } => commands::routing_row(config, header),
         Command::CheckConfig => commands::check_config(config),
+        Command::Init { remote_port, write, ssh_config } => commands::init(remote_port, write, ssh_config),
         Command::SimulateFleet(fleet) => commands::simulate_fleet(config, fleet),
         Command::Run => run::main(cli.config, cli.log_format),
     }

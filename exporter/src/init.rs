@@ -1,0 +1,464 @@
+//! `init`: the forwards this laptop already has, as a config.
+//!
+//! Two sources, merged by local address: the `Host` entries of the ssh config whose `LocalForward` reaches the
+//! gateway's port (each resolved by `ssh -G HOST`, so Match, Include and defaults apply as ssh applies them),
+//! and the running ssh clients (ssh, autossh's ssh child, plink) whose command lines carry `-L` to that port
+//! (their destination resolved by `ssh -G` too, with the `-F` they were started with). Process command lines
+//! come from sysinfo. Names come from host aliases, made label-safe and unique.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One forward found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Found {
+    /// The `forward` label: the host alias, label-safe.
+    pub name: String,
+    /// The local listener.
+    pub local: String,
+    /// `host:port` of the ssh server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_host: Option<String>,
+    /// `host:port` of the first ProxyJump hop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jump_host: Option<String>,
+    /// The forward's far end as the ssh server sees it.
+    pub remote: String,
+    /// Where it was found, for the comment above it.
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// What `ssh -G` says about a host.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// `hostname`.
+    pub hostname: String,
+    /// `port`.
+    pub port: u16,
+    /// The first hop of `proxyjump`, as written (`alias` or `host:port`).
+    pub jump: Option<String>,
+    /// `localforward` lines: (listen address, remote host, remote port).
+    pub local_forwards: Vec<(String, String, u16)>,
+}
+
+/// Parse `ssh -G` output.
+pub fn parse_ssh_g(text: &str) -> Resolved {
+    let mut resolved = Resolved { port: 22, ..Resolved::default() };
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(key), rest) = (words.next(), words.collect::<Vec<_>>()) else { continue };
+        match (key.to_ascii_lowercase().as_str(), rest.as_slice()) {
+            ("hostname", [host]) => resolved.hostname = (*host).to_owned(),
+            ("port", [port]) => resolved.port = port.parse().unwrap_or(22),
+            ("proxyjump", [jumps]) if *jumps != "none" => {
+                // user@host:port,next...: the first hop is the one the laptop reaches.
+                let first = jumps.split(',').next().unwrap_or_default();
+                let host = first.rsplit_once('@').map_or(first, |(_, host)| host);
+                // As written (an alias, maybe with a port): resolve_hop makes it host:port.
+                resolved.jump = Some(host.to_owned());
+            }
+            ("localforward", [listen, target]) => {
+                let listen = match split_host_port(listen) {
+                    (host, Some(port)) => format!("{}:{port}", bracket(host)),
+                    (port, None) => format!("127.0.0.1:{port}"),
+                };
+                if let (host, Some(port)) = split_host_port(target) {
+                    if let Ok(port) = port.parse() {
+                        resolved.local_forwards.push((listen, host.to_owned(), port));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    resolved
+}
+
+/// `[v6]:port`, `host:port` or a bare word: (host without brackets, port).
+fn split_host_port(text: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = text.strip_prefix('[') {
+        if let Some((host, tail)) = rest.split_once(']') {
+            return (host, tail.strip_prefix(':'));
+        }
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, Some(port)),
+        _ => (text, None),
+    }
+}
+
+fn bracket(host: &str) -> String {
+    let host = if host == "localhost" || host.is_empty() || host == "*" { "127.0.0.1" } else { host };
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// A running ssh client's forwards, from its argv.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProcessForwards {
+    /// The destination (alias or host), as given.
+    pub destination: String,
+    /// `-F`, when given.
+    pub config_file: Option<String>,
+    /// `-J`, when given.
+    pub jump: Option<String>,
+    /// `-p`, when given.
+    pub port: Option<u16>,
+    /// `-L` specs: (listen address, remote host, remote port).
+    pub local_forwards: Vec<(String, String, u16)>,
+}
+
+/// ssh's options that take an argument (its getopt string).
+const SSH_WITH_ARGUMENT: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+/// plink's (PuTTY) options that take one.
+const PLINK_WITH_ARGUMENT: &[&str] =
+    &["-L", "-R", "-D", "-P", "-l", "-pw", "-i", "-load", "-m", "-proxycmd", "-hostkey", "-sercfg", "-J"];
+
+/// Read an ssh (or plink) command line; None when it forwards nothing.
+pub fn parse_argv(argv: &[String]) -> Option<ProcessForwards> {
+    let program = program_name(argv.first()?);
+    let plink = program == "plink";
+    if program != "ssh" && !plink {
+        return None;
+    }
+    let mut found = ProcessForwards::default();
+    let mut args = argv[1..].iter();
+    while let Some(arg) = args.next() {
+        if plink {
+            if PLINK_WITH_ARGUMENT.contains(&arg.as_str()) {
+                let value = args.next()?;
+                match arg.as_str() {
+                    "-L" => push_spec(&mut found, value),
+                    "-P" => found.port = value.parse().ok(),
+                    "-J" => found.jump = Some(value.clone()),
+                    _ => {}
+                }
+            } else if !arg.starts_with('-') && found.destination.is_empty() {
+                found.destination = arg.clone();
+            }
+            continue;
+        }
+        let Some(flags) = arg.strip_prefix('-').filter(|f| !f.is_empty()) else {
+            if found.destination.is_empty() {
+                found.destination = arg.clone();
+                // What follows the destination is the remote command.
+                break;
+            }
+            continue;
+        };
+        // Clustered flags (-NL spec, -L8080:h:80): the first flag taking an argument ends the cluster.
+        for (i, flag) in flags.char_indices() {
+            if SSH_WITH_ARGUMENT.contains(flag) {
+                let inline = &flags[i + flag.len_utf8()..];
+                let value = if inline.is_empty() { args.next()?.clone() } else { inline.to_owned() };
+                match flag {
+                    'L' => push_spec(&mut found, &value),
+                    'F' => found.config_file = Some(value),
+                    'J' => found.jump = Some(value),
+                    'p' => found.port = value.parse().ok(),
+                    _ => {}
+                }
+                break;
+            }
+        }
+    }
+    let destination = found.destination.rsplit_once('@').map_or(found.destination.as_str(), |(_, h)| h).to_owned();
+    found.destination = destination;
+    (!found.local_forwards.is_empty() && !found.destination.is_empty()).then_some(found)
+}
+
+/// A command's program name, lower case, without directory (`/` or `\\`) or `.exe`: `ssh`, `plink`.
+fn program_name(argv0: &str) -> String {
+    let base = argv0.rsplit(['/', '\\']).next().unwrap_or(argv0).to_ascii_lowercase();
+    base.strip_suffix(".exe").map(str::to_owned).unwrap_or(base)
+}
+
+/// `[bind:]port:host:hostport` (IPv6 in brackets) into the forward list; unix sockets are skipped.
+fn push_spec(found: &mut ProcessForwards, spec: &str) {
+    let mut parts = Vec::new();
+    let mut rest = spec;
+    while !rest.is_empty() {
+        if let Some(inner) = rest.strip_prefix('[') {
+            let Some((host, tail)) = inner.split_once(']') else { return };
+            parts.push(host.to_owned());
+            rest = tail.strip_prefix(':').unwrap_or(tail);
+        } else {
+            let (part, tail) = rest.split_once(':').unwrap_or((rest, ""));
+            parts.push(part.to_owned());
+            rest = tail;
+        }
+    }
+    let (listen, host, port) = match parts.as_slice() {
+        [port, host, hostport] => (format!("127.0.0.1:{port}"), host, hostport),
+        [bind, port, host, hostport] => (format!("{}:{port}", bracket(bind)), host, hostport),
+        _ => return,
+    };
+    if let Ok(port) = port.parse::<u16>() {
+        found.local_forwards.push((listen, host.clone(), port));
+    }
+}
+
+/// The aliases of the `Host` lines of an ssh config (patterns with `*`, `?` or `!` are not hosts).
+pub fn host_aliases(config: &str) -> Vec<String> {
+    let mut aliases = Vec::new();
+    for line in config.lines() {
+        let line = line.trim();
+        let Some((keyword, rest)) = line.split_once(|c: char| c.is_whitespace() || c == '=') else { continue };
+        if !keyword.eq_ignore_ascii_case("host") {
+            continue;
+        }
+        for alias in rest.split_whitespace() {
+            let alias = alias.trim_matches('"');
+            if !alias.contains(['*', '?', '!']) && !aliases.iter().any(|a| a == alias) {
+                aliases.push(alias.to_owned());
+            }
+        }
+    }
+    aliases
+}
+
+/// `ssh -G [-F file] host`.
+fn ssh_g(host: &str, config_file: Option<&str>) -> Option<Resolved> {
+    let mut command = Command::new("ssh");
+    if let Some(file) = config_file {
+        command.arg("-F").arg(file);
+    }
+    let output = command.arg("-G").arg(host).stdin(std::process::Stdio::null()).output().ok()?;
+    output.status.success().then(|| parse_ssh_g(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// A jump host (`user@alias:port,next` or an alias) as the `host:port` its first hop really is: an alias
+/// resolves through the same ssh config, as ssh itself would.
+fn resolve_hop(jump: &str, config_file: Option<&str>) -> String {
+    let first = jump.split(',').next().unwrap_or_default();
+    let host = first.rsplit_once('@').map_or(first, |(_, h)| h);
+    let (name, port) = split_host_port(host);
+    match ssh_g(name, config_file) {
+        Some(hop) => format!("{}:{}", bracket(&hop.hostname), port.and_then(|p| p.parse().ok()).unwrap_or(hop.port)),
+        None if port.is_some() => host.to_owned(),
+        None => format!("{host}:22"),
+    }
+}
+
+/// A label-safe forward name (1-64 of A-Z a-z 0-9 _ . -).
+fn label_safe(alias: &str) -> String {
+    let name: String = alias
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' })
+        .take(60)
+        .collect();
+    if name.is_empty() {
+        "forward".to_owned()
+    } else {
+        name
+    }
+}
+
+/// Discover: the ssh config (`ssh_config`, read for its Host lines and passed to `ssh -G`), then the running
+/// ssh clients; forwards to `remote_port` only, merged by local address.
+pub fn discover(ssh_config: &Path, remote_port: u16) -> Vec<Found> {
+    let mut by_local: BTreeMap<String, Found> = BTreeMap::new();
+    let config_arg = ssh_config.to_string_lossy().into_owned();
+    if let Ok(text) = std::fs::read_to_string(ssh_config) {
+        for alias in host_aliases(&text) {
+            let Some(mut resolved) = ssh_g(&alias, Some(&config_arg)) else { continue };
+            resolved.jump = resolved.jump.map(|jump| resolve_hop(&jump, Some(&config_arg)));
+            add(
+                &mut by_local,
+                &alias,
+                &resolved,
+                &resolved.local_forwards,
+                remote_port,
+                format!("{} Host {alias}", ssh_config.display()),
+            );
+        }
+    }
+    for (pid, argv) in ssh_processes() {
+        let Some(process) = parse_argv(&argv) else { continue };
+        let mut resolved = ssh_g(&process.destination, process.config_file.as_deref()).unwrap_or_default();
+        if resolved.hostname.is_empty() {
+            resolved.hostname = process.destination.clone();
+        }
+        if let Some(port) = process.port {
+            resolved.port = port;
+        }
+        if let Some(jump) = process.jump.clone().or(resolved.jump.clone()) {
+            resolved.jump = Some(resolve_hop(&jump, process.config_file.as_deref()));
+        }
+        let forwards: Vec<_> = process.local_forwards.iter().chain(&resolved.local_forwards).cloned().collect();
+        add(&mut by_local, &process.destination, &resolved, &forwards, remote_port, format!("running ssh pid {pid}"));
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut found: Vec<Found> = by_local.into_values().collect();
+    for forward in &mut found {
+        let base = forward.name.clone();
+        let mut n = 1;
+        while names.contains(&forward.name) {
+            n += 1;
+            forward.name = format!("{base}-{n}");
+        }
+        names.push(forward.name.clone());
+    }
+    found
+}
+
+fn add(
+    by_local: &mut BTreeMap<String, Found>,
+    alias: &str,
+    resolved: &Resolved,
+    forwards: &[(String, String, u16)],
+    remote_port: u16,
+    source: String,
+) {
+    for (listen, host, port) in forwards {
+        if *port != remote_port {
+            continue;
+        }
+        let remote_host = if host == "localhost" { "127.0.0.1" } else { host.as_str() };
+        let found = Found {
+            name: label_safe(alias),
+            local: listen.clone(),
+            ssh_host: (!resolved.hostname.is_empty())
+                .then(|| format!("{}:{}", bracket(&resolved.hostname), resolved.port)),
+            jump_host: resolved.jump.clone(),
+            remote: format!("{}:{port}", bracket(remote_host)),
+            source: source.clone(),
+        };
+        by_local
+            .entry(listen.clone())
+            .and_modify(|existing| {
+                existing.source = format!("{}; {}", existing.source, found.source);
+                existing.jump_host = existing.jump_host.clone().or(found.jump_host.clone());
+            })
+            .or_insert(found);
+    }
+}
+
+/// Every running process that may be an ssh client: (pid, argv).
+fn ssh_processes() -> Vec<(u32, Vec<String>)> {
+    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+    let mut system = System::new();
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::All,
+        true,
+        ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always),
+    );
+    system
+        .processes()
+        .iter()
+        .filter_map(|(pid, process)| {
+            let argv: Vec<String> = process.cmd().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            matches!(program_name(argv.first()?).as_str(), "ssh" | "plink").then(|| (pid.as_u32(), argv))
+        })
+        .collect()
+}
+
+/// The config `init` prints: a header, then one `[[forward]]` per forward with where it was found.
+pub fn render(found: &[Found], remote_port: u16) -> String {
+    let mut text = format!(
+        "# openclaw-tunnel-exporter config written by `openclaw-tunnel-exporter init`: the forwards to port {remote_port}\n\
+         # found in the ssh config and the running ssh clients. Check it with `check-config --config FILE`.\n"
+    );
+    if found.is_empty() {
+        text.push_str("# No forward found: add one by hand, e.g.\n# [[forward]]\n# name = \"mac\"\n# local = \"127.0.0.1:18789\"\n");
+        return text;
+    }
+    for forward in found {
+        #[derive(serde::Serialize)]
+        struct One<'a> {
+            forward: [&'a Found; 1],
+        }
+        let table = toml::to_string(&One { forward: [forward] }).expect("strings serialize");
+        text.push_str(&format!("\n# from {}\n{table}", forward.source));
+    }
+    text
+}
+
+/// Where the user's ssh config is.
+pub fn default_ssh_config() -> PathBuf {
+    dirs::home_dir().unwrap_or_default().join(".ssh").join("config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn ssh_g_output_gives_host_port_jump_and_forwards() {
+        let text = "user me\nhostname mac.example.com\nport 2222\nlocalforward [127.0.0.1]:18789 [127.0.0.1]:18789\n\
+                    localforward 18790 [localhost]:9999\nlocalforward [::1]:18791 [127.0.0.1]:18789\n\
+                    proxyjump me@bastion.example.com,hop2\n";
+        let resolved = parse_ssh_g(text);
+        assert_eq!(resolved.hostname, "mac.example.com");
+        assert_eq!(resolved.port, 2222);
+        assert_eq!(resolved.jump.as_deref(), Some("bastion.example.com"));
+        assert_eq!(
+            resolved.local_forwards,
+            [
+                ("127.0.0.1:18789".to_owned(), "127.0.0.1".to_owned(), 18789),
+                ("127.0.0.1:18790".to_owned(), "localhost".to_owned(), 9999),
+                ("[::1]:18791".to_owned(), "127.0.0.1".to_owned(), 18789),
+            ]
+        );
+        assert_eq!(parse_ssh_g("proxyjump none\n").jump, None);
+    }
+
+    #[test]
+    fn command_lines_of_ssh_autossh_children_and_plink_are_read() {
+        let ssh = parse_argv(&argv(
+            "/usr/bin/ssh -F /tmp/cfg -NL 127.0.0.1:18789:127.0.0.1:18789 -J bastion -p 2222 me@mac-ap1",
+        ))
+        .unwrap();
+        assert_eq!(ssh.destination, "mac-ap1");
+        assert_eq!(ssh.config_file.as_deref(), Some("/tmp/cfg"));
+        assert_eq!(ssh.jump.as_deref(), Some("bastion"));
+        assert_eq!(ssh.port, Some(2222));
+        assert_eq!(ssh.local_forwards, [("127.0.0.1:18789".to_owned(), "127.0.0.1".to_owned(), 18789)]);
+        let autossh_child =
+            parse_argv(&argv("ssh -L18789:localhost:18789 -o ServerAliveInterval=30 -N mac echo hi -L 1:2:3")).unwrap();
+        assert_eq!(autossh_child.destination, "mac");
+        assert_eq!(autossh_child.local_forwards, [("127.0.0.1:18789".to_owned(), "localhost".to_owned(), 18789)]);
+        let v6 = parse_argv(&argv("ssh -L [::1]:18789:[fd00::1]:18789 mac")).unwrap();
+        assert_eq!(v6.local_forwards, [("[::1]:18789".to_owned(), "fd00::1".to_owned(), 18789)]);
+        let plink = parse_argv(&argv(
+            "C:\\PuTTY\\plink.exe -ssh -N -L 127.0.0.1:18789:127.0.0.1:18789 -P 22 -load mac-ap1 mac.example.com",
+        ))
+        .unwrap();
+        assert_eq!(plink.destination, "mac.example.com");
+        assert_eq!(plink.local_forwards.len(), 1);
+        assert_eq!(parse_argv(&argv("ssh mac uptime")), None, "no -L: nothing to add");
+        assert_eq!(parse_argv(&argv("sshd -D")), None);
+    }
+
+    #[test]
+    fn host_lines_give_aliases_but_not_patterns() {
+        let config = "Host mac-ap1 mac2\n  HostName x\nHost *.corp !bad\nhost=bastion\nMatch host foo\n";
+        assert_eq!(host_aliases(config), ["mac-ap1", "mac2", "bastion"]);
+    }
+
+    #[test]
+    fn the_rendered_config_is_toml_with_safe_names() {
+        let found = [Found {
+            name: label_safe("mac ap1\"x"),
+            local: "127.0.0.1:18789".into(),
+            ssh_host: Some("mac.example.com:22".into()),
+            jump_host: None,
+            remote: "127.0.0.1:18789".into(),
+            source: "test".into(),
+        }];
+        let text = render(&found, 18789);
+        let value: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(value["forward"][0]["name"].as_str(), Some("mac-ap1-x"));
+        assert_eq!(value["forward"][0]["ssh_host"].as_str(), Some("mac.example.com:22"));
+        assert!(value["forward"][0].get("jump_host").is_none());
+    }
+}
