@@ -14,6 +14,7 @@ mod cli;
 mod clock;
 mod config;
 mod doctor;
+mod evidence;
 mod init;
 mod record;
 mod remote_write;

@@ -120,23 +120,34 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 /// `GET path` as HTTP/1.0 (so the body is never chunked and ends with the connection), read to its end:
 /// the status and the body. Bounded by [`MAX_DOCUMENT_BYTES`] and `timeout`.
 pub(crate) async fn get_document(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>), Failure> {
+    get_document_bounded(addr, path, timeout, MAX_DOCUMENT_BYTES).await
+}
+
+/// As [`get_document`], reading at most `max` bytes (the `evidence` command's snapshots of the exporter's own
+/// pages, which outgrow 64 KiB with many forwards).
+pub async fn get_document_bounded(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    max: usize,
+) -> Result<(u16, Vec<u8>), Failure> {
     let document = async {
         let mut stream = crate::net::connect_stream(addr).await.map_err(connect_failure)?;
         let _ = stream.set_nodelay(true);
         let request = format!(
-            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nAccept: application/json\r\n\r\n"
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nAccept: application/json, text/plain\r\n\r\n"
         );
         let started = Instant::now();
         stream.write_all(request.as_bytes()).await.map_err(|err| io_failure(err, started.elapsed()))?;
         let mut document = Vec::with_capacity(4096);
-        let read = (&mut stream).take(MAX_DOCUMENT_BYTES as u64 + 1).read_to_end(&mut document).await;
+        let read = (&mut stream).take(max as u64 + 1).read_to_end(&mut document).await;
         read.map_err(|err| io_failure(err, started.elapsed()))?;
         crate::net::close_without_time_wait(stream);
         if document.is_empty() {
             return Err(Failure::EmptyReply { elapsed: started.elapsed() });
         }
-        if document.len() > MAX_DOCUMENT_BYTES {
-            return Err(bad_head(None, None, "document larger than 64 KiB"));
+        if document.len() > max {
+            return Err(bad_head(None, None, &format!("document larger than {max} bytes")));
         }
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut response = httparse::Response::new(&mut headers);

