@@ -105,6 +105,12 @@ fn ssh_killed_refuses_syn_and_counts_rounds_down() {
     assert!(tunnel_down(&scrape, "no_ssh") >= 0.5, "{}", scrape.text);
     assert_eq!(tunnel_down(&scrape, "not_ssh"), 0.0);
     assert_eq!(scrape.get("openclaw_gateway_down_seconds_total{forward=\"t\",reason=\"refused\"}"), None);
+    // The timeline tells it: a tunnel-down spell for ssh not running, still going on.
+    let status = chain.exporter.status();
+    let down = status["timeline"].as_array().unwrap().iter().find(|e| e["kind"] == "tunnel_down").cloned();
+    let down = down.unwrap_or_else(|| panic!("no tunnel_down in the timeline: {status}"));
+    assert_eq!((down["subject"].as_str(), down["detail"].as_str()), (Some("t"), Some("no_ssh")), "{down}");
+    assert!(down["end"].is_null(), "{down}");
     let later = chain.exporter.wait_for("SYN attempts keep failing", T, |m| {
         m.value(&s("openclaw_tunnel_syn_attempts_total"))
             >= scrape.value(&s("openclaw_tunnel_syn_attempts_total")) + 3.0
@@ -174,6 +180,12 @@ fn autossh_restores_the_forward_and_the_metrics_recover() {
     });
     assert!(exporter.proc.output().contains("parent=autossh"), "{}", exporter.proc.output());
     assert_eq!(exporter.scrape().get(&s("openclaw_tunnel_ssh_session_changes_total")), Some(1.0), "one new owner");
+    // The timeline names the new ssh with its pid and parent.
+    let status = exporter.status();
+    let restart = status["timeline"].as_array().unwrap().iter().find(|e| e["kind"] == "ssh_restart").cloned();
+    let restart = restart.unwrap_or_else(|| panic!("no ssh_restart in the timeline: {status}"));
+    let detail = restart["detail"].as_str().unwrap();
+    assert!(detail.starts_with("ssh pid ") && detail.contains("parent autossh"), "{detail}");
 }
 
 #[test]
@@ -191,6 +203,13 @@ fn an_exporter_stopped_for_ten_seconds_counts_the_time_unobserved_not_down() {
     assert!(unobserved <= 12.0, "unobserved {unobserved}s for a 10 s stop");
     assert_eq!(down_rounds(&scrape), 0.0, "a stopped exporter is not a down tunnel");
     assert_eq!(tunnel_down(&scrape, "no_ssh") + tunnel_down(&scrape, "syn_failed"), 0.0);
+    // The timeline shows the stop as asleep, about ten seconds long, and no tunnel_down.
+    let status = chain.exporter.status();
+    let events = status["timeline"].as_array().unwrap();
+    let asleep = events.iter().find(|e| e["kind"] == "asleep").unwrap_or_else(|| panic!("{status}"));
+    let length = asleep["end"].as_f64().unwrap() - asleep["start"].as_f64().unwrap();
+    assert!((8.0..=12.0).contains(&length), "{asleep}");
+    assert!(!events.iter().any(|e| e["kind"] == "tunnel_down"), "{status}");
     // 10 s at 200 ms would be 50 rounds: none of them may be invented.
     let rounds =
         scrape.value(&s("openclaw_tunnel_up_checks_total")) - before.value(&s("openclaw_tunnel_up_checks_total"));

@@ -346,5 +346,10 @@ impl Recorder {
         if fresh && !rotation.configured {
             self.metrics.token_rotation_timestamp.set(unix_seconds(SystemTime::now()));
         }
+        drop(rotation);
+        if fresh {
+            let detail = "the gateway closed WebSockets with 4001 (token rotated)";
+            self.timeline().point("token_rotation", "", detail, unix_seconds(SystemTime::now()));
+        }
     }
 }

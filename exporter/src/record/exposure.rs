@@ -97,14 +97,30 @@ impl Recorder {
             m.listen_sockets.get_or_create(&labels).set(found.count(scope) as i64);
         }
         let since = m.exposed_since.get_or_create(&GatewayLabels { gateway: gateway.to_owned() });
-        match (since.get() > 0.0, found.exposed()) {
+        let changed = match (since.get() > 0.0, found.exposed()) {
             (false, true) => {
                 since.set(unix_seconds(now));
+                true
             }
             (true, false) => {
                 since.set(0.0);
+                true
             }
-            _ => {}
+            _ => false,
+        };
+        drop(since);
+        if changed {
+            let mut timeline = self.timeline();
+            if found.exposed() {
+                let detail = format!(
+                    "the gateway port listens beyond loopback: {} private, {} public",
+                    found.count(Scope::Private),
+                    found.count(Scope::Public)
+                );
+                timeline.spell("exposed", gateway, &detail, unix_seconds(now));
+            } else {
+                timeline.over("exposed", gateway, unix_seconds(now));
+            }
         }
     }
 }

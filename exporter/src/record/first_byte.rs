@@ -2,12 +2,13 @@
 //! `gateway_up`) and the exact quantiles the status report shows.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use probes::{first_byte, Label};
 
 use super::families::{ForwardLabels, ForwardReasonLabels};
 use super::Recorder;
+use crate::clock::unix_seconds;
 use crate::config::Forward;
 use crate::schedule::driver::{Recording, Round};
 
@@ -74,7 +75,7 @@ impl Recording for FirstByte {
             Ok(_) if self.recorder.gateway_not_started(&self.forward.name) => {
                 self.recorder.record_gateway_down(&self.forward.name, NOT_STARTED, observed)
             }
-            Ok(_) => {}
+            Ok(_) => self.recorder.timeline().over("gateway_down", &self.forward.name, unix_seconds(round.wall)),
         }
         outcome.as_ref().err().map_or("ok", Label::label)
     }
@@ -111,6 +112,7 @@ impl Recorder {
         }
         let live = self.with_forward(forward, |state| state.last_round_up == Some(true));
         if live {
+            self.timeline().spell("gateway_down", forward, reason, unix_seconds(SystemTime::now()));
             let labels = ForwardReasonLabels { forward: forward.to_owned(), reason };
             self.metrics.gateway_down_seconds.get_or_create(&labels).inc_by(seconds.as_secs_f64());
         }

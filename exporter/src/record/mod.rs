@@ -3,10 +3,11 @@
 //!
 //! Probe tasks hand it typed outcomes; nothing else writes a metric. It outlives config reloads (the
 //! scheduler's tasks are replaced, the recorder is not), so counters never reset while the process lives.
-//! Counters and histograms are the prometheus-client atomics. Three mutexes, each held only for a few
-//! operations: the per-forward state (ledger, hdrhistogram, last outcomes), the rotation marker, and the
-//! index of label values the status report reads the families with. Only the status report holds two (the
-//! index, then the per-forward state); no path takes them the other way round.
+//! Counters and histograms are the prometheus-client atomics. Four mutexes, each held only for a few
+//! operations: the per-forward state (ledger, hdrhistogram, last outcomes), the rotation marker, the index of
+//! label values the status report reads the families with, and the incident [`timeline`]. Only the status
+//! report holds two (the index, then the per-forward state); no path takes them the other way round, and the
+//! timeline is only ever taken last and alone (a leaf), so it cannot close a cycle.
 //!
 //! - [`families`]: the label sets and the table of metric families.
 //! - one module per probe kind, each the [`crate::schedule::driver::Recording`] of its probe: [`tunnel`]
@@ -14,7 +15,8 @@
 //!   [`auth`] (the active auth probe, the tap's events, rotation detection), [`readiness`] (the gateway's
 //!   startup state, readiness, version, restarts and event loop), [`ws_handshake`] (the CLI's path: upgrade
 //!   to the gateway's challenge).
-//! - [`status`]: the typed status report `/api/status` and the status page both read.
+//! - [`status`]: the typed status report `/api/status` and the status page both read; [`timeline`]: what
+//!   happened, with start, end and duration.
 
 pub mod auth;
 pub mod exposure;
@@ -23,6 +25,7 @@ pub mod first_byte;
 pub mod model_host;
 pub mod readiness;
 pub mod status;
+pub mod timeline;
 pub mod tunnel;
 pub mod ws_handshake;
 
@@ -102,6 +105,8 @@ pub struct Recorder {
     forwards: Mutex<HashMap<String, ForwardState>>,
     pub(crate) rotation: Mutex<auth::Rotation>,
     index: Mutex<StatusIndex>,
+    /// The incident timeline (never locked with another of the recorder's mutexes held).
+    pub(crate) timeline: Mutex<timeline::Timeline>,
     /// The remote-write queue, kept across generations.
     pub(crate) remote_queue: std::sync::Arc<crate::remote_write::QueueSlot>,
 }
@@ -132,6 +137,7 @@ impl Recorder {
             rotation: Mutex::default(),
             index: Mutex::default(),
             remote_queue: std::sync::Arc::default(),
+            timeline: Mutex::default(),
         }
     }
 
@@ -219,6 +225,11 @@ impl Recorder {
             forwards.insert(forward.to_owned(), ForwardState::new());
         }
         f(forwards.get_mut(forward).expect("inserted above"))
+    }
+
+    /// The timeline, for one change.
+    pub(crate) fn timeline(&self) -> MutexGuard<'_, timeline::Timeline> {
+        self.timeline.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn index(&self) -> MutexGuard<'_, StatusIndex> {

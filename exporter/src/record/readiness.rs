@@ -79,6 +79,8 @@ impl ReadinessRecording {
                 let started_at = unix_seconds(now) - uptime.as_secs_f64();
                 if self.started_at.is_some_and(|last| (started_at - last).abs() > RESTART_TOLERANCE_SECONDS) {
                     m.gateway_restarts.get_or_create(&labels).inc();
+                    let version = self.version.as_deref().unwrap_or("?");
+                    self.recorder.timeline().point("gateway_restart", name, &format!("version {version}"), started_at);
                     tracing::warn!(forward = %name, version = self.version.as_deref().unwrap_or("?"), "the gateway restarted");
                 }
                 self.started_at = Some(started_at);

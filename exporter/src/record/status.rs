@@ -27,6 +27,9 @@ pub struct StatusReport {
     pub model_hosts: Vec<ModelHostStatus>,
     /// Per gateway port.
     pub gateways: Vec<GatewayStatus>,
+    /// What happened, newest first (the last 24 h, bounded).
+    #[serde(default)]
+    pub timeline: Vec<super::timeline::Event>,
 }
 
 /// One forward.
@@ -275,6 +278,7 @@ impl Recorder {
             forwards,
             model_hosts,
             gateways,
+            timeline: self.timeline().newest_first(),
         }
     }
 }

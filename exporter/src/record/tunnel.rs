@@ -200,7 +200,8 @@ impl Recorder {
         if up {
             m.up_successes.get_or_create(&labels).inc();
         }
-        self.with_forward(forward, |state| {
+        let (was_up, new_owner) = self.with_forward(forward, |state| {
+            let was_up = state.last_round_up;
             state.ledger.record_round(unix_seconds(at), up);
             state.last_syn_ok = Some(syn.is_ok());
             state.last_round_up = Some(up);
@@ -220,17 +221,38 @@ impl Recorder {
                         .set(value);
                 }
             }
+            let mut new_owner = None;
             if let ssh_session::Outcome::Up(owner) = session {
                 // A new owner (autossh restarting ssh, a respawn, a manual restart), even across a down spell.
                 if state.last_owner_pid.is_some_and(|pid| pid != owner.pid) {
                     m.ssh_session_changes.get_or_create(&labels).inc();
+                    new_owner = Some(format!(
+                        "ssh pid {} (parent {} pid {})",
+                        owner.pid,
+                        owner.parent_name.as_deref().unwrap_or("?"),
+                        owner.parent_pid
+                    ));
                 }
                 state.last_owner_pid = Some(owner.pid);
             }
             if state.session.as_ref() != Some(session) {
                 state.session = Some(session.clone());
             }
+            (was_up, new_owner)
         });
+        // The timeline, after the per-forward state is released (never two of the recorder's locks at once).
+        let at = unix_seconds(at);
+        if was_up != Some(up) || !up {
+            let mut timeline = self.timeline();
+            if up {
+                timeline.over("tunnel_down", forward, at);
+            } else {
+                timeline.spell("tunnel_down", forward, down_cause(session), at);
+            }
+        }
+        if let Some(owner) = new_owner {
+            self.timeline().point("ssh_restart", forward, &owner, at);
+        }
         up
     }
 
@@ -240,6 +262,13 @@ impl Recorder {
         let labels = ForwardLabels { forward: forward.to_owned() };
         self.metrics.unobserved_seconds.get_or_create(&labels).inc_by(seconds);
         self.with_forward(forward, |state| state.ledger.record_unobserved(unix_seconds(from), unix_seconds(to)));
+        self.timeline().closed(
+            "asleep",
+            forward,
+            "no round could run (asleep or stopped)",
+            unix_seconds(from),
+            unix_seconds(to),
+        );
     }
 }
 

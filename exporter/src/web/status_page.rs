@@ -7,6 +7,8 @@ use crate::record::status::StatusReport;
 use crate::uptime::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
 
 /// Escape text for HTML element content and attribute values.
+use crate::record::timeline::human_duration;
+
 fn esc(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
@@ -167,6 +169,48 @@ pub fn render(status: &StatusReport) -> String {
                 count(scopes.private),
                 count(scopes.public),
                 state_badge(exposed.map(|e| !e), "loopback only", "exposed")
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("<h2>What happened (last 24 h)</h2>");
+    if status.timeline.is_empty() {
+        html.push_str("<p class=\"muted\">Nothing yet: no state changed since the exporter started.</p>");
+    } else {
+        html.push_str(
+            "<table class=\"timeline\"><tr><th>start (UTC)</th><th>end</th><th>duration</th><th>what</th><th>where</th><th></th></tr>",
+        );
+        for event in &status.timeline {
+            let start = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(event.start.max(0.0)),
+            );
+            let (end, duration) = match (event.spell, event.end) {
+                (true, Some(end)) => (
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(end.max(0.0)),
+                    )
+                    .to_string(),
+                    human_duration(end - event.start),
+                ),
+                (true, None) => ("going on".to_owned(), human_duration(status.now - event.start)),
+                (false, _) => ("–".to_owned(), "–".to_owned()),
+            };
+            let what = match event.kind.as_str() {
+                "tunnel_down" => "tunnel down",
+                "gateway_down" => "gateway not answering",
+                "exposed" => "gateway port exposed",
+                "asleep" => "asleep (not counted)",
+                "ssh_restart" => "new ssh process",
+                "gateway_restart" => "gateway restarted",
+                "token_rotation" => "token rotated",
+                _ => "change",
+            };
+            let _ = write!(
+                html,
+                "<tr class=\"{}\"><td>{start}</td><td>{end}</td><td>{duration}</td><td>{what}</td><td>{}</td><td class=\"muted\">{}</td></tr>",
+                esc(&event.kind),
+                esc(&event.subject),
+                esc(&event.detail)
             );
         }
         html.push_str("</table>");
