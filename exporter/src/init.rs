@@ -4,7 +4,7 @@
 //! gateway's port (each resolved by `ssh -G HOST`, so Match, Include and defaults apply as ssh applies them),
 //! and the running ssh clients (ssh, autossh's ssh child, plink) whose command lines carry `-L` to that port
 //! (their destination resolved by `ssh -G` too, with the `-F` they were started with). Process command lines
-//! come from sysinfo. Names come from host aliases, made label-safe and unique.
+//! come from /proc (Linux), `ps` (macOS) or PowerShell's CIM (Windows). Names come from host aliases, made label-safe and unique.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -339,23 +339,75 @@ fn add(
     }
 }
 
-/// Every running process that may be an ssh client: (pid, argv).
+/// Every running process that may be an ssh client: (pid, argv). macOS: `ps`, whose argv is split at spaces
+/// (ssh's arguments have none where it matters: the -L spec, -J, -F, the destination).
+#[cfg(target_os = "macos")]
 fn ssh_processes() -> Vec<(u32, Vec<String>)> {
-    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
-    let mut system = System::new();
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::All,
-        true,
-        ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always),
-    );
-    system
-        .processes()
-        .iter()
-        .filter_map(|(pid, process)| {
-            let argv: Vec<String> = process.cmd().iter().map(|a| a.to_string_lossy().into_owned()).collect();
-            matches!(program_name(argv.first()?).as_str(), "ssh" | "plink").then(|| (pid.as_u32(), argv))
+    let Ok(output) = Command::new("ps").args(["-axww", "-o", "pid=,command="]).output() else { return Vec::new() };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let pid = words.next()?.parse().ok()?;
+            let argv: Vec<String> = words.map(str::to_owned).collect();
+            matches!(program_name(argv.first()?).as_str(), "ssh" | "plink").then_some((pid, argv))
         })
         .collect()
+}
+
+/// Every running process that may be an ssh client: (pid, argv), from /proc.
+#[cfg(target_os = "linux")]
+fn ssh_processes() -> Vec<(u32, Vec<String>)> {
+    let Ok(processes) = procfs::process::all_processes() else { return Vec::new() };
+    processes
+        .flatten()
+        .filter_map(|process| {
+            let argv = process.cmdline().ok()?;
+            let pid = u32::try_from(process.pid()).ok()?;
+            matches!(program_name(argv.first()?).as_str(), "ssh" | "plink").then_some((pid, argv))
+        })
+        .collect()
+}
+
+/// Every running ssh.exe or plink.exe: (pid, argv), from PowerShell's CIM (the command line split at
+/// spaces outside quotes).
+#[cfg(windows)]
+fn ssh_processes() -> Vec<(u32, Vec<String>)> {
+    let script = "Get-CimInstance Win32_Process -Filter \"Name='ssh.exe' or Name='plink.exe'\" | \
+                  ForEach-Object { \"$($_.ProcessId) $($_.CommandLine)\" }";
+    let Ok(output) = Command::new("powershell").args(["-NoProfile", "-NonInteractive", "-Command", script]).output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (pid, command_line) = line.trim().split_once(' ')?;
+            let argv = split_command_line(command_line);
+            matches!(program_name(argv.first()?).as_str(), "ssh" | "plink").then_some((pid.parse().ok()?, argv))
+        })
+        .collect()
+}
+
+/// Words of a command line, double quotes grouping (Windows).
+#[cfg(any(windows, test))]
+fn split_command_line(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted) = (Vec::new(), String::new(), false);
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
 }
 
 /// The config `init` prints: a header, then one `[[forward]]` per forward with where it was found.
@@ -437,6 +489,14 @@ mod tests {
         assert_eq!(plink.local_forwards.len(), 1);
         assert_eq!(parse_argv(&argv("ssh mac uptime")), None, "no -L: nothing to add");
         assert_eq!(parse_argv(&argv("sshd -D")), None);
+    }
+
+    #[test]
+    fn windows_command_lines_split_at_spaces_outside_quotes() {
+        assert_eq!(
+            split_command_line(r#""C:\Program Files\OpenSSH\ssh.exe" -N -L 127.0.0.1:18789:127.0.0.1:18789 mac"#),
+            ["C:\\Program Files\\OpenSSH\\ssh.exe", "-N", "-L", "127.0.0.1:18789:127.0.0.1:18789", "mac"]
+        );
     }
 
     #[test]
