@@ -52,18 +52,24 @@ impl Prometheus {
     }
 
     fn query_with(&self, query: &str, extra: &[(&str, String)]) -> Vec<serde_json::Value> {
-        let answer = ureq::get(format!("http://{}/api/v1/query", self.addr))
-            .query("query", query)
-            .query_pairs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .unwrap_or_default();
-        serde_json::from_str::<serde_json::Value>(&answer)
-            .ok()
-            .and_then(|v| v["data"]["result"].as_array().cloned())
-            .unwrap_or_default()
+        instant_query(self.addr, query, extra)
     }
+}
+
+/// `GET /api/v1/query` (Prometheus's API, which VictoriaMetrics speaks too) with `extra` parameters; returns
+/// `data.result`, empty when the server does not answer.
+fn instant_query(addr: SocketAddr, query: &str, extra: &[(&str, String)]) -> Vec<serde_json::Value> {
+    let answer = ureq::get(format!("http://{addr}/api/v1/query"))
+        .query("query", query)
+        .query_pairs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&answer)
+        .ok()
+        .and_then(|v| v["data"]["result"].as_array().cloned())
+        .unwrap_or_default()
 }
 
 /// A real Alertmanager (Debian's prometheus-alertmanager) routing everything to one webhook.
@@ -204,16 +210,7 @@ impl Receiver {
 
     /// An instant query now; returns `data.result`.
     pub fn query(&self, query: &str) -> Vec<serde_json::Value> {
-        let answer = ureq::get(format!("http://{}/api/v1/query", self.addr))
-            .query("query", query)
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .unwrap_or_default();
-        serde_json::from_str::<serde_json::Value>(&answer)
-            .ok()
-            .and_then(|v| v["data"]["result"].as_array().cloned())
-            .unwrap_or_default()
+        instant_query(self.addr, query, &[])
     }
 
     /// The raw samples of `selector` (one series) in `[from, to]`, Unix seconds: `selector[range]` at `to`.

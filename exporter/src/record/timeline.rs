@@ -33,6 +33,12 @@ pub struct Event {
     pub spell: bool,
 }
 
+impl Event {
+    fn new(kind: &str, subject: &str, detail: &str, start: f64, end: Option<f64>, spell: bool) -> Event {
+        Event { kind: kind.into(), subject: subject.into(), detail: detail.into(), start, end, spell }
+    }
+}
+
 /// The timeline.
 #[derive(Debug, Default)]
 pub struct Timeline {
@@ -49,14 +55,7 @@ impl Timeline {
             }
             open.end = Some(at);
         }
-        self.push(Event {
-            kind: kind.into(),
-            subject: subject.into(),
-            detail: detail.into(),
-            start: at,
-            end: None,
-            spell: true,
-        });
+        self.push(Event::new(kind, subject, detail, at, None, true));
     }
 
     /// The spell of `kind` for `subject`, if open, is over at `at`.
@@ -68,26 +67,12 @@ impl Timeline {
 
     /// A spell already over (asleep from `start` to `end`).
     pub fn closed(&mut self, kind: &str, subject: &str, detail: &str, start: f64, end: f64) {
-        self.push(Event {
-            kind: kind.into(),
-            subject: subject.into(),
-            detail: detail.into(),
-            start,
-            end: Some(end),
-            spell: true,
-        });
+        self.push(Event::new(kind, subject, detail, start, Some(end), true));
     }
 
     /// Something that happened at `at`.
     pub fn point(&mut self, kind: &str, subject: &str, detail: &str, at: f64) {
-        self.push(Event {
-            kind: kind.into(),
-            subject: subject.into(),
-            detail: detail.into(),
-            start: at,
-            end: None,
-            spell: false,
-        });
+        self.push(Event::new(kind, subject, detail, at, None, false));
     }
 
     fn open_mut(&mut self, kind: &str, subject: &str) -> Option<&mut Event> {
