@@ -22,7 +22,21 @@ pub struct Bucket {
     pub successes: u64,
     /// Seconds in this bucket no round could observe.
     pub unobserved_seconds: f64,
+    /// First-byte p50 of the bucket's successful probes, seconds, once the bucket is over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_p50: Option<f64>,
+    /// First-byte p99, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_p99: Option<f64>,
+    /// The open bucket's first-byte samples (at most [`MAX_SAMPLES`]); folded into the quantiles and dropped
+    /// when the next bucket starts, so only one bucket per forward holds samples.
+    #[serde(skip)]
+    samples: Vec<f32>,
 }
+
+/// First-byte samples kept for the open bucket: 60 at the default 5 s interval; at very short intervals the
+/// first 4,096 of the bucket stand for it (16 KiB).
+pub const MAX_SAMPLES: usize = 4096;
 
 impl Bucket {
     /// Up rounds over observed rounds; None when nothing was observed.
@@ -52,6 +66,19 @@ impl Ledger {
         if let Some(bucket) = self.bucket_at(at) {
             bucket.checks += 1;
             bucket.successes += u64::from(up);
+        }
+    }
+
+    /// One successful first-byte probe at `at` took `seconds`.
+    pub fn record_first_byte(&mut self, at: f64, seconds: f64) {
+        if let Some(bucket) = self.bucket_at(at) {
+            if bucket.samples.len() < MAX_SAMPLES {
+                bucket.samples.push(seconds as f32);
+            }
+            if bucket.first_byte_p50.is_some() {
+                // A late sample in a folded bucket (a wall-clock step back): fold again.
+                bucket.fold();
+            }
         }
     }
 
@@ -98,6 +125,13 @@ impl Ledger {
                 0
             }
         };
+        // A new newest bucket (once per five minutes): every bucket before it is over, fold its samples.
+        let newest = self.buckets.len() - 1;
+        if index == newest && self.buckets[newest].checks == 0 && self.buckets[newest].samples.is_empty() {
+            for bucket in self.buckets.iter_mut().take(newest).filter(|b| !b.samples.is_empty()) {
+                bucket.fold();
+            }
+        }
         if self.buckets.len() > BUCKETS_KEPT {
             self.buckets.pop_front();
             return self.buckets.get_mut(index - 1);
@@ -108,8 +142,43 @@ impl Ledger {
 
 impl Bucket {
     fn new(start: u64) -> Self {
-        Bucket { start, checks: 0, successes: 0, unobserved_seconds: 0.0 }
+        Bucket {
+            start,
+            checks: 0,
+            successes: 0,
+            unobserved_seconds: 0.0,
+            first_byte_p50: None,
+            first_byte_p99: None,
+            samples: Vec::new(),
+        }
     }
+
+    /// The bucket's first-byte (p50, p99): folded ones, or the open bucket's samples so far.
+    pub fn first_byte_quantiles(&self) -> Option<(f64, f64)> {
+        match (self.first_byte_p50, self.first_byte_p99) {
+            (Some(p50), Some(p99)) if self.samples.is_empty() => Some((p50, p99)),
+            _ => quantiles(&self.samples),
+        }
+    }
+
+    fn fold(&mut self) {
+        if let Some((p50, p99)) = quantiles(&self.samples) {
+            self.first_byte_p50 = Some(p50);
+            self.first_byte_p99 = Some(p99);
+        }
+        self.samples = Vec::new();
+    }
+}
+
+/// Nearest-rank p50 and p99 of `samples`.
+fn quantiles(samples: &[f32]) -> Option<(f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let rank = |q: f64| sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1] as f64;
+    Some((rank(0.5), rank(0.99)))
 }
 
 fn bucket_start(at: f64) -> u64 {
@@ -153,6 +222,26 @@ mod tests {
         assert_eq!(ledger.last_completed_ratio(T0 + 300.0), Some(1.0));
         // A bucket wholly asleep has no ratio: unobserved, not down.
         assert_eq!(ledger.last_completed_ratio(T0 + 600.0), None);
+    }
+
+    #[test]
+    fn a_bucket_keeps_its_first_byte_quantiles_once_over_and_drops_its_samples() {
+        let mut ledger = Ledger::default();
+        for i in 1..=100 {
+            ledger.record_round(T0 + i as f64, true);
+            ledger.record_first_byte(T0 + i as f64, i as f64 / 1000.0);
+        }
+        let open = ledger.buckets().next().unwrap().clone();
+        assert_eq!(open.first_byte_quantiles(), Some((0.05f32 as f64, 0.099f32 as f64)));
+        assert_eq!(open.first_byte_p50, None, "not folded while open");
+        ledger.record_round(T0 + 300.0, true);
+        let over = ledger.buckets().next().unwrap();
+        assert_eq!((over.first_byte_p50, over.first_byte_p99), (Some(0.05f32 as f64), Some(0.099f32 as f64)));
+        assert!(over.samples.is_empty(), "an ended bucket holds no samples");
+        let saved: Bucket = serde_json::from_str(&serde_json::to_string(over).unwrap()).unwrap();
+        assert_eq!(saved.first_byte_quantiles(), over.first_byte_quantiles(), "the quantiles survive the state file");
+        let bucket = ledger.buckets().nth(1).unwrap();
+        assert_eq!(bucket.first_byte_quantiles(), None, "no probe answered in it");
     }
 
     #[test]

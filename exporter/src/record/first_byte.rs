@@ -160,9 +160,14 @@ impl Recorder {
                 if state.first_byte_us.record(micros).is_err() {
                     state.first_byte_us.saturating_record(micros);
                 }
+                state.ledger.record_first_byte(unix_seconds(SystemTime::now()), response.first_byte.as_secs_f64());
             }
             state.last_first_byte = Some(match outcome {
-                Ok(response) => format!("HTTP {} in {:?}", response.status, response.first_byte),
+                Ok(response) => format!(
+                    "HTTP {} in {}",
+                    response.status,
+                    crate::record::timeline::human_duration(response.first_byte.as_secs_f64())
+                ),
                 Err(failure) => failure.to_string(),
             });
         });

@@ -104,7 +104,11 @@ impl Recorder {
         let labels = ModelHostLabels { model_host: name.to_owned() };
         m.model_host_probe_attempts.get_or_create(&labels).inc();
         let summary = match outcome {
-            Ok(response) => format!("HTTP {} in {:?}", response.status, response.first_byte),
+            Ok(response) => format!(
+                "HTTP {} in {}",
+                response.status,
+                crate::record::timeline::human_duration(response.first_byte.as_secs_f64())
+            ),
             Err(failure) => failure.to_string(),
         };
         self.index().last_model_host.insert(name.to_owned(), summary);

@@ -228,7 +228,19 @@ impl Recorder {
                     },
                     unobserved_seconds: m.unobserved_seconds.get(&labels).map_or(0.0, |c| c.get()),
                     uptime_ratio_last_bucket: state.ledger.last_completed_ratio(unix_seconds(now)),
-                    buckets: state.ledger.buckets().cloned().collect(),
+                    // The open bucket's quantiles so far, so /api/status carries them for every bucket.
+                    buckets: state
+                        .ledger
+                        .buckets()
+                        .map(|bucket| {
+                            let mut bucket = bucket.clone();
+                            if let Some((p50, p99)) = bucket.first_byte_quantiles() {
+                                bucket.first_byte_p50 = Some(p50);
+                                bucket.first_byte_p99 = Some(p99);
+                            }
+                            bucket
+                        })
+                        .collect(),
                     auth_failures,
                 }
             })

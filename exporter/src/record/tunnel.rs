@@ -154,6 +154,9 @@ impl Recording for Tunnel {
     }
 }
 
+/// The shortest unobserved gap the timeline shows, seconds.
+const ASLEEP_IN_TIMELINE: f64 = 5.0;
+
 /// Why a down round was down (the `cause` label): no ssh owns the listener (not running, or reconnecting),
 /// another program holds the port, or the listener is ssh's (or unknown) but the SYN failed.
 pub const DOWN_CAUSES: [&str; 3] = ["no_ssh", "not_ssh", "syn_failed"];
@@ -262,13 +265,12 @@ impl Recorder {
         let labels = ForwardLabels { forward: forward.to_owned() };
         self.metrics.unobserved_seconds.get_or_create(&labels).inc_by(seconds);
         self.with_forward(forward, |state| state.ledger.record_unobserved(unix_seconds(from), unix_seconds(to)));
-        self.timeline().closed(
-            "asleep",
-            forward,
-            "no round could run (asleep or stopped)",
-            unix_seconds(from),
-            unix_seconds(to),
-        );
+        // The timeline tells people of sleeps, not of the scheduling hiccups a loaded machine makes (the metric
+        // counts both).
+        let (from, to) = (unix_seconds(from), unix_seconds(to));
+        if to - from >= ASLEEP_IN_TIMELINE {
+            self.timeline().closed("asleep", forward, "no round could run (asleep or stopped)", from, to);
+        }
     }
 }
 

@@ -89,7 +89,11 @@ impl Recording for WsHandshakeRecording {
         }
         self.recorder.with_forward(name, |state| {
             state.last_ws_handshake = Some(match outcome {
-                Ok(handshake) => format!("challenge in {:?}, connect {}", handshake.elapsed, handshake.connect.label()),
+                Ok(handshake) => format!(
+                    "challenge in {}, connect {}",
+                    crate::record::timeline::human_duration(handshake.elapsed.as_secs_f64()),
+                    handshake.connect.label()
+                ),
                 Err(failure) => failure.to_string(),
             });
         });

@@ -183,8 +183,13 @@ async fn reload(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn index(State(state): State<AppState>) -> Html<String> {
-    Html(status_page::render(&state.recorder.status(SystemTime::now())))
+/// `/`, or `/?refresh=N` to have the browser reload it every N seconds (5 to 3,600; no script).
+async fn index(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Html<String> {
+    let refresh = query.get("refresh").and_then(|n| n.parse::<u32>().ok());
+    Html(status_page::render(&state.recorder.status(SystemTime::now()), refresh))
 }
 
 #[cfg(test)]

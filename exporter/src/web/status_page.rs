@@ -46,11 +46,83 @@ fn state_badge(ok: Option<bool>, yes: &str, no: &str) -> String {
     }
 }
 
-/// Render the page from the status report.
-pub fn render(status: &StatusReport) -> String {
+/// The chart's geometry: one 3-pixel column per five-minute bucket, a log axis from 100 µs to 10 s.
+const CHART_HEIGHT: f64 = 120.0;
+const COLUMN: f64 = 3.0;
+const LOG_FLOOR: f64 = -4.0;
+const LOG_DECADES: f64 = 5.0;
+
+fn chart_y(seconds: f64) -> f64 {
+    let decades = (seconds.max(1e-6).log10() - LOG_FLOOR).clamp(0.0, LOG_DECADES);
+    CHART_HEIGHT - decades / LOG_DECADES * CHART_HEIGHT
+}
+
+/// An SVG step path through the buckets' values (each bucket a level across its column, so a lone bucket is
+/// a visible dash), broken where a bucket has none (no probe answered, asleep).
+fn chart_path(points: &[(usize, Option<f64>)]) -> String {
+    let mut path = String::new();
+    let mut drawing = false;
+    for (column, value) in points {
+        match value {
+            Some(seconds) => {
+                let (x, y) = (*column as f64 * COLUMN, chart_y(*seconds));
+                let _ = write!(path, "{}{x:.1} {y:.1} H{:.1} ", if drawing { "L" } else { "M" }, x + COLUMN);
+                drawing = true;
+            }
+            None => drawing = false,
+        }
+    }
+    path.trim_end().to_owned()
+}
+
+/// The last 24 h of one forward's first-byte p50 and p99 per five-minute bucket, inline SVG (no script).
+fn first_byte_chart(buckets: &[Bucket], first_bucket: u64, current_bucket: u64) -> String {
+    let columns = ((current_bucket - first_bucket) / BUCKET_SECONDS + 1) as usize;
+    let width = columns as f64 * COLUMN;
+    let (mut p50, mut p99) = (Vec::with_capacity(columns), Vec::with_capacity(columns));
+    for column in 0..columns {
+        let start = first_bucket + column as u64 * BUCKET_SECONDS;
+        let quantiles = buckets.iter().find(|b| b.start == start).and_then(Bucket::first_byte_quantiles);
+        p50.push((column, quantiles.map(|q| q.0)));
+        p99.push((column, quantiles.map(|q| q.1)));
+    }
+    let mut svg = format!(
+        "<svg class=\"chart\" role=\"img\" viewBox=\"0 0 {width:.0} {height:.0}\" width=\"{width:.0}\" height=\"{height:.0}\" \
+         aria-label=\"first byte p50 and p99 per five-minute bucket, last 24 hours\"><title>first byte p50 (blue) and p99 \
+         (orange) per five-minute bucket, last 24 hours, log scale</title>",
+        height = CHART_HEIGHT
+    );
+    for (seconds, label) in [(1e-3, "1 ms"), (1e-2, "10 ms"), (1e-1, "100 ms"), (1.0, "1 s")] {
+        let y = chart_y(seconds);
+        let _ = write!(
+            svg,
+            "<line class=\"grid\" x1=\"0\" x2=\"{width:.0}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/><text x=\"2\" y=\"{:.1}\">{label}</text>",
+            y - 2.0
+        );
+    }
+    let _ = write!(
+        svg,
+        "<path class=\"p99\" d=\"{}\"/><path class=\"p50\" d=\"{}\"/></svg>",
+        chart_path(&p99),
+        chart_path(&p50)
+    );
+    svg
+}
+
+/// Render the page from the status report; `refresh` adds a script-free reload every that many seconds.
+pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
     let mut html = String::with_capacity(64 * 1024);
+    if let Some(seconds) = refresh {
+        let _ = write!(
+            html,
+            "<!doctype html><html lang=\"en\"><head><meta http-equiv=\"refresh\" content=\"{}\">",
+            seconds.clamp(5, 3600)
+        );
+    } else {
+        html.push_str("<!doctype html><html lang=\"en\"><head>");
+    }
     html.push_str(concat!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta charset=\"utf-8\"><meta name=\"color-scheme\" content=\"light dark\">",
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
         "<title>openclaw-tunnel-exporter</title><style>",
         "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}",
@@ -61,6 +133,12 @@ pub fn render(status: &StatusReport) -> String {
         ".strip span{display:inline-block;width:3px;height:22px}.s-up{background:#2e7d32}.s-down{background:#c62828}",
         ".s-partly{background:#f9a825}.s-unobserved{background:#90a4ae}.s-empty{background:#e0e0e0}",
         ".legend span{display:inline-block;width:10px;height:10px;margin:0 .3em 0 1em}.muted{color:#666}",
+        ".chart{display:block;margin:.4em 0;max-width:100%;height:auto;background:#fff;border:1px solid #ddd}",
+        ".chart .grid{stroke:#e0e0e0;stroke-width:1}.chart text{font-size:9px;fill:#888}",
+        ".chart path{fill:none;stroke-width:1.5}.chart .p50{stroke:#1565c0}.chart .p99{stroke:#ef6c00}",
+        "@media (prefers-color-scheme: dark){body{color:#e0e0e0;background:#121212}td,th{border-color:#333}",
+        ".muted{color:#9e9e9e}.chart{background:#1e1e1e;border-color:#333}.chart .grid{stroke:#333}",
+        ".chart .p50{stroke:#64b5f6}.chart .p99{stroke:#ffb74d}.s-empty{background:#333}a{color:#90caf9}}",
         "</style></head><body><h1>openclaw-tunnel-exporter</h1>",
     ));
     let _ = write!(
@@ -120,6 +198,12 @@ pub fn render(status: &StatusReport) -> String {
             "<span class=\"s-down\"></span>down<span class=\"s-unobserved\"></span>unobserved (asleep)",
             "<span class=\"s-empty\"></span>no data</div>"
         ));
+        html.push_str(&first_byte_chart(buckets, first_bucket, current_bucket));
+        html.push_str(
+            "<div class=\"legend muted\">first byte through the tunnel per five-minute bucket: \
+             <b style=\"color:#1565c0\">p50</b> and <b style=\"color:#ef6c00\">p99</b>, log scale; gaps: no probe answered \
+             (down or asleep). The model host's round trip is in its table below.</div>",
+        );
         let failures = &forward.auth_failures;
         if !failures.is_empty() {
             html.push_str("<h3>Auth failures by token revision</h3><table class=\"auth\"><tr><th>revision</th><th>channel</th><th>code</th><th>count</th></tr>");
@@ -224,6 +308,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_chart_steps_through_buckets_and_breaks_at_gaps() {
+        let path = chart_path(&[(0, Some(1e-3)), (1, Some(1e-2)), (2, None), (3, Some(1.0))]);
+        assert_eq!(path, "M0.0 96.0 H3.0 L3.0 72.0 H6.0 M9.0 24.0 H12.0");
+        assert_eq!(chart_y(1e-9), CHART_HEIGHT, "below the floor sits on the axis");
+        assert_eq!(chart_y(1e9), 0.0, "above the top sits on the top");
+    }
+
+    #[test]
     fn text_from_probes_is_escaped() {
         let recorder = crate::record::Recorder::new();
         recorder.record_first_byte(
@@ -234,7 +326,7 @@ mod tests {
                 detail: "<script>alert(1)</script>".into(),
             }),
         );
-        let html = render(&recorder.status(std::time::SystemTime::now()));
+        let html = render(&recorder.status(std::time::SystemTime::now()), None);
         assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"));
         let strip = &html[html.find("<div class=\"strip\"").unwrap()..];
         let strip = &strip[..strip.find("</div>").unwrap()];
