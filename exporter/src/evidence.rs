@@ -1,7 +1,8 @@
 //! `evidence`: one `.tar.gz` with what the runbook's "freeze evidence" step asks for, redacted.
 //!
 //! Contents: `summary.md` (the first failing layer per forward), the doctor's report (`doctor.txt`,
-//! `doctor.json`), the routing rows, the running exporter's `/api/status` and `/metrics` (or a note that none
+//! `doctor.json`), the routing rows, the running exporter's `/api/status`, `/metrics` and incident timeline
+//! (`timeline.md`) (or a note that none
 //! answered: the doctor's run is then the fresh probe run), `ssh -G` of each forward's host, the gateway's
 //! `/startupz` and `/readyz` through each forward, and `openclaw gateway status --json` when the CLI is on PATH.
 //!
@@ -62,6 +63,17 @@ pub async fn collect(config: &Config, out: &Path) -> std::io::Result<String> {
     if !exporter_note.is_empty() {
         entries.push(Entry { name: "exporter/NOT-AVAILABLE.txt".into(), text: exporter_note.clone() + "\n" });
     }
+    // The incident timeline, from the running exporter's report, as a table.
+    let timeline = entries
+        .iter()
+        .find(|e| e.name == "exporter/api-status.json")
+        .and_then(|e| serde_json::from_str::<crate::record::status::StatusReport>(&e.text).ok())
+        .map(|status| timeline_table(&status));
+    entries.push(Entry {
+        name: "timeline.md".into(),
+        text: timeline
+            .unwrap_or_else(|| "No running exporter: no timeline (it lives in the exporter's memory).\n".into()),
+    });
 
     for forward in &config.forwards {
         if let Some(host) = forward.ssh_host.as_ref().or(forward.jump_host.as_ref()) {
@@ -98,6 +110,26 @@ pub async fn collect(config: &Config, out: &Path) -> std::io::Result<String> {
     }
     write_archive(out, &entries)?;
     Ok(first_failure)
+}
+
+/// The incident timeline as a Markdown table, newest first.
+fn timeline_table(status: &crate::record::status::StatusReport) -> String {
+    use crate::record::timeline::human_duration;
+    let mut text = String::from("| start (UTC) | duration | what | where | detail |\n|---|---|---|---|---|\n");
+    for event in &status.timeline {
+        let start =
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs_f64(event.start.max(0.0)));
+        let duration = match (event.spell, event.end) {
+            (true, Some(end)) => human_duration(end - event.start),
+            (true, None) => format!("{} (going on)", human_duration(status.now - event.start)),
+            (false, _) => "-".into(),
+        };
+        text.push_str(&format!("| {start} | {duration} | {} | {} | {} |\n", event.kind, event.subject, event.detail));
+    }
+    if status.timeline.is_empty() {
+        text.push_str("\nNothing changed since the exporter started.\n");
+    }
+    text
 }
 
 /// `openclaw gateway status --json`, when the CLI is on PATH (10 s at most).
@@ -175,8 +207,8 @@ fn summary(reports: &[doctor::Report], exporter_note: &str, first_failure: &str)
         text.push_str(&format!("\nThe running exporter: {exporter_note}.\n"));
     }
     text.push_str(
-        "\nFiles: doctor.txt and doctor.json (every layer), routing.md, exporter/ (the running exporter's \
-         /api/status and /metrics), ssh-G/ (each forward's host as ssh resolves it), gateway/ (/startupz and \
+        "\nFiles: doctor.txt and doctor.json (every layer), routing.md, timeline.md (what happened), exporter/ \
+         (the running exporter's /api/status and /metrics), ssh-G/ (each forward's host as ssh resolves it), gateway/ (/startupz and \
          /readyz through each forward), openclaw-gateway-status.json (when the CLI is installed). Tokens from \
          every source on this machine are replaced by <redacted>.\n",
     );

@@ -100,6 +100,7 @@ fn the_evidence_archive_holds_every_layer_and_no_token() {
         "doctor.txt",
         "doctor.json",
         "routing.md",
+        "timeline.md",
         "exporter/api-status.json",
         "exporter/metrics.txt",
         "ssh-G/mac.txt",
@@ -116,6 +117,7 @@ fn the_evidence_archive_holds_every_layer_and_no_token() {
     // ssh -G ran for the forward's host (ssh reads the passwd home's config, not $HOME's).
     assert!(read("ssh-G/mac.txt").contains("host mac-ap1"), "{}", read("ssh-G/mac.txt"));
     assert!(read("routing.md").contains("| mac |"), "{}", read("routing.md"));
+    assert!(read("timeline.md").starts_with("| start (UTC) |"), "{}", read("timeline.md"));
     // The canary, in any of its forms, nowhere: every file, and the compressed archive's own bytes unpacked.
     let listing = run_tool("find", &[root.to_str().unwrap(), "-type", "f"], h);
     for file in listing.lines() {
