@@ -26,6 +26,8 @@ pub struct FirstByte {
     /// The sleep-counting clock at the last round: a failed round stands for the time since it, capped at
     /// one interval (a longer gap was unobserved, not down).
     last_round: Option<Duration>,
+    /// A gateway-down spell was opened (or continued) by the last round.
+    gateway_down_open: bool,
 }
 
 impl FirstByte {
@@ -43,7 +45,7 @@ impl FirstByte {
         {
             m.gateway_down_seconds.get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
         }
-        (target, FirstByte { forward, recorder, last_round: None })
+        (target, FirstByte { forward, recorder, last_round: None, gateway_down_open: false })
     }
 }
 
@@ -69,14 +71,20 @@ impl Recording for FirstByte {
         let observed = self.last_round.map_or(interval, |previous| round.boot.saturating_sub(previous).min(interval));
         self.last_round = Some(round.boot);
         self.recorder.record_first_byte(&self.forward.name, outcome);
-        match outcome {
-            Err(failure) => self.recorder.record_gateway_down(&self.forward.name, failure.label(), observed),
+        let name = &self.forward.name;
+        let down = match outcome {
+            Err(failure) => self.recorder.record_gateway_down(name, failure.label(), observed),
             // Live but not started: /healthz answers while the CLI's connects are closed 1013.
-            Ok(_) if self.recorder.gateway_not_started(&self.forward.name) => {
-                self.recorder.record_gateway_down(&self.forward.name, NOT_STARTED, observed)
+            Ok(_) if self.recorder.gateway_not_started(name) => {
+                self.recorder.record_gateway_down(name, NOT_STARTED, observed)
             }
-            Ok(_) => self.recorder.timeline().over("gateway_down", &self.forward.name, unix_seconds(round.wall)),
+            Ok(_) => false,
+        };
+        // The timeline's lock only when a spell may be open, not on every healthy round.
+        if self.gateway_down_open && !down {
+            self.recorder.timeline().over("gateway_down", name, unix_seconds(round.wall));
         }
+        self.gateway_down_open = down;
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 
@@ -106,9 +114,10 @@ impl Recording for FirstByte {
 impl Recorder {
     /// Count `seconds` of a failed first-byte round as gateway down time, when the forward was live (its
     /// last tunnel round up) and the reason is one a gateway can cause.
-    pub fn record_gateway_down(&self, forward: &str, reason: &'static str, seconds: Duration) {
+    /// Returns whether it was counted (and a timeline spell is open).
+    pub fn record_gateway_down(&self, forward: &str, reason: &'static str, seconds: Duration) -> bool {
         if NOT_THE_GATEWAY.contains(&reason) {
-            return;
+            return false;
         }
         let live = self.with_forward(forward, |state| state.last_round_up == Some(true));
         if live {
@@ -116,6 +125,7 @@ impl Recorder {
             let labels = ForwardReasonLabels { forward: forward.to_owned(), reason };
             self.metrics.gateway_down_seconds.get_or_create(&labels).inc_by(seconds.as_secs_f64());
         }
+        live
     }
 
     /// Whether `/startupz` last said the gateway behind `forward` is starting or draining.
@@ -148,12 +158,6 @@ impl Recorder {
             m.gateway_up.get_or_create(&labels).set(i64::from(outcome.is_ok()));
         }
         let good = self.with_forward(forward, |state| {
-            outcome.as_ref().is_ok_and(|response| response.first_byte <= state.first_byte_objective)
-        });
-        if good {
-            m.first_byte_good.get_or_create(&labels).inc();
-        }
-        self.with_forward(forward, |state| {
             if let Ok(response) = outcome {
                 // record() grows the auto-resizing histogram; saturating_record() would clamp to its range.
                 let micros = response.first_byte.as_micros().clamp(1, u64::MAX as u128) as u64;
@@ -170,7 +174,11 @@ impl Recorder {
                 ),
                 Err(failure) => failure.to_string(),
             });
+            outcome.as_ref().is_ok_and(|response| response.first_byte <= state.first_byte_objective)
         });
+        if good {
+            m.first_byte_good.get_or_create(&labels).inc();
+        }
     }
 }
 
