@@ -148,7 +148,8 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let mut generation = Generation::start(Prepared::new(&config, None)?, recorder.clone(), &shutdown);
+    let mut generation =
+        Generation::start(Prepared::new(&config, None, &recorder.remote_queue)?, recorder.clone(), &shutdown);
     let mut signals = signals::Signals::install()?;
     // Editors replace files rather than write them in place, so poll the file's identity instead of watching
     // an inode: a change of mtime, size or inode means a new config to load.
@@ -194,7 +195,7 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                 }
                 // Transactional: the new generation binds and loads everything it needs while the running one
                 // carries on; only a generation sure to start replaces it.
-                match Prepared::new(&new_config, Some(&generation)) {
+                match Prepared::new(&new_config, Some(&generation), &recorder.remote_queue) {
                     Ok(prepared) => {
                         generation.stop().await;
                         generation = Generation::start(prepared, recorder.clone(), &shutdown);

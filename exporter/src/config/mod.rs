@@ -163,6 +163,10 @@ pub struct RemoteWrite {
     pub queue_dir: PathBuf,
     /// The most the queue may hold on disk; the oldest rounds go first.
     pub max_bytes: u64,
+    /// The first wait after a failed send; it doubles (with jitter) up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// The longest wait between failed sends.
+    pub max_backoff: Duration,
     /// A file holding a bearer token.
     pub bearer_token_file: Option<PathBuf>,
     /// Basic auth: the user, and a file holding the password.

@@ -42,6 +42,10 @@ pub(super) struct RawRemoteWrite {
     pub(super) queue_dir: Option<String>,
     #[serde(default = "default_remote_write_max_bytes")]
     pub(super) max_bytes: String,
+    #[serde(default = "default_remote_write_min_backoff")]
+    pub(super) min_backoff: String,
+    #[serde(default = "default_remote_write_max_backoff")]
+    pub(super) max_backoff: String,
     pub(super) bearer_token_file: Option<String>,
     pub(super) basic_auth: Option<RawBasicAuth>,
     pub(super) tls: Option<RawClientTls>,
@@ -64,6 +68,15 @@ pub(super) struct RawClientTls {
     pub(super) key_file: Option<String>,
 }
 
+/// The first wait after a failed send (Prometheus's own remote write starts at 30 ms; a laptop has no hurry).
+pub(super) fn default_remote_write_min_backoff() -> String {
+    "1s".into()
+}
+/// The longest wait between sends to a failing receiver: it bounds how long a receiver that came back waits
+/// for a laptop's backlog (a thousand laptops retrying every 30 s are 33 requests a second).
+pub(super) fn default_remote_write_max_backoff() -> String {
+    "30s".into()
+}
 pub(super) fn default_remote_write_interval() -> String {
     "15s".into()
 }

@@ -325,11 +325,24 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
 
 /// `[remote_write]`: every file named must exist; names and headers must be valid on the wire.
 fn validate_remote_write(rw: RawRemoteWrite, state_file: Option<&Path>, c: &mut Checker<'_>) -> RemoteWrite {
+    let placeholder = || url::Url::parse("http://invalid.invalid/").expect("a valid URL");
     let url = match url::Url::parse(&rw.url) {
+        // A user and password in the URL would be logged wherever the URL is, and the client never sends
+        // them: refuse them, naming the value without them.
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            c.problem(
+                "remote_write.url",
+                &url.as_str().replacen("://", "://<user:password removed>@", 1),
+                "carries a user and password; give them as remote_write.basic_auth (username, password_file)",
+            );
+            placeholder()
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => url,
         _ => {
             c.problem("remote_write.url", &rw.url, "must be an http:// or https:// URL");
-            url::Url::parse("http://invalid.invalid/").expect("a valid URL")
+            placeholder()
         }
     };
     let max_bytes = match rw.max_bytes.parse::<bytesize::ByteSize>() {
@@ -418,8 +431,17 @@ fn validate_remote_write(rw: RawRemoteWrite, state_file: Option<&Path>, c: &mut 
     if queue_dir.is_file() {
         c.problem("remote_write.queue_dir", &queue_dir.display(), "is a file; name a directory");
     }
+    let min_backoff =
+        c.duration("remote_write.min_backoff", &rw.min_backoff, Duration::from_millis(10), Duration::from_secs(600));
+    let max_backoff =
+        c.duration("remote_write.max_backoff", &rw.max_backoff, Duration::from_millis(10), Duration::from_secs(3600));
+    if max_backoff < min_backoff {
+        c.problem("remote_write.max_backoff", &rw.max_backoff, "must be at least remote_write.min_backoff");
+    }
     RemoteWrite {
         url,
+        min_backoff,
+        max_backoff,
         interval: c.duration(
             "remote_write.interval",
             &rw.interval,

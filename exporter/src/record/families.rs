@@ -65,8 +65,12 @@ label_sets! {
     ProbeLabels { probe: &'static str }
     /// `result`.
     ResultLabels { result: &'static str }
-    /// `status` (an HTTP status: at most the hundred 4xx codes).
+    /// `status` (an HTTP status: only 400, 409, 413 and 422 ever reach it).
     StatusLabels { status: u16 }
+    /// `status`: an HTTP status class (3xx, 4xx, 5xx) or network, local.
+    StatusClassLabels { status: &'static str }
+    /// `op`: a queue operation (append, ack, read).
+    OpLabels { op: &'static str }
 }
 
 /// A gauge holding a float.
@@ -205,9 +209,15 @@ families! {
     ws_handshake_failures: Family<ForwardReasonLabels, Counter> = Family::default(),
         "openclaw_gateway_ws_handshake_failures", "WebSocket handshake probes failed, by reason: refused, reset, timeout, upgrade_refused, no_challenge, closed, local_error";
     remote_write_samples: Family<ResultLabels, Counter> = Family::default(),
-        "openclaw_exporter_remote_write_samples", "Remote-write samples by result: sent (acknowledged), dropped (queue over max_bytes, oldest first), failed (rejected with a 4xx other than 429)";
+        "openclaw_exporter_remote_write_samples", "Remote-write samples by result: sent (acknowledged), dropped (not written, over max_bytes or corrupt), failed (refused for good: 400, 409, 422, or 413 for a single round)";
     remote_write_rejected: Family<StatusLabels, Counter> = Family::default(),
-        "openclaw_exporter_remote_write_rejected_batches", "Remote-write batches the receiver rejected (a 4xx other than 429: not retried), by status";
+        "openclaw_exporter_remote_write_rejected_batches", "Remote-write batches the receiver refused for good (400, 409, 422; 413 for a single round), dropped, by status";
+    remote_write_retries: Family<StatusClassLabels, Counter> = Family::default(),
+        "openclaw_exporter_remote_write_retries", "Remote-write sends retried, by the answer's status class (3xx, 4xx, 5xx) or network (no answer), local (a credential file unreadable)";
+    remote_write_queue_errors: Family<OpLabels, Counter> = Family::default(),
+        "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack and read (retried with backoff)";
+    remote_write_round_sequence: Gauge = Gauge::default(),
+        "openclaw_exporter_remote_write_round_sequence", "The queue sequence number of the round being taken (in each pushed round: its own, so a receiver can count lost rounds)";
     remote_write_queue_bytes: Gauge = Gauge::default(),
         "openclaw_exporter_remote_write_queue_bytes", "Bytes of rounds waiting in the on-disk remote-write queue";
     remote_write_last_success: FloatGauge = FloatGauge::default(),

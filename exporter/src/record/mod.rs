@@ -130,13 +130,15 @@ impl Recorder {
         for result in ["success", "failure"] {
             metrics.config_reloads.get_or_create_owned(&ResultLabels { result });
         }
+        let remote_queue = std::sync::Arc::<crate::remote_write::QueueSlot>::default();
+        registry.register_collector(Box::new(remote_queue.collector()));
         Recorder {
             registry,
             metrics,
             forwards: Mutex::new(HashMap::new()),
             rotation: Mutex::default(),
             index: Mutex::default(),
-            remote_queue: std::sync::Arc::default(),
+            remote_queue,
             timeline: Mutex::default(),
         }
     }

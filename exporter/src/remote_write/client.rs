@@ -1,5 +1,6 @@
 //! The remote-write HTTP client: one kept-alive HTTP/1.1 connection (hyper), TLS by rustls when the URL is
-//! https, the protocol's headers, and the answer classified as sent, retry later, or rejected.
+//! https, the protocol's headers, and the answer classified: sent, retry later (everything a person, a proxy
+//! or time can fix), split (413), or rejected for good (400, 409, 422).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,10 +32,32 @@ pub struct Endpoint {
 /// Why a batch was not acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Network trouble, 429 or 5xx: send the same batch again later.
+    /// No answer: the receiver is unreachable, the TLS handshake failed, or no answer came in time.
     #[error("{0}")]
-    Retry(String),
-    /// A 4xx other than 429: the receiver will never take this batch.
+    Network(String),
+    /// The sender's own side: a credential file that cannot be read.
+    #[error("{0}")]
+    Local(String),
+    /// An answer a person or a proxy can fix, or the receiver's own trouble: send the same batch again later.
+    /// 3xx (not followed), 401, 403, 404, 407, 408, 425, 429, 5xx and every 4xx not named below.
+    #[error("HTTP {status}: {detail}")]
+    Retry {
+        /// The status.
+        status: u16,
+        /// The start of the answer's body.
+        detail: String,
+        /// `Retry-After`, when the answer carried one.
+        retry_after: Option<Duration>,
+        /// `Location` of a redirect, its user and password removed.
+        location: Option<String>,
+    },
+    /// 413: the batch is larger than the receiver takes; a smaller one may go.
+    #[error("HTTP 413: {detail}")]
+    TooLarge {
+        /// The start of the answer's body.
+        detail: String,
+    },
+    /// 400, 409, 422: the receiver will never take this payload (as vmagent drops only these).
     #[error("HTTP {status}: {detail}")]
     Rejected {
         /// The status.
@@ -42,6 +65,49 @@ pub enum SendError {
         /// The start of the answer's body.
         detail: String,
     },
+}
+
+/// What the exporter does with an HTTP status other than 2xx; see [`SendError`].
+pub fn classify(status: u16) -> Answer {
+    match status {
+        400 | 409 | 422 => Answer::Reject,
+        413 => Answer::Split,
+        _ => Answer::Retry,
+    }
+}
+
+/// The three ways a non-2xx answer is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Send the batch again after a backoff.
+    Retry,
+    /// Send it in halves.
+    Split,
+    /// Drop it, counted.
+    Reject,
+}
+
+/// `Retry-After`: delay seconds or an HTTP date.
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// A URL for the log: its user and password removed.
+pub fn without_userinfo(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        // A relative Location has no userinfo; anything unparsable is cut at an '@'.
+        Err(_) => location.rsplit('@').next().unwrap_or_default().chars().take(MAX_DETAIL).collect(),
+    }
 }
 
 /// A client holding at most one connection.
@@ -67,7 +133,7 @@ impl Client {
             }
             Err(_) => {
                 self.connection = None;
-                Err(SendError::Retry(format!("no answer within {timeout:?}")))
+                Err(SendError::Network(format!("no answer within {timeout:?}")))
             }
         }
     }
@@ -78,7 +144,7 @@ impl Client {
             self.connection = Some(self.connect().await?);
         }
         let connection = self.connection.as_mut().expect("connected above");
-        connection.ready().await.map_err(|e| SendError::Retry(format!("connection: {e}")))?;
+        connection.ready().await.map_err(|e| SendError::Network(format!("connection: {e}")))?;
         let url = &self.endpoint.url;
         let host = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
@@ -100,14 +166,17 @@ impl Client {
         for (name, value) in &self.endpoint.headers {
             request = request.header(name.as_str(), value.as_str());
         }
-        let request = request.body(Full::new(body)).map_err(|e| SendError::Retry(format!("request: {e}")))?;
-        let response = connection.send_request(request).await.map_err(|e| SendError::Retry(format!("send: {e}")))?;
+        let request = request.body(Full::new(body)).map_err(|e| SendError::Local(format!("request: {e}")))?;
+        let response = connection.send_request(request).await.map_err(|e| SendError::Network(format!("send: {e}")))?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             // Read the (usually empty) body so the connection can carry the next batch.
             let _ = response.into_body().collect().await;
             return Ok(());
         }
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let retry_after = header("retry-after").as_deref().and_then(retry_after);
+        let location = header("location").as_deref().map(without_userinfo);
         let detail = match response.into_body().collect().await {
             Ok(body) => {
                 let bytes = body.to_bytes();
@@ -115,11 +184,11 @@ impl Client {
             }
             Err(_) => String::new(),
         };
-        if status == 429 || status >= 500 {
-            Err(SendError::Retry(format!("HTTP {status}: {detail}")))
-        } else {
-            Err(SendError::Rejected { status, detail })
-        }
+        Err(match classify(status) {
+            Answer::Retry => SendError::Retry { status, detail, retry_after, location },
+            Answer::Split => SendError::TooLarge { detail },
+            Answer::Reject => SendError::Rejected { status, detail },
+        })
     }
 
     /// The Authorization header, from the token or password file (never logged: errors name the file only).
@@ -128,7 +197,7 @@ impl Client {
         let read = |path: &PathBuf| {
             std::fs::read_to_string(path)
                 .map(|s| s.trim().to_owned())
-                .map_err(|e| SendError::Retry(format!("{}: {e}", path.display())))
+                .map_err(|e| SendError::Local(format!("{}: {e}", path.display())))
         };
         if let Some(file) = &self.endpoint.bearer_token_file {
             return Ok(Some(format!("Bearer {}", read(file)?)));
@@ -147,7 +216,7 @@ impl Client {
         let mut last = String::from("the name resolves to no address");
         let addrs = tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|e| SendError::Retry(format!("resolve {host}: {e}")))?;
+            .map_err(|e| SendError::Network(format!("resolve {host}: {e}")))?;
         for addr in addrs {
             let stream = match probes::net::connect_stream(addr).await {
                 Ok(stream) => stream,
@@ -161,16 +230,16 @@ impl Client {
                 None => handshake(stream).await,
                 Some(tls) => {
                     let name = rustls::pki_types::ServerName::try_from(host.clone())
-                        .map_err(|e| SendError::Retry(format!("server name {host}: {e}")))?;
+                        .map_err(|e| SendError::Local(format!("server name {host}: {e}")))?;
                     let stream = tokio_rustls::TlsConnector::from(tls.clone())
                         .connect(name, stream)
                         .await
-                        .map_err(|e| SendError::Retry(format!("TLS with {host}: {e}")))?;
+                        .map_err(|e| SendError::Network(format!("TLS with {host}: {e}")))?;
                     handshake(stream).await
                 }
             };
         }
-        Err(SendError::Retry(last))
+        Err(SendError::Network(last))
     }
 }
 
@@ -180,9 +249,42 @@ where
 {
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| SendError::Retry(format!("HTTP handshake: {e}")))?;
+        .map_err(|e| SendError::Network(format!("HTTP handshake: {e}")))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_payload_errors_are_dropped_and_413_splits() {
+        for status in [300, 301, 302, 307, 308, 401, 403, 404, 405, 407, 408, 410, 425, 429, 500, 502, 503, 504] {
+            assert_eq!(classify(status), Answer::Retry, "{status}");
+        }
+        assert_eq!(classify(413), Answer::Split);
+        for status in [400, 409, 422] {
+            assert_eq!(classify(status), Answer::Reject, "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(retry_after(" 7 "), Some(Duration::from_secs(7)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let parsed = retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120), "{parsed:?}");
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon"), None);
+    }
+
+    #[test]
+    fn a_location_is_logged_without_its_password() {
+        assert_eq!(without_userinfo("https://u:secret@proxy.example/login"), "https://proxy.example/login");
+        assert_eq!(without_userinfo("/login"), "/login");
+        assert!(!without_userinfo("//u:secret@x/").contains("secret"));
+    }
 }

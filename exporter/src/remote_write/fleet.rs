@@ -70,7 +70,7 @@ pub async fn simulate(config: &Config, fleet: &Fleet) -> Report {
     let recorder = Arc::new(Recorder::new());
     let mut without_remote_write = config.clone();
     without_remote_write.remote_write = None;
-    match crate::schedule::Prepared::new(&without_remote_write, None) {
+    match crate::schedule::Prepared::new(&without_remote_write, None, &recorder.remote_queue) {
         Ok(prepared) => {
             let root = tokio_util::sync::CancellationToken::new();
             let generation = crate::schedule::Generation::start(prepared, recorder.clone(), &root);

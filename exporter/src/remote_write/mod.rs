@@ -3,13 +3,17 @@
 //!
 //! Two loops in one task. The sampler takes every series of the registry every `interval`, on the
 //! exporter's own clock (so a laptop offline or asleep between wake-ups still records what it saw), and
-//! appends the round to the durable [`queue`]. The sender sends the oldest rounds in order, in batches,
-//! and acknowledges them on a 2xx; 429, 5xx and network errors are retried with exponential backoff and
-//! jitter, any other 4xx is counted with its status and skipped. [`proto`] holds the messages, [`client`]
-//! the HTTP client.
+//! appends the round to the durable [`queue`]. The sender sends the oldest rounds in order, in batches, and
+//! acknowledges them on a 2xx. Every other answer a person, a proxy or time can fix (3xx, 401, 403, 404, 407,
+//! 408, 425, 429, 5xx, network errors) is retried with exponential backoff and jitter, honouring
+//! `Retry-After`; 413 sends the batch in halves; only 400, 409 and 422 (a payload the receiver will never
+//! take) drop a batch, counted. [`proto`] holds the messages, [`client`] the HTTP client.
 //!
-//! The queue outlives generations (it sits in the recorder): a reload reuses it when `queue_dir` stays,
-//! and its lock keeps two generations from writing one directory at once.
+//! Every round is accounted for in one [`Account`], updated under the queue's lock and served by one
+//! collector, so a scrape always sees `taken == sent + dropped + left + queued` exactly.
+//!
+//! The queue outlives generations (the recorder's [`QueueSlot`] keeps it): a reload that keeps `queue_dir`
+//! reuses it, one that changes it opens (and locks) the new directory before the running generation stops.
 
 pub mod client;
 pub mod fleet;
@@ -17,19 +21,23 @@ pub mod proto;
 pub mod queue;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_seconds;
 use crate::config::RemoteWrite;
-use crate::record::families::{ResultLabels, StatusLabels};
+use crate::record::families::{OpLabels, ResultLabels, StatusClassLabels, StatusLabels};
 use crate::record::Recorder;
 use client::{Client, Endpoint, SendError};
-use queue::Queue;
+use queue::{DropReason, OpenError, Queue};
 
 /// At most this many rounds per request (4 minutes at 1 s; an hour at the default 15 s).
 const MAX_BATCH_ROUNDS: usize = 240;
@@ -37,48 +45,191 @@ const MAX_BATCH_ROUNDS: usize = 240;
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// One request may take this long.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Backoff between failed sends: from the first to the cap, doubling, with +-50% jitter. The cap bounds how
-/// long a receiver that came back waits for a laptop's backlog (Prometheus's own remote write caps at 5 s;
-/// a thousand laptops retrying every 30 s are 33 requests a second).
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// The longest `Retry-After` honoured: a receiver (or a proxy in front of it) asking for an hour would stop a
+/// laptop's history for an hour; five minutes is what Grafana Agent and vmagent cap theirs near.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
-/// The process's queue: opened once per directory and shared by the generations that use it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Where every round went, since the process started. `taken` counts the rounds this process took and those
+/// it found queued (left by the last run) or damaged on disk when it opened the queue.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Rounds taken (or found queued at open).
+    pub taken: u64,
+    /// Rounds the receiver acknowledged.
+    pub sent: u64,
+    /// Rounds dropped, by [`DropReason`] (in the order of [`DropReason::ALL`]).
+    pub dropped: [u64; 5],
+    /// Rounds left in a queue directory a reload stopped using (sent when an exporter uses it again).
+    pub left: u64,
+    /// Rounds in the queue now.
+    pub queued: u64,
+    /// A queue was ever opened (the families are served from then on).
+    pub active: bool,
+}
+
+impl Account {
+    fn drop_rounds(&mut self, reason: DropReason, rounds: u64) {
+        let index = DropReason::ALL.iter().position(|r| *r == reason).expect("listed");
+        self.dropped[index] += rounds;
+    }
+
+    /// Rounds dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[DropReason::ALL.iter().position(|r| *r == reason).expect("listed")]
+    }
+}
+
+/// Serves [`Account`] as `openclaw_exporter_remote_write_rounds_total{result, reason}` and
+/// `openclaw_exporter_remote_write_rounds_queued`, from one snapshot.
+#[derive(Debug)]
+pub struct AccountCollector(Arc<Mutex<Account>>);
+
+impl Collector for AccountCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let account = lock(&self.0).clone();
+        if !account.active {
+            return Ok(());
+        }
+        let rounds = [("taken", None, account.taken), ("sent", None, account.sent), ("left", None, account.left)]
+            .into_iter()
+            .chain(DropReason::ALL.iter().map(|r| ("dropped", Some(r.label()), account.dropped(*r))));
+        let counter = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "openclaw_exporter_remote_write_rounds",
+            "Remote-write rounds by result: taken (by this process, or found queued at start), sent (acknowledged), \
+             dropped (reason: over_max_bytes, disk_full, io_error, corrupt, rejected), left (in a queue_dir a reload \
+             stopped using); taken = sent + dropped + left + queued",
+            None,
+            counter.metric_type(),
+        )?;
+        for (result, reason, value) in rounds {
+            let counter = ConstCounter::new(value);
+            match reason {
+                None => counter.encode(family.encode_family(&[("result", result)])?)?,
+                Some(reason) => counter.encode(family.encode_family(&[("result", result), ("reason", reason)])?)?,
+            }
+        }
+        let queued = ConstGauge::new(account.queued as i64);
+        queued.encode(encoder.encode_descriptor(
+            "openclaw_exporter_remote_write_rounds_queued",
+            "Remote-write rounds waiting in the on-disk queue",
+            None,
+            queued.metric_type(),
+        )?)
+    }
+}
+
+/// A queue open in this process.
+pub struct OpenQueue {
+    dir: PathBuf,
+    queue: Mutex<Queue>,
+}
+
+/// The process's queue: opened (and locked) once per directory and shared by the generations that use it,
+/// with the process's round account.
 #[derive(Default)]
-pub struct QueueSlot(Mutex<Option<(PathBuf, Queue)>>);
+pub struct QueueSlot {
+    current: Mutex<Option<Arc<OpenQueue>>>,
+    account: Arc<Mutex<Account>>,
+}
 
 impl QueueSlot {
-    /// Run `f` on the queue of `dir` (opening it first when it is another or none), on the blocking pool.
-    async fn with<T: Send + 'static>(
-        self: &Arc<Self>,
-        dir: PathBuf,
-        max_bytes: u64,
-        f: impl FnOnce(&mut Queue) -> std::io::Result<T> + Send + 'static,
-    ) -> std::io::Result<T> {
-        let slot = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = slot.0.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.as_ref().is_none_or(|(open, _)| *open != dir) {
-                *guard = None;
-                let queue = Queue::open(&dir, max_bytes)?;
-                if queue.repaired > 0 {
-                    tracing::warn!(dir = %dir.display(), bytes = queue.repaired, "remote-write queue: cut a torn record at a segment's end (a crash while writing)");
-                }
-                *guard = Some((dir, queue));
+    /// The queue `settings` name: the one open when it is the same directory, else opened (and locked) now.
+    /// Fails, having changed nothing, when the directory is another exporter's or cannot be read.
+    pub fn prepare(&self, settings: &RemoteWrite) -> Result<Arc<OpenQueue>, OpenError> {
+        if let Some(open) = lock(&self.current).as_ref().filter(|open| open.dir == settings.queue_dir) {
+            lock(&open.queue).set_max_bytes(settings.max_bytes);
+            return Ok(open.clone());
+        }
+        let queue = Queue::open(&settings.queue_dir, settings.max_bytes)?;
+        for damage in &queue.damage_at_open {
+            if damage.torn {
+                tracing::warn!(segment = %damage.segment.display(), offset = damage.offset, bytes = damage.bytes, "remote-write queue: cut a torn record at a segment's end (a write that never returned)");
+            } else {
+                tracing::warn!(segment = %damage.segment.display(), offset = damage.offset, bytes = damage.bytes, rounds = damage.rounds, "remote-write queue: damaged bytes skipped; their rounds are counted dropped (corrupt)");
             }
-            let (_, queue) = guard.as_mut().expect("opened above");
-            f(queue)
+        }
+        Ok(Arc::new(OpenQueue { dir: settings.queue_dir.clone(), queue: Mutex::new(queue) }))
+    }
+
+    /// Make `open` the process's queue (a generation starts). When it replaces another, that one's rounds are
+    /// counted `left`; a newly opened queue's rounds are counted taken, and its damaged ones dropped.
+    pub fn install(&self, open: &Arc<OpenQueue>) {
+        let mut current = lock(&self.current);
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, open)) {
+            return;
+        }
+        let queue = lock(&open.queue);
+        let previous = current.take();
+        let previous_queued = previous.as_ref().map_or(0, |p| lock(&p.queue).queued_rounds());
+        let mut account = lock(&self.account);
+        account.left += previous_queued;
+        let corrupt: u64 = queue.damage_at_open.iter().map(|d| d.rounds).sum();
+        account.taken += queue.queued_rounds() + corrupt;
+        account.drop_rounds(DropReason::Corrupt, corrupt);
+        account.queued = queue.queued_rounds();
+        account.active = true;
+        drop(account);
+        drop(queue);
+        *current = Some(open.clone());
+    }
+
+    /// The collector serving the account.
+    pub fn collector(&self) -> AccountCollector {
+        AccountCollector(self.account.clone())
+    }
+}
+
+/// The queue and the account, for one operation on the blocking pool.
+#[derive(Clone)]
+struct Shared {
+    open: Arc<OpenQueue>,
+    account: Arc<Mutex<Account>>,
+}
+
+/// Change the account and its `queued` together, in one critical section (so a scrape never sees half).
+/// The queue's lock is held by the caller: the order is always queue, then account, and the account is never
+/// held while the registry is encoded (its collector takes it).
+fn count(queue: &Queue, account: &Mutex<Account>, f: impl FnOnce(&mut Account)) {
+    let mut account = lock(account);
+    f(&mut account);
+    account.queued = queue.queued_rounds();
+}
+
+impl Shared {
+    /// Run `f` on the queue, locked, on the blocking pool: queue I/O (fsync) never runs on the probes' thread.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Queue, &Mutex<Account>) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut queue = lock(&shared.open.queue);
+            f(&mut queue, &shared.account)
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
     }
 }
 
-/// Run remote write until `cancel`.
-pub async fn run(settings: RemoteWrite, recorder: Arc<Recorder>, cancel: CancellationToken) {
+/// Run remote write on `open` until `cancel`.
+pub async fn run(settings: RemoteWrite, recorder: Arc<Recorder>, open: Arc<OpenQueue>, cancel: CancellationToken) {
     let m = &recorder.metrics;
     for result in ["sent", "dropped", "failed"] {
         m.remote_write_samples.get_or_create_owned(&ResultLabels { result });
+    }
+    for status in [400, 409, 413, 422] {
+        m.remote_write_rejected.get_or_create_owned(&StatusLabels { status });
+    }
+    for status in ["3xx", "4xx", "5xx", "network", "local"] {
+        m.remote_write_retries.get_or_create_owned(&StatusClassLabels { status });
+    }
+    for op in ["append", "ack", "read"] {
+        m.remote_write_queue_errors.get_or_create_owned(&OpLabels { op });
     }
     let tls = match settings.url.scheme() {
         "https" => {
@@ -100,85 +251,140 @@ pub async fn run(settings: RemoteWrite, recorder: Arc<Recorder>, cancel: Cancell
         basic_auth: settings.basic_auth.clone(),
         headers: settings.headers.clone(),
     };
+    let shared = Shared { open, account: recorder.remote_queue.account.clone() };
     let appended = Arc::new(tokio::sync::Notify::new());
     tokio::select! {
         _ = cancel.cancelled() => {}
-        _ = sample(&settings, &recorder, &appended) => {}
-        _ = send(&settings, &recorder, Client::new(endpoint), &appended) => {}
+        _ = sample(&settings, &recorder, &shared, &appended) => {}
+        _ = send(&settings, &recorder, &shared, Client::new(endpoint), &appended) => {}
     }
 }
 
-/// Take a round every interval and queue it.
-async fn sample(settings: &RemoteWrite, recorder: &Arc<Recorder>, appended: &tokio::sync::Notify) {
+/// Take a round every interval and queue it. The round is encoded under the queue's lock, so it carries its
+/// own sequence number (`openclaw_exporter_remote_write_round_sequence`): a receiver can tell a lost round
+/// from a gap in time.
+async fn sample(settings: &RemoteWrite, recorder: &Arc<Recorder>, shared: &Shared, appended: &tokio::sync::Notify) {
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let now = SystemTime::now();
-        let request =
-            proto::from_metric_families(&recorder.metric_families(now), &settings.external_labels, now_ms(now));
-        let samples = request.timeseries.len() as u32;
-        let payload = match snap::raw::Encoder::new().compress_vec(&request.encode_to_vec()) {
-            Ok(payload) => payload,
-            Err(err) => {
-                tracing::error!("remote write: compressing a round: {err}");
-                continue;
-            }
-        };
-        let timestamp = now_ms(now);
-        let appended_round = recorder
-            .remote_queue
-            .with(settings.queue_dir.clone(), settings.max_bytes, move |queue| {
-                let dropped = queue.append(&payload, timestamp, samples)?;
-                Ok((dropped, queue.queued_bytes(), queue.oldest_timestamp_ms()))
+        let round_recorder = recorder.clone();
+        let labels = settings.external_labels.clone();
+        let result = shared
+            .with(move |queue, account| {
+                round_recorder.metrics.remote_write_round_sequence.set(queue.next_seq() as i64);
+                let now = SystemTime::now();
+                let request = proto::from_metric_families(&round_recorder.metric_families(now), &labels, now_ms(now));
+                let samples = request.timeseries.len() as u32;
+                let appended = snap::raw::Encoder::new()
+                    .compress_vec(&request.encode_to_vec())
+                    .map_err(std::io::Error::other)
+                    .and_then(|payload| queue.append(&payload, now_ms(now), samples));
+                count(queue, account, |account| {
+                    account.taken += 1;
+                    match &appended {
+                        Ok(appended) => account.drop_rounds(DropReason::OverMaxBytes, appended.dropped_rounds),
+                        Err(err) => account.drop_rounds(DropReason::of(err), 1),
+                    }
+                });
+                Ok((appended, samples, queue.queued_bytes(), queue.oldest_timestamp_ms()))
             })
             .await;
-        match appended_round {
-            Ok((dropped, bytes, oldest)) => {
-                if dropped.samples > 0 {
+        let m = &recorder.metrics;
+        match result {
+            Ok((Ok(round), _, bytes, oldest)) => {
+                if round.dropped_rounds > 0 {
                     tracing::warn!(
-                        samples = dropped.samples,
+                        rounds = round.dropped_rounds,
                         "remote-write queue over max_bytes: dropped the oldest rounds"
                     );
-                    recorder
-                        .metrics
-                        .remote_write_samples
+                    m.remote_write_samples
                         .get_or_create(&ResultLabels { result: "dropped" })
-                        .inc_by(dropped.samples);
+                        .inc_by(round.dropped_samples);
                 }
                 recorder.set_remote_write_queue(bytes, oldest);
                 appended.notify_one();
             }
-            Err(err) => {
-                tracing::error!(dir = %settings.queue_dir.display(), "remote-write queue: {err}; this round is not kept");
+            Ok((Err(err), samples, bytes, oldest)) => {
+                m.remote_write_queue_errors.get_or_create(&OpLabels { op: "append" }).inc();
+                m.remote_write_samples.get_or_create(&ResultLabels { result: "dropped" }).inc_by(u64::from(samples));
+                let reason = DropReason::of(&err).label();
+                tracing::error!(dir = %settings.queue_dir.display(), reason, "remote-write queue: {err}; this round is not kept (counted dropped), the next is tried");
+                recorder.set_remote_write_queue(bytes, oldest);
             }
+            Err(err) => tracing::error!("remote write: taking a round: {err}"),
         }
     }
 }
 
+/// How a batch left the queue.
+#[derive(Clone, Copy)]
+enum Settled {
+    Sent,
+    Dropped(DropReason),
+}
+
 /// Send queued rounds, oldest first, until the queue is empty; then wait for the next round.
-async fn send(settings: &RemoteWrite, recorder: &Arc<Recorder>, mut client: Client, appended: &tokio::sync::Notify) {
-    let mut backoff = BACKOFF_FIRST;
-    let mut failing = false;
+async fn send(
+    settings: &RemoteWrite,
+    recorder: &Arc<Recorder>,
+    shared: &Shared,
+    mut client: Client,
+    appended: &tokio::sync::Notify,
+) {
+    let m = &recorder.metrics;
+    let mut backoff = settings.min_backoff;
+    // What the log last said was wrong (logged once per change, not per attempt).
+    let mut failing: Option<String> = None;
+    let mut queue_failing = false;
+    // A 413 halves these for the rest of the generation: a receiver's size limit does not change.
+    let (mut max_rounds, mut max_bytes) = (MAX_BATCH_ROUNDS, MAX_BATCH_BYTES);
+    let pause = |backoff: &mut Duration, at_least: Duration| {
+        let wait = backoff.mul_f64(0.5 + rand::random::<f64>()).max(at_least);
+        *backoff = (*backoff * 2).min(settings.max_backoff);
+        wait
+    };
     loop {
-        let batch = recorder
-            .remote_queue
-            .with(settings.queue_dir.clone(), settings.max_bytes, |queue| queue.peek(MAX_BATCH_ROUNDS, MAX_BATCH_BYTES))
+        // An acknowledgement not yet on disk is written before anything more is sent: sending on would only
+        // grow what a crash sends twice.
+        let persisted = shared.with(|queue, _| queue.persist_ack()).await;
+        if let Err(err) = persisted {
+            m.remote_write_queue_errors.get_or_create(&OpLabels { op: "ack" }).inc();
+            if !queue_failing {
+                tracing::error!(dir = %settings.queue_dir.display(), "remote-write queue: cannot write the acknowledgement ({err}); retried with backoff, nothing is sent meanwhile");
+                queue_failing = true;
+            }
+            tokio::time::sleep(pause(&mut backoff, Duration::ZERO)).await;
+            continue;
+        }
+        let batch = shared
+            .with(move |queue, account| {
+                let peeked = queue.peek(max_rounds, max_bytes)?;
+                let corrupt = peeked.corrupt.iter().map(|d| d.rounds).sum();
+                count(queue, account, |account| account.drop_rounds(DropReason::Corrupt, corrupt));
+                Ok(peeked)
+            })
             .await;
-        let (rounds, unreadable) = match batch {
-            Ok(batch) => batch,
+        let peeked = match batch {
+            Ok(peeked) => peeked,
             Err(err) => {
-                tracing::error!(dir = %settings.queue_dir.display(), "remote-write queue: {err}");
-                tokio::time::sleep(settings.interval).await;
+                m.remote_write_queue_errors.get_or_create(&OpLabels { op: "read" }).inc();
+                if !queue_failing {
+                    tracing::error!(dir = %settings.queue_dir.display(), "remote-write queue: cannot read ({err}); retried with backoff");
+                    queue_failing = true;
+                }
+                tokio::time::sleep(pause(&mut backoff, Duration::ZERO)).await;
                 continue;
             }
         };
-        if unreadable > 0 {
-            tracing::warn!(
-                rounds = unreadable,
-                "remote-write queue: rounds that no longer read back whole were skipped"
-            );
+        if queue_failing {
+            tracing::info!(dir = %settings.queue_dir.display(), "remote-write queue: reads and writes again");
+            queue_failing = false;
         }
+        for damage in &peeked.corrupt {
+            tracing::warn!(segment = %damage.segment.display(), offset = damage.offset, "remote-write queue: a round no longer reads back whole; counted dropped (corrupt)");
+        }
+        let rounds = peeked.rounds;
         let Some((last, _)) = rounds.last() else {
             appended.notified().await;
             continue;
@@ -188,54 +394,98 @@ async fn send(settings: &RemoteWrite, recorder: &Arc<Recorder>, mut client: Clie
         let body = match batch_body(&rounds) {
             Ok(body) => body,
             Err(err) => {
-                tracing::error!("remote write: a queued round does not decompress ({err}); skipped");
-                acknowledge(settings, recorder, next).await;
+                tracing::error!("remote write: a queued round does not decompress ({err}); counted dropped (corrupt)");
+                settle(shared, recorder, next, Settled::Dropped(DropReason::Corrupt)).await;
                 continue;
             }
         };
-        match client.send(body, SEND_TIMEOUT).await {
+        let result = client.send(body, SEND_TIMEOUT).await;
+        let why = match result {
             Ok(()) => {
-                if failing {
+                if failing.take().is_some() {
                     tracing::info!(url = %settings.url, "remote write: the receiver takes samples again");
-                    failing = false;
                 }
-                backoff = BACKOFF_FIRST;
-                let m = &recorder.metrics;
-                m.remote_write_samples.get_or_create(&ResultLabels { result: "sent" }).inc_by(samples);
+                backoff = settings.min_backoff;
                 m.remote_write_last_success.set(unix_seconds(SystemTime::now()));
-                acknowledge(settings, recorder, next).await;
+                settle(shared, recorder, next, Settled::Sent).await;
+                continue;
+            }
+            Err(SendError::TooLarge { detail }) if rounds.len() > 1 => {
+                let payload: usize = rounds.iter().map(|(info, _)| info.payload_len()).sum();
+                max_rounds = (rounds.len() / 2).max(1);
+                max_bytes = (payload / 2).max(1);
+                tracing::warn!(url = %settings.url, rounds = rounds.len(), bytes = payload, detail = %detail, "remote write: the receiver says the batch is too large (413); sending it in halves");
+                continue;
+            }
+            Err(SendError::TooLarge { detail }) => {
+                tracing::error!(url = %settings.url, detail = %detail, samples, "remote write: the receiver refuses even a single round as too large (413); dropped, counted");
+                m.remote_write_rejected.get_or_create(&StatusLabels { status: 413 }).inc();
+                m.remote_write_samples.get_or_create(&ResultLabels { result: "failed" }).inc_by(samples);
+                settle(shared, recorder, next, Settled::Dropped(DropReason::Rejected)).await;
+                continue;
             }
             Err(SendError::Rejected { status, detail }) => {
-                tracing::warn!(url = %settings.url, status, detail = %detail, samples, "remote write: the receiver rejected a batch; not retried");
-                let m = &recorder.metrics;
-                m.remote_write_samples.get_or_create(&ResultLabels { result: "failed" }).inc_by(samples);
+                tracing::warn!(url = %settings.url, status, detail = %detail, rounds = rounds.len(), "remote write: the receiver will never take this batch; dropped, counted");
                 m.remote_write_rejected.get_or_create(&StatusLabels { status }).inc();
-                acknowledge(settings, recorder, next).await;
+                m.remote_write_samples.get_or_create(&ResultLabels { result: "failed" }).inc_by(samples);
+                settle(shared, recorder, next, Settled::Dropped(DropReason::Rejected)).await;
+                continue;
             }
-            Err(SendError::Retry(why)) => {
-                if !failing {
-                    tracing::warn!(url = %settings.url, "remote write: cannot send ({why}); samples wait in the queue");
-                    failing = true;
+            Err(SendError::Retry { status, detail, retry_after, location }) => {
+                let class = match status {
+                    300..=399 => "3xx",
+                    400..=499 => "4xx",
+                    _ => "5xx",
+                };
+                m.remote_write_retries.get_or_create(&StatusClassLabels { status: class }).inc();
+                let wait = pause(&mut backoff, retry_after.unwrap_or_default().min(RETRY_AFTER_CAP));
+                let why = format!("HTTP {status}");
+                if failing.as_deref() != Some(why.as_str()) {
+                    match &location {
+                        Some(location) => {
+                            tracing::warn!(url = %settings.url, status, location = %location, "remote write: the receiver redirects (not followed: fix remote_write.url); samples wait in the queue")
+                        }
+                        None => {
+                            tracing::warn!(url = %settings.url, status, detail = %detail, retry_after = ?retry_after, "remote write: the receiver does not take samples now; they wait in the queue and are retried")
+                        }
+                    }
                 }
-                let jitter = 0.5 + rand::random::<f64>();
-                tokio::time::sleep(backoff.mul_f64(jitter)).await;
-                backoff = (backoff * 2).min(BACKOFF_CAP);
+                (why, wait)
             }
-        }
+            Err(err @ (SendError::Network(_) | SendError::Local(_))) => {
+                let class = if matches!(err, SendError::Local(_)) { "local" } else { "network" };
+                m.remote_write_retries.get_or_create(&StatusClassLabels { status: class }).inc();
+                let why = class.to_owned();
+                if failing.as_deref() != Some(class) {
+                    tracing::warn!(url = %settings.url, "remote write: cannot send ({err}); samples wait in the queue");
+                }
+                (why, pause(&mut backoff, Duration::ZERO))
+            }
+        };
+        let (why, wait) = why;
+        failing = Some(why);
+        tokio::time::sleep(wait).await;
     }
 }
 
-async fn acknowledge(settings: &RemoteWrite, recorder: &Arc<Recorder>, next: u64) {
-    let acked = recorder
-        .remote_queue
-        .with(settings.queue_dir.clone(), settings.max_bytes, move |queue| {
-            queue.ack(next)?;
-            Ok((queue.queued_bytes(), queue.oldest_timestamp_ms()))
+/// Take the rounds before `next` out of the queue, counted as `how`; the acknowledgement reaches the disk
+/// at the top of the send loop.
+async fn settle(shared: &Shared, recorder: &Arc<Recorder>, next: u64, how: Settled) {
+    let settled = shared
+        .with(move |queue, account| {
+            let acked = queue.ack(next);
+            count(queue, account, |account| match how {
+                Settled::Sent => account.sent += acked.rounds,
+                Settled::Dropped(reason) => account.drop_rounds(reason, acked.rounds),
+            });
+            Ok((acked, queue.queued_bytes(), queue.oldest_timestamp_ms()))
         })
         .await;
-    match acked {
-        Ok((bytes, oldest)) => recorder.set_remote_write_queue(bytes, oldest),
-        Err(err) => tracing::error!(dir = %settings.queue_dir.display(), "remote-write queue: acknowledging: {err}"),
+    if let Ok((acked, bytes, oldest)) = settled {
+        if let Settled::Sent = how {
+            recorder.metrics.remote_write_samples.get_or_create(&ResultLabels { result: "sent" }).inc_by(acked.samples);
+        }
+        recorder.set_remote_write_queue(bytes, oldest);
     }
 }
 

@@ -1,27 +1,108 @@
-//! The durable on-disk queue of remote-write rounds: append-only segment files and an acknowledgement file.
+//! The durable on-disk queue of remote-write rounds: append-only segment files, an acknowledgement file and a
+//! lock file.
 //!
-//! A record is one sampling round: `[len u32][crc32 u32][seq u64][timestamp_ms i64][samples u32][payload]`
-//! (little endian; the CRC covers everything after it), the payload a snappy-compressed `WriteRequest`.
-//! Records are written and `fsync`ed before [`Queue::append`] returns. Segments are named by their first
-//! sequence number and rotate at [`Queue::segment_bytes`]. The file `acked` holds the first sequence number
-//! not yet acknowledged by the receiver, replaced atomically (temporary file, fsync, rename) after each
-//! acknowledged batch.
+//! A segment starts with the 8-byte file header `OCRWQ002`; each record is one sampling round:
+//! `[magic "OCRW"][len u32][crc32 u32][seq u64][timestamp_ms i64][samples u32][payload]` (little endian; the
+//! CRC covers the length and everything after the CRC), the payload a snappy-compressed `WriteRequest`. The
+//! magic lets a reader find the next record after damage: a record whose CRC fails is skipped and the reader
+//! resynchronises on the next magic whose record checks, so a flipped bit loses that record only. Segments
+//! written before the magic existed (no file header, 28-byte records) are still read, never appended to.
 //!
-//! The guarantee, for a crash at any moment (kill -9, power loss): every round whose append returned is
-//! kept; a torn record at a segment's end is cut off at the next open (its round is lost, never half-read);
-//! a batch the receiver acknowledged is sent again only if the crash came between its acknowledgement and
-//! the rename of `acked` (at most one batch twice). Over `max_bytes`, whole segments go, oldest first,
-//! and their unsent samples are counted as dropped.
+//! Records are written and `fsync`ed before [`Queue::append`] returns. After a failed write or fsync (a full
+//! disk) the segment is cut back to its last good length, or sealed when even that fails, so no record ever
+//! sits at an offset the index does not know. Segments are named by their first sequence number and rotate
+//! at [`Queue::segment_bytes`]. The file `acked` holds the first sequence number not yet acknowledged,
+//! replaced atomically (temporary file, fsync, rename). The file `lock` is held exclusively while the queue is
+//! open (one exporter per directory) and `owner` names the holder's pid.
+//!
+//! The guarantee, for a crash at any moment (kill -9, power loss): every round whose append returned Ok is
+//! kept; a torn record at a segment's end (its append never returned) is cut off at the next open; a batch the
+//! receiver acknowledged is sent again only when the crash came before its acknowledgement reached the disk
+//! (at most one batch twice). Over `max_bytes`, whole segments go, oldest first, counted.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// Bytes before a record's payload.
-const HEADER: u64 = 28;
-/// The longest payload accepted when reading (a corrupt length is not an allocation).
+/// The first bytes of a segment in the current format.
+const FILE_HEADER: &[u8; 8] = b"OCRWQ002";
+/// The first bytes of every record in the current format.
+const MAGIC: &[u8; 4] = b"OCRW";
+/// The longest payload accepted (a corrupt length is never an allocation).
 const MAX_PAYLOAD: u32 = 64 * 1024 * 1024;
+
+/// A segment's record layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Before the magic: `[len][crc][seq][ts][samples]`, 28 bytes, from offset 0. Read only.
+    V1,
+    /// The file header, then `[magic][len][crc][seq][ts][samples]`, 32 bytes.
+    V2,
+}
+
+impl Format {
+    fn header(self) -> u64 {
+        match self {
+            Format::V1 => 28,
+            Format::V2 => 32,
+        }
+    }
+
+    fn first_record(self) -> u64 {
+        match self {
+            Format::V1 => 0,
+            Format::V2 => FILE_HEADER.len() as u64,
+        }
+    }
+}
+
+/// Why a round did not reach the queue or left it without being sent: the `reason` label's fixed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The queue was over `max_bytes`: its oldest segment went.
+    OverMaxBytes,
+    /// The disk (or a quota) was full when the round was written.
+    DiskFull,
+    /// Another I/O error writing the round, or a round that could not be encoded.
+    IoError,
+    /// The round's record no longer reads back whole (a flipped bit, a damaged sector).
+    Corrupt,
+    /// The receiver refused the round for good (400, 409, 422; 413 for a single round).
+    Rejected,
+}
+
+impl DropReason {
+    /// Every reason, in label order.
+    pub const ALL: [DropReason; 5] = [
+        DropReason::OverMaxBytes,
+        DropReason::DiskFull,
+        DropReason::IoError,
+        DropReason::Corrupt,
+        DropReason::Rejected,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::OverMaxBytes => "over_max_bytes",
+            DropReason::DiskFull => "disk_full",
+            DropReason::IoError => "io_error",
+            DropReason::Corrupt => "corrupt",
+            DropReason::Rejected => "rejected",
+        }
+    }
+
+    /// The reason an I/O error stands for.
+    pub fn of(err: &io::Error) -> DropReason {
+        let full = matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded);
+        if full {
+            DropReason::DiskFull
+        } else {
+            DropReason::IoError
+        }
+    }
+}
 
 /// A queued round read back: where it was, and its payload.
 pub type Round = (RecordInfo, Vec<u8>);
@@ -42,23 +123,94 @@ pub struct RecordInfo {
 }
 
 impl RecordInfo {
-    fn bytes(&self) -> u64 {
-        HEADER + u64::from(self.len)
+    /// Payload bytes.
+    pub fn payload_len(&self) -> usize {
+        self.len as usize
     }
 }
 
 #[derive(Debug)]
 struct Segment {
     path: PathBuf,
+    format: Format,
+    /// The length of its good part: where the next record goes.
     bytes: u64,
     records: Vec<RecordInfo>,
+    /// No more appends (an old format, or a failed write that could not be cut back).
+    sealed: bool,
 }
 
-/// What an append had to drop to stay within `max_bytes`.
+impl Segment {
+    fn record_bytes(&self, info: &RecordInfo) -> u64 {
+        self.format.header() + u64::from(info.len)
+    }
+}
+
+/// Damage found in a segment: bytes skipped, and how many unacknowledged rounds they held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Where the damage starts.
+    pub offset: u64,
+    /// How many bytes were skipped.
+    pub bytes: u64,
+    /// Unacknowledged rounds lost in them (counted dropped, reason `corrupt`).
+    pub rounds: u64,
+    /// A torn tail (a write that never returned), not a damaged record.
+    pub torn: bool,
+}
+
+/// What a successful append did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Dropped {
-    /// Unsent samples dropped.
+pub struct Appended {
+    /// The round's sequence number.
+    pub seq: u64,
+    /// Unsent rounds dropped to stay within `max_bytes`.
+    pub dropped_rounds: u64,
+    /// Their samples.
+    pub dropped_samples: u64,
+}
+
+/// Rounds an acknowledgement (or a rejection) took out of the queue.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    /// Rounds still queued that the acknowledgement covered.
+    pub rounds: u64,
+    /// Their samples.
     pub samples: u64,
+}
+
+/// What [`Queue::peek`] found.
+#[derive(Debug, Default)]
+pub struct Peeked {
+    /// The oldest unacknowledged rounds, in order.
+    pub rounds: Vec<Round>,
+    /// Records that no longer read back whole: taken out of the queue, to be counted `corrupt`.
+    pub corrupt: Vec<Damage>,
+}
+
+/// Why a queue could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process holds the directory's lock.
+    #[error(
+        "remote_write.queue_dir = \"{dir}\" is in use by another exporter ({holder}); one exporter per queue directory"
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// `pid N`, or why the holder is not known.
+        holder: String,
+    },
+    /// The directory or a file in it could not be read or written.
+    #[error("remote_write.queue_dir = \"{dir}\": {source}")]
+    Io {
+        /// The directory.
+        dir: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
 }
 
 /// The queue; see the module documentation.
@@ -70,24 +222,33 @@ pub struct Queue {
     pub segment_bytes: u64,
     segments: VecDeque<Segment>,
     next_seq: u64,
+    /// The first unacknowledged sequence number, in memory (what the receiver has).
     acked: u64,
-    /// Torn or corrupt records cut off at open, for the log.
-    pub repaired: u64,
+    /// The same, as the `acked` file holds it.
+    persisted_acked: u64,
+    /// Damage found at open (torn tails and damaged records), for the log and the counters.
+    pub damage_at_open: Vec<Damage>,
+    /// Held for the queue's life: the exclusive lock on `lock`.
+    _lock: File,
 }
 
 impl Queue {
-    /// Open (or create) the queue in `dir`, repairing a torn tail.
-    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Queue> {
-        fs::create_dir_all(dir)?;
+    /// Open (or create) the queue in `dir`: take its lock, then read every segment, repairing a torn tail and
+    /// skipping damaged records.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Queue, OpenError> {
+        let io_error = |source| OpenError::Io { dir: dir.to_owned(), source };
+        fs::create_dir_all(dir).map_err(io_error)?;
+        let lock = lock(dir)?;
         let acked = match fs::read_to_string(dir.join("acked")) {
             Ok(text) => text
                 .trim()
                 .parse::<u64>()
-                .map_err(|_| invalid(format!("{}: not a number", dir.join("acked").display())))?,
+                .map_err(|_| io_error(invalid(format!("{}: not a number", dir.join("acked").display()))))?,
             Err(err) if err.kind() == io::ErrorKind::NotFound => 0,
-            Err(err) => return Err(err),
+            Err(err) => return Err(io_error(err)),
         };
-        let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
+        let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+            .map_err(io_error)?
             .filter_map(|entry| {
                 let path = entry.ok()?.path();
                 let stem = path.file_stem()?.to_str()?;
@@ -103,127 +264,206 @@ impl Queue {
             segments: VecDeque::new(),
             next_seq: acked,
             acked,
-            repaired: 0,
+            persisted_acked: acked,
+            damage_at_open: Vec::new(),
+            _lock: lock,
         };
-        for (_, path) in names {
-            let (segment, cut) = scan(&path)?;
-            queue.repaired += cut;
+        for (i, (first_seq, path)) in names.iter().enumerate() {
+            // A record at or past the next segment's first sequence number is a ghost: a write whose fsync
+            // failed and could not be cut back, whose number the next segment reused.
+            let next_first = names.get(i + 1).map(|(seq, _)| *seq);
+            let (mut segment, damage) = scan(path, *first_seq, acked).map_err(io_error)?;
+            if let Some(limit) = next_first {
+                segment.records.retain(|r| r.seq < limit);
+                segment.sealed = true;
+            }
+            queue.damage_at_open.extend(damage);
             if let Some(last) = segment.records.last() {
                 queue.next_seq = queue.next_seq.max(last.seq + 1);
             }
             if segment.records.is_empty() {
-                fs::remove_file(&path)?;
+                fs::remove_file(path).map_err(io_error)?;
             } else {
                 queue.segments.push_back(segment);
             }
         }
-        queue.collect_acked()?;
+        queue.collect_acked().map_err(io_error)?;
         Ok(queue)
     }
 
-    /// Append one round and fsync it; then drop the oldest segments while over `max_bytes`.
-    pub fn append(&mut self, payload: &[u8], timestamp_ms: i64, samples: u32) -> io::Result<Dropped> {
+    /// The sequence number the next appended round gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Change the size limit (a reload); it applies at the next append.
+    pub fn set_max_bytes(&mut self, max_bytes: u64) {
+        self.max_bytes = max_bytes;
+    }
+
+    /// Append one round and fsync it; then drop the oldest segments while over `max_bytes`. On an error
+    /// nothing of the round stays on disk or in the index, and the next append starts clean.
+    pub fn append(&mut self, payload: &[u8], timestamp_ms: i64, samples: u32) -> io::Result<Appended> {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|l| *l <= MAX_PAYLOAD)
             .ok_or_else(|| invalid("round too large".into()))?;
-        if self.segments.back().is_none_or(|s| s.bytes >= self.segment_bytes) {
-            let path = self.dir.join(format!("{:016x}.seg", self.next_seq));
-            File::create(&path)?.sync_all()?;
-            sync_dir(&self.dir)?;
-            self.segments.push_back(Segment { path, bytes: 0, records: Vec::new() });
+        let needs_new =
+            self.segments.back().is_none_or(|s| s.sealed || s.format != Format::V2 || s.bytes >= self.segment_bytes);
+        if needs_new {
+            self.new_segment()?;
         }
+        let seq = self.next_seq;
         let segment = self.segments.back_mut().expect("pushed above");
-        let info = RecordInfo { seq: self.next_seq, offset: segment.bytes, len, timestamp_ms, samples };
-        let mut record = Vec::with_capacity(HEADER as usize + payload.len());
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&[0; 4]);
-        record.extend_from_slice(&info.seq.to_le_bytes());
-        record.extend_from_slice(&timestamp_ms.to_le_bytes());
-        record.extend_from_slice(&samples.to_le_bytes());
-        record.extend_from_slice(payload);
-        let crc = crc32fast::hash(&record[8..]);
-        record[4..8].copy_from_slice(&crc.to_le_bytes());
-        let mut file = OpenOptions::new().append(true).open(&segment.path)?;
-        file.write_all(&record)?;
-        file.sync_data()?;
+        let info = RecordInfo { seq, offset: segment.bytes, len, timestamp_ms, samples };
+        let record = encode_record(&info, payload);
+        if let Err(err) = write_at_end(&segment.path, segment.bytes, &record) {
+            // Cut back what the failed write may have left, so the index and the file agree; when even
+            // that fails, seal the segment: the next append opens a new one, and the next open cuts the tail.
+            let cut = OpenOptions::new().write(true).open(&segment.path).and_then(|f| {
+                f.set_len(segment.bytes)?;
+                f.sync_all()
+            });
+            if let Err(cut_err) = cut {
+                tracing::warn!(segment = %segment.path.display(), error = %cut_err, "remote-write queue: cannot cut a failed write back; sealing the segment");
+                segment.sealed = true;
+            }
+            return Err(err);
+        }
         segment.bytes += record.len() as u64;
         segment.records.push(info);
         self.next_seq += 1;
-        self.enforce_max_bytes()
+        let (dropped_rounds, dropped_samples) = self.enforce_max_bytes();
+        Ok(Appended { seq, dropped_rounds, dropped_samples })
     }
 
-    fn enforce_max_bytes(&mut self) -> io::Result<Dropped> {
-        let mut dropped = Dropped::default();
-        while self.total_bytes() > self.max_bytes && self.segments.len() > 1 {
-            let oldest = self.segments.pop_front().expect("more than one");
-            dropped.samples +=
-                oldest.records.iter().filter(|r| r.seq >= self.acked).map(|r| u64::from(r.samples)).sum::<u64>();
-            if let Some(last) = oldest.records.last() {
-                if last.seq >= self.acked {
-                    self.write_acked(last.seq + 1)?;
-                }
-            }
-            fs::remove_file(&oldest.path)?;
+    fn new_segment(&mut self) -> io::Result<()> {
+        let path = self.dir.join(format!("{:016x}.seg", self.next_seq));
+        let created = (|| {
+            let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+            file.write_all(FILE_HEADER)?;
+            file.sync_all()?;
+            sync_dir(&self.dir)
+        })();
+        if let Err(err) = created {
+            let _ = fs::remove_file(&path);
+            return Err(err);
         }
-        Ok(dropped)
+        self.segments.push_back(Segment {
+            path,
+            format: Format::V2,
+            bytes: FILE_HEADER.len() as u64,
+            records: Vec::new(),
+            sealed: false,
+        });
+        Ok(())
+    }
+
+    /// Drop the oldest segments while over `max_bytes` (never the one appends go to). A segment leaves the
+    /// index only after its file is gone.
+    fn enforce_max_bytes(&mut self) -> (u64, u64) {
+        let (mut rounds, mut samples) = (0, 0);
+        while self.total_bytes() > self.max_bytes && self.segments.len() > 1 {
+            let oldest = self.segments.front().expect("more than one");
+            if let Err(err) = fs::remove_file(&oldest.path) {
+                tracing::warn!(segment = %oldest.path.display(), error = %err, "remote-write queue: cannot remove the oldest segment");
+                break;
+            }
+            let oldest = self.segments.pop_front().expect("more than one");
+            for record in oldest.records.iter().filter(|r| r.seq >= self.acked) {
+                rounds += 1;
+                samples += u64::from(record.samples);
+            }
+        }
+        (rounds, samples)
     }
 
     /// The oldest unacknowledged rounds, up to `max_records` and about `max_payload` bytes (at least one),
-    /// with their payloads. A record that no longer reads back whole is skipped (acknowledged) and counted
-    /// in the second value.
-    pub fn peek(&mut self, max_records: usize, max_payload: usize) -> io::Result<(Vec<Round>, u64)> {
-        let mut batch = Vec::new();
-        let mut unreadable = 0;
+    /// with their payloads. A record whose CRC no longer checks leaves the index and is returned in
+    /// `corrupt`; an error reading the file is returned (and the rounds stay).
+    pub fn peek(&mut self, max_records: usize, max_payload: usize) -> io::Result<Peeked> {
+        let mut peeked = Peeked::default();
         let mut taken = 0usize;
-        'segments: for segment in &self.segments {
+        let acked = self.acked;
+        let mut full = false;
+        for segment in &mut self.segments {
             let mut file: Option<File> = None;
-            for info in segment.records.iter().filter(|r| r.seq >= self.acked) {
-                if batch.len() >= max_records || (taken > 0 && taken + info.len as usize > max_payload) {
-                    break 'segments;
+            let mut bad = Vec::new();
+            for info in segment.records.iter().filter(|r| r.seq >= acked) {
+                if peeked.rounds.len() >= max_records || (taken > 0 && taken + info.len as usize > max_payload) {
+                    full = true;
+                    break;
                 }
                 let file = match &mut file {
                     Some(file) => file,
                     None => file.insert(File::open(&segment.path)?),
                 };
-                match read_record(file, info) {
-                    Ok(payload) => {
+                match read_record(file, segment.format, info)? {
+                    Some(payload) => {
                         taken += payload.len();
-                        batch.push((*info, payload));
+                        peeked.rounds.push((*info, payload));
                     }
-                    Err(_) => unreadable += 1,
+                    None => bad.push(*info),
                 }
             }
+            for info in &bad {
+                peeked.corrupt.push(Damage {
+                    segment: segment.path.clone(),
+                    offset: info.offset,
+                    bytes: segment.record_bytes(info),
+                    rounds: 1,
+                    torn: false,
+                });
+            }
+            segment.records.retain(|r| !bad.contains(r));
+            if full {
+                break;
+            }
         }
-        Ok((batch, unreadable))
+        Ok(peeked)
     }
 
-    /// Everything before `seq` is acknowledged: persist that, and delete segments wholly before it.
-    pub fn ack(&mut self, seq: u64) -> io::Result<()> {
-        if seq > self.acked {
-            self.write_acked(seq)?;
+    /// Everything before `seq` is acknowledged (or refused for good): in memory now, so it is never sent
+    /// again by this process; on disk at the next [`Queue::persist_ack`]. Returns the rounds it took out.
+    pub fn ack(&mut self, seq: u64) -> Acked {
+        let mut acked = Acked::default();
+        if seq <= self.acked {
+            return acked;
+        }
+        for record in self.unacked().filter(|r| r.seq < seq) {
+            acked.rounds += 1;
+            acked.samples += u64::from(record.samples);
+        }
+        self.acked = seq;
+        acked
+    }
+
+    /// Whether an acknowledgement is not yet on disk.
+    pub fn ack_pending(&self) -> bool {
+        self.persisted_acked < self.acked
+    }
+
+    /// Write the acknowledgement to disk, then delete the segments wholly before it.
+    pub fn persist_ack(&mut self) -> io::Result<()> {
+        if self.ack_pending() {
+            let tmp = self.dir.join("acked.tmp");
+            let mut file = File::create(&tmp)?;
+            file.write_all(format!("{}\n", self.acked).as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&tmp, self.dir.join("acked"))?;
+            sync_dir(&self.dir)?;
+            self.persisted_acked = self.acked;
         }
         self.collect_acked()
     }
 
-    fn write_acked(&mut self, seq: u64) -> io::Result<()> {
-        let tmp = self.dir.join("acked.tmp");
-        let mut file = File::create(&tmp)?;
-        file.write_all(format!("{seq}\n").as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, self.dir.join("acked"))?;
-        sync_dir(&self.dir)?;
-        self.acked = seq;
-        Ok(())
-    }
-
-    /// Delete segments whose records are all acknowledged, but keep the tail (appends go there).
+    /// Delete segments whose records are all acknowledged on disk, but keep the tail (appends go there).
     fn collect_acked(&mut self) -> io::Result<()> {
         while self.segments.len() > 1
-            && self.segments.front().and_then(|s| s.records.last()).is_some_and(|last| last.seq < self.acked)
+            && self.segments.front().and_then(|s| s.records.last()).is_none_or(|last| last.seq < self.persisted_acked)
         {
-            let segment = self.segments.pop_front().expect("checked");
-            fs::remove_file(&segment.path)?;
+            fs::remove_file(&self.segments.front().expect("checked").path)?;
+            self.segments.pop_front();
         }
         Ok(())
     }
@@ -235,7 +475,15 @@ impl Queue {
 
     /// Bytes of the records not yet acknowledged.
     pub fn queued_bytes(&self) -> u64 {
-        self.unacked().map(RecordInfo::bytes).sum()
+        self.segments
+            .iter()
+            .flat_map(|s| s.records.iter().filter(|r| r.seq >= self.acked).map(|r| s.record_bytes(r)))
+            .sum()
+    }
+
+    /// Rounds not yet acknowledged.
+    pub fn queued_rounds(&self) -> u64 {
+        self.unacked().count() as u64
     }
 
     /// The timestamp of the oldest unacknowledged round.
@@ -252,59 +500,207 @@ fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-/// Read every whole record of a segment; cut the file at the first torn or corrupt one. Returns the
-/// segment and how many bytes were cut (0: none).
-fn scan(path: &Path) -> io::Result<(Segment, u64)> {
-    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
-    let size = file.metadata()?.len();
-    let mut records = Vec::new();
-    let mut offset = 0u64;
-    let mut header = [0u8; HEADER as usize];
-    while offset + HEADER <= size {
-        file.seek(SeekFrom::Start(offset))?;
-        file.read_exact(&mut header)?;
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4"));
-        if len > MAX_PAYLOAD || offset + HEADER + u64::from(len) > size {
-            break;
+/// Take the directory's lock and write our pid to `owner`; name the holder when it is taken.
+fn lock(dir: &Path) -> Result<File, OpenError> {
+    let io_error = |source| OpenError::Io { dir: dir.to_owned(), source };
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("lock"));
+    let file = file.map_err(io_error)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = match fs::read_to_string(dir.join("owner")) {
+                Ok(pid) if !pid.trim().is_empty() => format!("pid {}", pid.trim()),
+                _ => "its pid is not known".to_owned(),
+            };
+            return Err(OpenError::Locked { dir: dir.to_owned(), holder });
         }
-        let info = RecordInfo {
-            seq: u64::from_le_bytes(header[8..16].try_into().expect("8")),
-            offset,
-            len,
-            timestamp_ms: i64::from_le_bytes(header[16..24].try_into().expect("8")),
-            samples: u32::from_le_bytes(header[24..28].try_into().expect("4")),
-        };
-        if read_record(&mut file, &info).is_err() {
-            break;
-        }
-        records.push(info);
-        offset += info.bytes();
+        Err(fs::TryLockError::Error(err)) => return Err(io_error(err)),
     }
-    let cut = size - offset;
-    if cut > 0 {
-        file.set_len(offset)?;
+    // The owner file is for people and the error above; the lock is what counts.
+    fs::write(dir.join("owner"), format!("{}\n", std::process::id())).map_err(io_error)?;
+    Ok(file)
+}
+
+fn encode_record(info: &RecordInfo, payload: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(Format::V2.header() as usize + payload.len());
+    record.extend_from_slice(MAGIC);
+    record.extend_from_slice(&info.len.to_le_bytes());
+    record.extend_from_slice(&[0; 4]);
+    record.extend_from_slice(&info.seq.to_le_bytes());
+    record.extend_from_slice(&info.timestamp_ms.to_le_bytes());
+    record.extend_from_slice(&info.samples.to_le_bytes());
+    record.extend_from_slice(payload);
+    let crc = v2_crc(&record);
+    record[8..12].copy_from_slice(&crc.to_le_bytes());
+    record
+}
+
+/// The CRC of a V2 record: its length and everything after the CRC field.
+fn v2_crc(record: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&record[4..8]);
+    hasher.update(&record[12..]);
+    hasher.finalize()
+}
+
+/// Write `record` at `offset` (the segment's good length) and fsync it.
+fn write_at_end(path: &Path, offset: u64, record: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(record)?;
+    file.sync_data()
+}
+
+/// The record at `offset` of `bytes` when it is whole and checks: its info.
+fn parse(bytes: &[u8], format: Format, offset: u64) -> Option<RecordInfo> {
+    let start = usize::try_from(offset).ok()?;
+    let header = format.header() as usize;
+    let head = bytes.get(start..start.checked_add(header)?)?;
+    let fields = match format {
+        Format::V1 => head,
+        Format::V2 => {
+            if &head[..4] != MAGIC {
+                return None;
+            }
+            &head[4..]
+        }
+    };
+    let len = u32::from_le_bytes(fields[0..4].try_into().ok()?);
+    if len > MAX_PAYLOAD {
+        return None;
+    }
+    let record = bytes.get(start..start + header + len as usize)?;
+    let crc = u32::from_le_bytes(fields[4..8].try_into().ok()?);
+    let computed = match format {
+        Format::V1 => crc32fast::hash(&record[8..]),
+        Format::V2 => v2_crc(record),
+    };
+    (computed == crc).then(|| RecordInfo {
+        seq: u64::from_le_bytes(fields[8..16].try_into().expect("8")),
+        offset,
+        len,
+        timestamp_ms: i64::from_le_bytes(fields[16..24].try_into().expect("8")),
+        samples: u32::from_le_bytes(fields[24..28].try_into().expect("4")),
+    })
+}
+
+/// Read every whole record of a segment. In the current format a damaged record is skipped and reading goes
+/// on at the next record that checks; what cannot be read up to the end is a torn tail and is cut off. Rounds
+/// lost to damage are counted from the sequence numbers around it (those below `acked` do not count).
+fn scan(path: &Path, first_seq: u64, acked: u64) -> io::Result<(Segment, Vec<Damage>)> {
+    let bytes = fs::read(path)?;
+    let size = bytes.len() as u64;
+    let format = if bytes.starts_with(FILE_HEADER) {
+        Format::V2
+    } else if size > 0 && size < FILE_HEADER.len() as u64 && FILE_HEADER.starts_with(&bytes) {
+        // A file header torn while the segment was created: an empty segment.
+        Format::V2
+    } else {
+        Format::V1
+    };
+    let mut records: Vec<RecordInfo> = Vec::new();
+    let mut damage = Vec::new();
+    let mut offset = format.first_record().min(size);
+    let mut good = size;
+    let lost_between = |previous: Option<&RecordInfo>, next_seq: u64| {
+        let from = previous.map_or(first_seq, |r| r.seq + 1).max(acked);
+        next_seq.saturating_sub(from)
+    };
+    while offset < size {
+        if let Some(info) = parse(&bytes, format, offset) {
+            // Sequence numbers only grow within a segment; anything else is not a record of ours.
+            if records.last().is_none_or(|r| info.seq > r.seq) {
+                offset += format.header() + u64::from(info.len);
+                records.push(info);
+                continue;
+            }
+        }
+        let resync = match format {
+            Format::V1 => None,
+            Format::V2 => (offset + 1..size)
+                .filter(|at| bytes[*at as usize..].starts_with(MAGIC))
+                .find_map(|at| parse(&bytes, format, at).filter(|r| records.last().is_none_or(|l| r.seq > l.seq))),
+        };
+        match resync {
+            Some(next) => {
+                damage.push(Damage {
+                    segment: path.to_owned(),
+                    offset,
+                    bytes: next.offset - offset,
+                    rounds: lost_between(records.last(), next.seq),
+                    torn: false,
+                });
+                offset = next.offset;
+            }
+            None => {
+                // A whole-length record at the end whose CRC fails is a damaged round; anything shorter is
+                // a write that never returned.
+                let whole = match format {
+                    Format::V2 => {
+                        bytes[offset as usize..].starts_with(MAGIC)
+                            && size - offset >= format.header()
+                            && size - offset
+                                == format.header()
+                                    + u64::from(u32::from_le_bytes(
+                                        bytes[offset as usize + 4..offset as usize + 8].try_into().expect("4"),
+                                    ))
+                    }
+                    Format::V1 => false,
+                };
+                let previous_seq = records.last().map_or(first_seq, |r| r.seq + 1);
+                damage.push(Damage {
+                    segment: path.to_owned(),
+                    offset,
+                    bytes: size - offset,
+                    rounds: u64::from(whole && previous_seq >= acked),
+                    torn: !whole,
+                });
+                good = offset;
+                break;
+            }
+        }
+    }
+    if good < size {
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(good)?;
         file.sync_all()?;
     }
-    Ok((Segment { path: path.to_owned(), bytes: offset, records }, cut))
+    let bytes_good = if format == Format::V2 && good < FILE_HEADER.len() as u64 {
+        // A torn file header: rewrite it whole so appends (if any) land after it.
+        let mut file = OpenOptions::new().write(true).open(path)?;
+        file.write_all(FILE_HEADER)?;
+        file.sync_all()?;
+        FILE_HEADER.len() as u64
+    } else {
+        good
+    };
+    let sealed = format != Format::V2;
+    Ok((Segment { path: path.to_owned(), format, bytes: bytes_good, records, sealed }, damage))
 }
 
-/// A record's payload, its CRC checked.
-fn read_record(file: &mut File, info: &RecordInfo) -> io::Result<Vec<u8>> {
+/// A record's payload, its CRC checked: `None` when it no longer checks.
+fn read_record(file: &mut File, format: Format, info: &RecordInfo) -> io::Result<Option<Vec<u8>>> {
+    let header = format.header();
     file.seek(SeekFrom::Start(info.offset))?;
-    let mut record = vec![0u8; info.bytes() as usize];
-    file.read_exact(&mut record)?;
-    let crc = u32::from_le_bytes(record[4..8].try_into().expect("4"));
-    if crc32fast::hash(&record[8..]) != crc {
-        return Err(invalid("record CRC mismatch".into()));
+    let mut record = vec![0u8; (header + u64::from(info.len)) as usize];
+    match file.read_exact(&mut record) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(err) => return Err(err),
     }
-    Ok(record.split_off(HEADER as usize))
+    Ok(parse(&record, format, 0).filter(|r| r.seq == info.seq).map(|_| record.split_off(header as usize)))
 }
 
-/// Make a directory's entries (a new file, a rename) durable. Windows has no directory fsync; NTFS
-/// journals its metadata.
+/// Make a directory's entries (a new file, a rename) durable. Windows has no directory fsync (NTFS journals
+/// its metadata); some file systems (network and FUSE mounts) answer EINVAL or ENOTSUP, which PostgreSQL
+/// also tolerates: the data files themselves were fsynced.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
+    match File::open(dir)?.sync_all() {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::Unsupported || err.raw_os_error() == Some(libc::EINVAL) => {}
+        Err(err) => return Err(err),
+    }
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
@@ -322,27 +718,47 @@ mod tests {
         batch.iter().map(|(info, _)| info.seq).collect()
     }
 
+    fn ack(queue: &mut Queue, seq: u64) {
+        queue.ack(seq);
+        queue.persist_ack().unwrap();
+    }
+
     #[test]
     fn rounds_come_back_in_order_across_reopens_and_acked_ones_never_again() {
         let dir = tempfile::tempdir().unwrap();
         let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
         for i in 0..10 {
-            queue.append(&payload(i), 1000 + i as i64, 5).unwrap();
+            assert_eq!(queue.append(&payload(i), 1000 + i as i64, 5).unwrap().seq, i);
         }
-        let (batch, _) = queue.peek(4, usize::MAX).unwrap();
+        let batch = queue.peek(4, usize::MAX).unwrap().rounds;
         assert_eq!(seqs(&batch), [0, 1, 2, 3]);
         assert_eq!(batch[2].1, payload(2));
-        queue.ack(4).unwrap();
+        assert_eq!(queue.ack(4), Acked { rounds: 4, samples: 20 });
+        queue.persist_ack().unwrap();
         drop(queue);
         let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
         assert_eq!(queue.oldest_timestamp_ms(), Some(1004));
-        let (batch, _) = queue.peek(100, usize::MAX).unwrap();
+        assert_eq!(queue.queued_rounds(), 6);
+        let batch = queue.peek(100, usize::MAX).unwrap().rounds;
         assert_eq!(seqs(&batch), [4, 5, 6, 7, 8, 9]);
         queue.append(&payload(10), 1010, 5).unwrap();
-        assert_eq!(queue.peek(100, usize::MAX).unwrap().0.last().unwrap().0.seq, 10);
-        queue.ack(11).unwrap();
+        assert_eq!(queue.peek(100, usize::MAX).unwrap().rounds.last().unwrap().0.seq, 10);
+        ack(&mut queue, 11);
         assert_eq!(queue.queued_bytes(), 0);
         assert_eq!(queue.oldest_timestamp_ms(), None);
+    }
+
+    #[test]
+    fn a_second_open_of_one_directory_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let err = Queue::open(dir.path(), 1 << 30).unwrap_err();
+        assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        assert!(message.contains(&dir.path().display().to_string()), "{message}");
+        drop(queue);
+        Queue::open(dir.path(), 1 << 30).expect("the lock goes with the queue");
     }
 
     #[test]
@@ -356,21 +772,73 @@ mod tests {
         drop(queue);
         // A crash in the middle of the fourth record's write.
         let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
+        file.write_all(MAGIC).unwrap();
         file.write_all(&1000u32.to_le_bytes()).unwrap();
         file.write_all(b"partial").unwrap();
         drop(file);
         let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
-        assert_eq!(queue.repaired, 11);
-        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().0), [0, 1, 2]);
-        queue.append(&payload(3), 3, 1).unwrap();
+        assert_eq!(queue.damage_at_open.len(), 1);
+        assert_eq!(queue.damage_at_open[0].bytes, 15);
+        assert!(queue.damage_at_open[0].torn);
+        assert_eq!(queue.damage_at_open[0].rounds, 0, "a torn write is no round lost");
+        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [0, 1, 2]);
+        assert_eq!(queue.append(&payload(3), 3, 1).unwrap().seq, 3);
         drop(queue);
         let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
-        assert_eq!(queue.repaired, 0);
-        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().0), [0, 1, 2, 3]);
+        assert!(queue.damage_at_open.is_empty());
+        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [0, 1, 2, 3]);
     }
 
     #[test]
-    fn a_flipped_byte_cuts_the_segment_there() {
+    fn a_flipped_byte_loses_only_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        for i in 0..5 {
+            queue.append(&payload(i), i as i64, 1).unwrap();
+        }
+        let segment = queue.segments.back().unwrap().path.clone();
+        let second = queue.segments.back().unwrap().records[1];
+        drop(queue);
+        let mut bytes = fs::read(&segment).unwrap();
+        bytes[(second.offset + 32 + 5) as usize] ^= 0xff;
+        fs::write(&segment, &bytes).unwrap();
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [0, 2, 3, 4]);
+        let damage = &queue.damage_at_open;
+        assert_eq!(damage.len(), 1, "{damage:?}");
+        assert_eq!((damage[0].offset, damage[0].rounds, damage[0].torn), (second.offset, 1, false));
+        // Appends go on after the last good record, and the damaged one stays skipped.
+        assert_eq!(queue.append(&payload(5), 5, 1).unwrap().seq, 5);
+        drop(queue);
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [0, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_damaged_header_and_a_damaged_last_record_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        for i in 0..4 {
+            queue.append(&payload(i), i as i64, 1).unwrap();
+        }
+        let segment = queue.segments.back().unwrap().path.clone();
+        let records = queue.segments.back().unwrap().records.clone();
+        drop(queue);
+        let mut bytes = fs::read(&segment).unwrap();
+        // The first record's length field, and a payload byte of the last record.
+        bytes[(records[0].offset + 5) as usize] ^= 0x40;
+        bytes[(records[3].offset + 40) as usize] ^= 0x01;
+        fs::write(&segment, &bytes).unwrap();
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [1, 2]);
+        let lost: u64 = queue.damage_at_open.iter().map(|d| d.rounds).sum();
+        assert_eq!(lost, 2, "{:?}", queue.damage_at_open);
+        // The damaged last record was cut; its number is the next round's.
+        assert_eq!(queue.append(&payload(9), 9, 1).unwrap().seq, 3);
+    }
+
+    #[test]
+    fn a_record_damaged_after_open_is_taken_out_when_read_and_reported() {
         let dir = tempfile::tempdir().unwrap();
         let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
         for i in 0..3 {
@@ -378,28 +846,105 @@ mod tests {
         }
         let segment = queue.segments.back().unwrap().path.clone();
         let second = queue.segments.back().unwrap().records[1];
-        drop(queue);
         let mut bytes = fs::read(&segment).unwrap();
-        bytes[(second.offset + HEADER + 5) as usize] ^= 0xff;
-        fs::write(&segment, bytes).unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
-        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().0), [0]);
+        bytes[(second.offset + 40) as usize] ^= 0xff;
+        fs::write(&segment, &bytes).unwrap();
+        let peeked = queue.peek(100, usize::MAX).unwrap();
+        assert_eq!(seqs(&peeked.rounds), [0, 2]);
+        assert_eq!(peeked.corrupt.len(), 1);
+        assert_eq!(queue.queued_rounds(), 2, "counted once: it left the queue");
+        assert!(queue.peek(100, usize::MAX).unwrap().corrupt.is_empty());
     }
 
     #[test]
-    fn over_max_bytes_the_oldest_segments_go_and_their_unsent_samples_are_counted() {
+    fn segments_of_the_format_before_the_magic_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        for seq in 0u64..3 {
+            let body = payload(seq);
+            let mut record = Vec::new();
+            record.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            record.extend_from_slice(&[0; 4]);
+            record.extend_from_slice(&seq.to_le_bytes());
+            record.extend_from_slice(&(seq as i64).to_le_bytes());
+            record.extend_from_slice(&2u32.to_le_bytes());
+            record.extend_from_slice(&body);
+            let crc = crc32fast::hash(&record[8..]);
+            record[4..8].copy_from_slice(&crc.to_le_bytes());
+            bytes.extend(record);
+        }
+        fs::write(dir.path().join(format!("{:016x}.seg", 0)), &bytes).unwrap();
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let batch = queue.peek(100, usize::MAX).unwrap().rounds;
+        assert_eq!(seqs(&batch), [0, 1, 2]);
+        assert_eq!(batch[1].1, payload(1));
+        // New rounds go to a new segment in the current format.
+        assert_eq!(queue.append(&payload(3), 3, 2).unwrap().seq, 3);
+        assert_eq!(queue.segments.len(), 2);
+        drop(queue);
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_ghost_record_past_the_next_segment_start_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        queue.append(&payload(0), 0, 1).unwrap();
+        // A write whose fsync failed and could not be cut back: sealed, its number reused next.
+        let first = queue.segments.back().unwrap().path.clone();
+        let ghost = encode_record(
+            &RecordInfo { seq: 1, offset: 0, len: payload(77).len() as u32, timestamp_ms: 77, samples: 1 },
+            &payload(77),
+        );
+        OpenOptions::new().append(true).open(&first).unwrap().write_all(&ghost).unwrap();
+        queue.segments.back_mut().unwrap().sealed = true;
+        queue.append(&payload(1), 1, 1).unwrap();
+        drop(queue);
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let batch = queue.peek(100, usize::MAX).unwrap().rounds;
+        assert_eq!(seqs(&batch), [0, 1]);
+        assert_eq!(batch[1].1, payload(1), "the real round 1, not the ghost");
+    }
+
+    #[test]
+    fn an_ack_that_cannot_reach_the_disk_stays_pending_and_the_batch_is_not_offered_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        for i in 0..3 {
+            queue.append(&payload(i), i as i64, 1).unwrap();
+        }
+        // `acked.tmp` as a directory: creating the file fails, as on a full disk.
+        fs::create_dir(dir.path().join("acked.tmp")).unwrap();
+        assert_eq!(queue.ack(2).rounds, 2);
+        assert!(queue.persist_ack().is_err());
+        assert!(queue.ack_pending());
+        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [2]);
+        fs::remove_dir(dir.path().join("acked.tmp")).unwrap();
+        queue.persist_ack().unwrap();
+        assert!(!queue.ack_pending());
+        drop(queue);
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [2]);
+    }
+
+    #[test]
+    fn over_max_bytes_the_oldest_segments_go_and_their_unsent_rounds_are_counted() {
         let dir = tempfile::tempdir().unwrap();
         // 64 KiB segments (the floor), 256 KiB in all; each round ~1 KiB.
         let mut queue = Queue::open(dir.path(), 256 * 1024).unwrap();
-        let mut dropped = 0;
+        let (mut dropped, mut dropped_samples) = (0, 0);
         for i in 0..1000 {
-            dropped += queue.append(&payload(i), i as i64, 7).unwrap().samples;
+            let appended = queue.append(&payload(i), i as i64, 7).unwrap();
+            dropped += appended.dropped_rounds;
+            dropped_samples += appended.dropped_samples;
         }
         assert!(queue.total_bytes() <= 256 * 1024, "{}", queue.total_bytes());
-        let (batch, _) = queue.peek(usize::MAX, usize::MAX).unwrap();
+        let batch = queue.peek(usize::MAX, usize::MAX).unwrap().rounds;
         let first = batch[0].0.seq;
         assert!(first > 0);
-        assert_eq!(dropped, first * 7, "every dropped round counted, once");
+        assert_eq!(dropped, first, "every dropped round counted, once");
+        assert_eq!(dropped_samples, first * 7);
         assert_eq!(seqs(&batch), (first..1000).collect::<Vec<_>>(), "the newest kept, in order, no hole");
         drop(queue);
         let queue = Queue::open(dir.path(), 256 * 1024).unwrap();
@@ -414,7 +959,7 @@ mod tests {
             queue.append(&payload(i), i as i64, 1).unwrap();
         }
         let one = payload(0).len();
-        assert_eq!(queue.peek(100, one * 2).unwrap().0.len(), 2);
-        assert_eq!(queue.peek(100, 1).unwrap().0.len(), 1);
+        assert_eq!(queue.peek(100, one * 2).unwrap().rounds.len(), 2);
+        assert_eq!(queue.peek(100, 1).unwrap().rounds.len(), 1);
     }
 }

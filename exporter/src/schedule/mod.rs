@@ -44,6 +44,9 @@ pub enum StartError {
     /// A model host's CA file does not load.
     #[error("model_host[{index}].ca_file: {source}")]
     CaFile { index: usize, source: probes::model_host::TlsConfigError },
+    /// The remote-write queue directory is another exporter's, or cannot be read.
+    #[error(transparent)]
+    Queue(#[from] crate::remote_write::queue::OpenError),
 }
 
 /// A configuration ready to run: its tap listeners bound (or handed over from the running generation) and
@@ -53,6 +56,7 @@ pub struct Prepared {
     config: Config,
     taps: Vec<(crate::config::AuthTap, std::net::TcpListener)>,
     model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
+    remote_queue: Option<Arc<crate::remote_write::OpenQueue>>,
 }
 
 /// The running probe tasks of one configuration.
@@ -66,9 +70,13 @@ pub struct Generation {
 
 impl Prepared {
     /// Bind what `config` listens on and load what it reads, reusing the sockets of `running` for
-    /// addresses it already listens on. Fails, having changed nothing, when a listener cannot bind or a
-    /// CA file does not load.
-    pub fn new(config: &Config, running: Option<&Generation>) -> Result<Prepared, StartError> {
+    /// addresses it already listens on, and open (lock) its remote-write queue through `queues`. Fails, having
+    /// changed nothing, when a listener cannot bind, a CA file does not load or the queue is another's.
+    pub fn new(
+        config: &Config,
+        running: Option<&Generation>,
+        queues: &crate::remote_write::QueueSlot,
+    ) -> Result<Prepared, StartError> {
         let mut taps = Vec::new();
         for (index, tap) in config.auth_taps.iter().enumerate() {
             let handed_over = running
@@ -102,7 +110,8 @@ impl Prepared {
             };
             model_hosts.push((Arc::new(host.clone()), target));
         }
-        Ok(Prepared { config: config.clone(), taps, model_hosts })
+        let remote_queue = config.remote_write.as_ref().map(|settings| queues.prepare(settings)).transpose()?;
+        Ok(Prepared { config: config.clone(), taps, model_hosts, remote_queue })
     }
 }
 
@@ -110,7 +119,7 @@ impl Generation {
     /// Start every probe task and auth tap of `prepared`, recording into `recorder`. Tasks stop when
     /// `parent` is cancelled or [`Generation::stop`] is called.
     pub fn start(prepared: Prepared, recorder: Arc<Recorder>, parent: &CancellationToken) -> Generation {
-        let Prepared { config, taps, model_hosts } = prepared;
+        let Prepared { config, taps, model_hosts, remote_queue } = prepared;
         recorder.apply_config(&config);
         let cancel = parent.child_token();
         let permits = Arc::new(Semaphore::new(config.scheduler.max_concurrent_probes));
@@ -152,8 +161,9 @@ impl Generation {
         for (host, target) in model_hosts {
             tasks.spawn(drive(target, ModelHostRecording::new(host, recorder.clone()), ctx.clone()));
         }
-        if let Some(settings) = &config.remote_write {
-            tasks.spawn(crate::remote_write::run(settings.clone(), recorder.clone(), cancel.clone()));
+        if let (Some(settings), Some(queue)) = (&config.remote_write, remote_queue) {
+            recorder.remote_queue.install(&queue);
+            tasks.spawn(crate::remote_write::run(settings.clone(), recorder.clone(), queue, cancel.clone()));
         }
         let registry = Arc::new(config.auth.registry.clone());
         let mut tap_sockets = Vec::new();
