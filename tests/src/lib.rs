@@ -21,6 +21,7 @@ mod gateway;
 mod http_sink;
 mod process;
 mod prometheus;
+mod remote_receiver;
 mod sshd;
 
 pub use exporter::*;
@@ -28,4 +29,5 @@ pub use gateway::*;
 pub use http_sink::*;
 pub use process::*;
 pub use prometheus::*;
+pub use remote_receiver::*;
 pub use sshd::*;
