@@ -166,7 +166,10 @@ impl ScriptedReceiver {
                 return;
             }
             let statuses: Vec<u16> = self.answered().iter().map(|a| a.status).collect();
-            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}; answered {statuses:?}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for: {what}; answered {statuses:?}"
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -226,7 +229,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, upstream: Option<&str>) {
                 if step.count == 0 {
                     state.script.pop_front();
                 }
-            } else if state.fail_every.is_some_and(|n| seen % n == 0) {
+            } else if state.fail_every.is_some_and(|n| seen.is_multiple_of(n)) {
                 answer = (503, Vec::new());
             }
             if answer.0 == 0 && state.max_body.is_some_and(|limit| body.len() > limit) {

@@ -177,3 +177,27 @@ fn auth_and_tap_references_are_checked() {
         &["model_host[0].url", "\"ftp://x\""],
     );
 }
+
+#[test]
+fn a_remote_write_url_with_a_password_is_refused_without_showing_it() {
+    let config = "[remote_write]\nurl = \"https://laptops:hunter2-secret@metrics.example/api/v1/write\"\n";
+    assert_rejected(config, &["remote_write.url", "basic_auth", "metrics.example/api/v1/write"]);
+    let (_, text, _file) = check(config, &[]);
+    assert!(!text.contains("hunter2-secret"), "the password was printed:\n{text}");
+    // The same from a plain run.
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(file.path(), config).unwrap();
+    let output =
+        Command::new(workspace_binary("openclaw-tunnel-exporter")).arg("--config").arg(file.path()).output().unwrap();
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("remote_write.url") && !text.contains("hunter2-secret"), "{text}");
+}
+
+#[test]
+fn remote_write_backoffs_must_be_ordered() {
+    assert_rejected(
+        "[remote_write]\nurl = \"http://127.0.0.1:9/api/v1/write\"\nmin_backoff = \"10s\"\nmax_backoff = \"1s\"\n",
+        &["remote_write.max_backoff", "1s", "min_backoff"],
+    );
+}

@@ -187,11 +187,11 @@ fn version_of_victoria_metrics() -> String {
 }
 
 /// A receiver behind TLS that requires a client certificate and basic auth (Prometheus 2.42's web config, as a
-/// team's store would be): the right settings deliver; a wrong password is a 401, counted with its status and
-/// never retried (the queue moves on); no client certificate fails the handshake, which is retried (the rounds
-/// wait in the queue).
+/// team's store would be): the right settings deliver; a wrong password is a 401, which a person fixes, so the
+/// rounds wait in the queue (retried with backoff, never counted failed) and arrive once the password file is
+/// fixed; no client certificate fails the handshake, which is retried too.
 #[test]
-fn tls_with_a_client_certificate_and_basic_auth_deliver_and_a_401_is_counted_not_retried() {
+fn tls_with_a_client_certificate_and_basic_auth_deliver_and_a_401_waits_for_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     make_ca(d);
@@ -237,13 +237,20 @@ fn tls_with_a_client_certificate_and_basic_auth_deliver_and_a_401_is_counted_not
     drop(good);
 
     let wrong = Exporter::start(&config("wrong", true));
-    let rejected = wrong.wait_for("401s counted with their status", T, |m| {
-        m.value("openclaw_exporter_remote_write_rejected_batches_total{status=\"401\"}") >= 3.0
+    let refused = wrong.wait_for("401s retried, the rounds kept", T, |m| {
+        m.value("openclaw_exporter_remote_write_retries_total{status=\"4xx\"}") >= 3.0
+            && m.value("openclaw_exporter_remote_write_rounds_queued") >= 5.0
     });
-    assert_eq!(rejected.value(sent), 0.0);
-    assert!(rejected.value(failed) > 0.0);
-    // Not retried: each rejected batch leaves the queue, so it never holds more than the round in hand.
-    assert!(rejected.value("openclaw_exporter_remote_write_queue_bytes") < 64.0 * 1024.0, "{}", rejected.text);
+    assert_eq!(refused.value(sent), 0.0);
+    assert_eq!(refused.value(failed), 0.0, "a 401 is the sender's own credential: never a reason to drop");
+    let waiting = refused.value("openclaw_exporter_remote_write_rounds_queued");
+    // The operator fixes the password file: every waiting round goes through.
+    std::fs::write(d.join("wrong"), "right-password-7\n").unwrap();
+    let fixed = wrong.wait_for("the waiting rounds delivered after the fix", T, |m| {
+        m.value("openclaw_exporter_remote_write_rounds_total{result=\"sent\"}") >= waiting
+            && m.value("openclaw_exporter_remote_write_rounds_queued") <= 1.0
+    });
+    assert_eq!(fixed.value(failed), 0.0);
     assert!(!wrong.proc.output().contains("wrong-password"), "a password reached the log");
     drop(wrong);
 

@@ -120,7 +120,10 @@ fn every_answer_a_receiver_gives_is_retried_split_or_counted() {
     let answered = receiver.answered();
     let at_429 = answered.iter().position(|a| a.status == 429).unwrap();
     let waited = answered[at_429 + 1].at - answered[at_429].at;
-    assert!(waited >= Duration::from_millis(1950), "Retry-After: 2 not honoured: the next request came after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1950),
+        "Retry-After: 2 not honoured: the next request came after {waited:?}"
+    );
 
     // A backlog, then a receiver that takes at most three rounds a request: the batch goes in halves.
     let per_round = answered.iter().filter(|a| a.status == 204).map(|a| a.body_len / a.rounds.len().max(1)).max();
@@ -170,7 +173,11 @@ fn every_answer_a_receiver_gives_is_retried_split_or_counted() {
         if stored == seen.in_order {
             break;
         }
-        assert!(Instant::now() < deadline, "VictoriaMetrics holds {stored:?}\nthe receiver accepted {:?}", seen.in_order);
+        assert!(
+            Instant::now() < deadline,
+            "VictoriaMetrics holds {stored:?}\nthe receiver accepted {:?}",
+            seen.in_order
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -250,7 +257,11 @@ fn a_full_disk_loses_no_written_round_and_a_failed_acknowledgement_backs_off() {
     exporter.wait_for("more acknowledgement attempts", T, |m| {
         m.value("openclaw_exporter_remote_write_queue_errors_total{op=\"ack\"}") >= 6.0
     });
-    assert_eq!(receiver.count(204), sent_while_failing, "a batch was sent again while its acknowledgement could not be written");
+    assert_eq!(
+        receiver.count(204),
+        sent_while_failing,
+        "a batch was sent again while its acknowledgement could not be written"
+    );
     assert!(sent_while_failing <= 2, "{sent_while_failing} requests before the acknowledgement stopped the sender");
 
     std::fs::remove_dir_all(disk.join("inodes")).unwrap();
@@ -371,7 +382,8 @@ fn fifty_kills_at_random_moments_lose_nothing() {
         assert_accounted(&before);
         assert_eq!(dropped(&before, "corrupt"), 0.0);
         // Rounds numbered below the one being taken have returned from their append.
-        taken_before_a_kill = taken_before_a_kill.max(before.value("openclaw_exporter_remote_write_round_sequence") as u64);
+        taken_before_a_kill =
+            taken_before_a_kill.max(before.value("openclaw_exporter_remote_write_round_sequence") as u64);
         std::thread::sleep(Duration::from_millis(rand_below(100)));
         exporter.proc.signal(libc::SIGKILL);
         exporter.proc.wait_exit(Duration::from_secs(10)).expect("killed");
