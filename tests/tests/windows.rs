@@ -273,3 +273,47 @@ fn the_putty_session_imports_with_reg_and_carries_the_forward() {
         assert!(text(&queried).contains(expected), "{value}: {}", text(&queried));
     }
 }
+
+/// Remote write from the Windows binary: rounds are queued (segment files, fsync, the `acked` file replaced
+/// by rename) and delivered to a receiver on the Linux side, and a second Windows exporter on the same queue
+/// directory is refused by the queue's lock (LockFileEx through the standard library), naming the holder's pid.
+#[test]
+fn remote_write_queues_and_delivers_and_the_queue_lock_holds_on_windows() {
+    let wine = wine();
+    let receiver = ScriptedReceiver::start(None);
+    let remote_write = format!(
+        "[remote_write]\nurl = \"{}\"\ninterval = \"200ms\"\nqueue_dir = \"queue-win\"\nmin_backoff = \"100ms\"\n\
+         max_backoff = \"400ms\"\n",
+        receiver.url()
+    );
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = wine.write(
+        "remote-write.toml",
+        &format!("[web]\nlisten = \"{web}\"\n\n{}\n{remote_write}", forward_toml("t", free_port())),
+    );
+    let proc = Proc::spawn_group("exporter.exe (remote write)", &mut wine.command(&["--config", &config]));
+    wait_listening(web, "the Windows exporter", WINE_START);
+    let scraped = wait_scrape(web, "rounds delivered from Windows", &proc, |m| {
+        m.value("openclaw_exporter_remote_write_rounds_total{result=\"sent\"}") >= 5.0
+    });
+    let dropped: f64 = ["over_max_bytes", "disk_full", "io_error", "corrupt", "rejected"]
+        .iter()
+        .map(|reason| {
+            scraped.value(&format!("openclaw_exporter_remote_write_rounds_total{{result=\"dropped\",reason=\"{reason}\"}}"))
+        })
+        .sum();
+    assert_eq!(dropped, 0.0, "{}", scraped.text);
+    let rounds: Vec<u64> = receiver.answered().iter().flat_map(|a| a.rounds.iter().map(|(seq, _)| *seq)).collect();
+    assert!(rounds.windows(2).all(|w| w[0] < w[1]) && rounds.first() == Some(&0), "{rounds:?}");
+
+    let second_web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let second = wine.write(
+        "remote-write-2.toml",
+        &format!("[web]\nlisten = \"{second_web}\"\n\n{}\n{remote_write}", forward_toml("t", free_port())),
+    );
+    let output = wine.run(&["--config", &second]);
+    assert!(!output.status.success(), "a second exporter ran on the same queue:\n{}", text(&output));
+    let said = text(&output);
+    assert!(said.contains("queue-win") && said.contains("in use by another exporter (pid "), "{said}");
+    drop(proc);
+}
