@@ -82,6 +82,7 @@ pub(super) fn default_remote_write_interval() -> String {
 }
 /// Measured (bench/fleet.sh): a healthy laptop's round on the default config (one forward, 244 series) is
 /// ~4.1 KB snappy-compressed on disk, so 15 s rounds take ~23 MB a day and 7 days ~165 MB; 256 MiB keeps ~11 days.
+/// The round account (issue 18) adds 23 series, ~20% (bench/queue_ab.py): ~28 MB a day, ~9 days.
 pub(super) fn default_remote_write_max_bytes() -> String {
     "256MiB".into()
 }
