@@ -41,6 +41,8 @@ pub struct Exporter {
     pub proc: Proc,
     /// Its metrics address.
     pub web: SocketAddr,
+    /// The extra `[web]` keys, kept by [`Exporter::rewrite_config`].
+    web_extra: String,
     _config: tempfile::NamedTempFile,
 }
 
@@ -62,6 +64,11 @@ impl Exporter {
         Self::start_configured("", forwards_toml, adjust)
     }
 
+    /// As [`Exporter::start`], with `POST /-/reload` served (`[web] enable_lifecycle = true`).
+    pub fn start_with_lifecycle(forwards_toml: &str) -> Exporter {
+        Self::start_configured("enable_lifecycle = true\n", forwards_toml, |command| command)
+    }
+
     /// As [`Exporter::start_with`], with more keys for the `[web]` table (`web_extra`).
     pub fn start_configured(
         web_extra: &str,
@@ -75,7 +82,7 @@ impl Exporter {
         let mut command = Command::new(workspace_binary("openclaw-tunnel-exporter"));
         command.arg("--config").arg(config.path()).env("RUST_LOG", "info");
         let proc = Proc::spawn("exporter", adjust(&mut command));
-        let exporter = Exporter { proc, web, _config: config };
+        let exporter = Exporter { proc, web, web_extra: web_extra.to_owned(), _config: config };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(web).is_err() {
             assert!(Instant::now() < deadline, "exporter did not serve on {web}:\n{}", exporter.proc.output());
@@ -124,7 +131,8 @@ impl Exporter {
 
     /// Replace the config file's `[[forward]]` tables (the web section stays), for reload tests.
     pub fn rewrite_config(&self, forwards_toml: &str) {
-        fs::write(self._config.path(), format!("[web]\nlisten = \"{}\"\n\n{forwards_toml}", self.web)).unwrap();
+        let web = format!("[web]\nlisten = \"{}\"\n{}\n", self.web, self.web_extra);
+        fs::write(self._config.path(), format!("{web}\n{forwards_toml}")).unwrap();
     }
 
     /// The status JSON.

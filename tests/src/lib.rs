@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod browser;
 mod exporter;
 mod gateway;
 mod http_sink;
@@ -24,6 +25,7 @@ mod prometheus;
 mod remote_receiver;
 mod sshd;
 
+pub use browser::*;
 pub use exporter::*;
 pub use gateway::*;
 pub use http_sink::*;

@@ -64,7 +64,7 @@ fn every_dashboard_query_returns_data_from_a_live_exporter() {
     };
     let before_rotation =
         "[auth]\ncurrent = \"r1\"\n[[auth.revision]]\nname = \"r1\"\nsha256 = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\n";
-    let exporter = Exporter::start(&config(before_rotation));
+    let exporter = Exporter::start_with_lifecycle(&config(before_rotation));
     let prometheus = Prometheus::start(
         &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: openclaw-tunnel\n    static_configs:\n      - targets: ['{}']\n        labels:\n          laptop: lap\n",

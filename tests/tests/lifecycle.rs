@@ -12,7 +12,7 @@ const T: Duration = Duration::from_secs(20);
 fn sigterm_and_sigint_stop_the_exporter_cleanly() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let gateway = Gateway::start(free_port(), Duration::ZERO);
-        let mut exporter = Exporter::start(&forward_toml("t", gateway.addr.port()));
+        let mut exporter = Exporter::start_with_lifecycle(&forward_toml("t", gateway.addr.port()));
         exporter.wait_for("a first probe", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 1.0);
         exporter.proc.signal(signal);
         let status = exporter.proc.wait_exit(Duration::from_secs(5)).expect("exits within 5 s");
@@ -31,7 +31,7 @@ fn a_target_that_never_answers_blocks_neither_other_probes_nor_scrapes() {
         forward_toml("t", gateway.addr.port()),
         forward_toml("hang", silent.local_addr().unwrap().port())
     );
-    let exporter = Exporter::start(&forwards);
+    let exporter = Exporter::start_with_lifecycle(&forwards);
     let before = exporter.wait_for("the hanging target times out", T, |m| {
         m.value("openclaw_gateway_probe_failures_total{forward=\"hang\",reason=\"timeout\"}") >= 1.0
     });
@@ -52,7 +52,7 @@ fn a_target_that_never_answers_blocks_neither_other_probes_nor_scrapes() {
 fn a_bad_reload_keeps_the_running_config_and_a_good_one_keeps_the_counters() {
     let gateway = Gateway::start(free_port(), Duration::ZERO);
     let port = gateway.addr.port();
-    let exporter = Exporter::start(&forward_toml("t", port));
+    let exporter = Exporter::start_with_lifecycle(&forward_toml("t", port));
     let before =
         exporter.wait_for("probes running", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 3.0);
 
@@ -112,7 +112,7 @@ fn a_reload_whose_new_tap_port_is_taken_keeps_the_running_generation_whole() {
     let gateway = Gateway::start(free_port(), Duration::ZERO);
     let tap = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let running = format!("{}{}", forward_toml("t", gateway.addr.port()), tap_toml("t", tap, gateway.addr));
-    let exporter = Exporter::start(&running);
+    let exporter = Exporter::start_with_lifecycle(&running);
     exporter.wait_for("probes running", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 3.0);
     wait_listening(tap, "auth tap", T);
 
@@ -153,7 +153,7 @@ fn the_tap_keeps_accepting_through_twenty_reloads() {
     let tap = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let config =
         |name: &str| format!("{}{}", forward_toml(name, gateway.addr.port()), tap_toml(name, tap, gateway.addr));
-    let exporter = Exporter::start(&config("a"));
+    let exporter = Exporter::start_with_lifecycle(&config("a"));
     wait_listening(tap, "auth tap", T);
 
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -199,7 +199,7 @@ fn model_hosts_are_probed_apart_from_the_tunnel() {
         forward_toml("t", forward.addr.port()),
         model.addr.port()
     );
-    let exporter = Exporter::start(&config);
+    let exporter = Exporter::start_with_lifecycle(&config);
     let scrape = exporter.wait_for("model host first bytes and a refused dead port", T, |m| {
         m.value("openclaw_model_host_first_byte_seconds_count{model_host=\"local-model\"}") >= 2.0
             && m.value("openclaw_model_host_probe_failures_total{model_host=\"dead\",reason=\"refused\"}") >= 1.0
@@ -278,7 +278,7 @@ fn the_buckets_survive_a_restart_and_a_bad_state_file_is_ignored() {
     let state = dir.path().join("state/buckets.json");
     let config = format!("{}[state]\nfile = \"{}\"\n", forward_toml("t", gateway.addr.port()), state.display());
 
-    let mut first = Exporter::start(&config);
+    let mut first = Exporter::start_with_lifecycle(&config);
     first.wait_for("rounds counted", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 5.0);
     first.proc.signal(libc::SIGTERM);
     assert!(first.proc.wait_exit(Duration::from_secs(5)).expect("exits").success());
@@ -287,7 +287,7 @@ fn the_buckets_survive_a_restart_and_a_bad_state_file_is_ignored() {
     assert!(saved_checks >= 5, "{saved}");
 
     // A restart keeps the day's buckets (counters restart, as Prometheus expects).
-    let second = Exporter::start(&config);
+    let second = Exporter::start_with_lifecycle(&config);
     let status = second.status();
     let restored = status["forwards"][0]["buckets"][0]["checks"].as_u64().unwrap();
     assert!(restored >= saved_checks, "restored {restored} < saved {saved_checks}: {status}");
@@ -298,7 +298,7 @@ fn the_buckets_survive_a_restart_and_a_bad_state_file_is_ignored() {
     let whole = std::fs::read_to_string(&state).unwrap();
     for bad in ["\u{0}\u{1}garbage".to_owned(), whole[..whole.len() / 2].to_owned()] {
         std::fs::write(&state, bad).unwrap();
-        let exporter = Exporter::start(&config);
+        let exporter = Exporter::start_with_lifecycle(&config);
         exporter.wait_for("probes run anyway", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 2.0);
         assert!(exporter.proc.output().contains("unusable and was ignored"), "{}", exporter.proc.output());
     }
@@ -308,7 +308,7 @@ fn the_buckets_survive_a_restart_and_a_bad_state_file_is_ignored() {
 fn a_reload_storm_leaves_one_consistent_config_and_no_stray_probes() {
     let gateway = Gateway::start(free_port(), Duration::ZERO);
     let port = gateway.addr.port();
-    let exporter = Exporter::start(&forward_toml("a", port));
+    let exporter = Exporter::start_with_lifecycle(&forward_toml("a", port));
     exporter.wait_for("a probed", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"a\"}") >= 1.0);
     // 100 reloads within about a second, alternating configs, some of them bad.
     for i in 0..100 {
@@ -343,7 +343,7 @@ fn a_reload_storm_leaves_one_consistent_config_and_no_stray_probes() {
 fn slow_clients_cannot_hold_the_metrics_server() {
     use std::io::Write;
     let gateway = Gateway::start(free_port(), Duration::ZERO);
-    let exporter = Exporter::start(&forward_toml("t", gateway.addr.port()));
+    let exporter = Exporter::start_with_lifecycle(&forward_toml("t", gateway.addr.port()));
     // 200 clients that send half a request head and then nothing.
     let slow: Vec<_> = (0..200)
         .map(|_| {

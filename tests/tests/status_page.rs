@@ -3,35 +3,11 @@
 //! screenshot of each state is written to target/e2e-artifacts/ (healthy and broken; after a sleep).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::*;
 
 const T: Duration = Duration::from_secs(20);
-
-fn chromium(args: &[String]) -> (String, String) {
-    let profile = tempfile::tempdir().unwrap();
-    let output = Command::new(find_program("chromium"))
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .output()
-        .expect("chromium runs");
-    assert!(output.status.success(), "chromium failed: {}", String::from_utf8_lossy(&output.stderr));
-    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
-}
 
 #[test]
 fn the_status_page_shows_the_states_in_a_real_browser() {

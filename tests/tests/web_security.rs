@@ -165,6 +165,46 @@ fn a_client_certificate_is_required_when_the_web_config_asks_for_one() {
     assert!(code != 0 && status == 0, "curl without a client certificate: exit {code}, status {status}");
 }
 
+/// The serial of the certificate the exporter serves, as `openssl s_client` sees it.
+fn served_serial(addr: std::net::SocketAddr, dir: &Path) -> String {
+    let shown = Command::new(find_program("openssl"))
+        .args(["s_client", "-connect", &addr.to_string(), "-CAfile", "ca.pem"])
+        .stdin(std::process::Stdio::null())
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let pem = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let mut x509 = Command::new(find_program("openssl"))
+        .args(["x509", "-noout", "-serial"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(x509.stdin.as_mut().unwrap(), pem.as_bytes()).unwrap();
+    let output = x509.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A renewed certificate at the same path (the web config file itself unchanged), then SIGHUP: the new
+/// certificate is served, as `openssl s_client` sees by its serial.
+#[test]
+fn a_renewed_certificate_is_served_after_sighup() {
+    let (dir, _gateway, exporter, _https) = start_tls();
+    let before = served_serial(exporter.web, dir.path());
+    assert!(before.starts_with("serial="), "{before}");
+    issue_cert(dir.path(), "server", "/CN=exporter renewed", "subjectAltName=IP:127.0.0.1");
+    exporter.proc.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = served_serial(exporter.web, dir.path());
+        if now != before && now.starts_with("serial=") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still serving {before} after SIGHUP:\n{}", exporter.proc.output());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn check_config_names_the_web_config_file_key_and_value() {
     let dir = tempfile::tempdir().unwrap();

@@ -299,7 +299,9 @@ fn remote_write_queues_and_delivers_and_the_queue_lock_holds_on_windows() {
     let dropped: f64 = ["over_max_bytes", "disk_full", "io_error", "corrupt", "rejected"]
         .iter()
         .map(|reason| {
-            scraped.value(&format!("openclaw_exporter_remote_write_rounds_total{{result=\"dropped\",reason=\"{reason}\"}}"))
+            scraped.value(&format!(
+                "openclaw_exporter_remote_write_rounds_total{{result=\"dropped\",reason=\"{reason}\"}}"
+            ))
         })
         .sum();
     assert_eq!(dropped, 0.0, "{}", scraped.text);

@@ -133,7 +133,8 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let basic_auth = config.web.security.as_ref().is_some_and(|security| security.requires_auth());
     tracing::info!(listen = %config.web.listen, tls = tls.is_some(), basic_auth, forwards = config.forwards.len(), "serving /metrics");
     let (security_tx, security_rx) = tokio::sync::watch::channel(config.web.security.clone());
-    let app = web::router(recorder.clone(), reload_tx, security_rx.clone());
+    let (policy_tx, policy_rx) = tokio::sync::watch::channel(config.web.policy.clone());
+    let app = web::router(recorder.clone(), reload_tx, security_rx.clone(), policy_rx);
     let server_shutdown = shutdown.clone().cancelled_owned();
     let server = tokio::spawn(async move {
         match tls {
@@ -202,6 +203,7 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                         if new_config.web.security != config.web.security {
                             security_tx.send_replace(new_config.web.security.clone());
                         }
+                        policy_tx.send_replace(new_config.web.policy.clone());
                         config = new_config;
                         for warning in config.warnings() {
                             tracing::warn!("{warning}");

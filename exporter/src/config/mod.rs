@@ -189,6 +189,19 @@ pub struct Web {
     pub listen: SocketAddr,
     /// TLS and basic auth from `web.config_file` (exporter-toolkit format), when set.
     pub security: Option<Arc<WebSecurity>>,
+    /// What the web server lets a request do; a reload replaces it.
+    pub policy: WebPolicy,
+}
+
+/// What the web server lets a request do, beyond reading.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WebPolicy {
+    /// `POST /-/reload` is served (off by default, as Prometheus's `--web.enable-lifecycle`); SIGHUP and the
+    /// config file's change reload either way.
+    pub enable_lifecycle: bool,
+    /// Host names a request's `Host` may carry besides loopback names, IP literals and this machine's name
+    /// (lower case, no port): a guard against DNS rebinding.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Scheduler limits.

@@ -187,6 +187,10 @@ pub(super) struct RawWeb {
     pub(super) allow_non_loopback: bool,
     #[serde(default)]
     pub(super) config_file: String,
+    #[serde(default)]
+    pub(super) enable_lifecycle: bool,
+    #[serde(default)]
+    pub(super) allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -312,7 +312,14 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
         state_file,
         otlp,
         gateways,
-        web: Web { listen, security: security.flatten() },
+        web: Web {
+            listen,
+            security: security.flatten(),
+            policy: WebPolicy {
+                enable_lifecycle: raw.web.enable_lifecycle,
+                allowed_hosts: raw.web.allowed_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+            },
+        },
         scheduler: Scheduler { max_concurrent_probes: raw.scheduler.max_concurrent_probes, owner_lookup },
         forwards,
         auth,

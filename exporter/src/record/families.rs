@@ -71,6 +71,8 @@ label_sets! {
     StatusClassLabels { status: &'static str }
     /// `op`: a queue operation (append, ack, read).
     OpLabels { op: &'static str }
+    /// `reason`.
+    ReasonLabels { reason: &'static str }
 }
 
 /// A gauge holding a float.
@@ -216,6 +218,8 @@ families! {
         "openclaw_exporter_remote_write_retries", "Remote-write sends retried, by the answer's status class (3xx, 4xx, 5xx) or network (no answer), local (a credential file unreadable)";
     remote_write_queue_errors: Family<OpLabels, Counter> = Family::default(),
         "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack and read (retried with backoff)";
+    web_requests_refused: Family<ReasonLabels, Counter> = Family::default(),
+        "openclaw_exporter_web_requests_refused", "Web requests refused by reason: foreign_host (a Host that is not this machine: DNS rebinding), lifecycle_off (POST /-/reload without [web] enable_lifecycle), cross_site (a browser's cross-site request to a lifecycle endpoint)";
     remote_write_round_sequence: Gauge = Gauge::default(),
         "openclaw_exporter_remote_write_round_sequence", "The queue sequence number of the round being taken (in each pushed round: its own, so a receiver can count lost rounds)";
     remote_write_queue_bytes: Gauge = Gauge::default(),

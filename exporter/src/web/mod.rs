@@ -1,6 +1,11 @@
 //! The HTTP side: `/metrics` (OpenMetrics or Prometheus 0.0.4 text, by the Accept header), `/-/healthy`,
 //! `/-/reload`, `/api/status` (also at `/status.json`) and the status page at `/`. Handlers only read the recorder; they never probe.
 //! With a web config file, every path asks for basic auth and the listener speaks TLS ([`TlsListener`]).
+//!
+//! Any web page in the user's browser can send requests to loopback. Every path refuses a `Host` that is not
+//! a loopback name, an IP literal, this machine's name or one of `[web] allowed_hosts` (a DNS-rebinding page
+//! carries its own domain there); `POST /-/reload` is served only with `[web] enable_lifecycle = true`, and
+//! even then refuses what a browser sends cross-site (see [`guard`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::server::TlsStream;
 
+pub mod guard;
 pub mod security;
 mod status_page;
 
@@ -45,17 +51,24 @@ struct AppState {
 }
 
 /// The router, reading from `recorder` and sending reload requests to `reloads`; basic auth on every path
-/// when the web config in `security` has users.
-pub fn router(recorder: Arc<Recorder>, reloads: mpsc::Sender<ReloadRequest>, security: SecurityWatch) -> Router {
+/// when the web config in `security` has users; the request guards of `policy` (a reload replaces it).
+pub fn router(
+    recorder: Arc<Recorder>,
+    reloads: mpsc::Sender<ReloadRequest>,
+    security: SecurityWatch,
+    policy: guard::PolicyWatch,
+) -> Router {
+    let guards = guard::Guards::new(policy, recorder.clone());
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "Healthy.\n" }))
-        .route("/-/reload", post(reload))
+        .route("/-/reload", post(reload).layer(axum::middleware::from_fn_with_state(guards.clone(), guard::lifecycle)))
         .route("/api/status", get(status))
         .route("/status.json", get(status))
         .with_state(AppState { recorder, reloads, render: Arc::new(tokio::sync::Semaphore::new(1)) })
         .layer(axum::middleware::from_fn_with_state(security, require_basic_auth))
+        .layer(axum::middleware::from_fn_with_state(guards, guard::host))
 }
 
 async fn require_basic_auth(State(security): State<SecurityWatch>, request: Request, next: Next) -> Response {

@@ -108,12 +108,23 @@ impl WebSecurity {
         if !problems.is_empty() {
             return Err(problems);
         }
+        // What decides whether a reload changes anything: the file and the contents of every file it names, so
+        // a renewed certificate (same path, new bytes) is served after SIGHUP.
+        let mut digest = Sha256::new();
+        digest.update(&text);
+        if let Some(tls) = &raw.tls_server_config {
+            for named in [Some(&tls.cert_file), Some(&tls.key_file), tls.client_ca_file.as_ref()].into_iter().flatten()
+            {
+                digest.update([0]);
+                digest.update(std::fs::read(base.join(named)).unwrap_or_default());
+            }
+        }
         Ok(WebSecurity {
             tls,
             users: raw.basic_auth_users,
             checked: Mutex::new(HashMap::new()),
             source: path.to_owned(),
-            digest: Sha256::digest(&text).into(),
+            digest: digest.finalize().into(),
         })
     }
 
