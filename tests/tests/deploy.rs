@@ -64,7 +64,12 @@ fn the_gateway_mac_config_validates_and_its_doctor_runs_the_exposure_step() {
     let config = deploy().join("launchd/gateway-mac/config.toml");
     // The daemon runs the documented config path; the file in the repo is that config.
     let text = std::fs::read_to_string(&plist).unwrap();
-    assert!(text.contains("/usr/local/etc/openclaw-tunnel-exporter/gateway.toml"), "{text}");
+    assert!(text.contains("<string>/opt/openclaw-tunnel-exporter/etc/gateway.toml</string>"), "{text}");
+    assert!(text.contains("<string>/opt/openclaw-tunnel-exporter/bin/openclaw-tunnel-exporter</string>"), "{text}");
+    assert!(
+        !text.contains("/usr/local/"),
+        "the root daemon runs nothing from /usr/local (Homebrew's, a user's): {text}"
+    );
     let binary = workspace_binary("openclaw-tunnel-exporter");
     let checked = Command::new(&binary).arg("--config").arg(&config).arg("check-config").output().unwrap();
     let report = String::from_utf8_lossy(&checked.stdout).into_owned() + &String::from_utf8_lossy(&checked.stderr);
@@ -77,8 +82,7 @@ fn the_gateway_mac_config_validates_and_its_doctor_runs_the_exposure_step() {
         std::fs::read_to_string(&config).unwrap().replace("port = 18789", &format!("port = {}", gateway.addr.port()));
     let state = tempfile::tempdir().unwrap();
     let state_file = state.path().join("buckets.json");
-    let configured =
-        configured.replace("/usr/local/var/openclaw-tunnel-exporter/buckets.json", state_file.to_str().unwrap());
+    let configured = configured.replace("/opt/openclaw-tunnel-exporter/var/buckets.json", state_file.to_str().unwrap());
     std::fs::write(local.path(), configured).unwrap();
     let doctor = Command::new(&binary).arg("--config").arg(local.path()).arg("doctor").output().unwrap();
     let report = String::from_utf8_lossy(&doctor.stdout).into_owned() + &String::from_utf8_lossy(&doctor.stderr);
@@ -88,6 +92,67 @@ fn the_gateway_mac_config_validates_and_its_doctor_runs_the_exposure_step() {
         "{report}"
     );
     assert!(!report.contains("ssh owns the local forward"), "no forward steps on the gateway host: {report}");
+}
+
+/// The laptop agents log to the user's own Logs folder, never to /tmp (another user can pre-create a file there).
+#[test]
+fn the_laptop_agents_log_under_the_user_s_library() {
+    for name in ["ai.openclaw.tunnel-exporter.plist", "ai.openclaw.tunnel.mac-ap1.plist"] {
+        let text = std::fs::read_to_string(deploy().join("launchd/laptop").join(name)).unwrap();
+        assert!(!text.contains("/tmp/"), "{name}: {text}");
+        assert!(text.contains("<key>StandardErrorPath</key><string>/Users/USER/Library/Logs/"), "{name}: {text}");
+    }
+}
+
+/// The gateway-Mac install script as root (on Linux: the checks are POSIX sh and stat): a clean install lands
+/// root-owned and passes; a prefix another user owns, or a directory above it others can write, is refused
+/// with the path named, and nothing is bootstrapped.
+#[test]
+fn the_gateway_mac_install_script_refuses_paths_another_user_can_replace() {
+    if !root_or_skip("the_gateway_mac_install_script_refuses_paths_another_user_can_replace", "install as root") {
+        return;
+    }
+    let script = deploy().join("launchd/gateway-mac/install.sh");
+    let binary = workspace_binary("openclaw-tunnel-exporter");
+    let run = |prefix: &std::path::Path, daemons: &std::path::Path| {
+        let output = Command::new("sh")
+            .arg(&script)
+            .arg(&binary)
+            .env("OCE_PREFIX", prefix)
+            .env("OCE_DAEMONS", daemons)
+            .env("OCE_NO_LAUNCHCTL", "1")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    // A root-owned, 0755 base (a temporary directory is 0700: fine, root's own).
+    let base = tempfile::tempdir().unwrap();
+    let (ok, said) = run(&base.path().join("opt"), &base.path().join("LaunchDaemons"));
+    assert!(ok, "{said}");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let installed = std::fs::metadata(base.path().join("opt/bin/openclaw-tunnel-exporter")).unwrap();
+    assert_eq!((installed.uid(), installed.mode() & 0o777), (0, 0o755));
+    let config = std::fs::metadata(base.path().join("opt/etc/gateway.toml")).unwrap();
+    assert_eq!((config.uid(), config.mode() & 0o777), (0, 0o644));
+
+    // The prefix handed to another user (nobody) before the install: refused, naming it.
+    let nobody = base.path().join("nobody-opt");
+    std::fs::create_dir(&nobody).unwrap();
+    std::os::unix::fs::chown(&nobody, Some(65534), Some(65534)).unwrap();
+    let (ok, said) = run(&nobody, &base.path().join("LaunchDaemons"));
+    assert!(!ok, "installed into a prefix nobody owns: {said}");
+    assert!(said.contains(&nobody.display().to_string()) && said.contains("uid 65534"), "{said}");
+
+    // A directory above the prefix writable by others (not sticky): refused too.
+    let open = base.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (ok, said) = run(&open.join("opt"), &base.path().join("LaunchDaemons"));
+    assert!(!ok, "{said}");
+    assert!(said.contains(&open.display().to_string()) && said.contains("writable by group or others"), "{said}");
 }
 
 #[test]
