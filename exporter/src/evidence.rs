@@ -78,10 +78,10 @@ pub async fn collect(config: &Config, out: &Path) -> std::io::Result<String> {
     for forward in &config.forwards {
         if let Some(host) = forward.ssh_host.as_ref().or(forward.jump_host.as_ref()) {
             let host = forward.ssh_host.as_ref().map_or(host.host.as_str(), |h| h.host.as_str());
-            let text = match Command::new("ssh").args(["-G", host]).stdin(std::process::Stdio::null()).output() {
-                Ok(output) => {
-                    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
-                }
+            let text = match Command::new("ssh").args(["-G", "--", host]).stdin(std::process::Stdio::null()).output() {
+                Ok(output) => mask_ssh_options(
+                    &(String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)),
+                ),
                 Err(err) => format!("ssh -G {host}: {err}\n"),
             };
             entries.push(Entry { name: format!("ssh-G/{}.txt", forward.name), text });
@@ -101,8 +101,8 @@ pub async fn collect(config: &Config, out: &Path) -> std::io::Result<String> {
     let first_failure = summary_line(&reports);
     entries.insert(0, Entry { name: "summary.md".into(), text: summary(&reports, &exporter_note, &first_failure) });
 
-    // Redact every token this machine's sources hold, in every file.
-    let tokens = tokens_to_redact(config);
+    // Redact every secret this machine's sources hold, in every file.
+    let tokens = secrets_to_redact(config);
     for entry in &mut entries {
         for token in &tokens {
             entry.text = entry.text.replace(token.as_str(), REDACTED);
@@ -132,7 +132,8 @@ fn timeline_table(status: &crate::record::status::StatusReport) -> String {
     text
 }
 
-/// `openclaw gateway status --json`, when the CLI is on PATH (10 s at most).
+/// `openclaw gateway status --json`, when the CLI is on PATH (10 s at most). Its output is read while it runs
+/// (a pipe holds 64 KiB: a CLI that prints more would otherwise block and look like a timeout).
 fn openclaw_gateway_status() -> Option<String> {
     let mut child = Command::new("openclaw")
         .args(["gateway", "status", "--json"])
@@ -141,6 +142,13 @@ fn openclaw_gateway_status() -> Option<String> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .ok()?;
+    let mut stdout = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        // At most 16 MiB kept: a runaway CLI does not fill the archive.
+        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(&mut stdout, 16 * 1024 * 1024), &mut text);
+        text
+    });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match child.try_wait() {
@@ -149,13 +157,121 @@ fn openclaw_gateway_status() -> Option<String> {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
+                let _ = reader.join();
                 return Some("openclaw gateway status --json: no answer within 10 s\n".into());
             }
         }
     }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut text).ok()?;
-    Some(text)
+    reader.join().ok().map(|text| String::from_utf8_lossy(&text).into_owned())
+}
+
+/// Names whose values are secrets: environment variables, JSON keys, `NAME=VALUE` words.
+fn secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["token", "password", "passwd", "secret", "apikey", "api_key", "credential"].iter().any(|word| name.contains(word))
+}
+
+/// `ssh -G` output with what may carry a secret masked: in the options that run commands or send environment
+/// (ProxyCommand, LocalCommand, RemoteCommand, KnownHostsCommand, SetEnv) the word after a password flag
+/// (`sshpass -p`, plink's `-pw`, `--password`), the value of a secret-looking `NAME=VALUE`, every SetEnv
+/// value, and long random-looking words. Everything else is kept: it is what a person needs to read.
+pub fn mask_ssh_options(text: &str) -> String {
+    const COMMANDS: [&str; 5] = ["proxycommand", "localcommand", "remotecommand", "knownhostscommand", "setenv"];
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let (option, rest) = line.split_once(' ').unwrap_or((line, ""));
+        if !COMMANDS.contains(&option.to_ascii_lowercase().as_str()) {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let setenv = option.eq_ignore_ascii_case("setenv");
+        let mut words = Vec::new();
+        let mut mask_next = false;
+        for word in rest.split(' ') {
+            let masked = if mask_next {
+                mask_next = false;
+                REDACTED.to_owned()
+            } else if let Some((name, _)) = word.split_once('=').filter(|(name, _)| setenv || secret_name(name)) {
+                format!("{name}={REDACTED}")
+            } else if matches!(word, "-p" | "-pw" | "-P" | "--password" | "--pass" | "--passwd") {
+                mask_next = true;
+                word.to_owned()
+            } else if let Some((flag, _)) =
+                word.split_once('=').filter(|(flag, _)| flag.starts_with("--") && secret_name(flag))
+            {
+                format!("{flag}={REDACTED}")
+            } else if looks_random(word) {
+                REDACTED.to_owned()
+            } else {
+                word.to_owned()
+            };
+            words.push(masked);
+        }
+        out.push_str(option);
+        out.push(' ');
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+/// A word of 20 or more characters mixing letters and digits, with no path or host separators: a key or a
+/// token more likely than anything a person wrote.
+fn looks_random(word: &str) -> bool {
+    word.len() >= 20
+        && word.bytes().any(|b| b.is_ascii_digit())
+        && word.bytes().any(|b| b.is_ascii_alphabetic())
+        && !word.contains(['/', '.', '%', ':', '@'])
+}
+
+/// Every secret a source on this machine holds: the gateway tokens (every source the CLI and the exporter
+/// read), secret-named values of the environment, the CLI's `.env` files and `openclaw.json` (gateway
+/// passwords among them), and the remote-write bearer token and password files. At least 4 bytes each,
+/// longest first (a secret that contains another is replaced whole).
+fn secrets_to_redact(config: &Config) -> Vec<String> {
+    let settings = &config.auth_probe;
+    let locations =
+        token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+    let mut secrets = tokens_to_redact(config);
+    for (name, value) in std::env::vars() {
+        if secret_name(&name) {
+            secrets.push(value);
+        }
+    }
+    for file in [&locations.state_env_file, &locations.gateway_env_file].into_iter().flatten() {
+        if let Ok(entries) = dotenvy::from_path_iter(file) {
+            secrets.extend(entries.flatten().filter(|(name, _)| secret_name(name)).map(|(_, value)| value));
+        }
+    }
+    if let Some(json) = locations.config_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+        if let Ok(value) = json5::from_str::<serde_json::Value>(&json) {
+            collect_secret_values(&value, false, &mut secrets);
+        }
+    }
+    if let Some(remote) = &config.remote_write {
+        let files = remote.bearer_token_file.iter().chain(remote.basic_auth.iter().map(|(_, file)| file));
+        secrets.extend(files.filter_map(|file| std::fs::read_to_string(file).ok()).map(|s| s.trim().to_owned()));
+    }
+    secrets.retain(|secret| secret.len() >= 4);
+    secrets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    secrets.dedup();
+    secrets
+}
+
+/// The string values under secret-named keys of a JSON document (a SecretRef's file it cannot read stays a
+/// path, which is no secret).
+fn collect_secret_values(value: &serde_json::Value, secret: bool, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(text) if secret => out.push(text.clone()),
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                collect_secret_values(value, secret || secret_name(key), out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| collect_secret_values(item, secret, out)),
+        _ => {}
+    }
 }
 
 /// Every token a source on this machine holds (the ones the CLI and the exporter read), at least 4 bytes.
@@ -216,7 +332,12 @@ fn summary(reports: &[doctor::Report], exporter_note: &str, first_failure: &str)
 }
 
 fn write_archive(out: &Path, entries: &[Entry]) -> std::io::Result<()> {
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(out)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    // Readable by its owner only from the first byte: it holds what a tunnel failure looked like.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(out)?;
     let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
     let mtime = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     for entry in entries {
@@ -228,4 +349,46 @@ fn write_archive(out: &Path, entries: &[Entry]) -> std::io::Result<()> {
         archive.append_data(&mut header, format!("evidence/{}", entry.name), entry.text.as_bytes())?;
     }
     archive.into_inner()?.finish()?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_options_that_run_commands_keep_their_shape_and_lose_their_secrets() {
+        let text = "host mac-ap1\nhostname 127.0.0.1\nproxycommand sshpass -p hunter2-canary ssh -W %h:%p bastion\n\
+                    localcommand curl --password=pw-canary -H X-Api-Token=tok-canary https://example\n\
+                    setenv LANG=C DEPLOY_KEY=key-canary\n\
+                    knownhostscommand fetch-keys Zk3q9Xv2Lw8Rt5Yp1Mn7Bc4\n\
+                    proxycommand plink -pw plink-canary bastion\nuser alice\n";
+        let masked = mask_ssh_options(text);
+        for canary in
+            ["hunter2-canary", "pw-canary", "tok-canary", "key-canary", "Zk3q9Xv2Lw8Rt5Yp1Mn7Bc4", "plink-canary"]
+        {
+            assert!(!masked.contains(canary), "{canary} kept:\n{masked}");
+        }
+        for kept in [
+            "host mac-ap1",
+            "hostname 127.0.0.1",
+            "sshpass -p <redacted> ssh -W %h:%p bastion",
+            "setenv LANG=<redacted>",
+            "user alice",
+            "https://example",
+        ] {
+            assert!(masked.contains(kept), "{kept} lost:\n{masked}");
+        }
+    }
+
+    #[test]
+    fn secret_values_are_found_under_secret_named_keys_at_any_depth() {
+        let json: serde_json::Value = serde_json::json!({
+            "gateway": {"auth": {"password": "gw-password"}, "remote": {"token": "gw-token", "url": "ws://x"}},
+            "models": [{"apiKey": "model-key"}]
+        });
+        let mut found = Vec::new();
+        collect_secret_values(&json, false, &mut found);
+        found.sort();
+        assert_eq!(found, ["gw-password", "gw-token", "model-key"]);
+    }
 }

@@ -19,6 +19,8 @@ fn the_evidence_archive_holds_every_layer_and_no_token() {
         format!("{canary}-file"),
         format!("{canary}-ssh"),
     );
+    let (password_env, password_json, password_remote) =
+        (format!("{canary}-password-env"), format!("{canary}-password-json"), format!("{canary}-remote-write"));
     let gateway =
         Gateway::start_with(free_port(), Duration::ZERO, &["--token", &in_file, "--readiness", "2026.9.6-standin"]);
     let sshd = Sshd::start(gateway.addr.port());
@@ -32,10 +34,14 @@ fn the_evidence_archive_holds_every_layer_and_no_token() {
     std::fs::write(h.join(".openclaw/.env"), format!("OPENCLAW_GATEWAY_TOKEN={in_dotenv}\n")).unwrap();
     std::fs::write(
         h.join(".openclaw/openclaw.json"),
-        format!("{{\"gateway\": {{\"mode\": \"remote\", \"remote\": {{\"token\": \"{in_json}\"}}}}}}"),
+        format!(
+            "{{\"gateway\": {{\"mode\": \"remote\", \"remote\": {{\"token\": \"{in_json}\"}}, \
+             \"auth\": {{\"password\": \"{password_json}\"}}}}}}"
+        ),
     )
     .unwrap();
     std::fs::write(h.join("token"), &in_file).unwrap();
+    std::fs::write(h.join("rw-password"), &password_remote).unwrap();
     std::fs::write(
         h.join(".ssh/config"),
         format!("# the gateway token is {in_ssh}\nHost mac-ap1\n  HostName 127.0.0.1\n"),
@@ -47,9 +53,14 @@ fn the_evidence_archive_holds_every_layer_and_no_token() {
         &config,
         format!(
             "[web]\nlisten = \"{web}\"\n{}ssh_host = \"mac-ap1\"\nreadiness_interval = \"500ms\"\n\
-             [auth_probe]\nenabled = true\ninterval = \"1s\"\ntoken_file = \"{}\"\n",
+             [auth_probe]\nenabled = true\ninterval = \"1s\"\ntoken_file = \"{}\"\n\
+             [remote_write]\nurl = \"http://127.0.0.1:{}/api/v1/write\"\nqueue_dir = \"{}\"\n\
+             [remote_write.basic_auth]\nusername = \"laptops\"\npassword_file = \"{}\"\n",
             forward_toml("mac", local),
-            h.join("token").display()
+            h.join("token").display(),
+            free_port(),
+            h.join("queue").display(),
+            h.join("rw-password").display()
         ),
     )
     .unwrap();
@@ -58,6 +69,7 @@ fn the_evidence_archive_holds_every_layer_and_no_token() {
         command
             .env("HOME", h)
             .env("OPENCLAW_GATEWAY_TOKEN", &in_env)
+            .env("OPENCLAW_GATEWAY_PASSWORD", &password_env)
             .env_remove("OPENCLAW_STATE_DIR")
             .env_remove("OPENCLAW_CONFIG_PATH");
     };
@@ -90,6 +102,10 @@ fn the_evidence_archive_holds_every_layer_and_no_token() {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("every layer passes") || stdout.contains("fails"), "{stdout}");
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the archive is readable by others: {mode:o}");
 
     let unpacked = h.join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
@@ -125,4 +141,42 @@ fn the_evidence_archive_holds_every_layer_and_no_token() {
         assert!(!text.contains(&canary), "a token leaked into {file}:\n{text}");
     }
     drop(running);
+}
+
+/// An `openclaw` CLI that prints 1 MiB of status (more than a pipe holds): evidence reads it while it runs, so
+/// it is archived whole, not reported as a timeout.
+#[test]
+fn a_cli_that_prints_a_megabyte_is_archived_not_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cli = d.join("bin");
+    std::fs::create_dir(&cli).unwrap();
+    std::fs::write(cli.join("openclaw"), "#!/bin/sh\nhead -c 1048576 /dev/zero | tr '\\0' 'x'\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(cli.join("openclaw"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = d.join("exporter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[web]\nlisten = \"127.0.0.1:{}\"\n{}[auth_probe]\nenabled = false\n",
+            free_port(),
+            forward_toml("t", free_port())
+        ),
+    )
+    .unwrap();
+    let out = d.join("evidence.tar.gz");
+    let path = format!("{}:{}", cli.display(), std::env::var("PATH").unwrap_or_default());
+    let output = Command::new(workspace_binary("openclaw-tunnel-exporter"))
+        .arg("--config")
+        .arg(&config)
+        .args(["evidence", "--out"])
+        .arg(&out)
+        .env("PATH", path)
+        .env("HOME", d)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    run_tool("tar", &["-xzf", out.to_str().unwrap(), "-C", d.to_str().unwrap()], d);
+    let status = std::fs::read(d.join("evidence/openclaw-gateway-status.json")).unwrap();
+    assert_eq!(status.len(), 1024 * 1024, "{}", String::from_utf8_lossy(&status[..status.len().min(200)]));
 }
