@@ -207,9 +207,20 @@ async fn ssh_host(forward: &Forward, timeout: Duration) -> Verdict {
 async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> Verdict {
     let mut target = ssh_session::Target { lookup, ..ssh_session::Target::new(forward.local) };
     match target.probe(timeout).await {
+        ssh_session::Outcome::Up(owner) if owner.same_user == Some(false) => fail(
+            format!(
+                "{} is held by {} pid {} of {}: not this user's ssh, so the CLI would hand another user its token",
+                forward.local,
+                owner.name,
+                owner.pid,
+                owner.user()
+            ),
+            "end that process (or ask its user to), then start your own tunnel",
+        ),
         ssh_session::Outcome::Up(owner) => pass(format!(
-            "ssh pid {} (parent {} pid {}) listens on {}",
+            "ssh pid {} ({}; parent {} pid {}) listens on {}",
             owner.pid,
+            owner.user(),
             owner.parent_name.as_deref().unwrap_or("?"),
             owner.parent_pid,
             forward.local
@@ -218,13 +229,24 @@ async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Durati
             format!("nothing listens on {}", forward.local),
             "start the tunnel (`ssh -N -L ...`) or restart its autossh/launchd/systemd unit; if autossh runs, it may be reconnecting",
         ),
+        ssh_session::Outcome::NotSsh(owner) if forward.trusted_owners.contains(&owner.name) => pass(format!(
+            "{} pid {} ({}, trusted by trusted_owners) listens on {}",
+            owner.name,
+            owner.pid,
+            owner.user(),
+            forward.local
+        )),
         ssh_session::Outcome::NotSsh(owner) => fail(
-            format!("{} is held by {} pid {}, not ssh", forward.local, owner.name, owner.pid),
-            "another program took the forward's port: stop it, then restart the tunnel",
+            format!("{} is held by {} pid {} ({}), not ssh", forward.local, owner.name, owner.pid, owner.user()),
+            "another program took the forward's port: stop it, then restart the tunnel (the CLI would hand it its token)",
         ),
-        ssh_session::Outcome::Unreadable { detail } | ssh_session::Outcome::Unsupported { detail } => {
-            (Status::Skipped, format!("owner unknown: {detail}"), None)
-        }
+        // A listener whose owner this user cannot read is another user's process: the CLI's token would go
+        // to it.
+        ssh_session::Outcome::Unreadable { detail } => fail(
+            format!("{} is held by a process this user cannot read ({detail}): another user's", forward.local),
+            "find who holds the port (sudo lsof -iTCP -sTCP:LISTEN -P), stop it, then restart your tunnel",
+        ),
+        ssh_session::Outcome::Unsupported { detail } => (Status::Skipped, format!("owner unknown: {detail}"), None),
     }
 }
 
@@ -312,6 +334,16 @@ async fn token(config: &Config, forward: &Forward, timeout: Duration) -> Verdict
         );
     };
     let Some(token) = source.token.clone() else { unreachable!("the effective source always holds a token") };
+    // The token goes only to our own user's ssh (or a process the config trusts), checked just before.
+    let session =
+        ssh_session::Target { lookup: config.scheduler.owner_lookup, ..ssh_session::Target::new(forward.local) };
+    let mut gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
+    if let ssh_session::Trust::NotOurs(why) = gate.check(timeout).await {
+        return fail(
+            format!("token not sent: {why}"),
+            "only this user's ssh is handed the token: fix the step that owns the port first",
+        );
+    }
     let revision =
         config.auth.registry.revision(&probes::auth_tap::credential::Credential::token(token.expose())).to_owned();
     let disagree =

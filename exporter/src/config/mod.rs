@@ -241,6 +241,9 @@ pub struct Forward {
     pub remote: HostPort,
     /// Who owns this forward (a person or team), for the routing row.
     pub owner: Option<String>,
+    /// Process names, besides ssh clients, that may be handed the gateway token when one of them holds the
+    /// forward's port and runs as this user (the gateway itself, `node`, where the exporter runs beside it).
+    pub trusted_owners: Vec<String>,
 }
 
 /// A validated `host:port` (a name, an IPv4 address or a bracketed IPv6 address; the port 1-65535).

@@ -221,6 +221,8 @@ pub(super) struct RawForward {
     #[serde(default = "default_remote")]
     pub(super) remote: String,
     pub(super) owner: Option<String>,
+    #[serde(default)]
+    pub(super) trusted_owners: Vec<String>,
 }
 
 pub(super) fn default_remote() -> String {

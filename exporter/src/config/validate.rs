@@ -150,6 +150,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
             jump_host: forward.jump_host.map(|host| c.host_port(&key("jump_host"), &host, 22)),
             remote: c.host_port(&key("remote"), &forward.remote, 18789),
             owner: forward.owner,
+            trusted_owners: forward.trusted_owners,
             name: forward.name,
         });
     }

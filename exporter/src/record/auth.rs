@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime};
 use probes::auth_probe::{self, Answer, Secret};
 use probes::auth_tap::credential::{self, Credential, TokenId};
 use probes::auth_tap::{AuthEvent, AuthSink, CloseBy, Registry};
-use probes::Label;
+use probes::{ssh_session, Label};
 
 use super::families::{
     AuthFailureLabels, AuthRequestLabels, ForwardChannelLabels, ForwardCodeByLabels, ForwardKindLabels, ForwardLabels,
-    RevisionLabels,
+    ForwardProbeLabels, RevisionLabels,
 };
 use super::Recorder;
 use crate::clock::unix_seconds;
@@ -90,6 +90,8 @@ pub struct AuthProbeRecording {
     revision: String,
     /// The last note about the token sources, so each is logged once.
     last_note: String,
+    /// The owner check before the token is sent.
+    gate: ssh_session::CredentialGate,
 }
 
 impl AuthProbeRecording {
@@ -99,7 +101,13 @@ impl AuthProbeRecording {
         settings: Arc<AuthProbe>,
         registry: Arc<Registry>,
         recorder: Arc<Recorder>,
+        session: ssh_session::Target,
     ) -> (auth_probe::Target, AuthProbeRecording) {
+        recorder
+            .metrics
+            .credential_withheld
+            .get_or_create_owned(&ForwardProbeLabels { forward: forward.name.clone(), probe: "auth" });
+        let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
         let locations =
             token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
         // Windows: files inherit the profile directory's ACL (the user only), and there are no mode bits to read.
@@ -124,6 +132,7 @@ impl AuthProbeRecording {
             sent: None,
             revision: credential::NONE.to_owned(),
             last_note: String::new(),
+            gate,
         };
         (target, recording)
     }
@@ -175,6 +184,13 @@ impl Recording for AuthProbeRecording {
         };
         let id = TokenId::of(token.expose());
         if self.refused == Some(id) {
+            return false;
+        }
+        // The token goes only to our own user's ssh: a listener of another program or user gets nothing.
+        if let ssh_session::Trust::NotOurs(why) = self.gate.check(self.timeout()).await {
+            let labels = ForwardProbeLabels { forward: self.forward.name.clone(), probe: "auth" };
+            self.recorder.metrics.credential_withheld.get_or_create(&labels).inc();
+            self.note(format!("token withheld: {why}"), true);
             return false;
         }
         self.revision = self.registry.revision(&Credential::token(token.expose())).to_owned();

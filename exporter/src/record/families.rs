@@ -73,6 +73,8 @@ label_sets! {
     OpLabels { op: &'static str }
     /// `reason`.
     ReasonLabels { reason: &'static str }
+    /// `forward`, `probe`.
+    ForwardProbeLabels { forward: String, probe: &'static str }
 }
 
 /// A gauge holding a float.
@@ -218,6 +220,10 @@ families! {
         "openclaw_exporter_remote_write_retries", "Remote-write sends retried, by the answer's status class (3xx, 4xx, 5xx) or network (no answer), local (a credential file unreadable)";
     remote_write_queue_errors: Family<OpLabels, Counter> = Family::default(),
         "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack and read (retried with backoff)";
+    forward_hijacked: Family<ForwardLabels, Gauge> = Family::default(),
+        "openclaw_tunnel_forward_hijacked", "1 when the forward's port is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token";
+    credential_withheld: Family<ForwardProbeLabels, Counter> = Family::default(),
+        "openclaw_gateway_credential_withheld", "Probe rounds that did not send the gateway token because the forward's port is not held by our user's ssh, by probe (auth, ws_handshake)";
     web_requests_refused: Family<ReasonLabels, Counter> = Family::default(),
         "openclaw_exporter_web_requests_refused", "Web requests refused by reason: foreign_host (a Host that is not this machine: DNS rebinding), lifecycle_off (POST /-/reload without [web] enable_lifecycle), cross_site (a browser's cross-site request to a lifecycle endpoint)";
     remote_write_round_sequence: Gauge = Gauge::default(),

@@ -77,6 +77,12 @@ pub struct SessionStatus {
     pub parent_pid: Option<u32>,
     /// Its parent's command name.
     pub parent_name: Option<String>,
+    /// Who it runs as (`uid 501, this user`, `uid 65534, another user`), when found.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// It runs as the exporter's own user; `None` when that cannot be read.
+    #[serde(default)]
+    pub same_user: Option<bool>,
 }
 
 /// SYN probe counts.
@@ -207,6 +213,8 @@ impl Recorder {
                             name: owner.map(|o| o.name.clone()),
                             parent_pid: owner.map(|o| o.parent_pid),
                             parent_name: owner.and_then(|o| o.parent_name.clone()),
+                            user: owner.map(|o| o.user()),
+                            same_user: owner.and_then(|o| o.same_user),
                         }
                     }),
                     syn: SynStatus {

@@ -51,6 +51,8 @@ pub struct Tunnel {
     recorder: Arc<Recorder>,
     /// The sleep-counting clock at the last round, to find the time no round could run.
     last_round: Option<Duration>,
+    /// The hijack gauge's last value (set only on a change: a round stays a handful of atomic adds).
+    hijacked: Option<Option<bool>>,
 }
 
 impl Tunnel {
@@ -69,7 +71,7 @@ impl Tunnel {
         }
         recorder.with_forward(&forward.name, |_| ());
         let probe = TunnelProbe { syn: syn::Target { addr: forward.local }, session };
-        (probe, Tunnel { forward, recorder, last_round: None })
+        (probe, Tunnel { forward, recorder, last_round: None, hijacked: None })
     }
 }
 
@@ -105,6 +107,11 @@ impl Recording for Tunnel {
             }
         }
         self.last_round = Some(round.boot);
+        let hijacked = session.hijacked(&self.forward.trusted_owners);
+        if self.hijacked != Some(hijacked) {
+            self.recorder.set_forward_hijacked(&self.forward.name, hijacked);
+            self.hijacked = Some(hijacked);
+        }
         if self.recorder.record_tunnel_round(&self.forward.name, round.wall, syn, session) {
             "up"
         } else {
@@ -170,6 +177,19 @@ fn down_cause(session: &ssh_session::Outcome) -> &'static str {
 }
 
 impl Recorder {
+    /// Whether the forward's port is held by what must not get the token (absent when the lookup cannot tell).
+    pub fn set_forward_hijacked(&self, forward: &str, hijacked: Option<bool>) {
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        match hijacked {
+            Some(hijacked) => {
+                self.metrics.forward_hijacked.get_or_create(&labels).set(i64::from(hijacked));
+            }
+            None => {
+                self.metrics.forward_hijacked.remove(&labels);
+            }
+        }
+    }
+
     /// Count `seconds` of a down round against its cause.
     pub fn record_tunnel_down(&self, forward: &str, cause: &'static str, seconds: Duration) {
         let labels = ForwardCauseLabels { forward: forward.to_owned(), cause };
@@ -301,6 +321,8 @@ mod tests {
             parent_name: Some("autossh".into()),
             socket_inode: 7,
             socket_fd: 3,
+            uid: Some(1000),
+            same_user: Some(true),
         }
     }
 

@@ -20,6 +20,8 @@ pub struct WsHandshakeRecording {
     /// Where this machine's token is, when the auth probe covers the forward (the user chose to let the
     /// exporter send it); None: the probe closes before `connect`.
     tokens: Option<token_sources::Locations>,
+    /// The owner check before the token is sent.
+    gate: probes::ssh_session::CredentialGate,
 }
 
 impl WsHandshakeRecording {
@@ -28,6 +30,7 @@ impl WsHandshakeRecording {
         forward: Arc<Forward>,
         auth_probe: &AuthProbe,
         recorder: Arc<Recorder>,
+        session: probes::ssh_session::Target,
     ) -> (ws_handshake::Target, WsHandshakeRecording) {
         for reason in ws_handshake::Failure::LABELS {
             recorder
@@ -38,8 +41,15 @@ impl WsHandshakeRecording {
         let tokens = auth_probe.forwards.contains(&forward.name).then(|| {
             token_sources::Locations::from_env(auth_probe.openclaw_config.as_deref(), auth_probe.token_file.as_deref())
         });
+        if tokens.is_some() {
+            recorder.metrics.credential_withheld.get_or_create_owned(&crate::record::families::ForwardProbeLabels {
+                forward: forward.name.clone(),
+                probe: "ws_handshake",
+            });
+        }
+        let gate = probes::ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
         let target = ws_handshake::Target { addr: forward.local, token: Secret::new(Vec::new()) };
-        (target, WsHandshakeRecording { forward, recorder, tokens })
+        (target, WsHandshakeRecording { forward, recorder, tokens, gate })
     }
 
     fn interval_or_off(&self) -> Duration {
@@ -69,6 +79,19 @@ impl Recording for WsHandshakeRecording {
         if let Some(locations) = self.tokens.clone() {
             let tokens = tokio::task::spawn_blocking(move || token_sources::read(&locations)).await.unwrap_or_default();
             probe.token = tokens.effective().and_then(|s| s.token.clone()).unwrap_or_else(|| Secret::new(Vec::new()));
+            // The token goes only to our own user's ssh; otherwise the handshake runs without it (it stops
+            // at the challenge, which proves the path as far as it can without a credential).
+            if !probe.token.expose().is_empty() {
+                if let probes::ssh_session::Trust::NotOurs(why) = self.gate.check(self.timeout()).await {
+                    probe.token = Secret::new(Vec::new());
+                    let labels = crate::record::families::ForwardProbeLabels {
+                        forward: self.forward.name.clone(),
+                        probe: "ws_handshake",
+                    };
+                    self.recorder.metrics.credential_withheld.get_or_create(&labels).inc();
+                    tracing::debug!(forward = %self.forward.name, "handshake without the token: {why}");
+                }
+            }
         }
         true
     }

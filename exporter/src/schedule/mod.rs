@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ModelHost};
+use crate::config::{Config, Forward, ModelHost};
 use crate::record::auth::AuthProbeRecording;
 use crate::record::exposure::ExposureRecording;
 use crate::record::first_byte::FirstByte;
@@ -131,26 +131,38 @@ impl Generation {
         let auth_settings = Arc::new(config.auth_probe.clone());
         for forward in &config.forwards {
             let forward = Arc::new(forward.clone());
-            let session = ssh_session::Target {
+            let session_target = |forward: &Forward| ssh_session::Target {
                 addr: forward.local,
                 last_owner: None,
                 lookup: config.scheduler.owner_lookup,
                 index: owner_index.clone(),
             };
+            let session = session_target(&forward);
             let (probe, recording) = Tunnel::new(forward.clone(), recorder.clone(), session);
             tasks.spawn(drive(probe, recording, ctx.clone()));
             let (probe, recording) = FirstByte::new(forward.clone(), recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
             let (probe, recording) = ReadinessRecording::new(forward.clone(), recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
+            // The senders of the token check the port's owner first, with a lookup of their own.
+            let gate_session = ssh_session::Target { last_owner: None, ..session_target(&forward) };
             if forward.ws_handshake_interval.is_some() {
-                let (probe, recording) =
-                    WsHandshakeRecording::new(forward.clone(), &config.auth_probe, recorder.clone());
+                let (probe, recording) = WsHandshakeRecording::new(
+                    forward.clone(),
+                    &config.auth_probe,
+                    recorder.clone(),
+                    gate_session.clone(),
+                );
                 tasks.spawn(drive(probe, recording, ctx.clone()));
             }
             if config.auth_probe.forwards.contains(&forward.name) {
-                let (probe, recording) =
-                    AuthProbeRecording::new(forward, auth_settings.clone(), auth_registry.clone(), recorder.clone());
+                let (probe, recording) = AuthProbeRecording::new(
+                    forward,
+                    auth_settings.clone(),
+                    auth_registry.clone(),
+                    recorder.clone(),
+                    gate_session,
+                );
                 tasks.spawn(drive(probe, recording, ctx.clone()));
             }
         }

@@ -161,7 +161,10 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
             Some(other) => state_badge(Some(false), "", &esc(other)),
         };
         let owner = match session.and_then(|s| Some((s.pid?, s.name.as_deref()?, s.parent_name.as_deref()))) {
-            Some((pid, comm, parent)) => format!("{} pid {pid}, parent {}", esc(comm), esc(parent.unwrap_or("?"))),
+            Some((pid, comm, parent)) => {
+                let user = session.and_then(|s| s.user.as_deref()).unwrap_or("an unknown user");
+                format!("{} pid {pid} ({}), parent {}", esc(comm), esc(user), esc(parent.unwrap_or("?")))
+            }
             None => esc(session_state.unwrap_or("not checked yet")),
         };
         let _ = write!(

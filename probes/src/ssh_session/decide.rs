@@ -77,6 +77,8 @@ mod tests {
             parent_name: None,
             socket_inode: 0,
             socket_fd: -1,
+            uid: Some(1000),
+            same_user: Some(true),
         };
         assert_eq!(crate::Label::label(&classify(owner("plink.exe"))), "up");
         assert_eq!(crate::Label::label(&classify(owner("python3"))), "not_ssh");

@@ -123,12 +123,113 @@ pub struct Owner {
     pub socket_inode: u64,
     /// The owner's fd number for that socket (Linux, macOS; -1 where the platform has none).
     pub socket_fd: i32,
+    /// The uid it runs as (Unix; `None` on Windows or when unreadable).
+    pub uid: Option<u32>,
+    /// Whether it runs as the exporter's own user (the uid on Unix, the token's user SID on Windows); `None`
+    /// when that cannot be read.
+    pub same_user: Option<bool>,
 }
 
 impl Owner {
     /// True when the owner is an ssh client (run directly, by autossh, launchd, systemd or a service alike).
     pub fn is_ssh(&self) -> bool {
         decide::is_ssh_client(&self.name)
+    }
+
+    /// Who it runs as, for people: `uid 65534`, `this user`, `another user`, `an unknown user`.
+    pub fn user(&self) -> String {
+        match (self.uid, self.same_user) {
+            (Some(uid), Some(true)) => format!("uid {uid}, this user"),
+            (Some(uid), _) => format!("uid {uid}, another user"),
+            (None, Some(true)) => "this user".into(),
+            (None, Some(false)) => "another user".into(),
+            (None, None) => "an unknown user".into(),
+        }
+    }
+
+    /// Fill in who the process runs as.
+    pub(crate) fn with_user(mut self) -> Owner {
+        let (uid, same_user) = os::user_of(self.pid);
+        self.uid = uid;
+        self.same_user = same_user;
+        self
+    }
+}
+
+/// Whether a listener may be handed a credential: the one gate every sender of the gateway token goes
+/// through (the auth probe, the WebSocket handshake probe, the doctor, evidence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// An ssh client (or a process named in `also_trusted`) of the exporter's own user owns the listener.
+    Ours(Owner),
+    /// Anything else: why, for the log and the doctor (it names who holds the port and whose it is).
+    NotOurs(String),
+}
+
+/// The check before a credential goes to a forward: a fresh owner lookup (one system call while the owner
+/// stays), judged by [`Outcome::trust`]. Each sender of the token holds one.
+#[derive(Debug, Clone)]
+pub struct CredentialGate {
+    target: Target,
+    also_trusted: Vec<String>,
+}
+
+impl CredentialGate {
+    /// A gate for the listener `target` looks up, trusting ssh clients and `also_trusted` of this user.
+    pub fn new(target: Target, also_trusted: Vec<String>) -> CredentialGate {
+        CredentialGate { target, also_trusted }
+    }
+
+    /// Look the owner up now and judge it.
+    pub async fn check(&mut self, timeout: Duration) -> Trust {
+        let outcome = crate::Probe::probe(&mut self.target, timeout).await;
+        outcome.trust(&self.also_trusted)
+    }
+}
+
+impl Outcome {
+    /// Whether the owner this outcome found may be handed the gateway token. Only an ssh client (ssh,
+    /// autossh's ssh, plink, ssh.exe) or a process named in `also_trusted` (the gateway itself on the
+    /// gateway host, a stand-in in tests), running as the exporter's own user, is trusted: a listener of
+    /// another user, or of another program, would receive the token the moment ssh is down.
+    pub fn trust(&self, also_trusted: &[String]) -> Trust {
+        match self {
+            Outcome::Up(owner) | Outcome::NotSsh(owner) => {
+                let named = owner.is_ssh() || also_trusted.contains(&owner.name);
+                match (named, owner.same_user) {
+                    (true, Some(true)) => Trust::Ours(owner.clone()),
+                    (true, _) => Trust::NotOurs(format!(
+                        "the port is held by {} (pid {}) of {}: not this user's, so it gets no token",
+                        owner.name,
+                        owner.pid,
+                        owner.user()
+                    )),
+                    (false, _) => Trust::NotOurs(format!(
+                        "the port is held by {} (pid {}, {}), not an ssh client: it would be handed the token",
+                        owner.name,
+                        owner.pid,
+                        owner.user()
+                    )),
+                }
+            }
+            Outcome::NoListener => Trust::NotOurs("nothing listens on the forward's port".into()),
+            Outcome::Unreadable { detail } => {
+                Trust::NotOurs(format!("the port's owner cannot be read ({detail}): another user's process"))
+            }
+            Outcome::Unsupported { detail } => Trust::NotOurs(format!("the port's owner is unknown ({detail})")),
+        }
+    }
+
+    /// Whether the forward's port is held by something the CLI should not hand its token: a process that is
+    /// not an ssh client, an ssh client of another user, or a listener whose owner this user cannot read.
+    /// `None` when the owner lookup is unsupported here.
+    pub fn hijacked(&self, also_trusted: &[String]) -> Option<bool> {
+        match self {
+            Outcome::NoListener => Some(false),
+            Outcome::Unsupported { .. } => None,
+            Outcome::Unreadable { .. } => Some(true),
+            Outcome::Up(_) | Outcome::NotSsh(_) => Some(matches!(self.trust(also_trusted), Trust::NotOurs(_))),
+        }
     }
 }
 

@@ -41,5 +41,15 @@ pub(super) fn lookup(target: &Target) -> Outcome {
     let pid = found.process.pid;
     let (parent_pid, parent_name) = decide::parent_of(pid, os::process_info);
     let (socket_fd, socket_inode) = os::socket_of(pid, found.socket).unwrap_or((-1, 0));
-    decide::classify(Owner { pid, name: found.process.name, parent_pid, parent_name, socket_inode, socket_fd })
+    let owner = Owner {
+        pid,
+        name: found.process.name,
+        parent_pid,
+        parent_name,
+        socket_inode,
+        socket_fd,
+        uid: None,
+        same_user: None,
+    };
+    decide::classify(owner.with_user())
 }

@@ -130,5 +130,15 @@ fn classify(process: &Process, (socket_fd, socket_inode): (i32, u64)) -> Outcome
         Err(err) => return Outcome::Unreadable { detail: format!("owner pid {} unreadable: {err}", process.pid) },
     };
     let parent_name = Process::new(parent_pid as i32).and_then(|parent| parent.stat()).map(|stat| stat.comm).ok();
-    classify_owner(Owner { pid: process.pid as u32, name, parent_pid, parent_name, socket_inode, socket_fd })
+    let owner = Owner {
+        pid: process.pid as u32,
+        name,
+        parent_pid,
+        parent_name,
+        socket_inode,
+        socket_fd,
+        uid: None,
+        same_user: None,
+    };
+    classify_owner(owner.with_user())
 }

@@ -41,3 +41,11 @@ pub(in crate::ssh_session) fn process_info(pid: u32) -> Option<ProcessInfo> {
 pub(in crate::ssh_session) fn listener_exists(wanted: SocketAddr) -> Option<bool> {
     crate::socket_table::listening_inodes(wanted).ok().map(|inodes| !inodes.is_empty())
 }
+
+/// The uid `pid` runs as (the owner of /proc/PID), and whether it is ours (the effective uid).
+pub(in crate::ssh_session) fn user_of(pid: u32) -> (Option<u32>, Option<bool>) {
+    let uid = Process::new(i32::try_from(pid).unwrap_or(-1)).and_then(|process| process.uid()).ok();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let ours = unsafe { libc::geteuid() };
+    (uid, uid.map(|uid| uid == ours))
+}

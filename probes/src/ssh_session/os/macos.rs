@@ -62,3 +62,11 @@ pub(in crate::ssh_session) fn process_info(pid: u32) -> Option<ProcessInfo> {
 pub(in crate::ssh_session) fn listener_exists(wanted: SocketAddr) -> Option<bool> {
     super::accepts_connections(wanted)
 }
+
+/// `pbi_uid` from `proc_pidinfo(PROC_PIDTBSDINFO)`, and whether it is ours (the effective uid).
+pub(in crate::ssh_session) fn user_of(pid: u32) -> (Option<u32>, Option<bool>) {
+    let uid = i32::try_from(pid).ok().and_then(|pid| pidinfo::<BSDInfo>(pid, 0).ok()).map(|info| info.pbi_uid);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let ours = unsafe { libc::geteuid() };
+    (uid, uid.map(|uid| uid == ours))
+}

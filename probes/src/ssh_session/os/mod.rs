@@ -7,6 +7,9 @@
 //! | Linux | /proc/PID/stat (`procfs`) | fd + inode | readlink /proc/PID/fd/N |
 //! | macOS | `proc_pidinfo(PROC_PIDTBSDINFO)` (`libproc`) | fd + `soi_so` (the kernel socket's address) | `proc_pidfdinfo(pid, fd, PROC_PIDFDSOCKETINFO)` |
 //! | Windows | Toolhelp32 process snapshot (`windows`) | none: the table carries pids | `GetExtendedTcpTable(TCP_TABLE_OWNER_PID_LISTENER)` |
+//!
+//! And whose the owner is: the owner of /proc/PID (Linux), `pbi_uid` (macOS), the process token's user SID
+//! against our own (Windows), each against the exporter's own user, on a change of owner only.
 
 /// Whether anything accepts connections on `wanted`, asked the only way that needs no table and no privilege:
 /// a connect. Refused at once when nothing listens; when something does, the connection is closed with RST
@@ -69,6 +72,9 @@ mod other {
     }
     pub(in crate::ssh_session) fn listener_exists(_wanted: SocketAddr) -> Option<bool> {
         None
+    }
+    pub(in crate::ssh_session) fn user_of(_pid: u32) -> (Option<u32>, Option<bool>) {
+        (None, None)
     }
 }
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]

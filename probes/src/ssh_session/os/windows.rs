@@ -3,9 +3,13 @@
 
 use std::net::SocketAddr;
 
-use windows::Win32::Foundation::CloseHandle;
+use windows::Win32::Foundation::{CloseHandle, HANDLE};
+use windows::Win32::Security::{EqualSid, GetTokenInformation, TokenUser, TOKEN_QUERY, TOKEN_USER};
 use windows::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
+};
+use windows::Win32::System::Threading::{
+    GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
 use super::super::decide::ProcessInfo;
@@ -53,4 +57,42 @@ pub(in crate::ssh_session) fn process_info(pid: u32) -> Option<ProcessInfo> {
 /// The listener table lists every user's sockets, so absence is proof.
 pub(in crate::ssh_session) fn listener_exists(wanted: SocketAddr) -> Option<bool> {
     serving(wanted).map(|rows| !rows.is_empty())
+}
+
+/// The `TOKEN_USER` of a process's token, in a buffer aligned for it.
+fn token_user(process: HANDLE) -> Option<Vec<u64>> {
+    // SAFETY: the token handle is closed on every path; the buffer is sized by the first call and u64-aligned,
+    // which TOKEN_USER (a pointer and a u32) needs.
+    unsafe {
+        let mut token = HANDLE::default();
+        OpenProcessToken(process, TOKEN_QUERY, &mut token).ok()?;
+        let mut len = 0u32;
+        let _ = GetTokenInformation(token, TokenUser, None, 0, &mut len);
+        let mut buffer = vec![0u64; (len as usize).div_ceil(8).max(1)];
+        let read = GetTokenInformation(token, TokenUser, Some(buffer.as_mut_ptr().cast()), len, &mut len);
+        let _ = CloseHandle(token);
+        read.ok().map(|()| buffer)
+    }
+}
+
+/// Windows has no uid: whether `pid` runs as this process's user, by comparing the two tokens' user SIDs.
+pub(in crate::ssh_session) fn user_of(pid: u32) -> (Option<u32>, Option<bool>) {
+    // SAFETY: the process handle is closed on every path; both buffers hold a TOKEN_USER written by the OS.
+    let same = unsafe {
+        let ours = token_user(GetCurrentProcess());
+        let theirs = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid).ok().and_then(|process| {
+            let user = token_user(process);
+            let _ = CloseHandle(process);
+            user
+        });
+        match (ours, theirs) {
+            (Some(ours), Some(theirs)) => {
+                let ours = &*(ours.as_ptr() as *const TOKEN_USER);
+                let theirs = &*(theirs.as_ptr() as *const TOKEN_USER);
+                Some(EqualSid(ours.User.Sid, theirs.User.Sid).is_ok())
+            }
+            _ => None,
+        }
+    };
+    (None, same)
 }
