@@ -78,11 +78,14 @@ pub async fn collect(config: &Config, out: &Path) -> std::io::Result<String> {
     for forward in &config.forwards {
         if let Some(host) = forward.ssh_host.as_ref().or(forward.jump_host.as_ref()) {
             let host = forward.ssh_host.as_ref().map_or(host.host.as_str(), |h| h.host.as_str());
-            let text = match Command::new("ssh").args(["-G", "--", host]).stdin(std::process::Stdio::null()).output() {
-                Ok(output) => mask_ssh_options(
-                    &(String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)),
+            let mut command = Command::new("ssh");
+            command.args(["-G", "--", host]);
+            let text = match crate::spawn::run_within(&mut command, Duration::from_secs(10), 1024 * 1024) {
+                Some(crate::spawn::Ran::Exited { stdout, stderr, .. }) => mask_ssh_options(
+                    &(String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr)),
                 ),
-                Err(err) => format!("ssh -G {host}: {err}\n"),
+                Some(crate::spawn::Ran::TimedOut) => format!("ssh -G {host}: no answer within 10 s\n"),
+                None => format!("ssh -G {host}: cannot run ssh\n"),
             };
             entries.push(Entry { name: format!("ssh-G/{}.txt", forward.name), text });
         }
@@ -132,37 +135,15 @@ fn timeline_table(status: &crate::record::status::StatusReport) -> String {
     text
 }
 
-/// `openclaw gateway status --json`, when the CLI is on PATH (10 s at most). Its output is read while it runs
-/// (a pipe holds 64 KiB: a CLI that prints more would otherwise block and look like a timeout).
+/// `openclaw gateway status --json`, when the CLI is on PATH (10 s at most; its output read while it runs, at
+/// most 16 MiB kept).
 fn openclaw_gateway_status() -> Option<String> {
-    let mut child = Command::new("openclaw")
-        .args(["gateway", "status", "--json"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut stdout = child.stdout.take()?;
-    let reader = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        // At most 16 MiB kept: a runaway CLI does not fill the archive.
-        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(&mut stdout, 16 * 1024 * 1024), &mut text);
-        text
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = reader.join();
-                return Some("openclaw gateway status --json: no answer within 10 s\n".into());
-            }
-        }
+    let mut command = Command::new("openclaw");
+    command.args(["gateway", "status", "--json"]);
+    match crate::spawn::run_within(&mut command, Duration::from_secs(10), 16 * 1024 * 1024)? {
+        crate::spawn::Ran::Exited { stdout, .. } => Some(String::from_utf8_lossy(&stdout).into_owned()),
+        crate::spawn::Ran::TimedOut => Some("openclaw gateway status --json: no answer within 10 s\n".into()),
     }
-    reader.join().ok().map(|text| String::from_utf8_lossy(&text).into_owned())
 }
 
 /// Names whose values are secrets: environment variables, JSON keys, `NAME=VALUE` words.

@@ -222,14 +222,43 @@ pub fn host_aliases(config: &str) -> Vec<String> {
     aliases
 }
 
-/// `ssh -G [-F file] host`.
+/// How long one `ssh -G` may take: it only reads config files, but a config can `Match exec` a command or be
+/// a FIFO nobody writes.
+const SSH_G_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `ssh -G [-F file] -- host`, within [`SSH_G_TIMEOUT`].
 fn ssh_g(host: &str, config_file: Option<&str>) -> Option<Resolved> {
     let mut command = Command::new("ssh");
     if let Some(file) = config_file {
         command.arg("-F").arg(file);
     }
-    let output = command.arg("-G").arg(host).stdin(std::process::Stdio::null()).output().ok()?;
-    output.status.success().then(|| parse_ssh_g(&String::from_utf8_lossy(&output.stdout)))
+    command.arg("-G").arg("--").arg(host);
+    match crate::spawn::run_within(&mut command, SSH_G_TIMEOUT, 1024 * 1024)? {
+        crate::spawn::Ran::Exited { success: true, stdout, .. } => Some(parse_ssh_g(&String::from_utf8_lossy(&stdout))),
+        crate::spawn::Ran::Exited { .. } => None,
+        crate::spawn::Ran::TimedOut => {
+            eprintln!("init: ssh -G {host} gave no answer within {SSH_G_TIMEOUT:?}; skipped");
+            None
+        }
+    }
+}
+
+/// Whether a config file named on another ssh's command line (`-F`) may be handed to `ssh -G` (besides the one
+/// the user named with `--ssh-config`): only a regular file of this user's own, inside this user's home. `ssh -G` runs a config's `Match exec` commands as whoever
+/// runs it; a file someone else can write (in /tmp, say) would run their command as this user.
+fn config_file_is_ours(path: &str) -> bool {
+    let Some(home) = dirs::home_dir().and_then(|home| home.canonicalize().ok()) else { return false };
+    let Ok(canonical) = Path::new(path).canonicalize() else { return false };
+    let Ok(meta) = std::fs::symlink_metadata(&canonical) else { return false };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if meta.uid() != unsafe { libc::geteuid() } || meta.mode() & 0o022 != 0 {
+            return false;
+        }
+    }
+    meta.is_file() && canonical.starts_with(&home)
 }
 
 /// A jump host (`user@alias:port,next` or an alias) as the `host:port` its first hop really is: an alias
@@ -279,7 +308,15 @@ pub fn discover(ssh_config: &Path, remote_port: u16) -> Vec<Found> {
         }
     }
     for (pid, argv) in ssh_processes() {
-        let Some(process) = parse_argv(&argv) else { continue };
+        let Some(mut process) = parse_argv(&argv) else { continue };
+        if let Some(file) = process.config_file.take() {
+            let named_by_the_user = Path::new(&file).canonicalize().ok() == ssh_config.canonicalize().ok();
+            if named_by_the_user || config_file_is_ours(&file) {
+                process.config_file = Some(file);
+            } else {
+                eprintln!("init: ssh pid {pid} uses -F {file}, not a file of yours in your home: resolved without it");
+            }
+        }
         let mut resolved = ssh_g(&process.destination, process.config_file.as_deref()).unwrap_or_default();
         if resolved.hostname.is_empty() {
             resolved.hostname = process.destination.clone();
@@ -339,11 +376,16 @@ fn add(
     }
 }
 
-/// Every running process that may be an ssh client: (pid, argv). macOS: `ps`, whose argv is split at spaces
-/// (ssh's arguments have none where it matters: the -L spec, -J, -F, the destination).
+/// This user's running processes that may be ssh clients: (pid, argv). Another user's ssh is none of this
+/// user's forwards, and its command line (its `-F` file) is theirs to choose. macOS: `ps -U`, whose argv is
+/// split at spaces (ssh's arguments have none where it matters: the -L spec, -J, -F, the destination).
 #[cfg(target_os = "macos")]
 fn ssh_processes() -> Vec<(u32, Vec<String>)> {
-    let Ok(output) = Command::new("ps").args(["-axww", "-o", "pid=,command="]).output() else { return Vec::new() };
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() }.to_string();
+    let Ok(output) = Command::new("ps").args(["-x", "-ww", "-U", &uid, "-o", "pid=,command="]).output() else {
+        return Vec::new();
+    };
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| {
@@ -355,12 +397,16 @@ fn ssh_processes() -> Vec<(u32, Vec<String>)> {
         .collect()
 }
 
-/// Every running process that may be an ssh client: (pid, argv), from /proc.
+/// This user's running processes that may be ssh clients: (pid, argv), from /proc (the owner of /proc/PID is
+/// the process's effective uid).
 #[cfg(target_os = "linux")]
 fn ssh_processes() -> Vec<(u32, Vec<String>)> {
     let Ok(processes) = procfs::process::all_processes() else { return Vec::new() };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let ours = unsafe { libc::geteuid() };
     processes
         .flatten()
+        .filter(|process| process.uid().is_ok_and(|uid| uid == ours))
         .filter_map(|process| {
             let argv = process.cmdline().ok()?;
             let pid = u32::try_from(process.pid()).ok()?;
@@ -369,11 +415,12 @@ fn ssh_processes() -> Vec<(u32, Vec<String>)> {
         .collect()
 }
 
-/// Every running ssh.exe or plink.exe: (pid, argv), from PowerShell's CIM (the command line split at
-/// spaces outside quotes).
+/// This user's running ssh.exe or plink.exe: (pid, argv), from PowerShell's CIM (the owner from `GetOwner`;
+/// the command line split at spaces outside quotes).
 #[cfg(windows)]
 fn ssh_processes() -> Vec<(u32, Vec<String>)> {
     let script = "Get-CimInstance Win32_Process -Filter \"Name='ssh.exe' or Name='plink.exe'\" | \
+                  Where-Object { (Invoke-CimMethod -InputObject $_ -MethodName GetOwner).User -eq $env:USERNAME } | \
                   ForEach-Object { \"$($_.ProcessId) $($_.CommandLine)\" }";
     let Ok(output) = Command::new("powershell").args(["-NoProfile", "-NonInteractive", "-Command", script]).output()
     else {

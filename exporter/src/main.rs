@@ -20,6 +20,7 @@ mod record;
 mod remote_write;
 mod schedule;
 mod signals;
+mod spawn;
 mod state;
 mod token_sources;
 mod uptime;

@@ -83,3 +83,75 @@ fn init_finds_a_config_forward_behind_a_jump_and_a_running_ssh_j_forward() {
             && m.get("openclaw_tunnel_ssh_session_up{forward=\"mac-direct\"}") == Some(1.0)
     });
 }
+
+/// `init` never hands `ssh -G` a config file another user can write, and never waits forever on one: a running
+/// `ssh -F /tmp/...` of this user whose config holds `Match exec "touch MARKER"` is resolved without that file
+/// (the marker is never created), the same from a process of user `nobody` (not even read: not this user's
+/// forward), and a config that includes a FIFO nobody writes (`ssh -G` blocks on it) ends within the timeout.
+#[test]
+fn init_runs_no_command_from_a_config_it_did_not_find_in_the_user_s_home_and_never_hangs() {
+    if !root_or_skip("init_runs_no_command_from_a_config_it_did_not_find_in_the_user_s_home_and_never_hangs", "setpriv")
+    {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let marker = shared.path().join("marker");
+    let evil = shared.path().join("evil_config");
+    std::fs::write(&evil, format!("Match exec \"touch {}\"\n  HostName 127.0.0.1\n", marker.display())).unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // A stand-in "ssh" that only idles: its command line is what init reads.
+    let bin = shared.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::copy(workspace_binary("idle"), bin.join("ssh")).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let fifo = home.path().join("fifo_config");
+    run_tool("mkfifo", &[fifo.to_str().unwrap()], home.path());
+    let spec = |port: u16| format!("127.0.0.1:{port}:127.0.0.1:18789");
+    let evil_str = evil.to_str().unwrap();
+    let (mine, theirs) = (free_port(), free_port());
+    let config = home.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "Include {}\nHost fifo-host\n  LocalForward 127.0.0.1:{} 127.0.0.1:18789\n",
+            fifo.display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let _mine = Proc::spawn(
+        "ssh -F /tmp",
+        Command::new(bin.join("ssh")).args(["-F", evil_str, "-N", "-L", &spec(mine), "evil-host"]),
+    );
+    let _theirs =
+        Proc::spawn(
+            "ssh -F /tmp as nobody",
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(bin.join("ssh"))
+                .args(["-F", evil_str, "-N", "-L", &spec(theirs), "evil-host"]),
+        );
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let mut init = Proc::spawn(
+        "init",
+        Command::new(workspace_binary("openclaw-tunnel-exporter"))
+            .args(["init", "--ssh-config"])
+            .arg(&config)
+            .env("HOME", home.path()),
+    );
+    let status = init.wait_exit(Duration::from_secs(60)).expect("init ends (ssh -G on a FIFO is cut off)");
+    let output = init.output();
+    assert!(status.success(), "{output}");
+    assert!(!marker.exists(), "init ran a Match exec from a config another user can write:\n{output}");
+    assert!(output.contains(&format!("127.0.0.1:{mine}")), "this user's forward is still listed:\n{output}");
+    assert!(
+        !output.contains(&format!("127.0.0.1:{theirs}")),
+        "another user's ssh is not this user's forward:\n{output}"
+    );
+    assert!(output.contains("no answer within"), "the FIFO config was cut off:\n{output}");
+    eprintln!("init took {:?}", started.elapsed());
+}
