@@ -16,6 +16,7 @@ mod config;
 mod doctor;
 mod evidence;
 mod init;
+mod limits;
 mod record;
 mod remote_write;
 mod schedule;

@@ -358,3 +358,28 @@ fn slow_clients_cannot_hold_the_metrics_server() {
     assert!(scrape.get("openclaw_tunnel_up_checks_total{forward=\"t\"}").is_some());
     drop(slow);
 }
+
+/// A LaunchAgent starts with 256 descriptors (a systemd service often 1,024) while the hard limit is far higher:
+/// the exporter raises its soft limit to the hard one at start and logs both figures.
+#[test]
+fn the_descriptor_soft_limit_is_raised_to_the_hard_limit_at_start() {
+    let exporter = Exporter::start_with(&forward_toml("t", free_port()), |command| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; the closure runs in the child between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                let limit = libc::rlimit { rlim_cur: 256, rlim_max: 4096 };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        }
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", exporter.proc.pid())).unwrap();
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let figures: Vec<&str> = open_files.split_whitespace().collect();
+    assert_eq!(figures[3..5], ["4096", "4096"], "{open_files}");
+    let log = exporter.proc.output();
+    assert!(log.contains("before=256") && log.contains("after=4096"), "{log}");
+}

@@ -31,6 +31,13 @@ pub fn main(config_path: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some((before, after)) = crate::limits::raise_descriptor_limit() {
+        if after > before {
+            tracing::info!(before, after, "raised the open-descriptor soft limit to the hard limit");
+        } else {
+            tracing::info!(limit = after, "open-descriptor limit");
+        }
+    }
     // One thread runs every probe, the recorder and the server: probes spend their time in the kernel,
     // and a second worker only added cross-thread wakeups (16% more CPU per SYN round, measured with
     // bench/). Slow work (process scans, bcrypt) goes to the blocking pool.
