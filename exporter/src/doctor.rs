@@ -344,8 +344,8 @@ async fn token(config: &Config, forward: &Forward, timeout: Duration) -> Verdict
             "only this user's ssh is handed the token: fix the step that owns the port first",
         );
     }
-    let revision =
-        config.auth.registry.revision(&probes::auth_tap::credential::Credential::token(token.expose())).to_owned();
+    let registry = std::sync::Arc::new(config.auth.registry.clone());
+    let revision = registry.revision_of(&probes::auth_tap::credential::Credential::token(token.expose())).await;
     let disagree =
         if tokens.agree() { String::new() } else { format!("; sources disagree: {}", tokens.disagreeing().join(", ")) };
     let mut target = probes::auth_probe::Target { addr: forward.local, token };

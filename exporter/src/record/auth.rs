@@ -193,7 +193,8 @@ impl Recording for AuthProbeRecording {
             self.note(format!("token withheld: {why}"), true);
             return false;
         }
-        self.revision = self.registry.revision(&Credential::token(token.expose())).to_owned();
+        // Verified on the registry's own thread (argon2id, once per token change), never the probes' thread.
+        self.revision = self.registry.revision_of(&Credential::token(token.expose())).await;
         self.sent = Some(id);
         probe.token = token;
         true

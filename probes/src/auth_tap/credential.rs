@@ -4,12 +4,17 @@
 //!
 //! Verifying a token against an argon2id hash costs tens of milliseconds by design, so it happens at most
 //! once per distinct token: the answer is cached under an HMAC of the token keyed by a random per-process
-//! key (never the token, never a hash that could be checked offline), in a bounded cache. First sights of
-//! new tokens are rate-limited, so a flood of distinct tokens costs bounded CPU; a token seen during a
-//! flood, past the budget, is labelled `unknown` that once and verified when next seen.
+//! key (never the token, never a hash that could be checked offline), in a bounded cache. A cache hit or a
+//! legacy fingerprint is answered at once ([`Registry::lookup`]); anything needing argon2id goes to a
+//! thread of its own ([`Registry::resolve_later`]), never the caller's, because the exporter's probes share
+//! one runtime thread and a verification there delays every probe due meanwhile. First sights of new tokens
+//! are rate-limited, so a flood of distinct tokens costs bounded CPU; a token seen during a flood, past the
+//! budget, is labelled `unknown` that once and verified when next seen. Several sights of one token while it
+//! is being verified wait for that one verification.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -168,16 +173,49 @@ const VERIFY_BURST: f64 = 16.0;
 /// First sights verified per second after the burst.
 const VERIFY_PER_SECOND: f64 = 2.0;
 
+/// Who waits for a verification: handed the revision's label value.
+pub type Waiter = Box<dyn FnOnce(&str) + Send>;
+
+/// One token for the verification thread.
+struct Job {
+    registry: Arc<Registry>,
+    presented: Presented,
+}
+
+/// Jobs queued beyond this are refused (`unknown` once): twice the burst, so never within the budget.
+const VERIFY_QUEUE: usize = 2 * VERIFY_BURST as usize;
+
+/// The verification thread's queue, started on first use. One thread: the budget allows 2 first sights a
+/// second after a burst of 16, and one verification takes 80-90 ms, so one thread keeps up with the budget
+/// and argon2id's 19 MiB is held once. None when the thread cannot be started.
+fn verifier_thread() -> Option<&'static SyncSender<Job>> {
+    static THREAD: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
+    THREAD
+        .get_or_init(|| {
+            let (tx, rx) = sync_channel::<Job>(VERIFY_QUEUE);
+            let started = std::thread::Builder::new().name("token-verify".into()).spawn(move || {
+                for job in rx {
+                    let found = job.registry.verify(&job.presented.token);
+                    job.registry.settle(job.presented.id, found, true);
+                }
+            });
+            started.ok().map(|_| tx)
+        })
+        .as_ref()
+}
+
 /// Verified answers by token identity, and the budget of first sights.
 struct Cache {
     revisions: HashMap<TokenId, Option<usize>>,
+    /// Tokens on the verification thread, with everyone waiting for their answer.
+    in_flight: HashMap<TokenId, Vec<Waiter>>,
     budget: f64,
     refilled: Instant,
 }
 
 impl Cache {
     fn new() -> Self {
-        Cache { revisions: HashMap::new(), budget: VERIFY_BURST, refilled: Instant::now() }
+        Cache { revisions: HashMap::new(), in_flight: HashMap::new(), budget: VERIFY_BURST, refilled: Instant::now() }
     }
 
     /// Take one verification from the budget, if any is left.
@@ -258,34 +296,94 @@ impl Registry {
         self.revisions.push((name, Verifier::Sha256(fingerprint)));
     }
 
-    /// The label value for `credential`: a revision name, `unknown` or `none`.
-    pub fn revision(&self, credential: &Credential) -> &str {
-        match credential {
-            Credential::None => NONE,
-            Credential::Unreadable => UNKNOWN,
-            Credential::Token(presented) => match self.resolve(presented) {
-                Some(index) => &self.revisions[index].0,
-                None => UNKNOWN,
-            },
+    /// The label value for `credential` when it is known without running argon2id: `none`, `unknown` for an
+    /// unreadable credential, a cached answer, a legacy fingerprint, or `unknown` when no revision is hashed.
+    /// `Err` hands back the token that needs a verification ([`Registry::resolve_later`]).
+    pub fn lookup<'a>(&'a self, credential: &'a Credential) -> Result<&'a str, &'a Presented> {
+        let presented = match credential {
+            Credential::None => return Ok(NONE),
+            Credential::Unreadable => return Ok(UNKNOWN),
+            Credential::Token(presented) => presented,
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(known) = cache.revisions.get(&presented.id) {
+            return Ok(self.name(*known));
+        }
+        let digest = sha256(&presented.token);
+        let legacy = self.revisions.iter().position(|(_, v)| *v == Verifier::Sha256(digest));
+        let costly = self.revisions.iter().any(|(_, verifier)| matches!(verifier, Verifier::Argon2(_)));
+        if legacy.is_some() || !costly {
+            cache.remember(presented.id, legacy);
+            return Ok(self.name(legacy));
+        }
+        Err(presented)
+    }
+
+    /// Hand `then` the revision of `presented` once the verification thread has checked it (at once when the
+    /// answer is already known). `budgeted`: a first sight spends the rate limit, and past it is `unknown`
+    /// (a client's token); unbudgeted for the exporter's own token, checked once per change. `then` runs on
+    /// the verification thread or the caller's: keep it short.
+    pub fn resolve_later(self: &Arc<Self>, presented: &Presented, budgeted: bool, then: Waiter) {
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(known) = cache.revisions.get(&presented.id).copied() {
+            drop(cache);
+            then(self.name(known));
+            return;
+        }
+        if let Some(waiting) = cache.in_flight.get_mut(&presented.id) {
+            waiting.push(then);
+            return;
+        }
+        if budgeted && !cache.spend() {
+            drop(cache);
+            then(UNKNOWN);
+            return;
+        }
+        cache.in_flight.insert(presented.id, vec![then]);
+        drop(cache);
+        let job = Job { registry: self.clone(), presented: presented.clone() };
+        if verifier_thread().and_then(|thread| thread.try_send(job).ok()).is_none() {
+            // The thread is gone or its queue full (cannot happen within the budget): unknown this once.
+            self.settle(presented.id, None, false);
         }
     }
 
-    /// The index of the revision `presented` belongs to: from the cache, else verified (within budget).
-    fn resolve(&self, presented: &Presented) -> Option<usize> {
+    /// The revision of `credential`, waiting for the verification thread when needed (never on the caller's
+    /// thread). Unbudgeted: for the exporter's own token.
+    pub async fn revision_of(self: &Arc<Self>, credential: &Credential) -> String {
+        match self.lookup(credential) {
+            Ok(name) => name.to_owned(),
+            Err(presented) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.resolve_later(
+                    presented,
+                    false,
+                    Box::new(move |name| {
+                        let _ = tx.send(name.to_owned());
+                    }),
+                );
+                rx.await.unwrap_or_else(|_| UNKNOWN.to_owned())
+            }
+        }
+    }
+
+    /// The name of a resolved index.
+    fn name(&self, index: Option<usize>) -> &str {
+        index.map_or(UNKNOWN, |index| &self.revisions[index].0)
+    }
+
+    /// Record the answer for `id` (when `remember`) and tell everyone waiting for it.
+    fn settle(&self, id: TokenId, found: Option<usize>, remember: bool) {
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(known) = cache.revisions.get(&presented.id) {
-            return *known;
+        if remember {
+            cache.remember(id, found);
         }
-        let costly = self.revisions.iter().any(|(_, verifier)| matches!(verifier, Verifier::Argon2(_)));
-        if costly && !cache.spend() {
-            return None;
-        }
+        let waiting = cache.in_flight.remove(&id).unwrap_or_default();
         drop(cache);
-        // Inline, on the caller's thread: the exporter runs one thread, so a first sight stalls it for one
-        // verification per hashed revision; the budget above bounds how often.
-        let found = self.verify(&presented.token);
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remember(presented.id, found);
-        found
+        let name = self.name(found);
+        for then in waiting {
+            then(name);
+        }
     }
 
     /// Check `token` against every revision: cheap legacy fingerprints first, then the slow hashes.
@@ -329,16 +427,35 @@ mod tests {
         argon2.hash_password(token, &SaltString::generate(&mut OsRng)).unwrap().to_string()
     }
 
+    /// The revision of `credential` as a tap sees it: at once, or from the verification thread (budgeted).
+    fn resolved(registry: &Arc<Registry>, credential: &Credential) -> String {
+        match registry.lookup(credential) {
+            Ok(name) => name.to_owned(),
+            Err(presented) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                registry.resolve_later(
+                    presented,
+                    true,
+                    Box::new(move |name| {
+                        let _ = tx.send(name.to_owned());
+                    }),
+                );
+                rx.recv().expect("every waiter is answered")
+            }
+        }
+    }
+
     #[test]
     fn hashed_and_legacy_revisions_resolve_and_others_are_unknown() {
         let mut registry = Registry::new();
         registry.add_sha256("r1".into(), sha256(b"secret-r1"));
         registry.add_hashed("r2".into(), parse_hash(&cheap_hash(b"secret-r2")).unwrap());
-        assert_eq!(registry.revision(&Credential::token(b"secret-r1")), "r1");
-        assert_eq!(registry.revision(&Credential::token(b"secret-r2")), "r2");
-        assert_eq!(registry.revision(&Credential::token(b"other")), "unknown");
-        assert_eq!(registry.revision(&Credential::None), "none");
-        assert_eq!(registry.revision(&Credential::Unreadable), "unknown");
+        let registry = Arc::new(registry);
+        assert_eq!(resolved(&registry, &Credential::token(b"secret-r1")), "r1");
+        assert_eq!(resolved(&registry, &Credential::token(b"secret-r2")), "r2");
+        assert_eq!(resolved(&registry, &Credential::token(b"other")), "unknown");
+        assert_eq!(resolved(&registry, &Credential::None), "none");
+        assert_eq!(resolved(&registry, &Credential::Unreadable), "unknown");
         assert_eq!(from_hex("zz"), None);
         assert_eq!(from_hex(&"ab".repeat(32)), Some([0xab; 32]));
     }
@@ -364,26 +481,58 @@ mod tests {
     fn ten_thousand_distinct_tokens_keep_the_cache_bounded_and_the_budget_bounds_the_work() {
         let mut registry = Registry::new();
         registry.add_hashed("r1".into(), cheap_hash(b"real"));
-        assert_eq!(registry.revision(&Credential::token(b"real")), "r1");
+        let registry = Arc::new(registry);
+        assert_eq!(resolved(&registry, &Credential::token(b"real")), "r1");
         let started = Instant::now();
         for i in 0..10_000 {
-            assert_eq!(registry.revision(&Credential::token(format!("flood-{i}").as_bytes())), "unknown");
+            assert_eq!(resolved(&registry, &Credential::token(format!("flood-{i}").as_bytes())), "unknown");
         }
         // Within the budget only: the burst plus what the elapsed time refilled.
         let verified = registry.cached() as f64;
         let allowed = 1.0 + VERIFY_BURST + started.elapsed().as_secs_f64() * VERIFY_PER_SECOND + 1.0;
         assert!(verified <= allowed, "{verified} verifications, budget {allowed}");
         // The real token is still known without a verification (it was cached first).
-        assert_eq!(registry.revision(&Credential::token(b"real")), "r1");
+        assert_eq!(resolved(&registry, &Credential::token(b"real")), "r1");
 
         // With legacy fingerprints only, every first sight is cheap and cached, and the cache stays bounded.
         let mut legacy = Registry::new();
         legacy.add_sha256("r1".into(), sha256(b"real"));
+        let legacy = Arc::new(legacy);
         for i in 0..10_000 {
-            legacy.revision(&Credential::token(format!("flood-{i}").as_bytes()));
+            resolved(&legacy, &Credential::token(format!("flood-{i}").as_bytes()));
         }
         assert_eq!(legacy.cached(), CACHE_ENTRIES);
-        assert_eq!(legacy.revision(&Credential::token(b"real")), "r1");
+        assert_eq!(resolved(&legacy, &Credential::token(b"real")), "r1");
+    }
+
+    #[test]
+    fn argon2id_runs_on_the_verification_thread_once_for_many_sights_and_never_on_the_callers() {
+        let mut registry = Registry::new();
+        registry.add_hashed("r1".into(), cheap_hash(b"real"));
+        let registry = Arc::new(registry);
+        let credential = Credential::token(b"real");
+        let Err(presented) = registry.lookup(&credential) else { panic!("a first sight is not known yet") };
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..3 {
+            let tx = tx.clone();
+            registry.resolve_later(
+                presented,
+                true,
+                Box::new(move |name| {
+                    let thread = std::thread::current().name().map(str::to_owned);
+                    let _ = tx.send((name.to_owned(), thread));
+                }),
+            );
+        }
+        for _ in 0..3 {
+            let (name, thread) = rx.recv().unwrap();
+            assert_eq!(name, "r1");
+            // Either the verification thread, or (a sight after the answer landed) the caller's at once.
+            assert!(thread.as_deref() == Some("token-verify") || thread == std::thread::current().name().map(str::to_owned));
+        }
+        assert_eq!(registry.lookup(&credential).ok(), Some("r1"), "cached after one verification");
+        // The budget was spent once for the three sights: one in flight, the others waited for it.
+        assert!(registry.cache.lock().unwrap().budget >= VERIFY_BURST - 1.5);
     }
 
     #[test]

@@ -9,6 +9,22 @@ use super::http::{PendingRequests, RequestReader, RequestSeen, ResponseReader, R
 use super::ws::{FrameReader, WsItem};
 use super::{AuthEvent, AuthSink, Channel, CloseBy};
 
+/// An event that carries a credential's revision, built once the revision is known.
+#[derive(Debug, Clone, Copy)]
+enum ByRevision {
+    Request(Channel),
+    Failure(Channel, u16),
+}
+
+impl ByRevision {
+    fn event(self, revision: &str) -> AuthEvent<'_> {
+        match self {
+            ByRevision::Request(channel) => AuthEvent::Request { channel, revision },
+            ByRevision::Failure(channel, code) => AuthEvent::Failure { channel, code, revision },
+        }
+    }
+}
+
 /// Pipelined requests awaiting answers beyond this make the tap stop reading the connection.
 const MAX_PENDING: usize = 64;
 /// Client frames seen before the 101 was read (a race between the two copy tasks), kept up to this.
@@ -99,6 +115,19 @@ impl Observer {
         self.sink.auth_event(&self.forward, event);
     }
 
+    /// Emit `what` with the revision of `credential`: now when it is known without argon2id, else from the
+    /// registry's verification thread once verified (the copy task never waits for it).
+    fn emit_by_revision(&self, credential: &Credential, what: ByRevision) {
+        match self.registry.lookup(credential) {
+            Ok(revision) => self.emit(what.event(revision)),
+            Err(presented) => {
+                let (sink, forward) = (self.sink.clone(), self.forward.clone());
+                let then = Box::new(move |revision: &str| sink.auth_event(&forward, what.event(revision)));
+                self.registry.resolve_later(presented, true, then);
+            }
+        }
+    }
+
     /// Bytes the client sent (already forwarded to the gateway).
     pub fn client_bytes(&mut self, bytes: &[u8], now: Instant) {
         if self.client_frames.is_some() {
@@ -115,8 +144,7 @@ impl Observer {
                     break;
                 }
                 if !request.websocket_upgrade {
-                    let revision = self.registry.revision(&request.credential);
-                    self.emit(AuthEvent::Request { channel: Channel::Http, revision });
+                    self.emit_by_revision(&request.credential, ByRevision::Request(Channel::Http));
                 }
                 self.pending.push_back(Pending {
                     credential: request.credential,
@@ -170,8 +198,7 @@ impl Observer {
                 continue;
             }
             if matches!(response.status, 401 | 403 | 429) {
-                let revision = self.registry.revision(&request.credential);
-                self.emit(AuthEvent::Failure { channel: Channel::Http, code: response.status, revision });
+                self.emit_by_revision(&request.credential, ByRevision::Failure(Channel::Http, response.status));
             }
         }
         self.response_scratch = seen;
@@ -206,8 +233,7 @@ impl Observer {
             let WsItem::Message(message) = item else { continue };
             self.client_messages += 1;
             if let Some((id, credential)) = connect_request(&message) {
-                let revision = self.registry.revision(&credential);
-                self.emit(AuthEvent::Request { channel: Channel::Ws, revision });
+                self.emit_by_revision(&credential, ByRevision::Request(Channel::Ws));
                 self.connect = Some(WsConnect { id, credential, sent_at: now });
             }
             if self.connect.is_some() || self.client_messages >= MAX_WS_MESSAGES {
@@ -243,8 +269,7 @@ impl Observer {
                             let elapsed = now.saturating_duration_since(connect.sent_at);
                             self.emit(AuthEvent::FirstByte { channel: Channel::Ws, elapsed });
                             if let Some(code) = code {
-                                let revision = self.registry.revision(&connect.credential);
-                                self.emit(AuthEvent::Failure { channel: Channel::Ws, code, revision });
+                                self.emit_by_revision(&connect.credential, ByRevision::Failure(Channel::Ws, code));
                             }
                             self.stop_reading_gateway_messages();
                             continue;
