@@ -225,7 +225,7 @@ families! {
     credential_withheld: Family<ForwardProbeLabels, Counter> = Family::default(),
         "openclaw_gateway_credential_withheld", "Probe rounds that did not send the gateway token because the forward's port is not held by our user's ssh, by probe (auth, ws_handshake)";
     web_requests_refused: Family<ReasonLabels, Counter> = Family::default(),
-        "openclaw_exporter_web_requests_refused", "Web requests refused by reason: foreign_host (a Host that is not this machine: DNS rebinding), lifecycle_off (POST /-/reload without [web] enable_lifecycle), cross_site (a browser's cross-site request to a lifecycle endpoint)";
+        "openclaw_exporter_web_requests_refused", "Web requests refused by reason: foreign_host (a Host that is not this machine: DNS rebinding), lifecycle_off (POST /-/reload without [web] enable_lifecycle), cross_site (a browser's cross-site request to a lifecycle endpoint), unauthorized (basic auth missing or wrong), auth_rate_limited (too many never-seen credentials at once: 429)";
     remote_write_round_sequence: Gauge = Gauge::default(),
         "openclaw_exporter_remote_write_round_sequence", "The queue sequence number of the round being taken (in each pushed round: its own, so a receiver can count lost rounds)";
     remote_write_queue_bytes: Gauge = Gauge::default(),

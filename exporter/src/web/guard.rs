@@ -28,7 +28,7 @@ use crate::record::Recorder;
 pub type PolicyWatch = watch::Receiver<WebPolicy>;
 
 /// Why a request was refused: the `reason` label's fixed set.
-pub const REASONS: [&str; 3] = ["foreign_host", "lifecycle_off", "cross_site"];
+pub const REASONS: [&str; 5] = ["foreign_host", "lifecycle_off", "cross_site", "unauthorized", "auth_rate_limited"];
 
 /// The guards' state: the policy, this machine's names, and where refusals are counted.
 #[derive(Clone)]
@@ -54,9 +54,14 @@ impl Guards {
     }
 
     fn refuse(&self, reason: &'static str, message: &str) -> Response {
+        self.refuse_with(StatusCode::FORBIDDEN, reason, message)
+    }
+
+    /// Answer `status` with `message`, counted under `reason` (one of [`REASONS`]).
+    pub fn refuse_with(&self, status: StatusCode, reason: &'static str, message: &str) -> Response {
         self.recorder.metrics.web_requests_refused.get_or_create(&ReasonLabels { reason }).inc();
         tracing::debug!(reason, "{message}");
-        (StatusCode::FORBIDDEN, format!("{message}\n")).into_response()
+        (status, format!("{message}\n")).into_response()
     }
 }
 

@@ -67,23 +67,77 @@ pub fn router(
         .route("/api/status", get(status))
         .route("/status.json", get(status))
         .with_state(AppState { recorder, reloads, render: Arc::new(tokio::sync::Semaphore::new(1)) })
-        .layer(axum::middleware::from_fn_with_state(security, require_basic_auth))
+        .layer(axum::middleware::from_fn_with_state(BasicAuth::new(security, guards.clone()), require_basic_auth))
         .layer(axum::middleware::from_fn_with_state(guards, guard::host))
 }
 
-async fn require_basic_auth(State(security): State<SecurityWatch>, request: Request, next: Next) -> Response {
-    let current = security.borrow().clone();
+/// bcrypt checks of credentials never seen before run at most this many at once, on the blocking pool (which
+/// /metrics rendering, owner lookups and queue I/O share): a flood of wrong passwords holds two of its
+/// threads at most.
+const BCRYPT_AT_ONCE: usize = 2;
+/// First sights of credentials checked at once before the rate limit applies, and per second after it. One
+/// check costs about 60 ms at bcrypt cost 10 here, so the limit bounds a flood to a quarter of a core; a good
+/// scraper's credentials, once accepted, are answered from the cache whatever the flood.
+const FIRST_SIGHTS_BURST: f64 = 8.0;
+const FIRST_SIGHTS_PER_SECOND: f64 = 4.0;
+
+/// The basic-auth gate: the web config in force, the bcrypt slots and the first-sight budget.
+#[derive(Clone)]
+struct BasicAuth {
+    security: SecurityWatch,
+    bcrypt_slots: Arc<tokio::sync::Semaphore>,
+    first_sights: Arc<std::sync::Mutex<probes::auth_tap::credential::Budget>>,
+    guards: guard::Guards,
+}
+
+impl BasicAuth {
+    fn new(security: SecurityWatch, guards: guard::Guards) -> BasicAuth {
+        BasicAuth {
+            security,
+            bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(BCRYPT_AT_ONCE)),
+            first_sights: Arc::new(std::sync::Mutex::new(probes::auth_tap::credential::Budget::new(
+                FIRST_SIGHTS_BURST,
+                FIRST_SIGHTS_PER_SECOND,
+            ))),
+            guards,
+        }
+    }
+}
+
+async fn require_basic_auth(State(auth): State<BasicAuth>, request: Request, next: Next) -> Response {
+    let current = auth.security.borrow().clone();
     let Some(current) = current.filter(|security| security.requires_auth()) else {
         return next.run(request).await;
     };
-    let authorization = request.headers().get(header::AUTHORIZATION).map(|value| value.as_bytes().to_vec());
-    // bcrypt takes tens of milliseconds on a cache miss: keep it off the async workers.
-    let authorized =
-        tokio::task::spawn_blocking(move || current.authorized(authorization.as_deref())).await.unwrap_or(false);
+    // The caches first, on this thread: a known scraper never waits behind anyone's bcrypt.
+    let authorization = request.headers().get(header::AUTHORIZATION).map(|value| value.as_bytes());
+    let authorized = match current.check(authorization) {
+        security::Check::Allowed => true,
+        security::Check::Refused => false,
+        security::Check::Verify(unverified) => {
+            let within_budget = auth.first_sights.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).spend();
+            if !within_budget {
+                let mut refused = auth.guards.refuse_with(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "auth_rate_limited",
+                    "too many new credentials: try again",
+                );
+                refused.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                return refused;
+            }
+            let Ok(_slot) = auth.bcrypt_slots.acquire().await else {
+                return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+            };
+            // bcrypt takes tens of milliseconds: off the async workers.
+            tokio::task::spawn_blocking(move || current.verify(unverified)).await.unwrap_or(false)
+        }
+    };
     if authorized {
         next.run(request).await
     } else {
-        (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic")], "Unauthorized\n").into_response()
+        let mut refused = auth.guards.refuse_with(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized");
+        refused.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic"));
+        refused
     }
 }
 

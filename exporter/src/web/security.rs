@@ -3,10 +3,15 @@
 //! team already writes for node_exporter works here unchanged.
 //!
 //! Like exporter-toolkit, whether the listener speaks TLS is fixed at start; certificates, keys and users
-//! are read again on every reload. Successful bcrypt checks are cached by a hash of user and password,
-//! because bcrypt is slow on purpose and Prometheus sends the same credentials every scrape.
+//! are read again on every reload. bcrypt checks are cached by a hash of user and password, because bcrypt
+//! is slow on purpose and Prometheus sends the same credentials every scrape: successes and failures in
+//! caches of their own, so a stream of wrong passwords can evict only other wrong passwords. [`check`]
+//! answers from the caches at once; only [`verify`] runs bcrypt (the web server rate-limits and bounds it).
+//!
+//! [`check`]: WebSecurity::check
+//! [`verify`]: WebSecurity::verify
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,15 +25,40 @@ use sha2::{Digest, Sha256};
 /// A bcrypt hash of no real password, checked for unknown users so that a wrong user name costs as much
 /// time as a wrong password (no user enumeration by timing).
 const NO_USER_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
-/// Cached credential checks beyond this are forgotten (all at once: simple, and bounded).
-const MAX_CACHED: usize = 1024;
+/// Accepted credentials remembered: far more than a team has scrapers (each entry 32 bytes). Only a right
+/// password gets in, so a flood cannot fill it.
+const MAX_ACCEPTED: usize = 256;
+/// Refused credentials remembered (a scraper with a wrong password retries it every scrape); beyond this
+/// they are forgotten all at once: simple, bounded, and never touches the accepted ones.
+#[cfg(not(test))]
+const MAX_REFUSED: usize = 4096;
+#[cfg(test)]
+const MAX_REFUSED: usize = 32;
+
+/// What the caches say about a request's credentials, before any bcrypt.
+pub enum Check {
+    /// No users configured, or a remembered right password.
+    Allowed,
+    /// No or malformed credentials, or a remembered wrong password.
+    Refused,
+    /// Seen for the first time: [`WebSecurity::verify`] decides.
+    Verify(Unverified),
+}
+
+/// Credentials not checked yet. Holds the password until verified; never printed.
+pub struct Unverified {
+    user: String,
+    password: String,
+    key: [u8; 32],
+}
 
 /// What a web config file asks for, ready to use.
 pub struct WebSecurity {
     /// The TLS server config, when `tls_server_config` is set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     users: BTreeMap<String, String>,
-    checked: Mutex<HashMap<[u8; 32], bool>>,
+    accepted: Mutex<HashSet<[u8; 32]>>,
+    refused: Mutex<HashSet<[u8; 32]>>,
     source: PathBuf,
     digest: [u8; 32],
 }
@@ -122,7 +152,8 @@ impl WebSecurity {
         Ok(WebSecurity {
             tls,
             users: raw.basic_auth_users,
-            checked: Mutex::new(HashMap::new()),
+            accepted: Mutex::new(HashSet::new()),
+            refused: Mutex::new(HashSet::new()),
             source: path.to_owned(),
             digest: digest.finalize().into(),
         })
@@ -133,14 +164,13 @@ impl WebSecurity {
         !self.users.is_empty()
     }
 
-    /// Whether an `Authorization` header value names a configured user with the right password. Slow on a
-    /// cache miss (bcrypt): call it off the async workers.
-    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+    /// Answer from the caches, without bcrypt: cheap enough for the runtime thread.
+    pub fn check(&self, authorization: Option<&[u8]>) -> Check {
         if self.users.is_empty() {
-            return true;
+            return Check::Allowed;
         }
         let Some((user, password)) = authorization.and_then(basic_credentials) else {
-            return false;
+            return Check::Refused;
         };
         let key: [u8; 32] = Sha256::new()
             .chain_update(user.as_bytes())
@@ -148,20 +178,47 @@ impl WebSecurity {
             .chain_update(password.as_bytes())
             .finalize()
             .into();
-        let mut checked = self.checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(&known) = checked.get(&key) {
-            return known;
+        if lock(&self.accepted).contains(&key) {
+            return Check::Allowed;
         }
-        drop(checked);
+        if lock(&self.refused).contains(&key) {
+            return Check::Refused;
+        }
+        Check::Verify(Unverified { user, password, key })
+    }
+
+    /// Check `unverified` with bcrypt and remember the answer. Slow (tens of milliseconds): call it off the
+    /// async workers.
+    pub fn verify(&self, unverified: Unverified) -> bool {
+        let Unverified { user, password, key } = unverified;
         let hash = self.users.get(&user).map(String::as_str).unwrap_or(NO_USER_HASH);
         let verified = bcrypt::verify(&password, hash).unwrap_or(false) && self.users.contains_key(&user);
-        checked = self.checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if checked.len() >= MAX_CACHED {
-            checked.clear();
+        let (cache, bound) = if verified { (&self.accepted, MAX_ACCEPTED) } else { (&self.refused, MAX_REFUSED) };
+        let mut cache = lock(cache);
+        if cache.len() >= bound {
+            cache.clear();
         }
-        checked.insert(key, verified);
+        cache.insert(key);
         verified
     }
+
+    /// Whether an `Authorization` header value names a configured user with the right password: [`check`],
+    /// then [`verify`] on a miss. Slow on a miss.
+    ///
+    /// [`check`]: WebSecurity::check
+    /// [`verify`]: WebSecurity::verify
+    #[cfg(test)]
+    fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+        match self.check(authorization) {
+            Check::Allowed => true,
+            Check::Refused => false,
+            Check::Verify(unverified) => self.verify(unverified),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `Basic base64(user:password)` -> (user, password).
@@ -260,6 +317,26 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    #[test]
+    fn wrong_passwords_beyond_the_refused_cache_never_evict_a_right_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let path = write(dir.path(), "web.yml", &format!("basic_auth_users:\n  prom: '{hash}'\n"));
+        let security = WebSecurity::load(&path).unwrap();
+        let header = |creds: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds));
+        assert!(security.authorized(Some(header("prom:s3cret").as_bytes())));
+        // More unique wrong passwords than the refused cache holds (each one a real bcrypt check).
+        for i in 0..MAX_REFUSED + 10 {
+            assert!(!security.authorized(Some(header(&format!("prom:wrong-{i}")).as_bytes())));
+        }
+        assert!(lock(&security.refused).len() <= MAX_REFUSED);
+        assert!(matches!(security.check(Some(header("prom:s3cret").as_bytes())), Check::Allowed), "still cached");
+        assert!(matches!(
+            security.check(Some(header(&format!("prom:wrong-{}", MAX_REFUSED + 9)).as_bytes())),
+            Check::Refused
+        ));
     }
 
     #[test]

@@ -204,32 +204,57 @@ fn verifier_thread() -> Option<&'static SyncSender<Job>> {
         .as_ref()
 }
 
+/// A token bucket: `burst` at once, then `per_second`. Bounds how often a costly check of something never
+/// seen before may run (here argon2id; the web server's bcrypt uses it too).
+#[derive(Debug)]
+pub struct Budget {
+    burst: f64,
+    per_second: f64,
+    level: f64,
+    refilled: Instant,
+}
+
+impl Budget {
+    /// A full bucket.
+    pub fn new(burst: f64, per_second: f64) -> Budget {
+        Budget { burst, per_second, level: burst, refilled: Instant::now() }
+    }
+
+    /// Take one unit, if any is left.
+    pub fn spend(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * self.per_second;
+        self.level = (self.level + refill).min(self.burst);
+        self.refilled = now;
+        if self.level >= 1.0 {
+            self.level -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Verified answers by token identity, and the budget of first sights.
 struct Cache {
     revisions: HashMap<TokenId, Option<usize>>,
     /// Tokens on the verification thread, with everyone waiting for their answer.
     in_flight: HashMap<TokenId, Vec<Waiter>>,
-    budget: f64,
-    refilled: Instant,
+    budget: Budget,
 }
 
 impl Cache {
     fn new() -> Self {
-        Cache { revisions: HashMap::new(), in_flight: HashMap::new(), budget: VERIFY_BURST, refilled: Instant::now() }
+        Cache {
+            revisions: HashMap::new(),
+            in_flight: HashMap::new(),
+            budget: Budget::new(VERIFY_BURST, VERIFY_PER_SECOND),
+        }
     }
 
     /// Take one verification from the budget, if any is left.
     fn spend(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.refilled).as_secs_f64() * VERIFY_PER_SECOND;
-        self.budget = (self.budget + refill).min(VERIFY_BURST);
-        self.refilled = now;
-        if self.budget >= 1.0 {
-            self.budget -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.budget.spend()
     }
 
     fn remember(&mut self, id: TokenId, revision: Option<usize>) {
@@ -528,11 +553,13 @@ mod tests {
             let (name, thread) = rx.recv().unwrap();
             assert_eq!(name, "r1");
             // Either the verification thread, or (a sight after the answer landed) the caller's at once.
-            assert!(thread.as_deref() == Some("token-verify") || thread == std::thread::current().name().map(str::to_owned));
+            assert!(
+                thread.as_deref() == Some("token-verify") || thread == std::thread::current().name().map(str::to_owned)
+            );
         }
         assert_eq!(registry.lookup(&credential).ok(), Some("r1"), "cached after one verification");
         // The budget was spent once for the three sights: one in flight, the others waited for it.
-        assert!(registry.cache.lock().unwrap().budget >= VERIFY_BURST - 1.5);
+        assert!(registry.cache.lock().unwrap().budget.level >= VERIFY_BURST - 1.5);
     }
 
     #[test]
