@@ -4,8 +4,9 @@
 //! timeout and returns a typed `Outcome`, whose failure reasons or states are [`Label`]s from a `const`
 //! list. A probe never touches a metric, a clock other than its own timings, or the network beyond its
 //! target; the exporter decides what an outcome means and records it. Shared plumbing has its own
-//! modules: [`net`] (connect, close, which listener serves an address) and [`http`] (the request builder,
-//! the exchange, the response-head reader and the HTTP failure reasons).
+//! modules: [`net`] (connect, close, which listener serves an address), [`http`] (the request builder,
+//! the exchange, the response-head reader and the HTTP failure reasons) and [`limit`] (the connection limit
+//! of the tap and of the exporter's web server).
 //!
 //! - [`syn`]: TCP connect to the ssh -L listener. Success proves only that the local listener exists.
 //! - [`ssh_session`]: which process owns that listener, and whether it is an ssh client (`ssh`, `ssh.exe`,
@@ -32,6 +33,7 @@ pub mod control_ui;
 pub mod exposure;
 pub mod first_byte;
 pub mod http;
+pub mod limit;
 pub mod model_host;
 pub mod net;
 pub mod readiness;

@@ -142,14 +142,18 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let (security_tx, security_rx) = tokio::sync::watch::channel(config.web.security.clone());
     let (policy_tx, policy_rx) = tokio::sync::watch::channel(config.web.policy.clone());
     let app = web::router(recorder.clone(), reload_tx, security_rx.clone(), policy_rx);
-    let server_shutdown = shutdown.clone().cancelled_owned();
+    let server_shutdown = shutdown.clone();
+    let limits = config.web.limits;
+    let listener = web::serve::LimitedListener::new(listener, &limits, recorder.clone());
+    let server_recorder = recorder.clone();
     let server = tokio::spawn(async move {
+        let header_read_timeout = limits.header_read_timeout;
         match tls {
             Some(tls) => {
                 let listener = web::TlsListener::new(listener, tls, security_rx);
-                axum::serve(listener, app).with_graceful_shutdown(server_shutdown).await
+                web::serve::serve(listener, app, header_read_timeout, server_recorder, server_shutdown).await
             }
-            None => axum::serve(listener, app).with_graceful_shutdown(server_shutdown).await,
+            None => web::serve::serve(listener, app, header_read_timeout, server_recorder, server_shutdown).await,
         }
     });
 
@@ -196,6 +200,9 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                 if new_config.web.listen != config.web.listen {
                     tracing::warn!(listen = %config.web.listen, wanted = %new_config.web.listen, "web.listen changes take effect on restart");
                 }
+                if new_config.web.limits != config.web.limits {
+                    tracing::warn!("web.max_connections, web.header_read_timeout and web.idle_timeout changes take effect on restart");
+                }
                 let tls_of =
                     |config: &Config| config.web.security.as_ref().is_some_and(|security| security.tls.is_some());
                 if tls_of(&new_config) != tls_of(&config) {
@@ -239,7 +246,7 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     shutdown.cancel();
     generation.stop().await;
     save(&recorder);
-    server.await.context("web server task")?.context("web server")?;
+    server.await.context("web server task")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -98,6 +98,8 @@ pub struct AuthTap {
     pub listen: SocketAddr,
     /// Where the tap connects (the ssh forward, or the gateway).
     pub upstream: SocketAddr,
+    /// Connections open at once at most (the oldest never-spoken one makes room for a new one).
+    pub max_connections: usize,
 }
 
 /// The active auth probe: POST /tools/invoke with the laptop's own token.
@@ -191,6 +193,21 @@ pub struct Web {
     pub security: Option<Arc<WebSecurity>>,
     /// What the web server lets a request do; a reload replaces it.
     pub policy: WebPolicy,
+    /// Connection limits and timeouts, fixed at start like `listen`.
+    pub limits: WebLimits,
+}
+
+/// How many connections the web server holds and for how long (fixed at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebLimits {
+    /// Connections open at once at most: the oldest that never sent a byte makes room for a new one, else
+    /// the new one is closed. Counted either way.
+    pub max_connections: usize,
+    /// A request's head must arrive within this of the connection's start (or of the first byte of a
+    /// request on a kept-alive connection).
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 /// What the web server lets a request do, beyond reading.

@@ -138,6 +138,8 @@ pub(super) struct RawAuthTap {
     pub(super) upstream: String,
     #[serde(default)]
     pub(super) allow_non_loopback: bool,
+    #[serde(default = "default_tap_max_connections")]
+    pub(super) max_connections: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +193,25 @@ pub(super) struct RawWeb {
     pub(super) enable_lifecycle: bool,
     #[serde(default)]
     pub(super) allowed_hosts: Vec<String>,
+    #[serde(default = "default_web_max_connections")]
+    pub(super) max_connections: usize,
+    #[serde(default = "default_header_read_timeout")]
+    pub(super) header_read_timeout: String,
+    #[serde(default = "default_idle_timeout")]
+    pub(super) idle_timeout: String,
+}
+
+pub(super) fn default_web_max_connections() -> usize {
+    128
+}
+pub(super) fn default_header_read_timeout() -> String {
+    "10s".into()
+}
+pub(super) fn default_idle_timeout() -> String {
+    "2m".into()
+}
+pub(super) fn default_tap_max_connections() -> usize {
+    512
 }
 
 #[derive(Debug, Deserialize)]

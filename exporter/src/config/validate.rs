@@ -99,6 +99,24 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
                 None
             }
         });
+    let limits = WebLimits {
+        max_connections: raw.web.max_connections,
+        header_read_timeout: c.duration(
+            "web.header_read_timeout",
+            &raw.web.header_read_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        ),
+        idle_timeout: c.duration(
+            "web.idle_timeout",
+            &raw.web.idle_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(86_400),
+        ),
+    };
+    if raw.web.max_connections == 0 {
+        c.problem("web.max_connections", &0, "must be at least 1");
+    }
     if raw.scheduler.max_concurrent_probes == 0 {
         c.problem("scheduler.max_concurrent_probes", &0, "must be at least 1");
     }
@@ -171,7 +189,10 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
         if upstream == listen {
             c.problem(&key("upstream"), &tap.upstream, "the tap would connect to itself");
         }
-        taps.push(AuthTap { forward: tap.forward, listen, upstream });
+        if tap.max_connections == 0 {
+            c.problem(&key("max_connections"), &0, "must be at least 1");
+        }
+        taps.push(AuthTap { forward: tap.forward, listen, upstream, max_connections: tap.max_connections });
     }
 
     let probed = match (raw.auth_probe.enabled, raw.auth_probe.forwards) {
@@ -320,6 +341,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
                 enable_lifecycle: raw.web.enable_lifecycle,
                 allowed_hosts: raw.web.allowed_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
             },
+            limits,
         },
         scheduler: Scheduler { max_concurrent_probes: raw.scheduler.max_concurrent_probes, owner_lookup },
         forwards,

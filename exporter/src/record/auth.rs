@@ -272,6 +272,9 @@ impl AuthSink for Recorder {
                     }
                 }
             }
+            AuthEvent::OverLimit { refused_new } => {
+                self.count_connection_closed("auth_tap", if refused_new { "limit_new" } else { "limit_silent" });
+            }
             AuthEvent::FirstByte { channel, elapsed } => {
                 let labels = ForwardChannelLabels { forward, channel: channel.as_str() };
                 m.observed_first_byte_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());

@@ -75,6 +75,8 @@ label_sets! {
     ReasonLabels { reason: &'static str }
     /// `forward`, `probe`.
     ForwardProbeLabels { forward: String, probe: &'static str }
+    /// `listener`, `reason`.
+    ListenerReasonLabels { listener: &'static str, reason: &'static str }
 }
 
 /// A gauge holding a float.
@@ -224,6 +226,8 @@ families! {
         "openclaw_tunnel_forward_hijacked", "1 when the forward's port is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token";
     credential_withheld: Family<ForwardProbeLabels, Counter> = Family::default(),
         "openclaw_gateway_credential_withheld", "Probe rounds that did not send the gateway token because the forward's port is not held by our user's ssh, by probe (auth, ws_handshake)";
+    connections_closed: Family<ListenerReasonLabels, Counter> = Family::default(),
+        "openclaw_exporter_connections_closed", "Connections the exporter closed on its own, by listener (web, auth_tap) and reason: limit_new (at max_connections with every open connection active: the new one), limit_silent (at max_connections: the oldest that never sent a byte, to make room), header_timeout (web: no full request head within header_read_timeout), idle_timeout (web: nothing either way for idle_timeout)";
     web_requests_refused: Family<ReasonLabels, Counter> = Family::default(),
         "openclaw_exporter_web_requests_refused", "Web requests refused by reason: foreign_host (a Host that is not this machine: DNS rebinding), lifecycle_off (POST /-/reload without [web] enable_lifecycle), cross_site (a browser's cross-site request to a lifecycle endpoint), unauthorized (basic auth missing or wrong), auth_rate_limited (too many never-seen credentials at once: 429)";
     remote_write_round_sequence: Gauge = Gauge::default(),

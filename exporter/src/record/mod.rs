@@ -39,7 +39,7 @@ use prometheus_client::registry::Registry;
 use crate::clock::unix_seconds;
 use crate::config::Config;
 use crate::uptime::Ledger;
-use families::{ForwardLabels, Metrics, ProbeLabels, ResultLabels};
+use families::{ForwardLabels, ListenerReasonLabels, Metrics, ProbeLabels, ResultLabels};
 
 /// The exposition format a scraper asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +98,13 @@ pub(crate) struct StatusIndex {
     pub(crate) last_model_host: HashMap<String, String>,
 }
 
+/// Why the exporter closed a connection on its own, by listener: the label values of
+/// `openclaw_exporter_connections_closed_total`, created at zero.
+pub const CONNECTION_CLOSE_REASONS: [(&str, &[&str]); 2] = [
+    ("web", &["limit_new", "limit_silent", "header_timeout", "idle_timeout"]),
+    ("auth_tap", &["limit_new", "limit_silent"]),
+];
+
 /// Records probe outcomes; see the module documentation.
 pub struct Recorder {
     registry: Registry,
@@ -129,6 +136,11 @@ impl Recorder {
         );
         for result in ["success", "failure"] {
             metrics.config_reloads.get_or_create_owned(&ResultLabels { result });
+        }
+        for (listener, reasons) in CONNECTION_CLOSE_REASONS {
+            for reason in reasons {
+                metrics.connections_closed.get_or_create_owned(&ListenerReasonLabels { listener, reason });
+            }
         }
         let remote_queue = std::sync::Arc::<crate::remote_write::QueueSlot>::default();
         registry.register_collector(Box::new(remote_queue.collector()));
@@ -168,6 +180,12 @@ impl Recorder {
         let mut index = self.index();
         index.model_hosts = config.model_hosts.iter().map(|h| h.name.clone()).collect();
         index.gateways = config.gateways.iter().map(|g| g.name.clone()).collect();
+    }
+
+    /// Count a connection the exporter closed on its own (`listener`, `reason` from
+    /// [`CONNECTION_CLOSE_REASONS`]).
+    pub fn count_connection_closed(&self, listener: &'static str, reason: &'static str) {
+        self.metrics.connections_closed.get_or_create(&ListenerReasonLabels { listener, reason }).inc();
     }
 
     /// Record how late a scheduled probe started.

@@ -195,6 +195,7 @@ impl Generation {
                 upstream: tap.upstream,
                 registry: registry.clone(),
                 connect_timeout: Duration::from_secs(10),
+                max_connections: tap.max_connections,
             };
             tracing::info!(listen = %tap.listen, upstream = %tap.upstream, forward = %tap.forward, "auth tap listening");
             let sink: Arc<dyn probes::auth_tap::AuthSink> = recorder.clone();

@@ -17,16 +17,18 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::server::TlsStream;
 
 pub mod guard;
 pub mod security;
+pub mod serve;
 mod status_page;
 
 use crate::record::{Format, Recorder};
 use security::WebSecurity;
+use serve::{LimitedListener, Watchable, Watched};
 
 /// The web config in force; a reload replaces it.
 pub type SecurityWatch = watch::Receiver<Option<Arc<WebSecurity>>>;
@@ -145,31 +147,35 @@ async fn require_basic_auth(State(auth): State<BasicAuth>, request: Request, nex
 /// holds no one else) and only finished ones are handed to the server. Each handshake uses the certificate
 /// of the web config in force, so a reload rotates certificates without a restart.
 pub struct TlsListener {
-    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    handshaken: mpsc::Receiver<(TlsStream<Watched<TcpStream>>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
     /// Accept on `listener` with `initial` until the web config in `security` brings another certificate.
-    pub fn new(listener: TcpListener, mut initial: Arc<rustls::ServerConfig>, security: SecurityWatch) -> TlsListener {
+    pub fn new(
+        mut listener: LimitedListener,
+        mut initial: Arc<rustls::ServerConfig>,
+        security: SecurityWatch,
+    ) -> TlsListener {
+        use axum::serve::Listener as _;
         let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let (done, handshaken) = mpsc::channel(64);
         tokio::spawn(async move {
             while !done.is_closed() {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+                let (tcp, peer) = listener.accept().await;
+                let slot = tcp.slot();
                 if let Some(tls) = security.borrow().as_ref().and_then(|security| security.tls.clone()) {
                     initial = tls;
                 }
                 let acceptor = tokio_rustls::TlsAcceptor::from(initial.clone());
                 let done = done.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    let handshake = tokio::select! {
+                        handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => handshake,
+                        _ = slot.evicted() => return,
+                    };
+                    match handshake {
                         Ok(Ok(stream)) => {
                             let _ = done.send((stream, peer)).await;
                         }
@@ -184,7 +190,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<Watched<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::limit::{Admission, Connections, Slot};
 pub use credential::Registry;
 pub use observer::Observer;
 
@@ -71,6 +72,12 @@ pub enum AuthEvent<'a> {
         /// Who sent it first.
         by: CloseBy,
     },
+    /// A connection over the tap's limit: the new one was closed (`refused_new`), or the oldest that had
+    /// never sent a byte was, to make room for it.
+    OverLimit {
+        /// The new connection was refused (every open one had spoken).
+        refused_new: bool,
+    },
     /// The gateway announced an orderly close (its `shutdown` event, sent before closing 1012).
     GatewayShutdown {
         /// `restartExpectedMs`: Some when a restart is expected, None for a terminal shutdown.
@@ -121,12 +128,16 @@ pub struct TapConfig {
     pub registry: Arc<Registry>,
     /// Longest wait for the upstream connect.
     pub connect_timeout: Duration,
+    /// Connections open at once at most ([`crate::limit`]): at the limit the oldest that never sent a byte
+    /// makes room, or the new one is closed.
+    pub max_connections: usize,
 }
 
 /// Accept clients on `listener` until the future is dropped; each connection runs in its own task and
 /// outlives the accept loop (so a config reload does not cut live connections).
 pub async fn serve(listener: TcpListener, config: TapConfig, sink: Arc<dyn AuthSink>) {
     let config = Arc::new(config);
+    let limit = Connections::new(config.max_connections);
     loop {
         let (client, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -136,12 +147,32 @@ pub async fn serve(listener: TcpListener, config: TapConfig, sink: Arc<dyn AuthS
                 continue;
             }
         };
-        tokio::spawn(relay(client, config.clone(), sink.clone()));
+        let admitted = match limit.admit() {
+            Admission::Admitted(admitted) => admitted,
+            Admission::Replaced(admitted) => {
+                sink.auth_event(&config.forward, AuthEvent::OverLimit { refused_new: false });
+                admitted
+            }
+            Admission::Refused => {
+                sink.auth_event(&config.forward, AuthEvent::OverLimit { refused_new: true });
+                continue;
+            }
+        };
+        let (config, sink) = (config.clone(), sink.clone());
+        tokio::spawn(async move {
+            let slot = admitted.slot().clone();
+            tokio::select! {
+                _ = relay(client, config, sink, Some(&slot)) => {}
+                _ = slot.evicted() => {}
+            }
+            drop(admitted);
+        });
     }
 }
 
-/// Relay one client connection to the upstream and back, observing both directions.
-pub async fn relay(client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn AuthSink>) {
+/// Relay one client connection to the upstream and back, observing both directions. `slot`: the
+/// connection's place in the tap's limit, marked once the client sends a byte.
+pub async fn relay(client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn AuthSink>, slot: Option<&Slot>) {
     let upstream = match tokio::time::timeout(config.connect_timeout, crate::net::connect_stream(config.upstream)).await
     {
         Ok(Ok(upstream)) => upstream,
@@ -153,8 +184,8 @@ pub async fn relay(client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn Auth
     let observer = Arc::new(Mutex::new(Observer::new(config.forward.clone(), config.registry.clone(), sink)));
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
-    let to_upstream = copy(client_read, upstream_write, observer.clone(), Direction::ClientToGateway);
-    let to_client = copy(upstream_read, client_write, observer, Direction::GatewayToClient);
+    let to_upstream = copy(client_read, upstream_write, observer.clone(), Direction::ClientToGateway, slot);
+    let to_client = copy(upstream_read, client_write, observer, Direction::GatewayToClient, None);
     tokio::join!(to_upstream, to_client);
 }
 
@@ -169,13 +200,22 @@ enum Direction {
 const FIRST_CHUNK: usize = 8 * 1024;
 const MAX_CHUNK: usize = 128 * 1024;
 
-async fn copy(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, observer: Arc<Mutex<Observer>>, direction: Direction) {
+async fn copy(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    observer: Arc<Mutex<Observer>>,
+    direction: Direction,
+    mut spoke: Option<&Slot>,
+) {
     let mut buffer = vec![0u8; FIRST_CHUNK];
     loop {
         let n = match from.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if let Some(slot) = spoke.take() {
+            slot.spoke();
+        }
         // Read time, before forwarding: what orders the two sides' closes (an echo is read only after
         // the close it answers was forwarded).
         let now = std::time::Instant::now();

@@ -1,0 +1,161 @@
+//! A connection limit for a listener the exporter serves (the auth tap here, the web server in the
+//! exporter): at most `max` connections open. At the limit a new connection takes the place of the oldest one
+//! that has never sent a byte (an idle connection of whoever opened thousands), so a real client still gets
+//! in; when every open connection has spoken, the new one is refused. A connection that has carried traffic
+//! (the user's established CLI or scraper) is never closed to make room.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// The open connections of one listener.
+#[derive(Clone)]
+pub struct Connections {
+    max: usize,
+    open: Arc<Mutex<Open>>,
+}
+
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    /// By id, so by age: the first silent one found is the oldest.
+    slots: BTreeMap<u64, Arc<Slot>>,
+}
+
+/// One open connection's state, shared between its task and the limit.
+#[derive(Default)]
+pub struct Slot {
+    spoken: AtomicBool,
+    evicted: AtomicBool,
+    notify: Notify,
+}
+
+impl Slot {
+    /// The client sent a byte: from now on it is never evicted.
+    pub fn spoke(&self) {
+        self.spoken.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the client has sent a byte.
+    pub fn has_spoken(&self) -> bool {
+        self.spoken.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when the limit closes this connection to make room: drop it then.
+    pub async fn evicted(&self) {
+        while !self.evicted.load(Ordering::Acquire) {
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// What happened to a new connection.
+pub enum Admission {
+    /// In, with room to spare.
+    Admitted(Admitted),
+    /// In, in place of the oldest connection that had never sent a byte (now closed).
+    Replaced(Admitted),
+    /// Refused: the limit is reached and every open connection has spoken. Close it.
+    Refused,
+}
+
+/// An admitted connection: its slot is freed when this is dropped.
+pub struct Admitted {
+    id: u64,
+    slot: Arc<Slot>,
+    open: Arc<Mutex<Open>>,
+}
+
+impl Admitted {
+    /// The connection's state.
+    pub fn slot(&self) -> &Arc<Slot> {
+        &self.slot
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        lock(&self.open).slots.remove(&self.id);
+    }
+}
+
+impl Connections {
+    /// A limit of `max` open connections (at least one).
+    pub fn new(max: usize) -> Connections {
+        Connections { max: max.max(1), open: Arc::default() }
+    }
+
+    /// How many connections are open.
+    pub fn open(&self) -> usize {
+        lock(&self.open).slots.len()
+    }
+
+    /// Admit a new connection, making room by closing the oldest silent one when at the limit.
+    pub fn admit(&self) -> Admission {
+        let mut open = lock(&self.open);
+        let mut replaced = false;
+        if open.slots.len() >= self.max {
+            let silent = open.slots.iter().find(|(_, slot)| !slot.has_spoken()).map(|(id, _)| *id);
+            let Some(silent) = silent else { return Admission::Refused };
+            if let Some(slot) = open.slots.remove(&silent) {
+                slot.evicted.store(true, Ordering::Release);
+                slot.notify.notify_waiters();
+                slot.notify.notify_one();
+            }
+            replaced = true;
+        }
+        let id = open.next_id;
+        open.next_id += 1;
+        let slot = Arc::new(Slot::default());
+        open.slots.insert(id, slot.clone());
+        let admitted = Admitted { id, slot, open: self.open.clone() };
+        if replaced {
+            Admission::Replaced(admitted)
+        } else {
+            Admission::Admitted(admitted)
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admitted(admission: Admission) -> Admitted {
+        match admission {
+            Admission::Admitted(a) | Admission::Replaced(a) => a,
+            Admission::Refused => panic!("refused"),
+        }
+    }
+
+    #[tokio::test]
+    async fn at_the_limit_the_oldest_silent_connection_makes_room_and_a_spoken_one_never_does() {
+        let limit = Connections::new(3);
+        let talker = admitted(limit.admit());
+        talker.slot().spoke();
+        let oldest_silent = admitted(limit.admit());
+        let newer_silent = admitted(limit.admit());
+        assert_eq!(limit.open(), 3);
+        let Admission::Replaced(newcomer) = limit.admit() else { panic!("expected a replacement") };
+        // The oldest silent one was told to go; the talker and the newer silent one were not.
+        tokio::time::timeout(std::time::Duration::from_secs(5), oldest_silent.slot().evicted()).await.unwrap();
+        assert!(!newer_silent.slot().evicted.load(Ordering::Relaxed));
+        assert!(!talker.slot().evicted.load(Ordering::Relaxed));
+        assert_eq!(limit.open(), 3);
+        newer_silent.slot().spoke();
+        newcomer.slot().spoke();
+        assert!(matches!(limit.admit(), Admission::Refused), "every open connection has spoken");
+        drop(talker);
+        assert_eq!(limit.open(), 2);
+        assert!(matches!(limit.admit(), Admission::Admitted(_)));
+        // The evicted one's drop does not free anyone else's slot.
+        drop(oldest_silent);
+        assert_eq!(limit.open(), 2);
+    }
+}
