@@ -211,7 +211,7 @@ pub(super) fn default_idle_timeout() -> String {
     "2m".into()
 }
 pub(super) fn default_tap_max_connections() -> usize {
-    512
+    1024
 }
 
 #[derive(Debug, Deserialize)]
