@@ -1,0 +1,273 @@
+//! A local attacker who can only connect: floods of bad credentials and of idle connections, against the
+//! real binary with basic auth (a bcrypt hash from htpasswd) and an auth tap in front of the gateway
+//! stand-in. What must hold (issue 19, items 4 and 5):
+//! - 10,000 unique wrong passwords and 2,000 never-seen tap tokens in one burst: every scrape with the right
+//!   credential answers 200; every wrong password is refused once and counted (unauthorized, or
+//!   auth_rate_limited past the first-sight budget); every tapped request is counted once.
+//! - 2,000 idle connections to the web port and 2,000 to the tap: /metrics and a real client through the tap
+//!   still answer, a connection that had already spoken survives, the excess is counted; a half-sent request
+//!   head is cut at header_read_timeout.
+//!
+//! How long the burst delays probes is a benchmark, not an assertion here: bench/overload.py.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use base64::Engine;
+use e2e::*;
+
+const USER: &str = "prom";
+const PASSWORD: &str = "right-horse-71c";
+const GATEWAY_TOKEN: &str = "sekrit-gateway-token-overload";
+
+/// Raise this process's descriptor limit (thousands of sockets; the stand-in inherits it).
+fn raise_nofile() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    assert!(limit.rlim_cur >= 16_384, "need 16384 descriptors, the hard limit is {}", limit.rlim_max);
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// One request on `stream` (kept alive); the answer's status code.
+fn exchange(stream: &mut TcpStream, request: &str) -> std::io::Result<u16> {
+    stream.write_all(request.as_bytes())?;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head)) = response.parse(&buffer) {
+            let length: usize = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .unwrap_or(0);
+            let status = response.code.unwrap_or(0);
+            while buffer.len() < head + length {
+                let n = stream.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buffer.extend_from_slice(&chunk[..n]);
+            }
+            return Ok(status);
+        }
+    }
+}
+
+fn get_metrics(web: SocketAddr, authorization: &str) -> String {
+    format!("GET /metrics HTTP/1.1\r\nHost: {web}\r\nAuthorization: {authorization}\r\n\r\n")
+}
+
+fn invoke(tap: SocketAddr, token: &str) -> String {
+    format!(
+        "POST /tools/invoke HTTP/1.1\r\nHost: {tap}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    )
+}
+
+/// A basic-auth web config from htpasswd (bcrypt cost 10, as a user makes it).
+fn write_web_config(dir: &Path) -> String {
+    let line = run_tool("htpasswd", &["-nbBC", "10", USER, PASSWORD], dir);
+    let hash = line.trim().trim_start_matches(&format!("{USER}:")).to_owned();
+    std::fs::write(dir.join("web.yml"), format!("basic_auth_users:\n  {USER}: '{hash}'\n")).unwrap();
+    format!("config_file = \"{}\"\n", dir.join("web.yml").display())
+}
+
+/// The stand-in gateway, and the exporter probing it with a tap in front of it (registry: one argon2id
+/// revision, so every never-seen token costs a verification).
+fn start(web_extra: &str) -> (Gateway, Exporter, SocketAddr) {
+    let gateway = Gateway::start_with(free_port(), Duration::ZERO, &["--token", GATEWAY_TOKEN]);
+    let tap = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = format!(
+        "{}[auth_probe]\nenabled = false\ninterval = \"1m\"\n[auth]\ncurrent = \"r1\"\n\
+         [[auth.revision]]\nname = \"r1\"\n{}\n[[auth_tap]]\nforward = \"t\"\nlisten = \"{tap}\"\nupstream = \"{}\"\n",
+        forward_toml("t", gateway.addr.port()),
+        fingerprint_line(GATEWAY_TOKEN),
+        gateway.addr,
+    );
+    let exporter = Exporter::start_configured(web_extra, &config, |command| command);
+    wait_listening(tap, "auth tap", Duration::from_secs(10));
+    (gateway, exporter, tap)
+}
+
+/// A scrape with the right credential, parsed (the harness's own scrape has no basic auth).
+fn scrape_authorized(web: SocketAddr) -> Scrape {
+    let mut response = ureq::get(format!("http://{web}/metrics"))
+        .header("Authorization", &basic(USER, PASSWORD))
+        .call()
+        .expect("a scrape with the right credential");
+    Scrape::parse(&response.body_mut().read_to_string().unwrap())
+}
+
+fn wait_for_authorized(web: SocketAddr, what: &str, condition: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let scrape = scrape_authorized(web);
+        if condition(&scrape) {
+            return scrape;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn wrong_passwords_and_new_tap_tokens_in_a_burst_never_cost_a_good_scrape() {
+    const WRONG_PASSWORDS: usize = 10_000;
+    const TAP_TOKENS: usize = 2_000;
+    const WORKERS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let (_gateway, exporter, tap) = start(&write_web_config(dir.path()));
+    let web = exporter.web;
+    let refused = |s: &Scrape, reason: &str| {
+        s.value(&format!("openclaw_exporter_web_requests_refused_total{{reason=\"{reason}\"}}"))
+    };
+    let before = scrape_authorized(web);
+    let refused_before = refused(&before, "unauthorized") + refused(&before, "auth_rate_limited");
+
+    // The good scraper: its own kept-alive connection, every 100 ms, for as long as the burst lasts.
+    let burst_over = Arc::new(AtomicBool::new(false));
+    let scraper = {
+        let burst_over = burst_over.clone();
+        thread::spawn(move || {
+            let mut statuses = Vec::new();
+            let mut stream = TcpStream::connect(web).unwrap();
+            while !burst_over.load(Ordering::SeqCst) {
+                let status = exchange(&mut stream, &get_metrics(web, &basic(USER, PASSWORD))).unwrap_or_else(|_| {
+                    // The server may close a kept-alive connection between scrapes; Prometheus reconnects too.
+                    stream = TcpStream::connect(web).unwrap();
+                    exchange(&mut stream, &get_metrics(web, &basic(USER, PASSWORD))).unwrap_or(0)
+                });
+                statuses.push(status);
+                thread::sleep(Duration::from_millis(100));
+            }
+            statuses
+        })
+    };
+
+    let answers = Arc::new(Mutex::new(Vec::with_capacity(WRONG_PASSWORDS)));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            let answers = answers.clone();
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(web).unwrap();
+                for i in (worker..WRONG_PASSWORDS).step_by(WORKERS) {
+                    let request = get_metrics(web, &basic(USER, &format!("wrong-{i}")));
+                    let status = exchange(&mut stream, &request).unwrap_or_else(|_| {
+                        stream = TcpStream::connect(web).unwrap();
+                        exchange(&mut stream, &request).unwrap()
+                    });
+                    answers.lock().unwrap().push(status);
+                }
+            })
+        })
+        .chain((0..WORKERS).map(|worker| {
+            thread::spawn(move || {
+                for i in (worker..TAP_TOKENS).step_by(WORKERS) {
+                    let mut stream = TcpStream::connect(tap).unwrap();
+                    let status = exchange(&mut stream, &invoke(tap, &format!("flood-token-{i}"))).unwrap();
+                    assert_eq!(status, 401, "the gateway's answer through the tap");
+                }
+            })
+        }))
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    burst_over.store(true, Ordering::SeqCst);
+    let statuses = scraper.join().unwrap();
+
+    assert!(statuses.len() >= 5, "only {} good scrapes during the burst", statuses.len());
+    assert!(statuses.iter().all(|s| *s == 200), "a good scrape was not answered 200: {statuses:?}");
+    let answers = answers.lock().unwrap();
+    assert_eq!(answers.len(), WRONG_PASSWORDS);
+    assert!(answers.iter().all(|s| matches!(s, 401 | 429)), "a wrong password was let in");
+    let limited = answers.iter().filter(|s| **s == 429).count();
+    assert!(limited > 0, "10,000 new credentials never met the first-sight budget");
+
+    let after = wait_for_authorized(web, "every tapped request counted", |s| {
+        s.value(r#"openclaw_gateway_auth_requests_total{forward="t",channel="http",token_revision="unknown"}"#)
+            >= TAP_TOKENS as f64
+    });
+    assert_eq!(
+        after.value(r#"openclaw_gateway_auth_requests_total{forward="t",channel="http",token_revision="unknown"}"#),
+        TAP_TOKENS as f64,
+        "each tapped request counted once"
+    );
+    assert_eq!(
+        refused(&after, "unauthorized") + refused(&after, "auth_rate_limited") - refused_before,
+        WRONG_PASSWORDS as f64,
+        "each wrong password refused and counted once"
+    );
+    assert_eq!(refused(&after, "auth_rate_limited"), limited as f64);
+    println!("{} good scrapes all 200; {limited} of {WRONG_PASSWORDS} wrong passwords past the budget (429)", statuses.len());
+}
+
+#[test]
+fn two_thousand_idle_connections_leave_metrics_and_the_tap_answering() {
+    const IDLE: usize = 2_000;
+    raise_nofile();
+    let (_gateway, exporter, tap) = start("header_read_timeout = \"1s\"\n");
+    let web = exporter.web;
+
+    // A tap client that has already spoken (half a request head) before the flood: it must survive it.
+    let mut established = TcpStream::connect(tap).unwrap();
+    let request = invoke(tap, GATEWAY_TOKEN);
+    let (first_half, second_half) = request.split_at(20);
+    established.write_all(first_half.as_bytes()).unwrap();
+    // A slow-loris head on the web port: cut at header_read_timeout.
+    let mut slow = TcpStream::connect(web).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+
+    let idle: Vec<TcpStream> = (0..IDLE)
+        .flat_map(|_| [TcpStream::connect(web).unwrap(), TcpStream::connect(tap).unwrap()])
+        .collect();
+    assert_eq!(idle.len(), 2 * IDLE);
+
+    let scrape = exporter.wait_for("the excess of both floods counted", Duration::from_secs(30), |s| {
+        s.value(r#"openclaw_exporter_connections_closed_total{listener="web",reason="limit_silent"}"#)
+            + s.value(r#"openclaw_exporter_connections_closed_total{listener="web",reason="header_timeout"}"#)
+            >= (IDLE - 128) as f64
+            && s.value(r#"openclaw_exporter_connections_closed_total{listener="auth_tap",reason="limit_silent"}"#)
+                >= (IDLE - 1024) as f64
+    });
+    assert_eq!(scrape.value(r#"openclaw_exporter_connections_closed_total{listener="auth_tap",reason="limit_new"}"#), 0.0);
+
+    // A real client through the tap, new, still gets the gateway's answer (400: the token is right).
+    let mut client = TcpStream::connect(tap).unwrap();
+    assert_eq!(exchange(&mut client, &invoke(tap, GATEWAY_TOKEN)).unwrap(), 400);
+    // The established one finishes its request.
+    established.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(exchange(&mut established, second_half).unwrap(), 400, "the established tap connection was cut");
+
+    exporter.wait_for("the slow-loris head cut", Duration::from_secs(30), |s| {
+        s.value(r#"openclaw_exporter_connections_closed_total{listener="web",reason="header_timeout"}"#) >= 1.0
+    });
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "a half-sent head was answered");
+    drop(idle);
+    let log = exporter.proc.output();
+    assert!(!log.contains(GATEWAY_TOKEN), "the token reached the log");
+}
