@@ -220,7 +220,10 @@ fn wrong_passwords_and_new_tap_tokens_in_a_burst_never_cost_a_good_scrape() {
         "each wrong password refused and counted once"
     );
     assert_eq!(refused(&after, "auth_rate_limited"), limited as f64);
-    println!("{} good scrapes all 200; {limited} of {WRONG_PASSWORDS} wrong passwords past the budget (429)", statuses.len());
+    println!(
+        "{} good scrapes all 200; {limited} of {WRONG_PASSWORDS} wrong passwords past the budget (429)",
+        statuses.len()
+    );
 }
 
 #[test]
@@ -239,9 +242,8 @@ fn two_thousand_idle_connections_leave_metrics_and_the_tap_answering() {
     let mut slow = TcpStream::connect(web).unwrap();
     slow.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
 
-    let idle: Vec<TcpStream> = (0..IDLE)
-        .flat_map(|_| [TcpStream::connect(web).unwrap(), TcpStream::connect(tap).unwrap()])
-        .collect();
+    let idle: Vec<TcpStream> =
+        (0..IDLE).flat_map(|_| [TcpStream::connect(web).unwrap(), TcpStream::connect(tap).unwrap()]).collect();
     assert_eq!(idle.len(), 2 * IDLE);
 
     let scrape = exporter.wait_for("the excess of both floods counted", Duration::from_secs(30), |s| {
@@ -251,7 +253,10 @@ fn two_thousand_idle_connections_leave_metrics_and_the_tap_answering() {
             && s.value(r#"openclaw_exporter_connections_closed_total{listener="auth_tap",reason="limit_silent"}"#)
                 >= (IDLE - 1024) as f64
     });
-    assert_eq!(scrape.value(r#"openclaw_exporter_connections_closed_total{listener="auth_tap",reason="limit_new"}"#), 0.0);
+    assert_eq!(
+        scrape.value(r#"openclaw_exporter_connections_closed_total{listener="auth_tap",reason="limit_new"}"#),
+        0.0
+    );
 
     // A real client through the tap, new, still gets the gateway's answer (400: the token is right).
     let mut client = TcpStream::connect(tap).unwrap();

@@ -164,6 +164,16 @@ impl WebSecurity {
         !self.users.is_empty()
     }
 
+    /// Carry the accepted credentials over from the web config this one replaces, when its users and hashes
+    /// are the same (a renewed certificate): the scrapers then need no new bcrypt check, which a flood of wrong
+    /// passwords at that moment could otherwise rate-limit.
+    pub fn keep_accepted_from(&self, old: &WebSecurity) {
+        if self.users == old.users {
+            let accepted = lock(&old.accepted).clone();
+            lock(&self.accepted).extend(accepted);
+        }
+    }
+
     /// Answer from the caches, without bcrypt: cheap enough for the runtime thread.
     pub fn check(&self, authorization: Option<&[u8]>) -> Check {
         if self.users.is_empty() {
@@ -337,6 +347,24 @@ mod tests {
             security.check(Some(header(&format!("prom:wrong-{}", MAX_REFUSED + 9)).as_bytes())),
             Check::Refused
         ));
+    }
+
+    #[test]
+    fn a_reload_with_the_same_users_keeps_the_accepted_credentials_and_one_with_new_users_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let path = write(dir.path(), "web.yml", &format!("basic_auth_users:\n  prom: '{hash}'\n"));
+        let old = WebSecurity::load(&path).unwrap();
+        let header = |creds: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds));
+        assert!(old.authorized(Some(header("prom:s3cret").as_bytes())));
+        let same = WebSecurity::load(&path).unwrap();
+        same.keep_accepted_from(&old);
+        assert!(matches!(same.check(Some(header("prom:s3cret").as_bytes())), Check::Allowed));
+        let other = bcrypt::hash("other", 4).unwrap();
+        let path = write(dir.path(), "web2.yml", &format!("basic_auth_users:\n  prom: '{other}'\n"));
+        let changed = WebSecurity::load(&path).unwrap();
+        changed.keep_accepted_from(&old);
+        assert!(matches!(changed.check(Some(header("prom:s3cret").as_bytes())), Check::Verify(_)));
     }
 
     #[test]
