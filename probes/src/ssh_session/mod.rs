@@ -147,13 +147,23 @@ impl Owner {
         }
     }
 
-    /// Fill in who the process runs as.
-    pub(crate) fn with_user(mut self) -> Owner {
-        let (uid, same_user) = os::user_of(self.pid);
-        self.uid = uid;
-        self.same_user = same_user;
-        self
+    /// The owner found by a lookup, with who it runs as read from the OS: the one place every lookup
+    /// (procfs, the portable one) builds an owner.
+    pub(crate) fn found(found: Found) -> Owner {
+        let (uid, same_user) = os::user_of(found.pid);
+        let Found { pid, name, parent_pid, parent_name, socket_inode, socket_fd } = found;
+        Owner { pid, name, parent_pid, parent_name, socket_inode, socket_fd, uid, same_user }
     }
+}
+
+/// What a lookup learned about a listener's owning process, before its user is read.
+pub(crate) struct Found {
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) parent_pid: u32,
+    pub(crate) parent_name: Option<String>,
+    pub(crate) socket_inode: u64,
+    pub(crate) socket_fd: i32,
 }
 
 /// Whether a listener may be handed a credential: the one gate every sender of the gateway token goes

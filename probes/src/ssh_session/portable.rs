@@ -3,7 +3,7 @@
 //! [`super::os`] adds the parent and the one-call steady state. Nothing here spawns a process.
 
 use super::decide;
-use super::{os, Outcome, Owner, Target};
+use super::{os, Found, Outcome, Owner, Target};
 
 /// The steady state: the remembered owner still holds the listening socket (one OS call).
 pub(super) fn quick_lookup(target: &Target) -> Option<Outcome> {
@@ -41,15 +41,6 @@ pub(super) fn lookup(target: &Target) -> Outcome {
     let pid = found.process.pid;
     let (parent_pid, parent_name) = decide::parent_of(pid, os::process_info);
     let (socket_fd, socket_inode) = os::socket_of(pid, found.socket).unwrap_or((-1, 0));
-    let owner = Owner {
-        pid,
-        name: found.process.name,
-        parent_pid,
-        parent_name,
-        socket_inode,
-        socket_fd,
-        uid: None,
-        same_user: None,
-    };
-    decide::classify(owner.with_user())
+    let name = found.process.name;
+    decide::classify(Owner::found(Found { pid, name, parent_pid, parent_name, socket_inode, socket_fd }))
 }

@@ -4,7 +4,7 @@
 
 use super::decide::classify as classify_owner;
 use super::os::owned_socket;
-use super::{Outcome, Owner, Target};
+use super::{Found, Outcome, Owner, Target};
 use crate::net::listener_serves;
 use procfs::process::{FDTarget, Process};
 use procfs::ProcError;
@@ -130,15 +130,6 @@ fn classify(process: &Process, (socket_fd, socket_inode): (i32, u64)) -> Outcome
         Err(err) => return Outcome::Unreadable { detail: format!("owner pid {} unreadable: {err}", process.pid) },
     };
     let parent_name = Process::new(parent_pid as i32).and_then(|parent| parent.stat()).map(|stat| stat.comm).ok();
-    let owner = Owner {
-        pid: process.pid as u32,
-        name,
-        parent_pid,
-        parent_name,
-        socket_inode,
-        socket_fd,
-        uid: None,
-        same_user: None,
-    };
-    classify_owner(owner.with_user())
+    let pid = process.pid as u32;
+    classify_owner(Owner::found(Found { pid, name, parent_pid, parent_name, socket_inode, socket_fd }))
 }
