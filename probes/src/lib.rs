@@ -5,8 +5,9 @@
 //! list. A probe never touches a metric, a clock other than its own timings, or the network beyond its
 //! target; the exporter decides what an outcome means and records it. Shared plumbing has its own
 //! modules: [`net`] (connect, close, which listener serves an address), [`http`] (the request builder,
-//! the exchange, the response-head reader and the HTTP failure reasons) and [`limit`] (the connection limit
-//! of the tap and of the exporter's web server).
+//! the exchange, the response-head reader and the HTTP failure reasons) [`limit`] (the connection limit
+//! of the tap and of the exporter's web server) and [`background`] (a lower priority for threads that do not
+//! probe).
 //!
 //! - [`syn`]: TCP connect to the ssh -L listener. Success proves only that the local listener exists.
 //! - [`ssh_session`]: which process owns that listener, and whether it is an ssh client (`ssh`, `ssh.exe`,
@@ -29,6 +30,7 @@
 
 pub mod auth_probe;
 pub mod auth_tap;
+pub mod background;
 pub mod control_ui;
 pub mod exposure;
 pub mod first_byte;

@@ -152,7 +152,17 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let server = std::thread::Builder::new()
         .name("web".into())
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().max_blocking_threads(4).enable_all().build()?;
+            // Below the probes' thread in the OS scheduler, with its blocking pool (renders, bcrypt): when a
+            // flood saturates the CPU, the probes run first.
+            let lowered = probes::background::lower_this_thread();
+            tracing::debug!(lowered, "web server thread priority");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .max_blocking_threads(4)
+                .on_thread_start(|| {
+                    probes::background::lower_this_thread();
+                })
+                .enable_all()
+                .build()?;
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 let listener = web::serve::LimitedListener::new(listener, &limits, server_recorder.clone());

@@ -152,6 +152,23 @@ enum Settled {
 }
 
 /// Send queued rounds, oldest first, until the queue is empty; then wait for the next round.
+/// A queue operation that failed (`op` for `queue_errors_total`): counted every time, logged once until the queue
+/// works again (`failing`); the caller waits with the backoff and tries again.
+fn queue_failed(
+    recorder: &Recorder,
+    settings: &RemoteWrite,
+    op: &'static str,
+    what: &str,
+    err: &dyn std::fmt::Display,
+    failing: &mut bool,
+) {
+    recorder.metrics.remote_write_queue_errors.get_or_create(&OpLabels { op }).inc();
+    if !*failing {
+        tracing::error!(dir = %settings.queue_dir.display(), "remote-write queue: {what} ({err}); retried with backoff");
+        *failing = true;
+    }
+}
+
 async fn send(
     settings: &RemoteWrite,
     recorder: &Arc<Recorder>,
@@ -176,11 +193,8 @@ async fn send(
         // grow what a crash sends twice.
         let persisted = shared.with(|queue, _| queue.persist_ack()).await;
         if let Err(err) = persisted {
-            m.remote_write_queue_errors.get_or_create(&OpLabels { op: "ack" }).inc();
-            if !queue_failing {
-                tracing::error!(dir = %settings.queue_dir.display(), "remote-write queue: cannot write the acknowledgement ({err}); retried with backoff, nothing is sent meanwhile");
-                queue_failing = true;
-            }
+            let what = "cannot write the acknowledgement; nothing is sent meanwhile";
+            queue_failed(recorder, settings, "ack", what, &err, &mut queue_failing);
             tokio::time::sleep(pause(&mut backoff, Duration::ZERO)).await;
             continue;
         }
@@ -195,11 +209,7 @@ async fn send(
         let peeked = match batch {
             Ok(peeked) => peeked,
             Err(err) => {
-                m.remote_write_queue_errors.get_or_create(&OpLabels { op: "read" }).inc();
-                if !queue_failing {
-                    tracing::error!(dir = %settings.queue_dir.display(), "remote-write queue: cannot read ({err}); retried with backoff");
-                    queue_failing = true;
-                }
+                queue_failed(recorder, settings, "read", "cannot read", &err, &mut queue_failing);
                 tokio::time::sleep(pause(&mut backoff, Duration::ZERO)).await;
                 continue;
             }

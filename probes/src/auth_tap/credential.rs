@@ -194,6 +194,7 @@ fn verifier_thread() -> Option<&'static SyncSender<Job>> {
         .get_or_init(|| {
             let (tx, rx) = sync_channel::<Job>(VERIFY_QUEUE);
             let started = std::thread::Builder::new().name("token-verify".into()).spawn(move || {
+                crate::background::lower_this_thread();
                 for job in rx {
                     let found = job.registry.verify(&job.presented.token);
                     job.registry.settle(job.presented.id, found, true);
