@@ -12,9 +12,15 @@ pub fn lower_this_thread() -> bool {
 #[cfg(target_os = "linux")]
 mod imp {
     pub fn lower() -> bool {
-        // SAFETY: gettid has no preconditions; setpriority with PRIO_PROCESS and a thread id changes that
-        // thread's nice value only.
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) == 0 }
+        // SAFETY: setpriority with PRIO_PROCESS and a thread id changes that thread's nice value only.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, thread_id(), 10) == 0 }
+    }
+
+    /// The calling thread's id. The gettid system call, not glibc's wrapper: the release build links against
+    /// glibc 2.17, and the wrapper came in 2.30.
+    pub fn thread_id() -> libc::id_t {
+        // SAFETY: SYS_gettid takes no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_gettid) as libc::id_t }
     }
 }
 
@@ -51,13 +57,13 @@ mod tests {
         let lowered = std::thread::spawn(|| {
             assert!(super::lower_this_thread());
             // SAFETY: getpriority of the calling thread's id.
-            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, super::imp::thread_id()) }
         })
         .join()
         .unwrap();
         assert_eq!(lowered, 10.max(before));
         // SAFETY: as above, for this thread.
-        let here = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        let here = unsafe { libc::getpriority(libc::PRIO_PROCESS, super::imp::thread_id()) };
         assert_eq!(here, before, "only the calling thread is lowered");
     }
 }
