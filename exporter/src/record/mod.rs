@@ -26,6 +26,7 @@ pub mod model_host;
 pub mod readiness;
 pub mod status;
 pub mod timeline;
+pub mod tracked;
 pub mod tunnel;
 pub mod ws_handshake;
 
@@ -175,17 +176,40 @@ impl Recorder {
             self.with_forward(&forward.name, |state| state.first_byte_objective = objectives.first_byte);
         }
         m.objective_window_seconds.set(objectives.window.as_secs_f64());
+        self.forget_removed(config);
         self.apply_model_hosts(config);
         self.apply_auth(config);
         let mut index = self.index();
         index.model_hosts = config.model_hosts.iter().map(|h| h.name.clone()).collect();
         index.gateways = config.gateways.iter().map(|g| g.name.clone()).collect();
+        index.last_model_host.retain(|host, _| config.model_hosts.iter().any(|h| h.name == *host));
     }
 
     /// Count a connection the exporter closed on its own (`listener`, `reason` from
     /// [`CONNECTION_CLOSE_REASONS`]).
     pub fn count_connection_closed(&self, listener: &'static str, reason: &'static str) {
         self.metrics.connections_closed.get_or_create(&ListenerReasonLabels { listener, reason }).inc();
+    }
+
+    /// Remove every series, and the status page's state, of a forward, model host, gateway or token revision
+    /// `config` no longer has: their alerts resolve, and one that comes back starts from zero.
+    fn forget_removed(&self, config: &Config) {
+        let names = |names: Vec<&str>| names.into_iter().map(str::to_owned).collect();
+        let revisions = config
+            .auth
+            .registry
+            .names()
+            .chain([probes::auth_tap::credential::UNKNOWN, probes::auth_tap::credential::NONE]);
+        let subjects = families::Subjects {
+            kept: vec![
+                ("forward", names(config.forwards.iter().map(|f| f.name.as_str()).collect())),
+                ("model_host", names(config.model_hosts.iter().map(|h| h.name.as_str()).collect())),
+                ("gateway", names(config.gateways.iter().map(|g| g.name.as_str()).collect())),
+                ("token_revision", names(revisions.collect())),
+            ],
+        };
+        self.metrics.retain_subjects(&subjects);
+        self.forwards().retain(|name, _| config.forwards.iter().any(|f| f.name == *name));
     }
 
     /// Record how late a scheduled probe started.
