@@ -222,6 +222,8 @@ families! {
         "openclaw_tunnel_up_successes", "Probe rounds with the SSH session up and SYN success (the uptime numerator)";
     uptime_ratio: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_tunnel_uptime_ratio", "Uptime of the last completed wall-clock five-minute bucket; absent until one completes";
+    unobserved_rounds: Tracked<ForwardReasonLabels, Counter> = Tracked::default(),
+        "openclaw_tunnel_unobserved_rounds", "Tunnel rounds that observed nothing of the forward, by reason: local_error (the exporter's own shortage, out of descriptors or local ports, failed its SYN before the forward was asked); neither up nor down";
     unobserved_seconds: Tracked<ForwardLabels, FloatCounter> = Tracked::default(),
         "openclaw_tunnel_unobserved_seconds", "Time no probe round could run (machine asleep, process stalled); not counted as down";
     ssh_session_changes: Tracked<ForwardLabels, Counter> = Tracked::default(),
