@@ -69,6 +69,9 @@ pub(crate) struct ForwardState {
     pub(crate) first_byte_objective: Duration,
     pub(crate) last_ws_handshake: Option<String>,
     pub(crate) gateway: Option<readiness::GatewayState>,
+    /// A gateway-down spell was opened (or continued) by the last first-byte round: kept here, not in the
+    /// generation, so the spell closes on the first healthy round after a reload.
+    pub(crate) gateway_down_open: bool,
 }
 
 impl ForwardState {
@@ -84,6 +87,7 @@ impl ForwardState {
             first_byte_objective: Duration::MAX,
             last_ws_handshake: None,
             gateway: None,
+            gateway_down_open: false,
         }
     }
 }
@@ -209,7 +213,17 @@ impl Recorder {
             ],
         };
         self.metrics.retain_subjects(&subjects);
-        self.forwards().retain(|name, _| config.forwards.iter().any(|f| f.name == *name));
+        let removed: Vec<String> =
+            self.forwards().keys().filter(|name| !config.forwards.iter().any(|f| f.name == **name)).cloned().collect();
+        self.forwards().retain(|name, _| !removed.contains(name));
+        // A removed forward's open spells end with it.
+        let now = unix_seconds(SystemTime::now());
+        let mut timeline = self.timeline();
+        for name in &removed {
+            for kind in ["tunnel_down", "gateway_down"] {
+                timeline.over(kind, name, now);
+            }
+        }
     }
 
     /// Record how late a scheduled probe started.
