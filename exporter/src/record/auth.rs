@@ -11,7 +11,7 @@ use probes::{ssh_session, Label};
 
 use super::families::{
     AuthFailureLabels, AuthRequestLabels, ForwardChannelLabels, ForwardCodeByLabels, ForwardKindLabels, ForwardLabels,
-    ForwardProbeLabels, RevisionLabels,
+    ForwardProbeLabels, RevisionLabels, SourceRevisionLabels,
 };
 use super::Recorder;
 use crate::clock::unix_seconds;
@@ -178,6 +178,15 @@ impl Recording for AuthProbeRecording {
         for source in tokens.sources.iter().filter(|s| s.unresolvable.is_some()) {
             tracing::debug!(forward = %self.forward.name, source = %source.name, why = source.unresolvable.as_deref().unwrap_or(""), "token source unresolvable");
         }
+        // Which revision each source holds, known before any request (one argon2id check per token change:
+        // the registry caches by token identity).
+        let mut held = std::collections::BTreeSet::new();
+        for source in &tokens.sources {
+            if let Some(token) = &source.token {
+                held.insert((source.kind, self.registry.revision_of(&Credential::token(token.expose())).await));
+            }
+        }
+        self.recorder.set_local_revisions(held);
         let Some(token) = tokens.effective().and_then(|s| s.token.clone()) else {
             self.note("no gateway token found in any source; auth probe idle".into(), false);
             return false;
@@ -284,17 +293,36 @@ impl AuthSink for Recorder {
 }
 
 impl Recorder {
+    /// The revisions the token sources on this machine hold now, by source kind: each set to 1, and the
+    /// label sets of what they held before removed.
+    pub fn set_local_revisions(&self, held: std::collections::BTreeSet<(&'static str, String)>) {
+        let m = &self.metrics;
+        let mut last = self.local_revisions.lock().unwrap_or_else(|p| p.into_inner());
+        for (source, token_revision) in last.difference(&held) {
+            m.token_local_revision.remove(&SourceRevisionLabels { source, token_revision: token_revision.clone() });
+        }
+        for (source, token_revision) in &held {
+            m.token_local_revision
+                .get_or_create(&SourceRevisionLabels { source, token_revision: token_revision.clone() })
+                .set(1);
+        }
+        *last = held;
+    }
+
     /// The current revision, the rotation time, and zero-valued auth series for every tapped or probed
     /// forward (so the first failure of a revision is an increase an alert can see).
     pub(super) fn apply_auth(&self, config: &Config) {
         let m = &self.metrics;
         m.token_revision_current.clear();
+        m.token_revision_older.clear();
         let registry = &config.auth.registry;
-        for name in registry.names() {
-            let current = config.auth.current.as_deref() == Some(name);
-            m.token_revision_current
-                .get_or_create(&RevisionLabels { token_revision: name.to_owned() })
-                .set(i64::from(current));
+        // The registry lists revisions oldest first: those before the current one are older, those after it
+        // staged for a coming rotation (not old).
+        let current_at = registry.names().position(|name| config.auth.current.as_deref() == Some(name));
+        for (index, name) in registry.names().enumerate() {
+            let labels = RevisionLabels { token_revision: name.to_owned() };
+            m.token_revision_current.get_or_create(&labels).set(i64::from(Some(index) == current_at));
+            m.token_revision_older.get_or_create(&labels).set(i64::from(current_at.is_some_and(|at| index < at)));
         }
         let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
         rotation.configured = config.auth.rotated_at.is_some();

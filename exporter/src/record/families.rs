@@ -168,6 +168,8 @@ label_sets! {
     ReasonLabels { reason: &'static str }
     /// `forward`, `probe`.
     ForwardProbeLabels { forward: String, probe: &'static str }
+    /// `source`, `token_revision`.
+    SourceRevisionLabels { source: &'static str, token_revision: String }
     /// `listener`, `reason`.
     ListenerReasonLabels { listener: &'static str, reason: &'static str }
 }
@@ -252,6 +254,10 @@ families! {
         "openclaw_gateway_auth_failures", "Requests refused with 401, 403 or 429, by token revision (a WebSocket AUTH_TOKEN_MISMATCH counts as 401, AUTH_RATE_LIMITED as 429)";
     token_revision_current: Tracked<RevisionLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_token_revision_current", "1 for the revision configured as current, 0 for the others in the registry";
+    token_revision_older: Tracked<RevisionLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_token_revision_older", "1 for a revision older than the current one (listed before it in the registry), 0 for the current one and those staged after it";
+    token_local_revision: Tracked<SourceRevisionLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_token_local_revision", "1 for each revision a token source on this machine holds (source: env, dotenv, gateway_env, config, token_file; unknown when in no registry entry); checked once per token change";
     token_rotation_timestamp: FloatGauge = FloatGauge::default(),
         "openclaw_gateway_token_rotation_timestamp_seconds", "When the current revision became current (config, or the first WebSocket close 4001 seen)";
     ws_closes: Tracked<ForwardCodeByLabels, Counter> = Tracked::default(),

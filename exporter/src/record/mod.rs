@@ -119,6 +119,8 @@ pub struct Recorder {
     index: Mutex<StatusIndex>,
     /// The incident timeline (never locked with another of the recorder's mutexes held).
     pub(crate) timeline: Mutex<timeline::Timeline>,
+    /// The (source kind, revision) pairs the token sources held at the last read.
+    pub(crate) local_revisions: Mutex<std::collections::BTreeSet<(&'static str, String)>>,
     /// The remote-write queue, kept across generations.
     pub(crate) remote_queue: std::sync::Arc<crate::remote_write::QueueSlot>,
 }
@@ -157,6 +159,7 @@ impl Recorder {
             index: Mutex::default(),
             remote_queue,
             timeline: Mutex::default(),
+            local_revisions: Mutex::default(),
         }
     }
 
