@@ -20,7 +20,10 @@ impl AuthSink for BoundedLabels {
         assert_eq!(forward, "fuzz");
         let revision = match event {
             AuthEvent::Request { revision, .. } | AuthEvent::Failure { revision, .. } => revision,
-            AuthEvent::WsClose { .. } | AuthEvent::GatewayShutdown { .. } | AuthEvent::FirstByte { .. } => return,
+            AuthEvent::WsClose { .. }
+            | AuthEvent::GatewayShutdown { .. }
+            | AuthEvent::FirstByte { .. }
+            | AuthEvent::OverLimit { .. } => return,
         };
         assert!(matches!(revision, "r1" | "unknown" | "none"), "label value {revision:?}");
     }
