@@ -1,6 +1,6 @@
 //! Serving connections: what `axum::serve` does, plus what it does not offer and a loopback listener needs
 //! when any local user can connect: a connection limit ([`probes::limit`]: at the limit the oldest
-//! connection that never sent a byte makes room, else the new one is closed), hyper's header-read timeout
+//! connection that has not yet sent a whole request head makes room, else the new one is closed), hyper's header-read timeout
 //! (a slow-loris head is cut; hyper 1.12 also starts it when a kept-alive connection waits for its next
 //! request, measured: an idle keep-alive connection closed at `header_read_timeout`) and an idle timeout
 //! (a request body or a response that moves no byte for that long: a stalled upload, a client that never
@@ -35,8 +35,9 @@ use crate::record::Recorder;
 /// The `listener` label of the web server's closes.
 const LISTENER: &str = "web";
 
-/// A connection's socket, watched: marks its slot once the client sends a byte, and fails a read once
-/// nothing has moved either way for the idle timeout (hyper then closes the connection).
+/// A connection's socket, watched: fails a read or write once nothing has moved either way for the idle
+/// timeout (hyper then closes the connection). Its slot is marked established by the service, once a whole
+/// request head has arrived.
 pub struct Watched<IO> {
     io: IO,
     admitted: Admitted,
@@ -85,7 +86,6 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    this.admitted.slot().spoke();
                     this.touch();
                 }
                 Poll::Ready(Ok(()))
@@ -227,7 +227,14 @@ pub async fn serve<L>(
             accepted = listener.accept() => accepted,
         };
         let (slot, timed_out) = (io.slot(), io.timed_out());
-        let service = TowerToHyperService::new(app.clone());
+        // A connection is established (never closed to make room) once it has sent a whole request head: a
+        // client that dribbles half a head (slow-loris) stays evictable, so it cannot hold a slot a scraper needs.
+        let router = TowerToHyperService::new(app.clone());
+        let established = slot.clone();
+        let service = hyper::service::service_fn(move |request| {
+            established.spoke();
+            hyper::service::Service::call(&router, request)
+        });
         let (recorder, shutdown) = (recorder.clone(), shutdown.clone());
         connections.spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
