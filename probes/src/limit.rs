@@ -1,8 +1,9 @@
 //! A connection limit for a listener the exporter serves (the auth tap here, the web server in the
 //! exporter): at most `max` connections open. At the limit a new connection takes the place of the oldest one
-//! that has never sent a byte (an idle connection of whoever opened thousands), so a real client still gets
-//! in; when every open connection has spoken, the new one is refused. A connection that has carried traffic
-//! (the user's established CLI or scraper) is never closed to make room.
+//! not yet established (an idle connection of whoever opened thousands), so a real client still gets in; when
+//! every open connection is established, the new one is refused. An established connection (the user's CLI
+//! or scraper) is never closed to make room. The listener decides what established means and calls
+//! [`Slot::spoke`]: the tap on the client's first byte, the web server once a whole request head arrived.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
