@@ -97,18 +97,17 @@ class GoodScraper:
         return self.samples, self.statuses
 
 
-def flood_passwords(port, count, seconds):
-    """`count` never-seen wrong passwords from WORKERS threads, stopping after `seconds`; {status: count}."""
+def tally(count, send):
+    """Call `send(i)` for i in 0..count from WORKERS threads (worker w takes w, w + WORKERS, ...; `send` returns
+    the answer's status, or None to stop that worker); {status: how many}."""
     answers = {}
     lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
 
     def worker(w):
-        client = Client(port)
         for i in range(w, count, WORKERS):
-            if time.perf_counter() > deadline:
+            status = send(i)
+            if status is None:
                 break
-            status, _ = client.get("/metrics", {"Authorization": basic(USER, f"wrong-{port}-{i}")})
             with lock:
                 answers[status] = answers.get(status, 0) + 1
 
@@ -118,32 +117,37 @@ def flood_passwords(port, count, seconds):
     for t in threads:
         t.join()
     return answers
+
+
+def flood_passwords(port, count, seconds):
+    """`count` never-seen wrong passwords from WORKERS threads, stopping after `seconds`; {status: count}."""
+    deadline = time.perf_counter() + seconds
+    clients = threading.local()
+
+    def send(i):
+        if time.perf_counter() > deadline:
+            return None
+        if not hasattr(clients, "client"):
+            clients.client = Client(port)
+        return clients.client.get("/metrics", {"Authorization": basic(USER, f"wrong-{port}-{i}")})[0]
+
+    return tally(count, send)
 
 
 def flood_tap(port, count):
     """`count` never-seen tokens through the tap, one connection each, from WORKERS threads; {status: count}."""
-    answers = {}
-    lock = threading.Lock()
 
-    def worker(w):
-        for i in range(w, count, WORKERS):
-            request = (f"POST /tools/invoke HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer flood-{i}\r\n"
-                       "Connection: close\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").encode()
-            data = b""
-            with socket.create_connection(("127.0.0.1", port)) as sock:
-                sock.sendall(request)
-                while chunk := sock.recv(65536):
-                    data += chunk
-            status = int(data.split(b" ", 2)[1]) if data else 0
-            with lock:
-                answers[status] = answers.get(status, 0) + 1
+    def send(i):
+        request = (f"POST /tools/invoke HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer flood-{i}\r\n"
+                   "Connection: close\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").encode()
+        data = b""
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(request)
+            while chunk := sock.recv(65536):
+                data += chunk
+        return int(data.split(b" ", 2)[1]) if data else 0
 
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(WORKERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return answers
+    return tally(count, send)
 
 
 class Flood:
