@@ -252,6 +252,8 @@ families! {
         "openclaw_gateway_auth_requests", "Requests seen carrying a credential or none, by token revision (channel: http, ws from the auth tap; probe = the active auth probe)";
     auth_failures: Tracked<AuthFailureLabels, Counter> = Tracked::default(),
         "openclaw_gateway_auth_failures", "Requests refused with 401, 403 or 429, by token revision (a WebSocket AUTH_TOKEN_MISMATCH counts as 401, AUTH_RATE_LIMITED as 429)";
+    old_revision_failures: Tracked<AuthFailureLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_old_revision_failures", "401 and 403 from a revision older than the current one, at or after the rotation time (what the old-revision page counts: a refusal just before the switch is not in it)";
     token_revision_current: Tracked<RevisionLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_token_revision_current", "1 for the revision configured as current, 0 for the others in the registry";
     token_revision_older: Tracked<RevisionLabels, Gauge> = Tracked::default(),
