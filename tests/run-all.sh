@@ -18,6 +18,11 @@ bash tests/install-openclaw.sh >/dev/null
 # The alert rules: syntax, then the unit tests of every alert (fires / must not fire).
 promtool check rules alerts/openclaw.rules.yml
 promtool test rules alerts/openclaw.rules.test.yml
+# The uptime outage patterns: five days of one-minute samples, about 3 minutes of promtool; in the background
+# while everything else builds and runs, checked at the end.
+mkdir -p target
+(cd alerts && promtool test rules uptime-patterns.test.yml) > target/uptime-patterns.log 2>&1 &
+patterns=$!
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --all-targets --locked
@@ -35,6 +40,11 @@ if [ "$(id -u)" = 0 ] || [ "${CI:-}" = true ]; then export OCE_REQUIRE_ROOT=1; f
 rm -f target/skipped-tests.txt
 # Two threads: each end-to-end test runs its own sshd, ssh, gateway and exporter; CI has two cores.
 cargo test --workspace --locked -- --test-threads=2
+if ! wait "$patterns"; then
+  cat target/uptime-patterns.log >&2
+  echo "FAILED: promtool test rules alerts/uptime-patterns.test.yml" >&2
+  exit 1
+fi
 if [ -s target/skipped-tests.txt ]; then
   echo "SKIPPED (not root; run as root to include them):" >&2
   cat target/skipped-tests.txt >&2

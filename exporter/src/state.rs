@@ -1,4 +1,6 @@
-//! The state file: the five-minute uptime buckets, saved so they survive a restart.
+//! The state file: the five-minute uptime buckets, and since when each gateway has listened beyond loopback,
+//! saved so they survive a restart (a host exposed for three days with a nightly restart crosses the 24 h
+//! red line all the same).
 //!
 //! Written atomically (a temporary file in the same directory, fsync, rename) every minute and at shutdown.
 //! A missing file is a first start; a corrupt or truncated one is reported in the log and ignored, never fatal.
@@ -13,11 +15,15 @@ use serde::{Deserialize, Serialize};
 use crate::record::Recorder;
 use crate::uptime::Bucket;
 
-/// The file's format, version 1: `{"version": 1, "forwards": {"name": [bucket, ...]}}`.
+/// The file's format, version 1: `{"version": 1, "forwards": {"name": [bucket, ...]}, "exposed_since":
+/// {"gateway": unix seconds}}`. `exposed_since` came later: a file without it reads as none exposed, and an
+/// older build ignores it.
 #[derive(Debug, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
     forwards: BTreeMap<String, Vec<Bucket>>,
+    #[serde(default)]
+    exposed_since: BTreeMap<String, f64>,
 }
 
 /// The only version this build reads and writes.
@@ -25,7 +31,11 @@ const VERSION: u32 = 1;
 
 /// The state of `recorder` as the file's bytes.
 fn encode(recorder: &Recorder) -> Vec<u8> {
-    let file = StateFile { version: VERSION, forwards: recorder.saved_buckets().into_iter().collect() };
+    let file = StateFile {
+        version: VERSION,
+        forwards: recorder.saved_buckets().into_iter().collect(),
+        exposed_since: recorder.saved_exposures().into_iter().collect(),
+    };
     serde_json::to_vec(&file).expect("buckets serialize")
 }
 
@@ -40,6 +50,11 @@ fn decode_into(bytes: &[u8], recorder: &Recorder) -> Result<usize, String> {
     let restored = file.forwards.len();
     for (name, buckets) in file.forwards {
         recorder.restore_buckets(&name, buckets);
+    }
+    for (gateway, since) in file.exposed_since {
+        if since.is_finite() && since > 0.0 {
+            recorder.restore_exposure(&gateway, since);
+        }
     }
     Ok(restored)
 }

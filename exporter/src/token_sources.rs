@@ -15,11 +15,18 @@ use std::path::{Path, PathBuf};
 
 use probes::auth_probe::Secret;
 
+/// The kinds of token source, the `source` label's fixed set: the process environment, the state directory's
+/// `.env`, `~/.config/openclaw/gateway.env`, the CLI's config file, the exporter's own `token_file`.
+#[allow(dead_code)] // documentation of the label set; the kinds are set where each source is read
+pub const SOURCE_KINDS: [&str; 5] = ["env", "dotenv", "gateway_env", "config", "token_file"];
+
 /// One place a token may come from.
 #[derive(Debug, Clone)]
 pub struct Source {
     /// Where, for the log: e.g. `env OPENCLAW_GATEWAY_TOKEN`, `/home/u/.openclaw/openclaw.json gateway.auth.token`.
     pub name: String,
+    /// Which kind of source, the `source` label: one of [`SOURCE_KINDS`].
+    pub kind: &'static str,
     /// The token, when the source holds one that could be resolved.
     pub token: Option<Secret>,
     /// Why a configured source could not be resolved.
@@ -106,12 +113,13 @@ pub fn read(locations: &Locations) -> Tokens {
 
     let token_file = locations.token_file.as_ref().map(|path| {
         let name = path.display().to_string();
+        let kind = "token_file";
         match std::fs::read_to_string(path) {
             Ok(text) if !text.trim().is_empty() => {
-                Source { name, token: Some(Secret::new(text.trim())), unresolvable: None }
+                Source { name, kind, token: Some(Secret::new(text.trim())), unresolvable: None }
             }
-            Ok(_) => Source { name, token: None, unresolvable: Some("empty".into()) },
-            Err(err) => Source { name, token: None, unresolvable: Some(err.to_string()) },
+            Ok(_) => Source { name, kind, token: None, unresolvable: Some("empty".into()) },
+            Err(err) => Source { name, kind, token: None, unresolvable: Some(err.to_string()) },
         }
     });
 
@@ -123,15 +131,18 @@ pub fn read(locations: &Locations) -> Tokens {
             &mut tokens,
             Source {
                 name: "env OPENCLAW_GATEWAY_TOKEN".into(),
+                kind: "env",
                 token: Some(Secret::new(value.as_str())),
                 unresolvable: None,
             },
         );
     }
-    for file in [&locations.state_env_file, &locations.gateway_env_file].into_iter().flatten() {
+    let env_files = [(&locations.state_env_file, "dotenv"), (&locations.gateway_env_file, "gateway_env")];
+    for (file, kind) in env_files.into_iter().filter_map(|(file, kind)| Some((file.as_ref()?, kind))) {
         if let Some(value) = dotenv_value(file, "OPENCLAW_GATEWAY_TOKEN") {
             let name = format!("{} OPENCLAW_GATEWAY_TOKEN", file.display());
-            let index = push(&mut tokens, Source { name, token: Some(Secret::new(value)), unresolvable: None });
+            let source = Source { name, kind, token: Some(Secret::new(value)), unresolvable: None };
+            let index = push(&mut tokens, source);
             env_index = env_index.or(index);
         }
     }
@@ -151,8 +162,10 @@ pub fn read(locations: &Locations) -> Tokens {
                     }
                     let name = format!("{} gateway.{key}.token", path.display());
                     let source = match resolve_secret(field) {
-                        Ok(token) => Source { name, token: Some(Secret::new(token)), unresolvable: None },
-                        Err(why) => Source { name, token: None, unresolvable: Some(why) },
+                        Ok(token) => {
+                            Source { name, kind: "config", token: Some(Secret::new(token)), unresolvable: None }
+                        }
+                        Err(why) => Source { name, kind: "config", token: None, unresolvable: Some(why) },
                     };
                     *slot = push(&mut tokens, source);
                 }
@@ -162,6 +175,7 @@ pub fn read(locations: &Locations) -> Tokens {
                     &mut tokens,
                     Source {
                         name: path.display().to_string(),
+                        kind: "config",
                         token: None,
                         unresolvable: Some(format!("not JSON5: {err}")),
                     },

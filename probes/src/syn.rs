@@ -36,16 +36,21 @@ pub enum Failure {
     /// Any other socket error; the kind is kept for the log only.
     #[error("connect failed: {0}")]
     Other(io::ErrorKind),
+    /// The exporter's own shortage (no descriptor, buffer or local port): the forward was never asked, so
+    /// the round says nothing about it.
+    #[error("the exporter could not connect for want of its own resources: {0}")]
+    LocalError(io::ErrorKind),
 }
 
 impl crate::Label for Failure {
-    const LABELS: &'static [&'static str] = &["refused", "timeout", "error"];
+    const LABELS: &'static [&'static str] = &["refused", "timeout", "error", "local_error"];
 
     fn label(&self) -> &'static str {
         match self {
             Failure::Refused => "refused",
             Failure::Timeout => "timeout",
             Failure::Other(_) => "error",
+            Failure::LocalError(_) => "local_error",
         }
     }
 }
@@ -91,6 +96,7 @@ impl crate::Probe for Target {
 fn failure(err: io::Error) -> Failure {
     match err.kind() {
         io::ErrorKind::ConnectionRefused => Failure::Refused,
+        kind if crate::net::is_local_shortage(&err) => Failure::LocalError(kind),
         kind => Failure::Other(kind),
     }
 }
@@ -100,6 +106,15 @@ mod tests {
     use super::*;
     use crate::Label;
     use tokio::net::TcpListener;
+
+    #[test]
+    fn the_exporters_own_shortage_is_a_local_error_not_the_forwards() {
+        let emfile = io::Error::from_raw_os_error(if cfg!(windows) { 10024 } else { 24 });
+        assert_eq!(failure(emfile).label(), "local_error");
+        assert_eq!(failure(io::Error::from(io::ErrorKind::AddrNotAvailable)).label(), "local_error");
+        assert_eq!(failure(io::Error::from(io::ErrorKind::ConnectionRefused)).label(), "refused");
+        assert_eq!(failure(io::Error::from(io::ErrorKind::ConnectionReset)).label(), "error");
+    }
 
     #[tokio::test]
     async fn connects_to_a_listener_and_times_it() {

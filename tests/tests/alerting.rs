@@ -30,12 +30,26 @@ fn prometheus_for(exporter: &Exporter, alertmanager: &Alertmanager) -> Prometheu
 
 /// Wait until the webhook got a notification for `alertname` with `status` (firing or resolved).
 fn wait_notification(hook: &HttpSink, alertname: &str, status: &str, what: &str) -> serde_json::Value {
+    wait_notification_where(hook, alertname, status, &[], what)
+}
+
+/// As [`wait_notification`], for an alert that also has every label of `labels`.
+fn wait_notification_where(
+    hook: &HttpSink,
+    alertname: &str,
+    status: &str,
+    labels: &[(&str, &str)],
+    what: &str,
+) -> serde_json::Value {
     let deadline = Instant::now() + T;
     loop {
         for (_, body, _) in hook.received() {
             let Ok(message) = serde_json::from_slice::<serde_json::Value>(&body) else { continue };
             for alert in message["alerts"].as_array().into_iter().flatten() {
-                if alert["labels"]["alertname"] == alertname && alert["status"] == status {
+                if alert["labels"]["alertname"] == alertname
+                    && alert["status"] == status
+                    && labels.iter().all(|(name, value)| alert["labels"][*name] == *value)
+                {
                     return alert.clone();
                 }
             }
@@ -197,4 +211,112 @@ fn an_agent_mode_prometheus_remote_writes_a_laptops_metrics_to_a_central_store()
         assert!(Instant::now() < deadline, "the central store never received the series");
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Wait until Prometheus has evaluated the alerting rule `name` twice after now.
+fn wait_two_evaluations(prometheus: &Prometheus, name: &str) {
+    let seen = unix_now();
+    let deadline = Instant::now() + T;
+    while alert_rule_evaluated_at(prometheus, name) < seen + 2.0 {
+        assert!(Instant::now() < deadline, "the alerting rule {name} stopped being evaluated");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_reload_that_removes_a_forward_whose_ssh_is_down_ends_its_series_and_resolves_its_page() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let sshd = Sshd::start(gateway.addr.port());
+    let local_port = free_port();
+    let _ssh = sshd.forward(local_port, gateway.addr.port());
+    // "gone": nothing listens on its port (its ssh is down), so OpenclawSshSessionMissing fires for it.
+    let kept = forward_toml("t", local_port);
+    let exporter = Exporter::start(&format!("{kept}{}", forward_toml("gone", free_port())));
+    let hook = HttpSink::start();
+    let alertmanager = Alertmanager::start(&format!("http://{}/hook", hook.addr));
+    let prometheus = prometheus_for(&exporter, &alertmanager);
+    let gone = [("forward", "gone")];
+    wait_notification_where(&hook, "OpenclawSshSessionMissing", "firing", &gone, "the forward without ssh");
+
+    exporter.rewrite_config(&kept);
+    let reloaded = Instant::now();
+    exporter.proc.signal(libc::SIGHUP);
+    exporter.wait_for("every series of the removed forward gone", T, |s| {
+        !s.text.contains("forward=\"gone\"")
+            && s.text.contains("openclaw_exporter_config_reloads_total{result=\"success\"} 1")
+    });
+    // Prometheus marks the series stale at the first scrape without it: an instant query finds nothing at once,
+    // not after its five-minute lookback (the deadline here is shorter than that).
+    let deadline = Instant::now() + T;
+    while !prometheus.query("openclaw_tunnel_ssh_session_up{forward=\"gone\"}").is_empty() {
+        assert!(Instant::now() < deadline, "the removed forward's series never went stale in Prometheus");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(reloaded.elapsed() < Duration::from_secs(300), "only a stale marker ends a series this fast");
+    wait_notification_where(&hook, "OpenclawSshSessionMissing", "resolved", &gone, "after the reload removed it");
+    assert!(prometheus.query("ALERTS{alertname=\"OpenclawSshSessionMissing\",forward=\"gone\"}").is_empty());
+    // The kept forward is measured on: its own series are still scraped.
+    assert!(!prometheus.query("openclaw_tunnel_ssh_session_up{forward=\"t\"} == 1").is_empty());
+}
+
+#[test]
+fn a_token_source_holding_an_old_revision_pages_before_any_request_and_resolves_once_replaced() {
+    // The forward is the stand-in itself, not an ssh: the exporter never sends it the token (the credential
+    // gate), so whatever pages here was known without a single request to the gateway.
+    let gateway = Gateway::start_with(free_port(), Duration::ZERO, &["--token", "tok-r2"]);
+    let home = tempfile::tempdir().unwrap();
+    let token_file = home.path().join("gateway-token");
+    std::fs::write(&token_file, "tok-r1").unwrap();
+    let config = format!(
+        "{}[auth_probe]\ninterval = \"1s\"\ntoken_file = \"{}\"\n\
+         [auth]\ncurrent = \"r2\"\nrotated_at = \"2026-01-01T00:00:00Z\"\n\
+         [[auth.revision]]\nname = \"r1\"\n{}\n[[auth.revision]]\nname = \"r2\"\n{}\n\
+         [[auth.revision]]\nname = \"r3\"\n{}\n",
+        forward_toml("t", gateway.addr.port()),
+        token_file.display(),
+        fingerprint_line("tok-r1"),
+        fingerprint_line("tok-r2"),
+        fingerprint_line("tok-r3"),
+    );
+    let exporter = Exporter::start_with(&config, |command| {
+        command
+            .env("HOME", home.path())
+            .env_remove("OPENCLAW_GATEWAY_TOKEN")
+            .env_remove("OPENCLAW_CONFIG_PATH")
+            .env_remove("OPENCLAW_STATE_DIR")
+    });
+    let hook = HttpSink::start();
+    let alertmanager = Alertmanager::start(&format!("http://{}/hook", hook.addr));
+    let prometheus = prometheus_for(&exporter, &alertmanager);
+    let r1 = [("source", "token_file"), ("token_revision", "r1")];
+    let alert = wait_notification_where(&hook, "OpenclawLocalTokenRevisionOld", "firing", &r1, "token file holds r1");
+    assert_eq!(alert["labels"]["severity"], "page");
+    let scrape = exporter.scrape();
+    assert_eq!(
+        scrape.get("openclaw_gateway_token_local_revision{source=\"token_file\",token_revision=\"r1\"}"),
+        Some(1.0)
+    );
+    let probe_requests: f64 = scrape
+        .text
+        .lines()
+        .filter(|line| line.starts_with("openclaw_gateway_auth_requests_total{") && line.contains("channel=\"probe\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(probe_requests, 0.0, "no request reached the gateway:\n{}", scrape.text);
+    assert!(scrape.value("openclaw_gateway_credential_withheld_total{forward=\"t\",probe=\"auth\"}") > 0.0);
+
+    // The token replaced with the current revision: resolved.
+    std::fs::write(&token_file, "tok-r2").unwrap();
+    wait_notification_where(&hook, "OpenclawLocalTokenRevisionOld", "resolved", &r1, "token file replaced with r2");
+
+    // A token staged for the next rotation (r3, listed after the current one) is not old: no page.
+    std::fs::write(&token_file, "tok-r3").unwrap();
+    let deadline = Instant::now() + T;
+    while prometheus.query("openclaw_gateway_token_local_revision{token_revision=\"r3\"} == 1").is_empty() {
+        assert!(Instant::now() < deadline, "Prometheus never saw the staged token:\n{}", exporter.proc.output());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_two_evaluations(&prometheus, "OpenclawLocalTokenRevisionOld");
+    let alerts = prometheus.query("ALERTS{alertname=\"OpenclawLocalTokenRevisionOld\"}");
+    assert!(alerts.is_empty(), "a staged revision paged: {alerts:?}");
 }

@@ -137,10 +137,15 @@ fn every_dashboard_query_returns_data_from_a_live_exporter() {
             queries
                 .push((format!("annotation {}", annotation["name"]), annotation["expr"].as_str().unwrap().to_owned()));
         }
+        // A series born at the rotation's reload (old-revision failures at zero) needs two scrapes before a
+        // rate over it has a value: wait for that, not for a fixed time.
+        let deadline = Instant::now() + Duration::from_secs(30);
         for (title, query) in &queries {
             let query = substitute(query);
-            let result = prometheus.query(&query);
-            assert!(!result.is_empty(), "{name}: panel {title:?}: no data for\n  {query}");
+            while prometheus.query(&query).is_empty() {
+                assert!(Instant::now() < deadline, "{name}: panel {title:?}: no data for\n  {query}");
+                std::thread::sleep(Duration::from_millis(250));
+            }
         }
         for variable in dashboard["templating"]["list"].as_array().into_iter().flatten() {
             let Some(definition) = variable["definition"].as_str() else { continue };

@@ -70,3 +70,41 @@ fn listeners_are_classified_by_the_addresses_they_really_bind() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn exposed_since_survives_a_restart_and_a_loopback_only_round_still_resets_it() {
+    let state = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        "{}[auth_probe]\nenabled = false\ninterval = \"1m\"\n[state]\nfile = \"{}\"\n\
+         [[gateway]]\nname = \"wide\"\nport = {port}\ninterval = \"200ms\"\n",
+        forward_toml("t", free_port()),
+        state.path().join("state.json").display()
+    );
+    let series = "openclaw_gateway_exposed_since_timestamp_seconds{gateway=\"wide\"}";
+    let wildcard = TcpListener::bind(("0.0.0.0", port)).unwrap();
+    let mut first = Exporter::start(&config);
+    let since = first.wait_for("the wildcard listener seen", T, |m| m.value(series) > 0.0).value(series);
+    first.proc.signal(libc::SIGTERM);
+    first.proc.wait_exit(Duration::from_secs(10)).expect("the exporter stops and saves its state");
+
+    // Restarted while still exposed: the 24 h line counts from the first sight, not from the restart.
+    let mut second = Exporter::start(&config);
+    let scrape = second.wait_for("the exposure read again", T, |m| sockets(m, "wide", "public") == 1.0);
+    assert_eq!(scrape.value(series), since, "exposed_since restarted from zero");
+    let status = second.status();
+    let spell = status["timeline"].as_array().unwrap().iter().find(|e| e["kind"] == "exposed").cloned();
+    let spell = spell.unwrap_or_else(|| panic!("no exposure spell in the timeline: {status}"));
+    assert_eq!(spell["start"].as_f64(), Some(since), "{spell}");
+
+    // Loopback only: reset, and a restart keeps it reset.
+    drop(wildcard);
+    let _loopback = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    second.wait_for("exposure reset", T, |m| m.get(series) == Some(0.0));
+    second.proc.signal(libc::SIGTERM);
+    second.proc.wait_exit(Duration::from_secs(10)).expect("the exporter stops and saves its state");
+    let third = Exporter::start(&config);
+    third.wait_for("loopback only after the restart", T, |m| {
+        sockets(m, "wide", "loopback") == 1.0 && m.get(series) == Some(0.0)
+    });
+}

@@ -49,7 +49,7 @@ fn a_target_that_never_answers_blocks_neither_other_probes_nor_scrapes() {
 }
 
 #[test]
-fn a_bad_reload_keeps_the_running_config_and_a_good_one_keeps_the_counters() {
+fn a_bad_reload_keeps_the_running_config_a_good_one_keeps_the_counters_and_a_removed_forward_goes() {
     let gateway = Gateway::start(free_port(), Duration::ZERO);
     let port = gateway.addr.port();
     let exporter = Exporter::start_with_lifecycle(&forward_toml("t", port));
@@ -81,10 +81,33 @@ fn a_bad_reload_keeps_the_running_config_and_a_good_one_keeps_the_counters() {
             >= before.value("openclaw_tunnel_up_checks_total{forward=\"t\"}"),
         "counters survive a reload"
     );
+    // Removing it removes every series it had and its status; brought back, it starts from zero.
+    let grown = exporter.wait_for("the new forward probed ten times", T, |m| {
+        m.value("openclaw_tunnel_up_checks_total{forward=\"second\"}") >= 10.0
+    });
+    exporter.rewrite_config(&forward_toml("t", port));
+    let removed = exporter.wait_for("the removed forward's series gone", T, |m| {
+        !m.text.contains("forward=\"second\"")
+            && m.get("openclaw_exporter_config_reloads_total{result=\"success\"}") == Some(2.0)
+    });
+    assert!(removed.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") > 0.0, "the kept forward's series stay");
+    let status = exporter.status();
+    let forwards = status["forwards"].as_array().expect("forwards in the status");
+    assert!(forwards.iter().all(|f| f["forward"] != "second"), "the status still shows the removed forward: {status}");
+    exporter.rewrite_config(&format!("{}{}", forward_toml("t", port), forward_toml("second", port)));
+    let back = exporter.wait_for("the forward back", T, |m| {
+        m.get("openclaw_exporter_config_reloads_total{result=\"success\"}") == Some(3.0)
+            && m.value("openclaw_tunnel_up_checks_total{forward=\"second\"}") >= 1.0
+    });
+    assert!(
+        back.value("openclaw_tunnel_up_checks_total{forward=\"second\"}")
+            < grown.value("openclaw_tunnel_up_checks_total{forward=\"second\"}"),
+        "a forward that comes back starts from zero"
+    );
     // POST /-/reload answers with the result.
     let response = ureq::post(format!("http://{}/-/reload", exporter.web)).send_empty().unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(exporter.scrape().get("openclaw_exporter_config_reloads_total{result=\"success\"}"), Some(2.0));
+    assert_eq!(exporter.scrape().get("openclaw_exporter_config_reloads_total{result=\"success\"}"), Some(4.0));
 }
 
 /// One HTTP request through `tap` on a fresh connection (so each one goes through the tap's accept):
@@ -328,9 +351,12 @@ fn a_reload_storm_leaves_one_consistent_config_and_no_stray_probes() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let later = exporter.scrape();
-    for stale in ["a", "b"] {
-        let series = format!("openclaw_tunnel_up_checks_total{{forward=\"{stale}\"}}");
-        assert_eq!(later.value(&series), settled.value(&series), "forward {stale} still probed after the storm");
+    // The removed forwards' series are gone, and no stray probe brings any back.
+    for scrape in [&settled, &later] {
+        for stale in ["a", "b"] {
+            let series: Vec<_> = scrape.text.lines().filter(|l| l.contains(&format!("forward=\"{stale}\""))).collect();
+            assert!(series.is_empty(), "forward {stale} removed but still exported:\n{}", series.join("\n"));
+        }
     }
     assert!(
         later.value("openclaw_tunnel_up_checks_total{forward=\"final\"}")

@@ -88,6 +88,44 @@ fn gateway_stopped_with_ssh_alive_keeps_syn_up_and_fails_the_first_byte() {
     assert_eq!(tunnel_down(&scrape, "no_ssh") + tunnel_down(&scrape, "syn_failed"), 0.0);
 }
 
+/// The open gateway_down spell in the timeline, if any.
+fn gateway_down_spell(status: &serde_json::Value) -> Option<serde_json::Value> {
+    status["timeline"].as_array()?.iter().find(|e| e["kind"] == "gateway_down" && e["subject"] == "t").cloned()
+}
+
+#[test]
+fn a_gateway_down_spell_open_across_a_reload_closes_when_the_gateway_answers_again() {
+    let mut chain = Chain::start();
+    all_up(&chain);
+    let port = chain.gateway.addr.port();
+    chain.gateway.proc.signal(libc::SIGKILL);
+    chain.gateway.proc.wait_exit(Duration::from_secs(5)).expect("gateway exits");
+    let deadline = Instant::now() + T;
+    while gateway_down_spell(&chain.exporter.status()).is_none_or(|spell| !spell["end"].is_null()) {
+        assert!(Instant::now() < deadline, "no open gateway_down spell: {}", chain.exporter.status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The gateway back and at once a reload (SIGHUP reloads even an unchanged file): the new generation's
+    // first round is most likely the first to see the gateway answer, so the spell its predecessor opened
+    // must be closed by a recording that never saw it open.
+    chain.gateway = Gateway::start(port, Duration::ZERO);
+    chain.exporter.proc.signal(libc::SIGHUP);
+    chain.exporter.wait_for("the reload done and the gateway answering", T, |m| {
+        m.get("openclaw_exporter_config_reloads_total{result=\"success\"}") == Some(1.0)
+            && m.get(&s("openclaw_gateway_up")) == Some(1.0)
+    });
+    let deadline = Instant::now() + T;
+    loop {
+        let status = chain.exporter.status();
+        let spell = gateway_down_spell(&status).expect("the spell stays in the timeline");
+        if !spell["end"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the gateway_down spell never closed after the reload: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn ssh_killed_refuses_syn_and_counts_rounds_down() {
     let mut chain = Chain::start();

@@ -11,7 +11,7 @@ use probes::{ssh_session, Label};
 
 use super::families::{
     AuthFailureLabels, AuthRequestLabels, ForwardChannelLabels, ForwardCodeByLabels, ForwardKindLabels, ForwardLabels,
-    ForwardProbeLabels, RevisionLabels,
+    ForwardProbeLabels, RevisionLabels, SourceRevisionLabels,
 };
 use super::Recorder;
 use crate::clock::unix_seconds;
@@ -24,7 +24,23 @@ use crate::token_sources;
 pub struct Rotation {
     configured: bool,
     last_seen: Option<std::time::Instant>,
+    /// When the current revision became current: `rotated_at`, else the first 4001 of the last burst; `None`
+    /// until either is known (the rotation happened before this process started).
+    at: Option<SystemTime>,
+    /// The revisions listed before the current one in the registry.
+    older: std::collections::HashSet<String>,
 }
+
+impl Rotation {
+    /// Whether a refusal of `revision` seen at `seen` is an old revision's failure after the rotation: the
+    /// event's own time against the rotation's, so a 401 a second before the switch is not one.
+    fn counts_as_old(&self, revision: &str, seen: SystemTime) -> bool {
+        self.older.contains(revision) && self.at.is_none_or(|at| seen >= at)
+    }
+}
+
+/// The codes an old revision's failure can have (429 is a rate limit, not a refused token).
+const OLD_REVISION_CODES: [&str; 2] = ["401", "403"];
 
 /// 401, 403 and 429 as label values; other statuses are not auth failures.
 fn auth_code_label(status: u16) -> Option<&'static str> {
@@ -178,6 +194,15 @@ impl Recording for AuthProbeRecording {
         for source in tokens.sources.iter().filter(|s| s.unresolvable.is_some()) {
             tracing::debug!(forward = %self.forward.name, source = %source.name, why = source.unresolvable.as_deref().unwrap_or(""), "token source unresolvable");
         }
+        // Which revision each source holds, known before any request (one argon2id check per token change:
+        // the registry caches by token identity).
+        let mut held = std::collections::BTreeSet::new();
+        for source in &tokens.sources {
+            if let Some(token) = &source.token {
+                held.insert((source.kind, self.registry.revision_of(&Credential::token(token.expose())).await));
+            }
+        }
+        self.recorder.set_local_revisions(held);
         let Some(token) = tokens.effective().and_then(|s| s.token.clone()) else {
             self.note("no gateway token found in any source; auth probe idle".into(), false);
             return false;
@@ -250,6 +275,7 @@ impl AuthSink for Recorder {
                     let token_revision = revision.to_owned();
                     let labels = AuthFailureLabels { forward, channel: channel.as_str(), code, token_revision };
                     m.auth_failures.get_or_create(&labels).inc();
+                    self.count_if_old_revision(&labels, SystemTime::now());
                 }
             }
             AuthEvent::WsClose { code, by } => {
@@ -284,23 +310,49 @@ impl AuthSink for Recorder {
 }
 
 impl Recorder {
+    /// The revisions the token sources on this machine hold now, by source kind: each set to 1, and the
+    /// label sets of what they held before removed.
+    pub fn set_local_revisions(&self, held: std::collections::BTreeSet<(&'static str, String)>) {
+        let m = &self.metrics;
+        let mut last = self.local_revisions.lock().unwrap_or_else(|p| p.into_inner());
+        for (source, token_revision) in last.difference(&held) {
+            m.token_local_revision.remove(&SourceRevisionLabels { source, token_revision: token_revision.clone() });
+        }
+        for (source, token_revision) in &held {
+            m.token_local_revision
+                .get_or_create(&SourceRevisionLabels { source, token_revision: token_revision.clone() })
+                .set(1);
+        }
+        *last = held;
+    }
+
     /// The current revision, the rotation time, and zero-valued auth series for every tapped or probed
     /// forward (so the first failure of a revision is an increase an alert can see).
     pub(super) fn apply_auth(&self, config: &Config) {
         let m = &self.metrics;
         m.token_revision_current.clear();
+        m.token_revision_older.clear();
         let registry = &config.auth.registry;
-        for name in registry.names() {
-            let current = config.auth.current.as_deref() == Some(name);
-            m.token_revision_current
-                .get_or_create(&RevisionLabels { token_revision: name.to_owned() })
-                .set(i64::from(current));
+        // The registry lists revisions oldest first: those before the current one are older, those after it
+        // staged for a coming rotation (not old).
+        let current_at = registry.names().position(|name| config.auth.current.as_deref() == Some(name));
+        for (index, name) in registry.names().enumerate() {
+            let labels = RevisionLabels { token_revision: name.to_owned() };
+            m.token_revision_current.get_or_create(&labels).set(i64::from(Some(index) == current_at));
+            m.token_revision_older.get_or_create(&labels).set(i64::from(current_at.is_some_and(|at| index < at)));
         }
+        let older: std::collections::HashSet<String> =
+            registry.names().take(current_at.unwrap_or(0)).map(str::to_owned).collect();
         let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
         rotation.configured = config.auth.rotated_at.is_some();
         if let Some(at) = config.auth.rotated_at {
             m.token_rotation_timestamp.set(unix_seconds(at));
+            rotation.at = Some(at);
+        } else if rotation.older != older {
+            // Another current revision and no configured time: the next 4001 burst will say when.
+            rotation.at = None;
         }
+        rotation.older = older.clone();
         drop(rotation);
         let revisions: Vec<String> =
             registry.names().chain([credential::UNKNOWN, credential::NONE]).map(str::to_owned).collect();
@@ -331,6 +383,14 @@ impl Recorder {
         for labels in failure_series(&channels, &revisions) {
             m.auth_failures.get_or_create_owned(&labels);
         }
+        // Old-revision failures exist at zero for every older revision (so the first is an increase), and a
+        // revision that is no longer older (a rollback, a new current) loses its series.
+        m.old_revision_failures.retain(|labels| older.contains(&labels.token_revision));
+        for labels in failure_series(&channels, &revisions) {
+            if older.contains(&labels.token_revision) && OLD_REVISION_CODES.contains(&labels.code) {
+                m.old_revision_failures.get_or_create_owned(&labels);
+            }
+        }
         let mut index = self.index();
         index.revisions = revisions;
         index.current_revision = config.auth.current.clone();
@@ -348,6 +408,7 @@ impl Recorder {
             if let Some(code) = auth_code_label(*status) {
                 let labels = AuthFailureLabels { forward, channel: "probe", code, token_revision };
                 m.auth_failures.get_or_create(&labels).inc();
+                self.count_if_old_revision(&labels, SystemTime::now());
             }
         }
     }
@@ -358,18 +419,81 @@ impl Recorder {
         self.metrics.token_sources_agree.get_or_create(&labels).set(i64::from(agree));
     }
 
+    /// Count `labels`' failure as an old revision's when its revision is older than the current one and it
+    /// was seen at or after the rotation.
+    fn count_if_old_revision(&self, labels: &AuthFailureLabels, seen: SystemTime) {
+        if !OLD_REVISION_CODES.contains(&labels.code) {
+            return;
+        }
+        let rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
+        if rotation.counts_as_old(&labels.token_revision, seen) {
+            drop(rotation);
+            self.metrics.old_revision_failures.get_or_create(labels).inc();
+        }
+    }
+
     fn mark_rotation_seen(&self) {
         let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
         // A rotation closes every open WebSocket at once: one burst of 4001s is one rotation.
         let fresh = rotation.last_seen.is_none_or(|at| at.elapsed() > Duration::from_secs(60));
         rotation.last_seen = Some(std::time::Instant::now());
         if fresh && !rotation.configured {
-            self.metrics.token_rotation_timestamp.set(unix_seconds(SystemTime::now()));
+            let now = SystemTime::now();
+            self.metrics.token_rotation_timestamp.set(unix_seconds(now));
+            rotation.at = Some(now);
         }
         drop(rotation);
         if fresh {
             let detail = "the gateway closed WebSockets with 4001 (token rotated)";
             self.timeline().point("token_rotation", "", detail, unix_seconds(SystemTime::now()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::sample;
+    use super::super::Format;
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn failure(token_revision: &str, code: &'static str) -> AuthFailureLabels {
+        AuthFailureLabels { forward: "mac".into(), channel: "http", code, token_revision: token_revision.into() }
+    }
+
+    #[test]
+    fn an_old_revisions_refusal_counts_only_at_or_after_the_rotation() {
+        let recorder = Recorder::new();
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let second = Duration::from_secs(1);
+        {
+            let mut rotation = recorder.rotation.lock().unwrap();
+            rotation.at = Some(at);
+            rotation.older = ["r1".to_owned()].into();
+        }
+        recorder.count_if_old_revision(&failure("r1", "401"), at - second);
+        recorder.count_if_old_revision(&failure("r1", "401"), at);
+        recorder.count_if_old_revision(&failure("r1", "403"), at + second);
+        recorder.count_if_old_revision(&failure("r1", "429"), at + second);
+        recorder.count_if_old_revision(&failure("r2", "401"), at + second);
+        recorder.count_if_old_revision(&failure("r3", "401"), at + second);
+        let text = recorder.encode(Format::Prometheus, at + second);
+        let series = |revision: &str, code: &str| {
+            format!(
+                "openclaw_gateway_old_revision_failures_total{{forward=\"mac\",channel=\"http\",code=\"{code}\",token_revision=\"{revision}\"}}"
+            )
+        };
+        assert_eq!(sample(&text, &series("r1", "401")), Some(1.0), "the refusal a second before the switch is out");
+        assert_eq!(sample(&text, &series("r1", "403")), Some(1.0));
+        assert_eq!(sample(&text, &series("r1", "429")), None, "a rate limit is not a refused token");
+        assert_eq!(sample(&text, &series("r2", "401")), None, "the current revision is not old");
+        assert_eq!(sample(&text, &series("r3", "401")), None, "a staged revision is not old");
+
+        // No rotation time known (no rotated_at, no 4001 burst since start): the rotation was before this
+        // process, so every older revision's refusal counts.
+        recorder.rotation.lock().unwrap().at = None;
+        recorder.count_if_old_revision(&failure("r1", "401"), at - second * 100);
+        let text = recorder.encode(Format::Prometheus, at + second);
+        assert_eq!(sample(&text, &series("r1", "401")), Some(2.0));
     }
 }

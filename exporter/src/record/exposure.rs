@@ -89,6 +89,30 @@ impl Recording for ExposureRecording {
 }
 
 impl Recorder {
+    /// Since when each configured gateway has listened beyond loopback (exposed ones only), for the state file.
+    pub fn saved_exposures(&self) -> Vec<(String, f64)> {
+        let gateways = self.index().gateways.clone();
+        gateways
+            .into_iter()
+            .filter_map(|gateway| {
+                let since = self.metrics.exposed_since.get(&GatewayLabels { gateway: gateway.clone() })?.get();
+                (since > 0.0).then_some((gateway, since))
+            })
+            .collect()
+    }
+
+    /// Restore a gateway's exposure from the state file: the 24 h red line counts from `since`, and the
+    /// timeline's spell is open from then. A loopback-only round after the restart resets both.
+    pub fn restore_exposure(&self, gateway: &str, since: f64) {
+        self.metrics.exposed_since.get_or_create(&GatewayLabels { gateway: gateway.to_owned() }).set(since);
+        self.timeline().spell(
+            "exposed",
+            gateway,
+            "the gateway port listens beyond loopback (since before a restart)",
+            since,
+        );
+    }
+
     /// Record one read of a gateway port's listeners.
     pub fn record_exposure(&self, gateway: &str, found: &exposure::Exposure, now: SystemTime) {
         let m = &self.metrics;

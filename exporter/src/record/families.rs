@@ -1,14 +1,18 @@
 //! The metric families: their label sets and one table that declares, constructs and registers each
 //! family (name, help, type), so a family is one line, never three places kept in step.
 
+use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::MetricConstructor;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use super::tracked::Tracked;
 
 /// Histogram bucket bounds in seconds: a 1-2.5-5 ladder from 25 us (a loopback connect) to 250 s
 /// (beyond any probe timeout the config accepts short of an hour, and what no probe should ever take).
@@ -24,8 +28,97 @@ macro_rules! label_sets {
             $(#[$doc])*
             #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
             pub struct $name { $(pub $field: $ty),* }
+
+            impl LabelValues for $name {
+                fn value_of(&self, key: &str) -> Option<&str> {
+                    $( if key == stringify!($field) { return LabelText::text(&self.$field); } )*
+                    None
+                }
+            }
         )*
     };
+}
+
+/// A label set's values by label name: what a reload reads to find the series of a removed subject.
+pub trait LabelValues {
+    /// The value of label `key`, when the set has it and it is text.
+    fn value_of(&self, key: &str) -> Option<&str>;
+}
+
+/// A label value as text, where it can name a subject.
+trait LabelText {
+    fn text(&self) -> Option<&str>;
+}
+
+impl LabelText for String {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl LabelText for &'static str {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl LabelText for u16 {
+    fn text(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// The subjects a config has, by the label that names them; a series naming any other goes on reload.
+#[derive(Debug, Default)]
+pub struct Subjects {
+    /// `(label, kept values)`: forward, model_host, gateway, token_revision.
+    pub kept: Vec<(&'static str, HashSet<String>)>,
+}
+
+impl Subjects {
+    fn keeps(&self, labels: &impl LabelValues) -> bool {
+        self.kept.iter().all(|(key, values)| labels.value_of(key).is_none_or(|value| values.contains(value)))
+    }
+}
+
+/// A registered metric: what the registry holds, and how a reload prunes it.
+pub trait Registered {
+    /// The handle the registry encodes.
+    type Metric: prometheus_client::registry::Metric;
+    /// That handle (sharing the values).
+    fn registered(&self) -> Self::Metric;
+    /// Remove the series of subjects not in `subjects` (nothing, for a metric without labels).
+    fn retain_subjects(&self, subjects: &Subjects);
+}
+
+impl<S, M, C> Registered for Tracked<S, M, C>
+where
+    S: LabelValues + Clone + std::hash::Hash + Eq,
+    Family<S, M, C>: prometheus_client::registry::Metric + Clone,
+    C: MetricConstructor<M>,
+{
+    type Metric = Family<S, M, C>;
+
+    fn registered(&self) -> Self::Metric {
+        self.family().clone()
+    }
+
+    fn retain_subjects(&self, subjects: &Subjects) {
+        self.retain(|labels| subjects.keeps(labels));
+    }
+}
+
+impl<N, A> Registered for Gauge<N, A>
+where
+    Gauge<N, A>: prometheus_client::registry::Metric + Clone,
+{
+    type Metric = Gauge<N, A>;
+
+    fn registered(&self) -> Self::Metric {
+        self.clone()
+    }
+
+    fn retain_subjects(&self, _: &Subjects) {}
 }
 
 label_sets! {
@@ -75,6 +168,8 @@ label_sets! {
     ReasonLabels { reason: &'static str }
     /// `forward`, `probe`.
     ForwardProbeLabels { forward: String, probe: &'static str }
+    /// `source`, `token_revision`.
+    SourceRevisionLabels { source: &'static str, token_revision: String }
     /// `listener`, `reason`.
     ListenerReasonLabels { listener: &'static str, reason: &'static str }
 }
@@ -84,10 +179,10 @@ pub type FloatGauge = Gauge<f64, AtomicU64>;
 /// A counter holding a float.
 pub type FloatCounter = Counter<f64, AtomicU64>;
 /// A histogram family over [`LATENCY_BUCKETS`].
-pub type Latency<L> = Family<L, Histogram, fn() -> Histogram>;
+pub type Latency<L> = Tracked<L, Histogram, fn() -> Histogram>;
 
 fn latency<L: Clone + std::hash::Hash + Eq>() -> Latency<L> {
-    Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS))
+    Tracked::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS))
 }
 
 /// The table: `field: Type = constructor, "name", "help";` declares the field, builds it and registers it.
@@ -100,135 +195,148 @@ macro_rules! families {
             /// Build every family and register it in `registry`.
             pub fn register(registry: &mut Registry) -> Metrics {
                 let metrics = Metrics { $( $field: $ctor, )* };
-                $( registry.register($name, $help, metrics.$field.clone()); )*
+                $( registry.register($name, $help, Registered::registered(&metrics.$field)); )*
                 metrics
+            }
+
+            /// Remove every series of a forward, model host, gateway or revision `subjects` does not keep.
+            pub fn retain_subjects(&self, subjects: &Subjects) {
+                $( Registered::retain_subjects(&self.$field, subjects); )*
             }
         }
     };
 }
 
 families! {
-    syn_attempts: Family<ForwardLabels, Counter> = Family::default(),
+    syn_attempts: Tracked<ForwardLabels, Counter> = Tracked::default(),
         "openclaw_tunnel_syn_attempts", "TCP connects tried to the forward's local address";
-    syn_successes: Family<ForwardLabels, Counter> = Family::default(),
+    syn_successes: Tracked<ForwardLabels, Counter> = Tracked::default(),
         "openclaw_tunnel_syn_successes", "TCP connects to the forward's local address that connected";
     connect_seconds: Latency<ForwardLabels> = latency(),
         "openclaw_tunnel_connect_seconds", "Local connect time of successful SYN probes (proves only the local ssh listener)";
-    ssh_session_up: Family<ForwardLabels, Gauge> = Family::default(),
+    ssh_session_up: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_ssh_session_up", "1 when an ssh process (or autossh's ssh child) owns the local listener; absent while the owner cannot be read";
-    ssh_session_state: Family<ForwardStateLabels, Gauge> = Family::default(),
+    ssh_session_state: Tracked<ForwardStateLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_ssh_session_state", "1 for the current state of the listener's owner: up, no_listener, not_ssh, unreadable, unsupported";
-    up_checks: Family<ForwardLabels, Counter> = Family::default(),
+    up_checks: Tracked<ForwardLabels, Counter> = Tracked::default(),
         "openclaw_tunnel_up_checks", "Probe rounds in which the tunnel was observed";
-    up_successes: Family<ForwardLabels, Counter> = Family::default(),
+    up_successes: Tracked<ForwardLabels, Counter> = Tracked::default(),
         "openclaw_tunnel_up_successes", "Probe rounds with the SSH session up and SYN success (the uptime numerator)";
-    uptime_ratio: Family<ForwardLabels, FloatGauge> = Family::default(),
+    uptime_ratio: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_tunnel_uptime_ratio", "Uptime of the last completed wall-clock five-minute bucket; absent until one completes";
-    unobserved_seconds: Family<ForwardLabels, FloatCounter> = Family::default(),
+    unobserved_rounds: Tracked<ForwardReasonLabels, Counter> = Tracked::default(),
+        "openclaw_tunnel_unobserved_rounds", "Tunnel rounds that observed nothing of the forward, by reason: local_error (the exporter's own shortage, out of descriptors or local ports, failed its SYN before the forward was asked); neither up nor down";
+    unobserved_seconds: Tracked<ForwardLabels, FloatCounter> = Tracked::default(),
         "openclaw_tunnel_unobserved_seconds", "Time no probe round could run (machine asleep, process stalled); not counted as down";
-    ssh_session_changes: Family<ForwardLabels, Counter> = Family::default(),
+    ssh_session_changes: Tracked<ForwardLabels, Counter> = Tracked::default(),
         "openclaw_tunnel_ssh_session_changes", "The forward's owner changed (autossh restarted ssh, a respawn, a manual restart): a restart loop shows as a rate";
-    tunnel_down_seconds: Family<ForwardCauseLabels, FloatCounter> = Family::default(),
+    tunnel_down_seconds: Tracked<ForwardCauseLabels, FloatCounter> = Tracked::default(),
         "openclaw_tunnel_down_seconds", "Seconds of down tunnel rounds by cause: no_ssh (nothing listens: ssh not running or reconnecting), not_ssh (another program holds the port), syn_failed (ssh's listener, SYN failed); asleep excluded";
-    gateway_down_seconds: Family<ForwardReasonLabels, FloatCounter> = Family::default(),
+    gateway_down_seconds: Tracked<ForwardReasonLabels, FloatCounter> = Tracked::default(),
         "openclaw_gateway_down_seconds", "Seconds the gateway did not answer through a live forward, by the first-byte failure reason; asleep excluded";
     first_byte_seconds: Latency<ForwardLabels> = latency(),
         "openclaw_gateway_first_byte_seconds", "Request written to first response byte, GET health path through the forward";
-    gateway_probe_attempts: Family<ForwardLabels, Counter> = Family::default(),
+    gateway_probe_attempts: Tracked<ForwardLabels, Counter> = Tracked::default(),
         "openclaw_gateway_probe_attempts", "First-byte probes tried";
-    gateway_probe_failures: Family<ForwardReasonLabels, Counter> = Family::default(),
+    gateway_probe_failures: Tracked<ForwardReasonLabels, Counter> = Tracked::default(),
         "openclaw_gateway_probe_failures", "First-byte probes failed, by reason: refused, reset, empty_reply, timeout, bad_status, local_error (the exporter's own: never the gateway's)";
-    first_byte_good: Family<ForwardLabels, Counter> = Family::default(),
+    first_byte_good: Tracked<ForwardLabels, Counter> = Tracked::default(),
         "openclaw_gateway_first_byte_good", "First-byte probes answered 2xx within the first-byte objective (the latency SLI's good events)";
-    gateway_up: Family<ForwardLabels, Gauge> = Family::default(),
+    gateway_up: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_up", "1 when the last first-byte probe got a 2xx from the gateway";
-    config_reloads: Family<ResultLabels, Counter> = Family::default(),
+    config_reloads: Tracked<ResultLabels, Counter> = Tracked::default(),
         "openclaw_exporter_config_reloads", "Configuration reloads by result: success, failure";
     probe_lag_seconds: Latency<ProbeLabels> = latency(),
         "openclaw_exporter_probe_lag_seconds", "How late a scheduled probe started";
-    auth_requests: Family<AuthRequestLabels, Counter> = Family::default(),
+    auth_requests: Tracked<AuthRequestLabels, Counter> = Tracked::default(),
         "openclaw_gateway_auth_requests", "Requests seen carrying a credential or none, by token revision (channel: http, ws from the auth tap; probe = the active auth probe)";
-    auth_failures: Family<AuthFailureLabels, Counter> = Family::default(),
+    auth_failures: Tracked<AuthFailureLabels, Counter> = Tracked::default(),
         "openclaw_gateway_auth_failures", "Requests refused with 401, 403 or 429, by token revision (a WebSocket AUTH_TOKEN_MISMATCH counts as 401, AUTH_RATE_LIMITED as 429)";
-    token_revision_current: Family<RevisionLabels, Gauge> = Family::default(),
+    old_revision_failures: Tracked<AuthFailureLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_old_revision_failures", "401 and 403 from a revision older than the current one, at or after the rotation time (what the old-revision page counts: a refusal just before the switch is not in it)";
+    token_revision_current: Tracked<RevisionLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_token_revision_current", "1 for the revision configured as current, 0 for the others in the registry";
+    token_revision_older: Tracked<RevisionLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_token_revision_older", "1 for a revision older than the current one (listed before it in the registry), 0 for the current one and those staged after it";
+    token_local_revision: Tracked<SourceRevisionLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_token_local_revision", "1 for each revision a token source on this machine holds (source: env, dotenv, gateway_env, config, token_file; unknown when in no registry entry); checked once per token change";
     token_rotation_timestamp: FloatGauge = FloatGauge::default(),
         "openclaw_gateway_token_rotation_timestamp_seconds", "When the current revision became current (config, or the first WebSocket close 4001 seen)";
-    ws_closes: Family<ForwardCodeByLabels, Counter> = Family::default(),
+    ws_closes: Tracked<ForwardCodeByLabels, Counter> = Tracked::default(),
         "openclaw_gateway_ws_closes", "WebSocket closes seen by the tap, counted once per connection for the side that sent it first (by: gateway, client), by code: 1012 restart, 1013 starting, 4000 the client heard nothing for two ticks, 4001 auth rotated, 1008 policy/auth, other";
-    shutdown_notices: Family<ForwardKindLabels, Counter> = Family::default(),
+    shutdown_notices: Tracked<ForwardKindLabels, Counter> = Tracked::default(),
         "openclaw_gateway_shutdown_notices", "The gateway's shutdown events seen by the tap, by kind: restart (restartExpectedMs given), stop";
-    restart_expected_seconds: Family<ForwardLabels, FloatGauge> = Family::default(),
+    restart_expected_seconds: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_gateway_restart_expected_seconds", "restartExpectedMs of the last shutdown event, when it announced a restart; absent after a terminal stop";
     observed_first_byte_seconds: Latency<ForwardChannelLabels> = latency(),
         "openclaw_gateway_observed_first_byte_seconds", "First-byte time of real client traffic through the auth tap (channel: http, ws)";
-    token_sources_agree: Family<ForwardLabels, Gauge> = Family::default(),
+    token_sources_agree: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_token_sources_agree", "1 when every token source on this machine holds the same token, 0 when they disagree";
     model_host_first_byte_seconds: Latency<ModelHostLabels> = latency(),
         "openclaw_model_host_first_byte_seconds", "Request written to first response byte from the model API";
     model_host_phase_seconds: Latency<ModelHostPhaseLabels> = latency(),
         "openclaw_model_host_phase_seconds", "Model API probe phases: dns, connect, tls";
-    model_host_probe_attempts: Family<ModelHostLabels, Counter> = Family::default(),
+    model_host_probe_attempts: Tracked<ModelHostLabels, Counter> = Tracked::default(),
         "openclaw_model_host_probe_attempts", "Model API probes tried";
-    model_host_probe_failures: Family<ModelHostReasonLabels, Counter> = Family::default(),
+    model_host_probe_failures: Tracked<ModelHostReasonLabels, Counter> = Tracked::default(),
         "openclaw_model_host_probe_failures", "Model API probes failed, by reason: dns, refused, timeout, tls, reset, bad_status";
-    objective_tunnel_uptime_ratio: Family<ForwardLabels, FloatGauge> = Family::default(),
+    objective_tunnel_uptime_ratio: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_objective_tunnel_uptime_ratio", "Tunnel uptime objective";
-    objective_first_byte_seconds: Family<ForwardLabels, FloatGauge> = Family::default(),
+    objective_first_byte_seconds: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_objective_first_byte_seconds", "First-byte latency objective through the forward";
-    objective_model_host_first_byte_seconds: Family<ModelHostLabels, FloatGauge> = Family::default(),
+    objective_model_host_first_byte_seconds: Tracked<ModelHostLabels, FloatGauge> = Tracked::default(),
         "openclaw_objective_model_host_first_byte_seconds", "Model API first-byte latency objective";
-    objective_gateway_restarts_per_hour: Family<ForwardLabels, Gauge> = Family::default(),
+    objective_gateway_restarts_per_hour: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_objective_gateway_restarts_per_hour", "Gateway restarts per hour above which the restart alert pages";
-    objective_ssh_restarts_per_hour: Family<ForwardLabels, Gauge> = Family::default(),
+    objective_ssh_restarts_per_hour: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_objective_ssh_restarts_per_hour", "New ssh owners of the forward per hour above which the restart-storm alert warns";
-    objective_first_byte_ratio: Family<ForwardLabels, FloatGauge> = Family::default(),
+    objective_first_byte_ratio: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_objective_first_byte_ratio", "The share of first-byte probes that must answer within the first-byte objective";
     objective_window_seconds: FloatGauge = FloatGauge::default(),
         "openclaw_objective_window_seconds", "The error-budget window the burn-rate alerts are scaled to";
-    objective_tunnel_stalls_per_hour: Family<ForwardLabels, Gauge> = Family::default(),
+    objective_tunnel_stalls_per_hour: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_objective_tunnel_stalls_per_hour", "Client closes 4000 (heard nothing for two ticks) per hour above which the stall alert warns";
-    objective_gateway_event_loop_delay_seconds: Family<ForwardLabels, FloatGauge> = Family::default(),
+    objective_gateway_event_loop_delay_seconds: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_objective_gateway_event_loop_delay_seconds", "The gateway's event-loop delay p99 above which the saturation alert warns";
-    listen_sockets: Family<GatewayScopeLabels, Gauge> = Family::default(),
+    listen_sockets: Tracked<GatewayScopeLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_listen_sockets", "Listening sockets on the gateway port by scope: loopback, private, public (0.0.0.0 and :: are public)";
-    exposed_since: Family<GatewayLabels, FloatGauge> = Family::default(),
+    exposed_since: Tracked<GatewayLabels, FloatGauge> = Tracked::default(),
         "openclaw_gateway_exposed_since_timestamp_seconds", "When a non-loopback listener on the gateway port was first seen; 0 when loopback only";
-    startup_state: Family<ForwardStateLabels, Gauge> = Family::default(),
+    startup_state: Tracked<ForwardStateLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_startup_state", "1 for the gateway's current startup state (/startupz): starting, draining, started; absent on gateways without /startupz";
-    ready: Family<ForwardLabels, Gauge> = Family::default(),
+    ready: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_ready", "1 when /readyz says ready; absent on gateways without /readyz";
-    ready_failing: Family<ForwardLabels, Gauge> = Family::default(),
+    ready_failing: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_ready_failing", "How many components /readyz names as failing (the names are in /api/status and the log)";
-    gateway_build_info: Family<ForwardVersionLabels, Gauge> = Family::default(),
+    gateway_build_info: Tracked<ForwardVersionLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_build_info", "1, labelled with the gateway's version from /startupz; one series per forward";
-    gateway_start_time: Family<ForwardLabels, FloatGauge> = Family::default(),
+    gateway_start_time: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_gateway_start_time_seconds", "When the gateway process started (now minus its uptime), Unix seconds";
-    gateway_restarts: Family<ForwardLabels, Counter> = Family::default(),
+    gateway_restarts: Tracked<ForwardLabels, Counter> = Tracked::default(),
         "openclaw_gateway_restarts", "Gateway restarts: its start time moved (counted even when no probe saw it down)";
-    event_loop_delay_p99: Family<ForwardLabels, FloatGauge> = Family::default(),
+    event_loop_delay_p99: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_gateway_event_loop_delay_p99_seconds", "The gateway's event-loop delay p99 (/readyz eventLoop)";
-    event_loop_utilization: Family<ForwardLabels, FloatGauge> = Family::default(),
+    event_loop_utilization: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_gateway_event_loop_utilization", "The gateway's event-loop utilization, 0..1 (/readyz eventLoop)";
     ws_handshake_seconds: Latency<ForwardLabels> = latency(),
         "openclaw_gateway_ws_handshake_seconds", "WebSocket upgrade sent to the gateway's first frame (connect.challenge), through the forward";
-    ws_handshake_failures: Family<ForwardReasonLabels, Counter> = Family::default(),
+    ws_handshake_failures: Tracked<ForwardReasonLabels, Counter> = Tracked::default(),
         "openclaw_gateway_ws_handshake_failures", "WebSocket handshake probes failed, by reason: refused, reset, timeout, upgrade_refused, no_challenge, closed, local_error";
-    remote_write_samples: Family<ResultLabels, Counter> = Family::default(),
+    remote_write_samples: Tracked<ResultLabels, Counter> = Tracked::default(),
         "openclaw_exporter_remote_write_samples", "Remote-write samples by result: sent (acknowledged), dropped (not written, over max_bytes or corrupt), failed (refused for good: 400, 409, 422, or 413 for a single round)";
-    remote_write_rejected: Family<StatusLabels, Counter> = Family::default(),
+    remote_write_rejected: Tracked<StatusLabels, Counter> = Tracked::default(),
         "openclaw_exporter_remote_write_rejected_batches", "Remote-write batches the receiver refused for good (400, 409, 422; 413 for a single round), dropped, by status";
-    remote_write_retries: Family<StatusClassLabels, Counter> = Family::default(),
+    remote_write_retries: Tracked<StatusClassLabels, Counter> = Tracked::default(),
         "openclaw_exporter_remote_write_retries", "Remote-write sends retried, by the answer's status class (3xx, 4xx, 5xx) or network (no answer), local (a credential file unreadable)";
-    remote_write_queue_errors: Family<OpLabels, Counter> = Family::default(),
+    remote_write_queue_errors: Tracked<OpLabels, Counter> = Tracked::default(),
         "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack and read (retried with backoff)";
-    forward_hijacked: Family<ForwardLabels, Gauge> = Family::default(),
+    forward_hijacked: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_forward_hijacked", "1 when the forward's port is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token";
-    credential_withheld: Family<ForwardProbeLabels, Counter> = Family::default(),
+    credential_withheld: Tracked<ForwardProbeLabels, Counter> = Tracked::default(),
         "openclaw_gateway_credential_withheld", "Probe rounds that did not send the gateway token because the forward's port is not held by our user's ssh, by probe (auth, ws_handshake)";
-    connections_closed: Family<ListenerReasonLabels, Counter> = Family::default(),
+    connections_closed: Tracked<ListenerReasonLabels, Counter> = Tracked::default(),
         "openclaw_exporter_connections_closed", "Connections the exporter closed on its own, by listener (web, auth_tap) and reason: limit_new (at max_connections with every open connection active: the new one), limit_silent (at max_connections: the oldest that never sent a byte, to make room), header_timeout (web: no full request head within header_read_timeout), idle_timeout (web: nothing either way for idle_timeout)";
-    web_requests_refused: Family<ReasonLabels, Counter> = Family::default(),
+    web_requests_refused: Tracked<ReasonLabels, Counter> = Tracked::default(),
         "openclaw_exporter_web_requests_refused", "Web requests refused by reason: foreign_host (a Host that is not this machine: DNS rebinding), lifecycle_off (POST /-/reload without [web] enable_lifecycle), cross_site (a browser's cross-site request to a lifecycle endpoint), unauthorized (basic auth missing or wrong), auth_rate_limited (too many never-seen credentials at once: 429)";
     remote_write_round_sequence: Gauge = Gauge::default(),
         "openclaw_exporter_remote_write_round_sequence", "The queue sequence number of the round being taken (in each pushed round: its own, so a receiver can count lost rounds)";
@@ -238,6 +346,6 @@ families! {
         "openclaw_exporter_remote_write_last_success_timestamp_seconds", "When the receiver last acknowledged a batch (0: never, in this process)";
     remote_write_oldest_queued: FloatGauge = FloatGauge::default(),
         "openclaw_exporter_remote_write_oldest_queued_timestamp_seconds", "The timestamp of the oldest round still waiting (0 when the queue is empty)";
-    event_loop_degraded: Family<ForwardLabels, Gauge> = Family::default(),
+    event_loop_degraded: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_event_loop_degraded", "1 when the gateway says its event loop is degraded (/readyz eventLoop)";
 }

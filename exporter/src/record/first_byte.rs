@@ -26,8 +26,6 @@ pub struct FirstByte {
     /// The sleep-counting clock at the last round: a failed round stands for the time since it, capped at
     /// one interval (a longer gap was unobserved, not down).
     last_round: Option<Duration>,
-    /// A gateway-down spell was opened (or continued) by the last round.
-    gateway_down_open: bool,
 }
 
 impl FirstByte {
@@ -45,7 +43,7 @@ impl FirstByte {
         {
             m.gateway_down_seconds.get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
         }
-        (target, FirstByte { forward, recorder, last_round: None, gateway_down_open: false })
+        (target, FirstByte { forward, recorder, last_round: None })
     }
 }
 
@@ -80,11 +78,13 @@ impl Recording for FirstByte {
             }
             Ok(_) => false,
         };
-        // The timeline's lock only when a spell may be open, not on every healthy round.
-        if self.gateway_down_open && !down {
+        // Whether a spell is open lives in the recorder, beside the timeline, so a reload (a new generation of
+        // this recording) closes the spell its predecessor opened. The timeline's lock only when a spell may
+        // be open, not on every healthy round.
+        let was_open = self.recorder.with_forward(name, |state| std::mem::replace(&mut state.gateway_down_open, down));
+        if was_open && !down {
             self.recorder.timeline().over("gateway_down", name, unix_seconds(round.wall));
         }
-        self.gateway_down_open = down;
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 

@@ -26,6 +26,7 @@ pub mod model_host;
 pub mod readiness;
 pub mod status;
 pub mod timeline;
+pub mod tracked;
 pub mod tunnel;
 pub mod ws_handshake;
 
@@ -68,6 +69,9 @@ pub(crate) struct ForwardState {
     pub(crate) first_byte_objective: Duration,
     pub(crate) last_ws_handshake: Option<String>,
     pub(crate) gateway: Option<readiness::GatewayState>,
+    /// A gateway-down spell was opened (or continued) by the last first-byte round: kept here, not in the
+    /// generation, so the spell closes on the first healthy round after a reload.
+    pub(crate) gateway_down_open: bool,
 }
 
 impl ForwardState {
@@ -83,6 +87,7 @@ impl ForwardState {
             first_byte_objective: Duration::MAX,
             last_ws_handshake: None,
             gateway: None,
+            gateway_down_open: false,
         }
     }
 }
@@ -114,6 +119,8 @@ pub struct Recorder {
     index: Mutex<StatusIndex>,
     /// The incident timeline (never locked with another of the recorder's mutexes held).
     pub(crate) timeline: Mutex<timeline::Timeline>,
+    /// The (source kind, revision) pairs the token sources held at the last read.
+    pub(crate) local_revisions: Mutex<std::collections::BTreeSet<(&'static str, String)>>,
     /// The remote-write queue, kept across generations.
     pub(crate) remote_queue: std::sync::Arc<crate::remote_write::QueueSlot>,
 }
@@ -152,6 +159,7 @@ impl Recorder {
             index: Mutex::default(),
             remote_queue,
             timeline: Mutex::default(),
+            local_revisions: Mutex::default(),
         }
     }
 
@@ -175,17 +183,50 @@ impl Recorder {
             self.with_forward(&forward.name, |state| state.first_byte_objective = objectives.first_byte);
         }
         m.objective_window_seconds.set(objectives.window.as_secs_f64());
+        self.forget_removed(config);
         self.apply_model_hosts(config);
         self.apply_auth(config);
         let mut index = self.index();
         index.model_hosts = config.model_hosts.iter().map(|h| h.name.clone()).collect();
         index.gateways = config.gateways.iter().map(|g| g.name.clone()).collect();
+        index.last_model_host.retain(|host, _| config.model_hosts.iter().any(|h| h.name == *host));
     }
 
     /// Count a connection the exporter closed on its own (`listener`, `reason` from
     /// [`CONNECTION_CLOSE_REASONS`]).
     pub fn count_connection_closed(&self, listener: &'static str, reason: &'static str) {
         self.metrics.connections_closed.get_or_create(&ListenerReasonLabels { listener, reason }).inc();
+    }
+
+    /// Remove every series, and the status page's state, of a forward, model host, gateway or token revision
+    /// `config` no longer has: their alerts resolve, and one that comes back starts from zero.
+    fn forget_removed(&self, config: &Config) {
+        let names = |names: Vec<&str>| names.into_iter().map(str::to_owned).collect();
+        let revisions = config
+            .auth
+            .registry
+            .names()
+            .chain([probes::auth_tap::credential::UNKNOWN, probes::auth_tap::credential::NONE]);
+        let subjects = families::Subjects {
+            kept: vec![
+                ("forward", names(config.forwards.iter().map(|f| f.name.as_str()).collect())),
+                ("model_host", names(config.model_hosts.iter().map(|h| h.name.as_str()).collect())),
+                ("gateway", names(config.gateways.iter().map(|g| g.name.as_str()).collect())),
+                ("token_revision", names(revisions.collect())),
+            ],
+        };
+        self.metrics.retain_subjects(&subjects);
+        let removed: Vec<String> =
+            self.forwards().keys().filter(|name| !config.forwards.iter().any(|f| f.name == **name)).cloned().collect();
+        self.forwards().retain(|name, _| !removed.contains(name));
+        // A removed forward's open spells end with it.
+        let now = unix_seconds(SystemTime::now());
+        let mut timeline = self.timeline();
+        for name in &removed {
+            for kind in ["tunnel_down", "gateway_down"] {
+                timeline.over(kind, name, now);
+            }
+        }
     }
 
     /// Record how late a scheduled probe started.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use probes::{ssh_session, syn, Label, Probe};
 
-use super::families::{ForwardCauseLabels, ForwardLabels, ForwardStateLabels};
+use super::families::{ForwardCauseLabels, ForwardLabels, ForwardReasonLabels, ForwardStateLabels};
 use super::Recorder;
 use crate::clock::unix_seconds;
 use crate::config::Forward;
@@ -66,6 +66,9 @@ impl Tunnel {
         }
         m.unobserved_seconds.get_or_create_owned(&labels);
         m.ssh_session_changes.get_or_create_owned(&labels);
+        for reason in UNOBSERVED_REASONS {
+            m.unobserved_rounds.get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
+        }
         for cause in DOWN_CAUSES {
             m.tunnel_down_seconds.get_or_create_owned(&ForwardCauseLabels { forward: forward.name.clone(), cause });
         }
@@ -107,6 +110,11 @@ impl Recording for Tunnel {
             }
         }
         self.last_round = Some(round.boot);
+        if let Err(failure @ syn::Failure::LocalError(_)) = syn {
+            // The exporter's own shortage: the forward was never asked. Neither up nor down: unobserved.
+            self.recorder.record_round_unobserved(&self.forward.name, failure.label());
+            return "unobserved";
+        }
         let hijacked = session.hijacked(&self.forward.trusted_owners);
         if self.hijacked != Some(hijacked) {
             self.recorder.set_forward_hijacked(&self.forward.name, hijacked);
@@ -164,6 +172,11 @@ impl Recording for Tunnel {
 /// The shortest unobserved gap the timeline shows, seconds.
 const ASLEEP_IN_TIMELINE: f64 = 5.0;
 
+/// Why a tunnel round observed nothing (the `reason` label of `openclaw_tunnel_unobserved_rounds_total`):
+/// the exporter's own shortage (out of descriptors or local ports) made its SYN fail before the forward
+/// was asked.
+pub const UNOBSERVED_REASONS: [&str; 1] = ["local_error"];
+
 /// Why a down round was down (the `cause` label): no ssh owns the listener (not running, or reconnecting),
 /// another program holds the port, or the listener is ssh's (or unknown) but the SYN failed.
 pub const DOWN_CAUSES: [&str; 3] = ["no_ssh", "not_ssh", "syn_failed"];
@@ -188,6 +201,13 @@ impl Recorder {
                 self.metrics.forward_hijacked.remove(&labels);
             }
         }
+    }
+
+    /// Count a tunnel round that observed nothing of the forward, by `reason` (one of
+    /// [`UNOBSERVED_REASONS`]).
+    pub fn record_round_unobserved(&self, forward: &str, reason: &'static str) {
+        let labels = ForwardReasonLabels { forward: forward.to_owned(), reason };
+        self.metrics.unobserved_rounds.get_or_create(&labels).inc();
     }
 
     /// Count `seconds` of a down round against its cause.
@@ -350,5 +370,30 @@ mod tests {
         // 30 us connects resolve between the 25 us and 50 us bounds.
         assert_eq!(sample(&text, "openclaw_tunnel_connect_seconds_bucket{forward=\"a\",le=\"2.5e-05\"}"), Some(0.0));
         assert_eq!(sample(&text, "openclaw_tunnel_connect_seconds_bucket{forward=\"a\",le=\"5e-05\"}"), Some(3.0));
+    }
+
+    #[test]
+    fn a_round_whose_syn_failed_for_the_exporters_own_shortage_is_neither_up_nor_down() {
+        let recorder = std::sync::Arc::new(Recorder::new());
+        let forward = std::sync::Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
+        let session = ssh_session::Target::new(forward.local);
+        let (_, mut tunnel) = Tunnel::new(forward.clone(), recorder.clone(), session);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let round = Round { wall: t0, boot: Duration::from_secs(10) };
+        let outcome = TunnelOutcome {
+            syn: Err(syn::Failure::LocalError(std::io::ErrorKind::AddrNotAvailable)),
+            session: ssh_session::Outcome::Up(owner("ssh")),
+        };
+        assert_eq!(tunnel.record(round, &outcome), "unobserved");
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(1));
+        let name = &forward.name;
+        assert_eq!(sample(&text, &format!("openclaw_tunnel_up_checks_total{{forward=\"{name}\"}}")), Some(0.0));
+        let unobserved =
+            format!("openclaw_tunnel_unobserved_rounds_total{{forward=\"{name}\",reason=\"local_error\"}}");
+        assert_eq!(sample(&text, &unobserved), Some(1.0));
+        for cause in DOWN_CAUSES {
+            let down = format!("openclaw_tunnel_down_seconds_total{{forward=\"{name}\",cause=\"{cause}\"}}");
+            assert_eq!(sample(&text, &down), Some(0.0), "{cause}");
+        }
     }
 }
