@@ -39,7 +39,8 @@ bash fuzz/run.sh 20
 if [ "$(id -u)" = 0 ] || [ "${CI:-}" = true ]; then export OCE_REQUIRE_ROOT=1; fi
 rm -f target/skipped-tests.txt
 # Two threads: each end-to-end test runs its own sshd, ssh, gateway and exporter; CI has two cores.
-cargo test --workspace --locked -- --test-threads=2
+# --no-fail-fast: one run reports every failing test binary, not only the first.
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2
 if ! wait "$patterns"; then
   cat target/uptime-patterns.log >&2
   echo "FAILED: promtool test rules alerts/uptime-patterns.test.yml" >&2

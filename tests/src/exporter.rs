@@ -82,12 +82,8 @@ impl Exporter {
         let mut command = Command::new(workspace_binary("openclaw-tunnel-exporter"));
         command.arg("--config").arg(config.path()).env("RUST_LOG", "info");
         let proc = Proc::spawn("exporter", adjust(&mut command));
-        let exporter = Exporter { proc, web, web_extra: web_extra.to_owned(), _config: config };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(web).is_err() {
-            assert!(Instant::now() < deadline, "exporter did not serve on {web}:\n{}", exporter.proc.output());
-            thread::sleep(Duration::from_millis(50));
-        }
+        let mut exporter = Exporter { proc, web, web_extra: web_extra.to_owned(), _config: config };
+        exporter.proc.wait_listening(web, Duration::from_secs(10));
         exporter
     }
 

@@ -19,7 +19,7 @@ impl Gateway {
     /// As [`Gateway::start`], with more arguments (`--token T`, `--no-ui`).
     pub fn start_with(port: u16, delay: Duration, args: &[&str]) -> Gateway {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let proc = Proc::spawn(
+        let mut proc = Proc::spawn(
             "gateway-standin",
             Command::new(workspace_binary("gateway-standin"))
                 .arg("--listen")
@@ -28,7 +28,7 @@ impl Gateway {
                 .arg(delay.as_millis().to_string())
                 .args(args),
         );
-        wait_listening(addr, "gateway stand-in", Duration::from_secs(10));
+        proc.wait_listening(addr, Duration::from_secs(10));
         Gateway { proc, addr }
     }
 }

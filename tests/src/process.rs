@@ -22,11 +22,66 @@ pub fn free_port() -> u16 {
         if port == 18789 || port == 19789 || !HANDED_OUT.lock().unwrap().insert(port) {
             continue;
         }
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && reserve_machine_wide(port) {
             return port;
         }
     }
     unreachable!("the loop returns")
+}
+
+/// Where ports handed out by any test process on this machine are reserved (one file per port, holding the
+/// pid that took it).
+fn reservations_dir() -> PathBuf {
+    std::env::temp_dir().join("openclaw-tunnel-exporter-e2e-ports")
+}
+
+/// Reserve `port` for this process across every test process on the machine: two suites running at once (a
+/// developer's `cargo test` beside CI's clean clone) draw from the same range, and a port free when checked
+/// could go to both, the second child failing to bind. A reservation whose process has ended is taken over.
+fn reserve_machine_wide(port: u16) -> bool {
+    use std::io::Write;
+    let dir = reservations_dir();
+    let _ = fs::create_dir_all(&dir);
+    let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777));
+    let file = dir.join(port.to_string());
+    for _ in 0..2 {
+        match fs::OpenOptions::new().write(true).create_new(true).open(&file) {
+            Ok(mut reserved) => {
+                let _ = write!(reserved, "{}", std::process::id());
+                return true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = fs::read_to_string(&file).ok().and_then(|pid| pid.trim().parse::<u32>().ok());
+                match holder {
+                    Some(pid) if pid == std::process::id() || is_alive(pid) => return false,
+                    // Ended (or a file cut short by a crash): take it over.
+                    _ => {
+                        let _ = fs::remove_file(&file);
+                    }
+                }
+            }
+            // A directory we cannot write: fall back to this process's own bookkeeping.
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Whether process `pid` exists (kill with signal 0: EPERM means it exists under another user).
+fn is_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    let sent = unsafe { libc::kill(pid as i32, 0) };
+    sent == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// What `ss` says listens on or is bound to `port`, for a failure message.
+pub fn port_holders(port: u16) -> String {
+    let output = Command::new("ss").args(["-Htanp", &format!("sport = :{port}")]).output();
+    match output {
+        Ok(out) if !out.stdout.is_empty() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(_) => "nothing (ss shows no socket on that port)".to_owned(),
+        Err(e) => format!("(ss did not run: {e})"),
+    }
 }
 
 fn ephemeral_range() -> (u32, u32) {
@@ -84,11 +139,15 @@ pub fn kill(pid: u32, signal: i32) {
     }
 }
 
-/// Wait until `addr` accepts a TCP connection, or panic naming `what`.
+/// Wait until `addr` accepts a TCP connection, or panic naming `what` and what holds the port.
 pub fn wait_listening(addr: SocketAddr, what: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {addr} within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {addr} within {timeout:?}; sockets on that port: {}",
+            port_holders(addr.port())
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -166,6 +225,27 @@ impl Proc {
             });
         }
         Proc { name: name.into(), child, output, group: false }
+    }
+
+    /// Wait until `addr` accepts a TCP connection. Panics with the process's exit status and output when it
+    /// exits first, and with its output and what holds the port when `timeout` passes.
+    pub fn wait_listening(&mut self, addr: SocketAddr, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader threads take the last lines.
+                thread::sleep(Duration::from_millis(100));
+                panic!("{} exited ({status}) before listening on {addr}; its output:\n{}", self.name, self.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not listen on {addr} within {timeout:?} (still running); sockets on that port: {}\nits output:\n{}",
+                self.name,
+                port_holders(addr.port()),
+                self.output()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The process id.

@@ -36,8 +36,8 @@ impl Prometheus {
             .current_dir(dir.path());
         let storage = if agent { "--storage.agent.path" } else { "--storage.tsdb.path" };
         command.arg(format!("{storage}={}", dir.path().join("data").display()));
-        let proc = Proc::spawn("prometheus", &mut command);
-        wait_listening(addr, "prometheus", Duration::from_secs(30));
+        let mut proc = Proc::spawn("prometheus", &mut command);
+        proc.wait_listening(addr, Duration::from_secs(30));
         Prometheus { proc, addr, _dir: dir }
     }
 
@@ -92,7 +92,7 @@ impl Alertmanager {
         fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let cluster = free_port();
-        let proc = Proc::spawn(
+        let mut proc = Proc::spawn(
             "alertmanager",
             Command::new(find_program("prometheus-alertmanager"))
                 .arg(format!("--config.file={}", dir.path().join("alertmanager.yml").display()))
@@ -100,7 +100,7 @@ impl Alertmanager {
                 .arg(format!("--web.listen-address={addr}"))
                 .arg(format!("--cluster.listen-address=127.0.0.1:{cluster}")),
         );
-        wait_listening(addr, "alertmanager", Duration::from_secs(30));
+        proc.wait_listening(addr, Duration::from_secs(30));
         Alertmanager { proc, addr, _dir: dir }
     }
 }

@@ -59,8 +59,8 @@ impl Sshd {
             (user.trim().to_owned(), Command::new(&sshd))
         };
         command.arg("-f").arg(d.join("sshd_config")).args(["-D", "-e"]);
-        let proc = Proc::spawn_group("sshd", &mut command);
-        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "sshd", Duration::from_secs(10));
+        let mut proc = Proc::spawn_group("sshd", &mut command);
+        proc.wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(10));
         Sshd { proc, port, user, dir }
     }
 
@@ -130,8 +130,8 @@ impl Sshd {
 
     /// Start `ssh -N -L` and wait until the forward listens.
     pub fn forward(&self, local_port: u16, gateway_port: u16) -> Proc {
-        let ssh = Proc::spawn_group("ssh", Command::new("ssh").args(self.forward_args(local_port, gateway_port)));
-        wait_listening(SocketAddr::from(([127, 0, 0, 1], local_port)), "ssh -L forward", Duration::from_secs(10));
+        let mut ssh = Proc::spawn_group("ssh", Command::new("ssh").args(self.forward_args(local_port, gateway_port)));
+        ssh.wait_listening(SocketAddr::from(([127, 0, 0, 1], local_port)), Duration::from_secs(10));
         ssh
     }
 
@@ -141,8 +141,8 @@ impl Sshd {
         command.env("AUTOSSH_GATETIME", "0").env("AUTOSSH_POLL", "5").arg("-M").arg("0");
         command.args(self.forward_args(local_port, gateway_port));
         // Its own group: killing autossh alone would leave its ssh child holding the forward.
-        let autossh = Proc::spawn_group("autossh", &mut command);
-        wait_listening(SocketAddr::from(([127, 0, 0, 1], local_port)), "autossh forward", Duration::from_secs(10));
+        let mut autossh = Proc::spawn_group("autossh", &mut command);
+        autossh.wait_listening(SocketAddr::from(([127, 0, 0, 1], local_port)), Duration::from_secs(10));
         autossh
     }
 
