@@ -42,7 +42,7 @@ pub async fn collect(config: &Config, out: &Path) -> std::io::Result<String> {
     entries.push(Entry { name: "doctor.txt".into(), text: reports.iter().map(doctor::Report::render).collect() });
     entries
         .push(Entry { name: "doctor.json".into(), text: serde_json::to_string_pretty(&reports).unwrap_or_default() });
-    entries.push(Entry { name: "routing.md".into(), text: crate::cli::routing_rows(config, true) });
+    entries.push(Entry { name: "routing.md".into(), text: config.routing_rows(true) });
 
     // The running exporter, if one serves this config's address.
     let timeout = Duration::from_secs(5);

@@ -14,8 +14,10 @@ mod cli;
 mod clock;
 mod config;
 mod doctor;
+mod driver;
 mod evidence;
 mod init;
+mod kinds;
 mod limits;
 mod record;
 mod remote_write;
@@ -26,6 +28,7 @@ mod state;
 mod token_sources;
 mod uptime;
 mod web;
+mod web_security;
 
 use std::process::ExitCode;
 

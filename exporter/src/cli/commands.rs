@@ -85,7 +85,7 @@ pub fn doctor(config_path: Option<&Path>, forward: Option<String>, json: bool) -
 pub fn routing_row(config_path: Option<&Path>, header: bool) -> ExitCode {
     match Config::load(config_path) {
         Ok(config) => {
-            print!("{}", routing_rows(&config, header));
+            print!("{}", config.routing_rows(header));
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -93,29 +93,6 @@ pub fn routing_row(config_path: Option<&Path>, header: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The routing-table rows of every forward (and the header first when asked).
-pub fn routing_rows(config: &Config, header: bool) -> String {
-    let mut text = String::new();
-    if header {
-        text.push_str("| forward | local port | jump host | remote host | remote port | token revision | owner |\n");
-        text.push_str("|---|---|---|---|---|---|---|\n");
-    }
-    for forward in &config.forwards {
-        // Remote host = the ssh server (the Mac); remote port = the -L target's port on it.
-        let remote_host = forward.ssh_host.as_ref().map_or("-", |h| h.host.as_str());
-        text.push_str(&format!(
-            "| {} | {} | {} | {remote_host} | {} | {} | {} |\n",
-            forward.name,
-            forward.local.port(),
-            forward.jump_host.as_ref().map_or("-".to_owned(), ToString::to_string),
-            forward.remote.port,
-            config.auth.current.as_deref().unwrap_or("-"),
-            forward.owner.as_deref().unwrap_or("-"),
-        ));
-    }
-    text
 }
 
 /// `evidence`: see [`crate::evidence`].
@@ -168,7 +145,7 @@ pub fn check_config(config_path: Option<&Path>) -> ExitCode {
 }
 
 /// `simulate-fleet`: see [`crate::remote_write::fleet`].
-pub fn simulate_fleet(config_path: Option<&Path>, fleet: crate::remote_write::fleet::Fleet) -> ExitCode {
+pub fn simulate_fleet(config_path: Option<&Path>, fleet: crate::cli::fleet::Fleet) -> ExitCode {
     let config = match Config::load(config_path) {
         Ok(config) => config,
         Err(err) => {
@@ -178,7 +155,7 @@ pub fn simulate_fleet(config_path: Option<&Path>, fleet: crate::remote_write::fl
     };
     // One worker thread, as the exporter itself runs: the CPU per sample is the exporter's.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-    let report = runtime.block_on(crate::remote_write::fleet::simulate(&config, &fleet));
+    let report = runtime.block_on(crate::cli::fleet::simulate(&config, &fleet));
     println!("{}", serde_json::to_string(&report).expect("a report serializes"));
     if report.failures == 0 {
         ExitCode::SUCCESS

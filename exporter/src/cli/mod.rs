@@ -1,8 +1,8 @@
 //! The command line: the subcommands and their flags, each handled in its own module.
 
 mod commands;
+pub mod fleet;
 
-pub use commands::routing_rows;
 mod run;
 
 use std::path::PathBuf;
@@ -75,7 +75,7 @@ enum Command {
     },
     /// Send many laptops' rounds through the remote-write client (bench/fleet.py); prints a JSON report.
     #[command(hide = true)]
-    SimulateFleet(crate::remote_write::fleet::Fleet),
+    SimulateFleet(fleet::Fleet),
     /// Read a token from stdin (or --file) and print its `hash = "..."` line for [[auth.revision]]: an
     /// argon2id hash with a random salt (a leaked config does not give the token away).
     Fingerprint {

@@ -126,7 +126,9 @@ fn init_logging(
 
 async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let recorder = Arc::new(Recorder::new());
+    // The remote-write queue slot outlives every generation; its account is served with the registry.
+    let queues = Arc::new(crate::remote_write::QueueSlot::default());
+    let recorder = Arc::new(Recorder::with_collectors(vec![Box::new(queues.collector())]));
     let state_file = config.state_file.clone();
     if let Some(path) = &state_file {
         state::load(path, &recorder);
@@ -184,8 +186,7 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let mut generation =
-        Generation::start(Prepared::new(&config, None, &recorder.remote_queue)?, recorder.clone(), &shutdown);
+    let mut generation = Generation::start(Prepared::new(&config, None, &queues)?, recorder.clone(), &shutdown);
     let mut signals = signals::Signals::install()?;
     // Editors replace files rather than write them in place, so poll the file's identity instead of watching
     // an inode: a change of mtime, size or inode means a new config to load.
@@ -234,7 +235,7 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                 }
                 // Transactional: the new generation binds and loads everything it needs while the running one
                 // carries on; only a generation sure to start replaces it.
-                match Prepared::new(&new_config, Some(&generation), &recorder.remote_queue) {
+                match Prepared::new(&new_config, Some(&generation), &queues) {
                     Ok(prepared) => {
                         generation.stop().await;
                         generation = Generation::start(prepared, recorder.clone(), &shutdown);

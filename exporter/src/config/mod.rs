@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::web::security::WebSecurity;
+use crate::web_security::WebSecurity;
 
 mod raw;
 mod validate;
@@ -328,6 +328,31 @@ impl Config {
                 )
             })
             .collect()
+    }
+
+    /// The routing-table rows of every forward (and the header first when asked).
+    pub fn routing_rows(&self, header: bool) -> String {
+        let mut text = String::new();
+        if header {
+            text.push_str(
+                "| forward | local port | jump host | remote host | remote port | token revision | owner |\n",
+            );
+            text.push_str("|---|---|---|---|---|---|---|\n");
+        }
+        for forward in &self.forwards {
+            // Remote host = the ssh server (the Mac); remote port = the -L target's port on it.
+            let remote_host = forward.ssh_host.as_ref().map_or("-", |h| h.host.as_str());
+            text.push_str(&format!(
+                "| {} | {} | {} | {remote_host} | {} | {} | {} |\n",
+                forward.name,
+                forward.local.port(),
+                forward.jump_host.as_ref().map_or("-".to_owned(), ToString::to_string),
+                forward.remote.port,
+                self.auth.current.as_deref().unwrap_or("-"),
+                forward.owner.as_deref().unwrap_or("-"),
+            ));
+        }
+        text
     }
 
     /// Load the embedded default, then `file` if given, then the environment, and validate the result.

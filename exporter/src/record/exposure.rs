@@ -1,8 +1,7 @@
 //! Bind exposure of a gateway port (host side): listening sockets by scope, and since when the port has
 //! listened beyond loopback.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use probes::exposure::{self, Scope};
 use probes::Label;
@@ -10,83 +9,6 @@ use probes::Label;
 use super::families::{GatewayLabels, GatewayScopeLabels};
 use super::Recorder;
 use crate::clock::unix_seconds;
-use crate::config::Gateway;
-use crate::schedule::driver::{Recording, Round};
-
-/// The recording of one gateway port's exposure checks.
-pub struct ExposureRecording {
-    gateway: Arc<Gateway>,
-    recorder: Arc<Recorder>,
-}
-
-impl ExposureRecording {
-    /// Its probe and its recording.
-    pub fn new(gateway: Arc<Gateway>, recorder: Arc<Recorder>) -> (exposure::Target, ExposureRecording) {
-        (exposure::Target { port: gateway.port }, ExposureRecording { gateway, recorder })
-    }
-}
-
-impl Recording for ExposureRecording {
-    type Probe = exposure::Target;
-    /// Exposed or not; or why the table could not be read.
-    type State = Result<bool, &'static str>;
-
-    fn subject(&self) -> (&'static str, &str) {
-        ("gateway", &self.gateway.name)
-    }
-
-    fn interval(&self) -> Duration {
-        self.gateway.interval
-    }
-
-    /// A table read is milliseconds; five seconds is a hung read, not a slow one.
-    fn timeout(&self) -> Duration {
-        self.gateway.interval.min(Duration::from_secs(5))
-    }
-
-    fn record(&mut self, round: Round, outcome: &exposure::Outcome) -> &'static str {
-        match outcome {
-            Ok(found) => {
-                self.recorder.record_exposure(&self.gateway.name, found, round.wall);
-                if found.exposed() {
-                    "exposed"
-                } else {
-                    "loopback_only"
-                }
-            }
-            Err(failure) => failure.label(),
-        }
-    }
-
-    fn annotate(&self, outcome: &exposure::Outcome, span: &tracing::Span) {
-        if let Ok(found) = outcome {
-            for scope in Scope::ALL {
-                span.record(scope.label(), found.count(scope) as u64);
-            }
-        }
-    }
-
-    fn state(&self, outcome: &exposure::Outcome) -> Result<bool, &'static str> {
-        outcome.as_ref().map(exposure::Exposure::exposed).map_err(Label::label)
-    }
-
-    fn log_change(&self, outcome: &exposure::Outcome) {
-        let (gateway, port) = (&self.gateway.name, self.gateway.port);
-        match outcome {
-            Ok(found) => {
-                let listeners: Vec<String> = found.listeners.iter().map(ToString::to_string).collect();
-                if found.exposed() {
-                    tracing::warn!(gateway = %gateway, port, listeners = %listeners.join(" "), "the gateway port listens beyond loopback");
-                } else {
-                    tracing::info!(gateway = %gateway, port, listeners = %listeners.join(" "), "the gateway port is loopback only");
-                }
-            }
-            Err(failure) => {
-                tracing::warn!(gateway = %gateway, error = %failure, "cannot check the gateway's bind exposure")
-            }
-        }
-    }
-}
 
 impl Recorder {
     /// Since when each configured gateway has listened beyond loopback (exposed ones only), for the state file.

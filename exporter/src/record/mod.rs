@@ -10,7 +10,7 @@
 //! timeline is only ever taken last and alone (a leaf), so it cannot close a cycle.
 //!
 //! - [`families`]: the label sets and the table of metric families.
-//! - one module per probe kind, each the [`crate::schedule::driver::Recording`] of its probe: [`tunnel`]
+//! - one module per probe kind, each the [`crate::driver::Recording`] of its probe: [`tunnel`]
 //!   (SYN + ssh session rounds, the uptime ledger), [`first_byte`], [`model_host`], [`exposure`], and
 //!   [`auth`] (the active auth probe, the tap's events, rotation detection), [`readiness`] (the gateway's
 //!   startup state, readiness, version, restarts and event loop), [`ws_handshake`] (the CLI's path: upgrade
@@ -121,8 +121,6 @@ pub struct Recorder {
     pub(crate) timeline: Mutex<timeline::Timeline>,
     /// The (source kind, revision) pairs the token sources held at the last read.
     pub(crate) local_revisions: Mutex<std::collections::BTreeSet<(&'static str, String)>>,
-    /// The remote-write queue, kept across generations.
-    pub(crate) remote_queue: std::sync::Arc<crate::remote_write::QueueSlot>,
 }
 
 impl Default for Recorder {
@@ -134,6 +132,12 @@ impl Default for Recorder {
 impl Recorder {
     /// A recorder with every metric family registered and no forwards yet.
     pub fn new() -> Self {
+        Self::with_collectors(Vec::new())
+    }
+
+    /// As [`Recorder::new`], with `collectors` registered too: a reader of the registry that keeps metrics of
+    /// its own (the remote-write queue's account) adds them here, so one scrape shows everything.
+    pub fn with_collectors(collectors: Vec<Box<dyn prometheus_client::collector::Collector>>) -> Self {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         registry.register(
@@ -149,15 +153,15 @@ impl Recorder {
                 metrics.connections_closed.get_or_create_owned(&ListenerReasonLabels { listener, reason });
             }
         }
-        let remote_queue = std::sync::Arc::<crate::remote_write::QueueSlot>::default();
-        registry.register_collector(Box::new(remote_queue.collector()));
+        for collector in collectors {
+            registry.register_collector(collector);
+        }
         Recorder {
             registry,
             metrics,
             forwards: Mutex::new(HashMap::new()),
             rotation: Mutex::default(),
             index: Mutex::default(),
-            remote_queue,
             timeline: Mutex::default(),
             local_revisions: Mutex::default(),
         }
@@ -295,6 +299,25 @@ impl Recorder {
 
     pub(crate) fn index(&self) -> MutexGuard<'_, StatusIndex> {
         self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Recorder {
+    /// Every series, as Prometheus protobuf families (the uptime ratios refreshed first, as for a scrape).
+    pub fn metric_families(
+        &self,
+        now: SystemTime,
+    ) -> Vec<prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily> {
+        self.refresh_uptime_ratios(now);
+        prometheus_client::encoding::prometheus_protobuf::encode(self.registry())
+            .expect("encoding to protobuf values cannot fail")
+    }
+
+    /// The remote-write queue's size and its oldest round (the sender's own metrics, written through here).
+    pub(crate) fn set_remote_write_queue(&self, bytes: u64, oldest_ms: Option<i64>) {
+        let m = &self.metrics;
+        m.remote_write_queue_bytes.set(bytes as i64);
+        m.remote_write_oldest_queued.set(oldest_ms.map_or(0.0, |ms| ms as f64 / 1000.0));
     }
 }
 

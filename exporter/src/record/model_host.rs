@@ -1,85 +1,12 @@
 //! Model-host probes (gateway host -> model API): first byte and phases apart from the tunnel, so a slow
 //! answer can be put on the model's egress rather than the forward.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use probes::model_host::{self, Reason};
 use probes::Label;
 
 use super::families::{ModelHostLabels, ModelHostPhaseLabels, ModelHostReasonLabels};
 use super::Recorder;
-use crate::config::{Config, ModelHost};
-use crate::schedule::driver::{Recording, Round};
-
-/// The recording of one model host's probes.
-pub struct ModelHostRecording {
-    host: Arc<ModelHost>,
-    recorder: Arc<Recorder>,
-}
-
-impl ModelHostRecording {
-    /// The recording of `host`'s probes (its series are created at zero by [`Recorder::apply_config`]).
-    pub fn new(host: Arc<ModelHost>, recorder: Arc<Recorder>) -> ModelHostRecording {
-        ModelHostRecording { host, recorder }
-    }
-}
-
-impl Recording for ModelHostRecording {
-    type Probe = model_host::Target;
-    /// The failure reason; None while the model API answers.
-    type State = Option<Reason>;
-
-    fn subject(&self) -> (&'static str, &str) {
-        ("model_host", &self.host.name)
-    }
-
-    fn interval(&self) -> Duration {
-        self.host.interval
-    }
-
-    fn timeout(&self) -> Duration {
-        self.host.timeout.min(self.host.interval)
-    }
-
-    fn record(&mut self, _round: Round, outcome: &model_host::Outcome) -> &'static str {
-        self.recorder.record_model_host(&self.host.name, outcome);
-        outcome.as_ref().err().map_or("ok", Label::label)
-    }
-
-    fn annotate(&self, outcome: &model_host::Outcome, span: &tracing::Span) {
-        let (phases, first_byte) = match outcome {
-            Ok(response) => (&response.phases, Some(response.first_byte)),
-            Err(failure) => (&failure.phases, failure.first_byte),
-        };
-        for (phase, duration) in phases.iter() {
-            let field = match phase {
-                "dns" => "dns_us",
-                "connect" => "connect_us",
-                _ => "tls_us",
-            };
-            span.record(field, duration.as_micros() as u64);
-        }
-        if let Some(first_byte) = first_byte {
-            span.record("first_byte_us", first_byte.as_micros() as u64);
-        }
-    }
-
-    fn state(&self, outcome: &model_host::Outcome) -> Option<Reason> {
-        outcome.as_ref().err().map(|failure| failure.reason)
-    }
-
-    fn log_change(&self, outcome: &model_host::Outcome) {
-        match outcome {
-            Ok(r) => {
-                tracing::info!(model_host = %self.host.name, status = r.status, first_byte = ?r.first_byte, "model host answers")
-            }
-            Err(f) => {
-                tracing::warn!(model_host = %self.host.name, reason = f.label(), error = %f.detail, "model host probe failing")
-            }
-        }
-    }
-}
+use crate::config::Config;
 
 impl Recorder {
     /// Create each configured model host's series at zero and set its objective.

@@ -1,173 +1,13 @@
 //! Tunnel rounds: a SYN probe and an ssh session probe run together, the uptime KPI's numerator and
 //! denominator, the session gauges, and time no round could observe (the laptop asleep).
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use probes::{ssh_session, syn, Label, Probe};
+use probes::{ssh_session, syn, Label};
 
 use super::families::{ForwardCauseLabels, ForwardLabels, ForwardReasonLabels, ForwardStateLabels};
 use super::Recorder;
 use crate::clock::unix_seconds;
-use crate::config::Forward;
-use crate::schedule::driver::{Recording, Round};
-
-/// One tunnel round's probes: the SYN probe and the ssh session probe, run together.
-pub struct TunnelProbe {
-    /// The connect to the forward's listener.
-    pub syn: syn::Target,
-    /// Who owns that listener (remembers the last owner between rounds).
-    pub session: ssh_session::Target,
-}
-
-/// What one tunnel round found.
-pub struct TunnelOutcome {
-    /// The connect.
-    pub syn: syn::Outcome,
-    /// The listener's owner.
-    pub session: ssh_session::Outcome,
-}
-
-impl From<probes::CutOff> for TunnelOutcome {
-    fn from(cut_off: probes::CutOff) -> Self {
-        TunnelOutcome { syn: cut_off.into(), session: cut_off.into() }
-    }
-}
-
-impl Probe for TunnelProbe {
-    /// The lag histogram's label for tunnel rounds, as before rounds were one probe.
-    const KIND: &'static str = "syn";
-    type Outcome = TunnelOutcome;
-
-    async fn probe(&mut self, timeout: Duration) -> TunnelOutcome {
-        let (syn, session) = tokio::join!(self.syn.probe(timeout), self.session.probe(timeout));
-        TunnelOutcome { syn, session }
-    }
-}
-
-/// The recording of one forward's tunnel rounds.
-pub struct Tunnel {
-    forward: Arc<Forward>,
-    recorder: Arc<Recorder>,
-    /// The sleep-counting clock at the last round, to find the time no round could run.
-    last_round: Option<Duration>,
-    /// The hijack gauge's last value (set only on a change: a round stays a handful of atomic adds).
-    hijacked: Option<Option<bool>>,
-}
-
-impl Tunnel {
-    /// Its probe and its recording, with the forward's counters created at zero (so `rate()` works before
-    /// the first round).
-    pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>, session: ssh_session::Target) -> (TunnelProbe, Tunnel) {
-        let m = &recorder.metrics;
-        let labels = ForwardLabels { forward: forward.name.clone() };
-        for family in [&m.syn_attempts, &m.syn_successes, &m.up_checks, &m.up_successes] {
-            family.get_or_create_owned(&labels);
-        }
-        m.unobserved_seconds.get_or_create_owned(&labels);
-        m.ssh_session_changes.get_or_create_owned(&labels);
-        for reason in UNOBSERVED_REASONS {
-            m.unobserved_rounds.get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
-        }
-        for cause in DOWN_CAUSES {
-            m.tunnel_down_seconds.get_or_create_owned(&ForwardCauseLabels { forward: forward.name.clone(), cause });
-        }
-        recorder.with_forward(&forward.name, |_| ());
-        let probe = TunnelProbe { syn: syn::Target { addr: forward.local }, session };
-        (probe, Tunnel { forward, recorder, last_round: None, hijacked: None })
-    }
-}
-
-impl Recording for Tunnel {
-    type Probe = TunnelProbe;
-    /// The session's outcome: a new owner (autossh's restart) is a change, a steady one is not.
-    type State = ssh_session::Outcome;
-
-    fn subject(&self) -> (&'static str, &str) {
-        ("forward", &self.forward.name)
-    }
-
-    fn interval(&self) -> Duration {
-        self.forward.syn_interval
-    }
-
-    fn timeout(&self) -> Duration {
-        self.forward.timeout.min(self.forward.syn_interval)
-    }
-
-    fn record(&mut self, round: Round, TunnelOutcome { syn, session }: &TunnelOutcome) -> &'static str {
-        let interval = self.interval();
-        // The time this round stands for: since the last one, but never the unobserved part of a gap.
-        let observed = self.last_round.map_or(interval, |previous| round.boot.saturating_sub(previous).min(interval));
-        if let Some(previous) = self.last_round {
-            let gap = round.boot.saturating_sub(previous);
-            // A round normally follows the last by one interval (plus scheduling noise); anything beyond
-            // half an interval more is time the process could not observe.
-            if gap > interval + interval / 2 {
-                let unobserved = gap - interval;
-                tracing::warn!(forward = %self.forward.name, unobserved = ?unobserved, "probe loop stalled (suspend or stop); counting the gap as unobserved");
-                self.recorder.record_unobserved(&self.forward.name, round.wall - unobserved, round.wall);
-            }
-        }
-        self.last_round = Some(round.boot);
-        if let Err(failure @ syn::Failure::LocalError(_)) = syn {
-            // The exporter's own shortage: the forward was never asked. Neither up nor down: unobserved.
-            self.recorder.record_round_unobserved(&self.forward.name, failure.label());
-            return "unobserved";
-        }
-        let hijacked = session.hijacked(&self.forward.trusted_owners);
-        if self.hijacked != Some(hijacked) {
-            self.recorder.set_forward_hijacked(&self.forward.name, hijacked);
-            self.hijacked = Some(hijacked);
-        }
-        if self.recorder.record_tunnel_round(&self.forward.name, round.wall, syn, session) {
-            "up"
-        } else {
-            self.recorder.record_tunnel_down(&self.forward.name, down_cause(session), observed);
-            "down"
-        }
-    }
-
-    fn annotate(&self, TunnelOutcome { syn, session }: &TunnelOutcome, span: &tracing::Span) {
-        span.record("ssh_session", session.label());
-        match syn {
-            Ok(connected) => {
-                span.record("syn", "ok");
-                span.record("connect_us", connected.connect.as_micros() as u64);
-            }
-            Err(failure) => {
-                span.record("syn", failure.label());
-            }
-        }
-    }
-
-    fn state(&self, outcome: &TunnelOutcome) -> ssh_session::Outcome {
-        outcome.session.clone()
-    }
-
-    fn log_change(&self, TunnelOutcome { session, .. }: &TunnelOutcome) {
-        let forward = self.forward.name.as_str();
-        match session {
-            ssh_session::Outcome::Up(owner) => tracing::info!(
-                forward, pid = owner.pid, parent_pid = owner.parent_pid, parent = %owner.parent_name.as_deref().unwrap_or("?"),
-                "ssh session up: ssh owns the forward's listener"
-            ),
-            ssh_session::Outcome::NotSsh(owner) => tracing::warn!(
-                forward, pid = owner.pid, name = %owner.name, parent = %owner.parent_name.as_deref().unwrap_or("?"),
-                "the forward's port is held by a process that is not ssh"
-            ),
-            ssh_session::Outcome::NoListener => {
-                tracing::warn!(forward, "no process listens on the forward's address: ssh is down or reconnecting")
-            }
-            ssh_session::Outcome::Unreadable { detail } => tracing::warn!(
-                forward, detail = %detail, "cannot read which process owns the forward's listener; session state unknown (not counted as down)"
-            ),
-            ssh_session::Outcome::Unsupported { detail } => {
-                tracing::warn!(forward, detail = %detail, "cannot check the ssh session on this system")
-            }
-        }
-    }
-}
 
 /// The shortest unobserved gap the timeline shows, seconds.
 const ASLEEP_IN_TIMELINE: f64 = 5.0;
@@ -181,7 +21,7 @@ pub const UNOBSERVED_REASONS: [&str; 1] = ["local_error"];
 /// another program holds the port, or the listener is ssh's (or unknown) but the SYN failed.
 pub const DOWN_CAUSES: [&str; 3] = ["no_ssh", "not_ssh", "syn_failed"];
 
-fn down_cause(session: &ssh_session::Outcome) -> &'static str {
+pub(crate) fn down_cause(session: &ssh_session::Outcome) -> &'static str {
     match session {
         ssh_session::Outcome::NoListener => "no_ssh",
         ssh_session::Outcome::NotSsh(_) => "not_ssh",
@@ -327,13 +167,13 @@ impl Recorder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::tests::sample;
     use super::super::Format;
     use super::*;
     use std::time::UNIX_EPOCH;
 
-    fn owner(name: &str) -> ssh_session::Owner {
+    pub(crate) fn owner(name: &str) -> ssh_session::Owner {
         ssh_session::Owner {
             pid: 42,
             name: name.into(),
@@ -370,30 +210,5 @@ mod tests {
         // 30 us connects resolve between the 25 us and 50 us bounds.
         assert_eq!(sample(&text, "openclaw_tunnel_connect_seconds_bucket{forward=\"a\",le=\"2.5e-05\"}"), Some(0.0));
         assert_eq!(sample(&text, "openclaw_tunnel_connect_seconds_bucket{forward=\"a\",le=\"5e-05\"}"), Some(3.0));
-    }
-
-    #[test]
-    fn a_round_whose_syn_failed_for_the_exporters_own_shortage_is_neither_up_nor_down() {
-        let recorder = std::sync::Arc::new(Recorder::new());
-        let forward = std::sync::Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
-        let session = ssh_session::Target::new(forward.local);
-        let (_, mut tunnel) = Tunnel::new(forward.clone(), recorder.clone(), session);
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let round = Round { wall: t0, boot: Duration::from_secs(10) };
-        let outcome = TunnelOutcome {
-            syn: Err(syn::Failure::LocalError(std::io::ErrorKind::AddrNotAvailable)),
-            session: ssh_session::Outcome::Up(owner("ssh")),
-        };
-        assert_eq!(tunnel.record(round, &outcome), "unobserved");
-        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(1));
-        let name = &forward.name;
-        assert_eq!(sample(&text, &format!("openclaw_tunnel_up_checks_total{{forward=\"{name}\"}}")), Some(0.0));
-        let unobserved =
-            format!("openclaw_tunnel_unobserved_rounds_total{{forward=\"{name}\",reason=\"local_error\"}}");
-        assert_eq!(sample(&text, &unobserved), Some(1.0));
-        for cause in DOWN_CAUSES {
-            let down = format!("openclaw_tunnel_down_seconds_total{{forward=\"{name}\",cause=\"{cause}\"}}");
-            assert_eq!(sample(&text, &down), Some(0.0), "{cause}");
-        }
     }
 }

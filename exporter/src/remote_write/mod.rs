@@ -12,7 +12,6 @@
 //! [`slot`] holds the process's open queue across generations and the round account that `/metrics` serves.
 
 pub mod client;
-pub mod fleet;
 pub mod proto;
 pub mod queue;
 pub mod slot;
@@ -44,7 +43,13 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
 /// Run remote write on `open` until `cancel`.
-pub async fn run(settings: RemoteWrite, recorder: Arc<Recorder>, open: Arc<OpenQueue>, cancel: CancellationToken) {
+pub async fn run(
+    settings: RemoteWrite,
+    recorder: Arc<Recorder>,
+    open: Arc<OpenQueue>,
+    slot: Arc<QueueSlot>,
+    cancel: CancellationToken,
+) {
     let m = &recorder.metrics;
     for result in ["sent", "dropped", "failed"] {
         m.remote_write_samples.get_or_create_owned(&ResultLabels { result });
@@ -78,7 +83,7 @@ pub async fn run(settings: RemoteWrite, recorder: Arc<Recorder>, open: Arc<OpenQ
         basic_auth: settings.basic_auth.clone(),
         headers: settings.headers.clone(),
     };
-    let shared = Shared::new(open, &recorder.remote_queue);
+    let shared = Shared::new(open, &slot);
     let appended = Arc::new(tokio::sync::Notify::new());
     tokio::select! {
         _ = cancel.cancelled() => {}
@@ -341,22 +346,4 @@ fn batch_body(rounds: &[queue::Round]) -> Result<Bytes, snap::Error> {
 
 fn now_ms(now: SystemTime) -> i64 {
     now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-impl Recorder {
-    /// Every series, as Prometheus protobuf families (the uptime ratios refreshed first, as for a scrape).
-    pub fn metric_families(
-        &self,
-        now: SystemTime,
-    ) -> Vec<prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily> {
-        self.refresh_uptime_ratios(now);
-        prometheus_client::encoding::prometheus_protobuf::encode(self.registry())
-            .expect("encoding to protobuf values cannot fail")
-    }
-
-    fn set_remote_write_queue(&self, bytes: u64, oldest_ms: Option<i64>) {
-        let m = &self.metrics;
-        m.remote_write_queue_bytes.set(bytes as i64);
-        m.remote_write_oldest_queued.set(oldest_ms.map_or(0.0, |ms| ms as f64 / 1000.0));
-    }
 }

@@ -12,8 +12,6 @@
 //! prepares the next generation first (binds its listeners, loads its CA files) and only then stops this
 //! one, while the recorder carries on.
 
-pub mod driver;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,15 +22,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Forward, ModelHost};
-use crate::record::auth::AuthProbeRecording;
-use crate::record::exposure::ExposureRecording;
-use crate::record::first_byte::FirstByte;
-use crate::record::model_host::ModelHostRecording;
-use crate::record::readiness::ReadinessRecording;
-use crate::record::tunnel::Tunnel;
-use crate::record::ws_handshake::WsHandshakeRecording;
+use crate::driver::{drive, TaskContext};
+use crate::kinds::auth::AuthProbeRecording;
+use crate::kinds::exposure::ExposureRecording;
+use crate::kinds::first_byte::FirstByte;
+use crate::kinds::model_host::ModelHostRecording;
+use crate::kinds::readiness::ReadinessRecording;
+use crate::kinds::tunnel::Tunnel;
+use crate::kinds::ws_handshake::WsHandshakeRecording;
 use crate::record::Recorder;
-use driver::{drive, TaskContext};
 
 /// Why a configuration's generation could not be prepared. Nothing of the running generation is touched
 /// by a failed preparation.
@@ -57,6 +55,8 @@ pub struct Prepared {
     taps: Vec<(crate::config::AuthTap, std::net::TcpListener)>,
     model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
     remote_queue: Option<Arc<crate::remote_write::OpenQueue>>,
+    /// The process's queue slot (kept across generations), where a started generation installs its queue.
+    queues: Arc<crate::remote_write::QueueSlot>,
 }
 
 /// The running probe tasks of one configuration.
@@ -77,7 +77,7 @@ impl Prepared {
     pub fn new(
         config: &Config,
         running: Option<&Generation>,
-        queues: &crate::remote_write::QueueSlot,
+        queues: &Arc<crate::remote_write::QueueSlot>,
     ) -> Result<Prepared, StartError> {
         let mut taps = Vec::new();
         for (index, tap) in config.auth_taps.iter().enumerate() {
@@ -113,7 +113,7 @@ impl Prepared {
             model_hosts.push((Arc::new(host.clone()), target));
         }
         let remote_queue = config.remote_write.as_ref().map(|settings| queues.prepare(settings)).transpose()?;
-        Ok(Prepared { config: config.clone(), taps, model_hosts, remote_queue })
+        Ok(Prepared { config: config.clone(), taps, model_hosts, remote_queue, queues: queues.clone() })
     }
 }
 
@@ -121,7 +121,7 @@ impl Generation {
     /// Start every probe task and auth tap of `prepared`, recording into `recorder`. Tasks stop when
     /// `parent` is cancelled or [`Generation::stop`] is called.
     pub fn start(prepared: Prepared, recorder: Arc<Recorder>, parent: &CancellationToken) -> Generation {
-        let Prepared { config, taps, model_hosts, remote_queue } = prepared;
+        let Prepared { config, taps, model_hosts, remote_queue, queues } = prepared;
         recorder.apply_config(&config);
         let cancel = parent.child_token();
         let permits = Arc::new(Semaphore::new(config.scheduler.max_concurrent_probes));
@@ -176,8 +176,8 @@ impl Generation {
             tasks.spawn(drive(target, ModelHostRecording::new(host, recorder.clone()), ctx.clone()));
         }
         if let (Some(settings), Some(queue)) = (&config.remote_write, remote_queue) {
-            recorder.remote_queue.install(&queue);
-            tasks.spawn(crate::remote_write::run(settings.clone(), recorder.clone(), queue, cancel.clone()));
+            queues.install(&queue);
+            tasks.spawn(crate::remote_write::run(settings.clone(), recorder.clone(), queue, queues, cancel.clone()));
         }
         let registry = Arc::new(config.auth.registry.clone());
         let mut tap_sockets = Vec::new();

@@ -22,12 +22,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::server::TlsStream;
 
 pub mod guard;
-pub mod security;
 pub mod serve;
 mod status_page;
 
 use crate::record::{Format, Recorder};
-use security::WebSecurity;
+use crate::web_security::{self as security, WebSecurity};
 use serve::{LimitedListener, Watchable, Watched};
 
 /// The web config in force; a reload replaces it.

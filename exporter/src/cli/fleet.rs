@@ -8,10 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use prost::Message;
 
-use super::client::{Client, Endpoint};
-use super::proto;
 use crate::config::Config;
 use crate::record::Recorder;
+use crate::remote_write::client::{Client, Endpoint};
+use crate::remote_write::proto;
 
 /// What one simulation did.
 #[derive(Debug, serde::Serialize)]
@@ -67,10 +67,11 @@ pub async fn simulate(config: &Config, fleet: &Fleet) -> Report {
     let Fleet { url, laptops, rounds, interval, rounds_per_request, connections, warmup } = fleet.clone();
     // The series a laptop really sends: the config's probes run for `warmup` (against whatever the config
     // points at), then stop; their registry is what every simulated laptop sends.
-    let recorder = Arc::new(Recorder::new());
+    let queues = Arc::new(crate::remote_write::QueueSlot::default());
+    let recorder = Arc::new(Recorder::with_collectors(vec![Box::new(queues.collector())]));
     let mut without_remote_write = config.clone();
     without_remote_write.remote_write = None;
-    match crate::schedule::Prepared::new(&without_remote_write, None, &recorder.remote_queue) {
+    match crate::schedule::Prepared::new(&without_remote_write, None, &queues) {
         Ok(prepared) => {
             let root = tokio_util::sync::CancellationToken::new();
             let generation = crate::schedule::Generation::start(prepared, recorder.clone(), &root);

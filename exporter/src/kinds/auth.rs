@@ -1,0 +1,182 @@
+//! The adapter of the auth probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::auth`]).
+
+use crate::config::{AuthProbe, Forward};
+use crate::driver::{Recording, Round};
+use crate::record::families::ForwardProbeLabels;
+use crate::record::Recorder;
+use crate::token_sources;
+use probes::auth_probe::{self, Answer, Secret};
+use probes::auth_tap::credential::{self, Credential, TokenId};
+use probes::auth_tap::Registry;
+use probes::{ssh_session, Label};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The recording of one forward's active auth probe: it also picks the token to send each round.
+pub struct AuthProbeRecording {
+    forward: Arc<Forward>,
+    settings: Arc<AuthProbe>,
+    registry: Arc<Registry>,
+    recorder: Arc<Recorder>,
+    locations: token_sources::Locations,
+    /// The token the gateway refused: not sent again until the sources hold another one.
+    refused: Option<TokenId>,
+    /// The token sent this round.
+    sent: Option<TokenId>,
+    /// The revision of the token sent this round.
+    revision: String,
+    /// The last note about the token sources, so each is logged once.
+    last_note: String,
+    /// The owner check before the token is sent.
+    gate: ssh_session::CredentialGate,
+}
+
+impl AuthProbeRecording {
+    /// Its probe (a token is chosen each round) and its recording.
+    pub fn new(
+        forward: Arc<Forward>,
+        settings: Arc<AuthProbe>,
+        registry: Arc<Registry>,
+        recorder: Arc<Recorder>,
+        session: ssh_session::Target,
+    ) -> (auth_probe::Target, AuthProbeRecording) {
+        recorder
+            .metrics
+            .credential_withheld
+            .get_or_create_owned(&ForwardProbeLabels { forward: forward.name.clone(), probe: "auth" });
+        let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
+        let locations =
+            token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+        // Windows: files inherit the profile directory's ACL (the user only), and there are no mode bits to read.
+        #[cfg(unix)]
+        if let Some(path) = &settings.token_file {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "the token file is readable by group or others: chmod 600 it");
+                }
+            }
+        }
+        let target = auth_probe::Target { addr: forward.local, token: Secret::new(Vec::new()) };
+        let recording = AuthProbeRecording {
+            forward,
+            settings,
+            registry,
+            recorder,
+            locations,
+            refused: None,
+            sent: None,
+            revision: credential::NONE.to_owned(),
+            last_note: String::new(),
+            gate,
+        };
+        (target, recording)
+    }
+
+    fn note(&mut self, text: String, warn: bool) {
+        if text != self.last_note {
+            if warn {
+                tracing::warn!(forward = %self.forward.name, "{text}");
+            } else {
+                tracing::info!(forward = %self.forward.name, "{text}");
+            }
+            self.last_note = text;
+        }
+    }
+}
+
+impl Recording for AuthProbeRecording {
+    type Probe = auth_probe::Target;
+    /// The answer's label (accepted, rejected) or the failure's.
+    type State = &'static str;
+
+    fn subject(&self) -> (&'static str, &str) {
+        ("forward", &self.forward.name)
+    }
+
+    fn interval(&self) -> Duration {
+        self.settings.interval
+    }
+
+    fn timeout(&self) -> Duration {
+        self.forward.timeout.min(self.settings.interval)
+    }
+
+    async fn before_round(&mut self, probe: &mut auth_probe::Target) -> bool {
+        let locations = self.locations.clone();
+        let tokens = tokio::task::spawn_blocking(move || token_sources::read(&locations)).await.unwrap_or_default();
+        self.recorder.set_token_sources_agree(&self.forward.name, tokens.agree());
+        if !tokens.agree() {
+            let effective = tokens.effective().map(|s| s.name.as_str()).unwrap_or("none");
+            let different = tokens.disagreeing().join(", ");
+            self.note(format!("token sources disagree: the CLI uses {effective}; different: {different}"), true);
+        }
+        for source in tokens.sources.iter().filter(|s| s.unresolvable.is_some()) {
+            tracing::debug!(forward = %self.forward.name, source = %source.name, why = source.unresolvable.as_deref().unwrap_or(""), "token source unresolvable");
+        }
+        // Which revision each source holds, known before any request (one argon2id check per token change:
+        // the registry caches by token identity).
+        let mut held = std::collections::BTreeSet::new();
+        for source in &tokens.sources {
+            if let Some(token) = &source.token {
+                held.insert((source.kind, self.registry.revision_of(&Credential::token(token.expose())).await));
+            }
+        }
+        self.recorder.set_local_revisions(held);
+        let Some(token) = tokens.effective().and_then(|s| s.token.clone()) else {
+            self.note("no gateway token found in any source; auth probe idle".into(), false);
+            return false;
+        };
+        let id = TokenId::of(token.expose());
+        if self.refused == Some(id) {
+            return false;
+        }
+        // The token goes only to our own user's ssh: a listener of another program or user gets nothing.
+        if let ssh_session::Trust::NotOurs(why) = self.gate.check(self.timeout()).await {
+            let labels = ForwardProbeLabels { forward: self.forward.name.clone(), probe: "auth" };
+            self.recorder.metrics.credential_withheld.get_or_create(&labels).inc();
+            self.note(format!("token withheld: {why}"), true);
+            return false;
+        }
+        // Verified on the registry's own thread (argon2id, once per token change), never the probes' thread.
+        self.revision = self.registry.revision_of(&Credential::token(token.expose())).await;
+        self.sent = Some(id);
+        probe.token = token;
+        true
+    }
+
+    fn record(&mut self, _round: Round, outcome: &auth_probe::Outcome) -> &'static str {
+        self.recorder.record_auth_probe(&self.forward.name, &self.revision, outcome);
+        match outcome {
+            Ok(Answer::Rejected(_)) => self.refused = self.sent,
+            Ok(Answer::Accepted(_)) => self.refused = None,
+            Err(_) => {}
+        }
+        self.state(outcome)
+    }
+
+    fn annotate(&self, _outcome: &auth_probe::Outcome, span: &tracing::Span) {
+        span.record("token_revision", self.revision.as_str());
+    }
+
+    fn state(&self, outcome: &auth_probe::Outcome) -> &'static str {
+        match outcome {
+            Ok(answer) => answer.label(),
+            Err(failure) => failure.label(),
+        }
+    }
+
+    fn log_change(&self, outcome: &auth_probe::Outcome) {
+        let (forward, revision) = (&self.forward.name, &self.revision);
+        match outcome {
+            Ok(Answer::Rejected(status)) => {
+                tracing::warn!(forward = %forward, "the gateway rejects this machine's token (revision {revision}, HTTP {status}); not retried until a token source changes")
+            }
+            Ok(Answer::Accepted(_)) => {
+                tracing::info!(forward = %forward, "the gateway accepts this machine's token (revision {revision})")
+            }
+            Err(failure) => tracing::info!(forward = %forward, "auth probe could not reach the gateway: {failure}"),
+        }
+    }
+}

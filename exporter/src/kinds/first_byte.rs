@@ -1,0 +1,144 @@
+//! The adapter of the first byte probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::first_byte`]).
+
+use crate::clock::unix_seconds;
+use crate::config::Forward;
+use crate::driver::{Recording, Round};
+use crate::record::families::{ForwardLabels, ForwardReasonLabels};
+use crate::record::first_byte::*;
+use crate::record::Recorder;
+use probes::{first_byte, Label};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The recording of one forward's first-byte probes.
+pub struct FirstByte {
+    forward: Arc<Forward>,
+    recorder: Arc<Recorder>,
+    /// The sleep-counting clock at the last round: a failed round stands for the time since it, capped at
+    /// one interval (a longer gap was unobserved, not down).
+    last_round: Option<Duration>,
+}
+
+impl FirstByte {
+    /// Its probe and its recording, with the attempt and failure counters created at zero.
+    pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (first_byte::Target, FirstByte) {
+        let m = &recorder.metrics;
+        m.gateway_probe_attempts.get_or_create_owned(&ForwardLabels { forward: forward.name.clone() });
+        m.first_byte_good.get_or_create_owned(&ForwardLabels { forward: forward.name.clone() });
+        for reason in first_byte::Failure::LABELS {
+            m.gateway_probe_failures
+                .get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
+        }
+        let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
+        for reason in first_byte::Failure::LABELS.iter().filter(|r| !NOT_THE_GATEWAY.contains(r)).chain([&NOT_STARTED])
+        {
+            m.gateway_down_seconds.get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
+        }
+        (target, FirstByte { forward, recorder, last_round: None })
+    }
+}
+
+impl Recording for FirstByte {
+    type Probe = first_byte::Target;
+    /// The failure reason; None while the gateway answers.
+    type State = Option<&'static str>;
+
+    fn subject(&self) -> (&'static str, &str) {
+        ("forward", &self.forward.name)
+    }
+
+    fn interval(&self) -> Duration {
+        self.forward.first_byte_interval
+    }
+
+    fn timeout(&self) -> Duration {
+        self.forward.timeout.min(self.forward.first_byte_interval)
+    }
+
+    fn record(&mut self, round: Round, outcome: &first_byte::Outcome) -> &'static str {
+        let interval = self.forward.first_byte_interval;
+        let observed = self.last_round.map_or(interval, |previous| round.boot.saturating_sub(previous).min(interval));
+        self.last_round = Some(round.boot);
+        self.recorder.record_first_byte(&self.forward.name, outcome);
+        let name = &self.forward.name;
+        let down = match outcome {
+            Err(failure) => self.recorder.record_gateway_down(name, failure.label(), observed),
+            // Live but not started: /healthz answers while the CLI's connects are closed 1013.
+            Ok(_) if self.recorder.gateway_not_started(name) => {
+                self.recorder.record_gateway_down(name, NOT_STARTED, observed)
+            }
+            Ok(_) => false,
+        };
+        // Whether a spell is open lives in the recorder, beside the timeline, so a reload (a new generation of
+        // this recording) closes the spell its predecessor opened. The timeline's lock only when a spell may
+        // be open, not on every healthy round.
+        let was_open = self.recorder.with_forward(name, |state| std::mem::replace(&mut state.gateway_down_open, down));
+        if was_open && !down {
+            self.recorder.timeline().over("gateway_down", name, unix_seconds(round.wall));
+        }
+        outcome.as_ref().err().map_or("ok", Label::label)
+    }
+
+    fn annotate(&self, outcome: &first_byte::Outcome, span: &tracing::Span) {
+        if let Ok(response) = outcome {
+            span.record("first_byte_us", response.first_byte.as_micros() as u64);
+            span.record("status", response.status);
+        }
+    }
+
+    fn state(&self, outcome: &first_byte::Outcome) -> Option<&'static str> {
+        outcome.as_ref().err().map(Label::label)
+    }
+
+    fn log_change(&self, outcome: &first_byte::Outcome) {
+        match outcome {
+            Ok(response) => {
+                tracing::info!(forward = %self.forward.name, first_byte = ?response.first_byte, "gateway answers through the forward")
+            }
+            Err(failure) => {
+                tracing::warn!(forward = %self.forward.name, reason = failure.label(), error = %failure, "gateway first-byte probe failing")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::sample;
+    use crate::record::Format;
+    use probes::first_byte;
+    use std::time::SystemTime;
+
+    fn answered(first_byte: Duration) -> first_byte::Outcome {
+        Ok(first_byte::Response { connect: Duration::ZERO, first_byte, status: 200, content_type: None })
+    }
+
+    #[test]
+    fn failures_count_by_reason_and_gateway_up_follows_the_last_probe() {
+        let recorder = Arc::new(Recorder::new());
+        let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
+        let name = forward.name.clone();
+        let _ = FirstByte::new(forward, recorder.clone());
+        recorder.record_first_byte(&name, &answered(Duration::from_millis(2)));
+        recorder.record_first_byte(&name, &Err(first_byte::Failure::EmptyReply { elapsed: Duration::ZERO }));
+        let text = recorder.encode(Format::OpenMetrics, SystemTime::now());
+        let series = |family: &str, extra: &str| format!("{family}{{forward=\"{name}\"{extra}}}");
+        assert_eq!(sample(&text, &series("openclaw_gateway_probe_attempts_total", "")), Some(2.0));
+        assert_eq!(
+            sample(&text, &series("openclaw_gateway_probe_failures_total", ",reason=\"empty_reply\"")),
+            Some(1.0)
+        );
+        assert_eq!(sample(&text, &series("openclaw_gateway_probe_failures_total", ",reason=\"timeout\"")), Some(0.0));
+        assert_eq!(sample(&text, &series("openclaw_gateway_up", "")), Some(0.0));
+        assert_eq!(sample(&text, &series("openclaw_gateway_first_byte_seconds_count", "")), Some(1.0));
+        assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains("openclaw_exporter_build_info{version="));
+        // The status quantiles come from the auto-resizing hdrhistogram: 25 ms, beyond its initial range, must
+        // read as 25 ms, not clamped.
+        recorder.record_first_byte(&name, &answered(Duration::from_millis(25)));
+        let quantiles = &recorder.status(SystemTime::now()).forwards[0].first_byte_seconds;
+        let (p50, max) = (quantiles.p50.unwrap(), quantiles.max.unwrap());
+        assert!((p50 - 0.002).abs() < 0.000_01 && (max - 0.025).abs() < 0.000_05, "{quantiles:?}");
+    }
+}

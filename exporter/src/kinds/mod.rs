@@ -1,0 +1,11 @@
+//! The probe kinds' adapters: one module per kind, each the [`crate::driver::Recording`] of its probe. An
+//! adapter builds its target, owns its interval and timeout, does what a round needs first (reading token
+//! files), logs state changes and records each outcome through the recorder's API ([`crate::record`]).
+
+pub mod auth;
+pub mod exposure;
+pub mod first_byte;
+pub mod model_host;
+pub mod readiness;
+pub mod tunnel;
+pub mod ws_handshake;

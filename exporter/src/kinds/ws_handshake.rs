@@ -1,0 +1,148 @@
+//! The adapter of the ws handshake probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::ws_handshake`]).
+
+use crate::config::{AuthProbe, Forward};
+use crate::driver::{Recording, Round};
+use crate::record::families::{ForwardLabels, ForwardReasonLabels};
+use crate::record::Recorder;
+use crate::token_sources;
+use probes::ws_handshake::{self, Connect, Secret};
+use probes::Label;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The recording of one forward's WebSocket handshake probe.
+pub struct WsHandshakeRecording {
+    forward: Arc<Forward>,
+    recorder: Arc<Recorder>,
+    /// Where this machine's token is, when the auth probe covers the forward (the user chose to let the
+    /// exporter send it); None: the probe closes before `connect`.
+    tokens: Option<token_sources::Locations>,
+    /// The owner check before the token is sent.
+    gate: probes::ssh_session::CredentialGate,
+}
+
+impl WsHandshakeRecording {
+    /// Its probe and its recording, with the failure counters created at zero.
+    pub fn new(
+        forward: Arc<Forward>,
+        auth_probe: &AuthProbe,
+        recorder: Arc<Recorder>,
+        session: probes::ssh_session::Target,
+    ) -> (ws_handshake::Target, WsHandshakeRecording) {
+        for reason in ws_handshake::Failure::LABELS {
+            recorder
+                .metrics
+                .ws_handshake_failures
+                .get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
+        }
+        let tokens = auth_probe.forwards.contains(&forward.name).then(|| {
+            token_sources::Locations::from_env(auth_probe.openclaw_config.as_deref(), auth_probe.token_file.as_deref())
+        });
+        if tokens.is_some() {
+            recorder.metrics.credential_withheld.get_or_create_owned(&crate::record::families::ForwardProbeLabels {
+                forward: forward.name.clone(),
+                probe: "ws_handshake",
+            });
+        }
+        let gate = probes::ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
+        let target = ws_handshake::Target { addr: forward.local, token: Secret::new(Vec::new()) };
+        (target, WsHandshakeRecording { forward, recorder, tokens, gate })
+    }
+
+    fn interval_or_off(&self) -> Duration {
+        // The task is only spawned with an interval; this default is never used for scheduling.
+        self.forward.ws_handshake_interval.unwrap_or(Duration::from_secs(300))
+    }
+}
+
+impl Recording for WsHandshakeRecording {
+    type Probe = ws_handshake::Target;
+    /// The failure reason; None while handshakes reach the challenge.
+    type State = Option<&'static str>;
+
+    fn subject(&self) -> (&'static str, &str) {
+        ("forward", &self.forward.name)
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval_or_off()
+    }
+
+    fn timeout(&self) -> Duration {
+        self.forward.timeout.min(self.interval_or_off())
+    }
+
+    async fn before_round(&mut self, probe: &mut ws_handshake::Target) -> bool {
+        if let Some(locations) = self.tokens.clone() {
+            let tokens = tokio::task::spawn_blocking(move || token_sources::read(&locations)).await.unwrap_or_default();
+            probe.token = tokens.effective().and_then(|s| s.token.clone()).unwrap_or_else(|| Secret::new(Vec::new()));
+            // The token goes only to our own user's ssh; otherwise the handshake runs without it (it stops
+            // at the challenge, which proves the path as far as it can without a credential).
+            if !probe.token.expose().is_empty() {
+                if let probes::ssh_session::Trust::NotOurs(why) = self.gate.check(self.timeout()).await {
+                    probe.token = Secret::new(Vec::new());
+                    let labels = crate::record::families::ForwardProbeLabels {
+                        forward: self.forward.name.clone(),
+                        probe: "ws_handshake",
+                    };
+                    self.recorder.metrics.credential_withheld.get_or_create(&labels).inc();
+                    tracing::debug!(forward = %self.forward.name, "handshake without the token: {why}");
+                }
+            }
+        }
+        true
+    }
+
+    fn record(&mut self, _round: Round, outcome: &ws_handshake::Outcome) -> &'static str {
+        let m = &self.recorder.metrics;
+        let name = &self.forward.name;
+        match outcome {
+            Ok(handshake) => {
+                m.ws_handshake_seconds
+                    .get_or_create(&ForwardLabels { forward: name.clone() })
+                    .observe(handshake.elapsed.as_secs_f64());
+            }
+            Err(failure) => {
+                let labels = ForwardReasonLabels { forward: name.clone(), reason: failure.label() };
+                m.ws_handshake_failures.get_or_create(&labels).inc();
+            }
+        }
+        self.recorder.with_forward(name, |state| {
+            state.last_ws_handshake = Some(match outcome {
+                Ok(handshake) => format!(
+                    "challenge in {}, connect {}",
+                    crate::record::timeline::human_duration(handshake.elapsed.as_secs_f64()),
+                    handshake.connect.label()
+                ),
+                Err(failure) => failure.to_string(),
+            });
+        });
+        outcome.as_ref().err().map_or("ok", Label::label)
+    }
+
+    fn annotate(&self, outcome: &ws_handshake::Outcome, span: &tracing::Span) {
+        if let Ok(handshake) = outcome {
+            span.record("first_byte_us", handshake.elapsed.as_micros() as u64);
+        }
+    }
+
+    fn state(&self, outcome: &ws_handshake::Outcome) -> Option<&'static str> {
+        outcome.as_ref().err().map(Label::label)
+    }
+
+    fn log_change(&self, outcome: &ws_handshake::Outcome) {
+        let forward = self.forward.name.as_str();
+        match outcome {
+            Ok(handshake) if handshake.connect == Connect::Refused => tracing::warn!(
+                forward,
+                "WebSocket handshakes reach the gateway's challenge, but it refuses this machine's token for connect"
+            ),
+            Ok(handshake) => {
+                tracing::info!(forward, elapsed = ?handshake.elapsed, connect = handshake.connect.label(), "WebSocket handshakes reach the gateway's challenge")
+            }
+            Err(failure) => {
+                tracing::warn!(forward, reason = failure.label(), error = %failure, "WebSocket handshake probe failing")
+            }
+        }
+    }
+}
