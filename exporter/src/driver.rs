@@ -50,8 +50,13 @@ pub trait Recording: Send + 'static {
     fn subject(&self) -> (&'static str, &str);
     /// How often the probe runs.
     fn interval(&self) -> Duration;
-    /// How long one run may take (at most the interval, so rounds never overlap).
+    /// How long one run may take, as configured ([`Recording::round_timeout`] caps it).
     fn timeout(&self) -> Duration;
+    /// How long one run may take: the timeout, at most the interval, so rounds never overlap. The one place
+    /// the cap is written.
+    fn round_timeout(&self) -> Duration {
+        self.timeout().min(self.interval())
+    }
     /// Before each round, before its permit: prepare the probe; false skips the round. The auth probe
     /// reads the token sources here and skips while there is no token to send.
     fn before_round(&mut self, _probe: &mut Self::Probe) -> impl std::future::Future<Output = bool> + Send {
@@ -69,7 +74,7 @@ pub trait Recording: Send + 'static {
 
 /// Run `probe` on `recording`'s schedule until the generation stops.
 pub async fn drive<R: Recording>(mut probe: R::Probe, mut recording: R, ctx: TaskContext) {
-    let (interval, timeout) = (recording.interval(), recording.timeout());
+    let (interval, timeout) = (recording.interval(), recording.round_timeout());
     let mut ticker = Ticker::jittered(interval);
     let mut last_state: Option<R::State> = None;
     while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
@@ -151,5 +156,108 @@ impl Ticker {
                 Some(scheduled)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::sample;
+    use crate::record::Format;
+    use std::sync::Mutex;
+
+    /// What the fake probe answers.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Answer {
+        Done,
+        Cut,
+    }
+
+    impl From<probes::CutOff> for Answer {
+        fn from(_: probes::CutOff) -> Self {
+            Answer::Cut
+        }
+    }
+
+    /// A probe that takes a scripted time per round and remembers the timeout it was given.
+    struct Scripted {
+        delays: Vec<Duration>,
+        timeouts: Arc<Mutex<Vec<Duration>>>,
+    }
+
+    impl Probe for Scripted {
+        const KIND: &'static str = "scripted";
+        type Outcome = Answer;
+
+        async fn probe(&mut self, timeout: Duration) -> Answer {
+            self.timeouts.lock().unwrap().push(timeout);
+            let delay = if self.delays.is_empty() { Duration::ZERO } else { self.delays.remove(0) };
+            tokio::time::sleep(delay).await;
+            Answer::Done
+        }
+    }
+
+    /// A recording that keeps what it was handed and stops the generation after `rounds` rounds.
+    struct Kept {
+        outcomes: Arc<Mutex<Vec<Answer>>>,
+        changes: Arc<Mutex<Vec<Answer>>>,
+        rounds: usize,
+        cancel: CancellationToken,
+    }
+
+    impl Recording for Kept {
+        type Probe = Scripted;
+        type State = Answer;
+
+        fn subject(&self) -> (&'static str, &str) {
+            ("forward", "t")
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(1)
+        }
+        fn timeout(&self) -> Duration {
+            // Configured longer than the interval: the driver caps it.
+            Duration::from_secs(5)
+        }
+        fn record(&mut self, _round: Round, outcome: &Answer) -> &'static str {
+            let mut outcomes = self.outcomes.lock().unwrap();
+            outcomes.push(outcome.clone());
+            if outcomes.len() == self.rounds {
+                self.cancel.cancel();
+            }
+            "ok"
+        }
+        fn state(&self, outcome: &Answer) -> Answer {
+            outcome.clone()
+        }
+        fn log_change(&self, outcome: &Answer) {
+            self.changes.lock().unwrap().push(outcome.clone());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_past_its_capped_timeout_is_cut_off_lag_is_recorded_and_a_change_is_said_once() {
+        let recorder = Arc::new(Recorder::new());
+        let cancel = CancellationToken::new();
+        let ctx =
+            TaskContext { recorder: recorder.clone(), permits: Arc::new(Semaphore::new(1)), cancel: cancel.clone() };
+        let timeouts = Arc::default();
+        let second = Duration::from_secs(1);
+        // Round 3 hangs for 30 s: the hard timeout (the capped 1 s + the margin) ends it.
+        let probe =
+            Scripted { delays: vec![Duration::ZERO, Duration::ZERO, second * 30], timeouts: Arc::clone(&timeouts) };
+        let (outcomes, changes) = (Arc::default(), Arc::default());
+        let recording =
+            Kept { outcomes: Arc::clone(&outcomes), changes: Arc::clone(&changes), rounds: 5, cancel: cancel.clone() };
+        drive(probe, recording, ctx).await;
+
+        let outcomes = outcomes.lock().unwrap().clone();
+        assert_eq!(outcomes, [Answer::Done, Answer::Done, Answer::Cut, Answer::Done, Answer::Done]);
+        assert!(timeouts.lock().unwrap().iter().all(|t| *t == second), "the probe got the interval as timeout");
+        // Said once per change: the first state, the cut-off, the recovery.
+        assert_eq!(changes.lock().unwrap().clone(), [Answer::Done, Answer::Cut, Answer::Done]);
+        let text = recorder.encode(Format::Prometheus, SystemTime::now());
+        let lag = sample(&text, "openclaw_exporter_probe_lag_seconds_count{probe=\"scripted\"}");
+        assert_eq!(lag, Some(5.0), "one lag sample per round");
     }
 }

@@ -100,7 +100,7 @@ impl Recording for AuthProbeRecording {
     }
 
     fn timeout(&self) -> Duration {
-        self.forward.timeout.min(self.settings.interval)
+        self.forward.timeout
     }
 
     async fn before_round(&mut self, probe: &mut auth_probe::Target) -> bool {
@@ -133,7 +133,7 @@ impl Recording for AuthProbeRecording {
             return false;
         }
         // The token goes only to our own user's ssh: a listener of another program or user gets nothing.
-        if let ssh_session::Trust::NotOurs(why) = self.gate.check(self.timeout()).await {
+        if let ssh_session::Trust::NotOurs(why) = self.gate.check(self.round_timeout()).await {
             let labels = ForwardProbeLabels { forward: self.forward.name.clone(), probe: "auth" };
             self.recorder.metrics.credential_withheld.get_or_create(&labels).inc();
             self.note(format!("token withheld: {why}"), true);

@@ -52,7 +52,7 @@ impl Recording for FirstByte {
     }
 
     fn timeout(&self) -> Duration {
-        self.forward.timeout.min(self.forward.first_byte_interval)
+        self.forward.timeout
     }
 
     fn record(&mut self, round: Round, outcome: &first_byte::Outcome) -> &'static str {

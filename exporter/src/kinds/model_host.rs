@@ -35,7 +35,7 @@ impl Recording for ModelHostRecording {
     }
 
     fn timeout(&self) -> Duration {
-        self.host.timeout.min(self.host.interval)
+        self.host.timeout
     }
 
     fn record(&mut self, _round: Round, outcome: &model_host::Outcome) -> &'static str {

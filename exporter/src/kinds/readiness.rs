@@ -123,7 +123,7 @@ impl Recording for ReadinessRecording {
     }
 
     fn timeout(&self) -> Duration {
-        self.forward.timeout.min(self.forward.readiness_interval)
+        self.forward.timeout
     }
 
     fn record(&mut self, round: Round, outcome: &readiness::Outcome) -> &'static str {

@@ -89,7 +89,7 @@ impl Recording for Tunnel {
     }
 
     fn timeout(&self) -> Duration {
-        self.forward.timeout.min(self.forward.syn_interval)
+        self.forward.timeout
     }
 
     fn record(&mut self, round: Round, TunnelOutcome { syn, session }: &TunnelOutcome) -> &'static str {

@@ -69,7 +69,7 @@ impl Recording for WsHandshakeRecording {
     }
 
     fn timeout(&self) -> Duration {
-        self.forward.timeout.min(self.interval_or_off())
+        self.forward.timeout
     }
 
     async fn before_round(&mut self, probe: &mut ws_handshake::Target) -> bool {
@@ -79,7 +79,7 @@ impl Recording for WsHandshakeRecording {
             // The token goes only to our own user's ssh; otherwise the handshake runs without it (it stops
             // at the challenge, which proves the path as far as it can without a credential).
             if !probe.token.expose().is_empty() {
-                if let probes::ssh_session::Trust::NotOurs(why) = self.gate.check(self.timeout()).await {
+                if let probes::ssh_session::Trust::NotOurs(why) = self.gate.check(self.round_timeout()).await {
                     probe.token = Secret::new(Vec::new());
                     let labels = crate::record::families::ForwardProbeLabels {
                         forward: self.forward.name.clone(),
