@@ -93,7 +93,7 @@ impl ForwardState {
 }
 
 /// Label values the status report reads metrics with; set from each applied config.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct StatusIndex {
     pub(crate) revisions: Vec<String>,
     pub(crate) current_revision: Option<String>,

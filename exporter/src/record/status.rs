@@ -174,18 +174,48 @@ fn count(family: &Family<ForwardLabels, Counter>, forward: &str) -> u64 {
     family.get(&ForwardLabels { forward: forward.to_owned() }).map_or(0, |c| c.get())
 }
 
+/// What the report needs of one forward's state, copied under the forwards' lock.
+struct ForwardSnapshot {
+    name: String,
+    session: Option<probes::ssh_session::Outcome>,
+    last_syn_ok: Option<bool>,
+    last_first_byte: Option<String>,
+    last_ws_handshake: Option<String>,
+    gateway: Option<super::readiness::GatewayState>,
+    first_byte_us: hdrhistogram::Histogram<u32>,
+    buckets: Vec<crate::uptime::Bucket>,
+    uptime_ratio_last_bucket: Option<f64>,
+}
+
 impl Recorder {
-    /// The status report at `now`.
+    /// The status report at `now`. The recorder's locks, which every probe round takes, are held only to copy
+    /// the few values the report needs (the index's label values; per forward its last outcomes, its
+    /// first-byte histogram and its buckets); quantiles, metric reads and the report are built after.
     pub fn status(&self, now: SystemTime) -> StatusReport {
         let m = &self.metrics;
-        let index = self.index();
-        let forwards = self.forwards();
-        let mut names: Vec<&String> = forwards.keys().collect();
-        names.sort();
-        let forwards = names
+        let index = self.index().clone();
+        let mut snapshots: Vec<ForwardSnapshot> = {
+            let forwards = self.forwards();
+            forwards
+                .iter()
+                .map(|(name, state)| ForwardSnapshot {
+                    name: name.clone(),
+                    session: state.session.clone(),
+                    last_syn_ok: state.last_syn_ok,
+                    last_first_byte: state.last_first_byte.clone(),
+                    last_ws_handshake: state.last_ws_handshake.clone(),
+                    gateway: state.gateway.clone(),
+                    first_byte_us: state.first_byte_us.clone(),
+                    buckets: state.ledger.buckets().cloned().collect(),
+                    uptime_ratio_last_bucket: state.ledger.last_completed_ratio(unix_seconds(now)),
+                })
+                .collect()
+        };
+        snapshots.sort_by(|a, b| a.name.cmp(&b.name));
+        let forwards = snapshots
             .into_iter()
-            .map(|name| {
-                let state = &forwards[name];
+            .map(|state| {
+                let name = &state.name;
                 let labels = ForwardLabels { forward: name.clone() };
                 let quantile = |q: f64| {
                     (!state.first_byte_us.is_empty()).then(|| state.first_byte_us.value_at_quantile(q) as f64 / 1e6)
@@ -235,13 +265,12 @@ impl Recorder {
                         max: quantile(1.0),
                     },
                     unobserved_seconds: m.unobserved_seconds.get(&labels).map_or(0.0, |c| c.get()),
-                    uptime_ratio_last_bucket: state.ledger.last_completed_ratio(unix_seconds(now)),
+                    uptime_ratio_last_bucket: state.uptime_ratio_last_bucket,
                     // The open bucket's quantiles so far, so /api/status carries them for every bucket.
                     buckets: state
-                        .ledger
-                        .buckets()
-                        .map(|bucket| {
-                            let mut bucket = bucket.clone();
+                        .buckets
+                        .into_iter()
+                        .map(|mut bucket| {
                             if let Some((p50, p99)) = bucket.first_byte_quantiles() {
                                 bucket.first_byte_p50 = Some(p50);
                                 bucket.first_byte_p99 = Some(p99);

@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::server::TlsStream;
@@ -239,8 +239,27 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     }
 }
 
-async fn status(State(state): State<AppState>) -> Json<crate::record::status::StatusReport> {
-    Json(state.recorder.status(SystemTime::now()))
+async fn status(State(state): State<AppState>) -> Response {
+    match build_status(&state, |report| serde_json::to_string(&report).unwrap_or_default()).await {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// Build the status report and turn it into a body on the blocking pool, behind the same permit as
+/// `/metrics`: a flood of `/api/status` or `/` neither holds the web thread nor the recorder's locks for
+/// longer than it takes to copy what the report needs.
+async fn build_status(
+    state: &AppState,
+    body: impl FnOnce(crate::record::status::StatusReport) -> String + Send + 'static,
+) -> Result<String, Response> {
+    let Ok(_permit) = state.render.acquire().await else {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response());
+    };
+    let recorder = state.recorder.clone();
+    tokio::task::spawn_blocking(move || body(recorder.status(SystemTime::now())))
+        .await
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "status failed\n").into_response())
 }
 
 async fn reload(State(state): State<AppState>) -> Response {
@@ -259,9 +278,12 @@ async fn reload(State(state): State<AppState>) -> Response {
 async fn index(
     State(state): State<AppState>,
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> Html<String> {
+) -> Response {
     let refresh = query.get("refresh").and_then(|n| n.parse::<u32>().ok());
-    Html(status_page::render(&state.recorder.status(SystemTime::now()), refresh))
+    match build_status(&state, move |report| status_page::render(&report, refresh)).await {
+        Ok(page) => Html(page).into_response(),
+        Err(response) => response,
+    }
 }
 
 #[cfg(test)]
