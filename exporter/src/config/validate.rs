@@ -90,46 +90,93 @@ const PROBE_MAX: Duration = Duration::from_secs(3600);
 
 pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -> Config {
     let mut c = Checker { origins, problems };
-    let listen = c.loopback_addr("web.listen", &raw.web.listen, raw.web.allow_non_loopback, "web.allow_non_loopback");
-    let security =
-        (!raw.web.config_file.is_empty()).then(|| match WebSecurity::load(Path::new(&raw.web.config_file)) {
-            Ok(security) => Some(Arc::new(security)),
-            Err(web_problems) => {
-                c.problem("web.config_file", &raw.web.config_file, &web_problems.join("; "));
-                None
-            }
-        });
+    let web = validate_web(&raw.web, &mut c);
+    let scheduler = validate_scheduler(&raw.scheduler, &mut c);
+    // The gateway Mac has no forward of its own: `forward = []` with a [[gateway]] (or a [[model_host]]).
+    if raw.forward.is_empty() && raw.gateway.is_empty() && raw.model_host.is_empty() {
+        c.problem("forward", &"[]", "at least one [[forward]] is required (or a [[gateway]] or [[model_host]])");
+    }
+    let (mut forwards, ws_handshake_set) = validate_forwards(raw.forward, &mut c);
+    let names: HashSet<String> = forwards.iter().map(|f| f.name.clone()).collect();
+    let auth = validate_auth(raw.auth, &mut c);
+    let auth_taps = validate_auth_taps(raw.auth_tap, &names, &mut c);
+    let auth_probe = validate_auth_probe(raw.auth_probe, &mut forwards, &ws_handshake_set, &mut c);
+    let model_hosts = validate_model_hosts(raw.model_host, &mut c);
+    let objectives = validate_objectives(&raw.objectives, &mut c);
+    let gateways = validate_gateways(raw.gateway, &mut c);
+    let otlp = raw.otlp.map(|otlp| validate_otlp(otlp, &mut c));
+    let state_file = validate_state(raw.state, &mut c);
+    let remote_write = raw.remote_write.map(|rw| validate_remote_write(rw, state_file.as_deref(), &mut c));
+    Config {
+        remote_write,
+        state_file,
+        otlp,
+        gateways,
+        web,
+        scheduler,
+        forwards,
+        auth,
+        auth_taps,
+        auth_probe,
+        model_hosts,
+        objectives,
+    }
+}
+
+/// `[web]`: a loopback listener unless widened on purpose, the web config file, the connection limits.
+fn validate_web(raw: &RawWeb, c: &mut Checker<'_>) -> Web {
+    let listen = c.loopback_addr("web.listen", &raw.listen, raw.allow_non_loopback, "web.allow_non_loopback");
+    let security = (!raw.config_file.is_empty()).then(|| match WebSecurity::load(Path::new(&raw.config_file)) {
+        Ok(security) => Some(Arc::new(security)),
+        Err(web_problems) => {
+            c.problem("web.config_file", &raw.config_file, &web_problems.join("; "));
+            None
+        }
+    });
     let limits = WebLimits {
-        max_connections: raw.web.max_connections,
+        max_connections: raw.max_connections,
         header_read_timeout: c.duration(
             "web.header_read_timeout",
-            &raw.web.header_read_timeout,
+            &raw.header_read_timeout,
             Duration::from_millis(100),
             Duration::from_secs(600),
         ),
         idle_timeout: c.duration(
             "web.idle_timeout",
-            &raw.web.idle_timeout,
+            &raw.idle_timeout,
             Duration::from_millis(100),
             Duration::from_secs(86_400),
         ),
     };
-    if raw.web.max_connections == 0 {
+    if raw.max_connections == 0 {
         c.problem("web.max_connections", &0, "must be at least 1");
     }
-    if raw.scheduler.max_concurrent_probes == 0 {
+    Web {
+        listen,
+        security: security.flatten(),
+        policy: WebPolicy {
+            enable_lifecycle: raw.enable_lifecycle,
+            allowed_hosts: raw.allowed_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+        },
+        limits,
+    }
+}
+
+/// `[scheduler]`.
+fn validate_scheduler(raw: &RawScheduler, c: &mut Checker<'_>) -> Scheduler {
+    if raw.max_concurrent_probes == 0 {
         c.problem("scheduler.max_concurrent_probes", &0, "must be at least 1");
     }
-    let owner_lookup = owner_lookup(&mut c, &raw.scheduler.owner_lookup);
+    Scheduler { max_concurrent_probes: raw.max_concurrent_probes, owner_lookup: owner_lookup(c, &raw.owner_lookup) }
+}
 
-    // The gateway Mac has no forward of its own: `forward = []` with a [[gateway]] (or a [[model_host]]).
-    if raw.forward.is_empty() && raw.gateway.is_empty() && raw.model_host.is_empty() {
-        c.problem("forward", &"[]", "at least one [[forward]] is required (or a [[gateway]] or [[model_host]])");
-    }
+/// `[[forward]]`: the forwards, and for each whether `ws_handshake_interval` was set (its default depends on
+/// `[auth_probe]`).
+fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (Vec<Forward>, Vec<bool>) {
     let mut names = HashSet::new();
     let mut forwards = Vec::new();
     let mut ws_handshake_set = Vec::new();
-    for (index, forward) in raw.forward.into_iter().enumerate() {
+    for (index, forward) in raw.into_iter().enumerate() {
         let key = |field: &str| format!("forward[{index}].{field}");
         c.label(&key("name"), &forward.name, &mut names, "forward");
         let local = c.addr(&key("local"), &forward.local);
@@ -172,11 +219,14 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
             name: forward.name,
         });
     }
+    (forwards, ws_handshake_set)
+}
 
-    let auth = validate_auth(raw.auth, &mut c);
+/// `[[auth_tap]]`: each names a configured forward and listens where no other tap does.
+fn validate_auth_taps(raw: Vec<RawAuthTap>, names: &HashSet<String>, c: &mut Checker<'_>) -> Vec<AuthTap> {
     let mut taps = Vec::new();
     let mut tap_listens = HashSet::new();
-    for (index, tap) in raw.auth_tap.into_iter().enumerate() {
+    for (index, tap) in raw.into_iter().enumerate() {
         let key = |field: &str| format!("auth_tap[{index}].{field}");
         if !names.contains(&tap.forward) {
             c.problem(&key("forward"), &tap.forward, "names no configured [[forward]]");
@@ -194,39 +244,47 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
         }
         taps.push(AuthTap { forward: tap.forward, listen, upstream, max_connections: tap.max_connections });
     }
+    taps
+}
 
-    let probed = match (raw.auth_probe.enabled, raw.auth_probe.forwards) {
+/// `[auth_probe]`: the forwards it covers (all by default), and the WebSocket handshake's default interval of
+/// each forward that did not set one (shorter when the probe may send the token).
+fn validate_auth_probe(
+    raw: RawAuthProbe,
+    forwards: &mut [Forward],
+    ws_handshake_set: &[bool],
+    c: &mut Checker<'_>,
+) -> AuthProbe {
+    let probed = match (raw.enabled, raw.forwards) {
         (false, _) => Vec::new(),
         (true, Some(listed)) => listed,
         (true, None) => forwards.iter().map(|f| f.name.clone()).collect(),
     };
     for (index, forward) in probed.iter().enumerate() {
-        if !names.contains(forward) {
+        if !forwards.iter().any(|f| f.name == *forward) {
             c.problem(&format!("auth_probe.forwards[{index}]"), forward, "names no configured [[forward]]");
         }
     }
     for (forward, set) in forwards.iter_mut().zip(ws_handshake_set) {
-        if !set {
+        if !*set {
             let default =
                 if probed.contains(&forward.name) { WS_HANDSHAKE_WITH_TOKEN } else { WS_HANDSHAKE_WITHOUT_TOKEN };
             forward.ws_handshake_interval = humantime::parse_duration(default).ok();
         }
     }
-    let auth_probe = AuthProbe {
-        interval: c.duration(
-            "auth_probe.interval",
-            &raw.auth_probe.interval,
-            Duration::from_secs(1),
-            Duration::from_secs(86400),
-        ),
+    AuthProbe {
+        interval: c.duration("auth_probe.interval", &raw.interval, Duration::from_secs(1), Duration::from_secs(86400)),
         forwards: probed,
-        token_file: raw.auth_probe.token_file.map(PathBuf::from),
-        openclaw_config: raw.auth_probe.openclaw_config.map(PathBuf::from),
-    };
+        token_file: raw.token_file.map(PathBuf::from),
+        openclaw_config: raw.openclaw_config.map(PathBuf::from),
+    }
+}
 
+/// `[[model_host]]`: unique names, http(s) URLs with a host, CA files that exist.
+fn validate_model_hosts(raw: Vec<RawModelHost>, c: &mut Checker<'_>) -> Vec<ModelHost> {
     let mut model_names = HashSet::new();
     let mut model_hosts = Vec::new();
-    for (index, host) in raw.model_host.into_iter().enumerate() {
+    for (index, host) in raw.into_iter().enumerate() {
         let key = |field: &str| format!("model_host[{index}].{field}");
         c.label(&key("name"), &host.name, &mut model_names, "model_host");
         let url = match url::Url::parse(&host.url) {
@@ -253,32 +311,31 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
             name: host.name,
         });
     }
+    model_hosts
+}
 
-    let objectives = Objectives {
+/// `[objectives]`: ratios within (0, 1), durations within their ranges.
+fn validate_objectives(raw: &RawObjectives, c: &mut Checker<'_>) -> Objectives {
+    Objectives {
         tunnel_uptime_ratio: {
-            let ratio = raw.objectives.tunnel_uptime_ratio;
+            let ratio = raw.tunnel_uptime_ratio;
             if !(0.0..=1.0).contains(&ratio) {
                 c.problem("objectives.tunnel_uptime_ratio", &ratio, "must be between 0 and 1");
             }
             ratio
         },
-        first_byte: c.duration(
-            "objectives.first_byte",
-            &raw.objectives.first_byte,
-            Duration::from_micros(1),
-            PROBE_MAX,
-        ),
+        first_byte: c.duration("objectives.first_byte", &raw.first_byte, Duration::from_micros(1), PROBE_MAX),
         model_host_first_byte: c.duration(
             "objectives.model_host_first_byte",
-            &raw.objectives.model_host_first_byte,
+            &raw.model_host_first_byte,
             Duration::from_micros(1),
             PROBE_MAX,
         ),
-        gateway_restarts_per_hour: raw.objectives.gateway_restarts_per_hour,
-        tunnel_stalls_per_hour: raw.objectives.tunnel_stalls_per_hour,
-        ssh_restarts_per_hour: raw.objectives.ssh_restarts_per_hour,
+        gateway_restarts_per_hour: raw.gateway_restarts_per_hour,
+        tunnel_stalls_per_hour: raw.tunnel_stalls_per_hour,
+        ssh_restarts_per_hour: raw.ssh_restarts_per_hour,
         first_byte_ratio: {
-            let ratio = raw.objectives.first_byte_ratio;
+            let ratio = raw.first_byte_ratio;
             if !(ratio > 0.0 && ratio < 1.0) {
                 c.problem("objectives.first_byte_ratio", &ratio, "must be between 0 and 1 (exclusive), e.g. 0.99");
             }
@@ -286,21 +343,24 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
         },
         window: c.duration(
             "objectives.window",
-            &raw.objectives.window,
+            &raw.window,
             Duration::from_secs(86400),
             Duration::from_secs(366 * 86400),
         ),
         gateway_event_loop_delay: c.duration(
             "objectives.gateway_event_loop_delay",
-            &raw.objectives.gateway_event_loop_delay,
+            &raw.gateway_event_loop_delay,
             Duration::from_micros(1),
             PROBE_MAX,
         ),
-    };
+    }
+}
 
+/// `[[gateway]]` (the gateway Mac's bind check): unique names, a real port.
+fn validate_gateways(raw: Vec<RawGateway>, c: &mut Checker<'_>) -> Vec<Gateway> {
     let mut gateway_names = HashSet::new();
     let mut gateways = Vec::new();
-    for (index, gateway) in raw.gateway.into_iter().enumerate() {
+    for (index, gateway) in raw.into_iter().enumerate() {
         let key = |field: &str| format!("gateway[{index}].{field}");
         c.label(&key("name"), &gateway.name, &mut gateway_names, "gateway");
         if gateway.port == 0 {
@@ -312,45 +372,27 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
             name: gateway.name,
         });
     }
+    gateways
+}
 
-    let otlp = raw.otlp.map(|otlp| {
-        match url::Url::parse(&otlp.endpoint) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => c.problem("otlp.endpoint", &otlp.endpoint, "must be an http:// or https:// URL (OTLP over HTTP)"),
-        }
-        Otlp { endpoint: otlp.endpoint, service_name: otlp.service_name }
-    });
+/// `[otlp]`: an http(s) endpoint (OTLP over HTTP).
+fn validate_otlp(otlp: RawOtlp, c: &mut Checker<'_>) -> Otlp {
+    match url::Url::parse(&otlp.endpoint) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+        _ => c.problem("otlp.endpoint", &otlp.endpoint, "must be an http:// or https:// URL (OTLP over HTTP)"),
+    }
+    Otlp { endpoint: otlp.endpoint, service_name: otlp.service_name }
+}
 
-    let state_file = raw.state.file.map(PathBuf::from);
+/// `[state]`: a file, not a directory.
+fn validate_state(raw: RawState, c: &mut Checker<'_>) -> Option<PathBuf> {
+    let state_file = raw.file.map(PathBuf::from);
     if let Some(file) = &state_file {
         if file.is_dir() {
             c.problem("state.file", &file.display(), "is a directory; name a file");
         }
     }
-    let remote_write = raw.remote_write.map(|rw| validate_remote_write(rw, state_file.as_deref(), &mut c));
-
-    Config {
-        remote_write,
-        state_file,
-        otlp,
-        gateways,
-        web: Web {
-            listen,
-            security: security.flatten(),
-            policy: WebPolicy {
-                enable_lifecycle: raw.web.enable_lifecycle,
-                allowed_hosts: raw.web.allowed_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
-            },
-            limits,
-        },
-        scheduler: Scheduler { max_concurrent_probes: raw.scheduler.max_concurrent_probes, owner_lookup },
-        forwards,
-        auth,
-        auth_taps: taps,
-        auth_probe,
-        model_hosts,
-        objectives,
-    }
+    state_file
 }
 
 /// `[remote_write]`: every file named must exist; names and headers must be valid on the wire.
@@ -584,4 +626,158 @@ pub(super) fn bracket_indices(path: &str) -> String {
 /// Label values must stay short and printable whatever the config says.
 fn is_label_safe(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// Each section's errors, through `Config::load` on a file: every problem names the file, the key and the
+/// value, and the load fails (the binary exits non-zero on it).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The problems of loading `toml` from a file, and the file's path.
+    fn problems(toml: &str) -> (Vec<String>, String) {
+        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(file.path(), toml).unwrap();
+        let problems = Config::load(Some(file.path())).expect_err("a bad config must not load").problems;
+        (problems, file.path().display().to_string())
+    }
+
+    /// `toml` fails to load with a problem naming the file, each of `keys` and its value, and nothing else.
+    fn assert_named(toml: &str, keys: &[(&str, &str)]) {
+        let (problems, path) = problems(toml);
+        for (key, value) in keys {
+            let named = format!("{path}: key `{key}` = \"{value}\": ");
+            assert!(problems.iter().any(|p| p.starts_with(&named)), "no problem {named:?} in {problems:#?}");
+        }
+        assert_eq!(problems.len(), keys.len(), "{problems:#?}");
+    }
+
+    const FORWARD: &str = "[[forward]]\nname = \"a\"\nlocal = \"127.0.0.1:18789\"\n";
+
+    #[test]
+    fn web_errors_name_the_key_and_value() {
+        assert_named(
+            &format!(
+                "[web]\nlisten = \"0.0.0.0:9\"\nheader_read_timeout = \"1ms\"\nidle_timeout = \"soon\"\n\
+                 max_connections = 0\n{FORWARD}"
+            ),
+            &[
+                ("web.listen", "0.0.0.0:9"),
+                ("web.header_read_timeout", "1ms"),
+                ("web.idle_timeout", "soon"),
+                ("web.max_connections", "0"),
+            ],
+        );
+    }
+
+    #[test]
+    fn scheduler_errors_name_the_key_and_value() {
+        assert_named(
+            &format!("[scheduler]\nmax_concurrent_probes = 0\nowner_lookup = \"magic\"\n{FORWARD}"),
+            &[("scheduler.max_concurrent_probes", "0"), ("scheduler.owner_lookup", "magic")],
+        );
+    }
+
+    #[test]
+    fn forward_errors_name_the_key_and_value() {
+        assert_named(
+            "[[forward]]\nname = \"a b\"\nlocal = \"127.0.0.1:0\"\nhealth_path = \"healthz\"\nsyn_interval = \"1h1s\"\n\
+             remote = \"mac:0\"\n[[forward]]\nname = \"c\"\nlocal = \"nowhere\"\n[[forward]]\nname = \"c\"\n\
+             local = \"127.0.0.1:1\"\n",
+            &[
+                ("forward[0].name", "a b"),
+                ("forward[0].local", "127.0.0.1:0"),
+                ("forward[0].health_path", "healthz"),
+                ("forward[0].syn_interval", "1h1s"),
+                ("forward[0].remote", "mac:0"),
+                ("forward[1].local", "nowhere"),
+                ("forward[2].name", "c"),
+            ],
+        );
+        let (problems, _) = problems("forward = []\n");
+        assert!(problems[0].contains("key `forward` = \"[]\""), "{problems:?}");
+    }
+
+    #[test]
+    fn auth_tap_and_auth_probe_errors_name_the_key_and_value() {
+        assert_named(
+            &format!(
+                "{FORWARD}[[auth_tap]]\nforward = \"zz\"\nlisten = \"127.0.0.1:7\"\nupstream = \"127.0.0.1:7\"\n\
+                 max_connections = 0\n[[auth_tap]]\nforward = \"a\"\nlisten = \"127.0.0.1:7\"\nupstream = \"127.0.0.1:8\"\n\
+                 [auth_probe]\nenabled = true\nforwards = [\"a\", \"nope\"]\ninterval = \"100ms\"\n"
+            ),
+            &[
+                ("auth_tap[0].forward", "zz"),
+                ("auth_tap[0].upstream", "127.0.0.1:7"),
+                ("auth_tap[0].max_connections", "0"),
+                ("auth_tap[1].listen", "127.0.0.1:7"),
+                ("auth_probe.forwards[1]", "nope"),
+                ("auth_probe.interval", "100ms"),
+            ],
+        );
+    }
+
+    #[test]
+    fn model_host_gateway_and_objective_errors_name_the_key_and_value() {
+        assert_named(
+            &format!(
+                "{FORWARD}[[model_host]]\nname = \"m\"\nurl = \"ftp://x\"\nca_file = \"/nonexistent/ca.pem\"\n\
+                 [[gateway]]\nname = \"g\"\nport = 0\n[objectives]\ntunnel_uptime_ratio = 1.5\nfirst_byte_ratio = 1.0\n\
+                 window = \"1h\"\n"
+            ),
+            &[
+                ("model_host[0].url", "ftp://x"),
+                ("model_host[0].ca_file", "/nonexistent/ca.pem"),
+                ("gateway[0].port", "0"),
+                ("objectives.tunnel_uptime_ratio", "1.5"),
+                ("objectives.first_byte_ratio", "1"),
+                ("objectives.window", "1h"),
+            ],
+        );
+    }
+
+    #[test]
+    fn otlp_and_state_errors_name_the_key_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().display().to_string();
+        assert_named(
+            &format!("{FORWARD}[otlp]\nendpoint = \"grpc://collector\"\n[state]\nfile = \"{state}\"\n"),
+            &[("otlp.endpoint", "grpc://collector"), ("state.file", &state)],
+        );
+    }
+
+    #[test]
+    fn auth_errors_name_the_key_and_value_and_never_a_secret() {
+        assert_named(
+            &format!(
+                "{FORWARD}[auth]\ncurrent = \"r9\"\nrotated_at = \"yesterday\"\n[[auth.revision]]\nname = \"r1\"\n\
+                 hash = \"not-a-hash-but-maybe-a-token\"\n[[auth.revision]]\nname = \"r2\"\n"
+            ),
+            &[
+                ("auth.current", "r9"),
+                ("auth.rotated_at", "yesterday"),
+                ("auth.revision[0].hash", "<redacted>"),
+                ("auth.revision[1].hash", "<missing>"),
+            ],
+        );
+        let (problems, _) =
+            problems(&format!("{FORWARD}[[auth.revision]]\nname = \"r1\"\nhash = \"not-a-hash-but-maybe-a-token\"\n"));
+        assert!(!problems.join("\n").contains("maybe-a-token"), "{problems:?}");
+    }
+
+    #[test]
+    fn remote_write_errors_name_the_key_and_value() {
+        assert_named(
+            &format!(
+                "{FORWARD}[remote_write]\nurl = \"ftp://x\"\nmax_bytes = \"lots\"\nmin_backoff = \"10s\"\n\
+                 max_backoff = \"5s\"\n[remote_write.external_labels]\n__bad = \"v\"\n"
+            ),
+            &[
+                ("remote_write.url", "ftp://x"),
+                ("remote_write.max_bytes", "lots"),
+                ("remote_write.max_backoff", "5s"),
+                ("remote_write.external_labels.__bad", "__bad"),
+            ],
+        );
+    }
 }
