@@ -52,16 +52,10 @@ pub enum Answer {
 /// What an auth probe returns.
 pub type Outcome = Result<Answer, Failure>;
 
-impl crate::Label for Answer {
-    const LABELS: &'static [&'static str] = &["accepted", "rejected"];
-
-    fn label(&self) -> &'static str {
-        match self {
-            Answer::Accepted(_) => "accepted",
-            Answer::Rejected(_) => "rejected",
-        }
-    }
-}
+crate::labels!(Answer {
+    Answer::Accepted(_) => "accepted",
+    Answer::Rejected(_) => "rejected",
+});
 
 impl crate::Probe for Target {
     const KIND: &'static str = "auth";

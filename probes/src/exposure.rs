@@ -32,11 +32,7 @@ impl Scope {
 
     /// The label value (also through [`crate::Label`]).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Loopback => "loopback",
-            Scope::Private => "private",
-            Scope::Public => "public",
-        }
+        crate::Label::label(&self)
     }
 
     /// The scope of a listening address.
@@ -92,13 +88,11 @@ impl Exposure {
     }
 }
 
-impl crate::Label for Scope {
-    const LABELS: &'static [&'static str] = &["loopback", "private", "public"];
-
-    fn label(&self) -> &'static str {
-        self.as_str()
-    }
-}
+crate::labels!(Scope {
+    Scope::Loopback => "loopback",
+    Scope::Private => "private",
+    Scope::Public => "public",
+});
 
 /// Why the listeners could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -111,16 +105,10 @@ pub enum Failure {
     Timeout,
 }
 
-impl crate::Label for Failure {
-    const LABELS: &'static [&'static str] = &["unreadable", "timeout"];
-
-    fn label(&self) -> &'static str {
-        match self {
-            Failure::Unreadable(_) => "unreadable",
-            Failure::Timeout => "timeout",
-        }
-    }
-}
+crate::labels!(Failure {
+    Failure::Unreadable(_) => "unreadable",
+    Failure::Timeout => "timeout",
+});
 
 /// What an exposure probe returns.
 pub type Outcome = Result<Exposure, Failure>;

@@ -67,21 +67,14 @@ pub enum Failure {
     },
 }
 
-impl crate::Label for Failure {
-    const LABELS: &'static [&'static str] =
-        &["refused", "reset", "empty_reply", "timeout", "bad_status", "local_error"];
-
-    fn label(&self) -> &'static str {
-        match self {
-            Failure::Refused => "refused",
-            Failure::Reset { .. } => "reset",
-            Failure::EmptyReply { .. } => "empty_reply",
-            Failure::Timeout => "timeout",
-            Failure::BadStatus { .. } => "bad_status",
-            Failure::LocalError { .. } => "local_error",
-        }
-    }
-}
+crate::labels!(Failure {
+    Failure::Refused => "refused",
+    Failure::Reset { .. } => "reset",
+    Failure::EmptyReply { .. } => "empty_reply",
+    Failure::Timeout => "timeout",
+    Failure::BadStatus { .. } => "bad_status",
+    Failure::LocalError { .. } => "local_error",
+});
 
 /// A run ended by its caller's hard timeout is a timeout, for every HTTP probe's outcome.
 impl<T> From<crate::CutOff> for Result<T, Failure> {

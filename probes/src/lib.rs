@@ -64,6 +64,32 @@ pub trait Probe: Send + 'static {
 #[derive(Debug, Clone, Copy)]
 pub struct CutOff;
 
+/// Implement [`Label`] for an enum from one list of `pattern => "value"` arms: [`Label::LABELS`] is the
+/// values in order and [`Label::label`] the `match` over the patterns, so the list cannot drift from the
+/// match, and the match being exhaustive means every variant has its value.
+///
+/// ```
+/// enum Door { Open, Shut(u8) }
+/// probes::labels!(Door { Door::Open => "open", Door::Shut(_) => "shut" });
+/// use probes::Label;
+/// assert_eq!(Door::LABELS, ["open", "shut"]);
+/// assert_eq!(Door::Shut(1).label(), "shut");
+/// ```
+#[macro_export]
+macro_rules! labels {
+    ($type:ty { $($pattern:pat => $value:literal),+ $(,)? }) => {
+        impl $crate::Label for $type {
+            const LABELS: &'static [&'static str] = &[$($value),+];
+
+            fn label(&self) -> &'static str {
+                match self {
+                    $($pattern => $value),+
+                }
+            }
+        }
+    };
+}
+
 /// A failure reason, state or scope: a label value from a fixed list.
 pub trait Label {
     /// Every value [`Label::label`] can return, for series created at zero before the first run.

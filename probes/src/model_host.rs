@@ -82,20 +82,14 @@ pub enum Reason {
     BadStatus,
 }
 
-impl crate::Label for Reason {
-    const LABELS: &'static [&'static str] = &["dns", "refused", "timeout", "tls", "reset", "bad_status"];
-
-    fn label(&self) -> &'static str {
-        match self {
-            Reason::Dns => "dns",
-            Reason::Refused => "refused",
-            Reason::Timeout => "timeout",
-            Reason::Tls => "tls",
-            Reason::Reset => "reset",
-            Reason::BadStatus => "bad_status",
-        }
-    }
-}
+crate::labels!(Reason {
+    Reason::Dns => "dns",
+    Reason::Refused => "refused",
+    Reason::Timeout => "timeout",
+    Reason::Tls => "tls",
+    Reason::Reset => "reset",
+    Reason::BadStatus => "bad_status",
+});
 
 /// A failure, with the phases that did complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

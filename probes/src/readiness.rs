@@ -41,17 +41,11 @@ pub enum StartupState {
     Started,
 }
 
-impl crate::Label for StartupState {
-    const LABELS: &'static [&'static str] = &["starting", "draining", "started"];
-
-    fn label(&self) -> &'static str {
-        match self {
-            StartupState::Starting => "starting",
-            StartupState::Draining => "draining",
-            StartupState::Started => "started",
-        }
-    }
-}
+crate::labels!(StartupState {
+    StartupState::Starting => "starting",
+    StartupState::Draining => "draining",
+    StartupState::Started => "started",
+});
 
 /// What `/startupz` said.
 #[derive(Debug, Clone, PartialEq)]

@@ -42,18 +42,12 @@ pub enum Failure {
     LocalError(io::ErrorKind),
 }
 
-impl crate::Label for Failure {
-    const LABELS: &'static [&'static str] = &["refused", "timeout", "error", "local_error"];
-
-    fn label(&self) -> &'static str {
-        match self {
-            Failure::Refused => "refused",
-            Failure::Timeout => "timeout",
-            Failure::Other(_) => "error",
-            Failure::LocalError(_) => "local_error",
-        }
-    }
-}
+crate::labels!(Failure {
+    Failure::Refused => "refused",
+    Failure::Timeout => "timeout",
+    Failure::Other(_) => "error",
+    Failure::LocalError(_) => "local_error",
+});
 
 /// What a SYN probe returns.
 pub type Outcome = Result<Connected, Failure>;

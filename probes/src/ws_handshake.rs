@@ -90,35 +90,22 @@ pub enum Failure {
     },
 }
 
-impl crate::Label for Failure {
-    const LABELS: &'static [&'static str] =
-        &["refused", "reset", "timeout", "upgrade_refused", "no_challenge", "closed", "local_error"];
+crate::labels!(Failure {
+    Failure::Refused => "refused",
+    Failure::Reset { .. } => "reset",
+    Failure::Timeout => "timeout",
+    Failure::UpgradeRefused { .. } => "upgrade_refused",
+    Failure::NoChallenge => "no_challenge",
+    Failure::Closed { .. } => "closed",
+    Failure::LocalError { .. } => "local_error",
+});
 
-    fn label(&self) -> &'static str {
-        match self {
-            Failure::Refused => "refused",
-            Failure::Reset { .. } => "reset",
-            Failure::Timeout => "timeout",
-            Failure::UpgradeRefused { .. } => "upgrade_refused",
-            Failure::NoChallenge => "no_challenge",
-            Failure::Closed { .. } => "closed",
-            Failure::LocalError { .. } => "local_error",
-        }
-    }
-}
-
-impl crate::Label for Connect {
-    const LABELS: &'static [&'static str] = &["not_sent", "accepted", "refused", "unanswered"];
-
-    fn label(&self) -> &'static str {
-        match self {
-            Connect::NotSent => "not_sent",
-            Connect::Accepted => "accepted",
-            Connect::Refused => "refused",
-            Connect::Unanswered => "unanswered",
-        }
-    }
-}
+crate::labels!(Connect {
+    Connect::NotSent => "not_sent",
+    Connect::Accepted => "accepted",
+    Connect::Refused => "refused",
+    Connect::Unanswered => "unanswered",
+});
 
 /// What one handshake probe returns.
 pub type Outcome = Result<Handshake, Failure>;

@@ -264,20 +264,13 @@ pub enum Outcome {
     },
 }
 
-impl crate::Label for Outcome {
-    const LABELS: &'static [&'static str] = &["up", "no_listener", "not_ssh", "unreadable", "unsupported"];
-
-    /// The state exported as a label.
-    fn label(&self) -> &'static str {
-        match self {
-            Outcome::Up(_) => "up",
-            Outcome::NoListener => "no_listener",
-            Outcome::NotSsh(_) => "not_ssh",
-            Outcome::Unreadable { .. } => "unreadable",
-            Outcome::Unsupported { .. } => "unsupported",
-        }
-    }
-}
+crate::labels!(Outcome {
+    Outcome::Up(_) => "up",
+    Outcome::NoListener => "no_listener",
+    Outcome::NotSsh(_) => "not_ssh",
+    Outcome::Unreadable { .. } => "unreadable",
+    Outcome::Unsupported { .. } => "unsupported",
+});
 
 impl Outcome {
     /// The owner, when one was found.
