@@ -15,6 +15,65 @@ use tracing::Instrument;
 use crate::clock;
 use crate::record::Recorder;
 
+/// Declares the probe span's fields once: the struct an adapter fills in [`Recording::annotate`], and the span
+/// built with every one of them, so a field an adapter sets can never be missing from the span (tracing drops
+/// a `record` of an undeclared field silently).
+macro_rules! span_fields {
+    ($($(#[doc = $doc:literal])* $name:ident: $type:ty),+ $(,)?) => {
+        /// The probe span's fields beyond `probe`, the subject and `outcome`: what an adapter may annotate.
+        #[derive(Debug, Default)]
+        pub struct SpanFields {
+            $($(#[doc = $doc])* pub $name: Option<$type>,)+
+        }
+
+        impl SpanFields {
+            fn record_into(&self, span: &tracing::Span) {
+                $(if let Some(value) = &self.$name {
+                    span.record(stringify!($name), value);
+                })+
+            }
+        }
+
+        /// The span of one round of `kind`, at TRACE level (see [`drive`]).
+        fn probe_span(kind: &'static str) -> tracing::Span {
+            tracing::trace_span!(
+                "probe",
+                probe = kind,
+                forward = Empty,
+                model_host = Empty,
+                gateway = Empty,
+                outcome = Empty,
+                $($name = Empty,)+
+            )
+        }
+    };
+}
+
+span_fields! {
+    /// The SYN's result: `ok` or its failure's label.
+    syn: &'static str,
+    /// The ssh session state's label.
+    ssh_session: &'static str,
+    /// TCP connect time, microseconds.
+    connect_us: u64,
+    /// DNS lookup time, microseconds.
+    dns_us: u64,
+    /// TLS handshake time, microseconds.
+    tls_us: u64,
+    /// Request written to first byte, microseconds.
+    first_byte_us: u64,
+    /// The HTTP status.
+    status: u16,
+    /// The token revision sent.
+    token_revision: String,
+    /// Listening sockets on loopback.
+    loopback: u64,
+    /// Listening sockets on private addresses.
+    private: u64,
+    /// Listening sockets on public addresses and wildcards.
+    public: u64,
+}
+
 /// A margin past a probe's own timeout before the hard timeout cuts it off.
 const HARD_TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
 
@@ -64,8 +123,8 @@ pub trait Recording: Send + 'static {
     }
     /// Record one outcome. Returns the outcome's label for the span (`ok`, a reason, a state).
     fn record(&mut self, round: Round, outcome: &<Self::Probe as Probe>::Outcome) -> &'static str;
-    /// Set the span's fields beyond `outcome` (timings, status).
-    fn annotate(&self, _outcome: &<Self::Probe as Probe>::Outcome, _span: &tracing::Span) {}
+    /// Set the span's fields beyond `outcome` (timings, status): only fields [`SpanFields`] declares.
+    fn annotate(&self, _outcome: &<Self::Probe as Probe>::Outcome, _fields: &mut SpanFields) {}
     /// The state a change is judged by.
     fn state(&self, outcome: &<Self::Probe as Probe>::Outcome) -> Self::State;
     /// Say what changed (called once per change of [`Recording::state`]).
@@ -90,26 +149,9 @@ pub async fn drive<R: Recording>(mut probe: R::Probe, mut recording: R, ctx: Tas
         let round = Round { wall: SystemTime::now(), boot: clock::since_boot() };
         // TRACE level: the OTLP layer takes every probe span whatever its level, while the log filter (default
         // info) skips them, so without OTLP a round builds no span at all (the log layer would otherwise
-        // format every span's fields, every round, for nothing). The fields are every kind's, declared once.
-        let span = tracing::trace_span!(
-            "probe",
-            probe = R::Probe::KIND,
-            forward = Empty,
-            model_host = Empty,
-            gateway = Empty,
-            outcome = Empty,
-            syn = Empty,
-            ssh_session = Empty,
-            connect_us = Empty,
-            dns_us = Empty,
-            tls_us = Empty,
-            first_byte_us = Empty,
-            status = Empty,
-            token_revision = Empty,
-            loopback = Empty,
-            private = Empty,
-            public = Empty,
-        );
+        // format every span's fields, every round, for nothing). The fields are every kind's, declared once
+        // (`span_fields!`).
+        let span = probe_span(R::Probe::KIND);
         let (field, name) = recording.subject();
         span.record(field, name);
         let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, probe.probe(timeout))
@@ -118,7 +160,9 @@ pub async fn drive<R: Recording>(mut probe: R::Probe, mut recording: R, ctx: Tas
             .unwrap_or_else(|_| probes::CutOff.into());
         let label = recording.record(round, &outcome);
         span.record("outcome", label);
-        recording.annotate(&outcome, &span);
+        let mut fields = SpanFields::default();
+        recording.annotate(&outcome, &mut fields);
+        fields.record_into(&span);
         drop(span);
         let state = recording.state(&outcome);
         if last_state.as_ref() != Some(&state) {

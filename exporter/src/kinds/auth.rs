@@ -1,7 +1,7 @@
 //! The adapter of the auth probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::auth`]).
 
 use crate::config::{AuthProbe, Forward};
-use crate::driver::{Recording, Round};
+use crate::driver::{Recording, Round, SpanFields};
 use crate::record::families::ForwardProbeLabels;
 use crate::record::Recorder;
 use crate::token_sources;
@@ -156,8 +156,8 @@ impl Recording for AuthProbeRecording {
         self.state(outcome)
     }
 
-    fn annotate(&self, _outcome: &auth_probe::Outcome, span: &tracing::Span) {
-        span.record("token_revision", self.revision.as_str());
+    fn annotate(&self, _outcome: &auth_probe::Outcome, fields: &mut SpanFields) {
+        fields.token_revision = Some(self.revision.clone());
     }
 
     fn state(&self, outcome: &auth_probe::Outcome) -> &'static str {

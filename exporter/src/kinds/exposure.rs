@@ -1,7 +1,7 @@
 //! The adapter of the exposure probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::exposure`]).
 
 use crate::config::Gateway;
-use crate::driver::{Recording, Round};
+use crate::driver::{Recording, Round, SpanFields};
 use crate::record::Recorder;
 use probes::exposure::{self, Scope};
 use probes::Label;
@@ -53,11 +53,11 @@ impl Recording for ExposureRecording {
         }
     }
 
-    fn annotate(&self, outcome: &exposure::Outcome, span: &tracing::Span) {
+    fn annotate(&self, outcome: &exposure::Outcome, fields: &mut SpanFields) {
         if let Ok(found) = outcome {
-            for scope in Scope::ALL {
-                span.record(scope.label(), found.count(scope) as u64);
-            }
+            fields.loopback = Some(found.count(Scope::Loopback) as u64);
+            fields.private = Some(found.count(Scope::Private) as u64);
+            fields.public = Some(found.count(Scope::Public) as u64);
         }
     }
 

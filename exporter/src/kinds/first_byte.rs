@@ -2,7 +2,7 @@
 
 use crate::clock::unix_seconds;
 use crate::config::Forward;
-use crate::driver::{Recording, Round};
+use crate::driver::{Recording, Round, SpanFields};
 use crate::record::families::{ForwardLabels, ForwardReasonLabels};
 use crate::record::first_byte::*;
 use crate::record::Recorder;
@@ -79,10 +79,10 @@ impl Recording for FirstByte {
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 
-    fn annotate(&self, outcome: &first_byte::Outcome, span: &tracing::Span) {
+    fn annotate(&self, outcome: &first_byte::Outcome, fields: &mut SpanFields) {
         if let Ok(response) = outcome {
-            span.record("first_byte_us", response.first_byte.as_micros() as u64);
-            span.record("status", response.status);
+            fields.first_byte_us = Some(response.first_byte.as_micros() as u64);
+            fields.status = Some(response.status);
         }
     }
 

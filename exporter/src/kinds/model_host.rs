@@ -1,7 +1,7 @@
 //! The adapter of the model host probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::model_host`]).
 
 use crate::config::ModelHost;
-use crate::driver::{Recording, Round};
+use crate::driver::{Recording, Round, SpanFields};
 use crate::record::Recorder;
 use probes::model_host::{self, Reason};
 use probes::Label;
@@ -43,22 +43,20 @@ impl Recording for ModelHostRecording {
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 
-    fn annotate(&self, outcome: &model_host::Outcome, span: &tracing::Span) {
+    fn annotate(&self, outcome: &model_host::Outcome, fields: &mut SpanFields) {
         let (phases, first_byte) = match outcome {
             Ok(response) => (&response.phases, Some(response.first_byte)),
             Err(failure) => (&failure.phases, failure.first_byte),
         };
         for (phase, duration) in phases.iter() {
             let field = match phase {
-                "dns" => "dns_us",
-                "connect" => "connect_us",
-                _ => "tls_us",
+                "dns" => &mut fields.dns_us,
+                "connect" => &mut fields.connect_us,
+                _ => &mut fields.tls_us,
             };
-            span.record(field, duration.as_micros() as u64);
+            *field = Some(duration.as_micros() as u64);
         }
-        if let Some(first_byte) = first_byte {
-            span.record("first_byte_us", first_byte.as_micros() as u64);
-        }
+        fields.first_byte_us = first_byte.map(|first_byte| first_byte.as_micros() as u64);
     }
 
     fn state(&self, outcome: &model_host::Outcome) -> Option<Reason> {

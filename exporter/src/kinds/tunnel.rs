@@ -1,7 +1,7 @@
 //! The adapter of the tunnel probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::tunnel`]).
 
 use crate::config::Forward;
-use crate::driver::{Recording, Round};
+use crate::driver::{Recording, Round, SpanFields};
 use crate::record::families::{ForwardCauseLabels, ForwardLabels, ForwardReasonLabels};
 use crate::record::tunnel::*;
 use crate::record::Recorder;
@@ -125,16 +125,14 @@ impl Recording for Tunnel {
         }
     }
 
-    fn annotate(&self, TunnelOutcome { syn, session }: &TunnelOutcome, span: &tracing::Span) {
-        span.record("ssh_session", session.label());
+    fn annotate(&self, TunnelOutcome { syn, session }: &TunnelOutcome, fields: &mut SpanFields) {
+        fields.ssh_session = Some(session.label());
         match syn {
             Ok(connected) => {
-                span.record("syn", "ok");
-                span.record("connect_us", connected.connect.as_micros() as u64);
+                fields.syn = Some("ok");
+                fields.connect_us = Some(connected.connect.as_micros() as u64);
             }
-            Err(failure) => {
-                span.record("syn", failure.label());
-            }
+            Err(failure) => fields.syn = Some(failure.label()),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The adapter of the ws handshake probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::ws_handshake`]).
 
 use crate::config::{AuthProbe, Forward};
-use crate::driver::{Recording, Round};
+use crate::driver::{Recording, Round, SpanFields};
 use crate::record::families::{ForwardLabels, ForwardReasonLabels};
 use crate::record::Recorder;
 use crate::token_sources;
@@ -120,9 +120,9 @@ impl Recording for WsHandshakeRecording {
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 
-    fn annotate(&self, outcome: &ws_handshake::Outcome, span: &tracing::Span) {
+    fn annotate(&self, outcome: &ws_handshake::Outcome, fields: &mut SpanFields) {
         if let Ok(handshake) = outcome {
-            span.record("first_byte_us", handshake.elapsed.as_micros() as u64);
+            fields.first_byte_us = Some(handshake.elapsed.as_micros() as u64);
         }
     }
 
