@@ -1,11 +1,13 @@
 //! openclaw-tunnel-exporter: measures the OpenClaw control plane reached through an ssh -L forward and
 //! serves it to Prometheus.
 //!
-//! Layout: [`cli`] (subcommands) -> [`config`] (embedded default < file < environment, validated) ->
-//! [`schedule`] (a task per probe per subject, one generic driver: jittered ticks, a permit, hard timeouts)
-//! -> `probes::*` (typed outcomes) -> [`record`] (the only writer of metrics, uptime buckets and
-//! hdrhistograms; one module per probe kind) -> [`web`] (`/metrics`, `/api/status`, the status page) and
-//! [`remote_write`] (the same samples pushed through a durable queue).
+//! Layout, lowest first (ARCHITECTURE.md "Layers"; a module imports only those below it): [`config`]
+//! (embedded default < file < environment, validated) -> [`record`] (the data: metrics, uptime buckets,
+//! hdrhistograms, the timeline, and the API every writer uses) -> [`driver`] (the one loop every probe runs
+//! in: jittered ticks, a permit, the timeout capped at the interval, a hard timeout, the span) -> [`kinds`]
+//! (one adapter per probe kind over `probes::*`' typed outcomes) -> [`remote_write`] (the samples pushed
+//! through a durable queue) -> [`schedule`] (a generation: a task per probe per subject) -> [`web`]
+//! (`/metrics`, `/api/status`, the status page) -> [`cli`] (subcommands, wiring).
 //! Shutdown is one cancellation token passed down; a reload prepares a new generation of tasks, then
 //! replaces the running one and keeps the recorder. Errors are enums where a caller branches on them and
 //! `anyhow` only at the edge ([`cli`]).

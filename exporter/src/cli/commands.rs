@@ -144,7 +144,7 @@ pub fn check_config(config_path: Option<&Path>) -> ExitCode {
     }
 }
 
-/// `simulate-fleet`: see [`crate::remote_write::fleet`].
+/// `simulate-fleet`: see [`crate::cli::fleet`].
 pub fn simulate_fleet(config_path: Option<&Path>, fleet: crate::cli::fleet::Fleet) -> ExitCode {
     let config = match Config::load(config_path) {
         Ok(config) => config,

@@ -1,20 +1,21 @@
-//! The recorder: the one place that turns probe outcomes into metrics, uptime buckets and latency
-//! histograms.
+//! The recorder: the data probe outcomes become (metrics, uptime buckets, latency histograms, the timeline)
+//! and the API every writer uses.
 //!
-//! Probe tasks hand it typed outcomes; nothing else writes a metric. It outlives config reloads (the
-//! scheduler's tasks are replaced, the recorder is not), so counters never reset while the process lives.
-//! Counters and histograms are the prometheus-client atomics. Four mutexes, each held only for a few
-//! operations: the per-forward state (ledger, hdrhistogram, last outcomes), the rotation marker, the index of
-//! label values the status report reads the families with, and the incident [`timeline`]. Only the status
-//! report holds two (the index, then the per-forward state); no path takes them the other way round, and the
-//! timeline is only ever taken last and alone (a leaf), so it cannot close a cycle.
+//! The adapters in [`crate::kinds`] hand it typed outcomes through its methods; `remote_write` writes its own
+//! metrics through it too, and its queue's account is a collector the recorder is built with
+//! ([`Recorder::with_collectors`]). It outlives config reloads (a generation's tasks are replaced, the
+//! recorder is not), so counters never reset while the process lives. Counters and histograms are the
+//! prometheus-client atomics. Five mutexes, each held only for a few operations and never two at once: the
+//! per-forward state (ledger, hdrhistogram, last outcomes), the rotation marker, the index of label values the
+//! status report reads the families with, the local token revisions, and the incident [`timeline`]. The status
+//! report copies what it needs under each in turn and builds the report with none held.
 //!
-//! - [`families`]: the label sets and the table of metric families.
-//! - one module per probe kind, each the [`crate::driver::Recording`] of its probe: [`tunnel`]
-//!   (SYN + ssh session rounds, the uptime ledger), [`first_byte`], [`model_host`], [`exposure`], and
-//!   [`auth`] (the active auth probe, the tap's events, rotation detection), [`readiness`] (the gateway's
-//!   startup state, readiness, version, restarts and event loop), [`ws_handshake`] (the CLI's path: upgrade
-//!   to the gateway's challenge).
+//! - [`families`]: the label sets and the table of metric families; [`tracked`]: a family that remembers its
+//!   label sets, so a reload removes what the config no longer has.
+//! - per probe kind, what its outcomes do to the data: [`tunnel`] (SYN + ssh session rounds, the uptime
+//!   ledger), [`first_byte`], [`model_host`], [`exposure`], [`auth`] (the auth probe's requests, the tap's
+//!   events, rotation, local token revisions), [`readiness`] (the gateway's startup state, readiness,
+//!   version, restarts and event loop), [`ws_handshake`] (the CLI's path).
 //! - [`status`]: the typed status report `/api/status` and the status page both read; [`timeline`]: what
 //!   happened, with start, end and duration.
 
