@@ -1,6 +1,6 @@
 //! The scheduler: one task per probe per subject, each on its own interval, all run by one generic
-//! [`driver`] (jittered ticker, permit, lag, hard timeout, span, log once per change) with the probe
-//! kind's recording module from [`crate::record`].
+//! [`crate::driver`] (jittered ticker, permit, lag, hard timeout, span, log once per change) with the probe
+//! kind's adapter from [`crate::kinds`].
 //!
 //! - A probe's timeout is capped at its interval, so rounds never overlap; a hard timeout past it ends a
 //!   probe that hangs.
