@@ -284,14 +284,19 @@ def measure_stuck_blackbox(bb_port, hole):
     return threads
 
 
-def lag_buckets(text):
-    """Cumulative bucket counts of openclaw_exporter_probe_lag_seconds summed over probe kinds: {le: count}."""
+def histogram_buckets(text, family):
+    """Cumulative bucket counts of the histogram `family` summed over its other labels: {le: count}."""
     out = {}
     for line in text.splitlines():
-        if line.startswith("openclaw_exporter_probe_lag_seconds_bucket{"):
+        if line.startswith(family + "_bucket{"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
+
+
+def lag_buckets(text):
+    """Cumulative bucket counts of openclaw_exporter_probe_lag_seconds summed over probe kinds: {le: count}."""
+    return histogram_buckets(text, "openclaw_exporter_probe_lag_seconds")
 
 
 def lag_p99(before, after):

@@ -25,12 +25,7 @@ FORWARDS = 100
 
 def first_byte_buckets(text):
     """Cumulative buckets of openclaw_gateway_first_byte_seconds summed over forwards: {le: count}."""
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("openclaw_gateway_first_byte_seconds_bucket{"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
+    return bench.histogram_buckets(text, "openclaw_gateway_first_byte_seconds")
 
 
 def p50_interpolated(before, after):
