@@ -229,13 +229,9 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     };
     // Encoding a thousand forwards takes tens of milliseconds; on the runtime's one thread that would delay
     // every probe due meanwhile (bench/: probe lag p99 2.5 -> 250 ms under wrk before this).
-    let Ok(_permit) = state.render.acquire().await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
-    };
-    let recorder = state.recorder.clone();
-    match tokio::task::spawn_blocking(move || recorder.encode(format, SystemTime::now())).await {
+    match render_blocking(&state, move |recorder| recorder.encode(format, SystemTime::now())).await {
         Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response(),
+        Err(response) => response,
     }
 }
 
@@ -246,20 +242,27 @@ async fn status(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Build the status report and turn it into a body on the blocking pool, behind the same permit as
-/// `/metrics`: a flood of `/api/status` or `/` neither holds the web thread nor the recorder's locks for
-/// longer than it takes to copy what the report needs.
+/// Build the status report and turn it into a body with [`render_blocking`].
 async fn build_status(
     state: &AppState,
     body: impl FnOnce(crate::record::status::StatusReport) -> String + Send + 'static,
+) -> Result<String, Response> {
+    render_blocking(state, move |recorder| body(recorder.status(SystemTime::now()))).await
+}
+
+/// Run `render` on the blocking pool behind the one render permit (`/metrics`, `/api/status`, `/`): a flood
+/// of them neither holds the web thread nor the recorder's locks for longer than a copy takes.
+async fn render_blocking(
+    state: &AppState,
+    render: impl FnOnce(&Recorder) -> String + Send + 'static,
 ) -> Result<String, Response> {
     let Ok(_permit) = state.render.acquire().await else {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response());
     };
     let recorder = state.recorder.clone();
-    tokio::task::spawn_blocking(move || body(recorder.status(SystemTime::now())))
+    tokio::task::spawn_blocking(move || render(&recorder))
         .await
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "status failed\n").into_response())
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response())
 }
 
 async fn reload(State(state): State<AppState>) -> Response {
