@@ -14,6 +14,24 @@ pub struct ModelHostRecording {
     recorder: Arc<Recorder>,
 }
 
+/// The probe of `host`: its address and path from the URL, and its TLS settings (CA file loaded) for https.
+/// Fallible, so a generation builds it while preparing, before the running one stops.
+pub fn target(host: &ModelHost) -> Result<model_host::Target, model_host::TlsConfigError> {
+    let tls = match host.url.scheme() {
+        "https" => Some(model_host::tls_config(host.ca_file.as_deref())?),
+        _ => None,
+    };
+    Ok(model_host::Target {
+        host: host.url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned(),
+        port: host.url.port_or_known_default().unwrap_or(443),
+        path: match host.url.query() {
+            Some(query) => format!("{}?{query}", host.url.path()),
+            None => host.url.path().to_owned(),
+        },
+        tls,
+    })
+}
+
 impl ModelHostRecording {
     /// The recording of `host`'s probes (its series are created at zero by [`Recorder::apply_config`]).
     pub fn new(host: Arc<ModelHost>, recorder: Arc<Recorder>) -> ModelHostRecording {
