@@ -86,6 +86,16 @@ rule_files:
 
 evaluation_interval: 1m
 
+# promtool evaluates the rule groups of a test in an order of its own choosing unless told (map order: a
+# recorded ratio read by an alert of another group could be a step old in one run and current in the next,
+# and a boundary moved by one evaluation; a clean-clone CI run failed on it). Recording rules first, as their
+# names say they are inputs.
+group_eval_order:
+  - openclaw-recording
+  - openclaw-token-fleet
+  - openclaw-slo
+  - openclaw-alerts
+
 tests:
 """
 open(sys.argv[1] if len(sys.argv) > 1 else "/tmp/patterns.yml", "w").write(header + "\n".join(out) + "\n")
