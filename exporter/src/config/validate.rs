@@ -24,7 +24,16 @@ impl Checker<'_> {
 
     fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
         value.parse::<SocketAddr>().unwrap_or_else(|err| {
-            self.problem(key, &value, &format!("not an IP:port address ({err})"));
+            // The runbook's step 3: a name is not an address. `localhost` may resolve to ::1 first while
+            // `ssh -L 127.0.0.1:...` listens on IPv4 only, so the CLI and the exporter would talk to nothing.
+            let what = match value.rsplit_once(':') {
+                Some((host, port)) if host.eq_ignore_ascii_case("localhost") => format!(
+                    "use 127.0.0.1:{port}, not localhost: localhost may resolve to ::1 first, while ssh -L \
+                     127.0.0.1:{port}:... listens on IPv4 only"
+                ),
+                _ => format!("not an IP:port address ({err})"),
+            };
+            self.problem(key, &value, &what);
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
     }
@@ -779,5 +788,14 @@ mod tests {
                 ("remote_write.external_labels.__bad", "__bad"),
             ],
         );
+    }
+
+    #[test]
+    fn a_forward_on_localhost_is_told_to_use_127_0_0_1_and_why() {
+        let (problems, path) = problems("[[forward]]\nname = \"a\"\nlocal = \"localhost:18789\"\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let problem = &problems[0];
+        assert!(problem.starts_with(&format!("{path}: key `forward[0].local` = \"localhost:18789\": ")), "{problem}");
+        assert!(problem.contains("use 127.0.0.1:18789") && problem.contains("::1"), "{problem}");
     }
 }
