@@ -384,11 +384,18 @@ fn validate_gateways(raw: Vec<RawGateway>, c: &mut Checker<'_>) -> Vec<Gateway> 
     gateways
 }
 
-/// `[otlp]`: an http(s) endpoint (OTLP over HTTP).
+/// `[otlp]`: an http:// endpoint (OTLP over HTTP). The OTLP exporter is built without a TLS backend, so an
+/// https:// collector could only fail at every export: it is refused by name here instead.
 fn validate_otlp(otlp: RawOtlp, c: &mut Checker<'_>) -> Otlp {
     match url::Url::parse(&otlp.endpoint) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-        _ => c.problem("otlp.endpoint", &otlp.endpoint, "must be an http:// or https:// URL (OTLP over HTTP)"),
+        Ok(url) if url.scheme() == "http" => {}
+        Ok(url) if url.scheme() == "https" => c.problem(
+            "otlp.endpoint",
+            &otlp.endpoint,
+            "https is not supported (the OTLP client has no TLS); send to a collector on http:// on this host or \
+             your network",
+        ),
+        _ => c.problem("otlp.endpoint", &otlp.endpoint, "must be an http:// URL (OTLP over HTTP)"),
     }
     Otlp { endpoint: otlp.endpoint, service_name: otlp.service_name }
 }
@@ -743,6 +750,12 @@ mod tests {
                 ("objectives.window", "1h"),
             ],
         );
+    }
+
+    #[test]
+    fn an_https_otlp_endpoint_is_refused_by_name() {
+        let (problems, _) = problems(&format!("{FORWARD}[otlp]\nendpoint = \"https://collector:4318\"\n"));
+        assert!(problems.len() == 1 && problems[0].contains("https is not supported"), "{problems:?}");
     }
 
     #[test]
