@@ -100,6 +100,23 @@ fn an_environment_override_is_applied_and_named_when_bad() {
 }
 
 #[test]
+fn an_environment_variable_aimed_at_a_forward_is_named_and_told_where_forwards_come_from() {
+    for variable in ["OPENCLAW_EXPORTER__FORWARD__0__NAME", "OPENCLAW_EXPORTER__AUTH__REVISION__0__NAME"] {
+        let (ok, text, _f) = check(GOOD, &[(variable, "x")]);
+        assert!(!ok, "{text}");
+        assert!(text.contains(&format!("environment variable {variable}")), "{text}");
+        assert!(text.contains("come from the config file") && !text.contains("embedded default"), "{text}");
+    }
+}
+
+#[test]
+fn a_forward_on_localhost_is_told_to_use_127_0_0_1() {
+    let (ok, text, _f) = check("[[forward]]\nname = \"a\"\nlocal = \"localhost:18789\"\n", &[]);
+    assert!(!ok);
+    assert!(text.contains("use 127.0.0.1:18789, not localhost"), "{text}");
+}
+
+#[test]
 fn running_on_a_bad_config_exits_non_zero_without_serving() {
     let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     std::fs::write(file.path(), format!("{GOOD}timeout = \"x\"\n")).unwrap();

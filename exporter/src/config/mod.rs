@@ -29,6 +29,9 @@ pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 /// The environment variable prefix; `__` separates the section from the key.
 pub const ENV_PREFIX: &str = "OPENCLAW_EXPORTER";
 
+/// The sections that are lists of tables, as environment-variable segments: none can be set from there.
+const LIST_SECTIONS: [&str; 5] = ["FORWARD", "AUTH_TAP", "MODEL_HOST", "GATEWAY", "AUTH__REVISION"];
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -357,6 +360,21 @@ impl Config {
 
     /// Load the embedded default, then `file` if given, then the environment, and validate the result.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        // A list of tables (`[[forward]]`, ...) cannot be set from the environment: the config crate would
+        // read `..__FORWARD__0__NAME` as a map and blame the embedded default. Name the variable instead.
+        let aimed_at_lists: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| LIST_SECTIONS.iter().any(|section| name.starts_with(&format!("{ENV_PREFIX}__{section}__"))))
+            .map(|name| {
+                format!(
+                    "environment variable {name}: [[forward]], [[auth_tap]], [[model_host]], [[gateway]] and \
+                     [[auth.revision]] tables come from the config file; set this in the file (--config)"
+                )
+            })
+            .collect();
+        if !aimed_at_lists.is_empty() {
+            return Err(ConfigError { problems: aimed_at_lists });
+        }
         let origins = Origins { file };
         let mut builder =
             config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));

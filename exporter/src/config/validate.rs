@@ -24,7 +24,16 @@ impl Checker<'_> {
 
     fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
         value.parse::<SocketAddr>().unwrap_or_else(|err| {
-            self.problem(key, &value, &format!("not an IP:port address ({err})"));
+            // The runbook's step 3: a name is not an address. `localhost` may resolve to ::1 first while
+            // `ssh -L 127.0.0.1:...` listens on IPv4 only, so the CLI and the exporter would talk to nothing.
+            let what = match value.rsplit_once(':') {
+                Some((host, port)) if host.eq_ignore_ascii_case("localhost") => format!(
+                    "use 127.0.0.1:{port}, not localhost: localhost may resolve to ::1 first, while ssh -L \
+                     127.0.0.1:{port}:... listens on IPv4 only"
+                ),
+                _ => format!("not an IP:port address ({err})"),
+            };
+            self.problem(key, &value, &what);
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
     }
@@ -375,11 +384,18 @@ fn validate_gateways(raw: Vec<RawGateway>, c: &mut Checker<'_>) -> Vec<Gateway> 
     gateways
 }
 
-/// `[otlp]`: an http(s) endpoint (OTLP over HTTP).
+/// `[otlp]`: an http:// endpoint (OTLP over HTTP). The OTLP exporter is built without a TLS backend, so an
+/// https:// collector could only fail at every export: it is refused by name here instead.
 fn validate_otlp(otlp: RawOtlp, c: &mut Checker<'_>) -> Otlp {
     match url::Url::parse(&otlp.endpoint) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-        _ => c.problem("otlp.endpoint", &otlp.endpoint, "must be an http:// or https:// URL (OTLP over HTTP)"),
+        Ok(url) if url.scheme() == "http" => {}
+        Ok(url) if url.scheme() == "https" => c.problem(
+            "otlp.endpoint",
+            &otlp.endpoint,
+            "https is not supported (the OTLP client has no TLS); send to a collector on http:// on this host or \
+             your network",
+        ),
+        _ => c.problem("otlp.endpoint", &otlp.endpoint, "must be an http:// URL (OTLP over HTTP)"),
     }
     Otlp { endpoint: otlp.endpoint, service_name: otlp.service_name }
 }
@@ -737,6 +753,12 @@ mod tests {
     }
 
     #[test]
+    fn an_https_otlp_endpoint_is_refused_by_name() {
+        let (problems, _) = problems(&format!("{FORWARD}[otlp]\nendpoint = \"https://collector:4318\"\n"));
+        assert!(problems.len() == 1 && problems[0].contains("https is not supported"), "{problems:?}");
+    }
+
+    #[test]
     fn otlp_and_state_errors_name_the_key_and_value() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().display().to_string();
@@ -779,5 +801,14 @@ mod tests {
                 ("remote_write.external_labels.__bad", "__bad"),
             ],
         );
+    }
+
+    #[test]
+    fn a_forward_on_localhost_is_told_to_use_127_0_0_1_and_why() {
+        let (problems, path) = problems("[[forward]]\nname = \"a\"\nlocal = \"localhost:18789\"\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let problem = &problems[0];
+        assert!(problem.starts_with(&format!("{path}: key `forward[0].local` = \"localhost:18789\": ")), "{problem}");
+        assert!(problem.contains("use 127.0.0.1:18789") && problem.contains("::1"), "{problem}");
     }
 }

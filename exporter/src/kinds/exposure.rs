@@ -82,3 +82,41 @@ impl Recording for ExposureRecording {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::sample;
+    use crate::record::Format;
+
+    #[test]
+    fn a_round_records_listeners_by_scope_and_when_the_port_was_first_exposed() {
+        let recorder = Arc::new(Recorder::new());
+        let gateway = Arc::new(Gateway { name: "g".into(), port: 18789, interval: Duration::from_secs(1) });
+        let (target, mut recording) = ExposureRecording::new(gateway, recorder.clone());
+        assert_eq!(target.port, 18789);
+        let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let round = |at| Round { wall: at, boot: Duration::ZERO };
+        let loopback = Ok(exposure::Exposure { listeners: vec!["127.0.0.1:18789".parse().unwrap()] });
+        let exposed = Ok(exposure::Exposure {
+            listeners: vec!["127.0.0.1:18789".parse().unwrap(), "0.0.0.0:18789".parse().unwrap()],
+        });
+        assert_eq!(recording.record(round(t0), &loopback), "loopback_only");
+        assert_eq!(recording.record(round(t0 + Duration::from_secs(10)), &exposed), "exposed");
+        assert_eq!(recording.record(round(t0 + Duration::from_secs(20)), &exposed), "exposed");
+        assert_eq!(recording.state(&exposed), Ok(true));
+        let mut fields = SpanFields::default();
+        recording.annotate(&exposed, &mut fields);
+        assert_eq!((fields.loopback, fields.private, fields.public), (Some(1), Some(0), Some(1)));
+
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(30));
+        assert_eq!(sample(&text, "openclaw_gateway_listen_sockets{gateway=\"g\",scope=\"public\"}"), Some(1.0));
+        assert_eq!(sample(&text, "openclaw_gateway_listen_sockets{gateway=\"g\",scope=\"loopback\"}"), Some(1.0));
+        let since = "openclaw_gateway_exposed_since_timestamp_seconds{gateway=\"g\"}";
+        assert_eq!(sample(&text, since), Some(1_800_000_010.0), "the first exposed round, not the last");
+        // Loopback only again: the red line resets.
+        recording.record(round(t0 + Duration::from_secs(40)), &loopback);
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(50));
+        assert_eq!(sample(&text, since), Some(0.0));
+    }
+}

@@ -179,3 +179,49 @@ impl Recording for ReadinessRecording {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::sample;
+    use crate::record::Format;
+
+    fn found(state: StartupState, version: &str, uptime_s: u64, ready: bool) -> readiness::Outcome {
+        Ok(Readiness {
+            startup: Some(readiness::Startup {
+                state,
+                version: Some(version.into()),
+                uptime: Some(Duration::from_secs(uptime_s)),
+            }),
+            ready: Some(readiness::Ready { ready, failing: Vec::new(), failing_count: 0, event_loop: None }),
+        })
+    }
+
+    #[test]
+    fn a_start_time_that_moves_is_a_restart_and_the_version_series_follows_the_gateway() {
+        let recorder = Arc::new(Recorder::new());
+        let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
+        let name = forward.name.clone();
+        let (_, mut recording) = ReadinessRecording::new(forward, recorder.clone());
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let round = |after: u64| Round { wall: t0 + Duration::from_secs(after), boot: Duration::ZERO };
+        assert_eq!(recording.record(round(0), &found(StartupState::Started, "2026.9.6", 100, true)), "ready");
+        // Ten seconds later, uptime ten seconds more (within the tolerance): the same process.
+        assert_eq!(recording.record(round(10), &found(StartupState::Started, "2026.9.6", 111, true)), "ready");
+        // Restarted with a new version, starting: a restart, the version series replaced.
+        assert_eq!(recording.record(round(20), &found(StartupState::Starting, "2026.9.7", 1, false)), "starting");
+
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(30));
+        assert_eq!(sample(&text, &format!("openclaw_gateway_restarts_total{{forward=\"{name}\"}}")), Some(1.0));
+        let version = |v: &str| format!("openclaw_gateway_build_info{{forward=\"{name}\",version=\"{v}\"}}");
+        assert_eq!(sample(&text, &version("2026.9.7")), Some(1.0));
+        assert_eq!(sample(&text, &version("2026.9.6")), None, "the old version's series is removed");
+        let state = |s: &str| format!("openclaw_gateway_startup_state{{forward=\"{name}\",state=\"{s}\"}}");
+        assert_eq!((sample(&text, &state("starting")), sample(&text, &state("started"))), (Some(1.0), Some(0.0)));
+        // A failed read says nothing new: the gauges keep their values.
+        let failed: readiness::Outcome = Err(probes::http::Failure::Refused);
+        assert_eq!(recording.record(round(30), &failed), "refused");
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(40));
+        assert_eq!(sample(&text, &state("starting")), Some(1.0));
+    }
+}

@@ -9,6 +9,16 @@ use probes::{ssh_session, syn, Label, Probe};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The ssh session check of `forward` (the tunnel's, and each token sender's own gate), sharing this
+/// generation's process walk through `index`.
+pub fn session_target(
+    forward: &Forward,
+    lookup: ssh_session::Lookup,
+    index: &ssh_session::OwnerIndex,
+) -> ssh_session::Target {
+    ssh_session::Target { addr: forward.local, last_owner: None, lookup, index: index.clone() }
+}
+
 /// One tunnel round's probes: the SYN probe and the ssh session probe, run together.
 pub struct TunnelProbe {
     /// The connect to the forward's listener.

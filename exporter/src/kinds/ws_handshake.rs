@@ -146,3 +146,51 @@ impl Recording for WsHandshakeRecording {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::tunnel::session_target;
+    use crate::record::tests::sample;
+    use crate::record::Format;
+    use std::time::SystemTime;
+
+    #[test]
+    fn a_round_records_the_time_to_the_challenge_or_the_failure_and_the_status_line() {
+        let recorder = Arc::new(Recorder::new());
+        let config = crate::config::Config::load(None).unwrap();
+        let forward = Arc::new(config.forwards[0].clone());
+        let name = forward.name.clone();
+        let session = session_target(&forward, config.scheduler.owner_lookup, &Default::default());
+        let mut auth_probe = config.auth_probe.clone();
+        auth_probe.forwards.clear();
+        let (target, mut recording) =
+            WsHandshakeRecording::new(forward.clone(), &auth_probe, recorder.clone(), session);
+        assert_eq!(target.addr, forward.local);
+        let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
+        let answered: ws_handshake::Outcome =
+            Ok(ws_handshake::Handshake { elapsed: Duration::from_millis(3), connect: Connect::NotSent });
+        assert_eq!(recording.record(round, &answered), "ok");
+        assert_eq!(recording.record(round, &Err(ws_handshake::Failure::NoChallenge)), "no_challenge");
+        let mut fields = SpanFields::default();
+        recording.annotate(&answered, &mut fields);
+        assert_eq!(fields.first_byte_us, Some(3000));
+
+        let text = recorder.encode(Format::Prometheus, SystemTime::now());
+        let failures = |reason: &str| {
+            format!("openclaw_gateway_ws_handshake_failures_total{{forward=\"{name}\",reason=\"{reason}\"}}")
+        };
+        assert_eq!(sample(&text, &failures("no_challenge")), Some(1.0));
+        assert_eq!(sample(&text, &failures("refused")), Some(0.0), "every reason exists at zero");
+        let count = format!("openclaw_gateway_ws_handshake_seconds_count{{forward=\"{name}\"}}");
+        assert_eq!(sample(&text, &count), Some(1.0));
+        // Without the auth probe covering the forward, no token source is read and nothing is withheld.
+        assert!(!text.contains("openclaw_gateway_credential_withheld_total{"), "{text}");
+        let status = recorder.status(SystemTime::now());
+        let line = status.forwards.iter().find(|f| f.forward == name).unwrap().last_ws_handshake.clone();
+        assert!(
+            line.is_some_and(|l| !l.contains("challenge in")),
+            "the last round (a failure) is what the status shows"
+        );
+    }
+}

@@ -28,7 +28,7 @@ use crate::kinds::exposure::ExposureRecording;
 use crate::kinds::first_byte::FirstByte;
 use crate::kinds::model_host::ModelHostRecording;
 use crate::kinds::readiness::ReadinessRecording;
-use crate::kinds::tunnel::Tunnel;
+use crate::kinds::tunnel::{session_target, Tunnel};
 use crate::kinds::ws_handshake::WsHandshakeRecording;
 use crate::record::Recorder;
 
@@ -94,22 +94,8 @@ impl Prepared {
         }
         let mut model_hosts = Vec::new();
         for (index, host) in config.model_hosts.iter().enumerate() {
-            let tls = match host.url.scheme() {
-                "https" => Some(
-                    probes::model_host::tls_config(host.ca_file.as_deref())
-                        .map_err(|source| StartError::CaFile { index, source })?,
-                ),
-                _ => None,
-            };
-            let target = probes::model_host::Target {
-                host: host.url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned(),
-                port: host.url.port_or_known_default().unwrap_or(443),
-                path: match host.url.query() {
-                    Some(query) => format!("{}?{query}", host.url.path()),
-                    None => host.url.path().to_owned(),
-                },
-                tls,
-            };
+            let target =
+                crate::kinds::model_host::target(host).map_err(|source| StartError::CaFile { index, source })?;
             model_hosts.push((Arc::new(host.clone()), target));
         }
         let remote_queue = config.remote_write.as_ref().map(|settings| queues.prepare(settings)).transpose()?;
@@ -133,12 +119,8 @@ impl Generation {
         let auth_settings = Arc::new(config.auth_probe.clone());
         for forward in &config.forwards {
             let forward = Arc::new(forward.clone());
-            let session_target = |forward: &Forward| ssh_session::Target {
-                addr: forward.local,
-                last_owner: None,
-                lookup: config.scheduler.owner_lookup,
-                index: owner_index.clone(),
-            };
+            let session_target =
+                |forward: &Forward| session_target(forward, config.scheduler.owner_lookup, &owner_index);
             let session = session_target(&forward);
             let (probe, recording) = Tunnel::new(forward.clone(), recorder.clone(), session);
             tasks.spawn(drive(probe, recording, ctx.clone()));
@@ -147,7 +129,7 @@ impl Generation {
             let (probe, recording) = ReadinessRecording::new(forward.clone(), recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
             // The senders of the token check the port's owner first, with a lookup of their own.
-            let gate_session = ssh_session::Target { last_owner: None, ..session_target(&forward) };
+            let gate_session = session_target(&forward);
             if forward.ws_handshake_interval.is_some() {
                 let (probe, recording) = WsHandshakeRecording::new(
                     forward.clone(),
