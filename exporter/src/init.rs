@@ -4,8 +4,11 @@
 //! gateway's port (each resolved by `ssh -G HOST`, so Match, Include and defaults apply as ssh applies them),
 //! and the running ssh clients (ssh, autossh's ssh child, plink) whose command lines carry `-L` to that port
 //! (their destination resolved by `ssh -G` too, with the `-F` they were started with). Process command lines
-//! come from /proc (Linux), `ps` (macOS) or PowerShell's CIM (Windows). Names come from host aliases, made label-safe and unique.
+//! come from the process table (`probes::ssh_processes`: /proc on Linux, libproc on macOS) or PowerShell's CIM (Windows). Names come from host aliases, made label-safe and unique.
 
+use probes::ssh_processes::{bracket, parse_argv, split_host_port};
+#[cfg(windows)]
+use probes::ssh_processes::{is_ssh_program, split_command_line};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,133 +77,6 @@ pub fn parse_ssh_g(text: &str) -> Resolved {
         }
     }
     resolved
-}
-
-/// `[v6]:port`, `host:port` or a bare word: (host without brackets, port).
-fn split_host_port(text: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = text.strip_prefix('[') {
-        if let Some((host, tail)) = rest.split_once(']') {
-            return (host, tail.strip_prefix(':'));
-        }
-    }
-    match text.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host, Some(port)),
-        _ => (text, None),
-    }
-}
-
-fn bracket(host: &str) -> String {
-    let host = if host == "localhost" || host.is_empty() || host == "*" { "127.0.0.1" } else { host };
-    if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    }
-}
-
-/// A running ssh client's forwards, from its argv.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ProcessForwards {
-    /// The destination (alias or host), as given.
-    pub destination: String,
-    /// `-F`, when given.
-    pub config_file: Option<String>,
-    /// `-J`, when given.
-    pub jump: Option<String>,
-    /// `-p`, when given.
-    pub port: Option<u16>,
-    /// `-L` specs: (listen address, remote host, remote port).
-    pub local_forwards: Vec<(String, String, u16)>,
-}
-
-/// ssh's options that take an argument (its getopt string).
-const SSH_WITH_ARGUMENT: &str = "BbcDEeFIiJLlmOoPpQRSWw";
-/// plink's (PuTTY) options that take one.
-const PLINK_WITH_ARGUMENT: &[&str] =
-    &["-L", "-R", "-D", "-P", "-l", "-pw", "-i", "-load", "-m", "-proxycmd", "-hostkey", "-sercfg", "-J"];
-
-/// Read an ssh (or plink) command line; None when it forwards nothing.
-pub fn parse_argv(argv: &[String]) -> Option<ProcessForwards> {
-    let program = program_name(argv.first()?);
-    let plink = program == "plink";
-    if program != "ssh" && !plink {
-        return None;
-    }
-    let mut found = ProcessForwards::default();
-    let mut args = argv[1..].iter();
-    while let Some(arg) = args.next() {
-        if plink {
-            if PLINK_WITH_ARGUMENT.contains(&arg.as_str()) {
-                let value = args.next()?;
-                match arg.as_str() {
-                    "-L" => push_spec(&mut found, value),
-                    "-P" => found.port = value.parse().ok(),
-                    "-J" => found.jump = Some(value.clone()),
-                    _ => {}
-                }
-            } else if !arg.starts_with('-') && found.destination.is_empty() {
-                found.destination = arg.clone();
-            }
-            continue;
-        }
-        let Some(flags) = arg.strip_prefix('-').filter(|f| !f.is_empty()) else {
-            if found.destination.is_empty() {
-                found.destination = arg.clone();
-                // What follows the destination is the remote command.
-                break;
-            }
-            continue;
-        };
-        // Clustered flags (-NL spec, -L8080:h:80): the first flag taking an argument ends the cluster.
-        for (i, flag) in flags.char_indices() {
-            if SSH_WITH_ARGUMENT.contains(flag) {
-                let inline = &flags[i + flag.len_utf8()..];
-                let value = if inline.is_empty() { args.next()?.clone() } else { inline.to_owned() };
-                match flag {
-                    'L' => push_spec(&mut found, &value),
-                    'F' => found.config_file = Some(value),
-                    'J' => found.jump = Some(value),
-                    'p' => found.port = value.parse().ok(),
-                    _ => {}
-                }
-                break;
-            }
-        }
-    }
-    let destination = found.destination.rsplit_once('@').map_or(found.destination.as_str(), |(_, h)| h).to_owned();
-    found.destination = destination;
-    (!found.local_forwards.is_empty() && !found.destination.is_empty()).then_some(found)
-}
-
-/// A command's program name, lower case, without directory (`/` or `\\`) or `.exe`: `ssh`, `plink`.
-fn program_name(argv0: &str) -> String {
-    let base = argv0.rsplit(['/', '\\']).next().unwrap_or(argv0).to_ascii_lowercase();
-    base.strip_suffix(".exe").map(str::to_owned).unwrap_or(base)
-}
-
-/// `[bind:]port:host:hostport` (IPv6 in brackets) into the forward list; unix sockets are skipped.
-fn push_spec(found: &mut ProcessForwards, spec: &str) {
-    let mut parts = Vec::new();
-    let mut rest = spec;
-    while !rest.is_empty() {
-        if let Some(inner) = rest.strip_prefix('[') {
-            let Some((host, tail)) = inner.split_once(']') else { return };
-            parts.push(host.to_owned());
-            rest = tail.strip_prefix(':').unwrap_or(tail);
-        } else {
-            let (part, tail) = rest.split_once(':').unwrap_or((rest, ""));
-            parts.push(part.to_owned());
-            rest = tail;
-        }
-    }
-    let (listen, host, port) = match parts.as_slice() {
-        [port, host, hostport] => (format!("127.0.0.1:{port}"), host, hostport),
-        [bind, port, host, hostport] => (format!("{}:{port}", bracket(bind)), host, hostport),
-        _ => return,
-    };
-    if let Ok(port) = port.parse::<u16>() {
-        found.local_forwards.push((listen, host.clone(), port));
-    }
 }
 
 /// The aliases of the `Host` lines of an ssh config (patterns with `*`, `?` or `!` are not hosts).
@@ -376,43 +252,18 @@ fn add(
     }
 }
 
-/// This user's running processes that may be ssh clients: (pid, argv). Another user's ssh is none of this
-/// user's forwards, and its command line (its `-F` file) is theirs to choose. macOS: `ps -U`, whose argv is
-/// split at spaces (ssh's arguments have none where it matters: the -L spec, -J, -F, the destination).
-#[cfg(target_os = "macos")]
+/// This user's running ssh clients: (pid, argv), from the process table (`probes::ssh_processes`: /proc on
+/// Linux, libproc and sysctl on macOS; nothing spawned). Another user's ssh is none of this user's forwards,
+/// and its command line (its `-F` file) is theirs to choose.
+#[cfg(not(windows))]
 fn ssh_processes() -> Vec<(u32, Vec<String>)> {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() }.to_string();
-    let Ok(output) = Command::new("ps").args(["-x", "-ww", "-U", &uid, "-o", "pid=,command="]).output() else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let pid = words.next()?.parse().ok()?;
-            let argv: Vec<String> = words.map(str::to_owned).collect();
-            matches!(program_name(argv.first()?).as_str(), "ssh" | "plink").then_some((pid, argv))
-        })
-        .collect()
-}
-
-/// This user's running processes that may be ssh clients: (pid, argv), from /proc (the owner of /proc/PID is
-/// the process's effective uid).
-#[cfg(target_os = "linux")]
-fn ssh_processes() -> Vec<(u32, Vec<String>)> {
-    let Ok(processes) = procfs::process::all_processes() else { return Vec::new() };
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let ours = unsafe { libc::geteuid() };
-    processes
-        .flatten()
-        .filter(|process| process.uid().is_ok_and(|uid| uid == ours))
-        .filter_map(|process| {
-            let argv = process.cmdline().ok()?;
-            let pid = u32::try_from(process.pid()).ok()?;
-            matches!(program_name(argv.first()?).as_str(), "ssh" | "plink").then_some((pid, argv))
-        })
-        .collect()
+    match probes::ssh_processes::list() {
+        Ok(processes) => processes.into_iter().map(|process| (process.pid, process.argv)).collect(),
+        Err(detail) => {
+            eprintln!("init: running ssh clients not read: {detail}");
+            Vec::new()
+        }
+    }
 }
 
 /// This user's running ssh.exe or plink.exe: (pid, argv), from PowerShell's CIM (the owner from `GetOwner`;
@@ -431,30 +282,9 @@ fn ssh_processes() -> Vec<(u32, Vec<String>)> {
         .filter_map(|line| {
             let (pid, command_line) = line.trim().split_once(' ')?;
             let argv = split_command_line(command_line);
-            matches!(program_name(argv.first()?).as_str(), "ssh" | "plink").then_some((pid.parse().ok()?, argv))
+            is_ssh_program(argv.first()?).then_some((pid.parse().ok()?, argv))
         })
         .collect()
-}
-
-/// Words of a command line, double quotes grouping (Windows).
-#[cfg(any(windows, test))]
-fn split_command_line(line: &str) -> Vec<String> {
-    let (mut words, mut word, mut quoted) = (Vec::new(), String::new(), false);
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                if !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
-                }
-            }
-            c => word.push(c),
-        }
-    }
-    if !word.is_empty() {
-        words.push(word);
-    }
-    words
 }
 
 /// The config `init` prints: a header, then one `[[forward]]` per forward with where it was found.
@@ -487,10 +317,6 @@ pub fn default_ssh_config() -> PathBuf {
 mod tests {
     use super::*;
 
-    fn argv(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_owned).collect()
-    }
-
     #[test]
     fn ssh_g_output_gives_host_port_jump_and_forwards() {
         let text = "user me\nhostname mac.example.com\nport 2222\nlocalforward [127.0.0.1]:18789 [127.0.0.1]:18789\n\
@@ -509,41 +335,6 @@ mod tests {
             ]
         );
         assert_eq!(parse_ssh_g("proxyjump none\n").jump, None);
-    }
-
-    #[test]
-    fn command_lines_of_ssh_autossh_children_and_plink_are_read() {
-        let ssh = parse_argv(&argv(
-            "/usr/bin/ssh -F /tmp/cfg -NL 127.0.0.1:18789:127.0.0.1:18789 -J bastion -p 2222 me@mac-ap1",
-        ))
-        .unwrap();
-        assert_eq!(ssh.destination, "mac-ap1");
-        assert_eq!(ssh.config_file.as_deref(), Some("/tmp/cfg"));
-        assert_eq!(ssh.jump.as_deref(), Some("bastion"));
-        assert_eq!(ssh.port, Some(2222));
-        assert_eq!(ssh.local_forwards, [("127.0.0.1:18789".to_owned(), "127.0.0.1".to_owned(), 18789)]);
-        let autossh_child =
-            parse_argv(&argv("ssh -L18789:localhost:18789 -o ServerAliveInterval=30 -N mac echo hi -L 1:2:3")).unwrap();
-        assert_eq!(autossh_child.destination, "mac");
-        assert_eq!(autossh_child.local_forwards, [("127.0.0.1:18789".to_owned(), "localhost".to_owned(), 18789)]);
-        let v6 = parse_argv(&argv("ssh -L [::1]:18789:[fd00::1]:18789 mac")).unwrap();
-        assert_eq!(v6.local_forwards, [("[::1]:18789".to_owned(), "fd00::1".to_owned(), 18789)]);
-        let plink = parse_argv(&argv(
-            "C:\\PuTTY\\plink.exe -ssh -N -L 127.0.0.1:18789:127.0.0.1:18789 -P 22 -load mac-ap1 mac.example.com",
-        ))
-        .unwrap();
-        assert_eq!(plink.destination, "mac.example.com");
-        assert_eq!(plink.local_forwards.len(), 1);
-        assert_eq!(parse_argv(&argv("ssh mac uptime")), None, "no -L: nothing to add");
-        assert_eq!(parse_argv(&argv("sshd -D")), None);
-    }
-
-    #[test]
-    fn windows_command_lines_split_at_spaces_outside_quotes() {
-        assert_eq!(
-            split_command_line(r#""C:\Program Files\OpenSSH\ssh.exe" -N -L 127.0.0.1:18789:127.0.0.1:18789 mac"#),
-            ["C:\\Program Files\\OpenSSH\\ssh.exe", "-N", "-L", "127.0.0.1:18789:127.0.0.1:18789", "mac"]
-        );
     }
 
     #[test]

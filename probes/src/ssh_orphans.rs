@@ -1,0 +1,192 @@
+//! Orphaned forwards: this user's ssh clients whose command line forwards the forward's local address but
+//! that do not own its listener.
+//!
+//! ssh that cannot bind its `-L` listener prints "Address already in use" and keeps running unless
+//! `ExitOnForwardFailure yes` is set: a live session that forwards nothing. Repeated launches leave them
+//! behind (one laptop in OpenClaw's tracker had ten after two days), and the next `ssh -L` a person starts
+//! silently becomes one. The probe asks the forward's listener for its owner (the ssh session probe, one
+//! system call in the steady state) and reads this user's ssh processes from the process table
+//! ([`crate::ssh_processes`], no process spawned, one read shared by every forward within
+//! [`TABLE_MAX_AGE`]); every ssh forwarding the address that is not the owner is an orphan.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::ssh_processes::{self, SshProcess};
+use crate::ssh_session;
+
+/// How long one read of the process table serves every forward: the owner lookup's own period (its /proc
+/// walk is shared for a second), so a thousand forwards read the table once per round, not a thousand times.
+pub const TABLE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The last read of this user's ssh processes, shared by the targets holding a clone.
+#[derive(Clone, Default)]
+pub struct ProcessTable {
+    last: Arc<Mutex<Option<Read>>>,
+}
+
+/// One read of the table: the processes, or why they cannot be read here.
+type TableRead = Result<Vec<SshProcess>, String>;
+/// When the table was read, and what it said.
+type Read = (Instant, Arc<TableRead>);
+
+impl std::fmt::Debug for ProcessTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProcessTable")
+    }
+}
+
+impl ProcessTable {
+    /// The table, read again when the last read is older than [`TABLE_MAX_AGE`] (blocking: run it off the
+    /// runtime's threads).
+    fn read(&self) -> Arc<TableRead> {
+        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, table)) = last.as_ref().filter(|(when, _)| when.elapsed() < TABLE_MAX_AGE) {
+            return table.clone();
+        }
+        let table = Arc::new(ssh_processes::list());
+        *last = Some((Instant::now(), table.clone()));
+        table
+    }
+}
+
+/// The forward whose orphans are counted.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The forward's local address.
+    pub addr: SocketAddr,
+    /// Its owner lookup (remembers the owner, so the steady state is one system call).
+    pub session: ssh_session::Target,
+    /// The process table, shared with the other forwards of the same configuration.
+    pub table: ProcessTable,
+}
+
+/// One ssh that forwards the address but does not hold its listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    /// Its pid.
+    pub pid: u32,
+    /// When it started, when the OS says.
+    pub started: Option<SystemTime>,
+    /// Its command line (a plink `-pw` password replaced).
+    pub command: String,
+}
+
+/// What the probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The ssh processes forwarding the address that do not own its listener (none: an empty list).
+    Counted {
+        /// The listener's owner, when something listens.
+        owner_pid: Option<u32>,
+        /// The orphans, by pid.
+        orphans: Vec<Orphan>,
+    },
+    /// The listener's owner could not be read, so which ssh holds it is unknown.
+    OwnerUnknown {
+        /// Why, for the log.
+        detail: String,
+    },
+    /// This user's processes' command lines cannot be read here.
+    Unsupported {
+        /// Why, for the log.
+        detail: String,
+    },
+}
+
+crate::labels!(Outcome {
+    Outcome::Counted { .. } => "counted",
+    Outcome::OwnerUnknown { .. } => "owner_unknown",
+    Outcome::Unsupported { .. } => "unsupported",
+});
+
+impl Outcome {
+    /// The orphans, when counted.
+    pub fn orphans(&self) -> Option<&[Orphan]> {
+        match self {
+            Outcome::Counted { orphans, .. } => Some(orphans),
+            _ => None,
+        }
+    }
+}
+
+impl From<crate::CutOff> for Outcome {
+    fn from(_: crate::CutOff) -> Self {
+        Outcome::OwnerUnknown { detail: "the lookup hung".into() }
+    }
+}
+
+impl crate::Probe for Target {
+    const KIND: &'static str = "ssh_orphans";
+    type Outcome = Outcome;
+
+    async fn probe(&mut self, timeout: Duration) -> Outcome {
+        let owner_pid = match self.session.probe(timeout).await {
+            ssh_session::Outcome::Up(owner) | ssh_session::Outcome::NotSsh(owner) => Some(owner.pid),
+            ssh_session::Outcome::NoListener => None,
+            ssh_session::Outcome::Unreadable { detail } | ssh_session::Outcome::Unsupported { detail } => {
+                return Outcome::OwnerUnknown { detail }
+            }
+        };
+        let table = self.table.clone();
+        let read = tokio::task::spawn_blocking(move || table.read());
+        let table = match tokio::time::timeout(timeout, read).await {
+            Ok(Ok(table)) => table,
+            Ok(Err(join_error)) => return Outcome::Unsupported { detail: format!("process table: {join_error}") },
+            Err(_) => return Outcome::OwnerUnknown { detail: "reading the process table timed out".into() },
+        };
+        match table.as_ref() {
+            Ok(processes) => Outcome::Counted { owner_pid, orphans: orphans_of(processes, self.addr, owner_pid) },
+            Err(detail) => Outcome::Unsupported { detail: detail.clone() },
+        }
+    }
+}
+
+/// The processes forwarding `addr` other than its listener's owner, by pid.
+pub fn orphans_of(processes: &[SshProcess], addr: SocketAddr, owner_pid: Option<u32>) -> Vec<Orphan> {
+    let mut orphans: Vec<Orphan> = processes
+        .iter()
+        .filter(|process| Some(process.pid) != owner_pid && process.forwards(addr))
+        .map(|process| Orphan { pid: process.pid, started: process.started, command: process.command_line() })
+        .collect();
+    orphans.sort_by_key(|orphan| orphan.pid);
+    orphans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(pid: u32, line: &str) -> SshProcess {
+        SshProcess { pid, started: None, argv: line.split_whitespace().map(str::to_owned).collect() }
+    }
+
+    #[test]
+    fn every_ssh_forwarding_the_address_but_the_owner_is_an_orphan() {
+        let local: SocketAddr = "127.0.0.1:18789".parse().unwrap();
+        let table = [
+            process(30, "ssh -N -L 18789:127.0.0.1:18789 mac"),
+            process(10, "ssh -N -L 127.0.0.1:18789:127.0.0.1:18789 mac"),
+            process(20, "ssh -N -L 18790:127.0.0.1:18789 mac"),
+            process(40, "ssh mac uptime"),
+        ];
+        let pids = |orphans: Vec<Orphan>| orphans.iter().map(|o| o.pid).collect::<Vec<_>>();
+        assert_eq!(pids(orphans_of(&table, local, Some(10))), [30]);
+        assert_eq!(pids(orphans_of(&table, local, None)), [10, 30], "nothing listens: both forward nothing");
+        assert_eq!(pids(orphans_of(&table, local, Some(99))), [10, 30], "another program holds the port");
+        assert!(orphans_of(&table[..1], local, Some(30)).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_listener_of_this_process_with_no_ssh_around_has_no_orphans() {
+        use crate::Probe;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut target = Target { addr, session: ssh_session::Target::new(addr), table: ProcessTable::default() };
+        let outcome = target.probe(Duration::from_secs(5)).await;
+        if cfg!(any(target_os = "linux", target_os = "macos")) {
+            assert_eq!(outcome, Outcome::Counted { owner_pid: Some(std::process::id()), orphans: vec![] });
+        }
+    }
+}
