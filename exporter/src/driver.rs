@@ -72,6 +72,8 @@ span_fields! {
     private: u64,
     /// Listening sockets on public addresses and wildcards.
     public: u64,
+    /// Orphaned ssh clients of the forward.
+    orphans: u64,
 }
 
 /// A margin past a probe's own timeout before the hard timeout cuts it off.

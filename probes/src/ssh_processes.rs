@@ -43,9 +43,9 @@ impl SshProcess {
 
     /// Whether it asks for a listener on `addr`: the same port, on that address or on every address.
     pub fn forwards(&self, addr: SocketAddr) -> bool {
-        self.local_listens().iter().any(|listen| {
-            listen.port() == addr.port() && (listen.ip() == addr.ip() || listen.ip().is_unspecified())
-        })
+        self.local_listens()
+            .iter()
+            .any(|listen| listen.port() == addr.port() && (listen.ip() == addr.ip() || listen.ip().is_unspecified()))
     }
 
     /// Its command line for a person, with a plink password (`-pw`) replaced.
@@ -142,9 +142,8 @@ mod os {
         let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, i32::try_from(pid).ok()?];
         let mut size: libc::size_t = 0;
         // SAFETY: a null buffer asks only for the size, written to `size`.
-        let asked = unsafe {
-            libc::sysctl(mib.as_mut_ptr(), 3, std::ptr::null_mut(), &mut size, std::ptr::null_mut(), 0)
-        };
+        let asked =
+            unsafe { libc::sysctl(mib.as_mut_ptr(), 3, std::ptr::null_mut(), &mut size, std::ptr::null_mut(), 0) };
         if asked != 0 || size == 0 {
             return None;
         }
@@ -387,8 +386,8 @@ mod tests {
         let equals =
             parse_argv(&["ssh", "-N", "-o", "LocalForward=18789 127.0.0.1:18789", "mac"].map(String::from)).unwrap();
         assert_eq!(equals.local_forwards, [("127.0.0.1:18789".to_owned(), "127.0.0.1".to_owned(), 18789)]);
-        let spaced = parse_argv(&["ssh", "-o", "localforward 127.0.0.1:18790 [::1]:18789", "mac"].map(String::from))
-            .unwrap();
+        let spaced =
+            parse_argv(&["ssh", "-o", "localforward 127.0.0.1:18790 [::1]:18789", "mac"].map(String::from)).unwrap();
         assert_eq!(spaced.local_forwards, [("127.0.0.1:18790".to_owned(), "::1".to_owned(), 18789)]);
         assert_eq!(parse_argv(&argv("ssh -o ServerAliveInterval=15 mac")), None);
     }

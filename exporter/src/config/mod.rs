@@ -251,6 +251,9 @@ pub struct Forward {
     /// How often the WebSocket handshake probe runs; None when `off`. Its default depends on whether the
     /// auth probe covers this forward (a token lets it complete `connect`, which the gateway does not log).
     pub ws_handshake_interval: Option<Duration>,
+    /// How often this user's ssh processes are checked for orphans of this forward (ssh clients forwarding
+    /// its address that do not own its listener); None when `off`.
+    pub orphan_interval: Option<Duration>,
     /// The longest any probe of this forward may take (capped at its interval, so rounds never overlap).
     pub timeout: Duration,
     /// The ssh server (the Mac), for the doctor and the routing row.

@@ -235,6 +235,9 @@ pub(super) struct RawForward {
     /// A duration or `off`; unset: [`WS_HANDSHAKE_WITH_TOKEN`] when the auth probe covers the forward,
     /// else [`WS_HANDSHAKE_WITHOUT_TOKEN`].
     pub(super) ws_handshake_interval: Option<String>,
+    /// A duration or `off`: how often this user's ssh processes are checked for orphans of this forward.
+    #[serde(default = "default_orphan_interval")]
+    pub(super) orphan_interval: String,
     #[serde(default = "default_timeout")]
     pub(super) timeout: String,
     pub(super) ssh_host: Option<String>,
@@ -258,6 +261,11 @@ pub(super) fn default_syn_interval() -> String {
 }
 pub(super) fn default_readiness_interval() -> String {
     "15s".into()
+}
+/// Orphans outlive the session that made them by hours; half a minute finds one long before its alert's
+/// 10 minutes and reads the process table twice a minute (one read serves every forward).
+pub(super) fn default_orphan_interval() -> String {
+    "30s".into()
 }
 /// The WebSocket handshake probe's interval when it completes a `connect` with the auth probe's token: the
 /// gateway logs nothing for it (measured on 2026.9.6).

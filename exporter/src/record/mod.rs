@@ -73,6 +73,8 @@ pub(crate) struct ForwardState {
     /// A gateway-down spell was opened (or continued) by the last first-byte round: kept here, not in the
     /// generation, so the spell closes on the first healthy round after a reload.
     pub(crate) gateway_down_open: bool,
+    /// The orphaned ssh clients of the last orphan round; None before one or while unknown.
+    pub(crate) orphans: Option<Vec<status::OrphanStatus>>,
 }
 
 impl ForwardState {
@@ -89,6 +91,7 @@ impl ForwardState {
             last_ws_handshake: None,
             gateway: None,
             gateway_down_open: false,
+            orphans: None,
         }
     }
 }

@@ -62,6 +62,22 @@ pub struct ForwardStatus {
     pub buckets: Vec<Bucket>,
     /// Auth failures seen, by revision, channel and code.
     pub auth_failures: Vec<AuthFailureStatus>,
+    /// This user's ssh clients forwarding the address without owning its listener, once counted.
+    #[serde(default)]
+    pub ssh_orphans: Option<Vec<OrphanStatus>>,
+}
+
+/// An ssh client that forwards the forward's address but does not own its listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrphanStatus {
+    /// Its pid.
+    pub pid: u32,
+    /// When it started, Unix seconds, when the OS says.
+    pub started: Option<f64>,
+    /// Its command line (a plink password replaced).
+    pub command: String,
+    /// The command that ends it (`kill PID`, `taskkill /PID PID` on Windows).
+    pub end_with: String,
 }
 
 /// The owner of a forward's listener.
@@ -185,6 +201,7 @@ struct ForwardSnapshot {
     first_byte_us: hdrhistogram::Histogram<u32>,
     buckets: Vec<crate::uptime::Bucket>,
     uptime_ratio_last_bucket: Option<f64>,
+    orphans: Option<Vec<OrphanStatus>>,
 }
 
 impl Recorder {
@@ -208,6 +225,7 @@ impl Recorder {
                     first_byte_us: state.first_byte_us.clone(),
                     buckets: state.ledger.buckets().cloned().collect(),
                     uptime_ratio_last_bucket: state.ledger.last_completed_ratio(unix_seconds(now)),
+                    orphans: state.orphans.clone(),
                 })
                 .collect()
         };
@@ -279,6 +297,7 @@ impl Recorder {
                         })
                         .collect(),
                     auth_failures,
+                    ssh_orphans: state.orphans,
                 }
             })
             .collect();

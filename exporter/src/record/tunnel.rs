@@ -43,6 +43,21 @@ impl Recorder {
         }
     }
 
+    /// The forward's orphaned ssh clients: counted (the gauge and the status report), or `None` when they
+    /// cannot be known (the gauge removed: unknown is not zero).
+    pub fn record_orphans(&self, forward: &str, orphans: Option<Vec<super::status::OrphanStatus>>) {
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        match &orphans {
+            Some(orphans) => {
+                self.metrics.ssh_orphans.get_or_create(&labels).set(orphans.len() as i64);
+            }
+            None => {
+                self.metrics.ssh_orphans.remove(&labels);
+            }
+        }
+        self.with_forward(forward, |state| state.orphans = orphans);
+    }
+
     /// Count a tunnel round that observed nothing of the forward, by `reason` (one of
     /// [`UNOBSERVED_REASONS`]).
     pub fn record_round_unobserved(&self, forward: &str, reason: &'static str) {
