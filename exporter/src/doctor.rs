@@ -7,10 +7,11 @@
 use std::time::Duration;
 
 use probes::readiness::{self, Readiness, Startup};
-use probes::{control_ui, exposure, first_byte, ssh_session, syn, Label, Probe};
+use probes::{control_ui, exposure, first_byte, ssh_orphans, ssh_session, syn, Label, Probe};
 use serde::Serialize;
 
 use crate::config::{Config, Forward};
+use crate::record::timeline::human_duration;
 use crate::token_sources;
 
 /// How a step ended.
@@ -41,6 +42,10 @@ pub struct Step {
     /// What to do next, for a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+    /// Hygiene found beside the verdict, each with its fix (orphaned ssh clients): they do not fail a step
+    /// that works, so the exit code stays the first broken layer's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The doctor's findings for one forward.
@@ -73,6 +78,9 @@ impl Report {
             out.push_str(&format!("  {} {:<34} {status}  {}\n", step.number, step.name, step.evidence));
             if let Some(next) = &step.next {
                 out.push_str(&format!("      next: {next}\n"));
+            }
+            for note in &step.notes {
+                out.push_str(&format!("      note: {note}\n"));
             }
         }
         out
@@ -124,12 +132,17 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
                 status: Status::NotChecked,
                 evidence: "not checked: a layer below failed".into(),
                 next: None,
+                notes: Vec::new(),
             });
             continue;
         }
-        let (status, evidence, next) = match number {
+        let mut notes = Vec::new();
+        let (status, evidence, mut next) = match number {
             1 => ssh_host(forward, timeout).await,
-            2 => session(forward, config.scheduler.owner_lookup, timeout).await,
+            2 => {
+                notes = orphan_notes(forward, config.scheduler.owner_lookup, timeout).await;
+                session(forward, config.scheduler.owner_lookup, timeout).await
+            }
             3 => match (syn::Target { addr: forward.local }).probe(timeout).await {
                 Ok(connected) => pass(format!("{} connected in {}", forward.local, ms(connected.connect))),
                 Err(failure) => fail(
@@ -157,7 +170,10 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
             _ => loopback_only(config, timeout).await,
         };
         failed = status == Status::Fail;
-        steps.push(Step { number, name, status, evidence, next });
+        if failed && !notes.is_empty() {
+            next = next.map(|next| format!("end the orphaned ssh clients below first; then {next}"));
+        }
+        steps.push(Step { number, name, status, evidence, next, notes });
     }
     Report { forward: forward.name.clone(), local: forward.local.to_string(), steps }
 }
@@ -168,7 +184,7 @@ pub async fn run_gateway_host(config: &Config) -> Report {
         config.gateways.iter().map(|g| g.interval).min().unwrap_or(Duration::from_secs(3)).min(Duration::from_secs(3));
     let number = NAMES.len() as u8;
     let (status, evidence, next) = loopback_only(config, timeout).await;
-    let step = Step { number, name: NAMES[NAMES.len() - 1], status, evidence, next };
+    let step = Step { number, name: NAMES[NAMES.len() - 1], status, evidence, next, notes: Vec::new() };
     Report { forward: "(gateway host)".into(), local: "-".into(), steps: vec![step] }
 }
 
@@ -248,6 +264,36 @@ async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Durati
         ),
         ssh_session::Outcome::Unsupported { detail } => (Status::Skipped, format!("owner unknown: {detail}"), None),
     }
+}
+
+/// This user's ssh clients that forward the forward's address but do not own its listener, each with its
+/// age, command line and the command that ends it; and how to keep more from appearing.
+async fn orphan_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> Vec<String> {
+    let session = ssh_session::Target { lookup, ..ssh_session::Target::new(forward.local) };
+    let mut target = ssh_orphans::Target { addr: forward.local, session, table: Default::default() };
+    let outcome = target.probe(timeout).await;
+    let Some(orphans) = outcome.orphans().filter(|orphans| !orphans.is_empty()) else { return Vec::new() };
+    let now = std::time::SystemTime::now();
+    let mut notes: Vec<String> = orphans
+        .iter()
+        .map(|orphan| {
+            let status = crate::kinds::ssh_orphans::orphan_status(orphan);
+            let age = orphan
+                .started
+                .and_then(|started| now.duration_since(started).ok())
+                .map_or("age unknown".into(), |age| format!("started {} ago", human_duration(age.as_secs_f64())));
+            format!(
+                "orphaned ssh pid {} ({age}) forwards {} but holds nothing: `{}`; end it with `{}`",
+                orphan.pid, forward.local, status.command, status.end_with
+            )
+        })
+        .collect();
+    notes.push(
+        "an ssh whose -L bind fails keeps running unless `ExitOnForwardFailure yes` is set (in ~/.ssh/config \
+         under the forward's Host, or -o ExitOnForwardFailure=yes): set it so a second tunnel exits instead"
+            .into(),
+    );
+    notes
 }
 
 fn started_and_ready(read: readiness::Outcome) -> Verdict {

@@ -3,12 +3,11 @@
 
 use std::fmt::Write;
 
-use crate::record::status::StatusReport;
+use crate::record::status::{OrphanStatus, StatusReport};
+use crate::record::timeline::human_duration;
 use crate::uptime::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
 
 /// Escape text for HTML element content and attribute values.
-use crate::record::timeline::human_duration;
-
 fn esc(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
@@ -21,6 +20,29 @@ fn seconds(value: Option<f64>) -> String {
         Some(s) => format!("{s:.2} s"),
         None => "–".into(),
     }
+}
+
+/// The orphaned ssh clients' row: shown only when there are some (a row saying "none" on every healthy
+/// forward would be noise), each with its pid, age, command line and the command that ends it.
+fn orphans_row(orphans: Option<&[OrphanStatus]>, now: f64) -> String {
+    let Some(orphans) = orphans.filter(|orphans| !orphans.is_empty()) else { return String::new() };
+    let mut row = format!(
+        "<tr class=\"orphans\"><th>Orphaned ssh</th><td>{}</td><td class=\"muted\">forward this address but hold \
+         nothing:<ul>",
+        state_badge(Some(false), "", &format!("{} orphan{}", orphans.len(), if orphans.len() == 1 { "" } else { "s" }))
+    );
+    for orphan in orphans {
+        let age = orphan.started.map_or("age unknown".into(), |started| format!("{} old", human_duration(now - started)));
+        let _ = write!(
+            row,
+            "<li>pid {} ({age}): <code>{}</code> · end it: <code>{}</code></li>",
+            orphan.pid,
+            esc(&orphan.command),
+            esc(&orphan.end_with)
+        );
+    }
+    row.push_str("</ul></td></tr>");
+    row
 }
 
 /// A bucket's class: up, down, partly, unobserved, or empty (no data).
@@ -167,9 +189,10 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
             }
             None => esc(session_state.unwrap_or("not checked yet")),
         };
+        let orphans = orphans_row(forward.ssh_orphans.as_deref(), status.now);
         let _ = write!(
             html,
-            "<table><tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}</td></tr>\
+            "<table><tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}</td></tr>{orphans}\
              <tr><th>SYN</th><td class=\"syn\">{}</td><td class=\"muted\">{} of {} connects succeeded</td></tr>\
              <tr><th>Gateway</th><td class=\"gateway\">{}</td><td class=\"muted\">{}</td></tr>\
              <tr><th>First byte</th><td>p50 {}</td><td class=\"muted\">p99 {} · {} samples</td></tr>\
