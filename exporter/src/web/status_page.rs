@@ -32,7 +32,8 @@ fn orphans_row(orphans: Option<&[OrphanStatus]>, now: f64) -> String {
         state_badge(Some(false), "", &format!("{} orphan{}", orphans.len(), if orphans.len() == 1 { "" } else { "s" }))
     );
     for orphan in orphans {
-        let age = orphan.started.map_or("age unknown".into(), |started| format!("{} old", human_duration(now - started)));
+        let age =
+            orphan.started.map_or("age unknown".into(), |started| format!("{} old", human_duration(now - started)));
         let _ = write!(
             row,
             "<li>pid {} ({age}): <code>{}</code> · end it: <code>{}</code></li>",
