@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use probes::readiness::{self, Readiness, Startup};
-use probes::{control_ui, exposure, first_byte, ssh_orphans, ssh_session, syn, Label, Probe};
+use probes::{control_ui, exposure, first_byte, ssh_hygiene, ssh_session, syn, Label, Probe};
 use serde::Serialize;
 
 use crate::config::{Config, Forward};
@@ -140,7 +140,7 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
         let (status, evidence, mut next) = match number {
             1 => ssh_host(forward, timeout).await,
             2 => {
-                notes = orphan_notes(forward, config.scheduler.owner_lookup, timeout).await;
+                notes = hygiene_notes(forward, config.scheduler.owner_lookup, timeout).await;
                 session(forward, config.scheduler.owner_lookup, timeout).await
             }
             3 => match (syn::Target { addr: forward.local }).probe(timeout).await {
@@ -170,7 +170,7 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
             _ => loopback_only(config, timeout).await,
         };
         failed = status == Status::Fail;
-        if failed && !notes.is_empty() {
+        if failed && notes.iter().any(|note| note.starts_with("orphaned")) {
             next = next.map(|next| format!("end the orphaned ssh clients below first; then {next}"));
         }
         steps.push(Step { number, name, status, evidence, next, notes });
@@ -266,28 +266,37 @@ async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Durati
     }
 }
 
-/// This user's ssh clients that forward the forward's address but do not own its listener, each with its
-/// age, command line and the command that ends it; and how to keep more from appearing.
-async fn orphan_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> Vec<String> {
+/// The forward's ssh hygiene: the risky options its ssh runs with, each with the `~/.ssh/config` lines that
+/// fix it; this user's ssh clients that forward its address but do not own its listener, each with its age,
+/// command line and the command that ends it, and how to keep more from appearing.
+async fn hygiene_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> Vec<String> {
     let session = ssh_session::Target { lookup, ..ssh_session::Target::new(forward.local) };
-    let mut target = ssh_orphans::Target { addr: forward.local, session, table: Default::default() };
+    let mut target = ssh_hygiene::Target::new(forward.local, session, Default::default());
     let outcome = target.probe(timeout).await;
-    let Some(orphans) = outcome.orphans().filter(|orphans| !orphans.is_empty()) else { return Vec::new() };
+    let mut notes = Vec::new();
+    if let ssh_hygiene::Outcome::Counted { options: Ok(risks), .. } = &outcome {
+        for risk in risks {
+            notes.push(format!(
+                "the forward's ssh runs with {} ({}): add to ~/.ssh/config under its Host: {}",
+                risk.label(),
+                risk.why(),
+                risk.fix().replace('\n', "; ")
+            ));
+        }
+    }
+    let Some(orphans) = outcome.orphans().filter(|orphans| !orphans.is_empty()) else { return notes };
     let now = std::time::SystemTime::now();
-    let mut notes: Vec<String> = orphans
-        .iter()
-        .map(|orphan| {
-            let status = crate::kinds::ssh_orphans::orphan_status(orphan);
-            let age = orphan
-                .started
-                .and_then(|started| now.duration_since(started).ok())
-                .map_or("age unknown".into(), |age| format!("started {} ago", human_duration(age.as_secs_f64())));
-            format!(
-                "orphaned ssh pid {} ({age}) forwards {} but holds nothing: `{}`; end it with `{}`",
-                orphan.pid, forward.local, status.command, status.end_with
-            )
-        })
-        .collect();
+    notes.extend(orphans.iter().map(|orphan| {
+        let status = crate::kinds::ssh_hygiene::orphan_status(orphan);
+        let age = orphan
+            .started
+            .and_then(|started| now.duration_since(started).ok())
+            .map_or("age unknown".into(), |age| format!("started {} ago", human_duration(age.as_secs_f64())));
+        format!(
+            "orphaned ssh pid {} ({age}) forwards {} but holds nothing: `{}`; end it with `{}`",
+            orphan.pid, forward.local, status.command, status.end_with
+        )
+    }));
     notes.push(
         "an ssh whose -L bind fails keeps running unless `ExitOnForwardFailure yes` is set (in ~/.ssh/config \
          under the forward's Host, or -o ExitOnForwardFailure=yes): set it so a second tunnel exits instead"

@@ -12,7 +12,7 @@
 //! - [`syn`]: TCP connect to the ssh -L listener. Success proves only that the local listener exists.
 //! - [`ssh_session`]: which process owns that listener, and whether it is an ssh client (`ssh`, `ssh.exe`,
 //!   `plink`), on Linux, macOS and Windows; the steady state is one system call.
-//! - [`ssh_orphans`]: this user's ssh clients that forward the same local address but do not own its
+//! - [`ssh_hygiene`]: this user's ssh clients that forward the same local address but do not own its
 //!   listener (ssh without `ExitOnForwardFailure` keeps running when its bind fails), from the process table
 //!   [`ssh_processes`] reads without spawning anything (also what `init` reads).
 //! - [`first_byte`]: `GET /healthz` through the forward, timed from request written to first response byte;
@@ -44,7 +44,8 @@ pub mod net;
 pub mod readiness;
 #[cfg(any(target_os = "linux", windows))]
 pub mod socket_table;
-pub mod ssh_orphans;
+pub mod ssh_hygiene;
+pub mod ssh_options;
 pub mod ssh_processes;
 pub mod ssh_session;
 pub mod syn;

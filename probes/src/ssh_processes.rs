@@ -1,5 +1,5 @@
 //! This user's running ssh clients and the local forwards their command lines ask for: the process table
-//! `init` reads to find forwards and the orphan probe ([`crate::ssh_orphans`]) reads to find the ones that
+//! `init` reads to find forwards and the orphan probe ([`crate::ssh_hygiene`]) reads to find the ones that
 //! forward nothing.
 //!
 //! No process is spawned: Linux reads /proc (the `procfs` crate), macOS asks the kernel (`proc_listpids` by
@@ -185,8 +185,12 @@ fn parse_procargs2(buffer: &[u8]) -> Option<Vec<String>> {
 /// A running ssh client's forwards, from its argv.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProcessForwards {
-    /// The destination (alias or host), as given.
+    /// The destination (alias or host), without a `user@`.
     pub destination: String,
+    /// The destination as written, `user@host` included (what `ssh -G` is asked about).
+    pub destination_as_given: String,
+    /// Every `-o` option, as written (`ServerAliveInterval=15`).
+    pub options: Vec<String>,
     /// `-F`, when given.
     pub config_file: Option<String>,
     /// `-J`, when given.
@@ -205,6 +209,11 @@ const PLINK_WITH_ARGUMENT: &[&str] =
 
 /// Read an ssh (or plink) command line; None when it forwards nothing.
 pub fn parse_argv(argv: &[String]) -> Option<ProcessForwards> {
+    parse_command(argv).filter(|found| !found.local_forwards.is_empty())
+}
+
+/// Read an ssh (or plink) command line, forwards or not; None when it is not one or names no destination.
+pub fn parse_command(argv: &[String]) -> Option<ProcessForwards> {
     let program = program_name(argv.first()?);
     let plink = program == "plink";
     if program != "ssh" && !plink {
@@ -242,7 +251,10 @@ pub fn parse_argv(argv: &[String]) -> Option<ProcessForwards> {
                 let value = if inline.is_empty() { args.next()?.clone() } else { inline.to_owned() };
                 match flag {
                     'L' => push_spec(&mut found, &value),
-                    'o' => push_option(&mut found, &value),
+                    'o' => {
+                        push_option(&mut found, &value);
+                        found.options.push(value);
+                    }
                     'F' => found.config_file = Some(value),
                     'J' => found.jump = Some(value),
                     'p' => found.port = value.parse().ok(),
@@ -253,8 +265,8 @@ pub fn parse_argv(argv: &[String]) -> Option<ProcessForwards> {
         }
     }
     let destination = found.destination.rsplit_once('@').map_or(found.destination.as_str(), |(_, h)| h).to_owned();
-    found.destination = destination;
-    (!found.local_forwards.is_empty() && !found.destination.is_empty()).then_some(found)
+    found.destination_as_given = std::mem::replace(&mut found.destination, destination);
+    (!found.destination.is_empty()).then_some(found)
 }
 
 /// `-o LocalForward=LISTEN TARGET` (or `-o "LocalForward LISTEN TARGET"`): the same forward as `-L`.

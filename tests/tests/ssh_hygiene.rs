@@ -13,7 +13,7 @@ fn orphans(scrape: &Scrape) -> Option<f64> {
 }
 
 fn orphan_rounds(scrape: &Scrape) -> f64 {
-    scrape.get("openclaw_exporter_probe_lag_seconds_count{probe=\"ssh_orphans\"}").unwrap_or(0.0)
+    scrape.get("openclaw_exporter_probe_lag_seconds_count{probe=\"ssh_hygiene\"}").unwrap_or(0.0)
 }
 
 /// `ssh -N -L` to a port the running forward already holds, with `ExitOnForwardFailure` as given.
@@ -38,7 +38,7 @@ fn a_second_ssh_to_a_held_port_is_an_orphan_until_killed_and_exit_on_forward_fai
     let sshd = Sshd::start(gateway.addr.port());
     let local = free_port();
     let _forward = sshd.forward(local, gateway.addr.port());
-    let config = format!("{}orphan_interval = \"1s\"\n", forward_toml("t", local));
+    let config = format!("{}hygiene_interval = \"1s\"\n", forward_toml("t", local));
     let exporter = Exporter::start(&config);
     exporter.wait_for("no orphan while one ssh holds the forward", T, |m| orphans(m) == Some(0.0));
 

@@ -253,7 +253,7 @@ pub struct Forward {
     pub ws_handshake_interval: Option<Duration>,
     /// How often this user's ssh processes are checked for orphans of this forward (ssh clients forwarding
     /// its address that do not own its listener); None when `off`.
-    pub orphan_interval: Option<Duration>,
+    pub hygiene_interval: Option<Duration>,
     /// The longest any probe of this forward may take (capped at its interval, so rounds never overlap).
     pub timeout: Duration,
     /// The ssh server (the Mac), for the doctor and the routing row.

@@ -236,8 +236,8 @@ pub(super) struct RawForward {
     /// else [`WS_HANDSHAKE_WITHOUT_TOKEN`].
     pub(super) ws_handshake_interval: Option<String>,
     /// A duration or `off`: how often this user's ssh processes are checked for orphans of this forward.
-    #[serde(default = "default_orphan_interval")]
-    pub(super) orphan_interval: String,
+    #[serde(default = "default_hygiene_interval")]
+    pub(super) hygiene_interval: String,
     #[serde(default = "default_timeout")]
     pub(super) timeout: String,
     pub(super) ssh_host: Option<String>,
@@ -264,7 +264,7 @@ pub(super) fn default_readiness_interval() -> String {
 }
 /// Orphans outlive the session that made them by hours; half a minute finds one long before its alert's
 /// 10 minutes and reads the process table twice a minute (one read serves every forward).
-pub(super) fn default_orphan_interval() -> String {
+pub(super) fn default_hygiene_interval() -> String {
     "30s".into()
 }
 /// The WebSocket handshake probe's interval when it completes a `connect` with the auth probe's token: the

@@ -219,8 +219,8 @@ fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (Vec<Forward>
             ws_handshake_interval: forward.ws_handshake_interval.as_deref().and_then(|value| {
                 (value != "off").then(|| c.duration(&key("ws_handshake_interval"), value, PROBE_MIN, PROBE_MAX))
             }),
-            orphan_interval: (forward.orphan_interval != "off")
-                .then(|| c.duration(&key("orphan_interval"), &forward.orphan_interval, PROBE_MIN, PROBE_MAX)),
+            hygiene_interval: (forward.hygiene_interval != "off")
+                .then(|| c.duration(&key("hygiene_interval"), &forward.hygiene_interval, PROBE_MIN, PROBE_MAX)),
             timeout: c.duration(&key("timeout"), &forward.timeout, PROBE_MIN, PROBE_MAX),
             ssh_host: forward.ssh_host.map(|host| c.host_port(&key("ssh_host"), &host, 22)),
             jump_host: forward.jump_host.map(|host| c.host_port(&key("jump_host"), &host, 22)),

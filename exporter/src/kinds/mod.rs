@@ -7,6 +7,6 @@ pub mod exposure;
 pub mod first_byte;
 pub mod model_host;
 pub mod readiness;
-pub mod ssh_orphans;
+pub mod ssh_hygiene;
 pub mod tunnel;
 pub mod ws_handshake;

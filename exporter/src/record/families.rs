@@ -130,6 +130,8 @@ label_sets! {
     ForwardCauseLabels { forward: String, cause: &'static str }
     /// `forward`, `state`.
     ForwardStateLabels { forward: String, state: &'static str }
+    /// `forward`, `option` (a risky ssh setting).
+    ForwardOptionLabels { forward: String, option: &'static str }
     /// `forward`, `channel`, `token_revision`.
     AuthRequestLabels { forward: String, channel: &'static str, token_revision: String }
     /// `forward`, `channel`, `code`, `token_revision`.
@@ -334,6 +336,8 @@ families! {
         "openclaw_tunnel_forward_hijacked", "1 when the forward's port is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token";
     ssh_orphans: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_ssh_orphans", "This user's ssh clients whose command line forwards the forward's local address but that do not own its listener (a failed bind left running without ExitOnForwardFailure): each forwards nothing, pids in /api/status";
+    ssh_option_risk: Tracked<ForwardOptionLabels, Gauge> = Tracked::default(),
+        "openclaw_tunnel_ssh_option_risk", "1 when the ssh owning the forward runs with the option (ssh -G of its own command line, once per new owner): server_alive_off (ServerAliveInterval 0), exit_on_forward_failure_off, connect_timeout_unset, strict_host_key_checking_off; absent while unknown";
     credential_withheld: Tracked<ForwardProbeLabels, Counter> = Tracked::default(),
         "openclaw_gateway_credential_withheld", "Probe rounds that did not send the gateway token because the forward's port is not held by our user's ssh, by probe (auth, ws_handshake)";
     connections_closed: Tracked<ListenerReasonLabels, Counter> = Tracked::default(),

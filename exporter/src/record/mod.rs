@@ -75,6 +75,8 @@ pub(crate) struct ForwardState {
     pub(crate) gateway_down_open: bool,
     /// The orphaned ssh clients of the last orphan round; None before one or while unknown.
     pub(crate) orphans: Option<Vec<status::OrphanStatus>>,
+    /// The risky ssh options of the listener's owner; None while unknown.
+    pub(crate) option_risks: Option<Vec<status::OptionRiskStatus>>,
 }
 
 impl ForwardState {
@@ -92,6 +94,7 @@ impl ForwardState {
             gateway: None,
             gateway_down_open: false,
             orphans: None,
+            option_risks: None,
         }
     }
 }

@@ -65,6 +65,21 @@ pub struct ForwardStatus {
     /// This user's ssh clients forwarding the address without owning its listener, once counted.
     #[serde(default)]
     pub ssh_orphans: Option<Vec<OrphanStatus>>,
+    /// The risky options the listener's ssh runs with (`ssh -G` of its command line); None while unknown.
+    #[serde(default)]
+    pub ssh_option_risks: Option<Vec<OptionRiskStatus>>,
+}
+
+/// A risky ssh option the forward's ssh runs with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptionRiskStatus {
+    /// The `option` label: server_alive_off, exit_on_forward_failure_off, connect_timeout_unset,
+    /// strict_host_key_checking_off.
+    pub option: String,
+    /// Why it matters.
+    pub why: String,
+    /// The `~/.ssh/config` lines that remove it.
+    pub fix: String,
 }
 
 /// An ssh client that forwards the forward's address but does not own its listener.
@@ -202,6 +217,7 @@ struct ForwardSnapshot {
     buckets: Vec<crate::uptime::Bucket>,
     uptime_ratio_last_bucket: Option<f64>,
     orphans: Option<Vec<OrphanStatus>>,
+    option_risks: Option<Vec<OptionRiskStatus>>,
 }
 
 impl Recorder {
@@ -226,6 +242,7 @@ impl Recorder {
                     buckets: state.ledger.buckets().cloned().collect(),
                     uptime_ratio_last_bucket: state.ledger.last_completed_ratio(unix_seconds(now)),
                     orphans: state.orphans.clone(),
+                    option_risks: state.option_risks.clone(),
                 })
                 .collect()
         };
@@ -298,6 +315,7 @@ impl Recorder {
                         .collect(),
                     auth_failures,
                     ssh_orphans: state.orphans,
+                    ssh_option_risks: state.option_risks,
                 }
             })
             .collect();

@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use probes::{ssh_session, syn, Label};
 
-use super::families::{ForwardCauseLabels, ForwardLabels, ForwardReasonLabels, ForwardStateLabels};
+use super::families::{
+    ForwardCauseLabels, ForwardLabels, ForwardOptionLabels, ForwardReasonLabels, ForwardStateLabels,
+};
 use super::Recorder;
 use crate::clock::unix_seconds;
 
@@ -56,6 +58,33 @@ impl Recorder {
             }
         }
         self.with_forward(forward, |state| state.orphans = orphans);
+    }
+
+    /// The risky options the forward's ssh runs with: each option's gauge 0 or 1, or every one removed when
+    /// they are unknown (no ssh of this user owns the listener, `ssh -G` failed).
+    pub fn record_option_risks(&self, forward: &str, risks: Option<&[probes::ssh_options::Risk]>) {
+        for risk in probes::ssh_options::Risk::ALL {
+            let labels = ForwardOptionLabels { forward: forward.to_owned(), option: risk.label() };
+            match risks {
+                Some(risks) => {
+                    self.metrics.ssh_option_risk.get_or_create(&labels).set(i64::from(risks.contains(&risk)));
+                }
+                None => {
+                    self.metrics.ssh_option_risk.remove(&labels);
+                }
+            }
+        }
+        let status = risks.map(|risks| {
+            risks
+                .iter()
+                .map(|risk| super::status::OptionRiskStatus {
+                    option: risk.label().to_owned(),
+                    why: risk.why().to_owned(),
+                    fix: risk.fix().to_owned(),
+                })
+                .collect()
+        });
+        self.with_forward(forward, |state| state.option_risks = status);
     }
 
     /// Count a tunnel round that observed nothing of the forward, by `reason` (one of

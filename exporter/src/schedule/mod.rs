@@ -28,7 +28,7 @@ use crate::kinds::exposure::ExposureRecording;
 use crate::kinds::first_byte::FirstByte;
 use crate::kinds::model_host::ModelHostRecording;
 use crate::kinds::readiness::ReadinessRecording;
-use crate::kinds::ssh_orphans::OrphansRecording;
+use crate::kinds::ssh_hygiene::HygieneRecording;
 use crate::kinds::tunnel::{session_target, Tunnel};
 use crate::kinds::ws_handshake::WsHandshakeRecording;
 use crate::record::Recorder;
@@ -117,7 +117,7 @@ impl Generation {
         // One process walk shared by every forward of this configuration (see OwnerIndex).
         let owner_index = ssh_session::OwnerIndex::default();
         // One read of this user's ssh processes a second, shared likewise by every forward's orphan check.
-        let process_table = probes::ssh_orphans::ProcessTable::default();
+        let process_table = probes::ssh_hygiene::ProcessTable::default();
         let auth_registry = Arc::new(config.auth.registry.clone());
         let auth_settings = Arc::new(config.auth_probe.clone());
         for forward in &config.forwards {
@@ -131,10 +131,10 @@ impl Generation {
             tasks.spawn(drive(probe, recording, ctx.clone()));
             let (probe, recording) = ReadinessRecording::new(forward.clone(), recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
-            if forward.orphan_interval.is_some() {
+            if forward.hygiene_interval.is_some() {
                 let session = session_target(&forward);
                 let (probe, recording) =
-                    OrphansRecording::new(forward.clone(), recorder.clone(), session, &process_table);
+                    HygieneRecording::new(forward.clone(), recorder.clone(), session, &process_table);
                 tasks.spawn(drive(probe, recording, ctx.clone()));
             }
             // The senders of the token check the port's owner first, with a lookup of their own.

@@ -1,5 +1,5 @@
-//! Orphaned forwards: this user's ssh clients whose command line forwards the forward's local address but
-//! that do not own its listener.
+//! The hygiene of a forward's ssh: its orphans (this user's ssh clients whose command line forwards the
+//! forward's local address but that do not own its listener) and the risky options its owner runs with.
 //!
 //! ssh that cannot bind its `-L` listener prints "Address already in use" and keeps running unless
 //! `ExitOnForwardFailure yes` is set: a live session that forwards nothing. Repeated launches leave them
@@ -8,11 +8,15 @@
 //! system call in the steady state) and reads this user's ssh processes from the process table
 //! ([`crate::ssh_processes`], no process spawned, one read shared by every forward within
 //! [`TABLE_MAX_AGE`]); every ssh forwarding the address that is not the owner is an orphan.
+//!
+//! When the owner changes, its own command line (from the same table) is resolved once with `ssh -G`
+//! ([`crate::ssh_options`]): the options that make a dead path look alive. Never again for the same owner.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::ssh_options::{self, Risk};
 use crate::ssh_processes::{self, SshProcess};
 use crate::ssh_session;
 
@@ -60,7 +64,20 @@ pub struct Target {
     pub session: ssh_session::Target,
     /// The process table, shared with the other forwards of the same configuration.
     pub table: ProcessTable,
+    /// The owner whose options were last resolved, and what they were: resolved again only for a new owner.
+    pub audited: Option<(u32, Options)>,
 }
+
+impl Target {
+    /// A target with nothing remembered.
+    pub fn new(addr: SocketAddr, session: ssh_session::Target, table: ProcessTable) -> Target {
+        Target { addr, session, table, audited: None }
+    }
+}
+
+/// The risky options the listener's owner runs with, or why they are unknown (no ssh of this user owns the
+/// listener, plink, `ssh -G` failed).
+pub type Options = Result<Vec<Risk>, String>;
 
 /// One ssh that forwards the address but does not hold its listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +99,8 @@ pub enum Outcome {
         owner_pid: Option<u32>,
         /// The orphans, by pid.
         orphans: Vec<Orphan>,
+        /// The owner's risky options.
+        options: Options,
     },
     /// The listener's owner could not be read, so which ssh holds it is unknown.
     OwnerUnknown {
@@ -118,7 +137,7 @@ impl From<crate::CutOff> for Outcome {
 }
 
 impl crate::Probe for Target {
-    const KIND: &'static str = "ssh_orphans";
+    const KIND: &'static str = "ssh_hygiene";
     type Outcome = Outcome;
 
     async fn probe(&mut self, timeout: Duration) -> Outcome {
@@ -136,10 +155,24 @@ impl crate::Probe for Target {
             Ok(Err(join_error)) => return Outcome::Unsupported { detail: format!("process table: {join_error}") },
             Err(_) => return Outcome::OwnerUnknown { detail: "reading the process table timed out".into() },
         };
-        match table.as_ref() {
-            Ok(processes) => Outcome::Counted { owner_pid, orphans: orphans_of(processes, self.addr, owner_pid) },
-            Err(detail) => Outcome::Unsupported { detail: detail.clone() },
-        }
+        let processes = match table.as_ref() {
+            Ok(processes) => processes,
+            Err(detail) => return Outcome::Unsupported { detail: detail.clone() },
+        };
+        let orphans = orphans_of(processes, self.addr, owner_pid);
+        let owner = owner_pid.and_then(|pid| processes.iter().find(|process| process.pid == pid));
+        let options = match owner {
+            None => Err("no ssh of this user owns the listener".to_owned()),
+            Some(owner) => match &self.audited {
+                Some((pid, options)) if *pid == owner.pid => options.clone(),
+                _ => {
+                    let options = ssh_options::audit(&owner.argv, timeout).await;
+                    self.audited = Some((owner.pid, options.clone()));
+                    options
+                }
+            },
+        };
+        Outcome::Counted { owner_pid, orphans, options }
     }
 }
 
@@ -173,6 +206,7 @@ mod tests {
         ];
         let pids = |orphans: Vec<Orphan>| orphans.iter().map(|o| o.pid).collect::<Vec<_>>();
         assert_eq!(pids(orphans_of(&table, local, Some(10))), [30]);
+        assert_eq!(pids(orphans_of(&table, local, Some(30))), [10]);
         assert_eq!(pids(orphans_of(&table, local, None)), [10, 30], "nothing listens: both forward nothing");
         assert_eq!(pids(orphans_of(&table, local, Some(99))), [10, 30], "another program holds the port");
         assert!(orphans_of(&table[..1], local, Some(30)).is_empty());
@@ -183,10 +217,11 @@ mod tests {
         use crate::Probe;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut target = Target { addr, session: ssh_session::Target::new(addr), table: ProcessTable::default() };
+        let mut target = Target::new(addr, ssh_session::Target::new(addr), ProcessTable::default());
         let outcome = target.probe(Duration::from_secs(5)).await;
         if cfg!(any(target_os = "linux", target_os = "macos")) {
-            assert_eq!(outcome, Outcome::Counted { owner_pid: Some(std::process::id()), orphans: vec![] });
+            let options = Err("no ssh of this user owns the listener".to_owned());
+            assert_eq!(outcome, Outcome::Counted { owner_pid: Some(std::process::id()), orphans: vec![], options });
         }
     }
 }

@@ -1,0 +1,219 @@
+//! The ssh options that make a dead path look alive, read from what ssh itself would use: `ssh -G` for the
+//! forward owner's own destination, `-F` file and `-o` options (Match, Include and defaults applied as ssh
+//! applies them).
+//!
+//! - `ServerAliveInterval 0` (ssh's default): a dead NAT path goes unnoticed for as long as TCP keepalive
+//!   takes (hours), and the forward keeps accepting connects that lead nowhere.
+//! - `ExitOnForwardFailure no` (the default): an ssh whose bind fails keeps running, an orphan
+//!   ([`crate::ssh_hygiene`]).
+//! - `ConnectTimeout` unset: a restart by autossh or a service manager hangs on an unreachable host for as
+//!   long as the TCP stack retries.
+//! - `StrictHostKeyChecking no`: any host key is accepted, so the token crosses a path nobody verified.
+//!
+//! `ssh -G` runs once per new owner (a spawn, never per round), within a timeout, with the owner's `-F` file
+//! only when it is this user's own and nobody else can write it (a config's `Match exec` runs its command
+//! as whoever runs `ssh -G`).
+
+use std::time::Duration;
+
+use crate::ssh_processes::{parse_command, program_name};
+
+/// One risky setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Risk {
+    /// `ServerAliveInterval 0`.
+    ServerAliveOff,
+    /// `ExitOnForwardFailure no`.
+    ExitOnForwardFailureOff,
+    /// `ConnectTimeout` unset.
+    ConnectTimeoutUnset,
+    /// `StrictHostKeyChecking no`.
+    StrictHostKeyCheckingOff,
+}
+
+crate::labels!(Risk {
+    Risk::ServerAliveOff => "server_alive_off",
+    Risk::ExitOnForwardFailureOff => "exit_on_forward_failure_off",
+    Risk::ConnectTimeoutUnset => "connect_timeout_unset",
+    Risk::StrictHostKeyCheckingOff => "strict_host_key_checking_off",
+});
+
+impl Risk {
+    /// Every risk, in the order of [`crate::Label::LABELS`].
+    pub const ALL: [Risk; 4] = [
+        Risk::ServerAliveOff,
+        Risk::ExitOnForwardFailureOff,
+        Risk::ConnectTimeoutUnset,
+        Risk::StrictHostKeyCheckingOff,
+    ];
+
+    /// The `~/.ssh/config` lines (under the forward's `Host`) that remove it.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Risk::ServerAliveOff => "ServerAliveInterval 15\nServerAliveCountMax 3",
+            Risk::ExitOnForwardFailureOff => "ExitOnForwardFailure yes",
+            Risk::ConnectTimeoutUnset => "ConnectTimeout 10",
+            Risk::StrictHostKeyCheckingOff => "StrictHostKeyChecking yes",
+        }
+    }
+
+    /// Why it matters, in a few words.
+    pub fn why(self) -> &'static str {
+        match self {
+            Risk::ServerAliveOff => "a dead path stays undetected for as long as TCP keepalive takes (hours)",
+            Risk::ExitOnForwardFailureOff => "an ssh whose bind fails keeps running and forwards nothing (an orphan)",
+            Risk::ConnectTimeoutUnset => "a restart hangs on an unreachable host instead of failing and backing off",
+            Risk::StrictHostKeyCheckingOff => "any host key is accepted: the path to the gateway is not verified",
+        }
+    }
+}
+
+/// The risks in `ssh -G` output.
+pub fn risks_of_ssh_g(text: &str) -> Vec<Risk> {
+    let mut risks = Vec::new();
+    for line in text.lines() {
+        let Some((key, value)) = line.trim().split_once(' ') else { continue };
+        let value = value.trim();
+        let risk = match key.to_ascii_lowercase().as_str() {
+            "serveraliveinterval" if value == "0" => Risk::ServerAliveOff,
+            "exitonforwardfailure" if value == "no" => Risk::ExitOnForwardFailureOff,
+            "connecttimeout" if value == "none" => Risk::ConnectTimeoutUnset,
+            "stricthostkeychecking" if matches!(value, "false" | "no" | "off") => Risk::StrictHostKeyCheckingOff,
+            _ => continue,
+        };
+        risks.push(risk);
+    }
+    risks.sort();
+    risks.dedup();
+    risks
+}
+
+/// The `ssh -G` arguments that resolve what the ssh with `argv` runs with: its `-F` file (when
+/// `config_file_allowed` says so), its `-o` options, `-p` and `-J`, and its destination. None for plink or a
+/// command line with no destination.
+pub fn ssh_g_args(argv: &[String], config_file_allowed: impl Fn(&str) -> bool) -> Option<Vec<String>> {
+    if program_name(argv.first()?) != "ssh" {
+        return None;
+    }
+    let process = parse_command(argv)?;
+    let mut args = Vec::new();
+    if let Some(file) = process.config_file.as_deref().filter(|file| config_file_allowed(file)) {
+        args.extend(["-F".to_owned(), file.to_owned()]);
+    }
+    for option in &process.options {
+        args.extend(["-o".to_owned(), option.clone()]);
+    }
+    if let Some(port) = process.port {
+        args.extend(["-p".to_owned(), port.to_string()]);
+    }
+    if let Some(jump) = &process.jump {
+        args.extend(["-J".to_owned(), jump.clone()]);
+    }
+    args.extend(["-G".to_owned(), "--".to_owned(), process.destination_as_given.clone()]);
+    Some(args)
+}
+
+/// Whether a config file named by `-F` may be handed to `ssh -G`: `/dev/null` (no config at all), or a
+/// regular file of this user's own that no one else can write (Unix). Elsewhere: only `NUL`'s like.
+pub fn config_file_is_ours(path: &str) -> bool {
+    if path == "/dev/null" || path.eq_ignore_ascii_case("nul") {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(path) else { return false };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        meta.is_file() && meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o022 == 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// Run `ssh -G` for the ssh whose command line is `argv`, within `timeout`: the risks it runs with. An error
+/// says why they are unknown (plink, no ssh on PATH, ssh -G failing or hanging).
+pub async fn audit(argv: &[String], timeout: Duration) -> Result<Vec<Risk>, String> {
+    let args = ssh_g_args(argv, config_file_is_ours).ok_or("not an ssh command line with a destination")?;
+    let mut command = tokio::process::Command::new("ssh");
+    command
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let child = command.spawn().map_err(|err| format!("cannot run ssh -G: {err}"))?;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) if output.status.success() => Ok(risks_of_ssh_g(&String::from_utf8_lossy(&output.stdout))),
+        Ok(Ok(output)) => Err(format!("ssh -G exited with {}", output.status)),
+        Ok(Err(err)) => Err(format!("ssh -G: {err}")),
+        Err(_) => Err(format!("ssh -G gave no answer within {timeout:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Label;
+
+    fn argv(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn ssh_defaults_carry_three_risks_and_a_careful_config_none() {
+        let defaults =
+            "exitonforwardfailure no\nstricthostkeychecking ask\nserveraliveinterval 0\nconnecttimeout none\n";
+        assert_eq!(
+            risks_of_ssh_g(defaults),
+            [Risk::ServerAliveOff, Risk::ExitOnForwardFailureOff, Risk::ConnectTimeoutUnset]
+        );
+        let careful =
+            "exitonforwardfailure yes\nstricthostkeychecking true\nserveraliveinterval 15\nconnecttimeout 10\n";
+        assert!(risks_of_ssh_g(careful).is_empty());
+        assert_eq!(risks_of_ssh_g("stricthostkeychecking false\n"), [Risk::StrictHostKeyCheckingOff]);
+        assert!(risks_of_ssh_g("stricthostkeychecking accept-new\n").is_empty(), "accept-new pins the first key");
+        assert_eq!(Risk::ALL.map(|risk| risk.label()), Risk::LABELS);
+    }
+
+    #[test]
+    fn ssh_g_is_asked_with_the_owners_own_options_and_destination() {
+        let owner = argv(
+            "/usr/bin/ssh -F /home/me/.ssh/tunnel -o ServerAliveInterval=0 -p 2222 -NL 18789:127.0.0.1:18789 me@mac",
+        );
+        assert_eq!(
+            ssh_g_args(&owner, |_| true).unwrap(),
+            argv("-F /home/me/.ssh/tunnel -o ServerAliveInterval=0 -p 2222 -G -- me@mac")
+        );
+        assert_eq!(
+            ssh_g_args(&owner, |_| false).unwrap(),
+            argv("-o ServerAliveInterval=0 -p 2222 -G -- me@mac"),
+            "a -F file someone else can write is not handed over"
+        );
+        assert_eq!(ssh_g_args(&argv("plink -L 18789:h:1 mac"), |_| true), None);
+        assert_eq!(
+            ssh_g_args(&argv("ssh -N mac"), |_| true).unwrap(),
+            argv("-G -- mac"),
+            "an owner whose forward comes from its config is asked about too"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_this_users_unshared_files_are_handed_to_ssh() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ssh-options-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config");
+        std::fs::write(&file, "Host x\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(config_file_is_ours(file.to_str().unwrap()));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(!config_file_is_ours(file.to_str().unwrap()), "world-writable");
+        assert!(!config_file_is_ours(dir.to_str().unwrap()), "a directory");
+        assert!(config_file_is_ours("/dev/null"), "no config at all");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
