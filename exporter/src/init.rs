@@ -6,9 +6,11 @@
 //! (their destination resolved by `ssh -G` too, with the `-F` they were started with). Process command lines
 //! come from the process table (`probes::ssh_processes`: /proc on Linux, libproc on macOS) or PowerShell's CIM (Windows). Names come from host aliases, made label-safe and unique.
 
+use probes::ssh_options::{risks_of_ssh_g, Risk};
 use probes::ssh_processes::{bracket, parse_argv, split_host_port};
 #[cfg(windows)]
 use probes::ssh_processes::{is_ssh_program, split_command_line};
+use probes::Label;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +33,9 @@ pub struct Found {
     /// Where it was found, for the comment above it.
     #[serde(skip)]
     pub source: String,
+    /// The risky options its host runs with (`ssh -G`), for a warning comment beside it.
+    #[serde(skip)]
+    pub risks: Vec<Risk>,
 }
 
 /// What `ssh -G` says about a host.
@@ -44,11 +49,13 @@ pub struct Resolved {
     pub jump: Option<String>,
     /// `localforward` lines: (listen address, remote host, remote port).
     pub local_forwards: Vec<(String, String, u16)>,
+    /// The options that make a dead path look alive.
+    pub risks: Vec<Risk>,
 }
 
 /// Parse `ssh -G` output.
 pub fn parse_ssh_g(text: &str) -> Resolved {
-    let mut resolved = Resolved { port: 22, ..Resolved::default() };
+    let mut resolved = Resolved { port: 22, risks: risks_of_ssh_g(text), ..Resolved::default() };
     for line in text.lines() {
         let mut words = line.split_whitespace();
         let (Some(key), rest) = (words.next(), words.collect::<Vec<_>>()) else { continue };
@@ -241,6 +248,7 @@ fn add(
             jump_host: resolved.jump.clone(),
             remote: format!("{}:{port}", bracket(remote_host)),
             source: source.clone(),
+            risks: resolved.risks.clone(),
         };
         by_local
             .entry(listen.clone())
@@ -303,7 +311,20 @@ pub fn render(found: &[Found], remote_port: u16) -> String {
             forward: [&'a Found; 1],
         }
         let table = toml::to_string(&One { forward: [forward] }).expect("strings serialize");
-        text.push_str(&format!("\n# from {}\n{table}", forward.source));
+        text.push_str(&format!("\n# from {}\n", forward.source));
+        if !forward.risks.is_empty() {
+            let labels: Vec<&str> = forward.risks.iter().map(|risk| risk.label()).collect();
+            text.push_str(&format!(
+                "# warning: its ssh host runs with {} (see `doctor`); add to ~/.ssh/config under its Host:\n",
+                labels.join(", ")
+            ));
+            for risk in &forward.risks {
+                for line in risk.fix().lines() {
+                    text.push_str(&format!("#   {line}\n"));
+                }
+            }
+        }
+        text.push_str(&table);
     }
     text
 }
@@ -321,8 +342,9 @@ mod tests {
     fn ssh_g_output_gives_host_port_jump_and_forwards() {
         let text = "user me\nhostname mac.example.com\nport 2222\nlocalforward [127.0.0.1]:18789 [127.0.0.1]:18789\n\
                     localforward 18790 [localhost]:9999\nlocalforward [::1]:18791 [127.0.0.1]:18789\n\
-                    proxyjump me@bastion.example.com,hop2\n";
+                    proxyjump me@bastion.example.com,hop2\nserveraliveinterval 0\n";
         let resolved = parse_ssh_g(text);
+        assert_eq!(resolved.risks, [Risk::ServerAliveOff]);
         assert_eq!(resolved.hostname, "mac.example.com");
         assert_eq!(resolved.port, 2222);
         assert_eq!(resolved.jump.as_deref(), Some("bastion.example.com"));
@@ -352,11 +374,17 @@ mod tests {
             jump_host: None,
             remote: "127.0.0.1:18789".into(),
             source: "test".into(),
+            risks: vec![Risk::ServerAliveOff],
         }];
         let text = render(&found, 18789);
         let value: toml::Value = toml::from_str(&text).unwrap();
         assert_eq!(value["forward"][0]["name"].as_str(), Some("mac-ap1-x"));
         assert_eq!(value["forward"][0]["ssh_host"].as_str(), Some("mac.example.com:22"));
         assert!(value["forward"][0].get("jump_host").is_none());
+        assert!(
+            text.contains("# warning: its ssh host runs with server_alive_off")
+                && text.contains("#   ServerAliveInterval 15"),
+            "{text}"
+        );
     }
 }

@@ -181,4 +181,6 @@ fn the_ssh_config_example_parses_with_ssh() {
     ] {
         assert!(text.contains(expected), "ssh -G lacks {expected:?}:\n{text}");
     }
+    // The options the exporter flags (openclaw_tunnel_ssh_option_risk): the shipped example has none.
+    assert_eq!(probes::ssh_options::risks_of_ssh_g(&text), [], "{text}");
 }

@@ -93,3 +93,70 @@ fn a_second_ssh_to_a_held_port_is_an_orphan_until_killed_and_exit_on_forward_fai
     let after = exporter.wait_for("two more orphan rounds", T, |m| orphan_rounds(m) >= rounds + 2.0);
     assert_eq!(orphans(&after), Some(0.0));
 }
+
+/// A forward started as users start it, `ssh -F CONFIG -N -L ... alias`, whose Host block sets
+/// `ServerAliveInterval` to `server_alive`.
+fn forward_from_config(sshd: &Sshd, dir: &std::path::Path, local: u16, gateway: u16, server_alive: u32) -> Proc {
+    let known_hosts = dir.join("known_hosts");
+    std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+    let block = sshd
+        .host_block("mac", &known_hosts, &[])
+        .replace("ServerAliveInterval 1\n", &format!("ServerAliveInterval {server_alive}\n"));
+    assert!(block.contains(&format!("ServerAliveInterval {server_alive}\n")), "{block}");
+    let config = dir.join(format!("ssh_config_{server_alive}"));
+    std::fs::write(&config, block).unwrap();
+    let mut ssh = Proc::spawn_group(
+        "ssh from its config",
+        Command::new("ssh").arg("-F").arg(&config).args([
+            "-N",
+            "-L",
+            &format!("127.0.0.1:{local}:127.0.0.1:{gateway}"),
+            "mac",
+        ]),
+    );
+    ssh.wait_listening(std::net::SocketAddr::from(([127, 0, 0, 1], local)), Duration::from_secs(10));
+    ssh
+}
+
+fn risk(scrape: &Scrape, option: &str) -> Option<f64> {
+    scrape.get(&format!("openclaw_tunnel_ssh_option_risk{{forward=\"t\",option=\"{option}\"}}"))
+}
+
+#[test]
+fn an_ssh_without_keepalives_is_a_risk_the_doctor_fixes_and_one_with_them_is_not() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let sshd = Sshd::start(gateway.addr.port());
+    let dir = tempfile::tempdir().unwrap();
+    let local = free_port();
+    let mut ssh = forward_from_config(&sshd, dir.path(), local, gateway.addr.port(), 0);
+    let config = format!("{}hygiene_interval = \"1s\"\n", forward_toml("t", local));
+    let exporter = Exporter::start(&config);
+    let seen =
+        exporter.wait_for("ServerAliveInterval 0 seen as a risk", T, |m| risk(m, "server_alive_off") == Some(1.0));
+    for careful in ["exit_on_forward_failure_off", "connect_timeout_unset", "strict_host_key_checking_off"] {
+        assert_eq!(risk(&seen, careful), Some(0.0), "{careful}: the Host block sets it");
+    }
+    let status = exporter.status();
+    let risks = &status["forwards"][0]["ssh_option_risks"];
+    assert_eq!(risks[0]["option"].as_str(), Some("server_alive_off"), "{risks}");
+
+    let config_file = dir.path().join("exporter.toml");
+    std::fs::write(&config_file, format!("[web]\nlisten = \"127.0.0.1:{}\"\n{config}", free_port())).unwrap();
+    let doctor = Command::new(workspace_binary("openclaw-tunnel-exporter"))
+        .arg("--config")
+        .arg(&config_file)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        said.contains("server_alive_off") && said.contains("ServerAliveInterval 15"),
+        "the doctor prints the fix:\n{said}"
+    );
+
+    // The same forward restarted with keepalives: a new owner, resolved again, no risk.
+    ssh.signal(libc::SIGTERM);
+    ssh.wait_exit(Duration::from_secs(10)).expect("ssh exits");
+    let _ssh = forward_from_config(&sshd, dir.path(), local, gateway.addr.port(), 15);
+    exporter.wait_for("ServerAliveInterval 15 is no risk", T, |m| risk(m, "server_alive_off") == Some(0.0));
+}
