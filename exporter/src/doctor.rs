@@ -143,13 +143,16 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
                 notes = hygiene_notes(forward, config.scheduler.owner_lookup, timeout).await;
                 session(forward, config.scheduler.owner_lookup, timeout).await
             }
-            3 => match (syn::Target { addr: forward.local }).probe(timeout).await {
-                Ok(connected) => pass(format!("{} connected in {}", forward.local, ms(connected.connect))),
-                Err(failure) => fail(
-                    format!("{}: {failure}", forward.local),
-                    "nothing accepts on the forward: restart the ssh forward (autossh/launchd/systemd unit)",
-                ),
-            },
+            3 => {
+                notes = cli_url_notes(config, forward);
+                match (syn::Target { addr: forward.local }).probe(timeout).await {
+                    Ok(connected) => pass(format!("{} connected in {}", forward.local, ms(connected.connect))),
+                    Err(failure) => fail(
+                        format!("{}: {failure}", forward.local),
+                        "nothing accepts on the forward: restart the ssh forward (autossh/launchd/systemd unit)",
+                    ),
+                }
+            }
             4 => {
                 let (verdict, read) = gateway(forward, timeout).await;
                 readiness_read = read;
@@ -263,6 +266,26 @@ async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Durati
             "find who holds the port (sudo lsof -iTCP -sTCP:LISTEN -P), stop it, then restart your tunnel",
         ),
         ssh_session::Outcome::Unsupported { detail } => (Status::Skipped, format!("owner unknown: {detail}"), None),
+    }
+}
+
+/// Whether the openclaw CLI on this machine talks to this forward: its URL read as the CLI reads it, judged
+/// against every configured forward. A note when it does not (localhost, another port, TLS, another forward).
+fn cli_url_notes(config: &Config, forward: &Forward) -> Vec<String> {
+    let locations = token_sources::Locations::from_env(config.auth_probe.openclaw_config.as_deref(), None);
+    let cli = match crate::cli_url::read(&locations) {
+        Ok(cli) => cli,
+        Err(why) => return vec![format!("the openclaw CLI's gateway URL cannot be known: {why}")],
+    };
+    let forwards: Vec<(&str, std::net::SocketAddr)> =
+        config.forwards.iter().map(|forward| (forward.name.as_str(), forward.local)).collect();
+    let finding = crate::cli_url::judge(&cli.url, &forwards);
+    match (finding.matched(), finding.explain(&cli)) {
+        (Some(name), _) if name == forward.name => Vec::new(),
+        (Some(name), _) => {
+            vec![format!("the openclaw CLI uses forward {name} ({} from {}), not this one", cli.url, cli.source)]
+        }
+        (None, problem) => problem.into_iter().collect(),
     }
 }
 

@@ -42,6 +42,7 @@ macro_rules! span_fields {
                 forward = Empty,
                 model_host = Empty,
                 gateway = Empty,
+                cli = Empty,
                 outcome = Empty,
                 $($name = Empty,)+
             )
@@ -107,7 +108,8 @@ pub trait Recording: Send + 'static {
     /// What a change is judged by; a log line is written when it differs from the last round's.
     type State: PartialEq + Send;
 
-    /// The subject's span field and name: `("forward", "laptop")`, `("model_host", ...)`, `("gateway", ...)`.
+    /// The subject's span field and name: `("forward", "laptop")`, `("model_host", ...)`, `("gateway", ...)`,
+    /// `("cli", "openclaw")` (one of the span's subject fields, declared in `probe_span`).
     fn subject(&self) -> (&'static str, &str);
     /// How often the probe runs.
     fn interval(&self) -> Duration;

@@ -13,6 +13,7 @@
 //! `anyhow` only at the edge ([`cli`]).
 
 mod cli;
+mod cli_url;
 mod clock;
 mod config;
 mod doctor;

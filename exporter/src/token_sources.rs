@@ -71,6 +71,9 @@ impl Tokens {
 pub struct Locations {
     /// The process environment's `OPENCLAW_GATEWAY_TOKEN`.
     pub env_token: Option<String>,
+    /// `OPENCLAW_GATEWAY_URL` and where it was found: the process environment, then the state directory's
+    /// `.env`, then `gateway.env` (the first set wins, as for the token).
+    pub env_url: Option<(String, String)>,
     /// `$OPENCLAW_STATE_DIR/.env` or `~/.openclaw/.env`.
     pub state_env_file: Option<PathBuf>,
     /// `~/.config/openclaw/gateway.env`.
@@ -93,10 +96,23 @@ impl Locations {
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("OPENCLAW_CONFIG_PATH").map(PathBuf::from))
             .or_else(|| home.as_ref().map(|h| h.join(".openclaw/openclaw.json")));
+        let state_env_file = state_dir.map(|d| d.join(".env"));
+        let gateway_env_file = home.map(|h| h.join(".config/openclaw/gateway.env"));
+        let env_url = std::env::var("OPENCLAW_GATEWAY_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+            .map(|url| (url, "env OPENCLAW_GATEWAY_URL".to_owned()))
+            .or_else(|| {
+                [&state_env_file, &gateway_env_file].into_iter().flatten().find_map(|file| {
+                    let url = dotenv_value(file, "OPENCLAW_GATEWAY_URL")?;
+                    Some((url, format!("{} OPENCLAW_GATEWAY_URL", file.display())))
+                })
+            });
         Locations {
             env_token: std::env::var("OPENCLAW_GATEWAY_TOKEN").ok().filter(|t| !t.is_empty()),
-            state_env_file: state_dir.map(|d| d.join(".env")),
-            gateway_env_file: home.map(|h| h.join(".config/openclaw/gateway.env")),
+            env_url,
+            state_env_file,
+            gateway_env_file,
             config_file,
             token_file: token_file.map(Path::to_path_buf),
         }
@@ -148,12 +164,10 @@ pub fn read(locations: &Locations) -> Tokens {
     }
 
     let (mut remote_index, mut auth_index, mut remote_mode) = (None, None, false);
-    if let Some(config) =
-        locations.config_file.as_ref().and_then(|path| Some((path, std::fs::read_to_string(path).ok()?)))
-    {
-        let (path, text) = config;
-        match json5::from_str::<serde_json::Value>(&text) {
-            Ok(value) => {
+    if let Some(path) = locations.config_file.as_ref() {
+        match read_config(path) {
+            Ok(None) => {}
+            Ok(Some(value)) => {
                 remote_mode = value["gateway"]["mode"] == "remote";
                 for (key, slot) in [("remote", &mut remote_index), ("auth", &mut auth_index)] {
                     let field = &value["gateway"][key]["token"];
@@ -173,12 +187,7 @@ pub fn read(locations: &Locations) -> Tokens {
             Err(err) => {
                 push(
                     &mut tokens,
-                    Source {
-                        name: path.display().to_string(),
-                        kind: "config",
-                        token: None,
-                        unresolvable: Some(format!("not JSON5: {err}")),
-                    },
+                    Source { name: path.display().to_string(), kind: "config", token: None, unresolvable: Some(err) },
                 );
             }
         }
@@ -195,6 +204,13 @@ pub fn read(locations: &Locations) -> Tokens {
         }
     }
     tokens
+}
+
+/// The CLI's JSON5 config at `path`: None when there is no such file (or it cannot be read), an error naming
+/// the file when it is not JSON5.
+pub fn read_config(path: &Path) -> Result<Option<serde_json::Value>, String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
+    json5::from_str::<serde_json::Value>(&text).map(Some).map_err(|err| format!("{}: not JSON5: {err}", path.display()))
 }
 
 /// A token field: a string (with `${VAR}` / `$VAR` shorthand) or a SecretRef object.
@@ -227,6 +243,7 @@ mod tests {
     fn locations(dir: &Path) -> Locations {
         Locations {
             env_token: None,
+            env_url: None,
             state_env_file: Some(dir.join(".env")),
             gateway_env_file: Some(dir.join("gateway.env")),
             config_file: Some(dir.join("openclaw.json")),

@@ -160,3 +160,55 @@ fn an_ssh_without_keepalives_is_a_risk_the_doctor_fixes_and_one_with_them_is_not
     let _ssh = forward_from_config(&sshd, dir.path(), local, gateway.addr.port(), 15);
     exporter.wait_for("ServerAliveInterval 15 is no risk", T, |m| risk(m, "server_alive_off") == Some(0.0));
 }
+
+#[test]
+fn the_clis_url_is_checked_against_the_forwards_localhost_127_0_0_1_and_a_port_with_no_forward() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let sshd = Sshd::start(gateway.addr.port());
+    let local = free_port();
+    // ssh -L 127.0.0.1:PORT listens on IPv4 only.
+    let _forward = sshd.forward(local, gateway.addr.port());
+    let dir = tempfile::tempdir().unwrap();
+    let cli_config = dir.path().join("openclaw.json");
+    let config = format!("[scheduler]\ncli_url_interval = \"1s\"\n{}", forward_toml("t", local));
+    let cli_env = |command: &mut Command| -> () {
+        command.env("OPENCLAW_CONFIG_PATH", &cli_config).env("HOME", dir.path()).env_remove("OPENCLAW_GATEWAY_URL");
+    };
+    let matches = |scrape: &Scrape| scrape.get("openclaw_gateway_cli_url_matches{forward=\"t\"}");
+    let unused = free_port();
+    for (url, expected) in [
+        (format!("ws://localhost:{local}"), 0.0),
+        (format!("ws://127.0.0.1:{local}"), 1.0),
+        (format!("ws://127.0.0.1:{unused}"), 0.0),
+    ] {
+        std::fs::write(&cli_config, format!("{{ gateway: {{ mode: 'remote', remote: {{ url: '{url}' }} }} }}\n"))
+            .unwrap();
+        let exporter = Exporter::start_with(&config, |command| {
+            cli_env(command);
+            command
+        });
+        exporter.wait_for(&format!("{url}: matches {expected}"), T, |m| matches(m) == Some(expected));
+        let status = exporter.status();
+        let cli_url = &status["forwards"][0]["cli_url"];
+        assert_eq!(cli_url["url"].as_str(), Some(url.as_str()), "{cli_url}");
+
+        let config_file = dir.path().join("exporter.toml");
+        std::fs::write(&config_file, format!("[web]\nlisten = \"127.0.0.1:{}\"\n{config}", free_port())).unwrap();
+        let mut doctor = Command::new(workspace_binary("openclaw-tunnel-exporter"));
+        doctor.arg("--config").arg(&config_file).arg("doctor");
+        cli_env(&mut doctor);
+        let said = String::from_utf8_lossy(&doctor.output().unwrap().stdout).into_owned();
+        if expected == 1.0 {
+            assert!(cli_url["problem"].is_null(), "{cli_url}");
+            assert!(!said.contains("the CLI's URL"), "no note when the CLI uses this forward:\n{said}");
+        } else if url.contains("localhost") {
+            let problem = cli_url["problem"].as_str().unwrap_or_default();
+            assert!(problem.contains("::1") && problem.contains(&format!("127.0.0.1:{local} only")), "{problem}");
+            assert!(said.contains("says localhost") && said.contains(&format!("use ws://127.0.0.1:{local}")), "{said}");
+        } else {
+            let named = format!("points at port {unused}, where no configured forward listens");
+            assert!(cli_url["problem"].as_str().unwrap_or_default().contains(&named), "{cli_url}");
+            assert!(said.contains(&named), "{said}");
+        }
+    }
+}

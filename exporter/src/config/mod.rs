@@ -231,6 +231,8 @@ pub struct Scheduler {
     pub max_concurrent_probes: usize,
     /// How the owner of a forward's listener is found (`procfs` on Linux, `listeners` everywhere).
     pub owner_lookup: probes::ssh_session::Lookup,
+    /// How often the openclaw CLI's gateway URL is read and checked against the forwards; None when `off`.
+    pub cli_url_interval: Option<Duration>,
 }
 
 /// One laptop-side ssh -L forward.

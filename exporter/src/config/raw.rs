@@ -218,6 +218,7 @@ pub(super) fn default_tap_max_connections() -> usize {
 pub(super) struct RawScheduler {
     pub(super) max_concurrent_probes: usize,
     pub(super) owner_lookup: String,
+    pub(super) cli_url_interval: String,
 }
 
 #[derive(Debug, Deserialize)]

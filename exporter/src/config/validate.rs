@@ -176,7 +176,12 @@ fn validate_scheduler(raw: &RawScheduler, c: &mut Checker<'_>) -> Scheduler {
     if raw.max_concurrent_probes == 0 {
         c.problem("scheduler.max_concurrent_probes", &0, "must be at least 1");
     }
-    Scheduler { max_concurrent_probes: raw.max_concurrent_probes, owner_lookup: owner_lookup(c, &raw.owner_lookup) }
+    Scheduler {
+        max_concurrent_probes: raw.max_concurrent_probes,
+        owner_lookup: owner_lookup(c, &raw.owner_lookup),
+        cli_url_interval: (raw.cli_url_interval != "off")
+            .then(|| c.duration("scheduler.cli_url_interval", &raw.cli_url_interval, PROBE_MIN, PROBE_MAX)),
+    }
 }
 
 /// `[[forward]]`: the forwards, and for each whether `ws_handshake_interval` was set (its default depends on

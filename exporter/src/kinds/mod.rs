@@ -3,6 +3,7 @@
 //! files), logs state changes and records each outcome through the recorder's API ([`crate::record`]).
 
 pub mod auth;
+pub mod cli_url;
 pub mod exposure;
 pub mod first_byte;
 pub mod model_host;

@@ -334,6 +334,8 @@ families! {
         "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack and read (retried with backoff)";
     forward_hijacked: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_forward_hijacked", "1 when the forward's port is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token";
+    cli_url_matches: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_cli_url_matches", "1 when the openclaw CLI's gateway URL (OPENCLAW_GATEWAY_URL, gateway.remote.url in remote mode, 127.0.0.1:gateway.port in local mode) is this forward's address in a plain scheme, 0 when it is not; absent while the CLI's config cannot be read";
     ssh_orphans: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_ssh_orphans", "This user's ssh clients whose command line forwards the forward's local address but that do not own its listener (a failed bind left running without ExitOnForwardFailure): each forwards nothing, pids in /api/status";
     ssh_option_risk: Tracked<ForwardOptionLabels, Gauge> = Tracked::default(),

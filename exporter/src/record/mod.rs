@@ -77,6 +77,8 @@ pub(crate) struct ForwardState {
     pub(crate) orphans: Option<Vec<status::OrphanStatus>>,
     /// The risky ssh options of the listener's owner; None while unknown.
     pub(crate) option_risks: Option<Vec<status::OptionRiskStatus>>,
+    /// The openclaw CLI's gateway URL and what it is to the forwards; None while unknown.
+    pub(crate) cli_url: Option<status::CliUrlStatus>,
 }
 
 impl ForwardState {
@@ -95,6 +97,7 @@ impl ForwardState {
             gateway_down_open: false,
             orphans: None,
             option_risks: None,
+            cli_url: None,
         }
     }
 }

@@ -68,6 +68,22 @@ pub struct ForwardStatus {
     /// The risky options the listener's ssh runs with (`ssh -G` of its command line); None while unknown.
     #[serde(default)]
     pub ssh_option_risks: Option<Vec<OptionRiskStatus>>,
+    /// The openclaw CLI's gateway URL (the same for every forward), once read.
+    #[serde(default)]
+    pub cli_url: Option<CliUrlStatus>,
+}
+
+/// The gateway URL the openclaw CLI uses, and which forward it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CliUrlStatus {
+    /// The URL.
+    pub url: String,
+    /// Where the CLI reads it.
+    pub source: String,
+    /// The forward whose address it is, when it is one.
+    pub forward: Option<String>,
+    /// The mismatch in words, with what to write instead.
+    pub problem: Option<String>,
 }
 
 /// A risky ssh option the forward's ssh runs with.
@@ -218,6 +234,7 @@ struct ForwardSnapshot {
     uptime_ratio_last_bucket: Option<f64>,
     orphans: Option<Vec<OrphanStatus>>,
     option_risks: Option<Vec<OptionRiskStatus>>,
+    cli_url: Option<CliUrlStatus>,
 }
 
 impl Recorder {
@@ -243,6 +260,7 @@ impl Recorder {
                     uptime_ratio_last_bucket: state.ledger.last_completed_ratio(unix_seconds(now)),
                     orphans: state.orphans.clone(),
                     option_risks: state.option_risks.clone(),
+                    cli_url: state.cli_url.clone(),
                 })
                 .collect()
         };
@@ -316,6 +334,7 @@ impl Recorder {
                     auth_failures,
                     ssh_orphans: state.orphans,
                     ssh_option_risks: state.option_risks,
+                    cli_url: state.cli_url,
                 }
             })
             .collect();

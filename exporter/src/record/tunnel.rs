@@ -87,6 +87,24 @@ impl Recorder {
         self.with_forward(forward, |state| state.option_risks = status);
     }
 
+    /// The openclaw CLI's gateway URL against `forwards`: each forward's gauge 1 when the URL is its address,
+    /// else 0; every gauge removed when the URL cannot be known (the CLI's config unreadable).
+    pub fn record_cli_url(&self, forwards: &[&str], cli_url: Option<&super::status::CliUrlStatus>) {
+        for forward in forwards {
+            let labels = ForwardLabels { forward: (*forward).to_owned() };
+            match cli_url {
+                Some(cli_url) => {
+                    let matches = cli_url.forward.as_deref() == Some(*forward);
+                    self.metrics.cli_url_matches.get_or_create(&labels).set(i64::from(matches));
+                }
+                None => {
+                    self.metrics.cli_url_matches.remove(&labels);
+                }
+            }
+            self.with_forward(forward, |state| state.cli_url = cli_url.cloned());
+        }
+    }
+
     /// Count a tunnel round that observed nothing of the forward, by `reason` (one of
     /// [`UNOBSERVED_REASONS`]).
     pub fn record_round_unobserved(&self, forward: &str, reason: &'static str) {

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Forward, ModelHost};
 use crate::driver::{drive, TaskContext};
 use crate::kinds::auth::AuthProbeRecording;
+use crate::kinds::cli_url::CliUrlRecording;
 use crate::kinds::exposure::ExposureRecording;
 use crate::kinds::first_byte::FirstByte;
 use crate::kinds::model_host::ModelHostRecording;
@@ -158,6 +159,10 @@ impl Generation {
                 );
                 tasks.spawn(drive(probe, recording, ctx.clone()));
             }
+        }
+        if let Some(interval) = config.scheduler.cli_url_interval.filter(|_| !config.forwards.is_empty()) {
+            let (probe, recording) = CliUrlRecording::new(&config, interval, recorder.clone());
+            tasks.spawn(drive(probe, recording, ctx.clone()));
         }
         for gateway in &config.gateways {
             let (probe, recording) = ExposureRecording::new(Arc::new(gateway.clone()), recorder.clone());

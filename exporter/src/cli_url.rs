@@ -1,0 +1,233 @@
+//! The gateway URL this machine's `openclaw` CLI connects to, read the way the CLI reads it, and whether it is
+//! the address of a forward the exporter measures. The exporter can be green while the CLI talks to nothing:
+//! `localhost` that resolves to ::1 first while ssh listens on 127.0.0.1 only, a port with no forward, `wss://`
+//! to a plain forward.
+//!
+//! The CLI's order (openclaw 2026.9.6): `OPENCLAW_GATEWAY_URL` (the process environment, then the state
+//! directory's `.env`, then `~/.config/openclaw/gateway.env`, as for the token), then in remote mode
+//! (`gateway.mode: "remote"`) `gateway.remote.url` from its JSON5 config; in local mode it talks to
+//! `ws://127.0.0.1:<gateway.port>` (18789 unless set). The same files and reader as [`crate::token_sources`].
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::token_sources::{read_config, Locations};
+
+/// The URL the CLI uses and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliUrl {
+    /// The URL as written.
+    pub url: String,
+    /// Where it was read, for people: `env OPENCLAW_GATEWAY_URL`, `FILE gateway.remote.url`, `local mode`.
+    pub source: String,
+}
+
+/// The CLI's gateway URL; an error says why it cannot be known (a config that is not JSON5, remote mode
+/// without a URL).
+pub fn read(locations: &Locations) -> Result<CliUrl, String> {
+    if let Some((url, source)) = &locations.env_url {
+        return Ok(CliUrl { url: url.clone(), source: source.clone() });
+    }
+    let Some(path) = locations.config_file.as_ref() else { return Ok(local_mode(None, "no config file")) };
+    let Some(config) = read_config(path)? else { return Ok(local_mode(None, "no config file")) };
+    let gateway = &config["gateway"];
+    if gateway["mode"] == "remote" {
+        return match gateway["remote"]["url"].as_str() {
+            Some(url) => Ok(CliUrl { url: url.to_owned(), source: format!("{} gateway.remote.url", path.display()) }),
+            None => Err(format!("{}: gateway.mode is remote but gateway.remote.url is not set", path.display())),
+        };
+    }
+    let port = gateway["port"].as_u64().and_then(|port| u16::try_from(port).ok());
+    Ok(local_mode(port, &format!("{} gateway.mode local", path.display())))
+}
+
+fn local_mode(port: Option<u16>, why: &str) -> CliUrl {
+    let port = port.unwrap_or(18789);
+    CliUrl { url: format!("ws://127.0.0.1:{port}"), source: format!("local mode ({why}), port {port}") }
+}
+
+/// What the CLI's URL is to the configured forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// It is this forward's address, in a plain scheme.
+    Matches {
+        /// The forward.
+        forward: String,
+    },
+    /// `localhost` on a forward's port: it may resolve to ::1 first, while ssh listens where `listens` says.
+    Localhost {
+        /// The forward on that port.
+        forward: String,
+        /// Where its ssh listens.
+        listens: SocketAddr,
+    },
+    /// Another host or address on a forward's port.
+    OtherHost {
+        /// The URL's host.
+        host: String,
+        /// The forward on that port.
+        forward: String,
+        /// Where its ssh listens.
+        listens: SocketAddr,
+    },
+    /// TLS (`wss://`, `https://`) to a plain forward.
+    SchemeMismatch {
+        /// The URL's scheme.
+        scheme: String,
+        /// The forward.
+        forward: String,
+        /// Where its ssh listens.
+        listens: SocketAddr,
+    },
+    /// No configured forward listens on the URL's port.
+    NoForwardOnPort {
+        /// The port.
+        port: u16,
+    },
+    /// Not a gateway URL at all.
+    NotAUrl {
+        /// Why.
+        why: String,
+    },
+}
+
+impl Finding {
+    /// The forward the CLI's URL is, when it is one.
+    pub fn matched(&self) -> Option<&str> {
+        match self {
+            Finding::Matches { forward } => Some(forward),
+            _ => None,
+        }
+    }
+
+    /// The mismatch in words, with what to write instead (None when it matches).
+    pub fn explain(&self, cli: &CliUrl) -> Option<String> {
+        let (url, source) = (&cli.url, &cli.source);
+        Some(match self {
+            Finding::Matches { .. } => return None,
+            Finding::Localhost { forward, listens } => format!(
+                "the CLI's URL {url} ({source}) says localhost, which may resolve to ::1 first, while ssh listens on \
+                 {listens} only (forward {forward}): use ws://{listens}"
+            ),
+            Finding::OtherHost { host, forward, listens } => format!(
+                "the CLI's URL {url} ({source}) points at {host}, but the forward {forward}'s ssh listens on \
+                 {listens}: use ws://{listens}"
+            ),
+            Finding::SchemeMismatch { scheme, forward, listens } => format!(
+                "the CLI's URL {url} ({source}) uses {scheme} (TLS), but the forward {forward} at {listens} is a plain \
+                 ssh forward: use ws://{listens}"
+            ),
+            Finding::NoForwardOnPort { port } => format!(
+                "the CLI's URL {url} ({source}) points at port {port}, where no configured forward listens: the \
+                 exporter does not measure the path the CLI uses"
+            ),
+            Finding::NotAUrl { why } => format!("the CLI's URL {url} ({source}) is not a gateway URL: {why}"),
+        })
+    }
+}
+
+/// Judge `url` against the forwards (name, local address).
+pub fn judge(url: &str, forwards: &[(&str, SocketAddr)]) -> Finding {
+    let parsed = match url::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(err) => return Finding::NotAUrl { why: err.to_string() },
+    };
+    let tls = match parsed.scheme() {
+        "ws" | "http" => false,
+        "wss" | "https" => true,
+        other => return Finding::NotAUrl { why: format!("scheme {other}, not ws, wss, http or https") },
+    };
+    let Some(port) = parsed.port_or_known_default() else {
+        return Finding::NotAUrl { why: "no port".into() };
+    };
+    let on_port: Vec<&(&str, SocketAddr)> = forwards.iter().filter(|(_, local)| local.port() == port).collect();
+    let Some(&&(first, first_local)) = on_port.first() else { return Finding::NoForwardOnPort { port } };
+    let ip = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        Some(url::Host::Domain(domain)) if domain.eq_ignore_ascii_case("localhost") => {
+            return Finding::Localhost { forward: first.to_owned(), listens: first_local };
+        }
+        _ => None,
+    };
+    let Some(&&(name, local)) = on_port.iter().find(|(_, local)| Some(local.ip()) == ip) else {
+        let host = parsed.host_str().unwrap_or_default().to_owned();
+        return Finding::OtherHost { host, forward: first.to_owned(), listens: first_local };
+    };
+    if tls {
+        return Finding::SchemeMismatch {
+            scheme: parsed.scheme().to_owned(),
+            forward: name.to_owned(),
+            listens: local,
+        };
+    }
+    Finding::Matches { forward: name.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn forwards() -> Vec<(&'static str, SocketAddr)> {
+        vec![("mac", "127.0.0.1:18789".parse().unwrap()), ("v6", "[::1]:18790".parse().unwrap())]
+    }
+
+    #[test]
+    fn each_kind_of_url_is_judged() {
+        let f = forwards();
+        assert_eq!(judge("ws://127.0.0.1:18789", &f), Finding::Matches { forward: "mac".into() });
+        assert_eq!(judge("http://127.0.0.1:18789/", &f), Finding::Matches { forward: "mac".into() });
+        assert_eq!(judge("ws://[::1]:18790", &f), Finding::Matches { forward: "v6".into() });
+        let mac: SocketAddr = "127.0.0.1:18789".parse().unwrap();
+        assert_eq!(judge("ws://localhost:18789", &f), Finding::Localhost { forward: "mac".into(), listens: mac });
+        assert_eq!(
+            judge("wss://127.0.0.1:18789", &f),
+            Finding::SchemeMismatch { scheme: "wss".into(), forward: "mac".into(), listens: mac }
+        );
+        assert_eq!(
+            judge("ws://[::1]:18789", &f),
+            Finding::OtherHost { host: "[::1]".into(), forward: "mac".into(), listens: mac }
+        );
+        assert_eq!(judge("ws://127.0.0.1:9999", &f), Finding::NoForwardOnPort { port: 9999 });
+        assert!(matches!(judge("127.0.0.1:18789", &f), Finding::NotAUrl { .. }));
+        let cli = CliUrl { url: "ws://localhost:18789".into(), source: "test".into() };
+        let said = judge(&cli.url, &f).explain(&cli).unwrap();
+        assert!(said.contains("::1") && said.contains("127.0.0.1:18789"), "{said}");
+    }
+
+    fn locations(dir: &std::path::Path) -> Locations {
+        Locations {
+            env_token: None,
+            env_url: None,
+            state_env_file: None,
+            gateway_env_file: None,
+            config_file: Some(dir.join("openclaw.json")),
+            token_file: None,
+        }
+    }
+
+    #[test]
+    fn the_url_is_read_as_the_cli_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("openclaw.json");
+        let at = |text: &str| {
+            std::fs::write(&config, text).unwrap();
+            read(&locations(dir.path()))
+        };
+        let remote = at("{ gateway: { mode: 'remote', remote: { url: 'ws://localhost:18789' } }, // JSON5\n}").unwrap();
+        assert_eq!(remote.url, "ws://localhost:18789");
+        assert!(remote.source.ends_with("gateway.remote.url"), "{remote:?}");
+        let local = at(r#"{"gateway": {"mode": "local", "port": 19001, "remote": {"url": "ws://x:1"}}}"#).unwrap();
+        assert_eq!(local.url, "ws://127.0.0.1:19001", "local mode ignores remote.url");
+        assert!(at(r#"{"gateway": {"mode": "remote"}}"#).unwrap_err().contains("gateway.remote.url is not set"));
+        assert!(at("{ not json").is_err());
+        let with_env = Locations {
+            env_url: Some(("ws://127.0.0.1:1".into(), "env OPENCLAW_GATEWAY_URL".into())),
+            ..locations(dir.path())
+        };
+        assert_eq!(read(&with_env).unwrap().url, "ws://127.0.0.1:1", "the environment wins");
+        let none =
+            Locations { config_file: Some(PathBuf::from("/nonexistent/openclaw.json")), ..locations(dir.path()) };
+        assert_eq!(read(&none).unwrap().url, "ws://127.0.0.1:18789");
+    }
+}
