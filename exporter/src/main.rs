@@ -28,6 +28,7 @@ mod schedule;
 mod signals;
 mod spawn;
 mod state;
+mod supervise;
 mod token_sources;
 mod uptime;
 mod web;

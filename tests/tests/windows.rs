@@ -240,9 +240,13 @@ fn the_task_scheduler_files_register_with_schtasks_and_restart_on_failure() {
         assert_eq!(field("DisallowStartIfOnBatteries"), "false", "{}", path.display());
         let command = field("Command") + " " + &field("Arguments");
         if name.starts_with("openclaw-tunnel.") {
-            // The forward: an ssh client in a loop that starts it again when it exits.
-            assert!(command.contains("while ($true)") && command.contains("-N"), "{command}");
+            // The forward: an ssh client the exporter's `supervise` starts again when it exits, backing off.
+            assert!(
+                command.contains("openclaw-tunnel-exporter.exe supervise -- ") && command.contains("-N"),
+                "{command}"
+            );
             assert!(command.contains("ssh.exe") || command.contains("plink.exe"), "{command}");
+            assert!(!command.contains("while ($true)"), "no busy loop: {command}");
         } else {
             assert!(command.contains("openclaw-tunnel-exporter.exe") && command.contains("--config"), "{command}");
         }
@@ -253,6 +257,42 @@ fn the_task_scheduler_files_register_with_schtasks_and_restart_on_failure() {
         wine.write("broken.xml", "<Task xmlns=\"http://schemas.microsoft.com/windows/2004/02/mit/task\"><Actions>");
     let created = wine.builtin("schtasks", &["/create", "/tn", "broken", "/xml", &broken, "/f"]);
     assert!(!created.status.success(), "schtasks accepted broken XML: {}", text(&created));
+}
+
+#[test]
+fn supervise_backs_off_doubling_to_its_cap_on_windows() {
+    let wine = wine();
+    // A program that exits at once, as ssh.exe does when the Mac is down.
+    let supervisor = Proc::spawn(
+        "supervise under wine",
+        &mut wine.command(&[
+            "supervise",
+            "--min-delay",
+            "300ms",
+            "--max-delay",
+            "1200ms",
+            "--",
+            "cmd.exe",
+            "/c",
+            "exit 3",
+        ]),
+    );
+    let deadline = std::time::Instant::now() + WINE_START;
+    let waits = loop {
+        let output = supervisor.output();
+        let waits: Vec<String> = output
+            .lines()
+            .filter_map(|line| line.split_once("starting it again in ").map(|(_, wait)| wait.trim().to_owned()))
+            .collect();
+        if waits.len() >= 5 {
+            break waits;
+        }
+        assert!(std::time::Instant::now() < deadline, "fewer than 5 restarts:\n{output}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    supervisor.signal(libc::SIGKILL);
+    assert_eq!(waits[..5], ["300ms", "600ms", "1s 200ms", "1s 200ms", "1s 200ms"], "{}", supervisor.output());
+    assert!(supervisor.output().contains("exited (exit code: 3)"), "{}", supervisor.output());
 }
 
 #[test]

@@ -73,6 +73,22 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         ssh_config: Option<PathBuf>,
     },
+    /// Keep a tunnel's ssh running: start PROGRAM again whenever it exits, waiting 5 s, doubling to 5 min,
+    /// back to 5 s after a run of an hour (the Windows tasks use it; Task Scheduler cannot back off).
+    Supervise {
+        /// The first wait after an exit.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        min_delay: std::time::Duration,
+        /// The longest wait.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        max_delay: std::time::Duration,
+        /// A run this long resets the wait to --min-delay.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        healthy_after: std::time::Duration,
+        /// The program and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        program: Vec<String>,
+    },
     /// Send many laptops' rounds through the remote-write client (bench/fleet.py); prints a JSON report.
     #[command(hide = true)]
     SimulateFleet(fleet::Fleet),
@@ -101,6 +117,9 @@ pub fn main() -> ExitCode {
         Command::Evidence { out } => commands::evidence(config, out),
         Command::Init { remote_port, write, ssh_config } => commands::init(remote_port, write, ssh_config),
         Command::SimulateFleet(fleet) => commands::simulate_fleet(config, fleet),
+        Command::Supervise { min_delay, max_delay, healthy_after, program } => {
+            crate::supervise::run(&program, crate::supervise::Backoff::new(min_delay, max_delay, healthy_after))
+        }
         Command::Run => run::main(cli.config, cli.log_format),
     }
 }
