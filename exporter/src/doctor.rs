@@ -452,13 +452,20 @@ async fn loopback_only(config: &Config, timeout: Duration) -> Verdict {
         );
     }
     let mut evidence = Vec::new();
-    let mut exposed = false;
+    let mut outside_allowed = Vec::new();
     for gateway in &config.gateways {
         match (exposure::Target { port: gateway.port }).probe(timeout).await {
             Ok(found) => {
-                exposed |= found.exposed();
+                outside_allowed.extend(found.outside(&gateway.allowed).iter().map(ToString::to_string));
                 let listeners: Vec<String> = found.listeners.iter().map(ToString::to_string).collect();
-                evidence.push(format!("{} port {}: {}", gateway.name, gateway.port, listeners.join(" ")));
+                let allowed: Vec<&str> = gateway.allowed.iter().map(|scope| scope.label()).collect();
+                evidence.push(format!(
+                    "{} port {}: {} (allowed: {})",
+                    gateway.name,
+                    gateway.port,
+                    listeners.join(" "),
+                    allowed.join(", ")
+                ));
             }
             Err(failure) => {
                 return fail(
@@ -468,10 +475,10 @@ async fn loopback_only(config: &Config, timeout: Duration) -> Verdict {
             }
         }
     }
-    if exposed {
+    if !outside_allowed.is_empty() {
         fail(
-            evidence.join("; "),
-            "the gateway listens beyond loopback: set gateway.bind = \"loopback\" in openclaw.json and restart it (status reports the configured bind, not the real one)",
+            format!("{}; outside the allowed scopes: {}", evidence.join("; "), outside_allowed.join(" ")),
+            "the gateway listens beyond loopback where the team has not declared it: set gateway.bind = \"loopback\" in openclaw.json and restart it (status reports the configured bind, not the real one), or declare the scope in [[gateway]] allowed (private, tailnet, public)",
         )
     } else {
         pass(evidence.join("; "))

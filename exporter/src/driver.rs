@@ -71,6 +71,8 @@ span_fields! {
     loopback: u64,
     /// Listening sockets on private addresses.
     private: u64,
+    /// Listening sockets on tailnet addresses.
+    tailnet: u64,
     /// Listening sockets on public addresses and wildcards.
     public: u64,
     /// Orphaned ssh clients of the forward.

@@ -1,9 +1,11 @@
 //! Bind exposure (host side): which addresses the gateway's port really listens on.
 //!
 //! The gateway's own `openclaw gateway status` reports the configured bind, not the real one, so only the
-//! kernel's socket table tells the truth. Each listener is classified: loopback (127/8, ::1), private
-//! (RFC 1918, CGNAT/tailnet 100.64/10, link-local, IPv6 ULA fc00::/7 and link-local fe80::/10) or public
-//! (anything else, including the wildcards 0.0.0.0 and ::, which listen on every address the host has).
+//! kernel's socket table tells the truth. Each listener is classified: loopback (127/8, ::1), tailnet
+//! (Tailscale's 100.64/10, the CGNAT range, and its IPv6 fd7a:115c:a1e0::/48), private (RFC 1918,
+//! link-local, the rest of IPv6 ULA fc00::/7 and link-local fe80::/10) or public (anything else, including
+//! the wildcards 0.0.0.0 and ::, which listen on every address the host has). Which scopes a team allows is
+//! the exporter's business ([`Exposure::outside`]); loopback is always allowed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -20,15 +22,22 @@ pub struct Target {
 pub enum Scope {
     /// This host only.
     Loopback,
-    /// A private network (LAN, tailnet, link-local).
+    /// A private network (LAN, link-local, IPv6 ULA).
     Private,
+    /// A tailnet: 100.64.0.0/10 (CGNAT, Tailscale's IPv4 range) and fd7a:115c:a1e0::/48 (Tailscale's IPv6).
+    Tailnet,
     /// Anything else, wildcards included.
     Public,
 }
 
 impl Scope {
     /// Every scope, for zero-valued series.
-    pub const ALL: [Scope; 3] = [Scope::Loopback, Scope::Private, Scope::Public];
+    pub const ALL: [Scope; 4] = [Scope::Loopback, Scope::Private, Scope::Tailnet, Scope::Public];
+
+    /// The scope a label value names (a config's `allowed` list).
+    pub fn from_label(label: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == label)
+    }
 
     /// The label value (also through [`crate::Label`]).
     pub fn as_str(self) -> &'static str {
@@ -51,7 +60,9 @@ fn scope_v4(ip: Ipv4Addr) -> Scope {
     let [a, b, ..] = ip.octets();
     if ip.is_loopback() {
         Scope::Loopback
-    } else if ip.is_private() || ip.is_link_local() || (a == 100 && (64..128).contains(&b)) {
+    } else if a == 100 && (64..128).contains(&b) {
+        Scope::Tailnet
+    } else if ip.is_private() || ip.is_link_local() {
         Scope::Private
     } else {
         Scope::Public
@@ -60,8 +71,11 @@ fn scope_v4(ip: Ipv4Addr) -> Scope {
 
 fn scope_v6(ip: Ipv6Addr) -> Scope {
     let first = ip.segments()[0];
+    let [_, second, third, ..] = ip.segments();
     if ip.is_loopback() {
         Scope::Loopback
+    } else if (first, second, third) == (0xfd7a, 0x115c, 0xa1e0) {
+        Scope::Tailnet
     } else if (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80 {
         Scope::Private
     } else {
@@ -86,11 +100,18 @@ impl Exposure {
     pub fn exposed(&self) -> bool {
         self.listeners.iter().any(|addr| Scope::of(addr.ip()) != Scope::Loopback)
     }
+
+    /// The listeners outside `allowed` (loopback is always allowed): what pages.
+    pub fn outside(&self, allowed: &[Scope]) -> Vec<SocketAddr> {
+        let scope_allowed = |scope: Scope| scope == Scope::Loopback || allowed.contains(&scope);
+        self.listeners.iter().copied().filter(|addr| !scope_allowed(Scope::of(addr.ip()))).collect()
+    }
 }
 
 crate::labels!(Scope {
     Scope::Loopback => "loopback",
     Scope::Private => "private",
+    Scope::Tailnet => "tailnet",
     Scope::Public => "public",
 });
 
@@ -183,10 +204,16 @@ mod tests {
             ("10.1.2.3", Scope::Private),
             ("172.20.0.1", Scope::Private),
             ("192.168.1.5", Scope::Private),
-            ("100.100.1.1", Scope::Private),
+            ("100.64.0.1", Scope::Tailnet),
+            ("100.100.1.1", Scope::Tailnet),
+            ("100.127.255.254", Scope::Tailnet),
+            ("::ffff:100.100.1.1", Scope::Tailnet),
             ("169.254.0.9", Scope::Private),
-            ("fd7a:115c:a1e0::1", Scope::Private),
+            ("fd7a:115c:a1e0::1", Scope::Tailnet),
+            ("fd7a:115c:a1e1::1", Scope::Private),
+            ("fd00::1", Scope::Private),
             ("fe80::1", Scope::Private),
+            ("100.63.255.255", Scope::Public),
             ("100.128.0.1", Scope::Public),
             ("8.8.8.8", Scope::Public),
             ("0.0.0.0", Scope::Public),
@@ -195,6 +222,20 @@ mod tests {
         ] {
             assert_eq!(Scope::of(ip.parse().unwrap()), scope, "{ip}");
         }
+    }
+
+    #[test]
+    fn only_listeners_outside_the_allowed_scopes_count_and_loopback_always_passes() {
+        let found = Exposure {
+            listeners: ["127.0.0.1:1", "100.100.1.1:1", "10.0.0.1:1", "0.0.0.0:1"].map(|a| a.parse().unwrap()).to_vec(),
+        };
+        let outside = |allowed: &[Scope]| found.outside(allowed).iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(outside(&[]), ["100.100.1.1:1", "10.0.0.1:1", "0.0.0.0:1"]);
+        assert_eq!(outside(&[Scope::Tailnet]), ["10.0.0.1:1", "0.0.0.0:1"]);
+        assert_eq!(outside(&[Scope::Tailnet, Scope::Private]), ["0.0.0.0:1"]);
+        assert!(outside(&Scope::ALL).is_empty());
+        assert_eq!(Scope::from_label("tailnet"), Some(Scope::Tailnet));
+        assert_eq!(Scope::from_label("lan"), None);
     }
 
     #[tokio::test]

@@ -72,6 +72,48 @@ fn listeners_are_classified_by_the_addresses_they_really_bind() {
 }
 
 #[test]
+fn a_declared_tailnet_bind_does_not_page_and_a_lan_bind_still_does() {
+    if !root_or_skip("exposure::a_declared_tailnet_bind", "a network namespace with tailnet and private addresses") {
+        return;
+    }
+    std::thread::spawn(|| {
+        // SAFETY: unshare affects only this thread's namespace membership.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        run(&["ip", "link", "set", "lo", "up"]);
+        run(&["ip", "link", "add", "oce0", "type", "veth", "peer", "name", "oce1"]);
+        // A Tailscale-like address (100.64/10) and a LAN one on the same interface.
+        run(&["ip", "addr", "add", "100.101.102.103/32", "dev", "oce0"]);
+        run(&["ip", "addr", "add", "10.77.0.1/24", "dev", "oce0"]);
+        run(&["ip", "link", "set", "oce0", "up"]);
+        run(&["ip", "link", "set", "oce1", "up"]);
+
+        let port = free_port();
+        let _loopback = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let _tailnet = TcpListener::bind(SocketAddr::from(([100, 101, 102, 103], port))).unwrap();
+        let config = format!(
+            "{}[[gateway]]\nname = \"mac\"\nport = {port}\ninterval = \"200ms\"\nallowed = [\"tailnet\"]\n",
+            forward_toml("t", port)
+        );
+        let exporter = Exporter::start(&config);
+        let since = "openclaw_gateway_exposed_since_timestamp_seconds{gateway=\"mac\"}";
+        let scrape = exporter.wait_for("the tailnet listener seen", T, |m| sockets(m, "mac", "tailnet") == 1.0);
+        assert_eq!(scrape.get(since), Some(0.0), "a declared tailnet bind does not page");
+        assert_eq!(scrape.get("openclaw_gateway_bind_allowed{gateway=\"mac\",scope=\"tailnet\"}"), Some(1.0));
+        assert_eq!(scrape.get("openclaw_gateway_bind_allowed{gateway=\"mac\",scope=\"private\"}"), Some(0.0));
+        let status = exporter.status();
+        assert_eq!(status["gateways"][0]["allowed"], serde_json::json!(["loopback", "tailnet"]), "{status}");
+
+        let _lan = TcpListener::bind(SocketAddr::from(([10, 77, 0, 1], port))).unwrap();
+        let scrape = exporter.wait_for("the LAN listener pages", T, |m| m.get(since).is_some_and(|s| s > 1.7e9));
+        assert_eq!(sockets(&scrape, "mac", "private"), 1.0);
+        assert!(exporter.proc.output().contains("outside its allowed scopes"), "{}", exporter.proc.output());
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn exposed_since_survives_a_restart_and_a_loopback_only_round_still_resets_it() {
     let state = tempfile::tempdir().unwrap();
     let port = free_port();

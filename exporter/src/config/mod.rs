@@ -79,6 +79,9 @@ pub struct Gateway {
     pub port: u16,
     /// How often the socket table is read.
     pub interval: Duration,
+    /// The scopes its listeners may bind without paging, declared by the team (`allowed = ["tailnet"]`):
+    /// loopback always, and any of private, tailnet, public.
+    pub allowed: Vec<probes::exposure::Scope>,
 }
 
 /// The token revision registry: names and salted hashes (or legacy SHA-256 fingerprints), never tokens.

@@ -105,6 +105,9 @@ pub(super) struct RawGateway {
     pub(super) port: u16,
     #[serde(default = "default_exposure_interval")]
     pub(super) interval: String,
+    /// The scopes a listener may bind without paging: loopback (always), private, tailnet, public.
+    #[serde(default)]
+    pub(super) allowed: Vec<String>,
 }
 
 pub(super) fn default_gateway_port() -> u16 {

@@ -382,7 +382,21 @@ fn validate_gateways(raw: Vec<RawGateway>, c: &mut Checker<'_>) -> Vec<Gateway> 
         if gateway.port == 0 {
             c.problem(&key("port"), &0, "port 0 is not a gateway's port");
         }
+        let mut allowed = vec![probes::exposure::Scope::Loopback];
+        for scope in &gateway.allowed {
+            match probes::exposure::Scope::from_label(scope) {
+                Some(scope) if !allowed.contains(&scope) => allowed.push(scope),
+                Some(_) => {}
+                None => c.problem(
+                    &key("allowed"),
+                    scope,
+                    "must be one of \"loopback\", \"private\", \"tailnet\", \"public\"",
+                ),
+            }
+        }
+        allowed.sort();
         gateways.push(Gateway {
+            allowed,
             interval: c.duration(&key("interval"), &gateway.interval, PROBE_MIN, PROBE_MAX),
             port: gateway.port,
             name: gateway.name,
@@ -745,13 +759,14 @@ mod tests {
         assert_named(
             &format!(
                 "{FORWARD}[[model_host]]\nname = \"m\"\nurl = \"ftp://x\"\nca_file = \"/nonexistent/ca.pem\"\n\
-                 [[gateway]]\nname = \"g\"\nport = 0\n[objectives]\ntunnel_uptime_ratio = 1.5\nfirst_byte_ratio = 1.0\n\
+                 [[gateway]]\nname = \"g\"\nport = 0\nallowed = [\"tailnet\", \"lan\"]\n[objectives]\ntunnel_uptime_ratio = 1.5\nfirst_byte_ratio = 1.0\n\
                  window = \"1h\"\n"
             ),
             &[
                 ("model_host[0].url", "ftp://x"),
                 ("model_host[0].ca_file", "/nonexistent/ca.pem"),
                 ("gateway[0].port", "0"),
+                ("gateway[0].allowed", "lan"),
                 ("objectives.tunnel_uptime_ratio", "1.5"),
                 ("objectives.first_byte_ratio", "1"),
                 ("objectives.window", "1h"),

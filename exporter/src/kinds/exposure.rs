@@ -42,9 +42,11 @@ impl Recording for ExposureRecording {
     fn record(&mut self, round: Round, outcome: &exposure::Outcome) -> &'static str {
         match outcome {
             Ok(found) => {
-                self.recorder.record_exposure(&self.gateway.name, found, round.wall);
-                if found.exposed() {
+                self.recorder.record_exposure(&self.gateway.name, found, &self.gateway.allowed, round.wall);
+                if !found.outside(&self.gateway.allowed).is_empty() {
                     "exposed"
+                } else if found.exposed() {
+                    "within_allowed"
                 } else {
                     "loopback_only"
                 }
@@ -57,12 +59,13 @@ impl Recording for ExposureRecording {
         if let Ok(found) = outcome {
             fields.loopback = Some(found.count(Scope::Loopback) as u64);
             fields.private = Some(found.count(Scope::Private) as u64);
+            fields.tailnet = Some(found.count(Scope::Tailnet) as u64);
             fields.public = Some(found.count(Scope::Public) as u64);
         }
     }
 
     fn state(&self, outcome: &exposure::Outcome) -> Result<bool, &'static str> {
-        outcome.as_ref().map(exposure::Exposure::exposed).map_err(Label::label)
+        outcome.as_ref().map(|found| !found.outside(&self.gateway.allowed).is_empty()).map_err(Label::label)
     }
 
     fn log_change(&self, outcome: &exposure::Outcome) {
@@ -70,10 +73,13 @@ impl Recording for ExposureRecording {
         match outcome {
             Ok(found) => {
                 let listeners: Vec<String> = found.listeners.iter().map(ToString::to_string).collect();
-                if found.exposed() {
-                    tracing::warn!(gateway = %gateway, port, listeners = %listeners.join(" "), "the gateway port listens beyond loopback");
+                let allowed: Vec<&str> = self.gateway.allowed.iter().map(|scope| scope.label()).collect();
+                let outside: Vec<String> =
+                    found.outside(&self.gateway.allowed).iter().map(ToString::to_string).collect();
+                if !outside.is_empty() {
+                    tracing::warn!(gateway = %gateway, port, listeners = %listeners.join(" "), outside = %outside.join(" "), allowed = %allowed.join(","), "the gateway port listens beyond loopback, outside its allowed scopes");
                 } else {
-                    tracing::info!(gateway = %gateway, port, listeners = %listeners.join(" "), "the gateway port is loopback only");
+                    tracing::info!(gateway = %gateway, port, listeners = %listeners.join(" "), allowed = %allowed.join(","), "the gateway port listens only within its allowed scopes");
                 }
             }
             Err(failure) => {
@@ -92,7 +98,12 @@ mod tests {
     #[test]
     fn a_round_records_listeners_by_scope_and_when_the_port_was_first_exposed() {
         let recorder = Arc::new(Recorder::new());
-        let gateway = Arc::new(Gateway { name: "g".into(), port: 18789, interval: Duration::from_secs(1) });
+        let gateway = Arc::new(Gateway {
+            name: "g".into(),
+            port: 18789,
+            interval: Duration::from_secs(1),
+            allowed: vec![Scope::Loopback, Scope::Tailnet],
+        });
         let (target, mut recording) = ExposureRecording::new(gateway, recorder.clone());
         assert_eq!(target.port, 18789);
         let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -107,7 +118,10 @@ mod tests {
         assert_eq!(recording.state(&exposed), Ok(true));
         let mut fields = SpanFields::default();
         recording.annotate(&exposed, &mut fields);
-        assert_eq!((fields.loopback, fields.private, fields.public), (Some(1), Some(0), Some(1)));
+        assert_eq!(
+            (fields.loopback, fields.private, fields.tailnet, fields.public),
+            (Some(1), Some(0), Some(0), Some(1))
+        );
 
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(30));
         assert_eq!(sample(&text, "openclaw_gateway_listen_sockets{gateway=\"g\",scope=\"public\"}"), Some(1.0));
@@ -118,5 +132,20 @@ mod tests {
         recording.record(round(t0 + Duration::from_secs(40)), &loopback);
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(50));
         assert_eq!(sample(&text, since), Some(0.0));
+        // A tailnet listener is declared: counted, exported as allowed, and no red line.
+        let tailnet = Ok(exposure::Exposure {
+            listeners: vec!["127.0.0.1:18789".parse().unwrap(), "100.100.1.1:18789".parse().unwrap()],
+        });
+        assert_eq!(recording.record(round(t0 + Duration::from_secs(60)), &tailnet), "within_allowed");
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(70));
+        assert_eq!(sample(&text, since), Some(0.0));
+        assert_eq!(sample(&text, "openclaw_gateway_listen_sockets{gateway=\"g\",scope=\"tailnet\"}"), Some(1.0));
+        assert_eq!(sample(&text, "openclaw_gateway_bind_allowed{gateway=\"g\",scope=\"tailnet\"}"), Some(1.0));
+        assert_eq!(sample(&text, "openclaw_gateway_bind_allowed{gateway=\"g\",scope=\"private\"}"), Some(0.0));
+        // A LAN listener is not: it pages.
+        let lan = Ok(exposure::Exposure { listeners: vec!["10.0.0.5:18789".parse().unwrap()] });
+        assert_eq!(recording.record(round(t0 + Duration::from_secs(80)), &lan), "exposed");
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(90));
+        assert_eq!(sample(&text, since), Some(1_800_000_080.0));
     }
 }

@@ -35,15 +35,18 @@ impl Recorder {
         );
     }
 
-    /// Record one read of a gateway port's listeners.
-    pub fn record_exposure(&self, gateway: &str, found: &exposure::Exposure, now: SystemTime) {
+    /// Record one read of a gateway port's listeners, judged against the scopes its team `allowed`.
+    pub fn record_exposure(&self, gateway: &str, found: &exposure::Exposure, allowed: &[Scope], now: SystemTime) {
         let m = &self.metrics;
         for scope in Scope::ALL {
             let labels = GatewayScopeLabels { gateway: gateway.to_owned(), scope: scope.label() };
             m.listen_sockets.get_or_create(&labels).set(found.count(scope) as i64);
+            let is_allowed = scope == Scope::Loopback || allowed.contains(&scope);
+            m.bind_allowed.get_or_create(&labels).set(i64::from(is_allowed));
         }
+        let outside = found.outside(allowed);
         let since = m.exposed_since.get_or_create(&GatewayLabels { gateway: gateway.to_owned() });
-        let changed = match (since.get() > 0.0, found.exposed()) {
+        let changed = match (since.get() > 0.0, !outside.is_empty()) {
             (false, true) => {
                 since.set(unix_seconds(now));
                 true
@@ -57,12 +60,9 @@ impl Recorder {
         drop(since);
         if changed {
             let mut timeline = self.timeline();
-            if found.exposed() {
-                let detail = format!(
-                    "the gateway port listens beyond loopback: {} private, {} public",
-                    found.count(Scope::Private),
-                    found.count(Scope::Public)
-                );
+            if !outside.is_empty() {
+                let listeners: Vec<String> = outside.iter().map(ToString::to_string).collect();
+                let detail = format!("the gateway port listens outside its allowed scopes: {}", listeners.join(" "));
                 timeline.spell("exposed", gateway, &detail, unix_seconds(now));
             } else {
                 timeline.over("exposed", gateway, unix_seconds(now));

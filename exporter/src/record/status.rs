@@ -202,8 +202,11 @@ pub struct GatewayStatus {
     pub gateway: String,
     /// Listening sockets by scope, once read.
     pub listen_sockets: ScopeCounts,
-    /// When it was first seen exposed (0 when loopback only), once read.
+    /// When a listener outside its allowed scopes was first seen (0 while none), once read.
     pub exposed_since: Option<f64>,
+    /// The scopes its listeners may bind without paging (loopback always).
+    #[serde(default)]
+    pub allowed: Vec<String>,
 }
 
 /// Listening sockets by scope.
@@ -213,6 +216,9 @@ pub struct ScopeCounts {
     pub loopback: Option<i64>,
     /// On private addresses.
     pub private: Option<i64>,
+    /// On tailnet addresses.
+    #[serde(default)]
+    pub tailnet: Option<i64>,
     /// On public addresses and wildcards.
     pub public: Option<i64>,
 }
@@ -371,8 +377,17 @@ impl Recorder {
                     listen_sockets: ScopeCounts {
                         loopback: scope(Scope::Loopback),
                         private: scope(Scope::Private),
+                        tailnet: scope(Scope::Tailnet),
                         public: scope(Scope::Public),
                     },
+                    allowed: Scope::ALL
+                        .into_iter()
+                        .filter(|scope| {
+                            let labels = GatewayScopeLabels { gateway: name.clone(), scope: scope.label() };
+                            m.bind_allowed.get(&labels).is_some_and(|g| g.get() == 1)
+                        })
+                        .map(|scope| scope.label().to_owned())
+                        .collect(),
                     exposed_since: m.exposed_since.get(&GatewayLabels { gateway: name.clone() }).map(|g| g.get()),
                 }
             })

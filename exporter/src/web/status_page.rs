@@ -267,19 +267,21 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
     }
     let gateways = &status.gateways;
     if !gateways.is_empty() {
-        html.push_str("<h2>Gateway bind exposure</h2><table class=\"exposure\"><tr><th>gateway</th><th>loopback</th><th>private</th><th>public</th><th></th></tr>");
+        html.push_str("<h2>Gateway bind exposure</h2><table class=\"exposure\"><tr><th>gateway</th><th>loopback</th><th>private</th><th>tailnet</th><th>public</th><th>allowed</th><th></th></tr>");
         for gateway in gateways {
             let scopes = &gateway.listen_sockets;
             let exposed = gateway.exposed_since.map(|t| t > 0.0);
             let count = |n: Option<i64>| n.map_or("–".to_owned(), |n| n.to_string());
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&gateway.gateway),
                 count(scopes.loopback),
                 count(scopes.private),
+                count(scopes.tailnet),
                 count(scopes.public),
-                state_badge(exposed.map(|e| !e), "loopback only", "exposed")
+                esc(&gateway.allowed.join(", ")),
+                state_badge(exposed.map(|e| !e), "within allowed", "exposed")
             );
         }
         html.push_str("</table>");
