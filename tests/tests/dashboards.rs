@@ -25,6 +25,56 @@ fn dashboards() -> Vec<(PathBuf, serde_json::Value)> {
     found
 }
 
+/// Every series a query selects by name carries `job=~"$job"` first, so a dashboard never mixes this
+/// exporter's series with the gateway's own diagnostics-prometheus plugin (another job, some of the same
+/// prefixes). Returns the selectors that do not.
+fn selectors_without_the_job(query: &str) -> Vec<String> {
+    let mut missing = Vec::new();
+    let bytes = query.as_bytes();
+    let mut at = 0;
+    while let Some(found) = query[at..].find("openclaw") {
+        let start = at + found;
+        let name_end = start
+            + query[start..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(query.len() - start);
+        let preceded = start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || b"_:\"".contains(&bytes[start - 1]));
+        if !preceded && !query[name_end..].starts_with("{job=~\"$job\"") {
+            missing.push(query[start..name_end].to_owned());
+        }
+        at = name_end;
+    }
+    missing
+}
+
+#[test]
+fn every_dashboard_selector_names_the_job() {
+    assert_eq!(selectors_without_the_job("sum(openclaw_a{job=~\"$job\",x=\"1\"}) / openclaw_b"), ["openclaw_b"]);
+    for (path, dashboard) in dashboards() {
+        let mut checked = 0;
+        let mut strings = vec![&dashboard];
+        while let Some(value) = strings.pop() {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, value) in map {
+                        match (key.as_str(), value.as_str()) {
+                            ("expr" | "definition", Some(query)) if !query.contains(", job)") => {
+                                let missing = selectors_without_the_job(query);
+                                assert!(missing.is_empty(), "{}: {missing:?} in {query}", path.display());
+                                checked += 1;
+                            }
+                            _ => strings.push(value),
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => strings.extend(items),
+                _ => {}
+            }
+        }
+        assert!(checked > 5, "{}: {checked} queries", path.display());
+    }
+}
+
 fn substitute(query: &str) -> String {
     query
         .replace("$__rate_interval", "30s")
@@ -34,6 +84,7 @@ fn substitute(query: &str) -> String {
         .replace("$laptop", "lap")
         .replace("$model_host", "m")
         .replace("$gateway", "g")
+        .replace("$job", "openclaw-tunnel")
 }
 
 #[test]

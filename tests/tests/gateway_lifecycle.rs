@@ -190,7 +190,7 @@ fn startup_window_restart_client_give_up_and_the_handshake_probe_on_the_real_gat
             && m.value("openclaw_gateway_shutdown_notices_total{forward=\"mac\",kind=\"stop\"}") >= 1.0
             && m.get("openclaw_gateway_startup_state{forward=\"mac\",state=\"started\"}") == Some(1.0)
     });
-    assert_eq!(after.get("openclaw_gateway_build_info{forward=\"mac\",version=\"2026.9.6\"}"), Some(1.0));
+    assert_eq!(after.get("openclaw_tunnel_gateway_build_info{forward=\"mac\",version=\"2026.9.6\"}"), Some(1.0));
     assert_eq!(closes(&after, "1012", "client"), 0.0);
     // A terminal stop (SIGTERM) announces no restart: the gauge stays absent.
     assert_eq!(after.get("openclaw_gateway_restart_expected_seconds{forward=\"mac\"}"), None);

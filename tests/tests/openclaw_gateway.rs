@@ -82,7 +82,7 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
     // Through the forward the gateway counts the exporter as local: started, ready, its version and start time.
     let own = exporter.wait_for("the real gateway's own state through the forward", T, |m| {
         m.get("openclaw_gateway_startup_state{forward=\"mac\",state=\"started\"}") == Some(1.0)
-            && m.get("openclaw_gateway_build_info{forward=\"mac\",version=\"2026.9.6\"}") == Some(1.0)
+            && m.get("openclaw_tunnel_gateway_build_info{forward=\"mac\",version=\"2026.9.6\"}") == Some(1.0)
             && m.get("openclaw_gateway_ready{forward=\"mac\"}").is_some()
     });
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();

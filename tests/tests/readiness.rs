@@ -35,6 +35,11 @@ fn startup_then_ready_then_a_restart_with_the_version_and_the_event_loop() {
         m.get(&state("started")) == Some(1.0) && m.get(&series("openclaw_gateway_ready", "g", "")) == Some(1.0)
     });
     assert_eq!(started.get(&state("starting")), Some(0.0));
+    assert_eq!(
+        started.get(&series("openclaw_tunnel_gateway_build_info", "g", ",version=\"2026.9.6-standin\"")),
+        Some(1.0)
+    );
+    // The old name, kept one release as a deprecated alias with the same series.
     assert_eq!(started.get(&series("openclaw_gateway_build_info", "g", ",version=\"2026.9.6-standin\"")), Some(1.0));
     assert_eq!(started.get(&series("openclaw_gateway_event_loop_delay_p99_seconds", "g", "")), Some(0.0015));
     assert_eq!(started.get(&series("openclaw_gateway_event_loop_degraded", "g", "")), Some(0.0));
@@ -51,14 +56,15 @@ fn startup_then_ready_then_a_restart_with_the_version_and_the_event_loop() {
     let after = exporter.wait_for("the restart counted", T, |m| {
         m.get(&series("openclaw_gateway_restarts_total", "g", "")) == Some(1.0)
     });
-    let after = if after.get(&series("openclaw_gateway_build_info", "g", ",version=\"2026.9.7-standin\"")).is_some() {
-        after
-    } else {
-        exporter.wait_for("the new version", T, |m| {
-            m.get(&series("openclaw_gateway_build_info", "g", ",version=\"2026.9.7-standin\"")) == Some(1.0)
-        })
-    };
-    assert_eq!(after.get(&series("openclaw_gateway_build_info", "g", ",version=\"2026.9.6-standin\"")), None);
+    let after =
+        if after.get(&series("openclaw_tunnel_gateway_build_info", "g", ",version=\"2026.9.7-standin\"")).is_some() {
+            after
+        } else {
+            exporter.wait_for("the new version", T, |m| {
+                m.get(&series("openclaw_tunnel_gateway_build_info", "g", ",version=\"2026.9.7-standin\"")) == Some(1.0)
+            })
+        };
+    assert_eq!(after.get(&series("openclaw_tunnel_gateway_build_info", "g", ",version=\"2026.9.6-standin\"")), None);
     assert!(after.value(&series("openclaw_gateway_start_time_seconds", "g", "")) > start_time + 2.0);
 }
 
@@ -75,7 +81,7 @@ fn an_older_gateway_without_the_endpoints_leaves_the_series_absent() {
         assert_eq!(scrape.get(&series(family, "old", "")), None, "{family} must be absent, not 0");
     }
     assert!(!scrape.text.contains("openclaw_gateway_startup_state{"), "no startup state series");
-    assert!(!scrape.text.contains("openclaw_gateway_build_info{"), "no build info series");
+    assert!(!scrape.text.contains("openclaw_tunnel_gateway_build_info{"), "no build info series");
     assert!(exporter.proc.output().contains("no /startupz or /readyz"), "{}", exporter.proc.output());
 }
 

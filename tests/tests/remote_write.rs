@@ -45,13 +45,15 @@ fn fleet_dashboard_has_data(receiver: &Receiver) {
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().into_iter().flatten() {
             let query = target["expr"].as_str().unwrap().replace("$__range", "10m").replace("$laptop", "lap-e2e");
+            assert!(query.contains("job=~\"$job\""), "every query selects the job: {query}");
+            let query = query.replace("$job", "openclaw-tunnel");
             let result = receiver.query(&query);
             assert!(!result.is_empty(), "fleet dashboard, panel {}: no data for\n  {query}", panel["title"]);
             checked += 1;
         }
     }
-    let variable = &dashboard["templating"]["list"][1]["definition"];
-    assert_eq!(variable, "label_values(openclaw_tunnel_up_checks_total, laptop)");
+    let variable = &dashboard["templating"]["list"][2]["definition"];
+    assert_eq!(variable, "label_values(openclaw_tunnel_up_checks_total{job=~\"$job\"}, laptop)");
     assert!(!receiver.query("count by (laptop) (openclaw_tunnel_up_checks_total)").is_empty());
     eprintln!("fleet dashboard: {checked} queries returned data");
 }

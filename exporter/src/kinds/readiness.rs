@@ -49,13 +49,14 @@ impl ReadinessRecording {
         }
         let version = startup.and_then(|s| s.version.clone());
         if version != self.version {
-            if let Some(old) = self.version.take() {
-                m.gateway_build_info.remove(&ForwardVersionLabels { forward: name.clone(), version: old });
-            }
-            if let Some(new) = &version {
-                m.gateway_build_info
-                    .get_or_create(&ForwardVersionLabels { forward: name.clone(), version: new.clone() })
-                    .set(1);
+            // The new name and, for one release, the old one (the gateway's own plugin publishes it too).
+            for family in [&m.gateway_build_info, &m.gateway_build_info_deprecated] {
+                if let Some(old) = &self.version {
+                    family.remove(&ForwardVersionLabels { forward: name.clone(), version: old.clone() });
+                }
+                if let Some(new) = &version {
+                    family.get_or_create(&ForwardVersionLabels { forward: name.clone(), version: new.clone() }).set(1);
+                }
             }
             self.version = version;
         }
@@ -213,9 +214,11 @@ mod tests {
 
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(30));
         assert_eq!(sample(&text, &format!("openclaw_gateway_restarts_total{{forward=\"{name}\"}}")), Some(1.0));
-        let version = |v: &str| format!("openclaw_gateway_build_info{{forward=\"{name}\",version=\"{v}\"}}");
-        assert_eq!(sample(&text, &version("2026.9.7")), Some(1.0));
-        assert_eq!(sample(&text, &version("2026.9.6")), None, "the old version's series is removed");
+        for family in ["openclaw_tunnel_gateway_build_info", "openclaw_gateway_build_info"] {
+            let version = |v: &str| format!("{family}{{forward=\"{name}\",version=\"{v}\"}}");
+            assert_eq!(sample(&text, &version("2026.9.7")), Some(1.0), "{family}");
+            assert_eq!(sample(&text, &version("2026.9.6")), None, "{family}: the old version's series is removed");
+        }
         let state = |s: &str| format!("openclaw_gateway_startup_state{{forward=\"{name}\",state=\"{s}\"}}");
         assert_eq!((sample(&text, &state("starting")), sample(&text, &state("started"))), (Some(1.0), Some(0.0)));
         // A failed read says nothing new: the gauges keep their values.

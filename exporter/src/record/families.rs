@@ -313,7 +313,9 @@ families! {
     ready_failing: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_ready_failing", "How many components /readyz names as failing (the names are in /api/status and the log)";
     gateway_build_info: Tracked<ForwardVersionLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_build_info", "1, labelled with the gateway's version from /startupz; one series per forward";
+        "openclaw_tunnel_gateway_build_info", "1, labelled with the gateway's version from /startupz read through the forward; one series per forward";
+    gateway_build_info_deprecated: Tracked<ForwardVersionLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_build_info", "DEPRECATED, removed in the next release: use openclaw_tunnel_gateway_build_info (the gateway's diagnostics-prometheus plugin publishes this name with other labels)";
     gateway_start_time: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_gateway_start_time_seconds", "When the gateway process started (now minus its uptime), Unix seconds";
     gateway_restarts: Tracked<ForwardLabels, Counter> = Tracked::default(),
