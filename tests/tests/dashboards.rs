@@ -204,7 +204,7 @@ fn every_dashboard_query_returns_data_from_a_live_exporter() {
                 .strip_prefix("label_values(")
                 .and_then(|d| d.strip_suffix(')'))
                 .expect("label_values(metric, label)");
-            let (metric, label) = inner.split_once(',').unwrap();
+            let (metric, label) = inner.rsplit_once(',').unwrap();
             let answer = ureq::get(format!("http://{}/api/v1/label/{}/values", prometheus.addr, label.trim()))
                 .query("match[]", substitute(metric.trim()))
                 .call()

@@ -183,3 +183,51 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
         assert!(!text.contains(&canary), "a token leaked into the {what}");
     }
 }
+
+/// This exporter's metric family names, from its source: every `"openclaw_..."` string literal under
+/// exporter/src (the families table, the build info, remote write's account).
+fn our_family_names() -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut dirs = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../exporter/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for (at, _) in text.match_indices("\"openclaw_") {
+                let rest = &text[at + 1..];
+                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+                if rest[end..].starts_with('"') {
+                    names.insert(rest[..end].to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn no_family_of_ours_shares_a_name_with_the_gateways_own_prometheus_plugin() {
+    // The families the gateway's diagnostics-prometheus plugin publishes, from the installed gateway's docs.
+    let doc = std::fs::read_to_string(openclaw_dir().join("node_modules/openclaw/docs/gateway/prometheus.md"))
+        .expect("the real gateway is installed (tests/install-openclaw.sh)");
+    let published: std::collections::BTreeSet<String> = doc
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("openclaw_"))
+        .map(|word| word.trim_end_matches("_bucket").trim_end_matches("_count").trim_end_matches("_sum").to_owned())
+        .collect();
+    assert!(published.contains("openclaw_gateway_build_info") && published.len() > 20, "{published:?}");
+    let ours = our_family_names();
+    assert!(ours.contains("openclaw_tunnel_gateway_build_info") && ours.len() > 50, "{ours:?}");
+    // What a family is exposed as: its name, and a counter's `_total`, a histogram's series.
+    let exposed = |name: &str| {
+        ["", "_total", "_bucket", "_count", "_sum", "_created", "_info"].map(|suffix| format!("{name}{suffix}"))
+    };
+    let shared: Vec<&String> =
+        ours.iter().filter(|name| exposed(name).iter().any(|series| published.contains(series))).collect();
+    // The deprecated alias, kept one release (README changelog), is the only one.
+    assert_eq!(shared, ["openclaw_gateway_build_info"], "families sharing a name with the gateway's plugin");
+}
