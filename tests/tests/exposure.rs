@@ -14,6 +14,28 @@ fn run(args: &[&str]) {
     assert!(status.success(), "{args:?}");
 }
 
+/// Run `body` on a thread moved into a new network namespace with `addresses` on a veth interface (both ends
+/// inside: this kernel has no dummy interfaces); the processes it starts inherit the namespace, and the
+/// host's own interfaces are never changed.
+fn in_a_network_namespace_with(addresses: &[&str], body: impl FnOnce() + Send + 'static) {
+    let addresses: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+    std::thread::spawn(move || {
+        // SAFETY: unshare affects only this thread's namespace membership.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        run(&["ip", "link", "set", "lo", "up"]);
+        run(&["ip", "link", "add", "oce0", "type", "veth", "peer", "name", "oce1"]);
+        for address in &addresses {
+            run(&["ip", "addr", "add", address, "dev", "oce0"]);
+        }
+        run(&["ip", "link", "set", "oce0", "up"]);
+        run(&["ip", "link", "set", "oce1", "up"]);
+        body();
+    })
+    .join()
+    .unwrap();
+}
+
 fn sockets(scrape: &Scrape, gateway: &str, scope: &str) -> f64 {
     scrape.value(&format!("openclaw_gateway_listen_sockets{{gateway=\"{gateway}\",scope=\"{scope}\"}}"))
 }
@@ -25,17 +47,7 @@ fn listeners_are_classified_by_the_addresses_they_really_bind() {
     }
     // Everything below runs on a thread that moved into a new network namespace; the processes it starts
     // inherit that namespace. The host's interfaces are never changed.
-    std::thread::spawn(|| {
-        // SAFETY: unshare affects only this thread's namespace membership.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
-        run(&["ip", "link", "set", "lo", "up"]);
-        // A veth pair with both ends inside the namespace (this kernel has no dummy interfaces).
-        run(&["ip", "link", "add", "oce0", "type", "veth", "peer", "name", "oce1"]);
-        run(&["ip", "addr", "add", "10.77.0.1/24", "dev", "oce0"]);
-        run(&["ip", "link", "set", "oce0", "up"]);
-        run(&["ip", "link", "set", "oce1", "up"]);
-
+    in_a_network_namespace_with(&["10.77.0.1/24"], || {
         let port = free_port();
         let wide_port = free_port();
         let _v4 = TcpListener::bind(("127.0.0.1", port)).unwrap();
@@ -66,9 +78,7 @@ fn listeners_are_classified_by_the_addresses_they_really_bind() {
             sockets(m, "mac", "private") == 0.0
                 && m.get("openclaw_gateway_exposed_since_timestamp_seconds{gateway=\"mac\"}") == Some(0.0)
         });
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 #[test]
@@ -76,18 +86,8 @@ fn a_declared_tailnet_bind_does_not_page_and_a_lan_bind_still_does() {
     if !root_or_skip("exposure::a_declared_tailnet_bind", "a network namespace with tailnet and private addresses") {
         return;
     }
-    std::thread::spawn(|| {
-        // SAFETY: unshare affects only this thread's namespace membership.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
-        run(&["ip", "link", "set", "lo", "up"]);
-        run(&["ip", "link", "add", "oce0", "type", "veth", "peer", "name", "oce1"]);
-        // A Tailscale-like address (100.64/10) and a LAN one on the same interface.
-        run(&["ip", "addr", "add", "100.101.102.103/32", "dev", "oce0"]);
-        run(&["ip", "addr", "add", "10.77.0.1/24", "dev", "oce0"]);
-        run(&["ip", "link", "set", "oce0", "up"]);
-        run(&["ip", "link", "set", "oce1", "up"]);
-
+    // A Tailscale-like address (100.64/10) and a LAN one on the same interface.
+    in_a_network_namespace_with(&["100.101.102.103/32", "10.77.0.1/24"], || {
         let port = free_port();
         let _loopback = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let _tailnet = TcpListener::bind(SocketAddr::from(([100, 101, 102, 103], port))).unwrap();
@@ -108,9 +108,7 @@ fn a_declared_tailnet_bind_does_not_page_and_a_lan_bind_still_does() {
         let scrape = exporter.wait_for("the LAN listener pages", T, |m| m.get(since).is_some_and(|s| s > 1.7e9));
         assert_eq!(sockets(&scrape, "mac", "private"), 1.0);
         assert!(exporter.proc.output().contains("outside its allowed scopes"), "{}", exporter.proc.output());
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 #[test]

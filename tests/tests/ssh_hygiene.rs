@@ -8,6 +8,17 @@ use e2e::*;
 
 const T: Duration = Duration::from_secs(30);
 
+/// `doctor` on `config` (written with a free web port into `dir`), its command adjusted by `adjust`: what it
+/// printed.
+fn doctor(dir: &std::path::Path, config: &str, adjust: impl FnOnce(&mut Command)) -> String {
+    let config_file = dir.join("exporter.toml");
+    std::fs::write(&config_file, format!("[web]\nlisten = \"127.0.0.1:{}\"\n{config}", free_port())).unwrap();
+    let mut command = Command::new(workspace_binary("openclaw-tunnel-exporter"));
+    command.arg("--config").arg(&config_file).arg("doctor");
+    adjust(&mut command);
+    String::from_utf8_lossy(&command.output().unwrap().stdout).into_owned()
+}
+
 fn orphans(scrape: &Scrape) -> Option<f64> {
     scrape.get("openclaw_tunnel_ssh_orphans{forward=\"t\"}")
 }
@@ -59,15 +70,7 @@ fn a_second_ssh_to_a_held_port_is_an_orphan_until_killed_and_exit_on_forward_fai
 
     // The doctor names it with the command that ends it, and passes the layers that work.
     let dir = tempfile::tempdir().unwrap();
-    let config_file = dir.path().join("exporter.toml");
-    std::fs::write(&config_file, format!("[web]\nlisten = \"127.0.0.1:{}\"\n{config}", free_port())).unwrap();
-    let doctor = Command::new(workspace_binary("openclaw-tunnel-exporter"))
-        .arg("--config")
-        .arg(&config_file)
-        .arg("doctor")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&doctor.stdout);
+    let said = doctor(dir.path(), &config, |_| {});
     assert!(said.contains(&format!("orphaned ssh pid {}", orphan.pid())), "{said}");
     assert!(said.contains(&format!("end it with `kill {}`", orphan.pid())), "{said}");
     assert!(said.contains("ExitOnForwardFailure yes"), "{said}");
@@ -140,15 +143,7 @@ fn an_ssh_without_keepalives_is_a_risk_the_doctor_fixes_and_one_with_them_is_not
     let risks = &status["forwards"][0]["ssh_option_risks"];
     assert_eq!(risks[0]["option"].as_str(), Some("server_alive_off"), "{risks}");
 
-    let config_file = dir.path().join("exporter.toml");
-    std::fs::write(&config_file, format!("[web]\nlisten = \"127.0.0.1:{}\"\n{config}", free_port())).unwrap();
-    let doctor = Command::new(workspace_binary("openclaw-tunnel-exporter"))
-        .arg("--config")
-        .arg(&config_file)
-        .arg("doctor")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&doctor.stdout);
+    let said = doctor(dir.path(), &config, |_| {});
     assert!(
         said.contains("server_alive_off") && said.contains("ServerAliveInterval 15"),
         "the doctor prints the fix:\n{said}"
@@ -171,7 +166,7 @@ fn the_clis_url_is_checked_against_the_forwards_localhost_127_0_0_1_and_a_port_w
     let dir = tempfile::tempdir().unwrap();
     let cli_config = dir.path().join("openclaw.json");
     let config = format!("[scheduler]\ncli_url_interval = \"1s\"\n{}", forward_toml("t", local));
-    let cli_env = |command: &mut Command| -> () {
+    let cli_env = |command: &mut Command| {
         command.env("OPENCLAW_CONFIG_PATH", &cli_config).env("HOME", dir.path()).env_remove("OPENCLAW_GATEWAY_URL");
     };
     let matches = |scrape: &Scrape| scrape.get("openclaw_gateway_cli_url_matches{forward=\"t\"}");
@@ -192,12 +187,7 @@ fn the_clis_url_is_checked_against_the_forwards_localhost_127_0_0_1_and_a_port_w
         let cli_url = &status["forwards"][0]["cli_url"];
         assert_eq!(cli_url["url"].as_str(), Some(url.as_str()), "{cli_url}");
 
-        let config_file = dir.path().join("exporter.toml");
-        std::fs::write(&config_file, format!("[web]\nlisten = \"127.0.0.1:{}\"\n{config}", free_port())).unwrap();
-        let mut doctor = Command::new(workspace_binary("openclaw-tunnel-exporter"));
-        doctor.arg("--config").arg(&config_file).arg("doctor");
-        cli_env(&mut doctor);
-        let said = String::from_utf8_lossy(&doctor.output().unwrap().stdout).into_owned();
+        let said = doctor(dir.path(), &config, cli_env);
         if expected == 1.0 {
             assert!(cli_url["problem"].is_null(), "{cli_url}");
             assert!(!said.contains("the CLI's URL"), "no note when the CLI uses this forward:\n{said}");
