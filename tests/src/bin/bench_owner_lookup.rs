@@ -4,6 +4,9 @@
 //! - full: no remembered owner (a new ssh, or the first round), the whole lookup;
 //! - down: nothing listens (ssh gone, or autossh reconnecting), asked every round until it is back.
 //!
+//! - process_table: one read of this user's ssh processes (`probes::ssh_processes::list`, what the hygiene
+//!   probe reads at most once a second for every forward together), with the ssh forward among them.
+//!
 //! CPU is this process's user + system time (getrusage, every thread, so the blocking pool's too) divided by
 //! the rounds, on a one-thread runtime as the exporter runs. Prints one JSON object per line.
 //!
@@ -83,4 +86,12 @@ fn main() {
             lookup.as_str()
         );
     }
+    let reads = (rounds / 20).max(10);
+    let started = cpu_seconds();
+    for _ in 0..reads {
+        let table = probes::ssh_processes::list().expect("the process table");
+        assert!(table.iter().any(|process| process.pid == ssh.pid()), "the forward's ssh is listed");
+    }
+    let read = (cpu_seconds() - started) / reads as f64 * 1e6;
+    println!("{{\"lookup\": \"process_table\", \"read_us\": {read:.1}, \"processes\": {processes}, \"rounds\": {reads}}}");
 }
