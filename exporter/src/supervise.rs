@@ -118,11 +118,10 @@ mod os {
     pub(super) fn prepare(_command: &mut std::process::Command) {}
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(not(windows))]
 mod os {
-    use std::os::unix::process::CommandExt;
-
-    /// Linux needs no handle: the child asks the kernel for SIGTERM when its parent dies.
+    /// Unix needs no handle: on Linux the child asks the kernel for SIGTERM when its parent dies; macOS keeps
+    /// tunnels with launchd and autossh (their own backoff), and its child is not guarded.
     pub(super) struct Guard;
 
     impl Guard {
@@ -133,7 +132,9 @@ mod os {
         pub(super) fn adopt(&self, _child: &std::process::Child) {}
     }
 
+    #[cfg(target_os = "linux")]
     pub(super) fn prepare(command: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
         // SAFETY: prctl is async-signal-safe and touches only the child being started.
         unsafe {
             command.pre_exec(|| {
@@ -144,21 +145,8 @@ mod os {
             });
         }
     }
-}
 
-#[cfg(not(any(windows, target_os = "linux")))]
-mod os {
-    /// macOS keeps tunnels with launchd and autossh (their own backoff); here the child is not guarded.
-    pub(super) struct Guard;
-
-    impl Guard {
-        pub(super) fn new() -> Guard {
-            Guard
-        }
-
-        pub(super) fn adopt(&self, _child: &std::process::Child) {}
-    }
-
+    #[cfg(not(target_os = "linux"))]
     pub(super) fn prepare(_command: &mut std::process::Command) {}
 }
 
