@@ -142,6 +142,8 @@ fn an_ssh_without_keepalives_is_a_risk_the_doctor_fixes_and_one_with_them_is_not
     let status = exporter.status();
     let risks = &status["forwards"][0]["ssh_option_risks"];
     assert_eq!(risks[0]["option"].as_str(), Some("server_alive_off"), "{risks}");
+    let (_, page) = exporter.get("/", None);
+    assert!(page.contains("ssh options") && page.contains("server_alive_off"), "the status page shows the risk");
 
     let said = doctor(dir.path(), &config, |_| {});
     assert!(
@@ -186,6 +188,8 @@ fn the_clis_url_is_checked_against_the_forwards_localhost_127_0_0_1_and_a_port_w
         let status = exporter.status();
         let cli_url = &status["forwards"][0]["cli_url"];
         assert_eq!(cli_url["url"].as_str(), Some(url.as_str()), "{cli_url}");
+        let (_, page) = exporter.get("/", None);
+        assert_eq!(page.contains("not measured"), expected == 0.0, "the status page says whether the CLI uses it");
 
         let said = doctor(dir.path(), &config, cli_env);
         if expected == 1.0 {

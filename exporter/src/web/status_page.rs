@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::record::status::{OrphanStatus, StatusReport};
+use crate::record::status::{CliUrlStatus, OptionRiskStatus, OrphanStatus, StatusReport};
 use crate::record::timeline::human_duration;
 use crate::uptime::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
 
@@ -44,6 +44,46 @@ fn orphans_row(orphans: Option<&[OrphanStatus]>, now: f64) -> String {
     }
     row.push_str("</ul></td></tr>");
     row
+}
+
+/// The risky ssh options' row: shown only when the forward's ssh has some, each with why and its fix.
+fn option_risks_row(risks: Option<&[OptionRiskStatus]>) -> String {
+    let Some(risks) = risks.filter(|risks| !risks.is_empty()) else { return String::new() };
+    let mut row = format!(
+        "<tr class=\"risks\"><th>ssh options</th><td>{}</td><td class=\"muted\">add to ~/.ssh/config under the \
+         forward's Host:<ul>",
+        state_badge(Some(false), "", &format!("{} risky", risks.len()))
+    );
+    for risk in risks {
+        let _ = write!(
+            row,
+            "<li>{} ({}): <code>{}</code></li>",
+            esc(&risk.option),
+            esc(&risk.why),
+            esc(&risk.fix.replace('\n', "; "))
+        );
+    }
+    row.push_str("</ul></td></tr>");
+    row
+}
+
+/// The CLI's URL row: which forward the openclaw CLI uses, and the mismatch when it is not this one.
+fn cli_url_row(cli_url: Option<&CliUrlStatus>) -> String {
+    let Some(cli_url) = cli_url else { return String::new() };
+    match (&cli_url.forward, &cli_url.problem) {
+        (Some(forward), _) => format!(
+            "<tr class=\"cli-url\"><th>CLI URL</th><td class=\"muted\" colspan=\"2\">{} ({}) is forward {}</td></tr>",
+            esc(&cli_url.url),
+            esc(&cli_url.source),
+            esc(forward)
+        ),
+        (None, Some(problem)) => format!(
+            "<tr class=\"cli-url\"><th>CLI URL</th><td>{}</td><td class=\"muted\">{}</td></tr>",
+            state_badge(Some(false), "", "not measured"),
+            esc(problem)
+        ),
+        (None, None) => String::new(),
+    }
 }
 
 /// A bucket's class: up, down, partly, unobserved, or empty (no data).
@@ -190,7 +230,9 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
             }
             None => esc(session_state.unwrap_or("not checked yet")),
         };
-        let orphans = orphans_row(forward.ssh_orphans.as_deref(), status.now);
+        let orphans = orphans_row(forward.ssh_orphans.as_deref(), status.now)
+            + &option_risks_row(forward.ssh_option_risks.as_deref())
+            + &cli_url_row(forward.cli_url.as_ref());
         let _ = write!(
             html,
             "<table><tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}</td></tr>{orphans}\

@@ -93,5 +93,7 @@ fn main() {
         assert!(table.iter().any(|process| process.pid == ssh.pid()), "the forward's ssh is listed");
     }
     let read = (cpu_seconds() - started) / reads as f64 * 1e6;
-    println!("{{\"lookup\": \"process_table\", \"read_us\": {read:.1}, \"processes\": {processes}, \"rounds\": {reads}}}");
+    println!(
+        "{{\"lookup\": \"process_table\", \"read_us\": {read:.1}, \"processes\": {processes}, \"rounds\": {reads}}}"
+    );
 }
