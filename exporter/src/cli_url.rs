@@ -15,7 +15,9 @@ use crate::token_sources::{read_config, Locations};
 /// The URL the CLI uses and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CliUrl {
-    /// The URL as written.
+    /// The URL as written, with a password and a query replaced by `<redacted>` (a URL may carry a
+    /// credential, and this one goes to logs, `/api/status` and the doctor; judging needs only the scheme,
+    /// host and port).
     pub url: String,
     /// Where it was read, for people: `env OPENCLAW_GATEWAY_URL`, `FILE gateway.remote.url`, `local mode`.
     pub source: String,
@@ -24,6 +26,26 @@ pub struct CliUrl {
 /// The CLI's gateway URL; an error says why it cannot be known (a config that is not JSON5, remote mode
 /// without a URL).
 pub fn read(locations: &Locations) -> Result<CliUrl, String> {
+    read_as_written(locations).map(|cli| CliUrl { url: redacted(&cli.url), ..cli })
+}
+
+/// `url` with its password and query replaced by `<redacted>`; a string that is not a URL is kept.
+pub fn redacted(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else { return url.to_owned() };
+    if parsed.password().is_none() && parsed.query().is_none() {
+        // As written: re-serializing would add a trailing `/` the person never wrote.
+        return url.to_owned();
+    }
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("<redacted>"));
+    }
+    if parsed.query().is_some() {
+        parsed.set_query(Some("<redacted>"));
+    }
+    parsed.to_string()
+}
+
+fn read_as_written(locations: &Locations) -> Result<CliUrl, String> {
     if let Some((url, source)) = &locations.env_url {
         return Ok(CliUrl { url: url.clone(), source: source.clone() });
     }
@@ -229,5 +251,12 @@ mod tests {
         let none =
             Locations { config_file: Some(PathBuf::from("/nonexistent/openclaw.json")), ..locations(dir.path()) };
         assert_eq!(read(&none).unwrap().url, "ws://127.0.0.1:18789");
+        let secret = Locations {
+            env_url: Some(("ws://me:s3cret@127.0.0.1:18789/?token=tok-9f2".into(), "env".into())),
+            ..locations(dir.path())
+        };
+        let shown = read(&secret).unwrap().url;
+        assert!(!shown.contains("s3cret") && !shown.contains("tok-9f2"), "{shown}");
+        assert_eq!(judge(&shown, &forwards()), Finding::Matches { forward: "mac".into() }, "still judged");
     }
 }
