@@ -127,21 +127,13 @@ fn ssh_g(host: &str, config_file: Option<&str>) -> Option<Resolved> {
 }
 
 /// Whether a config file named on another ssh's command line (`-F`) may be handed to `ssh -G` (besides the one
-/// the user named with `--ssh-config`): only a regular file of this user's own, inside this user's home. `ssh -G` runs a config's `Match exec` commands as whoever
-/// runs it; a file someone else can write (in /tmp, say) would run their command as this user.
+/// the user named with `--ssh-config`): the hygiene probe's rule (a regular file of this user's own that no one
+/// else can write: `ssh -G` runs a config's `Match exec` commands as whoever runs it, so a file someone else can
+/// write, in /tmp say, would run their command as this user), and inside this user's home.
 fn config_file_is_ours(path: &str) -> bool {
     let Some(home) = dirs::home_dir().and_then(|home| home.canonicalize().ok()) else { return false };
     let Ok(canonical) = Path::new(path).canonicalize() else { return false };
-    let Ok(meta) = std::fs::symlink_metadata(&canonical) else { return false };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if meta.uid() != unsafe { libc::geteuid() } || meta.mode() & 0o022 != 0 {
-            return false;
-        }
-    }
-    meta.is_file() && canonical.starts_with(&home)
+    canonical.starts_with(&home) && probes::ssh_options::config_file_is_ours(&canonical.to_string_lossy())
 }
 
 /// A jump host (`user@alias:port,next` or an alias) as the `host:port` its first hop really is: an alias

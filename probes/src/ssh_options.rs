@@ -114,23 +114,22 @@ pub fn ssh_g_args(argv: &[String], config_file_allowed: impl Fn(&str) -> bool) -
 }
 
 /// Whether a config file named by `-F` may be handed to `ssh -G`: `/dev/null` (no config at all), or a
-/// regular file of this user's own that no one else can write (Unix). Elsewhere: only `NUL`'s like.
+/// regular file that is this user's own and that no one else can write (the ownership part on Unix). `ssh -G`
+/// runs a config's `Match exec` commands as whoever runs it. `init` adds that the file be in the user's home.
 pub fn config_file_is_ours(path: &str) -> bool {
     if path == "/dev/null" || path.eq_ignore_ascii_case("nul") {
         return true;
     }
+    let Ok(meta) = std::fs::metadata(path) else { return false };
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(path) else { return false };
         // SAFETY: geteuid has no preconditions and cannot fail.
-        meta.is_file() && meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o022 == 0
+        if meta.uid() != unsafe { libc::geteuid() } || meta.mode() & 0o022 != 0 {
+            return false;
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        false
-    }
+    meta.is_file()
 }
 
 /// Run `ssh -G` for the ssh whose command line is `argv`, within `timeout`: the risks it runs with. An error
