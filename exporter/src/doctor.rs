@@ -266,6 +266,10 @@ async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Durati
             "find who holds the port (sudo lsof -iTCP -sTCP:LISTEN -P), stop it, then restart your tunnel",
         ),
         ssh_session::Outcome::Unsupported { detail } => (Status::Skipped, format!("owner unknown: {detail}"), None),
+        ssh_session::Outcome::Unknown { detail } => fail(
+            format!("could not tell who holds {} ({detail})", forward.local),
+            "the owner lookup did not answer in time (a loaded machine?): rerun the doctor",
+        ),
     }
 }
 
@@ -412,21 +416,17 @@ async fn token(config: &Config, forward: &Forward, timeout: Duration) -> Verdict
         );
     };
     let Some(token) = source.token.clone() else { unreachable!("the effective source always holds a token") };
-    // The token goes only to our own user's ssh (or a process the config trusts), checked just before.
-    let session =
-        ssh_session::Target { lookup: config.scheduler.owner_lookup, ..ssh_session::Target::new(forward.local) };
-    let mut gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
-    if let ssh_session::Trust::NotOurs(why) = gate.check(timeout).await {
-        return fail(
-            format!("token not sent: {why}"),
-            "only this user's ssh is handed the token: fix the step that owns the port first",
-        );
-    }
+    // The revision first (argon2id, ~85 ms): nothing may stand between the gate's verdict and the send.
     let registry = std::sync::Arc::new(config.auth.registry.clone());
     let revision = registry.revision_of(&probes::auth_tap::credential::Credential::token(token.expose())).await;
     let disagree =
         if tokens.agree() { String::new() } else { format!("; sources disagree: {}", tokens.disagreeing().join(", ")) };
-    let mut target = probes::auth_probe::Target { addr: forward.local, token };
+    // The token goes only to our own user's ssh (or a process the config trusts): the probe checks the
+    // listener, connects, and checks the connection before it writes the token.
+    let session =
+        ssh_session::Target { lookup: config.scheduler.owner_lookup, ..ssh_session::Target::new(forward.local) };
+    let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
+    let mut target = probes::auth_probe::Target { addr: forward.local, token, gate: Some(gate) };
     match target.probe(timeout).await {
         Ok(probes::auth_probe::Answer::Accepted(status)) => match &config.auth.current {
             Some(current) if *current != revision => fail(
@@ -438,6 +438,10 @@ async fn token(config: &Config, forward: &Forward, timeout: Duration) -> Verdict
         Ok(probes::auth_probe::Answer::Rejected(status)) => fail(
             format!("the gateway rejects the token from {} (revision {revision}, HTTP {status}){disagree}", source.name),
             "configuration management missed this machine: install the current token where the CLI reads it",
+        ),
+        Err(probes::auth_probe::Failure::Withheld { why }) => fail(
+            format!("token not sent: {why}"),
+            "only this user's ssh is handed the token: fix the step that owns the port first",
         ),
         Err(failure) => fail(format!("POST /tools/invoke -> {failure}"), "the gateway stopped answering: rerun the doctor"),
     }

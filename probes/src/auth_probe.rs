@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use crate::http::Failure;
+use crate::ssh_session::{CredentialGate, Trust};
 
 /// A token that never prints.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,6 +38,41 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The token to present.
     pub token: Secret,
+    /// The owner check run inside the round: before the connect, and on the connected stream before the
+    /// token is written (see [`CredentialGate`]). `None` only where the caller itself made the listener
+    /// (this module's tests).
+    pub gate: Option<CredentialGate>,
+}
+
+/// Why an auth probe got no verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The exchange failed (refused, reset, timeout...).
+    #[error(transparent)]
+    Http(#[from] crate::http::Failure),
+    /// The gate found the listener (or the connection's far end) not our own user's ssh: nothing was sent.
+    #[error("token withheld: {why}")]
+    Withheld {
+        /// Who holds the port, for the log and the doctor.
+        why: String,
+    },
+}
+
+impl crate::Label for Failure {
+    const LABELS: &'static [&'static str] = &["refused", "reset", "empty_reply", "timeout", "bad_status", "local_error", "withheld"];
+
+    fn label(&self) -> &'static str {
+        match self {
+            Failure::Http(failure) => crate::Label::label(failure),
+            Failure::Withheld { .. } => "withheld",
+        }
+    }
+}
+
+impl From<crate::CutOff> for Outcome {
+    fn from(_: crate::CutOff) -> Self {
+        Err(Failure::Http(crate::http::Failure::Timeout))
+    }
 }
 
 /// The gateway's verdict on the token.
@@ -61,14 +96,37 @@ impl crate::Probe for Target {
     const KIND: &'static str = "auth";
     type Outcome = Outcome;
 
-    /// Send the probe request and classify the answer.
+    /// Check the listener, connect, check the connection, then send the probe request and classify the
+    /// answer.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
+        let exchange = self.gated_exchange(timeout);
+        tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(Failure::Http(crate::http::Failure::Timeout)))
+    }
+}
+
+impl Target {
+    async fn gated_exchange(&mut self, timeout: Duration) -> Outcome {
+        if let Some(gate) = &mut self.gate {
+            if let Trust::NotOurs(why) = gate.check(timeout).await {
+                return Err(Failure::Withheld { why });
+            }
+        }
+        let mut stream = crate::http::connect(self.addr).await?;
+        if let Some(gate) = &mut self.gate {
+            if let Trust::NotOurs(why) = gate.confirm(&stream, timeout).await {
+                crate::net::close_without_time_wait(stream);
+                return Err(Failure::Withheld { why });
+            }
+        }
+        let _ = stream.set_nodelay(true);
         let mut bearer = b"Bearer ".to_vec();
         bearer.extend_from_slice(self.token.expose());
         let headers: [(&str, &[u8]); 3] =
             [("Content-Type", b"application/json"), ("Content-Length", b"2"), ("Authorization", &bearer)];
         let request = crate::http::request("POST", "/tools/invoke", &self.addr.to_string(), "*/*", &headers, b"{}");
-        let head = crate::http::exchange(self.addr, &request, timeout).await?;
+        let head = crate::http::read_head(&mut stream, &request).await;
+        crate::net::close_without_time_wait(stream);
+        let head = head?;
         Ok(match head.status {
             401 | 403 | 429 => Answer::Rejected(head.status),
             status => Answer::Accepted(status),
@@ -97,7 +155,7 @@ mod tests {
                 socket.write_all(reply).await.unwrap();
                 String::from_utf8_lossy(&buf[..n]).into_owned()
             });
-            let mut target = Target { addr, token: Secret::new("tok-xyz") };
+            let mut target = Target { addr, token: Secret::new("tok-xyz"), gate: None };
             assert_eq!(crate::Probe::probe(&mut target, Duration::from_secs(2)).await, Ok(expected));
             let request = server.await.unwrap();
             assert!(request.starts_with("POST /tools/invoke HTTP/1.1\r\n"), "{request}");

@@ -28,7 +28,7 @@ pub struct Response {
 }
 
 /// Why an HTTP exchange failed. [`Failure::reason`] gives the contract's label value.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Failure {
     /// Nothing listens on the forward's address.
     #[error("connection refused")]
@@ -151,6 +151,11 @@ pub async fn get_document_bounded(
         }
     };
     tokio::time::timeout(timeout, document).await.unwrap_or(Err(Failure::Timeout))
+}
+
+/// connect() to `addr`, its failure as the contract's reason.
+pub(crate) async fn connect(addr: SocketAddr) -> Result<tokio::net::TcpStream, Failure> {
+    crate::net::connect_stream(addr).await.map_err(connect_failure)
 }
 
 /// A reply not complete within `timeout` is [`Failure::Timeout`].

@@ -90,9 +90,16 @@ pub fn is_local_shortage(err: &io::Error) -> bool {
         || matches!(err.kind(), io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse | io::ErrorKind::OutOfMemory)
 }
 
-/// True when a listener bound to `listening` accepts connections for `wanted`: same port, and the same
-/// address, an IPv4-mapped IPv6 form of it, or a wildcard (`0.0.0.0`, `::`) of a family that reaches it.
-pub fn listener_serves(listening: SocketAddr, wanted: SocketAddr) -> bool {
+/// True when the kernel could hand a connection to `wanted` to a listener bound to `listening`: same port,
+/// and the same address (or its IPv4-mapped IPv6 form), the IPv4 wildcard for an IPv4 address, or the IPv6
+/// wildcard for an IPv6 address and, unless the socket is IPV6_V6ONLY, for an IPv4 one too. `v6only` is what
+/// the OS says of an IPv6 socket; `None` (not said) counts as dual-stack, so an unknown socket is always a
+/// candidate: every candidate must be trusted before a credential goes out, and not knowing fails closed.
+///
+/// Measured (issue 28): `ssh -g` (or `-L '*:P:...'`) while another user holds `127.0.0.1:P` fails its IPv4
+/// wildcard bind, binds `[::]:P` with IPV6_V6ONLY (OpenSSH sets it), and stays up; that socket never
+/// receives a connection to `127.0.0.1:P`, so it must not vouch for it.
+pub fn could_receive(listening: SocketAddr, v6only: Option<bool>, wanted: SocketAddr) -> bool {
     if listening.port() != wanted.port() {
         return false;
     }
@@ -101,10 +108,10 @@ pub fn listener_serves(listening: SocketAddr, wanted: SocketAddr) -> bool {
         return true;
     }
     match listening.ip() {
-        // 0.0.0.0 takes IPv4 only; `::` takes IPv6 and (unless IPV6_V6ONLY, which ssh sets only for an
-        // explicit IPv6 bind) IPv4 through mapped addresses, so a wildcard of either family serves both here.
         IpAddr::V4(v4) => v4.is_unspecified() && wanted_ip.is_ipv4(),
-        IpAddr::V6(v6) => v6.is_unspecified(),
+        // `::ffff:0.0.0.0` is the IPv4 wildcard in IPv6 form.
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_unspecified()) => wanted_ip.is_ipv4(),
+        IpAddr::V6(v6) => v6.is_unspecified() && (wanted_ip.is_ipv6() || v6only != Some(true)),
     }
 }
 
@@ -118,23 +125,14 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 
 /// How closely a listener matches the wanted address: the kernel hands a connection to the most specific
 /// bind, so an exact address beats a wildcard of the same family, which beats the other family's wildcard.
-fn specificity(listening: SocketAddr, wanted: SocketAddr) -> u8 {
+pub fn specificity(listening: SocketAddr, wanted: SocketAddr) -> u8 {
     if unmapped(listening.ip()) == unmapped(wanted.ip()) {
         3
-    } else if listening.is_ipv4() == unmapped(wanted.ip()).is_ipv4() {
+    } else if unmapped(listening.ip()).is_ipv4() == unmapped(wanted.ip()).is_ipv4() {
         2
     } else {
         1
     }
-}
-
-/// Of every listener `(address, item)` the OS reported, the one a connection to `wanted` reaches.
-pub fn serving_listener<T>(listeners: impl IntoIterator<Item = (SocketAddr, T)>, wanted: SocketAddr) -> Option<T> {
-    listeners
-        .into_iter()
-        .filter(|(addr, _)| listener_serves(*addr, wanted))
-        .max_by_key(|(addr, _)| specificity(*addr, wanted))
-        .map(|(_, item)| item)
 }
 
 #[cfg(test)]
@@ -146,43 +144,40 @@ mod tests {
     }
 
     #[test]
-    fn a_wildcard_or_mapped_listener_serves_loopback() {
+    fn the_candidates_for_an_ipv4_forward_exclude_a_v6only_wildcard() {
         let wanted = addr("127.0.0.1:18789");
-        assert!(listener_serves(addr("127.0.0.1:18789"), wanted));
-        assert!(listener_serves(addr("0.0.0.0:18789"), wanted));
-        assert!(listener_serves(addr("[::]:18789"), wanted));
-        assert!(listener_serves(addr("[::ffff:127.0.0.1]:18789"), wanted));
-        assert!(!listener_serves(addr("127.0.0.1:18790"), wanted));
-        assert!(!listener_serves(addr("10.0.0.1:18789"), wanted));
-        assert!(!listener_serves(addr("[::1]:18789"), wanted));
+        assert!(could_receive(addr("127.0.0.1:18789"), None, wanted));
+        assert!(could_receive(addr("0.0.0.0:18789"), None, wanted));
+        assert!(could_receive(addr("[::ffff:127.0.0.1]:18789"), Some(false), wanted));
+        assert!(could_receive(addr("[::ffff:0.0.0.0]:18789"), Some(false), wanted));
+        // A dual-stack IPv6 wildcard takes IPv4 connections; a v6only one (what ssh -g binds) never does.
+        assert!(could_receive(addr("[::]:18789"), Some(false), wanted));
+        assert!(!could_receive(addr("[::]:18789"), Some(true), wanted));
+        // Not told: counted as a candidate (fail closed).
+        assert!(could_receive(addr("[::]:18789"), None, wanted));
+        assert!(!could_receive(addr("127.0.0.1:18790"), None, wanted));
+        assert!(!could_receive(addr("10.0.0.1:18789"), None, wanted));
+        assert!(!could_receive(addr("[::1]:18789"), Some(false), wanted));
     }
 
     #[test]
-    fn an_ipv6_forward_is_served_by_its_own_address_or_the_ipv6_wildcard_only() {
+    fn an_ipv6_forward_is_received_by_its_own_address_or_the_ipv6_wildcard_only() {
         let wanted = addr("[::1]:18789");
-        assert!(listener_serves(addr("[::1]:18789"), wanted));
-        assert!(listener_serves(addr("[::]:18789"), wanted));
-        assert!(!listener_serves(addr("0.0.0.0:18789"), wanted));
-        assert!(!listener_serves(addr("127.0.0.1:18789"), wanted));
+        assert!(could_receive(addr("[::1]:18789"), Some(true), wanted));
+        assert!(could_receive(addr("[::]:18789"), Some(true), wanted));
+        assert!(could_receive(addr("[::]:18789"), Some(false), wanted));
+        assert!(!could_receive(addr("0.0.0.0:18789"), None, wanted));
+        assert!(!could_receive(addr("127.0.0.1:18789"), None, wanted));
         // A forward configured as a mapped address is the IPv4 address.
-        assert!(listener_serves(addr("127.0.0.1:18789"), addr("[::ffff:127.0.0.1]:18789")));
+        assert!(could_receive(addr("127.0.0.1:18789"), None, addr("[::ffff:127.0.0.1]:18789")));
     }
 
     #[test]
-    fn the_most_specific_listener_wins() {
+    fn the_exact_address_is_the_most_specific() {
         let wanted = addr("127.0.0.1:18789");
-        let listeners = vec![
-            (addr("[::]:18789"), "v6 wildcard"),
-            (addr("0.0.0.0:18789"), "v4 wildcard"),
-            (addr("127.0.0.1:18789"), "exact"),
-            (addr("127.0.0.1:18790"), "other port"),
-        ];
-        assert_eq!(serving_listener(listeners.clone(), wanted), Some("exact"));
-        assert_eq!(serving_listener(listeners[..2].to_vec(), wanted), Some("v4 wildcard"));
-        assert_eq!(serving_listener(listeners[..1].to_vec(), wanted), Some("v6 wildcard"));
-        assert_eq!(serving_listener(listeners[3..].to_vec(), wanted), None);
-        // The exact IPv4 listener reported in its mapped form still beats the wildcards.
-        let mapped = vec![(addr("0.0.0.0:18789"), "v4 wildcard"), (addr("[::ffff:127.0.0.1]:18789"), "mapped")];
-        assert_eq!(serving_listener(mapped, wanted), Some("mapped"));
+        assert_eq!(specificity(addr("127.0.0.1:18789"), wanted), 3);
+        assert_eq!(specificity(addr("[::ffff:127.0.0.1]:18789"), wanted), 3);
+        assert_eq!(specificity(addr("0.0.0.0:18789"), wanted), 2);
+        assert_eq!(specificity(addr("[::]:18789"), wanted), 1);
     }
 }

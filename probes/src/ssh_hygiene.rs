@@ -144,7 +144,9 @@ impl crate::Probe for Target {
         let owner_pid = match self.session.probe(timeout).await {
             ssh_session::Outcome::Up(owner) | ssh_session::Outcome::NotSsh(owner) => Some(owner.pid),
             ssh_session::Outcome::NoListener => None,
-            ssh_session::Outcome::Unreadable { detail } | ssh_session::Outcome::Unsupported { detail } => {
+            ssh_session::Outcome::Unreadable { detail }
+            | ssh_session::Outcome::Unsupported { detail }
+            | ssh_session::Outcome::Unknown { detail } => {
                 return Outcome::OwnerUnknown { detail }
             }
         };

@@ -26,6 +26,10 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The token for a real `connect`; empty for none.
     pub token: Secret,
+    /// The owner check before the token goes out, run on the connected stream right before `connect` (see
+    /// [`crate::ssh_session::CredentialGate`]); when it fails, the probe closes after the challenge instead.
+    /// `None` only where the caller itself made the listener (tests).
+    pub gate: Option<crate::ssh_session::CredentialGate>,
 }
 
 /// What became of the `connect` request.
@@ -48,6 +52,8 @@ pub struct Handshake {
     pub elapsed: Duration,
     /// What became of `connect`.
     pub connect: Connect,
+    /// Why the token was not sent although there was one: the gate's verdict (`connect` is then `NotSent`).
+    pub withheld: Option<String>,
 }
 
 /// Why a handshake did not reach the challenge.
@@ -138,7 +144,7 @@ impl crate::Probe for Target {
         let started = Instant::now();
         let request = upgrade_request(self.addr)?;
         let (mut socket, _) =
-            match tokio::time::timeout_at(deadline, tokio_tungstenite::client_async(request, stream)).await {
+            match tokio::time::timeout_at(deadline, tokio_tungstenite::client_async_with_config(request, stream, Some(frame_limits()))).await {
                 Err(_) => return Err(Failure::Timeout),
                 Ok(Err(err)) => return Err(handshake_failure(err)),
                 Ok(Ok(upgraded)) => upgraded,
@@ -154,7 +160,16 @@ impl crate::Probe for Target {
             Some(Ok(_)) => return Err(Failure::NoChallenge),
             None | Some(Err(_)) => return Err(Failure::Closed { code: None }),
         }
-        let connect = if self.token.expose().is_empty() {
+        let mut withheld = None;
+        if !self.token.expose().is_empty() {
+            if let Some(gate) = &mut self.gate {
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if let crate::ssh_session::Trust::NotOurs(why) = gate.confirm(socket.get_ref(), remaining).await {
+                    withheld = Some(why);
+                }
+            }
+        }
+        let connect = if self.token.expose().is_empty() || withheld.is_some() {
             Connect::NotSent
         } else {
             match tokio::time::timeout_at(deadline, connect(&mut socket, &self.token)).await {
@@ -165,8 +180,18 @@ impl crate::Probe for Target {
         // A normal close; not waiting for the echo beyond a moment (the result is already known).
         let close = CloseFrame { code: CloseCode::Normal, reason: "probe done".into() };
         let _ = tokio::time::timeout(Duration::from_millis(200), socket.close(Some(close))).await;
-        Ok(Handshake { elapsed, connect })
+        Ok(Handshake { elapsed, connect, withheld })
     }
+}
+
+/// The largest message or frame the probe accepts: a challenge and a hello answer are a few KiB; whatever
+/// holds the port may send anything (tungstenite's default would buffer 64 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+fn frame_limits() -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
 }
 
 /// The upgrade request: path `/`, Host the forward's address, the exporter's User-Agent.
@@ -240,7 +265,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     fn target(addr: SocketAddr) -> Target {
-        Target { addr, token: Secret::new(Vec::new()) }
+        Target { addr, token: Secret::new(Vec::new()), gate: None }
     }
 
     /// A WebSocket server that sends `first` (if any) after the upgrade, then answers a connect with `ok`.
@@ -276,10 +301,10 @@ mod tests {
         let handshake = target(addr).probe(Duration::from_secs(5)).await.unwrap();
         assert_eq!(handshake.connect, Connect::NotSent);
         let addr = ws_server(Some(challenge()), true).await;
-        let mut with_token = Target { addr, token: Secret::new("tok-1") };
+        let mut with_token = Target { addr, token: Secret::new("tok-1"), gate: None };
         assert_eq!(with_token.probe(Duration::from_secs(5)).await.unwrap().connect, Connect::Accepted);
         let addr = ws_server(Some(challenge()), false).await;
-        let mut refused = Target { addr, token: Secret::new("tok-1") };
+        let mut refused = Target { addr, token: Secret::new("tok-1"), gate: None };
         assert_eq!(refused.probe(Duration::from_secs(5)).await.unwrap().connect, Connect::Refused);
     }
 
@@ -328,7 +353,7 @@ mod tests {
 
     #[test]
     fn the_token_never_appears_in_debug_output() {
-        let target = Target { addr: "127.0.0.1:1".parse().unwrap(), token: Secret::new("tok-secret-123") };
+        let target = Target { addr: "127.0.0.1:1".parse().unwrap(), token: Secret::new("tok-secret-123"), gate: None };
         assert!(!format!("{target:?}").contains("tok-secret-123"));
     }
 }

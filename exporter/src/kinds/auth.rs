@@ -27,8 +27,6 @@ pub struct AuthProbeRecording {
     revision: String,
     /// The last note about the token sources, so each is logged once.
     last_note: String,
-    /// The owner check before the token is sent.
-    gate: ssh_session::CredentialGate,
 }
 
 impl AuthProbeRecording {
@@ -44,6 +42,8 @@ impl AuthProbeRecording {
             .metrics
             .credential_withheld
             .get_or_create_owned(&ForwardProbeLabels { forward: forward.name.clone(), probe: "auth" });
+        // The owner check runs inside the probe's round: after its permit, and again on the connected stream
+        // before the token is written.
         let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
         let locations =
             token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
@@ -58,7 +58,7 @@ impl AuthProbeRecording {
                 }
             }
         }
-        let target = auth_probe::Target { addr: forward.local, token: Secret::new(Vec::new()) };
+        let target = auth_probe::Target { addr: forward.local, token: Secret::new(Vec::new()), gate: Some(gate) };
         let recording = AuthProbeRecording {
             forward,
             settings,
@@ -69,7 +69,6 @@ impl AuthProbeRecording {
             sent: None,
             revision: credential::NONE.to_owned(),
             last_note: String::new(),
-            gate,
         };
         (target, recording)
     }
@@ -132,13 +131,6 @@ impl Recording for AuthProbeRecording {
         if self.refused == Some(id) {
             return false;
         }
-        // The token goes only to our own user's ssh: a listener of another program or user gets nothing.
-        if let ssh_session::Trust::NotOurs(why) = self.gate.check(self.round_timeout()).await {
-            let labels = ForwardProbeLabels { forward: self.forward.name.clone(), probe: "auth" };
-            self.recorder.metrics.credential_withheld.get_or_create(&labels).inc();
-            self.note(format!("token withheld: {why}"), true);
-            return false;
-        }
         // Verified on the registry's own thread (argon2id, once per token change), never the probes' thread.
         self.revision = self.registry.revision_of(&Credential::token(token.expose())).await;
         self.sent = Some(id);
@@ -147,6 +139,13 @@ impl Recording for AuthProbeRecording {
     }
 
     fn record(&mut self, _round: Round, outcome: &auth_probe::Outcome) -> &'static str {
+        // The token goes only to our own user's ssh: the probe's gate withheld it, so nothing was sent.
+        if let Err(auth_probe::Failure::Withheld { why }) = outcome {
+            let labels = ForwardProbeLabels { forward: self.forward.name.clone(), probe: "auth" };
+            self.recorder.metrics.credential_withheld.get_or_create(&labels).inc();
+            self.note(format!("token withheld: {why}"), true);
+            return self.state(outcome);
+        }
         self.recorder.record_auth_probe(&self.forward.name, &self.revision, outcome);
         match outcome {
             Ok(Answer::Rejected(_)) => self.refused = self.sent,

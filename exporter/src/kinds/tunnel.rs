@@ -2,7 +2,7 @@
 
 use crate::config::Forward;
 use crate::driver::{Recording, Round, SpanFields};
-use crate::record::families::{ForwardCauseLabels, ForwardLabels, ForwardReasonLabels};
+use crate::record::families::{ForwardCauseLabels, ForwardLabels, ForwardReasonLabels, ForwardResultLabels};
 use crate::record::tunnel::*;
 use crate::record::Recorder;
 use probes::{ssh_session, syn, Label, Probe};
@@ -79,6 +79,9 @@ impl Tunnel {
         for cause in DOWN_CAUSES {
             m.tunnel_down_seconds.get_or_create_owned(&ForwardCauseLabels { forward: forward.name.clone(), cause });
         }
+        for result in OWNER_LOOKUP_RESULTS {
+            m.owner_lookups.get_or_create_owned(&ForwardResultLabels { forward: forward.name.clone(), result });
+        }
         recorder.with_forward(&forward.name, |_| ());
         let probe = TunnelProbe { syn: syn::Target { addr: forward.local }, session };
         (probe, Tunnel { forward, recorder, last_round: None, hijacked: None })
@@ -122,8 +125,11 @@ impl Recording for Tunnel {
             self.recorder.record_round_unobserved(&self.forward.name, failure.label());
             return "unobserved";
         }
+        self.recorder.count_owner_lookup(&self.forward.name, session, &self.forward.trusted_owners);
+        // Unknown (a lookup that timed out or was cut off) is not hijacked: the gauge keeps its last value.
         let hijacked = session.hijacked(&self.forward.trusted_owners);
-        if self.hijacked != Some(hijacked) {
+        let unknown = matches!(session, ssh_session::Outcome::Unknown { .. });
+        if !unknown && self.hijacked != Some(hijacked) {
             self.recorder.set_forward_hijacked(&self.forward.name, hijacked);
             self.hijacked = Some(hijacked);
         }
@@ -170,6 +176,9 @@ impl Recording for Tunnel {
             ssh_session::Outcome::Unsupported { detail } => {
                 tracing::warn!(forward, detail = %detail, "cannot check the ssh session on this system")
             }
+            ssh_session::Outcome::Unknown { detail } => tracing::warn!(
+                forward, detail = %detail, "could not tell who owns the forward's listener this round; the token is withheld, the hijack gauge unchanged"
+            ),
         }
     }
 }

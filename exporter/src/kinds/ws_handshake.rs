@@ -17,8 +17,6 @@ pub struct WsHandshakeRecording {
     /// Where this machine's token is, when the auth probe covers the forward (the user chose to let the
     /// exporter send it); None: the probe closes before `connect`.
     tokens: Option<token_sources::Locations>,
-    /// The owner check before the token is sent.
-    gate: probes::ssh_session::CredentialGate,
 }
 
 impl WsHandshakeRecording {
@@ -45,8 +43,8 @@ impl WsHandshakeRecording {
             });
         }
         let gate = probes::ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
-        let target = ws_handshake::Target { addr: forward.local, token: Secret::new(Vec::new()) };
-        (target, WsHandshakeRecording { forward, recorder, tokens, gate })
+        let target = ws_handshake::Target { addr: forward.local, token: Secret::new(Vec::new()), gate: Some(gate) };
+        (target, WsHandshakeRecording { forward, recorder, tokens })
     }
 
     fn interval_or_off(&self) -> Duration {
@@ -75,20 +73,10 @@ impl Recording for WsHandshakeRecording {
     async fn before_round(&mut self, probe: &mut ws_handshake::Target) -> bool {
         if let Some(locations) = self.tokens.clone() {
             let tokens = tokio::task::spawn_blocking(move || token_sources::read(&locations)).await.unwrap_or_default();
+            // The token goes only to our own user's ssh: the probe's gate checks the connection right before
+            // `connect`; otherwise the handshake stops at the challenge, which proves the path as far as it
+            // can without a credential.
             probe.token = tokens.effective().and_then(|s| s.token.clone()).unwrap_or_else(|| Secret::new(Vec::new()));
-            // The token goes only to our own user's ssh; otherwise the handshake runs without it (it stops
-            // at the challenge, which proves the path as far as it can without a credential).
-            if !probe.token.expose().is_empty() {
-                if let probes::ssh_session::Trust::NotOurs(why) = self.gate.check(self.round_timeout()).await {
-                    probe.token = Secret::new(Vec::new());
-                    let labels = crate::record::families::ForwardProbeLabels {
-                        forward: self.forward.name.clone(),
-                        probe: "ws_handshake",
-                    };
-                    self.recorder.metrics.credential_withheld.get_or_create(&labels).inc();
-                    tracing::debug!(forward = %self.forward.name, "handshake without the token: {why}");
-                }
-            }
         }
         true
     }
@@ -98,6 +86,14 @@ impl Recording for WsHandshakeRecording {
         let name = &self.forward.name;
         match outcome {
             Ok(handshake) => {
+                if let Some(why) = &handshake.withheld {
+                    let labels = crate::record::families::ForwardProbeLabels {
+                        forward: self.forward.name.clone(),
+                        probe: "ws_handshake",
+                    };
+                    m.credential_withheld.get_or_create(&labels).inc();
+                    tracing::debug!(forward = %self.forward.name, "handshake without the token: {why}");
+                }
                 m.ws_handshake_seconds
                     .get_or_create(&ForwardLabels { forward: name.clone() })
                     .observe(handshake.elapsed.as_secs_f64());
@@ -169,7 +165,7 @@ mod tests {
         assert_eq!(target.addr, forward.local);
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let answered: ws_handshake::Outcome =
-            Ok(ws_handshake::Handshake { elapsed: Duration::from_millis(3), connect: Connect::NotSent });
+            Ok(ws_handshake::Handshake { elapsed: Duration::from_millis(3), connect: Connect::NotSent, withheld: None });
         assert_eq!(recording.record(round, &answered), "ok");
         assert_eq!(recording.record(round, &Err(ws_handshake::Failure::NoChallenge)), "no_challenge");
         let mut fields = SpanFields::default();

@@ -174,6 +174,8 @@ label_sets! {
     SourceRevisionLabels { source: &'static str, token_revision: String }
     /// `listener`, `reason`.
     ListenerReasonLabels { listener: &'static str, reason: &'static str }
+    /// `forward`, `result`.
+    ForwardResultLabels { forward: String, result: &'static str }
 }
 
 /// A gauge holding a float.
@@ -337,7 +339,7 @@ families! {
     remote_write_queue_errors: Tracked<OpLabels, Counter> = Tracked::default(),
         "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack and read (retried with backoff)";
     forward_hijacked: Tracked<ForwardLabels, Gauge> = Tracked::default(),
-        "openclaw_tunnel_forward_hijacked", "1 when the forward's port is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token";
+        "openclaw_tunnel_forward_hijacked", "1 when a listener that could take the forward's connections (the exact address, a wildcard, a dual-stack IPv6 wildcard) is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token; unchanged while a lookup cannot tell";
     cli_url_matches: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_cli_url_matches", "1 when the openclaw CLI's gateway URL (OPENCLAW_GATEWAY_URL, gateway.remote.url in remote mode, 127.0.0.1:gateway.port in local mode) is this forward's address in a plain scheme, 0 when it is not; absent while the CLI's config cannot be read";
     ssh_orphans: Tracked<ForwardLabels, Gauge> = Tracked::default(),
@@ -345,7 +347,9 @@ families! {
     ssh_option_risk: Tracked<ForwardOptionLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_ssh_option_risk", "1 when the ssh owning the forward runs with the option (ssh -G of its own command line, once per new owner): server_alive_off (ServerAliveInterval 0), exit_on_forward_failure_off, connect_timeout_unset, strict_host_key_checking_off; absent while unknown";
     credential_withheld: Tracked<ForwardProbeLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_credential_withheld", "Probe rounds that did not send the gateway token because the forward's port is not held by our user's ssh, by probe (auth, ws_handshake)";
+        "openclaw_gateway_credential_withheld", "Rounds (and tap connections) that did not send the gateway token because the forward's port, or the connection's far end, is not held by our user's ssh, by probe (auth, ws_handshake, tap)";
+    owner_lookups: Tracked<ForwardResultLabels, Counter> = Tracked::default(),
+        "openclaw_tunnel_owner_lookups", "Tunnel rounds' owner lookups by result: ours (this user's ssh, or a trusted owner, holds every listener that could take the connection), not_ours (anything else: nothing listening, another program or user), unknown (the lookup timed out or was cut off: the token is withheld, the hijack gauge unchanged)";
     connections_closed: Tracked<ListenerReasonLabels, Counter> = Tracked::default(),
         "openclaw_exporter_connections_closed", "Connections the exporter closed on its own, by listener (web, auth_tap) and reason: limit_new (at max_connections with every open connection active: the new one), limit_silent (at max_connections: the oldest that never sent a byte, to make room), header_timeout (web: no full request head within header_read_timeout), idle_timeout (web: nothing either way for idle_timeout)";
     web_requests_refused: Tracked<ReasonLabels, Counter> = Tracked::default(),

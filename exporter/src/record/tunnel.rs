@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 use probes::{ssh_session, syn, Label};
 
 use super::families::{
-    ForwardCauseLabels, ForwardLabels, ForwardOptionLabels, ForwardReasonLabels, ForwardStateLabels,
+    ForwardCauseLabels, ForwardLabels, ForwardOptionLabels, ForwardReasonLabels, ForwardResultLabels,
+    ForwardStateLabels,
 };
 use super::Recorder;
 use crate::clock::unix_seconds;
@@ -31,7 +32,28 @@ pub(crate) fn down_cause(session: &ssh_session::Outcome) -> &'static str {
     }
 }
 
+/// The `result` label of `openclaw_tunnel_owner_lookups_total`.
+pub const OWNER_LOOKUP_RESULTS: [&str; 3] = ["ours", "not_ours", "unknown"];
+
+/// A lookup's result label: `unknown` when it did not answer (or the OS cannot tell), `ours` when it found
+/// a trusted owner holding every candidate listener, `not_ours` otherwise.
+pub(crate) fn owner_lookup_result(session: &ssh_session::Outcome, also_trusted: &[String]) -> &'static str {
+    match session {
+        ssh_session::Outcome::Unknown { .. } | ssh_session::Outcome::Unsupported { .. } => "unknown",
+        _ => match session.trust(also_trusted) {
+            ssh_session::Trust::Ours(_) => "ours",
+            ssh_session::Trust::NotOurs(_) => "not_ours",
+        },
+    }
+}
+
 impl Recorder {
+    /// Count one owner lookup of a tunnel round by its result.
+    pub fn count_owner_lookup(&self, forward: &str, session: &ssh_session::Outcome, also_trusted: &[String]) {
+        let result = owner_lookup_result(session, also_trusted);
+        self.metrics.owner_lookups.get_or_create(&ForwardResultLabels { forward: forward.to_owned(), result }).inc();
+    }
+
     /// Whether the forward's port is held by what must not get the token (absent when the lookup cannot tell).
     pub fn set_forward_hijacked(&self, forward: &str, hijacked: Option<bool>) {
         let labels = ForwardLabels { forward: forward.to_owned() };
@@ -137,8 +159,12 @@ impl Recorder {
             m.syn_successes.get_or_create(&labels).inc();
             m.connect_seconds.get_or_create(&labels).observe(connected.connect.as_secs_f64());
         }
-        let session_known =
-            !matches!(session, ssh_session::Outcome::Unreadable { .. } | ssh_session::Outcome::Unsupported { .. });
+        let session_known = !matches!(
+            session,
+            ssh_session::Outcome::Unreadable { .. }
+                | ssh_session::Outcome::Unsupported { .. }
+                | ssh_session::Outcome::Unknown { .. }
+        );
         let session_ok = matches!(session, ssh_session::Outcome::Up(_)) || !session_known;
         let up = session_ok && syn.is_ok();
         m.up_checks.get_or_create(&labels).inc();
@@ -245,6 +271,7 @@ pub(crate) mod tests {
             socket_fd: 3,
             uid: Some(1000),
             same_user: Some(true),
+            user_name: None,
         }
     }
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{listening, listening_inodes};
+pub(crate) use linux::{listening, peer_uid};
 
 #[cfg(windows)]
 mod windows;
@@ -23,4 +23,17 @@ pub struct Listener {
     pub inode: u64,
     /// The owning process (Windows, whose table carries it; Linux's sock_diag does not say).
     pub pid: Option<u32>,
+    /// The socket's owner uid (Linux's sock_diag carries it for every user's socket; `None` elsewhere).
+    pub uid: Option<u32>,
+    /// Whether an IPv6 socket refuses IPv4 connections (IPV6_V6ONLY, sock_diag's INET_DIAG_SKV6ONLY on Linux);
+    /// `None` for IPv4 sockets and where the OS does not say.
+    pub v6only: Option<bool>,
+}
+
+/// The listening sockets a connection to `wanted` could be handed to, whoever owns them (see
+/// [`crate::net::could_receive`]).
+#[cfg(any(target_os = "linux", windows))]
+pub(crate) fn candidates(wanted: SocketAddr) -> std::io::Result<Vec<Listener>> {
+    let all = listening(|addr| addr.port() == wanted.port())?;
+    Ok(all.into_iter().filter(|l| crate::net::could_receive(l.addr, l.v6only, wanted)).collect())
 }

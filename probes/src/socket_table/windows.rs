@@ -72,7 +72,7 @@ pub(crate) fn listening_family(ipv4: bool, keep: impl Fn(SocketAddr) -> bool) ->
         return Ok(rows
             .into_iter()
             .filter(|(addr, _)| keep(*addr))
-            .map(|(addr, pid)| Listener { addr, inode: 0, pid: Some(pid) })
+            .map(|(addr, pid)| Listener { addr, inode: 0, pid: Some(pid), uid: None, v6only: None })
             .collect());
     }
     Err(io::Error::other("the listener table kept growing"))

@@ -1,8 +1,10 @@
 //! The decisions of the ssh session probe that do not depend on the OS: which owner counts as an ssh
-//! client and how the parent is looked up (which listener serves the forward's address is
-//! [`crate::net::serving_listener`]). Every platform's lookup
+//! client, which of several candidate listeners' owners the outcome reports ([`judge`]; which listeners
+//! are candidates is [`crate::net::could_receive`]) and how the parent is looked up. Every platform's lookup
 //! (Linux's /proc walk, the `listeners` crate on macOS, Windows and Linux) ends here, so this logic is tested
 //! on Linux once for all of them.
+
+use std::net::SocketAddr;
 
 use super::{Outcome, Owner};
 
@@ -28,6 +30,25 @@ pub fn classify(owner: Owner) -> Outcome {
         Outcome::Up(owner)
     } else {
         Outcome::NotSsh(owner)
+    }
+}
+
+/// The outcome for the owners of every listener that could receive a connection to `wanted`. Every one of
+/// them must be trusted before a credential goes out, so the outcome reports the least trusted: another
+/// user's process first, then a program that is not ssh, and among equals the listener the kernel prefers
+/// (the most specific bind). One ssh of this user holding every candidate is `Up`.
+pub fn judge(mut owners: Vec<(SocketAddr, Owner)>, wanted: SocketAddr) -> Outcome {
+    owners.sort_by_key(|(addr, owner)| {
+        (
+            owner.same_user == Some(true),
+            is_ssh_client(&owner.name),
+            std::cmp::Reverse(crate::net::specificity(*addr, wanted)),
+            owner.pid,
+        )
+    });
+    match owners.into_iter().next() {
+        Some((_, owner)) => classify(owner),
+        None => Outcome::NoListener,
     }
 }
 
@@ -79,9 +100,49 @@ mod tests {
             socket_fd: -1,
             uid: Some(1000),
             same_user: Some(true),
+            user_name: None,
         };
         assert_eq!(crate::Label::label(&classify(owner("plink.exe"))), "up");
         assert_eq!(crate::Label::label(&classify(owner("python3"))), "not_ssh");
+    }
+
+    fn owner(pid: u32, name: &str, same_user: Option<bool>) -> Owner {
+        Owner {
+            pid,
+            name: name.into(),
+            parent_pid: 1,
+            parent_name: None,
+            socket_inode: u64::from(pid),
+            socket_fd: 3,
+            uid: Some(if same_user == Some(true) { 1000 } else { 65534 }),
+            same_user,
+            user_name: None,
+        }
+    }
+
+    #[test]
+    fn every_candidate_counts_and_the_least_trusted_is_reported() {
+        let wanted: SocketAddr = "127.0.0.1:18789".parse().unwrap();
+        let (exact, v4_any, v6_any) =
+            ("127.0.0.1:18789".parse().unwrap(), "0.0.0.0:18789".parse().unwrap(), "[::]:18789".parse().unwrap());
+        // Our ssh on the IPv6 wildcard, another user's listener on the exact address: that one is reported,
+        // whatever order the OS listed them in.
+        for owners in [
+            vec![(v6_any, owner(10, "ssh", Some(true))), (exact, owner(20, "python3", Some(false)))],
+            vec![(exact, owner(20, "python3", Some(false))), (v6_any, owner(10, "ssh", Some(true)))],
+        ] {
+            let outcome = judge(owners, wanted);
+            assert_eq!(outcome.owner().map(|o| o.pid), Some(20), "{outcome:?}");
+        }
+        // Another user's ssh beats our own program that is not ssh.
+        let outcome =
+            judge(vec![(exact, owner(30, "nc", Some(true))), (v4_any, owner(31, "ssh", Some(false)))], wanted);
+        assert_eq!(outcome.owner().map(|o| o.pid), Some(31));
+        // Our ssh on two binds: up, reported by the exact one.
+        let outcome =
+            judge(vec![(v4_any, owner(41, "ssh", Some(true))), (exact, owner(40, "ssh", Some(true)))], wanted);
+        assert_eq!((crate::Label::label(&outcome), outcome.owner().map(|o| o.pid)), ("up", Some(40)));
+        assert_eq!(judge(Vec::new(), wanted), Outcome::NoListener);
     }
 
     #[test]

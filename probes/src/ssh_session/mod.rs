@@ -128,6 +128,8 @@ pub struct Owner {
     /// Whether it runs as the exporter's own user (the uid on Unix, the token's user SID on Windows); `None`
     /// when that cannot be read.
     pub same_user: Option<bool>,
+    /// The name of the user it runs as, when the system's user database names the uid.
+    pub user_name: Option<String>,
 }
 
 impl Owner {
@@ -136,11 +138,16 @@ impl Owner {
         decide::is_ssh_client(&self.name)
     }
 
-    /// Who it runs as, for people: `uid 65534`, `this user`, `another user`, `an unknown user`.
+    /// Who it runs as, for people: `nobody (uid 65534), another user`, `uid 1000, this user`, `another
+    /// user`, `an unknown user`.
     pub fn user(&self) -> String {
+        let named = |uid: u32| match &self.user_name {
+            Some(name) => format!("{name} (uid {uid})"),
+            None => format!("uid {uid}"),
+        };
         match (self.uid, self.same_user) {
-            (Some(uid), Some(true)) => format!("uid {uid}, this user"),
-            (Some(uid), _) => format!("uid {uid}, another user"),
+            (Some(uid), Some(true)) => format!("{}, this user", named(uid)),
+            (Some(uid), _) => format!("{}, another user", named(uid)),
             (None, Some(true)) => "this user".into(),
             (None, Some(false)) => "another user".into(),
             (None, None) => "an unknown user".into(),
@@ -151,8 +158,30 @@ impl Owner {
     /// (procfs, the portable one) builds an owner.
     pub(crate) fn found(found: Found) -> Owner {
         let (uid, same_user) = os::user_of(found.pid);
+        let user_name = uid.and_then(user_name);
         let Found { pid, name, parent_pid, parent_name, socket_inode, socket_fd } = found;
-        Owner { pid, name, parent_pid, parent_name, socket_inode, socket_fd, uid, same_user }
+        Owner { pid, name, parent_pid, parent_name, socket_inode, socket_fd, uid, same_user, user_name }
+    }
+}
+
+/// The name the system's user database gives `uid` (Unix; `None` on Windows, which has no uids).
+pub fn user_name(uid: u32) -> Option<String> {
+    #[cfg(unix)]
+    {
+        uzers::get_user_by_uid(uid).map(|user| user.name().to_string_lossy().into_owned())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = uid;
+        None
+    }
+}
+
+/// `nobody (uid 65534)`, or `uid 65534` when the user database has no name for it.
+pub fn describe_uid(uid: u32) -> String {
+    match user_name(uid) {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
     }
 }
 
@@ -176,8 +205,15 @@ pub enum Trust {
     NotOurs(String),
 }
 
-/// The check before a credential goes to a forward: a fresh owner lookup (one system call while the owner
-/// stays), judged by [`Outcome::trust`]. Each sender of the token holds one.
+/// The check before a credential goes to a forward, held by each sender of the token (the auth probe, the
+/// WebSocket handshake probe, the doctor, evidence, the auth tap) and run inside the sender's own round,
+/// after its concurrency permit, so nothing waits between the verdict and the connect:
+/// 1. [`CredentialGate::check`]: a fresh owner lookup (the steady state re-reads the listener table and one
+///    fd), judged by [`Outcome::trust`].
+/// 2. connect().
+/// 3. [`CredentialGate::confirm`] on the connected stream, before any byte of the credential: the same
+///    check again, and on Linux the uid of the socket at the other end of this very connection (sock_diag),
+///    so a listener that came and went between the check and the connect cannot have taken it.
 #[derive(Debug, Clone)]
 pub struct CredentialGate {
     target: Target,
@@ -190,11 +226,62 @@ impl CredentialGate {
         CredentialGate { target, also_trusted }
     }
 
+    /// The address the gate guards.
+    pub fn addr(&self) -> SocketAddr {
+        self.target.addr
+    }
+
     /// Look the owner up now and judge it.
     pub async fn check(&mut self, timeout: Duration) -> Trust {
         let outcome = crate::Probe::probe(&mut self.target, timeout).await;
         outcome.trust(&self.also_trusted)
     }
+
+    /// After connect() returned on `stream`, before a credential is written to it: the listeners are still
+    /// only the trusted owner's, and (Linux) the connection's far end is a socket of this user.
+    pub async fn confirm(&mut self, stream: &tokio::net::TcpStream, timeout: Duration) -> Trust {
+        let trust = self.check(timeout).await;
+        if matches!(trust, Trust::NotOurs(_)) {
+            return trust;
+        }
+        match far_end_is_ours(stream).await {
+            Ok(()) => trust,
+            Err(why) => Trust::NotOurs(why),
+        }
+    }
+}
+
+/// Linux: the socket at the other end of `stream` (the listener's accepted, or still queued, socket) carries
+/// the uid of the listener that made it; it must be ours. On loopback the far end's half of the handshake
+/// may still be in flight when connect() returns, so a few short waits (at most ~50 ms) cover that.
+#[cfg(target_os = "linux")]
+async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<(), String> {
+    let (local, peer) = match (stream.local_addr(), stream.peer_addr()) {
+        (Ok(local), Ok(peer)) => (local, peer),
+        _ => return Err("the connection closed before its far end could be checked".into()),
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let ours = unsafe { libc::geteuid() };
+    let mut last = None;
+    for attempt in 0..25u32 {
+        match crate::socket_table::peer_uid(local, peer) {
+            Ok(Some(uid)) if uid == ours => return Ok(()),
+            Ok(found) => last = found,
+            Err(err) => return Err(format!("the connection's far end cannot be read: {err}")),
+        }
+        tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(4)))).await;
+    }
+    Err(match last {
+        Some(uid) => format!("the connection was taken by a socket of {}, not this user", describe_uid(uid)),
+        None => "the connection's far end was not found (it was taken and closed)".into(),
+    })
+}
+
+/// Elsewhere the listener re-check in [`CredentialGate::confirm`] is the whole confirmation (macOS shows no
+/// other user's sockets; Windows' connection table is a later addition).
+#[cfg(not(target_os = "linux"))]
+async fn far_end_is_ours(_stream: &tokio::net::TcpStream) -> Result<(), String> {
+    Ok(())
 }
 
 impl Outcome {
@@ -226,17 +313,21 @@ impl Outcome {
             Outcome::Unreadable { detail } => {
                 Trust::NotOurs(format!("the port's owner cannot be read ({detail}): another user's process"))
             }
+            Outcome::Unknown { detail } => {
+                Trust::NotOurs(format!("could not tell who holds the port ({detail}): withheld until a lookup answers"))
+            }
             Outcome::Unsupported { detail } => Trust::NotOurs(format!("the port's owner is unknown ({detail})")),
         }
     }
 
     /// Whether the forward's port is held by something the CLI should not hand its token: a process that is
     /// not an ssh client, an ssh client of another user, or a listener whose owner this user cannot read.
-    /// `None` when the owner lookup is unsupported here.
+    /// `None` when the owner lookup is unsupported here or could not tell this time (timed out, cut off):
+    /// unknown is not hijacked, so the caller keeps the last known value.
     pub fn hijacked(&self, also_trusted: &[String]) -> Option<bool> {
         match self {
             Outcome::NoListener => Some(false),
-            Outcome::Unsupported { .. } => None,
+            Outcome::Unsupported { .. } | Outcome::Unknown { .. } => None,
             Outcome::Unreadable { .. } => Some(true),
             Outcome::Up(_) | Outcome::NotSsh(_) => Some(matches!(self.trust(also_trusted), Trust::NotOurs(_))),
         }
@@ -262,6 +353,11 @@ pub enum Outcome {
         /// Why, for the log.
         detail: String,
     },
+    /// The lookup did not answer in time (timed out, or the round was cut off): nothing is known this round.
+    Unknown {
+        /// Why, for the log.
+        detail: String,
+    },
 }
 
 crate::labels!(Outcome {
@@ -270,6 +366,7 @@ crate::labels!(Outcome {
     Outcome::NotSsh(_) => "not_ssh",
     Outcome::Unreadable { .. } => "unreadable",
     Outcome::Unsupported { .. } => "unsupported",
+    Outcome::Unknown { .. } => "unknown",
 });
 
 impl Outcome {
@@ -285,7 +382,7 @@ impl Outcome {
 impl From<crate::CutOff> for Outcome {
     /// A lookup that hung says nothing about the session: unknown, not down.
     fn from(_: crate::CutOff) -> Self {
-        Outcome::Unreadable { detail: "lookup hung".into() }
+        Outcome::Unknown { detail: "the lookup was cut off".into() }
     }
 }
 
@@ -314,8 +411,8 @@ async fn run(target: &Target, timeout: Duration) -> Outcome {
     let lookup = tokio::task::spawn_blocking(move || full_lookup(&target));
     match tokio::time::timeout(timeout, lookup).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(join_error)) => Outcome::Unsupported { detail: format!("socket lookup failed: {join_error}") },
-        Err(_) => Outcome::Unreadable { detail: "socket table lookup timed out".into() },
+        Ok(Err(join_error)) => Outcome::Unknown { detail: format!("socket lookup failed: {join_error}") },
+        Err(_) => Outcome::Unknown { detail: "socket table lookup timed out".into() },
     }
 }
 
@@ -428,8 +525,11 @@ mod tests {
     fn sock_diag_and_proc_agree_on_the_listening_inode() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let from_netlink = crate::socket_table::listening_inodes(addr).unwrap();
-        let from_proc = procfs_lookup::listening_inodes_procfs(&Target::new(addr)).unwrap();
+        let inodes = |listeners: Vec<crate::socket_table::Listener>| -> Vec<u64> {
+            listeners.into_iter().map(|l| l.inode).collect()
+        };
+        let from_netlink = inodes(crate::socket_table::candidates(addr).unwrap());
+        let from_proc = inodes(procfs_lookup::candidates_procfs(&Target::new(addr)).unwrap());
         assert_eq!(from_netlink.len(), 1);
         assert_eq!(from_netlink, from_proc);
     }

@@ -1,11 +1,15 @@
 //! The lookup every macOS and Windows laptop runs, and Linux's selectable second path: the `listeners`
 //! crate reads the OS's socket and process tables (upstream tests it on macOS, Windows and Linux), and
-//! [`super::os`] adds the parent and the one-call steady state. Nothing here spawns a process.
+//! [`super::os`] adds the parent, the one-call steady state and, where the OS has one, its own table of
+//! every user's listeners, so that a candidate the crate could not attribute reads as unreadable. Nothing
+//! here spawns a process.
+
+use std::net::SocketAddr;
 
 use super::decide;
 use super::{os, Found, Outcome, Owner, Target};
 
-/// The steady state: the remembered owner still holds the listening socket (one OS call).
+/// The steady state: the remembered owner still holds the one listener that could take the connection.
 pub(super) fn quick_lookup(target: &Target) -> Option<Outcome> {
     let owner = target.last_owner.as_ref()?;
     os::still_holds(owner, target.addr).then(|| decide::classify(owner.clone()))
@@ -15,18 +19,48 @@ pub(super) fn quick_lookup(target: &Target) -> Option<Outcome> {
 pub(super) fn lookup(target: &Target) -> Outcome {
     // Where the OS has a table of every listener (Linux, Windows), "nothing listens" needs no process walk:
     // the usual state of a forward whose ssh is down, asked every round until it is back.
-    if os::listener_exists(target.addr) == Some(false) {
+    let from_os = os::candidate_addrs(target.addr);
+    if from_os.as_ref().is_some_and(|addrs| addrs.is_empty()) {
         return Outcome::NoListener;
     }
     let all = match listeners::get_all() {
         Ok(all) => all,
         Err(err) => return Outcome::Unsupported { detail: format!("cannot read the socket tables: {err}") },
     };
-    let tcp_listeners = all
-        .into_iter()
-        .filter(|l| l.protocol == listeners::Protocol::TCP && l.state == listeners::SocketState::Listen)
-        .map(|l| (l.socket, l));
-    let Some(found) = crate::net::serving_listener(tcp_listeners, target.addr) else {
+    let mut seen: Vec<(SocketAddr, u32)> = Vec::new();
+    let mut owners = Vec::new();
+    for listener in all {
+        let tcp_listen =
+            listener.protocol == listeners::Protocol::TCP && listener.state == listeners::SocketState::Listen;
+        // The crate does not say v6only: where the OS table does (Linux), it decides; elsewhere an IPv6
+        // wildcard counts as a candidate (fail closed).
+        let candidate = match &from_os {
+            Some(addrs) => addrs.contains(&listener.socket),
+            None => crate::net::could_receive(listener.socket, None, target.addr),
+        };
+        if !tcp_listen || !candidate || seen.contains(&(listener.socket, listener.process.pid)) {
+            continue;
+        }
+        seen.push((listener.socket, listener.process.pid));
+        owners.push((listener.socket, owner_of(listener.process.pid, listener.process.name, listener.socket)));
+    }
+    // A candidate the OS lists but no readable process owns: another user's.
+    let unattributed: Vec<String> = from_os
+        .iter()
+        .flatten()
+        .filter(|addr| !seen.iter().any(|(seen_addr, _)| seen_addr == *addr))
+        .map(|addr| addr.to_string())
+        .collect();
+    if !unattributed.is_empty() {
+        return Outcome::Unreadable {
+            detail: format!(
+                "a listener that could take the forward's connections ({}) is owned by no process this user can \
+                 read (another user's; needs the same uid or privilege)",
+                unattributed.join(", ")
+            ),
+        };
+    }
+    if owners.is_empty() {
         return match os::listener_exists(target.addr) {
             Some(true) => Outcome::Unreadable {
                 detail: format!(
@@ -37,10 +71,12 @@ pub(super) fn lookup(target: &Target) -> Outcome {
             },
             _ => Outcome::NoListener,
         };
-    };
-    let pid = found.process.pid;
+    }
+    decide::judge(owners, target.addr)
+}
+
+fn owner_of(pid: u32, name: String, socket: SocketAddr) -> Owner {
     let (parent_pid, parent_name) = decide::parent_of(pid, os::process_info);
-    let (socket_fd, socket_inode) = os::socket_of(pid, found.socket).unwrap_or((-1, 0));
-    let name = found.process.name;
-    decide::classify(Owner::found(Found { pid, name, parent_pid, parent_name, socket_inode, socket_fd }))
+    let (socket_fd, socket_inode) = os::socket_of(pid, socket).unwrap_or((-1, 0));
+    Owner::found(Found { pid, name, parent_pid, parent_name, socket_inode, socket_fd })
 }

@@ -7,13 +7,29 @@ use procfs::process::{FDTarget, Process};
 use super::super::decide::ProcessInfo;
 use super::super::Owner;
 
+/// One sock_diag dump of the listening hash and one readlink: the owner's socket is the only listener that
+/// could take a connection to `wanted`, and its fd still links to that socket's inode.
+pub(in crate::ssh_session) fn still_holds(owner: &Owner, wanted: SocketAddr) -> bool {
+    let Some(candidates) = candidate_addrs_and_inodes(wanted) else { return false };
+    matches!(candidates.as_slice(), [(_, inode)] if *inode == owner.socket_inode) && fd_still_links(owner)
+}
+
 /// One readlink: the owner's fd still links to the listening socket's inode.
-pub(in crate::ssh_session) fn still_holds(owner: &Owner, _wanted: SocketAddr) -> bool {
+pub(in crate::ssh_session) fn fd_still_links(owner: &Owner) -> bool {
     if owner.socket_fd < 0 || owner.socket_inode == 0 {
         return false;
     }
     let link = std::fs::read_link(format!("/proc/{}/fd/{}", owner.pid, owner.socket_fd));
     link.is_ok_and(|link| link.as_os_str() == format!("socket:[{}]", owner.socket_inode).as_str())
+}
+
+fn candidate_addrs_and_inodes(wanted: SocketAddr) -> Option<Vec<(SocketAddr, u64)>> {
+    Some(crate::socket_table::candidates(wanted).ok()?.into_iter().map(|l| (l.addr, l.inode)).collect())
+}
+
+/// Every listening address that could take a connection to `wanted`, whoever owns it (sock_diag).
+pub(in crate::ssh_session) fn candidate_addrs(wanted: SocketAddr) -> Option<Vec<SocketAddr>> {
+    Some(candidate_addrs_and_inodes(wanted)?.into_iter().map(|(addr, _)| addr).collect())
 }
 
 /// The fd and inode by which `pid` holds the socket listening on `listening`.
@@ -39,7 +55,7 @@ pub(in crate::ssh_session) fn process_info(pid: u32) -> Option<ProcessInfo> {
 
 /// Whether any socket listens for `wanted`, whoever owns it (sock_diag sees every user's sockets).
 pub(in crate::ssh_session) fn listener_exists(wanted: SocketAddr) -> Option<bool> {
-    crate::socket_table::listening_inodes(wanted).ok().map(|inodes| !inodes.is_empty())
+    candidate_addrs(wanted).map(|addrs| !addrs.is_empty())
 }
 
 /// The uid `pid` runs as (the owner of /proc/PID), and whether it is ours (the effective uid).

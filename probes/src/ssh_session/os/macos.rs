@@ -55,6 +55,12 @@ pub(in crate::ssh_session) fn process_info(pid: u32) -> Option<ProcessInfo> {
     Some(ProcessInfo { name: String::from_utf8_lossy(&comm).into_owned(), parent_pid: info.pbi_ppid })
 }
 
+/// macOS has no unprivileged table of every user's listeners: the candidates are what the `listeners` crate
+/// shows this user.
+pub(in crate::ssh_session) fn candidate_addrs(_wanted: SocketAddr) -> Option<Vec<SocketAddr>> {
+    None
+}
+
 /// macOS has no unprivileged table of every listener with its owner (libproc shows a non-root exporter only
 /// its own user's processes), so a connect answers instead: "nothing listens" then costs one refused connect,
 /// not a walk of every process's fds each round while the tunnel is down, and another user's listener reads

@@ -4,9 +4,9 @@
 //!
 //! | OS | parent | socket handle | steady state (one call) |
 //! |---|---|---|---|
-//! | Linux | /proc/PID/stat (`procfs`) | fd + inode | readlink /proc/PID/fd/N |
+//! | Linux | /proc/PID/stat (`procfs`) | fd + inode | a sock_diag LISTEN dump (the one candidate is the owner's inode) + readlink /proc/PID/fd/N |
 //! | macOS | `proc_pidinfo(PROC_PIDTBSDINFO)` (`libproc`) | fd + `soi_so` (the kernel socket's address) | `proc_pidfdinfo(pid, fd, PROC_PIDFDSOCKETINFO)` |
-//! | Windows | Toolhelp32 process snapshot (`windows`) | none: the table carries pids | `GetExtendedTcpTable(TCP_TABLE_OWNER_PID_LISTENER)` |
+//! | Windows | Toolhelp32 process snapshot (`windows`) | none: the table carries pids; the owner's creation time stands in | `GetExtendedTcpTable(TCP_TABLE_OWNER_PID_LISTENER)`, both families, every candidate the owner's, plus `GetProcessTimes` |
 //!
 //! And whose the owner is: the owner of /proc/PID (Linux), `pbi_uid` (macOS), the process token's user SID
 //! against our own (Windows), each against the exporter's own user, on a change of owner only.
@@ -71,6 +71,9 @@ mod other {
         None
     }
     pub(in crate::ssh_session) fn listener_exists(_wanted: SocketAddr) -> Option<bool> {
+        None
+    }
+    pub(in crate::ssh_session) fn candidate_addrs(_wanted: SocketAddr) -> Option<Vec<SocketAddr>> {
         None
     }
     pub(in crate::ssh_session) fn user_of(_pid: u32) -> (Option<u32>, Option<bool>) {

@@ -14,22 +14,48 @@ use windows::Win32::System::Threading::{
 
 use super::super::decide::ProcessInfo;
 use super::super::Owner;
-use crate::net::listener_serves;
 
-/// The listening sockets of `wanted`'s family serving it, as `(address, owning pid)`: one table call.
+/// The listening sockets of both families that could take a connection to `wanted`, as `(address, owning
+/// pid)`: two table calls. The table does not say IPV6_V6ONLY, so an IPv6 wildcard counts (fail closed).
 fn serving(wanted: SocketAddr) -> Option<Vec<(SocketAddr, u32)>> {
-    let rows = crate::socket_table::listening_family(wanted.is_ipv4(), |addr| listener_serves(addr, wanted)).ok()?;
+    let rows = crate::socket_table::candidates(wanted).ok()?;
     Some(rows.into_iter().map(|row| (row.addr, row.pid.unwrap_or(0))).collect())
 }
 
-/// One listener-table call: the remembered pid still owns a socket listening for `wanted`.
+/// The listener table: every socket that could take a connection to `wanted` is still the remembered
+/// pid's, and that pid is still the same process (its creation time, so a reused pid is a new owner).
 pub(in crate::ssh_session) fn still_holds(owner: &Owner, wanted: SocketAddr) -> bool {
-    serving(wanted).is_some_and(|rows| rows.iter().any(|&(_, pid)| pid == owner.pid))
+    let same_process = start_time(owner.pid).is_some_and(|started| started == owner.socket_inode);
+    same_process
+        && serving(wanted).is_some_and(|rows| !rows.is_empty() && rows.iter().all(|&(_, pid)| pid == owner.pid))
 }
 
-/// Windows has no per-process socket handle to remember: the table carries the pid.
-pub(in crate::ssh_session) fn socket_of(_pid: u32, _listening: SocketAddr) -> Option<(i32, u64)> {
-    None
+/// Every listening address that could take a connection to `wanted`, whoever owns it.
+pub(in crate::ssh_session) fn candidate_addrs(wanted: SocketAddr) -> Option<Vec<SocketAddr>> {
+    Some(serving(wanted)?.into_iter().map(|(addr, _)| addr).collect())
+}
+
+/// A process's creation time (100 ns since 1601) from `GetProcessTimes`: with the pid, it names one process
+/// for its whole life (a pid alone is reused).
+fn start_time(pid: u32) -> Option<u64> {
+    use windows::Win32::Foundation::FILETIME;
+    use windows::Win32::System::Threading::GetProcessTimes;
+    // SAFETY: the handle is closed on every path; the four FILETIMEs are plain data the call writes.
+    unsafe {
+        let process = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid).ok()?;
+        let (mut created, mut exited, mut kernel, mut user) =
+            (FILETIME::default(), FILETIME::default(), FILETIME::default(), FILETIME::default());
+        let read = GetProcessTimes(process, &mut created, &mut exited, &mut kernel, &mut user);
+        let _ = CloseHandle(process);
+        read.ok()?;
+        Some((u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime))
+    }
+}
+
+/// Windows has no per-process socket handle to remember (the table carries the pid): the owner's creation
+/// time stands in for the socket's identity, so the steady state notices a reused pid.
+pub(in crate::ssh_session) fn socket_of(pid: u32, _listening: SocketAddr) -> Option<(i32, u64)> {
+    start_time(pid).map(|started| (-1, started))
 }
 
 /// The image name and parent pid from a Toolhelp32 process snapshot (on a change of owner only).
