@@ -30,6 +30,24 @@ pub struct Target {
     /// [`crate::ssh_session::CredentialGate`]); when it fails, the probe closes after the challenge instead.
     /// `None` only where the caller itself made the listener (tests).
     pub gate: Option<crate::ssh_session::CredentialGate>,
+    /// Set by a round whose gate kept the token back (why), for the recording to take: a round that fails
+    /// before the challenge withheld the token all the same.
+    pub withheld: Withheld,
+}
+
+/// The gate's verdict of the last round when it kept the token back, shared by the probe and its recording.
+#[derive(Debug, Clone, Default)]
+pub struct Withheld(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl Withheld {
+    /// Take the last round's verdict (None: the token was not withheld, or there was none to send).
+    pub fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+
+    fn set(&self, why: String) {
+        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(why);
+    }
 }
 
 /// What became of the `connect` request.
@@ -52,8 +70,6 @@ pub struct Handshake {
     pub elapsed: Duration,
     /// What became of `connect`.
     pub connect: Connect,
-    /// Why the token was not sent although there was one: the gate's verdict (`connect` is then `NotSent`).
-    pub withheld: Option<String>,
 }
 
 /// Why a handshake did not reach the challenge.
@@ -131,6 +147,24 @@ impl crate::Probe for Target {
 
     async fn probe(&mut self, timeout: Duration) -> Outcome {
         let deadline = tokio::time::Instant::now() + timeout;
+        // The gate first (after the round's permit, before the connect); the connection is checked again
+        // right before `connect` below.
+        let mut withheld = None;
+        if let (false, Some(gate)) = (self.token.expose().is_empty(), &mut self.gate) {
+            if let crate::ssh_session::Trust::NotOurs(why) = gate.check(timeout).await {
+                withheld = Some(why);
+            }
+        }
+        let outcome = self.handshake(deadline, &mut withheld).await;
+        if let Some(why) = withheld {
+            self.withheld.set(why);
+        }
+        outcome
+    }
+}
+
+impl Target {
+    async fn handshake(&mut self, deadline: tokio::time::Instant, withheld: &mut Option<String>) -> Outcome {
         let stream = match tokio::time::timeout_at(deadline, crate::net::connect_stream(self.addr)).await {
             Err(_) => return Err(Failure::Timeout),
             Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => return Err(Failure::Refused),
@@ -160,12 +194,11 @@ impl crate::Probe for Target {
             Some(Ok(_)) => return Err(Failure::NoChallenge),
             None | Some(Err(_)) => return Err(Failure::Closed { code: None }),
         }
-        let mut withheld = None;
-        if !self.token.expose().is_empty() {
+        if !self.token.expose().is_empty() && withheld.is_none() {
             if let Some(gate) = &mut self.gate {
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                 if let crate::ssh_session::Trust::NotOurs(why) = gate.confirm(socket.get_ref(), remaining).await {
-                    withheld = Some(why);
+                    *withheld = Some(why);
                 }
             }
         }
@@ -180,7 +213,7 @@ impl crate::Probe for Target {
         // A normal close; not waiting for the echo beyond a moment (the result is already known).
         let close = CloseFrame { code: CloseCode::Normal, reason: "probe done".into() };
         let _ = tokio::time::timeout(Duration::from_millis(200), socket.close(Some(close))).await;
-        Ok(Handshake { elapsed, connect, withheld })
+        Ok(Handshake { elapsed, connect })
     }
 }
 
@@ -265,7 +298,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     fn target(addr: SocketAddr) -> Target {
-        Target { addr, token: Secret::new(Vec::new()), gate: None }
+        Target { addr, token: Secret::new(Vec::new()), gate: None, withheld: Withheld::default() }
     }
 
     /// A WebSocket server that sends `first` (if any) after the upgrade, then answers a connect with `ok`.
@@ -301,10 +334,10 @@ mod tests {
         let handshake = target(addr).probe(Duration::from_secs(5)).await.unwrap();
         assert_eq!(handshake.connect, Connect::NotSent);
         let addr = ws_server(Some(challenge()), true).await;
-        let mut with_token = Target { addr, token: Secret::new("tok-1"), gate: None };
+        let mut with_token = Target { addr, token: Secret::new("tok-1"), gate: None, withheld: Withheld::default() };
         assert_eq!(with_token.probe(Duration::from_secs(5)).await.unwrap().connect, Connect::Accepted);
         let addr = ws_server(Some(challenge()), false).await;
-        let mut refused = Target { addr, token: Secret::new("tok-1"), gate: None };
+        let mut refused = Target { addr, token: Secret::new("tok-1"), gate: None, withheld: Withheld::default() };
         assert_eq!(refused.probe(Duration::from_secs(5)).await.unwrap().connect, Connect::Refused);
     }
 
@@ -353,7 +386,7 @@ mod tests {
 
     #[test]
     fn the_token_never_appears_in_debug_output() {
-        let target = Target { addr: "127.0.0.1:1".parse().unwrap(), token: Secret::new("tok-secret-123"), gate: None };
+        let target = Target { addr: "127.0.0.1:1".parse().unwrap(), token: Secret::new("tok-secret-123"), gate: None, withheld: Withheld::default() };
         assert!(!format!("{target:?}").contains("tok-secret-123"));
     }
 }

@@ -384,3 +384,86 @@ pub fn issue_cert(dir: &Path, name: &str, subject: &str, extension: &str) {
         &pem,
     ]);
 }
+
+/// An ordinary account the tests create to run the exporter and its ssh as users run them (root reads
+/// every process's sockets, so a test run as root proves nothing about what a user's exporter can see).
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
+    /// A home directory of its own (0700, its own), removed with the handle.
+    pub home: PathBuf,
+    _home: Arc<tempfile::TempDir>,
+}
+
+/// The account every such test shares (created once with `useradd` if missing; root only).
+pub const TEST_USER: &str = "oce-tunnel-user";
+
+impl TestUser {
+    /// The test account, created if missing, with a fresh home directory. Needs root.
+    pub fn create() -> TestUser {
+        assert!(is_root(), "creating a test user needs root");
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").arg(flag).arg(TEST_USER).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|_| out.status.success())
+        };
+        if id("-u").is_none() {
+            // Tests run in parallel: another may create it first (then useradd fails and `id` finds it).
+            let _ = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER])
+                .status();
+        }
+        let (uid, gid) = (id("-u").expect("the test user exists"), id("-g").expect("its group"));
+        let home = tempfile::Builder::new().prefix("oce-user-home").tempdir().unwrap();
+        std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).unwrap();
+        fs::set_permissions(home.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        TestUser { name: TEST_USER.into(), uid, gid, home: home.path().to_owned(), _home: Arc::new(home) }
+    }
+
+    /// `program args...` run as this user (setpriv), with HOME its home.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--clear-groups")
+            .arg(program)
+            .env("HOME", &self.home)
+            .env("USER", &self.name)
+            .env("LOGNAME", &self.name);
+        command
+    }
+
+    /// Rewrite `command` to run as this user, keeping its program, arguments and environment.
+    pub fn wrap(&self, command: &mut Command) {
+        let program = command.get_program().to_owned();
+        let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+        let envs: Vec<_> = command.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
+        let mut wrapped = self.command(program);
+        wrapped.args(args);
+        for (key, value) in envs {
+            match value {
+                Some(value) => wrapped.env(key, value),
+                None => wrapped.env_remove(key),
+            };
+        }
+        *command = wrapped;
+    }
+
+    /// Write `contents` to `name` in its home, owned by it with `mode`; returns the path.
+    pub fn file(&self, name: &str, contents: &[u8], mode: u32) -> PathBuf {
+        let path = self.home.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap();
+            std::os::unix::fs::chown(parent, Some(self.uid), Some(self.gid)).unwrap();
+        }
+        fs::write(&path, contents).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        std::os::unix::fs::chown(&path, Some(self.uid), Some(self.gid)).unwrap();
+        path
+    }
+}

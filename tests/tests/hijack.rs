@@ -1,10 +1,16 @@
-//! The token goes only to our own user's ssh (issue 19): the forward's ssh dies and a process of another user
-//! (`nobody`, started with `setpriv`) takes the forward's port. The exporter sees it (the hijack gauge, the
-//! doctor naming the process and its user), and the canary token never reaches it from the auth probe, the
-//! WebSocket handshake probe, the doctor or `evidence`, while the same probes did send it to our ssh before.
+//! The token goes only to our own user's ssh (issues 19 and 28), tried as users run it: the exporter and its
+//! ssh run as an ordinary account the test creates ([`TestUser`]), the attacker as `nobody` (`setpriv`). Root
+//! reads every process's sockets, so a run as root would prove nothing about what a user's exporter sees.
+//!
+//! Each case puts a listener of `nobody` where the kernel hands it the forward's connections, while the
+//! user's own ssh is up somewhere that cannot receive them (or is dead), and checks that a canary token never
+//! reaches nobody's listener from the auth probe, the WebSocket handshake probe, the doctor, `evidence` or
+//! the auth tap (a CLI-like client sending the canary through it gets a 502), while `forward_hijacked` is 1.
+//! The captured bytes must contain the probes' GETs, so a listener that was never reached cannot pass.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,13 +18,14 @@ use e2e::*;
 
 const T: Duration = Duration::from_secs(30);
 
-/// A listener as user `nobody` on `port` that appends every byte it is sent to `capture` and answers 200.
-fn listener_of_another_user(port: u16, capture: &Path) -> Proc {
+/// A listener as user `nobody` on `bind`:`port` that appends every byte it is sent to `capture` and answers
+/// 200.
+fn listener_of_nobody(bind: &str, port: u16, capture: &Path) -> Proc {
     let script = r#"
 import socket, sys
-server = socket.socket()
+server = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("127.0.0.1", int(sys.argv[1])))
+server.bind((sys.argv[1], int(sys.argv[2])))
 server.listen(64)
 print("listening", flush=True)
 while True:
@@ -31,9 +38,14 @@ while True:
             if not chunk:
                 break
             data += chunk
+        conn.settimeout(0.3)
+        try:
+            data += conn.recv(65536)
+        except OSError:
+            pass
     except OSError:
         pass
-    with open(sys.argv[2], "ab") as f:
+    with open(sys.argv[3], "ab") as f:
         f.write(data + b"\n---\n")
     try:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
@@ -45,101 +57,216 @@ while True:
         "listener of nobody",
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
+            .arg(bind)
             .arg(port.to_string())
             .arg(capture),
     )
 }
 
-fn value(scrape: &Scrape, series: &str) -> f64 {
-    scrape.value(series)
+/// What every case shares: the gateway stand-in holding the canary as its token, a real sshd, the test user
+/// with a copy of the client key, the token file and a capture file nobody can write.
+struct World {
+    canary: String,
+    gateway: Gateway,
+    sshd: Sshd,
+    user: TestUser,
+    key: PathBuf,
+    known_hosts: PathBuf,
+    token_file: PathBuf,
+    _shared: tempfile::TempDir,
+    capture: PathBuf,
 }
 
-#[test]
-fn a_listener_of_another_user_never_receives_the_token() {
-    if !root_or_skip("a_listener_of_another_user_never_receives_the_token", "run a listener as another user") {
-        return;
+impl World {
+    fn new() -> World {
+        let canary = format!("oce-hijack-canary-{}-{}", std::process::id(), free_port());
+        let gateway = Gateway::start_with(free_port(), Duration::ZERO, &["--token", &canary]);
+        let sshd = Sshd::start(gateway.addr.port());
+        let user = TestUser::create();
+        let key = user.file(".ssh/id_ed25519", &std::fs::read(sshd.client_key()).unwrap(), 0o600);
+        let known_hosts = user.file(".ssh/known_hosts", sshd.known_hosts_line().as_bytes(), 0o644);
+        let token_file = user.file("token", canary.as_bytes(), 0o600);
+        let shared = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let capture = shared.path().join("capture");
+        World { canary, gateway, sshd, user, key, known_hosts, token_file, _shared: shared, capture }
     }
-    let canary = format!("oce-hijack-canary-{}-7c21d9", std::process::id());
-    let gateway = Gateway::start_with(free_port(), Duration::ZERO, &["--token", &canary]);
-    let sshd = Sshd::start(gateway.addr.port());
-    let local = free_port();
-    let mut ssh = sshd.forward(local, gateway.addr.port());
 
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
-    std::fs::write(h.join("token"), &canary).unwrap();
-    std::fs::set_permissions(h.join("token"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    // The capture directory: writable by nobody.
-    let shared = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let capture = shared.path().join("capture");
-    let config = format!(
-        "{}ws_handshake_interval = \"1s\"\n[auth_probe]\nenabled = true\ninterval = \"1s\"\ntoken_file = \"{}\"\n",
-        forward_toml("t", local),
-        h.join("token").display()
-    );
-    let exporter = Exporter::start_with(&config, |command| {
-        command.env("HOME", h).env_remove("OPENCLAW_GATEWAY_TOKEN").env_remove("OPENCLAW_STATE_DIR")
-    });
-    // Our own ssh holds the port: the token is sent and accepted.
-    exporter.wait_for("the token accepted through our ssh", T, |m| {
-        value(m, "openclaw_tunnel_forward_hijacked{forward=\"t\"}") == 0.0
-            && value(m, "openclaw_gateway_auth_requests_total{forward=\"t\",channel=\"probe\",token_revision=\"unknown\"}")
-                >= 1.0
-            && value(
-                m,
-                "openclaw_gateway_auth_failures_total{forward=\"t\",channel=\"probe\",code=\"401\",token_revision=\"unknown\"}",
-            ) == 0.0
-    });
+    /// The user's `ssh -N` with `forward` as its `-L` spec and `extra` options before it.
+    fn ssh(&self, extra: &[&str], forward: &str) -> Proc {
+        let mut command = self.user.command("ssh");
+        command
+            .args(["-F", "/dev/null", "-i"])
+            .arg(&self.key)
+            .args(["-o", "IdentitiesOnly=yes", "-o"])
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=1"])
+            .args(["-o", "ExitOnForwardFailure=yes", "-o", "ConnectTimeout=5", "-p"])
+            .arg(self.sshd.port.to_string())
+            .args(extra)
+            .args(["-N", "-L", forward])
+            .arg(format!("{}@127.0.0.1", self.sshd.user));
+        Proc::spawn_group("ssh of the test user", &mut command)
+    }
 
-    // ssh dies; another user takes the port.
-    ssh.signal(libc::SIGTERM);
-    ssh.wait_exit(Duration::from_secs(10)).expect("ssh exits");
-    wait_refused(std::net::SocketAddr::from(([127, 0, 0, 1], local)), "the forward's port", T);
-    let _nobody = listener_of_another_user(local, &capture);
-    wait_listening(std::net::SocketAddr::from(([127, 0, 0, 1], local)), "nobody's listener", T);
-    let seen = exporter.wait_for("the hijack seen and the token withheld", T, |m| {
-        value(m, "openclaw_tunnel_forward_hijacked{forward=\"t\"}") == 1.0
-            && value(m, "openclaw_gateway_credential_withheld_total{forward=\"t\",probe=\"auth\"}") >= 3.0
-            && value(m, "openclaw_gateway_credential_withheld_total{forward=\"t\",probe=\"ws_handshake\"}") >= 2.0
-    });
-    assert_eq!(value(&seen, "openclaw_tunnel_ssh_session_state{forward=\"t\",state=\"not_ssh\"}"), 1.0);
-    let status = exporter.status();
-    let session = &status["forwards"][0]["ssh_session"];
-    assert_eq!(session["same_user"], serde_json::Value::Bool(false), "{session}");
-    assert!(session["user"].as_str().unwrap_or_default().contains("uid 65534"), "{session}");
+    /// The forward `t` on `port` with the auth probe and the handshake probe sending the token every second,
+    /// and an auth tap on `tap` in front of it.
+    fn config(&self, port: u16, tap: SocketAddr) -> String {
+        format!(
+            "{}ws_handshake_interval = \"1s\"\n[auth_probe]\nenabled = true\ninterval = \"1s\"\ntoken_file = \"{}\"\n\
+             [[auth_tap]]\nforward = \"t\"\nlisten = \"{tap}\"\nupstream = \"127.0.0.1:{port}\"\n",
+            forward_toml("t", port),
+            self.token_file.display()
+        )
+    }
 
-    // The doctor and evidence, with the same token sources: they name who holds the port and send nothing.
-    let config_file = h.join("exporter.toml");
-    std::fs::write(&config_file, format!("[web]\nlisten = \"127.0.0.1:{}\"\n{config}", free_port())).unwrap();
-    let run = |args: &[&str]| {
-        let output = Command::new(workspace_binary("openclaw-tunnel-exporter"))
+    fn exporter(&self, config: &str) -> Exporter {
+        Exporter::start_with(config, |command| {
+            command.env_remove("OPENCLAW_GATEWAY_TOKEN").env_remove("OPENCLAW_STATE_DIR");
+            self.user.wrap(command);
+            command
+        })
+    }
+
+    /// The exporter's `args` subcommand as the test user on `config`: (exit ok, stdout + stderr).
+    fn run(&self, config: &str, args: &[&str]) -> (bool, String) {
+        let file = self.user.file("exporter.toml", format!("[web]\nlisten = \"127.0.0.1:{}\"\n{config}", free_port()).as_bytes(), 0o600);
+        let output = self
+            .user
+            .command(workspace_binary("openclaw-tunnel-exporter"))
             .arg("--config")
-            .arg(&config_file)
+            .arg(&file)
             .args(args)
-            .env("HOME", h)
             .env_remove("OPENCLAW_GATEWAY_TOKEN")
             .env_remove("OPENCLAW_STATE_DIR")
             .output()
             .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr),
-        )
-    };
-    let (ok, doctor) = run(&["doctor"]);
-    assert!(!ok, "{doctor}");
-    assert!(doctor.contains("python3") && doctor.contains("uid 65534"), "the doctor names the holder:\n{doctor}");
-    assert!(doctor.contains("7 token accepted and current") && !doctor.contains("accepted (HTTP"), "{doctor}");
-    let archive = h.join("evidence.tar.gz");
-    let (ok, said) = run(&["evidence", "--out", archive.to_str().unwrap()]);
-    assert!(ok, "{said}");
+        let said = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), said)
+    }
 
-    let captured = std::fs::read(&capture).unwrap_or_default();
-    let captured = String::from_utf8_lossy(&captured);
-    assert!(
-        captured.contains("GET "),
-        "nobody's listener was reached by the probes (so the test can fail):\n{captured}"
+    /// A CLI-like client through the tap: the canary as its Bearer token. Returns the tap's answer.
+    fn client_through_tap(&self, tap: SocketAddr) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(tap).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let request = format!(
+            "POST /tools/invoke HTTP/1.1\r\nHost: {tap}\r\nAuthorization: Bearer {}\r\nContent-Length: 2\r\n\r\n{{}}",
+            self.canary
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    }
+
+    /// What nobody's listener received; it must have been reached (the probes' GETs) and never given the canary.
+    fn assert_canary_never_arrived(&self) {
+        let captured = std::fs::read(&self.capture).unwrap_or_default();
+        let captured = String::from_utf8_lossy(&captured);
+        assert!(captured.contains("GET "), "nobody's listener was reached by the probes (so the test can fail):\n{captured}");
+        assert!(!captured.contains(&self.canary), "the token reached another user's listener:\n{captured}");
+    }
+}
+
+/// The whole check once nobody holds where the connections go: the hijack seen, every sender withheld,
+/// the tap answering 502, the doctor naming the holder, evidence written, and no canary at nobody's.
+fn assert_withheld_everywhere(world: &World, exporter: &Exporter, config: &str, tap: SocketAddr) {
+    exporter.wait_for("the hijack seen and the token withheld", T, |m| {
+        m.value("openclaw_tunnel_forward_hijacked{forward=\"t\"}") == 1.0
+            && m.value("openclaw_gateway_credential_withheld_total{forward=\"t\",probe=\"auth\"}") >= 3.0
+            && m.value("openclaw_gateway_credential_withheld_total{forward=\"t\",probe=\"ws_handshake\"}") >= 2.0
+    });
+    let answer = world.client_through_tap(tap);
+    assert!(answer.starts_with("HTTP/1.1 502 "), "the tap relays nothing to a port that is not ours:\n{answer}");
+    exporter.wait_for("the tap's withheld connection counted", T, |m| {
+        m.value("openclaw_gateway_credential_withheld_total{forward=\"t\",probe=\"tap\"}") >= 1.0
+    });
+    let status = exporter.status();
+    let session = &status["forwards"][0]["ssh_session"];
+    let described = session.to_string();
+    assert!(described.contains("65534") && described.contains("nobody"), "the holder named by user and uid: {session}");
+
+    let (ok, doctor) = world.run(config, &["doctor"]);
+    assert!(!ok, "{doctor}");
+    assert!(doctor.contains("nobody (uid 65534)"), "the doctor names the holder's user:\n{doctor}");
+    assert!(!doctor.contains("accepted (HTTP"), "{doctor}");
+    let archive = world.user.home.join("evidence.tar.gz");
+    let (ok, said) = world.run(config, &["evidence", "--out", archive.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    world.assert_canary_never_arrived();
+}
+
+/// The user's ssh is up and sends the token through itself first (so the probes can send it at all).
+fn assert_sent_through_our_ssh(exporter: &Exporter) {
+    exporter.wait_for("the token accepted through our ssh", T, |m| {
+        m.value("openclaw_tunnel_forward_hijacked{forward=\"t\"}") == 0.0
+            && m.value("openclaw_gateway_auth_requests_total{forward=\"t\",channel=\"probe\",token_revision=\"unknown\"}")
+                >= 1.0
+            && m.value(
+                "openclaw_gateway_auth_failures_total{forward=\"t\",channel=\"probe\",code=\"401\",token_revision=\"unknown\"}",
+            ) == 0.0
+    });
+}
+
+/// `ssh -g` (a wildcard bind) while nobody already holds `nobody_bind`:P: ssh's IPv4 bind fails, its `[::]:P`
+/// bind (IPV6_V6ONLY) succeeds and it stays up, but every connection to 127.0.0.1:P goes to nobody.
+fn wildcard_ssh_beside_nobody(test: &str, nobody_bind: &str) {
+    if !root_or_skip(test, "create a user and run a listener as nobody") {
+        return;
+    }
+    let world = World::new();
+    let port = free_port();
+    let _nobody = listener_of_nobody(nobody_bind, port, &world.capture);
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "nobody's listener", T);
+    let mut ssh = world.ssh(&["-g"], &format!("{port}:127.0.0.1:{}", world.gateway.addr.port()));
+    // ssh's [::]:P listens (connect over IPv6 reaches our ssh), and ssh stays up despite the failed IPv4 bind.
+    wait_listening(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)), "the user's ssh on [::]", T);
+    assert!(ssh.is_running(), "ssh -g stays up with ExitOnForwardFailure=yes: {}", ssh.output());
+    let tap = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = world.config(port, tap);
+    let exporter = world.exporter(&config);
+    assert_withheld_everywhere(&world, &exporter, &config, tap);
+    let sent = exporter.scrape().value(
+        "openclaw_gateway_auth_requests_total{forward=\"t\",channel=\"probe\",token_revision=\"unknown\"}",
     );
-    assert!(!captured.contains(&canary), "the token reached another user's listener:\n{captured}");
+    assert_eq!(sent, 0.0, "no auth request was ever sent while nobody took the connections");
+}
+
+#[test]
+fn nobody_on_the_loopback_address_before_the_user_s_ssh_g_binds_the_ipv6_wildcard() {
+    wildcard_ssh_beside_nobody("hijack::nobody_on_loopback_before_ssh_g", "127.0.0.1");
+}
+
+#[test]
+fn nobody_on_the_ipv4_wildcard_before_the_user_s_ssh_g_binds_the_ipv6_wildcard() {
+    wildcard_ssh_beside_nobody("hijack::nobody_on_the_ipv4_wildcard_before_ssh_g", "0.0.0.0");
+}
+
+#[test]
+fn nobody_binds_in_the_gap_after_the_user_s_ssh_dies() {
+    if !root_or_skip("hijack::nobody_binds_in_the_gap", "create a user and run a listener as nobody") {
+        return;
+    }
+    let world = World::new();
+    let port = free_port();
+    let mut ssh = world.ssh(&[], &format!("127.0.0.1:{port}:127.0.0.1:{}", world.gateway.addr.port()));
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "the user's ssh", T);
+    let tap = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = world.config(port, tap);
+    let exporter = world.exporter(&config);
+    assert_sent_through_our_ssh(&exporter);
+    // Through the tap while our ssh holds the port: relayed, and the gateway accepts the canary.
+    let answer = world.client_through_tap(tap);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "relayed to the gateway through our ssh:\n{answer}");
+
+    // ssh dies; nobody takes the port.
+    ssh.signal(libc::SIGTERM);
+    ssh.wait_exit(Duration::from_secs(10)).expect("ssh exits");
+    wait_refused(SocketAddr::from(([127, 0, 0, 1], port)), "the forward's port", T);
+    let _nobody = listener_of_nobody("127.0.0.1", port, &world.capture);
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "nobody's listener", T);
+    assert_withheld_everywhere(&world, &exporter, &config, tap);
+    let seen = exporter.scrape();
+    assert_eq!(seen.value("openclaw_tunnel_ssh_session_state{forward=\"t\",state=\"unreadable\"}"), 1.0);
 }

@@ -106,6 +106,10 @@ pub struct AuthTap {
     pub upstream: SocketAddr,
     /// Connections open at once at most (the oldest never-spoken one makes room for a new one).
     pub max_connections: usize,
+    /// A client's first request head (or WebSocket upgrade) must arrive within this.
+    pub header_read_timeout: Duration,
+    /// A connection with nothing moving either way for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 /// The active auth probe: POST /tools/invoke with the laptop's own token.

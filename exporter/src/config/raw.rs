@@ -143,6 +143,10 @@ pub(super) struct RawAuthTap {
     pub(super) allow_non_loopback: bool,
     #[serde(default = "default_tap_max_connections")]
     pub(super) max_connections: usize,
+    #[serde(default = "default_header_read_timeout")]
+    pub(super) header_read_timeout: String,
+    #[serde(default = "default_idle_timeout")]
+    pub(super) idle_timeout: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -258,7 +258,22 @@ fn validate_auth_taps(raw: Vec<RawAuthTap>, names: &HashSet<String>, c: &mut Che
         if tap.max_connections == 0 {
             c.problem(&key("max_connections"), &0, "must be at least 1");
         }
-        taps.push(AuthTap { forward: tap.forward, listen, upstream, max_connections: tap.max_connections });
+        let header_read_timeout = c.duration(
+            &key("header_read_timeout"),
+            &tap.header_read_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        );
+        let idle_timeout =
+            c.duration(&key("idle_timeout"), &tap.idle_timeout, Duration::from_millis(100), Duration::from_secs(86_400));
+        taps.push(AuthTap {
+            forward: tap.forward,
+            listen,
+            upstream,
+            max_connections: tap.max_connections,
+            header_read_timeout,
+            idle_timeout,
+        });
     }
     taps
 }

@@ -17,6 +17,8 @@ pub struct WsHandshakeRecording {
     /// Where this machine's token is, when the auth probe covers the forward (the user chose to let the
     /// exporter send it); None: the probe closes before `connect`.
     tokens: Option<token_sources::Locations>,
+    /// The probe's gate verdict when it kept the token back.
+    withheld: ws_handshake::Withheld,
 }
 
 impl WsHandshakeRecording {
@@ -43,8 +45,14 @@ impl WsHandshakeRecording {
             });
         }
         let gate = probes::ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
-        let target = ws_handshake::Target { addr: forward.local, token: Secret::new(Vec::new()), gate: Some(gate) };
-        (target, WsHandshakeRecording { forward, recorder, tokens })
+        let withheld = ws_handshake::Withheld::default();
+        let target = ws_handshake::Target {
+            addr: forward.local,
+            token: Secret::new(Vec::new()),
+            gate: Some(gate),
+            withheld: withheld.clone(),
+        };
+        (target, WsHandshakeRecording { forward, recorder, tokens, withheld })
     }
 
     fn interval_or_off(&self) -> Duration {
@@ -84,16 +92,14 @@ impl Recording for WsHandshakeRecording {
     fn record(&mut self, _round: Round, outcome: &ws_handshake::Outcome) -> &'static str {
         let m = &self.recorder.metrics;
         let name = &self.forward.name;
+        if let Some(why) = self.withheld.take() {
+            let labels =
+                crate::record::families::ForwardProbeLabels { forward: self.forward.name.clone(), probe: "ws_handshake" };
+            m.credential_withheld.get_or_create(&labels).inc();
+            tracing::debug!(forward = %self.forward.name, "handshake without the token: {why}");
+        }
         match outcome {
             Ok(handshake) => {
-                if let Some(why) = &handshake.withheld {
-                    let labels = crate::record::families::ForwardProbeLabels {
-                        forward: self.forward.name.clone(),
-                        probe: "ws_handshake",
-                    };
-                    m.credential_withheld.get_or_create(&labels).inc();
-                    tracing::debug!(forward = %self.forward.name, "handshake without the token: {why}");
-                }
                 m.ws_handshake_seconds
                     .get_or_create(&ForwardLabels { forward: name.clone() })
                     .observe(handshake.elapsed.as_secs_f64());
@@ -165,7 +171,7 @@ mod tests {
         assert_eq!(target.addr, forward.local);
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let answered: ws_handshake::Outcome =
-            Ok(ws_handshake::Handshake { elapsed: Duration::from_millis(3), connect: Connect::NotSent, withheld: None });
+            Ok(ws_handshake::Handshake { elapsed: Duration::from_millis(3), connect: Connect::NotSent });
         assert_eq!(recording.record(round, &answered), "ok");
         assert_eq!(recording.record(round, &Err(ws_handshake::Failure::NoChallenge)), "no_challenge");
         let mut fields = SpanFields::default();

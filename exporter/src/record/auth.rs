@@ -128,6 +128,13 @@ impl AuthSink for Recorder {
             AuthEvent::OverLimit { refused_new } => {
                 self.count_connection_closed("auth_tap", if refused_new { "limit_new" } else { "limit_silent" });
             }
+            AuthEvent::TimedOut { idle } => {
+                self.count_connection_closed("auth_tap", if idle { "idle_timeout" } else { "header_timeout" });
+            }
+            AuthEvent::Withheld { why } => {
+                m.credential_withheld.get_or_create(&super::families::ForwardProbeLabels { forward: forward.clone(), probe: "tap" }).inc();
+                tracing::warn!(forward = %forward, "auth tap relayed nothing (502): {why}");
+            }
             AuthEvent::FirstByte { channel, elapsed } => {
                 let labels = ForwardChannelLabels { forward, channel: channel.as_str() };
                 m.observed_first_byte_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());

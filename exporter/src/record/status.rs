@@ -114,7 +114,7 @@ pub struct OrphanStatus {
 /// The owner of a forward's listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionStatus {
-    /// The state label (up, no_listener, not_ssh, unreadable, unsupported).
+    /// The state label (up, no_listener, not_ssh, unreadable, unsupported, unknown).
     pub state: String,
     /// The owner's pid, when found.
     pub pid: Option<u32>,
@@ -130,6 +130,9 @@ pub struct SessionStatus {
     /// It runs as the exporter's own user; `None` when that cannot be read.
     #[serde(default)]
     pub same_user: Option<bool>,
+    /// Why no owner is named (unreadable: who holds the listener, by user name and uid; unknown; unsupported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// SYN probe counts.
@@ -304,6 +307,7 @@ impl Recorder {
                             parent_name: owner.and_then(|o| o.parent_name.clone()),
                             user: owner.map(|o| o.user()),
                             same_user: owner.and_then(|o| o.same_user),
+                            detail: session.detail().map(str::to_owned),
                         }
                     }),
                     syn: SynStatus {

@@ -189,12 +189,34 @@ impl Generation {
                     continue;
                 }
             };
+            // The tap relays the CLI's token: its upstream is gated like the probes' forwards, trusting what
+            // the forward it reports for trusts.
+            let also_trusted = config
+                .forwards
+                .iter()
+                .find(|forward| forward.name == tap.forward)
+                .map(|forward| forward.trusted_owners.clone())
+                .unwrap_or_default();
+            let upstream_session = ssh_session::Target {
+                addr: tap.upstream,
+                last_owner: None,
+                lookup: config.scheduler.owner_lookup,
+                index: owner_index.clone(),
+            };
+            let gate = ssh_session::CredentialGate::new(upstream_session, also_trusted);
+            recorder.metrics.credential_withheld.get_or_create_owned(&crate::record::families::ForwardProbeLabels {
+                forward: tap.forward.clone(),
+                probe: "tap",
+            });
             let tap_config = probes::auth_tap::TapConfig {
                 forward: tap.forward.clone(),
                 upstream: tap.upstream,
                 registry: registry.clone(),
                 connect_timeout: Duration::from_secs(10),
                 max_connections: tap.max_connections,
+                header_read_timeout: tap.header_read_timeout,
+                idle_timeout: tap.idle_timeout,
+                gate: Some(Arc::new(tokio::sync::Mutex::new(gate))),
             };
             tracing::info!(listen = %tap.listen, upstream = %tap.upstream, forward = %tap.forward, "auth tap listening");
             let sink: Arc<dyn probes::auth_tap::AuthSink> = recorder.clone();

@@ -220,7 +220,7 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
         let session_state = session.map(|s| s.state.as_str());
         let session_badge = match session_state {
             Some("up") => state_badge(Some(true), "ssh up", ""),
-            Some("unreadable") | Some("unsupported") | None => state_badge(None, "", ""),
+            Some("unreadable") | Some("unsupported") | Some("unknown") | None => state_badge(None, "", ""),
             Some(other) => state_badge(Some(false), "", &esc(other)),
         };
         let owner = match session.and_then(|s| Some((s.pid?, s.name.as_deref()?, s.parent_name.as_deref()))) {
@@ -228,7 +228,10 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
                 let user = session.and_then(|s| s.user.as_deref()).unwrap_or("an unknown user");
                 format!("{} pid {pid} ({}), parent {}", esc(comm), esc(user), esc(parent.unwrap_or("?")))
             }
-            None => esc(session_state.unwrap_or("not checked yet")),
+            None => match session.and_then(|s| s.detail.as_deref()) {
+                Some(detail) => format!("{}: {}", esc(session_state.unwrap_or("")), esc(detail)),
+                None => esc(session_state.unwrap_or("not checked yet")),
+            },
         };
         let orphans = orphans_row(forward.ssh_orphans.as_deref(), status.now)
             + &option_risks_row(forward.ssh_option_risks.as_deref())

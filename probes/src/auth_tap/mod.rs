@@ -1,9 +1,14 @@
 //! The auth tap: an in-path TCP pass-through in front of the gateway (or the ssh forward) that reads, but
 //! never changes, what flows through it, to count requests and 401/403/429s by token revision.
 //!
-//! Each accepted connection gets an upstream connection and two copy tasks. Each task forwards a chunk
-//! first and reads it second, so observing never delays the bytes beyond one memcpy into the readers;
-//! both sides get TCP_NODELAY. Copy buffers grow from 8 KiB to 128 KiB only while reads fill them. The
+//! Each accepted connection first sends its request head (or WebSocket upgrade) within
+//! `header_read_timeout`; only then does the tap connect upstream, and it relays nothing until the
+//! credential gate ([`crate::ssh_session::CredentialGate`]) has vouched for the connected upstream: a
+//! listener (or a connection's far end) that is not our user's ssh gets no byte of the client's token, and
+//! the client gets a 502. Then two copy tasks run. Each forwards a chunk first and reads it second, so
+//! observing never delays the bytes beyond one memcpy into the readers; both sides get TCP_NODELAY. Copy
+//! buffers grow from 8 KiB to 128 KiB only while reads fill them and shrink back to 8 KiB after a read
+//! that did not fill a quarter; a connection that moves nothing either way for `idle_timeout` is closed. The
 //! readers ([`http`], [`ws`]) are sans-IO and bounded: a head of at most 16 KiB, a WebSocket message of at most 256 KiB while one is wanted, otherwise nothing but counters.
 //! Tokens are hashed on sight ([`credential`]); events carry revision names only.
 
@@ -78,6 +83,18 @@ pub enum AuthEvent<'a> {
         /// The new connection was refused (every open one had spoken).
         refused_new: bool,
     },
+    /// The tap closed a connection on its own timer: no whole request head within `header_read_timeout`
+    /// (`idle: false`), or nothing either way for `idle_timeout` (`idle: true`).
+    TimedOut {
+        /// Which timer.
+        idle: bool,
+    },
+    /// The upstream is not our user's ssh (or its far end is not ours): nothing was relayed, the client got
+    /// a 502.
+    Withheld {
+        /// The gate's verdict, for the log.
+        why: String,
+    },
     /// The gateway announced an orderly close (its `shutdown` event, sent before closing 1012).
     GatewayShutdown {
         /// `restartExpectedMs`: Some when a restart is expected, None for a terminal shutdown.
@@ -131,6 +148,13 @@ pub struct TapConfig {
     /// Connections open at once at most ([`crate::limit`]): at the limit the oldest that never sent a byte
     /// makes room, or the new one is closed.
     pub max_connections: usize,
+    /// The first request head (or WebSocket upgrade) must arrive within this, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// A connection with nothing moving either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// The owner check of the upstream, shared by the tap's connections (so its remembered owner makes the
+    /// steady state one table read). `None` only where the caller itself made the upstream (tests).
+    pub gate: Option<Arc<tokio::sync::Mutex<crate::ssh_session::CredentialGate>>>,
 }
 
 /// Accept clients on `listener` until the future is dropped; each connection runs in its own task and
@@ -170,23 +194,119 @@ pub async fn serve(listener: TcpListener, config: TapConfig, sink: Arc<dyn AuthS
     }
 }
 
+/// What the tap answers a client whose upstream the gate refused: the status a reverse proxy gives for an
+/// upstream it will not use, and nothing of the client's request.
+fn withheld_answer() -> Vec<u8> {
+    let body = "the forward's port is not held by this user's ssh: nothing was relayed (openclaw-tunnel-exporter tap)\n";
+    format!(
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Relay one client connection to the upstream and back, observing both directions. `slot`: the
 /// connection's place in the tap's limit, marked once the client sends a byte.
-pub async fn relay(client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn AuthSink>, slot: Option<&Slot>) {
+pub async fn relay(mut client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn AuthSink>, slot: Option<&Slot>) {
+    // The first head before anything else: a client that sends a byte and goes silent holds a slot for at
+    // most header_read_timeout, and no upstream connection at all.
+    let head = match tokio::time::timeout(config.header_read_timeout, read_first_head(&mut client, slot)).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return,
+        Err(_) => {
+            sink.auth_event(&config.forward, AuthEvent::TimedOut { idle: false });
+            return;
+        }
+    };
     let upstream = match tokio::time::timeout(config.connect_timeout, crate::net::connect_stream(config.upstream)).await
     {
         Ok(Ok(upstream)) => upstream,
         // The client sees the same thing it would without the tap: the connection closes.
         _ => return,
     };
+    if let Some(gate) = &config.gate {
+        let verdict = gate.lock().await.confirm(&upstream, config.connect_timeout).await;
+        if let crate::ssh_session::Trust::NotOurs(why) = verdict {
+            crate::net::close_without_time_wait(upstream);
+            sink.auth_event(&config.forward, AuthEvent::Withheld { why });
+            let _ = client.write_all(&withheld_answer()).await;
+            let _ = client.shutdown().await;
+            return;
+        }
+    }
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    let observer = Arc::new(Mutex::new(Observer::new(config.forward.clone(), config.registry.clone(), sink)));
+    let observer = Arc::new(Mutex::new(Observer::new(config.forward.clone(), config.registry.clone(), sink.clone())));
     let (client_read, client_write) = client.into_split();
-    let (upstream_read, upstream_write) = upstream.into_split();
-    let to_upstream = copy(client_read, upstream_write, observer.clone(), Direction::ClientToGateway, slot);
-    let to_client = copy(upstream_read, client_write, observer, Direction::GatewayToClient, None);
-    tokio::join!(to_upstream, to_client);
+    let (upstream_read, mut upstream_write) = upstream.into_split();
+    let now = std::time::Instant::now();
+    if upstream_write.write_all(&head).await.is_err() {
+        return;
+    }
+    observer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).client_bytes(&head, now);
+    let activity = Arc::new(Activity::default());
+    let to_upstream = copy(client_read, upstream_write, observer.clone(), Direction::ClientToGateway, &activity);
+    let to_client = copy(upstream_read, client_write, observer, Direction::GatewayToClient, &activity);
+    tokio::select! {
+        _ = async { tokio::join!(to_upstream, to_client) } => {}
+        _ = activity.idle_for(config.idle_timeout) => sink.auth_event(&config.forward, AuthEvent::TimedOut { idle: true }),
+    }
+}
+
+/// The largest first head the tap waits for (the readers' own bound on a head).
+const MAX_FIRST_HEAD: usize = 16 * 1024;
+
+/// The client's bytes up to the end of its first request head (`\r\n\r\n`), or up to [`MAX_FIRST_HEAD`]
+/// (the readers then give up on it, as they would mid-stream). `None` when the client closed first.
+async fn read_first_head(client: &mut TcpStream, mut slot: Option<&Slot>) -> Option<Vec<u8>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match client.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => n,
+        };
+        if let Some(slot) = slot.take() {
+            slot.spoke();
+        }
+        head.extend_from_slice(&chunk[..n]);
+        let scan_from = head.len().saturating_sub(n + 3);
+        if head[scan_from..].windows(4).any(|window| window == b"\r\n\r\n") || head.len() >= MAX_FIRST_HEAD {
+            return Some(head);
+        }
+    }
+}
+
+/// When a tapped connection last moved a byte either way.
+struct Activity {
+    started: std::time::Instant,
+    /// Milliseconds since `started` at the last byte.
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity { started: std::time::Instant::now(), last_ms: std::sync::atomic::AtomicU64::new(0) }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+            let quiet = self.started.elapsed().saturating_sub(last);
+            if quiet >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - quiet).await;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -205,7 +325,7 @@ async fn copy(
     mut to: OwnedWriteHalf,
     observer: Arc<Mutex<Observer>>,
     direction: Direction,
-    mut spoke: Option<&Slot>,
+    activity: &Activity,
 ) {
     let mut buffer = vec![0u8; FIRST_CHUNK];
     loop {
@@ -213,9 +333,7 @@ async fn copy(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some(slot) = spoke.take() {
-            slot.spoke();
-        }
+        activity.touch();
         // Read time, before forwarding: what orders the two sides' closes (an echo is read only after
         // the close it answers was forwarded).
         let now = std::time::Instant::now();
@@ -231,6 +349,9 @@ async fn copy(
         drop(observer);
         if full && buffer.len() < MAX_CHUNK {
             buffer.resize(buffer.len() * 2, 0);
+        } else if n < buffer.len() / 4 && buffer.len() > FIRST_CHUNK {
+            // The burst is over: give the memory back (an idle WebSocket holds 8 KiB per side, not 128).
+            buffer = vec![0u8; FIRST_CHUNK];
         }
     }
     // Pass the half-close on, so each side sees what it would see directly.

@@ -377,6 +377,16 @@ impl Outcome {
             _ => None,
         }
     }
+
+    /// Why the owner is not known (who holds an unreadable listener, by user and uid), when it is not.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Outcome::Unreadable { detail } | Outcome::Unsupported { detail } | Outcome::Unknown { detail } => {
+                Some(detail)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl From<crate::CutOff> for Outcome {
