@@ -59,7 +59,8 @@ pub enum Failure {
 }
 
 impl crate::Label for Failure {
-    const LABELS: &'static [&'static str] = &["refused", "reset", "empty_reply", "timeout", "bad_status", "local_error", "withheld"];
+    const LABELS: &'static [&'static str] =
+        &["refused", "reset", "empty_reply", "timeout", "bad_status", "local_error", "withheld"];
 
     fn label(&self) -> &'static str {
         match self {

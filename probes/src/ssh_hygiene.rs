@@ -146,9 +146,7 @@ impl crate::Probe for Target {
             ssh_session::Outcome::NoListener => None,
             ssh_session::Outcome::Unreadable { detail }
             | ssh_session::Outcome::Unsupported { detail }
-            | ssh_session::Outcome::Unknown { detail } => {
-                return Outcome::OwnerUnknown { detail }
-            }
+            | ssh_session::Outcome::Unknown { detail } => return Outcome::OwnerUnknown { detail },
         };
         let table = self.table.clone();
         let read = tokio::task::spawn_blocking(move || table.read());

@@ -177,12 +177,16 @@ impl Target {
         let _ = stream.set_nodelay(true);
         let started = Instant::now();
         let request = upgrade_request(self.addr)?;
-        let (mut socket, _) =
-            match tokio::time::timeout_at(deadline, tokio_tungstenite::client_async_with_config(request, stream, Some(frame_limits()))).await {
-                Err(_) => return Err(Failure::Timeout),
-                Ok(Err(err)) => return Err(handshake_failure(err)),
-                Ok(Ok(upgraded)) => upgraded,
-            };
+        let (mut socket, _) = match tokio::time::timeout_at(
+            deadline,
+            tokio_tungstenite::client_async_with_config(request, stream, Some(frame_limits())),
+        )
+        .await
+        {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Err(err)) => return Err(handshake_failure(err)),
+            Ok(Ok(upgraded)) => upgraded,
+        };
         let first = match tokio::time::timeout_at(deadline, socket.next()).await {
             Err(_) => return Err(Failure::Timeout),
             Ok(first) => first,
@@ -386,7 +390,12 @@ mod tests {
 
     #[test]
     fn the_token_never_appears_in_debug_output() {
-        let target = Target { addr: "127.0.0.1:1".parse().unwrap(), token: Secret::new("tok-secret-123"), gate: None, withheld: Withheld::default() };
+        let target = Target {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            token: Secret::new("tok-secret-123"),
+            gate: None,
+            withheld: Withheld::default(),
+        };
         assert!(!format!("{target:?}").contains("tok-secret-123"));
     }
 }

@@ -130,7 +130,11 @@ impl World {
 
     /// The exporter's `args` subcommand as the test user on `config`: (exit ok, stdout + stderr).
     fn run(&self, config: &str, args: &[&str]) -> (bool, String) {
-        let file = self.user.file("exporter.toml", format!("[web]\nlisten = \"127.0.0.1:{}\"\n{config}", free_port()).as_bytes(), 0o600);
+        let file = self.user.file(
+            "exporter.toml",
+            format!("[web]\nlisten = \"127.0.0.1:{}\"\n{config}", free_port()).as_bytes(),
+            0o600,
+        );
         let output = self
             .user
             .command(workspace_binary("openclaw-tunnel-exporter"))
@@ -164,7 +168,10 @@ impl World {
     fn assert_canary_never_arrived(&self) {
         let captured = std::fs::read(&self.capture).unwrap_or_default();
         let captured = String::from_utf8_lossy(&captured);
-        assert!(captured.contains("GET "), "nobody's listener was reached by the probes (so the test can fail):\n{captured}");
+        assert!(
+            captured.contains("GET "),
+            "nobody's listener was reached by the probes (so the test can fail):\n{captured}"
+        );
         assert!(!captured.contains(&self.canary), "the token reached another user's listener:\n{captured}");
     }
 }
@@ -227,9 +234,9 @@ fn wildcard_ssh_beside_nobody(test: &str, nobody_bind: &str) {
     let config = world.config(port, tap);
     let exporter = world.exporter(&config);
     assert_withheld_everywhere(&world, &exporter, &config, tap);
-    let sent = exporter.scrape().value(
-        "openclaw_gateway_auth_requests_total{forward=\"t\",channel=\"probe\",token_revision=\"unknown\"}",
-    );
+    let sent = exporter
+        .scrape()
+        .value("openclaw_gateway_auth_requests_total{forward=\"t\",channel=\"probe\",token_revision=\"unknown\"}");
     assert_eq!(sent, 0.0, "no auth request was ever sent while nobody took the connections");
 }
 

@@ -264,8 +264,12 @@ fn validate_auth_taps(raw: Vec<RawAuthTap>, names: &HashSet<String>, c: &mut Che
             Duration::from_millis(100),
             Duration::from_secs(600),
         );
-        let idle_timeout =
-            c.duration(&key("idle_timeout"), &tap.idle_timeout, Duration::from_millis(100), Duration::from_secs(86_400));
+        let idle_timeout = c.duration(
+            &key("idle_timeout"),
+            &tap.idle_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(86_400),
+        );
         taps.push(AuthTap {
             forward: tap.forward,
             listen,

@@ -215,4 +215,44 @@ mod tests {
             assert_eq!(sample(&text, &down), Some(0.0), "{cause}");
         }
     }
+
+    #[test]
+    fn a_lookup_that_could_not_tell_leaves_the_hijack_gauge_as_it_was_and_counts_unknown() {
+        let recorder = std::sync::Arc::new(Recorder::new());
+        let forward = std::sync::Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
+        let (_, mut tunnel) = Tunnel::new(forward.clone(), recorder.clone(), ssh_session::Target::new(forward.local));
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let name = &forward.name;
+        let hijacked = format!("openclaw_tunnel_forward_hijacked{{forward=\"{name}\"}}");
+        let lookups =
+            |result: &str| format!("openclaw_tunnel_owner_lookups_total{{forward=\"{name}\",result=\"{result}\"}}");
+        let mut at = 10;
+        let mut round = |session: ssh_session::Outcome| {
+            at += 1;
+            let round = Round { wall: t0 + Duration::from_secs(at), boot: Duration::from_secs(at) };
+            let syn = Ok(syn::Connected { connect: Duration::from_micros(30) });
+            tunnel.record(round, &TunnelOutcome { syn, session });
+            recorder.encode(Format::Prometheus, t0 + Duration::from_secs(at))
+        };
+        let unknown = || ssh_session::Outcome::Unknown { detail: "socket table lookup timed out".into() };
+        // Before anything is known: absent, and an unknown round does not invent a value.
+        let text = round(unknown());
+        assert_eq!(sample(&text, &hijacked), None, "{text}");
+        let mut foreign = owner("python3");
+        foreign.same_user = Some(false);
+        let text = round(ssh_session::Outcome::NotSsh(foreign));
+        assert_eq!(sample(&text, &hijacked), Some(1.0));
+        // A lookup that timed out says nothing new: still 1 (not cleared, not raised).
+        let text = round(unknown());
+        assert_eq!(sample(&text, &hijacked), Some(1.0));
+        let text = round(ssh_session::Outcome::Up(owner("ssh")));
+        assert_eq!(sample(&text, &hijacked), Some(0.0));
+        let text = round(unknown());
+        assert_eq!(sample(&text, &hijacked), Some(0.0), "unknown is not hijacked");
+        assert_eq!(sample(&text, &lookups("unknown")), Some(3.0));
+        assert_eq!(sample(&text, &lookups("not_ours")), Some(1.0));
+        assert_eq!(sample(&text, &lookups("ours")), Some(1.0));
+        // And the token is withheld while unknown.
+        assert!(matches!(unknown().trust(&[]), ssh_session::Trust::NotOurs(why) if why.contains("could not tell")));
+    }
 }

@@ -93,8 +93,10 @@ impl Recording for WsHandshakeRecording {
         let m = &self.recorder.metrics;
         let name = &self.forward.name;
         if let Some(why) = self.withheld.take() {
-            let labels =
-                crate::record::families::ForwardProbeLabels { forward: self.forward.name.clone(), probe: "ws_handshake" };
+            let labels = crate::record::families::ForwardProbeLabels {
+                forward: self.forward.name.clone(),
+                probe: "ws_handshake",
+            };
             m.credential_withheld.get_or_create(&labels).inc();
             tracing::debug!(forward = %self.forward.name, "handshake without the token: {why}");
         }

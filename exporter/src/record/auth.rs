@@ -132,7 +132,9 @@ impl AuthSink for Recorder {
                 self.count_connection_closed("auth_tap", if idle { "idle_timeout" } else { "header_timeout" });
             }
             AuthEvent::Withheld { why } => {
-                m.credential_withheld.get_or_create(&super::families::ForwardProbeLabels { forward: forward.clone(), probe: "tap" }).inc();
+                m.credential_withheld
+                    .get_or_create(&super::families::ForwardProbeLabels { forward: forward.clone(), probe: "tap" })
+                    .inc();
                 tracing::warn!(forward = %forward, "auth tap relayed nothing (502): {why}");
             }
             AuthEvent::FirstByte { channel, elapsed } => {

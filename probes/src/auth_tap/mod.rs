@@ -197,7 +197,8 @@ pub async fn serve(listener: TcpListener, config: TapConfig, sink: Arc<dyn AuthS
 /// What the tap answers a client whose upstream the gate refused: the status a reverse proxy gives for an
 /// upstream it will not use, and nothing of the client's request.
 fn withheld_answer() -> Vec<u8> {
-    let body = "the forward's port is not held by this user's ssh: nothing was relayed (openclaw-tunnel-exporter tap)\n";
+    let body =
+        "the forward's port is not held by this user's ssh: nothing was relayed (openclaw-tunnel-exporter tap)\n";
     format!(
         "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

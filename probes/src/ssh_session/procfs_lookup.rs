@@ -24,8 +24,7 @@ pub(super) fn quick_lookup(target: &Target) -> Option<Outcome> {
     }
     let owner = target.last_owner.as_ref()?;
     let [only] = candidates.as_slice() else { return None };
-    (only.inode == owner.socket_inode && super::os::fd_still_links(owner))
-        .then(|| decide::classify(owner.clone()))
+    (only.inode == owner.socket_inode && super::os::fd_still_links(owner)).then(|| decide::classify(owner.clone()))
 }
 
 /// Every candidate listener's owner, judged together (see [`decide::judge`]).
@@ -43,9 +42,11 @@ pub(super) fn lookup(target: &Target) -> Outcome {
     let mut index = None;
     for listener in &candidates {
         // The remembered owner first: one fd walk of one process.
-        let remembered = target.last_owner.as_ref().and_then(|owner| Process::new(owner.pid as i32).ok()).and_then(
-            |process| owned_socket(&process, &[listener.inode]).map(|socket| (process, socket)),
-        );
+        let remembered = target
+            .last_owner
+            .as_ref()
+            .and_then(|owner| Process::new(owner.pid as i32).ok())
+            .and_then(|process| owned_socket(&process, &[listener.inode]).map(|socket| (process, socket)));
         let found = match remembered {
             Some(found) => Some(found),
             None => {
@@ -56,9 +57,10 @@ pub(super) fn lookup(target: &Target) -> Outcome {
                     });
                 }
                 let index = index.as_ref().expect("built above");
-                index.owners.get(&listener.inode).and_then(|&(pid, fd, inode)| {
-                    Process::new(pid).ok().map(|process| (process, (fd, inode)))
-                })
+                index
+                    .owners
+                    .get(&listener.inode)
+                    .and_then(|&(pid, fd, inode)| Process::new(pid).ok().map(|process| (process, (fd, inode))))
             }
         };
         match found.and_then(|(process, socket)| owner_of(&process, socket)) {
@@ -150,7 +152,13 @@ pub(super) fn candidates_procfs(target: &Target) -> procfs::ProcResult<Vec<Liste
         .into_iter()
         .filter(|entry| entry.state == procfs::net::TcpState::Listen)
         .filter(|entry| could_receive(entry.local_address, None, target.addr))
-        .map(|entry| Listener { addr: entry.local_address, inode: entry.inode, pid: None, uid: Some(entry.uid), v6only: None })
+        .map(|entry| Listener {
+            addr: entry.local_address,
+            inode: entry.inode,
+            pid: None,
+            uid: Some(entry.uid),
+            v6only: None,
+        })
         .collect())
 }
 
