@@ -7,7 +7,7 @@
 //! come from the process table (`probes::ssh_processes`: /proc on Linux, libproc on macOS) or PowerShell's CIM (Windows). Names come from host aliases, made label-safe and unique.
 
 use probes::ssh_options::{risks_of_ssh_g, Risk};
-use probes::ssh_processes::{bracket, parse_argv, split_host_port};
+use probes::ssh_processes::{bind_address, bracket, parse_argv, split_host_port};
 #[cfg(windows)]
 use probes::ssh_processes::{is_ssh_program, split_command_line};
 use probes::Label;
@@ -71,7 +71,7 @@ pub fn parse_ssh_g(text: &str) -> Resolved {
             }
             ("localforward", [listen, target]) => {
                 let listen = match split_host_port(listen) {
-                    (host, Some(port)) => format!("{}:{port}", bracket(host)),
+                    (host, Some(port)) => format!("{}:{port}", bind_address(host)),
                     (port, None) => format!("127.0.0.1:{port}"),
                 };
                 if let (host, Some(port)) = split_host_port(target) {
@@ -315,6 +315,11 @@ pub fn render(found: &[Found], remote_port: u16, cli: Option<&crate::cli_url::Cl
         if let Some((cli, _)) = finding.as_ref().filter(|(_, finding)| finding.matched() == Some(forward.name.as_str()))
         {
             text.push_str(&format!("# the openclaw CLI uses this forward: {} ({})\n", cli.url, cli.source));
+        }
+        if forward.local.parse::<std::net::SocketAddr>().is_ok_and(|local| local.ip().is_unspecified()) {
+            text.push_str(
+                "# warning: ssh binds this forward on every interface (-g, GatewayPorts, or a '*' or empty bind                  address): the gateway is reachable beyond this machine through it, and where another user holds                  127.0.0.1 on that port ssh may hold only [::] (the exporter then reports forward_hijacked). Bind it                  to 127.0.0.1 (-L 127.0.0.1:PORT:...). The exporter measures it at the loopback address.\n",
+            );
         }
         if !forward.risks.is_empty() {
             let labels: Vec<&str> = forward.risks.iter().map(|risk| risk.label()).collect();

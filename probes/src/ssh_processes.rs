@@ -306,7 +306,7 @@ fn push_spec(found: &mut ProcessForwards, spec: &str) {
     }
     let (listen, host, port) = match parts.as_slice() {
         [port, host, hostport] => (format!("127.0.0.1:{port}"), host, hostport),
-        [bind, port, host, hostport] => (format!("{}:{port}", bracket(bind)), host, hostport),
+        [bind, port, host, hostport] => (format!("{}:{port}", bind_address(bind)), host, hostport),
         _ => return,
     };
     if let Ok(port) = port.parse::<u16>() {
@@ -335,6 +335,16 @@ pub fn bracket(host: &str) -> String {
         format!("[{host}]")
     } else {
         host.to_owned()
+    }
+}
+
+/// A forward's bind address as ssh binds it: `localhost` is 127.0.0.1, an empty bind or `*` is every
+/// interface (`0.0.0.0`: a wildcard stays a wildcard, so nothing proposes an address ssh may not hold),
+/// brackets around IPv6.
+pub fn bind_address(host: &str) -> String {
+    match host {
+        "" | "*" => "0.0.0.0".to_owned(),
+        other => bracket(other),
     }
 }
 
@@ -411,6 +421,11 @@ mod tests {
         assert!(process("ssh -N -L 18789:127.0.0.1:18789 mac").forwards(local));
         assert!(process("ssh -N -L localhost:18789:127.0.0.1:18789 mac").forwards(local));
         assert!(process("ssh -N -L *:18789:127.0.0.1:18789 mac").forwards(local), "a * bind wants every address");
+        for line in ["ssh -N -L *:18789:127.0.0.1:18789 mac", "ssh -N -L :18789:127.0.0.1:18789 mac"] {
+            let words: Vec<String> = line.split(' ').map(String::from).collect();
+            let parsed = parse_argv(&words).unwrap();
+            assert_eq!(parsed.local_forwards[0].0, "0.0.0.0:18789", "a wildcard stays a wildcard: {line}");
+        }
         assert!(process("ssh -N -L 0.0.0.0:18789:127.0.0.1:18789 mac").forwards(local));
         assert!(!process("ssh -N -L 18790:127.0.0.1:18789 mac").forwards(local), "another port");
         assert!(!process("ssh -N -L 127.0.0.2:18789:127.0.0.1:18789 mac").forwards(local), "another address");

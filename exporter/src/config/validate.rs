@@ -193,7 +193,18 @@ fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (Vec<Forward>
     for (index, forward) in raw.into_iter().enumerate() {
         let key = |field: &str| format!("forward[{index}].{field}");
         c.label(&key("name"), &forward.name, &mut names, "forward");
-        let local = c.addr(&key("local"), &forward.local);
+        let mut local = c.addr(&key("local"), &forward.local);
+        // A wildcard (what ssh -g binds, and what `init` keeps for it) is measured where the CLI connects: the
+        // family's loopback. Connecting to 0.0.0.0 reaches 127.0.0.1 on Linux, and the owner check must judge
+        // the listeners that address reaches.
+        if local.ip().is_unspecified() {
+            let loopback: std::net::IpAddr = if local.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            local.set_ip(loopback);
+        }
         if local.port() == 0 && forward.local.parse::<SocketAddr>().is_ok() {
             c.problem(&key("local"), &forward.local, "port 0 is not a forward's port");
         }
