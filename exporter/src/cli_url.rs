@@ -15,7 +15,7 @@ use crate::token_sources::{read_config, Locations};
 /// The URL the CLI uses and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CliUrl {
-    /// The URL as written, with a password and a query replaced by `<redacted>` (a URL may carry a
+    /// The URL as written, with its userinfo, query and fragment removed ([`redacted`]: a URL may carry a
     /// credential, and this one goes to logs, `/api/status` and the doctor; judging needs only the scheme,
     /// host and port).
     pub url: String,
@@ -29,19 +29,24 @@ pub fn read(locations: &Locations) -> Result<CliUrl, String> {
     read_as_written(locations).map(|cli| CliUrl { url: redacted(&cli.url), ..cli })
 }
 
-/// `url` with its password and query replaced by `<redacted>`; a string that is not a URL is kept.
+/// `url` as every log line, `check-config`, the status report and the doctor show a URL: its userinfo
+/// (user and password), query and fragment removed, since any of them may carry a credential and none is
+/// needed to judge where it points (scheme, host, port, path). A string that does not parse as a URL is not
+/// shown at all.
 pub fn redacted(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else { return url.to_owned() };
-    if parsed.password().is_none() && parsed.query().is_none() {
+    let Ok(mut parsed) = url::Url::parse(url) else { return "<not a URL: not shown>".to_owned() };
+    let clean = parsed.username().is_empty()
+        && parsed.password().is_none()
+        && parsed.query().is_none()
+        && parsed.fragment().is_none();
+    if clean {
         // As written: re-serializing would add a trailing `/` the person never wrote.
         return url.to_owned();
     }
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("<redacted>"));
-    }
-    if parsed.query().is_some() {
-        parsed.set_query(Some("<redacted>"));
-    }
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    parsed.set_query(None);
+    parsed.set_fragment(None);
     parsed.to_string()
 }
 
@@ -258,5 +263,18 @@ mod tests {
         let shown = read(&secret).unwrap().url;
         assert!(!shown.contains("s3cret") && !shown.contains("tok-9f2"), "{shown}");
         assert_eq!(judge(&shown, &forwards()), Finding::Matches { forward: "mac".into() }, "still judged");
+    }
+
+    #[test]
+    fn a_url_is_shown_without_userinfo_query_or_fragment() {
+        for (written, shown) in [
+            ("ws://127.0.0.1:18789", "ws://127.0.0.1:18789"),
+            ("ws://me@127.0.0.1:18789/", "ws://127.0.0.1:18789/"),
+            ("https://u:p4ss@vm.example/api/v1/write?api_key=k3y#frag-t0k", "https://vm.example/api/v1/write"),
+            ("http://vm.example/write#t0k", "http://vm.example/write"),
+        ] {
+            assert_eq!(redacted(written), shown, "{written}");
+        }
+        assert_eq!(redacted("not a url ?token=abc"), "<not a URL: not shown>");
     }
 }

@@ -10,6 +10,7 @@
 //! the configured token file) is replaced by `<redacted>` in every file before it is archived; nothing read
 //! from a token source is ever written whole.
 
+use probes::redact::{mask_ssh_options, secret_name};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -19,7 +20,7 @@ use crate::doctor;
 use crate::token_sources;
 
 /// The replacement of a token in the archive.
-const REDACTED: &str = "<redacted>";
+const REDACTED: &str = probes::redact::REDACTED;
 /// The largest page of the running exporter taken.
 const MAX_PAGE: usize = 16 * 1024 * 1024;
 
@@ -144,66 +145,6 @@ fn openclaw_gateway_status() -> Option<String> {
         crate::spawn::Ran::Exited { stdout, .. } => Some(String::from_utf8_lossy(&stdout).into_owned()),
         crate::spawn::Ran::TimedOut => Some("openclaw gateway status --json: no answer within 10 s\n".into()),
     }
-}
-
-/// Names whose values are secrets: environment variables, JSON keys, `NAME=VALUE` words.
-fn secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    ["token", "password", "passwd", "secret", "apikey", "api_key", "credential"].iter().any(|word| name.contains(word))
-}
-
-/// `ssh -G` output with what may carry a secret masked: in the options that run commands or send environment
-/// (ProxyCommand, LocalCommand, RemoteCommand, KnownHostsCommand, SetEnv) the word after a password flag
-/// (`sshpass -p`, plink's `-pw`, `--password`), the value of a secret-looking `NAME=VALUE`, every SetEnv
-/// value, and long random-looking words. Everything else is kept: it is what a person needs to read.
-pub fn mask_ssh_options(text: &str) -> String {
-    const COMMANDS: [&str; 5] = ["proxycommand", "localcommand", "remotecommand", "knownhostscommand", "setenv"];
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        let (option, rest) = line.split_once(' ').unwrap_or((line, ""));
-        if !COMMANDS.contains(&option.to_ascii_lowercase().as_str()) {
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        }
-        let setenv = option.eq_ignore_ascii_case("setenv");
-        let mut words = Vec::new();
-        let mut mask_next = false;
-        for word in rest.split(' ') {
-            let masked = if mask_next {
-                mask_next = false;
-                REDACTED.to_owned()
-            } else if let Some((name, _)) = word.split_once('=').filter(|(name, _)| setenv || secret_name(name)) {
-                format!("{name}={REDACTED}")
-            } else if matches!(word, "-p" | "-pw" | "-P" | "--password" | "--pass" | "--passwd") {
-                mask_next = true;
-                word.to_owned()
-            } else if let Some((flag, _)) =
-                word.split_once('=').filter(|(flag, _)| flag.starts_with("--") && secret_name(flag))
-            {
-                format!("{flag}={REDACTED}")
-            } else if looks_random(word) {
-                REDACTED.to_owned()
-            } else {
-                word.to_owned()
-            };
-            words.push(masked);
-        }
-        out.push_str(option);
-        out.push(' ');
-        out.push_str(&words.join(" "));
-        out.push('\n');
-    }
-    out
-}
-
-/// A word of 20 or more characters mixing letters and digits, with no path or host separators: a key or a
-/// token more likely than anything a person wrote.
-fn looks_random(word: &str) -> bool {
-    word.len() >= 20
-        && word.bytes().any(|b| b.is_ascii_digit())
-        && word.bytes().any(|b| b.is_ascii_alphabetic())
-        && !word.contains(['/', '.', '%', ':', '@'])
 }
 
 /// Every secret a source on this machine holds: the gateway tokens (every source the CLI and the exporter

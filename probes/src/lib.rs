@@ -42,6 +42,7 @@ pub mod limit;
 pub mod model_host;
 pub mod net;
 pub mod readiness;
+pub mod redact;
 #[cfg(any(target_os = "linux", windows))]
 pub mod socket_table;
 pub mod ssh_hygiene;

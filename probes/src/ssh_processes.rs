@@ -48,20 +48,10 @@ impl SshProcess {
             .any(|listen| listen.port() == addr.port() && (listen.ip() == addr.ip() || listen.ip().is_unspecified()))
     }
 
-    /// Its command line for a person, with a plink password (`-pw`) replaced.
+    /// Its command line for a person, with what may carry a secret masked ([`crate::redact::mask_argv`]:
+    /// a plink password, command and environment options' secrets).
     pub fn command_line(&self) -> String {
-        let mut words = Vec::with_capacity(self.argv.len());
-        let mut hide_next = false;
-        for word in &self.argv {
-            if hide_next {
-                words.push("<redacted>".to_owned());
-                hide_next = false;
-            } else {
-                hide_next = word == "-pw";
-                words.push(word.clone());
-            }
-        }
-        words.join(" ")
+        crate::redact::mask_argv(&self.argv)
     }
 }
 

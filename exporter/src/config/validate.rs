@@ -336,11 +336,15 @@ fn validate_model_hosts(raw: Vec<RawModelHost>, c: &mut Checker<'_>) -> Vec<Mode
         let url = match url::Url::parse(&host.url) {
             Ok(url) if matches!(url.scheme(), "https" | "http") && url.host_str().is_some() => url,
             Ok(_) => {
-                c.problem(&key("url"), &host.url, "must be an http:// or https:// URL with a host");
+                c.problem(
+                    &key("url"),
+                    &crate::cli_url::redacted(&host.url),
+                    "must be an http:// or https:// URL with a host",
+                );
                 url::Url::parse("https://invalid.invalid/").expect("literal URL")
             }
             Err(err) => {
-                c.problem(&key("url"), &host.url, &format!("not a URL ({err})"));
+                c.problem(&key("url"), &crate::cli_url::redacted(&host.url), &format!("not a URL ({err})"));
                 url::Url::parse("https://invalid.invalid/").expect("literal URL")
             }
         };
@@ -442,11 +446,15 @@ fn validate_otlp(otlp: RawOtlp, c: &mut Checker<'_>) -> Otlp {
         Ok(url) if url.scheme() == "http" => {}
         Ok(url) if url.scheme() == "https" => c.problem(
             "otlp.endpoint",
-            &otlp.endpoint,
+            &crate::cli_url::redacted(&otlp.endpoint),
             "https is not supported (the OTLP client has no TLS); send to a collector on http:// on this host or \
              your network",
         ),
-        _ => c.problem("otlp.endpoint", &otlp.endpoint, "must be an http:// URL (OTLP over HTTP)"),
+        _ => c.problem(
+            "otlp.endpoint",
+            &crate::cli_url::redacted(&otlp.endpoint),
+            "must be an http:// URL (OTLP over HTTP)",
+        ),
     }
     Otlp { endpoint: otlp.endpoint, service_name: otlp.service_name }
 }
@@ -473,14 +481,14 @@ fn validate_remote_write(rw: RawRemoteWrite, state_file: Option<&Path>, c: &mut 
             let _ = url.set_password(None);
             c.problem(
                 "remote_write.url",
-                &url.as_str().replacen("://", "://<user:password removed>@", 1),
+                &crate::cli_url::redacted(url.as_str()).replacen("://", "://<user:password removed>@", 1),
                 "carries a user and password; give them as remote_write.basic_auth (username, password_file)",
             );
             placeholder()
         }
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => url,
         _ => {
-            c.problem("remote_write.url", &rw.url, "must be an http:// or https:// URL");
+            c.problem("remote_write.url", &crate::cli_url::redacted(&rw.url), "must be an http:// or https:// URL");
             placeholder()
         }
     };
@@ -557,7 +565,8 @@ fn validate_remote_write(rw: RawRemoteWrite, state_file: Option<&Path>, c: &mut 
         if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
             || hyper::header::HeaderValue::from_str(&value).is_err()
         {
-            c.problem(&key, &value, "not a valid HTTP header");
+            // The value may be a credential: named by its key alone.
+            c.problem(&key, &"<value not shown>", "not a valid HTTP header");
         } else if lower == "authorization" || lower.starts_with("content-") || lower == "host" {
             c.problem(&key, &name, "set by the exporter itself (use bearer_token_file or basic_auth for credentials)");
         }

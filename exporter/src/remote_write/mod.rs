@@ -245,7 +245,7 @@ async fn send(
         let why = match result {
             Ok(()) => {
                 if failing.take().is_some() {
-                    tracing::info!(url = %settings.url, "remote write: the receiver takes samples again");
+                    tracing::info!(url = %crate::cli_url::redacted(settings.url.as_str()), "remote write: the receiver takes samples again");
                 }
                 backoff = settings.min_backoff;
                 m.remote_write_last_success.set(unix_seconds(SystemTime::now()));
@@ -256,18 +256,18 @@ async fn send(
                 let payload: usize = rounds.iter().map(|(info, _)| info.payload_len()).sum();
                 max_rounds = (rounds.len() / 2).max(1);
                 max_bytes = (payload / 2).max(1);
-                tracing::warn!(url = %settings.url, rounds = rounds.len(), bytes = payload, detail = %detail, "remote write: the receiver says the batch is too large (413); sending it in halves");
+                tracing::warn!(url = %crate::cli_url::redacted(settings.url.as_str()), rounds = rounds.len(), bytes = payload, detail = %detail, "remote write: the receiver says the batch is too large (413); sending it in halves");
                 continue;
             }
             Err(SendError::TooLarge { detail }) => {
-                tracing::error!(url = %settings.url, detail = %detail, samples, "remote write: the receiver refuses even a single round as too large (413); dropped, counted");
+                tracing::error!(url = %crate::cli_url::redacted(settings.url.as_str()), detail = %detail, samples, "remote write: the receiver refuses even a single round as too large (413); dropped, counted");
                 m.remote_write_rejected.get_or_create(&StatusLabels { status: 413 }).inc();
                 m.remote_write_samples.get_or_create(&ResultLabels { result: "failed" }).inc_by(samples);
                 settle(shared, recorder, next, Settled::Dropped(DropReason::Rejected)).await;
                 continue;
             }
             Err(SendError::Rejected { status, detail }) => {
-                tracing::warn!(url = %settings.url, status, detail = %detail, rounds = rounds.len(), "remote write: the receiver will never take this batch; dropped, counted");
+                tracing::warn!(url = %crate::cli_url::redacted(settings.url.as_str()), status, detail = %detail, rounds = rounds.len(), "remote write: the receiver will never take this batch; dropped, counted");
                 m.remote_write_rejected.get_or_create(&StatusLabels { status }).inc();
                 m.remote_write_samples.get_or_create(&ResultLabels { result: "failed" }).inc_by(samples);
                 settle(shared, recorder, next, Settled::Dropped(DropReason::Rejected)).await;
@@ -285,10 +285,10 @@ async fn send(
                 if failing.as_deref() != Some(why.as_str()) {
                     match &location {
                         Some(location) => {
-                            tracing::warn!(url = %settings.url, status, location = %location, "remote write: the receiver redirects (not followed: fix remote_write.url); samples wait in the queue")
+                            tracing::warn!(url = %crate::cli_url::redacted(settings.url.as_str()), status, location = %location, "remote write: the receiver redirects (not followed: fix remote_write.url); samples wait in the queue")
                         }
                         None => {
-                            tracing::warn!(url = %settings.url, status, detail = %detail, retry_after = ?retry_after, "remote write: the receiver does not take samples now; they wait in the queue and are retried")
+                            tracing::warn!(url = %crate::cli_url::redacted(settings.url.as_str()), status, detail = %detail, retry_after = ?retry_after, "remote write: the receiver does not take samples now; they wait in the queue and are retried")
                         }
                     }
                 }
@@ -299,7 +299,7 @@ async fn send(
                 m.remote_write_retries.get_or_create(&StatusClassLabels { status: class }).inc();
                 let why = class.to_owned();
                 if failing.as_deref() != Some(class) {
-                    tracing::warn!(url = %settings.url, "remote write: cannot send ({err}); samples wait in the queue");
+                    tracing::warn!(url = %crate::cli_url::redacted(settings.url.as_str()), "remote write: cannot send ({err}); samples wait in the queue");
                 }
                 (why, pause(&mut backoff, Duration::ZERO))
             }
