@@ -2,8 +2,10 @@
 //! exporter): at most `max` connections open. At the limit a new connection takes the place of the oldest one
 //! not yet established (an idle connection of whoever opened thousands), so a real client still gets in; when
 //! every open connection is established, the new one is refused. An established connection (the user's CLI
-//! or scraper) is never closed to make room. The listener decides what established means and calls
-//! [`Slot::spoke`]: the tap on the client's first byte, the web server once a whole request head arrived.
+//! or scraper) is never closed to make room, with one opt-in exception ([`Connections::evicting_idle`]: the
+//! web server): when every open connection is established, the oldest one idle between requests makes room
+//! before a new one is refused. The listener decides what established means and calls [`Slot::spoke`]: the
+//! tap on the client's first byte, the web server once a request passed the Host check and authentication.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +17,7 @@ use tokio::sync::Notify;
 #[derive(Clone)]
 pub struct Connections {
     max: usize,
+    evict_idle: bool,
     open: Arc<Mutex<Open>>,
 }
 
@@ -29,6 +32,7 @@ struct Open {
 #[derive(Default)]
 pub struct Slot {
     spoken: AtomicBool,
+    busy: AtomicBool,
     evicted: AtomicBool,
     notify: Notify,
 }
@@ -42,6 +46,12 @@ impl Slot {
     /// Whether the client has sent a byte.
     pub fn has_spoken(&self) -> bool {
         self.spoken.load(Ordering::Relaxed)
+    }
+
+    /// A request is being served (`true`) or the connection waits for the next one (`false`): only an idle
+    /// established connection may make room ([`Connections::evicting_idle`]).
+    pub fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Relaxed);
     }
 
     /// Resolves when the limit closes this connection to make room: drop it then.
@@ -85,7 +95,16 @@ impl Drop for Admitted {
 impl Connections {
     /// A limit of `max` open connections (at least one).
     pub fn new(max: usize) -> Connections {
-        Connections { max: max.max(1), open: Arc::default() }
+        Connections { max: max.max(1), evict_idle: false, open: Arc::default() }
+    }
+
+    /// At the limit with every connection established, the oldest one idle between requests makes room
+    /// before a new one is refused (the web server: a kept-alive scraper reconnects at its next scrape,
+    /// while refusing would leave the new one unanswered). The tap never does this: an idle WebSocket is a
+    /// live CLI session.
+    pub fn evicting_idle(mut self) -> Connections {
+        self.evict_idle = true;
+        self
     }
 
     /// How many connections are open.
@@ -99,7 +118,11 @@ impl Connections {
         let mut replaced = false;
         if open.slots.len() >= self.max {
             let silent = open.slots.iter().find(|(_, slot)| !slot.has_spoken()).map(|(id, _)| *id);
-            let Some(silent) = silent else { return Admission::Refused };
+            let idle = || {
+                let idle = |slot: &Arc<Slot>| !slot.busy.load(Ordering::Relaxed);
+                self.evict_idle.then(|| open.slots.iter().find(|(_, slot)| idle(slot)).map(|(id, _)| *id)).flatten()
+            };
+            let Some(silent) = silent.or_else(idle) else { return Admission::Refused };
             if let Some(slot) = open.slots.remove(&silent) {
                 slot.evicted.store(true, Ordering::Release);
                 slot.notify.notify_waiters();
@@ -158,5 +181,21 @@ mod tests {
         // The evicted one's drop does not free anyone else's slot.
         drop(oldest_silent);
         assert_eq!(limit.open(), 2);
+    }
+
+    #[tokio::test]
+    async fn evicting_idle_makes_room_with_the_oldest_established_connection_between_requests() {
+        let limit = Connections::new(2).evicting_idle();
+        let (busy, idle) = (admitted(limit.admit()), admitted(limit.admit()));
+        for a in [&busy, &idle] {
+            a.slot().spoke();
+        }
+        busy.slot().set_busy(true);
+        let Admission::Replaced(newcomer) = limit.admit() else { panic!("the idle established one makes room") };
+        tokio::time::timeout(std::time::Duration::from_secs(5), idle.slot().evicted()).await.unwrap();
+        assert!(!busy.slot().evicted.load(Ordering::Relaxed), "a connection serving a request is never evicted");
+        newcomer.slot().spoke();
+        newcomer.slot().set_busy(true);
+        assert!(matches!(limit.admit(), Admission::Refused), "every open connection is serving a request");
     }
 }

@@ -94,13 +94,19 @@ fn write_web_config(dir: &Path) -> String {
 }
 
 /// The stand-in gateway, and the exporter probing it with a tap in front of it (registry: one argon2id
-/// revision, so every never-seen token costs a verification).
+/// revision, so every never-seen token costs a verification). The tap's upstream is the stand-in itself (no
+/// ssh), so the forward trusts it by name, as a gateway host trusts its `node`.
 fn start(web_extra: &str) -> (Gateway, Exporter, SocketAddr) {
+    start_with_tap(web_extra, "")
+}
+
+/// As [`start`], with more `[[auth_tap]]` keys.
+fn start_with_tap(web_extra: &str, tap_extra: &str) -> (Gateway, Exporter, SocketAddr) {
     let gateway = Gateway::start_with(free_port(), Duration::ZERO, &["--token", GATEWAY_TOKEN]);
     let tap = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let config = format!(
-        "{}[auth_probe]\nenabled = false\ninterval = \"1m\"\n[auth]\ncurrent = \"r1\"\n\
-         [[auth.revision]]\nname = \"r1\"\n{}\n[[auth_tap]]\nforward = \"t\"\nlisten = \"{tap}\"\nupstream = \"{}\"\n",
+        "{}trusted_owners = [\"gateway-standin\"]\n[auth_probe]\nenabled = false\ninterval = \"1m\"\n[auth]\ncurrent = \"r1\"\n\
+         [[auth.revision]]\nname = \"r1\"\n{}\n[[auth_tap]]\nforward = \"t\"\nlisten = \"{tap}\"\nupstream = \"{}\"\n{tap_extra}",
         forward_toml("t", gateway.addr.port()),
         fingerprint_line(GATEWAY_TOKEN),
         gateway.addr,
@@ -230,7 +236,10 @@ fn wrong_passwords_and_new_tap_tokens_in_a_burst_never_cost_a_good_scrape() {
 fn two_thousand_idle_connections_leave_metrics_and_the_tap_answering() {
     const IDLE: usize = 2_000;
     raise_nofile();
-    let (_gateway, exporter, tap) = start("header_read_timeout = \"1s\"\n");
+    // The tap's own head timer is longer than the flood: this test is about the limit (a client that has
+    // spoken is never closed for room); the tap's header timeout has its own test below.
+    let (_gateway, exporter, tap) =
+        start_with_tap("header_read_timeout = \"1s\"\n", "header_read_timeout = \"120s\"\n");
     let web = exporter.web;
 
     // A tap client that has already spoken (half a request head) before the flood: it must survive it.
@@ -275,4 +284,115 @@ fn two_thousand_idle_connections_leave_metrics_and_the_tap_answering() {
     drop(idle);
     let log = exporter.proc.output();
     assert!(!log.contains(GATEWAY_TOKEN), "the token reached the log");
+}
+
+/// Four kept-alive connections sending only requests the guards refuse (a foreign Host) every 300 ms, with
+/// `max_connections = 4`: they never become established, so every scrape still answers (issue 28, item 6;
+/// measured before: 0 of 12 answered).
+#[test]
+fn kept_alive_connections_sending_refused_requests_never_hold_the_web_slots() {
+    let (_gateway, exporter, _tap) = start("max_connections = 4\n");
+    let web = exporter.web;
+    let stop = Arc::new(AtomicBool::new(false));
+    let refusers: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(web).unwrap();
+                let request = "GET /metrics HTTP/1.1\r\nHost: evil.example\r\n\r\n";
+                let mut refused = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    match exchange(&mut stream, request) {
+                        Ok(403) => refused += 1,
+                        Ok(other) => panic!("a foreign Host was answered {other}"),
+                        // Evicted to make room: reconnect, as an attacker would.
+                        Err(_) => stream = TcpStream::connect(web).unwrap(),
+                    }
+                    thread::sleep(Duration::from_millis(300));
+                }
+                refused
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(1));
+    let mut answered = 0;
+    for _ in 0..12 {
+        let mut stream = TcpStream::connect(web).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        if exchange(&mut stream, &format!("GET /metrics HTTP/1.1\r\nHost: {web}\r\n\r\n")).ok() == Some(200) {
+            answered += 1;
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let refused: usize = refusers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(refused >= 8, "the refused requests kept coming: {refused}");
+    assert_eq!(answered, 12, "every scrape answers while refused requests hold connections");
+}
+
+/// A fresh start (no accepted credential cached) under a flood of never-seen credentials: the configured
+/// user's own first-sight budget lets its scrapes in (issue 28, item 6; before: 429 four times in four).
+#[test]
+fn a_flood_of_unknown_credentials_right_after_start_never_429s_the_configured_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_gateway, exporter, _tap) = start(&write_web_config(dir.path()));
+    let web = exporter.web;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooders: Vec<_> = (0..4)
+        .map(|worker| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(web).unwrap();
+                let mut limited = 0;
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    let request = get_metrics(web, &basic(&format!("guess-{worker}-{i}"), &format!("pw-{i}")));
+                    match exchange(&mut stream, &request) {
+                        Ok(429) => limited += 1,
+                        Ok(_) => {}
+                        Err(_) => stream = TcpStream::connect(web).unwrap(),
+                    }
+                }
+                limited
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(web).unwrap();
+        statuses.push(exchange(&mut stream, &get_metrics(web, &basic(USER, PASSWORD))).unwrap_or(0));
+        thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let limited: usize = flooders.into_iter().map(|f| f.join().unwrap()).sum();
+    assert!(limited > 0, "the flood met the budget for unknown names (so the test can fail)");
+    assert_eq!(statuses, [200; 4], "the configured user's scrapes");
+}
+
+/// Four tap connections that send one byte and go silent, at the tap's `max_connections = 4`: each is closed
+/// at `header_read_timeout` (counted) and a client through the tap answers (issue 28, item 6; before: held
+/// for good, no answer 20 s later).
+#[test]
+fn tap_connections_that_sent_one_byte_are_closed_at_the_header_timeout() {
+    let (_gateway, exporter, tap) = start_with_tap("", "max_connections = 4\nheader_read_timeout = \"1s\"\n");
+    let silent: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = TcpStream::connect(tap).unwrap();
+            stream.write_all(b"P").unwrap();
+            stream
+        })
+        .collect();
+    exporter.wait_for("the four silent tap connections closed at the header timeout", Duration::from_secs(30), |s| {
+        s.value(r#"openclaw_exporter_connections_closed_total{listener="auth_tap",reason="header_timeout"}"#) >= 4.0
+    });
+    let mut client = TcpStream::connect(tap).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(exchange(&mut client, &invoke(tap, GATEWAY_TOKEN)).unwrap(), 400, "a client through the tap answers");
+    for mut stream in silent {
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(stream.read_to_end(&mut rest).map(|_| rest.len()).unwrap_or(0), 0, "closed, nothing relayed");
+    }
 }

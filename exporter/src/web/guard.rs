@@ -30,6 +30,11 @@ pub type PolicyWatch = watch::Receiver<WebPolicy>;
 /// Why a request was refused: the `reason` label's fixed set.
 pub const REASONS: [&str; 5] = ["foreign_host", "lifecycle_off", "cross_site", "unauthorized", "auth_rate_limited"];
 
+/// Marks a response a guard refused (a foreign Host, basic auth, the lifecycle gate): a connection whose
+/// requests are only refused never becomes established, so it can always be evicted to make room.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused;
+
 /// The guards' state: the policy, this machine's names, and where refusals are counted.
 #[derive(Clone)]
 pub struct Guards {
@@ -57,11 +62,14 @@ impl Guards {
         self.refuse_with(StatusCode::FORBIDDEN, reason, message)
     }
 
-    /// Answer `status` with `message`, counted under `reason` (one of [`REASONS`]).
+    /// Answer `status` with `message`, counted under `reason` (one of [`REASONS`]), marked [`Refused`] so
+    /// the connection does not count as established.
     pub fn refuse_with(&self, status: StatusCode, reason: &'static str, message: &str) -> Response {
         self.recorder.metrics.web_requests_refused.get_or_create(&ReasonLabels { reason }).inc();
         tracing::debug!(reason, "{message}");
-        (status, format!("{message}\n")).into_response()
+        let mut response = (status, format!("{message}\n")).into_response();
+        response.extensions_mut().insert(Refused);
+        response
     }
 }
 

@@ -82,13 +82,47 @@ const BCRYPT_AT_ONCE: usize = 2;
 const FIRST_SIGHTS_BURST: f64 = 8.0;
 const FIRST_SIGHTS_PER_SECOND: f64 = 4.0;
 
-/// The basic-auth gate: the web config in force, the bcrypt slots and the first-sight budget.
+/// The basic-auth gate: the web config in force, the bcrypt slots and the first-sight budgets.
 #[derive(Clone)]
 struct BasicAuth {
     security: SecurityWatch,
     bcrypt_slots: Arc<tokio::sync::Semaphore>,
-    first_sights: Arc<std::sync::Mutex<probes::auth_tap::credential::Budget>>,
+    first_sights: Arc<std::sync::Mutex<FirstSights>>,
     guards: guard::Guards,
+}
+
+/// First-sight budgets: one per configured user name, one shared by every name that is not configured, so
+/// a flood of unknown credentials (after a restart the accepted cache is empty) cannot 429 a known user.
+/// Bounded: keys are configured names only.
+struct FirstSights {
+    by_user: std::collections::HashMap<String, probes::auth_tap::credential::Budget>,
+    unknown: probes::auth_tap::credential::Budget,
+}
+
+impl FirstSights {
+    fn new() -> FirstSights {
+        FirstSights { by_user: Default::default(), unknown: Self::budget() }
+    }
+
+    fn budget() -> probes::auth_tap::credential::Budget {
+        probes::auth_tap::credential::Budget::new(FIRST_SIGHTS_BURST, FIRST_SIGHTS_PER_SECOND)
+    }
+
+    /// Spend one first sight of `user`, from its own budget when `known` (a configured name).
+    fn spend(&mut self, user: &str, known: bool) -> bool {
+        if !known {
+            return self.unknown.spend();
+        }
+        match self.by_user.get_mut(user) {
+            Some(budget) => budget.spend(),
+            None => {
+                let mut budget = Self::budget();
+                let spent = budget.spend();
+                self.by_user.insert(user.to_owned(), budget);
+                spent
+            }
+        }
+    }
 }
 
 impl BasicAuth {
@@ -96,10 +130,7 @@ impl BasicAuth {
         BasicAuth {
             security,
             bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(BCRYPT_AT_ONCE)),
-            first_sights: Arc::new(std::sync::Mutex::new(probes::auth_tap::credential::Budget::new(
-                FIRST_SIGHTS_BURST,
-                FIRST_SIGHTS_PER_SECOND,
-            ))),
+            first_sights: Arc::new(std::sync::Mutex::new(FirstSights::new())),
             guards,
         }
     }
@@ -116,7 +147,12 @@ async fn require_basic_auth(State(auth): State<BasicAuth>, request: Request, nex
         security::Check::Allowed => true,
         security::Check::Refused => false,
         security::Check::Verify(unverified) => {
-            let within_budget = auth.first_sights.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).spend();
+            let known = current.knows(unverified.user());
+            let within_budget = auth
+                .first_sights
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .spend(unverified.user(), known);
             if !within_budget {
                 let mut refused = auth.guards.refuse_with(
                     StatusCode::TOO_MANY_REQUESTS,

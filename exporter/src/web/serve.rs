@@ -167,7 +167,7 @@ impl LimitedListener {
     pub fn new(tcp: TcpListener, limits: &WebLimits, recorder: Arc<Recorder>) -> LimitedListener {
         LimitedListener {
             tcp,
-            limit: Connections::new(limits.max_connections),
+            limit: Connections::new(limits.max_connections).evicting_idle(),
             idle_for: limits.idle_timeout,
             recorder,
         }
@@ -227,13 +227,26 @@ pub async fn serve<L>(
             accepted = listener.accept() => accepted,
         };
         let (slot, timed_out) = (io.slot(), io.timed_out());
-        // A connection is established (never closed to make room) once it has sent a whole request head: a
-        // client that dribbles half a head (slow-loris) stays evictable, so it cannot hold a slot a scraper needs.
+        // A connection is established (never closed to make room while it serves a request) once a request
+        // passed the Host check and authentication: a client that dribbles half a head (slow-loris), or sends
+        // only requests the guards refuse, stays evictable, so it cannot hold a slot a scraper needs.
         let router = TowerToHyperService::new(app.clone());
         let established = slot.clone();
         let service = hyper::service::service_fn(move |request| {
-            established.spoke();
-            hyper::service::Service::call(&router, request)
+            established.set_busy(true);
+            let call = hyper::service::Service::call(&router, request);
+            let slot = established.clone();
+            async move {
+                let response = call.await;
+                if response
+                    .as_ref()
+                    .is_ok_and(|response| response.extensions().get::<super::guard::Refused>().is_none())
+                {
+                    slot.spoke();
+                }
+                slot.set_busy(false);
+                response
+            }
         });
         let (recorder, shutdown) = (recorder.clone(), shutdown.clone());
         connections.spawn(async move {
