@@ -126,16 +126,6 @@ fn ssh_g(host: &str, config_file: Option<&str>) -> Option<Resolved> {
     }
 }
 
-/// Whether a config file named on another ssh's command line (`-F`) may be handed to `ssh -G` (besides the one
-/// the user named with `--ssh-config`): the hygiene probe's rule (a regular file of this user's own that no one
-/// else can write: `ssh -G` runs a config's `Match exec` commands as whoever runs it, so a file someone else can
-/// write, in /tmp say, would run their command as this user), and inside this user's home.
-fn config_file_is_ours(path: &str) -> bool {
-    let Some(home) = dirs::home_dir().and_then(|home| home.canonicalize().ok()) else { return false };
-    let Ok(canonical) = Path::new(path).canonicalize() else { return false };
-    canonical.starts_with(&home) && probes::ssh_options::config_file_is_ours(&canonical.to_string_lossy())
-}
-
 /// A jump host (`user@alias:port,next` or an alias) as the `host:port` its first hop really is: an alias
 /// resolves through the same ssh config, as ssh itself would.
 fn resolve_hop(jump: &str, config_file: Option<&str>) -> String {
@@ -184,15 +174,28 @@ pub fn discover(ssh_config: &Path, remote_port: u16) -> Vec<Found> {
     }
     for (pid, argv) in ssh_processes() {
         let Some(mut process) = parse_argv(&argv) else { continue };
+        // The hygiene probe's rule for another ssh's -F file (probes::ssh_options::safe_config_file: ssh -G runs
+        // a config's `Match exec` commands as whoever runs it), and ssh is handed the path that was checked. A
+        // file that fails it is not read, and nor is anything else in its place: ssh -G without it would
+        // resolve configs the real ssh never read.
+        let mut vetted = true;
         if let Some(file) = process.config_file.take() {
-            let named_by_the_user = Path::new(&file).canonicalize().ok() == ssh_config.canonicalize().ok();
-            if named_by_the_user || config_file_is_ours(&file) {
-                process.config_file = Some(file);
-            } else {
-                eprintln!("init: ssh pid {pid} uses -F {file}, not a file of yours in your home: resolved without it");
+            match probes::ssh_options::safe_config_file(&file) {
+                Some(checked) => process.config_file = Some(checked),
+                None => {
+                    vetted = false;
+                    eprintln!(
+                        "init: ssh pid {pid} uses -F {file}, not a file of yours that no one else can write in a \
+                         directory no one else can write: not read (its forwards are taken from its command line)"
+                    );
+                }
             }
         }
-        let mut resolved = ssh_g(&process.destination, process.config_file.as_deref()).unwrap_or_default();
+        let mut resolved = if vetted {
+            ssh_g(&process.destination, process.config_file.as_deref()).unwrap_or_default()
+        } else {
+            Resolved::default()
+        };
         if resolved.hostname.is_empty() {
             resolved.hostname = process.destination.clone();
         }

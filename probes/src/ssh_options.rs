@@ -88,17 +88,22 @@ pub fn risks_of_ssh_g(text: &str) -> Vec<Risk> {
     risks
 }
 
-/// The `ssh -G` arguments that resolve what the ssh with `argv` runs with: its `-F` file (when
-/// `config_file_allowed` says so), its `-o` options, `-p` and `-J`, and its destination. None for plink or a
-/// command line with no destination.
-pub fn ssh_g_args(argv: &[String], config_file_allowed: impl Fn(&str) -> bool) -> Option<Vec<String>> {
-    if program_name(argv.first()?) != "ssh" {
-        return None;
+/// The `ssh -G` arguments that resolve what the ssh with `argv` runs with: its `-F` file as `vet` passes it
+/// (the path checked, [`safe_config_file`]), its `-o` options, `-p` and `-J`, and its destination. An error for
+/// plink, a command line with no destination, or a `-F` file `vet` refuses: `ssh -G` without it would read
+/// configs the real ssh never read, so nothing is resolved then.
+pub fn ssh_g_args(argv: &[String], vet: impl Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
+    let not_ssh = || "not an ssh command line with a destination".to_owned();
+    if program_name(argv.first().ok_or_else(not_ssh)?) != "ssh" {
+        return Err(not_ssh());
     }
-    let process = parse_command(argv)?;
+    let process = parse_command(argv).ok_or_else(not_ssh)?;
     let mut args = Vec::new();
-    if let Some(file) = process.config_file.as_deref().filter(|file| config_file_allowed(file)) {
-        args.extend(["-F".to_owned(), file.to_owned()]);
+    if let Some(file) = process.config_file.as_deref() {
+        let checked = vet(file).ok_or_else(|| {
+            format!("its -F {file} is not a file of this user's that no one else can write, in a directory no one else can write: not read")
+        })?;
+        args.extend(["-F".to_owned(), checked]);
     }
     for option in &process.options {
         args.extend(["-o".to_owned(), option.clone()]);
@@ -110,32 +115,52 @@ pub fn ssh_g_args(argv: &[String], config_file_allowed: impl Fn(&str) -> bool) -
         args.extend(["-J".to_owned(), jump.clone()]);
     }
     args.extend(["-G".to_owned(), "--".to_owned(), process.destination_as_given.clone()]);
-    Some(args)
+    Ok(args)
 }
 
-/// Whether a config file named by `-F` may be handed to `ssh -G`: `/dev/null` (no config at all), or a
-/// regular file that is this user's own and that no one else can write (the ownership part on Unix). `ssh -G`
-/// runs a config's `Match exec` commands as whoever runs it. `init` adds that the file be in the user's home.
-pub fn config_file_is_ours(path: &str) -> bool {
+/// The path to hand `ssh -G` for a config file named by `-F`, when it is safe to read: `/dev/null` (no
+/// config at all), or the canonical path (no symlink left to swap) of a regular file that is this user's own
+/// and that no one else can write, in a directory no one else can write, under ancestors that only their
+/// owner (this user or root) can change or that are sticky (/tmp). `ssh -G` runs a config's `Match exec`
+/// commands as whoever runs it, so a file someone else can write or swap would run their command as this
+/// user. `None` when it is not safe. The ownership parts are Unix's; Windows checks that it is a file.
+pub fn safe_config_file(path: &str) -> Option<String> {
     if path == "/dev/null" || path.eq_ignore_ascii_case("nul") {
-        return true;
+        return Some(path.to_owned());
     }
-    let Ok(meta) = std::fs::metadata(path) else { return false };
+    let canonical = std::fs::canonicalize(path).ok()?;
+    let meta = std::fs::metadata(&canonical).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         // SAFETY: geteuid has no preconditions and cannot fail.
-        if meta.uid() != unsafe { libc::geteuid() } || meta.mode() & 0o022 != 0 {
-            return false;
+        let ours = unsafe { libc::geteuid() };
+        if meta.uid() != ours || meta.mode() & 0o022 != 0 {
+            return None;
+        }
+        let parent = canonical.parent()?;
+        let parent_meta = std::fs::metadata(parent).ok()?;
+        if (parent_meta.uid() != ours && parent_meta.uid() != 0) || parent_meta.mode() & 0o022 != 0 {
+            return None;
+        }
+        for ancestor in parent.ancestors().skip(1) {
+            let meta = std::fs::metadata(ancestor).ok()?;
+            let sticky = meta.mode() & 0o1000 != 0;
+            if (meta.uid() != ours && meta.uid() != 0) || (meta.mode() & 0o022 != 0 && !sticky) {
+                return None;
+            }
         }
     }
-    meta.is_file()
+    canonical.to_str().map(str::to_owned)
 }
 
 /// Run `ssh -G` for the ssh whose command line is `argv`, within `timeout`: the risks it runs with. An error
 /// says why they are unknown (plink, no ssh on PATH, ssh -G failing or hanging).
 pub async fn audit(argv: &[String], timeout: Duration) -> Result<Vec<Risk>, String> {
-    let args = ssh_g_args(argv, config_file_is_ours).ok_or("not an ssh command line with a destination")?;
+    let args = ssh_g_args(argv, safe_config_file)?;
     let mut command = tokio::process::Command::new("ssh");
     command
         .args(&args)
@@ -183,17 +208,22 @@ mod tests {
             "/usr/bin/ssh -F /home/me/.ssh/tunnel -o ServerAliveInterval=0 -p 2222 -NL 18789:127.0.0.1:18789 me@mac",
         );
         assert_eq!(
-            ssh_g_args(&owner, |_| true).unwrap(),
+            ssh_g_args(&owner, |file| Some(file.to_owned())).unwrap(),
             argv("-F /home/me/.ssh/tunnel -o ServerAliveInterval=0 -p 2222 -G -- me@mac")
         );
-        assert_eq!(
-            ssh_g_args(&owner, |_| false).unwrap(),
-            argv("-o ServerAliveInterval=0 -p 2222 -G -- me@mac"),
-            "a -F file someone else can write is not handed over"
+        let refused = ssh_g_args(&owner, |_| None).unwrap_err();
+        assert!(
+            refused.contains("-F /home/me/.ssh/tunnel") && refused.contains("not read"),
+            "a -F file someone else can write is not handed over, and ssh -G does not run without it: {refused}"
         );
-        assert_eq!(ssh_g_args(&argv("plink -L 18789:h:1 mac"), |_| true), None);
         assert_eq!(
-            ssh_g_args(&argv("ssh -N mac"), |_| true).unwrap(),
+            ssh_g_args(&owner, |_| Some("/canonical/tunnel".to_owned())).unwrap()[..2],
+            argv("-F /canonical/tunnel")[..],
+            "ssh is handed the path that was checked"
+        );
+        assert!(ssh_g_args(&argv("plink -L 18789:h:1 mac"), |file| Some(file.to_owned())).is_err());
+        assert_eq!(
+            ssh_g_args(&argv("ssh -N mac"), |file| Some(file.to_owned())).unwrap(),
             argv("-G -- mac"),
             "an owner whose forward comes from its config is asked about too"
         );
@@ -208,11 +238,21 @@ mod tests {
         let file = dir.join("config");
         std::fs::write(&file, "Host x\n").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(config_file_is_ours(file.to_str().unwrap()));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let canonical = std::fs::canonicalize(&file).unwrap().to_str().unwrap().to_owned();
+        assert_eq!(safe_config_file(file.to_str().unwrap()), Some(canonical.clone()));
+        // Through a symlink: the canonical path is what ssh is handed, so the link cannot be swapped after.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(safe_config_file(link.to_str().unwrap()), Some(canonical));
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(!config_file_is_ours(file.to_str().unwrap()), "world-writable");
-        assert!(!config_file_is_ours(dir.to_str().unwrap()), "a directory");
-        assert!(config_file_is_ours("/dev/null"), "no config at all");
+        assert_eq!(safe_config_file(file.to_str().unwrap()), None, "world-writable");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(safe_config_file(file.to_str().unwrap()), None, "in a directory anyone can write");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(safe_config_file(dir.to_str().unwrap()), None, "a directory");
+        assert_eq!(safe_config_file("/dev/null").as_deref(), Some("/dev/null"), "no config at all");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
