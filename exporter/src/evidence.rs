@@ -259,7 +259,12 @@ fn write_archive(out: &Path, entries: &[Entry]) -> std::io::Result<()> {
     // Readable by its owner only from the first byte: it holds what a tunnel failure looked like.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    // Windows: opened with WRITE_DAC too, so its ACL is set before a byte is written.
+    #[cfg(windows)]
+    std::os::windows::fs::OpenOptionsExt::access_mode(&mut options, 0x4000_0000 | 0x0004_0000);
     let file = options.open(out)?;
+    #[cfg(windows)]
+    owner_only::restrict(&file)?;
     let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
     let mtime = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     for entry in entries {
@@ -271,6 +276,76 @@ fn write_archive(out: &Path, entries: &[Entry]) -> std::io::Result<()> {
         archive.append_data(&mut header, format!("evidence/{}", entry.name), entry.text.as_bytes())?;
     }
     archive.into_inner()?.finish()?.sync_all()
+}
+
+/// Windows has no mode bits: the archive's DACL is replaced by a single entry, full access for this process's
+/// user, protected from what the folder would pass down (a profile folder's ACL says much the same; a shared
+/// folder's would not). Built for Windows in CI (`tests/cross.sh`, clippy), run on Windows only.
+#[cfg(windows)]
+mod owner_only {
+    use std::os::windows::io::AsRawHandle;
+
+    use windows::core::PWSTR;
+    use windows::Win32::Foundation::{CloseHandle, LocalFree, ERROR_SUCCESS, GENERIC_ALL, HANDLE, HLOCAL};
+    use windows::Win32::Security::Authorization::{
+        SetEntriesInAclW, SetSecurityInfo, EXPLICIT_ACCESS_W, NO_MULTIPLE_TRUSTEE, SET_ACCESS, SE_FILE_OBJECT,
+        TRUSTEE_IS_SID, TRUSTEE_IS_USER, TRUSTEE_W,
+    };
+    use windows::Win32::Security::{
+        GetTokenInformation, TokenUser, ACL, DACL_SECURITY_INFORMATION, NO_INHERITANCE,
+        PROTECTED_DACL_SECURITY_INFORMATION, TOKEN_QUERY, TOKEN_USER,
+    };
+    use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+    /// Give `file` an ACL for this process's user alone.
+    pub(super) fn restrict(file: &std::fs::File) -> std::io::Result<()> {
+        let failed = |err: windows::core::Error| std::io::Error::other(err.to_string());
+        // SAFETY: the token handle is closed on every path; the TOKEN_USER buffer is sized by the first call and
+        // u64-aligned; the ACL SetEntriesInAclW allocates is freed with LocalFree; the file handle outlives the
+        // call.
+        unsafe {
+            let mut token = HANDLE::default();
+            OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token).map_err(failed)?;
+            let mut len = 0u32;
+            let _ = GetTokenInformation(token, TokenUser, None, 0, &mut len);
+            let mut buffer = vec![0u64; (len as usize).div_ceil(8).max(1)];
+            let read = GetTokenInformation(token, TokenUser, Some(buffer.as_mut_ptr().cast()), len, &mut len);
+            let _ = CloseHandle(token);
+            read.map_err(failed)?;
+            let user = &*(buffer.as_ptr() as *const TOKEN_USER);
+            let entry = EXPLICIT_ACCESS_W {
+                grfAccessPermissions: GENERIC_ALL.0,
+                grfAccessMode: SET_ACCESS,
+                grfInheritance: NO_INHERITANCE,
+                Trustee: TRUSTEE_W {
+                    pMultipleTrustee: std::ptr::null_mut(),
+                    MultipleTrusteeOperation: NO_MULTIPLE_TRUSTEE,
+                    TrusteeForm: TRUSTEE_IS_SID,
+                    TrusteeType: TRUSTEE_IS_USER,
+                    ptstrName: PWSTR(user.User.Sid.0.cast()),
+                },
+            };
+            let mut acl: *mut ACL = std::ptr::null_mut();
+            let status = SetEntriesInAclW(Some(&[entry]), None, &mut acl);
+            if status != ERROR_SUCCESS {
+                return Err(std::io::Error::from_raw_os_error(status.0 as i32));
+            }
+            let status = SetSecurityInfo(
+                HANDLE(file.as_raw_handle()),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                None,
+                None,
+                Some(acl),
+                None,
+            );
+            let _ = LocalFree(Some(HLOCAL(acl.cast())));
+            if status != ERROR_SUCCESS {
+                return Err(std::io::Error::from_raw_os_error(status.0 as i32));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

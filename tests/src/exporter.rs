@@ -145,6 +145,18 @@ pub fn forward_toml(name: &str, local_port: u16) -> String {
     )
 }
 
+/// The `trusted_owners` line for a forward whose port is held by `program` itself, not ssh (the gateway
+/// stand-in answering on the forward's address; a test process serving it): the auth tap and the token
+/// senders check the owner, as on a gateway host that trusts its `node`.
+pub fn trusting(program: &str) -> String {
+    format!("trusted_owners = [\"{program}\"]\n")
+}
+
+/// This process's command name (Linux `comm`), for [`trusting`] a listener the test itself holds.
+pub fn own_comm() -> String {
+    fs::read_to_string("/proc/self/comm").unwrap().trim().to_owned()
+}
+
 /// The `hash = "$argon2id$..."` registry line for `token`, from the exporter's own `fingerprint` command
 /// (which must not echo the token).
 pub fn fingerprint_line(token: &str) -> String {

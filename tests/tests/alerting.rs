@@ -91,10 +91,11 @@ fn old_revision_failures_through_the_tap_page_after_a_rotation() {
     let gateway = Gateway::start_with(free_port(), Duration::ZERO, &["--token", "tok-new-r2"]);
     let tap = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let config = format!(
-        "{}[auth_probe]\nenabled = false\ninterval = \"1m\"\n[auth]\ncurrent = \"r2\"\n\
+        "{}{}[auth_probe]\nenabled = false\ninterval = \"1m\"\n[auth]\ncurrent = \"r2\"\n\
          [[auth.revision]]\nname = \"r1\"\n{}\n[[auth.revision]]\nname = \"r2\"\n{}\n\
          [[auth_tap]]\nforward = \"t\"\nlisten = \"{tap}\"\nupstream = \"{}\"\n",
         forward_toml("t", gateway.addr.port()),
+        trusting("gateway-standin"),
         fingerprint_line("tok-old-r1"),
         fingerprint_line("tok-new-r2"),
         gateway.addr

@@ -134,7 +134,13 @@ fn a_reload_whose_new_tap_port_is_taken_keeps_the_running_generation_whole() {
     // its tap keeps relaying, the failure is counted and answered, and the process lives on.
     let gateway = Gateway::start(free_port(), Duration::ZERO);
     let tap = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let running = format!("{}{}", forward_toml("t", gateway.addr.port()), tap_toml("t", tap, gateway.addr));
+    // The tap's upstream is the stand-in itself, trusted by name.
+    let running = format!(
+        "{}{}{}",
+        forward_toml("t", gateway.addr.port()),
+        trusting("gateway-standin"),
+        tap_toml("t", tap, gateway.addr)
+    );
     let exporter = Exporter::start_with_lifecycle(&running);
     exporter.wait_for("probes running", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 3.0);
     wait_listening(tap, "auth tap", T);
@@ -174,8 +180,14 @@ fn the_tap_keeps_accepting_through_twenty_reloads() {
     // moment is accepted and answered, never refused.
     let gateway = Gateway::start(free_port(), Duration::ZERO);
     let tap = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let config =
-        |name: &str| format!("{}{}", forward_toml(name, gateway.addr.port()), tap_toml(name, tap, gateway.addr));
+    let config = |name: &str| {
+        format!(
+            "{}{}{}",
+            forward_toml(name, gateway.addr.port()),
+            trusting("gateway-standin"),
+            tap_toml(name, tap, gateway.addr)
+        )
+    };
     let exporter = Exporter::start_with_lifecycle(&config("a"));
     wait_listening(tap, "auth tap", T);
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{fingerprint_line, forward_toml, free_port, rss_kib, Exporter, Scrape};
+use e2e::{fingerprint_line, forward_toml, free_port, own_comm, rss_kib, trusting, Exporter, Scrape};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -115,10 +115,12 @@ impl Setup {
         runtime.spawn(serve_upstream(listener, upstream.clone()));
         let tap = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let exporter = Exporter::start(&format!(
-            "{}[auth_probe]\nenabled = false\ninterval = \"1m\"\n[auth]\ncurrent = \"r2\"\n\
+            "{}{}[auth_probe]\nenabled = false\ninterval = \"1m\"\n[auth]\ncurrent = \"r2\"\n\
              [[auth.revision]]\nname = \"r1\"\n{}\n[[auth.revision]]\nname = \"r2\"\n{}\n\
              [[auth_tap]]\nforward = \"t\"\nlisten = \"{tap}\"\nupstream = \"{upstream_addr}\"\n",
             forward_toml("t", upstream_addr.port()),
+            // The upstream is this test process itself.
+            trusting(&own_comm()),
             fingerprint_line("sekrit-token-r1"),
             fingerprint_line("sekrit-token-r2"),
         ));
