@@ -125,7 +125,7 @@ mod tests {
         words.push(format!("ProxyCommand=sshpass -p {canary} ssh -W %h:%p bastion"));
         words.push(format!("-oSetEnv=Y={canary}"));
         words.push("-o".into());
-        words.push(format!("proxycommand sshpass -p short ssh -W %h:%p jump"));
+        words.push("proxycommand sshpass -p short ssh -W %h:%p jump".to_owned());
         words.push("mac".into());
         let shown = mask_argv(&words);
         assert!(!shown.contains(canary) && !shown.contains("short"), "{shown}");

@@ -12,7 +12,7 @@ pub(crate) use linux::{listening, peer_uid};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub(crate) use windows::{listening, listening_family};
+pub(crate) use windows::listening;
 
 /// One listening socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ pub(crate) fn listening(keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Lis
 
 /// The listening TCP sockets of one family: one `GetExtendedTcpTable` call (two when the table grew between
 /// sizing and reading).
-pub(crate) fn listening_family(ipv4: bool, keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Listener>> {
+fn listening_family(ipv4: bool, keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Listener>> {
     let family = if ipv4 { AF_INET.0 } else { AF_INET6.0 };
     let mut size: u32 = 16 * 1024;
     let mut buffer: Vec<u64> = Vec::new();
