@@ -281,9 +281,7 @@ fn cli_url_notes(config: &Config, forward: &Forward) -> Vec<String> {
         Ok(cli) => cli,
         Err(why) => return vec![format!("the openclaw CLI's gateway URL cannot be known: {why}")],
     };
-    let forwards: Vec<(&str, std::net::SocketAddr)> =
-        config.forwards.iter().map(|forward| (forward.name.as_str(), forward.local)).collect();
-    let finding = crate::cli_url::judge(&cli.url, &forwards);
+    let finding = crate::cli_url::judge(&cli.url, &config.cli_addresses());
     match (finding.matched(), finding.explain(&cli)) {
         (Some(name), _) if name == forward.name => Vec::new(),
         (Some(name), _) => {

@@ -345,6 +345,15 @@ impl Config {
             .collect()
     }
 
+    /// Where the openclaw CLI may point for each forward: the forward's local address, and the listen address
+    /// of every auth tap in front of it (the README's tap layout: the CLI keeps its port, the forward moves), so
+    /// a CLI pointed at a tap is judged as using the forward the tap fronts.
+    pub fn cli_addresses(&self) -> Vec<(&str, std::net::SocketAddr)> {
+        let forwards = self.forwards.iter().map(|forward| (forward.name.as_str(), forward.local));
+        let taps = self.auth_taps.iter().map(|tap| (tap.forward.as_str(), tap.listen));
+        taps.chain(forwards).collect()
+    }
+
     /// The routing-table rows of every forward (and the header first when asked).
     pub fn routing_rows(&self, header: bool) -> String {
         let mut text = String::new();
@@ -527,5 +536,18 @@ mod tests {
     fn a_missing_file_is_an_error_naming_it() {
         let text = Config::load(Some(Path::new("/nonexistent/x.toml"))).unwrap_err().to_string();
         assert!(text.contains("/nonexistent/x.toml"), "{text}");
+    }
+
+    #[test]
+    fn a_cli_pointed_at_a_tap_uses_the_forward_the_tap_fronts_and_a_wildcard_local_is_measured_at_loopback() {
+        let f = file(
+            "[[forward]]\nname = \"mac\"\nlocal = \"127.0.0.1:18799\"\n\
+             [[forward]]\nname = \"wide\"\nlocal = \"0.0.0.0:18800\"\n\
+             [[auth_tap]]\nforward = \"mac\"\nlisten = \"127.0.0.1:18789\"\nupstream = \"127.0.0.1:18799\"\n",
+        );
+        let config = Config::load(Some(f.path())).unwrap();
+        let judged = crate::cli_url::judge("ws://127.0.0.1:18789", &config.cli_addresses());
+        assert_eq!(judged.matched(), Some("mac"), "{judged:?}");
+        assert_eq!(config.forwards[1].local, "127.0.0.1:18800".parse().unwrap());
     }
 }

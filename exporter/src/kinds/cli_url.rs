@@ -52,7 +52,8 @@ pub struct CliUrlRecording {
 impl CliUrlRecording {
     /// Its probe and its recording, for every forward of `config`.
     pub fn new(config: &Config, interval: Duration, recorder: Arc<Recorder>) -> (CliUrlProbe, CliUrlRecording) {
-        let forwards = config.forwards.iter().map(|forward| (forward.name.clone(), forward.local)).collect();
+        // Taps' listen addresses first: a CLI pointed at a tap uses the forward the tap fronts.
+        let forwards = config.cli_addresses().into_iter().map(|(name, addr)| (name.to_owned(), addr)).collect();
         let probe = CliUrlProbe { config_override: config.auth_probe.openclaw_config.clone() };
         (probe, CliUrlRecording { forwards, interval, recorder })
     }
