@@ -40,8 +40,6 @@ pub(crate) fn peer_uid(local: SocketAddr, peer: SocketAddr) -> io::Result<Option
         forms.push((IpAddr::V6(peer_v4.to_ipv6_mapped()), IpAddr::V6(local_v4.to_ipv6_mapped())));
     }
     for (source_address, destination_address) in forms {
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST;
         // The far end's socket: its source is our peer, its destination us.
         let socket_id = SocketId {
             source_port: peer.port(),
@@ -52,18 +50,7 @@ pub(crate) fn peer_uid(local: SocketAddr, peer: SocketAddr) -> io::Result<Option
             cookie: [0xff; 8],
         };
         let family = if source_address.is_ipv4() { AF_INET } else { AF_INET6 };
-        let request = InetRequest {
-            family,
-            protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::empty(),
-            states: StateFlags::all(),
-            socket_id,
-        };
-        let mut packet = NetlinkMessage::new(header, SockDiagMessage::InetRequest(request).into());
-        packet.finalize();
-        let mut request_bytes = vec![0; packet.buffer_len()];
-        packet.serialize(&mut request_bytes);
-        socket.send(&request_bytes, 0)?;
+        send_request(&mut socket, NLM_F_REQUEST, family, StateFlags::all(), socket_id)?;
         let mut buffer = vec![0u8; 8 * 1024];
         let size = socket.recv(&mut &mut buffer[..], 0)?;
         let message = NetlinkMessage::<SockDiagMessage>::deserialize(&buffer[..size])
@@ -76,27 +63,34 @@ pub(crate) fn peer_uid(local: SocketAddr, peer: SocketAddr) -> io::Result<Option
     Ok(None)
 }
 
+/// Send one TCP sock_diag request: a dump (`NLM_F_DUMP` in `flags`) of the sockets in `states`, or the one
+/// socket `socket_id` names.
+fn send_request(
+    socket: &mut Socket,
+    flags: u16,
+    family: u8,
+    states: StateFlags,
+    socket_id: SocketId,
+) -> io::Result<()> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    let request = InetRequest { family, protocol: IPPROTO_TCP, extensions: ExtensionFlags::empty(), states, socket_id };
+    let mut packet = NetlinkMessage::new(header, SockDiagMessage::InetRequest(request).into());
+    packet.finalize();
+    let mut request_bytes = vec![0; packet.buffer_len()];
+    packet.serialize(&mut request_bytes);
+    socket.send(&request_bytes, 0)?;
+    Ok(())
+}
+
 fn dump_family(
     socket: &mut Socket,
     family: u8,
     keep: &impl Fn(SocketAddr) -> bool,
     found: &mut Vec<Listener>,
 ) -> io::Result<()> {
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let socket_id = if family == AF_INET { SocketId::new_v4() } else { SocketId::new_v6() };
-    let request = InetRequest {
-        family,
-        protocol: IPPROTO_TCP,
-        extensions: ExtensionFlags::empty(),
-        states: StateFlags::LISTEN,
-        socket_id,
-    };
-    let mut packet = NetlinkMessage::new(header, SockDiagMessage::InetRequest(request).into());
-    packet.finalize();
-    let mut request_bytes = vec![0; packet.buffer_len()];
-    packet.serialize(&mut request_bytes);
-    socket.send(&request_bytes, 0)?;
+    send_request(socket, NLM_F_REQUEST | NLM_F_DUMP, family, StateFlags::LISTEN, socket_id)?;
 
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
