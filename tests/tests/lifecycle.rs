@@ -161,6 +161,8 @@ fn a_reload_whose_new_tap_port_is_taken_keeps_the_running_generation_whole() {
         body.contains(&format!("auth_tap[1].listen = \"{taken_addr}\"")),
         "the error names the key and value: {body}"
     );
+    // And who holds the address (this test process): the CLI pointed there would hand it its token.
+    assert!(body.contains(&format!("pid {}", std::process::id())), "the error names the holder: {body}");
     let failed = exporter.wait_for("the failed reload counted", T, |m| {
         m.get("openclaw_exporter_config_reloads_total{result=\"failure\"}") >= Some(1.0)
     });

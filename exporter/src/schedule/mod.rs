@@ -38,9 +38,10 @@ use crate::record::Recorder;
 /// by a failed preparation.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A tap's listen address is taken (by another process, or not bindable here).
-    #[error("auth_tap[{index}].listen = \"{listen}\": cannot listen: {source}")]
-    TapListen { index: usize, listen: SocketAddr, source: std::io::Error },
+    /// A tap's listen address is taken (by another process, or not bindable here); `holder` names who holds
+    /// it when it is taken: the CLI pointed there would hand that process its token.
+    #[error("auth_tap[{index}].listen = \"{listen}\": cannot listen: {source}{holder}")]
+    TapListen { index: usize, listen: SocketAddr, source: std::io::Error, holder: String },
     /// A model host's CA file does not load.
     #[error("model_host[{index}].ca_file: {source}")]
     CaFile { index: usize, source: probes::model_host::TlsConfigError },
@@ -91,7 +92,16 @@ impl Prepared {
                 None => std::net::TcpListener::bind(tap.listen),
             }
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|source| StartError::TapListen { index, listen: tap.listen, source })?;
+            .map_err(|source| {
+                // The CLI points at the tap's address: whoever holds it instead would get the CLI's token.
+                let holder = if source.kind() == std::io::ErrorKind::AddrInUse {
+                    let found = ssh_session::holder_now(tap.listen, config.scheduler.owner_lookup);
+                    format!(" (held by {}: the openclaw CLI pointed here would hand it its token)", found.holder())
+                } else {
+                    String::new()
+                };
+                StartError::TapListen { index, listen: tap.listen, source, holder }
+            })?;
             taps.push((tap.clone(), listener));
         }
         let mut model_hosts = Vec::new();

@@ -408,6 +408,30 @@ impl crate::Probe for Target {
     }
 }
 
+/// Who holds `addr` now, looked up on the calling thread (no runtime needed): for a caller that is about to
+/// report an address it could not bind (the auth tap's listen port), naming the holder and its user.
+pub fn holder_now(addr: SocketAddr, lookup: Lookup) -> Outcome {
+    let target = Target { lookup, ..Target::new(addr) };
+    if !target.lookup.available() {
+        return Outcome::Unsupported { detail: format!("the {} lookup runs on Linux only", target.lookup.as_str()) };
+    }
+    quick_lookup(&target).unwrap_or_else(|| full_lookup(&target))
+}
+
+impl Outcome {
+    /// Who holds the listener, for people: `python3 pid 4242 (nobody (uid 65534), another user)`, why it is
+    /// unknown, or that nothing listens.
+    pub fn holder(&self) -> String {
+        match self {
+            Outcome::Up(owner) | Outcome::NotSsh(owner) => {
+                format!("{} pid {} ({})", owner.name, owner.pid, owner.user())
+            }
+            Outcome::NoListener => "nothing listening".into(),
+            other => other.detail().unwrap_or_default().to_owned(),
+        }
+    }
+}
+
 async fn run(target: &Target, timeout: Duration) -> Outcome {
     if !target.lookup.available() {
         return Outcome::Unsupported { detail: format!("the {} lookup runs on Linux only", target.lookup.as_str()) };
