@@ -23,7 +23,9 @@ impl AuthSink for BoundedLabels {
             AuthEvent::WsClose { .. }
             | AuthEvent::GatewayShutdown { .. }
             | AuthEvent::FirstByte { .. }
-            | AuthEvent::OverLimit { .. } => return,
+            | AuthEvent::OverLimit { .. }
+            | AuthEvent::TimedOut { .. }
+            | AuthEvent::Withheld { .. } => return,
         };
         assert!(matches!(revision, "r1" | "unknown" | "none"), "label value {revision:?}");
     }
