@@ -194,26 +194,36 @@ fn the_tap_keeps_accepting_through_twenty_reloads() {
     wait_listening(tap, "auth tap", T);
 
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let client = std::thread::spawn({
-        let done = done.clone();
+        let (done, answered) = (done.clone(), answered.clone());
         move || {
-            let (mut answered, mut failures) = (0u32, Vec::new());
+            let mut failures = Vec::new();
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 match request_through(tap) {
-                    Ok(_) => answered += 1,
+                    Ok(_) => drop(answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst)),
                     Err(err) => failures.push(err),
                 }
             }
-            (answered, failures)
+            failures
         }
     });
     for i in 0..20 {
+        // Each reload waits for an answer after the last one, so every generation's hand-over happens while
+        // the client is requesting (a machine too loaded to answer between reloads cannot hide a refusal).
+        let before = answered.load(std::sync::atomic::Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + T;
+        while answered.load(std::sync::atomic::Ordering::SeqCst) == before {
+            assert!(std::time::Instant::now() < deadline, "no request answered through the tap before reload {i}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         exporter.rewrite_config(&config(if i % 2 == 0 { "b" } else { "a" }));
         let response = ureq::post(format!("http://{}/-/reload", exporter.web)).send_empty().unwrap();
         assert!(response.status().is_success(), "reload {i}");
     }
     done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (answered, failures) = client.join().unwrap();
+    let failures = client.join().unwrap();
+    let answered = answered.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         failures.is_empty(),
         "{} of {} requests failed during reloads: {:?}",
@@ -221,6 +231,7 @@ fn the_tap_keeps_accepting_through_twenty_reloads() {
         answered as usize + failures.len(),
         &failures[..failures.len().min(5)]
     );
+    println!("{answered} requests answered through the tap during 20 reloads");
     assert!(answered >= 20, "the client kept requesting through the reloads ({answered})");
     assert!(exporter.scrape().value("openclaw_exporter_config_reloads_total{result=\"success\"}") >= 20.0);
 }
