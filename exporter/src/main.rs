@@ -22,6 +22,7 @@ mod evidence;
 mod init;
 mod kinds;
 mod limits;
+mod private_files;
 mod record;
 mod remote_write;
 mod schedule;

@@ -6,8 +6,14 @@
 //! appends the round to the durable [`queue`]. The sender sends the oldest rounds in order, in batches, and
 //! acknowledges them on a 2xx. Every other answer a person, a proxy or time can fix (3xx, 401, 403, 404, 407,
 //! 408, 425, 429, 5xx, network errors) is retried with exponential backoff and jitter, honouring
-//! `Retry-After`; 413 sends the batch in halves; only 400, 409 and 422 (a payload the receiver will never
-//! take) drop a batch, counted. [`proto`] holds the messages, [`client`] the HTTP client.
+//! `Retry-After`; 413 sends the batch in halves, and a single round refused with 413 (a proxy's body limit, a
+//! setting a person fixes) waits and is retried like a 401; the batch size grows back after successes. Only
+//! 400, 409 and 422 (a payload the receiver will never take) drop a batch, counted. [`proto`] holds the
+//! messages, [`client`] the HTTP client.
+//!
+//! A queue that cannot be opened (another exporter holds it, a directory that is not the user's, a disk
+//! error) never stops the exporter: the probes and the web server run on, remote write retries the open with
+//! backoff (`queue_errors_total{op="open"}`), and each round taken meanwhile is counted dropped (`io_error`).
 //!
 //! [`slot`] holds the process's open queue across generations and the round account that `/metrics` serves.
 
@@ -46,7 +52,7 @@ const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 pub async fn run(
     settings: RemoteWrite,
     recorder: Arc<Recorder>,
-    open: Arc<OpenQueue>,
+    open: Result<Arc<OpenQueue>, queue::OpenError>,
     slot: Arc<QueueSlot>,
     cancel: CancellationToken,
 ) {
@@ -57,11 +63,24 @@ pub async fn run(
     for status in [400, 409, 413, 422] {
         m.remote_write_rejected.get_or_create_owned(&StatusLabels { status });
     }
-    for status in ["3xx", "4xx", "5xx", "network", "local"] {
+    for status in RETRY_CLASSES {
         m.remote_write_retries.get_or_create_owned(&StatusClassLabels { status });
     }
-    for op in ["append", "ack", "read"] {
+    for op in ["append", "ack", "read", "open", "acked"] {
         m.remote_write_queue_errors.get_or_create_owned(&OpLabels { op });
+    }
+    let open = match open {
+        Ok(open) => open,
+        Err(err) => match open_with_backoff(&settings, &recorder, &slot, err, &cancel).await {
+            Some(open) => {
+                slot.install(&open);
+                open
+            }
+            None => return,
+        },
+    };
+    if open.found_acked_problem() {
+        m.remote_write_queue_errors.get_or_create(&OpLabels { op: "acked" }).inc();
     }
     let tls = match settings.url.scheme() {
         "https" => {
@@ -92,6 +111,55 @@ pub async fn run(
     }
 }
 
+/// The answer classes of `retries_total{status}`: 413 apart (a single round a proxy's body limit refuses).
+const RETRY_CLASSES: [&str; 6] = ["3xx", "4xx", "413", "5xx", "network", "local"];
+
+/// Open the queue until it opens (or `cancel`): with backoff, each failure counted (`op="open"`) and logged
+/// when it changes; meanwhile each round taken is counted dropped, since there is nowhere to keep it.
+async fn open_with_backoff(
+    settings: &RemoteWrite,
+    recorder: &Recorder,
+    slot: &Arc<QueueSlot>,
+    first: queue::OpenError,
+    cancel: &CancellationToken,
+) -> Option<Arc<OpenQueue>> {
+    let mut ticker = tokio::time::interval(settings.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = settings.min_backoff;
+    let mut failure = Some(first);
+    let mut logged = String::new();
+    loop {
+        if let Some(err) = failure.take() {
+            recorder.metrics.remote_write_queue_errors.get_or_create(&OpLabels { op: "open" }).inc();
+            let message = err.to_string();
+            if message != logged {
+                tracing::error!("remote-write queue: cannot open ({message}); the exporter probes and serves on, remote write retries with backoff and counts each round meanwhile dropped (io_error)");
+                logged = message;
+            }
+        }
+        let wait = backoff.mul_f64(0.5 + rand::random::<f64>());
+        backoff = (backoff * 2).min(settings.max_backoff);
+        let retry = tokio::time::sleep(wait);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return None,
+                _ = ticker.tick() => slot.drop_unqueued_round(),
+                _ = &mut retry => break,
+            }
+        }
+        let (opening, settings) = (slot.clone(), settings.clone());
+        match tokio::task::spawn_blocking(move || opening.prepare(&settings)).await {
+            Ok(Ok(open)) => {
+                tracing::info!("remote-write queue: opened; remote write goes on");
+                return Some(open);
+            }
+            Ok(Err(err)) => failure = Some(err),
+            Err(join) => tracing::error!("remote-write queue: opening: {join}"),
+        }
+    }
+}
+
 /// Take a round every interval and queue it. The round is encoded under the queue's lock, so it carries its
 /// own sequence number (`openclaw_exporter_remote_write_round_sequence`): a receiver can tell a lost round
 /// from a gap in time.
@@ -112,32 +180,25 @@ async fn sample(settings: &RemoteWrite, recorder: &Arc<Recorder>, shared: &Share
                     .compress_vec(&request.encode_to_vec())
                     .map_err(std::io::Error::other)
                     .and_then(|payload| queue.append(&payload, now_ms(now), samples));
-                count(queue, account, |account| {
+                let losses = count(queue, account, |account| {
                     account.taken += 1;
-                    match &appended {
-                        Ok(appended) => account.drop_rounds(DropReason::OverMaxBytes, appended.dropped_rounds),
-                        Err(err) => account.drop_rounds(DropReason::of(err), 1),
+                    if let Err(err) = &appended {
+                        account.drop_rounds(DropReason::of(err), 1);
                     }
                 });
-                Ok((appended, samples, queue.queued_bytes(), queue.oldest_timestamp_ms()))
+                Ok((appended, samples, losses, queue.queued_bytes(), queue.oldest_timestamp_ms()))
             })
             .await;
         let m = &recorder.metrics;
+        if let Ok((_, _, losses, _, _)) = &result {
+            log_losses(recorder, losses);
+        }
         match result {
-            Ok((Ok(round), _, bytes, oldest)) => {
-                if round.dropped_rounds > 0 {
-                    tracing::warn!(
-                        rounds = round.dropped_rounds,
-                        "remote-write queue over max_bytes: dropped the oldest rounds"
-                    );
-                    m.remote_write_samples
-                        .get_or_create(&ResultLabels { result: "dropped" })
-                        .inc_by(round.dropped_samples);
-                }
+            Ok((Ok(_), _, _, bytes, oldest)) => {
                 recorder.set_remote_write_queue(bytes, oldest);
                 appended.notify_one();
             }
-            Ok((Err(err), samples, bytes, oldest)) => {
+            Ok((Err(err), samples, _, bytes, oldest)) => {
                 m.remote_write_queue_errors.get_or_create(&OpLabels { op: "append" }).inc();
                 m.remote_write_samples.get_or_create(&ResultLabels { result: "dropped" }).inc_by(u64::from(samples));
                 let reason = DropReason::of(&err).label();
@@ -146,6 +207,26 @@ async fn sample(settings: &RemoteWrite, recorder: &Arc<Recorder>, shared: &Share
             }
             Err(err) => tracing::error!("remote write: taking a round: {err}"),
         }
+    }
+}
+
+/// Log what left the queue unsent (already in the account) and count its samples dropped.
+fn log_losses(recorder: &Recorder, losses: &queue::Losses) {
+    if losses.over_max_bytes.rounds > 0 {
+        tracing::warn!(
+            rounds = losses.over_max_bytes.rounds,
+            "remote-write queue over max_bytes: dropped the oldest rounds"
+        );
+    }
+    if losses.missing.rounds > 0 {
+        tracing::warn!(
+            rounds = losses.missing.rounds,
+            "remote-write queue: a segment file is gone; its rounds are counted dropped (missing)"
+        );
+    }
+    let samples: u64 = losses.each().iter().map(|(_, loss)| loss.samples).sum();
+    if samples > 0 {
+        recorder.metrics.remote_write_samples.get_or_create(&ResultLabels { result: "dropped" }).inc_by(samples);
     }
 }
 
@@ -186,7 +267,8 @@ async fn send(
     // What the log last said was wrong (logged once per change, not per attempt).
     let mut failing: Option<String> = None;
     let mut queue_failing = false;
-    // A 413 halves these for the rest of the generation: a receiver's size limit does not change.
+    // A 413 halves these; each acknowledged batch doubles them back (a proxy's limit may be raised, and a
+    // backlog of small rounds should not go one by one forever).
     let (mut max_rounds, mut max_bytes) = (MAX_BATCH_ROUNDS, MAX_BATCH_BYTES);
     let pause = |backoff: &mut Duration, at_least: Duration| {
         let wait = backoff.mul_f64(0.5 + rand::random::<f64>()).max(at_least);
@@ -206,13 +288,15 @@ async fn send(
         let batch = shared
             .with(move |queue, account| {
                 let peeked = queue.peek(max_rounds, max_bytes)?;
-                let corrupt = peeked.corrupt.iter().map(|d| d.rounds).sum();
-                count(queue, account, |account| account.drop_rounds(DropReason::Corrupt, corrupt));
-                Ok(peeked)
+                let losses = count(queue, account, |_| {});
+                Ok((peeked, losses))
             })
             .await;
         let peeked = match batch {
-            Ok(peeked) => peeked,
+            Ok((peeked, losses)) => {
+                log_losses(recorder, &losses);
+                peeked
+            }
             Err(err) => {
                 queue_failed(recorder, settings, "read", "cannot read", &err, &mut queue_failing);
                 tokio::time::sleep(pause(&mut backoff, Duration::ZERO)).await;
@@ -225,6 +309,9 @@ async fn send(
         }
         for damage in &peeked.corrupt {
             tracing::warn!(segment = %damage.segment.display(), offset = damage.offset, "remote-write queue: a round no longer reads back whole; counted dropped (corrupt)");
+        }
+        for vanished in &peeked.vanished {
+            tracing::warn!(segment = %vanished.display(), "remote-write queue: a segment file vanished (deleted by a cleanup tool or a person); its rounds are counted dropped (missing), the rest go on");
         }
         let rounds = peeked.rounds;
         let Some((last, _)) = rounds.last() else {
@@ -248,6 +335,8 @@ async fn send(
                     tracing::info!(url = %crate::cli_url::redacted(settings.url.as_str()), "remote write: the receiver takes samples again");
                 }
                 backoff = settings.min_backoff;
+                max_rounds = (max_rounds * 2).min(MAX_BATCH_ROUNDS);
+                max_bytes = max_bytes.saturating_mul(2).min(MAX_BATCH_BYTES);
                 m.remote_write_last_success.set(unix_seconds(SystemTime::now()));
                 settle(shared, recorder, next, Settled::Sent).await;
                 continue;
@@ -260,11 +349,14 @@ async fn send(
                 continue;
             }
             Err(SendError::TooLarge { detail }) => {
-                tracing::error!(url = %crate::cli_url::redacted(settings.url.as_str()), detail = %detail, samples, "remote write: the receiver refuses even a single round as too large (413); dropped, counted");
-                m.remote_write_rejected.get_or_create(&StatusLabels { status: 413 }).inc();
-                m.remote_write_samples.get_or_create(&ResultLabels { result: "failed" }).inc_by(samples);
-                settle(shared, recorder, next, Settled::Dropped(DropReason::Rejected)).await;
-                continue;
+                // One round is too large for a proxy's (or the receiver's) body limit: a setting a person fixes,
+                // so it waits and is retried, as vmagent does, never dropped.
+                m.remote_write_retries.get_or_create(&StatusClassLabels { status: "413" }).inc();
+                let why = "HTTP 413 (one round)".to_owned();
+                if failing.as_deref() != Some(why.as_str()) {
+                    tracing::error!(url = %crate::cli_url::redacted(settings.url.as_str()), detail = %detail, samples, "remote write: the receiver refuses even a single round as too large (413): raise its (or its proxy's) body limit; the round waits in the queue and is retried");
+                }
+                (why, pause(&mut backoff, Duration::ZERO))
             }
             Err(SendError::Rejected { status, detail }) => {
                 tracing::warn!(url = %crate::cli_url::redacted(settings.url.as_str()), status, detail = %detail, rounds = rounds.len(), "remote write: the receiver will never take this batch; dropped, counted");

@@ -14,7 +14,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use super::queue::{DropReason, OpenError, Queue};
+use super::queue::{DropReason, Losses, OpenError, Queue};
 use crate::config::RemoteWrite;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -30,7 +30,7 @@ pub struct Account {
     /// Rounds the receiver acknowledged.
     pub sent: u64,
     /// Rounds dropped, by [`DropReason`] (in the order of [`DropReason::ALL`]).
-    pub dropped: [u64; 5],
+    pub dropped: [u64; 6],
     /// Rounds left in a queue directory a reload stopped using (sent when an exporter uses it again).
     pub left: u64,
     /// Rounds in the queue now.
@@ -44,6 +44,13 @@ impl Account {
     pub fn drop_rounds(&mut self, reason: DropReason, rounds: u64) {
         let index = DropReason::ALL.iter().position(|r| *r == reason).expect("listed");
         self.dropped[index] += rounds;
+    }
+
+    /// Count what left a queue unsent.
+    pub fn drop_losses(&mut self, losses: &Losses) {
+        for (reason, loss) in losses.each() {
+            self.drop_rounds(reason, loss.rounds);
+        }
     }
 
     /// Rounds dropped for `reason`.
@@ -70,7 +77,7 @@ impl Collector for AccountCollector {
         let mut family = encoder.encode_descriptor(
             "openclaw_exporter_remote_write_rounds",
             "Remote-write rounds by result: taken (by this process, or found queued at start), sent (acknowledged), \
-             dropped (reason: over_max_bytes, disk_full, io_error, corrupt, rejected), left (in a queue_dir a reload \
+             dropped (reason: over_max_bytes, disk_full, io_error, corrupt, missing, rejected), left (in a queue_dir a reload \
              stopped using); taken = sent + dropped + left + queued",
             None,
             counter.metric_type(),
@@ -98,6 +105,13 @@ pub struct OpenQueue {
     queue: Mutex<Queue>,
 }
 
+impl OpenQueue {
+    /// Whether opening found the acknowledgement file damaged (its rounds are sent again).
+    pub fn found_acked_problem(&self) -> bool {
+        lock(&self.queue).found_at_open.acked_problem.is_some()
+    }
+}
+
 /// The process's queue: opened (and locked) once per directory and shared by the generations that use it,
 /// with the process's round account.
 #[derive(Default)]
@@ -115,12 +129,22 @@ impl QueueSlot {
             return Ok(open.clone());
         }
         let queue = Queue::open(&settings.queue_dir, settings.max_bytes)?;
-        for damage in &queue.damage_at_open {
+        let found = &queue.found_at_open;
+        for damage in &found.damage {
             if damage.torn {
                 tracing::warn!(segment = %damage.segment.display(), offset = damage.offset, bytes = damage.bytes, "remote-write queue: cut a torn record at a segment's end (a write that never returned)");
             } else {
                 tracing::warn!(segment = %damage.segment.display(), offset = damage.offset, bytes = damage.bytes, rounds = damage.rounds, "remote-write queue: damaged bytes skipped; their rounds are counted dropped (corrupt)");
             }
+        }
+        for (segment, moved) in &found.quarantined {
+            tracing::warn!(segment = %segment.display(), moved_to = %moved.display(), "remote-write queue: a damaged segment was moved aside; its readable rounds are queued under its name");
+        }
+        if found.missing > 0 {
+            tracing::warn!(dir = %settings.queue_dir.display(), rounds = found.missing, "remote-write queue: segment files are gone; their rounds are counted dropped (missing)");
+        }
+        if let Some(problem) = &found.acked_problem {
+            tracing::warn!(file = %settings.queue_dir.join("acked").display(), problem = %problem, "remote-write queue: the acknowledgement file is not usable; every queued round is sent again (at least once, none lost)");
         }
         Ok(Arc::new(OpenQueue { dir: settings.queue_dir.clone(), queue: Mutex::new(queue) }))
     }
@@ -137,14 +161,24 @@ impl QueueSlot {
         let previous_queued = previous.as_ref().map_or(0, |p| lock(&p.queue).queued_rounds());
         let mut account = lock(&self.account);
         account.left += previous_queued;
-        let corrupt: u64 = queue.damage_at_open.iter().map(|d| d.rounds).sum();
-        account.taken += queue.queued_rounds() + corrupt;
+        let (corrupt, missing) = (queue.found_at_open.corrupt(), queue.found_at_open.missing);
+        account.taken += queue.queued_rounds() + corrupt + missing;
         account.drop_rounds(DropReason::Corrupt, corrupt);
+        account.drop_rounds(DropReason::Missing, missing);
         account.queued = queue.queued_rounds();
         account.active = true;
         drop(account);
         drop(queue);
         *current = Some(open.clone());
+    }
+
+    /// A round taken while no queue could be opened: counted taken and dropped (`io_error`), so the account
+    /// (and the rule on rounds taken but not sent) sees remote write stalled.
+    pub fn drop_unqueued_round(&self) {
+        let mut account = lock(&self.account);
+        account.active = true;
+        account.taken += 1;
+        account.drop_rounds(DropReason::IoError, 1);
     }
 
     /// The collector serving the account.
@@ -163,10 +197,15 @@ pub(super) struct Shared {
 /// Change the account and its `queued` together, in one critical section (so a scrape never sees half).
 /// The queue's lock is held by the caller: the order is always queue, then account, and the account is never
 /// held while the registry is encoded (its collector takes it).
-pub(super) fn count(queue: &Queue, account: &Mutex<Account>, f: impl FnOnce(&mut Account)) {
+/// What left the queue unsent meanwhile (a vanished file, `max_bytes`, a damaged record) is counted here too,
+/// and returned for the samples counter and the log.
+pub(super) fn count(queue: &mut Queue, account: &Mutex<Account>, f: impl FnOnce(&mut Account)) -> Losses {
+    let losses = queue.take_losses();
     let mut account = lock(account);
     f(&mut account);
+    account.drop_losses(&losses);
     account.queued = queue.queued_rounds();
+    losses
 }
 
 impl Shared {

@@ -45,9 +45,6 @@ pub enum StartError {
     /// A model host's CA file does not load.
     #[error("model_host[{index}].ca_file: {source}")]
     CaFile { index: usize, source: probes::model_host::TlsConfigError },
-    /// The remote-write queue directory is another exporter's, or cannot be read.
-    #[error(transparent)]
-    Queue(#[from] crate::remote_write::queue::OpenError),
 }
 
 /// A configuration ready to run: its tap listeners bound (or handed over from the running generation) and
@@ -57,7 +54,8 @@ pub struct Prepared {
     config: Config,
     taps: Vec<(crate::config::AuthTap, std::net::TcpListener)>,
     model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
-    remote_queue: Option<Arc<crate::remote_write::OpenQueue>>,
+    /// The remote-write queue, or why it did not open (remote write then retries; nothing else waits on it).
+    remote_queue: Option<Result<Arc<crate::remote_write::OpenQueue>, crate::remote_write::queue::OpenError>>,
     /// The process's queue slot (kept across generations), where a started generation installs its queue.
     queues: Arc<crate::remote_write::QueueSlot>,
     /// The owner lookups' process walk, the running generation's when there is one (see [`Generation`]).
@@ -129,7 +127,7 @@ impl Prepared {
                 crate::kinds::model_host::target(host).map_err(|source| StartError::CaFile { index, source })?;
             model_hosts.push((Arc::new(host.clone()), target));
         }
-        let remote_queue = config.remote_write.as_ref().map(|settings| queues.prepare(settings)).transpose()?;
+        let remote_queue = config.remote_write.as_ref().map(|settings| queues.prepare(settings));
         let owner_index = running.map(|generation| generation.owner_index.clone()).unwrap_or_default();
         let tap_gates = running.map(|generation| generation.tap_gates.clone()).unwrap_or_default();
         Ok(Prepared {
@@ -211,7 +209,9 @@ impl Generation {
             tasks.spawn(drive(target, ModelHostRecording::new(host, recorder.clone()), ctx.clone()));
         }
         if let (Some(settings), Some(queue)) = (&config.remote_write, remote_queue) {
-            queues.install(&queue);
+            if let Ok(queue) = &queue {
+                queues.install(queue);
+            }
             tasks.spawn(crate::remote_write::run(settings.clone(), recorder.clone(), queue, queues, cancel.clone()));
         }
         let registry = Arc::new(config.auth.registry.clone());

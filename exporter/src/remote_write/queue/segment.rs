@@ -1,9 +1,11 @@
 //! The segment file format: the file header, the record layout, and reading a segment back (resynchronising
 //! after damage, cutting a torn tail). See [`super`] for the guarantees this serves.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use crate::private_files;
 
 /// The first bytes of a segment in the current format.
 pub(super) const FILE_HEADER: &[u8; 8] = b"OCRWQ002";
@@ -79,19 +81,83 @@ impl Segment {
     }
 }
 
-/// Damage found in a segment: bytes skipped, and how many unacknowledged rounds they held.
+/// Damage found in a segment: bytes skipped, and the rounds they held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
-    /// The segment file.
+    /// The segment file (for damage found at open, where it was before it was moved aside).
     pub segment: PathBuf,
     /// Where the damage starts.
     pub offset: u64,
     /// How many bytes were skipped.
     pub bytes: u64,
-    /// Unacknowledged rounds lost in them (counted dropped, reason `corrupt`).
+    /// The sequence numbers the damaged bytes held.
+    pub lost: std::ops::Range<u64>,
+    /// Unacknowledged rounds among them (counted dropped, reason `corrupt`); set once the acknowledgement is known.
     pub rounds: u64,
     /// A torn tail (a write that never returned), not a damaged record.
     pub torn: bool,
+}
+
+impl Damage {
+    /// Set `rounds` to the lost rounds at or after `acked`.
+    pub(super) fn count_from(&mut self, acked: u64) {
+        self.rounds = self.lost.end.saturating_sub(self.lost.start.max(acked));
+    }
+}
+
+/// What reading one segment back found.
+#[derive(Debug)]
+pub(super) struct Scanned {
+    /// The segment as the queue indexes it (after a repair: the clean copy).
+    pub(super) segment: Segment,
+    /// Damaged bytes, with the sequence numbers they held.
+    pub(super) damage: Vec<Damage>,
+    /// Rounds the segment should hold past its last record whose bytes are simply not there: the file ends
+    /// cleanly at a record boundary (a later segment deleted, or the file cut exactly there).
+    pub(super) missing: std::ops::Range<u64>,
+    /// What the file needs before the queue uses it: nothing is changed on disk until every segment has been
+    /// read, so a queue that fails to open has changed nothing.
+    pub(super) fix: Fix,
+}
+
+/// A change to a segment's file, planned by [`scan`] and made by [`apply`].
+#[derive(Debug)]
+pub(super) enum Fix {
+    /// The file is sound.
+    Keep,
+    /// Cut a torn tail at `to`; rewrite a torn file header.
+    Truncate {
+        /// The good length.
+        to: u64,
+        /// The file header was torn (the file is shorter than it).
+        header: bool,
+    },
+    /// Move the damaged file aside and put the readable records (`clean`: a whole segment, empty when none
+    /// was readable) under its name.
+    Repair {
+        /// The clean copy's bytes.
+        clean: Vec<u8>,
+    },
+}
+
+/// Where one segment ends, as far as the queue knows.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum End {
+    /// The next segment starts here: a record at or past it is a ghost.
+    Next(u64),
+    /// The newest segment: the durable next sequence number says rounds below it were written.
+    Recorded(u64),
+    /// A queue from before the durable number.
+    Unknown,
+}
+
+impl End {
+    fn known(self) -> Option<u64> {
+        match self {
+            End::Next(seq) | End::Recorded(seq) => Some(seq),
+            End::Unknown => None,
+        }
+    }
 }
 
 pub(super) fn encode_record(info: &RecordInfo, payload: &[u8]) -> Vec<u8> {
@@ -118,7 +184,7 @@ fn v2_crc(record: &[u8]) -> u32 {
 
 /// Write `record` at `offset` (the segment's good length) and fsync it.
 pub(super) fn write_at_end(path: &Path, offset: u64, record: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).open(path)?;
+    let mut file = private_files::open_existing(path)?;
     file.seek(SeekFrom::Start(offset))?;
     file.write_all(record)?;
     file.sync_data()
@@ -157,32 +223,59 @@ fn parse(bytes: &[u8], format: Format, offset: u64) -> Option<RecordInfo> {
     })
 }
 
-/// Read every whole record of a segment. In the current format a damaged record is skipped and reading goes
-/// on at the next record that checks; what cannot be read up to the end is a torn tail and is cut off. Rounds
-/// lost to damage are counted from the sequence numbers around it (those below `acked` do not count).
-pub(super) fn scan(path: &Path, first_seq: u64, acked: u64) -> io::Result<(Segment, Vec<Damage>)> {
+/// The format of a segment's bytes: by the file header, else by the records themselves (a damaged file header
+/// does not make a segment unreadable), else `None` (nothing in it parses).
+fn detect(bytes: &[u8]) -> Option<(Format, bool)> {
+    if bytes.starts_with(FILE_HEADER) {
+        return Some((Format::V2, true));
+    }
+    if bytes.len() < FILE_HEADER.len() && FILE_HEADER.starts_with(bytes) {
+        // A file header torn while the segment was created: an empty segment.
+        return Some((Format::V2, true));
+    }
+    let any_v2 = (0..bytes.len())
+        .filter(|at| bytes[*at..].starts_with(MAGIC))
+        .any(|at| parse(bytes, Format::V2, at as u64).is_some());
+    if any_v2 {
+        return Some((Format::V2, false));
+    }
+    parse(bytes, Format::V1, 0).map(|_| (Format::V1, true))
+}
+
+/// Read every whole record of a segment, whose first sequence number is `first_seq` (its name) and whose
+/// rounds end before `end` when that is known (the next segment's name; for the newest, the durable next
+/// sequence number). A damaged record is skipped and reading goes on at the next record that checks. Bytes
+/// after the last record are a torn write (cut off) only when no round is known to be missing there;
+/// otherwise they are damage. A segment with any damage, a damaged file header or a first record that does
+/// not parse is never cut: its readable records are copied to a clean file under its own name and the original
+/// is moved into `quarantine` for a person to look at.
+pub(super) fn scan(path: &Path, first_seq: u64, end: End) -> io::Result<Scanned> {
     let bytes = fs::read(path)?;
     let size = bytes.len() as u64;
-    let format = if bytes.starts_with(FILE_HEADER) {
-        Format::V2
-    } else if size > 0 && size < FILE_HEADER.len() as u64 && FILE_HEADER.starts_with(&bytes) {
-        // A file header torn while the segment was created: an empty segment.
-        Format::V2
-    } else {
-        Format::V1
+    let Some((format, header_ok)) = detect(&bytes) else {
+        // Nothing in it parses: every round it held is damaged.
+        let lost = first_seq..end.known().unwrap_or(first_seq).max(first_seq);
+        let damage = (size > 0)
+            .then(|| Damage { segment: path.to_owned(), offset: 0, bytes: size, lost, rounds: 0, torn: false })
+            .into_iter()
+            .collect::<Vec<_>>();
+        let fix = if size > 0 { Fix::Repair { clean: Vec::new() } } else { Fix::Keep };
+        let segment =
+            Segment { path: path.to_owned(), format: Format::V2, bytes: 0, records: Vec::new(), sealed: true };
+        return Ok(Scanned { segment, damage, missing: 0..0, fix });
     };
+    let below_end = |info: &RecordInfo| !matches!(end, End::Next(next) if info.seq >= next);
     let mut records: Vec<RecordInfo> = Vec::new();
     let mut damage = Vec::new();
     let mut offset = format.first_record().min(size);
     let mut good = size;
-    let lost_between = |previous: Option<&RecordInfo>, next_seq: u64| {
-        let from = previous.map_or(first_seq, |r| r.seq + 1).max(acked);
-        next_seq.saturating_sub(from)
-    };
+    let mut missing = 0..0;
+    let next_of = |records: &[RecordInfo]| records.last().map_or(first_seq, |r| r.seq + 1);
     while offset < size {
         if let Some(info) = parse(&bytes, format, offset) {
-            // Sequence numbers only grow within a segment; anything else is not a record of ours.
-            if records.last().is_none_or(|r| info.seq > r.seq) {
+            // Sequence numbers only grow within a segment and stay below the next one's; anything else is not
+            // a record of ours (a ghost: a write whose fsync failed, its number reused by the next segment).
+            if records.last().is_none_or(|r| info.seq > r.seq) && below_end(&info) {
                 offset += format.header() + u64::from(info.len);
                 records.push(info);
                 continue;
@@ -190,65 +283,151 @@ pub(super) fn scan(path: &Path, first_seq: u64, acked: u64) -> io::Result<(Segme
         }
         let resync = match format {
             Format::V1 => None,
-            Format::V2 => (offset + 1..size)
-                .filter(|at| bytes[*at as usize..].starts_with(MAGIC))
-                .find_map(|at| parse(&bytes, format, at).filter(|r| records.last().is_none_or(|l| r.seq > l.seq))),
+            Format::V2 => (offset + 1..size).filter(|at| bytes[*at as usize..].starts_with(MAGIC)).find_map(|at| {
+                parse(&bytes, format, at).filter(|r| records.last().is_none_or(|l| r.seq > l.seq) && below_end(r))
+            }),
         };
-        match resync {
-            Some(next) => {
-                damage.push(Damage {
-                    segment: path.to_owned(),
-                    offset,
-                    bytes: next.offset - offset,
-                    rounds: lost_between(records.last(), next.seq),
-                    torn: false,
-                });
-                offset = next.offset;
-            }
+        if let Some(next) = resync {
+            damage.push(Damage {
+                segment: path.to_owned(),
+                offset,
+                bytes: next.offset - offset,
+                lost: next_of(&records)..next.seq,
+                rounds: 0,
+                torn: false,
+            });
+            offset = next.offset;
+            continue;
+        }
+        let from = next_of(&records);
+        let lost_here = match end.known() {
+            Some(end) => from..end.max(from),
+            // Without a known end (a queue from before the durable number): a whole-length record at the end
+            // whose CRC fails is a damaged round; anything shorter is a write that never returned.
             None => {
-                // A whole-length record at the end whose CRC fails is a damaged round; anything shorter is
-                // a write that never returned.
-                let whole = match format {
-                    Format::V2 => {
-                        bytes[offset as usize..].starts_with(MAGIC)
-                            && size - offset >= format.header()
-                            && size - offset
-                                == format.header()
-                                    + u64::from(u32::from_le_bytes(
-                                        bytes[offset as usize + 4..offset as usize + 8].try_into().expect("4"),
-                                    ))
-                    }
-                    Format::V1 => false,
-                };
-                let previous_seq = records.last().map_or(first_seq, |r| r.seq + 1);
-                damage.push(Damage {
-                    segment: path.to_owned(),
-                    offset,
-                    bytes: size - offset,
-                    rounds: u64::from(whole && previous_seq >= acked),
-                    torn: !whole,
-                });
-                good = offset;
-                break;
+                let at = offset as usize;
+                let whole = format == Format::V2
+                    && bytes[at..].starts_with(MAGIC)
+                    && size - offset >= format.header()
+                    && size - offset
+                        == format.header()
+                            + u64::from(u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4")));
+                from..from + u64::from(whole)
             }
+        };
+        damage.push(Damage {
+            segment: path.to_owned(),
+            offset,
+            bytes: size - offset,
+            torn: lost_here.is_empty(),
+            lost: lost_here,
+            rounds: 0,
+        });
+        good = offset;
+        break;
+    }
+    if good == size {
+        if let Some(end) = end.known() {
+            missing = next_of(&records)..end.max(next_of(&records));
         }
     }
-    if good < size {
-        let file = OpenOptions::new().write(true).open(path)?;
-        file.set_len(good)?;
-        file.sync_all()?;
+    let first_bad = records.first().is_none_or(|r| r.offset != format.first_record()) && size > format.first_record();
+    let needs_repair = !header_ok || first_bad || damage.iter().any(|d| !d.torn);
+    if needs_repair {
+        let mut clean = FILE_HEADER.to_vec();
+        let mut moved = Vec::with_capacity(records.len());
+        for info in &records {
+            let start = info.offset as usize + format.header() as usize;
+            let payload = &bytes[start..start + info.len as usize];
+            let copy = RecordInfo { offset: clean.len() as u64, ..*info };
+            clean.extend(encode_record(&copy, payload));
+            moved.push(copy);
+        }
+        let segment = Segment {
+            path: path.to_owned(),
+            format: Format::V2,
+            bytes: clean.len() as u64,
+            records: moved,
+            sealed: true,
+        };
+        let clean = if segment.records.is_empty() { Vec::new() } else { clean };
+        return Ok(Scanned { segment, damage, missing, fix: Fix::Repair { clean } });
     }
-    let bytes_good = if format == Format::V2 && good < FILE_HEADER.len() as u64 {
-        // A torn file header: rewrite it whole so appends (if any) land after it.
-        let mut file = OpenOptions::new().write(true).open(path)?;
-        file.write_all(FILE_HEADER)?;
-        file.sync_all()?;
-        FILE_HEADER.len() as u64
-    } else {
-        good
-    };
+    let header = format == Format::V2 && good < FILE_HEADER.len() as u64;
+    let fix = if good < size || header { Fix::Truncate { to: good, header } } else { Fix::Keep };
+    let bytes_good = if header { FILE_HEADER.len() as u64 } else { good };
     let sealed = format != Format::V2;
-    Ok((Segment { path: path.to_owned(), format, bytes: bytes_good, records, sealed }, damage))
+    Ok(Scanned {
+        segment: Segment { path: path.to_owned(), format, bytes: bytes_good, records, sealed },
+        damage,
+        missing,
+        fix,
+    })
+}
+
+/// Make the change [`scan`] planned for the segment at `path`; a damaged file goes into `quarantine`.
+/// Returns where a damaged file went. A repair first writes the clean copy beside it (`.seg.repair`), then
+/// moves the original aside, then renames the copy in: a crash in between leaves either the original or the
+/// copy, which the next open finishes ([`finish_repair`]).
+pub(super) fn apply(path: &Path, fix: &Fix, quarantine: &Path) -> io::Result<Option<PathBuf>> {
+    match fix {
+        Fix::Keep => Ok(None),
+        Fix::Truncate { to, header } => {
+            let mut file = private_files::open_existing(path)?;
+            file.set_len(*to)?;
+            if *header {
+                // A torn file header: rewrite it whole so appends (if any) land after it.
+                file.write_all(FILE_HEADER)?;
+            }
+            file.sync_all()?;
+            Ok(None)
+        }
+        Fix::Repair { clean } => {
+            let repaired = repair_path(path);
+            if !clean.is_empty() {
+                write_whole(&repaired, clean)?;
+            }
+            let quarantined = move_aside(path, quarantine)?;
+            if !clean.is_empty() {
+                fs::rename(&repaired, path)?;
+            }
+            Ok(Some(quarantined))
+        }
+    }
+}
+
+/// Where a segment's clean copy is written before it takes the segment's name.
+fn repair_path(path: &Path) -> PathBuf {
+    path.with_extension("seg.repair")
+}
+
+/// Finish a repair a crash interrupted: a clean copy whose segment is gone (moved aside) takes its name; one
+/// whose segment is still there is discarded (the segment is read, and repaired, again).
+pub(super) fn finish_repair(repaired: &Path) -> io::Result<()> {
+    let segment = repaired.with_extension("");
+    if segment.exists() {
+        fs::remove_file(repaired)
+    } else {
+        fs::rename(repaired, segment)
+    }
+}
+
+/// Write `bytes` as a new file at `path` and fsync it.
+fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = private_files::create_fresh(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Move a damaged segment into `quarantine` (created private), named after it and the time, so a person can
+/// look at what was lost; returns where it went.
+fn move_aside(path: &Path, quarantine: &Path) -> io::Result<PathBuf> {
+    private_files::ensure_dir(quarantine, true)?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let name = path.file_name().map_or_else(|| "segment".into(), |n| n.to_string_lossy().into_owned());
+    let to = quarantine.join(format!("{name}.{stamp}"));
+    fs::rename(path, &to)?;
+    Ok(to)
 }
 
 /// A record's payload, its CRC checked: `None` when it no longer checks.
