@@ -51,3 +51,35 @@ mod tests {
         assert!(boot_step + slack >= mono_step && boot_step <= mono_step + slack, "{boot_step:?} vs {mono_step:?}");
     }
 }
+
+/// The last second of year 9999: a time read from a file or another process beyond it (or not finite, or
+/// before 1970) is damage, not a time.
+pub const LATEST_PLAUSIBLE: f64 = 253_402_300_799.0;
+
+/// Whether `seconds` (Unix) is a time this program can show and compute with.
+pub fn plausible_unix_seconds(seconds: f64) -> bool {
+    seconds.is_finite() && (0.0..=LATEST_PLAUSIBLE).contains(&seconds)
+}
+
+/// `seconds` (Unix) as RFC 3339 to the second, or `?` when it is not a plausible time (never a panic).
+pub fn rfc3339_seconds(seconds: f64) -> String {
+    if !plausible_unix_seconds(seconds) {
+        return "?".into();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs_f64(seconds)).to_string()
+}
+
+#[cfg(test)]
+mod plausible_tests {
+    use super::*;
+
+    #[test]
+    fn absurd_times_are_shown_as_unknown_never_a_panic() {
+        for absurd in [1e300, f64::INFINITY, f64::NAN, -1.0, LATEST_PLAUSIBLE + 1.0] {
+            assert!(!plausible_unix_seconds(absurd), "{absurd}");
+            assert_eq!(rfc3339_seconds(absurd), "?");
+        }
+        assert_eq!(rfc3339_seconds(0.0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_seconds(LATEST_PLAUSIBLE), "9999-12-31T23:59:59Z");
+    }
+}

@@ -121,8 +121,8 @@ fn timeline_table(status: &crate::record::status::StatusReport) -> String {
     use crate::record::timeline::human_duration;
     let mut text = String::from("| start (UTC) | duration | what | where | detail |\n|---|---|---|---|---|\n");
     for event in &status.timeline {
-        let start =
-            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs_f64(event.start.max(0.0)));
+        // The status comes from whatever answers on web.listen: a time beyond reason is shown as `?`.
+        let start = crate::clock::rfc3339_seconds(event.start);
         let duration = match (event.spell, event.end) {
             (true, Some(end)) => human_duration(end - event.start),
             (true, None) => format!("{} (going on)", human_duration(status.now - event.start)),

@@ -49,10 +49,18 @@ fn decode_into(bytes: &[u8], recorder: &Recorder) -> Result<usize, String> {
     let file: StateFile = serde_json::from_value(version).map_err(|e| e.to_string())?;
     let restored = file.forwards.len();
     for (name, buckets) in file.forwards {
-        recorder.restore_buckets(&name, buckets);
+        // A bucket whose start is beyond year 9999 is damage: dropped, the rest kept.
+        let (kept, absurd): (Vec<Bucket>, Vec<Bucket>) =
+            buckets.into_iter().partition(|b| crate::clock::plausible_unix_seconds(b.start as f64));
+        if !absurd.is_empty() {
+            tracing::warn!(forward = %name, buckets = absurd.len(), "the state file holds buckets with impossible start times; ignored");
+        }
+        recorder.restore_buckets(&name, kept);
     }
     for (gateway, since) in file.exposed_since {
-        if since.is_finite() && since > 0.0 {
+        if since != 0.0 && !crate::clock::plausible_unix_seconds(since) {
+            tracing::warn!(gateway = %gateway, exposed_since = since, "the state file holds an impossible exposure start; ignored");
+        } else if since > 0.0 {
             recorder.restore_exposure(&gateway, since);
         }
     }
@@ -83,9 +91,9 @@ pub fn load(path: &Path, recorder: &Recorder) {
 /// Save the recorder's buckets to `path` atomically.
 pub fn save(path: &Path, recorder: &Recorder) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    std::fs::create_dir_all(&dir)?;
+    crate::private_files::ensure_dir(&dir, false)?;
     let temporary = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
-    let mut file = std::fs::File::create(&temporary)?;
+    let mut file = crate::private_files::create_fresh(&temporary)?;
     file.write_all(&encode(recorder))?;
     file.sync_all()?;
     drop(file);

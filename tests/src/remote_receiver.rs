@@ -59,12 +59,20 @@ pub struct Step {
     pub headers: Vec<(String, String)>,
     /// How many requests this step answers.
     pub count: usize,
+    /// The answer's body: this text, then this many filler bytes (streamed, never held whole).
+    pub body: (String, usize),
 }
 
 impl Step {
     /// Answer `count` requests with `status`.
     pub fn status(status: u16, count: usize) -> Step {
-        Step { status, headers: Vec::new(), count }
+        Step { status, headers: Vec::new(), count, body: (String::new(), 0) }
+    }
+
+    /// The same answering with `text` and then `filler` bytes of `x` as its body.
+    pub fn with_body(mut self, text: &str, filler: usize) -> Step {
+        self.body = (text.to_owned(), filler);
+        self
     }
 
     /// The same with a header.
@@ -219,12 +227,14 @@ fn serve(stream: TcpStream, state: &Mutex<State>, upstream: Option<&str>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let (status, headers, delay) = {
+        let (status, headers, delay, answer_body) = {
             let mut state = state.lock().unwrap();
             let seen = state.answered.len() + 1;
             let mut answer = (0, Vec::new());
+            let mut answer_body = (String::new(), 0);
             if let Some(step) = state.script.front_mut() {
                 answer = (step.status, step.headers.clone());
+                answer_body = step.body.clone();
                 step.count -= 1;
                 if step.count == 0 {
                     state.script.pop_front();
@@ -235,7 +245,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, upstream: Option<&str>) {
             if answer.0 == 0 && state.max_body.is_some_and(|limit| body.len() > limit) {
                 answer = (413, Vec::new());
             }
-            (answer.0, answer.1, state.delay)
+            (answer.0, answer.1, state.delay, answer_body)
         };
         thread::sleep(delay);
         let status = match (status, upstream) {
@@ -249,14 +259,26 @@ fn serve(stream: TcpStream, state: &Mutex<State>, upstream: Option<&str>) {
             body_len: body.len(),
             at: Instant::now(),
         });
-        let mut answer = format!("HTTP/1.1 {status} Scripted\r\nContent-Length: 0\r\n");
+        let (text, filler) = answer_body;
+        let mut answer = format!("HTTP/1.1 {status} Scripted\r\nContent-Length: {}\r\n", text.len() + filler);
         for (name, value) in &headers {
             answer.push_str(&format!("{name}: {value}\r\n"));
         }
         answer.push_str("\r\n");
+        answer.push_str(&text);
         use std::io::Write;
         if writer.write_all(answer.as_bytes()).is_err() {
             return;
+        }
+        let chunk = vec![b'x'; 1 << 20];
+        let mut left = filler;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if writer.write_all(&chunk[..n]).is_err() {
+                // The client stopped reading (as it should, past what it keeps).
+                return;
+            }
+            left -= n;
         }
     }
 }

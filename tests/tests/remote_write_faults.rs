@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use e2e::*;
 
 const T: Duration = Duration::from_secs(60);
-const REASONS: [&str; 5] = ["over_max_bytes", "disk_full", "io_error", "corrupt", "rejected"];
+const REASONS: [&str; 6] = ["over_max_bytes", "disk_full", "io_error", "corrupt", "missing", "rejected"];
 
 /// A config with one forward (to nothing: its probes only add series) and remote write every 100 ms with
 /// short backoffs (100 ms doubling to 400 ms), so a script of many answers runs in seconds.
@@ -49,8 +49,7 @@ fn assert_accounted(scrape: &Scrape) {
 }
 
 /// What the receiver saw: every accepted round (sequence number -> timestamps, one per delivery), the
-/// accepted sequence numbers in request order, and the rounds refused for good (400, 409, 422, or 413 for a
-/// single round).
+/// accepted sequence numbers in request order, and the rounds refused for good (400, 409, 422).
 struct Seen {
     deliveries: BTreeMap<u64, Vec<i64>>,
     in_order: Vec<u64>,
@@ -60,7 +59,7 @@ struct Seen {
 fn seen(receiver: &ScriptedReceiver) -> Seen {
     let mut seen = Seen { deliveries: BTreeMap::new(), in_order: Vec::new(), refused: BTreeSet::new() };
     for answer in receiver.answered() {
-        let for_good = matches!(answer.status, 400 | 409 | 422) || (answer.status == 413 && answer.rounds.len() == 1);
+        let for_good = matches!(answer.status, 400 | 409 | 422);
         for (seq, at) in &answer.rounds {
             if answer.status == 204 {
                 seen.deliveries.entry(*seq).or_default().push(*at);
@@ -134,10 +133,11 @@ fn every_answer_a_receiver_gives_is_retried_split_or_counted() {
         a.iter().any(|a| a.status == 413) && a.last().is_some_and(|a| a.status == 204)
     });
     exporter.wait_for("the backlog drained in small batches", T, |m| queued(m) <= 2.0);
-    // A round larger than the receiver takes: dropped, counted with its status.
+    // A round larger than the receiver takes: it waits and is retried (a body limit is a setting a person
+    // fixes), counted under 413, never dropped.
     receiver.limit_body(Some(64));
-    exporter.wait_for("single rounds refused as too large", T, |m| {
-        m.value("openclaw_exporter_remote_write_rejected_batches_total{status=\"413\"}") >= 2.0
+    exporter.wait_for("single rounds refused as too large, retried", T, |m| {
+        m.value("openclaw_exporter_remote_write_retries_total{status=\"413\"}") >= 2.0
     });
     receiver.limit_body(None);
     let last_answered = receiver.answered().len();
@@ -156,6 +156,7 @@ fn every_answer_a_receiver_gives_is_retried_split_or_counted() {
         let series = format!("openclaw_exporter_remote_write_rejected_batches_total{{status=\"{status}\"}}");
         assert_eq!(scrape.value(&series), 1.0, "{series}");
     }
+    assert_eq!(scrape.value("openclaw_exporter_remote_write_rejected_batches_total{status=\"413\"}"), 0.0);
     assert!(scrape.value("openclaw_exporter_remote_write_retries_total{status=\"4xx\"}") >= 13.0);
     assert!(scrape.value("openclaw_exporter_remote_write_retries_total{status=\"3xx\"}") >= 2.0);
     assert!(scrape.value("openclaw_exporter_remote_write_retries_total{status=\"5xx\"}") >= 12.0);
@@ -244,9 +245,11 @@ fn a_full_disk_loses_no_written_round_and_a_failed_acknowledgement_backs_off() {
     assert!(full.value("openclaw_exporter_remote_write_queue_errors_total{op=\"append\"}") >= 3.0);
     assert_accounted(&full);
 
-    // No inode left (the acknowledgement's temporary file cannot be created), but blocks again.
-    fill_inodes(&disk.join("inodes"));
+    // No inode left (the acknowledgement's temporary file cannot be created), but blocks again. (The filler
+    // goes first: its inode, freed after the inodes ran out, would let every acknowledgement through, since each
+    // rename over `acked` frees the one it replaces.)
     std::fs::remove_file(disk.join("filler")).unwrap();
+    fill_inodes(&disk.join("inodes"));
     let appending = dropped(&full, "disk_full");
     exporter.wait_for("appends again", T, |m| queued(m) >= 10.0 + queued(&full));
     receiver.script(vec![]);
@@ -334,30 +337,29 @@ fn a_flipped_bit_loses_only_its_round() {
     assert!(last > records.last().unwrap().1, "rounds after the damage delivered");
 }
 
-/// Two exporters on one queue directory: the second exits non-zero, naming the directory and the first's pid.
+/// Two exporters on one queue directory: the second never takes the first's queue, but it does not exit
+/// either (remote write never stops the probes): it probes and serves, logs the directory and the first's pid,
+/// counts its open retries, and takes the queue over once the first stops.
 #[test]
-fn a_second_exporter_on_one_queue_directory_is_refused() {
+fn a_second_exporter_on_one_queue_directory_waits_for_it_and_probes_meanwhile() {
     let receiver = ScriptedReceiver::start(None);
     let dir = tempfile::tempdir().unwrap();
     let queue_dir = dir.path().join("queue");
-    let first = Exporter::start(&config(&receiver.url(), &queue_dir, ""));
+    let mut first = Exporter::start(&config(&receiver.url(), &queue_dir, ""));
     first.wait_for("the first one queues", T, |m| rounds(m, "taken") >= 1.0);
-    let second_config = dir.path().join("second.toml");
-    std::fs::write(
-        &second_config,
-        format!("[web]\nlisten = \"127.0.0.1:{}\"\n{}", free_port(), config(&receiver.url(), &queue_dir, "")),
-    )
-    .unwrap();
-    let mut second = Proc::spawn(
-        "second exporter",
-        std::process::Command::new(workspace_binary("openclaw-tunnel-exporter")).arg("--config").arg(&second_config),
-    );
-    let status = second.wait_exit(Duration::from_secs(30)).expect("the second exporter exits");
-    assert!(!status.success());
-    let output = second.output();
+    let second = Exporter::start(&config(&receiver.url(), &queue_dir, ""));
+    let scrape = second.wait_for("the second retries the open", T, |m| {
+        m.value("openclaw_exporter_remote_write_queue_errors_total{op=\"open\"}") >= 2.0
+    });
+    second.wait_for("the second probes", T, |m| m.value("openclaw_tunnel_syn_attempts_total{forward=\"t\"}") > 0.0);
+    let output = second.proc.output();
     assert!(output.contains(&queue_dir.display().to_string()), "{output}");
     assert!(output.contains(&format!("pid {}", first.proc.pid())), "{output}");
     first.wait_for("the first one carries on", T, |m| rounds(m, "sent") >= 3.0);
+    first.proc.signal(libc::SIGTERM);
+    first.proc.wait_exit(Duration::from_secs(10)).expect("the first stops");
+    let scrape = second.wait_for("the second takes the queue over", T, |m| rounds(m, "sent") >= 3.0);
+    assert_accounted(&scrape);
 }
 
 /// SIGKILL at random moments (50 times) while rounds are appended every 100 ms and sent to a slow receiver
@@ -428,4 +430,229 @@ fn rand_below(n: u64) -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(Instant::now().elapsed().as_nanos());
     hasher.finish() % n
+}
+
+/// The queue's segment files, in order.
+fn segment_files(queue_dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(queue_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every round numbered up to the highest delivered arrived at least once (`at_least_once`) or exactly once.
+fn assert_every_round_arrived(seen: &Seen, at_least_once: bool) -> u64 {
+    let last = *seen.deliveries.keys().last().expect("rounds delivered");
+    for seq in 0..=last {
+        let times = seen.deliveries.get(&seq).map_or(0, Vec::len);
+        assert!(times == 1 || (at_least_once && times > 1), "round {seq} delivered {times} times");
+    }
+    last
+}
+
+/// Rounds queued against a dead receiver, one byte of the segment's file header flipped while the exporter is
+/// stopped: every round arrives once and new rounds take numbers above the old ones. Before issue 29 the
+/// flipped header made the whole segment read as the old format and cut to nothing (16 rounds gone, uncounted).
+#[test]
+fn a_flipped_file_header_loses_nothing_and_numbers_go_on_upward() {
+    let receiver = ScriptedReceiver::start(None);
+    receiver.script(vec![Step::status(503, usize::MAX)]);
+    let dir = tempfile::tempdir().unwrap();
+    let queue_dir = dir.path().join("queue");
+    let config = config(&receiver.url(), &queue_dir, "");
+    let mut exporter = Exporter::start(&config);
+    let before = exporter.wait_for("rounds queued", T, |m| queued(m) >= 16.0);
+    let numbered_before = before.value("openclaw_exporter_remote_write_round_sequence") as u64;
+    exporter.proc.signal(libc::SIGKILL);
+    exporter.proc.wait_exit(Duration::from_secs(10)).unwrap();
+    let segment = segment_files(&queue_dir)[0].clone();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[2] ^= 0x10;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    receiver.script(vec![]);
+    exporter = Exporter::start(&config);
+    let scrape = exporter.wait_for("the queue drained", T, |m| queued(m) <= 1.0 && rounds(m, "sent") >= 20.0);
+    assert_accounted(&scrape);
+    assert_eq!(dropped(&scrape, "corrupt"), 0.0);
+    let seen = seen(&receiver);
+    let last = assert_every_round_arrived(&seen, false);
+    assert!(
+        last > numbered_before + 3,
+        "new rounds numbered after the old ones: last {last}, {numbered_before} before"
+    );
+    assert!(queue_dir.join("quarantine").read_dir().unwrap().count() == 1, "the damaged original is kept aside");
+}
+
+/// Rounds queued, then every segment file deleted while the exporter runs (a cleanup tool): with the receiver
+/// back, new rounds arrive within 15 s, the deleted ones are counted `missing`, the queue stays within
+/// `max_bytes`. Before issue 29 the sender retried the missing file for ever and nothing was sent again.
+#[test]
+fn deleted_segment_files_are_counted_missing_and_new_rounds_flow() {
+    let receiver = ScriptedReceiver::start(None);
+    receiver.script(vec![Step::status(503, usize::MAX)]);
+    let dir = tempfile::tempdir().unwrap();
+    let queue_dir = dir.path().join("queue");
+    let exporter = Exporter::start(&config(&receiver.url(), &queue_dir, "max_bytes = \"1MiB\"\n"));
+    exporter.wait_for("the probes run", T, |m| m.value("openclaw_tunnel_syn_attempts_total{forward=\"t\"}") > 0.0);
+    let before = exporter.wait_for("rounds queued", T, |m| queued(m) >= 10.0);
+    let numbered_before = before.value("openclaw_exporter_remote_write_round_sequence") as u64;
+    for file in segment_files(&queue_dir) {
+        std::fs::remove_file(file).unwrap();
+    }
+    receiver.script(vec![]);
+    receiver.wait_for("a round numbered after the deletion delivered", Duration::from_secs(15), |answered| {
+        answered.iter().any(|a| a.status == 204 && a.rounds.iter().any(|(seq, _)| *seq > numbered_before))
+    });
+    let scrape = exporter.wait_for("the deleted rounds counted", T, |m| dropped(m, "missing") >= 10.0);
+    assert_accounted(&scrape);
+    let on_disk: u64 = segment_files(&queue_dir).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    assert!(on_disk <= 1 << 20, "{on_disk} bytes on disk");
+    assert!(exporter.proc.output().contains("counted dropped (missing)"), "{}", exporter.proc.output());
+}
+
+/// The exporter's peak resident memory (VmHWM), bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// A receiver answering 503 with a 300 MiB body, three times: the exporter reads the 256 bytes it keeps and
+/// drops the connection; its peak memory stays under 100 MB. Before issue 29 it collected the whole body
+/// (peak RSS 320 MB).
+#[test]
+fn a_huge_error_body_costs_no_memory() {
+    let receiver = ScriptedReceiver::start(None);
+    receiver.script(vec![Step::status(503, 3).with_body("busy", 300 << 20)]);
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = Exporter::start(&config(&receiver.url(), &dir.path().join("queue"), ""));
+    receiver.wait_for("three huge answers", T, |a| a.iter().filter(|a| a.status == 503).count() >= 3);
+    exporter.wait_for("rounds sent after them", T, |m| rounds(m, "sent") >= 3.0);
+    let peak = peak_rss(exporter.proc.pid());
+    assert!(peak < 100 << 20, "peak RSS {} MB", peak >> 20);
+    eprintln!("peak RSS after three 300 MiB answers: {} MB", peak >> 20);
+}
+
+/// `acked` holding a word, then a number beyond the queue: the exporter starts, probes and serves, counts the
+/// damage once, and sends every queued round again (at least once: none lost). Before issue 29 the word made
+/// the exporter exit at start, and the number silently dropped the queue.
+#[test]
+fn a_damaged_acked_file_resends_the_queue_and_never_stops_the_exporter() {
+    for damage in ["soon\n", "184467440737\n"] {
+        let receiver = ScriptedReceiver::start(None);
+        let dir = tempfile::tempdir().unwrap();
+        let queue_dir = dir.path().join("queue");
+        let config = config(&receiver.url(), &queue_dir, "");
+        let mut exporter = Exporter::start(&config);
+        exporter.wait_for("rounds sent", T, |m| rounds(m, "sent") >= 3.0);
+        receiver.script(vec![Step::status(503, usize::MAX)]);
+        exporter.wait_for("rounds queued", T, |m| queued(m) >= 5.0);
+        exporter.proc.signal(libc::SIGKILL);
+        exporter.proc.wait_exit(Duration::from_secs(10)).unwrap();
+        std::fs::write(queue_dir.join("acked"), damage).unwrap();
+        receiver.script(vec![]);
+        exporter = Exporter::start(&config);
+        let scrape = exporter.wait_for("the queue drained", T, |m| queued(m) <= 1.0 && rounds(m, "sent") >= 5.0);
+        assert_accounted(&scrape);
+        assert_eq!(scrape.value("openclaw_exporter_remote_write_queue_errors_total{op=\"acked\"}"), 1.0, "{damage}");
+        exporter.wait_for("the probes run", T, |m| m.value("openclaw_tunnel_syn_attempts_total{forward=\"t\"}") > 0.0);
+        assert_every_round_arrived(&seen(&receiver), true);
+        let log = exporter.proc.output();
+        assert!(log.contains("acknowledgement file is not usable"), "{log}");
+    }
+}
+
+/// A proxy refusing every body with 413 for 10 s: no round dropped, all arrive afterwards, once and in order,
+/// and the retries are counted under 413. Before issue 29 a single round refused with 413 was dropped.
+#[test]
+fn a_proxy_refusing_every_body_for_ten_seconds_loses_nothing() {
+    let receiver = ScriptedReceiver::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = Exporter::start(&config(&receiver.url(), &dir.path().join("queue"), ""));
+    receiver.wait_for("rounds delivered", T, |a| a.iter().filter(|a| a.status == 204).count() >= 3);
+    receiver.limit_body(Some(1));
+    // The scenario: the proxy's limit holds for ten seconds.
+    std::thread::sleep(Duration::from_secs(10));
+    let numbered = exporter.scrape().value("openclaw_exporter_remote_write_round_sequence") as u64;
+    receiver.limit_body(None);
+    receiver.wait_for("every round delivered", T, |answered| {
+        answered.iter().any(|a| a.status == 204 && a.rounds.iter().any(|(seq, _)| *seq >= numbered))
+    });
+    let scrape = exporter.scrape();
+    assert_accounted(&scrape);
+    assert_eq!(dropped(&scrape, "rejected"), 0.0);
+    assert!(scrape.value("openclaw_exporter_remote_write_retries_total{status=\"413\"}") >= 1.0);
+    assert_each_round_once_in_order(&seen(&receiver));
+}
+
+/// A receiver whose 503 body carries a newline and a line dressed as the exporter's own: the exporter logs the
+/// body, but no log line starts with the forged text.
+#[test]
+fn a_receivers_answer_never_forges_a_log_line() {
+    let forged = "2026-12-04T00:00:00.000000Z ERROR openclaw_tunnel_exporter: forged by the receiver";
+    let receiver = ScriptedReceiver::start(None);
+    receiver.script(vec![Step::status(503, 2).with_body(&format!("busy\n{forged}\nmore"), 0)]);
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = Exporter::start(&config(&receiver.url(), &dir.path().join("queue"), ""));
+    exporter.wait_for("rounds sent after the answers", T, |m| rounds(m, "sent") >= 2.0);
+    let log = exporter.proc.output();
+    assert!(log.contains("forged by the receiver"), "the answer is logged:\n{log}");
+    for line in log.lines() {
+        assert!(!line.starts_with("2026-12-04T00:00:00.000000Z"), "a forged line: {line}");
+    }
+}
+
+/// As root: a queue directory owned by another user is refused by name, and the exporter goes on probing and
+/// serving, retrying the open (counted) and counting each round meanwhile dropped; given back, it opens and
+/// sends. Before issue 29 the exporter used the directory, and a queue open error stopped it at start.
+#[test]
+fn a_queue_directory_of_another_user_is_refused_by_name_and_the_exporter_runs_on() {
+    if !root_or_skip("a_queue_directory_of_another_user_is_refused_by_name", "chown to another user") {
+        return;
+    }
+    let receiver = ScriptedReceiver::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let queue_dir = dir.path().join("queue");
+    std::fs::create_dir(&queue_dir).unwrap();
+    std::os::unix::fs::chown(&queue_dir, Some(65534), Some(65534)).unwrap();
+    let exporter = Exporter::start(&config(&receiver.url(), &queue_dir, ""));
+    let scrape = exporter.wait_for("the open retried and rounds counted dropped", T, |m| {
+        m.value("openclaw_exporter_remote_write_queue_errors_total{op=\"open\"}") >= 2.0
+            && dropped(m, "io_error") >= 2.0
+    });
+    exporter.wait_for("the probes run", T, |m| m.value("openclaw_tunnel_syn_attempts_total{forward=\"t\"}") > 0.0);
+    assert_accounted(&scrape);
+    let log = exporter.proc.output();
+    assert!(log.contains(&queue_dir.display().to_string()) && log.contains("owned by"), "{log}");
+    assert!(std::fs::read_dir(&queue_dir).unwrap().next().is_none(), "nothing written into it");
+    std::os::unix::fs::chown(&queue_dir, Some(0), Some(0)).unwrap();
+    let scrape = exporter.wait_for("the queue opened and rounds sent", T, |m| rounds(m, "sent") >= 3.0);
+    assert_accounted(&scrape);
+}
+
+/// A symbolic link standing where the acknowledgement's temporary file goes: acknowledgements are written, the
+/// link's target is never touched, and the log names the file.
+#[test]
+fn nothing_is_written_through_a_link_in_the_queue_directory() {
+    let receiver = ScriptedReceiver::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let queue_dir = dir.path().join("queue");
+    std::fs::create_dir(&queue_dir).unwrap();
+    let target = dir.path().join("precious");
+    std::fs::write(&target, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&target, queue_dir.join("acked.tmp")).unwrap();
+    let exporter = Exporter::start(&config(&receiver.url(), &queue_dir, ""));
+    exporter.wait_for("rounds sent and acknowledged", T, |m| rounds(m, "sent") >= 3.0);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+    let log = exporter.proc.output();
+    assert!(log.contains(&queue_dir.join("acked.tmp").display().to_string()), "{log}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&queue_dir).unwrap().permissions().mode() & 0o777, 0o700);
+    for file in segment_files(&queue_dir) {
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600, "{}", file.display());
+    }
 }

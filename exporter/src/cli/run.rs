@@ -81,6 +81,43 @@ fn file_identity(path: &std::path::Path) -> Option<(u64, u64, std::time::SystemT
     Some((inode, meta.len(), meta.modified().ok()?))
 }
 
+/// The human log's writer: one event is one line. The formatter hands each event over whole, ending in a
+/// newline; any newline or carriage return before that end came from a field (a receiver's answer, a gateway's
+/// message, an error's text) and is written escaped (`\\n`), so text from outside can never start a line that
+/// looks like the exporter's own.
+struct OneLine<W>(W);
+
+/// `event` with every line break but a final newline escaped.
+fn one_line(event: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let body = event.strip_suffix(b"\n").unwrap_or(event);
+    if !body.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+        return std::borrow::Cow::Borrowed(event);
+    }
+    let mut line = Vec::with_capacity(event.len() + 8);
+    for byte in body {
+        match byte {
+            b'\n' => line.extend_from_slice(b"\\n"),
+            b'\r' => line.extend_from_slice(b"\\r"),
+            other => line.push(*other),
+        }
+    }
+    if body.len() < event.len() {
+        line.push(b'\n');
+    }
+    std::borrow::Cow::Owned(line)
+}
+
+impl<W: std::io::Write> std::io::Write for OneLine<W> {
+    fn write(&mut self, event: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(&one_line(event))?;
+        Ok(event.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Logs to stderr (human or JSON, filtered by RUST_LOG, default info) and, when `[otlp]` is configured,
 /// every probe span to an OTLP/HTTP collector. Returns the tracer provider to flush at exit.
 fn init_logging(
@@ -94,10 +131,14 @@ fn init_logging(
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {
-        LogFormat::Human => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
-        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_writer(|| OneLine(std::io::stderr()))
+            .with_ansi(std::io::stderr().is_terminal())
+            .boxed(),
+        LogFormat::Json => {
+            tracing_subscriber::fmt::layer().with_writer(std::io::stderr).json().flatten_event(true).boxed()
+        }
     };
     let (otel, provider) = match otlp {
         None => (None, None),
@@ -281,4 +322,19 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_field_with_a_newline_never_starts_a_line_of_its_own() {
+        let event = b"2026-12-04T00:00:00Z  WARN remote write: detail=busy\n2026-12-04T00:00:01Z ERROR forged\n";
+        let line = one_line(event);
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+        assert!(line.ends_with(b"\\n2026-12-04T00:00:01Z ERROR forged\n"));
+        assert_eq!(&*one_line(b"plain\n"), b"plain\n");
+        assert_eq!(&*one_line(b"a\rb"), b"a\\rb");
+    }
 }

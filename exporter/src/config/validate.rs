@@ -574,7 +574,14 @@ fn validate_remote_write(rw: RawRemoteWrite, state_file: Option<&Path>, c: &mut 
     }
     let queue_dir = match rw.queue_dir {
         Some(dir) => PathBuf::from(dir),
-        None => default_queue_dir(state_file),
+        None => default_queue_dir(state_file).unwrap_or_else(|| {
+            c.problem(
+                "remote_write.queue_dir",
+                &"(unset)",
+                "this user has no home or state directory to keep the queue in; set queue_dir to a directory of your own (a shared temporary directory is never used: other users could read or replace the queue)",
+            );
+            PathBuf::new()
+        }),
     };
     if queue_dir.is_file() {
         c.problem("remote_write.queue_dir", &queue_dir.display(), "is a file; name a directory");
@@ -608,16 +615,14 @@ fn validate_remote_write(rw: RawRemoteWrite, state_file: Option<&Path>, c: &mut 
 }
 
 /// Beside the state file when there is one, else the platform's per-user state directory (Linux
-/// `$XDG_STATE_HOME`, macOS `~/Library/Application Support`, Windows `%LOCALAPPDATA%`).
-fn default_queue_dir(state_file: Option<&Path>) -> PathBuf {
+/// `$XDG_STATE_HOME`, macOS `~/Library/Application Support`, Windows `%LOCALAPPDATA%`); `None` when there is
+/// neither (no home directory): never the shared temporary directory.
+fn default_queue_dir(state_file: Option<&Path>) -> Option<PathBuf> {
     let base = match state_file.and_then(Path::parent) {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => dirs::state_dir()
-            .or_else(dirs::data_local_dir)
-            .unwrap_or_else(std::env::temp_dir)
-            .join("openclaw-tunnel-exporter"),
+        _ => dirs::state_dir().or_else(dirs::data_local_dir)?.join("openclaw-tunnel-exporter"),
     };
-    base.join("remote-write")
+    Some(base.join("remote-write"))
 }
 
 /// `auto` (this OS's default), or a lookup this OS can run.

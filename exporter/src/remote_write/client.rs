@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
@@ -169,21 +170,19 @@ impl Client {
         let request = request.body(Full::new(body)).map_err(|e| SendError::Local(format!("request: {e}")))?;
         let response = connection.send_request(request).await.map_err(|e| SendError::Network(format!("send: {e}")))?;
         let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            // Read the (usually empty) body so the connection can carry the next batch.
-            let _ = response.into_body().collect().await;
-            return Ok(());
-        }
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let retry_after = header("retry-after").as_deref().and_then(retry_after);
         let location = header("location").as_deref().map(without_userinfo);
-        let detail = match response.into_body().collect().await {
-            Ok(body) => {
-                let bytes = body.to_bytes();
-                String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_DETAIL)]).trim().to_owned()
-            }
-            Err(_) => String::new(),
-        };
+        // The body is read up to what is kept, whatever the status: a receiver (or anything on an http://
+        // path) answering with a huge body costs MAX_DETAIL bytes, then the connection is dropped.
+        let (start, whole) = read_start(response.into_body(), MAX_DETAIL).await;
+        if !whole {
+            self.connection = None;
+        }
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let detail = String::from_utf8_lossy(&start).trim().to_owned();
         Err(match classify(status) {
             Answer::Retry => SendError::Retry { status, detail, retry_after, location },
             Answer::Split => SendError::TooLarge { detail },
@@ -240,6 +239,27 @@ impl Client {
             };
         }
         Err(SendError::Network(last))
+    }
+}
+
+/// The first `limit` bytes of a body, and whether that was all of it (so the connection can carry the next
+/// request). Never holds more than one frame beyond `limit`.
+async fn read_start(mut body: hyper::body::Incoming, limit: usize) -> (Vec<u8>, bool) {
+    let mut start = Vec::new();
+    loop {
+        match body.frame().await {
+            None => return (start, true),
+            Some(Err(_)) => return (start, false),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    let room = limit.saturating_sub(start.len());
+                    start.extend_from_slice(&data[..data.len().min(room)]);
+                    if data.len() > room {
+                        return (start, false);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -339,17 +339,9 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
             "<table class=\"timeline\"><tr><th>start (UTC)</th><th>end</th><th>duration</th><th>what</th><th>where</th><th></th></tr>",
         );
         for event in &status.timeline {
-            let start = humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(event.start.max(0.0)),
-            );
+            let start = crate::clock::rfc3339_seconds(event.start);
             let (end, duration) = match (event.spell, event.end) {
-                (true, Some(end)) => (
-                    humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(end.max(0.0)),
-                    )
-                    .to_string(),
-                    human_duration(end - event.start),
-                ),
+                (true, Some(end)) => (crate::clock::rfc3339_seconds(end), human_duration(end - event.start)),
                 (true, None) => ("going on".to_owned(), human_duration(status.now - event.start)),
                 (false, _) => ("–".to_owned(), "–".to_owned()),
             };

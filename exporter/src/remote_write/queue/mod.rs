@@ -228,9 +228,9 @@ pub struct Queue {
     persisted_acked: u64,
     /// The end of the batch [`Queue::peek`] last handed out (the rounds before it may be in flight).
     in_flight_end: u64,
-    /// Rounds of that batch whose segment went for `max_bytes` while it was in flight: sent when the batch is
-    /// acknowledged, dropped when it is not.
-    dropped_in_flight: Loss,
+    /// Rounds of that batch whose segment went (for `max_bytes`, or vanished) while it was in flight: sent
+    /// when the batch is acknowledged, dropped for that reason when it is not.
+    dropped_in_flight: Losses,
     /// Rounds that left the queue unsent, not yet handed to the account ([`Queue::take_losses`]).
     losses: Losses,
     /// What opening found, for the log and the account.
@@ -326,7 +326,7 @@ impl Queue {
             acked,
             persisted_acked: acked,
             in_flight_end: acked,
-            dropped_in_flight: Loss::default(),
+            dropped_in_flight: Losses::default(),
             losses: Losses::default(),
             found_at_open: Found::default(),
             next_failing: false,
@@ -497,7 +497,7 @@ impl Queue {
         let segment = self.segments.remove(index).expect("in range");
         for record in segment.records.iter().filter(|r| r.seq >= self.acked) {
             if record.seq < self.in_flight_end {
-                self.dropped_in_flight.add(record);
+                self.dropped_in_flight.missing.add(record);
             } else {
                 self.losses.missing.add(record);
             }
@@ -524,7 +524,7 @@ impl Queue {
             let oldest = self.segments.pop_front().expect("more than one");
             for record in oldest.records.iter().filter(|r| r.seq >= self.acked) {
                 if record.seq < self.in_flight_end {
-                    self.dropped_in_flight.add(record);
+                    self.dropped_in_flight.over_max_bytes.add(record);
                 } else {
                     self.losses.over_max_bytes.add(record);
                 }
@@ -538,9 +538,10 @@ impl Queue {
     /// reading a file is returned (and the rounds stay).
     pub fn peek(&mut self, max_records: usize, max_payload: usize) -> io::Result<Peeked> {
         let mut peeked = Peeked::default();
-        // Rounds that went for max_bytes while the last batch was in flight, which was not acknowledged.
+        // Rounds that went while the last batch was in flight, which was not acknowledged.
         let dropped = std::mem::take(&mut self.dropped_in_flight);
-        self.losses.over_max_bytes.merge(dropped);
+        self.losses.over_max_bytes.merge(dropped.over_max_bytes);
+        self.losses.missing.merge(dropped.missing);
         let mut taken = 0usize;
         let acked = self.acked;
         let mut index = 0;
@@ -603,9 +604,10 @@ impl Queue {
     pub fn ack(&mut self, seq: u64) -> Acked {
         let mut acked = Acked::default();
         if seq >= self.in_flight_end {
-            let in_flight = std::mem::take(&mut self.dropped_in_flight);
-            acked.rounds += in_flight.rounds;
-            acked.samples += in_flight.samples;
+            for (_, loss) in std::mem::take(&mut self.dropped_in_flight).each() {
+                acked.rounds += loss.rounds;
+                acked.samples += loss.samples;
+            }
         }
         if seq <= self.acked {
             return acked;
@@ -682,7 +684,7 @@ impl Queue {
     /// Rounds not yet acknowledged (with those of the batch in flight whose segment went for `max_bytes`: they
     /// are settled with the batch).
     pub fn queued_rounds(&self) -> u64 {
-        self.unacked().count() as u64 + self.dropped_in_flight.rounds
+        self.unacked().count() as u64 + self.dropped_in_flight.each().iter().map(|(_, l)| l.rounds).sum::<u64>()
     }
 
     /// The timestamp of the oldest unacknowledged round.
