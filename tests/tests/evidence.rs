@@ -180,3 +180,67 @@ fn a_cli_that_prints_a_megabyte_is_archived_not_timed_out() {
     let status = std::fs::read(d.join("evidence/openclaw-gateway-status.json")).unwrap();
     assert_eq!(status.len(), 1024 * 1024, "{}", String::from_utf8_lossy(&status[..status.len().min(200)]));
 }
+
+/// Times beyond reason from outside never panic: a state file whose gateway was "exposed since" 1e300, and a
+/// status server (whatever answers on `web.listen`) whose timeline starts at 1e300. The status page answers
+/// 200; `evidence` writes its archive. Before issue 29 the first made every `GET /` a 500, the second panicked.
+#[test]
+fn absurd_times_from_a_file_or_a_status_server_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let state = d.join("state.json");
+    std::fs::write(&state, r#"{"version":1,"forwards":{},"exposed_since":{"g":1e300}}"#).unwrap();
+    let extra = format!(
+        "{}[[gateway]]\nname = \"g\"\nport = {}\ninterval = \"1h\"\n[state]\nfile = \"{}\"\n",
+        forward_toml("t", free_port()),
+        free_port(),
+        state.display()
+    );
+    let exporter = Exporter::start(&extra);
+    let (_, page) = exporter.get("/", None);
+    assert!(page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"), "{page}");
+    assert!(exporter.proc.output().contains("impossible exposure start"), "{}", exporter.proc.output());
+
+    // A status server answering the exporter's own /api/status with an event that starts at 1e300.
+    let mut status = exporter.status();
+    status["timeline"] = serde_json::json!([
+        {"kind": "tunnel_down", "subject": "t", "detail": "absurd", "start": 1e300, "end": null, "spell": true}
+    ]);
+    let body = status.to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    let config = d.join("evidence.toml");
+    std::fs::write(
+        &config,
+        format!("[web]\nlisten = \"{fake}\"\n{}[auth_probe]\nenabled = false\n", forward_toml("t", free_port())),
+    )
+    .unwrap();
+    let out = d.join("evidence.tar.gz");
+    let output = Command::new(workspace_binary("openclaw-tunnel-exporter"))
+        .arg("--config")
+        .arg(&config)
+        .args(["evidence", "--out"])
+        .arg(&out)
+        .env("HOME", d)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.exists(), "no archive: {stderr}");
+    run_tool("tar", &["-xzf", out.to_str().unwrap(), "-C", d.to_str().unwrap()], d);
+    let found = std::fs::read_dir(d.join("evidence")).unwrap().map(|e| e.unwrap().path()).collect::<Vec<_>>();
+    let timeline = found.iter().find(|p| p.to_string_lossy().contains("timeline")).expect("a timeline file");
+    assert!(std::fs::read_to_string(timeline).unwrap().contains("| ? |"), "the absurd start shown as unknown");
+}

@@ -331,13 +331,13 @@ families! {
     ws_handshake_failures: Tracked<ForwardReasonLabels, Counter> = Tracked::default(),
         "openclaw_gateway_ws_handshake_failures", "WebSocket handshake probes failed, by reason: refused, reset, timeout, upgrade_refused, no_challenge, closed, local_error";
     remote_write_samples: Tracked<ResultLabels, Counter> = Tracked::default(),
-        "openclaw_exporter_remote_write_samples", "Remote-write samples by result: sent (acknowledged), dropped (not written, over max_bytes or corrupt), failed (refused for good: 400, 409, 422, or 413 for a single round)";
+        "openclaw_exporter_remote_write_samples", "Remote-write samples by result: sent (acknowledged), dropped (not written, over max_bytes or corrupt), failed (refused for good: 400, 409, 422)";
     remote_write_rejected: Tracked<StatusLabels, Counter> = Tracked::default(),
-        "openclaw_exporter_remote_write_rejected_batches", "Remote-write batches the receiver refused for good (400, 409, 422; 413 for a single round), dropped, by status";
+        "openclaw_exporter_remote_write_rejected_batches", "Remote-write batches the receiver refused for good (400, 409, 422), dropped, by status";
     remote_write_retries: Tracked<StatusClassLabels, Counter> = Tracked::default(),
         "openclaw_exporter_remote_write_retries", "Remote-write sends retried, by the answer's status class (3xx, 4xx, 5xx) or network (no answer), local (a credential file unreadable)";
     remote_write_queue_errors: Tracked<OpLabels, Counter> = Tracked::default(),
-        "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack and read (retried with backoff)";
+        "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack, read and open (retried with backoff), acked (the acknowledgement file was damaged at open: its rounds are sent again)";
     forward_hijacked: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_forward_hijacked", "1 when a listener that could take the forward's connections (the exact address, a wildcard, a dual-stack IPv6 wildcard) is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token; unchanged while a lookup cannot tell";
     cli_url_matches: Tracked<ForwardLabels, Gauge> = Tracked::default(),

@@ -60,7 +60,7 @@ pub async fn run(
     for result in ["sent", "dropped", "failed"] {
         m.remote_write_samples.get_or_create_owned(&ResultLabels { result });
     }
-    for status in [400, 409, 413, 422] {
+    for status in [400, 409, 422] {
         m.remote_write_rejected.get_or_create_owned(&StatusLabels { status });
     }
     for status in RETRY_CLASSES {
