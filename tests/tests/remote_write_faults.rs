@@ -156,7 +156,9 @@ fn every_answer_a_receiver_gives_is_retried_split_or_counted() {
         let series = format!("openclaw_exporter_remote_write_rejected_batches_total{{status=\"{status}\"}}");
         assert_eq!(scrape.value(&series), 1.0, "{series}");
     }
-    assert!(scrape.get("openclaw_exporter_remote_write_rejected_batches_total{status=\"413\"}").is_none_or(|v| v == 0.0));
+    assert!(scrape
+        .get("openclaw_exporter_remote_write_rejected_batches_total{status=\"413\"}")
+        .is_none_or(|v| v == 0.0));
     assert!(scrape.value("openclaw_exporter_remote_write_retries_total{status=\"4xx\"}") >= 13.0);
     assert!(scrape.value("openclaw_exporter_remote_write_retries_total{status=\"3xx\"}") >= 2.0);
     assert!(scrape.value("openclaw_exporter_remote_write_retries_total{status=\"5xx\"}") >= 12.0);
