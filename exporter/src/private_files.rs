@@ -61,13 +61,15 @@ fn check_dir(dir: &Path, _tighten: bool) -> io::Result<()> {
 
 /// Options that never follow a symbolic link at the last component and create files 0600.
 pub fn options() -> OpenOptions {
-    let mut options = OpenOptions::new();
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
+        let mut options = OpenOptions::new();
         options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        options
     }
-    options
+    #[cfg(not(unix))]
+    OpenOptions::new()
 }
 
 /// A new file at `path`, written from empty: whatever was there (a stale temporary file, or a symbolic link
