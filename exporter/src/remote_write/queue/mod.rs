@@ -335,7 +335,11 @@ impl Queue {
         // Segments deleted before the first one left (or all of them).
         let first_present = scans.first().map_or(highest, |(first, _)| *first);
         found.missing += first_present.saturating_sub(acked);
-        for (_, scanned) in scans {
+        let newest = scans.len().saturating_sub(1);
+        for (i, (_, mut scanned)) in scans.into_iter().enumerate() {
+            // Appends go to the newest segment only; an older one is complete (a segment sealed after a failed
+            // write stays sealed across a restart).
+            scanned.segment.sealed |= i < newest;
             let path = scanned.segment.path.clone();
             if let Some(moved) = apply(&path, &scanned.fix, &quarantine).map_err(|e| named(&path, e))? {
                 found.quarantined.push((path.clone(), moved));
@@ -358,9 +362,12 @@ impl Queue {
         queue.skip_lost_front();
         if found.acked_problem.is_some() || fresh || queue.acked != acked {
             // Write the acknowledgement the queue now uses, so damage is reported once and a missing file
-            // always means damage.
-            queue.persisted_acked = u64::MAX;
-            let _ = queue.write_acked();
+            // always means damage. Until it is written, nothing counts as acknowledged on disk (0: no segment
+            // is collected) and the sender writes it before anything more is sent.
+            queue.persisted_acked = 0;
+            if let Err(err) = queue.write_acked() {
+                tracing::warn!(dir = %dir.display(), error = %err, "remote-write queue: cannot write the acknowledgement yet; retried before the next send");
+            }
         }
         queue.found_at_open = found;
         queue.collect_acked().map_err(io_error)?;
@@ -1204,6 +1211,25 @@ mod tests {
         let acked = queue.ack(next);
         assert_eq!(acked.rounds, 50, "the whole batch delivered counts sent");
         assert_eq!(over + 50 + queue.queued_rounds(), 400, "no round counted twice or not at all");
+    }
+
+    #[test]
+    fn a_segment_name_is_never_held_twice_in_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        queue.append(&payload(0), 0, 1).unwrap();
+        // A fresh segment whose first write failed and could not be cut back: sealed, and empty in the index.
+        queue.new_segment().unwrap();
+        queue.segments.back_mut().unwrap().sealed = true;
+        queue.append(&payload(1), 1, 1).unwrap();
+        let mut paths: Vec<_> = queue.segments.iter().map(|s| s.path.clone()).collect();
+        paths.dedup();
+        assert_eq!(paths.len(), queue.segments.len(), "{paths:?}");
+        queue.ack(1);
+        queue.persist_ack().unwrap();
+        drop(queue);
+        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [1], "the live round survived the ack");
     }
 
     /// A tiny deterministic generator (splitmix64), so the property test needs no dependency.
