@@ -336,7 +336,7 @@ fn remote_write_queues_and_delivers_and_the_queue_lock_holds_on_windows() {
     let scraped = wait_scrape(web, "rounds delivered from Windows", &proc, |m| {
         m.value("openclaw_exporter_remote_write_rounds_total{result=\"sent\"}") >= 5.0
     });
-    let dropped: f64 = ["over_max_bytes", "disk_full", "io_error", "corrupt", "rejected"]
+    let dropped: f64 = ["over_max_bytes", "disk_full", "io_error", "corrupt", "missing", "rejected"]
         .iter()
         .map(|reason| {
             scraped.value(&format!(
