@@ -316,7 +316,8 @@ fn the_putty_session_imports_with_reg_and_carries_the_forward() {
 
 /// Remote write from the Windows binary: rounds are queued (segment files, fsync, the `acked` file replaced
 /// by rename) and delivered to a receiver on the Linux side, and a second Windows exporter on the same queue
-/// directory is refused by the queue's lock (LockFileEx through the standard library), naming the holder's pid.
+/// directory is kept out by the queue's lock (LockFileEx through the standard library), naming the holder's pid,
+/// while it probes and serves.
 #[test]
 fn remote_write_queues_and_delivers_and_the_queue_lock_holds_on_windows() {
     let wine = wine();
@@ -353,9 +354,14 @@ fn remote_write_queues_and_delivers_and_the_queue_lock_holds_on_windows() {
         "remote-write-2.toml",
         &format!("[web]\nlisten = \"{second_web}\"\n\n{}\n{remote_write}", forward_toml("t", free_port())),
     );
-    let output = wine.run(&["--config", &second]);
-    assert!(!output.status.success(), "a second exporter ran on the same queue:\n{}", text(&output));
-    let said = text(&output);
+    // The second never takes the first one's queue; it probes and serves, retrying the open (counted).
+    let second = Proc::spawn_group("second exporter.exe", &mut wine.command(&["--config", &second]));
+    wait_listening(second_web, "the second Windows exporter", WINE_START);
+    wait_scrape(second_web, "the second retries the queue's open", &second, |m| {
+        m.value("openclaw_exporter_remote_write_queue_errors_total{op=\"open\"}") >= 2.0
+    });
+    let said = second.output();
     assert!(said.contains("queue-win") && said.contains("in use by another exporter (pid "), "{said}");
+    drop(second);
     drop(proc);
 }
