@@ -295,19 +295,35 @@ fn records_of(segment: &[u8]) -> Vec<(usize, u64)> {
     records
 }
 
-/// A bit flipped in the middle of a segment while the exporter is stopped: the rounds before and after it
-/// are delivered; the damaged one is counted `corrupt` and logged with its segment and offset.
-#[test]
-fn a_flipped_bit_loses_only_its_round() {
+/// An exporter stopped by SIGKILL with rounds queued: its receiver (answering 503), the directory holding its
+/// queue, its config, and its last scrape.
+struct Stopped {
+    receiver: ScriptedReceiver,
+    _dir: tempfile::TempDir,
+    queue_dir: std::path::PathBuf,
+    config: String,
+    before: Scrape,
+}
+
+/// Queue at least `rounds` rounds against a receiver answering 503, then kill the exporter.
+fn queue_then_kill(rounds: f64) -> Stopped {
     let receiver = ScriptedReceiver::start(None);
     receiver.script(vec![Step::status(503, usize::MAX)]);
     let dir = tempfile::tempdir().unwrap();
     let queue_dir = dir.path().join("queue");
     let config = config(&receiver.url(), &queue_dir, "");
     let mut exporter = Exporter::start(&config);
-    exporter.wait_for("rounds queued", T, |m| queued(m) >= 8.0);
+    let before = exporter.wait_for("rounds queued", T, |m| queued(m) >= rounds);
     exporter.proc.signal(libc::SIGKILL);
     exporter.proc.wait_exit(Duration::from_secs(10)).unwrap();
+    Stopped { receiver, _dir: dir, queue_dir, config, before }
+}
+
+/// A bit flipped in the middle of a segment while the exporter is stopped: the rounds before and after it
+/// are delivered; the damaged one is counted `corrupt` and logged with its segment and offset.
+#[test]
+fn a_flipped_bit_loses_only_its_round() {
+    let Stopped { receiver, _dir, queue_dir, config, .. } = queue_then_kill(8.0);
 
     let segment = std::fs::read_dir(&queue_dir)
         .unwrap()
@@ -321,7 +337,7 @@ fn a_flipped_bit_loses_only_its_round() {
     std::fs::write(&segment, &bytes).unwrap();
 
     receiver.script(vec![]);
-    exporter = Exporter::start(&config);
+    let exporter = Exporter::start(&config);
     let scrape = exporter.wait_for("the queue drained", T, |m| queued(m) <= 1.0 && rounds(m, "sent") >= 10.0);
     assert_accounted(&scrape);
     assert_eq!(dropped(&scrape, "corrupt"), 1.0);
@@ -460,23 +476,15 @@ fn assert_every_round_arrived(seen: &Seen, at_least_once: bool) -> u64 {
 /// flipped header made the whole segment read as the old format and cut to nothing (16 rounds gone, uncounted).
 #[test]
 fn a_flipped_file_header_loses_nothing_and_numbers_go_on_upward() {
-    let receiver = ScriptedReceiver::start(None);
-    receiver.script(vec![Step::status(503, usize::MAX)]);
-    let dir = tempfile::tempdir().unwrap();
-    let queue_dir = dir.path().join("queue");
-    let config = config(&receiver.url(), &queue_dir, "");
-    let mut exporter = Exporter::start(&config);
-    let before = exporter.wait_for("rounds queued", T, |m| queued(m) >= 16.0);
+    let Stopped { receiver, _dir, queue_dir, config, before } = queue_then_kill(16.0);
     let numbered_before = before.value("openclaw_exporter_remote_write_round_sequence") as u64;
-    exporter.proc.signal(libc::SIGKILL);
-    exporter.proc.wait_exit(Duration::from_secs(10)).unwrap();
     let segment = segment_files(&queue_dir)[0].clone();
     let mut bytes = std::fs::read(&segment).unwrap();
     bytes[2] ^= 0x10;
     std::fs::write(&segment, &bytes).unwrap();
 
     receiver.script(vec![]);
-    exporter = Exporter::start(&config);
+    let exporter = Exporter::start(&config);
     let scrape = exporter.wait_for("the queue drained", T, |m| queued(m) <= 1.0 && rounds(m, "sent") >= 20.0);
     assert_accounted(&scrape);
     assert_eq!(dropped(&scrape, "corrupt"), 0.0);
