@@ -178,16 +178,21 @@ pub async fn drive<R: Recording>(mut probe: R::Probe, mut recording: R, ctx: Tas
     }
 }
 
-/// A fixed-period ticker that starts at a random phase and skips ticks missed during a stall.
+/// Every probe's first round comes within this long of start or reload: a row of the status page or a gauge
+/// must not wait a whole interval (30 s for the hygiene probe, an hour for an auth probe set so) to appear.
+pub const FIRST_ROUND_WITHIN: Duration = Duration::from_secs(2);
+
+/// A fixed-period ticker whose first tick comes at a random moment of [`FIRST_ROUND_WITHIN`] (or of the period
+/// when that is shorter), then every period; ticks missed during a stall are skipped.
 struct Ticker {
     period: Duration,
     next: Instant,
 }
 
 impl Ticker {
-    /// Many forwards do not probe in lock-step: each starts at a random phase within its interval.
+    /// Many forwards do not probe in lock-step: each starts at a random phase of the first-round window.
     fn jittered(period: Duration) -> Self {
-        let phase = period.mul_f64(rand::random::<f64>());
+        let phase = period.min(FIRST_ROUND_WITHIN).mul_f64(rand::random::<f64>());
         Ticker { period, next: Instant::now() + phase }
     }
 
@@ -309,5 +314,20 @@ mod tests {
         let text = recorder.encode(Format::Prometheus, SystemTime::now());
         let lag = sample(&text, "openclaw_exporter_probe_lag_seconds_count{probe=\"scripted\"}");
         assert_eq!(lag, Some(5.0), "one lag sample per round");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_round_comes_within_seconds_whatever_the_interval() {
+        let cancel = CancellationToken::new();
+        for period in [Duration::from_millis(500), Duration::from_secs(30), Duration::from_secs(3600)] {
+            for _ in 0..20 {
+                let start = Instant::now();
+                let mut ticker = Ticker::jittered(period);
+                let first = ticker.tick(&cancel).await.unwrap();
+                assert!(first - start <= FIRST_ROUND_WITHIN.min(period), "{period:?}: first after {:?}", first - start);
+                let second = ticker.tick(&cancel).await.unwrap();
+                assert_eq!(second - first, period, "then on its interval");
+            }
+        }
     }
 }
