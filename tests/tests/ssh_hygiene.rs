@@ -206,3 +206,33 @@ fn the_clis_url_is_checked_against_the_forwards_localhost_127_0_0_1_and_a_port_w
         }
     }
 }
+
+/// Answers within seconds of start (issue 30): with the orphan check every 30 s and the auth probe every hour,
+/// the orphan gauge and the token file's local revision are present within 5 s. Before, each probe's first round
+/// came at a random phase of its whole interval (up to 30 s, up to an hour).
+#[test]
+fn first_rounds_come_within_seconds_of_start() {
+    let home = tempfile::tempdir().unwrap();
+    let token_file = home.path().join("token");
+    std::fs::write(&token_file, "tok-r1").unwrap();
+    let config = format!(
+        "{}hygiene_interval = \"30s\"\n[auth_probe]\ninterval = \"1h\"\ntoken_file = \"{}\"\n\
+         [auth]\ncurrent = \"r1\"\n[[auth.revision]]\nname = \"r1\"\n{}\n",
+        forward_toml("t", free_port()),
+        token_file.display(),
+        fingerprint_line("tok-r1"),
+    );
+    let started = Instant::now();
+    let exporter = Exporter::start_with(&config, |command| {
+        command
+            .env("HOME", home.path())
+            .env_remove("OPENCLAW_GATEWAY_TOKEN")
+            .env_remove("OPENCLAW_CONFIG_PATH")
+            .env_remove("OPENCLAW_STATE_DIR")
+    });
+    let revision = "openclaw_gateway_token_local_revision{source=\"token_file\",token_revision=\"r1\"}";
+    exporter.wait_for("the orphan gauge and the local revision", Duration::from_secs(5), |m| {
+        orphans(m).is_some() && m.get(revision) == Some(1.0)
+    });
+    eprintln!("both present {:?} after start", started.elapsed());
+}
