@@ -216,7 +216,7 @@ fn first_rounds_come_within_seconds_of_start() {
     let token_file = home.path().join("token");
     std::fs::write(&token_file, "tok-r1").unwrap();
     let config = format!(
-        "{}hygiene_interval = \"30s\"\n[auth_probe]\ninterval = \"1h\"\ntoken_file = \"{}\"\n\
+        "{}hygiene_interval = \"30s\"\n[auth_probe]\nenabled = true\ninterval = \"1h\"\ntoken_file = \"{}\"\n\
          [auth]\ncurrent = \"r1\"\n[[auth.revision]]\nname = \"r1\"\n{}\n",
         forward_toml("t", free_port()),
         token_file.display(),
