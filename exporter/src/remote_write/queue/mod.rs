@@ -502,14 +502,17 @@ impl Queue {
     /// they were in flight, settled by their batch).
     fn forget_vanished(&mut self, index: usize) -> PathBuf {
         let segment = self.segments.remove(index).expect("in range");
-        for record in segment.records.iter().filter(|r| r.seq >= self.acked) {
-            if record.seq < self.in_flight_end {
-                self.dropped_in_flight.missing.add(record);
-            } else {
-                self.losses.missing.add(record);
-            }
-        }
+        self.lose(&segment, |losses| &mut losses.missing);
         segment.path
+    }
+
+    /// Count the unacknowledged rounds of a segment that left the index under `reason` (picked from
+    /// [`Losses`]): those of the batch in flight are settled by its answer, the rest are lost now.
+    fn lose(&mut self, segment: &Segment, reason: fn(&mut Losses) -> &mut Loss) {
+        for record in segment.records.iter().filter(|r| r.seq >= self.acked) {
+            let losses = if record.seq < self.in_flight_end { &mut self.dropped_in_flight } else { &mut self.losses };
+            reason(losses).add(record);
+        }
     }
 
     /// Drop the oldest segments while over `max_bytes` (never the one appends go to). A segment leaves the
@@ -529,13 +532,7 @@ impl Queue {
                 }
             }
             let oldest = self.segments.pop_front().expect("more than one");
-            for record in oldest.records.iter().filter(|r| r.seq >= self.acked) {
-                if record.seq < self.in_flight_end {
-                    self.dropped_in_flight.over_max_bytes.add(record);
-                } else {
-                    self.losses.over_max_bytes.add(record);
-                }
-            }
+            self.lose(&oldest, |losses| &mut losses.over_max_bytes);
         }
     }
 
