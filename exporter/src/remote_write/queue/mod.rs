@@ -808,6 +808,22 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use std::fs::OpenOptions;
 
+    /// Open the queue, waiting out a lock that a sibling test's child holds for a moment: the lock is an
+    /// `flock` on an open file, and a test that forks (supervise's, spawn's) copies every descriptor into its
+    /// child until the child's exec closes it. CI saw one reopen refused this way (holder: this very pid).
+    /// A lock never released still fails, after 5 s.
+    fn open(dir: &Path, max_bytes: u64) -> Queue {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Queue::open(dir, max_bytes) {
+                Err(OpenError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
     fn payload(i: u64) -> Vec<u8> {
         format!("round-{i}-").repeat(100).into_bytes()
     }
@@ -824,7 +840,7 @@ mod tests {
     #[test]
     fn rounds_come_back_in_order_across_reopens_and_acked_ones_never_again() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         for i in 0..10 {
             assert_eq!(queue.append(&payload(i), 1000 + i as i64, 5).unwrap().seq, i);
         }
@@ -834,7 +850,7 @@ mod tests {
         assert_eq!(queue.ack(4), Acked { rounds: 4, samples: 20 });
         queue.persist_ack().unwrap();
         drop(queue);
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert_eq!(queue.oldest_timestamp_ms(), Some(1004));
         assert_eq!(queue.queued_rounds(), 6);
         let batch = queue.peek(100, usize::MAX).unwrap().rounds;
@@ -849,20 +865,20 @@ mod tests {
     #[test]
     fn a_second_open_of_one_directory_is_refused_naming_the_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let queue = open(dir.path(), 1 << 30);
         let err = Queue::open(dir.path(), 1 << 30).unwrap_err();
         assert!(matches!(err, OpenError::Locked { .. }), "{err}");
         let message = err.to_string();
         assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
         assert!(message.contains(&dir.path().display().to_string()), "{message}");
         drop(queue);
-        Queue::open(dir.path(), 1 << 30).expect("the lock goes with the queue");
+        open(dir.path(), 1 << 30);
     }
 
     #[test]
     fn a_torn_tail_is_cut_and_the_whole_rounds_before_it_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         for i in 0..3 {
             queue.append(&payload(i), i as i64, 1).unwrap();
         }
@@ -874,7 +890,7 @@ mod tests {
         file.write_all(&1000u32.to_le_bytes()).unwrap();
         file.write_all(b"partial").unwrap();
         drop(file);
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert_eq!(queue.found_at_open.damage.len(), 1);
         assert_eq!(queue.found_at_open.damage[0].bytes, 15);
         assert!(queue.found_at_open.damage[0].torn);
@@ -882,7 +898,7 @@ mod tests {
         assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [0, 1, 2]);
         assert_eq!(queue.append(&payload(3), 3, 1).unwrap().seq, 3);
         drop(queue);
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert!(queue.found_at_open.damage.is_empty());
         assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [0, 1, 2, 3]);
     }
@@ -890,7 +906,7 @@ mod tests {
     #[test]
     fn a_flipped_byte_loses_only_its_record() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         for i in 0..5 {
             queue.append(&payload(i), i as i64, 1).unwrap();
         }
@@ -900,7 +916,7 @@ mod tests {
         let mut bytes = fs::read(&segment).unwrap();
         bytes[(second.offset + 32 + 5) as usize] ^= 0xff;
         fs::write(&segment, &bytes).unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [0, 2, 3, 4]);
         let damage = &queue.found_at_open.damage;
         assert_eq!(damage.len(), 1, "{damage:?}");
@@ -908,14 +924,14 @@ mod tests {
         // Appends go on after the last good record, and the damaged one stays skipped.
         assert_eq!(queue.append(&payload(5), 5, 1).unwrap().seq, 5);
         drop(queue);
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [0, 2, 3, 4, 5]);
     }
 
     #[test]
     fn a_damaged_header_and_a_damaged_last_record_are_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         for i in 0..4 {
             queue.append(&payload(i), i as i64, 1).unwrap();
         }
@@ -927,7 +943,7 @@ mod tests {
         bytes[(records[0].offset + 5) as usize] ^= 0x40;
         bytes[(records[3].offset + 40) as usize] ^= 0x01;
         fs::write(&segment, &bytes).unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [1, 2]);
         let lost: u64 = queue.found_at_open.damage.iter().map(|d| d.rounds).sum();
         assert_eq!(lost, 2, "{:?}", queue.found_at_open.damage);
@@ -938,7 +954,7 @@ mod tests {
     #[test]
     fn a_record_damaged_after_open_is_taken_out_when_read_and_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         for i in 0..3 {
             queue.append(&payload(i), i as i64, 1).unwrap();
         }
@@ -972,7 +988,7 @@ mod tests {
             bytes.extend(record);
         }
         fs::write(dir.path().join(format!("{:016x}.seg", 0)), &bytes).unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         let batch = queue.peek(100, usize::MAX).unwrap().rounds;
         assert_eq!(seqs(&batch), [0, 1, 2]);
         assert_eq!(batch[1].1, payload(1));
@@ -980,14 +996,14 @@ mod tests {
         assert_eq!(queue.append(&payload(3), 3, 2).unwrap().seq, 3);
         assert_eq!(queue.segments.len(), 2);
         drop(queue);
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [0, 1, 2, 3]);
     }
 
     #[test]
     fn a_ghost_record_past_the_next_segment_start_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         queue.append(&payload(0), 0, 1).unwrap();
         // A write whose fsync failed and could not be cut back: sealed, its number reused next.
         let first = queue.segments.back().unwrap().path.clone();
@@ -999,7 +1015,7 @@ mod tests {
         queue.segments.back_mut().unwrap().sealed = true;
         queue.append(&payload(1), 1, 1).unwrap();
         drop(queue);
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         let batch = queue.peek(100, usize::MAX).unwrap().rounds;
         assert_eq!(seqs(&batch), [0, 1]);
         assert_eq!(batch[1].1, payload(1), "the real round 1, not the ghost");
@@ -1008,7 +1024,7 @@ mod tests {
     #[test]
     fn an_ack_that_cannot_reach_the_disk_stays_pending_and_the_batch_is_not_offered_again() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         for i in 0..3 {
             queue.append(&payload(i), i as i64, 1).unwrap();
         }
@@ -1022,7 +1038,7 @@ mod tests {
         queue.persist_ack().unwrap();
         assert!(!queue.ack_pending());
         drop(queue);
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [2]);
     }
 
@@ -1030,7 +1046,7 @@ mod tests {
     fn over_max_bytes_the_oldest_segments_go_and_their_unsent_rounds_are_counted() {
         let dir = tempfile::tempdir().unwrap();
         // 64 KiB segments (the floor), 256 KiB in all; each round ~1 KiB.
-        let mut queue = Queue::open(dir.path(), 256 * 1024).unwrap();
+        let mut queue = open(dir.path(), 256 * 1024);
         let (mut dropped, mut dropped_samples) = (0, 0);
         for i in 0..1000 {
             queue.append(&payload(i), i as i64, 7).unwrap();
@@ -1046,14 +1062,14 @@ mod tests {
         assert_eq!(dropped_samples, first * 7);
         assert_eq!(seqs(&batch), (first..1000).collect::<Vec<_>>(), "the newest kept, in order, no hole");
         drop(queue);
-        let queue = Queue::open(dir.path(), 256 * 1024).unwrap();
+        let queue = open(dir.path(), 256 * 1024);
         assert_eq!(queue.oldest_timestamp_ms(), Some(first as i64), "the drop is durable");
     }
 
     #[test]
     fn a_batch_stops_at_its_byte_budget_but_holds_at_least_one_round() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         for i in 0..5 {
             queue.append(&payload(i), i as i64, 1).unwrap();
         }
@@ -1072,7 +1088,7 @@ mod tests {
     #[test]
     fn a_flipped_file_header_costs_nothing_and_numbers_go_on_upward() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         for i in 0..16 {
             queue.append(&payload(i), i as i64, 1).unwrap();
         }
@@ -1081,13 +1097,13 @@ mod tests {
         let mut bytes = fs::read(segment).unwrap();
         bytes[3] ^= 0x20;
         fs::write(segment, &bytes).unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), (0..16).collect::<Vec<_>>());
         assert_eq!(queue.found_at_open.corrupt(), 0);
         assert_eq!(queue.found_at_open.quarantined.len(), 1, "the damaged original is kept aside");
         assert_eq!(queue.append(&payload(16), 16, 1).unwrap().seq, 16);
         drop(queue);
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert!(queue.found_at_open.damage.is_empty(), "repaired once: {:?}", queue.found_at_open.damage);
         assert_eq!(queue.peek(100, usize::MAX).unwrap().rounds.len(), 17);
     }
@@ -1095,7 +1111,7 @@ mod tests {
     #[test]
     fn a_first_record_that_does_not_parse_is_moved_aside_never_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         for i in 0..6 {
             queue.append(&payload(i), i as i64, 1).unwrap();
         }
@@ -1105,7 +1121,7 @@ mod tests {
         let mut bytes = original.clone();
         bytes[8..12].copy_from_slice(b"XXXX");
         fs::write(&segment, &bytes).unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [1, 2, 3, 4, 5]);
         assert_eq!(queue.found_at_open.corrupt(), 1);
         let (_, moved) = &queue.found_at_open.quarantined[0];
@@ -1115,7 +1131,7 @@ mod tests {
     #[test]
     fn a_segment_of_garbage_is_moved_aside_and_its_rounds_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         for i in 0..5 {
             queue.append(&payload(i), i as i64, 1).unwrap();
         }
@@ -1123,7 +1139,7 @@ mod tests {
         let segment = segment_files(dir.path())[0].clone();
         let size = fs::metadata(&segment).unwrap().len() as usize;
         fs::write(&segment, vec![0x5a; size]).unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert_eq!(queue.found_at_open.corrupt(), 5);
         assert!(queue.peek(100, usize::MAX).unwrap().rounds.is_empty());
         assert_eq!(queue.append(&payload(5), 5, 1).unwrap().seq, 5, "numbers never go backwards");
@@ -1133,7 +1149,7 @@ mod tests {
     fn deleted_segments_are_counted_missing_and_the_queue_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         // 64 KiB segments; each round ~1 KiB: several segments.
-        let mut queue = Queue::open(dir.path(), 1 << 20).unwrap();
+        let mut queue = open(dir.path(), 1 << 20);
         for i in 0..200 {
             queue.append(&payload(i), i as i64, 3).unwrap();
         }
@@ -1159,13 +1175,13 @@ mod tests {
         drop(queue);
         let files = segment_files(dir.path());
         fs::remove_file(&files[0]).unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 20).unwrap();
+        let mut queue = open(dir.path(), 1 << 20);
         let first_left = segment_seq(&files[1]).unwrap();
         assert_eq!(queue.found_at_open.missing, first_left - 200);
         assert_eq!(queue.peek(1, usize::MAX).unwrap().rounds[0].0.seq, first_left);
         fs::remove_file(files.last().unwrap()).unwrap();
         drop(queue);
-        let queue = Queue::open(dir.path(), 1 << 20).unwrap();
+        let queue = open(dir.path(), 1 << 20);
         // The front gap was counted once: the acknowledgement moved past it.
         assert_eq!(queue.found_at_open.missing, 300 - segment_seq(files.last().unwrap()).unwrap());
     }
@@ -1174,7 +1190,7 @@ mod tests {
     fn a_damaged_or_impossible_acked_keeps_every_round() {
         for content in ["soon\n", "99999999\n", "OCRWACK1 3 00000000\n"] {
             let dir = tempfile::tempdir().unwrap();
-            let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+            let mut queue = open(dir.path(), 1 << 30);
             for i in 0..5 {
                 queue.append(&payload(i), i as i64, 1).unwrap();
             }
@@ -1183,11 +1199,11 @@ mod tests {
             drop(queue);
             assert!(fs::read_to_string(dir.path().join("acked")).unwrap().starts_with("OCRWACK1 3 "));
             fs::write(dir.path().join("acked"), content).unwrap();
-            let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+            let mut queue = open(dir.path(), 1 << 30);
             assert!(queue.found_at_open.acked_problem.is_some(), "{content}");
             assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [0, 1, 2, 3, 4], "{content}");
             drop(queue);
-            let queue = Queue::open(dir.path(), 1 << 30).unwrap();
+            let queue = open(dir.path(), 1 << 30);
             assert!(queue.found_at_open.acked_problem.is_none(), "reported once");
         }
     }
@@ -1195,7 +1211,7 @@ mod tests {
     #[test]
     fn rounds_dropped_for_max_bytes_while_in_flight_are_settled_by_their_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 256 * 1024).unwrap();
+        let mut queue = open(dir.path(), 256 * 1024);
         for i in 0..100 {
             queue.append(&payload(i), i as i64, 1).unwrap();
         }
@@ -1213,7 +1229,7 @@ mod tests {
     #[test]
     fn a_segment_name_is_never_held_twice_in_the_index() {
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         queue.append(&payload(0), 0, 1).unwrap();
         // A fresh segment whose first write failed and could not be cut back: sealed, and empty in the index.
         queue.new_segment().unwrap();
@@ -1225,7 +1241,7 @@ mod tests {
         queue.ack(1);
         queue.persist_ack().unwrap();
         drop(queue);
-        let mut queue = Queue::open(dir.path(), 1 << 30).unwrap();
+        let mut queue = open(dir.path(), 1 << 30);
         assert_eq!(seqs(&queue.peek(100, usize::MAX).unwrap().rounds), [1], "the live round survived the ack");
     }
 
@@ -1253,7 +1269,7 @@ mod tests {
         let seed: u64 = std::env::var("OCE_QUEUE_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(29);
         let mut rng = Rng(seed);
         let dir = tempfile::tempdir().unwrap();
-        let mut queue = Some(Queue::open(dir.path(), 1 << 30).unwrap());
+        let mut queue = Some(open(dir.path(), 1 << 30));
         let mut appended: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         let mut damaged: BTreeSet<u64> = BTreeSet::new();
         let mut sent: BTreeMap<u64, u32> = BTreeMap::new();
@@ -1333,7 +1349,7 @@ mod tests {
                             fs::write(path, &bytes).unwrap();
                         }
                     }
-                    let reopened = Queue::open(dir.path(), 1 << 30).unwrap();
+                    let reopened = open(dir.path(), 1 << 30);
                     let lost = reopened.found_at_open.corrupt() + reopened.found_at_open.missing;
                     let damaged_unacked = damaged.range(acked..).count() as u64;
                     assert!(lost <= damaged_unacked, "step {step}: {lost} counted lost, {damaged_unacked} damaged");
