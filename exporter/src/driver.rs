@@ -184,20 +184,20 @@ pub const FIRST_ROUND_WITHIN: Duration = Duration::from_secs(2);
 
 /// A fixed-period ticker whose first tick comes at a random moment of [`FIRST_ROUND_WITHIN`] (or of the period
 /// when that is shorter), then every period; ticks missed during a stall are skipped.
-struct Ticker {
+pub(crate) struct Ticker {
     period: Duration,
     next: Instant,
 }
 
 impl Ticker {
     /// Many forwards do not probe in lock-step: each starts at a random phase of the first-round window.
-    fn jittered(period: Duration) -> Self {
+    pub(crate) fn jittered(period: Duration) -> Self {
         let phase = period.min(FIRST_ROUND_WITHIN).mul_f64(rand::random::<f64>());
         Ticker { period, next: Instant::now() + phase }
     }
 
     /// Wait for the next tick; returns its scheduled instant, or None when cancelled.
-    async fn tick(&mut self, cancel: &CancellationToken) -> Option<Instant> {
+    pub(crate) async fn tick(&mut self, cancel: &CancellationToken) -> Option<Instant> {
         tokio::select! {
             _ = cancel.cancelled() => None,
             _ = tokio::time::sleep_until(self.next) => {

@@ -217,10 +217,11 @@ fn first_rounds_come_within_seconds_of_start() {
     std::fs::write(&token_file, "tok-r1").unwrap();
     let config = format!(
         "{}hygiene_interval = \"30s\"\n[auth_probe]\nenabled = true\ninterval = \"1h\"\ntoken_file = \"{}\"\n\
-         [auth]\ncurrent = \"r1\"\n[[auth.revision]]\nname = \"r1\"\n{}\n",
+         [auth]\ncurrent = \"r1\"\n[[auth.revision]]\nname = \"r1\"\n{}\n[[auth.revision]]\nname = \"r2\"\n{}\n",
         forward_toml("t", free_port()),
         token_file.display(),
         fingerprint_line("tok-r1"),
+        fingerprint_line("tok-r2"),
     );
     let started = Instant::now();
     let exporter = Exporter::start_with(&config, |command| {
@@ -235,4 +236,13 @@ fn first_rounds_come_within_seconds_of_start() {
         orphans(m).is_some() && m.get(revision) == Some(1.0)
     });
     eprintln!("both present {:?} after start", started.elapsed());
+    // The token sources are read on their own 10 s schedule, not in the hour-long auth round: a rotation
+    // written to the token file shows as the new local revision within one read, and the old one goes.
+    std::fs::write(&token_file, "tok-r2").unwrap();
+    let rotated = Instant::now();
+    let r2 = "openclaw_gateway_token_local_revision{source=\"token_file\",token_revision=\"r2\"}";
+    exporter.wait_for("the rotated local revision", Duration::from_secs(15), |m| {
+        m.get(r2) == Some(1.0) && m.get(revision).is_none()
+    });
+    eprintln!("r2 shown {:?} after the token file changed", rotated.elapsed());
 }

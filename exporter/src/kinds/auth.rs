@@ -103,26 +103,10 @@ impl Recording for AuthProbeRecording {
     }
 
     async fn before_round(&mut self, probe: &mut auth_probe::Target) -> bool {
+        // The gauges of what each source holds are the watch's ([`TokenSourcesWatch`]); this read only picks the
+        // token to send now.
         let locations = self.locations.clone();
         let tokens = tokio::task::spawn_blocking(move || token_sources::read(&locations)).await.unwrap_or_default();
-        self.recorder.set_token_sources_agree(&self.forward.name, tokens.agree());
-        if !tokens.agree() {
-            let effective = tokens.effective().map(|s| s.name.as_str()).unwrap_or("none");
-            let different = tokens.disagreeing().join(", ");
-            self.note(format!("token sources disagree: the CLI uses {effective}; different: {different}"), true);
-        }
-        for source in tokens.sources.iter().filter(|s| s.unresolvable.is_some()) {
-            tracing::debug!(forward = %self.forward.name, source = %source.name, why = source.unresolvable.as_deref().unwrap_or(""), "token source unresolvable");
-        }
-        // Which revision each source holds, known before any request (one argon2id check per token change:
-        // the registry caches by token identity).
-        let mut held = std::collections::BTreeSet::new();
-        for source in &tokens.sources {
-            if let Some(token) = &source.token {
-                held.insert((source.kind, self.registry.revision_of(&Credential::token(token.expose())).await));
-            }
-        }
-        self.recorder.set_local_revisions(held);
         let Some(token) = tokens.effective().and_then(|s| s.token.clone()) else {
             self.note("no gateway token found in any source; auth probe idle".into(), false);
             return false;
@@ -177,5 +161,81 @@ impl Recording for AuthProbeRecording {
             }
             Err(failure) => tracing::info!(forward = %forward, "auth probe could not reach the gateway: {failure}"),
         }
+    }
+}
+
+/// How often the token sources are read for their gauges, whatever the auth probe's interval: a rotation shows
+/// as the new local revision within this long even with `[auth_probe] interval = "1h"`.
+pub const TOKEN_SOURCES_EVERY: Duration = Duration::from_secs(10);
+
+/// Reads the token sources on a schedule of its own and keeps `token_local_revision` and each probed
+/// forward's `token_sources_agree` current. A read is a few small files; the argon2id check that names a
+/// token's revision runs only when what the sources hold changed.
+pub struct TokenSourcesWatch {
+    locations: token_sources::Locations,
+    registry: Arc<Registry>,
+    recorder: Arc<Recorder>,
+    /// The forwards the auth probe runs on: each gets the agreement gauge.
+    forwards: Vec<String>,
+    /// What the sources held at the last read: names, kinds, token identities and why a source was
+    /// unresolvable. Tokens themselves are never kept here.
+    last: Option<Vec<SourceSeen>>,
+}
+
+/// One source as a read saw it: its name, kind, token identity and why it was unresolvable.
+type SourceSeen = (String, &'static str, Option<TokenId>, Option<String>);
+
+impl TokenSourcesWatch {
+    /// A watch of the sources `settings` names, for `forwards`.
+    pub fn new(settings: &AuthProbe, registry: Arc<Registry>, recorder: Arc<Recorder>) -> Self {
+        let locations =
+            token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+        TokenSourcesWatch { locations, registry, recorder, forwards: settings.forwards.clone(), last: None }
+    }
+
+    /// Read the sources within [`crate::driver::FIRST_ROUND_WITHIN`] of start, then every
+    /// [`TOKEN_SOURCES_EVERY`], until `cancel` fires.
+    pub async fn run(mut self, cancel: tokio_util::sync::CancellationToken) {
+        let mut ticker = crate::driver::Ticker::jittered(TOKEN_SOURCES_EVERY);
+        while ticker.tick(&cancel).await.is_some() {
+            let locations = self.locations.clone();
+            let tokens = tokio::task::spawn_blocking(move || token_sources::read(&locations)).await.unwrap_or_default();
+            self.read(&tokens).await;
+        }
+    }
+
+    /// Take one read of the sources: when it differs from the last, set the gauges and log what changed.
+    async fn read(&mut self, tokens: &token_sources::Tokens) {
+        let seen: Vec<SourceSeen> = tokens
+            .sources
+            .iter()
+            .map(|s| {
+                (s.name.clone(), s.kind, s.token.as_ref().map(|t| TokenId::of(t.expose())), s.unresolvable.clone())
+            })
+            .collect();
+        if self.last.as_ref() == Some(&seen) {
+            return;
+        }
+        self.last = Some(seen);
+        for forward in &self.forwards {
+            self.recorder.set_token_sources_agree(forward, tokens.agree());
+        }
+        if !tokens.agree() {
+            let effective = tokens.effective().map(|s| s.name.as_str()).unwrap_or("none");
+            let different = tokens.disagreeing().join(", ");
+            tracing::warn!("token sources disagree: the CLI uses {effective}; different: {different}");
+        }
+        for source in tokens.sources.iter().filter(|s| s.unresolvable.is_some()) {
+            tracing::debug!(source = %source.name, why = source.unresolvable.as_deref().unwrap_or(""), "token source unresolvable");
+        }
+        // Which revision each source holds (the registry caches by token identity, so argon2id runs once per
+        // token it has not seen).
+        let mut held = std::collections::BTreeSet::new();
+        for source in &tokens.sources {
+            if let Some(token) = &source.token {
+                held.insert((source.kind, self.registry.revision_of(&Credential::token(token.expose())).await));
+            }
+        }
+        self.recorder.set_local_revisions(held);
     }
 }

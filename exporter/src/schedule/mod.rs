@@ -197,6 +197,11 @@ impl Generation {
                 tasks.spawn(drive(probe, recording, ctx.clone()));
             }
         }
+        if !config.auth_probe.forwards.is_empty() {
+            let watch =
+                crate::kinds::auth::TokenSourcesWatch::new(&config.auth_probe, auth_registry.clone(), recorder.clone());
+            tasks.spawn(watch.run(cancel.clone()));
+        }
         if let Some(interval) = config.scheduler.cli_url_interval.filter(|_| !config.forwards.is_empty()) {
             let (probe, recording) = CliUrlRecording::new(&config, interval, recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
