@@ -424,18 +424,51 @@ async fn token(config: &Config, forward: &Forward, timeout: Duration) -> Verdict
     let session =
         ssh_session::Target { lookup: config.scheduler.owner_lookup, ..ssh_session::Target::new(forward.local) };
     let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
-    let mut target = probes::auth_probe::Target { addr: forward.local, token, gate: Some(gate) };
-    match target.probe(timeout).await {
-        Ok(probes::auth_probe::Answer::Accepted(status)) => match &config.auth.current {
-            Some(current) if *current != revision => fail(
+    let mut target = probes::auth_probe::Target { addr: forward.local, token: token.clone(), gate: Some(gate) };
+    let answer = target.probe(timeout).await;
+    // The CLI's own path: a WebSocket connect with the same token, for the gateway's reason when it refuses
+    // (the HTTP answer is a bare 401; a scope, pairing or protocol refusal shows only here).
+    let refusal = match &answer {
+        Ok(_) => {
+            let session =
+                ssh_session::Target { lookup: config.scheduler.owner_lookup, ..ssh_session::Target::new(forward.local) };
+            let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
+            let withheld = probes::ws_handshake::Withheld::default();
+            let mut handshake = probes::ws_handshake::Target { addr: forward.local, token, gate: Some(gate), withheld };
+            match handshake.probe(timeout).await {
+                Ok(probes::ws_handshake::Handshake { connect: probes::ws_handshake::Connect::Refused(reason), .. }) => {
+                    Some(reason)
+                }
+                _ => None,
+            }
+        }
+        Err(_) => None,
+    };
+    let refused = |reason: probes::refusal::Refusal| format!("; the WebSocket connect is refused: {}", reason.label());
+    match answer {
+        Ok(probes::auth_probe::Answer::Accepted(status)) => match (&config.auth.current, refusal) {
+            (Some(current), _) if *current != revision => fail(
                 format!("accepted (HTTP {status}) but the token is revision {revision}, not the current {current}{disagree}"),
                 "the gateway still takes an old token: finish the rotation on the gateway, then update this machine",
             ),
+            (_, Some(reason)) => (
+                Status::Fail,
+                format!("HTTP accepts the token (HTTP {status}, revision {revision}){}{disagree}", refused(reason)),
+                Some(reason.fix().to_owned()),
+            ),
             _ => pass(format!("accepted (HTTP {status}), revision {revision}, from {}{disagree}", source.name)),
         },
-        Ok(probes::auth_probe::Answer::Rejected(status)) => fail(
-            format!("the gateway rejects the token from {} (revision {revision}, HTTP {status}){disagree}", source.name),
-            "configuration management missed this machine: install the current token where the CLI reads it",
+        Ok(probes::auth_probe::Answer::Rejected(status)) => (
+            Status::Fail,
+            format!(
+                "the gateway rejects the token from {} (revision {revision}, HTTP {status}){}{disagree}",
+                source.name,
+                refusal.map(refused).unwrap_or_default()
+            ),
+            Some(match refusal {
+                Some(reason) => reason.fix().to_owned(),
+                None => "configuration management missed this machine: install the current token where the CLI reads it".to_owned(),
+            }),
         ),
         Err(probes::auth_probe::Failure::Withheld { why }) => fail(
             format!("token not sent: {why}"),

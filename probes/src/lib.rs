@@ -25,6 +25,8 @@
 //! - [`ws_handshake`]: the CLI's own path: a WebSocket upgrade through the forward, timed to the gateway's
 //!   first frame (`connect.challenge`); with a token it completes `connect` and closes 1000.
 //! - [`auth_probe`]: `POST /tools/invoke {}` with this machine's token: accepted (400) or rejected (401).
+//! - [`refusal`]: why the gateway refused a WebSocket `connect` (a fixed set) and the docs' fix for each, read
+//!   by the handshake probe and the tap alike.
 //! - [`auth_tap`]: not a timed probe but a pass-through: it reads the credentials and auth answers of real
 //!   traffic on its way to the gateway and reports them as events.
 //!
@@ -43,6 +45,7 @@ pub mod model_host;
 pub mod net;
 pub mod readiness;
 pub mod redact;
+pub mod refusal;
 #[cfg(any(target_os = "linux", windows))]
 pub mod socket_table;
 pub mod ssh_hygiene;

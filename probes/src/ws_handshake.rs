@@ -57,8 +57,9 @@ pub enum Connect {
     NotSent,
     /// `hello-ok`.
     Accepted,
-    /// The gateway refused it (bad token, starting, rate limited): the handshake itself still worked.
-    Refused,
+    /// The gateway refused it (bad token, starting, rate limited), for this reason: the handshake itself still
+    /// worked.
+    Refused(crate::refusal::Refusal),
     /// No answer within the timeout, or the connection closed first.
     Unanswered,
 }
@@ -125,7 +126,7 @@ crate::labels!(Failure {
 crate::labels!(Connect {
     Connect::NotSent => "not_sent",
     Connect::Accepted => "accepted",
-    Connect::Refused => "refused",
+    Connect::Refused(_) => "refused",
     Connect::Unanswered => "unanswered",
 });
 
@@ -271,7 +272,7 @@ async fn connect<S>(socket: &mut tokio_tungstenite::WebSocketStream<S>, token: &
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let Ok(token) = std::str::from_utf8(token.expose()) else { return Connect::Refused };
+    let Ok(token) = std::str::from_utf8(token.expose()) else { return Connect::NotSent };
     let request = serde_json::json!({
         "type": "req", "id": CONNECT_ID, "method": "connect",
         "params": {
@@ -285,10 +286,22 @@ where
         return Connect::Unanswered;
     }
     while let Some(Ok(message)) = socket.next().await {
-        let Message::Text(text) = message else { continue };
+        let text = match message {
+            Message::Text(text) => text,
+            // Closed without an answer: 1002 (protocol) and 1013 (starting) still say why.
+            Message::Close(frame) => {
+                let code = frame.map(|f| u16::from(f.code));
+                return crate::refusal::Refusal::of_close(code).map_or(Connect::Unanswered, Connect::Refused);
+            }
+            _ => continue,
+        };
         let Ok(value) = serde_json::from_str::<serde_json::Value>(text.as_str()) else { continue };
         if value["type"] == "res" && value["id"] == CONNECT_ID {
-            return if value["ok"] == true { Connect::Accepted } else { Connect::Refused };
+            return if value["ok"] == true {
+                Connect::Accepted
+            } else {
+                Connect::Refused(crate::refusal::Refusal::of_error(&value["error"]))
+            };
         }
     }
     Connect::Unanswered
@@ -342,7 +355,10 @@ mod tests {
         assert_eq!(with_token.probe(Duration::from_secs(5)).await.unwrap().connect, Connect::Accepted);
         let addr = ws_server(Some(challenge()), false).await;
         let mut refused = Target { addr, token: Secret::new("tok-1"), gate: None, withheld: Withheld::default() };
-        assert_eq!(refused.probe(Duration::from_secs(5)).await.unwrap().connect, Connect::Refused);
+        assert_eq!(
+            refused.probe(Duration::from_secs(5)).await.unwrap().connect,
+            Connect::Refused(crate::refusal::Refusal::Other)
+        );
     }
 
     #[tokio::test]

@@ -63,7 +63,8 @@ impl WsHandshakeRecording {
 
 impl Recording for WsHandshakeRecording {
     type Probe = ws_handshake::Target;
-    /// The failure reason; None while handshakes reach the challenge.
+    /// The failure reason, or the reason the connect was refused; None while handshakes reach the challenge
+    /// and their connect is not refused.
     type State = Option<&'static str>;
 
     fn subject(&self) -> (&'static str, &str) {
@@ -100,6 +101,9 @@ impl Recording for WsHandshakeRecording {
             m.credential_withheld.get_or_create(&labels).inc();
             tracing::debug!(forward = %self.forward.name, "handshake without the token: {why}");
         }
+        if let Ok(ws_handshake::Handshake { connect: Connect::Refused(reason), .. }) = outcome {
+            self.recorder.record_connect_refusal(name, "probe", *reason);
+        }
         match outcome {
             Ok(handshake) => {
                 m.ws_handshake_seconds
@@ -131,15 +135,21 @@ impl Recording for WsHandshakeRecording {
     }
 
     fn state(&self, outcome: &ws_handshake::Outcome) -> Option<&'static str> {
-        outcome.as_ref().err().map(Label::label)
+        match outcome {
+            Ok(ws_handshake::Handshake { connect: Connect::Refused(reason), .. }) => Some(reason.label()),
+            Ok(_) => None,
+            Err(failure) => Some(failure.label()),
+        }
     }
 
     fn log_change(&self, outcome: &ws_handshake::Outcome) {
         let forward = self.forward.name.as_str();
         match outcome {
-            Ok(handshake) if handshake.connect == Connect::Refused => tracing::warn!(
+            Ok(ws_handshake::Handshake { connect: Connect::Refused(reason), .. }) => tracing::warn!(
                 forward,
-                "WebSocket handshakes reach the gateway's challenge, but it refuses this machine's token for connect"
+                reason = reason.label(),
+                "WebSocket handshakes reach the gateway's challenge, but it refuses this machine's connect: {}",
+                reason.fix()
             ),
             Ok(handshake) => {
                 tracing::info!(forward, elapsed = ?handshake.elapsed, connect = handshake.connect.label(), "WebSocket handshakes reach the gateway's challenge")
@@ -190,6 +200,23 @@ mod tests {
         assert_eq!(sample(&text, &count), Some(1.0));
         // Without the auth probe covering the forward, no token source is read and nothing is withheld.
         assert!(!text.contains("openclaw_gateway_credential_withheld_total{"), "{text}");
+        // A refused connect counts its reason on the probe's channel and is the forward's last refusal.
+        let refused: ws_handshake::Outcome = Ok(ws_handshake::Handshake {
+            elapsed: Duration::from_millis(3),
+            connect: Connect::Refused(probes::refusal::Refusal::ScopeMismatch),
+        });
+        assert_eq!(recording.record(round, &refused), "ok");
+        assert_eq!(recording.state(&refused), Some("scope_mismatch"));
+        let text = recorder.encode(Format::Prometheus, SystemTime::now());
+        let refusals = format!(
+            "openclaw_gateway_connect_refusals_total{{forward=\"{name}\",channel=\"probe\",reason=\"scope_mismatch\"}}"
+        );
+        assert_eq!(sample(&text, &refusals), Some(1.0), "{text}");
+        let status = recorder.status(SystemTime::now());
+        let refusal = status.forwards.iter().find(|f| f.forward == name).unwrap().last_refusal.clone().unwrap();
+        assert_eq!((refusal.reason.as_str(), refusal.channel.as_str()), ("scope_mismatch", "probe"));
+        assert!(refusal.fix.contains("re-pair"), "{}", refusal.fix);
+        assert_eq!(recording.record(round, &Err(ws_handshake::Failure::NoChallenge)), "no_challenge");
         let status = recorder.status(SystemTime::now());
         let line = status.forwards.iter().find(|f| f.forward == name).unwrap().last_ws_handshake.clone();
         assert!(

@@ -6,8 +6,11 @@ use std::time::{Duration, SystemTime};
 use probes::auth_probe::{self, Answer};
 use probes::auth_tap::credential::{self};
 use probes::auth_tap::{AuthEvent, AuthSink, CloseBy};
+use probes::refusal::Refusal;
+use probes::Label;
 
 use super::families::{
+    ForwardChannelReasonLabels,
     AuthFailureLabels, AuthRequestLabels, ForwardChannelLabels, ForwardCodeByLabels, ForwardKindLabels, ForwardLabels,
     RevisionLabels, SourceRevisionLabels,
 };
@@ -105,6 +108,7 @@ impl AuthSink for Recorder {
                     self.count_if_old_revision(&labels, SystemTime::now());
                 }
             }
+            AuthEvent::ConnectRefused { reason } => self.record_connect_refusal(&forward, "ws", reason),
             AuthEvent::WsClose { code, by } => {
                 if code == Some(4001) && by == CloseBy::Gateway {
                     self.mark_rotation_seen();
@@ -209,6 +213,24 @@ impl Recorder {
                 m.shutdown_notices.get_or_create_owned(&ForwardKindLabels { forward: tap.forward.clone(), kind });
             }
         }
+        // Every refusal reason at zero on every channel that can see one, so the first is an increase.
+        let refusal_channels = config
+            .auth_taps
+            .iter()
+            .map(|tap| (tap.forward.clone(), "ws"))
+            .chain(
+                config
+                    .forwards
+                    .iter()
+                    .filter(|f| f.ws_handshake_interval.is_some() && config.auth_probe.forwards.contains(&f.name))
+                    .map(|f| (f.name.clone(), "probe")),
+            );
+        for (forward, channel) in refusal_channels {
+            for reason in Refusal::LABELS {
+                let labels = ForwardChannelReasonLabels { forward: forward.clone(), channel, reason };
+                m.connect_refusals.get_or_create_owned(&labels);
+            }
+        }
         for (forward, channel) in &channels {
             for token_revision in &revisions {
                 let (forward, token_revision) = (forward.clone(), token_revision.clone());
@@ -231,6 +253,22 @@ impl Recorder {
         index.revisions = revisions;
         index.current_revision = config.auth.current.clone();
         index.auth_channels = channels;
+    }
+
+    /// Count a connect the gateway refused, on `channel` (`ws`: the CLI's through the tap; `probe`: the
+    /// handshake probe's), and keep it as the forward's last refusal.
+    pub fn record_connect_refusal(&self, forward: &str, channel: &'static str, reason: Refusal) {
+        let labels = ForwardChannelReasonLabels { forward: forward.to_owned(), channel, reason: reason.label() };
+        self.metrics.connect_refusals.get_or_create(&labels).inc();
+        let at = unix_seconds(SystemTime::now());
+        self.with_forward(forward, |state| {
+            state.last_refusal = Some(super::status::RefusalStatus {
+                reason: reason.label().to_owned(),
+                channel: channel.to_owned(),
+                at,
+                fix: reason.fix().to_owned(),
+            });
+        });
     }
 
     /// Record one active auth probe: the request, and a failure when refused.

@@ -144,6 +144,8 @@ label_sets! {
     ForwardKindLabels { forward: String, kind: &'static str }
     /// `forward`, `channel`.
     ForwardChannelLabels { forward: String, channel: &'static str }
+    /// `forward`, `channel`, `reason`.
+    ForwardChannelReasonLabels { forward: String, channel: &'static str, reason: &'static str }
     /// `forward`, `version`.
     ForwardVersionLabels { forward: String, version: String }
     /// `model_host`.
@@ -256,6 +258,8 @@ families! {
         "openclaw_gateway_auth_requests", "Requests seen carrying a credential or none, by token revision (channel: http, ws from the auth tap; probe = the active auth probe)";
     auth_failures: Tracked<AuthFailureLabels, Counter> = Tracked::default(),
         "openclaw_gateway_auth_failures", "Requests refused with 401, 403 or 429, by token revision (a WebSocket AUTH_TOKEN_MISMATCH counts as 401, AUTH_RATE_LIMITED as 429)";
+    connect_refusals: Tracked<ForwardChannelReasonLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_connect_refusals", "WebSocket connects the gateway refused, by its own reason (token_missing, token_mismatch, device_token_mismatch, scope_mismatch, pairing_required, rate_limited, protocol_mismatch, starting, other); channel: ws (the CLI's connects through the auth tap), probe (the handshake probe's)";
     old_revision_failures: Tracked<AuthFailureLabels, Counter> = Tracked::default(),
         "openclaw_gateway_old_revision_failures", "401 and 403 from a revision older than the current one, at or after the rotation time (what the old-revision page counts: a refusal just before the switch is not in it)";
     token_revision_current: Tracked<RevisionLabels, Gauge> = Tracked::default(),

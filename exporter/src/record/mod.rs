@@ -69,6 +69,8 @@ pub(crate) struct ForwardState {
     /// The first-byte objective (a good probe answers within it).
     pub(crate) first_byte_objective: Duration,
     pub(crate) last_ws_handshake: Option<String>,
+    /// The last refused connect: why, on which channel, when.
+    pub(crate) last_refusal: Option<status::RefusalStatus>,
     pub(crate) gateway: Option<readiness::GatewayState>,
     /// A gateway-down spell was opened (or continued) by the last first-byte round: kept here, not in the
     /// generation, so the spell closes on the first healthy round after a reload.
@@ -93,6 +95,7 @@ impl ForwardState {
             last_first_byte: None,
             first_byte_objective: Duration::MAX,
             last_ws_handshake: None,
+            last_refusal: None,
             gateway: None,
             gateway_down_open: false,
             orphans: None,

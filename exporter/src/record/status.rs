@@ -50,6 +50,9 @@ pub struct ForwardStatus {
     /// The last WebSocket handshake probe: time to the challenge and the connect answer, or its failure.
     #[serde(default)]
     pub last_ws_handshake: Option<String>,
+    /// The last connect the gateway refused, with its reason and the docs' fix.
+    #[serde(default)]
+    pub last_refusal: Option<RefusalStatus>,
     /// The gateway's own state (`/startupz`, `/readyz`), once read.
     pub gateway: Option<super::readiness::GatewayState>,
     /// Quantiles of successful first bytes.
@@ -71,6 +74,20 @@ pub struct ForwardStatus {
     /// The openclaw CLI's gateway URL (the same for every forward), once read.
     #[serde(default)]
     pub cli_url: Option<CliUrlStatus>,
+}
+
+/// A connect the gateway refused: why (the `reason` label), whose connect, when, and what to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusalStatus {
+    /// The `reason` label: token_missing, token_mismatch, device_token_mismatch, scope_mismatch,
+    /// pairing_required, rate_limited, protocol_mismatch, starting, other.
+    pub reason: String,
+    /// The `channel` label: ws (the CLI's own connect, through the auth tap) or probe (the handshake probe).
+    pub channel: String,
+    /// When, as Unix seconds.
+    pub at: f64,
+    /// What the gateway's troubleshooting docs say to do.
+    pub fix: String,
 }
 
 /// The gateway URL the openclaw CLI uses, and which forward it is.
@@ -237,6 +254,7 @@ struct ForwardSnapshot {
     last_syn_ok: Option<bool>,
     last_first_byte: Option<String>,
     last_ws_handshake: Option<String>,
+    last_refusal: Option<RefusalStatus>,
     gateway: Option<super::readiness::GatewayState>,
     first_byte_us: hdrhistogram::Histogram<u32>,
     buckets: Vec<crate::uptime::Bucket>,
@@ -263,6 +281,7 @@ impl Recorder {
                     last_syn_ok: state.last_syn_ok,
                     last_first_byte: state.last_first_byte.clone(),
                     last_ws_handshake: state.last_ws_handshake.clone(),
+                    last_refusal: state.last_refusal.clone(),
                     gateway: state.gateway.clone(),
                     first_byte_us: state.first_byte_us.clone(),
                     buckets: state.ledger.buckets().cloned().collect(),
@@ -319,6 +338,7 @@ impl Recorder {
                     gateway_up: m.gateway_up.get(&labels).map(|g| g.get() == 1),
                     last_first_byte: state.last_first_byte.clone(),
                     last_ws_handshake: state.last_ws_handshake.clone(),
+                    last_refusal: state.last_refusal.clone(),
                     gateway: state.gateway.clone(),
                     first_byte_seconds: Quantiles {
                         count: state.first_byte_us.len(),

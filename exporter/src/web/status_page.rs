@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::record::status::{CliUrlStatus, OptionRiskStatus, OrphanStatus, StatusReport};
+use crate::record::status::{CliUrlStatus, OptionRiskStatus, OrphanStatus, RefusalStatus, StatusReport};
 use crate::record::timeline::human_duration;
 use crate::uptime::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
 
@@ -84,6 +84,18 @@ fn cli_url_row(cli_url: Option<&CliUrlStatus>) -> String {
         ),
         (None, None) => String::new(),
     }
+}
+
+/// The last refused connect's row: why the gateway refused, whose connect, how long ago, and the docs' fix.
+fn refusal_row(refusal: Option<&RefusalStatus>, now: f64) -> String {
+    let Some(refusal) = refusal else { return String::new() };
+    let whose = if refusal.channel == "ws" { "the CLI's connect" } else { "the handshake probe's connect" };
+    format!(
+        "<tr class=\"refusal\"><th>Connect refused</th><td>{}</td><td class=\"muted\">{whose}, {} ago · {}</td></tr>",
+        state_badge(Some(false), "", &refusal.reason),
+        human_duration((now - refusal.at).max(0.0)),
+        esc(&refusal.fix)
+    )
 }
 
 /// A bucket's class: up, down, partly, unobserved, or empty (no data).
@@ -236,13 +248,14 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
         let orphans = orphans_row(forward.ssh_orphans.as_deref(), status.now)
             + &option_risks_row(forward.ssh_option_risks.as_deref())
             + &cli_url_row(forward.cli_url.as_ref());
+        let refusal = refusal_row(forward.last_refusal.as_ref(), status.now);
         let _ = write!(
             html,
             "<table><tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}</td></tr>{orphans}\
              <tr><th>SYN</th><td class=\"syn\">{}</td><td class=\"muted\">{} of {} connects succeeded</td></tr>\
              <tr><th>Gateway</th><td class=\"gateway\">{}</td><td class=\"muted\">{}</td></tr>\
              <tr><th>First byte</th><td>p50 {}</td><td class=\"muted\">p99 {} · {} samples</td></tr>\
-             <tr><th>WebSocket</th><td colspan=\"2\" class=\"muted\">{}</td></tr>\
+             <tr><th>WebSocket</th><td colspan=\"2\" class=\"muted\">{}</td></tr>{refusal}\
              <tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr></table>",
             state_badge(forward.syn.last_ok, "connects", "refused"),
             forward.syn.successes,

@@ -67,6 +67,12 @@ pub enum AuthEvent<'a> {
         /// The credential's revision.
         revision: &'a str,
     },
+    /// The gateway refused a WebSocket `connect`, for this reason (its `error.details.code`, or the close code
+    /// 1002 or 1013 of a connect it left unanswered). Counted besides any [`AuthEvent::Failure`] it also is.
+    ConnectRefused {
+        /// Why, from the fixed set.
+        reason: crate::refusal::Refusal,
+    },
     /// A WebSocket close, counted once per connection, for the side that sent it first (the other side's
     /// close is its echo). Which came first is judged by when each was read off its socket, not by when
     /// the observer got to it, so the two copy tasks racing cannot swap them.

@@ -8,6 +8,7 @@ use super::credential::{Credential, Registry};
 use super::http::{PendingRequests, RequestReader, RequestSeen, ResponseReader, ResponseSeen};
 use super::ws::{FrameReader, WsItem};
 use super::{AuthEvent, AuthSink, Channel, CloseBy};
+use crate::refusal::Refusal;
 
 /// An event that carries a credential's revision, built once the revision is known.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +87,8 @@ pub struct Observer {
     close_pending: Option<FirstClose>,
     /// This connection's close was counted.
     close_counted: bool,
+    /// The gateway answered the connect request (or closed it with a reason): its refusal is counted.
+    connect_answered: bool,
 }
 
 impl Observer {
@@ -107,6 +110,7 @@ impl Observer {
             request_scratch: Vec::new(),
             response_scratch: Vec::new(),
             close_pending: None,
+            connect_answered: false,
             close_counted: false,
         }
     }
@@ -265,12 +269,17 @@ impl Observer {
                     }
                     self.gateway_messages += 1;
                     if let Some(connect) = &self.connect {
-                        if let Some(code) = connect_answer(&message, &connect.id) {
+                        if let Some(answer) = connect_answer(&message, &connect.id) {
                             let elapsed = now.saturating_duration_since(connect.sent_at);
                             self.emit(AuthEvent::FirstByte { channel: Channel::Ws, elapsed });
-                            if let Some(code) = code {
-                                self.emit_by_revision(&connect.credential, ByRevision::Failure(Channel::Ws, code));
+                            if let ConnectAnswer::Refused { status, reason } = answer {
+                                if let Some(code) = status {
+                                    let failure = ByRevision::Failure(Channel::Ws, code);
+                                    self.emit_by_revision(&connect.credential, failure);
+                                }
+                                self.emit(AuthEvent::ConnectRefused { reason });
                             }
+                            self.connect_answered = true;
                             self.stop_reading_gateway_messages();
                             continue;
                         }
@@ -286,6 +295,13 @@ impl Observer {
     /// A close frame from `by`, read off its socket at `read_at`: the first of the pair is counted once the
     /// other side's echo arrives (or the connection ends without one).
     fn close(&mut self, code: Option<u16>, by: CloseBy, read_at: Instant) {
+        // A connect the gateway closed instead of answering: 1002 and 1013 still say why.
+        if by == CloseBy::Gateway && self.connect.is_some() && !self.connect_answered {
+            if let Some(reason) = Refusal::of_close(code) {
+                self.connect_answered = true;
+                self.emit(AuthEvent::ConnectRefused { reason });
+            }
+        }
         if self.close_counted {
             return;
         }
@@ -342,20 +358,31 @@ fn connect_request(message: &[u8]) -> Option<(serde_json::Value, Credential)> {
     Some((value["id"].clone(), credential))
 }
 
-/// The gateway's `res` to the connect request: Some(None) accepted, Some(Some(code)) refused with an auth
-/// code (401, 403, 429), None when this message is not that answer.
-fn connect_answer(message: &[u8], id: &serde_json::Value) -> Option<Option<u16>> {
+/// The gateway's answer to a `connect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectAnswer {
+    Accepted,
+    /// Refused: the auth status it amounts to (401, 403, 429; None when it is no auth failure) and why.
+    Refused {
+        status: Option<u16>,
+        reason: Refusal,
+    },
+}
+
+/// The gateway's `res` to the connect request, None when this message is not that answer.
+fn connect_answer(message: &[u8], id: &serde_json::Value) -> Option<ConnectAnswer> {
     let value: serde_json::Value = serde_json::from_slice(message).ok()?;
     if value["type"] != "res" || &value["id"] != id {
         return None;
     }
     if value["ok"] == true {
-        return Some(None);
+        return Some(ConnectAnswer::Accepted);
     }
     let error = &value["error"];
+    let reason = Refusal::of_error(error);
     let detail = error["details"]["code"].as_str().or(error["code"].as_str()).unwrap_or_default();
     let message = error["message"].as_str().unwrap_or_default().to_ascii_lowercase();
-    Some(refusal_status(detail).or_else(|| {
+    let status = refusal_status(detail).or_else(|| {
         // Older gateways without details.code: the message's own words.
         if message.starts_with("unauthorized") {
             Some(401)
@@ -364,7 +391,8 @@ fn connect_answer(message: &[u8], id: &serde_json::Value) -> Option<Option<u16>>
         } else {
             None
         }
-    }))
+    });
+    Some(ConnectAnswer::Refused { status, reason })
 }
 
 /// A connect refusal's `error.details.code` as the HTTP status it amounts to (the table in the README's
@@ -465,6 +493,7 @@ mod tests {
                 "fw Request { channel: Ws, revision: \"r1\" }",
                 "fw first_byte ws",
                 "fw Failure { channel: Ws, code: 401, revision: \"r1\" }",
+                "fw ConnectRefused { reason: TokenMismatch }",
             ]
         );
         // The client's echo completes the pair: counted once, for the gateway, which sent it first.
@@ -473,7 +502,25 @@ mod tests {
             t + Duration::from_millis(1),
         );
         assert_eq!(events.0.lock().unwrap().last().unwrap(), "fw WsClose { code: Some(1008), by: Gateway }");
-        assert_eq!(events.0.lock().unwrap().len(), 4);
+        assert_eq!(events.0.lock().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn a_connect_closed_1002_unanswered_is_a_protocol_refusal_counted_once() {
+        let (mut o, events) = observer();
+        let t = Instant::now();
+        o.client_bytes(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", t);
+        o.gateway_bytes(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", t);
+        let connect = br#"{"type":"req","id":"c1","method":"connect","params":{"auth":{"token":"tok-1"}}}"#;
+        o.client_bytes(&encode_frame(true, 1, connect, Some([7, 7, 7, 7])), t);
+        o.gateway_bytes(&encode_frame(true, 8, &1002u16.to_be_bytes(), None), t);
+        o.gateway_bytes(&encode_frame(true, 8, &1002u16.to_be_bytes(), None), t);
+        let seen = events.0.lock().unwrap().clone();
+        assert_eq!(
+            seen.iter().filter(|e| e.contains("ConnectRefused { reason: ProtocolMismatch }")).count(),
+            1,
+            "{seen:?}"
+        );
     }
 
     /// An observer past a WebSocket upgrade with an accepted connect (nothing more of interest is read).
@@ -553,9 +600,16 @@ mod tests {
                 br#"{"type":"res","id":5,"ok":false,"error":{"details":{"code":"AUTH_RATE_LIMITED"}}}"#,
                 &id
             ),
-            Some(Some(429))
+            Some(ConnectAnswer::Refused { status: Some(429), reason: Refusal::RateLimited })
         );
-        assert_eq!(connect_answer(br#"{"type":"res","id":5,"ok":true,"payload":{}}"#, &id), Some(None));
+        assert_eq!(
+            connect_answer(br#"{"type":"res","id":5,"ok":false,"error":{"code":"UNAVAILABLE","details":{"reason":"startup-sidecars"}}}"#, &id),
+            Some(ConnectAnswer::Refused { status: None, reason: Refusal::Starting })
+        );
+        assert_eq!(
+            connect_answer(br#"{"type":"res","id":5,"ok":true,"payload":{}}"#, &id),
+            Some(ConnectAnswer::Accepted)
+        );
         assert_eq!(connect_answer(br#"{"type":"res","id":6,"ok":true}"#, &id), None);
         assert_eq!(
             connect_request(br#"{"type":"req","id":1,"method":"connect","params":{}}"#).unwrap().1,
