@@ -43,6 +43,12 @@ fn failures(scrape: &Scrape, channel: &str, revision: &str) -> f64 {
     auth(scrape, "failures", channel, Some("401"), revision)
 }
 
+fn refusals(scrape: &Scrape, channel: &str, reason: &str) -> f64 {
+    scrape.value(&format!(
+        "openclaw_gateway_connect_refusals_total{{forward=\"mac\",channel=\"{channel}\",reason=\"{reason}\"}}"
+    ))
+}
+
 #[test]
 fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() {
     let canary = format!("oce-canary-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos());
@@ -61,7 +67,7 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
     let config = |current: &str| {
         format!(
             "[[forward]]\nname = \"mac\"\nlocal = \"127.0.0.1:{forward_port}\"\nsyn_interval = \"200ms\"\n\
-             first_byte_interval = \"500ms\"\nreadiness_interval = \"1s\"\ntimeout = \"8s\"\n\n\
+             first_byte_interval = \"500ms\"\nreadiness_interval = \"1s\"\nws_handshake_interval = \"5s\"\ntimeout = \"8s\"\n\n\
              [auth]\ncurrent = \"{current}\"\n[[auth.revision]]\nname = \"r1\"\n{r1}\n[[auth.revision]]\nname = \"r2\"\n{r2}\n\n\
              [[auth_tap]]\nforward = \"mac\"\nlisten = \"{tap}\"\nupstream = \"127.0.0.1:{forward_port}\"\n\n\
              [auth_probe]\nenabled = true\ninterval = \"2s\"\ntoken_file = \"{}\"\n",
@@ -105,7 +111,16 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
     let (_ok, answer) = WsClient::connect(tap, Some(&t1));
     assert_eq!(answer, ConnectAnswer::Accepted);
     let (_none, answer) = WsClient::connect(tap, None);
-    assert!(matches!(answer, ConnectAnswer::Refused(_)), "{answer:?}");
+    let ConnectAnswer::Refused(no_token_code) = answer else { panic!("{answer:?}") };
+    // Why the gateway refused, by its own reason: the wrong token, and whatever it says of none.
+    let no_token_reason = match no_token_code.as_str() {
+        "AUTH_TOKEN_MISSING" => "token_missing",
+        "NOT_PAIRED" | "PAIRING_REQUIRED" | "DEVICE_IDENTITY_REQUIRED" => "pairing_required",
+        other => panic!("the gateway refused no token with {other}: which reason is it?"),
+    };
+    exporter.wait_for("the CLI's refused connects by reason", T, |m| {
+        refusals(m, "ws", "token_mismatch") >= 1.0 && refusals(m, "ws", no_token_reason) >= 1.0
+    });
 
     let before = exporter.wait_for("tap and probe counts before the rotation", T, |m| {
         requests(m, "http", "r1") >= 3.0
@@ -150,6 +165,37 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
     for channel in ["http", "ws", "probe"] {
         assert_eq!(failures(&after, channel, "r2"), 0.0, "the current revision must not fail on {channel}");
     }
+    // The handshake probe's connect with the old token is refused too, for the same reason; the status page,
+    // /api/status and the doctor say what to do.
+    exporter.wait_for("the handshake probe's refused connect", T, |m| refusals(m, "probe", "token_mismatch") >= 1.0);
+    let api: serde_json::Value = serde_json::from_str(&exporter.get("/api/status", None).1).unwrap();
+    let refusal = &api["forwards"][0]["last_refusal"];
+    assert_eq!(refusal["reason"], "token_mismatch", "{refusal}");
+    assert!(refusal["fix"].as_str().unwrap().contains("auth-token --show"), "{refusal}");
+    let page = exporter.get("/", Some("text/html")).1;
+    assert!(page.contains("Connect refused") && page.contains("token_mismatch") && page.contains("auth-token --show"));
+    let doctor_config = state.path().join("doctor.toml");
+    std::fs::write(
+        &doctor_config,
+        format!(
+            "[[forward]]\nname = \"mac\"\nlocal = \"127.0.0.1:{forward_port}\"\ntimeout = \"8s\"\n\
+             [auth_probe]\nenabled = true\ntoken_file = \"{}\"\n",
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    let doctor = std::process::Command::new(workspace_binary("openclaw-tunnel-exporter"))
+        .args(["doctor", "--config"])
+        .arg(&doctor_config)
+        .env("HOME", state.path())
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .env_remove("OPENCLAW_CONFIG_PATH")
+        .output()
+        .unwrap();
+    let told = String::from_utf8_lossy(&doctor.stdout);
+    assert_eq!(doctor.status.code(), Some(17), "{told}");
+    assert!(told.contains("refused: token_mismatch") && told.contains("auth-token --show"), "{told}");
+    assert!(!told.contains(&canary), "the doctor printed a token");
     assert!(rotated.value("openclaw_gateway_ws_closes_total{forward=\"mac\",code=\"4001\",by=\"gateway\"}") >= 1.0);
 
     // The probe backs off after its 401: no more requests with the refused token...

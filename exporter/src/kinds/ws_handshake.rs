@@ -5,6 +5,7 @@ use crate::driver::{Recording, Round, SpanFields};
 use crate::record::families::{ForwardLabels, ForwardReasonLabels};
 use crate::record::Recorder;
 use crate::token_sources;
+use probes::auth_tap::credential::TokenId;
 use probes::ws_handshake::{self, Connect, Secret};
 use probes::Label;
 use std::sync::Arc;
@@ -19,6 +20,12 @@ pub struct WsHandshakeRecording {
     tokens: Option<token_sources::Locations>,
     /// The probe's gate verdict when it kept the token back.
     withheld: ws_handshake::Withheld,
+    /// The token sent this round.
+    sent: Option<TokenId>,
+    /// A token the gateway refused (other than while starting): not sent again until the sources hold another
+    /// one, as the auth probe does; the gateway delays each consecutive wrong token (0.25 s doubling to 5 s)
+    /// for every client of this address, the CLI's too.
+    refused: Option<TokenId>,
 }
 
 impl WsHandshakeRecording {
@@ -52,7 +59,7 @@ impl WsHandshakeRecording {
             gate: Some(gate),
             withheld: withheld.clone(),
         };
-        (target, WsHandshakeRecording { forward, recorder, tokens, withheld })
+        (target, WsHandshakeRecording { forward, recorder, tokens, withheld, sent: None, refused: None })
     }
 
     fn interval_or_off(&self) -> Duration {
@@ -85,7 +92,13 @@ impl Recording for WsHandshakeRecording {
             // The token goes only to our own user's ssh: the probe's gate checks the connection right before
             // `connect`; otherwise the handshake stops at the challenge, which proves the path as far as it
             // can without a credential.
-            probe.token = tokens.effective().and_then(|s| s.token.clone()).unwrap_or_else(|| Secret::new(Vec::new()));
+            let token = tokens.effective().and_then(|s| s.token.clone());
+            let id = token.as_ref().map(|t| TokenId::of(t.expose()));
+            self.sent = id.filter(|id| self.refused != Some(*id));
+            probe.token = match (token, self.sent) {
+                (Some(token), Some(_)) => token,
+                _ => Secret::new(Vec::new()),
+            };
         }
         true
     }
@@ -101,8 +114,15 @@ impl Recording for WsHandshakeRecording {
             m.credential_withheld.get_or_create(&labels).inc();
             tracing::debug!(forward = %self.forward.name, "handshake without the token: {why}");
         }
-        if let Ok(ws_handshake::Handshake { connect: Connect::Refused(reason), .. }) = outcome {
-            self.recorder.record_connect_refusal(name, "probe", *reason);
+        match outcome {
+            Ok(ws_handshake::Handshake { connect: Connect::Refused(reason), .. }) => {
+                self.recorder.record_connect_refusal(name, "probe", *reason);
+                if *reason != probes::refusal::Refusal::Starting {
+                    self.refused = self.sent;
+                }
+            }
+            Ok(ws_handshake::Handshake { connect: Connect::Accepted, .. }) => self.refused = None,
+            _ => {}
         }
         match outcome {
             Ok(handshake) => {
