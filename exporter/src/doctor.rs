@@ -158,10 +158,14 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
                 readiness_read = read;
                 verdict
             }
-            5 => match readiness_read.take() {
-                Some(read) => started_and_ready(read),
-                None => started_and_ready((readiness::Target { addr: forward.local }).probe(timeout).await),
-            },
+            5 => {
+                let read = match readiness_read.take() {
+                    Some(read) => read,
+                    None => (readiness::Target { addr: forward.local }).probe(timeout).await,
+                };
+                notes = cli_version_notes(config, &read).await;
+                started_and_ready(read)
+            }
             6 => match (control_ui::Target { addr: forward.local }).probe(timeout).await {
                 Ok(page) => pass(format!("GET / -> HTTP {} text/html in {}", page.status, ms(page.first_byte))),
                 Err(failure) => fail(
@@ -360,6 +364,35 @@ fn started_and_ready(read: readiness::Outcome) -> Verdict {
     }
 }
 
+/// The openclaw CLI's version beside the gateway's, when they differ: which one to upgrade.
+async fn cli_version_notes(config: &Config, read: &readiness::Outcome) -> Vec<String> {
+    let Ok(Readiness { startup: Some(Startup { version: Some(gateway), .. }), .. }) = read else { return Vec::new() };
+    let mut target = probes::cli_version::Target::from_env(config.cli_path.clone());
+    let Ok(Ok(cli)) = tokio::task::spawn_blocking(move || target.read()).await else { return Vec::new() };
+    if cli.version == *gateway {
+        return Vec::new();
+    }
+    let upgrade = match version_order(&cli.version, gateway) {
+        std::cmp::Ordering::Less => {
+            format!("upgrade the CLI here (`npm i -g openclaw@{gateway}`, or `brew upgrade openclaw`)")
+        }
+        _ => "upgrade the gateway on its host (`npm i -g openclaw@latest`, then restart it)".to_owned(),
+    };
+    vec![format!(
+        "versions differ: the openclaw CLI here is {} ({}), the gateway {gateway}; a protocol bump between them refuses the CLI's connects (close 1002): {upgrade}",
+        cli.version,
+        cli.executable.display()
+    )]
+}
+
+/// Order two versions by their numeric fields (`2026.10.0` after `2026.9.6`); a pre-release tail is ignored.
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let fields = |v: &str| -> Vec<u64> {
+        v.split(['-', '+']).next().unwrap_or_default().split('.').map(|f| f.parse().unwrap_or(0)).collect()
+    };
+    fields(a).cmp(&fields(b))
+}
+
 /// Step 4, and the `/startupz` + `/readyz` answer read for its evidence (step 5 judges it).
 async fn gateway(forward: &Forward, timeout: Duration) -> (Verdict, Option<readiness::Outcome>) {
     let mut target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
@@ -430,15 +463,17 @@ async fn token(config: &Config, forward: &Forward, timeout: Duration) -> Verdict
     // (the HTTP answer is a bare 401; a scope, pairing or protocol refusal shows only here).
     let refusal = match &answer {
         Ok(_) => {
-            let session =
-                ssh_session::Target { lookup: config.scheduler.owner_lookup, ..ssh_session::Target::new(forward.local) };
+            let session = ssh_session::Target {
+                lookup: config.scheduler.owner_lookup,
+                ..ssh_session::Target::new(forward.local)
+            };
             let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
             let withheld = probes::ws_handshake::Withheld::default();
             let mut handshake = probes::ws_handshake::Target { addr: forward.local, token, gate: Some(gate), withheld };
             match handshake.probe(timeout).await {
-                Ok(probes::ws_handshake::Handshake { connect: probes::ws_handshake::Connect::Refused(reason), .. }) => {
-                    Some(reason)
-                }
+                Ok(probes::ws_handshake::Handshake {
+                    connect: probes::ws_handshake::Connect::Refused(reason), ..
+                }) => Some(reason),
                 _ => None,
             }
         }
@@ -517,5 +552,18 @@ async fn loopback_only(config: &Config, timeout: Duration) -> Verdict {
         )
     } else {
         pass(evidence.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_order;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn versions_order_by_their_numbers_not_their_text() {
+        assert_eq!(version_order("2026.5.1", "2026.9.6"), Ordering::Less);
+        assert_eq!(version_order("2026.10.0", "2026.9.6"), Ordering::Greater);
+        assert_eq!(version_order("2026.9.6-beta.1", "2026.9.6"), Ordering::Equal);
     }
 }

@@ -162,7 +162,7 @@ fn millis(value: &Value) -> Option<Duration> {
 }
 
 /// A version as the gateway writes them (`2026.9.6`, `2026.10.0-beta.1`): bounded, a fixed alphabet.
-fn valid_version(version: &str) -> bool {
+pub fn valid_version(version: &str) -> bool {
     !version.is_empty()
         && version.len() <= MAX_VERSION
         && version.bytes().all(|b| b.is_ascii_alphanumeric() || b".-+_".contains(&b))

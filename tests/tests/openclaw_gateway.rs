@@ -74,9 +74,27 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
             token_file.display()
         )
     };
+    // A stand-in `openclaw` CLI first on PATH, as npm installs one: bin/openclaw a link into its package, whose
+    // package.json says 2026.5.1 (read, never run), older than the real gateway's 2026.9.6.
+    let cli = state.path().join("cli");
+    let package = cli.join("lib/node_modules/openclaw");
+    std::fs::create_dir_all(&package).unwrap();
+    std::fs::write(
+        package.join("package.json"),
+        r#"{"name":"openclaw","version":"2026.5.1","bin":{"openclaw":"openclaw.mjs"}}"#,
+    )
+    .unwrap();
+    std::fs::write(package.join("openclaw.mjs"), "#!/usr/bin/env node\nprocess.exit(99)\n").unwrap();
+    std::fs::create_dir_all(cli.join("bin")).unwrap();
+    std::os::unix::fs::symlink("../lib/node_modules/openclaw/openclaw.mjs", cli.join("bin/openclaw")).unwrap();
+    let path = format!("{}:{}", cli.join("bin").display(), std::env::var("PATH").unwrap_or_default());
     let exporter = Exporter::start_with(&config("r1"), |command| {
         // The CLI's own sources of this machine must not leak in: an empty HOME, no token in the env.
-        command.env("HOME", state.path()).env_remove("OPENCLAW_GATEWAY_TOKEN").env_remove("OPENCLAW_CONFIG_PATH")
+        command
+            .env("HOME", state.path())
+            .env("PATH", &path)
+            .env_remove("OPENCLAW_GATEWAY_TOKEN")
+            .env_remove("OPENCLAW_CONFIG_PATH")
     });
 
     // The real gateway answers its first byte through the real forward.
@@ -95,6 +113,8 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
     let started_at = own.value("openclaw_gateway_start_time_seconds{forward=\"mac\"}");
     assert!((now - 600.0..=now).contains(&started_at), "start time {started_at}, now {now}");
     assert_eq!(own.get("openclaw_gateway_restarts_total{forward=\"mac\"}"), Some(0.0));
+    // The CLI's own version beside it: the stand-in's package, found through the link on PATH.
+    exporter.wait_for("the CLI's version", T, |m| m.get("openclaw_cli_build_info{version=\"2026.5.1\"}") == Some(1.0));
 
     // HTTP through the tap: current, unknown, none; a success between failures resets the gateway's delay.
     assert_eq!(invoke(tap, Some(&t1)), 400, "the right token is authenticated: 400 'requires name'");
@@ -188,12 +208,20 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
         .args(["doctor", "--config"])
         .arg(&doctor_config)
         .env("HOME", state.path())
+        .env("PATH", &path)
         .env_remove("OPENCLAW_GATEWAY_TOKEN")
         .env_remove("OPENCLAW_CONFIG_PATH")
         .output()
         .unwrap();
     let told = String::from_utf8_lossy(&doctor.stdout);
     assert_eq!(doctor.status.code(), Some(17), "{told}");
+    // Step 5 names both versions and which to upgrade.
+    assert!(
+        told.contains("the openclaw CLI here is 2026.5.1")
+            && told.contains("the gateway 2026.9.6")
+            && told.contains("upgrade the CLI"),
+        "{told}"
+    );
     assert!(told.contains("refused: token_mismatch") && told.contains("auth-token --show"), "{told}");
     assert!(!told.contains(&canary), "the doctor printed a token");
     assert!(rotated.value("openclaw_gateway_ws_closes_total{forward=\"mac\",code=\"4001\",by=\"gateway\"}") >= 1.0);

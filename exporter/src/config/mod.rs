@@ -59,6 +59,8 @@ pub struct Config {
     pub remote_write: Option<RemoteWrite>,
     /// Where the uptime buckets are saved across restarts (off when unset).
     pub state_file: Option<PathBuf>,
+    /// The openclaw CLI whose version is read (`[cli] path`); None: PATH, then the usual install prefixes.
+    pub cli_path: Option<PathBuf>,
 }
 
 /// OTLP/HTTP trace export: each probe run is a span.

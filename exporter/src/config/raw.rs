@@ -26,6 +26,14 @@ pub(super) struct RawConfig {
     pub(super) remote_write: Option<RawRemoteWrite>,
     #[serde(default)]
     pub(super) state: RawState,
+    #[serde(default)]
+    pub(super) cli: RawCli,
+}
+
+/// `[cli]`: the openclaw CLI this laptop runs, when it is not the one found on PATH or the usual prefixes.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawCli {
+    pub(super) path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

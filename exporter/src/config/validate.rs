@@ -115,10 +115,12 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
     let gateways = validate_gateways(raw.gateway, &mut c);
     let otlp = raw.otlp.map(|otlp| validate_otlp(otlp, &mut c));
     let state_file = validate_state(raw.state, &mut c);
+    let cli_path = validate_cli(raw.cli, &mut c);
     let remote_write = raw.remote_write.map(|rw| validate_remote_write(rw, state_file.as_deref(), &mut c));
     Config {
         remote_write,
         state_file,
+        cli_path,
         otlp,
         gateways,
         web,
@@ -468,6 +470,15 @@ fn validate_state(raw: RawState, c: &mut Checker<'_>) -> Option<PathBuf> {
         }
     }
     state_file
+}
+
+/// `[cli]`: the openclaw executable, when set, must be a file.
+fn validate_cli(raw: RawCli, c: &mut Checker<'_>) -> Option<PathBuf> {
+    let path = raw.path.map(PathBuf::from)?;
+    if !path.is_file() {
+        c.problem("cli.path", &path.display(), "is not a file: name the openclaw executable (`which openclaw`)");
+    }
+    Some(path)
 }
 
 /// `[remote_write]`: every file named must exist; names and headers must be valid on the wire.

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cli_url;
+pub mod cli_version;
 pub mod exposure;
 pub mod first_byte;
 pub mod model_host;

@@ -10,9 +10,8 @@ use probes::refusal::Refusal;
 use probes::Label;
 
 use super::families::{
-    ForwardChannelReasonLabels,
-    AuthFailureLabels, AuthRequestLabels, ForwardChannelLabels, ForwardCodeByLabels, ForwardKindLabels, ForwardLabels,
-    RevisionLabels, SourceRevisionLabels,
+    AuthFailureLabels, AuthRequestLabels, ForwardChannelLabels, ForwardChannelReasonLabels, ForwardCodeByLabels,
+    ForwardKindLabels, ForwardLabels, RevisionLabels, SourceRevisionLabels,
 };
 use super::Recorder;
 use crate::clock::unix_seconds;
@@ -214,17 +213,13 @@ impl Recorder {
             }
         }
         // Every refusal reason at zero on every channel that can see one, so the first is an increase.
-        let refusal_channels = config
-            .auth_taps
-            .iter()
-            .map(|tap| (tap.forward.clone(), "ws"))
-            .chain(
-                config
-                    .forwards
-                    .iter()
-                    .filter(|f| f.ws_handshake_interval.is_some() && config.auth_probe.forwards.contains(&f.name))
-                    .map(|f| (f.name.clone(), "probe")),
-            );
+        let refusal_channels = config.auth_taps.iter().map(|tap| (tap.forward.clone(), "ws")).chain(
+            config
+                .forwards
+                .iter()
+                .filter(|f| f.ws_handshake_interval.is_some() && config.auth_probe.forwards.contains(&f.name))
+                .map(|f| (f.name.clone(), "probe")),
+        );
         for (forward, channel) in refusal_channels {
             for reason in Refusal::LABELS {
                 let labels = ForwardChannelReasonLabels { forward: forward.clone(), channel, reason };

@@ -30,6 +30,9 @@ pub struct StatusReport {
     /// What happened, newest first (the last 24 h, bounded).
     #[serde(default)]
     pub timeline: Vec<super::timeline::Event>,
+    /// The version of the openclaw CLI this machine runs, once found.
+    #[serde(default)]
+    pub cli_version: Option<String>,
 }
 
 /// One forward.
@@ -423,6 +426,7 @@ impl Recorder {
             model_hosts,
             gateways,
             timeline: self.timeline().newest_first(),
+            cli_version: index.cli_version.clone(),
         }
     }
 }

@@ -127,6 +127,22 @@ impl Recorder {
         }
     }
 
+    /// The openclaw CLI's version: one series, the old one removed when it changes; none when no CLI is found.
+    pub fn record_cli_version(&self, version: Option<&str>) {
+        let mut index = self.index();
+        if index.cli_version.as_deref() == version {
+            return;
+        }
+        if let Some(old) = index.cli_version.take() {
+            self.metrics.cli_build_info.remove(&super::families::VersionLabels { version: old });
+        }
+        if let Some(version) = version {
+            let labels = super::families::VersionLabels { version: version.to_owned() };
+            self.metrics.cli_build_info.get_or_create(&labels).set(1);
+        }
+        index.cli_version = version.map(str::to_owned);
+    }
+
     /// Count a tunnel round that observed nothing of the forward, by `reason` (one of
     /// [`UNOBSERVED_REASONS`]).
     pub fn record_round_unobserved(&self, forward: &str, reason: &'static str) {

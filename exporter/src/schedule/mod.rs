@@ -206,6 +206,11 @@ impl Generation {
             let (probe, recording) = CliUrlRecording::new(&config, interval, recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
         }
+        // The CLI's version wherever the CLI is used: a laptop with forwards (the gateway host runs its own).
+        if !config.forwards.is_empty() {
+            let (probe, recording) = crate::kinds::cli_version::CliVersionRecording::new(&config, recorder.clone());
+            tasks.spawn(drive(probe, recording, ctx.clone()));
+        }
         for gateway in &config.gateways {
             let (probe, recording) = ExposureRecording::new(Arc::new(gateway.clone()), recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
