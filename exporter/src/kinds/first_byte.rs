@@ -60,6 +60,9 @@ impl Recording for FirstByte {
         let observed = self.last_round.map_or(interval, |previous| round.boot.saturating_sub(previous).min(interval));
         self.last_round = Some(round.boot);
         self.recorder.record_first_byte(&self.forward.name, outcome);
+        if outcome.is_ok() {
+            self.recorder.record_usable(&self.forward.name, round.boot);
+        }
         let name = &self.forward.name;
         let down = match outcome {
             Err(failure) => self.recorder.record_gateway_down(name, failure.label(), observed),

@@ -72,6 +72,8 @@ impl Tunnel {
             family.get_or_create_owned(&labels);
         }
         m.unobserved_seconds.get_or_create_owned(&labels);
+        // Every bucket at zero: the dashboard's quantiles and the resume alert see the forward before its first wake.
+        m.resume_seconds.get_or_create_owned(&labels);
         m.ssh_session_changes.get_or_create_owned(&labels);
         for reason in UNOBSERVED_REASONS {
             m.unobserved_rounds.get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
@@ -116,7 +118,7 @@ impl Recording for Tunnel {
             if gap > interval + interval / 2 {
                 let unobserved = gap - interval;
                 tracing::warn!(forward = %self.forward.name, unobserved = ?unobserved, "probe loop stalled (suspend or stop); counting the gap as unobserved");
-                self.recorder.record_unobserved(&self.forward.name, round.wall - unobserved, round.wall);
+                self.recorder.record_unobserved(&self.forward.name, round.wall - unobserved, round.wall, round.boot);
             }
         }
         self.last_round = Some(round.boot);
@@ -133,7 +135,7 @@ impl Recording for Tunnel {
             self.recorder.set_forward_hijacked(&self.forward.name, hijacked);
             self.hijacked = Some(hijacked);
         }
-        if self.recorder.record_tunnel_round(&self.forward.name, round.wall, syn, session) {
+        if self.recorder.record_tunnel_round(&self.forward.name, round.wall, round.boot, syn, session) {
             "up"
         } else {
             self.recorder.record_tunnel_down(&self.forward.name, down_cause(session), observed);

@@ -334,6 +334,8 @@ families! {
         "openclaw_gateway_event_loop_delay_p99_seconds", "The gateway's event-loop delay p99 (/readyz eventLoop)";
     event_loop_utilization: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_gateway_event_loop_utilization", "The gateway's event-loop utilization, 0..1 (/readyz eventLoop)";
+    resume_seconds: Tracked<ForwardLabels, Histogram, fn() -> Histogram> = Tracked::new_with_constructor(|| Histogram::new(super::resume::RESUME_BUCKETS)),
+        "openclaw_tunnel_resume_seconds", "After a gap counted unobserved (sleep, a stall), seconds from the first round after it to the first good first byte through the forward; a wait past 600 s is observed then, above the last bucket";
     ws_handshake_seconds: Latency<ForwardLabels> = latency(),
         "openclaw_gateway_ws_handshake_seconds", "WebSocket upgrade sent to the gateway's first frame (connect.challenge), through the forward";
     ws_handshake_failures: Tracked<ForwardReasonLabels, Counter> = Tracked::default(),

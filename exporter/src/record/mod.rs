@@ -25,6 +25,7 @@ pub mod families;
 pub mod first_byte;
 pub mod model_host;
 pub mod readiness;
+pub mod resume;
 pub mod status;
 pub mod timeline;
 pub mod tracked;
@@ -69,6 +70,10 @@ pub(crate) struct ForwardState {
     /// The first-byte objective (a good probe answers within it).
     pub(crate) first_byte_objective: Duration,
     pub(crate) last_ws_handshake: Option<String>,
+    /// The wait for usable after the last gap, while open.
+    pub(crate) resume: resume::Resume,
+    /// The last wait observed.
+    pub(crate) last_resume: Option<status::ResumeStatus>,
     /// The last refused connect: why, on which channel, when.
     pub(crate) last_refusal: Option<status::RefusalStatus>,
     pub(crate) gateway: Option<readiness::GatewayState>,
@@ -96,6 +101,8 @@ impl ForwardState {
             first_byte_objective: Duration::MAX,
             last_ws_handshake: None,
             last_refusal: None,
+            resume: resume::Resume::default(),
+            last_resume: None,
             gateway: None,
             gateway_down_open: false,
             orphans: None,

@@ -53,6 +53,9 @@ pub struct ForwardStatus {
     /// The last WebSocket handshake probe: time to the challenge and the connect answer, or its failure.
     #[serde(default)]
     pub last_ws_handshake: Option<String>,
+    /// The last wake-to-usable observed: seconds from the first round after a gap to a good first byte.
+    #[serde(default)]
+    pub last_resume: Option<ResumeStatus>,
     /// The last connect the gateway refused, with its reason and the docs' fix.
     #[serde(default)]
     pub last_refusal: Option<RefusalStatus>,
@@ -77,6 +80,17 @@ pub struct ForwardStatus {
     /// The openclaw CLI's gateway URL (the same for every forward), once read.
     #[serde(default)]
     pub cli_url: Option<CliUrlStatus>,
+}
+
+/// The last wait from a gap's end (a wake, a stall) to a good first byte through the forward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumeStatus {
+    /// Seconds waited.
+    pub seconds: f64,
+    /// When it was observed, Unix seconds.
+    pub at: f64,
+    /// False when no good first byte came within 600 s (observed then).
+    pub usable: bool,
 }
 
 /// A connect the gateway refused: why (the `reason` label), whose connect, when, and what to do.
@@ -258,6 +272,7 @@ struct ForwardSnapshot {
     last_first_byte: Option<String>,
     last_ws_handshake: Option<String>,
     last_refusal: Option<RefusalStatus>,
+    last_resume: Option<ResumeStatus>,
     gateway: Option<super::readiness::GatewayState>,
     first_byte_us: hdrhistogram::Histogram<u32>,
     buckets: Vec<crate::uptime::Bucket>,
@@ -285,6 +300,7 @@ impl Recorder {
                     last_first_byte: state.last_first_byte.clone(),
                     last_ws_handshake: state.last_ws_handshake.clone(),
                     last_refusal: state.last_refusal.clone(),
+                    last_resume: state.last_resume.clone(),
                     gateway: state.gateway.clone(),
                     first_byte_us: state.first_byte_us.clone(),
                     buckets: state.ledger.buckets().cloned().collect(),
@@ -342,6 +358,7 @@ impl Recorder {
                     last_first_byte: state.last_first_byte.clone(),
                     last_ws_handshake: state.last_ws_handshake.clone(),
                     last_refusal: state.last_refusal.clone(),
+                    last_resume: state.last_resume.clone(),
                     gateway: state.gateway.clone(),
                     first_byte_seconds: Quantiles {
                         count: state.first_byte_us.len(),

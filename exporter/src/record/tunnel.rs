@@ -165,6 +165,7 @@ impl Recorder {
         &self,
         forward: &str,
         at: SystemTime,
+        boot: Duration,
         syn: &syn::Outcome,
         session: &ssh_session::Outcome,
     ) -> bool {
@@ -187,8 +188,9 @@ impl Recorder {
         if up {
             m.up_successes.get_or_create(&labels).inc();
         }
-        let (was_up, new_owner) = self.with_forward(forward, |state| {
+        let (was_up, new_owner, gave_up) = self.with_forward(forward, |state| {
             let was_up = state.last_round_up;
+            let gave_up = state.resume.give_up(boot);
             state.ledger.record_round(unix_seconds(at), up);
             state.last_syn_ok = Some(syn.is_ok());
             state.last_round_up = Some(up);
@@ -225,8 +227,11 @@ impl Recorder {
             if state.session.as_ref() != Some(session) {
                 state.session = Some(session.clone());
             }
-            (was_up, new_owner)
+            (was_up, new_owner, gave_up)
         });
+        if let Some(seconds) = gave_up {
+            self.observe_resume(forward, seconds, false);
+        }
         // The timeline, after the per-forward state is released (never two of the recorder's locks at once).
         let at = unix_seconds(at);
         if was_up != Some(up) || !up {
@@ -243,12 +248,16 @@ impl Recorder {
         up
     }
 
-    /// Record `[from, to)` as time no round could observe.
-    pub fn record_unobserved(&self, forward: &str, from: SystemTime, to: SystemTime) {
+    /// Record `[from, to)` as time no round could observe; the round at `boot` (the first after the gap)
+    /// starts the wait for usable ([`super::resume`]).
+    pub fn record_unobserved(&self, forward: &str, from: SystemTime, to: SystemTime, boot: Duration) {
         let seconds = to.duration_since(from).unwrap_or_default().as_secs_f64();
         let labels = ForwardLabels { forward: forward.to_owned() };
         self.metrics.unobserved_seconds.get_or_create(&labels).inc_by(seconds);
-        self.with_forward(forward, |state| state.ledger.record_unobserved(unix_seconds(from), unix_seconds(to)));
+        self.with_forward(forward, |state| {
+            state.ledger.record_unobserved(unix_seconds(from), unix_seconds(to));
+            state.resume.gap_ended(boot);
+        });
         // The timeline tells people of sleeps, not of the scheduling hiccups a loaded machine makes (the metric
         // counts both).
         let (from, to) = (unix_seconds(from), unix_seconds(to));
@@ -297,11 +306,17 @@ pub(crate) mod tests {
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let syn_ok: syn::Outcome = Ok(syn::Connected { connect: Duration::from_micros(30) });
         let up = ssh_session::Outcome::Up(owner("ssh"));
-        assert!(recorder.record_tunnel_round("a", t0, &syn_ok, &up));
-        assert!(!recorder.record_tunnel_round("a", t0, &Err(syn::Failure::Refused), &up));
-        assert!(!recorder.record_tunnel_round("a", t0, &syn_ok, &ssh_session::Outcome::NotSsh(owner("python3"))));
+        assert!(recorder.record_tunnel_round("a", t0, Duration::ZERO, &syn_ok, &up));
+        assert!(!recorder.record_tunnel_round("a", t0, Duration::ZERO, &Err(syn::Failure::Refused), &up));
+        assert!(!recorder.record_tunnel_round(
+            "a",
+            t0,
+            Duration::ZERO,
+            &syn_ok,
+            &ssh_session::Outcome::NotSsh(owner("python3"))
+        ));
         let unreadable = ssh_session::Outcome::Unreadable { detail: "x".into() };
-        assert!(recorder.record_tunnel_round("a", t0, &syn_ok, &unreadable));
+        assert!(recorder.record_tunnel_round("a", t0, Duration::ZERO, &syn_ok, &unreadable));
 
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(300));
         assert_eq!(sample(&text, "openclaw_tunnel_up_checks_total{forward=\"a\"}"), Some(4.0));

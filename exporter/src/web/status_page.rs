@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::record::status::{CliUrlStatus, OptionRiskStatus, OrphanStatus, RefusalStatus, StatusReport};
+use crate::record::status::{CliUrlStatus, OptionRiskStatus, OrphanStatus, RefusalStatus, ResumeStatus, StatusReport};
 use crate::record::timeline::human_duration;
 use crate::uptime::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
 
@@ -84,6 +84,25 @@ fn cli_url_row(cli_url: Option<&CliUrlStatus>) -> String {
         ),
         (None, None) => String::new(),
     }
+}
+
+/// The last wake's row: how long after the first round after a gap (a sleep, a stall) the first byte through
+/// the forward worked again.
+fn resume_row(resume: Option<&ResumeStatus>, now: f64) -> String {
+    let Some(resume) = resume else { return String::new() };
+    let (badge, text) = if resume.usable {
+        (
+            state_badge(Some(resume.seconds <= 60.0), "quick", "slow"),
+            format!("usable in {}", human_duration(resume.seconds)),
+        )
+    } else {
+        (state_badge(Some(false), "", "unusable"), format!("not usable within {}", human_duration(resume.seconds)))
+    };
+    format!(
+        "<tr class=\"resume\"><th>After the last wake</th><td>{badge}</td><td class=\"muted\">{text} · {} ago · \
+         shorten it with ServerAliveInterval x ServerAliveCountMax and the supervisor's restart delay</td></tr>",
+        human_duration((now - resume.at).max(0.0))
+    )
 }
 
 /// The last refused connect's row: why the gateway refused, whose connect, how long ago, and the docs' fix.
@@ -249,6 +268,7 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
             + &option_risks_row(forward.ssh_option_risks.as_deref())
             + &cli_url_row(forward.cli_url.as_ref());
         let refusal = refusal_row(forward.last_refusal.as_ref(), status.now);
+        let resume = resume_row(forward.last_resume.as_ref(), status.now);
         let _ = write!(
             html,
             "<table><tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}</td></tr>{orphans}\
@@ -256,7 +276,7 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
              <tr><th>Gateway</th><td class=\"gateway\">{}</td><td class=\"muted\">{}</td></tr>\
              <tr><th>First byte</th><td>p50 {}</td><td class=\"muted\">p99 {} · {} samples</td></tr>\
              <tr><th>WebSocket</th><td colspan=\"2\" class=\"muted\">{}</td></tr>{refusal}\
-             <tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr></table>",
+             <tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr>{resume}</table>",
             state_badge(forward.syn.last_ok, "connects", "refused"),
             forward.syn.successes,
             forward.syn.attempts,
