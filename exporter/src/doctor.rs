@@ -298,6 +298,10 @@ fn cli_url_notes(config: &Config, forward: &Forward) -> Vec<String> {
 /// The forward's ssh hygiene: the risky options its ssh runs with, each with the `~/.ssh/config` lines that
 /// fix it; this user's ssh clients that forward its address but do not own its listener, each with its age,
 /// command line and the command that ends it, and how to keep more from appearing.
+/// The dead-path detection beyond which the doctor says what it costs after a wake: the shipped ssh_config's
+/// ServerAliveInterval 15 x ServerAliveCountMax 3.
+const SLOW_DEAD_PATH: Duration = Duration::from_secs(45);
+
 async fn hygiene_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> Vec<String> {
     let session = ssh_session::Target { lookup, ..ssh_session::Target::new(forward.local) };
     let mut target = ssh_hygiene::Target::new(forward.local, session, Default::default());
@@ -310,6 +314,17 @@ async fn hygiene_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: 
                 risk.label(),
                 risk.why(),
                 risk.fix().replace('\n', "; ")
+            ));
+        }
+    }
+    if let ssh_hygiene::Outcome::Counted { dead_path_after: Some(after), .. } = &outcome {
+        if *after > SLOW_DEAD_PATH {
+            notes.push(format!(
+                "after a wake this ssh notices its dead path only after ServerAliveInterval x ServerAliveCountMax = {} s, \
+                 and its supervisor's restart delay comes on top (autossh AUTOSSH_POLL, launchd ThrottleInterval, \
+                 systemd RestartSec): openclaw_tunnel_resume_seconds measures the sum; ServerAliveInterval 15 and \
+                 ServerAliveCountMax 3 (45 s) in ~/.ssh/config under its Host shorten it",
+                after.as_secs()
             ));
         }
     }

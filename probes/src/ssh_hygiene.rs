@@ -65,7 +65,7 @@ pub struct Target {
     /// The process table, shared with the other forwards of the same configuration.
     pub table: ProcessTable,
     /// The owner whose options were last resolved, and what they were: resolved again only for a new owner.
-    pub audited: Option<(u32, Options)>,
+    pub audited: Option<(u32, Result<ssh_options::Audit, String>)>,
 }
 
 impl Target {
@@ -101,6 +101,9 @@ pub enum Outcome {
         orphans: Vec<Orphan>,
         /// The owner's risky options.
         options: Options,
+        /// How long the owner takes to notice a dead path (`ServerAliveInterval` x `ServerAliveCountMax`),
+        /// when its options were read and keepalives are on.
+        dead_path_after: Option<Duration>,
     },
     /// The listener's owner could not be read, so which ssh holds it is unknown.
     OwnerUnknown {
@@ -161,18 +164,19 @@ impl crate::Probe for Target {
         };
         let orphans = orphans_of(processes, self.addr, owner_pid);
         let owner = owner_pid.and_then(|pid| processes.iter().find(|process| process.pid == pid));
-        let options = match owner {
+        let audit = match owner {
             None => Err("no ssh of this user owns the listener".to_owned()),
             Some(owner) => match &self.audited {
-                Some((pid, options)) if *pid == owner.pid => options.clone(),
+                Some((pid, audit)) if *pid == owner.pid => audit.clone(),
                 _ => {
-                    let options = ssh_options::audit(&owner.argv, timeout).await;
-                    self.audited = Some((owner.pid, options.clone()));
-                    options
+                    let audit = ssh_options::audit(&owner.argv, timeout).await;
+                    self.audited = Some((owner.pid, audit.clone()));
+                    audit
                 }
             },
         };
-        Outcome::Counted { owner_pid, orphans, options }
+        let dead_path_after = audit.as_ref().ok().and_then(|audit| audit.dead_path_after);
+        Outcome::Counted { owner_pid, orphans, options: audit.map(|audit| audit.risks), dead_path_after }
     }
 }
 
@@ -221,7 +225,13 @@ mod tests {
         let outcome = target.probe(Duration::from_secs(5)).await;
         if cfg!(any(target_os = "linux", target_os = "macos")) {
             let options = Err("no ssh of this user owns the listener".to_owned());
-            assert_eq!(outcome, Outcome::Counted { owner_pid: Some(std::process::id()), orphans: vec![], options });
+            let expected = Outcome::Counted {
+                owner_pid: Some(std::process::id()),
+                orphans: vec![],
+                options,
+                dead_path_after: None,
+            };
+            assert_eq!(outcome, expected);
         }
     }
 }

@@ -68,6 +68,28 @@ impl Risk {
     }
 }
 
+/// How long ssh takes to notice a dead path, from `ssh -G` output: `ServerAliveInterval` x
+/// `ServerAliveCountMax`; None when keepalives are off (then TCP keepalive decides: hours) or unreadable.
+pub fn dead_path_after(text: &str) -> Option<Duration> {
+    let value = |name: &str| {
+        text.lines().find_map(|line| {
+            let (key, value) = line.trim().split_once(' ')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim().parse::<u64>().ok()).flatten()
+        })
+    };
+    let interval = value("serveraliveinterval").filter(|&seconds| seconds > 0)?;
+    Some(Duration::from_secs(interval.saturating_mul(value("serveralivecountmax").unwrap_or(3))))
+}
+
+/// What `ssh -G` says of an owner: its risks, and how long it takes to notice a dead path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// The risky settings.
+    pub risks: Vec<Risk>,
+    /// [`dead_path_after`].
+    pub dead_path_after: Option<Duration>,
+}
+
 /// The risks in `ssh -G` output.
 pub fn risks_of_ssh_g(text: &str) -> Vec<Risk> {
     let mut risks = Vec::new();
@@ -159,7 +181,7 @@ pub fn safe_config_file(path: &str) -> Option<String> {
 
 /// Run `ssh -G` for the ssh whose command line is `argv`, within `timeout`: the risks it runs with. An error
 /// says why they are unknown (plink, no ssh on PATH, ssh -G failing or hanging).
-pub async fn audit(argv: &[String], timeout: Duration) -> Result<Vec<Risk>, String> {
+pub async fn audit(argv: &[String], timeout: Duration) -> Result<Audit, String> {
     let args = ssh_g_args(argv, safe_config_file)?;
     let mut command = tokio::process::Command::new("ssh");
     command
@@ -170,7 +192,10 @@ pub async fn audit(argv: &[String], timeout: Duration) -> Result<Vec<Risk>, Stri
         .kill_on_drop(true);
     let child = command.spawn().map_err(|err| format!("cannot run ssh -G: {err}"))?;
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) if output.status.success() => Ok(risks_of_ssh_g(&String::from_utf8_lossy(&output.stdout))),
+        Ok(Ok(output)) if output.status.success() => {
+            let text = String::from_utf8_lossy(&output.stdout);
+            Ok(Audit { risks: risks_of_ssh_g(&text), dead_path_after: dead_path_after(&text) })
+        }
         Ok(Ok(output)) => Err(format!("ssh -G exited with {}", output.status)),
         Ok(Err(err)) => Err(format!("ssh -G: {err}")),
         Err(_) => Err(format!("ssh -G gave no answer within {timeout:?}")),
@@ -184,6 +209,21 @@ mod tests {
 
     fn argv(line: &str) -> Vec<String> {
         line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_dead_path_is_noticed_after_interval_times_count_and_never_with_keepalives_off() {
+        let text = |interval: &str, count: &str| {
+            format!("user me\nserveraliveinterval {interval}\nserveralivecountmax {count}\n")
+        };
+        assert_eq!(dead_path_after(&text("15", "3")), Some(Duration::from_secs(45)));
+        assert_eq!(dead_path_after(&text("60", "5")), Some(Duration::from_secs(300)));
+        assert_eq!(dead_path_after(&text("0", "3")), None, "ssh's default: keepalives off");
+        assert_eq!(
+            dead_path_after("serveraliveinterval 30\n"),
+            Some(Duration::from_secs(90)),
+            "CountMax defaults to 3"
+        );
     }
 
     #[test]

@@ -154,8 +154,22 @@ fn an_ssh_without_keepalives_is_a_risk_the_doctor_fixes_and_one_with_them_is_not
     // The same forward restarted with keepalives: a new owner, resolved again, no risk.
     ssh.signal(libc::SIGTERM);
     ssh.wait_exit(Duration::from_secs(10)).expect("ssh exits");
-    let _ssh = forward_from_config(&sshd, dir.path(), local, gateway.addr.port(), 15);
+    let mut ssh = forward_from_config(&sshd, dir.path(), local, gateway.addr.port(), 15);
     exporter.wait_for("ServerAliveInterval 15 is no risk", T, |m| risk(m, "server_alive_off") == Some(0.0));
+    // 15 x 3 = 45 s to notice a dead path: what the fix recommends, so no note about waking.
+    let said = doctor(dir.path(), &config, |_| {});
+    assert!(!said.contains("notices its dead path"), "{said}");
+
+    // Keepalives every minute: 3 minutes after a wake before ssh notices, and the doctor says what that costs.
+    ssh.signal(libc::SIGTERM);
+    ssh.wait_exit(Duration::from_secs(10)).expect("ssh exits");
+    let _ssh = forward_from_config(&sshd, dir.path(), local, gateway.addr.port(), 60);
+    let said = doctor(dir.path(), &config, |_| {});
+    assert!(
+        said.contains("ServerAliveInterval x ServerAliveCountMax = 180 s")
+            && said.contains("openclaw_tunnel_resume_seconds"),
+        "the doctor relates a slow resume to the keepalives:\n{said}"
+    );
 }
 
 #[test]

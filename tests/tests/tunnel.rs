@@ -255,6 +255,45 @@ fn an_exporter_stopped_for_ten_seconds_counts_the_time_unobserved_not_down() {
 }
 
 #[test]
+fn after_a_stop_the_wait_until_the_forward_works_again_is_one_resume_observation() {
+    // The laptop's sleep, as the exporter sees it: the process stopped, and meanwhile the forward's ssh dies
+    // (NAT forgot it). Resumed, the exporter counts the gap unobserved; the forward comes back 4 s later.
+    let mut chain = Chain::start();
+    all_up(&chain);
+    let count = |m: &Scrape| m.value(&s("openclaw_tunnel_resume_seconds_count"));
+    assert_eq!(count(&chain.exporter.scrape()), 0.0, "no gap yet, no observation (the series exists at zero)");
+    chain.exporter.proc.signal(libc::SIGSTOP);
+    chain.ssh.signal(libc::SIGTERM);
+    chain.ssh.wait_exit(Duration::from_secs(5)).expect("ssh exits");
+    std::thread::sleep(Duration::from_secs(3));
+    chain.exporter.proc.signal(libc::SIGCONT);
+    let resumed = Instant::now();
+    chain
+        .exporter
+        .wait_for("the stop counted unobserved", T, |m| m.value(&s("openclaw_tunnel_unobserved_seconds_total")) >= 2.0);
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(resumed.elapsed()));
+    chain.ssh = chain.sshd.forward(chain.local_port, chain.gateway.addr.port());
+    let back = resumed.elapsed().as_secs_f64();
+    let scrape = chain.exporter.wait_for("one resume observed", T, |m| count(m) == 1.0);
+    let seconds = scrape.value(&s("openclaw_tunnel_resume_seconds_sum"));
+    // From the first round after the gap (at the resume) to the first good first byte (after the forward was
+    // back, within one 300 ms first-byte interval).
+    assert!((back - 0.5..=back + 1.5).contains(&seconds), "resume observed {seconds} s, the forward back at {back} s");
+    assert_eq!(scrape.value("openclaw_tunnel_resume_seconds_bucket{forward=\"t\",le=\"2\"}"), 0.0);
+    assert_eq!(scrape.value("openclaw_tunnel_resume_seconds_bucket{forward=\"t\",le=\"10\"}"), 1.0);
+    let last = &chain.exporter.status()["forwards"][0]["last_resume"];
+    assert_eq!(last["usable"], true, "{last}");
+    let page = chain.exporter.get("/", Some("text/html")).1;
+    assert!(page.contains("After the last wake") && page.contains("usable in"), "the status row");
+    // Another first byte is not another observation: one per gap.
+    let later = chain.exporter.wait_for("more first bytes", T, |m| {
+        m.value(&s("openclaw_gateway_probe_attempts_total"))
+            >= scrape.value(&s("openclaw_gateway_probe_attempts_total")) + 3.0
+    });
+    assert_eq!(count(&later), 1.0);
+}
+
+#[test]
 fn a_listener_that_is_not_ssh_is_not_a_session() {
     let gateway = Gateway::start(free_port(), Duration::ZERO);
     let exporter = Exporter::start(&forward_toml("t", gateway.addr.port()));

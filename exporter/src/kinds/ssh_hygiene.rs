@@ -161,6 +161,7 @@ mod tests {
             owner_pid: Some(1),
             orphans: vec![orphan],
             options: Ok(vec![probes::ssh_options::Risk::ServerAliveOff]),
+            dead_path_after: None,
         };
         assert_eq!(recording.record(round, &counted), "counted");
         assert_eq!(sample(&recorder.encode(Format::Prometheus, t0), &series), Some(1.0));
@@ -185,7 +186,12 @@ mod tests {
         assert!(recorder.status(SystemTime::now()).forwards[0].ssh_orphans.is_none());
         assert_eq!(sample(&recorder.encode(Format::Prometheus, t0), &risk("server_alive_off")), None);
 
-        let none = ssh_hygiene::Outcome::Counted { owner_pid: Some(1), orphans: vec![], options: Ok(vec![]) };
+        let none = ssh_hygiene::Outcome::Counted {
+            owner_pid: Some(1),
+            orphans: vec![],
+            options: Ok(vec![]),
+            dead_path_after: None,
+        };
         recording.record(round, &none);
         assert_eq!(sample(&recorder.encode(Format::Prometheus, t0), &series), Some(0.0));
     }
