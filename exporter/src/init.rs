@@ -7,7 +7,7 @@
 //! come from the process table (`probes::ssh_processes`: /proc on Linux, libproc on macOS) or PowerShell's CIM (Windows). Names come from host aliases, made label-safe and unique.
 
 use probes::ssh_options::{risks_of_ssh_g, Risk};
-use probes::ssh_processes::{bind_address, bracket, parse_argv, split_host_port};
+use probes::ssh_processes::{bind_address, bracket, parse_command, program_name, split_host_port};
 #[cfg(windows)]
 use probes::ssh_processes::{is_ssh_program, split_command_line};
 use probes::Label;
@@ -173,7 +173,13 @@ pub fn discover(ssh_config: &Path, remote_port: u16) -> Vec<Found> {
         }
     }
     for (pid, argv) in ssh_processes() {
-        let Some(mut process) = parse_argv(&argv) else { continue };
+        // An ssh with forwards on its command line, or one with a destination only (`ssh -N mac`), whose
+        // forwards come from its ssh config (LocalForward under its Host): ssh -G below says which.
+        let Some(mut process) = parse_command(&argv)
+            .filter(|p| !p.local_forwards.is_empty() || argv.first().is_some_and(|a| program_name(a) == "ssh"))
+        else {
+            continue;
+        };
         // The hygiene probe's rule for another ssh's -F file (probes::ssh_options::safe_config_file: ssh -G runs
         // a config's `Match exec` commands as whoever runs it), and ssh is handed the path that was checked. A
         // file that fails it is not read, and nor is anything else in its place: ssh -G without it would

@@ -9,6 +9,12 @@
 //! ([`crate::ssh_processes`], no process spawned, one read shared by every forward within
 //! [`TABLE_MAX_AGE`]); every ssh forwarding the address that is not the owner is an orphan.
 //!
+//! A forward written in the ssh config (`LocalForward` under a `Host`, started as `ssh -N mac`) is on no command
+//! line: for each of this user's ssh processes that names a destination but no forward of its own, `ssh -G` of
+//! its own command line ([`ssh_options::resolve`]: its vetted `-F`, `--` before the host, a 5 s bound) says
+//! which forwards its config gives it ([`ConfigForwards`]): one call per distinct command line, kept until that
+//! line is gone from the table, at most [`SSH_G_PER_MINUTE`] calls a minute.
+//!
 //! When the owner changes, its own command line (from the same table) is resolved once with `ssh -G`
 //! ([`crate::ssh_options`]): the options that make a dead path look alive. Never again for the same owner.
 
@@ -28,6 +34,85 @@ pub const TABLE_MAX_AGE: Duration = Duration::from_secs(1);
 #[derive(Clone, Default)]
 pub struct ProcessTable {
     last: Arc<Mutex<Option<Read>>>,
+    /// The forwards each command line's ssh config gives it, shared likewise.
+    pub config_forwards: ConfigForwards,
+}
+
+/// The most `ssh -G` calls [`ConfigForwards`] makes in a minute: a process table full of new command lines
+/// costs a handful of spawns a minute, never one per process per round.
+pub const SSH_G_PER_MINUTE: usize = 6;
+
+/// The bound of one `ssh -G` for a command line's forwards.
+pub const SSH_G_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The forwards that ssh processes get from their ssh config, by command line, from `ssh -G`.
+#[derive(Clone, Default)]
+pub struct ConfigForwards {
+    state: Arc<Mutex<ConfigForwardsState>>,
+}
+
+#[derive(Default)]
+struct ConfigForwardsState {
+    /// Each command line resolved, and the listen addresses its config forwards (none when `ssh -G` failed or
+    /// its `-F` was refused: not asked again while the line runs).
+    by_argv: std::collections::HashMap<Vec<String>, Vec<SocketAddr>>,
+    /// When the calls of the last minute were made.
+    calls: std::collections::VecDeque<Instant>,
+}
+
+impl std::fmt::Debug for ConfigForwards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConfigForwards")
+    }
+}
+
+impl ConfigForwards {
+    /// Whether `process` is one whose forwards may come only from its config: ssh (not plink), a destination,
+    /// no `-L` or `-o LocalForward=` of its own.
+    fn wanted(process: &SshProcess) -> bool {
+        process.argv.first().is_some_and(|argv0| ssh_processes::program_name(argv0) == "ssh")
+            && ssh_processes::parse_command(&process.argv).is_some_and(|found| found.local_forwards.is_empty())
+    }
+
+    /// The config-given listen addresses of each process of `processes` that has them, by pid. Command lines
+    /// not yet resolved are resolved now, within the minute's budget (the rest next round); those gone from
+    /// `processes` are forgotten.
+    pub async fn of(
+        &self,
+        processes: &[SshProcess],
+        timeout: Duration,
+    ) -> std::collections::HashMap<u32, Vec<SocketAddr>> {
+        let wanted: Vec<&SshProcess> = processes.iter().filter(|p| Self::wanted(p)).collect();
+        let todo: Vec<Vec<String>> = {
+            let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.by_argv.retain(|argv, _| wanted.iter().any(|p| &p.argv == argv));
+            let now = Instant::now();
+            state.calls.retain(|at| now.duration_since(*at) < Duration::from_secs(60));
+            let budget = SSH_G_PER_MINUTE.saturating_sub(state.calls.len());
+            let mut todo: Vec<Vec<String>> = Vec::new();
+            for process in &wanted {
+                if todo.len() < budget && !state.by_argv.contains_key(&process.argv) && !todo.contains(&process.argv) {
+                    todo.push(process.argv.clone());
+                }
+            }
+            state.calls.extend(std::iter::repeat_n(now, todo.len()));
+            todo
+        };
+        let mut resolved = Vec::with_capacity(todo.len());
+        for argv in todo {
+            let listens = ssh_options::resolve(&argv, timeout.min(SSH_G_TIMEOUT))
+                .await
+                .map(|text| ssh_options::local_listens_of_ssh_g(&text))
+                .unwrap_or_default();
+            resolved.push((argv, listens));
+        }
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.by_argv.extend(resolved);
+        wanted
+            .iter()
+            .filter_map(|p| state.by_argv.get(&p.argv).filter(|l| !l.is_empty()).map(|l| (p.pid, l.clone())))
+            .collect()
+    }
 }
 
 /// One read of the table: the processes, or why they cannot be read here.
@@ -162,7 +247,8 @@ impl crate::Probe for Target {
             Ok(processes) => processes,
             Err(detail) => return Outcome::Unsupported { detail: detail.clone() },
         };
-        let orphans = orphans_of(processes, self.addr, owner_pid);
+        let from_config = self.table.config_forwards.of(processes, timeout).await;
+        let orphans = orphans_of(processes, self.addr, owner_pid, &from_config);
         let owner = owner_pid.and_then(|pid| processes.iter().find(|process| process.pid == pid));
         let audit = match owner {
             None => Err("no ssh of this user owns the listener".to_owned()),
@@ -181,10 +267,22 @@ impl crate::Probe for Target {
 }
 
 /// The processes forwarding `addr` other than its listener's owner, by pid.
-pub fn orphans_of(processes: &[SshProcess], addr: SocketAddr, owner_pid: Option<u32>) -> Vec<Orphan> {
+/// `from_config`: the listen addresses each process's ssh config gives it, by pid ([`ConfigForwards::of`]).
+pub fn orphans_of(
+    processes: &[SshProcess],
+    addr: SocketAddr,
+    owner_pid: Option<u32>,
+    from_config: &std::collections::HashMap<u32, Vec<SocketAddr>>,
+) -> Vec<Orphan> {
+    let forwards = |process: &SshProcess| {
+        process.forwards(addr)
+            || from_config
+                .get(&process.pid)
+                .is_some_and(|listens| listens.iter().any(|listen| ssh_processes::listen_covers(*listen, addr)))
+    };
     let mut orphans: Vec<Orphan> = processes
         .iter()
-        .filter(|process| Some(process.pid) != owner_pid && process.forwards(addr))
+        .filter(|process| Some(process.pid) != owner_pid && forwards(process))
         .map(|process| Orphan { pid: process.pid, started: process.started, command: process.command_line() })
         .collect();
     orphans.sort_by_key(|orphan| orphan.pid);
@@ -209,11 +307,35 @@ mod tests {
             process(40, "ssh mac uptime"),
         ];
         let pids = |orphans: Vec<Orphan>| orphans.iter().map(|o| o.pid).collect::<Vec<_>>();
-        assert_eq!(pids(orphans_of(&table, local, Some(10))), [30]);
-        assert_eq!(pids(orphans_of(&table, local, Some(30))), [10]);
-        assert_eq!(pids(orphans_of(&table, local, None)), [10, 30], "nothing listens: both forward nothing");
-        assert_eq!(pids(orphans_of(&table, local, Some(99))), [10, 30], "another program holds the port");
-        assert!(orphans_of(&table[..1], local, Some(30)).is_empty());
+        let none = std::collections::HashMap::new();
+        assert_eq!(pids(orphans_of(&table, local, Some(10), &none)), [30]);
+        assert_eq!(pids(orphans_of(&table, local, Some(30), &none)), [10]);
+        assert_eq!(pids(orphans_of(&table, local, None, &none)), [10, 30], "nothing listens: both forward nothing");
+        assert_eq!(pids(orphans_of(&table, local, Some(99), &none)), [10, 30], "another program holds the port");
+        assert!(orphans_of(&table[..1], local, Some(30), &none).is_empty());
+        // `ssh -N mac` whose config gives it the forward (LocalForward under Host mac) counts as a -L does.
+        let from_config = std::collections::HashMap::from([(40, vec!["127.0.0.1:18789".parse().unwrap()])]);
+        assert_eq!(pids(orphans_of(&table, local, Some(10), &from_config)), [30, 40]);
+        let elsewhere = std::collections::HashMap::from([(40, vec!["127.0.0.1:9999".parse().unwrap()])]);
+        assert_eq!(pids(orphans_of(&table, local, Some(10), &elsewhere)), [30]);
+    }
+
+    #[test]
+    fn only_ssh_command_lines_with_a_destination_and_no_forward_of_their_own_are_resolved() {
+        for (line, wanted) in [
+            ("ssh -N mac", true),
+            ("/usr/bin/ssh -F /home/me/.ssh/other -N mac", true),
+            ("ssh -N -L 18789:127.0.0.1:18789 mac", false),
+            ("plink -N mac", false),
+            ("ssh -V", false),
+        ] {
+            assert_eq!(ConfigForwards::wanted(&process(1, line)), wanted, "{line}");
+        }
+        let option = ["ssh", "-o", "LocalForward=18789 127.0.0.1:18789", "-N", "mac"].map(str::to_owned).to_vec();
+        assert!(
+            !ConfigForwards::wanted(&SshProcess { pid: 1, started: None, argv: option }),
+            "-o LocalForward is its own"
+        );
     }
 
     #[tokio::test]

@@ -81,6 +81,31 @@ pub fn dead_path_after(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(interval.saturating_mul(value("serveralivecountmax").unwrap_or(3))))
 }
 
+/// The listen addresses of the `localforward` lines of `ssh -G` output (`localforward [127.0.0.1]:18789
+/// [127.0.0.1]:18789`; a bare port listens on loopback, `*` on every address; a socket path is skipped).
+pub fn local_listens_of_ssh_g(text: &str) -> Vec<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            if !words.next()?.eq_ignore_ascii_case("localforward") {
+                return None;
+            }
+            let listen = words.next()?;
+            let (host, port) = match listen.rsplit_once(':') {
+                Some((host, port)) => (host.trim_start_matches('[').trim_end_matches(']'), port),
+                None => ("", listen),
+            };
+            let ip = match host {
+                "" | "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                other => other.parse().ok()?,
+            };
+            Some(SocketAddr::new(ip, port.parse().ok()?))
+        })
+        .collect()
+}
+
 /// What `ssh -G` says of an owner: its risks, and how long it takes to notice a dead path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audit {
@@ -182,6 +207,16 @@ pub fn safe_config_file(path: &str) -> Option<String> {
 /// Run `ssh -G` for the ssh whose command line is `argv`, within `timeout`: the risks it runs with. An error
 /// says why they are unknown (plink, no ssh on PATH, ssh -G failing or hanging).
 pub async fn audit(argv: &[String], timeout: Duration) -> Result<Audit, String> {
+    let text = resolve(argv, timeout).await?;
+    Ok(Audit { risks: risks_of_ssh_g(&text), dead_path_after: dead_path_after(&text) })
+}
+
+/// The largest `ssh -G` output kept (a resolved config is a few KiB).
+const MAX_SSH_G_OUTPUT: usize = 1 << 20;
+
+/// `ssh -G` for the ssh with `argv` ([`ssh_g_args`]: its vetted `-F`, its `-o`, `-p`, `-J`, `--` and its
+/// destination), within `timeout`: what ssh would run with, as text.
+pub async fn resolve(argv: &[String], timeout: Duration) -> Result<String, String> {
     let args = ssh_g_args(argv, safe_config_file)?;
     let mut command = tokio::process::Command::new("ssh");
     command
@@ -193,8 +228,7 @@ pub async fn audit(argv: &[String], timeout: Duration) -> Result<Audit, String> 
     let child = command.spawn().map_err(|err| format!("cannot run ssh -G: {err}"))?;
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(output)) if output.status.success() => {
-            let text = String::from_utf8_lossy(&output.stdout);
-            Ok(Audit { risks: risks_of_ssh_g(&text), dead_path_after: dead_path_after(&text) })
+            Ok(String::from_utf8_lossy(&output.stdout[..output.stdout.len().min(MAX_SSH_G_OUTPUT)]).into_owned())
         }
         Ok(Ok(output)) => Err(format!("ssh -G exited with {}", output.status)),
         Ok(Err(err)) => Err(format!("ssh -G: {err}")),
@@ -209,6 +243,16 @@ mod tests {
 
     fn argv(line: &str) -> Vec<String> {
         line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn forwards_written_in_an_ssh_config_are_read_from_ssh_g_as_ssh_prints_them() {
+        // OpenSSH's dump_cfg_forwards: `[host]:port` when a listen host is given, a bare port otherwise.
+        let text = "user me\nlocalforward [127.0.0.1]:18789 [127.0.0.1]:18789\nlocalforward 18790 [localhost]:18789\n\
+                    localforward [*]:18791 [h]:1\nlocalforward [::1]:18792 [h]:1\nlocalforward /tmp/s.sock [h]:1\n\
+                    remoteforward [127.0.0.1]:9 [h]:1\n";
+        let listens: Vec<String> = local_listens_of_ssh_g(text).iter().map(ToString::to_string).collect();
+        assert_eq!(listens, ["127.0.0.1:18789", "127.0.0.1:18790", "0.0.0.0:18791", "[::1]:18792"]);
     }
 
     #[test]

@@ -43,9 +43,7 @@ impl SshProcess {
 
     /// Whether it asks for a listener on `addr`: the same port, on that address or on every address.
     pub fn forwards(&self, addr: SocketAddr) -> bool {
-        self.local_listens()
-            .iter()
-            .any(|listen| listen.port() == addr.port() && (listen.ip() == addr.ip() || listen.ip().is_unspecified()))
+        self.local_listens().iter().any(|listen| listen_covers(*listen, addr))
     }
 
     /// Its command line for a person, with what may carry a secret masked ([`crate::redact::mask_argv`]:
@@ -53,6 +51,12 @@ impl SshProcess {
     pub fn command_line(&self) -> String {
         crate::redact::mask_argv(&self.argv)
     }
+}
+
+/// Whether a forward listening on `listen` takes connects to `addr`: the same port, on that address or on every
+/// address.
+pub fn listen_covers(listen: SocketAddr, addr: SocketAddr) -> bool {
+    listen.port() == addr.port() && (listen.ip() == addr.ip() || listen.ip().is_unspecified())
 }
 
 /// This user's running ssh and plink processes; an error says why the table cannot be read here.

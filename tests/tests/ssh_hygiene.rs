@@ -260,3 +260,51 @@ fn first_rounds_come_within_seconds_of_start() {
     });
     eprintln!("r2 shown {:?} after the token file changed", rotated.elapsed());
 }
+
+/// The runbook's step 3, "Add LocalForward": the forward written in an ssh config the test owns, started as
+/// `ssh -F CONFIG -N mac` (no -L on any command line). A second `ssh -N mac` whose bind fails and that keeps
+/// running (`-o ExitOnForwardFailure=no`) is an orphan found through `ssh -G` of its own command line, listed
+/// with its pid, and gone once killed; `init` writes the forward from the running process alone.
+#[test]
+fn a_forward_written_in_the_ssh_config_counts_its_orphans_and_init_writes_it() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let sshd = Sshd::start(gateway.addr.port());
+    let dir = tempfile::tempdir().unwrap();
+    let local = free_port();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+    let forward_line = format!("LocalForward 127.0.0.1:{local} 127.0.0.1:{}", gateway.addr.port());
+    let ssh_config = dir.path().join("ssh_config");
+    std::fs::write(&ssh_config, sshd.host_block("mac", &known_hosts, &[&forward_line])).unwrap();
+    let cfg = ssh_config.to_str().unwrap().to_owned();
+    let _forward = Proc::spawn_group("ssh -N mac", Command::new("ssh").args(["-F", &cfg, "-N", "mac"]));
+    wait_listening(std::net::SocketAddr::from(([127, 0, 0, 1], local)), "the config's forward", T);
+
+    let config = format!("{}hygiene_interval = \"1s\"\n", forward_toml("t", local));
+    let exporter = Exporter::start(&config);
+    exporter.wait_for("no orphan while one ssh holds the forward", T, |m| orphans(m) == Some(0.0));
+
+    let mut orphan = Proc::spawn_group(
+        "second ssh -N mac",
+        Command::new("ssh").args(["-F", &cfg, "-o", "ExitOnForwardFailure=no", "-N", "mac"]),
+    );
+    exporter.wait_for("the second ssh, forwarding by its config, counted as an orphan", T, |m| orphans(m) == Some(1.0));
+    let status = exporter.status();
+    let listed = &status["forwards"][0]["ssh_orphans"];
+    assert_eq!(listed[0]["pid"].as_u64(), Some(u64::from(orphan.pid())), "{listed}");
+    let said = doctor(dir.path(), &config, |_| {});
+    assert!(said.contains(&format!("orphaned ssh pid {}", orphan.pid())), "the doctor sees it too:\n{said}");
+    orphan.signal(libc::SIGTERM);
+    orphan.wait_exit(Duration::from_secs(10)).expect("the orphan exits");
+    exporter.wait_for("no orphan once it is killed", T, |m| orphans(m) == Some(0.0));
+
+    // init, given no ssh config of its own to read, finds the forward through the running `ssh -F CONFIG -N mac`.
+    let output = Command::new(workspace_binary("openclaw-tunnel-exporter"))
+        .args(["init", "--ssh-config", "/nonexistent", "--remote-port", &gateway.addr.port().to_string()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains(&format!("name = \"mac\"\nlocal = \"127.0.0.1:{local}\"")), "{text}");
+    assert!(text.contains("# from running ssh pid"), "{text}");
+}
