@@ -20,6 +20,12 @@ impl AuthSink for BoundedLabels {
         assert_eq!(forward, "fuzz");
         let revision = match event {
             AuthEvent::Request { revision, .. } | AuthEvent::Failure { revision, .. } => revision,
+            // A reason is one of the fixed set, whatever the gateway sent.
+            AuthEvent::ConnectRefused { reason } => {
+                use probes::Label;
+                assert!(probes::refusal::Refusal::LABELS.contains(&reason.label()));
+                return;
+            }
             AuthEvent::WsClose { .. }
             | AuthEvent::GatewayShutdown { .. }
             | AuthEvent::FirstByte { .. }
