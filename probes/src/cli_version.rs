@@ -172,15 +172,19 @@ impl crate::Probe for Target {
 
     async fn probe(&mut self, _timeout: Duration) -> Outcome {
         // A few stats and one small read: on the blocking pool, so a slow disk never holds a probe thread.
-        let mut target = std::mem::take(self);
-        let (target, outcome) = tokio::task::spawn_blocking(move || {
+        let mut target = self.clone();
+        match tokio::task::spawn_blocking(move || {
             let outcome = target.read();
             (target, outcome)
         })
         .await
-        .unwrap_or_else(|_| (Target::default(), Err(Failure::NotFound { looked: "(the read panicked)".into() })));
-        *self = target;
-        outcome
+        {
+            Ok((target, outcome)) => {
+                *self = target;
+                outcome
+            }
+            Err(join_error) => Err(Failure::Unreadable { file: "openclaw".into(), detail: join_error.to_string() }),
+        }
     }
 }
 

@@ -54,8 +54,9 @@ pub struct ConfigForwards {
 #[derive(Default)]
 struct ConfigForwardsState {
     /// Each command line resolved, and the listen addresses its config forwards (none when `ssh -G` failed or
-    /// its `-F` was refused: not asked again while the line runs).
-    by_argv: std::collections::HashMap<Vec<String>, Vec<SocketAddr>>,
+    /// its `-F` was refused: not asked again while the line runs); or when its call started, while it runs (a
+    /// call cut off by the round's hard timeout is tried again once that is past).
+    by_argv: std::collections::HashMap<Vec<String>, Result<Vec<SocketAddr>, Instant>>,
     /// When the calls of the last minute were made.
     calls: std::collections::VecDeque<Instant>,
 }
@@ -91,7 +92,14 @@ impl ConfigForwards {
             let budget = SSH_G_PER_MINUTE.saturating_sub(state.calls.len());
             let mut todo: Vec<Vec<String>> = Vec::new();
             for process in &wanted {
-                if todo.len() < budget && !state.by_argv.contains_key(&process.argv) && !todo.contains(&process.argv) {
+                let due = match state.by_argv.get(&process.argv) {
+                    None => true,
+                    Some(Ok(_)) => false,
+                    Some(Err(started)) => now.duration_since(*started) > SSH_G_TIMEOUT * 2,
+                };
+                if todo.len() < budget && due {
+                    // Taken: another forward's round meanwhile sees none yet rather than calling ssh -G again.
+                    state.by_argv.insert(process.argv.clone(), Err(now));
                     todo.push(process.argv.clone());
                 }
             }
@@ -104,13 +112,16 @@ impl ConfigForwards {
                 .await
                 .map(|text| ssh_options::local_listens_of_ssh_g(&text))
                 .unwrap_or_default();
-            resolved.push((argv, listens));
+            resolved.push((argv, Ok(listens)));
         }
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         state.by_argv.extend(resolved);
         wanted
             .iter()
-            .filter_map(|p| state.by_argv.get(&p.argv).filter(|l| !l.is_empty()).map(|l| (p.pid, l.clone())))
+            .filter_map(|p| match state.by_argv.get(&p.argv) {
+                Some(Ok(listens)) if !listens.is_empty() => Some((p.pid, listens.clone())),
+                _ => None,
+            })
             .collect()
     }
 }
@@ -318,6 +329,31 @@ mod tests {
         assert_eq!(pids(orphans_of(&table, local, Some(10), &from_config)), [30, 40]);
         let elsewhere = std::collections::HashMap::from([(40, vec!["127.0.0.1:9999".parse().unwrap()])]);
         assert_eq!(pids(orphans_of(&table, local, Some(10), &elsewhere)), [30]);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn config_forwards_come_from_ssh_g_once_per_line_within_the_minutes_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ssh_config");
+        let mut text = String::new();
+        for n in 0..8 {
+            text.push_str(&format!("Host mac{n}\n  LocalForward 127.0.0.1:{} 127.0.0.1:18789\n", 28000 + n));
+        }
+        std::fs::write(&config, text).unwrap();
+        let cfg = config.to_str().unwrap();
+        let processes: Vec<SshProcess> = (0..8).map(|n| process(100 + n, &format!("ssh -F {cfg} -N mac{n}"))).collect();
+        let forwards = ConfigForwards::default();
+        let first = forwards.of(&processes, Duration::from_secs(5)).await;
+        assert_eq!(first.len(), SSH_G_PER_MINUTE, "six lines resolved this minute, the rest later: {first:?}");
+        assert_eq!(first[&100], vec!["127.0.0.1:28000".parse::<SocketAddr>().unwrap()]);
+        // Asked again: nothing new is spawned (the minute's budget is spent), what was resolved is kept.
+        let again = forwards.of(&processes, Duration::from_secs(5)).await;
+        assert_eq!(again, first);
+        assert_eq!(forwards.state.lock().unwrap().calls.len(), SSH_G_PER_MINUTE);
+        // A line gone from the table is forgotten.
+        let _ = forwards.of(&processes[..1], Duration::from_secs(5)).await;
+        assert_eq!(forwards.state.lock().unwrap().by_argv.len(), 1);
     }
 
     #[test]

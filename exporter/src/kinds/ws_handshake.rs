@@ -22,9 +22,10 @@ pub struct WsHandshakeRecording {
     withheld: ws_handshake::Withheld,
     /// The token sent this round.
     sent: Option<TokenId>,
-    /// A token the gateway refused (other than while starting): not sent again until the sources hold another
-    /// one, as the auth probe does; the gateway delays each consecutive wrong token (0.25 s doubling to 5 s)
-    /// for every client of this address, the CLI's too.
+    /// A token the gateway refused as missing or wrong: not sent again until the sources hold another one, as
+    /// the auth probe does; the gateway delays each consecutive wrong token (0.25 s doubling to 5 s) for every
+    /// client of this address, the CLI's too. Other refusals (starting, rate limited, a scope or pairing
+    /// approved on the gateway, a protocol) can end without the token changing: sent again next round.
     refused: Option<TokenId>,
 }
 
@@ -117,7 +118,7 @@ impl Recording for WsHandshakeRecording {
         match outcome {
             Ok(ws_handshake::Handshake { connect: Connect::Refused(reason), .. }) => {
                 self.recorder.record_connect_refusal(name, "probe", *reason);
-                if *reason != probes::refusal::Refusal::Starting {
+                if matches!(reason, probes::refusal::Refusal::TokenMismatch | probes::refusal::Refusal::TokenMissing) {
                     self.refused = self.sent;
                 }
             }
