@@ -18,6 +18,8 @@ bash tests/install-openclaw.sh >/dev/null
 # The alert rules: syntax, then the unit tests of every alert (fires / must not fire).
 promtool check rules alerts/openclaw.rules.yml
 promtool test rules alerts/openclaw.rules.test.yml
+# The GitHub Actions workflow for macOS and Windows (no runner here): actionlint and zizmor, so it cannot rot.
+bash tests/lint-workflows.sh
 # The uptime outage patterns: five days of one-minute samples, about 3 minutes of promtool; in the background
 # while everything else builds and runs, checked at the end.
 mkdir -p target
