@@ -139,3 +139,32 @@ fn the_check_reports_a_back_import_a_grouped_one_and_an_unlisted_module() {
     assert!(problems.iter().any(|p| p.contains("`web` is not in")), "{problems:?}");
     assert!(problems.iter().any(|p| p.contains("record/mod.rs:1: `record` imports `schedule`")), "{problems:?}");
 }
+
+/// Every path ARCHITECTURE.md names (a backticked word with a `/` ending in a file extension or a `/`) exists:
+/// from the repository's root, or from the folder its table row speaks of (`exporter/src`, `probes/src`,
+/// `tests`, `deploy`, ...). A file moved or removed without the document following fails here.
+#[test]
+fn every_path_architecture_names_exists() {
+    let text = std::fs::read_to_string(repo().join("ARCHITECTURE.md")).unwrap();
+    let bases = ["", "exporter/src", "exporter/src/remote_write", "probes/src", "tests", "deploy", "deploy/launchd"];
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for (i, word) in text.split('`').enumerate() {
+        // Odd pieces are inside backticks.
+        let is_path = i % 2 == 1
+            && word.contains('/')
+            && !word.starts_with('/')
+            && !word.contains("://")
+            && word.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/@".contains(c))
+            && (word.ends_with('/') || word.rsplit('/').next().is_some_and(|name| name.contains('.')));
+        if !is_path {
+            continue;
+        }
+        checked += 1;
+        if !bases.iter().any(|base| repo().join(base).join(word.trim_end_matches('/')).exists()) {
+            missing.push(word.to_owned());
+        }
+    }
+    assert!(checked > 50, "only {checked} paths found: is the test reading the document?");
+    assert!(missing.is_empty(), "ARCHITECTURE.md names paths that do not exist: {missing:?}");
+}
