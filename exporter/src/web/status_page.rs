@@ -3,8 +3,12 @@
 
 use std::fmt::Write;
 
-use crate::record::status::{CliUrlStatus, OptionRiskStatus, OrphanStatus, RefusalStatus, ResumeStatus, StatusReport};
+use crate::record::status::{
+    CliUrlStatus, ForwardStatus, GatewayStatus, ModelHostStatus, OptionRiskStatus, OrphanStatus, RefusalStatus,
+    ResumeStatus, StatusReport,
+};
 use crate::record::timeline::human_duration;
+use crate::record::timeline::Event;
 use crate::uptime::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
 
 /// Escape text for HTML element content and attribute values.
@@ -206,6 +210,22 @@ fn first_byte_chart(buckets: &[Bucket], first_bucket: u64, current_bucket: u64) 
 /// Render the page from the status report; `refresh` adds a script-free reload every that many seconds.
 pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
     let mut html = String::with_capacity(64 * 1024);
+    head(&mut html, &status.version, refresh);
+    let now = status.now as u64;
+    let current_bucket = now / BUCKET_SECONDS * BUCKET_SECONDS;
+    let first_bucket = current_bucket.saturating_sub((BUCKETS_KEPT as u64 - 1) * BUCKET_SECONDS);
+    for forward in &status.forwards {
+        forward_section(&mut html, forward, status.now, first_bucket, current_bucket);
+    }
+    model_hosts_section(&mut html, &status.model_hosts);
+    exposure_section(&mut html, &status.gateways);
+    timeline_section(&mut html, &status.timeline, status.now);
+    html.push_str("</body></html>\n");
+    html
+}
+
+/// The document's head, its style, and the title line with the version and the machine-readable links.
+fn head(html: &mut String, version: &str, refresh: Option<u32>) {
     if let Some(seconds) = refresh {
         let _ = write!(
             html,
@@ -215,120 +235,123 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
     } else {
         html.push_str("<!doctype html><html lang=\"en\"><head>");
     }
-    html.push_str(concat!(
-        "<meta charset=\"utf-8\"><meta name=\"color-scheme\" content=\"light dark\">",
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-        "<title>openclaw-tunnel-exporter</title><style>",
-        "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}",
-        "h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.6em}table{border-collapse:collapse}",
-        "td,th{padding:.25em .8em;text-align:left;border-bottom:1px solid #ddd}",
-        ".badge{padding:.1em .5em;border-radius:.3em;color:#fff}.ok{background:#2e7d32}.bad{background:#c62828}",
-        ".unknown{background:#757575}.strip{display:flex;gap:1px;margin:.4em 0 1em}",
-        ".strip span{display:inline-block;width:3px;height:22px}.s-up{background:#2e7d32}.s-down{background:#c62828}",
-        ".s-partly{background:#f9a825}.s-unobserved{background:#90a4ae}.s-empty{background:#e0e0e0}",
-        ".legend span{display:inline-block;width:10px;height:10px;margin:0 .3em 0 1em}.muted{color:#666}",
-        ".chart{display:block;margin:.4em 0;max-width:100%;height:auto;background:#fff;border:1px solid #ddd}",
-        ".chart .grid{stroke:#e0e0e0;stroke-width:1}.chart text{font-size:9px;fill:#888}",
-        ".chart path{fill:none;stroke-width:1.5}.chart .p50{stroke:#1565c0}.chart .p99{stroke:#ef6c00}",
-        "@media (prefers-color-scheme: dark){body{color:#e0e0e0;background:#121212}td,th{border-color:#333}",
-        ".muted{color:#9e9e9e}.chart{background:#1e1e1e;border-color:#333}.chart .grid{stroke:#333}",
-        ".chart .p50{stroke:#64b5f6}.chart .p99{stroke:#ffb74d}.s-empty{background:#333}a{color:#90caf9}}",
-        "</style></head><body><h1>openclaw-tunnel-exporter</h1>",
-    ));
+    html.push_str(STYLE_AND_TITLE);
     let _ = write!(
         html,
         "<p class=\"muted\">version {} · <a href=\"/metrics\">/metrics</a> · <a href=\"/api/status\">/api/status</a></p>",
-        esc(&status.version)
+        esc(version)
     );
-    let now = status.now as u64;
-    let current_bucket = now / BUCKET_SECONDS * BUCKET_SECONDS;
-    let first_bucket = current_bucket.saturating_sub((BUCKETS_KEPT as u64 - 1) * BUCKET_SECONDS);
+}
 
-    for forward in &status.forwards {
-        let name = esc(&forward.forward);
-        let _ = write!(html, "<section class=\"forward\" id=\"forward-{name}\"><h2>Forward {name}</h2>");
-        let session = forward.ssh_session.as_ref();
-        let session_state = session.map(|s| s.state.as_str());
-        let session_badge = match session_state {
-            Some("up") => state_badge(Some(true), "ssh up", ""),
-            Some("unreadable") | Some("unsupported") | Some("unknown") | None => state_badge(None, "", ""),
-            Some(other) => state_badge(Some(false), "", &esc(other)),
-        };
-        let owner = match session.and_then(|s| Some((s.pid?, s.name.as_deref()?, s.parent_name.as_deref()))) {
-            Some((pid, comm, parent)) => {
-                let user = session.and_then(|s| s.user.as_deref()).unwrap_or("an unknown user");
-                format!("{} pid {pid} ({}), parent {}", esc(comm), esc(user), esc(parent.unwrap_or("?")))
-            }
-            None => match session.and_then(|s| s.detail.as_deref()) {
-                Some(detail) => format!("{}: {}", esc(session_state.unwrap_or("")), esc(detail)),
-                None => esc(session_state.unwrap_or("not checked yet")),
-            },
-        };
-        let orphans = orphans_row(forward.ssh_orphans.as_deref(), status.now)
-            + &option_risks_row(forward.ssh_option_risks.as_deref())
-            + &cli_url_row(forward.cli_url.as_ref());
-        let refusal = refusal_row(forward.last_refusal.as_ref(), status.now);
-        let resume = resume_row(forward.last_resume.as_ref(), status.now);
-        let _ = write!(
-            html,
-            "<table><tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}</td></tr>{orphans}\
-             <tr><th>SYN</th><td class=\"syn\">{}</td><td class=\"muted\">{} of {} connects succeeded</td></tr>\
-             <tr><th>Gateway</th><td class=\"gateway\">{}</td><td class=\"muted\">{}</td></tr>\
-             <tr><th>First byte</th><td>p50 {}</td><td class=\"muted\">p99 {} · {} samples</td></tr>\
-             <tr><th>WebSocket</th><td colspan=\"2\" class=\"muted\">{}</td></tr>{refusal}\
-             <tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr>{resume}</table>",
-            state_badge(forward.syn.last_ok, "connects", "refused"),
-            forward.syn.successes,
-            forward.syn.attempts,
-            state_badge(forward.gateway_up, "answers", "down"),
-            esc(forward.last_first_byte.as_deref().unwrap_or("no probe yet")),
-            seconds(forward.first_byte_seconds.p50),
-            seconds(forward.first_byte_seconds.p99),
-            forward.first_byte_seconds.count,
-            esc(forward.last_ws_handshake.as_deref().unwrap_or("no handshake probe yet")),
-            forward.uptime_ratio_last_bucket.map_or("–".into(), |r| format!("{:.2}%", r * 100.0)),
-            seconds(Some(forward.unobserved_seconds)),
-        );
-        let buckets = &forward.buckets;
-        html.push_str("<div class=\"strip\" title=\"last 24 hours, five-minute buckets\">");
-        let mut start = first_bucket;
-        while start <= current_bucket {
-            let bucket = buckets.iter().find(|b| b.start == start);
-            let (class, title) = bucket_class(bucket);
-            let _ = write!(html, "<span class=\"s-{class}\" title=\"{}\"></span>", esc(&title));
-            start += BUCKET_SECONDS;
+/// The page's metadata, style sheet (light and dark) and heading.
+const STYLE_AND_TITLE: &str = concat!(
+    "<meta charset=\"utf-8\"><meta name=\"color-scheme\" content=\"light dark\">",
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+    "<title>openclaw-tunnel-exporter</title><style>",
+    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}",
+    "h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.6em}table{border-collapse:collapse}",
+    "td,th{padding:.25em .8em;text-align:left;border-bottom:1px solid #ddd}",
+    ".badge{padding:.1em .5em;border-radius:.3em;color:#fff}.ok{background:#2e7d32}.bad{background:#c62828}",
+    ".unknown{background:#757575}.strip{display:flex;gap:1px;margin:.4em 0 1em}",
+    ".strip span{display:inline-block;width:3px;height:22px}.s-up{background:#2e7d32}.s-down{background:#c62828}",
+    ".s-partly{background:#f9a825}.s-unobserved{background:#90a4ae}.s-empty{background:#e0e0e0}",
+    ".legend span{display:inline-block;width:10px;height:10px;margin:0 .3em 0 1em}.muted{color:#666}",
+    ".chart{display:block;margin:.4em 0;max-width:100%;height:auto;background:#fff;border:1px solid #ddd}",
+    ".chart .grid{stroke:#e0e0e0;stroke-width:1}.chart text{font-size:9px;fill:#888}",
+    ".chart path{fill:none;stroke-width:1.5}.chart .p50{stroke:#1565c0}.chart .p99{stroke:#ef6c00}",
+    "@media (prefers-color-scheme: dark){body{color:#e0e0e0;background:#121212}td,th{border-color:#333}",
+    ".muted{color:#9e9e9e}.chart{background:#1e1e1e;border-color:#333}.chart .grid{stroke:#333}",
+    ".chart .p50{stroke:#64b5f6}.chart .p99{stroke:#ffb74d}.s-empty{background:#333}a{color:#90caf9}}",
+    "</style></head><body><h1>openclaw-tunnel-exporter</h1>",
+);
+
+/// One forward's section: its table of rows, the 24-hour strip, the first-byte chart and its auth failures.
+fn forward_section(html: &mut String, forward: &ForwardStatus, now: f64, first_bucket: u64, current_bucket: u64) {
+    let name = esc(&forward.forward);
+    let _ = write!(html, "<section class=\"forward\" id=\"forward-{name}\"><h2>Forward {name}</h2>");
+    let session = forward.ssh_session.as_ref();
+    let session_state = session.map(|s| s.state.as_str());
+    let session_badge = match session_state {
+        Some("up") => state_badge(Some(true), "ssh up", ""),
+        Some("unreadable") | Some("unsupported") | Some("unknown") | None => state_badge(None, "", ""),
+        Some(other) => state_badge(Some(false), "", &esc(other)),
+    };
+    let owner = match session.and_then(|s| Some((s.pid?, s.name.as_deref()?, s.parent_name.as_deref()))) {
+        Some((pid, comm, parent)) => {
+            let user = session.and_then(|s| s.user.as_deref()).unwrap_or("an unknown user");
+            format!("{} pid {pid} ({}), parent {}", esc(comm), esc(user), esc(parent.unwrap_or("?")))
         }
-        html.push_str(concat!(
-            "</div><div class=\"legend muted\"><span class=\"s-up\"></span>up<span class=\"s-partly\"></span>partly",
-            "<span class=\"s-down\"></span>down<span class=\"s-unobserved\"></span>unobserved (asleep)",
-            "<span class=\"s-empty\"></span>no data</div>"
-        ));
-        html.push_str(&first_byte_chart(buckets, first_bucket, current_bucket));
-        html.push_str(
-            "<div class=\"legend muted\">first byte through the tunnel per five-minute bucket: \
-             <b style=\"color:#1565c0\">p50</b> and <b style=\"color:#ef6c00\">p99</b>, log scale; gaps: no probe answered \
-             (down or asleep). The model host's round trip is in its table below.</div>",
-        );
-        let failures = &forward.auth_failures;
-        if !failures.is_empty() {
-            html.push_str("<h3>Auth failures by token revision</h3><table class=\"auth\"><tr><th>revision</th><th>channel</th><th>code</th><th>count</th></tr>");
-            for failure in failures {
-                let revision = esc(&failure.token_revision);
-                let mark = if failure.current { " (current)" } else { "" };
-                let _ = write!(
-                    html,
-                    "<tr><td>{revision}{mark}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&failure.channel),
-                    esc(&failure.code),
-                    failure.count
-                );
-            }
-            html.push_str("</table>");
-        }
-        html.push_str("</section>");
+        None => match session.and_then(|s| s.detail.as_deref()) {
+            Some(detail) => format!("{}: {}", esc(session_state.unwrap_or("")), esc(detail)),
+            None => esc(session_state.unwrap_or("not checked yet")),
+        },
+    };
+    let orphans = orphans_row(forward.ssh_orphans.as_deref(), now)
+        + &option_risks_row(forward.ssh_option_risks.as_deref())
+        + &cli_url_row(forward.cli_url.as_ref());
+    let refusal = refusal_row(forward.last_refusal.as_ref(), now);
+    let resume = resume_row(forward.last_resume.as_ref(), now);
+    let _ = write!(
+        html,
+        "<table><tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}</td></tr>{orphans}\
+         <tr><th>SYN</th><td class=\"syn\">{}</td><td class=\"muted\">{} of {} connects succeeded</td></tr>\
+         <tr><th>Gateway</th><td class=\"gateway\">{}</td><td class=\"muted\">{}</td></tr>\
+         <tr><th>First byte</th><td>p50 {}</td><td class=\"muted\">p99 {} · {} samples</td></tr>\
+         <tr><th>WebSocket</th><td colspan=\"2\" class=\"muted\">{}</td></tr>{refusal}\
+         <tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr>{resume}</table>",
+        state_badge(forward.syn.last_ok, "connects", "refused"),
+        forward.syn.successes,
+        forward.syn.attempts,
+        state_badge(forward.gateway_up, "answers", "down"),
+        esc(forward.last_first_byte.as_deref().unwrap_or("no probe yet")),
+        seconds(forward.first_byte_seconds.p50),
+        seconds(forward.first_byte_seconds.p99),
+        forward.first_byte_seconds.count,
+        esc(forward.last_ws_handshake.as_deref().unwrap_or("no handshake probe yet")),
+        forward.uptime_ratio_last_bucket.map_or("–".into(), |r| format!("{:.2}%", r * 100.0)),
+        seconds(Some(forward.unobserved_seconds)),
+    );
+    let buckets = &forward.buckets;
+    html.push_str("<div class=\"strip\" title=\"last 24 hours, five-minute buckets\">");
+    let mut start = first_bucket;
+    while start <= current_bucket {
+        let bucket = buckets.iter().find(|b| b.start == start);
+        let (class, title) = bucket_class(bucket);
+        let _ = write!(html, "<span class=\"s-{class}\" title=\"{}\"></span>", esc(&title));
+        start += BUCKET_SECONDS;
     }
+    html.push_str(concat!(
+        "</div><div class=\"legend muted\"><span class=\"s-up\"></span>up<span class=\"s-partly\"></span>partly",
+        "<span class=\"s-down\"></span>down<span class=\"s-unobserved\"></span>unobserved (asleep)",
+        "<span class=\"s-empty\"></span>no data</div>"
+    ));
+    html.push_str(&first_byte_chart(buckets, first_bucket, current_bucket));
+    html.push_str(
+        "<div class=\"legend muted\">first byte through the tunnel per five-minute bucket: \
+         <b style=\"color:#1565c0\">p50</b> and <b style=\"color:#ef6c00\">p99</b>, log scale; gaps: no probe answered \
+         (down or asleep). The model host's round trip is in its table below.</div>",
+    );
+    let failures = &forward.auth_failures;
+    if !failures.is_empty() {
+        html.push_str("<h3>Auth failures by token revision</h3><table class=\"auth\"><tr><th>revision</th><th>channel</th><th>code</th><th>count</th></tr>");
+        for failure in failures {
+            let revision = esc(&failure.token_revision);
+            let mark = if failure.current { " (current)" } else { "" };
+            let _ = write!(
+                html,
+                "<tr><td>{revision}{mark}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&failure.channel),
+                esc(&failure.code),
+                failure.count
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</section>");
+}
 
-    let hosts = &status.model_hosts;
+/// The model hosts' table, when there are any.
+fn model_hosts_section(html: &mut String, hosts: &[ModelHostStatus]) {
     if !hosts.is_empty() {
         html.push_str("<h2>Model hosts</h2><table class=\"model-hosts\"><tr><th>model host</th><th>last probe</th><th>failures / attempts</th></tr>");
         for host in hosts {
@@ -343,7 +366,10 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
         }
         html.push_str("</table>");
     }
-    let gateways = &status.gateways;
+}
+
+/// The gateways' bind exposure table, when there are any.
+fn exposure_section(html: &mut String, gateways: &[GatewayStatus]) {
     if !gateways.is_empty() {
         html.push_str("<h2>Gateway bind exposure</h2><table class=\"exposure\"><tr><th>gateway</th><th>loopback</th><th>private</th><th>tailnet</th><th>public</th><th>allowed</th><th></th></tr>");
         for gateway in gateways {
@@ -364,18 +390,22 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
         }
         html.push_str("</table>");
     }
+}
+
+/// What happened in the last 24 hours, newest first.
+fn timeline_section(html: &mut String, timeline: &[Event], now: f64) {
     html.push_str("<h2>What happened (last 24 h)</h2>");
-    if status.timeline.is_empty() {
+    if timeline.is_empty() {
         html.push_str("<p class=\"muted\">Nothing yet: no state changed since the exporter started.</p>");
     } else {
         html.push_str(
             "<table class=\"timeline\"><tr><th>start (UTC)</th><th>end</th><th>duration</th><th>what</th><th>where</th><th></th></tr>",
         );
-        for event in &status.timeline {
+        for event in timeline {
             let start = crate::clock::rfc3339_seconds(event.start);
             let (end, duration) = match (event.spell, event.end) {
                 (true, Some(end)) => (crate::clock::rfc3339_seconds(end), human_duration(end - event.start)),
-                (true, None) => ("going on".to_owned(), human_duration(status.now - event.start)),
+                (true, None) => ("going on".to_owned(), human_duration(now - event.start)),
                 (false, _) => ("–".to_owned(), "–".to_owned()),
             };
             let what = match event.kind.as_str() {
@@ -398,8 +428,6 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
         }
         html.push_str("</table>");
     }
-    html.push_str("</body></html>\n");
-    html
 }
 
 #[cfg(test)]
