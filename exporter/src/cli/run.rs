@@ -165,6 +165,15 @@ fn init_logging(
     Ok(provider)
 }
 
+/// What a reload hands the running web server: its users and certificates, and its request policy.
+struct WebControl {
+    security: tokio::sync::watch::Sender<Option<Arc<crate::web_security::WebSecurity>>>,
+    policy: tokio::sync::watch::Sender<config::WebPolicy>,
+}
+
+/// The web server's thread: what it returns when it ends.
+type WebThread = std::thread::JoinHandle<std::io::Result<()>>;
+
 async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // The remote-write queue slot outlives every generation; its account is served with the registry.
@@ -175,7 +184,71 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         state::load(path, &recorder);
     }
     let (reload_tx, mut reload_rx) = mpsc::channel::<web::ReloadRequest>(8);
+    let (server, web_control) = start_web_server(&config, &recorder, reload_tx, &shutdown)?;
 
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let mut generation = Generation::start(Prepared::new(&config, None, &queues)?, recorder.clone(), &shutdown);
+    let mut signals = signals::Signals::install()?;
+    // Editors replace files rather than write them in place, so poll the file's identity instead of watching
+    // an inode: a change of mtime, size or inode means a new config to load.
+    let mut watch = tokio::time::interval(CONFIG_POLL);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut seen_file = config_path.as_deref().and_then(file_identity);
+    let mut save_tick = tokio::time::interval(state::SAVE_EVERY);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let save = |recorder: &Recorder| {
+        if let Some(path) = &state_file {
+            if let Err(err) = state::save(path, recorder) {
+                tracing::warn!(file = %path.display(), error = %err, "cannot save the state file");
+            }
+        }
+    };
+    loop {
+        let reply = tokio::select! {
+            signal = signals.recv() => match signal {
+                signals::Signal::Shutdown(name) => { tracing::info!("{name}: shutting down"); break }
+                signals::Signal::Reload(name) => { tracing::info!("{name}: reloading the configuration"); None }
+            },
+            Some(reply) = reload_rx.recv() => Some(reply),
+            _ = save_tick.tick() => { save(&recorder); continue }
+            _ = watch.tick() => {
+                let now = config_path.as_deref().and_then(file_identity);
+                if now == seen_file || now.is_none() {
+                    continue;
+                }
+                tracing::info!("the configuration file changed: reloading");
+                None
+            }
+        };
+        seen_file = config_path.as_deref().and_then(file_identity);
+        let reloading = Reloading { recorder: &recorder, queues: &queues, web: &web_control, shutdown: &shutdown };
+        let (next, result) = reloading.reload(&mut config, config_path.as_deref(), generation).await;
+        generation = next;
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
+    }
+    shutdown.cancel();
+    generation.stop().await;
+    save(&recorder);
+    match tokio::task::spawn_blocking(move || server.join()).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => return Err(err).context("web server"),
+        _ => anyhow::bail!("the web server's thread panicked"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Bind `web.listen` and start the web server on a thread and runtime of its own.
+fn start_web_server(
+    config: &Config,
+    recorder: &Arc<Recorder>,
+    reload_tx: mpsc::Sender<web::ReloadRequest>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(WebThread, WebControl)> {
     let listener = std::net::TcpListener::bind(config.web.listen)
         .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
         .with_context(|| format!("cannot listen on web.listen = \"{}\"", config.web.listen))?;
@@ -223,105 +296,75 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
             })
         })
         .context("cannot start the web server's thread")?;
+    Ok((server, WebControl { security: security_tx, policy: policy_tx }))
+}
 
-    for warning in config.warnings() {
-        tracing::warn!("{warning}");
-    }
-    let mut generation = Generation::start(Prepared::new(&config, None, &queues)?, recorder.clone(), &shutdown);
-    let mut signals = signals::Signals::install()?;
-    // Editors replace files rather than write them in place, so poll the file's identity instead of watching
-    // an inode: a change of mtime, size or inode means a new config to load.
-    let mut watch = tokio::time::interval(CONFIG_POLL);
-    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut seen_file = config_path.as_deref().and_then(file_identity);
-    let mut save_tick = tokio::time::interval(state::SAVE_EVERY);
-    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let save = |recorder: &Recorder| {
-        if let Some(path) = &state_file {
-            if let Err(err) = state::save(path, recorder) {
-                tracing::warn!(file = %path.display(), error = %err, "cannot save the state file");
-            }
-        }
-    };
-    loop {
-        let reply = tokio::select! {
-            signal = signals.recv() => match signal {
-                signals::Signal::Shutdown(name) => { tracing::info!("{name}: shutting down"); break }
-                signals::Signal::Reload(name) => { tracing::info!("{name}: reloading the configuration"); None }
-            },
-            Some(reply) = reload_rx.recv() => Some(reply),
-            _ = save_tick.tick() => { save(&recorder); continue }
-            _ = watch.tick() => {
-                let now = config_path.as_deref().and_then(file_identity);
-                if now == seen_file || now.is_none() {
-                    continue;
-                }
-                tracing::info!("the configuration file changed: reloading");
-                None
+/// What a reload needs besides the config and the generation it replaces.
+struct Reloading<'a> {
+    recorder: &'a Arc<Recorder>,
+    queues: &'a Arc<crate::remote_write::QueueSlot>,
+    web: &'a WebControl,
+    shutdown: &'a CancellationToken,
+}
+
+impl Reloading<'_> {
+    /// Load the file again and, when it is good and its generation can be prepared, replace the running
+    /// generation (returned) and `config`; otherwise keep both, count the failure and say why.
+    async fn reload(
+        &self,
+        config: &mut Config,
+        config_path: Option<&std::path::Path>,
+        generation: Generation,
+    ) -> (Generation, Result<(), String>) {
+        let recorder = self.recorder;
+        let new_config = match Config::load(config_path) {
+            Ok(new_config) => new_config,
+            Err(err) => {
+                recorder.record_reload(false);
+                tracing::error!("reload failed, keeping the running configuration: {err}");
+                return (generation, Err(err.to_string()));
             }
         };
-        seen_file = config_path.as_deref().and_then(file_identity);
-        let result = match Config::load(config_path.as_deref()) {
-            Ok(new_config) => {
-                if new_config.web.listen != config.web.listen {
-                    tracing::warn!(listen = %config.web.listen, wanted = %new_config.web.listen, "web.listen changes take effect on restart");
-                }
-                if new_config.web.limits != config.web.limits {
-                    tracing::warn!("web.max_connections, web.header_read_timeout and web.idle_timeout changes take effect on restart");
-                }
-                let tls_of =
-                    |config: &Config| config.web.security.as_ref().is_some_and(|security| security.tls.is_some());
-                if tls_of(&new_config) != tls_of(&config) {
-                    tracing::warn!("turning TLS on or off takes effect on restart; certificates and users reload now");
-                }
-                // Transactional: the new generation binds and loads everything it needs while the running one
-                // carries on; only a generation sure to start replaces it.
-                match Prepared::new(&new_config, Some(&generation), &queues) {
-                    Ok(prepared) => {
-                        generation.stop().await;
-                        generation = Generation::start(prepared, recorder.clone(), &shutdown);
-                        if new_config.web.security != config.web.security {
-                            if let (Some(new), Some(old)) = (&new_config.web.security, &config.web.security) {
-                                new.keep_accepted_from(old);
-                            }
-                            security_tx.send_replace(new_config.web.security.clone());
-                        }
-                        policy_tx.send_replace(new_config.web.policy.clone());
-                        config = new_config;
-                        for warning in config.warnings() {
-                            tracing::warn!("{warning}");
-                        }
-                        recorder.record_reload(true);
-                        tracing::info!(forwards = config.forwards.len(), "configuration reloaded");
-                        Ok(())
+        if new_config.web.listen != config.web.listen {
+            tracing::warn!(listen = %config.web.listen, wanted = %new_config.web.listen, "web.listen changes take effect on restart");
+        }
+        if new_config.web.limits != config.web.limits {
+            tracing::warn!(
+                "web.max_connections, web.header_read_timeout and web.idle_timeout changes take effect on restart"
+            );
+        }
+        let tls_of = |config: &Config| config.web.security.as_ref().is_some_and(|security| security.tls.is_some());
+        if tls_of(&new_config) != tls_of(config) {
+            tracing::warn!("turning TLS on or off takes effect on restart; certificates and users reload now");
+        }
+        // Transactional: the new generation binds and loads everything it needs while the running one
+        // carries on; only a generation sure to start replaces it.
+        match Prepared::new(&new_config, Some(&generation), self.queues) {
+            Ok(prepared) => {
+                generation.stop().await;
+                let generation = Generation::start(prepared, recorder.clone(), self.shutdown);
+                if new_config.web.security != config.web.security {
+                    if let (Some(new), Some(old)) = (&new_config.web.security, &config.web.security) {
+                        new.keep_accepted_from(old);
                     }
-                    Err(err) => {
-                        recorder.record_reload(false);
-                        tracing::error!("reload failed, keeping the running configuration: {err}");
-                        Err(err.to_string())
-                    }
+                    self.web.security.send_replace(new_config.web.security.clone());
                 }
+                self.web.policy.send_replace(new_config.web.policy.clone());
+                *config = new_config;
+                for warning in config.warnings() {
+                    tracing::warn!("{warning}");
+                }
+                recorder.record_reload(true);
+                tracing::info!(forwards = config.forwards.len(), "configuration reloaded");
+                (generation, Ok(()))
             }
             Err(err) => {
                 recorder.record_reload(false);
                 tracing::error!("reload failed, keeping the running configuration: {err}");
-                Err(err.to_string())
+                (generation, Err(err.to_string()))
             }
-        };
-        if let Some(reply) = reply {
-            let _ = reply.send(result);
         }
     }
-    shutdown.cancel();
-    generation.stop().await;
-    save(&recorder);
-    match tokio::task::spawn_blocking(move || server.join()).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(err))) => return Err(err).context("web server"),
-        _ => anyhow::bail!("the web server's thread panicked"),
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 #[cfg(test)]
