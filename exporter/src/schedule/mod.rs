@@ -224,78 +224,15 @@ impl Generation {
             }
             tasks.spawn(crate::remote_write::run(settings.clone(), recorder.clone(), queue, queues, cancel.clone()));
         }
-        let registry = Arc::new(config.auth.registry.clone());
-        let mut tap_sockets = Vec::new();
-        let mut tap_accepts = Vec::new();
-        let mut tap_gates = Vec::new();
-        for (tap, listener) in taps {
-            let accepting = match listener.try_clone() {
-                Ok(accepting) => accepting,
-                // Out of descriptors between prepare and start: the tap's socket stays bound (kept below),
-                // so clients queue rather than get refused, and the next reload retries.
-                Err(err) => {
-                    tracing::error!(listen = %tap.listen, error = %err, "auth tap cannot accept");
-                    tap_sockets.push((tap.listen, listener));
-                    continue;
-                }
-            };
-            // The tap relays the CLI's token: its upstream is gated like the probes' forwards, trusting what
-            // the forward it reports for trusts.
-            let also_trusted = config
-                .forwards
-                .iter()
-                .find(|forward| forward.name == tap.forward)
-                .map(|forward| forward.trusted_owners.clone())
-                .unwrap_or_default();
-            let lookup = config.scheduler.owner_lookup;
-            let same = |kept: &&TapGate| {
-                kept.upstream == tap.upstream && kept.lookup == lookup && kept.also_trusted == also_trusted
-            };
-            let gate = match running_gates.iter().find(same) {
-                Some(kept) => kept.gate.clone(),
-                None => {
-                    let session = ssh_session::Target {
-                        addr: tap.upstream,
-                        last_owner: None,
-                        lookup,
-                        index: owner_index.clone(),
-                    };
-                    Arc::new(tokio::sync::Mutex::new(ssh_session::CredentialGate::new(session, also_trusted.clone())))
-                }
-            };
-            tap_gates.push(TapGate { upstream: tap.upstream, lookup, also_trusted, gate: gate.clone() });
-            recorder.metrics.credential_withheld.get_or_create_owned(&crate::record::families::ForwardProbeLabels {
-                forward: tap.forward.clone(),
-                probe: "tap",
-            });
-            let tap_config = probes::auth_tap::TapConfig {
-                forward: tap.forward.clone(),
-                upstream: tap.upstream,
-                registry: registry.clone(),
-                connect_timeout: Duration::from_secs(10),
-                max_connections: tap.max_connections,
-                header_read_timeout: tap.header_read_timeout,
-                idle_timeout: tap.idle_timeout,
-                gate: Some(gate),
-            };
-            tracing::info!(listen = %tap.listen, upstream = %tap.upstream, forward = %tap.forward, "auth tap listening");
-            let sink: Arc<dyn probes::auth_tap::AuthSink> = recorder.clone();
-            // Only the accept loop belongs to the generation: a relayed connection runs to its end. The socket
-            // is registered with the reactor of the runtime that accepts on it, so inside the task.
-            let listen = tap.listen;
-            let serve = async move {
-                match tokio::net::TcpListener::from_std(accepting) {
-                    Ok(accepting) => probes::auth_tap::serve(accepting, tap_config, sink).await,
-                    Err(err) => tracing::error!(listen = %listen, error = %err, "auth tap cannot accept"),
-                }
-            };
-            match tap_thread() {
-                Some(thread) => tap_accepts.push(thread.spawn(serve)),
-                None => drop(tasks.spawn(serve)),
-            }
-            tap_sockets.push((tap.listen, listener));
+        let taps = start_taps(&config, taps, &running_gates, &owner_index, &recorder, &mut tasks);
+        Generation {
+            cancel,
+            tasks,
+            tap_accepts: taps.accepts,
+            tap_sockets: taps.sockets,
+            owner_index,
+            tap_gates: taps.gates,
         }
-        Generation { cancel, tasks, tap_accepts, tap_sockets, owner_index, tap_gates }
     }
 
     /// Stop every task now. A probe in flight is dropped; the recorder is written only between awaits, so
@@ -311,6 +248,93 @@ impl Generation {
             let _ = accept.await;
         }
     }
+}
+
+/// A generation's taps, started: their accept loops, a second handle on each socket, and their gates.
+struct StartedTaps {
+    accepts: Vec<tokio::task::JoinHandle<()>>,
+    sockets: Vec<(SocketAddr, std::net::TcpListener)>,
+    gates: Vec<TapGate>,
+}
+
+/// Start each tap's accept loop on the taps' thread ([`tap_thread`], else in `tasks`), its upstream gated like
+/// the probes' forwards, reusing a running generation's gate for the same upstream.
+fn start_taps(
+    config: &Config,
+    taps: Vec<(crate::config::AuthTap, std::net::TcpListener)>,
+    running_gates: &[TapGate],
+    owner_index: &ssh_session::OwnerIndex,
+    recorder: &Arc<Recorder>,
+    tasks: &mut JoinSet<()>,
+) -> StartedTaps {
+    let registry = Arc::new(config.auth.registry.clone());
+    let mut tap_sockets = Vec::new();
+    let mut tap_accepts = Vec::new();
+    let mut tap_gates = Vec::new();
+    for (tap, listener) in taps {
+        let accepting = match listener.try_clone() {
+            Ok(accepting) => accepting,
+            // Out of descriptors between prepare and start: the tap's socket stays bound (kept below),
+            // so clients queue rather than get refused, and the next reload retries.
+            Err(err) => {
+                tracing::error!(listen = %tap.listen, error = %err, "auth tap cannot accept");
+                tap_sockets.push((tap.listen, listener));
+                continue;
+            }
+        };
+        // The tap relays the CLI's token: its upstream is gated like the probes' forwards, trusting what
+        // the forward it reports for trusts.
+        let also_trusted = config
+            .forwards
+            .iter()
+            .find(|forward| forward.name == tap.forward)
+            .map(|forward| forward.trusted_owners.clone())
+            .unwrap_or_default();
+        let lookup = config.scheduler.owner_lookup;
+        let same = |kept: &&TapGate| {
+            kept.upstream == tap.upstream && kept.lookup == lookup && kept.also_trusted == also_trusted
+        };
+        let gate = match running_gates.iter().find(same) {
+            Some(kept) => kept.gate.clone(),
+            None => {
+                let session =
+                    ssh_session::Target { addr: tap.upstream, last_owner: None, lookup, index: owner_index.clone() };
+                Arc::new(tokio::sync::Mutex::new(ssh_session::CredentialGate::new(session, also_trusted.clone())))
+            }
+        };
+        tap_gates.push(TapGate { upstream: tap.upstream, lookup, also_trusted, gate: gate.clone() });
+        recorder.metrics.credential_withheld.get_or_create_owned(&crate::record::families::ForwardProbeLabels {
+            forward: tap.forward.clone(),
+            probe: "tap",
+        });
+        let tap_config = probes::auth_tap::TapConfig {
+            forward: tap.forward.clone(),
+            upstream: tap.upstream,
+            registry: registry.clone(),
+            connect_timeout: Duration::from_secs(10),
+            max_connections: tap.max_connections,
+            header_read_timeout: tap.header_read_timeout,
+            idle_timeout: tap.idle_timeout,
+            gate: Some(gate),
+        };
+        tracing::info!(listen = %tap.listen, upstream = %tap.upstream, forward = %tap.forward, "auth tap listening");
+        let sink: Arc<dyn probes::auth_tap::AuthSink> = recorder.clone();
+        // Only the accept loop belongs to the generation: a relayed connection runs to its end. The socket
+        // is registered with the reactor of the runtime that accepts on it, so inside the task.
+        let listen = tap.listen;
+        let serve = async move {
+            match tokio::net::TcpListener::from_std(accepting) {
+                Ok(accepting) => probes::auth_tap::serve(accepting, tap_config, sink).await,
+                Err(err) => tracing::error!(listen = %listen, error = %err, "auth tap cannot accept"),
+            }
+        };
+        match tap_thread() {
+            Some(thread) => tap_accepts.push(thread.spawn(serve)),
+            None => drop(tasks.spawn(serve)),
+        }
+        tap_sockets.push((tap.listen, listener));
+    }
+    StartedTaps { accepts: tap_accepts, sockets: tap_sockets, gates: tap_gates }
 }
 
 /// The taps' own thread and runtime, started on first use (None if the OS refuses a thread: the taps then run
