@@ -388,7 +388,23 @@ impl Recorder {
                 }
             })
             .collect();
-        let model_hosts = index
+        let model_hosts = self.model_host_statuses(&index);
+        let gateways = self.gateway_statuses(&index);
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            now: unix_seconds(now),
+            forwards,
+            model_hosts,
+            gateways,
+            timeline: self.timeline().newest_first(),
+            cli_version: index.cli_version.clone(),
+        }
+    }
+
+    /// Each model host's attempts, failures and last probe.
+    fn model_host_statuses(&self, index: &super::StatusIndex) -> Vec<ModelHostStatus> {
+        let m = &self.metrics;
+        index
             .model_hosts
             .iter()
             .map(|name| {
@@ -407,8 +423,13 @@ impl Recorder {
                     last: index.last_model_host.get(name).cloned(),
                 }
             })
-            .collect();
-        let gateways = index
+            .collect()
+    }
+
+    /// Each gateway port's listeners by scope, its allowed scopes and since when it is exposed.
+    fn gateway_statuses(&self, index: &super::StatusIndex) -> Vec<GatewayStatus> {
+        let m = &self.metrics;
+        index
             .gateways
             .iter()
             .map(|name| {
@@ -435,15 +456,6 @@ impl Recorder {
                     exposed_since: m.exposed_since.get(&GatewayLabels { gateway: name.clone() }).map(|g| g.get()),
                 }
             })
-            .collect();
-        StatusReport {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            now: unix_seconds(now),
-            forwards,
-            model_hosts,
-            gateways,
-            timeline: self.timeline().newest_first(),
-            cli_version: index.cli_version.clone(),
-        }
+            .collect()
     }
 }
