@@ -255,6 +255,53 @@ fn queue_failed(
     }
 }
 
+/// The next batch to send, at most `limits` (rounds, bytes): a pending acknowledgement is written first
+/// (sending on would only grow what a crash sends twice), then the queue is read; what it found damaged or
+/// vanished is logged and counted. None after a queue error, counted and logged once while it lasts: the
+/// caller waits its backoff and tries again.
+async fn next_batch(
+    settings: &RemoteWrite,
+    recorder: &Arc<Recorder>,
+    shared: &Shared,
+    (max_rounds, max_bytes): (usize, usize),
+    queue_failing: &mut bool,
+) -> Option<Vec<queue::Round>> {
+    let persisted = shared.with(|queue, _| queue.persist_ack()).await;
+    if let Err(err) = persisted {
+        let what = "cannot write the acknowledgement; nothing is sent meanwhile";
+        queue_failed(recorder, settings, "ack", what, &err, queue_failing);
+        return None;
+    }
+    let batch = shared
+        .with(move |queue, account| {
+            let peeked = queue.peek(max_rounds, max_bytes)?;
+            let losses = count(queue, account, |_| {});
+            Ok((peeked, losses))
+        })
+        .await;
+    let peeked = match batch {
+        Ok((peeked, losses)) => {
+            log_losses(recorder, &losses);
+            peeked
+        }
+        Err(err) => {
+            queue_failed(recorder, settings, "read", "cannot read", &err, queue_failing);
+            return None;
+        }
+    };
+    if *queue_failing {
+        tracing::info!(dir = %settings.queue_dir.display(), "remote-write queue: reads and writes again");
+        *queue_failing = false;
+    }
+    for damage in &peeked.corrupt {
+        tracing::warn!(segment = %damage.segment.display(), offset = damage.offset, "remote-write queue: a round no longer reads back whole; counted dropped (corrupt)");
+    }
+    for vanished in &peeked.vanished {
+        tracing::warn!(segment = %vanished.display(), "remote-write queue: a segment file vanished (deleted by a cleanup tool or a person); its rounds are counted dropped (missing), the rest go on");
+    }
+    Some(peeked.rounds)
+}
+
 async fn send(
     settings: &RemoteWrite,
     recorder: &Arc<Recorder>,
@@ -276,44 +323,13 @@ async fn send(
         wait
     };
     loop {
-        // An acknowledgement not yet on disk is written before anything more is sent: sending on would only
-        // grow what a crash sends twice.
-        let persisted = shared.with(|queue, _| queue.persist_ack()).await;
-        if let Err(err) = persisted {
-            let what = "cannot write the acknowledgement; nothing is sent meanwhile";
-            queue_failed(recorder, settings, "ack", what, &err, &mut queue_failing);
-            tokio::time::sleep(pause(&mut backoff, Duration::ZERO)).await;
-            continue;
-        }
-        let batch = shared
-            .with(move |queue, account| {
-                let peeked = queue.peek(max_rounds, max_bytes)?;
-                let losses = count(queue, account, |_| {});
-                Ok((peeked, losses))
-            })
-            .await;
-        let peeked = match batch {
-            Ok((peeked, losses)) => {
-                log_losses(recorder, &losses);
-                peeked
-            }
-            Err(err) => {
-                queue_failed(recorder, settings, "read", "cannot read", &err, &mut queue_failing);
+        let rounds = match next_batch(settings, recorder, shared, (max_rounds, max_bytes), &mut queue_failing).await {
+            Some(rounds) => rounds,
+            None => {
                 tokio::time::sleep(pause(&mut backoff, Duration::ZERO)).await;
                 continue;
             }
         };
-        if queue_failing {
-            tracing::info!(dir = %settings.queue_dir.display(), "remote-write queue: reads and writes again");
-            queue_failing = false;
-        }
-        for damage in &peeked.corrupt {
-            tracing::warn!(segment = %damage.segment.display(), offset = damage.offset, "remote-write queue: a round no longer reads back whole; counted dropped (corrupt)");
-        }
-        for vanished in &peeked.vanished {
-            tracing::warn!(segment = %vanished.display(), "remote-write queue: a segment file vanished (deleted by a cleanup tool or a person); its rounds are counted dropped (missing), the rest go on");
-        }
-        let rounds = peeked.rounds;
         let Some((last, _)) = rounds.last() else {
             appended.notified().await;
             continue;
