@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use crate::web_security::WebSecurity;
 
+mod auth;
+mod model_host;
 mod raw;
+mod remote_write;
 mod validate;
 
 use raw::RawConfig;

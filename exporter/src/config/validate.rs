@@ -12,17 +12,17 @@ use super::raw::*;
 use super::*;
 
 /// Collects problems while turning raw strings into typed values.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     origins: &'a Origins<'a>,
     problems: &'a mut Vec<String>,
 }
 
 impl Checker<'_> {
-    fn problem(&mut self, key: &str, value: &dyn fmt::Display, what: &str) {
+    pub(super) fn problem(&mut self, key: &str, value: &dyn fmt::Display, what: &str) {
         self.problems.push(format!("{}: key `{key}` = \"{value}\": {what}", self.origins.of(key)));
     }
 
-    fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
+    pub(super) fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
         value.parse::<SocketAddr>().unwrap_or_else(|err| {
             // The runbook's step 3: a name is not an address. `localhost` may resolve to ::1 first while
             // `ssh -L 127.0.0.1:...` listens on IPv4 only, so the CLI and the exporter would talk to nothing.
@@ -39,7 +39,7 @@ impl Checker<'_> {
     }
 
     /// `host` or `host:port` (port `default_port` when absent).
-    fn host_port(&mut self, key: &str, value: &str, default_port: u16) -> HostPort {
+    pub(super) fn host_port(&mut self, key: &str, value: &str, default_port: u16) -> HostPort {
         let (host, port) = match value.rsplit_once(':') {
             Some((host, port)) if !host.contains(':') || host.ends_with(']') => (host, port.parse::<u16>().ok()),
             _ => (value, Some(default_port)),
@@ -54,7 +54,7 @@ impl Checker<'_> {
         }
     }
 
-    fn loopback_addr(&mut self, key: &str, value: &str, allow_non_loopback: bool, flag: &str) -> SocketAddr {
+    pub(super) fn loopback_addr(&mut self, key: &str, value: &str, allow_non_loopback: bool, flag: &str) -> SocketAddr {
         let addr = self.addr(key, value);
         if !addr.ip().is_loopback() && !allow_non_loopback {
             self.problem(
@@ -66,7 +66,7 @@ impl Checker<'_> {
         addr
     }
 
-    fn duration(&mut self, key: &str, value: &str, min: Duration, max: Duration) -> Duration {
+    pub(super) fn duration(&mut self, key: &str, value: &str, min: Duration, max: Duration) -> Duration {
         match humantime::parse_duration(value) {
             Ok(d) if d >= min && d <= max => d,
             Ok(_) => {
@@ -85,7 +85,7 @@ impl Checker<'_> {
         }
     }
 
-    fn label(&mut self, key: &str, value: &str, seen: &mut HashSet<String>, what: &str) {
+    pub(super) fn label(&mut self, key: &str, value: &str, seen: &mut HashSet<String>, what: &str) {
         if !is_label_safe(value) {
             self.problem(key, &value, "must be 1-64 characters of A-Z a-z 0-9 _ . -");
         } else if !seen.insert(value.to_owned()) {
@@ -94,8 +94,8 @@ impl Checker<'_> {
     }
 }
 
-const PROBE_MIN: Duration = Duration::from_millis(10);
-const PROBE_MAX: Duration = Duration::from_secs(3600);
+pub(super) const PROBE_MIN: Duration = Duration::from_millis(10);
+pub(super) const PROBE_MAX: Duration = Duration::from_secs(3600);
 
 pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec<String>) -> Config {
     let mut c = Checker { origins, problems };
@@ -107,16 +107,17 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
     }
     let (mut forwards, ws_handshake_set) = validate_forwards(raw.forward, &mut c);
     let names: HashSet<String> = forwards.iter().map(|f| f.name.clone()).collect();
-    let auth = validate_auth(raw.auth, &mut c);
-    let auth_taps = validate_auth_taps(raw.auth_tap, &names, &mut c);
-    let auth_probe = validate_auth_probe(raw.auth_probe, &mut forwards, &ws_handshake_set, &mut c);
-    let model_hosts = validate_model_hosts(raw.model_host, &mut c);
+    let auth = super::auth::validate_auth(raw.auth, &mut c);
+    let auth_taps = super::auth::validate_auth_taps(raw.auth_tap, &names, &mut c);
+    let auth_probe = super::auth::validate_auth_probe(raw.auth_probe, &mut forwards, &ws_handshake_set, &mut c);
+    let model_hosts = super::model_host::validate_model_hosts(raw.model_host, &mut c);
     let objectives = validate_objectives(&raw.objectives, &mut c);
     let gateways = validate_gateways(raw.gateway, &mut c);
     let otlp = raw.otlp.map(|otlp| validate_otlp(otlp, &mut c));
     let state_file = validate_state(raw.state, &mut c);
     let cli_path = validate_cli(raw.cli, &mut c);
-    let remote_write = raw.remote_write.map(|rw| validate_remote_write(rw, state_file.as_deref(), &mut c));
+    let remote_write =
+        raw.remote_write.map(|rw| super::remote_write::validate_remote_write(rw, state_file.as_deref(), &mut c));
     Config {
         remote_write,
         state_file,
@@ -251,121 +252,6 @@ fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (Vec<Forward>
     (forwards, ws_handshake_set)
 }
 
-/// `[[auth_tap]]`: each names a configured forward and listens where no other tap does.
-fn validate_auth_taps(raw: Vec<RawAuthTap>, names: &HashSet<String>, c: &mut Checker<'_>) -> Vec<AuthTap> {
-    let mut taps = Vec::new();
-    let mut tap_listens = HashSet::new();
-    for (index, tap) in raw.into_iter().enumerate() {
-        let key = |field: &str| format!("auth_tap[{index}].{field}");
-        if !names.contains(&tap.forward) {
-            c.problem(&key("forward"), &tap.forward, "names no configured [[forward]]");
-        }
-        let listen = c.loopback_addr(&key("listen"), &tap.listen, tap.allow_non_loopback, &key("allow_non_loopback"));
-        if !tap_listens.insert(listen) {
-            c.problem(&key("listen"), &tap.listen, "another auth_tap listens there");
-        }
-        let upstream = c.addr(&key("upstream"), &tap.upstream);
-        if upstream == listen {
-            c.problem(&key("upstream"), &tap.upstream, "the tap would connect to itself");
-        }
-        if tap.max_connections == 0 {
-            c.problem(&key("max_connections"), &0, "must be at least 1");
-        }
-        let header_read_timeout = c.duration(
-            &key("header_read_timeout"),
-            &tap.header_read_timeout,
-            Duration::from_millis(100),
-            Duration::from_secs(600),
-        );
-        let idle_timeout = c.duration(
-            &key("idle_timeout"),
-            &tap.idle_timeout,
-            Duration::from_millis(100),
-            Duration::from_secs(86_400),
-        );
-        taps.push(AuthTap {
-            forward: tap.forward,
-            listen,
-            upstream,
-            max_connections: tap.max_connections,
-            header_read_timeout,
-            idle_timeout,
-        });
-    }
-    taps
-}
-
-/// `[auth_probe]`: the forwards it covers (all by default), and the WebSocket handshake's default interval of
-/// each forward that did not set one (shorter when the probe may send the token).
-fn validate_auth_probe(
-    raw: RawAuthProbe,
-    forwards: &mut [Forward],
-    ws_handshake_set: &[bool],
-    c: &mut Checker<'_>,
-) -> AuthProbe {
-    let probed = match (raw.enabled, raw.forwards) {
-        (false, _) => Vec::new(),
-        (true, Some(listed)) => listed,
-        (true, None) => forwards.iter().map(|f| f.name.clone()).collect(),
-    };
-    for (index, forward) in probed.iter().enumerate() {
-        if !forwards.iter().any(|f| f.name == *forward) {
-            c.problem(&format!("auth_probe.forwards[{index}]"), forward, "names no configured [[forward]]");
-        }
-    }
-    for (forward, set) in forwards.iter_mut().zip(ws_handshake_set) {
-        if !*set {
-            let default =
-                if probed.contains(&forward.name) { WS_HANDSHAKE_WITH_TOKEN } else { WS_HANDSHAKE_WITHOUT_TOKEN };
-            forward.ws_handshake_interval = humantime::parse_duration(default).ok();
-        }
-    }
-    AuthProbe {
-        interval: c.duration("auth_probe.interval", &raw.interval, Duration::from_secs(1), Duration::from_secs(86400)),
-        forwards: probed,
-        token_file: raw.token_file.map(PathBuf::from),
-        openclaw_config: raw.openclaw_config.map(PathBuf::from),
-    }
-}
-
-/// `[[model_host]]`: unique names, http(s) URLs with a host, CA files that exist.
-fn validate_model_hosts(raw: Vec<RawModelHost>, c: &mut Checker<'_>) -> Vec<ModelHost> {
-    let mut model_names = HashSet::new();
-    let mut model_hosts = Vec::new();
-    for (index, host) in raw.into_iter().enumerate() {
-        let key = |field: &str| format!("model_host[{index}].{field}");
-        c.label(&key("name"), &host.name, &mut model_names, "model_host");
-        let url = match url::Url::parse(&host.url) {
-            Ok(url) if matches!(url.scheme(), "https" | "http") && url.host_str().is_some() => url,
-            Ok(_) => {
-                c.problem(
-                    &key("url"),
-                    &crate::cli_url::redacted(&host.url),
-                    "must be an http:// or https:// URL with a host",
-                );
-                url::Url::parse("https://invalid.invalid/").expect("literal URL")
-            }
-            Err(err) => {
-                c.problem(&key("url"), &crate::cli_url::redacted(&host.url), &format!("not a URL ({err})"));
-                url::Url::parse("https://invalid.invalid/").expect("literal URL")
-            }
-        };
-        if let Some(ca) = &host.ca_file {
-            if !Path::new(ca).is_file() {
-                c.problem(&key("ca_file"), ca, "no such file");
-            }
-        }
-        model_hosts.push(ModelHost {
-            url,
-            interval: c.duration(&key("interval"), &host.interval, PROBE_MIN, PROBE_MAX),
-            timeout: c.duration(&key("timeout"), &host.timeout, PROBE_MIN, PROBE_MAX),
-            ca_file: host.ca_file.map(PathBuf::from),
-            name: host.name,
-        });
-    }
-    model_hosts
-}
-
 /// `[objectives]`: ratios within (0, 1), durations within their ranges.
 fn validate_objectives(raw: &RawObjectives, c: &mut Checker<'_>) -> Objectives {
     Objectives {
@@ -481,161 +367,6 @@ fn validate_cli(raw: RawCli, c: &mut Checker<'_>) -> Option<PathBuf> {
     Some(path)
 }
 
-/// `[remote_write]`: every file named must exist; names and headers must be valid on the wire.
-fn validate_remote_write(rw: RawRemoteWrite, state_file: Option<&Path>, c: &mut Checker<'_>) -> RemoteWrite {
-    let placeholder = || url::Url::parse("http://invalid.invalid/").expect("a valid URL");
-    let url = match url::Url::parse(&rw.url) {
-        // A user and password in the URL would be logged wherever the URL is, and the client never sends
-        // them: refuse them, naming the value without them.
-        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            c.problem(
-                "remote_write.url",
-                &crate::cli_url::redacted(url.as_str()).replacen("://", "://<user:password removed>@", 1),
-                "carries a user and password; give them as remote_write.basic_auth (username, password_file)",
-            );
-            placeholder()
-        }
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => url,
-        _ => {
-            c.problem("remote_write.url", &crate::cli_url::redacted(&rw.url), "must be an http:// or https:// URL");
-            placeholder()
-        }
-    };
-    let max_bytes = match rw.max_bytes.parse::<bytesize::ByteSize>() {
-        Ok(size) if size.as_u64() >= 1024 * 1024 => size.as_u64(),
-        Ok(_) => {
-            c.problem("remote_write.max_bytes", &rw.max_bytes, "must be at least 1MiB");
-            1024 * 1024
-        }
-        Err(_) => {
-            c.problem("remote_write.max_bytes", &rw.max_bytes, "not a size like 512MiB or 2GB");
-            1024 * 1024
-        }
-    };
-    let mut file = |key: &str, value: Option<String>| {
-        value.map(|value| {
-            let path = PathBuf::from(&value);
-            if !path.is_file() {
-                c.problem(key, &value, "no such file");
-            }
-            path
-        })
-    };
-    let bearer_token_file = file("remote_write.bearer_token_file", rw.bearer_token_file);
-    let basic_auth = rw.basic_auth.map(|auth| {
-        let password = file("remote_write.basic_auth.password_file", Some(auth.password_file));
-        (auth.username, password.expect("given"))
-    });
-    let (ca_file, cert_file, key_file) = match rw.tls {
-        Some(tls) => (
-            file("remote_write.tls.ca_file", tls.ca_file),
-            file("remote_write.tls.cert_file", tls.cert_file),
-            file("remote_write.tls.key_file", tls.key_file),
-        ),
-        None => (None, None, None),
-    };
-    if bearer_token_file.is_some() && basic_auth.is_some() {
-        c.problem("remote_write.basic_auth", &"(set)", "give either bearer_token_file or basic_auth, not both");
-    }
-    let client_cert = match (cert_file, key_file) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        (cert, _) => {
-            let key = if cert.is_some() { "remote_write.tls.key_file" } else { "remote_write.tls.cert_file" };
-            c.problem(key, &"(unset)", "a client certificate needs both cert_file and key_file");
-            None
-        }
-    };
-    let mut external_labels = vec![
-        ("job".to_owned(), "openclaw-tunnel".to_owned()),
-        ("instance".to_owned(), gethostname::gethostname().to_string_lossy().into_owned()),
-    ];
-    for (name, value) in rw.external_labels {
-        let key = format!("remote_write.external_labels.{name}");
-        let valid_name = name
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()))
-            && !name.is_empty()
-            && !name.starts_with("__");
-        if !valid_name {
-            c.problem(&key, &name, "a label name is [a-zA-Z_][a-zA-Z0-9_]* and does not start with __");
-        } else if value.is_empty() || value.len() > 256 {
-            c.problem(&key, &value, "must be 1 to 256 bytes");
-        }
-        external_labels.retain(|(existing, _)| *existing != name);
-        external_labels.push((name, value));
-    }
-    external_labels.sort();
-    let mut headers = Vec::new();
-    for (name, value) in rw.headers {
-        let key = format!("remote_write.headers.{name}");
-        let lower = name.to_ascii_lowercase();
-        if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
-            || hyper::header::HeaderValue::from_str(&value).is_err()
-        {
-            // The value may be a credential: named by its key alone.
-            c.problem(&key, &"<value not shown>", "not a valid HTTP header");
-        } else if lower == "authorization" || lower.starts_with("content-") || lower == "host" {
-            c.problem(&key, &name, "set by the exporter itself (use bearer_token_file or basic_auth for credentials)");
-        }
-        headers.push((name, value));
-    }
-    let queue_dir = match rw.queue_dir {
-        Some(dir) => PathBuf::from(dir),
-        None => default_queue_dir(state_file).unwrap_or_else(|| {
-            c.problem(
-                "remote_write.queue_dir",
-                &"(unset)",
-                "this user has no home or state directory to keep the queue in; set queue_dir to a directory of your own (a shared temporary directory is never used: other users could read or replace the queue)",
-            );
-            PathBuf::new()
-        }),
-    };
-    if queue_dir.is_file() {
-        c.problem("remote_write.queue_dir", &queue_dir.display(), "is a file; name a directory");
-    }
-    let min_backoff =
-        c.duration("remote_write.min_backoff", &rw.min_backoff, Duration::from_millis(10), Duration::from_secs(600));
-    let max_backoff =
-        c.duration("remote_write.max_backoff", &rw.max_backoff, Duration::from_millis(10), Duration::from_secs(3600));
-    if max_backoff < min_backoff {
-        c.problem("remote_write.max_backoff", &rw.max_backoff, "must be at least remote_write.min_backoff");
-    }
-    RemoteWrite {
-        url,
-        min_backoff,
-        max_backoff,
-        interval: c.duration(
-            "remote_write.interval",
-            &rw.interval,
-            Duration::from_millis(100),
-            Duration::from_secs(3600),
-        ),
-        queue_dir,
-        max_bytes,
-        bearer_token_file,
-        basic_auth,
-        ca_file,
-        client_cert,
-        external_labels,
-        headers,
-    }
-}
-
-/// Beside the state file when there is one, else the platform's per-user state directory (Linux
-/// `$XDG_STATE_HOME`, macOS `~/Library/Application Support`, Windows `%LOCALAPPDATA%`); `None` when there is
-/// neither (no home directory): never the shared temporary directory.
-fn default_queue_dir(state_file: Option<&Path>) -> Option<PathBuf> {
-    let base = match state_file.and_then(Path::parent) {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => dirs::state_dir().or_else(dirs::data_local_dir)?.join("openclaw-tunnel-exporter"),
-    };
-    Some(base.join("remote-write"))
-}
-
 /// `auto` (this OS's default), or a lookup this OS can run.
 fn owner_lookup(c: &mut Checker<'_>, value: &str) -> probes::ssh_session::Lookup {
     use probes::ssh_session::Lookup;
@@ -654,49 +385,6 @@ fn owner_lookup(c: &mut Checker<'_>, value: &str) -> probes::ssh_session::Lookup
             platform_default
         }
     }
-}
-
-fn validate_auth(raw: RawAuth, c: &mut Checker<'_>) -> Auth {
-    use probes::auth_tap::credential;
-    let mut names = HashSet::new();
-    let mut registry = probes::auth_tap::Registry::new();
-    for (index, revision) in raw.revision.into_iter().enumerate() {
-        let key = |field: &str| format!("auth.revision[{index}].{field}");
-        c.label(&key("name"), &revision.name, &mut names, "revision");
-        if matches!(revision.name.as_str(), "unknown" | "none") {
-            c.problem(&key("name"), &revision.name, "reserved label value");
-        }
-        // The values are meant to be hashes, but a token pasted by mistake must not be echoed.
-        match (revision.hash, revision.sha256) {
-            (Some(phc), None) => match credential::parse_hash(&phc) {
-                Ok(phc) => registry.add_hashed(revision.name, phc),
-                Err(err) => c.problem(&key("hash"), &"<redacted>", &format!("{err} (see `openclaw-tunnel-exporter fingerprint`)")),
-            },
-            (None, Some(hex)) => match credential::from_hex(&hex.to_ascii_lowercase()) {
-                Some(fingerprint) => registry.add_sha256(revision.name, fingerprint),
-                None => c.problem(
-                    &key("sha256"),
-                    &"<redacted>",
-                    "must be 64 hex digits; better, replace it with the `hash = ` line `openclaw-tunnel-exporter fingerprint` prints",
-                ),
-            },
-            (Some(_), Some(_)) => c.problem(&key("sha256"), &"<redacted>", "give hash or sha256, not both"),
-            (None, None) => c.problem(&key("hash"), &"<missing>", "required (see `openclaw-tunnel-exporter fingerprint`)"),
-        }
-    }
-    if let Some(current) = &raw.current {
-        if !names.contains(current) {
-            c.problem("auth.current", current, "names no [[auth.revision]]");
-        }
-    }
-    let rotated_at = raw.rotated_at.as_ref().and_then(|text| match humantime::parse_rfc3339_weak(text) {
-        Ok(at) => Some(at),
-        Err(err) => {
-            c.problem("auth.rotated_at", text, &format!("not an RFC 3339 time like 2026-11-20T09:00:00Z ({err})"));
-            None
-        }
-    });
-    Auth { current: raw.current, rotated_at, registry }
 }
 
 /// `forward.1.bogus` (serde_ignored's spelling) -> `forward[1].bogus` (serde_path_to_error's and ours).
