@@ -14,6 +14,7 @@
 
 pub mod credential;
 pub mod http;
+mod messages;
 mod observer;
 pub mod ws;
 

@@ -20,6 +20,7 @@
 //! "down".
 
 pub mod decide;
+mod gate;
 mod os;
 mod portable;
 #[cfg(target_os = "linux")]
@@ -29,6 +30,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use decide::is_ssh_client;
+pub use gate::{CredentialGate, Trust};
 
 /// How the owner of a listener is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -193,145 +195,6 @@ pub(crate) struct Found {
     pub(crate) parent_name: Option<String>,
     pub(crate) socket_inode: u64,
     pub(crate) socket_fd: i32,
-}
-
-/// Whether a listener may be handed a credential: the one gate every sender of the gateway token goes
-/// through (the auth probe, the WebSocket handshake probe, the doctor, evidence).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trust {
-    /// An ssh client (or a process named in `also_trusted`) of the exporter's own user owns the listener.
-    Ours(Owner),
-    /// Anything else: why, for the log and the doctor (it names who holds the port and whose it is).
-    NotOurs(String),
-}
-
-/// The check before a credential goes to a forward, held by each sender of the token (the auth probe, the
-/// WebSocket handshake probe, the doctor, evidence, the auth tap) and run inside the sender's own round,
-/// after its concurrency permit, so nothing waits between the verdict and the connect:
-/// 1. [`CredentialGate::check`]: a fresh owner lookup (the steady state re-reads the listener table and one
-///    fd), judged by [`Outcome::trust`].
-/// 2. connect().
-/// 3. [`CredentialGate::confirm`] on the connected stream, before any byte of the credential: the same
-///    check again, and on Linux the uid of the socket at the other end of this very connection (sock_diag),
-///    so a listener that came and went between the check and the connect cannot have taken it.
-#[derive(Debug, Clone)]
-pub struct CredentialGate {
-    target: Target,
-    also_trusted: Vec<String>,
-}
-
-impl CredentialGate {
-    /// A gate for the listener `target` looks up, trusting ssh clients and `also_trusted` of this user.
-    pub fn new(target: Target, also_trusted: Vec<String>) -> CredentialGate {
-        CredentialGate { target, also_trusted }
-    }
-
-    /// The address the gate guards.
-    pub fn addr(&self) -> SocketAddr {
-        self.target.addr
-    }
-
-    /// Look the owner up now and judge it.
-    pub async fn check(&mut self, timeout: Duration) -> Trust {
-        let outcome = crate::Probe::probe(&mut self.target, timeout).await;
-        outcome.trust(&self.also_trusted)
-    }
-
-    /// After connect() returned on `stream`, before a credential is written to it: the listeners are still
-    /// only the trusted owner's, and (Linux) the connection's far end is a socket of this user.
-    pub async fn confirm(&mut self, stream: &tokio::net::TcpStream, timeout: Duration) -> Trust {
-        let trust = self.check(timeout).await;
-        if matches!(trust, Trust::NotOurs(_)) {
-            return trust;
-        }
-        match far_end_is_ours(stream).await {
-            Ok(()) => trust,
-            Err(why) => Trust::NotOurs(why),
-        }
-    }
-}
-
-/// Linux: the socket at the other end of `stream` (the listener's accepted, or still queued, socket) carries
-/// the uid of the listener that made it; it must be ours. On loopback the far end's half of the handshake
-/// may still be in flight when connect() returns, so a few short waits (at most ~50 ms) cover that.
-#[cfg(target_os = "linux")]
-async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<(), String> {
-    let (local, peer) = match (stream.local_addr(), stream.peer_addr()) {
-        (Ok(local), Ok(peer)) => (local, peer),
-        _ => return Err("the connection closed before its far end could be checked".into()),
-    };
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let ours = unsafe { libc::geteuid() };
-    let mut last = None;
-    for attempt in 0..25u32 {
-        match crate::socket_table::peer_uid(local, peer) {
-            Ok(Some(uid)) if uid == ours => return Ok(()),
-            Ok(found) => last = found,
-            Err(err) => return Err(format!("the connection's far end cannot be read: {err}")),
-        }
-        tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(4)))).await;
-    }
-    Err(match last {
-        Some(uid) => format!("the connection was taken by a socket of {}, not this user", describe_uid(uid)),
-        None => "the connection's far end was not found (it was taken and closed)".into(),
-    })
-}
-
-/// Elsewhere the listener re-check in [`CredentialGate::confirm`] is the whole confirmation (macOS shows no
-/// other user's sockets; Windows' connection table is a later addition).
-#[cfg(not(target_os = "linux"))]
-async fn far_end_is_ours(_stream: &tokio::net::TcpStream) -> Result<(), String> {
-    Ok(())
-}
-
-impl Outcome {
-    /// Whether the owner this outcome found may be handed the gateway token. Only an ssh client (ssh,
-    /// autossh's ssh, plink, ssh.exe) or a process named in `also_trusted` (the gateway itself on the
-    /// gateway host, a stand-in in tests), running as the exporter's own user, is trusted: a listener of
-    /// another user, or of another program, would receive the token the moment ssh is down.
-    pub fn trust(&self, also_trusted: &[String]) -> Trust {
-        match self {
-            Outcome::Up(owner) | Outcome::NotSsh(owner) => {
-                let named = owner.is_ssh() || also_trusted.contains(&owner.name);
-                match (named, owner.same_user) {
-                    (true, Some(true)) => Trust::Ours(owner.clone()),
-                    (true, _) => Trust::NotOurs(format!(
-                        "the port is held by {} (pid {}) of {}: not this user's, so it gets no token",
-                        owner.name,
-                        owner.pid,
-                        owner.user()
-                    )),
-                    (false, _) => Trust::NotOurs(format!(
-                        "the port is held by {} (pid {}, {}), not an ssh client: it would be handed the token",
-                        owner.name,
-                        owner.pid,
-                        owner.user()
-                    )),
-                }
-            }
-            Outcome::NoListener => Trust::NotOurs("nothing listens on the forward's port".into()),
-            Outcome::Unreadable { detail } => {
-                Trust::NotOurs(format!("the port's owner cannot be read ({detail}): another user's process"))
-            }
-            Outcome::Unknown { detail } => {
-                Trust::NotOurs(format!("could not tell who holds the port ({detail}): withheld until a lookup answers"))
-            }
-            Outcome::Unsupported { detail } => Trust::NotOurs(format!("the port's owner is unknown ({detail})")),
-        }
-    }
-
-    /// Whether the forward's port is held by something the CLI should not hand its token: a process that is
-    /// not an ssh client, an ssh client of another user, or a listener whose owner this user cannot read.
-    /// `None` when the owner lookup is unsupported here or could not tell this time (timed out, cut off):
-    /// unknown is not hijacked, so the caller keeps the last known value.
-    pub fn hijacked(&self, also_trusted: &[String]) -> Option<bool> {
-        match self {
-            Outcome::NoListener => Some(false),
-            Outcome::Unsupported { .. } | Outcome::Unknown { .. } => None,
-            Outcome::Unreadable { .. } => Some(true),
-            Outcome::Up(_) | Outcome::NotSsh(_) => Some(matches!(self.trust(also_trusted), Trust::NotOurs(_))),
-        }
-    }
 }
 
 /// What the probe found.
@@ -634,7 +497,7 @@ mod tests {
         let stream = crate::net::connect_stream(addr).await.unwrap();
         let verdict = gate.confirm(&stream, Duration::from_secs(5)).await;
         // The connection's far end itself names nobody, whatever the listener table says by now.
-        let far_end = far_end_is_ours(&stream).await;
+        let far_end = super::gate::far_end_is_ours(&stream).await;
         let _ = nobody.kill();
         let _ = nobody.wait();
         assert!(far_end.as_ref().is_err_and(|why| why.contains("uid 65534")), "{far_end:?}");
