@@ -1,0 +1,132 @@
+//! Opening the queue: the directory checked and locked, every segment read and planned before any file
+//! changes, then torn tails cut, damage repaired and quarantined, and the acknowledgement checked.
+
+use super::files::*;
+use super::*;
+
+impl Queue {
+    /// Open (or create) the queue in `dir`: check the directory is the user's own, take its lock, then read
+    /// every segment; only when all were read are torn tails cut and damaged files repaired.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Queue, OpenError> {
+        let io_error = |source| OpenError::Io { dir: dir.to_owned(), source };
+        let named =
+            |path: &Path, err: io::Error| io_error(io::Error::new(err.kind(), format!("{}: {err}", path.display())));
+        private_files::ensure_dir(dir, true).map_err(io_error)?;
+        let lock = lock(dir)?;
+        let quarantine = dir.join("quarantine");
+        let mut found = Found::default();
+        let mut repairs = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_error)? {
+            let path = entry.map_err(io_error)?.path();
+            if path.to_str().is_some_and(|p| p.ends_with(".seg.repair")) {
+                repairs.push(path);
+            }
+        }
+        for repaired in repairs {
+            finish_repair(&repaired).map_err(|e| named(&repaired, e))?;
+        }
+        let stored_next = read_next(dir);
+        let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+            .map_err(io_error)?
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                segment_seq(&path).map(|seq| (seq, path))
+            })
+            .collect();
+        names.sort();
+        let mut scans = Vec::with_capacity(names.len());
+        for (i, (first_seq, path)) in names.iter().enumerate() {
+            let end = match (names.get(i + 1), stored_next) {
+                (Some((next, _)), _) => End::Next(*next),
+                (None, Some(next)) => End::Recorded(next),
+                (None, None) => End::Unknown,
+            };
+            match scan(path, *first_seq, end) {
+                Ok(scanned) => scans.push((*first_seq, scanned)),
+                // Vanished between the listing and the read: its rounds are a gap, counted below.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(named(path, err)),
+            }
+        }
+        let highest = scans
+            .iter()
+            .flat_map(|(first, s)| [*first, s.segment.records.last().map_or(0, |r| r.seq + 1)])
+            .chain(stored_next)
+            .max()
+            .unwrap_or(0);
+        let lowest = scans.first().map_or(highest, |(first, _)| *first);
+        let acked_read = read_acked(dir);
+        let fresh = matches!(acked_read, Ok(None)) && scans.is_empty();
+        let acked = match acked_read {
+            Ok(Some(acked)) if acked <= highest => acked,
+            Ok(Some(acked)) => {
+                found.acked_problem = Some(format!("holds {acked}, past the queue's end ({highest})"));
+                lowest
+            }
+            Ok(None) if scans.is_empty() => highest,
+            Ok(None) => {
+                found.acked_problem = Some("is missing".into());
+                lowest
+            }
+            Err(problem) => {
+                found.acked_problem = Some(problem);
+                lowest
+            }
+        };
+        let mut queue = Queue {
+            dir: dir.to_owned(),
+            max_bytes,
+            segment_bytes: (max_bytes / 16).clamp(64 * 1024, 8 * 1024 * 1024),
+            segments: VecDeque::new(),
+            next_seq: highest.max(acked),
+            acked,
+            persisted_acked: acked,
+            in_flight_end: acked,
+            dropped_in_flight: Losses::default(),
+            losses: Losses::default(),
+            found_at_open: Found::default(),
+            next_failing: false,
+            _lock: lock,
+        };
+        // Segments deleted before the first one left (or all of them).
+        let first_present = scans.first().map_or(highest, |(first, _)| *first);
+        found.missing += first_present.saturating_sub(acked);
+        let newest = scans.len().saturating_sub(1);
+        for (i, (_, mut scanned)) in scans.into_iter().enumerate() {
+            // Appends go to the newest segment only; an older one is complete (a segment sealed after a failed
+            // write stays sealed across a restart).
+            scanned.segment.sealed |= i < newest;
+            let path = scanned.segment.path.clone();
+            if let Some(moved) = apply(&path, &scanned.fix, &quarantine).map_err(|e| named(&path, e))? {
+                found.quarantined.push((path.clone(), moved));
+            }
+            for mut damage in scanned.damage {
+                damage.count_from(acked);
+                found.damage.push(damage);
+            }
+            found.missing += scanned.missing.end.saturating_sub(scanned.missing.start.max(acked));
+            if scanned.segment.records.is_empty() {
+                match fs::remove_file(&path) {
+                    Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(named(&path, err)),
+                    _ => {}
+                }
+            } else {
+                queue.segments.push_back(scanned.segment);
+            }
+        }
+        prune_quarantine(&quarantine);
+        queue.skip_lost_front();
+        if found.acked_problem.is_some() || fresh || queue.acked != acked {
+            // Write the acknowledgement the queue now uses, so damage is reported once and a missing file
+            // always means damage. Until it is written, nothing counts as acknowledged on disk (0: no segment
+            // is collected) and the sender writes it before anything more is sent.
+            queue.persisted_acked = 0;
+            if let Err(err) = queue.write_acked() {
+                tracing::warn!(dir = %dir.display(), error = %err, "remote-write queue: cannot write the acknowledgement yet; retried before the next send");
+            }
+        }
+        queue.found_at_open = found;
+        queue.collect_acked().map_err(io_error)?;
+        Ok(queue)
+    }
+}
