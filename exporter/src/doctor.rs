@@ -281,11 +281,11 @@ async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Durati
 /// against every configured forward. A note when it does not (localhost, another port, TLS, another forward).
 fn cli_url_notes(config: &Config, forward: &Forward) -> Vec<String> {
     let locations = token_sources::Locations::from_env(config.auth_probe.openclaw_config.as_deref(), None);
-    let cli = match crate::cli_url::read(&locations) {
+    let cli = match crate::openclaw_cli_url::read(&locations) {
         Ok(cli) => cli,
         Err(why) => return vec![format!("the openclaw CLI's gateway URL cannot be known: {why}")],
     };
-    let finding = crate::cli_url::judge(&cli.url, &config.cli_addresses());
+    let finding = crate::openclaw_cli_url::judge(&cli.url, &config.cli_addresses());
     match (finding.matched(), finding.explain(&cli)) {
         (Some(name), _) if name == forward.name => Vec::new(),
         (Some(name), _) => {
@@ -382,7 +382,7 @@ fn started_and_ready(read: readiness::Outcome) -> Verdict {
 /// The openclaw CLI's version beside the gateway's, when they differ: which one to upgrade.
 async fn cli_version_notes(config: &Config, read: &readiness::Outcome) -> Vec<String> {
     let Ok(Readiness { startup: Some(Startup { version: Some(gateway), .. }), .. }) = read else { return Vec::new() };
-    let mut target = probes::cli_version::Target::from_env(config.cli_path.clone());
+    let mut target = probes::openclaw_cli_version::Target::from_env(config.cli_path.clone());
     let Ok(Ok(cli)) = tokio::task::spawn_blocking(move || target.read()).await else { return Vec::new() };
     if cli.version == *gateway {
         return Vec::new();

@@ -299,7 +299,7 @@ fn ssh_processes() -> Vec<(u32, Vec<String>)> {
 /// The config `init` prints: a header, then one `[[forward]]` per forward with where it was found.
 /// `cli` is the openclaw CLI's gateway URL, when it can be read: the forward it is gets a comment saying so,
 /// and a URL that is none of them gets a warning in the header.
-pub fn render(found: &[Found], remote_port: u16, cli: Option<&crate::cli_url::CliUrl>) -> String {
+pub fn render(found: &[Found], remote_port: u16, cli: Option<&crate::openclaw_cli_url::OpenclawCliUrl>) -> String {
     let mut text = format!(
         "# openclaw-tunnel-exporter config written by `openclaw-tunnel-exporter init`: the forwards to port {remote_port}\n\
          # found in the ssh config and the running ssh clients. Check it with `check-config --config FILE`.\n"
@@ -310,7 +310,7 @@ pub fn render(found: &[Found], remote_port: u16, cli: Option<&crate::cli_url::Cl
     }
     let locals: Vec<(&str, std::net::SocketAddr)> =
         found.iter().filter_map(|forward| Some((forward.name.as_str(), forward.local.parse().ok()?))).collect();
-    let finding = cli.map(|cli| (cli, crate::cli_url::judge(&cli.url, &locals)));
+    let finding = cli.map(|cli| (cli, crate::openclaw_cli_url::judge(&cli.url, &locals)));
     if let Some(problem) = finding.as_ref().and_then(|(cli, finding)| finding.explain(cli)) {
         text.push_str(&format!("# warning: {problem}\n"));
     }
@@ -394,10 +394,11 @@ mod tests {
             source: "test".into(),
             risks: vec![Risk::ServerAliveOff],
         }];
-        let cli = crate::cli_url::CliUrl { url: "ws://127.0.0.1:18789".into(), source: "test".into() };
+        let cli = crate::openclaw_cli_url::OpenclawCliUrl { url: "ws://127.0.0.1:18789".into(), source: "test".into() };
         let text = render(&found, 18789, Some(&cli));
         assert!(text.contains("# the openclaw CLI uses this forward: ws://127.0.0.1:18789 (test)"), "{text}");
-        let elsewhere = crate::cli_url::CliUrl { url: "ws://localhost:18789".into(), source: "test".into() };
+        let elsewhere =
+            crate::openclaw_cli_url::OpenclawCliUrl { url: "ws://localhost:18789".into(), source: "test".into() };
         assert!(render(&found, 18789, Some(&elsewhere)).contains("# warning: the CLI's URL ws://localhost:18789"));
         let value: toml::Value = toml::from_str(&text).unwrap();
         assert_eq!(value["forward"][0]["name"].as_str(), Some("mac-ap1-x"));

@@ -17,7 +17,6 @@
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 mod cli;
-mod cli_url;
 mod clock;
 mod config;
 mod doctor;
@@ -26,6 +25,7 @@ mod evidence;
 mod init;
 mod kinds;
 mod limits;
+mod openclaw_cli_url;
 mod private_files;
 mod record;
 mod remote_write;

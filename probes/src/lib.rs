@@ -24,7 +24,7 @@
 //!   the gateway's event loop (what `/healthz` does not say).
 //! - [`ws_handshake`]: the CLI's own path: a WebSocket upgrade through the forward, timed to the gateway's
 //!   first frame (`connect.challenge`); with a token it completes `connect` and closes 1000.
-//! - [`cli_version`]: the version of the `openclaw` CLI this machine runs, from its package.json (found on
+//! - [`openclaw_cli_version`]: the version of the `openclaw` CLI this machine runs, from its package.json (found on
 //!   `[cli] path`, PATH or the usual prefixes, its links resolved; never run).
 //! - [`auth_probe`]: `POST /tools/invoke {}` with this machine's token: accepted (400) or rejected (401).
 //! - [`refusal`]: why the gateway refused a WebSocket `connect` (a fixed set) and the docs' fix for each, read
@@ -42,7 +42,6 @@
 pub mod auth_probe;
 pub mod auth_tap;
 pub mod background;
-pub mod cli_version;
 pub mod control_ui;
 pub mod exposure;
 pub mod first_byte;
@@ -50,6 +49,7 @@ pub mod http;
 pub mod limit;
 pub mod model_host;
 pub mod net;
+pub mod openclaw_cli_version;
 pub mod readiness;
 pub mod redact;
 pub mod refusal;

@@ -168,7 +168,7 @@ pub fn simulate_fleet(config_path: Option<&Path>, fleet: crate::cli::fleet::Flee
 pub fn init(remote_port: u16, write: Option<PathBuf>, ssh_config: Option<PathBuf>) -> ExitCode {
     let ssh_config = ssh_config.unwrap_or_else(crate::init::default_ssh_config);
     let found = crate::init::discover(&ssh_config, remote_port);
-    let cli = crate::cli_url::read(&crate::token_sources::Locations::from_env(None, None));
+    let cli = crate::openclaw_cli_url::read(&crate::token_sources::Locations::from_env(None, None));
     if let Err(why) = &cli {
         eprintln!("init: the openclaw CLI's gateway URL is unknown: {why}");
     }

@@ -551,7 +551,7 @@ mod tests {
              [[auth_tap]]\nforward = \"mac\"\nlisten = \"127.0.0.1:18789\"\nupstream = \"127.0.0.1:18799\"\n",
         );
         let config = Config::load(Some(f.path())).unwrap();
-        let judged = crate::cli_url::judge("ws://127.0.0.1:18789", &config.cli_addresses());
+        let judged = crate::openclaw_cli_url::judge("ws://127.0.0.1:18789", &config.cli_addresses());
         assert_eq!(judged.matched(), Some("mac"), "{judged:?}");
         assert_eq!(config.forwards[1].local, "127.0.0.1:18800".parse().unwrap());
     }

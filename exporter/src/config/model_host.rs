@@ -19,13 +19,13 @@ pub(super) fn validate_model_hosts(raw: Vec<RawModelHost>, c: &mut Checker<'_>) 
             Ok(_) => {
                 c.problem(
                     &key("url"),
-                    &crate::cli_url::redacted(&host.url),
+                    &crate::openclaw_cli_url::redacted(&host.url),
                     "must be an http:// or https:// URL with a host",
                 );
                 url::Url::parse("https://invalid.invalid/").expect("literal URL")
             }
             Err(err) => {
-                c.problem(&key("url"), &crate::cli_url::redacted(&host.url), &format!("not a URL ({err})"));
+                c.problem(&key("url"), &crate::openclaw_cli_url::redacted(&host.url), &format!("not a URL ({err})"));
                 url::Url::parse("https://invalid.invalid/").expect("literal URL")
             }
         };

@@ -123,14 +123,18 @@ fn receiver_url(raw: &str, c: &mut Checker<'_>) -> url::Url {
             let _ = url.set_password(None);
             c.problem(
                 "remote_write.url",
-                &crate::cli_url::redacted(url.as_str()).replacen("://", "://<user:password removed>@", 1),
+                &crate::openclaw_cli_url::redacted(url.as_str()).replacen("://", "://<user:password removed>@", 1),
                 "carries a user and password; give them as remote_write.basic_auth (username, password_file)",
             );
             placeholder()
         }
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => url,
         _ => {
-            c.problem("remote_write.url", &crate::cli_url::redacted(raw), "must be an http:// or https:// URL");
+            c.problem(
+                "remote_write.url",
+                &crate::openclaw_cli_url::redacted(raw),
+                "must be an http:// or https:// URL",
+            );
             placeholder()
         }
     }

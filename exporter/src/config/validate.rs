@@ -334,13 +334,13 @@ fn validate_otlp(otlp: RawOtlp, c: &mut Checker<'_>) -> Otlp {
         Ok(url) if url.scheme() == "http" => {}
         Ok(url) if url.scheme() == "https" => c.problem(
             "otlp.endpoint",
-            &crate::cli_url::redacted(&otlp.endpoint),
+            &crate::openclaw_cli_url::redacted(&otlp.endpoint),
             "https is not supported (the OTLP client has no TLS); send to a collector on http:// on this host or \
              your network",
         ),
         _ => c.problem(
             "otlp.endpoint",
-            &crate::cli_url::redacted(&otlp.endpoint),
+            &crate::openclaw_cli_url::redacted(&otlp.endpoint),
             "must be an http:// URL (OTLP over HTTP)",
         ),
     }

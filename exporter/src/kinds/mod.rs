@@ -3,11 +3,11 @@
 //! files), logs state changes and records each outcome through the recorder's API ([`crate::record`]).
 
 pub mod auth;
-pub mod cli_url;
-pub mod cli_version;
 pub mod exposure;
 pub mod first_byte;
 pub mod model_host;
+pub mod openclaw_cli_url;
+pub mod openclaw_cli_version;
 pub mod readiness;
 pub mod ssh_hygiene;
 pub mod tunnel;

@@ -85,7 +85,7 @@ pub(crate) struct ForwardState {
     /// The risky ssh options of the listener's owner; None while unknown.
     pub(crate) option_risks: Option<Vec<status::OptionRiskStatus>>,
     /// The openclaw CLI's gateway URL and what it is to the forwards; None while unknown.
-    pub(crate) cli_url: Option<status::CliUrlStatus>,
+    pub(crate) cli_url: Option<status::OpenclawCliUrlStatus>,
 }
 
 impl ForwardState {

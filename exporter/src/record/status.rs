@@ -79,7 +79,7 @@ pub struct ForwardStatus {
     pub ssh_option_risks: Option<Vec<OptionRiskStatus>>,
     /// The openclaw CLI's gateway URL (the same for every forward), once read.
     #[serde(default)]
-    pub cli_url: Option<CliUrlStatus>,
+    pub cli_url: Option<OpenclawCliUrlStatus>,
 }
 
 /// The last wait from a gap's end (a wake, a stall) to a good first byte through the forward.
@@ -109,7 +109,7 @@ pub struct RefusalStatus {
 
 /// The gateway URL the openclaw CLI uses, and which forward it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CliUrlStatus {
+pub struct OpenclawCliUrlStatus {
     /// The URL.
     pub url: String,
     /// Where the CLI reads it.
@@ -279,7 +279,7 @@ struct ForwardSnapshot {
     uptime_ratio_last_bucket: Option<f64>,
     orphans: Option<Vec<OrphanStatus>>,
     option_risks: Option<Vec<OptionRiskStatus>>,
-    cli_url: Option<CliUrlStatus>,
+    cli_url: Option<OpenclawCliUrlStatus>,
 }
 
 impl Recorder {

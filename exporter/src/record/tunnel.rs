@@ -111,7 +111,7 @@ impl Recorder {
 
     /// The openclaw CLI's gateway URL against `forwards`: each forward's gauge 1 when the URL is its address,
     /// else 0; every gauge removed when the URL cannot be known (the CLI's config unreadable).
-    pub fn record_cli_url(&self, forwards: &[&str], cli_url: Option<&super::status::CliUrlStatus>) {
+    pub fn record_cli_url(&self, forwards: &[&str], cli_url: Option<&super::status::OpenclawCliUrlStatus>) {
         for forward in forwards {
             let labels = ForwardLabels { forward: (*forward).to_owned() };
             match cli_url {

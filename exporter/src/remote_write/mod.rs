@@ -348,7 +348,7 @@ async fn send(
         let why = match result {
             Ok(()) => {
                 if failing.take().is_some() {
-                    tracing::info!(url = %crate::cli_url::redacted(settings.url.as_str()), "remote write: the receiver takes samples again");
+                    tracing::info!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), "remote write: the receiver takes samples again");
                 }
                 backoff = settings.min_backoff;
                 max_rounds = (max_rounds * 2).min(MAX_BATCH_ROUNDS);
@@ -361,7 +361,7 @@ async fn send(
                 let payload: usize = rounds.iter().map(|(info, _)| info.payload_len()).sum();
                 max_rounds = (rounds.len() / 2).max(1);
                 max_bytes = (payload / 2).max(1);
-                tracing::warn!(url = %crate::cli_url::redacted(settings.url.as_str()), rounds = rounds.len(), bytes = payload, detail = %detail, "remote write: the receiver says the batch is too large (413); sending it in halves");
+                tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), rounds = rounds.len(), bytes = payload, detail = %detail, "remote write: the receiver says the batch is too large (413); sending it in halves");
                 continue;
             }
             Err(SendError::TooLarge { detail }) => {
@@ -370,12 +370,12 @@ async fn send(
                 m.remote_write_retries.get_or_create(&StatusClassLabels { status: "413" }).inc();
                 let why = "HTTP 413 (one round)".to_owned();
                 if failing.as_deref() != Some(why.as_str()) {
-                    tracing::error!(url = %crate::cli_url::redacted(settings.url.as_str()), detail = %detail, samples, "remote write: the receiver refuses even a single round as too large (413): raise its (or its proxy's) body limit; the round waits in the queue and is retried");
+                    tracing::error!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), detail = %detail, samples, "remote write: the receiver refuses even a single round as too large (413): raise its (or its proxy's) body limit; the round waits in the queue and is retried");
                 }
                 (why, pause(&mut backoff, Duration::ZERO))
             }
             Err(SendError::Rejected { status, detail }) => {
-                tracing::warn!(url = %crate::cli_url::redacted(settings.url.as_str()), status, detail = %detail, rounds = rounds.len(), "remote write: the receiver will never take this batch; dropped, counted");
+                tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), status, detail = %detail, rounds = rounds.len(), "remote write: the receiver will never take this batch; dropped, counted");
                 m.remote_write_rejected.get_or_create(&StatusLabels { status }).inc();
                 m.remote_write_samples.get_or_create(&ResultLabels { result: "failed" }).inc_by(samples);
                 settle(shared, recorder, next, Settled::Dropped(DropReason::Rejected)).await;
@@ -393,10 +393,10 @@ async fn send(
                 if failing.as_deref() != Some(why.as_str()) {
                     match &location {
                         Some(location) => {
-                            tracing::warn!(url = %crate::cli_url::redacted(settings.url.as_str()), status, location = %location, "remote write: the receiver redirects (not followed: fix remote_write.url); samples wait in the queue")
+                            tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), status, location = %location, "remote write: the receiver redirects (not followed: fix remote_write.url); samples wait in the queue")
                         }
                         None => {
-                            tracing::warn!(url = %crate::cli_url::redacted(settings.url.as_str()), status, detail = %detail, retry_after = ?retry_after, "remote write: the receiver does not take samples now; they wait in the queue and are retried")
+                            tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), status, detail = %detail, retry_after = ?retry_after, "remote write: the receiver does not take samples now; they wait in the queue and are retried")
                         }
                     }
                 }
@@ -407,7 +407,7 @@ async fn send(
                 m.remote_write_retries.get_or_create(&StatusClassLabels { status: class }).inc();
                 let why = class.to_owned();
                 if failing.as_deref() != Some(class) {
-                    tracing::warn!(url = %crate::cli_url::redacted(settings.url.as_str()), "remote write: cannot send ({err}); samples wait in the queue");
+                    tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), "remote write: cannot send ({err}); samples wait in the queue");
                 }
                 (why, pause(&mut backoff, Duration::ZERO))
             }

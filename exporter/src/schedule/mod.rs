@@ -24,10 +24,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Forward, ModelHost};
 use crate::driver::{drive, TaskContext};
 use crate::kinds::auth::AuthProbeRecording;
-use crate::kinds::cli_url::CliUrlRecording;
 use crate::kinds::exposure::ExposureRecording;
 use crate::kinds::first_byte::FirstByte;
 use crate::kinds::model_host::ModelHostRecording;
+use crate::kinds::openclaw_cli_url::OpenclawCliUrlRecording;
 use crate::kinds::readiness::ReadinessRecording;
 use crate::kinds::ssh_hygiene::HygieneRecording;
 use crate::kinds::tunnel::{session_target, Tunnel};
@@ -203,12 +203,13 @@ impl Generation {
             tasks.spawn(watch.run(cancel.clone()));
         }
         if let Some(interval) = config.scheduler.cli_url_interval.filter(|_| !config.forwards.is_empty()) {
-            let (probe, recording) = CliUrlRecording::new(&config, interval, recorder.clone());
+            let (probe, recording) = OpenclawCliUrlRecording::new(&config, interval, recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
         }
         // The CLI's version wherever the CLI is used: a laptop with forwards (the gateway host runs its own).
         if !config.forwards.is_empty() {
-            let (probe, recording) = crate::kinds::cli_version::CliVersionRecording::new(&config, recorder.clone());
+            let (probe, recording) =
+                crate::kinds::openclaw_cli_version::OpenclawCliVersionRecording::new(&config, recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
         }
         for gateway in &config.gateways {

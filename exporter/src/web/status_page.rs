@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::record::status::{
-    CliUrlStatus, ForwardStatus, GatewayStatus, ModelHostStatus, OptionRiskStatus, OrphanStatus, RefusalStatus,
+    ForwardStatus, GatewayStatus, ModelHostStatus, OpenclawCliUrlStatus, OptionRiskStatus, OrphanStatus, RefusalStatus,
     ResumeStatus, StatusReport,
 };
 use crate::record::timeline::human_duration;
@@ -72,7 +72,7 @@ fn option_risks_row(risks: Option<&[OptionRiskStatus]>) -> String {
 }
 
 /// The CLI's URL row: which forward the openclaw CLI uses, and the mismatch when it is not this one.
-fn cli_url_row(cli_url: Option<&CliUrlStatus>) -> String {
+fn cli_url_row(cli_url: Option<&OpenclawCliUrlStatus>) -> String {
     let Some(cli_url) = cli_url else { return String::new() };
     match (&cli_url.forward, &cli_url.problem) {
         (Some(forward), _) => format!(

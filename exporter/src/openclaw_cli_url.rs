@@ -14,7 +14,7 @@ use crate::token_sources::{read_config, Locations};
 
 /// The URL the CLI uses and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CliUrl {
+pub struct OpenclawCliUrl {
     /// The URL as written, with its userinfo, query and fragment removed ([`redacted`]: a URL may carry a
     /// credential, and this one goes to logs, `/api/status` and the doctor; judging needs only the scheme,
     /// host and port).
@@ -25,8 +25,8 @@ pub struct CliUrl {
 
 /// The CLI's gateway URL; an error says why it cannot be known (a config that is not JSON5, remote mode
 /// without a URL).
-pub fn read(locations: &Locations) -> Result<CliUrl, String> {
-    read_as_written(locations).map(|cli| CliUrl { url: redacted(&cli.url), ..cli })
+pub fn read(locations: &Locations) -> Result<OpenclawCliUrl, String> {
+    read_as_written(locations).map(|cli| OpenclawCliUrl { url: redacted(&cli.url), ..cli })
 }
 
 /// `url` as every log line, `check-config`, the status report and the doctor show a URL: its userinfo
@@ -50,16 +50,18 @@ pub fn redacted(url: &str) -> String {
     parsed.to_string()
 }
 
-fn read_as_written(locations: &Locations) -> Result<CliUrl, String> {
+fn read_as_written(locations: &Locations) -> Result<OpenclawCliUrl, String> {
     if let Some((url, source)) = &locations.env_url {
-        return Ok(CliUrl { url: url.clone(), source: source.clone() });
+        return Ok(OpenclawCliUrl { url: url.clone(), source: source.clone() });
     }
     let Some(path) = locations.config_file.as_ref() else { return Ok(local_mode(None, "no config file")) };
     let Some(config) = read_config(path)? else { return Ok(local_mode(None, "no config file")) };
     let gateway = &config["gateway"];
     if gateway["mode"] == "remote" {
         return match gateway["remote"]["url"].as_str() {
-            Some(url) => Ok(CliUrl { url: url.to_owned(), source: format!("{} gateway.remote.url", path.display()) }),
+            Some(url) => {
+                Ok(OpenclawCliUrl { url: url.to_owned(), source: format!("{} gateway.remote.url", path.display()) })
+            }
             None => Err(format!("{}: gateway.mode is remote but gateway.remote.url is not set", path.display())),
         };
     }
@@ -67,9 +69,9 @@ fn read_as_written(locations: &Locations) -> Result<CliUrl, String> {
     Ok(local_mode(port, &format!("{} gateway.mode local", path.display())))
 }
 
-fn local_mode(port: Option<u16>, why: &str) -> CliUrl {
+fn local_mode(port: Option<u16>, why: &str) -> OpenclawCliUrl {
     let port = port.unwrap_or(18789);
-    CliUrl { url: format!("ws://127.0.0.1:{port}"), source: format!("local mode ({why}), port {port}") }
+    OpenclawCliUrl { url: format!("ws://127.0.0.1:{port}"), source: format!("local mode ({why}), port {port}") }
 }
 
 /// What the CLI's URL is to the configured forwards.
@@ -127,7 +129,7 @@ impl Finding {
     }
 
     /// The mismatch in words, with what to write instead (None when it matches).
-    pub fn explain(&self, cli: &CliUrl) -> Option<String> {
+    pub fn explain(&self, cli: &OpenclawCliUrl) -> Option<String> {
         let (url, source) = (&cli.url, &cli.source);
         Some(match self {
             Finding::Matches { .. } => return None,
@@ -217,7 +219,7 @@ mod tests {
         );
         assert_eq!(judge("ws://127.0.0.1:9999", &f), Finding::NoForwardOnPort { port: 9999 });
         assert!(matches!(judge("127.0.0.1:18789", &f), Finding::NotAUrl { .. }));
-        let cli = CliUrl { url: "ws://localhost:18789".into(), source: "test".into() };
+        let cli = OpenclawCliUrl { url: "ws://localhost:18789".into(), source: "test".into() };
         let said = judge(&cli.url, &f).explain(&cli).unwrap();
         assert!(said.contains("::1") && said.contains("127.0.0.1:18789"), "{said}");
     }

@@ -3,10 +3,10 @@
 //! edits those files by hand; one small file read a round) and records, for each forward, whether that URL
 //! is its address (through the recorder's API in [`crate::record::tunnel`]).
 
-use crate::cli_url::{self, CliUrl, Finding};
 use crate::config::Config;
 use crate::driver::{Recording, Round};
-use crate::record::status::CliUrlStatus;
+use crate::openclaw_cli_url::{self, Finding, OpenclawCliUrl};
+use crate::record::status::OpenclawCliUrlStatus;
 use crate::record::Recorder;
 use crate::token_sources::Locations;
 use probes::{CutOff, Probe};
@@ -16,58 +16,65 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Reads the CLI's URL (its files, off the runtime's threads).
-pub struct CliUrlProbe {
+pub struct OpenclawCliUrlProbe {
     /// `[auth_probe] openclaw_config`, when set (else `$OPENCLAW_CONFIG_PATH` or `~/.openclaw/openclaw.json`).
     config_override: Option<PathBuf>,
 }
 
 /// What one read found: the CLI's URL, or why it cannot be known.
-pub struct CliUrlRead(pub Result<CliUrl, String>);
+pub struct OpenclawCliUrlRead(pub Result<OpenclawCliUrl, String>);
 
-impl From<CutOff> for CliUrlRead {
+impl From<CutOff> for OpenclawCliUrlRead {
     fn from(_: CutOff) -> Self {
-        CliUrlRead(Err("reading the CLI's config hung".into()))
+        OpenclawCliUrlRead(Err("reading the CLI's config hung".into()))
     }
 }
 
-impl Probe for CliUrlProbe {
+impl Probe for OpenclawCliUrlProbe {
     const KIND: &'static str = "cli_url";
-    type Outcome = CliUrlRead;
+    type Outcome = OpenclawCliUrlRead;
 
-    async fn probe(&mut self, _timeout: Duration) -> CliUrlRead {
+    async fn probe(&mut self, _timeout: Duration) -> OpenclawCliUrlRead {
         let config_override = self.config_override.clone();
-        let read =
-            tokio::task::spawn_blocking(move || cli_url::read(&Locations::from_env(config_override.as_deref(), None)));
-        CliUrlRead(read.await.unwrap_or_else(|join_error| Err(format!("reading the CLI's config: {join_error}"))))
+        let read = tokio::task::spawn_blocking(move || {
+            openclaw_cli_url::read(&Locations::from_env(config_override.as_deref(), None))
+        });
+        OpenclawCliUrlRead(
+            read.await.unwrap_or_else(|join_error| Err(format!("reading the CLI's config: {join_error}"))),
+        )
     }
 }
 
 /// The recording of the CLI-URL check.
-pub struct CliUrlRecording {
+pub struct OpenclawCliUrlRecording {
     forwards: Vec<(String, SocketAddr)>,
     interval: Duration,
     recorder: Arc<Recorder>,
 }
 
-impl CliUrlRecording {
+impl OpenclawCliUrlRecording {
     /// Its probe and its recording, for every forward of `config`.
-    pub fn new(config: &Config, interval: Duration, recorder: Arc<Recorder>) -> (CliUrlProbe, CliUrlRecording) {
+    pub fn new(
+        config: &Config,
+        interval: Duration,
+        recorder: Arc<Recorder>,
+    ) -> (OpenclawCliUrlProbe, OpenclawCliUrlRecording) {
         // Taps' listen addresses first: a CLI pointed at a tap uses the forward the tap fronts.
         let forwards = config.cli_addresses().into_iter().map(|(name, addr)| (name.to_owned(), addr)).collect();
-        let probe = CliUrlProbe { config_override: config.auth_probe.openclaw_config.clone() };
-        (probe, CliUrlRecording { forwards, interval, recorder })
+        let probe = OpenclawCliUrlProbe { config_override: config.auth_probe.openclaw_config.clone() };
+        (probe, OpenclawCliUrlRecording { forwards, interval, recorder })
     }
 
-    fn judge(&self, cli: &CliUrl) -> Finding {
+    fn judge(&self, cli: &OpenclawCliUrl) -> Finding {
         let forwards: Vec<(&str, SocketAddr)> =
             self.forwards.iter().map(|(name, local)| (name.as_str(), *local)).collect();
-        cli_url::judge(&cli.url, &forwards)
+        openclaw_cli_url::judge(&cli.url, &forwards)
     }
 }
 
 /// What the status report says of the CLI's URL.
-pub fn cli_url_status(cli: &CliUrl, finding: &Finding) -> CliUrlStatus {
-    CliUrlStatus {
+pub fn cli_url_status(cli: &OpenclawCliUrl, finding: &Finding) -> OpenclawCliUrlStatus {
+    OpenclawCliUrlStatus {
         url: cli.url.clone(),
         source: cli.source.clone(),
         forward: finding.matched().map(str::to_owned),
@@ -75,10 +82,10 @@ pub fn cli_url_status(cli: &CliUrl, finding: &Finding) -> CliUrlStatus {
     }
 }
 
-impl Recording for CliUrlRecording {
-    type Probe = CliUrlProbe;
+impl Recording for OpenclawCliUrlRecording {
+    type Probe = OpenclawCliUrlProbe;
     /// The URL and its finding (or why unknown): a change of either is logged once.
-    type State = Result<(CliUrl, Finding), String>;
+    type State = Result<(OpenclawCliUrl, Finding), String>;
 
     fn subject(&self) -> (&'static str, &str) {
         ("cli", "openclaw")
@@ -93,7 +100,7 @@ impl Recording for CliUrlRecording {
         Duration::from_secs(5)
     }
 
-    fn record(&mut self, _round: Round, CliUrlRead(read): &CliUrlRead) -> &'static str {
+    fn record(&mut self, _round: Round, OpenclawCliUrlRead(read): &OpenclawCliUrlRead) -> &'static str {
         let names: Vec<&str> = self.forwards.iter().map(|(name, _)| name.as_str()).collect();
         match read {
             Ok(cli) => {
@@ -112,14 +119,14 @@ impl Recording for CliUrlRecording {
         }
     }
 
-    fn state(&self, CliUrlRead(read): &CliUrlRead) -> Self::State {
+    fn state(&self, OpenclawCliUrlRead(read): &OpenclawCliUrlRead) -> Self::State {
         read.clone().map(|cli| {
             let finding = self.judge(&cli);
             (cli, finding)
         })
     }
 
-    fn log_change(&self, CliUrlRead(read): &CliUrlRead) {
+    fn log_change(&self, OpenclawCliUrlRead(read): &OpenclawCliUrlRead) {
         match read {
             Ok(cli) => match self.judge(cli).explain(cli) {
                 None => {

@@ -1,33 +1,36 @@
 //! The adapter of the CLI-version reader: one per configuration, it finds the `openclaw` CLI this machine
-//! runs and reads its package's version ([`probes::cli_version`]) once a minute (a read only when the
+//! runs and reads its package's version ([`probes::openclaw_cli_version`]) once a minute (a read only when the
 //! package file changed: a `brew upgrade` shows within a minute), and records `openclaw_cli_build_info`
 //! through [`Recorder::record_cli_version`].
 
 use crate::config::Config;
 use crate::driver::{Recording, Round};
 use crate::record::Recorder;
-use probes::cli_version::{self, Failure, Found};
+use probes::openclaw_cli_version::{self, Failure, Found};
 use probes::Label;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How often the CLI is looked for: a package upgrade shows within this long.
-pub const CLI_VERSION_EVERY: Duration = Duration::from_secs(60);
+pub const OPENCLAW_CLI_VERSION_EVERY: Duration = Duration::from_secs(60);
 
 /// The recording of the CLI-version reader.
-pub struct CliVersionRecording {
+pub struct OpenclawCliVersionRecording {
     recorder: Arc<Recorder>,
 }
 
-impl CliVersionRecording {
+impl OpenclawCliVersionRecording {
     /// Its probe (the process's PATH and home, and `[cli] path`) and its recording.
-    pub fn new(config: &Config, recorder: Arc<Recorder>) -> (cli_version::Target, CliVersionRecording) {
-        (cli_version::Target::from_env(config.cli_path.clone()), CliVersionRecording { recorder })
+    pub fn new(
+        config: &Config,
+        recorder: Arc<Recorder>,
+    ) -> (openclaw_cli_version::Target, OpenclawCliVersionRecording) {
+        (openclaw_cli_version::Target::from_env(config.cli_path.clone()), OpenclawCliVersionRecording { recorder })
     }
 }
 
-impl Recording for CliVersionRecording {
-    type Probe = cli_version::Target;
+impl Recording for OpenclawCliVersionRecording {
+    type Probe = openclaw_cli_version::Target;
     /// The version found, or why none: a change is logged once.
     type State = Result<String, &'static str>;
 
@@ -36,7 +39,7 @@ impl Recording for CliVersionRecording {
     }
 
     fn interval(&self) -> Duration {
-        CLI_VERSION_EVERY
+        OPENCLAW_CLI_VERSION_EVERY
     }
 
     /// A few stats and one small read: five seconds is a hung disk.
@@ -44,16 +47,16 @@ impl Recording for CliVersionRecording {
         Duration::from_secs(5)
     }
 
-    fn record(&mut self, _round: Round, outcome: &cli_version::Outcome) -> &'static str {
+    fn record(&mut self, _round: Round, outcome: &openclaw_cli_version::Outcome) -> &'static str {
         self.recorder.record_cli_version(outcome.as_ref().ok().map(|found| found.version.as_str()));
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 
-    fn state(&self, outcome: &cli_version::Outcome) -> Self::State {
+    fn state(&self, outcome: &openclaw_cli_version::Outcome) -> Self::State {
         outcome.as_ref().map(|found| found.version.clone()).map_err(Label::label)
     }
 
-    fn log_change(&self, outcome: &cli_version::Outcome) {
+    fn log_change(&self, outcome: &openclaw_cli_version::Outcome) {
         match outcome {
             Ok(Found { version, executable, package_json }) => tracing::info!(
                 version = %version,
@@ -80,9 +83,9 @@ mod tests {
     #[test]
     fn the_version_is_one_series_that_moves_and_goes_when_the_cli_does() {
         let recorder = Arc::new(Recorder::new());
-        let mut recording = CliVersionRecording { recorder: recorder.clone() };
+        let mut recording = OpenclawCliVersionRecording { recorder: recorder.clone() };
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
-        let found = |version: &str| -> cli_version::Outcome {
+        let found = |version: &str| -> openclaw_cli_version::Outcome {
             Ok(Found {
                 executable: PathBuf::from("/x/openclaw"),
                 package_json: PathBuf::from("/x/package.json"),
@@ -98,7 +101,7 @@ mod tests {
         assert_eq!(sample(&text, &series("2026.9.6")), Some(1.0));
         assert_eq!(sample(&text, &series("2026.5.1")), None, "the old version's series goes");
         assert_eq!(recorder.status(SystemTime::now()).cli_version.as_deref(), Some("2026.9.6"));
-        let gone: cli_version::Outcome = Err(Failure::NotFound { looked: "PATH".into() });
+        let gone: openclaw_cli_version::Outcome = Err(Failure::NotFound { looked: "PATH".into() });
         assert_eq!(recording.record(round, &gone), "not_found");
         let text = recorder.encode(Format::Prometheus, SystemTime::now());
         assert!(!text.contains("openclaw_cli_build_info{"), "{text}");
