@@ -102,6 +102,37 @@ pub struct Round {
     pub boot: Duration,
 }
 
+/// When and for what a kind's probe runs: the span's subject, the interval and the timeout, one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule<'a> {
+    /// The subject's span field and name: `("forward", "laptop")`, `("model_host", ...)`, `("gateway", ...)`,
+    /// `("cli", "openclaw")` (one of the span's subject fields, declared in `probe_span`).
+    pub subject: (&'static str, &'a str),
+    /// How often the probe runs.
+    pub interval: Duration,
+    /// How long one run may take, as configured ([`Schedule::round_timeout`] caps it).
+    pub timeout: Duration,
+}
+
+impl<'a> Schedule<'a> {
+    /// A forward's probe every `interval`, within the forward's own timeout.
+    pub fn forward(forward: &'a crate::config::Forward, interval: Duration) -> Self {
+        Schedule { subject: ("forward", &forward.name), interval, timeout: forward.timeout }
+    }
+
+    /// A read of the openclaw CLI's own files every `interval`: a file read, so five seconds is a hung disk,
+    /// not a slow one.
+    pub fn openclaw_cli_files(interval: Duration) -> Schedule<'static> {
+        Schedule { subject: ("cli", "openclaw"), interval, timeout: Duration::from_secs(5) }
+    }
+
+    /// How long one run may take: the timeout, at most the interval, so rounds never overlap. The one place
+    /// the cap is written.
+    pub fn round_timeout(&self) -> Duration {
+        self.timeout.min(self.interval)
+    }
+}
+
 /// What the driver needs of a probe kind's recording module: its schedule, where its outcomes go, and
 /// what to say about them.
 pub trait Recording: Send + 'static {
@@ -110,18 +141,8 @@ pub trait Recording: Send + 'static {
     /// What a change is judged by; a log line is written when it differs from the last round's.
     type State: PartialEq + Send;
 
-    /// The subject's span field and name: `("forward", "laptop")`, `("model_host", ...)`, `("gateway", ...)`,
-    /// `("cli", "openclaw")` (one of the span's subject fields, declared in `probe_span`).
-    fn subject(&self) -> (&'static str, &str);
-    /// How often the probe runs.
-    fn interval(&self) -> Duration;
-    /// How long one run may take, as configured ([`Recording::round_timeout`] caps it).
-    fn timeout(&self) -> Duration;
-    /// How long one run may take: the timeout, at most the interval, so rounds never overlap. The one place
-    /// the cap is written.
-    fn round_timeout(&self) -> Duration {
-        self.timeout().min(self.interval())
-    }
+    /// What the probe runs for, how often, and how long a run may take, as one value.
+    fn schedule(&self) -> Schedule<'_>;
     /// Before each round, before its permit: prepare the probe; false skips the round. The auth probe
     /// reads the token sources here and skips while there is no token to send.
     fn before_round(&mut self, _probe: &mut Self::Probe) -> impl std::future::Future<Output = bool> + Send {
@@ -139,7 +160,8 @@ pub trait Recording: Send + 'static {
 
 /// Run `probe` on `recording`'s schedule until the generation stops.
 pub async fn drive<R: Recording>(mut probe: R::Probe, mut recording: R, ctx: TaskContext) {
-    let (interval, timeout) = (recording.interval(), recording.round_timeout());
+    let schedule = recording.schedule();
+    let (interval, timeout) = (schedule.interval, schedule.round_timeout());
     let mut ticker = Ticker::jittered(interval);
     let mut last_state: Option<R::State> = None;
     while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
@@ -158,7 +180,7 @@ pub async fn drive<R: Recording>(mut probe: R::Probe, mut recording: R, ctx: Tas
         // format every span's fields, every round, for nothing). The fields are every kind's, declared once
         // (`span_fields!`).
         let span = probe_span(R::Probe::KIND);
-        let (field, name) = recording.subject();
+        let (field, name) = recording.schedule().subject;
         span.record(field, name);
         let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, probe.probe(timeout))
             .instrument(span.clone())
@@ -264,15 +286,9 @@ mod tests {
         type Probe = Scripted;
         type State = Answer;
 
-        fn subject(&self) -> (&'static str, &str) {
-            ("forward", "t")
-        }
-        fn interval(&self) -> Duration {
-            Duration::from_secs(1)
-        }
-        fn timeout(&self) -> Duration {
-            // Configured longer than the interval: the driver caps it.
-            Duration::from_secs(5)
+        fn schedule(&self) -> Schedule<'_> {
+            // The timeout configured longer than the interval: the driver caps it.
+            Schedule { subject: ("forward", "t"), interval: Duration::from_secs(1), timeout: Duration::from_secs(5) }
         }
         fn record(&mut self, _round: Round, outcome: &Answer) -> &'static str {
             let mut outcomes = self.outcomes.lock().unwrap();

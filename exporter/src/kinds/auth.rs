@@ -1,7 +1,7 @@
 //! The adapter of the auth probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::auth`]).
 
 use crate::config::{AuthProbe, Forward};
-use crate::driver::{Recording, Round, SpanFields};
+use crate::driver::{Recording, Round, Schedule, SpanFields};
 use crate::record::families::ForwardProbeLabels;
 use crate::record::Recorder;
 use crate::token_sources;
@@ -90,16 +90,8 @@ impl Recording for AuthProbeRecording {
     /// The answer's label (accepted, rejected) or the failure's.
     type State = &'static str;
 
-    fn subject(&self) -> (&'static str, &str) {
-        ("forward", &self.forward.name)
-    }
-
-    fn interval(&self) -> Duration {
-        self.settings.interval
-    }
-
-    fn timeout(&self) -> Duration {
-        self.forward.timeout
+    fn schedule(&self) -> Schedule<'_> {
+        Schedule::forward(&self.forward, self.settings.interval)
     }
 
     async fn before_round(&mut self, probe: &mut auth_probe::Target) -> bool {

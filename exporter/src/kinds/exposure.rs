@@ -1,7 +1,7 @@
 //! The adapter of the exposure probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::exposure`]).
 
 use crate::config::Gateway;
-use crate::driver::{Recording, Round, SpanFields};
+use crate::driver::{Recording, Round, Schedule, SpanFields};
 use crate::record::Recorder;
 use probes::exposure::{self, Scope};
 use probes::Label;
@@ -26,17 +26,13 @@ impl Recording for ExposureRecording {
     /// Exposed or not; or why the table could not be read.
     type State = Result<bool, &'static str>;
 
-    fn subject(&self) -> (&'static str, &str) {
-        ("gateway", &self.gateway.name)
-    }
-
-    fn interval(&self) -> Duration {
-        self.gateway.interval
-    }
-
-    /// A table read is milliseconds; five seconds is a hung read, not a slow one.
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(5)
+    fn schedule(&self) -> Schedule<'_> {
+        // A table read is milliseconds; five seconds is a hung read, not a slow one.
+        Schedule {
+            subject: ("gateway", &self.gateway.name),
+            interval: self.gateway.interval,
+            timeout: Duration::from_secs(5),
+        }
     }
 
     fn record(&mut self, round: Round, outcome: &exposure::Outcome) -> &'static str {

@@ -2,7 +2,7 @@
 
 use crate::clock::unix_seconds;
 use crate::config::Forward;
-use crate::driver::{Recording, Round, SpanFields};
+use crate::driver::{Recording, Round, Schedule, SpanFields};
 use crate::record::families::{ForwardLabels, ForwardReasonLabels};
 use crate::record::first_byte::*;
 use crate::record::Recorder;
@@ -43,16 +43,8 @@ impl Recording for FirstByte {
     /// The failure reason; None while the gateway answers.
     type State = Option<&'static str>;
 
-    fn subject(&self) -> (&'static str, &str) {
-        ("forward", &self.forward.name)
-    }
-
-    fn interval(&self) -> Duration {
-        self.forward.first_byte_interval
-    }
-
-    fn timeout(&self) -> Duration {
-        self.forward.timeout
+    fn schedule(&self) -> Schedule<'_> {
+        Schedule::forward(&self.forward, self.forward.first_byte_interval)
     }
 
     fn record(&mut self, round: Round, outcome: &first_byte::Outcome) -> &'static str {

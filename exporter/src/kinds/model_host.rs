@@ -1,12 +1,11 @@
 //! The adapter of the model host probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::model_host`]).
 
 use crate::config::ModelHost;
-use crate::driver::{Recording, Round, SpanFields};
+use crate::driver::{Recording, Round, Schedule, SpanFields};
 use crate::record::Recorder;
 use probes::model_host::{self, Reason};
 use probes::Label;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The recording of one model host's probes.
 pub struct ModelHostRecording {
@@ -44,16 +43,8 @@ impl Recording for ModelHostRecording {
     /// The failure reason; None while the model API answers.
     type State = Option<Reason>;
 
-    fn subject(&self) -> (&'static str, &str) {
-        ("model_host", &self.host.name)
-    }
-
-    fn interval(&self) -> Duration {
-        self.host.interval
-    }
-
-    fn timeout(&self) -> Duration {
-        self.host.timeout
+    fn schedule(&self) -> Schedule<'_> {
+        Schedule { subject: ("model_host", &self.host.name), interval: self.host.interval, timeout: self.host.timeout }
     }
 
     fn record(&mut self, _round: Round, outcome: &model_host::Outcome) -> &'static str {
@@ -96,6 +87,7 @@ impl Recording for ModelHostRecording {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use crate::record::tests::sample;
     use crate::record::Format;
     use std::time::SystemTime;

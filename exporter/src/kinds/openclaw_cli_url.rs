@@ -4,7 +4,7 @@
 //! is its address (through the recorder's API in [`crate::record::tunnel`]).
 
 use crate::config::Config;
-use crate::driver::{Recording, Round};
+use crate::driver::{Recording, Round, Schedule};
 use crate::openclaw_cli_url::{self, Finding, OpenclawCliUrl};
 use crate::record::status::OpenclawCliUrlStatus;
 use crate::record::Recorder;
@@ -87,17 +87,8 @@ impl Recording for OpenclawCliUrlRecording {
     /// The URL and its finding (or why unknown): a change of either is logged once.
     type State = Result<(OpenclawCliUrl, Finding), String>;
 
-    fn subject(&self) -> (&'static str, &str) {
-        ("cli", "openclaw")
-    }
-
-    fn interval(&self) -> Duration {
-        self.interval
-    }
-
-    /// A file read: five seconds is a hung disk, not a slow one.
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(5)
+    fn schedule(&self) -> Schedule<'_> {
+        Schedule::openclaw_cli_files(self.interval)
     }
 
     fn record(&mut self, _round: Round, OpenclawCliUrlRead(read): &OpenclawCliUrlRead) -> &'static str {

@@ -4,7 +4,7 @@
 //! through [`Recorder::record_cli_version`].
 
 use crate::config::Config;
-use crate::driver::{Recording, Round};
+use crate::driver::{Recording, Round, Schedule};
 use crate::record::Recorder;
 use probes::openclaw_cli_version::{self, Failure, Found};
 use probes::Label;
@@ -34,17 +34,8 @@ impl Recording for OpenclawCliVersionRecording {
     /// The version found, or why none: a change is logged once.
     type State = Result<String, &'static str>;
 
-    fn subject(&self) -> (&'static str, &str) {
-        ("cli", "openclaw")
-    }
-
-    fn interval(&self) -> Duration {
-        OPENCLAW_CLI_VERSION_EVERY
-    }
-
-    /// A few stats and one small read: five seconds is a hung disk.
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(5)
+    fn schedule(&self) -> Schedule<'_> {
+        Schedule::openclaw_cli_files(OPENCLAW_CLI_VERSION_EVERY)
     }
 
     fn record(&mut self, _round: Round, outcome: &openclaw_cli_version::Outcome) -> &'static str {

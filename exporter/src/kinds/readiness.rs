@@ -2,14 +2,14 @@
 
 use crate::clock::unix_seconds;
 use crate::config::Forward;
-use crate::driver::{Recording, Round};
+use crate::driver::{Recording, Round, Schedule};
 use crate::record::families::{ForwardLabels, ForwardStateLabels, ForwardVersionLabels};
 use crate::record::readiness::*;
 use crate::record::Recorder;
 use probes::readiness::{self, Readiness, StartupState};
 use probes::Label;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// A start time that moves by more than this is a restart; less is the jitter of two uptime readings.
 const RESTART_TOLERANCE_SECONDS: f64 = 2.0;
@@ -115,16 +115,8 @@ impl Recording for ReadinessRecording {
     /// What the status report shows; a change of it is logged.
     type State = Option<GatewayState>;
 
-    fn subject(&self) -> (&'static str, &str) {
-        ("forward", &self.forward.name)
-    }
-
-    fn interval(&self) -> Duration {
-        self.forward.readiness_interval
-    }
-
-    fn timeout(&self) -> Duration {
-        self.forward.timeout
+    fn schedule(&self) -> Schedule<'_> {
+        Schedule::forward(&self.forward, self.forward.readiness_interval)
     }
 
     fn record(&mut self, round: Round, outcome: &readiness::Outcome) -> &'static str {
@@ -184,6 +176,7 @@ impl Recording for ReadinessRecording {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use crate::record::tests::sample;
     use crate::record::Format;
 

@@ -4,7 +4,7 @@
 
 use crate::clock::unix_seconds;
 use crate::config::Forward;
-use crate::driver::{Recording, Round, SpanFields};
+use crate::driver::{Recording, Round, Schedule, SpanFields};
 use crate::record::status::OrphanStatus;
 use crate::record::Recorder;
 use probes::{ssh_hygiene, ssh_session, Label};
@@ -56,16 +56,8 @@ impl Recording for HygieneRecording {
     /// new orphan, one gone, or a new set of risks is a change.
     type State = (Result<Vec<u32>, &'static str>, Option<Vec<&'static str>>);
 
-    fn subject(&self) -> (&'static str, &str) {
-        ("forward", &self.forward.name)
-    }
-
-    fn interval(&self) -> Duration {
-        self.forward.hygiene_interval.unwrap_or(Duration::from_secs(30))
-    }
-
-    fn timeout(&self) -> Duration {
-        self.forward.timeout
+    fn schedule(&self) -> Schedule<'_> {
+        Schedule::forward(&self.forward, self.forward.hygiene_interval.unwrap_or(Duration::from_secs(30)))
     }
 
     fn record(&mut self, _round: Round, outcome: &ssh_hygiene::Outcome) -> &'static str {

@@ -1,7 +1,7 @@
 //! The adapter of the tunnel probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::tunnel`]).
 
 use crate::config::Forward;
-use crate::driver::{Recording, Round, SpanFields};
+use crate::driver::{Recording, Round, Schedule, SpanFields};
 use crate::record::families::{ForwardCauseLabels, ForwardLabels, ForwardReasonLabels, ForwardResultLabels};
 use crate::record::tunnel::*;
 use crate::record::Recorder;
@@ -95,20 +95,12 @@ impl Recording for Tunnel {
     /// The session's outcome: a new owner (autossh's restart) is a change, a steady one is not.
     type State = ssh_session::Outcome;
 
-    fn subject(&self) -> (&'static str, &str) {
-        ("forward", &self.forward.name)
-    }
-
-    fn interval(&self) -> Duration {
-        self.forward.syn_interval
-    }
-
-    fn timeout(&self) -> Duration {
-        self.forward.timeout
+    fn schedule(&self) -> Schedule<'_> {
+        Schedule::forward(&self.forward, self.forward.syn_interval)
     }
 
     fn record(&mut self, round: Round, TunnelOutcome { syn, session }: &TunnelOutcome) -> &'static str {
-        let interval = self.interval();
+        let interval = self.forward.syn_interval;
         // The time this round stands for: since the last one, but never the unobserved part of a gap.
         let observed = self.last_round.map_or(interval, |previous| round.boot.saturating_sub(previous).min(interval));
         if let Some(previous) = self.last_round {

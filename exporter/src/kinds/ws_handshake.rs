@@ -1,7 +1,7 @@
 //! The adapter of the ws handshake probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::ws_handshake`]).
 
 use crate::config::{AuthProbe, Forward};
-use crate::driver::{Recording, Round, SpanFields};
+use crate::driver::{Recording, Round, Schedule, SpanFields};
 use crate::record::families::{ForwardLabels, ForwardReasonLabels};
 use crate::record::Recorder;
 use crate::token_sources;
@@ -75,16 +75,8 @@ impl Recording for WsHandshakeRecording {
     /// and their connect is not refused.
     type State = Option<&'static str>;
 
-    fn subject(&self) -> (&'static str, &str) {
-        ("forward", &self.forward.name)
-    }
-
-    fn interval(&self) -> Duration {
-        self.interval_or_off()
-    }
-
-    fn timeout(&self) -> Duration {
-        self.forward.timeout
+    fn schedule(&self) -> Schedule<'_> {
+        Schedule::forward(&self.forward, self.interval_or_off())
     }
 
     async fn before_round(&mut self, probe: &mut ws_handshake::Target) -> bool {
