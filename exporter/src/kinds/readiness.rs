@@ -1,112 +1,25 @@
 //! The adapter of the readiness probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::readiness`]).
 
-use crate::clock::unix_seconds;
 use crate::config::Forward;
 use crate::driver::{Recording, Round, Schedule};
-use crate::record::families::{ForwardLabels, ForwardStateLabels, ForwardVersionLabels};
 use crate::record::readiness::*;
 use crate::record::Recorder;
 use probes::readiness::{self, Readiness, StartupState};
 use probes::Label;
 use std::sync::Arc;
-use std::time::SystemTime;
-
-/// A start time that moves by more than this is a restart; less is the jitter of two uptime readings.
-const RESTART_TOLERANCE_SECONDS: f64 = 2.0;
 
 /// The recording of one forward's startup and readiness probes.
 pub struct ReadinessRecording {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
-    /// The gateway's start time last seen, Unix seconds.
-    started_at: Option<f64>,
-    /// The version last exported, so its series can be removed when it changes.
-    version: Option<String>,
 }
 
 impl ReadinessRecording {
     /// Its probe and its recording.
     pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (readiness::Target, ReadinessRecording) {
-        recorder.metrics.gateway_restarts.get_or_create_owned(&ForwardLabels { forward: forward.name.clone() });
+        recorder.create_readiness_series(&forward.name);
         let target = readiness::Target { addr: forward.local };
-        (target, ReadinessRecording { forward, recorder, started_at: None, version: None })
-    }
-
-    fn record_startup(&mut self, startup: Option<&readiness::Startup>, now: SystemTime) {
-        let m = &self.recorder.metrics;
-        let name = &self.forward.name;
-        let labels = ForwardLabels { forward: name.clone() };
-        for state in StartupState::LABELS {
-            let labels = ForwardStateLabels { forward: name.clone(), state };
-            match startup {
-                Some(startup) => {
-                    m.startup_state.get_or_create(&labels).set(i64::from(*state == startup.state.label()));
-                }
-                None => {
-                    m.startup_state.remove(&labels);
-                }
-            }
-        }
-        let version = startup.and_then(|s| s.version.clone());
-        if version != self.version {
-            // The new name and, for one release, the old one (the gateway's own plugin publishes it too).
-            for family in [&m.gateway_build_info, &m.gateway_build_info_deprecated] {
-                if let Some(old) = &self.version {
-                    family.remove(&ForwardVersionLabels { forward: name.clone(), version: old.clone() });
-                }
-                if let Some(new) = &version {
-                    family.get_or_create(&ForwardVersionLabels { forward: name.clone(), version: new.clone() }).set(1);
-                }
-            }
-            self.version = version;
-        }
-        match startup.and_then(|s| s.uptime) {
-            Some(uptime) => {
-                let started_at = unix_seconds(now) - uptime.as_secs_f64();
-                if self.started_at.is_some_and(|last| (started_at - last).abs() > RESTART_TOLERANCE_SECONDS) {
-                    m.gateway_restarts.get_or_create(&labels).inc();
-                    let version = self.version.as_deref().unwrap_or("?");
-                    self.recorder.timeline().point("gateway_restart", name, &format!("version {version}"), started_at);
-                    tracing::warn!(forward = %name, version = self.version.as_deref().unwrap_or("?"), "the gateway restarted");
-                }
-                self.started_at = Some(started_at);
-                m.gateway_start_time.get_or_create(&labels).set(started_at);
-            }
-            None => {
-                m.gateway_start_time.remove(&labels);
-            }
-        }
-    }
-
-    fn record_ready(&self, ready: Option<&readiness::Ready>) {
-        let m = &self.recorder.metrics;
-        let labels = ForwardLabels { forward: self.forward.name.clone() };
-        let Some(ready) = ready else {
-            m.ready.remove(&labels);
-            m.ready_failing.remove(&labels);
-            self.record_event_loop(None);
-            return;
-        };
-        m.ready.get_or_create(&labels).set(i64::from(ready.ready));
-        m.ready_failing.get_or_create(&labels).set(ready.failing_count as i64);
-        self.record_event_loop(ready.event_loop.as_ref());
-    }
-
-    fn record_event_loop(&self, event_loop: Option<&readiness::EventLoop>) {
-        let m = &self.recorder.metrics;
-        let labels = ForwardLabels { forward: self.forward.name.clone() };
-        match event_loop {
-            Some(event_loop) => {
-                m.event_loop_delay_p99.get_or_create(&labels).set(event_loop.delay_p99.as_secs_f64());
-                m.event_loop_utilization.get_or_create(&labels).set(event_loop.utilization);
-                m.event_loop_degraded.get_or_create(&labels).set(i64::from(event_loop.degraded));
-            }
-            None => {
-                m.event_loop_delay_p99.remove(&labels);
-                m.event_loop_utilization.remove(&labels);
-                m.event_loop_degraded.remove(&labels);
-            }
-        }
+        (target, ReadinessRecording { forward, recorder })
     }
 }
 
@@ -123,10 +36,8 @@ impl Recording for ReadinessRecording {
         // A failed read (the forward down) says nothing new about the gateway: the gauges keep their values,
         // and the first-byte probe reports the path.
         let Ok(found) = outcome else { return outcome.as_ref().err().map_or("ok", Label::label) };
-        self.record_startup(found.startup.as_ref(), round.wall);
-        self.record_ready(found.ready.as_ref());
         let state = self.state(outcome);
-        self.recorder.with_forward(&self.forward.name, |forward| forward.gateway = state);
+        self.recorder.record_readiness(&self.forward.name, found, round.wall, state);
         match (&found.startup, &found.ready) {
             (Some(startup), _) if startup.state != StartupState::Started => startup.state.label(),
             (_, Some(ready)) if !ready.ready => "not_ready",

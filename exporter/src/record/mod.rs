@@ -77,6 +77,10 @@ pub(crate) struct ForwardState {
     /// The last refused connect: why, on which channel, when.
     pub(crate) last_refusal: Option<status::RefusalStatus>,
     pub(crate) gateway: Option<readiness::GatewayState>,
+    /// The gateway's start time last seen, Unix seconds (a move is a restart).
+    pub(crate) gateway_started_at: Option<f64>,
+    /// The gateway's version last exported, so its series can be removed when it changes.
+    pub(crate) gateway_version: Option<String>,
     /// A gateway-down spell was opened (or continued) by the last first-byte round: kept here, not in the
     /// generation, so the spell closes on the first healthy round after a reload.
     pub(crate) gateway_down_open: bool,
@@ -104,6 +108,8 @@ impl ForwardState {
             resume: resume::Resume::default(),
             last_resume: None,
             gateway: None,
+            gateway_started_at: None,
+            gateway_version: None,
             gateway_down_open: false,
             orphans: None,
             option_risks: None,
