@@ -2,7 +2,6 @@
 
 use crate::config::{AuthProbe, Forward};
 use crate::driver::{Recording, Round, Schedule, SpanFields};
-use crate::record::families::ForwardProbeLabels;
 use crate::record::Recorder;
 use crate::token_sources;
 use probes::auth_probe::{self, Answer, Secret};
@@ -38,10 +37,7 @@ impl AuthProbeRecording {
         recorder: Arc<Recorder>,
         session: ssh_session::Target,
     ) -> (auth_probe::Target, AuthProbeRecording) {
-        recorder
-            .metrics
-            .credential_withheld
-            .get_or_create_owned(&ForwardProbeLabels { forward: forward.name.clone(), probe: "auth" });
+        recorder.create_withheld_series(&forward.name, "auth");
         // The owner check runs inside the probe's round: after its permit, and again on the connected stream
         // before the token is written.
         let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
@@ -117,8 +113,7 @@ impl Recording for AuthProbeRecording {
     fn record(&mut self, _round: Round, outcome: &auth_probe::Outcome) -> &'static str {
         // The token goes only to our own user's ssh: the probe's gate withheld it, so nothing was sent.
         if let Err(auth_probe::Failure::Withheld { why }) = outcome {
-            let labels = ForwardProbeLabels { forward: self.forward.name.clone(), probe: "auth" };
-            self.recorder.metrics.credential_withheld.get_or_create(&labels).inc();
+            self.recorder.count_withheld(&self.forward.name, "auth");
             self.note(format!("token withheld: {why}"), true);
             return self.state(outcome);
         }

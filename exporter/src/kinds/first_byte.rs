@@ -1,9 +1,7 @@
 //! The adapter of the first byte probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::first_byte`]).
 
-use crate::clock::unix_seconds;
 use crate::config::Forward;
 use crate::driver::{Recording, Round, Schedule, SpanFields};
-use crate::record::families::{ForwardLabels, ForwardReasonLabels};
 use crate::record::first_byte::*;
 use crate::record::Recorder;
 use probes::{first_byte, Label};
@@ -22,18 +20,8 @@ pub struct FirstByte {
 impl FirstByte {
     /// Its probe and its recording, with the attempt and failure counters created at zero.
     pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (first_byte::Target, FirstByte) {
-        let m = &recorder.metrics;
-        m.gateway_probe_attempts.get_or_create_owned(&ForwardLabels { forward: forward.name.clone() });
-        m.first_byte_good.get_or_create_owned(&ForwardLabels { forward: forward.name.clone() });
-        for reason in first_byte::Failure::LABELS {
-            m.gateway_probe_failures
-                .get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
-        }
+        recorder.create_first_byte_series(&forward.name);
         let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
-        for reason in first_byte::Failure::LABELS.iter().filter(|r| !NOT_THE_GATEWAY.contains(r)).chain([&NOT_STARTED])
-        {
-            m.gateway_down_seconds.get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
-        }
         (target, FirstByte { forward, recorder, last_round: None })
     }
 }
@@ -67,10 +55,7 @@ impl Recording for FirstByte {
         // Whether a spell is open lives in the recorder, beside the timeline, so a reload (a new generation of
         // this recording) closes the spell its predecessor opened. The timeline's lock only when a spell may
         // be open, not on every healthy round.
-        let was_open = self.recorder.with_forward(name, |state| std::mem::replace(&mut state.gateway_down_open, down));
-        if was_open && !down {
-            self.recorder.timeline().over("gateway_down", name, unix_seconds(round.wall));
-        }
+        self.recorder.gateway_down_spell(name, down, round.wall);
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 

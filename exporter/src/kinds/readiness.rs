@@ -87,7 +87,7 @@ impl Recording for ReadinessRecording {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
     use crate::record::tests::sample;
     use crate::record::Format;
 

@@ -2,7 +2,6 @@
 
 use crate::config::Forward;
 use crate::driver::{Recording, Round, Schedule, SpanFields};
-use crate::record::families::{ForwardCauseLabels, ForwardLabels, ForwardReasonLabels, ForwardResultLabels};
 use crate::record::tunnel::*;
 use crate::record::Recorder;
 use probes::{ssh_session, syn, Label, Probe};
@@ -66,25 +65,7 @@ impl Tunnel {
     /// Its probe and its recording, with the forward's counters created at zero (so `rate()` works before
     /// the first round).
     pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>, session: ssh_session::Target) -> (TunnelProbe, Tunnel) {
-        let m = &recorder.metrics;
-        let labels = ForwardLabels { forward: forward.name.clone() };
-        for family in [&m.syn_attempts, &m.syn_successes, &m.up_checks, &m.up_successes] {
-            family.get_or_create_owned(&labels);
-        }
-        m.unobserved_seconds.get_or_create_owned(&labels);
-        // Every bucket at zero: the dashboard's quantiles and the resume alert see the forward before its first wake.
-        m.resume_seconds.get_or_create_owned(&labels);
-        m.ssh_session_changes.get_or_create_owned(&labels);
-        for reason in UNOBSERVED_REASONS {
-            m.unobserved_rounds.get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
-        }
-        for cause in DOWN_CAUSES {
-            m.tunnel_down_seconds.get_or_create_owned(&ForwardCauseLabels { forward: forward.name.clone(), cause });
-        }
-        for result in OWNER_LOOKUP_RESULTS {
-            m.owner_lookups.get_or_create_owned(&ForwardResultLabels { forward: forward.name.clone(), result });
-        }
-        recorder.with_forward(&forward.name, |_| ());
+        recorder.create_tunnel_series(&forward.name);
         let probe = TunnelProbe { syn: syn::Target { addr: forward.local }, session };
         (probe, Tunnel { forward, recorder, last_round: None, hijacked: None })
     }

@@ -2,7 +2,6 @@
 
 use crate::config::{AuthProbe, Forward};
 use crate::driver::{Recording, Round, Schedule, SpanFields};
-use crate::record::families::{ForwardLabels, ForwardReasonLabels};
 use crate::record::Recorder;
 use crate::token_sources;
 use probes::auth_tap::credential::TokenId;
@@ -37,20 +36,12 @@ impl WsHandshakeRecording {
         recorder: Arc<Recorder>,
         session: probes::ssh_session::Target,
     ) -> (ws_handshake::Target, WsHandshakeRecording) {
-        for reason in ws_handshake::Failure::LABELS {
-            recorder
-                .metrics
-                .ws_handshake_failures
-                .get_or_create_owned(&ForwardReasonLabels { forward: forward.name.clone(), reason });
-        }
+        recorder.create_ws_handshake_series(&forward.name);
         let tokens = auth_probe.forwards.contains(&forward.name).then(|| {
             token_sources::Locations::from_env(auth_probe.openclaw_config.as_deref(), auth_probe.token_file.as_deref())
         });
         if tokens.is_some() {
-            recorder.metrics.credential_withheld.get_or_create_owned(&crate::record::families::ForwardProbeLabels {
-                forward: forward.name.clone(),
-                probe: "ws_handshake",
-            });
+            recorder.create_withheld_series(&forward.name, "ws_handshake");
         }
         let gate = probes::ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
         let withheld = ws_handshake::Withheld::default();
@@ -97,14 +88,9 @@ impl Recording for WsHandshakeRecording {
     }
 
     fn record(&mut self, _round: Round, outcome: &ws_handshake::Outcome) -> &'static str {
-        let m = &self.recorder.metrics;
         let name = &self.forward.name;
         if let Some(why) = self.withheld.take() {
-            let labels = crate::record::families::ForwardProbeLabels {
-                forward: self.forward.name.clone(),
-                probe: "ws_handshake",
-            };
-            m.credential_withheld.get_or_create(&labels).inc();
+            self.recorder.count_withheld(name, "ws_handshake");
             tracing::debug!(forward = %self.forward.name, "handshake without the token: {why}");
         }
         match outcome {
@@ -117,27 +103,7 @@ impl Recording for WsHandshakeRecording {
             Ok(ws_handshake::Handshake { connect: Connect::Accepted, .. }) => self.refused = None,
             _ => {}
         }
-        match outcome {
-            Ok(handshake) => {
-                m.ws_handshake_seconds
-                    .get_or_create(&ForwardLabels { forward: name.clone() })
-                    .observe(handshake.elapsed.as_secs_f64());
-            }
-            Err(failure) => {
-                let labels = ForwardReasonLabels { forward: name.clone(), reason: failure.label() };
-                m.ws_handshake_failures.get_or_create(&labels).inc();
-            }
-        }
-        self.recorder.with_forward(name, |state| {
-            state.last_ws_handshake = Some(match outcome {
-                Ok(handshake) => format!(
-                    "challenge in {}, connect {}",
-                    crate::record::timeline::human_duration(handshake.elapsed.as_secs_f64()),
-                    handshake.connect.label()
-                ),
-                Err(failure) => failure.to_string(),
-            });
-        });
+        self.recorder.record_ws_handshake(name, outcome);
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 

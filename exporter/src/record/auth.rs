@@ -250,6 +250,18 @@ impl Recorder {
         index.auth_channels = channels;
     }
 
+    /// The withheld-credential counter of `probe` (auth, ws_handshake, tap) on `forward` at zero.
+    pub fn create_withheld_series(&self, forward: &str, probe: &'static str) {
+        let labels = super::families::ForwardProbeLabels { forward: forward.to_owned(), probe };
+        self.metrics.credential_withheld.get_or_create_owned(&labels);
+    }
+
+    /// Count a credential `probe` kept back on `forward` (the listener was not our own user's ssh).
+    pub fn count_withheld(&self, forward: &str, probe: &'static str) {
+        let labels = super::families::ForwardProbeLabels { forward: forward.to_owned(), probe };
+        self.metrics.credential_withheld.get_or_create(&labels).inc();
+    }
+
     /// Count a connect the gateway refused, on `channel` (`ws`: the CLI's through the tap; `probe`: the
     /// handshake probe's), and keep it as the forward's last refusal.
     pub fn record_connect_refusal(&self, forward: &str, channel: &'static str, reason: Refusal) {

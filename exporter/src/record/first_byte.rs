@@ -17,6 +17,31 @@ pub(crate) const NOT_THE_GATEWAY: [&str; 2] = ["refused", "local_error"];
 pub(crate) const NOT_STARTED: &str = "not_started";
 
 impl Recorder {
+    /// `forward`'s first-byte counters at zero: attempts, good ones, failures and down time by reason.
+    pub fn create_first_byte_series(&self, forward: &str) {
+        let m = &self.metrics;
+        m.gateway_probe_attempts.get_or_create_owned(&ForwardLabels { forward: forward.to_owned() });
+        m.first_byte_good.get_or_create_owned(&ForwardLabels { forward: forward.to_owned() });
+        for reason in first_byte::Failure::LABELS {
+            m.gateway_probe_failures
+                .get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
+        }
+        for reason in first_byte::Failure::LABELS.iter().filter(|r| !NOT_THE_GATEWAY.contains(r)).chain([&NOT_STARTED])
+        {
+            m.gateway_down_seconds.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
+        }
+    }
+
+    /// Whether the last first-byte round left a gateway-down spell open: kept in the recorder, beside the
+    /// timeline, so a reload (a new generation of the recording) closes the spell its predecessor opened. The
+    /// timeline's lock only when a spell may close, not on every healthy round.
+    pub fn gateway_down_spell(&self, forward: &str, down: bool, at: SystemTime) {
+        let was_open = self.with_forward(forward, |state| std::mem::replace(&mut state.gateway_down_open, down));
+        if was_open && !down {
+            self.timeline().over("gateway_down", forward, unix_seconds(at));
+        }
+    }
+
     /// Count `seconds` of a failed first-byte round as gateway down time, when the forward was live (its
     /// last tunnel round up) and the reason is one a gateway can cause.
     /// Returns whether it was counted (and a timeline spell is open).

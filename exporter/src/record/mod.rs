@@ -230,6 +230,18 @@ impl Recorder {
         self.metrics.connections_closed.get_or_create(&ListenerReasonLabels { listener, reason }).inc();
     }
 
+    /// The web server's refusal counter at zero for each of `reasons`.
+    pub fn create_web_refusal_series(&self, reasons: &[&'static str]) {
+        for reason in reasons {
+            self.metrics.web_requests_refused.get_or_create_owned(&families::ReasonLabels { reason });
+        }
+    }
+
+    /// Count a request the web server refused, by `reason` (the guard's fixed set).
+    pub fn count_web_refused(&self, reason: &'static str) {
+        self.metrics.web_requests_refused.get_or_create(&families::ReasonLabels { reason }).inc();
+    }
+
     /// Remove every series, and the status page's state, of a forward, model host, gateway or token revision
     /// `config` no longer has: their alerts resolve, and one that comes back starts from zero.
     fn forget_removed(&self, config: &Config) {

@@ -127,6 +127,29 @@ impl Recorder {
         }
     }
 
+    /// `forward`'s tunnel counters at zero (so `rate()` works before the first round), and its state.
+    pub fn create_tunnel_series(&self, forward: &str) {
+        let m = &self.metrics;
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        for family in [&m.syn_attempts, &m.syn_successes, &m.up_checks, &m.up_successes] {
+            family.get_or_create_owned(&labels);
+        }
+        m.unobserved_seconds.get_or_create_owned(&labels);
+        // Every bucket at zero: the dashboard's quantiles and the resume alert see the forward before its first wake.
+        m.resume_seconds.get_or_create_owned(&labels);
+        m.ssh_session_changes.get_or_create_owned(&labels);
+        for reason in UNOBSERVED_REASONS {
+            m.unobserved_rounds.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
+        }
+        for cause in DOWN_CAUSES {
+            m.tunnel_down_seconds.get_or_create_owned(&ForwardCauseLabels { forward: forward.to_owned(), cause });
+        }
+        for result in OWNER_LOOKUP_RESULTS {
+            m.owner_lookups.get_or_create_owned(&ForwardResultLabels { forward: forward.to_owned(), result });
+        }
+        self.with_forward(forward, |_| ());
+    }
+
     /// The openclaw CLI's version: one series, the old one removed when it changes; none when no CLI is found.
     pub fn record_cli_version(&self, version: Option<&str>) {
         let mut index = self.index();

@@ -304,10 +304,7 @@ fn start_taps(
             }
         };
         tap_gates.push(TapGate { upstream: tap.upstream, lookup, also_trusted, gate: gate.clone() });
-        recorder.metrics.credential_withheld.get_or_create_owned(&crate::record::families::ForwardProbeLabels {
-            forward: tap.forward.clone(),
-            probe: "tap",
-        });
+        recorder.create_withheld_series(&tap.forward, "tap");
         let tap_config = probes::auth_tap::TapConfig {
             forward: tap.forward.clone(),
             upstream: tap.upstream,

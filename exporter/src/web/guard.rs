@@ -21,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 
 use crate::config::WebPolicy;
-use crate::record::families::ReasonLabels;
 use crate::record::Recorder;
 
 /// The policy in force; a reload replaces it.
@@ -46,9 +45,7 @@ pub struct Guards {
 impl Guards {
     /// Guards reading `policy`, counting into `recorder`.
     pub fn new(policy: PolicyWatch, recorder: Arc<Recorder>) -> Guards {
-        for reason in REASONS {
-            recorder.metrics.web_requests_refused.get_or_create_owned(&ReasonLabels { reason });
-        }
+        recorder.create_web_refusal_series(&REASONS);
         let name = gethostname::gethostname().to_string_lossy().to_ascii_lowercase();
         let mut names = vec![name.clone()];
         if let Some(short) = name.split('.').next().filter(|short| *short != name) {
@@ -65,7 +62,7 @@ impl Guards {
     /// Answer `status` with `message`, counted under `reason` (one of [`REASONS`]), marked [`Refused`] so
     /// the connection does not count as established.
     pub fn refuse_with(&self, status: StatusCode, reason: &'static str, message: &str) -> Response {
-        self.recorder.metrics.web_requests_refused.get_or_create(&ReasonLabels { reason }).inc();
+        self.recorder.count_web_refused(reason);
         tracing::debug!(reason, "{message}");
         let mut response = (status, format!("{message}\n")).into_response();
         response.extensions_mut().insert(Refused);
