@@ -87,9 +87,9 @@ impl Recording for ModelHostRecording {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use crate::record::tests::sample;
     use crate::record::Format;
+    use std::time::Duration;
     use std::time::SystemTime;
 
     fn host(url: &str) -> ModelHost {

@@ -87,9 +87,9 @@ impl Recording for ReadinessRecording {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, SystemTime};
     use crate::record::tests::sample;
     use crate::record::Format;
+    use std::time::{Duration, SystemTime};
 
     fn found(state: StartupState, version: &str, uptime_s: u64, ready: bool) -> readiness::Outcome {
         Ok(Readiness {

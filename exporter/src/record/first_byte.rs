@@ -23,8 +23,7 @@ impl Recorder {
         m.gateway_probe_attempts.get_or_create_owned(&ForwardLabels { forward: forward.to_owned() });
         m.first_byte_good.get_or_create_owned(&ForwardLabels { forward: forward.to_owned() });
         for reason in first_byte::Failure::LABELS {
-            m.gateway_probe_failures
-                .get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
+            m.gateway_probe_failures.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
         }
         for reason in first_byte::Failure::LABELS.iter().filter(|r| !NOT_THE_GATEWAY.contains(r)).chain([&NOT_STARTED])
         {

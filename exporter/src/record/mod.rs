@@ -25,6 +25,7 @@ pub mod families;
 pub mod first_byte;
 pub mod model_host;
 pub mod readiness;
+pub mod remote_write;
 pub mod resume;
 pub mod status;
 pub mod timeline;
@@ -141,7 +142,7 @@ pub const CONNECTION_CLOSE_REASONS: [(&str, &[&str]); 2] = [
 /// Records probe outcomes; see the module documentation.
 pub struct Recorder {
     registry: Registry,
-    pub(crate) metrics: Metrics,
+    metrics: Metrics,
     forwards: Mutex<HashMap<String, ForwardState>>,
     pub(crate) rotation: Mutex<auth::Rotation>,
     index: Mutex<StatusIndex>,
@@ -319,12 +320,12 @@ impl Recorder {
 
     /// The per-forward state. A panic while holding the lock cannot leave the ledger half-written in a
     /// way worth losing all metrics over: keep serving.
-    pub(crate) fn forwards(&self) -> MutexGuard<'_, HashMap<String, ForwardState>> {
+    fn forwards(&self) -> MutexGuard<'_, HashMap<String, ForwardState>> {
         self.forwards.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The state of `forward`, created when first seen.
-    pub(crate) fn with_forward<T>(&self, forward: &str, f: impl FnOnce(&mut ForwardState) -> T) -> T {
+    fn with_forward<T>(&self, forward: &str, f: impl FnOnce(&mut ForwardState) -> T) -> T {
         let mut forwards = self.forwards();
         if !forwards.contains_key(forward) {
             forwards.insert(forward.to_owned(), ForwardState::new());
@@ -333,11 +334,11 @@ impl Recorder {
     }
 
     /// The timeline, for one change.
-    pub(crate) fn timeline(&self) -> MutexGuard<'_, timeline::Timeline> {
+    fn timeline(&self) -> MutexGuard<'_, timeline::Timeline> {
         self.timeline.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn index(&self) -> MutexGuard<'_, StatusIndex> {
+    fn index(&self) -> MutexGuard<'_, StatusIndex> {
         self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

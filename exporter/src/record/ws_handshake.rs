@@ -20,7 +20,8 @@ impl Recorder {
     pub fn record_ws_handshake(&self, name: &str, outcome: &ws_handshake::Outcome) {
         match outcome {
             Ok(handshake) => {
-                self.metrics.ws_handshake_seconds
+                self.metrics
+                    .ws_handshake_seconds
                     .get_or_create(&ForwardLabels { forward: name.to_owned() })
                     .observe(handshake.elapsed.as_secs_f64());
             }

@@ -31,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_seconds;
 use crate::config::RemoteWrite;
-use crate::record::families::{OpLabels, ResultLabels, StatusClassLabels, StatusLabels};
 use crate::record::Recorder;
 use client::{Client, Endpoint, SendError};
 use queue::DropReason;
@@ -56,19 +55,7 @@ pub async fn run(
     slot: Arc<QueueSlot>,
     cancel: CancellationToken,
 ) {
-    let m = &recorder.metrics;
-    for result in ["sent", "dropped", "failed"] {
-        m.remote_write_samples.get_or_create_owned(&ResultLabels { result });
-    }
-    for status in [400, 409, 422] {
-        m.remote_write_rejected.get_or_create_owned(&StatusLabels { status });
-    }
-    for status in RETRY_CLASSES {
-        m.remote_write_retries.get_or_create_owned(&StatusClassLabels { status });
-    }
-    for op in ["append", "ack", "read", "open", "acked"] {
-        m.remote_write_queue_errors.get_or_create_owned(&OpLabels { op });
-    }
+    recorder.create_remote_write_series(&RETRY_CLASSES);
     let open = match open {
         Ok(open) => open,
         Err(err) => match open_with_backoff(&settings, &recorder, &slot, err, &cancel).await {
@@ -80,7 +67,7 @@ pub async fn run(
         },
     };
     if open.found_acked_problem() {
-        m.remote_write_queue_errors.get_or_create(&OpLabels { op: "acked" }).inc();
+        recorder.count_remote_write_queue_error("acked");
     }
     let tls = match settings.url.scheme() {
         "https" => {
@@ -130,7 +117,7 @@ async fn open_with_backoff(
     let mut logged = String::new();
     loop {
         if let Some(err) = failure.take() {
-            recorder.metrics.remote_write_queue_errors.get_or_create(&OpLabels { op: "open" }).inc();
+            recorder.count_remote_write_queue_error("open");
             let message = err.to_string();
             if message != logged {
                 tracing::error!("remote-write queue: cannot open ({message}); the exporter probes and serves on, remote write retries with backoff and counts each round meanwhile dropped (io_error)");
@@ -172,7 +159,7 @@ async fn sample(settings: &RemoteWrite, recorder: &Arc<Recorder>, shared: &Share
         let labels = settings.external_labels.clone();
         let result = shared
             .with(move |queue, account| {
-                round_recorder.metrics.remote_write_round_sequence.set(queue.next_seq() as i64);
+                round_recorder.set_remote_write_round_sequence(queue.next_seq() as i64);
                 let now = SystemTime::now();
                 let request = proto::from_metric_families(&round_recorder.metric_families(now), &labels, now_ms(now));
                 let samples = request.timeseries.len() as u32;
@@ -189,7 +176,6 @@ async fn sample(settings: &RemoteWrite, recorder: &Arc<Recorder>, shared: &Share
                 Ok((appended, samples, losses, queue.queued_bytes(), queue.oldest_timestamp_ms()))
             })
             .await;
-        let m = &recorder.metrics;
         if let Ok((_, _, losses, _, _)) = &result {
             log_losses(recorder, losses);
         }
@@ -199,8 +185,8 @@ async fn sample(settings: &RemoteWrite, recorder: &Arc<Recorder>, shared: &Share
                 appended.notify_one();
             }
             Ok((Err(err), samples, _, bytes, oldest)) => {
-                m.remote_write_queue_errors.get_or_create(&OpLabels { op: "append" }).inc();
-                m.remote_write_samples.get_or_create(&ResultLabels { result: "dropped" }).inc_by(u64::from(samples));
+                recorder.count_remote_write_queue_error("append");
+                recorder.count_remote_write_samples("dropped", u64::from(samples));
                 let reason = DropReason::of(&err).label();
                 tracing::error!(dir = %settings.queue_dir.display(), reason, "remote-write queue: {err}; this round is not kept (counted dropped), the next is tried");
                 recorder.set_remote_write_queue(bytes, oldest);
@@ -226,7 +212,7 @@ fn log_losses(recorder: &Recorder, losses: &queue::Losses) {
     }
     let samples: u64 = losses.each().iter().map(|(_, loss)| loss.samples).sum();
     if samples > 0 {
-        recorder.metrics.remote_write_samples.get_or_create(&ResultLabels { result: "dropped" }).inc_by(samples);
+        recorder.count_remote_write_samples("dropped", samples);
     }
 }
 
@@ -248,7 +234,7 @@ fn queue_failed(
     err: &dyn std::fmt::Display,
     failing: &mut bool,
 ) {
-    recorder.metrics.remote_write_queue_errors.get_or_create(&OpLabels { op }).inc();
+    recorder.count_remote_write_queue_error(op);
     if !*failing {
         tracing::error!(dir = %settings.queue_dir.display(), "remote-write queue: {what} ({err}); retried with backoff");
         *failing = true;
@@ -309,7 +295,6 @@ async fn send(
     mut client: Client,
     appended: &tokio::sync::Notify,
 ) {
-    let m = &recorder.metrics;
     let mut backoff = settings.min_backoff;
     // What the log last said was wrong (logged once per change, not per attempt).
     let mut failing: Option<String> = None;
@@ -353,7 +338,7 @@ async fn send(
                 backoff = settings.min_backoff;
                 max_rounds = (max_rounds * 2).min(MAX_BATCH_ROUNDS);
                 max_bytes = max_bytes.saturating_mul(2).min(MAX_BATCH_BYTES);
-                m.remote_write_last_success.set(unix_seconds(SystemTime::now()));
+                recorder.set_remote_write_last_success(unix_seconds(SystemTime::now()));
                 settle(shared, recorder, next, Settled::Sent).await;
                 continue;
             }
@@ -367,7 +352,7 @@ async fn send(
             Err(SendError::TooLarge { detail }) => {
                 // One round is too large for a proxy's (or the receiver's) body limit: a setting a person fixes,
                 // so it waits and is retried, as vmagent does, never dropped.
-                m.remote_write_retries.get_or_create(&StatusClassLabels { status: "413" }).inc();
+                recorder.count_remote_write_retry("413");
                 let why = "HTTP 413 (one round)".to_owned();
                 if failing.as_deref() != Some(why.as_str()) {
                     tracing::error!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), detail = %detail, samples, "remote write: the receiver refuses even a single round as too large (413): raise its (or its proxy's) body limit; the round waits in the queue and is retried");
@@ -376,8 +361,8 @@ async fn send(
             }
             Err(SendError::Rejected { status, detail }) => {
                 tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), status, detail = %detail, rounds = rounds.len(), "remote write: the receiver will never take this batch; dropped, counted");
-                m.remote_write_rejected.get_or_create(&StatusLabels { status }).inc();
-                m.remote_write_samples.get_or_create(&ResultLabels { result: "failed" }).inc_by(samples);
+                recorder.count_remote_write_rejected(status);
+                recorder.count_remote_write_samples("failed", samples);
                 settle(shared, recorder, next, Settled::Dropped(DropReason::Rejected)).await;
                 continue;
             }
@@ -387,7 +372,7 @@ async fn send(
                     400..=499 => "4xx",
                     _ => "5xx",
                 };
-                m.remote_write_retries.get_or_create(&StatusClassLabels { status: class }).inc();
+                recorder.count_remote_write_retry(class);
                 let wait = pause(&mut backoff, retry_after.unwrap_or_default().min(RETRY_AFTER_CAP));
                 let why = format!("HTTP {status}");
                 if failing.as_deref() != Some(why.as_str()) {
@@ -404,7 +389,7 @@ async fn send(
             }
             Err(err @ (SendError::Network(_) | SendError::Local(_))) => {
                 let class = if matches!(err, SendError::Local(_)) { "local" } else { "network" };
-                m.remote_write_retries.get_or_create(&StatusClassLabels { status: class }).inc();
+                recorder.count_remote_write_retry(class);
                 let why = class.to_owned();
                 if failing.as_deref() != Some(class) {
                     tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), "remote write: cannot send ({err}); samples wait in the queue");
@@ -433,7 +418,7 @@ async fn settle(shared: &Shared, recorder: &Arc<Recorder>, next: u64, how: Settl
         .await;
     if let Ok((acked, bytes, oldest)) = settled {
         if let Settled::Sent = how {
-            recorder.metrics.remote_write_samples.get_or_create(&ResultLabels { result: "sent" }).inc_by(acked.samples);
+            recorder.count_remote_write_samples("sent", acked.samples);
         }
         recorder.set_remote_write_queue(bytes, oldest);
     }
