@@ -30,15 +30,15 @@ impl crate::Probe for Target {
         if response.status == 200 && html {
             Ok(response)
         } else {
-            Err(Failure::BadStatus {
-                status: Some(response.status),
-                first_byte: Some(response.first_byte),
-                detail: format!(
+            Err(crate::http::bad_head(
+                Some(response.status),
+                Some(response.first_byte),
+                &format!(
                     "HTTP {} with Content-Type {}",
                     response.status,
                     response.content_type.as_deref().unwrap_or("(none)")
                 ),
-            })
+            ))
         }
     }
 }

@@ -253,6 +253,8 @@ fn connect_failure(err: io::Error) -> Failure {
     }
 }
 
+/// A response that came but is not the one asked for: its status and first byte kept, with what was wrong
+/// (the one place the HTTP probes build this failure).
 pub(crate) fn bad_head(status: Option<u16>, first_byte: Option<Duration>, detail: &str) -> Failure {
     Failure::BadStatus { status, first_byte, detail: detail.to_owned() }
 }
