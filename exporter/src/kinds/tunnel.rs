@@ -55,10 +55,6 @@ impl Probe for TunnelProbe {
 pub struct Tunnel {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
-    /// The sleep-counting clock at the last round, to find the time no round could run.
-    last_round: Option<Duration>,
-    /// The hijack gauge's last value (set only on a change: a round stays a handful of atomic adds).
-    hijacked: Option<Option<bool>>,
 }
 
 impl Tunnel {
@@ -67,7 +63,7 @@ impl Tunnel {
     pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>, session: ssh_session::Target) -> (TunnelProbe, Tunnel) {
         recorder.create_tunnel_series(&forward.name);
         let probe = TunnelProbe { syn: syn::Target { addr: forward.local }, session };
-        (probe, Tunnel { forward, recorder, last_round: None, hijacked: None })
+        (probe, Tunnel { forward, recorder })
     }
 }
 
@@ -81,39 +77,13 @@ impl Recording for Tunnel {
     }
 
     fn record(&mut self, round: Round, TunnelOutcome { syn, session }: &TunnelOutcome) -> &'static str {
-        let interval = self.forward.syn_interval;
-        // The time this round stands for: since the last one, but never the unobserved part of a gap.
-        let observed = self.last_round.map_or(interval, |previous| round.boot.saturating_sub(previous).min(interval));
-        if let Some(previous) = self.last_round {
-            let gap = round.boot.saturating_sub(previous);
-            // A round normally follows the last by one interval (plus scheduling noise); anything beyond
-            // half an interval more is time the process could not observe.
-            if gap > interval + interval / 2 {
-                let unobserved = gap - interval;
-                tracing::warn!(forward = %self.forward.name, unobserved = ?unobserved, "probe loop stalled (suspend or stop); counting the gap as unobserved");
-                self.recorder.record_unobserved(&self.forward.name, round.wall - unobserved, round.wall, round.boot);
-            }
+        let round = TunnelRound { at: round.wall, boot: round.boot, interval: self.forward.syn_interval };
+        let verdict =
+            self.recorder.record_tunnel(&self.forward.name, round, &self.forward.trusted_owners, syn, session);
+        if let Some(unobserved) = verdict.stalled {
+            tracing::warn!(forward = %self.forward.name, unobserved = ?unobserved, "probe loop stalled (suspend or stop); counting the gap as unobserved");
         }
-        self.last_round = Some(round.boot);
-        if let Err(failure @ syn::Failure::LocalError(_)) = syn {
-            // The exporter's own shortage: the forward was never asked. Neither up nor down: unobserved.
-            self.recorder.record_round_unobserved(&self.forward.name, failure.label());
-            return "unobserved";
-        }
-        self.recorder.count_owner_lookup(&self.forward.name, session, &self.forward.trusted_owners);
-        // Unknown (a lookup that timed out or was cut off) is not hijacked: the gauge keeps its last value.
-        let hijacked = session.hijacked(&self.forward.trusted_owners);
-        let unknown = matches!(session, ssh_session::Outcome::Unknown { .. });
-        if !unknown && self.hijacked != Some(hijacked) {
-            self.recorder.set_forward_hijacked(&self.forward.name, hijacked);
-            self.hijacked = Some(hijacked);
-        }
-        if self.recorder.record_tunnel_round(&self.forward.name, round.wall, round.boot, syn, session) {
-            "up"
-        } else {
-            self.recorder.record_tunnel_down(&self.forward.name, down_cause(session), observed);
-            "down"
-        }
+        verdict.label
     }
 
     fn annotate(&self, TunnelOutcome { syn, session }: &TunnelOutcome, fields: &mut SpanFields) {

@@ -65,6 +65,10 @@ pub(crate) struct ForwardState {
     /// The pid of the last ssh seen owning the listener, to count owner changes.
     pub(crate) last_owner_pid: Option<u32>,
     pub(crate) last_syn_ok: Option<bool>,
+    /// The sleep-counting clock at the last tunnel round, to find the time no round could run.
+    pub(crate) last_round_boot: Option<Duration>,
+    /// The hijack gauge's last value (set only on a change: a round stays a handful of atomic adds).
+    pub(crate) last_hijacked: Option<Option<bool>>,
     /// Whether the last tunnel round was up (session up or unknown, and SYN success).
     pub(crate) last_round_up: Option<bool>,
     pub(crate) last_first_byte: Option<String>,
@@ -102,6 +106,8 @@ impl ForwardState {
             last_owner_pid: None,
             last_syn_ok: None,
             last_round_up: None,
+            last_round_boot: None,
+            last_hijacked: None,
             last_first_byte: None,
             first_byte_objective: Duration::MAX,
             last_ws_handshake: None,

@@ -15,6 +15,26 @@ use crate::clock::unix_seconds;
 /// The shortest unobserved gap the timeline shows, seconds.
 const ASLEEP_IN_TIMELINE: f64 = 5.0;
 
+/// When a tunnel round ran: wall time and the sleep-counting clock at its start, and the forward's interval.
+#[derive(Debug, Clone, Copy)]
+pub struct TunnelRound {
+    /// Wall-clock time at its start.
+    pub at: SystemTime,
+    /// The sleep-counting clock at its start ([`crate::clock::since_boot`]).
+    pub boot: Duration,
+    /// The forward's `syn_interval`.
+    pub interval: Duration,
+}
+
+/// What a tunnel round came to, for the adapter's span and log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelVerdict {
+    /// `up`, `down` or `unobserved` (the exporter's own shortage).
+    pub label: &'static str,
+    /// The time before this round no round could run (asleep, stopped), when there was such a gap.
+    pub stalled: Option<Duration>,
+}
+
 /// Why a tunnel round observed nothing (the `reason` label of `openclaw_tunnel_unobserved_rounds_total`):
 /// the exporter's own shortage (out of descriptors or local ports) made its SYN fail before the forward
 /// was asked.
@@ -49,13 +69,13 @@ pub(crate) fn owner_lookup_result(session: &ssh_session::Outcome, also_trusted: 
 
 impl Recorder {
     /// Count one owner lookup of a tunnel round by its result.
-    pub fn count_owner_lookup(&self, forward: &str, session: &ssh_session::Outcome, also_trusted: &[String]) {
+    fn count_owner_lookup(&self, forward: &str, session: &ssh_session::Outcome, also_trusted: &[String]) {
         let result = owner_lookup_result(session, also_trusted);
         self.metrics.owner_lookups.get_or_create(&ForwardResultLabels { forward: forward.to_owned(), result }).inc();
     }
 
     /// Whether the forward's port is held by what must not get the token (absent when the lookup cannot tell).
-    pub fn set_forward_hijacked(&self, forward: &str, hijacked: Option<bool>) {
+    fn set_forward_hijacked(&self, forward: &str, hijacked: Option<bool>) {
         let labels = ForwardLabels { forward: forward.to_owned() };
         match hijacked {
             Some(hijacked) => {
@@ -147,7 +167,12 @@ impl Recorder {
         for result in OWNER_LOOKUP_RESULTS {
             m.owner_lookups.get_or_create_owned(&ForwardResultLabels { forward: forward.to_owned(), result });
         }
-        self.with_forward(forward, |_| ());
+        // A new generation starts its rounds afresh: the time between the last generation's last round and this
+        // one's first (a reload) is neither observed nor a stall, and the hijack gauge is set by its first round.
+        self.with_forward(forward, |state| {
+            state.last_round_boot = None;
+            state.last_hijacked = None;
+        });
     }
 
     /// The openclaw CLI's version: one series, the old one removed when it changes; none when no CLI is found.
@@ -166,15 +191,65 @@ impl Recorder {
         index.cli_version = version.map(str::to_owned);
     }
 
+    /// One tunnel round of `forward`, everything it records: the time since the last round (a gap beyond 1.5
+    /// intervals counted unobserved, and the wait for usable started), the exporter's own shortage
+    /// (unobserved, not down), the owner lookup's result, the hijack gauge (set on a change; unknown keeps it),
+    /// the SYN and session series, and the down time by cause. Returns what the adapter logs.
+    pub fn record_tunnel(
+        &self,
+        forward: &str,
+        round: TunnelRound,
+        trusted_owners: &[String],
+        syn: &syn::Outcome,
+        session: &ssh_session::Outcome,
+    ) -> TunnelVerdict {
+        let TunnelRound { at, boot, interval } = round;
+        let previous = self.with_forward(forward, |state| state.last_round_boot.replace(boot));
+        // The time this round stands for: since the last one, but never the unobserved part of a gap.
+        let observed = previous.map_or(interval, |previous| boot.saturating_sub(previous).min(interval));
+        let mut stalled = None;
+        if let Some(previous) = previous {
+            let gap = boot.saturating_sub(previous);
+            // A round normally follows the last by one interval (plus scheduling noise); anything beyond
+            // half an interval more is time the process could not observe.
+            if gap > interval + interval / 2 {
+                let unobserved = gap - interval;
+                self.record_unobserved(forward, at - unobserved, at, boot);
+                stalled = Some(unobserved);
+            }
+        }
+        if let Err(failure @ syn::Failure::LocalError(_)) = syn {
+            // The exporter's own shortage: the forward was never asked. Neither up nor down: unobserved.
+            self.record_round_unobserved(forward, failure.label());
+            return TunnelVerdict { label: "unobserved", stalled };
+        }
+        self.count_owner_lookup(forward, session, trusted_owners);
+        // Unknown (a lookup that timed out or was cut off) is not hijacked: the gauge keeps its last value.
+        let hijacked = session.hijacked(trusted_owners);
+        if !matches!(session, ssh_session::Outcome::Unknown { .. }) {
+            let changed = self.with_forward(forward, |state| state.last_hijacked.replace(hijacked) != Some(hijacked));
+            if changed {
+                self.set_forward_hijacked(forward, hijacked);
+            }
+        }
+        let label = if self.record_tunnel_round(forward, at, boot, syn, session) {
+            "up"
+        } else {
+            self.record_tunnel_down(forward, down_cause(session), observed);
+            "down"
+        };
+        TunnelVerdict { label, stalled }
+    }
+
     /// Count a tunnel round that observed nothing of the forward, by `reason` (one of
     /// [`UNOBSERVED_REASONS`]).
-    pub fn record_round_unobserved(&self, forward: &str, reason: &'static str) {
+    fn record_round_unobserved(&self, forward: &str, reason: &'static str) {
         let labels = ForwardReasonLabels { forward: forward.to_owned(), reason };
         self.metrics.unobserved_rounds.get_or_create(&labels).inc();
     }
 
     /// Count `seconds` of a down round against its cause.
-    pub fn record_tunnel_down(&self, forward: &str, cause: &'static str, seconds: Duration) {
+    fn record_tunnel_down(&self, forward: &str, cause: &'static str, seconds: Duration) {
         let labels = ForwardCauseLabels { forward: forward.to_owned(), cause };
         self.metrics.tunnel_down_seconds.get_or_create(&labels).inc_by(seconds.as_secs_f64());
     }
@@ -184,7 +259,7 @@ impl Recorder {
     ///
     /// Up = SSH session up AND SYN success. When the listener's owner cannot be read, the session is
     /// unknown, not down: the round then rests on SYN alone.
-    pub fn record_tunnel_round(
+    fn record_tunnel_round(
         &self,
         forward: &str,
         at: SystemTime,
@@ -273,7 +348,7 @@ impl Recorder {
 
     /// Record `[from, to)` as time no round could observe; the round at `boot` (the first after the gap)
     /// starts the wait for usable ([`super::resume`]).
-    pub fn record_unobserved(&self, forward: &str, from: SystemTime, to: SystemTime, boot: Duration) {
+    fn record_unobserved(&self, forward: &str, from: SystemTime, to: SystemTime, boot: Duration) {
         let seconds = to.duration_since(from).unwrap_or_default().as_secs_f64();
         let labels = ForwardLabels { forward: forward.to_owned() };
         self.metrics.unobserved_seconds.get_or_create(&labels).inc_by(seconds);
