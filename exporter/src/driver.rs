@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::clock;
 use crate::record::Recorder;
 
-/// Declares the probe span's fields once: the struct an adapter fills in [`Recording::annotate`], and the span
+/// Declares the probe span's fields once: the struct an adapter fills in [`Adapter::annotate`], and the span
 /// built with every one of them, so a field an adapter sets can never be missing from the span (tracing drops
 /// a `record` of an undeclared field silently).
 macro_rules! span_fields {
@@ -135,7 +135,7 @@ impl<'a> Schedule<'a> {
 
 /// What the driver needs of a probe kind's recording module: its schedule, where its outcomes go, and
 /// what to say about them.
-pub trait Recording: Send + 'static {
+pub trait Adapter: Send + 'static {
     /// The probe it records.
     type Probe: Probe;
     /// What a change is judged by; a log line is written when it differs from the last round's.
@@ -149,23 +149,23 @@ pub trait Recording: Send + 'static {
         async { true }
     }
     /// Record one outcome. Returns the outcome's label for the span (`ok`, a reason, a state).
-    fn record(&mut self, round: Round, outcome: &<Self::Probe as Probe>::Outcome) -> &'static str;
+    fn handle(&mut self, round: Round, outcome: &<Self::Probe as Probe>::Outcome) -> &'static str;
     /// Set the span's fields beyond `outcome` (timings, status): only fields [`SpanFields`] declares.
     fn annotate(&self, _outcome: &<Self::Probe as Probe>::Outcome, _fields: &mut SpanFields) {}
     /// The state a change is judged by.
     fn state(&self, outcome: &<Self::Probe as Probe>::Outcome) -> Self::State;
-    /// Say what changed (called once per change of [`Recording::state`]).
+    /// Say what changed (called once per change of [`Adapter::state`]).
     fn log_change(&self, outcome: &<Self::Probe as Probe>::Outcome);
 }
 
 /// Run `probe` on `recording`'s schedule until the generation stops.
-pub async fn drive<R: Recording>(mut probe: R::Probe, mut recording: R, ctx: TaskContext) {
-    let schedule = recording.schedule();
+pub async fn drive<R: Adapter>(mut probe: R::Probe, mut kind: R, ctx: TaskContext) {
+    let schedule = kind.schedule();
     let (interval, timeout) = (schedule.interval, schedule.round_timeout());
     let mut ticker = Ticker::jittered(interval);
     let mut last_state: Option<R::State> = None;
     while let Some(scheduled) = ticker.tick(&ctx.cancel).await {
-        if !recording.before_round(&mut probe).await {
+        if !kind.before_round(&mut probe).await {
             continue;
         }
         let permit = tokio::select! {
@@ -180,21 +180,21 @@ pub async fn drive<R: Recording>(mut probe: R::Probe, mut recording: R, ctx: Tas
         // format every span's fields, every round, for nothing). The fields are every kind's, declared once
         // (`span_fields!`).
         let span = probe_span(R::Probe::KIND);
-        let (field, name) = recording.schedule().subject;
+        let (field, name) = kind.schedule().subject;
         span.record(field, name);
         let outcome = tokio::time::timeout(timeout + HARD_TIMEOUT_MARGIN, probe.probe(timeout))
             .instrument(span.clone())
             .await
             .unwrap_or_else(|_| probes::CutOff.into());
-        let label = recording.record(round, &outcome);
+        let label = kind.handle(round, &outcome);
         span.record("outcome", label);
         let mut fields = SpanFields::default();
-        recording.annotate(&outcome, &mut fields);
+        kind.annotate(&outcome, &mut fields);
         fields.record_into(&span);
         drop(span);
-        let state = recording.state(&outcome);
+        let state = kind.state(&outcome);
         if last_state.as_ref() != Some(&state) {
-            recording.log_change(&outcome);
+            kind.log_change(&outcome);
             last_state = Some(state);
         }
     }
@@ -282,7 +282,7 @@ mod tests {
         cancel: CancellationToken,
     }
 
-    impl Recording for Kept {
+    impl Adapter for Kept {
         type Probe = Scripted;
         type State = Answer;
 
@@ -290,7 +290,7 @@ mod tests {
             // The timeout configured longer than the interval: the driver caps it.
             Schedule { subject: ("forward", "t"), interval: Duration::from_secs(1), timeout: Duration::from_secs(5) }
         }
-        fn record(&mut self, _round: Round, outcome: &Answer) -> &'static str {
+        fn handle(&mut self, _round: Round, outcome: &Answer) -> &'static str {
             let mut outcomes = self.outcomes.lock().unwrap();
             outcomes.push(outcome.clone());
             if outcomes.len() == self.rounds {

@@ -1,7 +1,7 @@
 //! The adapter of the auth probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::auth`]).
 
 use crate::config::{AuthProbe, Forward};
-use crate::driver::{Recording, Round, Schedule, SpanFields};
+use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::record::Recorder;
 use crate::token_sources;
 use probes::auth_probe::{self, Answer, Secret};
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The recording of one forward's active auth probe: it also picks the token to send each round.
-pub struct AuthProbeRecording {
+pub struct AuthProbeKind {
     forward: Arc<Forward>,
     settings: Arc<AuthProbe>,
     registry: Arc<Registry>,
@@ -28,7 +28,7 @@ pub struct AuthProbeRecording {
     last_note: String,
 }
 
-impl AuthProbeRecording {
+impl AuthProbeKind {
     /// Its probe (a token is chosen each round) and its recording.
     pub fn new(
         forward: Arc<Forward>,
@@ -36,7 +36,7 @@ impl AuthProbeRecording {
         registry: Arc<Registry>,
         recorder: Arc<Recorder>,
         session: ssh_session::Target,
-    ) -> (auth_probe::Target, AuthProbeRecording) {
+    ) -> (auth_probe::Target, AuthProbeKind) {
         recorder.create_withheld_series(&forward.name, "auth");
         // The owner check runs inside the probe's round: after its permit, and again on the connected stream
         // before the token is written.
@@ -55,7 +55,7 @@ impl AuthProbeRecording {
             }
         }
         let target = auth_probe::Target { addr: forward.local, token: Secret::new(Vec::new()), gate: Some(gate) };
-        let recording = AuthProbeRecording {
+        let recording = AuthProbeKind {
             forward,
             settings,
             registry,
@@ -81,7 +81,7 @@ impl AuthProbeRecording {
     }
 }
 
-impl Recording for AuthProbeRecording {
+impl Adapter for AuthProbeKind {
     type Probe = auth_probe::Target;
     /// The answer's label (accepted, rejected) or the failure's.
     type State = &'static str;
@@ -110,7 +110,7 @@ impl Recording for AuthProbeRecording {
         true
     }
 
-    fn record(&mut self, _round: Round, outcome: &auth_probe::Outcome) -> &'static str {
+    fn handle(&mut self, _round: Round, outcome: &auth_probe::Outcome) -> &'static str {
         // The token goes only to our own user's ssh: the probe's gate withheld it, so nothing was sent.
         if let Err(auth_probe::Failure::Withheld { why }) = outcome {
             self.recorder.count_withheld(&self.forward.name, "auth");

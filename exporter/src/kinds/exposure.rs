@@ -1,7 +1,7 @@
 //! The adapter of the exposure probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::exposure`]).
 
 use crate::config::Gateway;
-use crate::driver::{Recording, Round, Schedule, SpanFields};
+use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::record::Recorder;
 use probes::exposure::{self, Scope};
 use probes::Label;
@@ -9,19 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The recording of one gateway port's exposure checks.
-pub struct ExposureRecording {
+pub struct ExposureKind {
     gateway: Arc<Gateway>,
     recorder: Arc<Recorder>,
 }
 
-impl ExposureRecording {
+impl ExposureKind {
     /// Its probe and its recording.
-    pub fn new(gateway: Arc<Gateway>, recorder: Arc<Recorder>) -> (exposure::Target, ExposureRecording) {
-        (exposure::Target { port: gateway.port }, ExposureRecording { gateway, recorder })
+    pub fn new(gateway: Arc<Gateway>, recorder: Arc<Recorder>) -> (exposure::Target, ExposureKind) {
+        (exposure::Target { port: gateway.port }, ExposureKind { gateway, recorder })
     }
 }
 
-impl Recording for ExposureRecording {
+impl Adapter for ExposureKind {
     type Probe = exposure::Target;
     /// Exposed or not; or why the table could not be read.
     type State = Result<bool, &'static str>;
@@ -35,7 +35,7 @@ impl Recording for ExposureRecording {
         }
     }
 
-    fn record(&mut self, round: Round, outcome: &exposure::Outcome) -> &'static str {
+    fn handle(&mut self, round: Round, outcome: &exposure::Outcome) -> &'static str {
         match outcome {
             Ok(found) => {
                 self.recorder.record_exposure(&self.gateway.name, found, &self.gateway.allowed, round.wall);
@@ -100,7 +100,7 @@ mod tests {
             interval: Duration::from_secs(1),
             allowed: vec![Scope::Loopback, Scope::Tailnet],
         });
-        let (target, mut recording) = ExposureRecording::new(gateway, recorder.clone());
+        let (target, mut recording) = ExposureKind::new(gateway, recorder.clone());
         assert_eq!(target.port, 18789);
         let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = |at| Round { wall: at, boot: Duration::ZERO };
@@ -108,9 +108,9 @@ mod tests {
         let exposed = Ok(exposure::Exposure {
             listeners: vec!["127.0.0.1:18789".parse().unwrap(), "0.0.0.0:18789".parse().unwrap()],
         });
-        assert_eq!(recording.record(round(t0), &loopback), "loopback_only");
-        assert_eq!(recording.record(round(t0 + Duration::from_secs(10)), &exposed), "exposed");
-        assert_eq!(recording.record(round(t0 + Duration::from_secs(20)), &exposed), "exposed");
+        assert_eq!(recording.handle(round(t0), &loopback), "loopback_only");
+        assert_eq!(recording.handle(round(t0 + Duration::from_secs(10)), &exposed), "exposed");
+        assert_eq!(recording.handle(round(t0 + Duration::from_secs(20)), &exposed), "exposed");
         assert_eq!(recording.state(&exposed), Ok(true));
         let mut fields = SpanFields::default();
         recording.annotate(&exposed, &mut fields);
@@ -125,14 +125,14 @@ mod tests {
         let since = "openclaw_gateway_exposed_since_timestamp_seconds{gateway=\"g\"}";
         assert_eq!(sample(&text, since), Some(1_800_000_010.0), "the first exposed round, not the last");
         // Loopback only again: the red line resets.
-        recording.record(round(t0 + Duration::from_secs(40)), &loopback);
+        recording.handle(round(t0 + Duration::from_secs(40)), &loopback);
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(50));
         assert_eq!(sample(&text, since), Some(0.0));
         // A tailnet listener is declared: counted, exported as allowed, and no red line.
         let tailnet = Ok(exposure::Exposure {
             listeners: vec!["127.0.0.1:18789".parse().unwrap(), "100.100.1.1:18789".parse().unwrap()],
         });
-        assert_eq!(recording.record(round(t0 + Duration::from_secs(60)), &tailnet), "within_allowed");
+        assert_eq!(recording.handle(round(t0 + Duration::from_secs(60)), &tailnet), "within_allowed");
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(70));
         assert_eq!(sample(&text, since), Some(0.0));
         assert_eq!(sample(&text, "openclaw_gateway_listen_sockets{gateway=\"g\",scope=\"tailnet\"}"), Some(1.0));
@@ -140,7 +140,7 @@ mod tests {
         assert_eq!(sample(&text, "openclaw_gateway_bind_allowed{gateway=\"g\",scope=\"private\"}"), Some(0.0));
         // A LAN listener is not: it pages.
         let lan = Ok(exposure::Exposure { listeners: vec!["10.0.0.5:18789".parse().unwrap()] });
-        assert_eq!(recording.record(round(t0 + Duration::from_secs(80)), &lan), "exposed");
+        assert_eq!(recording.handle(round(t0 + Duration::from_secs(80)), &lan), "exposed");
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(90));
         assert_eq!(sample(&text, since), Some(1_800_000_080.0));
     }

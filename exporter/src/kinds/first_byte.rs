@@ -1,7 +1,7 @@
 //! The adapter of the first byte probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::first_byte`]).
 
 use crate::config::Forward;
-use crate::driver::{Recording, Round, Schedule, SpanFields};
+use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::record::first_byte::*;
 use crate::record::Recorder;
 use probes::{first_byte, Label};
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The recording of one forward's first-byte probes.
-pub struct FirstByte {
+pub struct FirstByteKind {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
     /// The sleep-counting clock at the last round: a failed round stands for the time since it, capped at
@@ -17,16 +17,16 @@ pub struct FirstByte {
     last_round: Option<Duration>,
 }
 
-impl FirstByte {
+impl FirstByteKind {
     /// Its probe and its recording, with the attempt and failure counters created at zero.
-    pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (first_byte::Target, FirstByte) {
+    pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (first_byte::Target, FirstByteKind) {
         recorder.create_first_byte_series(&forward.name);
         let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
-        (target, FirstByte { forward, recorder, last_round: None })
+        (target, FirstByteKind { forward, recorder, last_round: None })
     }
 }
 
-impl Recording for FirstByte {
+impl Adapter for FirstByteKind {
     type Probe = first_byte::Target;
     /// The failure reason; None while the gateway answers.
     type State = Option<&'static str>;
@@ -35,7 +35,7 @@ impl Recording for FirstByte {
         Schedule::forward(&self.forward, self.forward.first_byte_interval)
     }
 
-    fn record(&mut self, round: Round, outcome: &first_byte::Outcome) -> &'static str {
+    fn handle(&mut self, round: Round, outcome: &first_byte::Outcome) -> &'static str {
         let interval = self.forward.first_byte_interval;
         let observed = self.last_round.map_or(interval, |previous| round.boot.saturating_sub(previous).min(interval));
         self.last_round = Some(round.boot);
@@ -99,7 +99,7 @@ mod tests {
         let recorder = Arc::new(Recorder::new());
         let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
         let name = forward.name.clone();
-        let _ = FirstByte::new(forward, recorder.clone());
+        let _ = FirstByteKind::new(forward, recorder.clone());
         recorder.record_first_byte(&name, &answered(Duration::from_millis(2)));
         recorder.record_first_byte(&name, &Err(first_byte::Failure::EmptyReply { elapsed: Duration::ZERO }));
         let text = recorder.encode(Format::OpenMetrics, SystemTime::now());

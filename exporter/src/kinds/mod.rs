@@ -1,4 +1,4 @@
-//! The probe kinds' adapters: one module per kind, each the [`crate::driver::Recording`] of its probe. An
+//! The probe kinds' adapters: one module per kind, each the [`crate::driver::Adapter`] of its probe. An
 //! adapter builds its target, owns its interval and timeout, does what a round needs first (reading token
 //! files), logs state changes and records each outcome through the recorder's API ([`crate::record`]).
 

@@ -1,14 +1,14 @@
 //! The adapter of the model host probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::model_host`]).
 
 use crate::config::ModelHost;
-use crate::driver::{Recording, Round, Schedule, SpanFields};
+use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::record::Recorder;
 use probes::model_host::{self, Reason};
 use probes::Label;
 use std::sync::Arc;
 
 /// The recording of one model host's probes.
-pub struct ModelHostRecording {
+pub struct ModelHostKind {
     host: Arc<ModelHost>,
     recorder: Arc<Recorder>,
 }
@@ -31,14 +31,14 @@ pub fn target(host: &ModelHost) -> Result<model_host::Target, model_host::TlsCon
     })
 }
 
-impl ModelHostRecording {
+impl ModelHostKind {
     /// The recording of `host`'s probes (its series are created at zero by [`Recorder::apply_config`]).
-    pub fn new(host: Arc<ModelHost>, recorder: Arc<Recorder>) -> ModelHostRecording {
-        ModelHostRecording { host, recorder }
+    pub fn new(host: Arc<ModelHost>, recorder: Arc<Recorder>) -> ModelHostKind {
+        ModelHostKind { host, recorder }
     }
 }
 
-impl Recording for ModelHostRecording {
+impl Adapter for ModelHostKind {
     type Probe = model_host::Target;
     /// The failure reason; None while the model API answers.
     type State = Option<Reason>;
@@ -47,7 +47,7 @@ impl Recording for ModelHostRecording {
         Schedule { subject: ("model_host", &self.host.name), interval: self.host.interval, timeout: self.host.timeout }
     }
 
-    fn record(&mut self, _round: Round, outcome: &model_host::Outcome) -> &'static str {
+    fn handle(&mut self, _round: Round, outcome: &model_host::Outcome) -> &'static str {
         self.recorder.record_model_host(&self.host.name, outcome);
         outcome.as_ref().err().map_or("ok", Label::label)
     }
@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn a_round_records_attempts_phases_first_byte_and_the_failure_reason() {
         let recorder = Arc::new(Recorder::new());
-        let mut recording = ModelHostRecording::new(Arc::new(host("https://api.example.com/")), recorder.clone());
+        let mut recording = ModelHostKind::new(Arc::new(host("https://api.example.com/")), recorder.clone());
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let phases = model_host::Phases {
             dns: Some(Duration::from_millis(1)),
@@ -129,14 +129,14 @@ mod tests {
         };
         let ok: model_host::Outcome =
             Ok(model_host::Response { phases: phases.clone(), first_byte: Duration::from_millis(30), status: 200 });
-        assert_eq!(recording.record(round, &ok), "ok");
+        assert_eq!(recording.handle(round, &ok), "ok");
         let failed: model_host::Outcome = Err(model_host::Failure {
             reason: Reason::Tls,
             phases,
             first_byte: None,
             detail: "certificate expired".into(),
         });
-        assert_eq!(recording.record(round, &failed), "tls");
+        assert_eq!(recording.handle(round, &failed), "tls");
         assert_eq!(recording.state(&failed), Some(Reason::Tls));
         let mut fields = SpanFields::default();
         recording.annotate(&ok, &mut fields);

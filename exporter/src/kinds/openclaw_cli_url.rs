@@ -4,7 +4,7 @@
 //! is its address (through the recorder's API in [`crate::record::tunnel`]).
 
 use crate::config::Config;
-use crate::driver::{Recording, Round, Schedule};
+use crate::driver::{Adapter, Round, Schedule};
 use crate::openclaw_cli_url::{self, Finding, OpenclawCliUrl};
 use crate::record::status::OpenclawCliUrlStatus;
 use crate::record::Recorder;
@@ -46,23 +46,23 @@ impl Probe for OpenclawCliUrlProbe {
 }
 
 /// The recording of the CLI-URL check.
-pub struct OpenclawCliUrlRecording {
+pub struct OpenclawCliUrlKind {
     forwards: Vec<(String, SocketAddr)>,
     interval: Duration,
     recorder: Arc<Recorder>,
 }
 
-impl OpenclawCliUrlRecording {
+impl OpenclawCliUrlKind {
     /// Its probe and its recording, for every forward of `config`.
     pub fn new(
         config: &Config,
         interval: Duration,
         recorder: Arc<Recorder>,
-    ) -> (OpenclawCliUrlProbe, OpenclawCliUrlRecording) {
+    ) -> (OpenclawCliUrlProbe, OpenclawCliUrlKind) {
         // Taps' listen addresses first: a CLI pointed at a tap uses the forward the tap fronts.
         let forwards = config.cli_addresses().into_iter().map(|(name, addr)| (name.to_owned(), addr)).collect();
         let probe = OpenclawCliUrlProbe { config_override: config.auth_probe.openclaw_config.clone() };
-        (probe, OpenclawCliUrlRecording { forwards, interval, recorder })
+        (probe, OpenclawCliUrlKind { forwards, interval, recorder })
     }
 
     fn judge(&self, cli: &OpenclawCliUrl) -> Finding {
@@ -82,7 +82,7 @@ pub fn cli_url_status(cli: &OpenclawCliUrl, finding: &Finding) -> OpenclawCliUrl
     }
 }
 
-impl Recording for OpenclawCliUrlRecording {
+impl Adapter for OpenclawCliUrlKind {
     type Probe = OpenclawCliUrlProbe;
     /// The URL and its finding (or why unknown): a change of either is logged once.
     type State = Result<(OpenclawCliUrl, Finding), String>;
@@ -91,7 +91,7 @@ impl Recording for OpenclawCliUrlRecording {
         Schedule::openclaw_cli_files(self.interval)
     }
 
-    fn record(&mut self, _round: Round, OpenclawCliUrlRead(read): &OpenclawCliUrlRead) -> &'static str {
+    fn handle(&mut self, _round: Round, OpenclawCliUrlRead(read): &OpenclawCliUrlRead) -> &'static str {
         let names: Vec<&str> = self.forwards.iter().map(|(name, _)| name.as_str()).collect();
         match read {
             Ok(cli) => {

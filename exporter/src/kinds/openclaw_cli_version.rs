@@ -4,7 +4,7 @@
 //! through [`Recorder::record_cli_version`].
 
 use crate::config::Config;
-use crate::driver::{Recording, Round, Schedule};
+use crate::driver::{Adapter, Round, Schedule};
 use crate::record::Recorder;
 use probes::openclaw_cli_version::{self, Failure, Found};
 use probes::Label;
@@ -15,21 +15,18 @@ use std::time::Duration;
 pub const OPENCLAW_CLI_VERSION_EVERY: Duration = Duration::from_secs(60);
 
 /// The recording of the CLI-version reader.
-pub struct OpenclawCliVersionRecording {
+pub struct OpenclawCliVersionKind {
     recorder: Arc<Recorder>,
 }
 
-impl OpenclawCliVersionRecording {
+impl OpenclawCliVersionKind {
     /// Its probe (the process's PATH and home, and `[cli] path`) and its recording.
-    pub fn new(
-        config: &Config,
-        recorder: Arc<Recorder>,
-    ) -> (openclaw_cli_version::Target, OpenclawCliVersionRecording) {
-        (openclaw_cli_version::Target::from_env(config.cli_path.clone()), OpenclawCliVersionRecording { recorder })
+    pub fn new(config: &Config, recorder: Arc<Recorder>) -> (openclaw_cli_version::Target, OpenclawCliVersionKind) {
+        (openclaw_cli_version::Target::from_env(config.cli_path.clone()), OpenclawCliVersionKind { recorder })
     }
 }
 
-impl Recording for OpenclawCliVersionRecording {
+impl Adapter for OpenclawCliVersionKind {
     type Probe = openclaw_cli_version::Target;
     /// The version found, or why none: a change is logged once.
     type State = Result<String, &'static str>;
@@ -38,7 +35,7 @@ impl Recording for OpenclawCliVersionRecording {
         Schedule::openclaw_cli_files(OPENCLAW_CLI_VERSION_EVERY)
     }
 
-    fn record(&mut self, _round: Round, outcome: &openclaw_cli_version::Outcome) -> &'static str {
+    fn handle(&mut self, _round: Round, outcome: &openclaw_cli_version::Outcome) -> &'static str {
         self.recorder.record_cli_version(outcome.as_ref().ok().map(|found| found.version.as_str()));
         outcome.as_ref().err().map_or("ok", Label::label)
     }
@@ -74,7 +71,7 @@ mod tests {
     #[test]
     fn the_version_is_one_series_that_moves_and_goes_when_the_cli_does() {
         let recorder = Arc::new(Recorder::new());
-        let mut recording = OpenclawCliVersionRecording { recorder: recorder.clone() };
+        let mut recording = OpenclawCliVersionKind { recorder: recorder.clone() };
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let found = |version: &str| -> openclaw_cli_version::Outcome {
             Ok(Found {
@@ -84,16 +81,16 @@ mod tests {
             })
         };
         let series = |v: &str| format!("openclaw_cli_build_info{{version=\"{v}\"}}");
-        assert_eq!(recording.record(round, &found("2026.5.1")), "ok");
+        assert_eq!(recording.handle(round, &found("2026.5.1")), "ok");
         let text = recorder.encode(Format::Prometheus, SystemTime::now());
         assert_eq!(sample(&text, &series("2026.5.1")), Some(1.0));
-        recording.record(round, &found("2026.9.6"));
+        recording.handle(round, &found("2026.9.6"));
         let text = recorder.encode(Format::Prometheus, SystemTime::now());
         assert_eq!(sample(&text, &series("2026.9.6")), Some(1.0));
         assert_eq!(sample(&text, &series("2026.5.1")), None, "the old version's series goes");
         assert_eq!(recorder.status(SystemTime::now()).cli_version.as_deref(), Some("2026.9.6"));
         let gone: openclaw_cli_version::Outcome = Err(Failure::NotFound { looked: "PATH".into() });
-        assert_eq!(recording.record(round, &gone), "not_found");
+        assert_eq!(recording.handle(round, &gone), "not_found");
         let text = recorder.encode(Format::Prometheus, SystemTime::now());
         assert!(!text.contains("openclaw_cli_build_info{"), "{text}");
     }

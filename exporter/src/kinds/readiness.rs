@@ -1,7 +1,7 @@
 //! The adapter of the readiness probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::readiness`]).
 
 use crate::config::Forward;
-use crate::driver::{Recording, Round, Schedule};
+use crate::driver::{Adapter, Round, Schedule};
 use crate::record::readiness::*;
 use crate::record::Recorder;
 use probes::readiness::{self, Readiness, StartupState};
@@ -9,21 +9,21 @@ use probes::Label;
 use std::sync::Arc;
 
 /// The recording of one forward's startup and readiness probes.
-pub struct ReadinessRecording {
+pub struct ReadinessKind {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
 }
 
-impl ReadinessRecording {
+impl ReadinessKind {
     /// Its probe and its recording.
-    pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (readiness::Target, ReadinessRecording) {
+    pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (readiness::Target, ReadinessKind) {
         recorder.create_readiness_series(&forward.name);
         let target = readiness::Target { addr: forward.local };
-        (target, ReadinessRecording { forward, recorder })
+        (target, ReadinessKind { forward, recorder })
     }
 }
 
-impl Recording for ReadinessRecording {
+impl Adapter for ReadinessKind {
     type Probe = readiness::Target;
     /// What the status report shows; a change of it is logged.
     type State = Option<GatewayState>;
@@ -32,7 +32,7 @@ impl Recording for ReadinessRecording {
         Schedule::forward(&self.forward, self.forward.readiness_interval)
     }
 
-    fn record(&mut self, round: Round, outcome: &readiness::Outcome) -> &'static str {
+    fn handle(&mut self, round: Round, outcome: &readiness::Outcome) -> &'static str {
         // A failed read (the forward down) says nothing new about the gateway: the gauges keep their values,
         // and the first-byte probe reports the path.
         let Ok(found) = outcome else { return outcome.as_ref().err().map_or("ok", Label::label) };
@@ -107,14 +107,14 @@ mod tests {
         let recorder = Arc::new(Recorder::new());
         let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
         let name = forward.name.clone();
-        let (_, mut recording) = ReadinessRecording::new(forward, recorder.clone());
+        let (_, mut recording) = ReadinessKind::new(forward, recorder.clone());
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = |after: u64| Round { wall: t0 + Duration::from_secs(after), boot: Duration::ZERO };
-        assert_eq!(recording.record(round(0), &found(StartupState::Started, "2026.9.6", 100, true)), "ready");
+        assert_eq!(recording.handle(round(0), &found(StartupState::Started, "2026.9.6", 100, true)), "ready");
         // Ten seconds later, uptime ten seconds more (within the tolerance): the same process.
-        assert_eq!(recording.record(round(10), &found(StartupState::Started, "2026.9.6", 111, true)), "ready");
+        assert_eq!(recording.handle(round(10), &found(StartupState::Started, "2026.9.6", 111, true)), "ready");
         // Restarted with a new version, starting: a restart, the version series replaced.
-        assert_eq!(recording.record(round(20), &found(StartupState::Starting, "2026.9.7", 1, false)), "starting");
+        assert_eq!(recording.handle(round(20), &found(StartupState::Starting, "2026.9.7", 1, false)), "starting");
 
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(30));
         assert_eq!(sample(&text, &format!("openclaw_gateway_restarts_total{{forward=\"{name}\"}}")), Some(1.0));
@@ -127,7 +127,7 @@ mod tests {
         assert_eq!((sample(&text, &state("starting")), sample(&text, &state("started"))), (Some(1.0), Some(0.0)));
         // A failed read says nothing new: the gauges keep their values.
         let failed: readiness::Outcome = Err(probes::http::Failure::Refused);
-        assert_eq!(recording.record(round(30), &failed), "refused");
+        assert_eq!(recording.handle(round(30), &failed), "refused");
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(40));
         assert_eq!(sample(&text, &state("starting")), Some(1.0));
     }

@@ -4,7 +4,7 @@
 
 use crate::clock::unix_seconds;
 use crate::config::Forward;
-use crate::driver::{Recording, Round, Schedule, SpanFields};
+use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::record::status::OrphanStatus;
 use crate::record::Recorder;
 use probes::{ssh_hygiene, ssh_session, Label};
@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The recording of one forward's hygiene checks.
-pub struct HygieneRecording {
+pub struct HygieneKind {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
 }
 
-impl HygieneRecording {
+impl HygieneKind {
     /// Its probe (a lookup of its own, sharing the generation's process walk through `session`, and the
     /// generation's process table) and its recording.
     pub fn new(
@@ -25,9 +25,9 @@ impl HygieneRecording {
         recorder: Arc<Recorder>,
         session: ssh_session::Target,
         table: &ssh_hygiene::ProcessTable,
-    ) -> (ssh_hygiene::Target, HygieneRecording) {
+    ) -> (ssh_hygiene::Target, HygieneKind) {
         let target = ssh_hygiene::Target::new(forward.local, session, table.clone());
-        (target, HygieneRecording { forward, recorder })
+        (target, HygieneKind { forward, recorder })
     }
 }
 
@@ -50,7 +50,7 @@ pub fn orphan_status(orphan: &ssh_hygiene::Orphan) -> OrphanStatus {
     }
 }
 
-impl Recording for HygieneRecording {
+impl Adapter for HygieneKind {
     type Probe = ssh_hygiene::Target;
     /// The orphans' pids (or why they are unknown) and the owner's risky options (None while unknown): a
     /// new orphan, one gone, or a new set of risks is a change.
@@ -60,7 +60,7 @@ impl Recording for HygieneRecording {
         Schedule::forward(&self.forward, self.forward.hygiene_interval.unwrap_or(Duration::from_secs(30)))
     }
 
-    fn record(&mut self, _round: Round, outcome: &ssh_hygiene::Outcome) -> &'static str {
+    fn handle(&mut self, _round: Round, outcome: &ssh_hygiene::Outcome) -> &'static str {
         let orphans = outcome.orphans().map(|orphans| orphans.iter().map(orphan_status).collect());
         self.recorder.record_orphans(&self.forward.name, orphans);
         let risks = match outcome {
@@ -140,7 +140,7 @@ mod tests {
         let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
         let session = ssh_session::Target::new(forward.local);
         let (_, mut recording) =
-            HygieneRecording::new(forward.clone(), recorder.clone(), session, &ssh_hygiene::ProcessTable::default());
+            HygieneKind::new(forward.clone(), recorder.clone(), session, &ssh_hygiene::ProcessTable::default());
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = Round { wall: t0, boot: Duration::from_secs(10) };
         let orphan = ssh_hygiene::Orphan {
@@ -155,7 +155,7 @@ mod tests {
             options: Ok(vec![probes::ssh_options::Risk::ServerAliveOff]),
             dead_path_after: None,
         };
-        assert_eq!(recording.record(round, &counted), "counted");
+        assert_eq!(recording.handle(round, &counted), "counted");
         assert_eq!(sample(&recorder.encode(Format::Prometheus, t0), &series), Some(1.0));
         let status = recorder.status(SystemTime::now());
         let listed = status.forwards[0].ssh_orphans.as_ref().expect("listed");
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(listed[0].fix, "ServerAliveInterval 15\nServerAliveCountMax 3");
 
         let unknown = ssh_hygiene::Outcome::OwnerUnknown { detail: "x".into() };
-        assert_eq!(recording.record(round, &unknown), "owner_unknown");
+        assert_eq!(recording.handle(round, &unknown), "owner_unknown");
         assert_eq!(sample(&recorder.encode(Format::Prometheus, t0), &series), None, "unknown is not zero");
         assert!(recorder.status(SystemTime::now()).forwards[0].ssh_orphans.is_none());
         assert_eq!(sample(&recorder.encode(Format::Prometheus, t0), &risk("server_alive_off")), None);
@@ -184,7 +184,7 @@ mod tests {
             options: Ok(vec![]),
             dead_path_after: None,
         };
-        recording.record(round, &none);
+        recording.handle(round, &none);
         assert_eq!(sample(&recorder.encode(Format::Prometheus, t0), &series), Some(0.0));
     }
 }

@@ -1,7 +1,7 @@
 //! The adapter of the tunnel probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::tunnel`]).
 
 use crate::config::Forward;
-use crate::driver::{Recording, Round, Schedule, SpanFields};
+use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::record::tunnel::*;
 use crate::record::Recorder;
 use probes::{ssh_session, syn, Label, Probe};
@@ -52,22 +52,26 @@ impl Probe for TunnelProbe {
 }
 
 /// The recording of one forward's tunnel rounds.
-pub struct Tunnel {
+pub struct TunnelKind {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
 }
 
-impl Tunnel {
+impl TunnelKind {
     /// Its probe and its recording, with the forward's counters created at zero (so `rate()` works before
     /// the first round).
-    pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>, session: ssh_session::Target) -> (TunnelProbe, Tunnel) {
+    pub fn new(
+        forward: Arc<Forward>,
+        recorder: Arc<Recorder>,
+        session: ssh_session::Target,
+    ) -> (TunnelProbe, TunnelKind) {
         recorder.create_tunnel_series(&forward.name);
         let probe = TunnelProbe { syn: syn::Target { addr: forward.local }, session };
-        (probe, Tunnel { forward, recorder })
+        (probe, TunnelKind { forward, recorder })
     }
 }
 
-impl Recording for Tunnel {
+impl Adapter for TunnelKind {
     type Probe = TunnelProbe;
     /// The session's outcome: a new owner (autossh's restart) is a change, a steady one is not.
     type State = ssh_session::Outcome;
@@ -76,7 +80,7 @@ impl Recording for Tunnel {
         Schedule::forward(&self.forward, self.forward.syn_interval)
     }
 
-    fn record(&mut self, round: Round, TunnelOutcome { syn, session }: &TunnelOutcome) -> &'static str {
+    fn handle(&mut self, round: Round, TunnelOutcome { syn, session }: &TunnelOutcome) -> &'static str {
         let round = TunnelRound { at: round.wall, boot: round.boot, interval: self.forward.syn_interval };
         let verdict =
             self.recorder.record_tunnel(&self.forward.name, round, &self.forward.trusted_owners, syn, session);
@@ -141,14 +145,14 @@ mod tests {
         let recorder = std::sync::Arc::new(Recorder::new());
         let forward = std::sync::Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
         let session = ssh_session::Target::new(forward.local);
-        let (_, mut tunnel) = Tunnel::new(forward.clone(), recorder.clone(), session);
+        let (_, mut tunnel) = TunnelKind::new(forward.clone(), recorder.clone(), session);
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = Round { wall: t0, boot: Duration::from_secs(10) };
         let outcome = TunnelOutcome {
             syn: Err(syn::Failure::LocalError(std::io::ErrorKind::AddrNotAvailable)),
             session: ssh_session::Outcome::Up(owner("ssh")),
         };
-        assert_eq!(tunnel.record(round, &outcome), "unobserved");
+        assert_eq!(tunnel.handle(round, &outcome), "unobserved");
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(1));
         let name = &forward.name;
         assert_eq!(sample(&text, &format!("openclaw_tunnel_up_checks_total{{forward=\"{name}\"}}")), Some(0.0));
@@ -165,7 +169,8 @@ mod tests {
     fn a_lookup_that_could_not_tell_leaves_the_hijack_gauge_as_it_was_and_counts_unknown() {
         let recorder = std::sync::Arc::new(Recorder::new());
         let forward = std::sync::Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
-        let (_, mut tunnel) = Tunnel::new(forward.clone(), recorder.clone(), ssh_session::Target::new(forward.local));
+        let (_, mut tunnel) =
+            TunnelKind::new(forward.clone(), recorder.clone(), ssh_session::Target::new(forward.local));
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let name = &forward.name;
         let hijacked = format!("openclaw_tunnel_forward_hijacked{{forward=\"{name}\"}}");
@@ -176,7 +181,7 @@ mod tests {
             at += 1;
             let round = Round { wall: t0 + Duration::from_secs(at), boot: Duration::from_secs(at) };
             let syn = Ok(syn::Connected { connect: Duration::from_micros(30) });
-            tunnel.record(round, &TunnelOutcome { syn, session });
+            tunnel.handle(round, &TunnelOutcome { syn, session });
             recorder.encode(Format::Prometheus, t0 + Duration::from_secs(at))
         };
         let unknown = || ssh_session::Outcome::Unknown { detail: "socket table lookup timed out".into() };

@@ -1,7 +1,7 @@
 //! The adapter of the ws handshake probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::ws_handshake`]).
 
 use crate::config::{AuthProbe, Forward};
-use crate::driver::{Recording, Round, Schedule, SpanFields};
+use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::record::Recorder;
 use crate::token_sources;
 use probes::auth_tap::credential::TokenId;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The recording of one forward's WebSocket handshake probe.
-pub struct WsHandshakeRecording {
+pub struct WsHandshakeKind {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
     /// Where this machine's token is, when the auth probe covers the forward (the user chose to let the
@@ -28,14 +28,14 @@ pub struct WsHandshakeRecording {
     refused: Option<TokenId>,
 }
 
-impl WsHandshakeRecording {
+impl WsHandshakeKind {
     /// Its probe and its recording, with the failure counters created at zero.
     pub fn new(
         forward: Arc<Forward>,
         auth_probe: &AuthProbe,
         recorder: Arc<Recorder>,
         session: probes::ssh_session::Target,
-    ) -> (ws_handshake::Target, WsHandshakeRecording) {
+    ) -> (ws_handshake::Target, WsHandshakeKind) {
         recorder.create_ws_handshake_series(&forward.name);
         let tokens = auth_probe.forwards.contains(&forward.name).then(|| {
             token_sources::Locations::from_env(auth_probe.openclaw_config.as_deref(), auth_probe.token_file.as_deref())
@@ -51,7 +51,7 @@ impl WsHandshakeRecording {
             gate: Some(gate),
             withheld: withheld.clone(),
         };
-        (target, WsHandshakeRecording { forward, recorder, tokens, withheld, sent: None, refused: None })
+        (target, WsHandshakeKind { forward, recorder, tokens, withheld, sent: None, refused: None })
     }
 
     fn interval_or_off(&self) -> Duration {
@@ -60,7 +60,7 @@ impl WsHandshakeRecording {
     }
 }
 
-impl Recording for WsHandshakeRecording {
+impl Adapter for WsHandshakeKind {
     type Probe = ws_handshake::Target;
     /// The failure reason, or the reason the connect was refused; None while handshakes reach the challenge
     /// and their connect is not refused.
@@ -87,7 +87,7 @@ impl Recording for WsHandshakeRecording {
         true
     }
 
-    fn record(&mut self, _round: Round, outcome: &ws_handshake::Outcome) -> &'static str {
+    fn handle(&mut self, _round: Round, outcome: &ws_handshake::Outcome) -> &'static str {
         let name = &self.forward.name;
         if let Some(why) = self.withheld.take() {
             self.recorder.count_withheld(name, "ws_handshake");
@@ -157,14 +157,13 @@ mod tests {
         let session = session_target(&forward, config.scheduler.owner_lookup, &Default::default());
         let mut auth_probe = config.auth_probe.clone();
         auth_probe.forwards.clear();
-        let (target, mut recording) =
-            WsHandshakeRecording::new(forward.clone(), &auth_probe, recorder.clone(), session);
+        let (target, mut recording) = WsHandshakeKind::new(forward.clone(), &auth_probe, recorder.clone(), session);
         assert_eq!(target.addr, forward.local);
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let answered: ws_handshake::Outcome =
             Ok(ws_handshake::Handshake { elapsed: Duration::from_millis(3), connect: Connect::NotSent });
-        assert_eq!(recording.record(round, &answered), "ok");
-        assert_eq!(recording.record(round, &Err(ws_handshake::Failure::NoChallenge)), "no_challenge");
+        assert_eq!(recording.handle(round, &answered), "ok");
+        assert_eq!(recording.handle(round, &Err(ws_handshake::Failure::NoChallenge)), "no_challenge");
         let mut fields = SpanFields::default();
         recording.annotate(&answered, &mut fields);
         assert_eq!(fields.first_byte_us, Some(3000));
@@ -184,7 +183,7 @@ mod tests {
             elapsed: Duration::from_millis(3),
             connect: Connect::Refused(probes::refusal::Refusal::ScopeMismatch),
         });
-        assert_eq!(recording.record(round, &refused), "ok");
+        assert_eq!(recording.handle(round, &refused), "ok");
         assert_eq!(recording.state(&refused), Some("scope_mismatch"));
         let text = recorder.encode(Format::Prometheus, SystemTime::now());
         let refusals = format!(
@@ -195,7 +194,7 @@ mod tests {
         let refusal = status.forwards.iter().find(|f| f.forward == name).unwrap().last_refusal.clone().unwrap();
         assert_eq!((refusal.reason.as_str(), refusal.channel.as_str()), ("scope_mismatch", "probe"));
         assert!(refusal.fix.contains("re-pair"), "{}", refusal.fix);
-        assert_eq!(recording.record(round, &Err(ws_handshake::Failure::NoChallenge)), "no_challenge");
+        assert_eq!(recording.handle(round, &Err(ws_handshake::Failure::NoChallenge)), "no_challenge");
         let status = recorder.status(SystemTime::now());
         let line = status.forwards.iter().find(|f| f.forward == name).unwrap().last_ws_handshake.clone();
         assert!(

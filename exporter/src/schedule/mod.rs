@@ -23,15 +23,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Forward, ModelHost};
 use crate::driver::{drive, TaskContext};
-use crate::kinds::auth::AuthProbeRecording;
-use crate::kinds::exposure::ExposureRecording;
-use crate::kinds::first_byte::FirstByte;
-use crate::kinds::model_host::ModelHostRecording;
-use crate::kinds::openclaw_cli_url::OpenclawCliUrlRecording;
-use crate::kinds::readiness::ReadinessRecording;
-use crate::kinds::ssh_hygiene::HygieneRecording;
-use crate::kinds::tunnel::{session_target, Tunnel};
-use crate::kinds::ws_handshake::WsHandshakeRecording;
+use crate::kinds::auth::AuthProbeKind;
+use crate::kinds::exposure::ExposureKind;
+use crate::kinds::first_byte::FirstByteKind;
+use crate::kinds::model_host::ModelHostKind;
+use crate::kinds::openclaw_cli_url::OpenclawCliUrlKind;
+use crate::kinds::readiness::ReadinessKind;
+use crate::kinds::ssh_hygiene::HygieneKind;
+use crate::kinds::tunnel::{session_target, TunnelKind};
+use crate::kinds::ws_handshake::WsHandshakeKind;
 use crate::record::Recorder;
 
 /// Why a configuration's generation could not be prepared. Nothing of the running generation is touched
@@ -163,31 +163,26 @@ impl Generation {
             let session_target =
                 |forward: &Forward| session_target(forward, config.scheduler.owner_lookup, &owner_index);
             let session = session_target(&forward);
-            let (probe, recording) = Tunnel::new(forward.clone(), recorder.clone(), session);
+            let (probe, recording) = TunnelKind::new(forward.clone(), recorder.clone(), session);
             tasks.spawn(drive(probe, recording, ctx.clone()));
-            let (probe, recording) = FirstByte::new(forward.clone(), recorder.clone());
+            let (probe, recording) = FirstByteKind::new(forward.clone(), recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
-            let (probe, recording) = ReadinessRecording::new(forward.clone(), recorder.clone());
+            let (probe, recording) = ReadinessKind::new(forward.clone(), recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
             if forward.hygiene_interval.is_some() {
                 let session = session_target(&forward);
-                let (probe, recording) =
-                    HygieneRecording::new(forward.clone(), recorder.clone(), session, &process_table);
+                let (probe, recording) = HygieneKind::new(forward.clone(), recorder.clone(), session, &process_table);
                 tasks.spawn(drive(probe, recording, ctx.clone()));
             }
             // The senders of the token check the port's owner first, with a lookup of their own.
             let gate_session = session_target(&forward);
             if forward.ws_handshake_interval.is_some() {
-                let (probe, recording) = WsHandshakeRecording::new(
-                    forward.clone(),
-                    &config.auth_probe,
-                    recorder.clone(),
-                    gate_session.clone(),
-                );
+                let (probe, recording) =
+                    WsHandshakeKind::new(forward.clone(), &config.auth_probe, recorder.clone(), gate_session.clone());
                 tasks.spawn(drive(probe, recording, ctx.clone()));
             }
             if config.auth_probe.forwards.contains(&forward.name) {
-                let (probe, recording) = AuthProbeRecording::new(
+                let (probe, recording) = AuthProbeKind::new(
                     forward,
                     auth_settings.clone(),
                     auth_registry.clone(),
@@ -203,21 +198,21 @@ impl Generation {
             tasks.spawn(watch.run(cancel.clone()));
         }
         if let Some(interval) = config.scheduler.cli_url_interval.filter(|_| !config.forwards.is_empty()) {
-            let (probe, recording) = OpenclawCliUrlRecording::new(&config, interval, recorder.clone());
+            let (probe, recording) = OpenclawCliUrlKind::new(&config, interval, recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
         }
         // The CLI's version wherever the CLI is used: a laptop with forwards (the gateway host runs its own).
         if !config.forwards.is_empty() {
             let (probe, recording) =
-                crate::kinds::openclaw_cli_version::OpenclawCliVersionRecording::new(&config, recorder.clone());
+                crate::kinds::openclaw_cli_version::OpenclawCliVersionKind::new(&config, recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
         }
         for gateway in &config.gateways {
-            let (probe, recording) = ExposureRecording::new(Arc::new(gateway.clone()), recorder.clone());
+            let (probe, recording) = ExposureKind::new(Arc::new(gateway.clone()), recorder.clone());
             tasks.spawn(drive(probe, recording, ctx.clone()));
         }
         for (host, target) in model_hosts {
-            tasks.spawn(drive(target, ModelHostRecording::new(host, recorder.clone()), ctx.clone()));
+            tasks.spawn(drive(target, ModelHostKind::new(host, recorder.clone()), ctx.clone()));
         }
         if let (Some(settings), Some(queue)) = (&config.remote_write, remote_queue) {
             if let Ok(queue) = &queue {
