@@ -28,6 +28,29 @@ pub struct AuthProbeKind {
     last_note: String,
 }
 
+/// Registry entry: the active auth probe on a forward it covers; it checks the port's owner before the token
+/// goes out, with a lookup of its own.
+pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
+    if !start.config.auth_probe.forwards.contains(&forward.name) {
+        return;
+    }
+    let gate_session = start.session_target(forward);
+    let settings = Arc::new(start.config.auth_probe.clone());
+    let registry = start.auth_registry.clone();
+    let (probe, kind) = AuthProbeKind::new(forward.clone(), settings, registry, start.recorder.clone(), gate_session);
+    start.drive(probe, kind);
+}
+
+/// Registry entry: the token sources' own schedule, whenever the auth probe covers a forward.
+pub fn start_token_sources(start: &mut super::Start<'_>) {
+    if start.config.auth_probe.forwards.is_empty() {
+        return;
+    }
+    let watch = TokenSourcesWatch::new(&start.config.auth_probe, start.auth_registry.clone(), start.recorder.clone());
+    let cancel = start.cancel();
+    start.spawn(watch.run(cancel));
+}
+
 impl AuthProbeKind {
     /// Its probe (a token is chosen each round) and its recording.
     pub fn new(

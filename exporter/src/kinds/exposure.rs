@@ -14,6 +14,14 @@ pub struct ExposureKind {
     recorder: Arc<Recorder>,
 }
 
+/// Registry entry: each `[[gateway]]`'s bind exposure.
+pub fn start(start: &mut super::Start<'_>) {
+    for gateway in &start.config.gateways {
+        let (probe, kind) = ExposureKind::new(Arc::new(gateway.clone()), start.recorder.clone());
+        start.drive(probe, kind);
+    }
+}
+
 impl ExposureKind {
     /// Its probe and its recording.
     pub fn new(gateway: Arc<Gateway>, recorder: Arc<Recorder>) -> (exposure::Target, ExposureKind) {

@@ -17,6 +17,12 @@ pub struct FirstByteKind {
     last_round: Option<Duration>,
 }
 
+/// Registry entry: every forward has its first-byte probe.
+pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
+    let (probe, kind) = FirstByteKind::new(forward.clone(), start.recorder.clone());
+    start.drive(probe, kind);
+}
+
 impl FirstByteKind {
     /// Its probe and its recording, with the attempt and failure counters created at zero.
     pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (first_byte::Target, FirstByteKind) {

@@ -1,6 +1,20 @@
 //! The probe kinds' adapters: one module per kind, each the [`crate::driver::Adapter`] of its probe. An
-//! adapter builds its target, owns its interval and timeout, does what a round needs first (reading token
-//! files), logs state changes and records each outcome through the recorder's API ([`crate::record`]).
+//! adapter builds its target, owns its schedule, does what a round needs first (reading token files), logs
+//! state changes and records each outcome through the recorder's API ([`crate::record`]).
+//!
+//! The registry: [`FOR_EACH_FORWARD`] and [`ONCE`] list every kind's `start`, which decides from the
+//! configuration whether (and for what) the kind runs and spawns its tasks. The scheduler walks these lists
+//! and names no kind: a new kind is a module here and one entry in one list.
+
+use std::sync::Arc;
+
+use probes::auth_tap::Registry;
+use probes::ssh_session;
+use tokio::task::JoinSet;
+
+use crate::config::{Config, Forward, ModelHost};
+use crate::driver::{drive, Adapter, TaskContext};
+use crate::record::Recorder;
 
 pub mod auth;
 pub mod exposure;
@@ -12,3 +26,70 @@ pub mod readiness;
 pub mod ssh_hygiene;
 pub mod tunnel;
 pub mod ws_handshake;
+
+/// The kinds started for each `[[forward]]`, each deciding from the forward and the config whether it runs.
+pub const FOR_EACH_FORWARD: [fn(&mut Start<'_>, &Arc<Forward>); 6] =
+    [tunnel::start, first_byte::start, readiness::start, ssh_hygiene::start, ws_handshake::start, auth::start];
+
+/// The kinds started once per configuration (per gateway or model host inside).
+pub const ONCE: [fn(&mut Start<'_>); 5] = [
+    auth::start_token_sources,
+    openclaw_cli_url::start,
+    openclaw_cli_version::start,
+    exposure::start,
+    model_host::start,
+];
+
+/// What a kind's `start` has: the generation's configuration and shared lookups, and where its tasks go.
+pub struct Start<'a> {
+    /// The configuration the generation runs.
+    pub config: &'a Config,
+    /// Where outcomes go.
+    pub recorder: &'a Arc<Recorder>,
+    /// One process walk shared by every forward's owner lookups, kept across reloads.
+    pub owner_index: &'a ssh_session::OwnerIndex,
+    /// One read of this user's ssh processes a second, shared by every forward's orphan check.
+    pub process_table: &'a probes::ssh_hygiene::ProcessTable,
+    /// The token revision registry (shared: its caches).
+    pub auth_registry: Arc<Registry>,
+    /// The model hosts' targets, prepared (CA files loaded) before the generation starts; taken by their kind.
+    pub model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
+    tasks: &'a mut JoinSet<()>,
+    ctx: TaskContext,
+}
+
+impl<'a> Start<'a> {
+    /// A start into `tasks`, each task with `ctx`.
+    pub fn new(
+        config: &'a Config,
+        recorder: &'a Arc<Recorder>,
+        owner_index: &'a ssh_session::OwnerIndex,
+        process_table: &'a probes::ssh_hygiene::ProcessTable,
+        model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
+        tasks: &'a mut JoinSet<()>,
+        ctx: TaskContext,
+    ) -> Self {
+        let auth_registry = Arc::new(config.auth.registry.clone());
+        Start { config, recorder, owner_index, process_table, auth_registry, model_hosts, tasks, ctx }
+    }
+
+    /// Run `probe` on `kind`'s schedule until the generation stops.
+    pub fn drive<A: Adapter>(&mut self, probe: A::Probe, kind: A) {
+        self.tasks.spawn(drive(probe, kind, self.ctx.clone()));
+    }
+
+    /// Run a task of the kind's own (one that is not a probe's schedule) until the generation stops.
+    pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// The generation's cancellation token, for a task of the kind's own.
+    pub fn cancel(&self) -> tokio_util::sync::CancellationToken {
+        self.ctx.cancel.clone()
+    }
+
+    /// An owner lookup of `forward`'s listener, sharing the generation's process walk.
+    pub fn session_target(&self, forward: &Forward) -> ssh_session::Target {
+        tunnel::session_target(forward, self.config.scheduler.owner_lookup, self.owner_index)
+    }
+}

@@ -31,6 +31,14 @@ pub fn target(host: &ModelHost) -> Result<model_host::Target, model_host::TlsCon
     })
 }
 
+/// Registry entry: each `[[model_host]]`, its target prepared (CA files loaded) before the generation started.
+pub fn start(start: &mut super::Start<'_>) {
+    for (host, target) in std::mem::take(&mut start.model_hosts) {
+        let kind = ModelHostKind::new(host, start.recorder.clone());
+        start.drive(target, kind);
+    }
+}
+
 impl ModelHostKind {
     /// The recording of `host`'s probes (its series are created at zero by [`Recorder::apply_config`]).
     pub fn new(host: Arc<ModelHost>, recorder: Arc<Recorder>) -> ModelHostKind {

@@ -52,6 +52,16 @@ pub struct OpenclawCliUrlKind {
     recorder: Arc<Recorder>,
 }
 
+/// Registry entry: the CLI's URL against every forward, once per configuration with forwards, unless
+/// `[scheduler] cli_url_interval` is off.
+pub fn start(start: &mut super::Start<'_>) {
+    let Some(interval) = start.config.scheduler.cli_url_interval.filter(|_| !start.config.forwards.is_empty()) else {
+        return;
+    };
+    let (probe, kind) = OpenclawCliUrlKind::new(start.config, interval, start.recorder.clone());
+    start.drive(probe, kind);
+}
+
 impl OpenclawCliUrlKind {
     /// Its probe and its recording, for every forward of `config`.
     pub fn new(

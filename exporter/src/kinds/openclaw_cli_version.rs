@@ -19,6 +19,16 @@ pub struct OpenclawCliVersionKind {
     recorder: Arc<Recorder>,
 }
 
+/// Registry entry: the CLI's version wherever the CLI is used, a laptop with forwards (the gateway host runs
+/// its own).
+pub fn start(start: &mut super::Start<'_>) {
+    if start.config.forwards.is_empty() {
+        return;
+    }
+    let (probe, kind) = OpenclawCliVersionKind::new(start.config, start.recorder.clone());
+    start.drive(probe, kind);
+}
+
 impl OpenclawCliVersionKind {
     /// Its probe (the process's PATH and home, and `[cli] path`) and its recording.
     pub fn new(config: &Config, recorder: Arc<Recorder>) -> (openclaw_cli_version::Target, OpenclawCliVersionKind) {

@@ -14,6 +14,12 @@ pub struct ReadinessKind {
     recorder: Arc<Recorder>,
 }
 
+/// Registry entry: every forward has its readiness probe.
+pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
+    let (probe, kind) = ReadinessKind::new(forward.clone(), start.recorder.clone());
+    start.drive(probe, kind);
+}
+
 impl ReadinessKind {
     /// Its probe and its recording.
     pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (readiness::Target, ReadinessKind) {

@@ -17,6 +17,16 @@ pub struct HygieneKind {
     recorder: Arc<Recorder>,
 }
 
+/// Registry entry: a forward's hygiene probe, unless its `hygiene_interval` is off.
+pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
+    if forward.hygiene_interval.is_none() {
+        return;
+    }
+    let session = start.session_target(forward);
+    let (probe, kind) = HygieneKind::new(forward.clone(), start.recorder.clone(), session, start.process_table);
+    start.drive(probe, kind);
+}
+
 impl HygieneKind {
     /// Its probe (a lookup of its own, sharing the generation's process walk through `session`, and the
     /// generation's process table) and its recording.

@@ -57,6 +57,13 @@ pub struct TunnelKind {
     recorder: Arc<Recorder>,
 }
 
+/// Registry entry: every forward has its tunnel rounds.
+pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
+    let session = start.session_target(forward);
+    let (probe, kind) = TunnelKind::new(forward.clone(), start.recorder.clone(), session);
+    start.drive(probe, kind);
+}
+
 impl TunnelKind {
     /// Its probe and its recording, with the forward's counters created at zero (so `rate()` works before
     /// the first round).

@@ -28,6 +28,18 @@ pub struct WsHandshakeKind {
     refused: Option<TokenId>,
 }
 
+/// Registry entry: a forward's handshake probe, unless its `ws_handshake_interval` is off. It checks the
+/// port's owner before the token goes out, with a lookup of its own.
+pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
+    if forward.ws_handshake_interval.is_none() {
+        return;
+    }
+    let gate_session = start.session_target(forward);
+    let (probe, kind) =
+        WsHandshakeKind::new(forward.clone(), &start.config.auth_probe, start.recorder.clone(), gate_session);
+    start.drive(probe, kind);
+}
+
 impl WsHandshakeKind {
     /// Its probe and its recording, with the failure counters created at zero.
     pub fn new(

@@ -21,17 +21,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Forward, ModelHost};
-use crate::driver::{drive, TaskContext};
-use crate::kinds::auth::AuthProbeKind;
-use crate::kinds::exposure::ExposureKind;
-use crate::kinds::first_byte::FirstByteKind;
-use crate::kinds::model_host::ModelHostKind;
-use crate::kinds::openclaw_cli_url::OpenclawCliUrlKind;
-use crate::kinds::readiness::ReadinessKind;
-use crate::kinds::ssh_hygiene::HygieneKind;
-use crate::kinds::tunnel::{session_target, TunnelKind};
-use crate::kinds::ws_handshake::WsHandshakeKind;
+use crate::config::{Config, ModelHost};
+use crate::driver::TaskContext;
+use crate::kinds;
 use crate::record::Recorder;
 
 /// Why a configuration's generation could not be prepared. Nothing of the running generation is touched
@@ -153,66 +145,18 @@ impl Generation {
         let permits = Arc::new(Semaphore::new(config.scheduler.max_concurrent_probes));
         let ctx = TaskContext { recorder: recorder.clone(), permits, cancel: cancel.clone() };
         let mut tasks = JoinSet::new();
-        // One process walk shared by every forward (see OwnerIndex), kept across reloads.
-        // One read of this user's ssh processes a second, shared likewise by every forward's orphan check.
+        // One read of this user's ssh processes a second, shared by every forward's orphan check.
         let process_table = probes::ssh_hygiene::ProcessTable::default();
-        let auth_registry = Arc::new(config.auth.registry.clone());
-        let auth_settings = Arc::new(config.auth_probe.clone());
+        let mut start =
+            kinds::Start::new(&config, &recorder, &owner_index, &process_table, model_hosts, &mut tasks, ctx);
         for forward in &config.forwards {
             let forward = Arc::new(forward.clone());
-            let session_target =
-                |forward: &Forward| session_target(forward, config.scheduler.owner_lookup, &owner_index);
-            let session = session_target(&forward);
-            let (probe, recording) = TunnelKind::new(forward.clone(), recorder.clone(), session);
-            tasks.spawn(drive(probe, recording, ctx.clone()));
-            let (probe, recording) = FirstByteKind::new(forward.clone(), recorder.clone());
-            tasks.spawn(drive(probe, recording, ctx.clone()));
-            let (probe, recording) = ReadinessKind::new(forward.clone(), recorder.clone());
-            tasks.spawn(drive(probe, recording, ctx.clone()));
-            if forward.hygiene_interval.is_some() {
-                let session = session_target(&forward);
-                let (probe, recording) = HygieneKind::new(forward.clone(), recorder.clone(), session, &process_table);
-                tasks.spawn(drive(probe, recording, ctx.clone()));
-            }
-            // The senders of the token check the port's owner first, with a lookup of their own.
-            let gate_session = session_target(&forward);
-            if forward.ws_handshake_interval.is_some() {
-                let (probe, recording) =
-                    WsHandshakeKind::new(forward.clone(), &config.auth_probe, recorder.clone(), gate_session.clone());
-                tasks.spawn(drive(probe, recording, ctx.clone()));
-            }
-            if config.auth_probe.forwards.contains(&forward.name) {
-                let (probe, recording) = AuthProbeKind::new(
-                    forward,
-                    auth_settings.clone(),
-                    auth_registry.clone(),
-                    recorder.clone(),
-                    gate_session,
-                );
-                tasks.spawn(drive(probe, recording, ctx.clone()));
+            for kind in kinds::FOR_EACH_FORWARD {
+                kind(&mut start, &forward);
             }
         }
-        if !config.auth_probe.forwards.is_empty() {
-            let watch =
-                crate::kinds::auth::TokenSourcesWatch::new(&config.auth_probe, auth_registry.clone(), recorder.clone());
-            tasks.spawn(watch.run(cancel.clone()));
-        }
-        if let Some(interval) = config.scheduler.cli_url_interval.filter(|_| !config.forwards.is_empty()) {
-            let (probe, recording) = OpenclawCliUrlKind::new(&config, interval, recorder.clone());
-            tasks.spawn(drive(probe, recording, ctx.clone()));
-        }
-        // The CLI's version wherever the CLI is used: a laptop with forwards (the gateway host runs its own).
-        if !config.forwards.is_empty() {
-            let (probe, recording) =
-                crate::kinds::openclaw_cli_version::OpenclawCliVersionKind::new(&config, recorder.clone());
-            tasks.spawn(drive(probe, recording, ctx.clone()));
-        }
-        for gateway in &config.gateways {
-            let (probe, recording) = ExposureKind::new(Arc::new(gateway.clone()), recorder.clone());
-            tasks.spawn(drive(probe, recording, ctx.clone()));
-        }
-        for (host, target) in model_hosts {
-            tasks.spawn(drive(target, ModelHostKind::new(host, recorder.clone()), ctx.clone()));
+        for kind in kinds::ONCE {
+            kind(&mut start);
         }
         if let (Some(settings), Some(queue)) = (&config.remote_write, remote_queue) {
             if let Ok(queue) = &queue {
