@@ -87,16 +87,45 @@ impl Report {
     }
 }
 
-const NAMES: [&str; 8] = [
-    "ssh host reachable",
-    "ssh owns the local forward",
-    "SYN to the local forward",
-    "gateway first byte (/healthz)",
-    "gateway started and ready",
-    "Control UI answers HTML",
-    "token accepted and current",
-    "gateway bound to loopback only",
-];
+/// The layers, from the network up; a step's number is its place here (the exit code of its failure is 10 +
+/// it), and a `match` on it is checked by the compiler to name every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    SshHost,
+    Session,
+    Syn,
+    FirstByte,
+    StartedReady,
+    ControlUi,
+    Token,
+    LoopbackOnly,
+}
+
+impl Layer {
+    const ALL: [Layer; 8] = [
+        Layer::SshHost,
+        Layer::Session,
+        Layer::Syn,
+        Layer::FirstByte,
+        Layer::StartedReady,
+        Layer::ControlUi,
+        Layer::Token,
+        Layer::LoopbackOnly,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Layer::SshHost => "ssh host reachable",
+            Layer::Session => "ssh owns the local forward",
+            Layer::Syn => "SYN to the local forward",
+            Layer::FirstByte => "gateway first byte (/healthz)",
+            Layer::StartedReady => "gateway started and ready",
+            Layer::ControlUi => "Control UI answers HTML",
+            Layer::Token => "token accepted and current",
+            Layer::LoopbackOnly => "gateway bound to loopback only",
+        }
+    }
+}
 
 type Verdict = (Status, String, Option<String>);
 
@@ -123,8 +152,9 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
     let mut failed = false;
     // Step 4 reads /startupz and /readyz for its evidence (the version); step 5 judges the same answer.
     let mut readiness_read = None;
-    for (index, name) in NAMES.iter().enumerate() {
+    for (index, layer) in Layer::ALL.into_iter().enumerate() {
         let number = index as u8 + 1;
+        let name = layer.name();
         if failed {
             steps.push(Step {
                 number,
@@ -137,13 +167,14 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
             continue;
         }
         let mut notes = Vec::new();
-        let (status, evidence, mut next) = match number {
-            1 => ssh_host(forward, timeout).await,
-            2 => {
-                notes = hygiene_notes(forward, config.scheduler.owner_lookup, timeout).await;
+        let mut orphans_found = false;
+        let (status, evidence, mut next) = match layer {
+            Layer::SshHost => ssh_host(forward, timeout).await,
+            Layer::Session => {
+                (notes, orphans_found) = hygiene_notes(forward, config.scheduler.owner_lookup, timeout).await;
                 session(forward, config.scheduler.owner_lookup, timeout).await
             }
-            3 => {
+            Layer::Syn => {
                 notes = cli_url_notes(config, forward);
                 match (syn::Target { addr: forward.local }).probe(timeout).await {
                     Ok(connected) => pass(format!("{} connected in {}", forward.local, ms(connected.connect))),
@@ -153,12 +184,12 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
                     ),
                 }
             }
-            4 => {
+            Layer::FirstByte => {
                 let (verdict, read) = gateway(forward, timeout).await;
                 readiness_read = read;
                 verdict
             }
-            5 => {
+            Layer::StartedReady => {
                 let read = match readiness_read.take() {
                     Some(read) => read,
                     None => (readiness::Target { addr: forward.local }).probe(timeout).await,
@@ -166,18 +197,18 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
                 notes = cli_version_notes(config, &read).await;
                 started_and_ready(read)
             }
-            6 => match (control_ui::Target { addr: forward.local }).probe(timeout).await {
+            Layer::ControlUi => match (control_ui::Target { addr: forward.local }).probe(timeout).await {
                 Ok(page) => pass(format!("GET / -> HTTP {} text/html in {}", page.status, ms(page.first_byte))),
                 Err(failure) => fail(
                     format!("GET / -> {failure}"),
                     "the gateway answers /healthz but not its Control UI: check the gateway's logs and version on the host",
                 ),
             },
-            7 => token(config, forward, timeout).await,
-            _ => loopback_only(config, timeout).await,
+            Layer::Token => token(config, forward, timeout).await,
+            Layer::LoopbackOnly => loopback_only(config, timeout).await,
         };
         failed = status == Status::Fail;
-        if failed && notes.iter().any(|note| note.starts_with("orphaned")) {
+        if failed && orphans_found {
             next = next.map(|next| format!("end the orphaned ssh clients below first; then {next}"));
         }
         steps.push(Step { number, name, status, evidence, next, notes });
@@ -189,9 +220,9 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
 pub async fn run_gateway_host(config: &Config) -> Report {
     let timeout =
         config.gateways.iter().map(|g| g.interval).min().unwrap_or(Duration::from_secs(3)).min(Duration::from_secs(3));
-    let number = NAMES.len() as u8;
+    let number = Layer::ALL.len() as u8;
     let (status, evidence, next) = loopback_only(config, timeout).await;
-    let step = Step { number, name: NAMES[NAMES.len() - 1], status, evidence, next, notes: Vec::new() };
+    let step = Step { number, name: Layer::LoopbackOnly.name(), status, evidence, next, notes: Vec::new() };
     Report { forward: "(gateway host)".into(), local: "-".into(), steps: vec![step] }
 }
 
@@ -302,7 +333,8 @@ fn cli_url_notes(config: &Config, forward: &Forward) -> Vec<String> {
 /// ServerAliveInterval 15 x ServerAliveCountMax 3.
 const SLOW_DEAD_PATH: Duration = Duration::from_secs(45);
 
-async fn hygiene_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> Vec<String> {
+/// Step 2's notes: the owner's risky options, its dead-path time, and each orphan; and whether there were orphans.
+async fn hygiene_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> (Vec<String>, bool) {
     let session = ssh_session::Target { lookup, ..ssh_session::Target::new(forward.local) };
     let mut target = ssh_hygiene::Target::new(forward.local, session, Default::default());
     let outcome = target.probe(timeout).await;
@@ -328,7 +360,7 @@ async fn hygiene_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: 
             ));
         }
     }
-    let Some(orphans) = outcome.orphans().filter(|orphans| !orphans.is_empty()) else { return notes };
+    let Some(orphans) = outcome.orphans().filter(|orphans| !orphans.is_empty()) else { return (notes, false) };
     let now = std::time::SystemTime::now();
     notes.extend(orphans.iter().map(|orphan| {
         let status = crate::kinds::ssh_hygiene::orphan_status(orphan);
@@ -346,7 +378,7 @@ async fn hygiene_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: 
          under the forward's Host, or -o ExitOnForwardFailure=yes): set it so a second tunnel exits instead"
             .into(),
     );
-    notes
+    (notes, true)
 }
 
 fn started_and_ready(read: readiness::Outcome) -> Verdict {
