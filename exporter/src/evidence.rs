@@ -79,13 +79,12 @@ pub async fn collect(config: &Config, out: &Path) -> std::io::Result<String> {
     for forward in &config.forwards {
         if let Some(host) = forward.ssh_host.as_ref().or(forward.jump_host.as_ref()) {
             let host = forward.ssh_host.as_ref().map_or(host.host.as_str(), |h| h.host.as_str());
-            let mut command = Command::new("ssh");
-            command.args(["-G", "--", host]);
-            let text = match crate::spawn::run_within(&mut command, Duration::from_secs(10), 1024 * 1024) {
-                Some(crate::spawn::Ran::Exited { stdout, stderr, .. }) => mask_ssh_options(
+            let args = ["-G", "--", host].map(str::to_owned);
+            let text = match probes::ssh_options::run_ssh_g(&args, Duration::from_secs(10)) {
+                Some(probes::spawn::Ran::Exited { stdout, stderr, .. }) => mask_ssh_options(
                     &(String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr)),
                 ),
-                Some(crate::spawn::Ran::TimedOut) => format!("ssh -G {host}: no answer within 10 s\n"),
+                Some(probes::spawn::Ran::TimedOut) => format!("ssh -G {host}: no answer within 10 s\n"),
                 None => format!("ssh -G {host}: cannot run ssh\n"),
             };
             entries.push(Entry { name: format!("ssh-G/{}.txt", forward.name), text });
@@ -141,9 +140,9 @@ fn timeline_table(status: &crate::record::status::StatusReport) -> String {
 fn openclaw_gateway_status() -> Option<String> {
     let mut command = Command::new("openclaw");
     command.args(["gateway", "status", "--json"]);
-    match crate::spawn::run_within(&mut command, Duration::from_secs(10), 16 * 1024 * 1024)? {
-        crate::spawn::Ran::Exited { stdout, .. } => Some(String::from_utf8_lossy(&stdout).into_owned()),
-        crate::spawn::Ran::TimedOut => Some("openclaw gateway status --json: no answer within 10 s\n".into()),
+    match probes::spawn::run_within(&mut command, Duration::from_secs(10), 16 * 1024 * 1024)? {
+        probes::spawn::Ran::Exited { stdout, .. } => Some(String::from_utf8_lossy(&stdout).into_owned()),
+        probes::spawn::Ran::TimedOut => Some("openclaw gateway status --json: no answer within 10 s\n".into()),
     }
 }
 

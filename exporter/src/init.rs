@@ -13,7 +13,6 @@ use probes::ssh_processes::{is_ssh_program, split_command_line};
 use probes::Label;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// One forward found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -111,15 +110,17 @@ const SSH_G_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `ssh -G [-F file] -- host`, within [`SSH_G_TIMEOUT`].
 fn ssh_g(host: &str, config_file: Option<&str>) -> Option<Resolved> {
-    let mut command = Command::new("ssh");
+    let mut args = Vec::new();
     if let Some(file) = config_file {
-        command.arg("-F").arg(file);
+        args.extend(["-F".to_owned(), file.to_owned()]);
     }
-    command.arg("-G").arg("--").arg(host);
-    match crate::spawn::run_within(&mut command, SSH_G_TIMEOUT, 1024 * 1024)? {
-        crate::spawn::Ran::Exited { success: true, stdout, .. } => Some(parse_ssh_g(&String::from_utf8_lossy(&stdout))),
-        crate::spawn::Ran::Exited { .. } => None,
-        crate::spawn::Ran::TimedOut => {
+    args.extend(["-G".to_owned(), "--".to_owned(), host.to_owned()]);
+    match probes::ssh_options::run_ssh_g(&args, SSH_G_TIMEOUT)? {
+        probes::spawn::Ran::Exited { success: true, stdout, .. } => {
+            Some(parse_ssh_g(&String::from_utf8_lossy(&stdout)))
+        }
+        probes::spawn::Ran::Exited { .. } => None,
+        probes::spawn::Ran::TimedOut => {
             eprintln!("init: ssh -G {host} gave no answer within {SSH_G_TIMEOUT:?}; skipped");
             None
         }

@@ -31,7 +31,6 @@ mod record;
 mod remote_write;
 mod schedule;
 mod signals;
-mod spawn;
 mod state;
 mod supervise;
 mod token_sources;

@@ -29,6 +29,7 @@
 //! - [`auth_probe`]: `POST /tools/invoke {}` with this machine's token: accepted (400) or rejected (401).
 //! - [`refusal`]: why the gateway refused a WebSocket `connect` (a fixed set) and the docs' fix for each, read
 //!   by the handshake probe and the tap alike.
+//! - [`spawn`]: running another program with a deadline and bounded output (`ssh -G`, the `openclaw` CLI).
 //! - [`auth_tap`]: not a timed probe but a pass-through: it reads the credentials and auth answers of real
 //!   traffic on its way to the gateway and reports them as events.
 //!
@@ -55,6 +56,7 @@ pub mod redact;
 pub mod refusal;
 #[cfg(any(target_os = "linux", windows))]
 pub mod socket_table;
+pub mod spawn;
 pub mod ssh_hygiene;
 pub mod ssh_options;
 pub mod ssh_processes;

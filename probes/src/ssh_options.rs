@@ -215,25 +215,28 @@ pub async fn audit(argv: &[String], timeout: Duration) -> Result<Audit, String> 
 const MAX_SSH_G_OUTPUT: usize = 1 << 20;
 
 /// `ssh -G` for the ssh with `argv` ([`ssh_g_args`]: its vetted `-F`, its `-o`, `-p`, `-J`, `--` and its
-/// destination), within `timeout`: what ssh would run with, as text.
+/// destination), within `timeout`: what ssh would run with, as text. On the blocking pool.
 pub async fn resolve(argv: &[String], timeout: Duration) -> Result<String, String> {
     let args = ssh_g_args(argv, safe_config_file)?;
-    let mut command = tokio::process::Command::new("ssh");
-    command
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let child = command.spawn().map_err(|err| format!("cannot run ssh -G: {err}"))?;
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) if output.status.success() => {
-            Ok(String::from_utf8_lossy(&output.stdout[..output.stdout.len().min(MAX_SSH_G_OUTPUT)]).into_owned())
+    let ran =
+        tokio::task::spawn_blocking(move || run_ssh_g(&args, timeout)).await.map_err(|err| format!("ssh -G: {err}"))?;
+    match ran {
+        Some(crate::spawn::Ran::Exited { success: true, stdout, .. }) => {
+            Ok(String::from_utf8_lossy(&stdout).into_owned())
         }
-        Ok(Ok(output)) => Err(format!("ssh -G exited with {}", output.status)),
-        Ok(Err(err)) => Err(format!("ssh -G: {err}")),
-        Err(_) => Err(format!("ssh -G gave no answer within {timeout:?}")),
+        Some(crate::spawn::Ran::Exited { .. }) => Err("ssh -G exited with a failure".to_owned()),
+        Some(crate::spawn::Ran::TimedOut) => Err(format!("ssh -G gave no answer within {timeout:?}")),
+        None => Err("cannot run ssh -G".to_owned()),
     }
+}
+
+/// Run `ssh` with `args` (ending in `-G -- HOST`) within `timeout`, its output bounded: the one place `ssh -G`
+/// runs, for the probes' option audit and config forwards, `init` and `evidence` alike. `None` when ssh
+/// cannot start.
+pub fn run_ssh_g(args: &[String], timeout: Duration) -> Option<crate::spawn::Ran> {
+    let mut command = std::process::Command::new("ssh");
+    command.args(args);
+    crate::spawn::run_within(&mut command, timeout, MAX_SSH_G_OUTPUT as u64)
 }
 
 #[cfg(test)]

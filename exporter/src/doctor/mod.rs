@@ -14,6 +14,9 @@ use crate::config::{Config, Forward};
 use crate::record::timeline::human_duration;
 use crate::token_sources;
 
+mod token;
+use token::token;
+
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -480,84 +483,6 @@ async fn gateway(forward: &Forward, timeout: Duration) -> (Verdict, Option<readi
         }
     };
     (verdict, None)
-}
-
-async fn token(config: &Config, forward: &Forward, timeout: Duration) -> Verdict {
-    let settings = &config.auth_probe;
-    let locations =
-        token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
-    let tokens = tokio::task::spawn_blocking(move || token_sources::read(&locations)).await.unwrap_or_default();
-    let Some(source) = tokens.effective() else {
-        return fail(
-            "no gateway token in any source the openclaw CLI reads".into(),
-            "set gateway.remote.token in ~/.openclaw/openclaw.json or OPENCLAW_GATEWAY_TOKEN",
-        );
-    };
-    let Some(token) = source.token.clone() else { unreachable!("the effective source always holds a token") };
-    // The revision first (argon2id, ~85 ms): nothing may stand between the gate's verdict and the send.
-    let registry = std::sync::Arc::new(config.auth.registry.clone());
-    let revision = registry.revision_of(&probes::auth_tap::credential::Credential::token(token.expose())).await;
-    let disagree =
-        if tokens.agree() { String::new() } else { format!("; sources disagree: {}", tokens.disagreeing().join(", ")) };
-    // The token goes only to our own user's ssh (or a process the config trusts): the probe checks the
-    // listener, connects, and checks the connection before it writes the token.
-    let session =
-        ssh_session::Target { lookup: config.scheduler.owner_lookup, ..ssh_session::Target::new(forward.local) };
-    let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
-    let mut target = probes::auth_probe::Target { addr: forward.local, token: token.clone(), gate: Some(gate) };
-    let answer = target.probe(timeout).await;
-    // The CLI's own path: a WebSocket connect with the same token, for the gateway's reason when it refuses
-    // (the HTTP answer is a bare 401; a scope, pairing or protocol refusal shows only here).
-    let refusal = match &answer {
-        Ok(_) => {
-            let session = ssh_session::Target {
-                lookup: config.scheduler.owner_lookup,
-                ..ssh_session::Target::new(forward.local)
-            };
-            let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
-            let withheld = probes::ws_handshake::Withheld::default();
-            let mut handshake = probes::ws_handshake::Target { addr: forward.local, token, gate: Some(gate), withheld };
-            match handshake.probe(timeout).await {
-                Ok(probes::ws_handshake::Handshake {
-                    connect: probes::ws_handshake::Connect::Refused(reason), ..
-                }) => Some(reason),
-                _ => None,
-            }
-        }
-        Err(_) => None,
-    };
-    let refused = |reason: probes::refusal::Refusal| format!("; the WebSocket connect is refused: {}", reason.label());
-    match answer {
-        Ok(probes::auth_probe::Answer::Accepted(status)) => match (&config.auth.current, refusal) {
-            (Some(current), _) if *current != revision => fail(
-                format!("accepted (HTTP {status}) but the token is revision {revision}, not the current {current}{disagree}"),
-                "the gateway still takes an old token: finish the rotation on the gateway, then update this machine",
-            ),
-            (_, Some(reason)) => (
-                Status::Fail,
-                format!("HTTP accepts the token (HTTP {status}, revision {revision}){}{disagree}", refused(reason)),
-                Some(reason.fix().to_owned()),
-            ),
-            _ => pass(format!("accepted (HTTP {status}), revision {revision}, from {}{disagree}", source.name)),
-        },
-        Ok(probes::auth_probe::Answer::Rejected(status)) => (
-            Status::Fail,
-            format!(
-                "the gateway rejects the token from {} (revision {revision}, HTTP {status}){}{disagree}",
-                source.name,
-                refusal.map(refused).unwrap_or_default()
-            ),
-            Some(match refusal {
-                Some(reason) => reason.fix().to_owned(),
-                None => "configuration management missed this machine: install the current token where the CLI reads it".to_owned(),
-            }),
-        ),
-        Err(probes::auth_probe::Failure::Withheld { why }) => fail(
-            format!("token not sent: {why}"),
-            "only this user's ssh is handed the token: fix the step that owns the port first",
-        ),
-        Err(failure) => fail(format!("POST /tools/invoke -> {failure}"), "the gateway stopped answering: rerun the doctor"),
-    }
 }
 
 async fn loopback_only(config: &Config, timeout: Duration) -> Verdict {
