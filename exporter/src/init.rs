@@ -283,7 +283,8 @@ fn ssh_processes() -> Vec<(u32, Vec<String>)> {
     let script = "Get-CimInstance Win32_Process -Filter \"Name='ssh.exe' or Name='plink.exe'\" | \
                   Where-Object { (Invoke-CimMethod -InputObject $_ -MethodName GetOwner).User -eq $env:USERNAME } | \
                   ForEach-Object { \"$($_.ProcessId) $($_.CommandLine)\" }";
-    let Ok(output) = Command::new("powershell").args(["-NoProfile", "-NonInteractive", "-Command", script]).output()
+    let Ok(output) =
+        std::process::Command::new("powershell").args(["-NoProfile", "-NonInteractive", "-Command", script]).output()
     else {
         return Vec::new();
     };
