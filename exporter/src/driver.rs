@@ -1,6 +1,6 @@
 //! The one loop every scheduled probe runs in: a jittered ticker, a permit from the shared semaphore, the
 //! lag recorded, the probe under a hard timeout inside a trace span, the outcome handed to the probe
-//! kind's recording module, and a log line once per change.
+//! kind's adapter, and a log line once per change.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -133,7 +133,7 @@ impl<'a> Schedule<'a> {
     }
 }
 
-/// What the driver needs of a probe kind's recording module: its schedule, where its outcomes go, and
+/// What the driver needs of a probe kind's adapter: its schedule, where its outcomes go, and
 /// what to say about them.
 pub trait Adapter: Send + 'static {
     /// The probe it records.
