@@ -1,7 +1,7 @@
 //! A connection limit for a listener the exporter serves (the auth tap here, the web server in the
 //! exporter): at most `max` connections open. At the limit a new connection takes the place of the oldest one
-//! not yet established (an idle connection of whoever opened thousands), so a real client still gets in; when
-//! every open connection is established, the new one is refused. An established connection (the user's CLI
+//! not yet established and not in the middle of a request (an idle connection of whoever opened thousands), so
+//! a real client still gets in; when every open connection is established, the new one is refused. An established connection (the user's CLI
 //! or scraper) is never closed to make room, with one opt-in exception ([`Connections::evicting_idle`]: the
 //! web server): when every open connection is established, the oldest one idle between requests makes room
 //! before a new one is refused. The listener decides what established means and calls [`Slot::spoke`]: the
@@ -117,13 +117,17 @@ impl Connections {
         let mut open = lock(&self.open);
         let mut replaced = false;
         if open.slots.len() >= self.max {
-            let silent = open.slots.iter().find(|(_, slot)| !slot.has_spoken()).map(|(id, _)| *id);
-            let idle = || {
-                let idle = |slot: &Arc<Slot>| !slot.busy.load(Ordering::Relaxed);
-                self.evict_idle.then(|| open.slots.iter().find(|(_, slot)| idle(slot)).map(|(id, _)| *id)).flatten()
+            let is_idle = |slot: &Arc<Slot>| !slot.busy.load(Ordering::Relaxed);
+            // A connection serving its first request has not spoken yet (the web server marks it once the
+            // response passed the guards), but it is a client in mid-answer: closing it loses a scrape. Seen in
+            // CI: four refused-request clients reconnecting in step evicted each other in a chain within a few
+            // milliseconds, and the chain's last link closed a scrape that was still rendering.
+            let silent = open.slots.iter().find(|(_, slot)| !slot.has_spoken() && is_idle(slot)).map(|(id, _)| *id);
+            let oldest_idle = || {
+                self.evict_idle.then(|| open.slots.iter().find(|(_, slot)| is_idle(slot)).map(|(id, _)| *id)).flatten()
             };
-            let Some(silent) = silent.or_else(idle) else { return Admission::Refused };
-            if let Some(slot) = open.slots.remove(&silent) {
+            let Some(victim) = silent.or_else(oldest_idle) else { return Admission::Refused };
+            if let Some(slot) = open.slots.remove(&victim) {
                 slot.evicted.store(true, Ordering::Release);
                 slot.notify.notify_waiters();
                 slot.notify.notify_one();
@@ -197,5 +201,16 @@ mod tests {
         newcomer.slot().spoke();
         newcomer.slot().set_busy(true);
         assert!(matches!(limit.admit(), Admission::Refused), "every open connection is serving a request");
+    }
+
+    #[tokio::test]
+    async fn a_connection_serving_its_first_request_is_never_closed_to_make_room() {
+        let limit = Connections::new(2).evicting_idle();
+        let (scrape, refuser) = (admitted(limit.admit()), admitted(limit.admit()));
+        // The older one's request is being answered: it has not spoken yet, but it is not silent either.
+        scrape.slot().set_busy(true);
+        let Admission::Replaced(_newcomer) = limit.admit() else { panic!("the idle silent one makes room") };
+        tokio::time::timeout(std::time::Duration::from_secs(5), refuser.slot().evicted()).await.unwrap();
+        assert!(!scrape.slot().evicted.load(Ordering::Relaxed), "a request in flight was closed to make room");
     }
 }
