@@ -22,6 +22,7 @@ mod config;
 mod doctor;
 mod driver;
 mod evidence;
+mod html;
 mod init;
 mod kinds;
 mod limits;

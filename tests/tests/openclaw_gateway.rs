@@ -115,6 +115,9 @@ fn the_real_gateway_through_ssh_and_the_tap_by_token_revision_with_a_rotation() 
     assert_eq!(own.get("openclaw_gateway_restarts_total{forward=\"mac\"}"), Some(0.0));
     // The CLI's own version beside it: the stand-in's package, found through the link on PATH.
     exporter.wait_for("the CLI's version", T, |m| m.get("openclaw_cli_build_info{version=\"2026.5.1\"}") == Some(1.0));
+    // The real gateway's Control UI through the forward: GET / answers its HTML (the Control UI kind).
+    exporter
+        .wait_for("the real Control UI", T, |m| m.get("openclaw_gateway_control_ui_up{forward=\"mac\"}") == Some(1.0));
 
     // HTTP through the tap: current, unknown, none; a success between failures resets the gateway's delay.
     assert_eq!(invoke(tap, Some(&t1)), 400, "the right token is authenticated: 400 'requires name'");

@@ -268,6 +268,9 @@ pub struct Forward {
     /// How often this user's ssh processes are checked for orphans of this forward (ssh clients forwarding
     /// its address that do not own its listener); None when `off`.
     pub hygiene_interval: Option<Duration>,
+    /// How often the gateway's Control UI (`GET /` answering HTML) is checked through the forward; None when
+    /// `off`.
+    pub control_ui_interval: Option<Duration>,
     /// The longest any probe of this forward may take (capped at its interval, so rounds never overlap).
     pub timeout: Duration,
     /// The ssh server (the Mac), for the doctor and the routing row.

@@ -254,6 +254,9 @@ pub(super) struct RawForward {
     /// A duration or `off`: how often this user's ssh processes are checked for orphans of this forward.
     #[serde(default = "default_hygiene_interval")]
     pub(super) hygiene_interval: String,
+    /// A duration or `off`: how often `GET /` through the forward checks the gateway's Control UI.
+    #[serde(default = "default_control_ui_interval")]
+    pub(super) control_ui_interval: String,
     #[serde(default = "default_timeout")]
     pub(super) timeout: String,
     pub(super) ssh_host: Option<String>,
@@ -282,6 +285,11 @@ pub(super) fn default_readiness_interval() -> String {
 /// 10 minutes and reads the process table twice a minute (one read serves every forward).
 pub(super) fn default_hygiene_interval() -> String {
     "30s".into()
+}
+/// The Control UI breaks apart from /healthz (a gateway upgraded without its built UI assets) and is opened
+/// by hand, not every few seconds: once a minute finds it long before a user does, at one page read.
+pub(super) fn default_control_ui_interval() -> String {
+    "1m".into()
 }
 /// The WebSocket handshake probe's interval when it completes a `connect` with the auth probe's token: the
 /// gateway logs nothing for it (measured on 2026.9.6).

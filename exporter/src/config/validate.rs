@@ -240,6 +240,8 @@ fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (Vec<Forward>
             }),
             hygiene_interval: (forward.hygiene_interval != "off")
                 .then(|| c.duration(&key("hygiene_interval"), &forward.hygiene_interval, PROBE_MIN, PROBE_MAX)),
+            control_ui_interval: (forward.control_ui_interval != "off")
+                .then(|| c.duration(&key("control_ui_interval"), &forward.control_ui_interval, PROBE_MIN, PROBE_MAX)),
             timeout: c.duration(&key("timeout"), &forward.timeout, PROBE_MIN, PROBE_MAX),
             ssh_host: forward.ssh_host.map(|host| c.host_port(&key("ssh_host"), &host, 22)),
             jump_host: forward.jump_host.map(|host| c.host_port(&key("jump_host"), &host, 22)),

@@ -17,6 +17,7 @@ use crate::driver::{drive, Adapter, TaskContext};
 use crate::record::Recorder;
 
 pub mod auth;
+pub mod control_ui;
 pub mod exposure;
 pub mod first_byte;
 pub mod model_host;
@@ -28,8 +29,15 @@ pub mod tunnel;
 pub mod ws_handshake;
 
 /// The kinds started for each `[[forward]]`, each deciding from the forward and the config whether it runs.
-pub const FOR_EACH_FORWARD: [fn(&mut Start<'_>, &Arc<Forward>); 6] =
-    [tunnel::start, first_byte::start, readiness::start, ssh_hygiene::start, ws_handshake::start, auth::start];
+pub const FOR_EACH_FORWARD: [fn(&mut Start<'_>, &Arc<Forward>); 7] = [
+    tunnel::start,
+    first_byte::start,
+    readiness::start,
+    ssh_hygiene::start,
+    ws_handshake::start,
+    auth::start,
+    control_ui::start,
+];
 
 /// The kinds started once per configuration (per gateway or model host inside).
 pub const ONCE: [fn(&mut Start<'_>); 5] = [
@@ -39,6 +47,13 @@ pub const ONCE: [fn(&mut Start<'_>); 5] = [
     exposure::start,
     model_host::start,
 ];
+
+/// The kinds that keep their own families and status ([`crate::record::kinds::KindRecord`]): the recorder is
+/// built with these, registers their families once and puts their status into each forward's entry.
+pub const RECORDS: [crate::record::kinds::NewKindRecord; 1] = [control_ui::record];
+
+/// The kinds' own rows in a forward's table on the status page, after the rows the page writes itself.
+pub const PAGE_ROWS: [fn(&crate::record::status::ForwardStatus, f64) -> String; 1] = [control_ui::page_row];
 
 /// What a kind's `start` has: the generation's configuration and shared lookups, and where its tasks go.
 pub struct Start<'a> {

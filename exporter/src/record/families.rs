@@ -76,7 +76,8 @@ pub struct Subjects {
 }
 
 impl Subjects {
-    fn keeps(&self, labels: &impl LabelValues) -> bool {
+    /// Whether a series of `labels` stays: every subject label it has names a subject the config keeps.
+    pub fn keeps(&self, labels: &impl LabelValues) -> bool {
         self.kept.iter().all(|(key, values)| labels.value_of(key).is_none_or(|value| values.contains(value)))
     }
 }

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod exposure;
 pub mod families;
 pub mod first_byte;
+pub mod kinds;
 pub mod model_host;
 pub mod readiness;
 pub mod remote_write;
@@ -156,6 +157,8 @@ pub struct Recorder {
     pub(crate) timeline: Mutex<timeline::Timeline>,
     /// The (source kind, revision) pairs the token sources held at the last read.
     pub(crate) local_revisions: Mutex<std::collections::BTreeSet<(&'static str, String)>>,
+    /// The families and status the kinds that keep their own declare ([`kinds::KindRecord`]).
+    kind_records: kinds::KindRecords,
 }
 
 impl Default for Recorder {
@@ -173,6 +176,15 @@ impl Recorder {
     /// As [`Recorder::new`], with `collectors` registered too: a reader of the registry that keeps metrics of
     /// its own (the remote-write queue's account) adds them here, so one scrape shows everything.
     pub fn with_collectors(collectors: Vec<Box<dyn prometheus_client::collector::Collector>>) -> Self {
+        Self::with_kinds(&[], collectors)
+    }
+
+    /// As [`Recorder::with_collectors`], with the records of the kinds that keep their own families
+    /// (`kinds::RECORDS`): their families registered after the recorder's own.
+    pub fn with_kinds(
+        records: &[kinds::NewKindRecord],
+        collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
+    ) -> Self {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         registry.register(
@@ -188,10 +200,12 @@ impl Recorder {
                 metrics.connections_closed.get_or_create_owned(&ListenerReasonLabels { listener, reason });
             }
         }
+        let kind_records = kinds::KindRecords::register(records, &mut registry);
         for collector in collectors {
             registry.register_collector(collector);
         }
         Recorder {
+            kind_records,
             registry,
             metrics,
             forwards: Mutex::new(HashMap::new()),
@@ -267,6 +281,7 @@ impl Recorder {
             ],
         };
         self.metrics.retain_subjects(&subjects);
+        self.kind_records.retain_subjects(&subjects);
         let removed: Vec<String> =
             self.forwards().keys().filter(|name| !config.forwards.iter().any(|f| f.name == **name)).cloned().collect();
         self.forwards().retain(|name, _| !removed.contains(name));
@@ -301,6 +316,11 @@ impl Recorder {
         };
         encoded.expect("writing to a String cannot fail");
         text
+    }
+
+    /// The record of the kind of type `T` (its own families and status), when the recorder was built with it.
+    pub fn kind_record<T: kinds::KindRecord>(&self) -> Option<std::sync::Arc<T>> {
+        self.kind_records.get()
     }
 
     /// The registry every family is in.

@@ -80,6 +80,9 @@ pub struct ForwardStatus {
     /// The openclaw CLI's gateway URL (the same for every forward), once read.
     #[serde(default)]
     pub cli_url: Option<OpenclawCliUrlStatus>,
+    /// The status of the kinds that keep their own ([`super::kinds::KindRecord`]), each under its key.
+    #[serde(flatten)]
+    pub kinds: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// The last wait from a gap's end (a wake, a stall) to a good first byte through the forward.
@@ -385,6 +388,7 @@ impl Recorder {
                     ssh_orphans: state.orphans,
                     ssh_option_risks: state.option_risks,
                     cli_url: state.cli_url,
+                    kinds: self.kind_records.forward_status(name),
                 }
             })
             .collect();

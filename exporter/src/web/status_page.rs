@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::html::{esc, seconds, state_badge};
 use crate::record::status::{
     ForwardStatus, GatewayStatus, ModelHostStatus, OpenclawCliUrlStatus, OptionRiskStatus, OrphanStatus, RefusalStatus,
     ResumeStatus, StatusReport,
@@ -10,21 +11,6 @@ use crate::record::status::{
 use crate::record::timeline::human_duration;
 use crate::record::timeline::Event;
 use crate::uptime::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
-
-/// Escape text for HTML element content and attribute values.
-fn esc(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
-fn seconds(value: Option<f64>) -> String {
-    match value {
-        Some(0.0) => "0 s".into(),
-        Some(s) if s < 1e-3 => format!("{:.0} µs", s * 1e6),
-        Some(s) if s < 1.0 => format!("{:.1} ms", s * 1e3),
-        Some(s) => format!("{s:.2} s"),
-        None => "–".into(),
-    }
-}
 
 /// The orphaned ssh clients' row: shown only when there are some (a row saying "none" on every healthy
 /// forward would be noise), each with its pid, age, command line and the command that ends it.
@@ -134,14 +120,6 @@ fn bucket_class(bucket: Option<&Bucket>) -> (&'static str, String) {
         _ => "partly",
     };
     (class, format!("{up}/{checks} rounds up ({:.2}%)", up as f64 * 100.0 / checks as f64))
-}
-
-fn state_badge(ok: Option<bool>, yes: &str, no: &str) -> String {
-    match ok {
-        Some(true) => format!("<span class=\"badge ok\">{yes}</span>"),
-        Some(false) => format!("<span class=\"badge bad\">{no}</span>"),
-        None => "<span class=\"badge unknown\">unknown</span>".into(),
-    }
 }
 
 /// The chart's geometry: one 3-pixel column per five-minute bucket, a log axis from 100 µs to 10 s.
@@ -291,6 +269,8 @@ fn forward_section(html: &mut String, forward: &ForwardStatus, now: f64, first_b
         + &cli_url_row(forward.cli_url.as_ref());
     let refusal = refusal_row(forward.last_refusal.as_ref(), now);
     let resume = resume_row(forward.last_resume.as_ref(), now);
+    // The rows of the kinds that declare their own (kinds::PAGE_ROWS), in the registry's order.
+    let kinds: String = crate::kinds::PAGE_ROWS.iter().map(|row| row(forward, now)).collect();
     let _ = write!(
         html,
         "<table><tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}</td></tr>{orphans}\
@@ -298,7 +278,7 @@ fn forward_section(html: &mut String, forward: &ForwardStatus, now: f64, first_b
          <tr><th>Gateway</th><td class=\"gateway\">{}</td><td class=\"muted\">{}</td></tr>\
          <tr><th>First byte</th><td>p50 {}</td><td class=\"muted\">p99 {} · {} samples</td></tr>\
          <tr><th>WebSocket</th><td colspan=\"2\" class=\"muted\">{}</td></tr>{refusal}\
-         <tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr>{resume}</table>",
+         <tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr>{resume}{kinds}</table>",
         state_badge(forward.syn.last_ok, "connects", "refused"),
         forward.syn.successes,
         forward.syn.attempts,

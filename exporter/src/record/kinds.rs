@@ -1,0 +1,63 @@
+//! What a kind keeps itself: its families and its part of a forward's status, declared in its own file in
+//! [`crate::kinds`] as a [`KindRecord`] whose constructor is listed in `kinds::RECORDS`. The recorder is built
+//! with that list: it registers each record's families once (so they outlive reloads, as every family does),
+//! prunes their series of subjects a reload removed, and puts each record's status into the forwards'
+//! `/api/status` entries, all without naming the kind. The kinds whose data predate this (tunnel, first
+//! byte, readiness and the rest) still write through the recorder's own methods and families.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+
+use super::families::Subjects;
+
+/// A kind's own families and per-forward status.
+pub trait KindRecord: Any + Send + Sync {
+    /// The key its status has in a forward's `/api/status` entry.
+    fn status_key(&self) -> &'static str;
+    /// Remove the series of subjects (forwards, ...) `subjects` does not keep, as a reload does for every
+    /// family.
+    fn retain_subjects(&self, subjects: &Subjects);
+    /// Its status for `forward`, once it has one.
+    fn forward_status(&self, forward: &str) -> Option<serde_json::Value>;
+}
+
+/// A kind's record built and its families registered in the recorder's registry.
+pub type NewKindRecord = fn(&mut Registry) -> Arc<dyn KindRecord>;
+
+/// The records of the kinds the recorder was built with.
+#[derive(Default)]
+pub(crate) struct KindRecords {
+    records: Vec<Arc<dyn KindRecord>>,
+}
+
+impl KindRecords {
+    /// Build each of `records`, registering its families in `registry`.
+    pub(crate) fn register(records: &[NewKindRecord], registry: &mut Registry) -> KindRecords {
+        KindRecords { records: records.iter().map(|new| new(registry)).collect() }
+    }
+
+    /// The record of type `T`, when the recorder was built with it.
+    pub(crate) fn get<T: KindRecord>(&self) -> Option<Arc<T>> {
+        self.records.iter().find_map(|record| {
+            let any: Arc<dyn Any + Send + Sync> = record.clone();
+            any.downcast::<T>().ok()
+        })
+    }
+
+    /// Every record's series pruned to `subjects`.
+    pub(crate) fn retain_subjects(&self, subjects: &Subjects) {
+        for record in &self.records {
+            record.retain_subjects(subjects);
+        }
+    }
+
+    /// Every record's status for `forward`, by its key.
+    pub(crate) fn forward_status(&self, forward: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.records
+            .iter()
+            .filter_map(|record| Some((record.status_key().to_owned(), record.forward_status(forward)?)))
+            .collect()
+    }
+}
