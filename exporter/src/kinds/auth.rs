@@ -2,12 +2,16 @@
 
 use crate::config::{AuthProbe, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
+use crate::html::{esc, state_badge};
+use crate::record::status::ForwardStatus;
+use crate::record::timeline::human_duration;
 use crate::record::Recorder;
 use crate::token_sources;
 use probes::auth_probe::{self, Answer, Secret};
 use probes::auth_tap::credential::{self, Credential, TokenId};
 use probes::auth_tap::Registry;
 use probes::{ssh_session, Label};
+use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -248,4 +252,40 @@ impl TokenSourcesWatch {
         }
         self.recorder.set_local_revisions(held);
     }
+}
+
+// Its row and section on the status page (listed in `kinds::FORWARD_ROWS` and `kinds::FORWARD_SECTIONS`).
+
+/// The last refused connect's row: why the gateway refused, whose connect, how long ago, and the docs' fix.
+pub fn refusal_row(forward: &ForwardStatus, now: f64) -> String {
+    let Some(refusal) = forward.last_refusal.as_ref() else { return String::new() };
+    let whose = if refusal.channel == "ws" { "the CLI's connect" } else { "the handshake probe's connect" };
+    format!(
+        "<tr class=\"refusal\"><th>Connect refused</th><td>{}</td><td class=\"muted\">{whose}, {} ago · {}</td></tr>",
+        state_badge(Some(false), "", &refusal.reason),
+        human_duration((now - refusal.at).max(0.0)),
+        esc(&refusal.fix)
+    )
+}
+
+/// The auth failures by token revision, channel and code, when there are any.
+pub fn failures_section(forward: &ForwardStatus, _now: f64) -> String {
+    let mut html = String::new();
+    let failures = &forward.auth_failures;
+    if !failures.is_empty() {
+        html.push_str("<h3>Auth failures by token revision</h3><table class=\"auth\"><tr><th>revision</th><th>channel</th><th>code</th><th>count</th></tr>");
+        for failure in failures {
+            let revision = esc(&failure.token_revision);
+            let mark = if failure.current { " (current)" } else { "" };
+            let _ = write!(
+                html,
+                "<tr><td>{revision}{mark}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&failure.channel),
+                esc(&failure.code),
+                failure.count
+            );
+        }
+        html.push_str("</table>");
+    }
+    html
 }

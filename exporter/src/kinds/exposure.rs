@@ -2,9 +2,12 @@
 
 use crate::config::Gateway;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
+use crate::html::{esc, state_badge};
+use crate::record::status::{GatewayStatus, StatusReport};
 use crate::record::Recorder;
 use probes::exposure::{self, Scope};
 use probes::Label;
+use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,6 +93,37 @@ impl Adapter for ExposureKind {
                 tracing::warn!(gateway = %gateway, error = %failure, "cannot check the gateway's bind exposure")
             }
         }
+    }
+}
+
+/// Its section on the status page (listed in `kinds::PAGE_SECTIONS`).
+pub fn page_section(status: &StatusReport) -> String {
+    let mut html = String::new();
+    exposure_section(&mut html, &status.gateways);
+    html
+}
+
+/// The gateways' bind exposure table, when there are any.
+fn exposure_section(html: &mut String, gateways: &[GatewayStatus]) {
+    if !gateways.is_empty() {
+        html.push_str("<h2>Gateway bind exposure</h2><table class=\"exposure\"><tr><th>gateway</th><th>loopback</th><th>private</th><th>tailnet</th><th>public</th><th>allowed</th><th></th></tr>");
+        for gateway in gateways {
+            let scopes = &gateway.listen_sockets;
+            let exposed = gateway.exposed_since.map(|t| t > 0.0);
+            let count = |n: Option<i64>| n.map_or("–".to_owned(), |n| n.to_string());
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&gateway.gateway),
+                count(scopes.loopback),
+                count(scopes.private),
+                count(scopes.tailnet),
+                count(scopes.public),
+                esc(&gateway.allowed.join(", ")),
+                state_badge(exposed.map(|e| !e), "within allowed", "exposed")
+            );
+        }
+        html.push_str("</table>");
     }
 }
 

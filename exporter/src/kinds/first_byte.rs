@@ -2,7 +2,9 @@
 
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
+use crate::html::{esc, seconds, state_badge};
 use crate::record::first_byte::*;
+use crate::record::status::ForwardStatus;
 use crate::record::Recorder;
 use probes::{first_byte, Label};
 use std::sync::Arc;
@@ -86,6 +88,20 @@ impl Adapter for FirstByteKind {
             }
         }
     }
+}
+
+/// Its rows on the status page (listed in `kinds::FORWARD_ROWS`): the gateway's last answer through the
+/// forward, then the first byte's quantiles.
+pub fn page_rows(forward: &ForwardStatus, _now: f64) -> String {
+    format!(
+        "<tr><th>Gateway</th><td class=\"gateway\">{}</td><td class=\"muted\">{}</td></tr>\
+         <tr><th>First byte</th><td>p50 {}</td><td class=\"muted\">p99 {} · {} samples</td></tr>",
+        state_badge(forward.gateway_up, "answers", "down"),
+        esc(forward.last_first_byte.as_deref().unwrap_or("no probe yet")),
+        seconds(forward.first_byte_seconds.p50),
+        seconds(forward.first_byte_seconds.p99),
+        forward.first_byte_seconds.count,
+    )
 }
 
 #[cfg(test)]

@@ -52,8 +52,30 @@ pub const ONCE: [fn(&mut Start<'_>); 5] = [
 /// built with these, registers their families once and puts their status into each forward's entry.
 pub const RECORDS: [crate::record::kinds::NewKindRecord; 1] = [control_ui::record];
 
-/// The kinds' own rows in a forward's table on the status page, after the rows the page writes itself.
-pub const PAGE_ROWS: [fn(&crate::record::status::ForwardStatus, f64) -> String; 1] = [control_ui::page_row];
+/// A kind's part of one forward on the status page, from the forward's status and the report's time: empty
+/// when it has nothing to show.
+pub type ForwardPart = fn(&crate::record::status::ForwardStatus, f64) -> String;
+
+/// The rows of a forward's table on the status page, in the page's order.
+pub const FORWARD_ROWS: [ForwardPart; 10] = [
+    tunnel::session_row,
+    ssh_hygiene::page_rows,
+    openclaw_cli_url::page_row,
+    tunnel::syn_row,
+    first_byte::page_rows,
+    ws_handshake::page_row,
+    auth::refusal_row,
+    tunnel::uptime_row,
+    tunnel::resume_row,
+    control_ui::page_row,
+];
+
+/// What follows a forward's table on the status page: the day's strip and chart, the auth failures.
+pub const FORWARD_SECTIONS: [ForwardPart; 2] = [tunnel::strip_and_chart, auth::failures_section];
+
+/// The page's sections after the forwards: the model hosts, the gateways' bind exposure.
+pub const PAGE_SECTIONS: [fn(&crate::record::status::StatusReport) -> String; 2] =
+    [model_host::page_section, exposure::page_section];
 
 /// What a kind's `start` has: the generation's configuration and shared lookups, and where its tasks go.
 pub struct Start<'a> {

@@ -2,9 +2,12 @@
 
 use crate::config::ModelHost;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
+use crate::html::esc;
+use crate::record::status::{ModelHostStatus, StatusReport};
 use crate::record::Recorder;
 use probes::model_host::{self, Reason};
 use probes::Label;
+use std::fmt::Write;
 use std::sync::Arc;
 
 /// The recording of one model host's probes.
@@ -89,6 +92,31 @@ impl Adapter for ModelHostKind {
                 tracing::warn!(model_host = %self.host.name, reason = f.label(), error = %f.detail, "model host probe failing")
             }
         }
+    }
+}
+
+/// Its section on the status page (listed in `kinds::PAGE_SECTIONS`).
+pub fn page_section(status: &StatusReport) -> String {
+    let mut html = String::new();
+    model_hosts_section(&mut html, &status.model_hosts);
+    html
+}
+
+/// The model hosts' table, when there are any.
+fn model_hosts_section(html: &mut String, hosts: &[ModelHostStatus]) {
+    if !hosts.is_empty() {
+        html.push_str("<h2>Model hosts</h2><table class=\"model-hosts\"><tr><th>model host</th><th>last probe</th><th>failures / attempts</th></tr>");
+        for host in hosts {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
+                esc(&host.model_host),
+                esc(host.last.as_deref().unwrap_or("no probe yet")),
+                host.failures,
+                host.attempts
+            );
+        }
+        html.push_str("</table>");
     }
 }
 

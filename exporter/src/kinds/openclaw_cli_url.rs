@@ -5,7 +5,9 @@
 
 use crate::config::Config;
 use crate::driver::{Adapter, Round, Schedule};
+use crate::html::{esc, state_badge};
 use crate::openclaw_cli_url::{self, Finding, OpenclawCliUrl};
+use crate::record::status::ForwardStatus;
 use crate::record::status::OpenclawCliUrlStatus;
 use crate::record::Recorder;
 use crate::token_sources::Locations;
@@ -137,5 +139,29 @@ impl Adapter for OpenclawCliUrlKind {
             },
             Err(why) => tracing::warn!(error = %why, "the openclaw CLI's gateway URL cannot be known"),
         }
+    }
+}
+
+/// Its row on the status page (listed in `kinds::FORWARD_ROWS`).
+pub fn page_row(forward: &ForwardStatus, _now: f64) -> String {
+    cli_url_row(forward.cli_url.as_ref())
+}
+
+/// The CLI's URL row: which forward the openclaw CLI uses, and the mismatch when it is not this one.
+fn cli_url_row(cli_url: Option<&OpenclawCliUrlStatus>) -> String {
+    let Some(cli_url) = cli_url else { return String::new() };
+    match (&cli_url.forward, &cli_url.problem) {
+        (Some(forward), _) => format!(
+            "<tr class=\"cli-url\"><th>CLI URL</th><td class=\"muted\" colspan=\"2\">{} ({}) is forward {}</td></tr>",
+            esc(&cli_url.url),
+            esc(&cli_url.source),
+            esc(forward)
+        ),
+        (None, Some(problem)) => format!(
+            "<tr class=\"cli-url\"><th>CLI URL</th><td>{}</td><td class=\"muted\">{}</td></tr>",
+            state_badge(Some(false), "", "not measured"),
+            esc(problem)
+        ),
+        (None, None) => String::new(),
     }
 }

@@ -5,9 +5,13 @@
 use crate::clock::unix_seconds;
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
+use crate::html::{esc, state_badge};
 use crate::record::status::OrphanStatus;
+use crate::record::status::{ForwardStatus, OptionRiskStatus};
+use crate::record::timeline::human_duration;
 use crate::record::Recorder;
 use probes::{ssh_hygiene, ssh_session, Label};
+use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +139,58 @@ impl Adapter for HygieneKind {
             }
         }
     }
+}
+
+// Its rows on the status page (listed in `kinds::FORWARD_ROWS`): orphans, then the owner's risky options.
+
+/// Its rows: each shown only when it has something to say.
+pub fn page_rows(forward: &ForwardStatus, now: f64) -> String {
+    orphans_row(forward.ssh_orphans.as_deref(), now) + &option_risks_row(forward.ssh_option_risks.as_deref())
+}
+
+/// The orphaned ssh clients' row: shown only when there are some (a row saying "none" on every healthy
+/// forward would be noise), each with its pid, age, command line and the command that ends it.
+fn orphans_row(orphans: Option<&[OrphanStatus]>, now: f64) -> String {
+    let Some(orphans) = orphans.filter(|orphans| !orphans.is_empty()) else { return String::new() };
+    let mut row = format!(
+        "<tr class=\"orphans\"><th>Orphaned ssh</th><td>{}</td><td class=\"muted\">forward this address but hold \
+         nothing:<ul>",
+        state_badge(Some(false), "", &format!("{} orphan{}", orphans.len(), if orphans.len() == 1 { "" } else { "s" }))
+    );
+    for orphan in orphans {
+        let age =
+            orphan.started.map_or("age unknown".into(), |started| format!("{} old", human_duration(now - started)));
+        let _ = write!(
+            row,
+            "<li>pid {} ({age}): <code>{}</code> · end it: <code>{}</code></li>",
+            orphan.pid,
+            esc(&orphan.command),
+            esc(&orphan.end_with)
+        );
+    }
+    row.push_str("</ul></td></tr>");
+    row
+}
+
+/// The risky ssh options' row: shown only when the forward's ssh has some, each with why and its fix.
+fn option_risks_row(risks: Option<&[OptionRiskStatus]>) -> String {
+    let Some(risks) = risks.filter(|risks| !risks.is_empty()) else { return String::new() };
+    let mut row = format!(
+        "<tr class=\"risks\"><th>ssh options</th><td>{}</td><td class=\"muted\">add to ~/.ssh/config under the \
+         forward's Host:<ul>",
+        state_badge(Some(false), "", &format!("{} risky", risks.len()))
+    );
+    for risk in risks {
+        let _ = write!(
+            row,
+            "<li>{} ({}): <code>{}</code></li>",
+            esc(&risk.option),
+            esc(&risk.why),
+            esc(&risk.fix.replace('\n', "; "))
+        );
+    }
+    row.push_str("</ul></td></tr>");
+    row
 }
 
 #[cfg(test)]

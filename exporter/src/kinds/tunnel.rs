@@ -2,9 +2,14 @@
 
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
+use crate::html::{esc, seconds, state_badge};
+use crate::record::status::ForwardStatus;
+use crate::record::timeline::human_duration;
 use crate::record::tunnel::*;
 use crate::record::Recorder;
+use crate::uptime::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
 use probes::{ssh_session, syn, Label, Probe};
+use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,6 +144,175 @@ impl Adapter for TunnelKind {
     }
 }
 
+// Its rows and section on the status page (listed in `kinds::FORWARD_ROWS` and `kinds::FORWARD_SECTIONS`).
+
+/// The listener's owner: ssh up (with its pid, user and parent) or what holds the port instead.
+pub fn session_row(forward: &ForwardStatus, _now: f64) -> String {
+    let session = forward.ssh_session.as_ref();
+    let session_state = session.map(|s| s.state.as_str());
+    let session_badge = match session_state {
+        Some("up") => state_badge(Some(true), "ssh up", ""),
+        Some("unreadable") | Some("unsupported") | Some("unknown") | None => state_badge(None, "", ""),
+        Some(other) => state_badge(Some(false), "", &esc(other)),
+    };
+    let owner = match session.and_then(|s| Some((s.pid?, s.name.as_deref()?, s.parent_name.as_deref()))) {
+        Some((pid, comm, parent)) => {
+            let user = session.and_then(|s| s.user.as_deref()).unwrap_or("an unknown user");
+            format!("{} pid {pid} ({}), parent {}", esc(comm), esc(user), esc(parent.unwrap_or("?")))
+        }
+        None => match session.and_then(|s| s.detail.as_deref()) {
+            Some(detail) => format!("{}: {}", esc(session_state.unwrap_or("")), esc(detail)),
+            None => esc(session_state.unwrap_or("not checked yet")),
+        },
+    };
+    format!("<tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}</td></tr>")
+}
+
+/// The SYN probe's last answer and counts.
+pub fn syn_row(forward: &ForwardStatus, _now: f64) -> String {
+    format!(
+        "<tr><th>SYN</th><td class=\"syn\">{}</td><td class=\"muted\">{} of {} connects succeeded</td></tr>",
+        state_badge(forward.syn.last_ok, "connects", "refused"),
+        forward.syn.successes,
+        forward.syn.attempts,
+    )
+}
+
+/// The last completed five-minute bucket's uptime and the time unobserved.
+pub fn uptime_row(forward: &ForwardStatus, _now: f64) -> String {
+    format!(
+        "<tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr>",
+        forward.uptime_ratio_last_bucket.map_or("–".into(), |r| format!("{:.2}%", r * 100.0)),
+        seconds(Some(forward.unobserved_seconds)),
+    )
+}
+
+/// The last wake's row: how long after the first round after a gap (a sleep, a stall) the first byte through
+/// the forward worked again.
+pub fn resume_row(forward: &ForwardStatus, now: f64) -> String {
+    let Some(resume) = forward.last_resume.as_ref() else { return String::new() };
+    let (badge, text) = if resume.usable {
+        (
+            state_badge(Some(resume.seconds <= 60.0), "quick", "slow"),
+            format!("usable in {}", human_duration(resume.seconds)),
+        )
+    } else {
+        (state_badge(Some(false), "", "unusable"), format!("not usable within {}", human_duration(resume.seconds)))
+    };
+    format!(
+        "<tr class=\"resume\"><th>After the last wake</th><td>{badge}</td><td class=\"muted\">{text} · {} ago · \
+         shorten it with ServerAliveInterval x ServerAliveCountMax and the supervisor's restart delay</td></tr>",
+        human_duration((now - resume.at).max(0.0))
+    )
+}
+
+/// The last day's strip of five-minute buckets and the first-byte chart below it.
+pub fn strip_and_chart(forward: &ForwardStatus, now: f64) -> String {
+    let now = now as u64;
+    let current_bucket = now / BUCKET_SECONDS * BUCKET_SECONDS;
+    let first_bucket = current_bucket.saturating_sub((BUCKETS_KEPT as u64 - 1) * BUCKET_SECONDS);
+    let mut html = String::new();
+    let buckets = &forward.buckets;
+    html.push_str("<div class=\"strip\" title=\"last 24 hours, five-minute buckets\">");
+    let mut start = first_bucket;
+    while start <= current_bucket {
+        let bucket = buckets.iter().find(|b| b.start == start);
+        let (class, title) = bucket_class(bucket);
+        let _ = write!(html, "<span class=\"s-{class}\" title=\"{}\"></span>", esc(&title));
+        start += BUCKET_SECONDS;
+    }
+    html.push_str(concat!(
+        "</div><div class=\"legend muted\"><span class=\"s-up\"></span>up<span class=\"s-partly\"></span>partly",
+        "<span class=\"s-down\"></span>down<span class=\"s-unobserved\"></span>unobserved (asleep)",
+        "<span class=\"s-empty\"></span>no data</div>"
+    ));
+    html.push_str(&first_byte_chart(buckets, first_bucket, current_bucket));
+    html.push_str(
+        "<div class=\"legend muted\">first byte through the tunnel per five-minute bucket: \
+         <b style=\"color:#1565c0\">p50</b> and <b style=\"color:#ef6c00\">p99</b>, log scale; gaps: no probe answered \
+         (down or asleep). The model host's round trip is in its table below.</div>",
+    );
+    html
+}
+
+/// A bucket's class: up, down, partly, unobserved, or empty (no data).
+fn bucket_class(bucket: Option<&Bucket>) -> (&'static str, String) {
+    let Some(bucket) = bucket else { return ("empty", "no data".into()) };
+    let (checks, up, unobserved) = (bucket.checks, bucket.successes, bucket.unobserved_seconds);
+    if checks == 0 || unobserved >= BUCKET_SECONDS as f64 / 2.0 {
+        return ("unobserved", format!("{unobserved:.0} s unobserved, {up}/{checks} rounds up"));
+    }
+    let class = match up {
+        u if u == checks => "up",
+        0 => "down",
+        _ => "partly",
+    };
+    (class, format!("{up}/{checks} rounds up ({:.2}%)", up as f64 * 100.0 / checks as f64))
+}
+
+/// The chart's geometry: one 3-pixel column per five-minute bucket, a log axis from 100 µs to 10 s.
+const CHART_HEIGHT: f64 = 120.0;
+const COLUMN: f64 = 3.0;
+const LOG_FLOOR: f64 = -4.0;
+const LOG_DECADES: f64 = 5.0;
+
+fn chart_y(seconds: f64) -> f64 {
+    let decades = (seconds.max(1e-6).log10() - LOG_FLOOR).clamp(0.0, LOG_DECADES);
+    CHART_HEIGHT - decades / LOG_DECADES * CHART_HEIGHT
+}
+
+/// An SVG step path through the buckets' values (each bucket a level across its column, so a lone bucket is
+/// a visible dash), broken where a bucket has none (no probe answered, asleep).
+fn chart_path(points: &[(usize, Option<f64>)]) -> String {
+    let mut path = String::new();
+    let mut drawing = false;
+    for (column, value) in points {
+        match value {
+            Some(seconds) => {
+                let (x, y) = (*column as f64 * COLUMN, chart_y(*seconds));
+                let _ = write!(path, "{}{x:.1} {y:.1} H{:.1} ", if drawing { "L" } else { "M" }, x + COLUMN);
+                drawing = true;
+            }
+            None => drawing = false,
+        }
+    }
+    path.trim_end().to_owned()
+}
+
+/// The last 24 h of one forward's first-byte p50 and p99 per five-minute bucket, inline SVG (no script).
+fn first_byte_chart(buckets: &[Bucket], first_bucket: u64, current_bucket: u64) -> String {
+    let columns = ((current_bucket - first_bucket) / BUCKET_SECONDS + 1) as usize;
+    let width = columns as f64 * COLUMN;
+    let (mut p50, mut p99) = (Vec::with_capacity(columns), Vec::with_capacity(columns));
+    for column in 0..columns {
+        let start = first_bucket + column as u64 * BUCKET_SECONDS;
+        let quantiles = buckets.iter().find(|b| b.start == start).and_then(Bucket::first_byte_quantiles);
+        p50.push((column, quantiles.map(|q| q.0)));
+        p99.push((column, quantiles.map(|q| q.1)));
+    }
+    let mut svg = format!(
+        "<svg class=\"chart\" role=\"img\" viewBox=\"0 0 {width:.0} {height:.0}\" width=\"{width:.0}\" height=\"{height:.0}\" \
+         aria-label=\"first byte p50 and p99 per five-minute bucket, last 24 hours\"><title>first byte p50 (blue) and p99 \
+         (orange) per five-minute bucket, last 24 hours, log scale</title>",
+        height = CHART_HEIGHT
+    );
+    for (seconds, label) in [(1e-3, "1 ms"), (1e-2, "10 ms"), (1e-1, "100 ms"), (1.0, "1 s")] {
+        let y = chart_y(seconds);
+        let _ = write!(
+            svg,
+            "<line class=\"grid\" x1=\"0\" x2=\"{width:.0}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/><text x=\"2\" y=\"{:.1}\">{label}</text>",
+            y - 2.0
+        );
+    }
+    let _ = write!(
+        svg,
+        "<path class=\"p99\" d=\"{}\"/><path class=\"p50\" d=\"{}\"/></svg>",
+        chart_path(&p99),
+        chart_path(&p50)
+    );
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +320,14 @@ mod tests {
     use crate::record::tunnel::tests::owner;
     use crate::record::Format;
     use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn the_chart_steps_through_buckets_and_breaks_at_gaps() {
+        let path = chart_path(&[(0, Some(1e-3)), (1, Some(1e-2)), (2, None), (3, Some(1.0))]);
+        assert_eq!(path, "M0.0 96.0 H3.0 L3.0 72.0 H6.0 M9.0 24.0 H12.0");
+        assert_eq!(chart_y(1e-9), CHART_HEIGHT, "below the floor sits on the axis");
+        assert_eq!(chart_y(1e9), 0.0, "above the top sits on the top");
+    }
 
     #[test]
     fn a_round_whose_syn_failed_for_the_exporters_own_shortage_is_neither_up_nor_down() {

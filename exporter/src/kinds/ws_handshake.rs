@@ -2,6 +2,8 @@
 
 use crate::config::{AuthProbe, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
+use crate::html::esc;
+use crate::record::status::ForwardStatus;
 use crate::record::Recorder;
 use crate::token_sources;
 use probes::auth_tap::credential::TokenId;
@@ -150,6 +152,14 @@ impl Adapter for WsHandshakeKind {
             }
         }
     }
+}
+
+/// Its row on the status page (listed in `kinds::FORWARD_ROWS`): the last handshake in words.
+pub fn page_row(forward: &ForwardStatus, _now: f64) -> String {
+    format!(
+        "<tr><th>WebSocket</th><td colspan=\"2\" class=\"muted\">{}</td></tr>",
+        esc(forward.last_ws_handshake.as_deref().unwrap_or("no handshake probe yet"))
+    )
 }
 
 #[cfg(test)]
