@@ -1,10 +1,14 @@
-//! The probe kinds' adapters: one module per kind, each the [`crate::driver::Adapter`] of its probe. An
-//! adapter builds its target, owns its schedule, does what a round needs first (reading token files), logs
-//! state changes and records each outcome through the recorder's API ([`crate::record`]).
+//! The probe kinds: one module per kind, each declaring what the rest of the exporter needs from it: its
+//! [`crate::driver::Adapter`] (its target, its schedule as one value, what a round needs first, its logs and
+//! what each outcome records), its rows and sections on the status page, and, for a kind that keeps its own
+//! families and status, its [`crate::record::kinds::KindRecord`].
 //!
-//! The registry: [`FOR_EACH_FORWARD`] and [`ONCE`] list every kind's `start`, which decides from the
-//! configuration whether (and for what) the kind runs and spawns its tasks. The scheduler walks these lists
-//! and names no kind: a new kind is a module here and one entry in one list.
+//! The registry, which the rest walks without naming a kind: [`FOR_EACH_FORWARD`] and [`ONCE`] list every
+//! kind's `start`, which decides from the configuration whether (and for what) the kind runs and spawns its
+//! tasks (the scheduler); [`RECORDS`] the kinds' own records (the recorder is built with them, registers
+//! their families and puts their status in `/api/status`); [`FORWARD_ROWS`], [`FORWARD_SECTIONS`] and
+//! [`PAGE_SECTIONS`] their parts of the status page, in the page's order. [`control_ui`] is a kind whole in
+//! its file.
 
 use std::sync::Arc;
 
