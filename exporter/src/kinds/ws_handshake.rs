@@ -1,21 +1,108 @@
-//! The adapter of the ws handshake probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::ws_handshake`]).
+//! The WebSocket handshake kind, the CLI's own path through the forward: its record (the time to the
+//! gateway's challenge and failures by reason, and each forward's last round in words: [`WsHandshakeRecord`],
+//! in [`super::RECORDS`]), its adapter (what it reads before a round, its logs, what a round records; a
+//! refused connect goes to the recorder's refusal counters, which the tap shares), and its status-page row.
 
 use crate::config::{AuthProbe, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::esc;
+use crate::record::families::{latency, ForwardLabels, ForwardReasonLabels, Latency, Subjects};
+use crate::record::kinds::KindRecord;
 use crate::record::status::ForwardStatus;
+use crate::record::tracked::Tracked;
 use crate::record::Recorder;
 use crate::token_sources;
 use probes::auth_tap::credential::TokenId;
 use probes::ws_handshake::{self, Connect, Secret};
 use probes::Label;
-use std::sync::Arc;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Its key in a forward's `/api/status` entry (null until a round).
+const STATUS_KEY: &str = "last_ws_handshake";
+
+/// The handshake's families and each forward's last round in words.
+pub struct WsHandshakeRecord {
+    seconds: Latency<ForwardLabels>,
+    failures: Tracked<ForwardReasonLabels, Counter>,
+    last: Mutex<HashMap<String, String>>,
+}
+
+/// Registry entry: the record, its families registered once.
+pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
+    let record = WsHandshakeRecord { seconds: latency(), failures: Tracked::default(), last: Mutex::default() };
+    registry.register(
+        "openclaw_gateway_ws_handshake_seconds",
+        "WebSocket upgrade sent to the gateway's first frame (connect.challenge), through the forward",
+        record.seconds.family().clone(),
+    );
+    registry.register(
+        "openclaw_gateway_ws_handshake_failures",
+        "WebSocket handshake probes failed, by reason: refused, reset, timeout, upgrade_refused, no_challenge, closed, local_error",
+        record.failures.family().clone(),
+    );
+    Arc::new(record)
+}
+
+impl WsHandshakeRecord {
+    fn last(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every failure reason at zero for `forward`.
+    fn create_series(&self, forward: &str) {
+        for reason in ws_handshake::Failure::LABELS {
+            self.failures.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
+        }
+    }
+
+    /// One handshake through `forward`: the time to the challenge, or the failure's reason, and the status line.
+    fn observe(&self, forward: &str, outcome: &ws_handshake::Outcome) {
+        let line = match outcome {
+            Ok(handshake) => {
+                let labels = ForwardLabels { forward: forward.to_owned() };
+                self.seconds.get_or_create(&labels).observe(handshake.elapsed.as_secs_f64());
+                format!(
+                    "challenge in {}, connect {}",
+                    crate::record::timeline::human_duration(handshake.elapsed.as_secs_f64()),
+                    handshake.connect.label()
+                )
+            }
+            Err(failure) => {
+                let labels = ForwardReasonLabels { forward: forward.to_owned(), reason: failure.label() };
+                self.failures.get_or_create(&labels).inc();
+                failure.to_string()
+            }
+        };
+        self.last().insert(forward.to_owned(), line);
+    }
+}
+
+impl KindRecord for WsHandshakeRecord {
+    fn status_key(&self) -> &'static str {
+        STATUS_KEY
+    }
+
+    fn retain_subjects(&self, subjects: &Subjects) {
+        self.seconds.retain(|labels| subjects.keeps(labels));
+        self.failures.retain(|labels| subjects.keeps(labels));
+        self.last().retain(|forward, _| subjects.keeps(&ForwardLabels { forward: forward.clone() }));
+    }
+
+    /// Every forward has the key: its last round in words, null before one (or with the probe off).
+    fn forward_status(&self, forward: &str) -> Option<serde_json::Value> {
+        Some(self.last().get(forward).cloned().map_or(serde_json::Value::Null, serde_json::Value::String))
+    }
+}
 
 /// The recording of one forward's WebSocket handshake probe.
 pub struct WsHandshakeKind {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
+    record: Arc<WsHandshakeRecord>,
     /// Where this machine's token is, when the auth probe covers the forward (the user chose to let the
     /// exporter send it); None: the probe closes before `connect`.
     tokens: Option<token_sources::Locations>,
@@ -30,15 +117,17 @@ pub struct WsHandshakeKind {
     refused: Option<TokenId>,
 }
 
-/// Registry entry: a forward's handshake probe, unless its `ws_handshake_interval` is off. It checks the
-/// port's owner before the token goes out, with a lookup of its own.
+/// Registry entry: a forward's handshake probe, unless its `ws_handshake_interval` is off (or the recorder was
+/// built without this kind's record). It checks the port's owner before the token goes out, with a lookup of
+/// its own.
 pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    if forward.ws_handshake_interval.is_none() {
+    let (Some(_), Some(record)) = (forward.ws_handshake_interval, start.recorder.kind_record::<WsHandshakeRecord>())
+    else {
         return;
-    }
+    };
     let gate_session = start.session_target(forward);
     let (probe, kind) =
-        WsHandshakeKind::new(forward.clone(), &start.config.auth_probe, start.recorder.clone(), gate_session);
+        WsHandshakeKind::new(forward.clone(), &start.config.auth_probe, start.recorder.clone(), record, gate_session);
     start.drive(probe, kind);
 }
 
@@ -48,9 +137,10 @@ impl WsHandshakeKind {
         forward: Arc<Forward>,
         auth_probe: &AuthProbe,
         recorder: Arc<Recorder>,
+        record: Arc<WsHandshakeRecord>,
         session: probes::ssh_session::Target,
     ) -> (ws_handshake::Target, WsHandshakeKind) {
-        recorder.create_ws_handshake_series(&forward.name);
+        record.create_series(&forward.name);
         let tokens = auth_probe.forwards.contains(&forward.name).then(|| {
             token_sources::Locations::from_env(auth_probe.openclaw_config.as_deref(), auth_probe.token_file.as_deref())
         });
@@ -65,7 +155,7 @@ impl WsHandshakeKind {
             gate: Some(gate),
             withheld: withheld.clone(),
         };
-        (target, WsHandshakeKind { forward, recorder, tokens, withheld, sent: None, refused: None })
+        (target, WsHandshakeKind { forward, recorder, record, tokens, withheld, sent: None, refused: None })
     }
 
     fn interval_or_off(&self) -> Duration {
@@ -117,7 +207,7 @@ impl Adapter for WsHandshakeKind {
             Ok(ws_handshake::Handshake { connect: Connect::Accepted, .. }) => self.refused = None,
             _ => {}
         }
-        self.recorder.record_ws_handshake(name, outcome);
+        self.record.observe(name, outcome);
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 
@@ -158,7 +248,7 @@ impl Adapter for WsHandshakeKind {
 pub fn page_row(forward: &ForwardStatus, _now: f64) -> String {
     format!(
         "<tr><th>WebSocket</th><td colspan=\"2\" class=\"muted\">{}</td></tr>",
-        esc(forward.last_ws_handshake.as_deref().unwrap_or("no handshake probe yet"))
+        esc(forward.kinds.get(STATUS_KEY).and_then(serde_json::Value::as_str).unwrap_or("no handshake probe yet"))
     )
 }
 
@@ -172,14 +262,17 @@ mod tests {
 
     #[test]
     fn a_round_records_the_time_to_the_challenge_or_the_failure_and_the_status_line() {
-        let recorder = Arc::new(Recorder::new());
+        let recorder = Arc::new(Recorder::with_kinds(&[record], Vec::new()));
         let config = crate::config::Config::load(None).unwrap();
+        recorder.apply_config(&config);
         let forward = Arc::new(config.forwards[0].clone());
         let name = forward.name.clone();
         let session = session_target(&forward, config.scheduler.owner_lookup, &Default::default());
         let mut auth_probe = config.auth_probe.clone();
         auth_probe.forwards.clear();
-        let (target, mut recording) = WsHandshakeKind::new(forward.clone(), &auth_probe, recorder.clone(), session);
+        let own = recorder.kind_record::<WsHandshakeRecord>().unwrap();
+        let (target, mut recording) =
+            WsHandshakeKind::new(forward.clone(), &auth_probe, recorder.clone(), own, session);
         assert_eq!(target.addr, forward.local);
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let answered: ws_handshake::Outcome =
@@ -218,10 +311,10 @@ mod tests {
         assert!(refusal.fix.contains("re-pair"), "{}", refusal.fix);
         assert_eq!(recording.handle(round, &Err(ws_handshake::Failure::NoChallenge)), "no_challenge");
         let status = recorder.status(SystemTime::now());
-        let line = status.forwards.iter().find(|f| f.forward == name).unwrap().last_ws_handshake.clone();
+        let line = status.forwards.iter().find(|f| f.forward == name).unwrap().kinds[STATUS_KEY].clone();
         assert!(
-            line.is_some_and(|l| !l.contains("challenge in")),
-            "the last round (a failure) is what the status shows"
+            line.as_str().is_some_and(|l| !l.contains("challenge in")),
+            "the last round (a failure) is what the status shows: {line}"
         );
     }
 }

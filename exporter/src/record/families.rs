@@ -190,7 +190,8 @@ pub type FloatCounter = Counter<f64, AtomicU64>;
 /// A histogram family over [`LATENCY_BUCKETS`].
 pub type Latency<L> = Tracked<L, Histogram, fn() -> Histogram>;
 
-fn latency<L: Clone + std::hash::Hash + Eq>() -> Latency<L> {
+/// A latency family over [`LATENCY_BUCKETS`], empty.
+pub fn latency<L: Clone + std::hash::Hash + Eq>() -> Latency<L> {
     Tracked::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS))
 }
 
@@ -337,10 +338,6 @@ families! {
         "openclaw_gateway_event_loop_utilization", "The gateway's event-loop utilization, 0..1 (/readyz eventLoop)";
     resume_seconds: Tracked<ForwardLabels, Histogram, fn() -> Histogram> = Tracked::new_with_constructor(|| Histogram::new(super::resume::RESUME_BUCKETS)),
         "openclaw_tunnel_resume_seconds", "After a gap counted unobserved (sleep, a stall), seconds from the first round after it to the first good first byte through the forward; a wait past 600 s is observed then, above the last bucket";
-    ws_handshake_seconds: Latency<ForwardLabels> = latency(),
-        "openclaw_gateway_ws_handshake_seconds", "WebSocket upgrade sent to the gateway's first frame (connect.challenge), through the forward";
-    ws_handshake_failures: Tracked<ForwardReasonLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_ws_handshake_failures", "WebSocket handshake probes failed, by reason: refused, reset, timeout, upgrade_refused, no_challenge, closed, local_error";
     remote_write_samples: Tracked<ResultLabels, Counter> = Tracked::default(),
         "openclaw_exporter_remote_write_samples", "Remote-write samples by result: sent (acknowledged), dropped (not written, over max_bytes or corrupt), failed (refused for good: 400, 409, 422)";
     remote_write_rejected: Tracked<StatusLabels, Counter> = Tracked::default(),

@@ -15,7 +15,9 @@
 //! - per probe kind, what its outcomes do to the data: [`tunnel`] (SYN + ssh session rounds, the uptime
 //!   ledger), [`first_byte`], [`model_host`], [`exposure`], [`auth`] (the auth probe's requests, the tap's
 //!   events, rotation, local token revisions), [`readiness`] (the gateway's startup state, readiness,
-//!   version, restarts and event loop), [`ws_handshake`] (the CLI's path).
+//!   version, restarts and event loop).
+//! - [`kinds`]: what a kind that keeps its own families and status gives the recorder (the handshake and the
+//!   Control UI kinds do).
 //! - [`status`]: the typed status report `/api/status` and the status page both read; [`timeline`]: what
 //!   happened, with start, end and duration.
 
@@ -32,7 +34,6 @@ pub mod status;
 pub mod timeline;
 pub mod tracked;
 pub mod tunnel;
-pub mod ws_handshake;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -75,7 +76,6 @@ pub(crate) struct ForwardState {
     pub(crate) last_first_byte: Option<String>,
     /// The first-byte objective (a good probe answers within it).
     pub(crate) first_byte_objective: Duration,
-    pub(crate) last_ws_handshake: Option<String>,
     /// The wait for usable after the last gap, while open.
     pub(crate) resume: resume::Resume,
     /// The last wait observed.
@@ -111,7 +111,6 @@ impl ForwardState {
             last_hijacked: None,
             last_first_byte: None,
             first_byte_objective: Duration::MAX,
-            last_ws_handshake: None,
             last_refusal: None,
             resume: resume::Resume::default(),
             last_resume: None,

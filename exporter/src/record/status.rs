@@ -50,9 +50,6 @@ pub struct ForwardStatus {
     pub gateway_up: Option<bool>,
     /// The last first-byte probe, in words.
     pub last_first_byte: Option<String>,
-    /// The last WebSocket handshake probe: time to the challenge and the connect answer, or its failure.
-    #[serde(default)]
-    pub last_ws_handshake: Option<String>,
     /// The last wake-to-usable observed: seconds from the first round after a gap to a good first byte.
     #[serde(default)]
     pub last_resume: Option<ResumeStatus>,
@@ -273,7 +270,6 @@ struct ForwardSnapshot {
     session: Option<probes::ssh_session::Outcome>,
     last_syn_ok: Option<bool>,
     last_first_byte: Option<String>,
-    last_ws_handshake: Option<String>,
     last_refusal: Option<RefusalStatus>,
     last_resume: Option<ResumeStatus>,
     gateway: Option<super::readiness::GatewayState>,
@@ -301,7 +297,6 @@ impl Recorder {
                     session: state.session.clone(),
                     last_syn_ok: state.last_syn_ok,
                     last_first_byte: state.last_first_byte.clone(),
-                    last_ws_handshake: state.last_ws_handshake.clone(),
                     last_refusal: state.last_refusal.clone(),
                     last_resume: state.last_resume.clone(),
                     gateway: state.gateway.clone(),
@@ -359,7 +354,6 @@ impl Recorder {
                     rounds: RoundsStatus { checks: count(&m.up_checks, name), up: count(&m.up_successes, name) },
                     gateway_up: m.gateway_up.get(&labels).map(|g| g.get() == 1),
                     last_first_byte: state.last_first_byte.clone(),
-                    last_ws_handshake: state.last_ws_handshake.clone(),
                     last_refusal: state.last_refusal.clone(),
                     last_resume: state.last_resume.clone(),
                     gateway: state.gateway.clone(),
