@@ -97,10 +97,6 @@ impl ControlUiRecord {
 }
 
 impl KindRecord for ControlUiRecord {
-    fn status_key(&self) -> &'static str {
-        STATUS_KEY
-    }
-
     fn retain_subjects(&self, subjects: &Subjects) {
         self.up.retain(|labels| subjects.keeps(labels));
         self.failures.retain(|labels| subjects.keeps(labels));
@@ -112,9 +108,14 @@ impl KindRecord for ControlUiRecord {
         }
     }
 
-    fn forward_status(&self, forward: &str) -> Option<serde_json::Value> {
-        let status = self.lock().get(forward).cloned()?;
-        serde_json::to_value(status).ok()
+    /// `control_ui`, once the forward has had a round.
+    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+        let status = self.lock().get(forward).cloned();
+        status
+            .and_then(|status| serde_json::to_value(status).ok())
+            .map(|value| (STATUS_KEY.to_owned(), value))
+            .into_iter()
+            .collect()
     }
 }
 

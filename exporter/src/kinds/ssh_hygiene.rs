@@ -1,33 +1,161 @@
-//! The adapter of the ssh hygiene probe kind (orphans, and the owner's risky options): its target (the
-//! forward's owner lookup and the generation's shared process table), interval and timeout, its logs, and
-//! what it records (through the recorder's API in [`crate::record::tunnel`]).
+//! The ssh hygiene kind (orphans, and the owner's risky options): its record (the two gauges and each
+//! forward's lists: [`HygieneRecord`], in [`super::RECORDS`]), its adapter (its target: the forward's owner
+//! lookup and the generation's shared process table; its logs), and its rows on the status page.
 
 use crate::clock::unix_seconds;
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, state_badge};
-use crate::record::status::OrphanStatus;
-use crate::record::status::{ForwardStatus, OptionRiskStatus};
+use crate::record::families::{ForwardLabels, ForwardOptionLabels, Subjects};
+use crate::record::kinds::KindRecord;
+use crate::record::status::ForwardStatus;
 use crate::record::timeline::human_duration;
-use crate::record::Recorder;
+use crate::record::tracked::Tracked;
 use probes::{ssh_hygiene, ssh_session, Label};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// An ssh client that forwards the forward's address but does not own its listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrphanStatus {
+    /// Its pid.
+    pub pid: u32,
+    /// When it started, Unix seconds, when the OS says.
+    pub started: Option<f64>,
+    /// Its command line (a plink password replaced).
+    pub command: String,
+    /// The command that ends it (`kill PID`, `taskkill /PID PID` on Windows).
+    pub end_with: String,
+}
+
+/// A risky ssh option the forward's ssh runs with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptionRiskStatus {
+    /// The `option` label: server_alive_off, exit_on_forward_failure_off, connect_timeout_unset,
+    /// strict_host_key_checking_off.
+    pub option: String,
+    /// Why it matters.
+    pub why: String,
+    /// The `~/.ssh/config` lines that remove it.
+    pub fix: String,
+}
+
+/// Each forward's orphans and risky options, as `/api/status` shows them: None while unknown.
+#[derive(Default)]
+struct Lists {
+    orphans: Option<Vec<OrphanStatus>>,
+    option_risks: Option<Vec<OptionRiskStatus>>,
+}
+
+/// The hygiene kind's families and each forward's lists.
+pub struct HygieneRecord {
+    orphans: Tracked<ForwardLabels, Gauge>,
+    option_risk: Tracked<ForwardOptionLabels, Gauge>,
+    lists: Mutex<HashMap<String, Lists>>,
+}
+
+/// Registry entry: the record, its families registered once.
+pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
+    let record =
+        HygieneRecord { orphans: Tracked::default(), option_risk: Tracked::default(), lists: Mutex::default() };
+    registry.register(
+        "openclaw_tunnel_ssh_orphans",
+        "This user's ssh clients whose command line forwards the forward's local address but that do not own its listener (a failed bind left running without ExitOnForwardFailure): each forwards nothing, pids in /api/status",
+        record.orphans.family().clone(),
+    );
+    registry.register("openclaw_tunnel_ssh_option_risk", "1 when the ssh owning the forward runs with the option (ssh -G of its own command line, once per new owner): server_alive_off (ServerAliveInterval 0), exit_on_forward_failure_off, connect_timeout_unset, strict_host_key_checking_off; absent while unknown", record.option_risk.family().clone());
+    Arc::new(record)
+}
+
+impl HygieneRecord {
+    fn lists(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lists>> {
+        self.lists.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The forward's orphaned ssh clients: counted (the gauge and the status report), or `None` when they
+    /// cannot be known (the gauge removed: unknown is not zero).
+    fn record_orphans(&self, forward: &str, orphans: Option<Vec<OrphanStatus>>) {
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        match &orphans {
+            Some(orphans) => {
+                self.orphans.get_or_create(&labels).set(orphans.len() as i64);
+            }
+            None => {
+                self.orphans.remove(&labels);
+            }
+        }
+        self.lists().entry(forward.to_owned()).or_default().orphans = orphans;
+    }
+
+    /// The risky options the forward's ssh runs with: each option's gauge 0 or 1, or every one removed when
+    /// they are unknown (no ssh of this user owns the listener, `ssh -G` failed).
+    fn record_option_risks(&self, forward: &str, risks: Option<&[probes::ssh_options::Risk]>) {
+        for risk in probes::ssh_options::Risk::ALL {
+            let labels = ForwardOptionLabels { forward: forward.to_owned(), option: risk.label() };
+            match risks {
+                Some(risks) => {
+                    self.option_risk.get_or_create(&labels).set(i64::from(risks.contains(&risk)));
+                }
+                None => {
+                    self.option_risk.remove(&labels);
+                }
+            }
+        }
+        let status = risks.map(|risks| {
+            risks
+                .iter()
+                .map(|risk| OptionRiskStatus {
+                    option: risk.label().to_owned(),
+                    why: risk.why().to_owned(),
+                    fix: risk.fix().to_owned(),
+                })
+                .collect()
+        });
+        self.lists().entry(forward.to_owned()).or_default().option_risks = status;
+    }
+}
+
+impl KindRecord for HygieneRecord {
+    fn retain_subjects(&self, subjects: &Subjects) {
+        self.orphans.retain(|labels| subjects.keeps(labels));
+        self.option_risk.retain(|labels| subjects.keeps(labels));
+        self.lists().retain(|forward, _| subjects.keeps(&ForwardLabels { forward: forward.clone() }));
+    }
+
+    /// Every forward has both keys, null while unknown.
+    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+        let lists = self.lists();
+        let lists = lists.get(forward);
+        let value = |list: Option<serde_json::Value>| list.unwrap_or(serde_json::Value::Null);
+        let orphans = lists.and_then(|l| l.orphans.as_ref()).and_then(|o| serde_json::to_value(o).ok());
+        let risks = lists.and_then(|l| l.option_risks.as_ref()).and_then(|r| serde_json::to_value(r).ok());
+        [(ORPHANS_KEY.to_owned(), value(orphans)), (RISKS_KEY.to_owned(), value(risks))].into_iter().collect()
+    }
+}
+
+/// Its keys in a forward's `/api/status` entry.
+const ORPHANS_KEY: &str = "ssh_orphans";
+const RISKS_KEY: &str = "ssh_option_risks";
 
 /// The recording of one forward's hygiene checks.
 pub struct HygieneKind {
     forward: Arc<Forward>,
-    recorder: Arc<Recorder>,
+    record: Arc<HygieneRecord>,
 }
 
-/// Registry entry: a forward's hygiene probe, unless its `hygiene_interval` is off.
+/// Registry entry: a forward's hygiene probe, unless its `hygiene_interval` is off (or the recorder was built
+/// without this kind's record).
 pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    if forward.hygiene_interval.is_none() {
+    let (Some(_), Some(record)) = (forward.hygiene_interval, start.recorder.kind_record::<HygieneRecord>()) else {
         return;
-    }
+    };
     let session = start.session_target(forward);
-    let (probe, kind) = HygieneKind::new(forward.clone(), start.recorder.clone(), session, start.process_table);
+    let (probe, kind) = HygieneKind::new(forward.clone(), record, session, start.process_table);
     start.drive(probe, kind);
 }
 
@@ -36,12 +164,12 @@ impl HygieneKind {
     /// generation's process table) and its recording.
     pub fn new(
         forward: Arc<Forward>,
-        recorder: Arc<Recorder>,
+        record: Arc<HygieneRecord>,
         session: ssh_session::Target,
         table: &ssh_hygiene::ProcessTable,
     ) -> (ssh_hygiene::Target, HygieneKind) {
         let target = ssh_hygiene::Target::new(forward.local, session, table.clone());
-        (target, HygieneKind { forward, recorder })
+        (target, HygieneKind { forward, record })
     }
 }
 
@@ -76,12 +204,12 @@ impl Adapter for HygieneKind {
 
     fn handle(&mut self, _round: Round, outcome: &ssh_hygiene::Outcome) -> &'static str {
         let orphans = outcome.orphans().map(|orphans| orphans.iter().map(orphan_status).collect());
-        self.recorder.record_orphans(&self.forward.name, orphans);
+        self.record.record_orphans(&self.forward.name, orphans);
         let risks = match outcome {
             ssh_hygiene::Outcome::Counted { options: Ok(risks), .. } => Some(risks.as_slice()),
             _ => None,
         };
-        self.recorder.record_option_risks(&self.forward.name, risks);
+        self.record.record_option_risks(&self.forward.name, risks);
         outcome.label()
     }
 
@@ -145,7 +273,12 @@ impl Adapter for HygieneKind {
 
 /// Its rows: each shown only when it has something to say.
 pub fn page_rows(forward: &ForwardStatus, now: f64) -> String {
-    orphans_row(forward.ssh_orphans.as_deref(), now) + &option_risks_row(forward.ssh_option_risks.as_deref())
+    fn list<T: serde::de::DeserializeOwned>(forward: &ForwardStatus, key: &str) -> Option<Vec<T>> {
+        forward.kinds.get(key).cloned().and_then(|value| serde_json::from_value(value).ok())
+    }
+    let orphans: Option<Vec<OrphanStatus>> = list(forward, ORPHANS_KEY);
+    let risks: Option<Vec<OptionRiskStatus>> = list(forward, RISKS_KEY);
+    orphans_row(orphans.as_deref(), now) + &option_risks_row(risks.as_deref())
 }
 
 /// The orphaned ssh clients' row: shown only when there are some (a row saying "none" on every healthy
@@ -197,16 +330,19 @@ fn option_risks_row(risks: Option<&[OptionRiskStatus]>) -> String {
 mod tests {
     use super::*;
     use crate::record::tests::sample;
-    use crate::record::Format;
+    use crate::record::{Format, Recorder};
     use std::time::{SystemTime, UNIX_EPOCH};
 
     #[test]
     fn orphans_are_counted_listed_and_unknown_is_no_series() {
-        let recorder = Arc::new(Recorder::new());
-        let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
+        let recorder = Arc::new(Recorder::with_kinds(&[record], Vec::new()));
+        let config = crate::config::Config::load(None).unwrap();
+        recorder.apply_config(&config);
+        let forward = Arc::new(config.forwards[0].clone());
         let session = ssh_session::Target::new(forward.local);
-        let (_, mut recording) =
-            HygieneKind::new(forward.clone(), recorder.clone(), session, &ssh_hygiene::ProcessTable::default());
+        let own = recorder.kind_record::<HygieneRecord>().unwrap();
+        let (_, mut recording) = HygieneKind::new(forward.clone(), own, session, &ssh_hygiene::ProcessTable::default());
+        let listed = |key: &str| recorder.status(SystemTime::now()).forwards[0].kinds[key].clone();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = Round { wall: t0, boot: Duration::from_secs(10) };
         let orphan = ssh_hygiene::Orphan {
@@ -223,11 +359,10 @@ mod tests {
         };
         assert_eq!(recording.handle(round, &counted), "counted");
         assert_eq!(sample(&recorder.encode(Format::Prometheus, t0), &series), Some(1.0));
-        let status = recorder.status(SystemTime::now());
-        let listed = status.forwards[0].ssh_orphans.as_ref().expect("listed");
-        assert_eq!(listed[0].pid, 4242);
-        assert_eq!(listed[0].started, Some(1_800_000_000.0 - 600.0));
-        assert_eq!(listed[0].end_with, end_command(4242));
+        let orphans: Vec<OrphanStatus> = serde_json::from_value(listed(ORPHANS_KEY)).expect("listed");
+        assert_eq!(orphans[0].pid, 4242);
+        assert_eq!(orphans[0].started, Some(1_800_000_000.0 - 600.0));
+        assert_eq!(orphans[0].end_with, end_command(4242));
         assert_eq!(recording.state(&counted), (Ok(vec![4242]), Some(vec!["server_alive_off"])));
         let risk = |option: &str| {
             format!("openclaw_tunnel_ssh_option_risk{{forward=\"{}\",option=\"{option}\"}}", forward.name)
@@ -235,13 +370,13 @@ mod tests {
         let text = recorder.encode(Format::Prometheus, t0);
         assert_eq!(sample(&text, &risk("server_alive_off")), Some(1.0));
         assert_eq!(sample(&text, &risk("exit_on_forward_failure_off")), Some(0.0));
-        let listed = &recorder.status(SystemTime::now()).forwards[0].ssh_option_risks.clone().expect("known");
-        assert_eq!(listed[0].fix, "ServerAliveInterval 15\nServerAliveCountMax 3");
+        let risks: Vec<OptionRiskStatus> = serde_json::from_value(listed(RISKS_KEY)).expect("known");
+        assert_eq!(risks[0].fix, "ServerAliveInterval 15\nServerAliveCountMax 3");
 
         let unknown = ssh_hygiene::Outcome::OwnerUnknown { detail: "x".into() };
         assert_eq!(recording.handle(round, &unknown), "owner_unknown");
         assert_eq!(sample(&recorder.encode(Format::Prometheus, t0), &series), None, "unknown is not zero");
-        assert!(recorder.status(SystemTime::now()).forwards[0].ssh_orphans.is_none());
+        assert!(listed(ORPHANS_KEY).is_null(), "unknown is null, as before a count");
         assert_eq!(sample(&recorder.encode(Format::Prometheus, t0), &risk("server_alive_off")), None);
 
         let none = ssh_hygiene::Outcome::Counted {

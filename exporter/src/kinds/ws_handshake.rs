@@ -82,10 +82,6 @@ impl WsHandshakeRecord {
 }
 
 impl KindRecord for WsHandshakeRecord {
-    fn status_key(&self) -> &'static str {
-        STATUS_KEY
-    }
-
     fn retain_subjects(&self, subjects: &Subjects) {
         self.seconds.retain(|labels| subjects.keeps(labels));
         self.failures.retain(|labels| subjects.keeps(labels));
@@ -93,8 +89,9 @@ impl KindRecord for WsHandshakeRecord {
     }
 
     /// Every forward has the key: its last round in words, null before one (or with the probe off).
-    fn forward_status(&self, forward: &str) -> Option<serde_json::Value> {
-        Some(self.last().get(forward).cloned().map_or(serde_json::Value::Null, serde_json::Value::String))
+    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+        let last = self.last().get(forward).cloned().map_or(serde_json::Value::Null, serde_json::Value::String);
+        [(STATUS_KEY.to_owned(), last)].into_iter().collect()
     }
 }
 

@@ -350,10 +350,6 @@ families! {
         "openclaw_tunnel_forward_hijacked", "1 when a listener that could take the forward's connections (the exact address, a wildcard, a dual-stack IPv6 wildcard) is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token; unchanged while a lookup cannot tell";
     cli_url_matches: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_cli_url_matches", "1 when the openclaw CLI's gateway URL (OPENCLAW_GATEWAY_URL, gateway.remote.url in remote mode, 127.0.0.1:gateway.port in local mode) is this forward's address in a plain scheme, 0 when it is not; absent while the CLI's config cannot be read";
-    ssh_orphans: Tracked<ForwardLabels, Gauge> = Tracked::default(),
-        "openclaw_tunnel_ssh_orphans", "This user's ssh clients whose command line forwards the forward's local address but that do not own its listener (a failed bind left running without ExitOnForwardFailure): each forwards nothing, pids in /api/status";
-    ssh_option_risk: Tracked<ForwardOptionLabels, Gauge> = Tracked::default(),
-        "openclaw_tunnel_ssh_option_risk", "1 when the ssh owning the forward runs with the option (ssh -G of its own command line, once per new owner): server_alive_off (ServerAliveInterval 0), exit_on_forward_failure_off, connect_timeout_unset, strict_host_key_checking_off; absent while unknown";
     credential_withheld: Tracked<ForwardProbeLabels, Counter> = Tracked::default(),
         "openclaw_gateway_credential_withheld", "Rounds (and tap connections) that did not send the gateway token because the forward's port, or the connection's far end, is not held by our user's ssh, by probe (auth, ws_handshake, tap)";
     owner_lookups: Tracked<ForwardResultLabels, Counter> = Tracked::default(),

@@ -14,13 +14,12 @@ use super::families::Subjects;
 
 /// A kind's own families and per-forward status.
 pub trait KindRecord: Any + Send + Sync {
-    /// The key its status has in a forward's `/api/status` entry.
-    fn status_key(&self) -> &'static str;
     /// Remove the series of subjects (forwards, ...) `subjects` does not keep, as a reload does for every
     /// family.
     fn retain_subjects(&self, subjects: &Subjects);
-    /// Its status for `forward`, once it has one.
-    fn forward_status(&self, forward: &str) -> Option<serde_json::Value>;
+    /// Its status for `forward`: its keys in the forward's `/api/status` entry and their values (a key with
+    /// null when it knows nothing yet, if the report has always carried that key).
+    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value>;
 }
 
 /// A kind's record built and its families registered in the recorder's registry.
@@ -53,11 +52,8 @@ impl KindRecords {
         }
     }
 
-    /// Every record's status for `forward`, by its key.
+    /// Every record's status for `forward`, by key.
     pub(crate) fn forward_status(&self, forward: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
-        self.records
-            .iter()
-            .filter_map(|record| Some((record.status_key().to_owned(), record.forward_status(forward)?)))
-            .collect()
+        self.records.iter().flat_map(|record| record.forward_status(forward)).collect()
     }
 }

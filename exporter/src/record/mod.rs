@@ -91,9 +91,7 @@ pub(crate) struct ForwardState {
     /// generation, so the spell closes on the first healthy round after a reload.
     pub(crate) gateway_down_open: bool,
     /// The orphaned ssh clients of the last orphan round; None before one or while unknown.
-    pub(crate) orphans: Option<Vec<status::OrphanStatus>>,
     /// The risky ssh options of the listener's owner; None while unknown.
-    pub(crate) option_risks: Option<Vec<status::OptionRiskStatus>>,
     /// The openclaw CLI's gateway URL and what it is to the forwards; None while unknown.
     pub(crate) cli_url: Option<status::OpenclawCliUrlStatus>,
 }
@@ -118,8 +116,6 @@ impl ForwardState {
             gateway_started_at: None,
             gateway_version: None,
             gateway_down_open: false,
-            orphans: None,
-            option_risks: None,
             cli_url: None,
         }
     }

@@ -68,12 +68,6 @@ pub struct ForwardStatus {
     pub buckets: Vec<Bucket>,
     /// Auth failures seen, by revision, channel and code.
     pub auth_failures: Vec<AuthFailureStatus>,
-    /// This user's ssh clients forwarding the address without owning its listener, once counted.
-    #[serde(default)]
-    pub ssh_orphans: Option<Vec<OrphanStatus>>,
-    /// The risky options the listener's ssh runs with (`ssh -G` of its command line); None while unknown.
-    #[serde(default)]
-    pub ssh_option_risks: Option<Vec<OptionRiskStatus>>,
     /// The openclaw CLI's gateway URL (the same for every forward), once read.
     #[serde(default)]
     pub cli_url: Option<OpenclawCliUrlStatus>,
@@ -118,31 +112,6 @@ pub struct OpenclawCliUrlStatus {
     pub forward: Option<String>,
     /// The mismatch in words, with what to write instead.
     pub problem: Option<String>,
-}
-
-/// A risky ssh option the forward's ssh runs with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OptionRiskStatus {
-    /// The `option` label: server_alive_off, exit_on_forward_failure_off, connect_timeout_unset,
-    /// strict_host_key_checking_off.
-    pub option: String,
-    /// Why it matters.
-    pub why: String,
-    /// The `~/.ssh/config` lines that remove it.
-    pub fix: String,
-}
-
-/// An ssh client that forwards the forward's address but does not own its listener.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OrphanStatus {
-    /// Its pid.
-    pub pid: u32,
-    /// When it started, Unix seconds, when the OS says.
-    pub started: Option<f64>,
-    /// Its command line (a plink password replaced).
-    pub command: String,
-    /// The command that ends it (`kill PID`, `taskkill /PID PID` on Windows).
-    pub end_with: String,
 }
 
 /// The owner of a forward's listener.
@@ -276,8 +245,6 @@ struct ForwardSnapshot {
     first_byte_us: hdrhistogram::Histogram<u32>,
     buckets: Vec<crate::uptime::Bucket>,
     uptime_ratio_last_bucket: Option<f64>,
-    orphans: Option<Vec<OrphanStatus>>,
-    option_risks: Option<Vec<OptionRiskStatus>>,
     cli_url: Option<OpenclawCliUrlStatus>,
 }
 
@@ -303,8 +270,6 @@ impl Recorder {
                     first_byte_us: state.first_byte_us.clone(),
                     buckets: state.ledger.buckets().cloned().collect(),
                     uptime_ratio_last_bucket: state.ledger.last_completed_ratio(unix_seconds(now)),
-                    orphans: state.orphans.clone(),
-                    option_risks: state.option_risks.clone(),
                     cli_url: state.cli_url.clone(),
                 })
                 .collect()
@@ -379,8 +344,6 @@ impl Recorder {
                         })
                         .collect(),
                     auth_failures,
-                    ssh_orphans: state.orphans,
-                    ssh_option_risks: state.option_risks,
                     cli_url: state.cli_url,
                     kinds: self.kind_records.forward_status(name),
                 }

@@ -6,8 +6,7 @@ use std::time::{Duration, SystemTime};
 use probes::{ssh_session, syn, Label};
 
 use super::families::{
-    ForwardCauseLabels, ForwardLabels, ForwardOptionLabels, ForwardReasonLabels, ForwardResultLabels,
-    ForwardStateLabels,
+    ForwardCauseLabels, ForwardLabels, ForwardReasonLabels, ForwardResultLabels, ForwardStateLabels,
 };
 use super::Recorder;
 use crate::clock::unix_seconds;
@@ -85,48 +84,6 @@ impl Recorder {
                 self.metrics.forward_hijacked.remove(&labels);
             }
         }
-    }
-
-    /// The forward's orphaned ssh clients: counted (the gauge and the status report), or `None` when they
-    /// cannot be known (the gauge removed: unknown is not zero).
-    pub fn record_orphans(&self, forward: &str, orphans: Option<Vec<super::status::OrphanStatus>>) {
-        let labels = ForwardLabels { forward: forward.to_owned() };
-        match &orphans {
-            Some(orphans) => {
-                self.metrics.ssh_orphans.get_or_create(&labels).set(orphans.len() as i64);
-            }
-            None => {
-                self.metrics.ssh_orphans.remove(&labels);
-            }
-        }
-        self.with_forward(forward, |state| state.orphans = orphans);
-    }
-
-    /// The risky options the forward's ssh runs with: each option's gauge 0 or 1, or every one removed when
-    /// they are unknown (no ssh of this user owns the listener, `ssh -G` failed).
-    pub fn record_option_risks(&self, forward: &str, risks: Option<&[probes::ssh_options::Risk]>) {
-        for risk in probes::ssh_options::Risk::ALL {
-            let labels = ForwardOptionLabels { forward: forward.to_owned(), option: risk.label() };
-            match risks {
-                Some(risks) => {
-                    self.metrics.ssh_option_risk.get_or_create(&labels).set(i64::from(risks.contains(&risk)));
-                }
-                None => {
-                    self.metrics.ssh_option_risk.remove(&labels);
-                }
-            }
-        }
-        let status = risks.map(|risks| {
-            risks
-                .iter()
-                .map(|risk| super::status::OptionRiskStatus {
-                    option: risk.label().to_owned(),
-                    why: risk.why().to_owned(),
-                    fix: risk.fix().to_owned(),
-                })
-                .collect()
-        });
-        self.with_forward(forward, |state| state.option_risks = status);
     }
 
     /// The openclaw CLI's gateway URL against `forwards`: each forward's gauge 1 when the URL is its address,
