@@ -1,21 +1,94 @@
-//! The adapter of the CLI-URL check: one per configuration (not per forward), it reads the gateway URL this
-//! machine's `openclaw` CLI uses ([`crate::cli_url`]) every `[scheduler] cli_url_interval` (30 s: a person
-//! edits those files by hand; one small file read a round) and records, for each forward, whether that URL
-//! is its address (through the recorder's API in [`crate::record::tunnel`]).
+//! The CLI-URL kind: one per configuration (not per forward), it reads the gateway URL this machine's
+//! `openclaw` CLI uses ([`crate::openclaw_cli_url`]) every `[scheduler] cli_url_interval` (30 s: a person edits
+//! those files by hand; one small file read a round) and records, for each forward, whether that URL is its
+//! address, in its own record ([`OpenclawCliUrlRecord`], in [`super::RECORDS`]); its row on the status page.
 
 use crate::config::Config;
 use crate::driver::{Adapter, Round, Schedule};
 use crate::html::{esc, state_badge};
 use crate::openclaw_cli_url::{self, Finding, OpenclawCliUrl};
+use crate::record::families::{ForwardLabels, Subjects};
+use crate::record::kinds::KindRecord;
 use crate::record::status::ForwardStatus;
-use crate::record::status::OpenclawCliUrlStatus;
-use crate::record::Recorder;
+use crate::record::tracked::Tracked;
 use crate::token_sources::Locations;
 use probes::{CutOff, Probe};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The gateway URL the openclaw CLI uses, and which forward it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenclawCliUrlStatus {
+    /// The URL.
+    pub url: String,
+    /// Where the CLI reads it.
+    pub source: String,
+    /// The forward whose address it is, when it is one.
+    pub forward: Option<String>,
+    /// The mismatch in words, with what to write instead.
+    pub problem: Option<String>,
+}
+
+/// Its key in a forward's `/api/status` entry (null while the URL is unknown).
+const STATUS_KEY: &str = "cli_url";
+
+/// The CLI-URL kind's gauge and what each forward's status says of the URL.
+pub struct OpenclawCliUrlRecord {
+    matches: Tracked<ForwardLabels, Gauge>,
+    status: Mutex<HashMap<String, OpenclawCliUrlStatus>>,
+}
+
+/// Registry entry: the record, its family registered once.
+pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
+    let record = OpenclawCliUrlRecord { matches: Tracked::default(), status: Mutex::default() };
+    registry.register("openclaw_gateway_cli_url_matches", "1 when the openclaw CLI's gateway URL (OPENCLAW_GATEWAY_URL, gateway.remote.url in remote mode, 127.0.0.1:gateway.port in local mode) is this forward's address in a plain scheme, 0 when it is not; absent while the CLI's config cannot be read", record.matches.family().clone());
+    Arc::new(record)
+}
+
+impl OpenclawCliUrlRecord {
+    fn status(&self) -> std::sync::MutexGuard<'_, HashMap<String, OpenclawCliUrlStatus>> {
+        self.status.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The CLI's URL against `forwards`: each forward's gauge 1 when the URL is its address, else 0; every
+    /// gauge removed when the URL cannot be known (the CLI's config unreadable).
+    fn observe(&self, forwards: &[&str], cli_url: Option<&OpenclawCliUrlStatus>) {
+        let mut status = self.status();
+        for forward in forwards {
+            let labels = ForwardLabels { forward: (*forward).to_owned() };
+            match cli_url {
+                Some(cli_url) => {
+                    let matches = cli_url.forward.as_deref() == Some(*forward);
+                    self.matches.get_or_create(&labels).set(i64::from(matches));
+                    status.insert((*forward).to_owned(), cli_url.clone());
+                }
+                None => {
+                    self.matches.remove(&labels);
+                    status.remove(*forward);
+                }
+            }
+        }
+    }
+}
+
+impl KindRecord for OpenclawCliUrlRecord {
+    fn retain_subjects(&self, subjects: &Subjects) {
+        self.matches.retain(|labels| subjects.keeps(labels));
+        self.status().retain(|forward, _| subjects.keeps(&ForwardLabels { forward: forward.clone() }));
+    }
+
+    /// Every forward has the key: the URL and what it is to this forward, null while unknown.
+    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+        let status = self.status().get(forward).and_then(|status| serde_json::to_value(status).ok());
+        [(STATUS_KEY.to_owned(), status.unwrap_or(serde_json::Value::Null))].into_iter().collect()
+    }
+}
 
 /// Reads the CLI's URL (its files, off the runtime's threads).
 pub struct OpenclawCliUrlProbe {
@@ -51,7 +124,7 @@ impl Probe for OpenclawCliUrlProbe {
 pub struct OpenclawCliUrlKind {
     forwards: Vec<(String, SocketAddr)>,
     interval: Duration,
-    recorder: Arc<Recorder>,
+    record: Arc<OpenclawCliUrlRecord>,
 }
 
 /// Registry entry: the CLI's URL against every forward, once per configuration with forwards, unless
@@ -60,7 +133,8 @@ pub fn start(start: &mut super::Start<'_>) {
     let Some(interval) = start.config.scheduler.cli_url_interval.filter(|_| !start.config.forwards.is_empty()) else {
         return;
     };
-    let (probe, kind) = OpenclawCliUrlKind::new(start.config, interval, start.recorder.clone());
+    let Some(record) = start.recorder.kind_record::<OpenclawCliUrlRecord>() else { return };
+    let (probe, kind) = OpenclawCliUrlKind::new(start.config, interval, record);
     start.drive(probe, kind);
 }
 
@@ -69,12 +143,12 @@ impl OpenclawCliUrlKind {
     pub fn new(
         config: &Config,
         interval: Duration,
-        recorder: Arc<Recorder>,
+        record: Arc<OpenclawCliUrlRecord>,
     ) -> (OpenclawCliUrlProbe, OpenclawCliUrlKind) {
         // Taps' listen addresses first: a CLI pointed at a tap uses the forward the tap fronts.
         let forwards = config.cli_addresses().into_iter().map(|(name, addr)| (name.to_owned(), addr)).collect();
         let probe = OpenclawCliUrlProbe { config_override: config.auth_probe.openclaw_config.clone() };
-        (probe, OpenclawCliUrlKind { forwards, interval, recorder })
+        (probe, OpenclawCliUrlKind { forwards, interval, record })
     }
 
     fn judge(&self, cli: &OpenclawCliUrl) -> Finding {
@@ -108,7 +182,7 @@ impl Adapter for OpenclawCliUrlKind {
         match read {
             Ok(cli) => {
                 let finding = self.judge(cli);
-                self.recorder.record_cli_url(&names, Some(&cli_url_status(cli, &finding)));
+                self.record.observe(&names, Some(&cli_url_status(cli, &finding)));
                 if finding.matched().is_some() {
                     "matches"
                 } else {
@@ -116,7 +190,7 @@ impl Adapter for OpenclawCliUrlKind {
                 }
             }
             Err(_) => {
-                self.recorder.record_cli_url(&names, None);
+                self.record.observe(&names, None);
                 "unknown"
             }
         }
@@ -144,7 +218,8 @@ impl Adapter for OpenclawCliUrlKind {
 
 /// Its row on the status page (listed in `kinds::FORWARD_ROWS`).
 pub fn page_row(forward: &ForwardStatus, _now: f64) -> String {
-    cli_url_row(forward.cli_url.as_ref())
+    let status = forward.kinds.get(STATUS_KEY).cloned().and_then(|value| serde_json::from_value(value).ok());
+    cli_url_row(status.as_ref())
 }
 
 /// The CLI's URL row: which forward the openclaw CLI uses, and the mismatch when it is not this one.
@@ -163,5 +238,45 @@ fn cli_url_row(cli_url: Option<&OpenclawCliUrlStatus>) -> String {
             esc(problem)
         ),
         (None, None) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::sample;
+    use crate::record::{Format, Recorder};
+    use std::time::SystemTime;
+
+    #[test]
+    fn each_forward_says_whether_the_url_is_its_own_and_unknown_is_no_series() {
+        let recorder = Recorder::with_kinds(&[record], Vec::new());
+        let mut config = crate::config::Config::load(None).unwrap();
+        let mut other = config.forwards[0].clone();
+        other.name = "other".into();
+        config.forwards.push(other);
+        recorder.apply_config(&config);
+        let own = recorder.kind_record::<OpenclawCliUrlRecord>().unwrap();
+        let matched = OpenclawCliUrlStatus {
+            url: "ws://127.0.0.1:18789".into(),
+            source: "OPENCLAW_GATEWAY_URL".into(),
+            forward: Some("default".into()),
+            problem: None,
+        };
+        own.observe(&["default", "other"], Some(&matched));
+        let text = recorder.encode(Format::Prometheus, SystemTime::now());
+        let series = |forward: &str| format!("openclaw_gateway_cli_url_matches{{forward=\"{forward}\"}}");
+        assert_eq!(sample(&text, &series("default")), Some(1.0));
+        assert_eq!(sample(&text, &series("other")), Some(0.0));
+        let report = recorder.status(SystemTime::now());
+        let other = report.forwards.iter().find(|f| f.forward == "other").unwrap();
+        assert_eq!(other.kinds[STATUS_KEY]["forward"], "default", "every forward shows the URL and whose it is");
+        assert!(page_row(other, report.now).contains("is forward default"));
+
+        own.observe(&["default", "other"], None);
+        let text = recorder.encode(Format::Prometheus, SystemTime::now());
+        assert_eq!(sample(&text, &series("default")), None, "unknown is not a mismatch");
+        let report = recorder.status(SystemTime::now());
+        assert!(report.forwards.iter().all(|f| f.kinds[STATUS_KEY].is_null()));
     }
 }

@@ -348,8 +348,6 @@ families! {
         "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack, read and open (retried with backoff), acked (the acknowledgement file was damaged at open: its rounds are sent again)";
     forward_hijacked: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_forward_hijacked", "1 when a listener that could take the forward's connections (the exact address, a wildcard, a dual-stack IPv6 wildcard) is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token; unchanged while a lookup cannot tell";
-    cli_url_matches: Tracked<ForwardLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_cli_url_matches", "1 when the openclaw CLI's gateway URL (OPENCLAW_GATEWAY_URL, gateway.remote.url in remote mode, 127.0.0.1:gateway.port in local mode) is this forward's address in a plain scheme, 0 when it is not; absent while the CLI's config cannot be read";
     credential_withheld: Tracked<ForwardProbeLabels, Counter> = Tracked::default(),
         "openclaw_gateway_credential_withheld", "Rounds (and tap connections) that did not send the gateway token because the forward's port, or the connection's far end, is not held by our user's ssh, by probe (auth, ws_handshake, tap)";
     owner_lookups: Tracked<ForwardResultLabels, Counter> = Tracked::default(),

@@ -90,10 +90,6 @@ pub(crate) struct ForwardState {
     /// A gateway-down spell was opened (or continued) by the last first-byte round: kept here, not in the
     /// generation, so the spell closes on the first healthy round after a reload.
     pub(crate) gateway_down_open: bool,
-    /// The orphaned ssh clients of the last orphan round; None before one or while unknown.
-    /// The risky ssh options of the listener's owner; None while unknown.
-    /// The openclaw CLI's gateway URL and what it is to the forwards; None while unknown.
-    pub(crate) cli_url: Option<status::OpenclawCliUrlStatus>,
 }
 
 impl ForwardState {
@@ -116,7 +112,6 @@ impl ForwardState {
             gateway_started_at: None,
             gateway_version: None,
             gateway_down_open: false,
-            cli_url: None,
         }
     }
 }

@@ -68,9 +68,6 @@ pub struct ForwardStatus {
     pub buckets: Vec<Bucket>,
     /// Auth failures seen, by revision, channel and code.
     pub auth_failures: Vec<AuthFailureStatus>,
-    /// The openclaw CLI's gateway URL (the same for every forward), once read.
-    #[serde(default)]
-    pub cli_url: Option<OpenclawCliUrlStatus>,
     /// The status of the kinds that keep their own ([`super::kinds::KindRecord`]), each under its key.
     #[serde(flatten)]
     pub kinds: std::collections::BTreeMap<String, serde_json::Value>,
@@ -99,19 +96,6 @@ pub struct RefusalStatus {
     pub at: f64,
     /// What the gateway's troubleshooting docs say to do.
     pub fix: String,
-}
-
-/// The gateway URL the openclaw CLI uses, and which forward it is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OpenclawCliUrlStatus {
-    /// The URL.
-    pub url: String,
-    /// Where the CLI reads it.
-    pub source: String,
-    /// The forward whose address it is, when it is one.
-    pub forward: Option<String>,
-    /// The mismatch in words, with what to write instead.
-    pub problem: Option<String>,
 }
 
 /// The owner of a forward's listener.
@@ -245,7 +229,6 @@ struct ForwardSnapshot {
     first_byte_us: hdrhistogram::Histogram<u32>,
     buckets: Vec<crate::uptime::Bucket>,
     uptime_ratio_last_bucket: Option<f64>,
-    cli_url: Option<OpenclawCliUrlStatus>,
 }
 
 impl Recorder {
@@ -270,7 +253,6 @@ impl Recorder {
                     first_byte_us: state.first_byte_us.clone(),
                     buckets: state.ledger.buckets().cloned().collect(),
                     uptime_ratio_last_bucket: state.ledger.last_completed_ratio(unix_seconds(now)),
-                    cli_url: state.cli_url.clone(),
                 })
                 .collect()
         };
@@ -344,7 +326,6 @@ impl Recorder {
                         })
                         .collect(),
                     auth_failures,
-                    cli_url: state.cli_url,
                     kinds: self.kind_records.forward_status(name),
                 }
             })

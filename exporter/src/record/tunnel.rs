@@ -86,24 +86,6 @@ impl Recorder {
         }
     }
 
-    /// The openclaw CLI's gateway URL against `forwards`: each forward's gauge 1 when the URL is its address,
-    /// else 0; every gauge removed when the URL cannot be known (the CLI's config unreadable).
-    pub fn record_cli_url(&self, forwards: &[&str], cli_url: Option<&super::status::OpenclawCliUrlStatus>) {
-        for forward in forwards {
-            let labels = ForwardLabels { forward: (*forward).to_owned() };
-            match cli_url {
-                Some(cli_url) => {
-                    let matches = cli_url.forward.as_deref() == Some(*forward);
-                    self.metrics.cli_url_matches.get_or_create(&labels).set(i64::from(matches));
-                }
-                None => {
-                    self.metrics.cli_url_matches.remove(&labels);
-                }
-            }
-            self.with_forward(forward, |state| state.cli_url = cli_url.cloned());
-        }
-    }
-
     /// `forward`'s tunnel counters at zero (so `rate()` works before the first round), and its state.
     pub fn create_tunnel_series(&self, forward: &str) {
         let m = &self.metrics;
