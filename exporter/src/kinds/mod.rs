@@ -54,8 +54,13 @@ pub const ONCE: [fn(&mut Start<'_>); 5] = [
 
 /// The kinds that keep their own families and status ([`crate::record::kinds::KindRecord`]): the recorder is
 /// built with these, registers their families once and puts their status into each forward's entry.
-pub const RECORDS: [crate::record::kinds::NewKindRecord; 4] =
-    [ssh_hygiene::record, openclaw_cli_url::record, ws_handshake::record, control_ui::record];
+pub const RECORDS: [crate::record::kinds::NewKindRecord; 5] = [
+    ssh_hygiene::record,
+    openclaw_cli_url::record,
+    openclaw_cli_version::record,
+    ws_handshake::record,
+    control_ui::record,
+];
 
 /// A kind's part of one forward on the status page, from the forward's status and the report's time: empty
 /// when it has nothing to show.

@@ -1,38 +1,95 @@
 //! The adapter of the CLI-version reader: one per configuration, it finds the `openclaw` CLI this machine
 //! runs and reads its package's version ([`probes::openclaw_cli_version`]) once a minute (a read only when the
-//! package file changed: a `brew upgrade` shows within a minute), and records `openclaw_cli_build_info`
-//! through [`Recorder::record_cli_version`].
+//! package file changed: a `brew upgrade` shows within a minute), and records `openclaw_cli_build_info` and
+//! `cli_version` in `/api/status` in its own record ([`OpenclawCliVersionRecord`], in [`super::RECORDS`]).
 
 use crate::config::Config;
 use crate::driver::{Adapter, Round, Schedule};
-use crate::record::Recorder;
+use crate::record::families::VersionLabels;
+use crate::record::kinds::KindRecord;
+use crate::record::tracked::Tracked;
 use probes::openclaw_cli_version::{self, Failure, Found};
 use probes::Label;
-use std::sync::Arc;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Its key at the top of `/api/status` (null while no CLI is found).
+const STATUS_KEY: &str = "cli_version";
+
+/// The CLI's version: its one series, and the version it names.
+pub struct OpenclawCliVersionRecord {
+    build_info: Tracked<VersionLabels, Gauge>,
+    version: Mutex<Option<String>>,
+}
+
+/// Registry entry: the record, its family registered once.
+pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
+    let record = OpenclawCliVersionRecord { build_info: Tracked::default(), version: Mutex::default() };
+    registry.register(
+        "openclaw_cli_build_info",
+        "1, labelled with the version of the openclaw CLI this machine runs (its package.json, never run); absent when none is found",
+        record.build_info.family().clone(),
+    );
+    Arc::new(record)
+}
+
+impl OpenclawCliVersionRecord {
+    /// One series, the old one removed when the version changes; none when no CLI is found.
+    fn observe(&self, version: Option<&str>) {
+        let mut current = self.version.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.as_deref() == version {
+            return;
+        }
+        if let Some(old) = current.take() {
+            self.build_info.remove(&VersionLabels { version: old });
+        }
+        if let Some(version) = version {
+            self.build_info.get_or_create(&VersionLabels { version: version.to_owned() }).set(1);
+        }
+        *current = version.map(str::to_owned);
+    }
+}
+
+impl KindRecord for OpenclawCliVersionRecord {
+    /// No subject label: a reload keeps the series (the CLI is the machine's, not a forward's).
+    fn retain_subjects(&self, _subjects: &crate::record::families::Subjects) {}
+
+    fn report_status(&self) -> serde_json::Map<String, serde_json::Value> {
+        let version = self.version.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        [(STATUS_KEY.to_owned(), version.map_or(serde_json::Value::Null, serde_json::Value::String))]
+            .into_iter()
+            .collect()
+    }
+}
 
 /// How often the CLI is looked for: a package upgrade shows within this long.
 pub const OPENCLAW_CLI_VERSION_EVERY: Duration = Duration::from_secs(60);
 
 /// The recording of the CLI-version reader.
 pub struct OpenclawCliVersionKind {
-    recorder: Arc<Recorder>,
+    record: Arc<OpenclawCliVersionRecord>,
 }
 
 /// Registry entry: the CLI's version wherever the CLI is used, a laptop with forwards (the gateway host runs
 /// its own).
 pub fn start(start: &mut super::Start<'_>) {
+    let Some(record) = start.recorder.kind_record::<OpenclawCliVersionRecord>() else { return };
     if start.config.forwards.is_empty() {
         return;
     }
-    let (probe, kind) = OpenclawCliVersionKind::new(start.config, start.recorder.clone());
+    let (probe, kind) = OpenclawCliVersionKind::new(start.config, record);
     start.drive(probe, kind);
 }
 
 impl OpenclawCliVersionKind {
     /// Its probe (the process's PATH and home, and `[cli] path`) and its recording.
-    pub fn new(config: &Config, recorder: Arc<Recorder>) -> (openclaw_cli_version::Target, OpenclawCliVersionKind) {
-        (openclaw_cli_version::Target::from_env(config.cli_path.clone()), OpenclawCliVersionKind { recorder })
+    pub fn new(
+        config: &Config,
+        record: Arc<OpenclawCliVersionRecord>,
+    ) -> (openclaw_cli_version::Target, OpenclawCliVersionKind) {
+        (openclaw_cli_version::Target::from_env(config.cli_path.clone()), OpenclawCliVersionKind { record })
     }
 }
 
@@ -46,7 +103,7 @@ impl Adapter for OpenclawCliVersionKind {
     }
 
     fn handle(&mut self, _round: Round, outcome: &openclaw_cli_version::Outcome) -> &'static str {
-        self.recorder.record_cli_version(outcome.as_ref().ok().map(|found| found.version.as_str()));
+        self.record.observe(outcome.as_ref().ok().map(|found| found.version.as_str()));
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 
@@ -74,14 +131,14 @@ impl Adapter for OpenclawCliVersionKind {
 mod tests {
     use super::*;
     use crate::record::tests::sample;
-    use crate::record::Format;
+    use crate::record::{Format, Recorder};
     use std::path::PathBuf;
     use std::time::SystemTime;
 
     #[test]
     fn the_version_is_one_series_that_moves_and_goes_when_the_cli_does() {
-        let recorder = Arc::new(Recorder::new());
-        let mut recording = OpenclawCliVersionKind { recorder: recorder.clone() };
+        let recorder = Arc::new(Recorder::with_kinds(&[record], Vec::new()));
+        let mut recording = OpenclawCliVersionKind { record: recorder.kind_record().unwrap() };
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let found = |version: &str| -> openclaw_cli_version::Outcome {
             Ok(Found {
@@ -98,10 +155,11 @@ mod tests {
         let text = recorder.encode(Format::Prometheus, SystemTime::now());
         assert_eq!(sample(&text, &series("2026.9.6")), Some(1.0));
         assert_eq!(sample(&text, &series("2026.5.1")), None, "the old version's series goes");
-        assert_eq!(recorder.status(SystemTime::now()).cli_version.as_deref(), Some("2026.9.6"));
+        assert_eq!(recorder.status(SystemTime::now()).kinds[STATUS_KEY], "2026.9.6");
         let gone: openclaw_cli_version::Outcome = Err(Failure::NotFound { looked: "PATH".into() });
         assert_eq!(recording.handle(round, &gone), "not_found");
         let text = recorder.encode(Format::Prometheus, SystemTime::now());
         assert!(!text.contains("openclaw_cli_build_info{"), "{text}");
+        assert!(recorder.status(SystemTime::now()).kinds[STATUS_KEY].is_null(), "no CLI: null, as before one is found");
     }
 }

@@ -322,8 +322,6 @@ families! {
         "openclaw_gateway_ready", "1 when /readyz says ready; absent on gateways without /readyz";
     ready_failing: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_ready_failing", "How many components /readyz names as failing (the names are in /api/status and the log)";
-    cli_build_info: Tracked<VersionLabels, Gauge> = Tracked::default(),
-        "openclaw_cli_build_info", "1, labelled with the version of the openclaw CLI this machine runs (its package.json, never run); absent when none is found";
     gateway_build_info: Tracked<ForwardVersionLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_gateway_build_info", "1, labelled with the gateway's version from /startupz read through the forward; one series per forward";
     gateway_build_info_deprecated: Tracked<ForwardVersionLabels, Gauge> = Tracked::default(),

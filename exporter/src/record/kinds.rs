@@ -19,7 +19,14 @@ pub trait KindRecord: Any + Send + Sync {
     fn retain_subjects(&self, subjects: &Subjects);
     /// Its status for `forward`: its keys in the forward's `/api/status` entry and their values (a key with
     /// null when it knows nothing yet, if the report has always carried that key).
-    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value>;
+    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+        let _ = forward;
+        serde_json::Map::new()
+    }
+    /// Its status that belongs to no forward: its keys at the top of `/api/status`.
+    fn report_status(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
 }
 
 /// A kind's record built and its families registered in the recorder's registry.
@@ -50,6 +57,11 @@ impl KindRecords {
         for record in &self.records {
             record.retain_subjects(subjects);
         }
+    }
+
+    /// Every record's status that belongs to no forward, by key.
+    pub(crate) fn report_status(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.records.iter().flat_map(|record| record.report_status()).collect()
     }
 
     /// Every record's status for `forward`, by key.

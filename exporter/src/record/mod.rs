@@ -125,8 +125,6 @@ pub(crate) struct StatusIndex {
     pub(crate) model_hosts: Vec<String>,
     pub(crate) gateways: Vec<String>,
     pub(crate) last_model_host: HashMap<String, String>,
-    /// The openclaw CLI's version, once found.
-    pub(crate) cli_version: Option<String>,
 }
 
 /// Why the exporter closed a connection on its own, by listener: the label values of

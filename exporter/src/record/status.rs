@@ -30,9 +30,9 @@ pub struct StatusReport {
     /// What happened, newest first (the last 24 h, bounded).
     #[serde(default)]
     pub timeline: Vec<super::timeline::Event>,
-    /// The version of the openclaw CLI this machine runs, once found.
-    #[serde(default)]
-    pub cli_version: Option<String>,
+    /// The status of the kinds that keep their own and belongs to no forward, each under its keys.
+    #[serde(flatten)]
+    pub kinds: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One forward.
@@ -339,7 +339,7 @@ impl Recorder {
             model_hosts,
             gateways,
             timeline: self.timeline().newest_first(),
-            cli_version: index.cli_version.clone(),
+            kinds: self.kind_records.report_status(),
         }
     }
 

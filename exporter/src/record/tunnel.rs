@@ -114,22 +114,6 @@ impl Recorder {
         });
     }
 
-    /// The openclaw CLI's version: one series, the old one removed when it changes; none when no CLI is found.
-    pub fn record_cli_version(&self, version: Option<&str>) {
-        let mut index = self.index();
-        if index.cli_version.as_deref() == version {
-            return;
-        }
-        if let Some(old) = index.cli_version.take() {
-            self.metrics.cli_build_info.remove(&super::families::VersionLabels { version: old });
-        }
-        if let Some(version) = version {
-            let labels = super::families::VersionLabels { version: version.to_owned() };
-            self.metrics.cli_build_info.get_or_create(&labels).set(1);
-        }
-        index.cli_version = version.map(str::to_owned);
-    }
-
     /// One tunnel round of `forward`, everything it records: the time since the last round (a gap beyond 1.5
     /// intervals counted unobserved, and the wait for usable started), the exporter's own shortage
     /// (unobserved, not down), the owner lookup's result, the hijack gauge (set on a change; unknown keeps it),
