@@ -1,19 +1,179 @@
-//! The adapter of the model host probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::model_host`]).
+//! The model-host kind (gateway host -> model API: first byte and phases apart from the tunnel, so a slow
+//! answer can be put on the model's egress rather than the forward): its record (its families, and
+//! `model_hosts` at the top of `/api/status`: [`ModelHostRecord`], in [`super::RECORDS`]), its target and
+//! adapter, and its section on the status page.
 
-use crate::config::ModelHost;
+use crate::config::{Config, ModelHost};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::esc;
-use crate::record::status::{ModelHostStatus, StatusReport};
-use crate::record::Recorder;
+use crate::record::families::Subjects;
+use crate::record::families::{latency, Latency, ModelHostLabels, ModelHostPhaseLabels, ModelHostReasonLabels};
+use crate::record::kinds::KindRecord;
+use crate::record::status::StatusReport;
+use crate::record::tracked::Tracked;
 use probes::model_host::{self, Reason};
 use probes::Label;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// One model host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelHostStatus {
+    /// Its name.
+    pub model_host: String,
+    /// Probes tried.
+    pub attempts: u64,
+    /// Probes failed.
+    pub failures: u64,
+    /// The last probe, in words.
+    pub last: Option<String>,
+}
+
+/// Its key at the top of `/api/status`: every configured model host, in the config's order.
+const STATUS_KEY: &str = "model_hosts";
+
+/// The configured model hosts' names and each one's last probe in words.
+#[derive(Default)]
+struct Hosts {
+    names: Vec<String>,
+    last: HashMap<String, String>,
+}
+
+/// The model-host kind's families and what the status report says of each host.
+pub struct ModelHostRecord {
+    first_byte: Latency<ModelHostLabels>,
+    phases: Latency<ModelHostPhaseLabels>,
+    attempts: Tracked<ModelHostLabels, Counter>,
+    failures: Tracked<ModelHostReasonLabels, Counter>,
+    hosts: Mutex<Hosts>,
+}
+
+/// Registry entry: the record, its families registered once.
+pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
+    let record = ModelHostRecord {
+        first_byte: latency(),
+        phases: latency(),
+        attempts: Tracked::default(),
+        failures: Tracked::default(),
+        hosts: Mutex::default(),
+    };
+    registry.register(
+        "openclaw_model_host_first_byte_seconds",
+        "Request written to first response byte from the model API",
+        record.first_byte.family().clone(),
+    );
+    registry.register(
+        "openclaw_model_host_phase_seconds",
+        "Model API probe phases: dns, connect, tls",
+        record.phases.family().clone(),
+    );
+    registry.register("openclaw_model_host_probe_attempts", "Model API probes tried", record.attempts.family().clone());
+    registry.register(
+        "openclaw_model_host_probe_failures",
+        "Model API probes failed, by reason: dns, refused, timeout, tls, reset, bad_status",
+        record.failures.family().clone(),
+    );
+    Arc::new(record)
+}
+
+impl ModelHostRecord {
+    fn hosts(&self) -> std::sync::MutexGuard<'_, Hosts> {
+        self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Record one model-host probe.
+    fn observe(&self, name: &str, outcome: &model_host::Outcome) {
+        let labels = ModelHostLabels { model_host: name.to_owned() };
+        self.attempts.get_or_create(&labels).inc();
+        let summary = match outcome {
+            Ok(response) => format!(
+                "HTTP {} in {}",
+                response.status,
+                crate::record::timeline::human_duration(response.first_byte.as_secs_f64())
+            ),
+            Err(failure) => failure.to_string(),
+        };
+        self.hosts().last.insert(name.to_owned(), summary);
+        let phases = match outcome {
+            Ok(response) => &response.phases,
+            Err(failure) => &failure.phases,
+        };
+        for (phase, duration) in phases.iter() {
+            let labels = ModelHostPhaseLabels { model_host: name.to_owned(), phase };
+            self.phases.get_or_create(&labels).observe(duration.as_secs_f64());
+        }
+        let first_byte = match outcome {
+            Ok(response) => Some(response.first_byte),
+            Err(failure) => failure.first_byte,
+        };
+        if let Some(first_byte) = first_byte {
+            self.first_byte.get_or_create(&labels).observe(first_byte.as_secs_f64());
+        }
+        if let Err(failure) = outcome {
+            let labels = ModelHostReasonLabels { model_host: name.to_owned(), reason: failure.label() };
+            self.failures.get_or_create(&labels).inc();
+        }
+    }
+}
+
+impl KindRecord for ModelHostRecord {
+    /// Each configured model host's counters at zero, and the names the status report lists.
+    fn apply_config(&self, config: &Config) {
+        for host in &config.model_hosts {
+            self.attempts.get_or_create_owned(&ModelHostLabels { model_host: host.name.clone() });
+            for reason in Reason::LABELS {
+                self.failures.get_or_create_owned(&ModelHostReasonLabels { model_host: host.name.clone(), reason });
+            }
+        }
+        let mut hosts = self.hosts();
+        hosts.names = config.model_hosts.iter().map(|host| host.name.clone()).collect();
+        let names = hosts.names.clone();
+        hosts.last.retain(|host, _| names.contains(host));
+    }
+
+    fn retain_subjects(&self, subjects: &Subjects) {
+        self.first_byte.retain(|labels| subjects.keeps(labels));
+        self.phases.retain(|labels| subjects.keeps(labels));
+        self.attempts.retain(|labels| subjects.keeps(labels));
+        self.failures.retain(|labels| subjects.keeps(labels));
+    }
+
+    /// Every configured model host: its attempts, failures and last probe.
+    fn report_status(&self) -> serde_json::Map<String, serde_json::Value> {
+        let hosts = self.hosts();
+        let statuses: Vec<ModelHostStatus> = hosts
+            .names
+            .iter()
+            .map(|name| {
+                let failures = Reason::LABELS
+                    .iter()
+                    .map(|reason| {
+                        let labels = ModelHostReasonLabels { model_host: name.clone(), reason };
+                        self.failures.get(&labels).map_or(0, |c| c.get())
+                    })
+                    .sum();
+                let labels = ModelHostLabels { model_host: name.clone() };
+                ModelHostStatus {
+                    model_host: name.clone(),
+                    attempts: self.attempts.get(&labels).map_or(0, |c| c.get()),
+                    failures,
+                    last: hosts.last.get(name).cloned(),
+                }
+            })
+            .collect();
+        let value = serde_json::to_value(statuses).unwrap_or_else(|_| serde_json::Value::Array(Vec::new()));
+        [(STATUS_KEY.to_owned(), value)].into_iter().collect()
+    }
+}
 
 /// The recording of one model host's probes.
 pub struct ModelHostKind {
     host: Arc<ModelHost>,
-    recorder: Arc<Recorder>,
+    record: Arc<ModelHostRecord>,
 }
 
 /// The probe of `host`: its address and path from the URL, and its TLS settings (CA file loaded) for https.
@@ -36,16 +196,17 @@ pub fn target(host: &ModelHost) -> Result<model_host::Target, model_host::TlsCon
 
 /// Registry entry: each `[[model_host]]`, its target prepared (CA files loaded) before the generation started.
 pub fn start(start: &mut super::Start<'_>) {
+    let Some(record) = start.recorder.kind_record::<ModelHostRecord>() else { return };
     for (host, target) in std::mem::take(&mut start.model_hosts) {
-        let kind = ModelHostKind::new(host, start.recorder.clone());
+        let kind = ModelHostKind::new(host, record.clone());
         start.drive(target, kind);
     }
 }
 
 impl ModelHostKind {
-    /// The recording of `host`'s probes (its series are created at zero by [`Recorder::apply_config`]).
-    pub fn new(host: Arc<ModelHost>, recorder: Arc<Recorder>) -> ModelHostKind {
-        ModelHostKind { host, recorder }
+    /// The recording of `host`'s probes (its series are created at zero when the config is applied).
+    pub fn new(host: Arc<ModelHost>, record: Arc<ModelHostRecord>) -> ModelHostKind {
+        ModelHostKind { host, record }
     }
 }
 
@@ -59,7 +220,7 @@ impl Adapter for ModelHostKind {
     }
 
     fn handle(&mut self, _round: Round, outcome: &model_host::Outcome) -> &'static str {
-        self.recorder.record_model_host(&self.host.name, outcome);
+        self.record.observe(&self.host.name, outcome);
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 
@@ -97,8 +258,10 @@ impl Adapter for ModelHostKind {
 
 /// Its section on the status page (listed in `kinds::PAGE_SECTIONS`).
 pub fn page_section(status: &StatusReport) -> String {
+    let hosts: Vec<ModelHostStatus> =
+        status.kinds.get(STATUS_KEY).cloned().and_then(|value| serde_json::from_value(value).ok()).unwrap_or_default();
     let mut html = String::new();
-    model_hosts_section(&mut html, &status.model_hosts);
+    model_hosts_section(&mut html, &hosts);
     html
 }
 
@@ -124,7 +287,7 @@ fn model_hosts_section(html: &mut String, hosts: &[ModelHostStatus]) {
 mod tests {
     use super::*;
     use crate::record::tests::sample;
-    use crate::record::Format;
+    use crate::record::{Format, Recorder};
     use std::time::Duration;
     use std::time::SystemTime;
 
@@ -155,8 +318,12 @@ mod tests {
 
     #[test]
     fn a_round_records_attempts_phases_first_byte_and_the_failure_reason() {
-        let recorder = Arc::new(Recorder::new());
-        let mut recording = ModelHostKind::new(Arc::new(host("https://api.example.com/")), recorder.clone());
+        let recorder = Arc::new(Recorder::with_kinds(&[record], Vec::new()));
+        let mut config = Config::load(None).unwrap();
+        config.model_hosts = vec![host("https://api.example.com/")];
+        recorder.apply_config(&config);
+        let own = recorder.kind_record::<ModelHostRecord>().unwrap();
+        let mut recording = ModelHostKind::new(Arc::new(host("https://api.example.com/")), own);
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let phases = model_host::Phases {
             dns: Some(Duration::from_millis(1)),
@@ -189,5 +356,9 @@ mod tests {
         );
         assert_eq!(sample(&text, "openclaw_model_host_first_byte_seconds_count{model_host=\"m\"}"), Some(1.0));
         assert_eq!(sample(&text, "openclaw_model_host_phase_seconds_count{model_host=\"m\",phase=\"dns\"}"), Some(2.0));
+        let report = recorder.status(SystemTime::now());
+        let hosts = &report.kinds[STATUS_KEY];
+        assert_eq!((hosts[0]["attempts"].as_u64(), hosts[0]["failures"].as_u64()), (Some(2), Some(1)), "{hosts}");
+        assert!(page_section(&report).contains("certificate expired"));
     }
 }

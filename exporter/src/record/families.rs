@@ -284,14 +284,6 @@ families! {
         "openclaw_gateway_observed_first_byte_seconds", "First-byte time of real client traffic through the auth tap (channel: http, ws)";
     token_sources_agree: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_token_sources_agree", "1 when every token source on this machine holds the same token, 0 when they disagree";
-    model_host_first_byte_seconds: Latency<ModelHostLabels> = latency(),
-        "openclaw_model_host_first_byte_seconds", "Request written to first response byte from the model API";
-    model_host_phase_seconds: Latency<ModelHostPhaseLabels> = latency(),
-        "openclaw_model_host_phase_seconds", "Model API probe phases: dns, connect, tls";
-    model_host_probe_attempts: Tracked<ModelHostLabels, Counter> = Tracked::default(),
-        "openclaw_model_host_probe_attempts", "Model API probes tried";
-    model_host_probe_failures: Tracked<ModelHostReasonLabels, Counter> = Tracked::default(),
-        "openclaw_model_host_probe_failures", "Model API probes failed, by reason: dns, refused, timeout, tls, reset, bad_status";
     objective_tunnel_uptime_ratio: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_objective_tunnel_uptime_ratio", "Tunnel uptime objective";
     objective_first_byte_seconds: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),

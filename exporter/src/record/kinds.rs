@@ -14,6 +14,10 @@ use super::families::Subjects;
 
 /// A kind's own families and per-forward status.
 pub trait KindRecord: Any + Send + Sync {
+    /// What a new configuration sets directly: its subjects' series at zero (before a round runs).
+    fn apply_config(&self, config: &crate::config::Config) {
+        let _ = config;
+    }
     /// Remove the series of subjects (forwards, ...) `subjects` does not keep, as a reload does for every
     /// family.
     fn retain_subjects(&self, subjects: &Subjects);
@@ -50,6 +54,13 @@ impl KindRecords {
             let any: Arc<dyn Any + Send + Sync> = record.clone();
             any.downcast::<T>().ok()
         })
+    }
+
+    /// Every record's series of `config`'s subjects at zero.
+    pub(crate) fn apply_config(&self, config: &crate::config::Config) {
+        for record in &self.records {
+            record.apply_config(config);
+        }
     }
 
     /// Every record's series pruned to `subjects`.

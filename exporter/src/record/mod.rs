@@ -26,7 +26,6 @@ pub mod exposure;
 pub mod families;
 pub mod first_byte;
 pub mod kinds;
-pub mod model_host;
 pub mod readiness;
 pub mod remote_write;
 pub mod resume;
@@ -122,9 +121,7 @@ pub(crate) struct StatusIndex {
     pub(crate) revisions: Vec<String>,
     pub(crate) current_revision: Option<String>,
     pub(crate) auth_channels: Vec<(String, &'static str)>,
-    pub(crate) model_hosts: Vec<String>,
     pub(crate) gateways: Vec<String>,
-    pub(crate) last_model_host: HashMap<String, String>,
 }
 
 /// Why the exporter closed a connection on its own, by listener: the label values of
@@ -225,12 +222,15 @@ impl Recorder {
         }
         m.objective_window_seconds.set(objectives.window.as_secs_f64());
         self.forget_removed(config);
-        self.apply_model_hosts(config);
+        for host in &config.model_hosts {
+            let labels = families::ModelHostLabels { model_host: host.name.clone() };
+            let objective = config.objectives.model_host_first_byte.as_secs_f64();
+            m.objective_model_host_first_byte_seconds.get_or_create(&labels).set(objective);
+        }
+        self.kind_records.apply_config(config);
         self.apply_auth(config);
         let mut index = self.index();
-        index.model_hosts = config.model_hosts.iter().map(|h| h.name.clone()).collect();
         index.gateways = config.gateways.iter().map(|g| g.name.clone()).collect();
-        index.last_model_host.retain(|host, _| config.model_hosts.iter().any(|h| h.name == *host));
     }
 
     /// Count a connection the exporter closed on its own (`listener`, `reason` from

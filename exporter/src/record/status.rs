@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
 
 use super::auth::failure_series;
-use super::families::{ForwardLabels, GatewayLabels, GatewayScopeLabels, ModelHostLabels, ModelHostReasonLabels};
+use super::families::{ForwardLabels, GatewayLabels, GatewayScopeLabels};
 use super::Recorder;
 use crate::clock::unix_seconds;
 use crate::uptime::Bucket;
@@ -23,8 +23,6 @@ pub struct StatusReport {
     pub now: f64,
     /// Per forward, by name.
     pub forwards: Vec<ForwardStatus>,
-    /// Per model host.
-    pub model_hosts: Vec<ModelHostStatus>,
     /// Per gateway port.
     pub gateways: Vec<GatewayStatus>,
     /// What happened, newest first (the last 24 h, bounded).
@@ -172,19 +170,6 @@ pub struct AuthFailureStatus {
     pub current: bool,
 }
 
-/// One model host.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelHostStatus {
-    /// Its name.
-    pub model_host: String,
-    /// Probes tried.
-    pub attempts: u64,
-    /// Probes failed.
-    pub failures: u64,
-    /// The last probe, in words.
-    pub last: Option<String>,
-}
-
 /// One gateway port's exposure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GatewayStatus {
@@ -330,42 +315,15 @@ impl Recorder {
                 }
             })
             .collect();
-        let model_hosts = self.model_host_statuses(&index);
         let gateways = self.gateway_statuses(&index);
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             now: unix_seconds(now),
             forwards,
-            model_hosts,
             gateways,
             timeline: self.timeline().newest_first(),
             kinds: self.kind_records.report_status(),
         }
-    }
-
-    /// Each model host's attempts, failures and last probe.
-    fn model_host_statuses(&self, index: &super::StatusIndex) -> Vec<ModelHostStatus> {
-        let m = &self.metrics;
-        index
-            .model_hosts
-            .iter()
-            .map(|name| {
-                let failures = probes::model_host::Reason::LABELS
-                    .iter()
-                    .map(|reason| {
-                        let labels = ModelHostReasonLabels { model_host: name.clone(), reason };
-                        m.model_host_probe_failures.get(&labels).map_or(0, |c| c.get())
-                    })
-                    .sum();
-                let labels = ModelHostLabels { model_host: name.clone() };
-                ModelHostStatus {
-                    model_host: name.clone(),
-                    attempts: m.model_host_probe_attempts.get(&labels).map_or(0, |c| c.get()),
-                    failures,
-                    last: index.last_model_host.get(name).cloned(),
-                }
-            })
-            .collect()
     }
 
     /// Each gateway port's listeners by scope, its allowed scopes and since when it is exposed.
