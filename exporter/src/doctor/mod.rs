@@ -7,12 +7,11 @@
 use std::time::Duration;
 
 use probes::readiness::{self, Readiness, Startup};
-use probes::{control_ui, exposure, first_byte, ssh_hygiene, ssh_session, syn, Label, Probe};
+use probes::{control_ui, exposure, first_byte, ssh_session, syn, Label, Probe};
 use serde::Serialize;
 
 use crate::config::{Config, Forward};
-use crate::record::timeline::human_duration;
-use crate::token_sources;
+use crate::kinds;
 
 mod token;
 use token::token;
@@ -174,11 +173,12 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
         let (status, evidence, mut next) = match layer {
             Layer::SshHost => ssh_host(forward, timeout).await,
             Layer::Session => {
-                (notes, orphans_found) = hygiene_notes(forward, config.scheduler.owner_lookup, timeout).await;
+                (notes, orphans_found) =
+                    kinds::ssh_hygiene::doctor_notes(forward, config.scheduler.owner_lookup, timeout).await;
                 session(forward, config.scheduler.owner_lookup, timeout).await
             }
             Layer::Syn => {
-                notes = cli_url_notes(config, forward);
+                notes = kinds::openclaw_cli_url::doctor_notes(config, forward);
                 match (syn::Target { addr: forward.local }).probe(timeout).await {
                     Ok(connected) => pass(format!("{} connected in {}", forward.local, ms(connected.connect))),
                     Err(failure) => fail(
@@ -197,7 +197,7 @@ pub async fn run(config: &Config, forward: &Forward) -> Report {
                     Some(read) => read,
                     None => (readiness::Target { addr: forward.local }).probe(timeout).await,
                 };
-                notes = cli_version_notes(config, &read).await;
+                notes = kinds::openclaw_cli_version::doctor_notes(config, &read).await;
                 started_and_ready(read)
             }
             Layer::ControlUi => match (control_ui::Target { addr: forward.local }).probe(timeout).await {
@@ -311,79 +311,6 @@ async fn session(forward: &Forward, lookup: ssh_session::Lookup, timeout: Durati
     }
 }
 
-/// Whether the openclaw CLI on this machine talks to this forward: its URL read as the CLI reads it, judged
-/// against every configured forward. A note when it does not (localhost, another port, TLS, another forward).
-fn cli_url_notes(config: &Config, forward: &Forward) -> Vec<String> {
-    let locations = token_sources::Locations::from_env(config.auth_probe.openclaw_config.as_deref(), None);
-    let cli = match crate::openclaw_cli_url::read(&locations) {
-        Ok(cli) => cli,
-        Err(why) => return vec![format!("the openclaw CLI's gateway URL cannot be known: {why}")],
-    };
-    let finding = crate::openclaw_cli_url::judge(&cli.url, &config.cli_addresses());
-    match (finding.matched(), finding.explain(&cli)) {
-        (Some(name), _) if name == forward.name => Vec::new(),
-        (Some(name), _) => {
-            vec![format!("the openclaw CLI uses forward {name} ({} from {}), not this one", cli.url, cli.source)]
-        }
-        (None, problem) => problem.into_iter().collect(),
-    }
-}
-
-/// The forward's ssh hygiene: the risky options its ssh runs with, each with the `~/.ssh/config` lines that
-/// fix it; this user's ssh clients that forward its address but do not own its listener, each with its age,
-/// command line and the command that ends it, and how to keep more from appearing.
-/// The dead-path detection beyond which the doctor says what it costs after a wake: the shipped ssh_config's
-/// ServerAliveInterval 15 x ServerAliveCountMax 3.
-const SLOW_DEAD_PATH: Duration = Duration::from_secs(45);
-
-/// Step 2's notes: the owner's risky options, its dead-path time, and each orphan; and whether there were orphans.
-async fn hygiene_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> (Vec<String>, bool) {
-    let session = ssh_session::Target { lookup, ..ssh_session::Target::new(forward.local) };
-    let mut target = ssh_hygiene::Target::new(forward.local, session, Default::default());
-    let outcome = target.probe(timeout).await;
-    let mut notes = Vec::new();
-    if let ssh_hygiene::Outcome::Counted { options: Ok(risks), .. } = &outcome {
-        for risk in risks {
-            notes.push(format!(
-                "the forward's ssh runs with {} ({}): add to ~/.ssh/config under its Host: {}",
-                risk.label(),
-                risk.why(),
-                risk.fix().replace('\n', "; ")
-            ));
-        }
-    }
-    if let ssh_hygiene::Outcome::Counted { dead_path_after: Some(after), .. } = &outcome {
-        if *after > SLOW_DEAD_PATH {
-            notes.push(format!(
-                "after a wake this ssh notices its dead path only after ServerAliveInterval x ServerAliveCountMax = {} s, \
-                 and its supervisor's restart delay comes on top (autossh AUTOSSH_POLL, launchd ThrottleInterval, \
-                 systemd RestartSec): openclaw_tunnel_resume_seconds measures the sum; ServerAliveInterval 15 and \
-                 ServerAliveCountMax 3 (45 s) in ~/.ssh/config under its Host shorten it",
-                after.as_secs()
-            ));
-        }
-    }
-    let Some(orphans) = outcome.orphans().filter(|orphans| !orphans.is_empty()) else { return (notes, false) };
-    let now = std::time::SystemTime::now();
-    notes.extend(orphans.iter().map(|orphan| {
-        let status = crate::kinds::ssh_hygiene::orphan_status(orphan);
-        let age = orphan
-            .started
-            .and_then(|started| now.duration_since(started).ok())
-            .map_or("age unknown".into(), |age| format!("started {} ago", human_duration(age.as_secs_f64())));
-        format!(
-            "orphaned ssh pid {} ({age}) forwards {} but holds nothing: `{}`; end it with `{}`",
-            orphan.pid, forward.local, status.command, status.end_with
-        )
-    }));
-    notes.push(
-        "an ssh whose -L bind fails keeps running unless `ExitOnForwardFailure yes` is set (in ~/.ssh/config \
-         under the forward's Host, or -o ExitOnForwardFailure=yes): set it so a second tunnel exits instead"
-            .into(),
-    );
-    (notes, true)
-}
-
 fn started_and_ready(read: readiness::Outcome) -> Verdict {
     let found = match read {
         Ok(found) => found,
@@ -412,35 +339,6 @@ fn started_and_ready(read: readiness::Outcome) -> Verdict {
             startup.as_ref().map_or(String::new(), uptime)
         )),
     }
-}
-
-/// The openclaw CLI's version beside the gateway's, when they differ: which one to upgrade.
-async fn cli_version_notes(config: &Config, read: &readiness::Outcome) -> Vec<String> {
-    let Ok(Readiness { startup: Some(Startup { version: Some(gateway), .. }), .. }) = read else { return Vec::new() };
-    let mut target = probes::openclaw_cli_version::Target::from_env(config.cli_path.clone());
-    let Ok(Ok(cli)) = tokio::task::spawn_blocking(move || target.read()).await else { return Vec::new() };
-    if cli.version == *gateway {
-        return Vec::new();
-    }
-    let upgrade = match version_order(&cli.version, gateway) {
-        std::cmp::Ordering::Less => {
-            format!("upgrade the CLI here (`npm i -g openclaw@{gateway}`, or `brew upgrade openclaw`)")
-        }
-        _ => "upgrade the gateway on its host (`npm i -g openclaw@latest`, then restart it)".to_owned(),
-    };
-    vec![format!(
-        "versions differ: the openclaw CLI here is {} ({}), the gateway {gateway}; a protocol bump between them refuses the CLI's connects (close 1002): {upgrade}",
-        cli.version,
-        cli.executable.display()
-    )]
-}
-
-/// Order two versions by their numeric fields (`2026.10.0` after `2026.9.6`); a pre-release tail is ignored.
-fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let fields = |v: &str| -> Vec<u64> {
-        v.split(['-', '+']).next().unwrap_or_default().split('.').map(|f| f.parse().unwrap_or(0)).collect()
-    };
-    fields(a).cmp(&fields(b))
 }
 
 /// Step 4, and the `/startupz` + `/readyz` answer read for its evidence (step 5 judges it).
@@ -524,18 +422,5 @@ async fn loopback_only(config: &Config, timeout: Duration) -> Verdict {
         )
     } else {
         pass(evidence.join("; "))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::version_order;
-    use std::cmp::Ordering;
-
-    #[test]
-    fn versions_order_by_their_numbers_not_their_text() {
-        assert_eq!(version_order("2026.5.1", "2026.9.6"), Ordering::Less);
-        assert_eq!(version_order("2026.10.0", "2026.9.6"), Ordering::Greater);
-        assert_eq!(version_order("2026.9.6-beta.1", "2026.9.6"), Ordering::Equal);
     }
 }

@@ -241,6 +241,24 @@ fn cli_url_row(cli_url: Option<&OpenclawCliUrlStatus>) -> String {
     }
 }
 
+/// Its note for the doctor's step 3 (`doctor`): whether the openclaw CLI on this machine talks to this forward: its URL read as the CLI reads it, judged
+/// against every configured forward. A note when it does not (localhost, another port, TLS, another forward).
+pub fn doctor_notes(config: &Config, forward: &crate::config::Forward) -> Vec<String> {
+    let locations = crate::token_sources::Locations::from_env(config.auth_probe.openclaw_config.as_deref(), None);
+    let cli = match crate::openclaw_cli_url::read(&locations) {
+        Ok(cli) => cli,
+        Err(why) => return vec![format!("the openclaw CLI's gateway URL cannot be known: {why}")],
+    };
+    let finding = crate::openclaw_cli_url::judge(&cli.url, &config.cli_addresses());
+    match (finding.matched(), finding.explain(&cli)) {
+        (Some(name), _) if name == forward.name => Vec::new(),
+        (Some(name), _) => {
+            vec![format!("the openclaw CLI uses forward {name} ({} from {}), not this one", cli.url, cli.source)]
+        }
+        (None, problem) => problem.into_iter().collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,6 +127,42 @@ impl Adapter for OpenclawCliVersionKind {
     }
 }
 
+/// Its note for the doctor's step 5: the openclaw CLI's version beside the gateway's, when they differ, and
+/// which one to upgrade.
+pub async fn doctor_notes(config: &Config, read: &probes::readiness::Outcome) -> Vec<String> {
+    let Ok(probes::readiness::Readiness {
+        startup: Some(probes::readiness::Startup { version: Some(gateway), .. }),
+        ..
+    }) = read
+    else {
+        return Vec::new();
+    };
+    let mut target = probes::openclaw_cli_version::Target::from_env(config.cli_path.clone());
+    let Ok(Ok(cli)) = tokio::task::spawn_blocking(move || target.read()).await else { return Vec::new() };
+    if cli.version == *gateway {
+        return Vec::new();
+    }
+    let upgrade = match version_order(&cli.version, gateway) {
+        std::cmp::Ordering::Less => {
+            format!("upgrade the CLI here (`npm i -g openclaw@{gateway}`, or `brew upgrade openclaw`)")
+        }
+        _ => "upgrade the gateway on its host (`npm i -g openclaw@latest`, then restart it)".to_owned(),
+    };
+    vec![format!(
+        "versions differ: the openclaw CLI here is {} ({}), the gateway {gateway}; a protocol bump between them refuses the CLI's connects (close 1002): {upgrade}",
+        cli.version,
+        cli.executable.display()
+    )]
+}
+
+/// Order two versions by their numeric fields (`2026.10.0` after `2026.9.6`); a pre-release tail is ignored.
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let fields = |v: &str| -> Vec<u64> {
+        v.split(['-', '+']).next().unwrap_or_default().split('.').map(|f| f.parse().unwrap_or(0)).collect()
+    };
+    fields(a).cmp(&fields(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +170,14 @@ mod tests {
     use crate::record::{Format, Recorder};
     use std::path::PathBuf;
     use std::time::SystemTime;
+
+    #[test]
+    fn versions_order_by_their_numbers_not_their_text() {
+        use std::cmp::Ordering;
+        assert_eq!(version_order("2026.5.1", "2026.9.6"), Ordering::Less);
+        assert_eq!(version_order("2026.10.0", "2026.9.6"), Ordering::Greater);
+        assert_eq!(version_order("2026.9.6-beta.1", "2026.9.6"), Ordering::Equal);
+    }
 
     #[test]
     fn the_version_is_one_series_that_moves_and_goes_when_the_cli_does() {

@@ -11,6 +11,7 @@ use crate::record::kinds::KindRecord;
 use crate::record::status::ForwardStatus;
 use crate::record::timeline::human_duration;
 use crate::record::tracked::Tracked;
+use probes::Probe;
 use probes::{ssh_hygiene, ssh_session, Label};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -324,6 +325,61 @@ fn option_risks_row(risks: Option<&[OptionRiskStatus]>) -> String {
     }
     row.push_str("</ul></td></tr>");
     row
+}
+
+/// The dead-path detection beyond which the doctor says what it costs after a wake: the shipped ssh_config's
+/// ServerAliveInterval 15 x ServerAliveCountMax 3.
+const SLOW_DEAD_PATH: Duration = Duration::from_secs(45);
+
+/// Its notes for the doctor's step 2, the forward's ssh hygiene: the risky options its ssh runs with, each with
+/// the `~/.ssh/config` lines that fix it; its dead-path time when slow; this user's ssh clients that forward its
+/// address but do not own its listener, each with its age, command line and the command that ends it, and how
+/// to keep more from appearing. Also whether there were orphans (the step's next action says to end them first).
+pub async fn doctor_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> (Vec<String>, bool) {
+    let session = ssh_session::Target { lookup, ..ssh_session::Target::new(forward.local) };
+    let mut target = ssh_hygiene::Target::new(forward.local, session, Default::default());
+    let outcome = target.probe(timeout).await;
+    let mut notes = Vec::new();
+    if let ssh_hygiene::Outcome::Counted { options: Ok(risks), .. } = &outcome {
+        for risk in risks {
+            notes.push(format!(
+                "the forward's ssh runs with {} ({}): add to ~/.ssh/config under its Host: {}",
+                risk.label(),
+                risk.why(),
+                risk.fix().replace('\n', "; ")
+            ));
+        }
+    }
+    if let ssh_hygiene::Outcome::Counted { dead_path_after: Some(after), .. } = &outcome {
+        if *after > SLOW_DEAD_PATH {
+            notes.push(format!(
+                "after a wake this ssh notices its dead path only after ServerAliveInterval x ServerAliveCountMax = {} s, \
+                 and its supervisor's restart delay comes on top (autossh AUTOSSH_POLL, launchd ThrottleInterval, \
+                 systemd RestartSec): openclaw_tunnel_resume_seconds measures the sum; ServerAliveInterval 15 and \
+                 ServerAliveCountMax 3 (45 s) in ~/.ssh/config under its Host shorten it",
+                after.as_secs()
+            ));
+        }
+    }
+    let Some(orphans) = outcome.orphans().filter(|orphans| !orphans.is_empty()) else { return (notes, false) };
+    let now = std::time::SystemTime::now();
+    notes.extend(orphans.iter().map(|orphan| {
+        let status = orphan_status(orphan);
+        let age = orphan
+            .started
+            .and_then(|started| now.duration_since(started).ok())
+            .map_or("age unknown".into(), |age| format!("started {} ago", human_duration(age.as_secs_f64())));
+        format!(
+            "orphaned ssh pid {} ({age}) forwards {} but holds nothing: `{}`; end it with `{}`",
+            orphan.pid, forward.local, status.command, status.end_with
+        )
+    }));
+    notes.push(
+        "an ssh whose -L bind fails keeps running unless `ExitOnForwardFailure yes` is set (in ~/.ssh/config \
+         under the forward's Host, or -o ExitOnForwardFailure=yes): set it so a second tunnel exits instead"
+            .into(),
+    );
+    (notes, true)
 }
 
 #[cfg(test)]
