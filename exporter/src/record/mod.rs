@@ -1,14 +1,16 @@
 //! The recorder: the data probe outcomes become (metrics, uptime buckets, latency histograms, the timeline)
 //! and the API every writer uses.
 //!
-//! The adapters in [`crate::kinds`] hand it typed outcomes through its methods; `remote_write` writes its own
+//! The adapters in [`crate::kinds`] hand it typed outcomes through its methods, or keep their own record
+//! ([`kinds::KindRecord`]) the recorder is built with ([`Recorder::with_kinds`]); `remote_write` writes its own
 //! metrics through it too, and its queue's account is a collector the recorder is built with
 //! ([`Recorder::with_collectors`]). It outlives config reloads (a generation's tasks are replaced, the
 //! recorder is not), so counters never reset while the process lives. Counters and histograms are the
 //! prometheus-client atomics. Five mutexes, each held only for a few operations and never two at once: the
 //! per-forward state (ledger, hdrhistogram, last outcomes), the rotation marker, the index of label values the
-//! status report reads the families with, the local token revisions, and the incident [`timeline`]. The status
-//! report copies what it needs under each in turn and builds the report with none held.
+//! status report reads the families with, the local token revisions, and the incident [`timeline`]; each kind
+//! record keeps one more for its last outcomes. The status report copies what it needs under each in turn and
+//! builds the report with none held.
 //!
 //! - [`families`]: the label sets and the table of metric families; [`tracked`]: a family that remembers its
 //!   label sets, so a reload removes what the config no longer has.
