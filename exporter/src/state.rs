@@ -17,13 +17,15 @@ use crate::uptime::Bucket;
 
 /// The file's format, version 1: `{"version": 1, "forwards": {"name": [bucket, ...]}, "exposed_since":
 /// {"gateway": unix seconds}}`. `exposed_since` came later: a file without it reads as none exposed, and an
-/// older build ignores it.
+/// older build ignores it. Keys beside `forwards` are the kinds' records' (the exposure kind's `exposed_since`),
+/// each read back by its record, which skips a damaged entry alone.
 #[derive(Debug, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
     forwards: BTreeMap<String, Vec<Bucket>>,
-    #[serde(default)]
-    exposed_since: BTreeMap<String, f64>,
+    /// The kinds' records' keys (`exposed_since`: the exposure kind's), each read back by its record.
+    #[serde(flatten)]
+    kinds: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The only version this build reads and writes.
@@ -34,7 +36,7 @@ fn encode(recorder: &Recorder) -> Vec<u8> {
     let file = StateFile {
         version: VERSION,
         forwards: recorder.saved_buckets().into_iter().collect(),
-        exposed_since: recorder.saved_exposures().into_iter().collect(),
+        kinds: recorder.saved_kinds().into_iter().collect(),
     };
     serde_json::to_vec(&file).expect("buckets serialize")
 }
@@ -57,13 +59,7 @@ fn decode_into(bytes: &[u8], recorder: &Recorder) -> Result<usize, String> {
         }
         recorder.restore_buckets(&name, kept);
     }
-    for (gateway, since) in file.exposed_since {
-        if since != 0.0 && !crate::clock::plausible_unix_seconds(since) {
-            tracing::warn!(gateway = %gateway, exposed_since = since, "the state file holds an impossible exposure start; ignored");
-        } else if since > 0.0 {
-            recorder.restore_exposure(&gateway, since);
-        }
-    }
+    recorder.restore_kinds(&file.kinds);
     Ok(restored)
 }
 

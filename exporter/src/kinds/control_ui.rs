@@ -3,7 +3,7 @@
 //! without its built UI assets answers health and 404s the page), and the doctor's step 6 only sees it when
 //! someone runs the doctor. Everything the rest of the exporter needs from it is declared here: its families
 //! and status ([`ControlUiRecord`], listed in [`super::RECORDS`]), its round ([`ControlUiKind`], started by
-//! [`start`] from [`super::FOR_EACH_FORWARD`]) and its status-page row ([`page_row`], in [`super::PAGE_ROWS`]).
+//! [`start`] from [`super::FOR_EACH_FORWARD`]) and its status-page row ([`page_row`], in [`super::FORWARD_ROWS`]).
 //! Its config key is the forward's `control_ui_interval` (`config/raw.rs`: default 1 minute, `off` to skip).
 
 use std::collections::HashMap;

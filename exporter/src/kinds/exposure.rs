@@ -1,34 +1,232 @@
-//! The adapter of the exposure probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::exposure`]).
+//! The bind-exposure kind (host side): each `[[gateway]]` port's listening sockets by scope, and since when it
+//! has listened beyond its allowed scopes. Its record ([`ExposureRecord`], in [`super::RECORDS`]: its three
+//! families, `gateways` at the top of `/api/status`, `exposed_since` in the state file so the 24 h red line
+//! survives a restart, the `exposed` spell in the timeline), its adapter, and its section on the status page.
 
-use crate::config::Gateway;
+use crate::clock::unix_seconds;
+use crate::config::{Config, Gateway};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, state_badge};
-use crate::record::status::{GatewayStatus, StatusReport};
+use crate::record::families::{FloatGauge, GatewayLabels, GatewayScopeLabels, Subjects};
+use crate::record::kinds::KindRecord;
+use crate::record::status::StatusReport;
+use crate::record::tracked::Tracked;
 use crate::record::Recorder;
 use probes::exposure::{self, Scope};
 use probes::Label;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// One gateway port's exposure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayStatus {
+    /// Its name.
+    pub gateway: String,
+    /// Listening sockets by scope, once read.
+    pub listen_sockets: ScopeCounts,
+    /// When a listener outside its allowed scopes was first seen (0 while none), once read.
+    pub exposed_since: Option<f64>,
+    /// The scopes its listeners may bind without paging (loopback always).
+    #[serde(default)]
+    pub allowed: Vec<String>,
+}
+
+/// Listening sockets by scope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScopeCounts {
+    /// On loopback addresses.
+    pub loopback: Option<i64>,
+    /// On private addresses.
+    pub private: Option<i64>,
+    /// On tailnet addresses.
+    #[serde(default)]
+    pub tailnet: Option<i64>,
+    /// On public addresses and wildcards.
+    pub public: Option<i64>,
+}
+
+/// Its key at the top of `/api/status`: every configured gateway, in the config's order.
+const STATUS_KEY: &str = "gateways";
+/// Its key in the state file: `{"gateway": unix seconds}` of the exposed ones.
+const SAVED_KEY: &str = "exposed_since";
+/// Its spell in the incident timeline.
+const SPELL: &str = "exposed";
+
+/// The exposure kind's families and the configured gateways' names.
+pub struct ExposureRecord {
+    listen_sockets: Tracked<GatewayScopeLabels, Gauge>,
+    bind_allowed: Tracked<GatewayScopeLabels, Gauge>,
+    exposed_since: Tracked<GatewayLabels, FloatGauge>,
+    gateways: Mutex<Vec<String>>,
+}
+
+/// Registry entry: the record, its families registered once.
+pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
+    let record = ExposureRecord {
+        listen_sockets: Tracked::default(),
+        bind_allowed: Tracked::default(),
+        exposed_since: Tracked::default(),
+        gateways: Mutex::default(),
+    };
+    registry.register("openclaw_gateway_listen_sockets", "Listening sockets on the gateway port by scope: loopback, private, tailnet (100.64/10, fd7a:115c:a1e0::/48), public (0.0.0.0 and :: are public)", record.listen_sockets.family().clone());
+    registry.register("openclaw_gateway_bind_allowed", "1 for each scope the gateway's listeners may bind without paging ([[gateway]] allowed; loopback always), 0 for the others: the team's declared bind intent", record.bind_allowed.family().clone());
+    registry.register("openclaw_gateway_exposed_since_timestamp_seconds", "When a listener outside the gateway's allowed scopes (loopback unless [[gateway]] allowed says more) was first seen; 0 while there is none", record.exposed_since.family().clone());
+    Arc::new(record)
+}
+
+impl ExposureRecord {
+    fn gateways(&self) -> Vec<String> {
+        self.gateways.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Record one read of a gateway port's listeners, judged against the scopes its team `allowed`; a start or
+    /// end of exposure is a spell in `recorder`'s timeline.
+    fn observe(
+        &self,
+        recorder: &Recorder,
+        gateway: &str,
+        found: &exposure::Exposure,
+        allowed: &[Scope],
+        now: SystemTime,
+    ) {
+        for scope in Scope::ALL {
+            let labels = GatewayScopeLabels { gateway: gateway.to_owned(), scope: scope.label() };
+            self.listen_sockets.get_or_create(&labels).set(found.count(scope) as i64);
+            let is_allowed = scope == Scope::Loopback || allowed.contains(&scope);
+            self.bind_allowed.get_or_create(&labels).set(i64::from(is_allowed));
+        }
+        let outside = found.outside(allowed);
+        let since = self.exposed_since.get_or_create(&GatewayLabels { gateway: gateway.to_owned() });
+        let changed = match (since.get() > 0.0, !outside.is_empty()) {
+            (false, true) => {
+                since.set(unix_seconds(now));
+                true
+            }
+            (true, false) => {
+                since.set(0.0);
+                true
+            }
+            _ => false,
+        };
+        drop(since);
+        if changed {
+            if !outside.is_empty() {
+                let listeners: Vec<String> = outside.iter().map(ToString::to_string).collect();
+                let detail = format!("the gateway port listens outside its allowed scopes: {}", listeners.join(" "));
+                recorder.timeline_spell(SPELL, gateway, &detail, unix_seconds(now));
+            } else {
+                recorder.timeline_over(SPELL, gateway, unix_seconds(now));
+            }
+        }
+    }
+}
+
+impl KindRecord for ExposureRecord {
+    /// The gateways the status report lists.
+    fn apply_config(&self, config: &Config) {
+        *self.gateways.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            config.gateways.iter().map(|gateway| gateway.name.clone()).collect();
+    }
+
+    fn retain_subjects(&self, subjects: &Subjects) {
+        self.listen_sockets.retain(|labels| subjects.keeps(labels));
+        self.bind_allowed.retain(|labels| subjects.keeps(labels));
+        self.exposed_since.retain(|labels| subjects.keeps(labels));
+    }
+
+    /// Since when each configured gateway has listened beyond loopback (exposed ones only).
+    fn save(&self) -> serde_json::Map<String, serde_json::Value> {
+        let exposed: serde_json::Map<String, serde_json::Value> = self
+            .gateways()
+            .into_iter()
+            .filter_map(|gateway| {
+                let since = self.exposed_since.get(&GatewayLabels { gateway: gateway.clone() })?.get();
+                (since > 0.0).then(|| (gateway, serde_json::Value::from(since)))
+            })
+            .collect();
+        [(SAVED_KEY.to_owned(), serde_json::Value::Object(exposed))].into_iter().collect()
+    }
+
+    /// A gateway's exposure from the state file: the 24 h red line counts from its start, and the timeline's
+    /// spell is open from then; a loopback-only round after the restart resets both. A start that is not a
+    /// plausible time (beyond year 9999, not a number) is damage: logged and ignored.
+    fn restore(&self, recorder: &Recorder, saved: &serde_json::Map<String, serde_json::Value>) {
+        let Some(exposed) = saved.get(SAVED_KEY).and_then(serde_json::Value::as_object) else { return };
+        for (gateway, since) in exposed {
+            let since = since.as_f64().unwrap_or(f64::NAN);
+            if since != 0.0 && !crate::clock::plausible_unix_seconds(since) {
+                tracing::warn!(gateway = %gateway, exposed_since = since, "the state file holds an impossible exposure start; ignored");
+            } else if since > 0.0 {
+                self.exposed_since.get_or_create(&GatewayLabels { gateway: gateway.clone() }).set(since);
+                let detail = "the gateway port listens beyond loopback (since before a restart)";
+                recorder.timeline_spell(SPELL, gateway, detail, since);
+            }
+        }
+    }
+
+    /// Every configured gateway port: its listeners by scope, its allowed scopes, and since when it is exposed.
+    fn report_status(&self) -> serde_json::Map<String, serde_json::Value> {
+        let statuses: Vec<GatewayStatus> = self
+            .gateways()
+            .into_iter()
+            .map(|name| {
+                let scope = |scope: Scope| {
+                    let labels = GatewayScopeLabels { gateway: name.clone(), scope: scope.label() };
+                    self.listen_sockets.get(&labels).map(|g| g.get())
+                };
+                GatewayStatus {
+                    listen_sockets: ScopeCounts {
+                        loopback: scope(Scope::Loopback),
+                        private: scope(Scope::Private),
+                        tailnet: scope(Scope::Tailnet),
+                        public: scope(Scope::Public),
+                    },
+                    allowed: Scope::ALL
+                        .into_iter()
+                        .filter(|scope| {
+                            let labels = GatewayScopeLabels { gateway: name.clone(), scope: scope.label() };
+                            self.bind_allowed.get(&labels).is_some_and(|g| g.get() == 1)
+                        })
+                        .map(|scope| scope.label().to_owned())
+                        .collect(),
+                    exposed_since: self.exposed_since.get(&GatewayLabels { gateway: name.clone() }).map(|g| g.get()),
+                    gateway: name,
+                }
+            })
+            .collect();
+        let value = serde_json::to_value(statuses).unwrap_or_else(|_| serde_json::Value::Array(Vec::new()));
+        [(STATUS_KEY.to_owned(), value)].into_iter().collect()
+    }
+}
 
 /// The recording of one gateway port's exposure checks.
 pub struct ExposureKind {
     gateway: Arc<Gateway>,
     recorder: Arc<Recorder>,
+    record: Arc<ExposureRecord>,
 }
 
 /// Registry entry: each `[[gateway]]`'s bind exposure.
 pub fn start(start: &mut super::Start<'_>) {
+    let Some(record) = start.recorder.kind_record::<ExposureRecord>() else { return };
     for gateway in &start.config.gateways {
-        let (probe, kind) = ExposureKind::new(Arc::new(gateway.clone()), start.recorder.clone());
+        let (probe, kind) = ExposureKind::new(Arc::new(gateway.clone()), start.recorder.clone(), record.clone());
         start.drive(probe, kind);
     }
 }
 
 impl ExposureKind {
     /// Its probe and its recording.
-    pub fn new(gateway: Arc<Gateway>, recorder: Arc<Recorder>) -> (exposure::Target, ExposureKind) {
-        (exposure::Target { port: gateway.port }, ExposureKind { gateway, recorder })
+    pub fn new(
+        gateway: Arc<Gateway>,
+        recorder: Arc<Recorder>,
+        record: Arc<ExposureRecord>,
+    ) -> (exposure::Target, ExposureKind) {
+        (exposure::Target { port: gateway.port }, ExposureKind { gateway, recorder, record })
     }
 }
 
@@ -49,7 +247,7 @@ impl Adapter for ExposureKind {
     fn handle(&mut self, round: Round, outcome: &exposure::Outcome) -> &'static str {
         match outcome {
             Ok(found) => {
-                self.recorder.record_exposure(&self.gateway.name, found, &self.gateway.allowed, round.wall);
+                self.record.observe(&self.recorder, &self.gateway.name, found, &self.gateway.allowed, round.wall);
                 if !found.outside(&self.gateway.allowed).is_empty() {
                     "exposed"
                 } else if found.exposed() {
@@ -98,8 +296,10 @@ impl Adapter for ExposureKind {
 
 /// Its section on the status page (listed in `kinds::PAGE_SECTIONS`).
 pub fn page_section(status: &StatusReport) -> String {
+    let gateways: Vec<GatewayStatus> =
+        status.kinds.get(STATUS_KEY).cloned().and_then(|value| serde_json::from_value(value).ok()).unwrap_or_default();
     let mut html = String::new();
-    exposure_section(&mut html, &status.gateways);
+    exposure_section(&mut html, &gateways);
     html
 }
 
@@ -135,14 +335,15 @@ mod tests {
 
     #[test]
     fn a_round_records_listeners_by_scope_and_when_the_port_was_first_exposed() {
-        let recorder = Arc::new(Recorder::new());
+        let recorder = Arc::new(Recorder::with_kinds(&[record], Vec::new()));
+        let own = recorder.kind_record::<ExposureRecord>().unwrap();
         let gateway = Arc::new(Gateway {
             name: "g".into(),
             port: 18789,
             interval: Duration::from_secs(1),
             allowed: vec![Scope::Loopback, Scope::Tailnet],
         });
-        let (target, mut recording) = ExposureKind::new(gateway, recorder.clone());
+        let (target, mut recording) = ExposureKind::new(gateway, recorder.clone(), own);
         assert_eq!(target.port, 18789);
         let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = |at| Round { wall: at, boot: Duration::ZERO };
@@ -185,5 +386,26 @@ mod tests {
         assert_eq!(recording.handle(round(t0 + Duration::from_secs(80)), &lan), "exposed");
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(90));
         assert_eq!(sample(&text, since), Some(1_800_000_080.0));
+    }
+
+    #[test]
+    fn a_saved_exposure_comes_back_and_a_damaged_one_is_skipped_alone() {
+        let recorder = Recorder::with_kinds(&[record], Vec::new());
+        let mut config = crate::config::Config::load(None).unwrap();
+        config.gateways = ["g", "h", "i"]
+            .map(|name| Gateway { name: name.into(), port: 18789, interval: Duration::from_secs(1), allowed: vec![] })
+            .to_vec();
+        recorder.apply_config(&config);
+        let saved = serde_json::json!({ "exposed_since": { "g": 1_800_000_000.0, "h": 1e300, "i": "a word" } });
+        recorder.restore_kinds(saved.as_object().unwrap());
+        let text = recorder.encode(Format::Prometheus, std::time::SystemTime::now());
+        let since = |g: &str| format!("openclaw_gateway_exposed_since_timestamp_seconds{{gateway=\"{g}\"}}");
+        assert_eq!(sample(&text, &since("g")), Some(1_800_000_000.0));
+        assert_eq!(sample(&text, &since("h")), None, "an impossible start is ignored");
+        assert_eq!(sample(&text, &since("i")), None, "a start that is not a number is ignored");
+        let report = recorder.status(std::time::SystemTime::now());
+        assert!(report.timeline.iter().any(|e| e.kind == "exposed" && e.subject == "g" && e.end.is_none()));
+        // Saved again: the one exposure, under the same key.
+        assert_eq!(recorder.saved_kinds()["exposed_since"], serde_json::json!({ "g": 1_800_000_000.0 }));
     }
 }

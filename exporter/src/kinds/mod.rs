@@ -60,6 +60,7 @@ pub const RECORDS: &[crate::record::kinds::NewKindRecord] = &[
     openclaw_cli_version::record,
     ws_handshake::record,
     model_host::record,
+    exposure::record,
     control_ui::record,
 ];
 

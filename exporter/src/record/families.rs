@@ -302,12 +302,6 @@ families! {
         "openclaw_objective_tunnel_stalls_per_hour", "Client closes 4000 (heard nothing for two ticks) per hour above which the stall alert warns";
     objective_gateway_event_loop_delay_seconds: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_objective_gateway_event_loop_delay_seconds", "The gateway's event-loop delay p99 above which the saturation alert warns";
-    listen_sockets: Tracked<GatewayScopeLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_listen_sockets", "Listening sockets on the gateway port by scope: loopback, private, tailnet (100.64/10, fd7a:115c:a1e0::/48), public (0.0.0.0 and :: are public)";
-    bind_allowed: Tracked<GatewayScopeLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_bind_allowed", "1 for each scope the gateway's listeners may bind without paging ([[gateway]] allowed; loopback always), 0 for the others: the team's declared bind intent";
-    exposed_since: Tracked<GatewayLabels, FloatGauge> = Tracked::default(),
-        "openclaw_gateway_exposed_since_timestamp_seconds", "When a listener outside the gateway's allowed scopes (loopback unless [[gateway]] allowed says more) was first seen; 0 while there is none";
     startup_state: Tracked<ForwardStateLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_startup_state", "1 for the gateway's current startup state (/startupz): starting, draining, started; absent on gateways without /startupz";
     ready: Tracked<ForwardLabels, Gauge> = Tracked::default(),

@@ -27,6 +27,15 @@ pub trait KindRecord: Any + Send + Sync {
         let _ = forward;
         serde_json::Map::new()
     }
+    /// What it keeps across a restart: its keys in the state file and their values.
+    fn save(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+    /// Take back what a state file holds under its keys (a key it does not know is not its: ignore it);
+    /// `recorder` for what the restore reopens there (a timeline spell). A damaged value is logged and skipped.
+    fn restore(&self, recorder: &super::Recorder, saved: &serde_json::Map<String, serde_json::Value>) {
+        let _ = (recorder, saved);
+    }
     /// Its status that belongs to no forward: its keys at the top of `/api/status`.
     fn report_status(&self) -> serde_json::Map<String, serde_json::Value> {
         serde_json::Map::new()
@@ -67,6 +76,18 @@ impl KindRecords {
     pub(crate) fn retain_subjects(&self, subjects: &Subjects) {
         for record in &self.records {
             record.retain_subjects(subjects);
+        }
+    }
+
+    /// What every record keeps across a restart, by key.
+    pub(crate) fn save(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.records.iter().flat_map(|record| record.save()).collect()
+    }
+
+    /// Each record takes back its keys of a state file.
+    pub(crate) fn restore(&self, recorder: &super::Recorder, saved: &serde_json::Map<String, serde_json::Value>) {
+        for record in &self.records {
+            record.restore(recorder, saved);
         }
     }
 

@@ -15,16 +15,15 @@
 //! - [`families`]: the label sets and the table of metric families; [`tracked`]: a family that remembers its
 //!   label sets, so a reload removes what the config no longer has.
 //! - per probe kind, what its outcomes do to the data: [`tunnel`] (SYN + ssh session rounds, the uptime
-//!   ledger), [`first_byte`], [`model_host`], [`exposure`], [`auth`] (the auth probe's requests, the tap's
-//!   events, rotation, local token revisions), [`readiness`] (the gateway's startup state, readiness,
-//!   version, restarts and event loop).
-//! - [`kinds`]: what a kind that keeps its own families and status gives the recorder (the handshake and the
-//!   Control UI kinds do).
+//!   ledger), [`first_byte`], [`auth`] (the auth probe's requests, the tap's events, rotation, local token
+//!   revisions), [`readiness`] (the gateway's startup state, readiness, version, restarts and event loop).
+//! - [`kinds`]: what a kind that keeps its own families and status gives the recorder (the hygiene, CLI-URL,
+//!   CLI-version, handshake, model-host, exposure and Control UI kinds do: their writes are in their kind
+//!   files).
 //! - [`status`]: the typed status report `/api/status` and the status page both read; [`timeline`]: what
 //!   happened, with start, end and duration.
 
 pub mod auth;
-pub mod exposure;
 pub mod families;
 pub mod first_byte;
 pub mod kinds;
@@ -123,7 +122,6 @@ pub(crate) struct StatusIndex {
     pub(crate) revisions: Vec<String>,
     pub(crate) current_revision: Option<String>,
     pub(crate) auth_channels: Vec<(String, &'static str)>,
-    pub(crate) gateways: Vec<String>,
 }
 
 /// Why the exporter closed a connection on its own, by listener: the label values of
@@ -231,8 +229,6 @@ impl Recorder {
         }
         self.kind_records.apply_config(config);
         self.apply_auth(config);
-        let mut index = self.index();
-        index.gateways = config.gateways.iter().map(|g| g.name.clone()).collect();
     }
 
     /// Count a connection the exporter closed on its own (`listener`, `reason` from
@@ -306,6 +302,26 @@ impl Recorder {
         };
         encoded.expect("writing to a String cannot fail");
         text
+    }
+
+    /// Open (or keep open) a spell of `kind` for `subject` in the incident timeline, from `at`.
+    pub fn timeline_spell(&self, kind: &str, subject: &str, detail: &str, at: f64) {
+        self.timeline().spell(kind, subject, detail, at);
+    }
+
+    /// End the open spell of `kind` for `subject` at `at`, if there is one.
+    pub fn timeline_over(&self, kind: &str, subject: &str, at: f64) {
+        self.timeline().over(kind, subject, at);
+    }
+
+    /// What the kinds' records keep across a restart, by key (the state file's).
+    pub fn saved_kinds(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.kind_records.save()
+    }
+
+    /// Hand a state file's keys to the kinds' records, each taking its own.
+    pub fn restore_kinds(&self, saved: &serde_json::Map<String, serde_json::Value>) {
+        self.kind_records.restore(self, saved);
     }
 
     /// The record of the kind of type `T` (its own families and status), when the recorder was built with it.

@@ -2,14 +2,13 @@
 
 use std::time::SystemTime;
 
-use probes::exposure::Scope;
 use probes::Label;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
 
 use super::auth::failure_series;
-use super::families::{ForwardLabels, GatewayLabels, GatewayScopeLabels};
+use super::families::ForwardLabels;
 use super::Recorder;
 use crate::clock::unix_seconds;
 use crate::uptime::Bucket;
@@ -23,8 +22,6 @@ pub struct StatusReport {
     pub now: f64,
     /// Per forward, by name.
     pub forwards: Vec<ForwardStatus>,
-    /// Per gateway port.
-    pub gateways: Vec<GatewayStatus>,
     /// What happened, newest first (the last 24 h, bounded).
     #[serde(default)]
     pub timeline: Vec<super::timeline::Event>,
@@ -170,34 +167,6 @@ pub struct AuthFailureStatus {
     pub current: bool,
 }
 
-/// One gateway port's exposure.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GatewayStatus {
-    /// Its name.
-    pub gateway: String,
-    /// Listening sockets by scope, once read.
-    pub listen_sockets: ScopeCounts,
-    /// When a listener outside its allowed scopes was first seen (0 while none), once read.
-    pub exposed_since: Option<f64>,
-    /// The scopes its listeners may bind without paging (loopback always).
-    #[serde(default)]
-    pub allowed: Vec<String>,
-}
-
-/// Listening sockets by scope.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScopeCounts {
-    /// On loopback addresses.
-    pub loopback: Option<i64>,
-    /// On private addresses.
-    pub private: Option<i64>,
-    /// On tailnet addresses.
-    #[serde(default)]
-    pub tailnet: Option<i64>,
-    /// On public addresses and wildcards.
-    pub public: Option<i64>,
-}
-
 fn count(family: &Family<ForwardLabels, Counter>, forward: &str) -> u64 {
     family.get(&ForwardLabels { forward: forward.to_owned() }).map_or(0, |c| c.get())
 }
@@ -315,47 +284,12 @@ impl Recorder {
                 }
             })
             .collect();
-        let gateways = self.gateway_statuses(&index);
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             now: unix_seconds(now),
             forwards,
-            gateways,
             timeline: self.timeline().newest_first(),
             kinds: self.kind_records.report_status(),
         }
-    }
-
-    /// Each gateway port's listeners by scope, its allowed scopes and since when it is exposed.
-    fn gateway_statuses(&self, index: &super::StatusIndex) -> Vec<GatewayStatus> {
-        let m = &self.metrics;
-        index
-            .gateways
-            .iter()
-            .map(|name| {
-                let scope = |scope: Scope| {
-                    let labels = GatewayScopeLabels { gateway: name.clone(), scope: scope.label() };
-                    m.listen_sockets.get(&labels).map(|g| g.get())
-                };
-                GatewayStatus {
-                    gateway: name.clone(),
-                    listen_sockets: ScopeCounts {
-                        loopback: scope(Scope::Loopback),
-                        private: scope(Scope::Private),
-                        tailnet: scope(Scope::Tailnet),
-                        public: scope(Scope::Public),
-                    },
-                    allowed: Scope::ALL
-                        .into_iter()
-                        .filter(|scope| {
-                            let labels = GatewayScopeLabels { gateway: name.clone(), scope: scope.label() };
-                            m.bind_allowed.get(&labels).is_some_and(|g| g.get() == 1)
-                        })
-                        .map(|scope| scope.label().to_owned())
-                        .collect(),
-                    exposed_since: m.exposed_since.get(&GatewayLabels { gateway: name.clone() }).map(|g| g.get()),
-                }
-            })
-            .collect()
     }
 }
