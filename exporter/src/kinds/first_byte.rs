@@ -14,6 +14,9 @@ use std::time::Duration;
 pub struct FirstByteKind {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
+    /// The readiness kind's record: whether the gateway says it is started (live but not started is down
+    /// time as `not_started`).
+    readiness: Option<Arc<super::readiness::ReadinessRecord>>,
     /// The sleep-counting clock at the last round: a failed round stands for the time since it, capped at
     /// one interval (a longer gap was unobserved, not down).
     last_round: Option<Duration>,
@@ -30,7 +33,8 @@ impl FirstByteKind {
     pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (first_byte::Target, FirstByteKind) {
         recorder.create_first_byte_series(&forward.name);
         let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
-        (target, FirstByteKind { forward, recorder, last_round: None })
+        let readiness = recorder.kind_record::<super::readiness::ReadinessRecord>();
+        (target, FirstByteKind { forward, recorder, readiness, last_round: None })
     }
 }
 
@@ -55,7 +59,7 @@ impl Adapter for FirstByteKind {
         let down = match outcome {
             Err(failure) => self.recorder.record_gateway_down(name, failure.label(), observed),
             // Live but not started: /healthz answers while the CLI's connects are closed 1013.
-            Ok(_) if self.recorder.gateway_not_started(name) => {
+            Ok(_) if self.readiness.as_ref().is_some_and(|readiness| readiness.not_started(name)) => {
                 self.recorder.record_gateway_down(name, NOT_STARTED, observed)
             }
             Ok(_) => false,

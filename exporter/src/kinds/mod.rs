@@ -55,6 +55,7 @@ pub const ONCE: [fn(&mut Start<'_>); 5] = [
 /// The kinds that keep their own families and status ([`crate::record::kinds::KindRecord`]): the recorder is
 /// built with these, registers their families once and puts their status into each forward's entry.
 pub const RECORDS: &[crate::record::kinds::NewKindRecord] = &[
+    readiness::record,
     ssh_hygiene::record,
     openclaw_cli_url::record,
     openclaw_cli_version::record,

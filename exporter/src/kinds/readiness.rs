@@ -1,31 +1,294 @@
-//! The adapter of the readiness probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::readiness`]).
+//! The readiness kind: the gateway's own state through the forward (`/startupz`, `/readyz`): startup state,
+//! readiness and failing components, version, start time and restarts, and its event loop (what `/healthz`,
+//! and so `openclaw_gateway_up`, does not say). Its record ([`ReadinessRecord`], in [`super::RECORDS`]: its
+//! families, each forward's `gateway` in `/api/status`, the restart points on the timeline, and whether the
+//! gateway is started, which the first-byte kind asks), and its adapter.
 
+use crate::clock::unix_seconds;
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule};
-use crate::record::readiness::*;
+use crate::record::families::{FloatGauge, ForwardLabels, ForwardStateLabels, ForwardVersionLabels, Subjects};
+use crate::record::kinds::KindRecord;
+use crate::record::tracked::Tracked;
 use crate::record::Recorder;
 use probes::readiness::{self, Readiness, StartupState};
 use probes::Label;
-use std::sync::Arc;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// A start time that moves by more than this is a restart; less is the jitter of two uptime readings.
+const RESTART_TOLERANCE_SECONDS: f64 = 2.0;
+
+/// Its key in a forward's `/api/status` entry (null until a read).
+const STATUS_KEY: &str = "gateway";
+
+/// What the status report shows of the gateway behind a forward.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GatewayState {
+    /// `starting`, `draining` or `started`; None on a gateway without `/startupz`.
+    pub startup: Option<String>,
+    /// The gateway's version, when it says.
+    pub version: Option<String>,
+    /// Ready, per `/readyz`; None without it.
+    pub ready: Option<bool>,
+    /// The failing components `/readyz` names (bounded).
+    pub failing: Vec<String>,
+}
+
+/// What the record remembers of a forward's gateway between reads (kept across reloads).
+#[derive(Default)]
+struct Memory {
+    /// What the status report shows.
+    state: Option<GatewayState>,
+    /// The version last exported, so its series can be removed when it changes.
+    version: Option<String>,
+    /// The start time last seen, Unix seconds (a move is a restart).
+    started_at: Option<f64>,
+}
+
+/// The readiness kind's families and what it remembers per forward.
+pub struct ReadinessRecord {
+    startup_state: Tracked<ForwardStateLabels, Gauge>,
+    ready: Tracked<ForwardLabels, Gauge>,
+    ready_failing: Tracked<ForwardLabels, Gauge>,
+    gateway_build_info: Tracked<ForwardVersionLabels, Gauge>,
+    gateway_build_info_deprecated: Tracked<ForwardVersionLabels, Gauge>,
+    gateway_start_time: Tracked<ForwardLabels, FloatGauge>,
+    gateway_restarts: Tracked<ForwardLabels, Counter>,
+    event_loop_delay_p99: Tracked<ForwardLabels, FloatGauge>,
+    event_loop_utilization: Tracked<ForwardLabels, FloatGauge>,
+    event_loop_degraded: Tracked<ForwardLabels, Gauge>,
+    memory: Mutex<HashMap<String, Memory>>,
+}
+
+/// Registry entry: the record, its families registered once.
+pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
+    let record = ReadinessRecord {
+        startup_state: Tracked::default(),
+        ready: Tracked::default(),
+        ready_failing: Tracked::default(),
+        gateway_build_info: Tracked::default(),
+        gateway_build_info_deprecated: Tracked::default(),
+        gateway_start_time: Tracked::default(),
+        gateway_restarts: Tracked::default(),
+        event_loop_delay_p99: Tracked::default(),
+        event_loop_utilization: Tracked::default(),
+        event_loop_degraded: Tracked::default(),
+        memory: Mutex::default(),
+    };
+    registry.register("openclaw_gateway_startup_state", "1 for the gateway's current startup state (/startupz): starting, draining, started; absent on gateways without /startupz", record.startup_state.family().clone());
+    registry.register(
+        "openclaw_gateway_ready",
+        "1 when /readyz says ready; absent on gateways without /readyz",
+        record.ready.family().clone(),
+    );
+    registry.register(
+        "openclaw_gateway_ready_failing",
+        "How many components /readyz names as failing (the names are in /api/status and the log)",
+        record.ready_failing.family().clone(),
+    );
+    registry.register(
+        "openclaw_tunnel_gateway_build_info",
+        "1, labelled with the gateway's version from /startupz read through the forward; one series per forward",
+        record.gateway_build_info.family().clone(),
+    );
+    registry.register("openclaw_gateway_build_info", "DEPRECATED, removed in the next release: use openclaw_tunnel_gateway_build_info (the gateway's diagnostics-prometheus plugin publishes this name with other labels)", record.gateway_build_info_deprecated.family().clone());
+    registry.register(
+        "openclaw_gateway_start_time_seconds",
+        "When the gateway process started (now minus its uptime), Unix seconds",
+        record.gateway_start_time.family().clone(),
+    );
+    registry.register(
+        "openclaw_gateway_restarts",
+        "Gateway restarts: its start time moved (counted even when no probe saw it down)",
+        record.gateway_restarts.family().clone(),
+    );
+    registry.register(
+        "openclaw_gateway_event_loop_delay_p99_seconds",
+        "The gateway's event-loop delay p99 (/readyz eventLoop)",
+        record.event_loop_delay_p99.family().clone(),
+    );
+    registry.register(
+        "openclaw_gateway_event_loop_utilization",
+        "The gateway's event-loop utilization, 0..1 (/readyz eventLoop)",
+        record.event_loop_utilization.family().clone(),
+    );
+    registry.register(
+        "openclaw_gateway_event_loop_degraded",
+        "1 when the gateway says its event loop is degraded (/readyz eventLoop)",
+        record.event_loop_degraded.family().clone(),
+    );
+    Arc::new(record)
+}
+
+impl ReadinessRecord {
+    fn memory(&self) -> std::sync::MutexGuard<'_, HashMap<String, Memory>> {
+        self.memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The restart counter at zero, so the first restart is an increase.
+    fn create_series(&self, forward: &str) {
+        self.gateway_restarts.get_or_create_owned(&ForwardLabels { forward: forward.to_owned() });
+    }
+
+    /// Whether `/startupz` last said the gateway behind `forward` is starting or draining.
+    pub fn not_started(&self, forward: &str) -> bool {
+        let memory = self.memory();
+        let startup = memory.get(forward).and_then(|m| m.state.as_ref()).and_then(|g| g.startup.as_deref());
+        startup.is_some_and(|startup| startup != "started")
+    }
+
+    /// One read of `/startupz` and `/readyz` through `forward` at `now`: the startup state, version, start time
+    /// (a move is a restart, counted and put on `recorder`'s timeline), readiness and event loop; `state` is
+    /// what the status report shows.
+    fn observe(
+        &self,
+        recorder: &Recorder,
+        forward: &str,
+        found: &Readiness,
+        now: SystemTime,
+        state: Option<GatewayState>,
+    ) {
+        self.record_startup(recorder, forward, found.startup.as_ref(), now);
+        self.record_ready(forward, found.ready.as_ref());
+        self.memory().entry(forward.to_owned()).or_default().state = state;
+    }
+
+    fn record_startup(&self, recorder: &Recorder, name: &str, startup: Option<&readiness::Startup>, now: SystemTime) {
+        let name = &name.to_owned();
+        let (last_version, last_started_at) = {
+            let memory = self.memory();
+            let last = memory.get(name);
+            (last.and_then(|m| m.version.clone()), last.and_then(|m| m.started_at))
+        };
+        let labels = ForwardLabels { forward: name.clone() };
+        for state in StartupState::LABELS {
+            let labels = ForwardStateLabels { forward: name.clone(), state };
+            match startup {
+                Some(startup) => {
+                    self.startup_state.get_or_create(&labels).set(i64::from(*state == startup.state.label()));
+                }
+                None => {
+                    self.startup_state.remove(&labels);
+                }
+            }
+        }
+        let version = startup.and_then(|s| s.version.clone());
+        if version != last_version {
+            // The new name and, for one release, the old one (the gateway's own plugin publishes it too).
+            for family in [&self.gateway_build_info, &self.gateway_build_info_deprecated] {
+                if let Some(old) = &last_version {
+                    family.remove(&ForwardVersionLabels { forward: name.clone(), version: old.clone() });
+                }
+                if let Some(new) = &version {
+                    family.get_or_create(&ForwardVersionLabels { forward: name.clone(), version: new.clone() }).set(1);
+                }
+            }
+        }
+        let mut started_at_now = last_started_at;
+        match startup.and_then(|s| s.uptime) {
+            Some(uptime) => {
+                let started_at = unix_seconds(now) - uptime.as_secs_f64();
+                if last_started_at.is_some_and(|last| (started_at - last).abs() > RESTART_TOLERANCE_SECONDS) {
+                    self.gateway_restarts.get_or_create(&labels).inc();
+                    let shown = version.as_deref().unwrap_or("?");
+                    recorder.timeline_point("gateway_restart", name, &format!("version {shown}"), started_at);
+                    tracing::warn!(forward = %name, version = shown, "the gateway restarted");
+                }
+                started_at_now = Some(started_at);
+                self.gateway_start_time.get_or_create(&labels).set(started_at);
+            }
+            None => {
+                self.gateway_start_time.remove(&labels);
+            }
+        }
+        let mut memory = self.memory();
+        let memory = memory.entry(name.clone()).or_default();
+        memory.started_at = started_at_now;
+        memory.version = version;
+    }
+
+    fn record_ready(&self, name: &str, ready: Option<&readiness::Ready>) {
+        let labels = ForwardLabels { forward: name.to_owned() };
+        let Some(ready) = ready else {
+            self.ready.remove(&labels);
+            self.ready_failing.remove(&labels);
+            self.record_event_loop(name, None);
+            return;
+        };
+        self.ready.get_or_create(&labels).set(i64::from(ready.ready));
+        self.ready_failing.get_or_create(&labels).set(ready.failing_count as i64);
+        self.record_event_loop(name, ready.event_loop.as_ref());
+    }
+
+    fn record_event_loop(&self, name: &str, event_loop: Option<&readiness::EventLoop>) {
+        let labels = ForwardLabels { forward: name.to_owned() };
+        match event_loop {
+            Some(event_loop) => {
+                self.event_loop_delay_p99.get_or_create(&labels).set(event_loop.delay_p99.as_secs_f64());
+                self.event_loop_utilization.get_or_create(&labels).set(event_loop.utilization);
+                self.event_loop_degraded.get_or_create(&labels).set(i64::from(event_loop.degraded));
+            }
+            None => {
+                self.event_loop_delay_p99.remove(&labels);
+                self.event_loop_utilization.remove(&labels);
+                self.event_loop_degraded.remove(&labels);
+            }
+        }
+    }
+}
+
+impl KindRecord for ReadinessRecord {
+    fn retain_subjects(&self, subjects: &Subjects) {
+        self.startup_state.retain(|labels| subjects.keeps(labels));
+        self.ready.retain(|labels| subjects.keeps(labels));
+        self.ready_failing.retain(|labels| subjects.keeps(labels));
+        self.gateway_build_info.retain(|labels| subjects.keeps(labels));
+        self.gateway_build_info_deprecated.retain(|labels| subjects.keeps(labels));
+        self.gateway_start_time.retain(|labels| subjects.keeps(labels));
+        self.gateway_restarts.retain(|labels| subjects.keeps(labels));
+        self.event_loop_delay_p99.retain(|labels| subjects.keeps(labels));
+        self.event_loop_utilization.retain(|labels| subjects.keeps(labels));
+        self.event_loop_degraded.retain(|labels| subjects.keeps(labels));
+        self.memory().retain(|forward, _| subjects.keeps(&ForwardLabels { forward: forward.clone() }));
+    }
+
+    /// Every forward has the key: the gateway's state, null before a read.
+    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+        let state = self.memory().get(forward).and_then(|m| m.state.clone());
+        let value = state.and_then(|state| serde_json::to_value(state).ok()).unwrap_or(serde_json::Value::Null);
+        [(STATUS_KEY.to_owned(), value)].into_iter().collect()
+    }
+}
 
 /// The recording of one forward's startup and readiness probes.
 pub struct ReadinessKind {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
+    record: Arc<ReadinessRecord>,
 }
 
 /// Registry entry: every forward has its readiness probe.
 pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    let (probe, kind) = ReadinessKind::new(forward.clone(), start.recorder.clone());
+    let Some(record) = start.recorder.kind_record::<ReadinessRecord>() else { return };
+    let (probe, kind) = ReadinessKind::new(forward.clone(), start.recorder.clone(), record);
     start.drive(probe, kind);
 }
 
 impl ReadinessKind {
     /// Its probe and its recording.
-    pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (readiness::Target, ReadinessKind) {
-        recorder.create_readiness_series(&forward.name);
+    pub fn new(
+        forward: Arc<Forward>,
+        recorder: Arc<Recorder>,
+        record: Arc<ReadinessRecord>,
+    ) -> (readiness::Target, ReadinessKind) {
+        record.create_series(&forward.name);
         let target = readiness::Target { addr: forward.local };
-        (target, ReadinessKind { forward, recorder })
+        (target, ReadinessKind { forward, recorder, record })
     }
 }
 
@@ -43,7 +306,7 @@ impl Adapter for ReadinessKind {
         // and the first-byte probe reports the path.
         let Ok(found) = outcome else { return outcome.as_ref().err().map_or("ok", Label::label) };
         let state = self.state(outcome);
-        self.recorder.record_readiness(&self.forward.name, found, round.wall, state);
+        self.record.observe(&self.recorder, &self.forward.name, found, round.wall, state);
         match (&found.startup, &found.ready) {
             (Some(startup), _) if startup.state != StartupState::Started => startup.state.label(),
             (_, Some(ready)) if !ready.ready => "not_ready",
@@ -95,7 +358,7 @@ mod tests {
     use super::*;
     use crate::record::tests::sample;
     use crate::record::Format;
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     fn found(state: StartupState, version: &str, uptime_s: u64, ready: bool) -> readiness::Outcome {
         Ok(Readiness {
@@ -110,10 +373,11 @@ mod tests {
 
     #[test]
     fn a_start_time_that_moves_is_a_restart_and_the_version_series_follows_the_gateway() {
-        let recorder = Arc::new(Recorder::new());
+        let recorder = Arc::new(Recorder::with_kinds(&[record], Vec::new()));
         let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
         let name = forward.name.clone();
-        let (_, mut recording) = ReadinessKind::new(forward, recorder.clone());
+        let own = recorder.kind_record::<ReadinessRecord>().unwrap();
+        let (_, mut recording) = ReadinessKind::new(forward, recorder.clone(), own.clone());
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = |after: u64| Round { wall: t0 + Duration::from_secs(after), boot: Duration::ZERO };
         assert_eq!(recording.handle(round(0), &found(StartupState::Started, "2026.9.6", 100, true)), "ready");
@@ -124,6 +388,9 @@ mod tests {
 
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(30));
         assert_eq!(sample(&text, &format!("openclaw_gateway_restarts_total{{forward=\"{name}\"}}")), Some(1.0));
+        assert!(own.not_started(&name), "starting: the first-byte kind counts its down time as not_started");
+        let report = recorder.status(SystemTime::now());
+        assert!(report.timeline.iter().any(|e| e.kind == "gateway_restart" && e.detail == "version 2026.9.7"));
         for family in ["openclaw_tunnel_gateway_build_info", "openclaw_gateway_build_info"] {
             let version = |v: &str| format!("{family}{{forward=\"{name}\",version=\"{v}\"}}");
             assert_eq!(sample(&text, &version("2026.9.7")), Some(1.0), "{family}");

@@ -302,24 +302,6 @@ families! {
         "openclaw_objective_tunnel_stalls_per_hour", "Client closes 4000 (heard nothing for two ticks) per hour above which the stall alert warns";
     objective_gateway_event_loop_delay_seconds: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_objective_gateway_event_loop_delay_seconds", "The gateway's event-loop delay p99 above which the saturation alert warns";
-    startup_state: Tracked<ForwardStateLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_startup_state", "1 for the gateway's current startup state (/startupz): starting, draining, started; absent on gateways without /startupz";
-    ready: Tracked<ForwardLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_ready", "1 when /readyz says ready; absent on gateways without /readyz";
-    ready_failing: Tracked<ForwardLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_ready_failing", "How many components /readyz names as failing (the names are in /api/status and the log)";
-    gateway_build_info: Tracked<ForwardVersionLabels, Gauge> = Tracked::default(),
-        "openclaw_tunnel_gateway_build_info", "1, labelled with the gateway's version from /startupz read through the forward; one series per forward";
-    gateway_build_info_deprecated: Tracked<ForwardVersionLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_build_info", "DEPRECATED, removed in the next release: use openclaw_tunnel_gateway_build_info (the gateway's diagnostics-prometheus plugin publishes this name with other labels)";
-    gateway_start_time: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
-        "openclaw_gateway_start_time_seconds", "When the gateway process started (now minus its uptime), Unix seconds";
-    gateway_restarts: Tracked<ForwardLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_restarts", "Gateway restarts: its start time moved (counted even when no probe saw it down)";
-    event_loop_delay_p99: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
-        "openclaw_gateway_event_loop_delay_p99_seconds", "The gateway's event-loop delay p99 (/readyz eventLoop)";
-    event_loop_utilization: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
-        "openclaw_gateway_event_loop_utilization", "The gateway's event-loop utilization, 0..1 (/readyz eventLoop)";
     resume_seconds: Tracked<ForwardLabels, Histogram, fn() -> Histogram> = Tracked::new_with_constructor(|| Histogram::new(super::resume::RESUME_BUCKETS)),
         "openclaw_tunnel_resume_seconds", "After a gap counted unobserved (sleep, a stall), seconds from the first round after it to the first good first byte through the forward; a wait past 600 s is observed then, above the last bucket";
     remote_write_samples: Tracked<ResultLabels, Counter> = Tracked::default(),
@@ -348,6 +330,4 @@ families! {
         "openclaw_exporter_remote_write_last_success_timestamp_seconds", "When the receiver last acknowledged a batch (0: never, in this process)";
     remote_write_oldest_queued: FloatGauge = FloatGauge::default(),
         "openclaw_exporter_remote_write_oldest_queued_timestamp_seconds", "The timestamp of the oldest round still waiting (0 when the queue is empty)";
-    event_loop_degraded: Tracked<ForwardLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_event_loop_degraded", "1 when the gateway says its event loop is degraded (/readyz eventLoop)";
 }

@@ -57,13 +57,6 @@ impl Recorder {
         live
     }
 
-    /// Whether `/startupz` last said the gateway behind `forward` is starting or draining.
-    pub fn gateway_not_started(&self, forward: &str) -> bool {
-        self.with_forward(forward, |state| {
-            state.gateway.as_ref().and_then(|g| g.startup.as_deref()).is_some_and(|startup| startup != "started")
-        })
-    }
-
     /// Record one first-byte probe.
     pub fn record_first_byte(&self, forward: &str, outcome: &first_byte::Outcome) {
         let m = &self.metrics;

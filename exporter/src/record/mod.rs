@@ -16,10 +16,10 @@
 //!   label sets, so a reload removes what the config no longer has.
 //! - per probe kind, what its outcomes do to the data: [`tunnel`] (SYN + ssh session rounds, the uptime
 //!   ledger), [`first_byte`], [`auth`] (the auth probe's requests, the tap's events, rotation, local token
-//!   revisions), [`readiness`] (the gateway's startup state, readiness, version, restarts and event loop).
-//! - [`kinds`]: what a kind that keeps its own families and status gives the recorder (the hygiene, CLI-URL,
-//!   CLI-version, handshake, model-host, exposure and Control UI kinds do: their writes are in their kind
-//!   files).
+//!   revisions).
+//! - [`kinds`]: what a kind that keeps its own families and status gives the recorder (the readiness,
+//!   hygiene, CLI-URL, CLI-version, handshake, model-host, exposure and Control UI kinds do: their writes are in
+//!   their kind files).
 //! - [`status`]: the typed status report `/api/status` and the status page both read; [`timeline`]: what
 //!   happened, with start, end and duration.
 
@@ -27,7 +27,6 @@ pub mod auth;
 pub mod families;
 pub mod first_byte;
 pub mod kinds;
-pub mod readiness;
 pub mod remote_write;
 pub mod resume;
 pub mod status;
@@ -82,11 +81,6 @@ pub(crate) struct ForwardState {
     pub(crate) last_resume: Option<status::ResumeStatus>,
     /// The last refused connect: why, on which channel, when.
     pub(crate) last_refusal: Option<status::RefusalStatus>,
-    pub(crate) gateway: Option<readiness::GatewayState>,
-    /// The gateway's start time last seen, Unix seconds (a move is a restart).
-    pub(crate) gateway_started_at: Option<f64>,
-    /// The gateway's version last exported, so its series can be removed when it changes.
-    pub(crate) gateway_version: Option<String>,
     /// A gateway-down spell was opened (or continued) by the last first-byte round: kept here, not in the
     /// generation, so the spell closes on the first healthy round after a reload.
     pub(crate) gateway_down_open: bool,
@@ -108,9 +102,6 @@ impl ForwardState {
             last_refusal: None,
             resume: resume::Resume::default(),
             last_resume: None,
-            gateway: None,
-            gateway_started_at: None,
-            gateway_version: None,
             gateway_down_open: false,
         }
     }
@@ -307,6 +298,11 @@ impl Recorder {
     /// Open (or keep open) a spell of `kind` for `subject` in the incident timeline, from `at`.
     pub fn timeline_spell(&self, kind: &str, subject: &str, detail: &str, at: f64) {
         self.timeline().spell(kind, subject, detail, at);
+    }
+
+    /// Put a point event of `kind` for `subject` at `at` on the incident timeline.
+    pub fn timeline_point(&self, kind: &str, subject: &str, detail: &str, at: f64) {
+        self.timeline().point(kind, subject, detail, at);
     }
 
     /// End the open spell of `kind` for `subject` at `at`, if there is one.

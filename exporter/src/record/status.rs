@@ -51,8 +51,6 @@ pub struct ForwardStatus {
     /// The last connect the gateway refused, with its reason and the docs' fix.
     #[serde(default)]
     pub last_refusal: Option<RefusalStatus>,
-    /// The gateway's own state (`/startupz`, `/readyz`), once read.
-    pub gateway: Option<super::readiness::GatewayState>,
     /// Quantiles of successful first bytes.
     pub first_byte_seconds: Quantiles,
     /// Time no round could observe.
@@ -179,7 +177,6 @@ struct ForwardSnapshot {
     last_first_byte: Option<String>,
     last_refusal: Option<RefusalStatus>,
     last_resume: Option<ResumeStatus>,
-    gateway: Option<super::readiness::GatewayState>,
     first_byte_us: hdrhistogram::Histogram<u32>,
     buckets: Vec<crate::uptime::Bucket>,
     uptime_ratio_last_bucket: Option<f64>,
@@ -203,7 +200,6 @@ impl Recorder {
                     last_first_byte: state.last_first_byte.clone(),
                     last_refusal: state.last_refusal.clone(),
                     last_resume: state.last_resume.clone(),
-                    gateway: state.gateway.clone(),
                     first_byte_us: state.first_byte_us.clone(),
                     buckets: state.ledger.buckets().cloned().collect(),
                     uptime_ratio_last_bucket: state.ledger.last_completed_ratio(unix_seconds(now)),
@@ -257,7 +253,6 @@ impl Recorder {
                     last_first_byte: state.last_first_byte.clone(),
                     last_refusal: state.last_refusal.clone(),
                     last_resume: state.last_resume.clone(),
-                    gateway: state.gateway.clone(),
                     first_byte_seconds: Quantiles {
                         count: state.first_byte_us.len(),
                         p50: quantile(0.5),
