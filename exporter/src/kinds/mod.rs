@@ -7,8 +7,8 @@
 //! kind's `start`, which decides from the configuration whether (and for what) the kind runs and spawns its
 //! tasks (the scheduler); [`RECORDS`] the kinds' own records (the recorder is built with them, registers
 //! their families and puts their status in `/api/status`); [`FORWARD_ROWS`], [`FORWARD_SECTIONS`] and
-//! [`PAGE_SECTIONS`] their parts of the status page, in the page's order. [`control_ui`] is a kind whole in
-//! its file.
+//! [`PAGE_SECTIONS`] their parts of the status page, in the page's order. Every kind but tunnel, first byte
+//! and auth keeps its own record; [`control_ui`] was added that way, whole in its file.
 
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ pub const ONCE: [fn(&mut Start<'_>); 5] = [
 ];
 
 /// The kinds that keep their own families and status ([`crate::record::kinds::KindRecord`]): the recorder is
-/// built with these, registers their families once and puts their status into each forward's entry.
+/// built with these, registers their families once and puts their status into `/api/status`.
 pub const RECORDS: &[crate::record::kinds::NewKindRecord] = &[
     readiness::record,
     ssh_hygiene::record,

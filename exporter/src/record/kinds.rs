@@ -2,8 +2,9 @@
 //! [`crate::kinds`] as a [`KindRecord`] whose constructor is listed in `kinds::RECORDS`. The recorder is built
 //! with that list: it registers each record's families once (so they outlive reloads, as every family does),
 //! prunes their series of subjects a reload removed, and puts each record's status into the forwards'
-//! `/api/status` entries, all without naming the kind. The kinds whose data predate this (tunnel, first
-//! byte, readiness and the rest) still write through the recorder's own methods and families.
+//! `/api/status` entries (or at its top) and its keys into the state file, all without naming the kind. The
+//! kinds of the uptime KPI and the token (tunnel, first byte, auth) still write through the recorder's own
+//! methods and families: the ledger joins the first two, and the tap shares auth's rotation.
 
 use std::any::Any;
 use std::sync::Arc;
