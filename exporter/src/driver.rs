@@ -79,6 +79,14 @@ span_fields! {
     orphans: u64,
 }
 
+impl SpanFields {
+    /// An HTTP probe's answer (first byte, Control UI): its first-byte time and status.
+    pub fn http_answer(&mut self, response: &probes::http::Response) {
+        self.first_byte_us = Some(response.first_byte.as_micros() as u64);
+        self.status = Some(response.status);
+    }
+}
+
 /// A margin past a probe's own timeout before the hard timeout cuts it off.
 const HARD_TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
 

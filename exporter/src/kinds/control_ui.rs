@@ -19,7 +19,7 @@ use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html;
 use crate::record::families::{ForwardLabels, ForwardReasonLabels, Subjects};
-use crate::record::kinds::KindRecord;
+use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::ForwardStatus;
 use crate::record::tracked::Tracked;
 use probes::control_ui::{self, Failure};
@@ -64,7 +64,7 @@ pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
 
 impl ControlUiRecord {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ControlUiStatus>> {
-        self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.last)
     }
 
     /// Every failure reason of `forward` at zero, so a first failure is a rate.
@@ -164,8 +164,7 @@ impl Adapter for ControlUiKind {
 
     fn annotate(&self, outcome: &control_ui::Outcome, fields: &mut SpanFields) {
         if let Ok(response) = outcome {
-            fields.first_byte_us = Some(response.first_byte.as_micros() as u64);
-            fields.status = Some(response.status);
+            fields.http_answer(response);
         }
     }
 

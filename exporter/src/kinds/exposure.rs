@@ -8,7 +8,7 @@ use crate::config::{Config, Gateway};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, state_badge};
 use crate::record::families::{FloatGauge, GatewayLabels, GatewayScopeLabels, Subjects};
-use crate::record::kinds::KindRecord;
+use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::StatusReport;
 use crate::record::tracked::Tracked;
 use crate::record::Recorder;
@@ -80,7 +80,7 @@ pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
 
 impl ExposureRecord {
     fn gateways(&self) -> Vec<String> {
-        self.gateways.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        lock(&self.gateways).clone()
     }
 
     /// Record one read of a gateway port's listeners, judged against the scopes its team `allowed`; a start or
@@ -128,8 +128,7 @@ impl ExposureRecord {
 impl KindRecord for ExposureRecord {
     /// The gateways the status report lists.
     fn apply_config(&self, config: &Config) {
-        *self.gateways.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            config.gateways.iter().map(|gateway| gateway.name.clone()).collect();
+        *lock(&self.gateways) = config.gateways.iter().map(|gateway| gateway.name.clone()).collect();
     }
 
     fn retain_subjects(&self, subjects: &Subjects) {
@@ -298,13 +297,12 @@ impl Adapter for ExposureKind {
 pub fn page_section(status: &StatusReport) -> String {
     let gateways: Vec<GatewayStatus> =
         status.kinds.get(STATUS_KEY).cloned().and_then(|value| serde_json::from_value(value).ok()).unwrap_or_default();
-    let mut html = String::new();
-    exposure_section(&mut html, &gateways);
-    html
+    exposure_section(&gateways)
 }
 
 /// The gateways' bind exposure table, when there are any.
-fn exposure_section(html: &mut String, gateways: &[GatewayStatus]) {
+fn exposure_section(gateways: &[GatewayStatus]) -> String {
+    let mut html = String::new();
     if !gateways.is_empty() {
         html.push_str("<h2>Gateway bind exposure</h2><table class=\"exposure\"><tr><th>gateway</th><th>loopback</th><th>private</th><th>tailnet</th><th>public</th><th>allowed</th><th></th></tr>");
         for gateway in gateways {
@@ -325,6 +323,7 @@ fn exposure_section(html: &mut String, gateways: &[GatewayStatus]) {
         }
         html.push_str("</table>");
     }
+    html
 }
 
 #[cfg(test)]

@@ -73,8 +73,7 @@ impl Adapter for FirstByteKind {
 
     fn annotate(&self, outcome: &first_byte::Outcome, fields: &mut SpanFields) {
         if let Ok(response) = outcome {
-            fields.first_byte_us = Some(response.first_byte.as_micros() as u64);
-            fields.status = Some(response.status);
+            fields.http_answer(response);
         }
     }
 

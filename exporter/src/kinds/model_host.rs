@@ -8,7 +8,7 @@ use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::esc;
 use crate::record::families::Subjects;
 use crate::record::families::{latency, Latency, ModelHostLabels, ModelHostPhaseLabels, ModelHostReasonLabels};
-use crate::record::kinds::KindRecord;
+use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::StatusReport;
 use crate::record::tracked::Tracked;
 use probes::model_host::{self, Reason};
@@ -82,7 +82,7 @@ pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
 
 impl ModelHostRecord {
     fn hosts(&self) -> std::sync::MutexGuard<'_, Hosts> {
-        self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.hosts)
     }
 
     /// Record one model-host probe.
@@ -260,13 +260,12 @@ impl Adapter for ModelHostKind {
 pub fn page_section(status: &StatusReport) -> String {
     let hosts: Vec<ModelHostStatus> =
         status.kinds.get(STATUS_KEY).cloned().and_then(|value| serde_json::from_value(value).ok()).unwrap_or_default();
-    let mut html = String::new();
-    model_hosts_section(&mut html, &hosts);
-    html
+    model_hosts_section(&hosts)
 }
 
 /// The model hosts' table, when there are any.
-fn model_hosts_section(html: &mut String, hosts: &[ModelHostStatus]) {
+fn model_hosts_section(hosts: &[ModelHostStatus]) -> String {
+    let mut html = String::new();
     if !hosts.is_empty() {
         html.push_str("<h2>Model hosts</h2><table class=\"model-hosts\"><tr><th>model host</th><th>last probe</th><th>failures / attempts</th></tr>");
         for host in hosts {
@@ -281,6 +280,7 @@ fn model_hosts_section(html: &mut String, hosts: &[ModelHostStatus]) {
         }
         html.push_str("</table>");
     }
+    html
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::driver::{Adapter, Round, Schedule};
 use crate::html::{esc, state_badge};
 use crate::openclaw_cli_url::{self, Finding, OpenclawCliUrl};
 use crate::record::families::{ForwardLabels, Subjects};
-use crate::record::kinds::KindRecord;
+use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::ForwardStatus;
 use crate::record::tracked::Tracked;
 use crate::token_sources::Locations;
@@ -53,7 +53,7 @@ pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
 
 impl OpenclawCliUrlRecord {
     fn status(&self) -> std::sync::MutexGuard<'_, HashMap<String, OpenclawCliUrlStatus>> {
-        self.status.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.status)
     }
 
     /// The CLI's URL against `forwards`: each forward's gauge 1 when the URL is its address, else 0; every

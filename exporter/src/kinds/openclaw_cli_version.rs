@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::driver::{Adapter, Round, Schedule};
 use crate::record::families::VersionLabels;
-use crate::record::kinds::KindRecord;
+use crate::record::kinds::{lock, KindRecord};
 use crate::record::tracked::Tracked;
 use probes::openclaw_cli_version::{self, Failure, Found};
 use probes::Label;
@@ -38,7 +38,7 @@ pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
 impl OpenclawCliVersionRecord {
     /// One series, the old one removed when the version changes; none when no CLI is found.
     fn observe(&self, version: Option<&str>) {
-        let mut current = self.version.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut current = lock(&self.version);
         if current.as_deref() == version {
             return;
         }
@@ -57,7 +57,7 @@ impl KindRecord for OpenclawCliVersionRecord {
     fn retain_subjects(&self, _subjects: &crate::record::families::Subjects) {}
 
     fn report_status(&self) -> serde_json::Map<String, serde_json::Value> {
-        let version = self.version.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let version = lock(&self.version).clone();
         [(STATUS_KEY.to_owned(), version.map_or(serde_json::Value::Null, serde_json::Value::String))]
             .into_iter()
             .collect()

@@ -8,7 +8,7 @@ use crate::clock::unix_seconds;
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule};
 use crate::record::families::{FloatGauge, ForwardLabels, ForwardStateLabels, ForwardVersionLabels, Subjects};
-use crate::record::kinds::KindRecord;
+use crate::record::kinds::{lock, KindRecord};
 use crate::record::tracked::Tracked;
 use crate::record::Recorder;
 use probes::readiness::{self, Readiness, StartupState};
@@ -127,7 +127,7 @@ pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
 
 impl ReadinessRecord {
     fn memory(&self) -> std::sync::MutexGuard<'_, HashMap<String, Memory>> {
-        self.memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.memory)
     }
 
     /// The restart counter at zero, so the first restart is an increase.

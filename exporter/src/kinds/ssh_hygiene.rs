@@ -7,7 +7,7 @@ use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, state_badge};
 use crate::record::families::{ForwardLabels, ForwardOptionLabels, Subjects};
-use crate::record::kinds::KindRecord;
+use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::ForwardStatus;
 use crate::record::timeline::human_duration;
 use crate::record::tracked::Tracked;
@@ -75,7 +75,7 @@ pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
 
 impl HygieneRecord {
     fn lists(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lists>> {
-        self.lists.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.lists)
     }
 
     /// The forward's orphaned ssh clients: counted (the gauge and the status report), or `None` when they

@@ -7,7 +7,7 @@ use crate::config::{AuthProbe, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::esc;
 use crate::record::families::{latency, ForwardLabels, ForwardReasonLabels, Latency, Subjects};
-use crate::record::kinds::KindRecord;
+use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::ForwardStatus;
 use crate::record::tracked::Tracked;
 use crate::record::Recorder;
@@ -49,7 +49,7 @@ pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
 
 impl WsHandshakeRecord {
     fn last(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.last)
     }
 
     /// Every failure reason at zero for `forward`.

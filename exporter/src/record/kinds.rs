@@ -7,7 +7,7 @@
 //! methods and families: the ledger joins the first two, and the tap shares auth's rotation.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::registry::Registry;
 
@@ -41,6 +41,12 @@ pub trait KindRecord: Any + Send + Sync {
     fn report_status(&self) -> serde_json::Map<String, serde_json::Value> {
         serde_json::Map::new()
     }
+}
+
+/// A record's lock, taken even after a panic elsewhere poisoned it: what it guards (last outcomes, names) is
+/// whole after every write, and a status page that stops rendering would be worse than a stale line.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A kind's record built and its families registered in the recorder's registry.
