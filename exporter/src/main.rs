@@ -16,6 +16,7 @@
 // is split along its own seams.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+mod checkup;
 mod cli;
 mod clock;
 mod config;

@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
+use crate::checkup::{ms, Checkup, DoctorStep, Verdict};
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html;
@@ -184,6 +185,20 @@ impl Adapter for ControlUiKind {
                 "the gateway's Control UI fails through the forward (GET / is not 200 HTML): /healthz may still answer"
             ),
         }
+    }
+}
+
+/// The doctor's step 6: `GET /` through the forward answers the Control UI's HTML.
+pub const DOCTOR_STEP: DoctorStep = DoctorStep::new("Control UI answers HTML", |c| Box::pin(doctor_check(c)));
+
+async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
+    use probes::Probe;
+    match (control_ui::Target { addr: checkup.forward.local }).probe(checkup.timeout).await {
+        Ok(page) => Verdict::pass(format!("GET / -> HTTP {} text/html in {}", page.status, ms(page.first_byte))),
+        Err(failure) => Verdict::fail(
+            format!("GET / -> {failure}"),
+            "the gateway answers /healthz but not its Control UI: check the gateway's logs and version on the host",
+        ),
     }
 }
 

@@ -3,6 +3,7 @@
 //! families, `gateways` at the top of `/api/status`, `exposed_since` in the state file so the 24 h red line
 //! survives a restart, the `exposed` spell in the timeline), its adapter, and its section on the status page.
 
+use crate::checkup::{DoctorStep, Verdict};
 use crate::clock::unix_seconds;
 use crate::config::{Config, Gateway};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
@@ -324,6 +325,59 @@ fn exposure_section(gateways: &[GatewayStatus]) -> String {
         html.push_str("</table>");
     }
     html
+}
+
+/// The doctor's step 8, the bind-exposure red line: every `[[gateway]]` listens only where the team allows. On
+/// the gateway host (no forward) it is the whole list.
+pub const DOCTOR_STEP: DoctorStep = DoctorStep {
+    on_gateway_host: Some(|config| Box::pin(on_gateway_host(config))),
+    ..DoctorStep::new("gateway bound to loopback only", |c| Box::pin(loopback_only(c.config, c.timeout)))
+};
+
+/// The gateway host's check: within the shortest gateway interval, 3 s at most.
+async fn on_gateway_host(config: &Config) -> Verdict {
+    let timeout =
+        config.gateways.iter().map(|g| g.interval).min().unwrap_or(Duration::from_secs(3)).min(Duration::from_secs(3));
+    loopback_only(config, timeout).await
+}
+
+async fn loopback_only(config: &Config, timeout: Duration) -> Verdict {
+    use probes::Probe;
+    if config.gateways.is_empty() {
+        return Verdict::skipped("no [[gateway]] configured (run the doctor on the gateway host with one)".into());
+    }
+    let mut evidence = Vec::new();
+    let mut outside_allowed = Vec::new();
+    for gateway in &config.gateways {
+        match (exposure::Target { port: gateway.port }).probe(timeout).await {
+            Ok(found) => {
+                outside_allowed.extend(found.outside(&gateway.allowed).iter().map(ToString::to_string));
+                let listeners: Vec<String> = found.listeners.iter().map(ToString::to_string).collect();
+                let allowed: Vec<&str> = gateway.allowed.iter().map(|scope| scope.label()).collect();
+                evidence.push(format!(
+                    "{} port {}: {} (allowed: {})",
+                    gateway.name,
+                    gateway.port,
+                    listeners.join(" "),
+                    allowed.join(", ")
+                ));
+            }
+            Err(failure) => {
+                return Verdict::fail(
+                    format!("{}: {failure}", gateway.name),
+                    "run the doctor as a user who can read the socket table",
+                )
+            }
+        }
+    }
+    if !outside_allowed.is_empty() {
+        Verdict::fail(
+            format!("{}; outside the allowed scopes: {}", evidence.join("; "), outside_allowed.join(" ")),
+            "the gateway listens beyond loopback where the team has not declared it: set gateway.bind = \"loopback\" in openclaw.json and restart it (status reports the configured bind, not the real one), or declare the scope in [[gateway]] allowed (private, tailnet, public)",
+        )
+    } else {
+        Verdict::pass(evidence.join("; "))
+    }
 }
 
 #[cfg(test)]

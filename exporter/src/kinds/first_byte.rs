@@ -1,5 +1,6 @@
 //! The adapter of the first byte probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::first_byte`]).
 
+use crate::checkup::{ms, Checkup, DoctorStep, Verdict};
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, seconds, state_badge};
@@ -105,6 +106,49 @@ pub fn page_rows(forward: &ForwardStatus, _now: f64) -> String {
         seconds(forward.first_byte_seconds.p99),
         forward.first_byte_seconds.count,
     )
+}
+
+/// The doctor's step 4: a first byte through the forward (and the gateway's version from `/startupz`, read
+/// once here for the next step to judge).
+pub const DOCTOR_STEP: DoctorStep = DoctorStep::new("gateway first byte (/healthz)", |c| Box::pin(doctor_check(c)));
+
+async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
+    use probes::readiness::{Readiness, Startup};
+    use probes::Probe;
+    let forward = checkup.forward;
+    let mut target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
+    match target.probe(checkup.timeout).await {
+        Ok(response) => {
+            let version = match checkup.readiness().await {
+                Ok(Readiness { startup: Some(Startup { version: Some(version), .. }), .. }) => {
+                    format!(", gateway {version}")
+                }
+                _ => String::new(),
+            };
+            Verdict::pass(format!(
+                "GET {} -> HTTP {} first byte in {}{version}",
+                forward.health_path,
+                response.status,
+                ms(response.first_byte)
+            ))
+        }
+        Err(failure) => {
+            let next = match failure.label() {
+                "reset" | "empty_reply" => {
+                    "ssh is up but the far side refused: is the gateway running on the host (`openclaw gateway status` there)?"
+                }
+                "timeout" => {
+                    "the path is silently dead or the gateway hung; if ssh exits soon (ServerAlive), it is the path"
+                }
+                "refused" => "the forward stopped listening: restart the tunnel",
+                "local_error" => {
+                    "this machine could not open the connection (out of file descriptors, buffers or local ports): not the gateway; check `ulimit -n` and what holds sockets here"
+                }
+                _ => "something answers that is not a healthy gateway: check what listens on the host's gateway port",
+            };
+            Verdict::fail(format!("GET {} -> {failure} ({})", forward.health_path, failure.label()), next)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,16 @@
 //! The probe kinds: one module per kind, each declaring what the rest of the exporter needs from it: its
 //! [`crate::driver::Adapter`] (its target, its schedule as one value, what a round needs first, its logs and
-//! what each outcome records), its rows and sections on the status page, and, for a kind that keeps its own
-//! families and status, its [`crate::record::kinds::KindRecord`].
+//! what each outcome records), its rows and sections on the status page, its step or notes for the doctor
+//! ([`crate::checkup`]), and, for a kind that keeps its own families and status, its
+//! [`crate::record::kinds::KindRecord`].
 //!
 //! The registry, which the rest walks without naming a kind: [`FOR_EACH_FORWARD`] and [`ONCE`] list every
 //! kind's `start`, which decides from the configuration whether (and for what) the kind runs and spawns its
 //! tasks (the scheduler); [`RECORDS`] the kinds' own records (the recorder is built with them, registers
 //! their families and puts their status in `/api/status`); [`FORWARD_ROWS`], [`FORWARD_SECTIONS`] and
-//! [`PAGE_SECTIONS`] their parts of the status page, in the page's order. Every kind but tunnel, first byte
-//! and auth keeps its own record; [`control_ui`] was added that way, whole in its file.
+//! [`PAGE_SECTIONS`] their parts of the status page, in the page's order; [`DOCTOR`] their steps and notes in
+//! the doctor's list. Every kind but tunnel, first byte and auth keeps its own record; [`control_ui`] was added
+//! that way, whole in its file.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use probes::auth_tap::Registry;
 use probes::ssh_session;
 use tokio::task::JoinSet;
 
+use crate::checkup::DoctorStep;
 use crate::config::{Config, Forward, ModelHost};
 use crate::driver::{drive, Adapter, TaskContext};
 use crate::record::Recorder;
@@ -89,6 +92,19 @@ pub const FORWARD_SECTIONS: [ForwardPart; 2] = [tunnel::strip_and_chart, auth::f
 /// The page's sections after the forwards: the model hosts, the gateways' bind exposure.
 pub const PAGE_SECTIONS: [fn(&crate::record::status::StatusReport) -> String; 2] =
     [model_host::page_section, exposure::page_section];
+
+/// The doctor's self-rescue list, from the network up: each layer's check from the kind that measures it, with
+/// the notes other kinds add at that layer. A step's number is its place here (a failure's exit code is 10 + it).
+pub const DOCTOR: [DoctorStep; 8] = [
+    tunnel::DOCTOR_SSH_HOST,
+    tunnel::DOCTOR_SESSION.with_notes(&[ssh_hygiene::DOCTOR_NOTES]),
+    tunnel::DOCTOR_SYN.with_notes(&[openclaw_cli_url::DOCTOR_NOTES]),
+    first_byte::DOCTOR_STEP,
+    readiness::DOCTOR_STEP.with_notes(&[openclaw_cli_version::DOCTOR_NOTES]),
+    control_ui::DOCTOR_STEP,
+    auth::DOCTOR_STEP,
+    exposure::DOCTOR_STEP,
+];
 
 /// What a kind's `start` has: the generation's configuration and shared lookups, and where its tasks go.
 pub struct Start<'a> {

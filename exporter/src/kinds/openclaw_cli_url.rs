@@ -3,6 +3,7 @@
 //! those files by hand; one small file read a round) and records, for each forward, whether that URL is its
 //! address, in its own record ([`OpenclawCliUrlRecord`], in [`super::RECORDS`]); its row on the status page.
 
+use crate::checkup::Notes;
 use crate::config::Config;
 use crate::driver::{Adapter, Round, Schedule};
 use crate::html::{esc, state_badge};
@@ -243,7 +244,13 @@ fn cli_url_row(cli_url: Option<&OpenclawCliUrlStatus>) -> String {
 
 /// Its note for the doctor's step 3 (`doctor`): whether the openclaw CLI on this machine talks to this forward: its URL read as the CLI reads it, judged
 /// against every configured forward. A note when it does not (localhost, another port, TLS, another forward).
-pub fn doctor_notes(config: &Config, forward: &crate::config::Forward) -> Vec<String> {
+pub const DOCTOR_NOTES: Notes = |c| {
+    let notes = doctor_notes(c.config, c.forward);
+    c.notes.extend(notes);
+    Box::pin(std::future::ready(()))
+};
+
+fn doctor_notes(config: &Config, forward: &crate::config::Forward) -> Vec<String> {
     let locations = crate::token_sources::Locations::from_env(config.auth_probe.openclaw_config.as_deref(), None);
     let cli = match crate::openclaw_cli_url::read(&locations) {
         Ok(cli) => cli,

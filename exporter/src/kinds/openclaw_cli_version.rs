@@ -3,6 +3,7 @@
 //! package file changed: a `brew upgrade` shows within a minute), and records `openclaw_cli_build_info` and
 //! `cli_version` in `/api/status` in its own record ([`OpenclawCliVersionRecord`], in [`super::RECORDS`]).
 
+use crate::checkup::{Checkup, Notes};
 use crate::config::Config;
 use crate::driver::{Adapter, Round, Schedule};
 use crate::record::families::VersionLabels;
@@ -129,7 +130,15 @@ impl Adapter for OpenclawCliVersionKind {
 
 /// Its note for the doctor's step 5: the openclaw CLI's version beside the gateway's, when they differ, and
 /// which one to upgrade.
-pub async fn doctor_notes(config: &Config, read: &probes::readiness::Outcome) -> Vec<String> {
+pub const DOCTOR_NOTES: Notes = |c| Box::pin(add_doctor_notes(c));
+
+async fn add_doctor_notes(checkup: &mut Checkup<'_>) {
+    let config = checkup.config;
+    let notes = doctor_notes(config, checkup.readiness().await).await;
+    checkup.notes.extend(notes);
+}
+
+async fn doctor_notes(config: &Config, read: &probes::readiness::Outcome) -> Vec<String> {
     let Ok(probes::readiness::Readiness {
         startup: Some(probes::readiness::Startup { version: Some(gateway), .. }),
         ..

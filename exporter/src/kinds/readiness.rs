@@ -4,6 +4,7 @@
 //! families, each forward's `gateway` in `/api/status`, the restart points on the timeline, and whether the
 //! gateway is started, which the first-byte kind asks), and its adapter.
 
+use crate::checkup::{Checkup, DoctorStep, Verdict};
 use crate::clock::unix_seconds;
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule};
@@ -350,6 +351,36 @@ impl Adapter for ReadinessKind {
                 "the gateway is live but not started or not ready"
             ),
         }
+    }
+}
+
+/// The doctor's step 5: the gateway says it started and is ready.
+pub const DOCTOR_STEP: DoctorStep = DoctorStep::new("gateway started and ready", |c| Box::pin(doctor_check(c)));
+
+async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
+    use probes::readiness::Startup;
+    let found = match checkup.readiness().await {
+        Ok(found) => found,
+        Err(failure) => {
+            return Verdict::fail(format!("/startupz: {failure}"), "the gateway stopped answering: rerun the doctor")
+        }
+    };
+    let uptime = |startup: &Startup| startup.uptime.map_or(String::new(), |u| format!(", up {} s", u.as_secs()));
+    match (&found.startup, &found.ready) {
+        (None, None) => Verdict::skipped("the gateway has no /startupz or /readyz (a build older than mid-2026)".into()),
+        (Some(startup), _) if startup.state != StartupState::Started => Verdict::fail(
+            format!("live but {}{}", startup.state.label(), uptime(startup)),
+            "the gateway is still starting (WebSocket connects get close 1013) or draining: wait, then rerun; if it stays, read its log on the host",
+        ),
+        (_, Some(ready)) if !ready.ready => Verdict::fail(
+            format!("started but not ready; failing: {}", if ready.failing.is_empty() { "(none named)".to_owned() } else { ready.failing.join(", ") }),
+            "a gateway component is failing: fix the one named (its log on the host says why)",
+        ),
+        (startup, _) => Verdict::pass(format!(
+            "started and ready{}{}",
+            startup.as_ref().and_then(|s| s.version.as_deref()).map_or(String::new(), |v| format!(", version {v}")),
+            startup.as_ref().map_or(String::new(), uptime)
+        )),
     }
 }
 

@@ -2,6 +2,7 @@
 //! forward's lists: [`HygieneRecord`], in [`super::RECORDS`]), its adapter (its target: the forward's owner
 //! lookup and the generation's shared process table; its logs), and its rows on the status page.
 
+use crate::checkup::{Checkup, Notes};
 use crate::clock::unix_seconds;
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
@@ -334,8 +335,19 @@ const SLOW_DEAD_PATH: Duration = Duration::from_secs(45);
 /// Its notes for the doctor's step 2, the forward's ssh hygiene: the risky options its ssh runs with, each with
 /// the `~/.ssh/config` lines that fix it; its dead-path time when slow; this user's ssh clients that forward its
 /// address but do not own its listener, each with its age, command line and the command that ends it, and how
-/// to keep more from appearing. Also whether there were orphans (the step's next action says to end them first).
-pub async fn doctor_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> (Vec<String>, bool) {
+/// to keep more from appearing. With orphans, the step's next action says to end them first.
+pub const DOCTOR_NOTES: Notes = |c| Box::pin(add_doctor_notes(c));
+
+async fn add_doctor_notes(checkup: &mut Checkup<'_>) {
+    let (notes, orphans_found) =
+        doctor_notes(checkup.forward, checkup.config.scheduler.owner_lookup, checkup.timeout).await;
+    checkup.notes.extend(notes);
+    if orphans_found {
+        checkup.before_next = Some("end the orphaned ssh clients below first");
+    }
+}
+
+async fn doctor_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> (Vec<String>, bool) {
     let session = ssh_session::Target { lookup, ..ssh_session::Target::new(forward.local) };
     let mut target = ssh_hygiene::Target::new(forward.local, session, Default::default());
     let outcome = target.probe(timeout).await;

@@ -1,5 +1,6 @@
 //! The adapter of the tunnel probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::tunnel`]).
 
+use crate::checkup::{ms, Checkup, DoctorStep, Verdict};
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, seconds, state_badge};
@@ -311,6 +312,113 @@ fn first_byte_chart(buckets: &[Bucket], first_bucket: u64, current_bucket: u64) 
         chart_path(&p50)
     );
     svg
+}
+
+/// The doctor's first three layers: the ssh server reachable, this user's ssh owning the forward, the SYN.
+pub const DOCTOR_SSH_HOST: DoctorStep = DoctorStep::new("ssh host reachable", |c| Box::pin(ssh_host(c)));
+/// Step 2: the session's owner, as the credential gate judges it.
+pub const DOCTOR_SESSION: DoctorStep = DoctorStep::new("ssh owns the local forward", |c| Box::pin(session(c)));
+/// Step 3: a connect to the forward's listener.
+pub const DOCTOR_SYN: DoctorStep = DoctorStep::new("SYN to the local forward", |c| Box::pin(connect(c)));
+
+async fn ssh_host(checkup: &mut Checkup<'_>) -> Verdict {
+    let (forward, timeout) = (checkup.forward, checkup.timeout);
+    let Some(host) = forward.jump_host.as_ref().or(forward.ssh_host.as_ref()) else {
+        return Verdict::skipped("no ssh_host or jump_host configured for this forward".into());
+    };
+    let which = if forward.jump_host.is_some() { "jump host" } else { "ssh host" };
+    let started = std::time::Instant::now();
+    let connect = async {
+        let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the name resolves to no address");
+        for addr in tokio::net::lookup_host((host.host.trim_matches(['[', ']']), host.port)).await? {
+            match probes::net::connect_stream(addr).await {
+                Ok(stream) => {
+                    probes::net::close_without_time_wait(stream);
+                    return Ok(());
+                }
+                Err(err) => last = err,
+            }
+        }
+        Err(last)
+    };
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(())) => Verdict::pass(format!("{which} {host} connected in {}", ms(started.elapsed()))),
+        Ok(Err(err)) => Verdict::fail(
+            format!("{which} {host}: {err}"),
+            "the laptop cannot reach the ssh server: check the network or VPN, then `ssh -v` to see where it stops",
+        ),
+        Err(_) => Verdict::fail(
+            format!("{which} {host}: no answer within {timeout:?}"),
+            "the ssh server is unreachable (filtered or down): check the network or VPN",
+        ),
+    }
+}
+
+async fn session(checkup: &mut Checkup<'_>) -> Verdict {
+    let forward = checkup.forward;
+    let mut target = ssh_session::Target {
+        lookup: checkup.config.scheduler.owner_lookup,
+        ..ssh_session::Target::new(forward.local)
+    };
+    match target.probe(checkup.timeout).await {
+        ssh_session::Outcome::Up(owner) if owner.same_user == Some(false) => Verdict::fail(
+            format!(
+                "{} is held by {} pid {} of {}: not this user's ssh, so the CLI would hand another user its token",
+                forward.local,
+                owner.name,
+                owner.pid,
+                owner.user()
+            ),
+            "end that process (or ask its user to), then start your own tunnel",
+        ),
+        ssh_session::Outcome::Up(owner) => Verdict::pass(format!(
+            "ssh pid {} ({}; parent {} pid {}) listens on {}",
+            owner.pid,
+            owner.user(),
+            owner.parent_name.as_deref().unwrap_or("?"),
+            owner.parent_pid,
+            forward.local
+        )),
+        ssh_session::Outcome::NoListener => Verdict::fail(
+            format!("nothing listens on {}", forward.local),
+            "start the tunnel (`ssh -N -L ...`) or restart its autossh/launchd/systemd unit; if autossh runs, it may be reconnecting",
+        ),
+        ssh_session::Outcome::NotSsh(owner) if forward.trusted_owners.contains(&owner.name) => {
+            Verdict::pass(format!(
+                "{} pid {} ({}, trusted by trusted_owners) listens on {}",
+                owner.name,
+                owner.pid,
+                owner.user(),
+                forward.local
+            ))
+        }
+        ssh_session::Outcome::NotSsh(owner) => Verdict::fail(
+            format!("{} is held by {} pid {} ({}), not ssh", forward.local, owner.name, owner.pid, owner.user()),
+            "another program took the forward's port: stop it, then restart the tunnel (the CLI would hand it its token)",
+        ),
+        // A listener whose owner this user cannot read is another user's process: the CLI's token would go
+        // to it.
+        ssh_session::Outcome::Unreadable { detail } => Verdict::fail(
+            format!("{} is held by a process this user cannot read ({detail}): another user's", forward.local),
+            "find who holds the port (sudo lsof -iTCP -sTCP:LISTEN -P), stop it, then restart your tunnel",
+        ),
+        ssh_session::Outcome::Unsupported { detail } => Verdict::skipped(format!("owner unknown: {detail}")),
+        ssh_session::Outcome::Unknown { detail } => Verdict::fail(
+            format!("could not tell who holds {} ({detail})", forward.local),
+            "the owner lookup did not answer in time (a loaded machine?): rerun the doctor",
+        ),
+    }
+}
+
+async fn connect(checkup: &mut Checkup<'_>) -> Verdict {
+    let local = checkup.forward.local;
+    match (syn::Target { addr: local }).probe(checkup.timeout).await {
+        Ok(connected) => Verdict::pass(format!("{local} connected in {}", ms(connected.connect))),
+        Err(failure) => Verdict::fail(
+            format!("{local}: {failure}"),
+            "nothing accepts on the forward: restart the ssh forward (autossh/launchd/systemd unit)",
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,137 @@
+//! What a kind declares for the doctor: its step (a layer of the self-rescue list, checked once, with a verdict,
+//! its evidence and the next thing to do) and its notes at another kind's layer. The kinds declare them
+//! ([`crate::kinds::DOCTOR`] lists them from the network up); the doctor walks that list, numbers the steps,
+//! stops explaining at the first failure and renders the report. It sits below `kinds` so every kind can name
+//! these types, and above `config`, which the steps read.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Config, Forward};
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Checked and fine.
+    Pass,
+    /// Checked and broken: the layer to fix.
+    Fail,
+    /// Not applicable here (nothing configured for it, or it cannot be known).
+    Skipped,
+    /// Not checked because a layer below failed.
+    NotChecked,
+}
+
+/// A step's verdict: how it ended, what was seen, and for a failure what to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// How the step ended.
+    pub status: Status,
+    /// What was seen: figures, the owning pid, the status code.
+    pub evidence: String,
+    /// What to do next (a failure's).
+    pub next: Option<String>,
+}
+
+impl Verdict {
+    /// Checked and fine.
+    pub fn pass(evidence: String) -> Verdict {
+        Verdict { status: Status::Pass, evidence, next: None }
+    }
+
+    /// Checked and broken, with the fix.
+    pub fn fail(evidence: String, next: &str) -> Verdict {
+        Verdict { status: Status::Fail, evidence, next: Some(next.to_owned()) }
+    }
+
+    /// Nothing to check here.
+    pub fn skipped(evidence: String) -> Verdict {
+        Verdict { status: Status::Skipped, evidence, next: None }
+    }
+}
+
+/// A future a step or a note returns, borrowing the checkup it works on.
+pub type Checking<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
+
+/// A layer's check.
+pub type Check = for<'c, 'a> fn(&'c mut Checkup<'a>) -> Checking<'c, Verdict>;
+
+/// Notes a kind adds at a layer (into [`Checkup::notes`]): hygiene beside the verdict, each with its fix.
+pub type Notes = for<'c, 'a> fn(&'c mut Checkup<'a>) -> Checking<'c, ()>;
+
+/// The gateway host's own check (a config with no forward): only the bind-exposure layer has one.
+pub type HostCheck = for<'c> fn(&'c Config) -> Checking<'c, Verdict>;
+
+/// One layer of the doctor's list, declared by the kind that measures it.
+#[derive(Clone, Copy)]
+pub struct DoctorStep {
+    /// What is checked, as the report names it.
+    pub name: &'static str,
+    /// Notes other kinds add at this layer, run before the check, in order.
+    pub notes: &'static [Notes],
+    /// The check.
+    pub check: Check,
+    /// The check a gateway host runs on its own (a config with `forward = []` and a `[[gateway]]`).
+    pub on_gateway_host: Option<HostCheck>,
+}
+
+impl DoctorStep {
+    /// The step `name`, checked by `check`, with no notes and nothing on a gateway host.
+    pub const fn new(name: &'static str, check: Check) -> DoctorStep {
+        DoctorStep { name, notes: &[], check, on_gateway_host: None }
+    }
+
+    /// This step with `notes` at its layer.
+    pub const fn with_notes(self, notes: &'static [Notes]) -> DoctorStep {
+        DoctorStep { notes, ..self }
+    }
+}
+
+/// What the steps of one forward's checkup share: what they check, what one step read for the next, and the
+/// current step's notes.
+pub struct Checkup<'a> {
+    /// The configuration.
+    pub config: &'a Config,
+    /// The forward checked.
+    pub forward: &'a Forward,
+    /// Every step's time limit (the forward's `timeout`).
+    pub timeout: Duration,
+    /// The gateway's `/startupz` + `/readyz` answer, read by the first-byte step for its evidence and judged by
+    /// the readiness step (read once; whoever needs it first reads it: [`Checkup::readiness`]).
+    pub readiness: Option<probes::readiness::Outcome>,
+    /// The current step's notes.
+    pub notes: Vec<String>,
+    /// What must be done before the current step's `next`, should the step fail (a note's finding that stands
+    /// in the fix's way: orphaned ssh clients holding the port).
+    pub before_next: Option<&'static str>,
+}
+
+impl<'a> Checkup<'a> {
+    /// A checkup of `forward`.
+    pub fn new(config: &'a Config, forward: &'a Forward) -> Self {
+        Checkup { config, forward, timeout: forward.timeout, readiness: None, notes: Vec::new(), before_next: None }
+    }
+
+    /// The gateway's readiness answer, read now unless a step below read it.
+    pub async fn readiness(&mut self) -> &probes::readiness::Outcome {
+        use probes::Probe;
+        let read = match self.readiness.take() {
+            Some(read) => read,
+            None => (probes::readiness::Target { addr: self.forward.local }).probe(self.timeout).await,
+        };
+        self.readiness.insert(read)
+    }
+}
+
+/// A duration as the doctor prints it: microseconds below a millisecond, else milliseconds to a tenth.
+pub fn ms(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{} µs", d.as_micros())
+    } else {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    }
+}

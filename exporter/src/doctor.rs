@@ -1,0 +1,127 @@
+//! `openclaw-tunnel-exporter doctor`: the three-minute self-rescue list, layer by layer from the network up,
+//! each step with pass/fail, its evidence and the next thing to do. It stops explaining at the first failing
+//! layer: prove the tunnel alive before debugging the gateway.
+//!
+//! The steps are the kinds' ([`crate::kinds::DOCTOR`]: each layer's check from the kind that measures it, and
+//! the notes other kinds add there); this module walks them, numbers them and renders the report.
+//!
+//! Exit codes: 0 all passed; 11-18 the number of the first failing step plus 10; 2 a configuration error.
+
+use serde::Serialize;
+
+use crate::checkup::Checkup;
+pub use crate::checkup::Status;
+use crate::config::{Config, Forward};
+use crate::kinds;
+
+/// One step of the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// 1-based position; the exit code of a failure is 10 + this.
+    pub number: u8,
+    /// What is checked.
+    pub name: &'static str,
+    /// The verdict.
+    pub status: Status,
+    /// What was seen: figures, the owning pid, the status code.
+    pub evidence: String,
+    /// What to do next, for a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// Hygiene found beside the verdict, each with its fix (orphaned ssh clients): they do not fail a step
+    /// that works, so the exit code stays the first broken layer's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// The doctor's findings for one forward.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The forward checked.
+    pub forward: String,
+    /// Its local address.
+    pub local: String,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Report {
+    /// 0 when every step passed or was skipped, else 10 + the first failing step's number.
+    pub fn exit_code(&self) -> u8 {
+        self.steps.iter().find(|s| s.status == Status::Fail).map_or(0, |s| 10 + s.number)
+    }
+
+    /// The human rendering.
+    pub fn render(&self) -> String {
+        let mut out = format!("doctor: forward {} ({})\n", self.forward, self.local);
+        for step in &self.steps {
+            let status = match step.status {
+                Status::Pass => "PASS",
+                Status::Fail => "FAIL",
+                Status::Skipped => "skip",
+                Status::NotChecked => "----",
+            };
+            out.push_str(&format!("  {} {:<34} {status}  {}\n", step.number, step.name, step.evidence));
+            if let Some(next) = &step.next {
+                out.push_str(&format!("      next: {next}\n"));
+            }
+            for note in &step.notes {
+                out.push_str(&format!("      note: {note}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// Run every step for `forward`.
+pub async fn run(config: &Config, forward: &Forward) -> Report {
+    let mut checkup = Checkup::new(config, forward);
+    let mut steps = Vec::new();
+    let mut failed = false;
+    for (index, step) in kinds::DOCTOR.iter().enumerate() {
+        let number = index as u8 + 1;
+        if failed {
+            steps.push(Step {
+                number,
+                name: step.name,
+                status: Status::NotChecked,
+                evidence: "not checked: a layer below failed".into(),
+                next: None,
+                notes: Vec::new(),
+            });
+            continue;
+        }
+        for add_notes in step.notes {
+            add_notes(&mut checkup).await;
+        }
+        let verdict = (step.check)(&mut checkup).await;
+        let (notes, before_next) = (std::mem::take(&mut checkup.notes), checkup.before_next.take());
+        failed = verdict.status == Status::Fail;
+        let next = match (failed, before_next) {
+            (true, Some(first)) => verdict.next.map(|next| format!("{first}; then {next}")),
+            _ => verdict.next,
+        };
+        steps.push(Step { number, name: step.name, status: verdict.status, evidence: verdict.evidence, next, notes });
+    }
+    Report { forward: forward.name.clone(), local: forward.local.to_string(), steps }
+}
+
+/// The gateway host's own list (a config with `forward = []` and a [[gateway]]): the steps a gateway host can
+/// check on its own (the bind exposure), numbered as in a forward's list.
+pub async fn run_gateway_host(config: &Config) -> Report {
+    let mut steps = Vec::new();
+    for (index, step) in kinds::DOCTOR.iter().enumerate() {
+        if let Some(check) = step.on_gateway_host {
+            let verdict = check(config).await;
+            steps.push(Step {
+                number: index as u8 + 1,
+                name: step.name,
+                status: verdict.status,
+                evidence: verdict.evidence,
+                next: verdict.next,
+                notes: Vec::new(),
+            });
+        }
+    }
+    Report { forward: "(gateway host)".into(), local: "-".into(), steps }
+}
