@@ -3,7 +3,9 @@
 things? A refactor must not change what users read (issue 31's constraint): the series a scrape holds (names and
 label sets; values move with time and are not compared), the shape of `/api/status` (every key, and the type of
 every value), and the doctor's `--json` report (each step's name, status and next step; its evidence with the
-figures masked).
+figures masked), twice: on the exporter's config (it stops at step 2: the listener is not ssh) and on one that
+trusts the stand-in as the forward's owner, so every layer is checked (`doctor, all`: a second stand-in that
+takes the token, steps 1 to 8 pass).
 
     git worktree add /tmp/old <commit> && (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build \
         -p openclaw-tunnel-exporter)
@@ -68,11 +70,22 @@ def shape(value, path="$"):
 
 
 def masked(text):
-    return re.sub(r"\d+(\.\d+)?", "N", text or "")
+    """Figures masked, and a duration's unit with them (the doctor prints µs below a millisecond)."""
+    return re.sub(r"\d+(\.\d+)?", "N", re.sub(r"\d+(\.\d+)? (µs|ms)", "T", text or ""))
 
 
-def doctor(binary, config_path):
-    out = subprocess.run([binary, "doctor", "--config", config_path, "--json"], capture_output=True, text=True)
+def walk_config(gateway_port):
+    """Every layer passes: the stand-in trusted as the forward's owner, the ssh host its port, a gateway entry."""
+    return (
+        f'[[forward]]\nname = "mac"\nlocal = "127.0.0.1:{gateway_port}"\ntrusted_owners = ["gateway-standin"]\n'
+        f'ssh_host = "127.0.0.1:{gateway_port}"\n\n[[gateway]]\nname = "mac"\nport = {gateway_port}\nallowed = ["private", "public"]\n'
+    )
+
+
+def doctor(binary, config_path, env=None):
+    out = subprocess.run(
+        [binary, "doctor", "--config", config_path, "--json"], capture_output=True, text=True, env=env
+    )
     steps = json.loads(out.stdout)[0]["steps"]
     return out.returncode, [(s["name"], s["status"], masked(s["evidence"]), s.get("next"), tuple(masked(n) for n in s.get("notes", []))) for s in steps]
 
@@ -91,6 +104,13 @@ def main():
     gateway_port = bench.free_port()
     bench.Proc([standin, "--listen", f"127.0.0.1:{gateway_port}", "--readiness", "2026.9.6"])
     bench.wait_listening(gateway_port, "stand-in")
+    token_port = bench.free_port()
+    bench.Proc([standin, "--listen", f"127.0.0.1:{token_port}", "--readiness", "2026.9.6", "--token", "same-outputs"])
+    bench.wait_listening(token_port, "stand-in with a token")
+    walk = os.path.join(tmp, "walk.toml")
+    with open(walk, "w") as f:
+        f.write(walk_config(token_port))
+    walk_env = dict(os.environ, OPENCLAW_GATEWAY_TOKEN="same-outputs", HOME=tmp)
     procs, ports, configs = {}, {}, {}
     for name, directory in builds.items():
         ports[name] = bench.free_port()
@@ -107,10 +127,16 @@ def main():
         scrape = series(get(ports[name], "/metrics"))
         status = shape(json.loads(get(ports[name], "/api/status")))
         code, steps = doctor(os.path.join(directory, "openclaw-tunnel-exporter"), configs[name])
-        parts[name] = {"scrape": scrape, "/api/status": status, "doctor": set(steps) | {("exit", code)}}
+        walk_code, walk_steps = doctor(os.path.join(directory, "openclaw-tunnel-exporter"), walk, walk_env)
+        parts[name] = {
+            "scrape": scrape,
+            "/api/status": status,
+            "doctor": set(steps) | {("exit", code)},
+            "doctor, all": set(walk_steps) | {("exit", walk_code)},
+        }
     failed = False
     print(f"{'part':<12} {'old':>6} {'new':>6} {'only old':>9} {'only new':>9}")
-    for part in ["scrape", "/api/status", "doctor"]:
+    for part in ["scrape", "/api/status", "doctor", "doctor, all"]:
         old, new = parts["old"][part], parts["new"][part]
         print(f"{part:<12} {len(old):>6} {len(new):>6} {len(old - new):>9} {len(new - old):>9}")
         for item in sorted(map(str, old - new))[:20]:
