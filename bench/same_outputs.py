@@ -3,9 +3,12 @@
 things? A refactor must not change what users read (issue 31's constraint): the series a scrape holds (names and
 label sets; values move with time and are not compared), the shape of `/api/status` (every key, and the type of
 every value), and the doctor's `--json` report (each step's name, status and next step; its evidence with the
-figures masked), twice: on the exporter's config (it stops at step 2: the listener is not ssh) and on one that
-trusts the stand-in as the forward's owner, so every layer is checked (`doctor, all`: a second stand-in that
-takes the token, steps 1 to 8 pass).
+figures masked), twice: on the exporter's config (its token is refused: it fails at step 7, with the refusal's
+reason) and on one whose token a second stand-in takes, so every layer passes (`doctor, all`).
+
+The config has every kind: the forward's probes, a model host, a gateway's exposure, and the auth kind (a
+revision registry, the auth probe with an old revision's token, an auth tap a request goes through), the
+stand-in trusted as the forward's owner so the token is sent.
 
     git worktree add /tmp/old <commit> && (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build \
         -p openclaw-tunnel-exporter)
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -30,15 +34,39 @@ import bench  # noqa: E402
 RUN_SECONDS = 8
 
 
-def config(gateway_port, web_port):
+OLD_TOKEN = "same-outputs-old-revision-token-0123456789"
+CURRENT_TOKEN = "same-outputs-current-revision-token-0123456789"
+
+
+def config(gateway_port, web_port, tap_port, hashes):
     return (
         f'[web]\nlisten = "127.0.0.1:{web_port}"\n\n'
         f'[[forward]]\nname = "mac"\nlocal = "127.0.0.1:{gateway_port}"\nsyn_interval = "200ms"\n'
         f'first_byte_interval = "300ms"\nreadiness_interval = "1s"\nws_handshake_interval = "1s"\n'
-        f'hygiene_interval = "1s"\ntimeout = "1s"\n\n'
+        f'hygiene_interval = "1s"\ntimeout = "1s"\ntrusted_owners = ["gateway-standin"]\n\n'
         f'[[model_host]]\nname = "api"\nurl = "http://127.0.0.1:{gateway_port}/healthz"\ninterval = "1s"\n\n'
-        f'[[gateway]]\nname = "mac"\nport = {gateway_port}\ninterval = "1s"\n'
+        f'[[gateway]]\nname = "mac"\nport = {gateway_port}\ninterval = "1s"\n\n'
+        f'[auth]\ncurrent = "r2"\n\n[[auth.revision]]\nname = "r1"\nhash = "{hashes[0]}"\n\n'
+        f'[[auth.revision]]\nname = "r2"\nhash = "{hashes[1]}"\n\n'
+        f'[auth_probe]\nenabled = true\ninterval = "1s"\nforwards = ["mac"]\n\n'
+        f'[[auth_tap]]\nforward = "mac"\nlisten = "127.0.0.1:{tap_port}"\nupstream = "127.0.0.1:{gateway_port}"\n'
     )
+
+
+def fingerprint(binary, token):
+    out = subprocess.run([binary, "fingerprint"], input=token, capture_output=True, text=True, check=True)
+    return out.stdout.strip().split('"')[1]
+
+
+def through_tap(tap_port, token):
+    """One request through the tap with `token`: the stand-in refuses it (401), the tap counts it."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{tap_port}/tools/invoke", data=b"{}", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        urllib.request.urlopen(request, timeout=5).read()
+    except urllib.error.HTTPError as answer:
+        answer.read()
 
 
 def series(text):
@@ -105,28 +133,33 @@ def main():
     bench.Proc([standin, "--listen", f"127.0.0.1:{gateway_port}", "--readiness", "2026.9.6"])
     bench.wait_listening(gateway_port, "stand-in")
     token_port = bench.free_port()
-    bench.Proc([standin, "--listen", f"127.0.0.1:{token_port}", "--readiness", "2026.9.6", "--token", "same-outputs"])
+    bench.Proc([standin, "--listen", f"127.0.0.1:{token_port}", "--readiness", "2026.9.6", "--token", CURRENT_TOKEN])
     bench.wait_listening(token_port, "stand-in with a token")
     walk = os.path.join(tmp, "walk.toml")
     with open(walk, "w") as f:
         f.write(walk_config(token_port))
-    walk_env = dict(os.environ, OPENCLAW_GATEWAY_TOKEN="same-outputs", HOME=tmp)
-    procs, ports, configs = {}, {}, {}
+    walk_env = dict(os.environ, OPENCLAW_GATEWAY_TOKEN=CURRENT_TOKEN, HOME=tmp)
+    new_binary = os.path.join(sys.argv[2], "openclaw-tunnel-exporter")
+    hashes = [fingerprint(new_binary, OLD_TOKEN), fingerprint(new_binary, CURRENT_TOKEN)]
+    exporter_env = dict(os.environ, OPENCLAW_GATEWAY_TOKEN=OLD_TOKEN, HOME=tmp)
+    procs, ports, configs, taps = {}, {}, {}, {}
     for name, directory in builds.items():
-        ports[name] = bench.free_port()
+        ports[name], taps[name] = bench.free_port(), bench.free_port()
         configs[name] = os.path.join(tmp, f"{name}.toml")
         with open(configs[name], "w") as f:
-            f.write(config(gateway_port, ports[name]))
+            f.write(config(gateway_port, ports[name], taps[name], hashes))
         binary = os.path.join(directory, "openclaw-tunnel-exporter")
-        procs[name] = bench.Proc([binary, "--config", configs[name]])
+        procs[name] = bench.Proc([binary, "--config", configs[name]], env=exporter_env)
     for name in builds:
         bench.wait_listening(ports[name], f"{name} exporter")
+        bench.wait_listening(taps[name], f"{name} exporter's auth tap")
+        through_tap(taps[name], OLD_TOKEN)
     time.sleep(RUN_SECONDS)
     parts = {}
     for name, directory in builds.items():
         scrape = series(get(ports[name], "/metrics"))
         status = shape(json.loads(get(ports[name], "/api/status")))
-        code, steps = doctor(os.path.join(directory, "openclaw-tunnel-exporter"), configs[name])
+        code, steps = doctor(os.path.join(directory, "openclaw-tunnel-exporter"), configs[name], exporter_env)
         walk_code, walk_steps = doctor(os.path.join(directory, "openclaw-tunnel-exporter"), walk, walk_env)
         parts[name] = {
             "scrape": scrape,

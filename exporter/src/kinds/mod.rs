@@ -9,8 +9,8 @@
 //! tasks (the scheduler); [`RECORDS`] the kinds' own records (the recorder is built with them, registers
 //! their families and puts their status in `/api/status`); [`FORWARD_ROWS`], [`FORWARD_SECTIONS`] and
 //! [`PAGE_SECTIONS`] their parts of the status page, in the page's order; [`DOCTOR`] their steps and notes in
-//! the doctor's list. Every kind but tunnel, first byte and auth keeps its own record; [`control_ui`] was added
-//! that way, whole in its file.
+//! the doctor's list. Every kind but tunnel and first byte (the uptime ledger joins the two in the recorder)
+//! keeps its own record; [`control_ui`] was added that way, whole in its file.
 
 use std::sync::Arc;
 
@@ -66,6 +66,7 @@ pub const RECORDS: &[crate::record::kinds::NewKindRecord] = &[
     model_host::record,
     exposure::record,
     control_ui::record,
+    auth::record,
 ];
 
 /// A kind's part of one forward on the status page, from the forward's status and the report's time: empty

@@ -1,8 +1,10 @@
 //! The WebSocket handshake kind, the CLI's own path through the forward: its record (the time to the
 //! gateway's challenge and failures by reason, and each forward's last round in words: [`WsHandshakeRecord`],
 //! in [`super::RECORDS`]), its adapter (what it reads before a round, its logs, what a round records; a
-//! refused connect goes to the recorder's refusal counters, which the tap shares), and its status-page row.
+//! refused connect and a withheld token go to the auth kind's record, whose counters the tap shares), and its
+//! status-page row.
 
+use super::auth::AuthRecord;
 use crate::config::{AuthProbe, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::esc;
@@ -10,7 +12,6 @@ use crate::record::families::{latency, ForwardLabels, ForwardReasonLabels, Laten
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::ForwardStatus;
 use crate::record::tracked::Tracked;
-use crate::record::Recorder;
 use crate::token_sources;
 use probes::auth_tap::credential::TokenId;
 use probes::ws_handshake::{self, Connect, Secret};
@@ -98,7 +99,8 @@ impl KindRecord for WsHandshakeRecord {
 /// The recording of one forward's WebSocket handshake probe.
 pub struct WsHandshakeKind {
     forward: Arc<Forward>,
-    recorder: Arc<Recorder>,
+    /// The auth kind's record: refused connects and withheld tokens (absent from a recorder built without it).
+    auth: Option<Arc<AuthRecord>>,
     record: Arc<WsHandshakeRecord>,
     /// Where this machine's token is, when the auth probe covers the forward (the user chose to let the
     /// exporter send it); None: the probe closes before `connect`.
@@ -123,8 +125,13 @@ pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
         return;
     };
     let gate_session = start.session_target(forward);
-    let (probe, kind) =
-        WsHandshakeKind::new(forward.clone(), &start.config.auth_probe, start.recorder.clone(), record, gate_session);
+    let (probe, kind) = WsHandshakeKind::new(
+        forward.clone(),
+        &start.config.auth_probe,
+        start.recorder.kind_record(),
+        record,
+        gate_session,
+    );
     start.drive(probe, kind);
 }
 
@@ -133,7 +140,7 @@ impl WsHandshakeKind {
     pub fn new(
         forward: Arc<Forward>,
         auth_probe: &AuthProbe,
-        recorder: Arc<Recorder>,
+        auth: Option<Arc<AuthRecord>>,
         record: Arc<WsHandshakeRecord>,
         session: probes::ssh_session::Target,
     ) -> (ws_handshake::Target, WsHandshakeKind) {
@@ -141,8 +148,8 @@ impl WsHandshakeKind {
         let tokens = auth_probe.forwards.contains(&forward.name).then(|| {
             token_sources::Locations::from_env(auth_probe.openclaw_config.as_deref(), auth_probe.token_file.as_deref())
         });
-        if tokens.is_some() {
-            recorder.create_withheld_series(&forward.name, "ws_handshake");
+        if let (Some(_), Some(auth)) = (&tokens, &auth) {
+            auth.create_withheld_series(&forward.name, "ws_handshake");
         }
         let gate = probes::ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
         let withheld = ws_handshake::Withheld::default();
@@ -152,7 +159,7 @@ impl WsHandshakeKind {
             gate: Some(gate),
             withheld: withheld.clone(),
         };
-        (target, WsHandshakeKind { forward, recorder, record, tokens, withheld, sent: None, refused: None })
+        (target, WsHandshakeKind { forward, auth, record, tokens, withheld, sent: None, refused: None })
     }
 
     fn interval_or_off(&self) -> Duration {
@@ -191,12 +198,16 @@ impl Adapter for WsHandshakeKind {
     fn handle(&mut self, _round: Round, outcome: &ws_handshake::Outcome) -> &'static str {
         let name = &self.forward.name;
         if let Some(why) = self.withheld.take() {
-            self.recorder.count_withheld(name, "ws_handshake");
+            if let Some(auth) = &self.auth {
+                auth.count_withheld(name, "ws_handshake");
+            }
             tracing::debug!(forward = %self.forward.name, "handshake without the token: {why}");
         }
         match outcome {
             Ok(ws_handshake::Handshake { connect: Connect::Refused(reason), .. }) => {
-                self.recorder.record_connect_refusal(name, "probe", *reason);
+                if let Some(auth) = &self.auth {
+                    auth.record_connect_refusal(name, "probe", *reason);
+                }
                 if matches!(reason, probes::refusal::Refusal::TokenMismatch | probes::refusal::Refusal::TokenMissing) {
                     self.refused = self.sent;
                 }
@@ -254,12 +265,13 @@ mod tests {
     use super::*;
     use crate::kinds::tunnel::session_target;
     use crate::record::tests::sample;
-    use crate::record::Format;
+    use crate::record::{Format, Recorder};
+    use serde::Deserialize;
     use std::time::SystemTime;
 
     #[test]
     fn a_round_records_the_time_to_the_challenge_or_the_failure_and_the_status_line() {
-        let recorder = Arc::new(Recorder::with_kinds(&[record], Vec::new()));
+        let recorder = Arc::new(Recorder::with_kinds(&[record, crate::kinds::auth::record], Vec::new()));
         let config = crate::config::Config::load(None).unwrap();
         recorder.apply_config(&config);
         let forward = Arc::new(config.forwards[0].clone());
@@ -269,7 +281,7 @@ mod tests {
         auth_probe.forwards.clear();
         let own = recorder.kind_record::<WsHandshakeRecord>().unwrap();
         let (target, mut recording) =
-            WsHandshakeKind::new(forward.clone(), &auth_probe, recorder.clone(), own, session);
+            WsHandshakeKind::new(forward.clone(), &auth_probe, recorder.kind_record(), own, session);
         assert_eq!(target.addr, forward.local);
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let answered: ws_handshake::Outcome =
@@ -303,7 +315,8 @@ mod tests {
         );
         assert_eq!(sample(&text, &refusals), Some(1.0), "{text}");
         let status = recorder.status(SystemTime::now());
-        let refusal = status.forwards.iter().find(|f| f.forward == name).unwrap().last_refusal.clone().unwrap();
+        let refusal = status.forwards.iter().find(|f| f.forward == name).unwrap().kinds["last_refusal"].clone();
+        let refusal = crate::kinds::auth::RefusalStatus::deserialize(refusal).unwrap();
         assert_eq!((refusal.reason.as_str(), refusal.channel.as_str()), ("scope_mismatch", "probe"));
         assert!(refusal.fix.contains("re-pair"), "{}", refusal.fix);
         assert_eq!(recording.handle(round, &Err(ws_handshake::Failure::NoChallenge)), "no_challenge");

@@ -4,13 +4,11 @@
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::family::MetricConstructor;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
 use super::tracked::Tracked;
 
@@ -21,23 +19,26 @@ pub const LATENCY_BUCKETS: [f64; 22] = [
     2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0,
 ];
 
-/// Declare label sets: `Name { field: Type, ... }` each.
+/// Declare label sets: `Name { field: Type, ... }` each (a kind's own record declares its own with it).
 macro_rules! label_sets {
     ($( $(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* } )*) => {
         $(
             $(#[$doc])*
-            #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+            #[derive(Clone, Debug, Hash, PartialEq, Eq, ::prometheus_client::encoding::EncodeLabelSet)]
             pub struct $name { $(pub $field: $ty),* }
 
-            impl LabelValues for $name {
+            impl $crate::record::families::LabelValues for $name {
                 fn value_of(&self, key: &str) -> Option<&str> {
-                    $( if key == stringify!($field) { return LabelText::text(&self.$field); } )*
+                    $( if key == stringify!($field) {
+                        return $crate::record::families::LabelText::text(&self.$field);
+                    } )*
                     None
                 }
             }
         )*
     };
 }
+pub(crate) use label_sets;
 
 /// A label set's values by label name: what a reload reads to find the series of a removed subject.
 pub trait LabelValues {
@@ -46,7 +47,8 @@ pub trait LabelValues {
 }
 
 /// A label value as text, where it can name a subject.
-trait LabelText {
+pub trait LabelText {
+    /// The value, when it is text.
     fn text(&self) -> Option<&str>;
 }
 
@@ -133,12 +135,6 @@ label_sets! {
     ForwardStateLabels { forward: String, state: &'static str }
     /// `forward`, `option` (a risky ssh setting).
     ForwardOptionLabels { forward: String, option: &'static str }
-    /// `forward`, `channel`, `token_revision`.
-    AuthRequestLabels { forward: String, channel: &'static str, token_revision: String }
-    /// `forward`, `channel`, `code`, `token_revision`.
-    AuthFailureLabels { forward: String, channel: &'static str, code: &'static str, token_revision: String }
-    /// `token_revision`.
-    RevisionLabels { token_revision: String }
     /// `forward`, `code`, `by`.
     ForwardCodeByLabels { forward: String, code: &'static str, by: &'static str }
     /// `forward`, `kind`.
@@ -175,8 +171,6 @@ label_sets! {
     ReasonLabels { reason: &'static str }
     /// `forward`, `probe`.
     ForwardProbeLabels { forward: String, probe: &'static str }
-    /// `source`, `token_revision`.
-    SourceRevisionLabels { source: &'static str, token_revision: String }
     /// `listener`, `reason`.
     ListenerReasonLabels { listener: &'static str, reason: &'static str }
     /// `forward`, `result`.
@@ -195,29 +189,35 @@ pub fn latency<L: Clone + std::hash::Hash + Eq>() -> Latency<L> {
     Tracked::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS))
 }
 
-/// The table: `field: Type = constructor, "name", "help";` declares the field, builds it and registers it.
+/// A table: `struct Name { field: Type = constructor, "name", "help"; ... }` declares each field, builds it and
+/// registers it (the recorder's [`Metrics`]; a kind's own record declares its families with it too).
 macro_rules! families {
-    ($( $field:ident: $ty:ty = $ctor:expr, $name:literal, $help:literal; )*) => {
-        /// Every metric family the exporter serves.
-        pub struct Metrics { $( #[doc = $help] pub $field: $ty, )* }
+    ($(#[$doc:meta])* $vis:vis struct $table:ident {
+        $( $field:ident: $ty:ty = $ctor:expr, $name:literal, $help:literal; )*
+    }) => {
+        $(#[$doc])*
+        $vis struct $table { $( #[doc = $help] pub $field: $ty, )* }
 
-        impl Metrics {
+        impl $table {
             /// Build every family and register it in `registry`.
-            pub fn register(registry: &mut Registry) -> Metrics {
-                let metrics = Metrics { $( $field: $ctor, )* };
-                $( registry.register($name, $help, Registered::registered(&metrics.$field)); )*
-                metrics
+            pub fn register(registry: &mut ::prometheus_client::registry::Registry) -> $table {
+                let table = $table { $( $field: $ctor, )* };
+                $( registry.register($name, $help, $crate::record::families::Registered::registered(&table.$field)); )*
+                table
             }
 
             /// Remove every series of a forward, model host, gateway or revision `subjects` does not keep.
-            pub fn retain_subjects(&self, subjects: &Subjects) {
-                $( Registered::retain_subjects(&self.$field, subjects); )*
+            pub fn retain_subjects(&self, subjects: &$crate::record::families::Subjects) {
+                $( $crate::record::families::Registered::retain_subjects(&self.$field, subjects); )*
             }
         }
     };
 }
+pub(crate) use families;
 
 families! {
+/// Every metric family the recorder itself keeps (the kinds' own records keep theirs).
+pub struct Metrics {
     syn_attempts: Tracked<ForwardLabels, Counter> = Tracked::default(),
         "openclaw_tunnel_syn_attempts", "TCP connects tried to the forward's local address";
     syn_successes: Tracked<ForwardLabels, Counter> = Tracked::default(),
@@ -258,32 +258,6 @@ families! {
         "openclaw_exporter_config_reloads", "Configuration reloads by result: success, failure";
     probe_lag_seconds: Latency<ProbeLabels> = latency(),
         "openclaw_exporter_probe_lag_seconds", "How late a scheduled probe started";
-    auth_requests: Tracked<AuthRequestLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_auth_requests", "Requests seen carrying a credential or none, by token revision (channel: http, ws from the auth tap; probe = the active auth probe)";
-    auth_failures: Tracked<AuthFailureLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_auth_failures", "Requests refused with 401, 403 or 429, by token revision (a WebSocket AUTH_TOKEN_MISMATCH counts as 401, AUTH_RATE_LIMITED as 429)";
-    connect_refusals: Tracked<ForwardChannelReasonLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_connect_refusals", "WebSocket connects the gateway refused, by its own reason (token_missing, token_mismatch, device_token_mismatch, scope_mismatch, pairing_required, rate_limited, protocol_mismatch, starting, other); channel: ws (the CLI's connects through the auth tap), probe (the handshake probe's)";
-    old_revision_failures: Tracked<AuthFailureLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_old_revision_failures", "401 and 403 from a revision older than the current one, at or after the rotation time (what the old-revision page counts: a refusal just before the switch is not in it)";
-    token_revision_current: Tracked<RevisionLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_token_revision_current", "1 for the revision configured as current, 0 for the others in the registry";
-    token_revision_older: Tracked<RevisionLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_token_revision_older", "1 for a revision older than the current one (listed before it in the registry), 0 for the current one and those staged after it";
-    token_local_revision: Tracked<SourceRevisionLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_token_local_revision", "1 for each revision a token source on this machine holds (source: env, dotenv, gateway_env, config, token_file; unknown when in no registry entry); checked once per token change";
-    token_rotation_timestamp: FloatGauge = FloatGauge::default(),
-        "openclaw_gateway_token_rotation_timestamp_seconds", "When the current revision became current (config, or the first WebSocket close 4001 seen)";
-    ws_closes: Tracked<ForwardCodeByLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_ws_closes", "WebSocket closes seen by the tap, counted once per connection for the side that sent it first (by: gateway, client), by code: 1012 restart, 1013 starting, 4000 the client heard nothing for two ticks, 4001 auth rotated, 1008 policy/auth, other";
-    shutdown_notices: Tracked<ForwardKindLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_shutdown_notices", "The gateway's shutdown events seen by the tap, by kind: restart (restartExpectedMs given), stop";
-    restart_expected_seconds: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
-        "openclaw_gateway_restart_expected_seconds", "restartExpectedMs of the last shutdown event, when it announced a restart; absent after a terminal stop";
-    observed_first_byte_seconds: Latency<ForwardChannelLabels> = latency(),
-        "openclaw_gateway_observed_first_byte_seconds", "First-byte time of real client traffic through the auth tap (channel: http, ws)";
-    token_sources_agree: Tracked<ForwardLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_token_sources_agree", "1 when every token source on this machine holds the same token, 0 when they disagree";
     objective_tunnel_uptime_ratio: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_objective_tunnel_uptime_ratio", "Tunnel uptime objective";
     objective_first_byte_seconds: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
@@ -314,8 +288,6 @@ families! {
         "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack, read and open (retried with backoff), acked (the acknowledgement file was damaged at open: its rounds are sent again)";
     forward_hijacked: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_forward_hijacked", "1 when a listener that could take the forward's connections (the exact address, a wildcard, a dual-stack IPv6 wildcard) is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token; unchanged while a lookup cannot tell";
-    credential_withheld: Tracked<ForwardProbeLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_credential_withheld", "Rounds (and tap connections) that did not send the gateway token because the forward's port, or the connection's far end, is not held by our user's ssh, by probe (auth, ws_handshake, tap)";
     owner_lookups: Tracked<ForwardResultLabels, Counter> = Tracked::default(),
         "openclaw_tunnel_owner_lookups", "Tunnel rounds' owner lookups by result: ours (this user's ssh, or a trusted owner, holds every listener that could take the connection), not_ours (anything else: nothing listening, another program or user), unknown (the lookup timed out or was cut off: the token is withheld, the hijack gauge unchanged)";
     connections_closed: Tracked<ListenerReasonLabels, Counter> = Tracked::default(),
@@ -330,4 +302,5 @@ families! {
         "openclaw_exporter_remote_write_last_success_timestamp_seconds", "When the receiver last acknowledged a batch (0: never, in this process)";
     remote_write_oldest_queued: FloatGauge = FloatGauge::default(),
         "openclaw_exporter_remote_write_oldest_queued_timestamp_seconds", "The timestamp of the oldest round still waiting (0 when the queue is empty)";
+}
 }

@@ -23,7 +23,6 @@
 //! - [`status`]: the typed status report `/api/status` and the status page both read; [`timeline`]: what
 //!   happened, with start, end and duration.
 
-pub mod auth;
 pub mod families;
 pub mod first_byte;
 pub mod kinds;
@@ -79,8 +78,6 @@ pub(crate) struct ForwardState {
     pub(crate) resume: resume::Resume,
     /// The last wait observed.
     pub(crate) last_resume: Option<status::ResumeStatus>,
-    /// The last refused connect: why, on which channel, when.
-    pub(crate) last_refusal: Option<status::RefusalStatus>,
     /// A gateway-down spell was opened (or continued) by the last first-byte round: kept here, not in the
     /// generation, so the spell closes on the first healthy round after a reload.
     pub(crate) gateway_down_open: bool,
@@ -99,20 +96,11 @@ impl ForwardState {
             last_hijacked: None,
             last_first_byte: None,
             first_byte_objective: Duration::MAX,
-            last_refusal: None,
             resume: resume::Resume::default(),
             last_resume: None,
             gateway_down_open: false,
         }
     }
-}
-
-/// Label values the status report reads metrics with; set from each applied config.
-#[derive(Default, Clone)]
-pub(crate) struct StatusIndex {
-    pub(crate) revisions: Vec<String>,
-    pub(crate) current_revision: Option<String>,
-    pub(crate) auth_channels: Vec<(String, &'static str)>,
 }
 
 /// Why the exporter closed a connection on its own, by listener: the label values of
@@ -127,12 +115,8 @@ pub struct Recorder {
     registry: Registry,
     metrics: Metrics,
     forwards: Mutex<HashMap<String, ForwardState>>,
-    pub(crate) rotation: Mutex<auth::Rotation>,
-    index: Mutex<StatusIndex>,
     /// The incident timeline (never locked with another of the recorder's mutexes held).
     pub(crate) timeline: Mutex<timeline::Timeline>,
-    /// The (source kind, revision) pairs the token sources held at the last read.
-    pub(crate) local_revisions: Mutex<std::collections::BTreeSet<(&'static str, String)>>,
     /// The families and status the kinds that keep their own declare ([`kinds::KindRecord`]).
     kind_records: kinds::KindRecords,
 }
@@ -180,16 +164,7 @@ impl Recorder {
         for collector in collectors {
             registry.register_collector(collector);
         }
-        Recorder {
-            kind_records,
-            registry,
-            metrics,
-            forwards: Mutex::new(HashMap::new()),
-            rotation: Mutex::default(),
-            index: Mutex::default(),
-            timeline: Mutex::default(),
-            local_revisions: Mutex::default(),
-        }
+        Recorder { kind_records, registry, metrics, forwards: Mutex::new(HashMap::new()), timeline: Mutex::default() }
     }
 
     /// Apply what the configuration says directly: objectives, zero-valued series of its model hosts,
@@ -219,7 +194,6 @@ impl Recorder {
             m.objective_model_host_first_byte_seconds.get_or_create(&labels).set(objective);
         }
         self.kind_records.apply_config(config);
-        self.apply_auth(config);
     }
 
     /// Count a connection the exporter closed on its own (`listener`, `reason` from
@@ -364,10 +338,6 @@ impl Recorder {
     /// The timeline, for one change.
     fn timeline(&self) -> MutexGuard<'_, timeline::Timeline> {
         self.timeline.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn index(&self) -> MutexGuard<'_, StatusIndex> {
-        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -7,7 +7,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
 
-use super::auth::failure_series;
 use super::families::ForwardLabels;
 use super::Recorder;
 use crate::clock::unix_seconds;
@@ -48,9 +47,6 @@ pub struct ForwardStatus {
     /// The last wake-to-usable observed: seconds from the first round after a gap to a good first byte.
     #[serde(default)]
     pub last_resume: Option<ResumeStatus>,
-    /// The last connect the gateway refused, with its reason and the docs' fix.
-    #[serde(default)]
-    pub last_refusal: Option<RefusalStatus>,
     /// Quantiles of successful first bytes.
     pub first_byte_seconds: Quantiles,
     /// Time no round could observe.
@@ -59,8 +55,6 @@ pub struct ForwardStatus {
     pub uptime_ratio_last_bucket: Option<f64>,
     /// The last day's buckets.
     pub buckets: Vec<Bucket>,
-    /// Auth failures seen, by revision, channel and code.
-    pub auth_failures: Vec<AuthFailureStatus>,
     /// The status of the kinds that keep their own ([`super::kinds::KindRecord`]), each under its key.
     #[serde(flatten)]
     pub kinds: std::collections::BTreeMap<String, serde_json::Value>,
@@ -75,20 +69,6 @@ pub struct ResumeStatus {
     pub at: f64,
     /// False when no good first byte came within 600 s (observed then).
     pub usable: bool,
-}
-
-/// A connect the gateway refused: why (the `reason` label), whose connect, when, and what to do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RefusalStatus {
-    /// The `reason` label: token_missing, token_mismatch, device_token_mismatch, scope_mismatch,
-    /// pairing_required, rate_limited, protocol_mismatch, starting, other.
-    pub reason: String,
-    /// The `channel` label: ws (the CLI's own connect, through the auth tap) or probe (the handshake probe).
-    pub channel: String,
-    /// When, as Unix seconds.
-    pub at: f64,
-    /// What the gateway's troubleshooting docs say to do.
-    pub fix: String,
 }
 
 /// The owner of a forward's listener.
@@ -150,21 +130,6 @@ pub struct Quantiles {
     pub max: Option<f64>,
 }
 
-/// Auth failures of one revision, channel and code.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AuthFailureStatus {
-    /// `http`, `ws` or `probe`.
-    pub channel: String,
-    /// `401`, `403` or `429`.
-    pub code: String,
-    /// The revision's name, `unknown` or `none`.
-    pub token_revision: String,
-    /// How many.
-    pub count: u64,
-    /// Whether it is the current revision.
-    pub current: bool,
-}
-
 fn count(family: &Family<ForwardLabels, Counter>, forward: &str) -> u64 {
     family.get(&ForwardLabels { forward: forward.to_owned() }).map_or(0, |c| c.get())
 }
@@ -175,7 +140,6 @@ struct ForwardSnapshot {
     session: Option<probes::ssh_session::Outcome>,
     last_syn_ok: Option<bool>,
     last_first_byte: Option<String>,
-    last_refusal: Option<RefusalStatus>,
     last_resume: Option<ResumeStatus>,
     first_byte_us: hdrhistogram::Histogram<u32>,
     buckets: Vec<crate::uptime::Bucket>,
@@ -188,7 +152,6 @@ impl Recorder {
     /// first-byte histogram and its buckets); quantiles, metric reads and the report are built after.
     pub fn status(&self, now: SystemTime) -> StatusReport {
         let m = &self.metrics;
-        let index = self.index().clone();
         let mut snapshots: Vec<ForwardSnapshot> = {
             let forwards = self.forwards();
             forwards
@@ -198,7 +161,6 @@ impl Recorder {
                     session: state.session.clone(),
                     last_syn_ok: state.last_syn_ok,
                     last_first_byte: state.last_first_byte.clone(),
-                    last_refusal: state.last_refusal.clone(),
                     last_resume: state.last_resume.clone(),
                     first_byte_us: state.first_byte_us.clone(),
                     buckets: state.ledger.buckets().cloned().collect(),
@@ -215,19 +177,6 @@ impl Recorder {
                 let quantile = |q: f64| {
                     (!state.first_byte_us.is_empty()).then(|| state.first_byte_us.value_at_quantile(q) as f64 / 1e6)
                 };
-                let auth_failures = failure_series(&index.auth_channels, &index.revisions)
-                    .filter(|labels| labels.forward == *name)
-                    .filter_map(|labels| {
-                        let count = m.auth_failures.get(&labels).map_or(0, |c| c.get());
-                        (count > 0).then(|| AuthFailureStatus {
-                            channel: labels.channel.to_owned(),
-                            code: labels.code.to_owned(),
-                            current: index.current_revision.as_deref() == Some(labels.token_revision.as_str()),
-                            token_revision: labels.token_revision,
-                            count,
-                        })
-                    })
-                    .collect();
                 ForwardStatus {
                     forward: name.clone(),
                     ssh_session: state.session.as_ref().map(|session| {
@@ -251,7 +200,6 @@ impl Recorder {
                     rounds: RoundsStatus { checks: count(&m.up_checks, name), up: count(&m.up_successes, name) },
                     gateway_up: m.gateway_up.get(&labels).map(|g| g.get() == 1),
                     last_first_byte: state.last_first_byte.clone(),
-                    last_refusal: state.last_refusal.clone(),
                     last_resume: state.last_resume.clone(),
                     first_byte_seconds: Quantiles {
                         count: state.first_byte_us.len(),
@@ -274,7 +222,6 @@ impl Recorder {
                             bucket
                         })
                         .collect(),
-                    auth_failures,
                     kinds: self.kind_records.forward_status(name),
                 }
             })

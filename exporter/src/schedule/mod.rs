@@ -243,7 +243,6 @@ fn start_taps(
             }
         };
         tap_gates.push(TapGate { upstream: tap.upstream, lookup, also_trusted, gate: gate.clone() });
-        recorder.create_withheld_series(&tap.forward, "tap");
         let tap_config = probes::auth_tap::TapConfig {
             forward: tap.forward.clone(),
             upstream: tap.upstream,
@@ -255,7 +254,8 @@ fn start_taps(
             gate: Some(gate),
         };
         tracing::info!(listen = %tap.listen, upstream = %tap.upstream, forward = %tap.forward, "auth tap listening");
-        let sink: Arc<dyn probes::auth_tap::AuthSink> = recorder.clone();
+        let sink: Arc<dyn probes::auth_tap::AuthSink> =
+            Arc::new(kinds::auth::TapSink::new(recorder.clone(), &tap.forward));
         // Only the accept loop belongs to the generation: a relayed connection runs to its end. The socket
         // is registered with the reactor of the runtime that accepts on it, so inside the task.
         let listen = tap.listen;

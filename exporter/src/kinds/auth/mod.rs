@@ -1,17 +1,27 @@
-//! The adapter of the auth probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::auth`]).
+//! The auth kind, 401/403 by token revision: its record ([`record::AuthRecord`], in [`super::RECORDS`]: the
+//! active auth probe's requests and failures, the auth tap's events through [`record::TapSink`], rotation, the
+//! token sources' revisions, refused connects and withheld tokens, which the handshake kind and the tap share;
+//! `last_refusal` and `auth_failures` in each forward's `/api/status`), its adapter ([`AuthProbeKind`]: the
+//! token to send each round, its logs), the token sources' own schedule ([`TokenSourcesWatch`]), its row and
+//! section on the status page, and its doctor step ([`DOCTOR_STEP`], step 7).
 
-use crate::checkup::{Checkup, DoctorStep, Verdict};
+mod doctor;
+pub mod record;
+
+pub use doctor::DOCTOR_STEP;
+pub use record::{record, AuthFailureStatus, AuthRecord, RefusalStatus, TapSink};
+
 use crate::config::{AuthProbe, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, state_badge};
 use crate::record::status::ForwardStatus;
 use crate::record::timeline::human_duration;
-use crate::record::Recorder;
 use crate::token_sources;
 use probes::auth_probe::{self, Answer, Secret};
 use probes::auth_tap::credential::{self, Credential, TokenId};
 use probes::auth_tap::Registry;
 use probes::{ssh_session, Label};
+use serde::Deserialize;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +31,7 @@ pub struct AuthProbeKind {
     forward: Arc<Forward>,
     settings: Arc<AuthProbe>,
     registry: Arc<Registry>,
-    recorder: Arc<Recorder>,
+    record: Arc<AuthRecord>,
     locations: token_sources::Locations,
     /// The token the gateway refused: not sent again until the sources hold another one.
     refused: Option<TokenId>,
@@ -33,25 +43,27 @@ pub struct AuthProbeKind {
     last_note: String,
 }
 
-/// Registry entry: the active auth probe on a forward it covers; it checks the port's owner before the token
-/// goes out, with a lookup of its own.
+/// Registry entry: the active auth probe on a forward it covers (unless the recorder was built without this
+/// kind's record); it checks the port's owner before the token goes out, with a lookup of its own.
 pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
+    let Some(record) = start.recorder.kind_record::<AuthRecord>() else { return };
     if !start.config.auth_probe.forwards.contains(&forward.name) {
         return;
     }
     let gate_session = start.session_target(forward);
     let settings = Arc::new(start.config.auth_probe.clone());
     let registry = start.auth_registry.clone();
-    let (probe, kind) = AuthProbeKind::new(forward.clone(), settings, registry, start.recorder.clone(), gate_session);
+    let (probe, kind) = AuthProbeKind::new(forward.clone(), settings, registry, record, gate_session);
     start.drive(probe, kind);
 }
 
 /// Registry entry: the token sources' own schedule, whenever the auth probe covers a forward.
 pub fn start_token_sources(start: &mut super::Start<'_>) {
+    let Some(record) = start.recorder.kind_record::<AuthRecord>() else { return };
     if start.config.auth_probe.forwards.is_empty() {
         return;
     }
-    let watch = TokenSourcesWatch::new(&start.config.auth_probe, start.auth_registry.clone(), start.recorder.clone());
+    let watch = TokenSourcesWatch::new(&start.config.auth_probe, start.auth_registry.clone(), record);
     let cancel = start.cancel();
     start.spawn(watch.run(cancel));
 }
@@ -62,10 +74,10 @@ impl AuthProbeKind {
         forward: Arc<Forward>,
         settings: Arc<AuthProbe>,
         registry: Arc<Registry>,
-        recorder: Arc<Recorder>,
+        record: Arc<AuthRecord>,
         session: ssh_session::Target,
     ) -> (auth_probe::Target, AuthProbeKind) {
-        recorder.create_withheld_series(&forward.name, "auth");
+        record.create_withheld_series(&forward.name, "auth");
         // The owner check runs inside the probe's round: after its permit, and again on the connected stream
         // before the token is written.
         let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
@@ -87,7 +99,7 @@ impl AuthProbeKind {
             forward,
             settings,
             registry,
-            recorder,
+            record,
             locations,
             refused: None,
             sent: None,
@@ -141,11 +153,11 @@ impl Adapter for AuthProbeKind {
     fn handle(&mut self, _round: Round, outcome: &auth_probe::Outcome) -> &'static str {
         // The token goes only to our own user's ssh: the probe's gate withheld it, so nothing was sent.
         if let Err(auth_probe::Failure::Withheld { why }) = outcome {
-            self.recorder.count_withheld(&self.forward.name, "auth");
+            self.record.count_withheld(&self.forward.name, "auth");
             self.note(format!("token withheld: {why}"), true);
             return self.state(outcome);
         }
-        self.recorder.record_auth_probe(&self.forward.name, &self.revision, outcome);
+        self.record.record_auth_probe(&self.forward.name, &self.revision, outcome);
         match outcome {
             Ok(Answer::Rejected(_)) => self.refused = self.sent,
             Ok(Answer::Accepted(_)) => self.refused = None,
@@ -189,7 +201,7 @@ pub const TOKEN_SOURCES_EVERY: Duration = Duration::from_secs(10);
 pub struct TokenSourcesWatch {
     locations: token_sources::Locations,
     registry: Arc<Registry>,
-    recorder: Arc<Recorder>,
+    record: Arc<AuthRecord>,
     /// The forwards the auth probe runs on: each gets the agreement gauge.
     forwards: Vec<String>,
     /// What the sources held at the last read: names, kinds, token identities and why a source was
@@ -202,10 +214,10 @@ type SourceSeen = (String, &'static str, Option<TokenId>, Option<String>);
 
 impl TokenSourcesWatch {
     /// A watch of the sources `settings` names, for `forwards`.
-    pub fn new(settings: &AuthProbe, registry: Arc<Registry>, recorder: Arc<Recorder>) -> Self {
+    pub fn new(settings: &AuthProbe, registry: Arc<Registry>, record: Arc<AuthRecord>) -> Self {
         let locations =
             token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
-        TokenSourcesWatch { locations, registry, recorder, forwards: settings.forwards.clone(), last: None }
+        TokenSourcesWatch { locations, registry, record, forwards: settings.forwards.clone(), last: None }
     }
 
     /// Read the sources within [`crate::driver::FIRST_ROUND_WITHIN`] of start, then every
@@ -233,7 +245,7 @@ impl TokenSourcesWatch {
         }
         self.last = Some(seen);
         for forward in &self.forwards {
-            self.recorder.set_token_sources_agree(forward, tokens.agree());
+            self.record.set_token_sources_agree(forward, tokens.agree());
         }
         if !tokens.agree() {
             let effective = tokens.effective().map(|s| s.name.as_str()).unwrap_or("none");
@@ -251,7 +263,7 @@ impl TokenSourcesWatch {
                 held.insert((source.kind, self.registry.revision_of(&Credential::token(token.expose())).await));
             }
         }
-        self.recorder.set_local_revisions(held);
+        self.record.set_local_revisions(held);
     }
 }
 
@@ -259,7 +271,8 @@ impl TokenSourcesWatch {
 
 /// The last refused connect's row: why the gateway refused, whose connect, how long ago, and the docs' fix.
 pub fn refusal_row(forward: &ForwardStatus, now: f64) -> String {
-    let Some(refusal) = forward.last_refusal.as_ref() else { return String::new() };
+    let refusal = forward.kinds.get(record::LAST_REFUSAL_KEY).and_then(|v| RefusalStatus::deserialize(v).ok());
+    let Some(refusal) = refusal else { return String::new() };
     let whose = if refusal.channel == "ws" { "the CLI's connect" } else { "the handshake probe's connect" };
     format!(
         "<tr class=\"refusal\"><th>Connect refused</th><td>{}</td><td class=\"muted\">{whose}, {} ago · {}</td></tr>",
@@ -272,10 +285,14 @@ pub fn refusal_row(forward: &ForwardStatus, now: f64) -> String {
 /// The auth failures by token revision, channel and code, when there are any.
 pub fn failures_section(forward: &ForwardStatus, _now: f64) -> String {
     let mut html = String::new();
-    let failures = &forward.auth_failures;
+    let failures = forward
+        .kinds
+        .get(record::AUTH_FAILURES_KEY)
+        .and_then(|v| Vec::<AuthFailureStatus>::deserialize(v).ok())
+        .unwrap_or_default();
     if !failures.is_empty() {
         html.push_str("<h3>Auth failures by token revision</h3><table class=\"auth\"><tr><th>revision</th><th>channel</th><th>code</th><th>count</th></tr>");
-        for failure in failures {
+        for failure in &failures {
             let revision = esc(&failure.token_revision);
             let mark = if failure.current { " (current)" } else { "" };
             let _ = write!(
@@ -289,91 +306,4 @@ pub fn failures_section(forward: &ForwardStatus, _now: f64) -> String {
         html.push_str("</table>");
     }
     html
-}
-
-/// The doctor's step 7: the token this machine holds, sent only to our own user's ssh, over HTTP (the revision
-/// and whether it is accepted) and over the CLI's own WebSocket `connect` (the gateway's reason when it refuses).
-pub const DOCTOR_STEP: DoctorStep = DoctorStep::new("token accepted and current", |c| Box::pin(doctor_check(c)));
-
-async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
-    use probes::Probe;
-    let (config, forward, timeout) = (checkup.config, checkup.forward, checkup.timeout);
-    let settings = &config.auth_probe;
-    let locations =
-        token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
-    let tokens = tokio::task::spawn_blocking(move || token_sources::read(&locations)).await.unwrap_or_default();
-    let Some(source) = tokens.effective() else {
-        return Verdict::fail(
-            "no gateway token in any source the openclaw CLI reads".into(),
-            "set gateway.remote.token in ~/.openclaw/openclaw.json or OPENCLAW_GATEWAY_TOKEN",
-        );
-    };
-    let Some(token) = source.token.clone() else {
-        return Verdict::fail(
-            format!("{} names no token", source.name),
-            "set gateway.remote.token in ~/.openclaw/openclaw.json or OPENCLAW_GATEWAY_TOKEN",
-        );
-    };
-    // The revision first (argon2id, ~85 ms): nothing may stand between the gate's verdict and the send.
-    let registry = std::sync::Arc::new(config.auth.registry.clone());
-    let revision = registry.revision_of(&probes::auth_tap::credential::Credential::token(token.expose())).await;
-    let disagree =
-        if tokens.agree() { String::new() } else { format!("; sources disagree: {}", tokens.disagreeing().join(", ")) };
-    // The token goes only to our own user's ssh (or a process the config trusts): the probe checks the
-    // listener, connects, and checks the connection before it writes the token.
-    let session =
-        ssh_session::Target { lookup: config.scheduler.owner_lookup, ..ssh_session::Target::new(forward.local) };
-    let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
-    let mut target = probes::auth_probe::Target { addr: forward.local, token: token.clone(), gate: Some(gate) };
-    let answer = target.probe(timeout).await;
-    // The CLI's own path: a WebSocket connect with the same token, for the gateway's reason when it refuses
-    // (the HTTP answer is a bare 401; a scope, pairing or protocol refusal shows only here).
-    let refusal = match &answer {
-        Ok(_) => {
-            let session = ssh_session::Target {
-                lookup: config.scheduler.owner_lookup,
-                ..ssh_session::Target::new(forward.local)
-            };
-            let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
-            let withheld = probes::ws_handshake::Withheld::default();
-            let mut handshake = probes::ws_handshake::Target { addr: forward.local, token, gate: Some(gate), withheld };
-            match handshake.probe(timeout).await {
-                Ok(probes::ws_handshake::Handshake {
-                    connect: probes::ws_handshake::Connect::Refused(reason), ..
-                }) => Some(reason),
-                _ => None,
-            }
-        }
-        Err(_) => None,
-    };
-    let refused = |reason: probes::refusal::Refusal| format!("; the WebSocket connect is refused: {}", reason.label());
-    match answer {
-        Ok(probes::auth_probe::Answer::Accepted(status)) => match (&config.auth.current, refusal) {
-            (Some(current), _) if *current != revision => Verdict::fail(
-                format!("accepted (HTTP {status}) but the token is revision {revision}, not the current {current}{disagree}"),
-                "the gateway still takes an old token: finish the rotation on the gateway, then update this machine",
-            ),
-            (_, Some(reason)) => Verdict::fail(
-                format!("HTTP accepts the token (HTTP {status}, revision {revision}){}{disagree}", refused(reason)),
-                reason.fix(),
-            ),
-            _ => Verdict::pass(format!("accepted (HTTP {status}), revision {revision}, from {}{disagree}", source.name)),
-        },
-        Ok(probes::auth_probe::Answer::Rejected(status)) => Verdict::fail(
-            format!(
-                "the gateway rejects the token from {} (revision {revision}, HTTP {status}){}{disagree}",
-                source.name,
-                refusal.map(refused).unwrap_or_default()
-            ),
-            match refusal {
-                Some(reason) => reason.fix(),
-                None => "configuration management missed this machine: install the current token where the CLI reads it",
-            },
-        ),
-        Err(probes::auth_probe::Failure::Withheld { why }) => Verdict::fail(
-            format!("token not sent: {why}"),
-            "only this user's ssh is handed the token: fix the step that owns the port first",
-        ),
-        Err(failure) => Verdict::fail(format!("POST /tools/invoke -> {failure}"), "the gateway stopped answering: rerun the doctor"),
-    }
 }

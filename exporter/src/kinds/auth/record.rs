@@ -1,22 +1,143 @@
-//! 401/403 by token revision: the active auth probe, the auth tap's events on real traffic, and rotation
-//! (configured, or the first burst of WebSocket closes 4001).
+//! The auth kind's record: 401/403 by token revision from the active auth probe and from the auth tap's events
+//! on real traffic, rotation (configured, or the first burst of WebSocket closes 4001), the revisions the token
+//! sources hold, connects the gateway refused (the tap's and the handshake probe's), credentials withheld from
+//! a listener that is not our own ssh; `last_refusal` and `auth_failures` in each forward's `/api/status`.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
 use probes::auth_probe::{self, Answer};
-use probes::auth_tap::credential::{self};
+use probes::auth_tap::credential;
 use probes::auth_tap::{AuthEvent, AuthSink, CloseBy};
 use probes::refusal::Refusal;
 use probes::Label;
 
-use super::families::{
-    AuthFailureLabels, AuthRequestLabels, ForwardChannelLabels, ForwardChannelReasonLabels, ForwardCodeByLabels,
-    ForwardKindLabels, ForwardLabels, RevisionLabels, SourceRevisionLabels,
-};
-use super::Recorder;
 use crate::clock::unix_seconds;
 use crate::config::Config;
+use crate::record::families::{
+    families, label_sets, latency, FloatGauge, ForwardChannelLabels, ForwardChannelReasonLabels, ForwardCodeByLabels,
+    ForwardKindLabels, ForwardLabels, ForwardProbeLabels, Latency, Subjects,
+};
+use crate::record::kinds::{lock, KindRecord};
+use crate::record::tracked::Tracked;
+use crate::record::Recorder;
 
+label_sets! {
+    /// `forward`, `channel`, `token_revision`.
+    AuthRequestLabels { forward: String, channel: &'static str, token_revision: String }
+    /// `forward`, `channel`, `code`, `token_revision`.
+    AuthFailureLabels { forward: String, channel: &'static str, code: &'static str, token_revision: String }
+    /// `token_revision`.
+    RevisionLabels { token_revision: String }
+    /// `source`, `token_revision`.
+    SourceRevisionLabels { source: &'static str, token_revision: String }
+}
+
+families! {
+/// The auth kind's families.
+pub struct AuthFamilies {
+    auth_requests: Tracked<AuthRequestLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_auth_requests", "Requests seen carrying a credential or none, by token revision (channel: http, ws from the auth tap; probe = the active auth probe)";
+    auth_failures: Tracked<AuthFailureLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_auth_failures", "Requests refused with 401, 403 or 429, by token revision (a WebSocket AUTH_TOKEN_MISMATCH counts as 401, AUTH_RATE_LIMITED as 429)";
+    connect_refusals: Tracked<ForwardChannelReasonLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_connect_refusals", "WebSocket connects the gateway refused, by its own reason (token_missing, token_mismatch, device_token_mismatch, scope_mismatch, pairing_required, rate_limited, protocol_mismatch, starting, other); channel: ws (the CLI's connects through the auth tap), probe (the handshake probe's)";
+    old_revision_failures: Tracked<AuthFailureLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_old_revision_failures", "401 and 403 from a revision older than the current one, at or after the rotation time (what the old-revision page counts: a refusal just before the switch is not in it)";
+    token_revision_current: Tracked<RevisionLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_token_revision_current", "1 for the revision configured as current, 0 for the others in the registry";
+    token_revision_older: Tracked<RevisionLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_token_revision_older", "1 for a revision older than the current one (listed before it in the registry), 0 for the current one and those staged after it";
+    token_local_revision: Tracked<SourceRevisionLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_token_local_revision", "1 for each revision a token source on this machine holds (source: env, dotenv, gateway_env, config, token_file; unknown when in no registry entry); checked once per token change";
+    token_rotation_timestamp: FloatGauge = FloatGauge::default(),
+        "openclaw_gateway_token_rotation_timestamp_seconds", "When the current revision became current (config, or the first WebSocket close 4001 seen)";
+    ws_closes: Tracked<ForwardCodeByLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_ws_closes", "WebSocket closes seen by the tap, counted once per connection for the side that sent it first (by: gateway, client), by code: 1012 restart, 1013 starting, 4000 the client heard nothing for two ticks, 4001 auth rotated, 1008 policy/auth, other";
+    shutdown_notices: Tracked<ForwardKindLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_shutdown_notices", "The gateway's shutdown events seen by the tap, by kind: restart (restartExpectedMs given), stop";
+    restart_expected_seconds: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
+        "openclaw_gateway_restart_expected_seconds", "restartExpectedMs of the last shutdown event, when it announced a restart; absent after a terminal stop";
+    observed_first_byte_seconds: Latency<ForwardChannelLabels> = latency(),
+        "openclaw_gateway_observed_first_byte_seconds", "First-byte time of real client traffic through the auth tap (channel: http, ws)";
+    token_sources_agree: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_token_sources_agree", "1 when every token source on this machine holds the same token, 0 when they disagree";
+    credential_withheld: Tracked<ForwardProbeLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_credential_withheld", "Rounds (and tap connections) that did not send the gateway token because the forward's port, or the connection's far end, is not held by our user's ssh, by probe (auth, ws_handshake, tap)";
+}
+}
+
+/// The status key of a forward's last refused connect.
+pub const LAST_REFUSAL_KEY: &str = "last_refusal";
+/// The status key of a forward's auth failures.
+pub const AUTH_FAILURES_KEY: &str = "auth_failures";
+
+/// A connect the gateway refused: why (the `reason` label), whose connect, when, and what to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusalStatus {
+    /// The `reason` label: token_missing, token_mismatch, device_token_mismatch, scope_mismatch,
+    /// pairing_required, rate_limited, protocol_mismatch, starting, other.
+    pub reason: String,
+    /// The `channel` label: ws (the CLI's own connect, through the auth tap) or probe (the handshake probe).
+    pub channel: String,
+    /// When, as Unix seconds.
+    pub at: f64,
+    /// What the gateway's troubleshooting docs say to do.
+    pub fix: String,
+}
+
+/// Auth failures of one revision, channel and code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthFailureStatus {
+    /// `http`, `ws` or `probe`.
+    pub channel: String,
+    /// `401`, `403` or `429`.
+    pub code: String,
+    /// The revision's name, `unknown` or `none`.
+    pub token_revision: String,
+    /// How many.
+    pub count: u64,
+    /// Whether it is the current revision.
+    pub current: bool,
+}
+
+/// Label values the status reads the failure counters with; set from each applied config.
+#[derive(Default, Clone)]
+struct StatusIndex {
+    revisions: Vec<String>,
+    current_revision: Option<String>,
+    channels: Vec<(String, &'static str)>,
+}
+
+/// The auth kind's families and what its status and rotation need. Four mutexes, each held for a few
+/// operations and never two at once: the rotation marker, the local revisions, the status index, the last
+/// refusals.
+pub struct AuthRecord {
+    families: AuthFamilies,
+    rotation: Mutex<Rotation>,
+    /// The (source kind, revision) pairs the token sources held at the last read.
+    local_revisions: Mutex<BTreeSet<(&'static str, String)>>,
+    index: Mutex<StatusIndex>,
+    /// Each forward's last refused connect.
+    last_refusal: Mutex<HashMap<String, RefusalStatus>>,
+}
+
+/// Registry entry (`kinds::RECORDS`): the record, its families registered.
+pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
+    Arc::new(AuthRecord {
+        families: AuthFamilies::register(registry),
+        rotation: Mutex::default(),
+        local_revisions: Mutex::default(),
+        index: Mutex::default(),
+        last_refusal: Mutex::default(),
+    })
+}
 /// What marks a rotation: the config's `rotated_at`, else the first WebSocket close 4001 of a burst.
 #[derive(Default)]
 pub struct Rotation {
@@ -89,9 +210,11 @@ const WS_CLOSE_CODES: [&str; 16] = [
 /// The codes whose series exist at zero for every tap, both sides (what the dashboards and alerts read).
 const WS_CLOSE_PRESET: [&str; 8] = ["1000", "1001", "1006", "1008", "1012", "1013", "4000", "4001"];
 
-impl AuthSink for Recorder {
-    fn auth_event(&self, forward: &str, event: AuthEvent<'_>) {
-        let m = &self.metrics;
+impl AuthRecord {
+    /// One of the auth tap's events on `forward` (`recorder` for what is the exporter's own: the connections it
+    /// closed, the timeline's rotation point).
+    pub fn tap_event(&self, recorder: &Recorder, forward: &str, event: AuthEvent<'_>) {
+        let m = &self.families;
         let forward = forward.to_owned();
         match event {
             AuthEvent::Request { channel, revision } => {
@@ -110,7 +233,7 @@ impl AuthSink for Recorder {
             AuthEvent::ConnectRefused { reason } => self.record_connect_refusal(&forward, "ws", reason),
             AuthEvent::WsClose { code, by } => {
                 if code == Some(4001) && by == CloseBy::Gateway {
-                    self.mark_rotation_seen();
+                    self.mark_rotation_seen(recorder);
                 }
                 let labels = ForwardCodeByLabels { forward, code: ws_close_label(code), by: by.as_str() };
                 m.ws_closes.get_or_create(&labels).inc();
@@ -129,14 +252,14 @@ impl AuthSink for Recorder {
                 }
             }
             AuthEvent::OverLimit { refused_new } => {
-                self.count_connection_closed("auth_tap", if refused_new { "limit_new" } else { "limit_silent" });
+                recorder.count_connection_closed("auth_tap", if refused_new { "limit_new" } else { "limit_silent" });
             }
             AuthEvent::TimedOut { idle } => {
-                self.count_connection_closed("auth_tap", if idle { "idle_timeout" } else { "header_timeout" });
+                recorder.count_connection_closed("auth_tap", if idle { "idle_timeout" } else { "header_timeout" });
             }
             AuthEvent::Withheld { why } => {
                 m.credential_withheld
-                    .get_or_create(&super::families::ForwardProbeLabels { forward: forward.clone(), probe: "tap" })
+                    .get_or_create(&ForwardProbeLabels { forward: forward.clone(), probe: "tap" })
                     .inc();
                 tracing::warn!(forward = %forward, "auth tap relayed nothing (502): {why}");
             }
@@ -148,12 +271,12 @@ impl AuthSink for Recorder {
     }
 }
 
-impl Recorder {
+impl AuthRecord {
     /// The revisions the token sources on this machine hold now, by source kind: each set to 1, and the
     /// label sets of what they held before removed.
-    pub fn set_local_revisions(&self, held: std::collections::BTreeSet<(&'static str, String)>) {
-        let m = &self.metrics;
-        let mut last = self.local_revisions.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn set_local_revisions(&self, held: BTreeSet<(&'static str, String)>) {
+        let m = &self.families;
+        let mut last = lock(&self.local_revisions);
         for (source, token_revision) in last.difference(&held) {
             m.token_local_revision.remove(&SourceRevisionLabels { source, token_revision: token_revision.clone() });
         }
@@ -167,8 +290,8 @@ impl Recorder {
 
     /// The current revision, the rotation time, and zero-valued auth series for every tapped or probed
     /// forward (so the first failure of a revision is an increase an alert can see).
-    pub(super) fn apply_auth(&self, config: &Config) {
-        let m = &self.metrics;
+    fn apply(&self, config: &Config) {
+        let m = &self.families;
         m.token_revision_current.clear();
         m.token_revision_older.clear();
         let registry = &config.auth.registry;
@@ -180,9 +303,8 @@ impl Recorder {
             m.token_revision_current.get_or_create(&labels).set(i64::from(Some(index) == current_at));
             m.token_revision_older.get_or_create(&labels).set(i64::from(current_at.is_some_and(|at| index < at)));
         }
-        let older: std::collections::HashSet<String> =
-            registry.names().take(current_at.unwrap_or(0)).map(str::to_owned).collect();
-        let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
+        let older: HashSet<String> = registry.names().take(current_at.unwrap_or(0)).map(str::to_owned).collect();
+        let mut rotation = lock(&self.rotation);
         rotation.configured = config.auth.rotated_at.is_some();
         if let Some(at) = config.auth.rotated_at {
             m.token_rotation_timestamp.set(unix_seconds(at));
@@ -244,43 +366,39 @@ impl Recorder {
                 m.old_revision_failures.get_or_create_owned(&labels);
             }
         }
-        let mut index = self.index();
-        index.revisions = revisions;
-        index.current_revision = config.auth.current.clone();
-        index.auth_channels = channels;
+        *lock(&self.index) = StatusIndex { revisions, current_revision: config.auth.current.clone(), channels };
     }
 
     /// The withheld-credential counter of `probe` (auth, ws_handshake, tap) on `forward` at zero.
     pub fn create_withheld_series(&self, forward: &str, probe: &'static str) {
-        let labels = super::families::ForwardProbeLabels { forward: forward.to_owned(), probe };
-        self.metrics.credential_withheld.get_or_create_owned(&labels);
+        let labels = ForwardProbeLabels { forward: forward.to_owned(), probe };
+        self.families.credential_withheld.get_or_create_owned(&labels);
     }
 
     /// Count a credential `probe` kept back on `forward` (the listener was not our own user's ssh).
     pub fn count_withheld(&self, forward: &str, probe: &'static str) {
-        let labels = super::families::ForwardProbeLabels { forward: forward.to_owned(), probe };
-        self.metrics.credential_withheld.get_or_create(&labels).inc();
+        let labels = ForwardProbeLabels { forward: forward.to_owned(), probe };
+        self.families.credential_withheld.get_or_create(&labels).inc();
     }
 
     /// Count a connect the gateway refused, on `channel` (`ws`: the CLI's through the tap; `probe`: the
     /// handshake probe's), and keep it as the forward's last refusal.
     pub fn record_connect_refusal(&self, forward: &str, channel: &'static str, reason: Refusal) {
         let labels = ForwardChannelReasonLabels { forward: forward.to_owned(), channel, reason: reason.label() };
-        self.metrics.connect_refusals.get_or_create(&labels).inc();
+        self.families.connect_refusals.get_or_create(&labels).inc();
         let at = unix_seconds(SystemTime::now());
-        self.with_forward(forward, |state| {
-            state.last_refusal = Some(super::status::RefusalStatus {
-                reason: reason.label().to_owned(),
-                channel: channel.to_owned(),
-                at,
-                fix: reason.fix().to_owned(),
-            });
-        });
+        let refusal = RefusalStatus {
+            reason: reason.label().to_owned(),
+            channel: channel.to_owned(),
+            at,
+            fix: reason.fix().to_owned(),
+        };
+        lock(&self.last_refusal).insert(forward.to_owned(), refusal);
     }
 
     /// Record one active auth probe: the request, and a failure when refused.
     pub fn record_auth_probe(&self, forward: &str, revision: &str, outcome: &auth_probe::Outcome) {
-        let m = &self.metrics;
+        let m = &self.families;
         let (forward, token_revision) = (forward.to_owned(), revision.to_owned());
         let request =
             AuthRequestLabels { forward: forward.clone(), channel: "probe", token_revision: token_revision.clone() };
@@ -297,7 +415,7 @@ impl Recorder {
     /// Whether every token source on this machine holds the same token.
     pub fn set_token_sources_agree(&self, forward: &str, agree: bool) {
         let labels = ForwardLabels { forward: forward.to_owned() };
-        self.metrics.token_sources_agree.get_or_create(&labels).set(i64::from(agree));
+        self.families.token_sources_agree.get_or_create(&labels).set(i64::from(agree));
     }
 
     /// Count `labels`' failure as an old revision's when its revision is older than the current one and it
@@ -306,36 +424,103 @@ impl Recorder {
         if !OLD_REVISION_CODES.contains(&labels.code) {
             return;
         }
-        let rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
+        let rotation = lock(&self.rotation);
         if rotation.counts_as_old(&labels.token_revision, seen) {
             drop(rotation);
-            self.metrics.old_revision_failures.get_or_create(labels).inc();
+            self.families.old_revision_failures.get_or_create(labels).inc();
         }
     }
 
-    fn mark_rotation_seen(&self) {
-        let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
+    fn mark_rotation_seen(&self, recorder: &Recorder) {
+        let mut rotation = lock(&self.rotation);
         // A rotation closes every open WebSocket at once: one burst of 4001s is one rotation.
         let fresh = rotation.last_seen.is_none_or(|at| at.elapsed() > Duration::from_secs(60));
         rotation.last_seen = Some(std::time::Instant::now());
         if fresh && !rotation.configured {
             let now = SystemTime::now();
-            self.metrics.token_rotation_timestamp.set(unix_seconds(now));
+            self.families.token_rotation_timestamp.set(unix_seconds(now));
             rotation.at = Some(now);
         }
         drop(rotation);
         if fresh {
             let detail = "the gateway closed WebSockets with 4001 (token rotated)";
-            self.timeline().point("token_rotation", "", detail, unix_seconds(SystemTime::now()));
+            recorder.timeline_point("token_rotation", "", detail, unix_seconds(SystemTime::now()));
+        }
+    }
+
+    /// `forward`'s failure counts above zero, by revision, channel and code.
+    fn failures_of(&self, forward: &str) -> Vec<AuthFailureStatus> {
+        let index = lock(&self.index).clone();
+        failure_series(&index.channels, &index.revisions)
+            .filter(|labels| labels.forward == forward)
+            .filter_map(|labels| {
+                let count = self.families.auth_failures.get(&labels).map_or(0, |c| c.get());
+                (count > 0).then(|| AuthFailureStatus {
+                    channel: labels.channel.to_owned(),
+                    code: labels.code.to_owned(),
+                    current: index.current_revision.as_deref() == Some(labels.token_revision.as_str()),
+                    token_revision: labels.token_revision,
+                    count,
+                })
+            })
+            .collect()
+    }
+}
+
+impl KindRecord for AuthRecord {
+    /// The current revision, the rotation time, and every auth series of the config's subjects at zero.
+    fn apply_config(&self, config: &Config) {
+        self.apply(config);
+    }
+
+    fn retain_subjects(&self, subjects: &Subjects) {
+        self.families.retain_subjects(subjects);
+        lock(&self.last_refusal).retain(|forward, _| subjects.keeps(&ForwardLabels { forward: forward.clone() }));
+    }
+
+    /// `last_refusal` (null until one) and `auth_failures` (the counts above zero), as the report always had.
+    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+        let last_refusal = lock(&self.last_refusal).get(forward).cloned();
+        let failures = self.failures_of(forward);
+        [(LAST_REFUSAL_KEY, serde_json::to_value(last_refusal)), (AUTH_FAILURES_KEY, serde_json::to_value(failures))]
+            .into_iter()
+            .filter_map(|(key, value)| Some((key.to_owned(), value.ok()?)))
+            .collect()
+    }
+}
+
+/// The auth tap's sink: its events into the auth record, the exporter's own counts (connections closed, the
+/// timeline) into the recorder.
+pub struct TapSink {
+    recorder: Arc<Recorder>,
+    /// Absent from a recorder built without the auth kind's record: then the tap records nothing.
+    record: Option<Arc<AuthRecord>>,
+}
+
+impl TapSink {
+    /// The sink of a tap fronting `forward`, its withheld-token counter created at zero.
+    pub fn new(recorder: Arc<Recorder>, forward: &str) -> TapSink {
+        let record = recorder.kind_record::<AuthRecord>();
+        if let Some(record) = &record {
+            record.create_withheld_series(forward, "tap");
+        }
+        TapSink { recorder, record }
+    }
+}
+
+impl AuthSink for TapSink {
+    fn auth_event(&self, forward: &str, event: AuthEvent<'_>) {
+        if let Some(record) = &self.record {
+            record.tap_event(&self.recorder, forward, event);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::sample;
-    use super::super::Format;
     use super::*;
+    use crate::record::tests::sample;
+    use crate::record::Format;
     use std::time::UNIX_EPOCH;
 
     fn failure(token_revision: &str, code: &'static str) -> AuthFailureLabels {
@@ -344,20 +529,21 @@ mod tests {
 
     #[test]
     fn an_old_revisions_refusal_counts_only_at_or_after_the_rotation() {
-        let recorder = Recorder::new();
+        let recorder = Recorder::with_kinds(&[record], Vec::new());
+        let auth = recorder.kind_record::<AuthRecord>().unwrap();
         let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let second = Duration::from_secs(1);
         {
-            let mut rotation = recorder.rotation.lock().unwrap();
+            let mut rotation = lock(&auth.rotation);
             rotation.at = Some(at);
             rotation.older = ["r1".to_owned()].into();
         }
-        recorder.count_if_old_revision(&failure("r1", "401"), at - second);
-        recorder.count_if_old_revision(&failure("r1", "401"), at);
-        recorder.count_if_old_revision(&failure("r1", "403"), at + second);
-        recorder.count_if_old_revision(&failure("r1", "429"), at + second);
-        recorder.count_if_old_revision(&failure("r2", "401"), at + second);
-        recorder.count_if_old_revision(&failure("r3", "401"), at + second);
+        auth.count_if_old_revision(&failure("r1", "401"), at - second);
+        auth.count_if_old_revision(&failure("r1", "401"), at);
+        auth.count_if_old_revision(&failure("r1", "403"), at + second);
+        auth.count_if_old_revision(&failure("r1", "429"), at + second);
+        auth.count_if_old_revision(&failure("r2", "401"), at + second);
+        auth.count_if_old_revision(&failure("r3", "401"), at + second);
         let text = recorder.encode(Format::Prometheus, at + second);
         let series = |revision: &str, code: &str| {
             format!(
@@ -372,8 +558,8 @@ mod tests {
 
         // No rotation time known (no rotated_at, no 4001 burst since start): the rotation was before this
         // process, so every older revision's refusal counts.
-        recorder.rotation.lock().unwrap().at = None;
-        recorder.count_if_old_revision(&failure("r1", "401"), at - second * 100);
+        lock(&auth.rotation).at = None;
+        auth.count_if_old_revision(&failure("r1", "401"), at - second * 100);
         let text = recorder.encode(Format::Prometheus, at + second);
         assert_eq!(sample(&text, &series("r1", "401")), Some(2.0));
     }
