@@ -3,8 +3,8 @@
 //! with that list: it registers each record's families once (so they outlive reloads, as every family does),
 //! prunes their series of subjects a reload removed, and puts each record's status into the forwards'
 //! `/api/status` entries (or at its top) and its keys into the state file, all without naming the kind. The
-//! kinds of the uptime KPI and the token (tunnel, first byte, auth) still write through the recorder's own
-//! methods and families: the ledger joins the first two, and the tap shares auth's rotation.
+//! uptime KPI's two kinds (tunnel, first byte) still write through the recorder's own methods and families:
+//! the ledger joins them.
 
 use std::any::Any;
 use std::sync::{Arc, Mutex, MutexGuard};

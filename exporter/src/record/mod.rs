@@ -6,20 +6,19 @@
 //! metrics through it too, and its queue's account is a collector the recorder is built with
 //! ([`Recorder::with_collectors`]). It outlives config reloads (a generation's tasks are replaced, the
 //! recorder is not), so counters never reset while the process lives. Counters and histograms are the
-//! prometheus-client atomics. Five mutexes, each held only for a few operations and never two at once: the
-//! per-forward state (ledger, hdrhistogram, last outcomes), the rotation marker, the index of label values the
-//! status report reads the families with, the local token revisions, and the incident [`timeline`]; each kind
-//! record keeps one more for its last outcomes. The status report copies what it needs under each in turn and
-//! builds the report with none held.
+//! prometheus-client atomics. Two mutexes, each held only for a few operations and never two at once: the
+//! per-forward state (ledger, hdrhistogram, last outcomes) and the incident [`timeline`]; each kind record
+//! keeps its own for its last outcomes. The status report copies what it needs under each in turn and builds
+//! the report with none held.
 //!
-//! - [`families`]: the label sets and the table of metric families; [`tracked`]: a family that remembers its
-//!   label sets, so a reload removes what the config no longer has.
-//! - per probe kind, what its outcomes do to the data: [`tunnel`] (SYN + ssh session rounds, the uptime
-//!   ledger), [`first_byte`], [`auth`] (the auth probe's requests, the tap's events, rotation, local token
-//!   revisions).
-//! - [`kinds`]: what a kind that keeps its own families and status gives the recorder (the readiness,
-//!   hygiene, CLI-URL, CLI-version, handshake, model-host, exposure and Control UI kinds do: their writes are in
-//!   their kind files).
+//! - [`families`]: the label sets and the table of metric families (its `families!` and `label_sets!` serve a
+//!   kind's own record too); [`tracked`]: a family that remembers its label sets, so a reload removes what the
+//!   config no longer has.
+//! - the uptime KPI's two kinds, whose outcomes the ledger joins: [`tunnel`] (SYN + ssh session rounds, the
+//!   uptime ledger), [`first_byte`] (and [`resume`], the wait for usable after a gap).
+//! - [`kinds`]: what a kind that keeps its own families and status gives the recorder (every other kind does:
+//!   readiness, hygiene, CLI URL, CLI version, handshake, model host, exposure, Control UI, auth; their writes
+//!   are in their kind files).
 //! - [`status`]: the typed status report `/api/status` and the status page both read; [`timeline`]: what
 //!   happened, with start, end and duration.
 
