@@ -9,8 +9,8 @@
 
 use serde::Serialize;
 
-use crate::checkup::Checkup;
 pub use crate::checkup::Status;
+use crate::checkup::{Checkup, DoctorStep};
 use crate::config::{Config, Forward};
 use crate::kinds;
 
@@ -75,10 +75,16 @@ impl Report {
 
 /// Run every step for `forward`.
 pub async fn run(config: &Config, forward: &Forward) -> Report {
-    let mut checkup = Checkup::new(config, forward);
+    walk(&kinds::DOCTOR, Checkup::new(config, forward)).await
+}
+
+/// Walk `list` for the checkup's forward: each step's notes, then its check; after a failure, the steps above
+/// it not checked; a failing step's `next` behind what its notes said must come first.
+async fn walk(list: &[DoctorStep], mut checkup: Checkup<'_>) -> Report {
+    let forward = checkup.forward;
     let mut steps = Vec::new();
     let mut failed = false;
-    for (index, step) in kinds::DOCTOR.iter().enumerate() {
+    for (index, step) in list.iter().enumerate() {
         let number = index as u8 + 1;
         if failed {
             steps.push(Step {
@@ -124,4 +130,67 @@ pub async fn run_gateway_host(config: &Config) -> Report {
         }
     }
     Report { forward: "(gateway host)".into(), local: "-".into(), steps }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkup::{Notes, Verdict};
+
+    const ORPHANS: Notes = |c| {
+        c.notes.push("an orphan".into());
+        c.before_next = Some("end the orphans first");
+        Box::pin(std::future::ready(()))
+    };
+
+    fn list() -> [DoctorStep; 4] {
+        [
+            DoctorStep::new("passes", |_| Box::pin(async { Verdict::pass("fine".into()) })).with_notes(&[ORPHANS]),
+            DoctorStep::new("skipped", |_| Box::pin(async { Verdict::skipped("nothing here".into()) })),
+            DoctorStep::new("fails", |_| Box::pin(async { Verdict::fail("broken".into(), "fix it") }))
+                .with_notes(&[ORPHANS]),
+            DoctorStep::new("above", |_| Box::pin(async { Verdict::pass("never run".into()) })),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_walk_numbers_the_steps_stops_at_the_first_failure_and_puts_what_notes_ask_first() {
+        let config = Config::load(None).unwrap();
+        let report = walk(&list(), Checkup::new(&config, &config.forwards[0])).await;
+        let seen: Vec<_> = report.steps.iter().map(|s| (s.number, s.name, s.status, s.next.as_deref())).collect();
+        assert_eq!(
+            seen,
+            [
+                (1, "passes", Status::Pass, None),
+                (2, "skipped", Status::Skipped, None),
+                (3, "fails", Status::Fail, Some("end the orphans first; then fix it")),
+                (4, "above", Status::NotChecked, None),
+            ]
+        );
+        assert_eq!(report.steps[0].notes, ["an orphan"], "a passing step keeps its notes, its next untouched");
+        assert!(report.steps[1].notes.is_empty(), "notes belong to the step that took them");
+        assert_eq!(report.exit_code(), 13);
+        assert_eq!(report.steps[3].evidence, "not checked: a layer below failed");
+    }
+
+    #[test]
+    fn the_kinds_list_keeps_the_layers_numbered_as_the_exit_codes_say() {
+        let names: Vec<_> = kinds::DOCTOR.iter().map(|step| step.name).collect();
+        assert_eq!(
+            names,
+            [
+                "ssh host reachable",
+                "ssh owns the local forward",
+                "SYN to the local forward",
+                "gateway first byte (/healthz)",
+                "gateway started and ready",
+                "Control UI answers HTML",
+                "token accepted and current",
+                "gateway bound to loopback only",
+            ],
+            "the doctor's exit codes (10 + a step's number) are its API: a new layer goes where it belongs and the README says so"
+        );
+        let host_steps: Vec<_> = kinds::DOCTOR.iter().filter(|step| step.on_gateway_host.is_some()).collect();
+        assert_eq!(host_steps.len(), 1, "a gateway host checks the bind exposure alone");
+    }
 }

@@ -95,3 +95,17 @@ pub fn save(path: &Path, recorder: &Recorder) -> std::io::Result<()> {
     drop(file);
     std::fs::rename(&temporary, path)
 }
+
+#[cfg(test)]
+mod tests {
+    /// A time in the state file comes back to the last bit: serde_json's default float parser can land one
+    /// ulp off (CI saw an exposure's start saved as 1796459741.4850225 restored as ...0223, so the restarted
+    /// exporter's `exposed_since` moved); its `float_roundtrip` feature parses exactly.
+    #[test]
+    fn a_time_in_the_state_file_comes_back_to_the_last_bit() {
+        let at: f64 = 1_796_459_741.485_022_5;
+        let text = serde_json::to_vec(&serde_json::json!({ "exposed_since": { "g": at } })).unwrap();
+        let back: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(back["exposed_since"]["g"].as_f64(), Some(at), "{}", String::from_utf8_lossy(&text));
+    }
+}
