@@ -107,6 +107,36 @@ pub const DOCTOR: [DoctorStep; 8] = [
     exposure::DOCTOR_STEP,
 ];
 
+/// What the kinds load before a generation starts ([`prepare`]), handed to their `start`: a start cannot fail,
+/// so a reload prepares first and stops the running generation only once the new one is sure to start.
+pub struct Prepared {
+    model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
+}
+
+/// Why a kind could not be prepared, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// A model host's CA file does not load.
+    #[error("model_host[{index}].ca_file: {source}")]
+    CaFile {
+        /// The `[[model_host]]`'s place in the config.
+        index: usize,
+        /// Why it does not load.
+        source: probes::model_host::TlsConfigError,
+    },
+}
+
+/// Load what the kinds of `config` read before they start: the model hosts' CA files.
+pub fn prepare(config: &Config) -> Result<Prepared, PrepareError> {
+    Ok(Prepared { model_hosts: model_host::prepare(config)? })
+}
+
+/// Where an auth tap fronting `forward` puts what it sees: the auth kind's record (the tap is the auth kind's
+/// view of real traffic; the scheduler binds it and keeps it across reloads).
+pub fn tap_sink(recorder: &Arc<Recorder>, forward: &str) -> Arc<dyn probes::auth_tap::AuthSink> {
+    Arc::new(auth::TapSink::new(recorder.clone(), forward))
+}
+
 /// What a kind's `start` has: the generation's configuration and shared lookups, and where its tasks go.
 pub struct Start<'a> {
     /// The configuration the generation runs.
@@ -132,11 +162,12 @@ impl<'a> Start<'a> {
         recorder: &'a Arc<Recorder>,
         owner_index: &'a ssh_session::OwnerIndex,
         process_table: &'a probes::ssh_hygiene::ProcessTable,
-        model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
+        prepared: Prepared,
         tasks: &'a mut JoinSet<()>,
         ctx: TaskContext,
     ) -> Self {
         let auth_registry = Arc::new(config.auth.registry.clone());
+        let model_hosts = prepared.model_hosts;
         Start { config, recorder, owner_index, process_table, auth_registry, model_hosts, tasks, ctx }
     }
 

@@ -194,6 +194,18 @@ pub fn target(host: &ModelHost) -> Result<model_host::Target, model_host::TlsCon
     })
 }
 
+/// Each `[[model_host]]` with its target (CA files loaded): what [`super::prepare`] loads before a generation
+/// starts, so a CA file that does not load fails the start or reload, naming its key, and the running
+/// generation goes on.
+pub fn prepare(config: &Config) -> Result<Vec<(Arc<ModelHost>, model_host::Target)>, super::PrepareError> {
+    let mut prepared = Vec::new();
+    for (index, host) in config.model_hosts.iter().enumerate() {
+        let target = target(host).map_err(|source| super::PrepareError::CaFile { index, source })?;
+        prepared.push((Arc::new(host.clone()), target));
+    }
+    Ok(prepared)
+}
+
 /// Registry entry: each `[[model_host]]`, its target prepared (CA files loaded) before the generation started.
 pub fn start(start: &mut super::Start<'_>) {
     let Some(record) = start.recorder.kind_record::<ModelHostRecord>() else { return };
@@ -310,6 +322,21 @@ mod tests {
         assert_eq!((target.port, target.tls.is_some()), (443, true));
         let missing = ModelHost { ca_file: Some("/nonexistent/ca.pem".into()), ..host("https://api.example.com/") };
         assert!(super::target(&missing).is_err(), "a CA file that does not load fails the preparation");
+    }
+
+    #[test]
+    fn preparing_names_the_model_host_whose_ca_file_does_not_load() {
+        let garbage = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(garbage.path(), "not a certificate").unwrap();
+        let mut config = Config::load(None).unwrap();
+        config.model_hosts = vec![
+            host("http://127.0.0.1:9/"),
+            ModelHost { ca_file: Some(garbage.path().into()), ..host("https://api.example.com/") },
+        ];
+        let Err(error) = crate::kinds::prepare(&config) else { panic!("a CA file that does not load is prepared") };
+        assert!(error.to_string().starts_with("model_host[1].ca_file: "), "{error}");
+        config.model_hosts.truncate(1);
+        assert!(crate::kinds::prepare(&config).is_ok());
     }
 
     fn target_or_panic(url: &str) -> model_host::Target {

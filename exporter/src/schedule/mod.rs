@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ModelHost};
+use crate::config::Config;
 use crate::driver::TaskContext;
 use crate::kinds;
 use crate::record::Recorder;
@@ -34,9 +34,9 @@ pub enum StartError {
     /// it when it is taken: the CLI pointed there would hand that process its token.
     #[error("auth_tap[{index}].listen = \"{listen}\": cannot listen: {source}{holder}")]
     TapListen { index: usize, listen: SocketAddr, source: std::io::Error, holder: String },
-    /// A model host's CA file does not load.
-    #[error("model_host[{index}].ca_file: {source}")]
-    CaFile { index: usize, source: probes::model_host::TlsConfigError },
+    /// What a kind loads before it starts does not load (a model host's CA file).
+    #[error(transparent)]
+    Kind(#[from] kinds::PrepareError),
 }
 
 /// A configuration ready to run: its tap listeners bound (or handed over from the running generation) and
@@ -45,7 +45,8 @@ pub enum StartError {
 pub struct Prepared {
     config: Config,
     taps: Vec<(crate::config::AuthTap, std::net::TcpListener)>,
-    model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
+    /// What the kinds loaded (a model host's CA file).
+    kinds: kinds::Prepared,
     /// The remote-write queue, or why it did not open (remote write then retries; nothing else waits on it).
     remote_queue: Option<Result<Arc<crate::remote_write::OpenQueue>, crate::remote_write::queue::OpenError>>,
     /// The process's queue slot (kept across generations), where a started generation installs its queue.
@@ -113,19 +114,14 @@ impl Prepared {
             })?;
             taps.push((tap.clone(), listener));
         }
-        let mut model_hosts = Vec::new();
-        for (index, host) in config.model_hosts.iter().enumerate() {
-            let target =
-                crate::kinds::model_host::target(host).map_err(|source| StartError::CaFile { index, source })?;
-            model_hosts.push((Arc::new(host.clone()), target));
-        }
+        let prepared_kinds = kinds::prepare(config)?;
         let remote_queue = config.remote_write.as_ref().map(|settings| queues.prepare(settings));
         let owner_index = running.map(|generation| generation.owner_index.clone()).unwrap_or_default();
         let tap_gates = running.map(|generation| generation.tap_gates.clone()).unwrap_or_default();
         Ok(Prepared {
             config: config.clone(),
             taps,
-            model_hosts,
+            kinds: prepared_kinds,
             remote_queue,
             queues: queues.clone(),
             owner_index,
@@ -138,8 +134,15 @@ impl Generation {
     /// Start every probe task and auth tap of `prepared`, recording into `recorder`. Tasks stop when
     /// `parent` is cancelled or [`Generation::stop`] is called.
     pub fn start(prepared: Prepared, recorder: Arc<Recorder>, parent: &CancellationToken) -> Generation {
-        let Prepared { config, taps, model_hosts, remote_queue, queues, owner_index, tap_gates: running_gates } =
-            prepared;
+        let Prepared {
+            config,
+            taps,
+            kinds: prepared_kinds,
+            remote_queue,
+            queues,
+            owner_index,
+            tap_gates: running_gates,
+        } = prepared;
         recorder.apply_config(&config);
         let cancel = parent.child_token();
         let permits = Arc::new(Semaphore::new(config.scheduler.max_concurrent_probes));
@@ -148,7 +151,7 @@ impl Generation {
         // One read of this user's ssh processes a second, shared by every forward's orphan check.
         let process_table = probes::ssh_hygiene::ProcessTable::default();
         let mut start =
-            kinds::Start::new(&config, &recorder, &owner_index, &process_table, model_hosts, &mut tasks, ctx);
+            kinds::Start::new(&config, &recorder, &owner_index, &process_table, prepared_kinds, &mut tasks, ctx);
         for forward in &config.forwards {
             let forward = Arc::new(forward.clone());
             for kind in kinds::FOR_EACH_FORWARD {
@@ -254,8 +257,7 @@ fn start_taps(
             gate: Some(gate),
         };
         tracing::info!(listen = %tap.listen, upstream = %tap.upstream, forward = %tap.forward, "auth tap listening");
-        let sink: Arc<dyn probes::auth_tap::AuthSink> =
-            Arc::new(kinds::auth::TapSink::new(recorder.clone(), &tap.forward));
+        let sink: Arc<dyn probes::auth_tap::AuthSink> = kinds::tap_sink(recorder, &tap.forward);
         // Only the accept loop belongs to the generation: a relayed connection runs to its end. The socket
         // is registered with the reactor of the runtime that accepts on it, so inside the task.
         let listen = tap.listen;
