@@ -391,12 +391,23 @@ mod tests {
     async fn a_new_listener_within_a_second_of_the_last_lookup_is_still_found() {
         // The /proc walk is shared for a second; a listener it has not seen must make it walk again.
         for lookup in lookups() {
-            let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = first.local_addr().unwrap();
-            let found = run(&target(addr, lookup), Duration::from_secs(5)).await;
-            let first_owner = found.owner().expect("owner").clone();
-            drop(first);
-            let second = std::net::TcpListener::bind(addr).unwrap();
+            // A new socket on the same port: between the drop and the bind another test's connect can take
+            // the freed port as its own ephemeral one (CI saw AddrInUse), so a taken port starts over on another.
+            let (addr, first_owner, second) = 'port: {
+                for _ in 0..20 {
+                    let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                    let addr = first.local_addr().unwrap();
+                    let found = run(&target(addr, lookup), Duration::from_secs(5)).await;
+                    let first_owner = found.owner().expect("owner").clone();
+                    drop(first);
+                    match std::net::TcpListener::bind(addr) {
+                        Ok(second) => break 'port (addr, first_owner, second),
+                        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => continue,
+                        Err(err) => panic!("bind {addr} again: {err}"),
+                    }
+                }
+                panic!("20 freed ports were each taken before they could be bound again");
+            };
             let hinted = Target { last_owner: Some(first_owner.clone()), ..target(addr, lookup) };
             let again = run(&hinted, Duration::from_secs(5)).await;
             let owner = again.owner().expect("the new listener's owner").clone();
