@@ -34,22 +34,21 @@ async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
         if tokens.agree() { String::new() } else { format!("; sources disagree: {}", tokens.disagreeing().join(", ")) };
     // The token goes only to our own user's ssh (or a process the config trusts): the probe checks the
     // listener, connects, and checks the connection before it writes the token.
-    let session =
-        ssh_session::Target { lookup: config.scheduler.owner_lookup, ..ssh_session::Target::new(forward.local) };
-    let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
-    let mut target = probes::auth_probe::Target { addr: forward.local, token: token.clone(), gate: Some(gate) };
+    // Each sender has its own gate (the probe keeps it): one built the same way for both.
+    let gate = || {
+        let session =
+            ssh_session::Target { lookup: config.scheduler.owner_lookup, ..ssh_session::Target::new(forward.local) };
+        ssh_session::CredentialGate::new(session, forward.trusted_owners.clone())
+    };
+    let mut target = probes::auth_probe::Target { addr: forward.local, token: token.clone(), gate: Some(gate()) };
     let answer = target.probe(timeout).await;
     // The CLI's own path: a WebSocket connect with the same token, for the gateway's reason when it refuses
     // (the HTTP answer is a bare 401; a scope, pairing or protocol refusal shows only here).
     let refusal = match &answer {
         Ok(_) => {
-            let session = ssh_session::Target {
-                lookup: config.scheduler.owner_lookup,
-                ..ssh_session::Target::new(forward.local)
-            };
-            let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
             let withheld = probes::ws_handshake::Withheld::default();
-            let mut handshake = probes::ws_handshake::Target { addr: forward.local, token, gate: Some(gate), withheld };
+            let mut handshake =
+                probes::ws_handshake::Target { addr: forward.local, token, gate: Some(gate()), withheld };
             match handshake.probe(timeout).await {
                 Ok(probes::ws_handshake::Handshake {
                     connect: probes::ws_handshake::Connect::Refused(reason), ..

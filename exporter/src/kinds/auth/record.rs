@@ -450,9 +450,11 @@ impl AuthRecord {
 
     /// `forward`'s failure counts above zero, by revision, channel and code.
     fn failures_of(&self, forward: &str) -> Vec<AuthFailureStatus> {
-        let index = lock(&self.index).clone();
-        failure_series(&index.channels, &index.revisions)
-            .filter(|labels| labels.forward == forward)
+        // Read under the index's lock (the counters are atomics behind the family's own lock, none of ours):
+        // one forward's few series, where a copy of every revision and channel per forward was more work.
+        let index = lock(&self.index);
+        let channels: Vec<_> = index.channels.iter().filter(|(name, _)| name == forward).cloned().collect();
+        failure_series(&channels, &index.revisions)
             .filter_map(|labels| {
                 let count = self.families.auth_failures.get(&labels).map_or(0, |c| c.get());
                 (count > 0).then(|| AuthFailureStatus {
@@ -562,5 +564,31 @@ mod tests {
         auth.count_if_old_revision(&failure("r1", "401"), at - second * 100);
         let text = recorder.encode(Format::Prometheus, at + second);
         assert_eq!(sample(&text, &series("r1", "401")), Some(2.0));
+    }
+
+    #[test]
+    fn a_forwards_status_holds_its_own_failures_above_zero_and_its_last_refusal() {
+        let recorder = Recorder::with_kinds(&[record], Vec::new());
+        let mut config = Config::load(None).unwrap();
+        let mut other = config.forwards[0].clone();
+        other.name = "other".into();
+        config.forwards.push(other);
+        config.auth_probe.forwards = config.forwards.iter().map(|f| f.name.clone()).collect();
+        recorder.apply_config(&config);
+        let auth = recorder.kind_record::<AuthRecord>().unwrap();
+        let name = config.forwards[0].name.clone();
+        auth.record_auth_probe(&name, credential::UNKNOWN, &Ok(Answer::Rejected(401)));
+        auth.record_connect_refusal(&name, "probe", Refusal::TokenMismatch);
+        let report = recorder.status(SystemTime::now());
+        let status = |forward: &str| report.forwards.iter().find(|f| f.forward == forward).unwrap().kinds.clone();
+        let ours = status(&name);
+        assert_eq!(
+            ours[AUTH_FAILURES_KEY],
+            serde_json::json!([{ "channel": "probe", "code": "401", "token_revision": "unknown", "count": 1, "current": false }])
+        );
+        assert_eq!(ours[LAST_REFUSAL_KEY]["reason"], "token_mismatch");
+        let theirs = status("other");
+        assert_eq!(theirs[AUTH_FAILURES_KEY], serde_json::json!([]), "only the forward's own failures");
+        assert_eq!(theirs[LAST_REFUSAL_KEY], serde_json::Value::Null, "the key is there, null until a refusal");
     }
 }
