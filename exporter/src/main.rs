@@ -36,7 +36,6 @@ mod signals;
 mod state;
 mod supervise;
 mod token_sources;
-mod uptime;
 mod web;
 mod web_security;
 

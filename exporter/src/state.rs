@@ -6,24 +6,22 @@
 //! A missing file is a first start; a corrupt or truncated one is reported in the log and ignored, never fatal.
 //! Counters are not saved: Prometheus handles a counter reset; only the buckets have no other home.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::record::Recorder;
-use crate::uptime::Bucket;
 
 /// The file's format, version 1: `{"version": 1, "forwards": {"name": [bucket, ...]}, "exposed_since":
-/// {"gateway": unix seconds}}`. `exposed_since` came later: a file without it reads as none exposed, and an
-/// older build ignores it. Keys beside `forwards` are the kinds' records' (the exposure kind's `exposed_since`),
-/// each read back by its record, which skips a damaged entry alone.
+/// {"gateway": unix seconds}}`. Every key beside `version` is a kind's record's (`forwards`: the uptime
+/// record's buckets; `exposed_since`: the exposure kind's), each read back by its record, which skips a damaged
+/// entry alone. `exposed_since` came later: a file without it reads as none exposed, and an older build
+/// ignores it.
 #[derive(Debug, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
-    forwards: BTreeMap<String, Vec<Bucket>>,
-    /// The kinds' records' keys (`exposed_since`: the exposure kind's), each read back by its record.
+    /// The kinds' records' keys, each read back by its record.
     #[serde(flatten)]
     kinds: serde_json::Map<String, serde_json::Value>,
 }
@@ -33,15 +31,11 @@ const VERSION: u32 = 1;
 
 /// The state of `recorder` as the file's bytes.
 fn encode(recorder: &Recorder) -> Vec<u8> {
-    let file = StateFile {
-        version: VERSION,
-        forwards: recorder.saved_buckets().into_iter().collect(),
-        kinds: recorder.saved_kinds().into_iter().collect(),
-    };
-    serde_json::to_vec(&file).expect("buckets serialize")
+    let file = StateFile { version: VERSION, kinds: recorder.saved_kinds().into_iter().collect() };
+    serde_json::to_vec(&file).expect("JSON values serialize")
 }
 
-/// Restore the buckets in `bytes`; returns how many forwards were restored.
+/// Hand the keys in `bytes` to the kinds' records; returns how many keys there were.
 fn decode_into(bytes: &[u8], recorder: &Recorder) -> Result<usize, String> {
     let version: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON (corrupt or truncated): {e}"))?;
@@ -49,18 +43,8 @@ fn decode_into(bytes: &[u8], recorder: &Recorder) -> Result<usize, String> {
         return Err(format!("unknown state version {}", version["version"]));
     }
     let file: StateFile = serde_json::from_value(version).map_err(|e| e.to_string())?;
-    let restored = file.forwards.len();
-    for (name, buckets) in file.forwards {
-        // A bucket whose start is beyond year 9999 is damage: dropped, the rest kept.
-        let (kept, absurd): (Vec<Bucket>, Vec<Bucket>) =
-            buckets.into_iter().partition(|b| crate::clock::plausible_unix_seconds(b.start as f64));
-        if !absurd.is_empty() {
-            tracing::warn!(forward = %name, buckets = absurd.len(), "the state file holds buckets with impossible start times; ignored");
-        }
-        recorder.restore_buckets(&name, kept);
-    }
     recorder.restore_kinds(&file.kinds);
-    Ok(restored)
+    Ok(file.kinds.len())
 }
 
 /// How often the buckets are saved while running.
@@ -77,7 +61,7 @@ pub fn load(path: &Path, recorder: &Recorder) {
         }
     };
     match decode_into(&text, recorder) {
-        Ok(forwards) => tracing::info!(file = %path.display(), forwards, "restored the uptime buckets"),
+        Ok(keys) => tracing::info!(file = %path.display(), keys, "read the state file"),
         Err(problem) => {
             tracing::warn!(file = %path.display(), problem = %problem, "the state file is unusable and was ignored")
         }

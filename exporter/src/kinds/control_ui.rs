@@ -110,7 +110,7 @@ impl KindRecord for ControlUiRecord {
     }
 
     /// `control_ui`, once the forward has had a round.
-    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+    fn forward_status(&self, forward: &str, _now: f64) -> serde_json::Map<String, serde_json::Value> {
         let status = self.lock().get(forward).cloned();
         status
             .and_then(|status| serde_json::to_value(status).ok())

@@ -1,10 +1,13 @@
-//! The adapter of the first byte probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::first_byte`]).
+//! The first byte probe kind: its adapter (schedule, logs, one call per round into the uptime record it keeps
+//! with the tunnel kind, [`super::uptime::first_bytes`]), its rows on the status page, and the doctor's step 4.
 
+use super::uptime::first_bytes::FirstByteRound;
+use super::uptime::status::Quantiles;
+use super::uptime::UptimeRecord;
 use crate::checkup::{ms, Checkup, DoctorStep, Verdict};
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, seconds, state_badge};
-use crate::record::first_byte::*;
 use crate::record::status::ForwardStatus;
 use crate::record::Recorder;
 use probes::{first_byte, Label};
@@ -15,6 +18,7 @@ use std::time::Duration;
 pub struct FirstByteKind {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
+    uptime: Arc<UptimeRecord>,
     /// The readiness kind's record: whether the gateway says it is started (live but not started is down
     /// time as `not_started`).
     readiness: Option<Arc<super::readiness::ReadinessRecord>>,
@@ -25,17 +29,22 @@ pub struct FirstByteKind {
 
 /// Registry entry: every forward has its first-byte probe.
 pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    let (probe, kind) = FirstByteKind::new(forward.clone(), start.recorder.clone());
+    let Some(uptime) = start.recorder.kind_record::<UptimeRecord>() else { return };
+    let (probe, kind) = FirstByteKind::new(forward.clone(), start.recorder.clone(), uptime);
     start.drive(probe, kind);
 }
 
 impl FirstByteKind {
     /// Its probe and its recording, with the attempt and failure counters created at zero.
-    pub fn new(forward: Arc<Forward>, recorder: Arc<Recorder>) -> (first_byte::Target, FirstByteKind) {
-        recorder.create_first_byte_series(&forward.name);
+    pub fn new(
+        forward: Arc<Forward>,
+        recorder: Arc<Recorder>,
+        uptime: Arc<UptimeRecord>,
+    ) -> (first_byte::Target, FirstByteKind) {
+        uptime.create_first_byte_series(&forward.name);
         let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
         let readiness = recorder.kind_record::<super::readiness::ReadinessRecord>();
-        (target, FirstByteKind { forward, recorder, readiness, last_round: None })
+        (target, FirstByteKind { forward, recorder, uptime, readiness, last_round: None })
     }
 }
 
@@ -52,23 +61,13 @@ impl Adapter for FirstByteKind {
         let interval = self.forward.first_byte_interval;
         let observed = self.last_round.map_or(interval, |previous| round.boot.saturating_sub(previous).min(interval));
         self.last_round = Some(round.boot);
-        self.recorder.record_first_byte(&self.forward.name, outcome);
-        if outcome.is_ok() {
-            self.recorder.record_usable(&self.forward.name, round.boot);
-        }
         let name = &self.forward.name;
-        let down = match outcome {
-            Err(failure) => self.recorder.record_gateway_down(name, failure.label(), observed),
-            // Live but not started: /healthz answers while the CLI's connects are closed 1013.
-            Ok(_) if self.readiness.as_ref().is_some_and(|readiness| readiness.not_started(name)) => {
-                self.recorder.record_gateway_down(name, NOT_STARTED, observed)
-            }
-            Ok(_) => false,
-        };
-        // Whether a spell is open lives in the recorder, beside the timeline, so a reload (a new generation of
-        // this recording) closes the spell its predecessor opened. The timeline's lock only when a spell may
-        // be open, not on every healthy round.
-        self.recorder.gateway_down_spell(name, down, round.wall);
+        // Live but not started: /healthz answers while the CLI's connects are closed 1013 (asked only of a good
+        // answer: a failure is down time by its own reason).
+        let not_started =
+            outcome.is_ok() && self.readiness.as_ref().is_some_and(|readiness| readiness.not_started(name));
+        let round = FirstByteRound { at: round.wall, boot: round.boot, observed, not_started };
+        self.uptime.record_first_byte(&self.recorder, name, round, outcome);
         outcome.as_ref().err().map_or("ok", Label::label)
     }
 
@@ -97,14 +96,16 @@ impl Adapter for FirstByteKind {
 /// Its rows on the status page (listed in `kinds::FORWARD_ROWS`): the gateway's last answer through the
 /// forward, then the first byte's quantiles.
 pub fn page_rows(forward: &ForwardStatus, _now: f64) -> String {
+    let quantiles: Quantiles = forward.get("first_byte_seconds").unwrap_or_default();
+    let last: Option<String> = forward.get("last_first_byte");
     format!(
         "<tr><th>Gateway</th><td class=\"gateway\">{}</td><td class=\"muted\">{}</td></tr>\
          <tr><th>First byte</th><td>p50 {}</td><td class=\"muted\">p99 {} · {} samples</td></tr>",
-        state_badge(forward.gateway_up, "answers", "down"),
-        esc(forward.last_first_byte.as_deref().unwrap_or("no probe yet")),
-        seconds(forward.first_byte_seconds.p50),
-        seconds(forward.first_byte_seconds.p99),
-        forward.first_byte_seconds.count,
+        state_badge(forward.get("gateway_up"), "answers", "down"),
+        esc(last.as_deref().unwrap_or("no probe yet")),
+        seconds(quantiles.p50),
+        seconds(quantiles.p99),
+        quantiles.count,
     )
 }
 
@@ -165,12 +166,13 @@ mod tests {
 
     #[test]
     fn failures_count_by_reason_and_gateway_up_follows_the_last_probe() {
-        let recorder = Arc::new(Recorder::new());
+        let (recorder, uptime) = crate::kinds::uptime::tests::recorder();
         let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
         let name = forward.name.clone();
-        let _ = FirstByteKind::new(forward, recorder.clone());
-        recorder.record_first_byte(&name, &answered(Duration::from_millis(2)));
-        recorder.record_first_byte(&name, &Err(first_byte::Failure::EmptyReply { elapsed: Duration::ZERO }));
+        let (_, mut kind) = FirstByteKind::new(forward, recorder.clone(), uptime);
+        let mut rounds = (1..).map(|at| Round { wall: SystemTime::now(), boot: Duration::from_secs(at) });
+        kind.handle(rounds.next().unwrap(), &answered(Duration::from_millis(2)));
+        kind.handle(rounds.next().unwrap(), &Err(first_byte::Failure::EmptyReply { elapsed: Duration::ZERO }));
         let text = recorder.encode(Format::OpenMetrics, SystemTime::now());
         let series = |family: &str, extra: &str| format!("{family}{{forward=\"{name}\"{extra}}}");
         assert_eq!(sample(&text, &series("openclaw_gateway_probe_attempts_total", "")), Some(2.0));
@@ -185,8 +187,8 @@ mod tests {
         assert!(text.contains("openclaw_exporter_build_info{version="));
         // The status quantiles come from the auto-resizing hdrhistogram: 25 ms, beyond its initial range, must
         // read as 25 ms, not clamped.
-        recorder.record_first_byte(&name, &answered(Duration::from_millis(25)));
-        let quantiles = &recorder.status(SystemTime::now()).forwards[0].first_byte_seconds;
+        kind.handle(rounds.next().unwrap(), &answered(Duration::from_millis(25)));
+        let quantiles: Quantiles = recorder.status(SystemTime::now()).forwards[0].get("first_byte_seconds").unwrap();
         let (p50, max) = (quantiles.p50.unwrap(), quantiles.max.unwrap());
         assert!((p50 - 0.002).abs() < 0.000_01 && (max - 0.025).abs() < 0.000_05, "{quantiles:?}");
     }

@@ -1,16 +1,15 @@
 //! The probe kinds: one module per kind, each declaring what the rest of the exporter needs from it: its
 //! [`crate::driver::Adapter`] (its target, its schedule as one value, what a round needs first, its logs and
 //! what each outcome records), its rows and sections on the status page, its step or notes for the doctor
-//! ([`crate::checkup`]), and, for a kind that keeps its own families and status, its
-//! [`crate::record::kinds::KindRecord`].
+//! ([`crate::checkup`]), and its record, its families and status ([`crate::record::kinds::KindRecord`]: tunnel
+//! and first byte keep [`uptime`] together, as the uptime ledger joins their rounds).
 //!
 //! The registry, which the rest walks without naming a kind: [`FOR_EACH_FORWARD`] and [`ONCE`] list every
 //! kind's `start`, which decides from the configuration whether (and for what) the kind runs and spawns its
 //! tasks (the scheduler); [`RECORDS`] the kinds' own records (the recorder is built with them, registers
 //! their families and puts their status in `/api/status`); [`FORWARD_ROWS`], [`FORWARD_SECTIONS`] and
 //! [`PAGE_SECTIONS`] their parts of the status page, in the page's order; [`DOCTOR`] their steps and notes in
-//! the doctor's list. Every kind but tunnel and first byte (the uptime ledger joins the two in the recorder)
-//! keeps its own record; [`control_ui`] was added that way, whole in its file.
+//! the doctor's list. [`control_ui`] was added that way, whole in its file.
 
 use std::sync::Arc;
 
@@ -33,6 +32,7 @@ pub mod openclaw_cli_version;
 pub mod readiness;
 pub mod ssh_hygiene;
 pub mod tunnel;
+pub mod uptime;
 pub mod ws_handshake;
 
 /// The kinds started for each `[[forward]]`, each deciding from the forward and the config whether it runs.
@@ -55,9 +55,11 @@ pub const ONCE: [fn(&mut Start<'_>); 5] = [
     model_host::start,
 ];
 
-/// The kinds that keep their own families and status ([`crate::record::kinds::KindRecord`]): the recorder is
-/// built with these, registers their families once and puts their status into `/api/status`.
+/// The kinds' records, their families and status ([`crate::record::kinds::KindRecord`]; tunnel and first byte
+/// keep [`uptime`]'s together): the recorder is built with these, registers their families once and puts their
+/// status into `/api/status`.
 pub const RECORDS: &[crate::record::kinds::NewKindRecord] = &[
+    uptime::record,
     readiness::record,
     ssh_hygiene::record,
     openclaw_cli_url::record,

@@ -85,7 +85,7 @@ impl KindRecord for OpenclawCliUrlRecord {
     }
 
     /// Every forward has the key: the URL and what it is to this forward, null while unknown.
-    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+    fn forward_status(&self, forward: &str, _now: f64) -> serde_json::Map<String, serde_json::Value> {
         let status = self.status().get(forward).and_then(|status| serde_json::to_value(status).ok());
         [(STATUS_KEY.to_owned(), status.unwrap_or(serde_json::Value::Null))].into_iter().collect()
     }

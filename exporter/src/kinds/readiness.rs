@@ -259,7 +259,7 @@ impl KindRecord for ReadinessRecord {
     }
 
     /// Every forward has the key: the gateway's state, null before a read.
-    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+    fn forward_status(&self, forward: &str, _now: f64) -> serde_json::Map<String, serde_json::Value> {
         let state = self.memory().get(forward).and_then(|m| m.state.clone());
         let value = state.and_then(|state| serde_json::to_value(state).ok()).unwrap_or(serde_json::Value::Null);
         [(STATUS_KEY.to_owned(), value)].into_iter().collect()

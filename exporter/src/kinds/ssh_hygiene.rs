@@ -130,7 +130,7 @@ impl KindRecord for HygieneRecord {
     }
 
     /// Every forward has both keys, null while unknown.
-    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+    fn forward_status(&self, forward: &str, _now: f64) -> serde_json::Map<String, serde_json::Value> {
         let lists = self.lists();
         let lists = lists.get(forward);
         let value = |list: Option<serde_json::Value>| list.unwrap_or(serde_json::Value::Null);

@@ -1,14 +1,18 @@
-//! The adapter of the tunnel probe kind: its target, interval and timeout, what it does before a round, its logs, and what it records (through the recorder's API in [`crate::record::tunnel`]).
+//! The tunnel probe kind: its probe (a SYN and an ssh session lookup together), its adapter (schedule, logs,
+//! one call per round into the uptime record it keeps with the first byte kind, [`super::uptime::rounds`]),
+//! its rows and day strip on the status page, and the doctor's steps 1-3.
 
+use super::uptime::ledger::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
+use super::uptime::rounds::TunnelRound;
+use super::uptime::status::{ResumeStatus, SessionStatus, SynStatus};
+use super::uptime::UptimeRecord;
 use crate::checkup::{ms, Checkup, DoctorStep, Verdict};
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, seconds, state_badge};
 use crate::record::status::ForwardStatus;
 use crate::record::timeline::human_duration;
-use crate::record::tunnel::*;
 use crate::record::Recorder;
-use crate::uptime::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
 use probes::{ssh_session, syn, Label, Probe};
 use std::fmt::Write;
 use std::sync::Arc;
@@ -61,12 +65,14 @@ impl Probe for TunnelProbe {
 pub struct TunnelKind {
     forward: Arc<Forward>,
     recorder: Arc<Recorder>,
+    uptime: Arc<UptimeRecord>,
 }
 
 /// Registry entry: every forward has its tunnel rounds.
 pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
+    let Some(uptime) = start.recorder.kind_record::<UptimeRecord>() else { return };
     let session = start.session_target(forward);
-    let (probe, kind) = TunnelKind::new(forward.clone(), start.recorder.clone(), session);
+    let (probe, kind) = TunnelKind::new(forward.clone(), start.recorder.clone(), uptime, session);
     start.drive(probe, kind);
 }
 
@@ -76,11 +82,12 @@ impl TunnelKind {
     pub fn new(
         forward: Arc<Forward>,
         recorder: Arc<Recorder>,
+        uptime: Arc<UptimeRecord>,
         session: ssh_session::Target,
     ) -> (TunnelProbe, TunnelKind) {
-        recorder.create_tunnel_series(&forward.name);
+        uptime.create_tunnel_series(&forward.name);
         let probe = TunnelProbe { syn: syn::Target { addr: forward.local }, session };
-        (probe, TunnelKind { forward, recorder })
+        (probe, TunnelKind { forward, recorder, uptime })
     }
 }
 
@@ -95,8 +102,8 @@ impl Adapter for TunnelKind {
 
     fn handle(&mut self, round: Round, TunnelOutcome { syn, session }: &TunnelOutcome) -> &'static str {
         let round = TunnelRound { at: round.wall, boot: round.boot, interval: self.forward.syn_interval };
-        let verdict =
-            self.recorder.record_tunnel(&self.forward.name, round, &self.forward.trusted_owners, syn, session);
+        let (forward, trusted_owners) = (&self.forward.name, &self.forward.trusted_owners);
+        let verdict = self.uptime.record_tunnel(&self.recorder, forward, round, trusted_owners, syn, session);
         if let Some(unobserved) = verdict.stalled {
             tracing::warn!(forward = %self.forward.name, unobserved = ?unobserved, "probe loop stalled (suspend or stop); counting the gap as unobserved");
         }
@@ -149,7 +156,8 @@ impl Adapter for TunnelKind {
 
 /// The listener's owner: ssh up (with its pid, user and parent) or what holds the port instead.
 pub fn session_row(forward: &ForwardStatus, _now: f64) -> String {
-    let session = forward.ssh_session.as_ref();
+    let session: Option<SessionStatus> = forward.get("ssh_session");
+    let session = session.as_ref();
     let session_state = session.map(|s| s.state.as_str());
     let session_badge = match session_state {
         Some("up") => state_badge(Some(true), "ssh up", ""),
@@ -171,11 +179,12 @@ pub fn session_row(forward: &ForwardStatus, _now: f64) -> String {
 
 /// The SYN probe's last answer and counts.
 pub fn syn_row(forward: &ForwardStatus, _now: f64) -> String {
+    let syn: SynStatus = forward.get("syn").unwrap_or_default();
     format!(
         "<tr><th>SYN</th><td class=\"syn\">{}</td><td class=\"muted\">{} of {} connects succeeded</td></tr>",
-        state_badge(forward.syn.last_ok, "connects", "refused"),
-        forward.syn.successes,
-        forward.syn.attempts,
+        state_badge(syn.last_ok, "connects", "refused"),
+        syn.successes,
+        syn.attempts,
     )
 }
 
@@ -183,15 +192,15 @@ pub fn syn_row(forward: &ForwardStatus, _now: f64) -> String {
 pub fn uptime_row(forward: &ForwardStatus, _now: f64) -> String {
     format!(
         "<tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr>",
-        forward.uptime_ratio_last_bucket.map_or("–".into(), |r| format!("{:.2}%", r * 100.0)),
-        seconds(Some(forward.unobserved_seconds)),
+        forward.get::<f64>("uptime_ratio_last_bucket").map_or("–".into(), |r| format!("{:.2}%", r * 100.0)),
+        seconds(Some(forward.get("unobserved_seconds").unwrap_or(0.0))),
     )
 }
 
 /// The last wake's row: how long after the first round after a gap (a sleep, a stall) the first byte through
 /// the forward worked again.
 pub fn resume_row(forward: &ForwardStatus, now: f64) -> String {
-    let Some(resume) = forward.last_resume.as_ref() else { return String::new() };
+    let Some(resume) = forward.get::<ResumeStatus>("last_resume") else { return String::new() };
     let (badge, text) = if resume.usable {
         (
             state_badge(Some(resume.seconds <= 60.0), "quick", "slow"),
@@ -213,7 +222,8 @@ pub fn strip_and_chart(forward: &ForwardStatus, now: f64) -> String {
     let current_bucket = now / BUCKET_SECONDS * BUCKET_SECONDS;
     let first_bucket = current_bucket.saturating_sub((BUCKETS_KEPT as u64 - 1) * BUCKET_SECONDS);
     let mut html = String::new();
-    let buckets = &forward.buckets;
+    let buckets: Vec<Bucket> = forward.get("buckets").unwrap_or_default();
+    let buckets = &buckets;
     html.push_str("<div class=\"strip\" title=\"last 24 hours, five-minute buckets\">");
     let mut start = first_bucket;
     while start <= current_bucket {
@@ -424,8 +434,9 @@ async fn connect(checkup: &mut Checkup<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::uptime::rounds::tests::owner;
+    use crate::kinds::uptime::rounds::DOWN_CAUSES;
     use crate::record::tests::sample;
-    use crate::record::tunnel::tests::owner;
     use crate::record::Format;
     use std::time::UNIX_EPOCH;
 
@@ -439,10 +450,10 @@ mod tests {
 
     #[test]
     fn a_round_whose_syn_failed_for_the_exporters_own_shortage_is_neither_up_nor_down() {
-        let recorder = std::sync::Arc::new(Recorder::new());
+        let (recorder, uptime) = crate::kinds::uptime::tests::recorder();
         let forward = std::sync::Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
         let session = ssh_session::Target::new(forward.local);
-        let (_, mut tunnel) = TunnelKind::new(forward.clone(), recorder.clone(), session);
+        let (_, mut tunnel) = TunnelKind::new(forward.clone(), recorder.clone(), uptime, session);
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = Round { wall: t0, boot: Duration::from_secs(10) };
         let outcome = TunnelOutcome {
@@ -464,10 +475,10 @@ mod tests {
 
     #[test]
     fn a_lookup_that_could_not_tell_leaves_the_hijack_gauge_as_it_was_and_counts_unknown() {
-        let recorder = std::sync::Arc::new(Recorder::new());
+        let (recorder, uptime) = crate::kinds::uptime::tests::recorder();
         let forward = std::sync::Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
-        let (_, mut tunnel) =
-            TunnelKind::new(forward.clone(), recorder.clone(), ssh_session::Target::new(forward.local));
+        let session = ssh_session::Target::new(forward.local);
+        let (_, mut tunnel) = TunnelKind::new(forward.clone(), recorder.clone(), uptime, session);
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let name = &forward.name;
         let hijacked = format!("openclaw_tunnel_forward_hijacked{{forward=\"{name}\"}}");

@@ -90,7 +90,7 @@ impl KindRecord for WsHandshakeRecord {
     }
 
     /// Every forward has the key: its last round in words, null before one (or with the probe off).
-    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+    fn forward_status(&self, forward: &str, _now: f64) -> serde_json::Map<String, serde_json::Value> {
         let last = self.last().get(forward).cloned().map_or(serde_json::Value::Null, serde_json::Value::String);
         [(STATUS_KEY.to_owned(), last)].into_iter().collect()
     }

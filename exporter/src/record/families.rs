@@ -82,6 +82,11 @@ impl Subjects {
     pub fn keeps(&self, labels: &impl LabelValues) -> bool {
         self.kept.iter().all(|(key, values)| labels.value_of(key).is_none_or(|value| values.contains(value)))
     }
+
+    /// Whether `value` of subject label `label` stays (a label the config does not name subjects by does).
+    pub fn keeps_value(&self, label: &str, value: &str) -> bool {
+        self.kept.iter().all(|(key, values)| *key != label || values.contains(value))
+    }
 }
 
 /// A registered metric: what the registry holds, and how a reload prunes it.
@@ -218,42 +223,6 @@ pub(crate) use families;
 families! {
 /// Every metric family the recorder itself keeps (the kinds' own records keep theirs).
 pub struct Metrics {
-    syn_attempts: Tracked<ForwardLabels, Counter> = Tracked::default(),
-        "openclaw_tunnel_syn_attempts", "TCP connects tried to the forward's local address";
-    syn_successes: Tracked<ForwardLabels, Counter> = Tracked::default(),
-        "openclaw_tunnel_syn_successes", "TCP connects to the forward's local address that connected";
-    connect_seconds: Latency<ForwardLabels> = latency(),
-        "openclaw_tunnel_connect_seconds", "Local connect time of successful SYN probes (proves only the local ssh listener)";
-    ssh_session_up: Tracked<ForwardLabels, Gauge> = Tracked::default(),
-        "openclaw_tunnel_ssh_session_up", "1 when an ssh process (or autossh's ssh child) owns the local listener; absent while the owner cannot be read";
-    ssh_session_state: Tracked<ForwardStateLabels, Gauge> = Tracked::default(),
-        "openclaw_tunnel_ssh_session_state", "1 for the current state of the listener's owner: up, no_listener, not_ssh, unreadable, unsupported";
-    up_checks: Tracked<ForwardLabels, Counter> = Tracked::default(),
-        "openclaw_tunnel_up_checks", "Probe rounds in which the tunnel was observed";
-    up_successes: Tracked<ForwardLabels, Counter> = Tracked::default(),
-        "openclaw_tunnel_up_successes", "Probe rounds with the SSH session up and SYN success (the uptime numerator)";
-    uptime_ratio: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
-        "openclaw_tunnel_uptime_ratio", "Uptime of the last completed wall-clock five-minute bucket; absent until one completes";
-    unobserved_rounds: Tracked<ForwardReasonLabels, Counter> = Tracked::default(),
-        "openclaw_tunnel_unobserved_rounds", "Tunnel rounds that observed nothing of the forward, by reason: local_error (the exporter's own shortage, out of descriptors or local ports, failed its SYN before the forward was asked); neither up nor down";
-    unobserved_seconds: Tracked<ForwardLabels, FloatCounter> = Tracked::default(),
-        "openclaw_tunnel_unobserved_seconds", "Time no probe round could run (machine asleep, process stalled); not counted as down";
-    ssh_session_changes: Tracked<ForwardLabels, Counter> = Tracked::default(),
-        "openclaw_tunnel_ssh_session_changes", "The forward's owner changed (autossh restarted ssh, a respawn, a manual restart): a restart loop shows as a rate";
-    tunnel_down_seconds: Tracked<ForwardCauseLabels, FloatCounter> = Tracked::default(),
-        "openclaw_tunnel_down_seconds", "Seconds of down tunnel rounds by cause: no_ssh (nothing listens: ssh not running or reconnecting), not_ssh (another program holds the port), syn_failed (ssh's listener, SYN failed); asleep excluded";
-    gateway_down_seconds: Tracked<ForwardReasonLabels, FloatCounter> = Tracked::default(),
-        "openclaw_gateway_down_seconds", "Seconds the gateway did not answer through a live forward, by the first-byte failure reason; asleep excluded";
-    first_byte_seconds: Latency<ForwardLabels> = latency(),
-        "openclaw_gateway_first_byte_seconds", "Request written to first response byte, GET health path through the forward";
-    gateway_probe_attempts: Tracked<ForwardLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_probe_attempts", "First-byte probes tried";
-    gateway_probe_failures: Tracked<ForwardReasonLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_probe_failures", "First-byte probes failed, by reason: refused, reset, empty_reply, timeout, bad_status, local_error (the exporter's own: never the gateway's)";
-    first_byte_good: Tracked<ForwardLabels, Counter> = Tracked::default(),
-        "openclaw_gateway_first_byte_good", "First-byte probes answered 2xx within the first-byte objective (the latency SLI's good events)";
-    gateway_up: Tracked<ForwardLabels, Gauge> = Tracked::default(),
-        "openclaw_gateway_up", "1 when the last first-byte probe got a 2xx from the gateway";
     config_reloads: Tracked<ResultLabels, Counter> = Tracked::default(),
         "openclaw_exporter_config_reloads", "Configuration reloads by result: success, failure";
     probe_lag_seconds: Latency<ProbeLabels> = latency(),
@@ -276,8 +245,6 @@ pub struct Metrics {
         "openclaw_objective_tunnel_stalls_per_hour", "Client closes 4000 (heard nothing for two ticks) per hour above which the stall alert warns";
     objective_gateway_event_loop_delay_seconds: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_objective_gateway_event_loop_delay_seconds", "The gateway's event-loop delay p99 above which the saturation alert warns";
-    resume_seconds: Tracked<ForwardLabels, Histogram, fn() -> Histogram> = Tracked::new_with_constructor(|| Histogram::new(super::resume::RESUME_BUCKETS)),
-        "openclaw_tunnel_resume_seconds", "After a gap counted unobserved (sleep, a stall), seconds from the first round after it to the first good first byte through the forward; a wait past 600 s is observed then, above the last bucket";
     remote_write_samples: Tracked<ResultLabels, Counter> = Tracked::default(),
         "openclaw_exporter_remote_write_samples", "Remote-write samples by result: sent (acknowledged), dropped (not written, over max_bytes or corrupt), failed (refused for good: 400, 409, 422)";
     remote_write_rejected: Tracked<StatusLabels, Counter> = Tracked::default(),
@@ -286,10 +253,6 @@ pub struct Metrics {
         "openclaw_exporter_remote_write_retries", "Remote-write sends retried, by the answer's status class (3xx, 4xx, 5xx) or network (no answer), local (a credential file unreadable)";
     remote_write_queue_errors: Tracked<OpLabels, Counter> = Tracked::default(),
         "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack, read and open (retried with backoff), acked (the acknowledgement file was damaged at open: its rounds are sent again)";
-    forward_hijacked: Tracked<ForwardLabels, Gauge> = Tracked::default(),
-        "openclaw_tunnel_forward_hijacked", "1 when a listener that could take the forward's connections (the exact address, a wildcard, a dual-stack IPv6 wildcard) is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token; unchanged while a lookup cannot tell";
-    owner_lookups: Tracked<ForwardResultLabels, Counter> = Tracked::default(),
-        "openclaw_tunnel_owner_lookups", "Tunnel rounds' owner lookups by result: ours (this user's ssh, or a trusted owner, holds every listener that could take the connection), not_ours (anything else: nothing listening, another program or user), unknown (the lookup timed out or was cut off: the token is withheld, the hijack gauge unchanged)";
     connections_closed: Tracked<ListenerReasonLabels, Counter> = Tracked::default(),
         "openclaw_exporter_connections_closed", "Connections the exporter closed on its own, by listener (web, auth_tap) and reason: limit_new (at max_connections with every open connection active: the new one), limit_silent (at max_connections: the oldest that never sent a byte, to make room), header_timeout (web: no full request head within header_read_timeout), idle_timeout (web: nothing either way for idle_timeout)";
     web_requests_refused: Tracked<ReasonLabels, Counter> = Tracked::default(),

@@ -2,9 +2,8 @@
 //! [`crate::kinds`] as a [`KindRecord`] whose constructor is listed in `kinds::RECORDS`. The recorder is built
 //! with that list: it registers each record's families once (so they outlive reloads, as every family does),
 //! prunes their series of subjects a reload removed, and puts each record's status into the forwards'
-//! `/api/status` entries (or at its top) and its keys into the state file, all without naming the kind. The
-//! uptime KPI's two kinds (tunnel, first byte) still write through the recorder's own methods and families:
-//! the ledger joins them.
+//! `/api/status` entries (or at its top) and its keys into the state file, all without naming the kind. Every
+//! kind keeps one (the uptime KPI's two kinds, tunnel and first byte, keep one together: the ledger joins them).
 
 use std::any::Any;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,11 +21,25 @@ pub trait KindRecord: Any + Send + Sync {
     /// Remove the series of subjects (forwards, ...) `subjects` does not keep, as a reload does for every
     /// family.
     fn retain_subjects(&self, subjects: &Subjects);
-    /// Its status for `forward`: its keys in the forward's `/api/status` entry and their values (a key with
-    /// null when it knows nothing yet, if the report has always carried that key).
-    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
-        let _ = forward;
+    /// What else a reload ends for the subjects `subjects` no longer keeps, after their series went (the state
+    /// it keeps of them; `recorder` for their open spells on the timeline).
+    fn subjects_removed(&self, recorder: &super::Recorder, subjects: &Subjects) {
+        let _ = (recorder, subjects);
+    }
+    /// The forwards it keeps state of: the status report has an entry for each forward some record names.
+    fn forwards(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Its status for `forward` at `now` (Unix seconds): its keys in the forward's `/api/status` entry and their
+    /// values (a key with null when it knows nothing yet, if the report has always carried that key).
+    fn forward_status(&self, forward: &str, now: f64) -> serde_json::Map<String, serde_json::Value> {
+        let _ = (forward, now);
         serde_json::Map::new()
+    }
+    /// What it brings up to `now` (Unix seconds) before its series are read (a gauge of the last completed
+    /// bucket): called before every scrape and every remote-write round.
+    fn before_encode(&self, now: f64) {
+        let _ = now;
     }
     /// What it keeps across a restart: its keys in the state file and their values.
     fn save(&self) -> serde_json::Map<String, serde_json::Value> {
@@ -79,10 +92,23 @@ impl KindRecords {
         }
     }
 
-    /// Every record's series pruned to `subjects`.
-    pub(crate) fn retain_subjects(&self, subjects: &Subjects) {
+    /// Every record's series and state pruned to `subjects`.
+    pub(crate) fn retain_subjects(&self, recorder: &super::Recorder, subjects: &Subjects) {
         for record in &self.records {
             record.retain_subjects(subjects);
+            record.subjects_removed(recorder, subjects);
+        }
+    }
+
+    /// Every forward some record keeps state of, by name.
+    pub(crate) fn forwards(&self) -> std::collections::BTreeSet<String> {
+        self.records.iter().flat_map(|record| record.forwards()).collect()
+    }
+
+    /// Every record brought up to `now` before its series are read.
+    pub(crate) fn before_encode(&self, now: f64) {
+        for record in &self.records {
+            record.before_encode(now);
         }
     }
 
@@ -103,8 +129,12 @@ impl KindRecords {
         self.records.iter().flat_map(|record| record.report_status()).collect()
     }
 
-    /// Every record's status for `forward`, by key.
-    pub(crate) fn forward_status(&self, forward: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
-        self.records.iter().flat_map(|record| record.forward_status(forward)).collect()
+    /// Every record's status for `forward` at `now`, by key.
+    pub(crate) fn forward_status(
+        &self,
+        forward: &str,
+        now: f64,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.records.iter().flat_map(|record| record.forward_status(forward, now)).collect()
     }
 }

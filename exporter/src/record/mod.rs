@@ -1,38 +1,33 @@
-//! The recorder: the data probe outcomes become (metrics, uptime buckets, latency histograms, the timeline)
-//! and the API every writer uses.
+//! The recorder: where probe outcomes become data (the metric registry, the incident timeline, the status
+//! report) and the API every writer uses.
 //!
-//! The adapters in [`crate::kinds`] hand it typed outcomes through its methods, or keep their own record
-//! ([`kinds::KindRecord`]) the recorder is built with ([`Recorder::with_kinds`]); `remote_write` writes its own
-//! metrics through it too, and its queue's account is a collector the recorder is built with
-//! ([`Recorder::with_collectors`]). It outlives config reloads (a generation's tasks are replaced, the
-//! recorder is not), so counters never reset while the process lives. Counters and histograms are the
-//! prometheus-client atomics. Two mutexes, each held only for a few operations and never two at once: the
-//! per-forward state (ledger, hdrhistogram, last outcomes) and the incident [`timeline`]; each kind record
-//! keeps its own for its last outcomes. The status report copies what it needs under each in turn and builds
-//! the report with none held.
+//! Each kind in [`crate::kinds`] keeps its own record ([`kinds::KindRecord`]: its families and what it shows
+//! of a forward) and the recorder is built with them ([`Recorder::with_kinds`]): it registers their families,
+//! prunes them on reload, brings them up to date before a scrape, and puts their status into `/api/status`
+//! and their keys into the state file, naming no kind. Its own families are what belongs to no kind: the
+//! objectives, reloads, probe lag, the web guard's refusals and closes, and remote write's (written through
+//! [`remote_write`]; the queue's account is a collector the recorder is built with,
+//! [`Recorder::with_collectors`]). It outlives config reloads (a generation's tasks are replaced, the recorder
+//! is not), so counters never reset while the process lives. Counters and histograms are the
+//! prometheus-client atomics. Two mutexes of its own, the configured forwards' names and the incident
+//! [`timeline`], each held only for a few operations and never with another; each record keeps its own for
+//! its state. The status report copies what it needs
+//! under each in turn and builds the report with none held.
 //!
 //! - [`families`]: the label sets and the table of metric families (its `families!` and `label_sets!` serve a
 //!   kind's own record too); [`tracked`]: a family that remembers its label sets, so a reload removes what the
 //!   config no longer has.
-//! - the uptime KPI's two kinds, whose outcomes the ledger joins: [`tunnel`] (SYN + ssh session rounds, the
-//!   uptime ledger), [`first_byte`] (and [`resume`], the wait for usable after a gap).
-//! - [`kinds`]: what a kind that keeps its own families and status gives the recorder (every other kind does:
-//!   readiness, hygiene, CLI URL, CLI version, handshake, model host, exposure, Control UI, auth; their writes
-//!   are in their kind files).
-//! - [`status`]: the typed status report `/api/status` and the status page both read; [`timeline`]: what
+//! - [`kinds`]: what a kind's record gives the recorder.
+//! - [`status`]: the status report `/api/status` and the status page both read; [`timeline`]: what
 //!   happened, with start, end and duration.
 
 pub mod families;
-pub mod first_byte;
 pub mod kinds;
 pub mod remote_write;
-pub mod resume;
 pub mod status;
 pub mod timeline;
 pub mod tracked;
-pub mod tunnel;
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -41,7 +36,6 @@ use prometheus_client::registry::Registry;
 
 use crate::clock::unix_seconds;
 use crate::config::Config;
-use crate::uptime::Ledger;
 use families::{ForwardLabels, ListenerReasonLabels, Metrics, ProbeLabels, ResultLabels};
 
 /// The exposition format a scraper asked for.
@@ -51,55 +45,6 @@ pub enum Format {
     OpenMetrics,
     /// Prometheus text format 0.0.4.
     Prometheus,
-}
-
-/// What the status report shows of one forward, beyond the metrics.
-pub(crate) struct ForwardState {
-    pub(crate) ledger: Ledger,
-    /// First-byte times of successful probes, microseconds, for exact quantiles in the status report.
-    /// Auto-resizing, u32 counts: it covers only the range actually seen (a loopback gateway's first bytes
-    /// need ~16 KiB, where fixed bounds up to the longest timeout took 160 KiB per forward).
-    pub(crate) first_byte_us: hdrhistogram::Histogram<u32>,
-    pub(crate) session: Option<probes::ssh_session::Outcome>,
-    /// The pid of the last ssh seen owning the listener, to count owner changes.
-    pub(crate) last_owner_pid: Option<u32>,
-    pub(crate) last_syn_ok: Option<bool>,
-    /// The sleep-counting clock at the last tunnel round, to find the time no round could run.
-    pub(crate) last_round_boot: Option<Duration>,
-    /// The hijack gauge's last value (set only on a change: a round stays a handful of atomic adds).
-    pub(crate) last_hijacked: Option<Option<bool>>,
-    /// Whether the last tunnel round was up (session up or unknown, and SYN success).
-    pub(crate) last_round_up: Option<bool>,
-    pub(crate) last_first_byte: Option<String>,
-    /// The first-byte objective (a good probe answers within it).
-    pub(crate) first_byte_objective: Duration,
-    /// The wait for usable after the last gap, while open.
-    pub(crate) resume: resume::Resume,
-    /// The last wait observed.
-    pub(crate) last_resume: Option<status::ResumeStatus>,
-    /// A gateway-down spell was opened (or continued) by the last first-byte round: kept here, not in the
-    /// generation, so the spell closes on the first healthy round after a reload.
-    pub(crate) gateway_down_open: bool,
-}
-
-impl ForwardState {
-    fn new() -> Self {
-        ForwardState {
-            ledger: Ledger::default(),
-            first_byte_us: hdrhistogram::Histogram::new(3).expect("3 significant figures is a valid precision"),
-            session: None,
-            last_owner_pid: None,
-            last_syn_ok: None,
-            last_round_up: None,
-            last_round_boot: None,
-            last_hijacked: None,
-            last_first_byte: None,
-            first_byte_objective: Duration::MAX,
-            resume: resume::Resume::default(),
-            last_resume: None,
-            gateway_down_open: false,
-        }
-    }
 }
 
 /// Why the exporter closed a connection on its own, by listener: the label values of
@@ -113,7 +58,8 @@ pub const CONNECTION_CLOSE_REASONS: [(&str, &[&str]); 2] = [
 pub struct Recorder {
     registry: Registry,
     metrics: Metrics,
-    forwards: Mutex<HashMap<String, ForwardState>>,
+    /// The forwards of the configuration applied last, by name: each has an entry in the status report.
+    configured: Mutex<std::collections::BTreeSet<String>>,
     /// The incident timeline (never locked with another of the recorder's mutexes held).
     pub(crate) timeline: Mutex<timeline::Timeline>,
     /// The families and status the kinds that keep their own declare ([`kinds::KindRecord`]).
@@ -163,7 +109,7 @@ impl Recorder {
         for collector in collectors {
             registry.register_collector(collector);
         }
-        Recorder { kind_records, registry, metrics, forwards: Mutex::new(HashMap::new()), timeline: Mutex::default() }
+        Recorder { kind_records, registry, metrics, configured: Mutex::default(), timeline: Mutex::default() }
     }
 
     /// Apply what the configuration says directly: objectives, zero-valued series of its model hosts,
@@ -183,9 +129,9 @@ impl Recorder {
             m.objective_tunnel_stalls_per_hour.get_or_create(&labels).set(stalls);
             m.objective_first_byte_ratio.get_or_create(&labels).set(objectives.first_byte_ratio);
             m.objective_ssh_restarts_per_hour.get_or_create(&labels).set(i64::from(objectives.ssh_restarts_per_hour));
-            self.with_forward(&forward.name, |state| state.first_byte_objective = objectives.first_byte);
         }
         m.objective_window_seconds.set(objectives.window.as_secs_f64());
+        *kinds::lock(&self.configured) = config.forwards.iter().map(|forward| forward.name.clone()).collect();
         self.forget_removed(config);
         for host in &config.model_hosts {
             let labels = families::ModelHostLabels { model_host: host.name.clone() };
@@ -231,18 +177,7 @@ impl Recorder {
             ],
         };
         self.metrics.retain_subjects(&subjects);
-        self.kind_records.retain_subjects(&subjects);
-        let removed: Vec<String> =
-            self.forwards().keys().filter(|name| !config.forwards.iter().any(|f| f.name == **name)).cloned().collect();
-        self.forwards().retain(|name, _| !removed.contains(name));
-        // A removed forward's open spells end with it.
-        let now = unix_seconds(SystemTime::now());
-        let mut timeline = self.timeline();
-        for name in &removed {
-            for kind in ["tunnel_down", "gateway_down"] {
-                timeline.over(kind, name, now);
-            }
-        }
+        self.kind_records.retain_subjects(self, &subjects);
     }
 
     /// Record how late a scheduled probe started.
@@ -256,9 +191,9 @@ impl Recorder {
         self.metrics.config_reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
-    /// Render every metric in `format`, bringing the uptime ratios up to `now` first.
+    /// Render every metric in `format`, the kinds' records brought up to `now` first (the uptime ratios).
     pub fn encode(&self, format: Format, now: SystemTime) -> String {
-        self.refresh_uptime_ratios(now);
+        self.kind_records.before_encode(unix_seconds(now));
         let mut text = String::with_capacity(16 * 1024);
         let encoded = match format {
             Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &self.registry),
@@ -276,6 +211,11 @@ impl Recorder {
     /// Put a point event of `kind` for `subject` at `at` on the incident timeline.
     pub fn timeline_point(&self, kind: &str, subject: &str, detail: &str, at: f64) {
         self.timeline().point(kind, subject, detail, at);
+    }
+
+    /// Put a spell already over (asleep from `start` to `end`) on the incident timeline.
+    pub fn timeline_closed(&self, kind: &str, subject: &str, detail: &str, start: f64, end: f64) {
+        self.timeline().closed(kind, subject, detail, start, end);
     }
 
     /// End the open spell of `kind` for `subject` at `at`, if there is one.
@@ -303,37 +243,6 @@ impl Recorder {
         &self.registry
     }
 
-    pub(crate) fn refresh_uptime_ratios(&self, now: SystemTime) {
-        let now = unix_seconds(now);
-        let forwards = self.forwards();
-        for (name, state) in forwards.iter() {
-            let labels = ForwardLabels { forward: name.clone() };
-            match state.ledger.last_completed_ratio(now) {
-                Some(ratio) => {
-                    self.metrics.uptime_ratio.get_or_create(&labels).set(ratio);
-                }
-                None => {
-                    self.metrics.uptime_ratio.remove(&labels);
-                }
-            }
-        }
-    }
-
-    /// The per-forward state. A panic while holding the lock cannot leave the ledger half-written in a
-    /// way worth losing all metrics over: keep serving.
-    fn forwards(&self) -> MutexGuard<'_, HashMap<String, ForwardState>> {
-        self.forwards.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The state of `forward`, created when first seen.
-    fn with_forward<T>(&self, forward: &str, f: impl FnOnce(&mut ForwardState) -> T) -> T {
-        let mut forwards = self.forwards();
-        if !forwards.contains_key(forward) {
-            forwards.insert(forward.to_owned(), ForwardState::new());
-        }
-        f(forwards.get_mut(forward).expect("inserted above"))
-    }
-
     /// The timeline, for one change.
     fn timeline(&self) -> MutexGuard<'_, timeline::Timeline> {
         self.timeline.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -341,12 +250,13 @@ impl Recorder {
 }
 
 impl Recorder {
-    /// Every series, as Prometheus protobuf families (the uptime ratios refreshed first, as for a scrape).
+    /// Every series, as Prometheus protobuf families (the kinds' records brought up to `now` first, as for a
+    /// scrape).
     pub fn metric_families(
         &self,
         now: SystemTime,
     ) -> Vec<prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily> {
-        self.refresh_uptime_ratios(now);
+        self.kind_records.before_encode(unix_seconds(now));
         prometheus_client::encoding::prometheus_protobuf::encode(self.registry())
             .expect("encoding to protobuf values cannot fail")
     }

@@ -124,8 +124,8 @@ mod tests {
 
     #[test]
     fn text_from_probes_is_escaped() {
-        let recorder = crate::record::Recorder::new();
-        recorder.record_first_byte(
+        let (recorder, uptime) = crate::kinds::uptime::tests::recorder();
+        uptime.record_outcome(
             "a",
             &Err(probes::first_byte::Failure::BadStatus {
                 status: None,
@@ -139,7 +139,7 @@ mod tests {
         let strip = &strip[..strip.find("</div>").unwrap()];
         assert_eq!(
             strip.matches("<span ").count(),
-            crate::uptime::BUCKETS_KEPT,
+            crate::kinds::uptime::ledger::BUCKETS_KEPT,
             "one cell per five-minute bucket of the day"
         );
     }

@@ -481,7 +481,7 @@ impl KindRecord for AuthRecord {
     }
 
     /// `last_refusal` (null until one) and `auth_failures` (the counts above zero), as the report always had.
-    fn forward_status(&self, forward: &str) -> serde_json::Map<String, serde_json::Value> {
+    fn forward_status(&self, forward: &str, _now: f64) -> serde_json::Map<String, serde_json::Value> {
         let last_refusal = lock(&self.last_refusal).get(forward).cloned();
         let failures = self.failures_of(forward);
         [(LAST_REFUSAL_KEY, serde_json::to_value(last_refusal)), (AUTH_FAILURES_KEY, serde_json::to_value(failures))]

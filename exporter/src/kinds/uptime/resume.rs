@@ -6,10 +6,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::families::ForwardLabels;
 use super::status::ResumeStatus;
-use super::Recorder;
+use super::UptimeRecord;
 use crate::clock::unix_seconds;
+use crate::record::families::ForwardLabels;
 
 /// The histogram's buckets, seconds.
 pub const RESUME_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
@@ -47,9 +47,9 @@ impl Resume {
     }
 }
 
-impl Recorder {
+impl UptimeRecord {
     /// A good first byte through `forward` at `boot`: when it ends a wait after a gap, observe it.
-    pub fn record_usable(&self, forward: &str, boot: Duration) {
+    pub(super) fn record_usable(&self, forward: &str, boot: Duration) {
         let waited = self.with_forward(forward, |state| state.resume.usable(boot));
         if let Some(seconds) = waited {
             self.observe_resume(forward, seconds, true);
@@ -59,7 +59,7 @@ impl Recorder {
     /// Observe one wait, and keep it as the forward's last (usable: it ended in a good first byte).
     pub(super) fn observe_resume(&self, forward: &str, seconds: f64, usable: bool) {
         let labels = ForwardLabels { forward: forward.to_owned() };
-        self.metrics.resume_seconds.get_or_create(&labels).observe(seconds);
+        self.families.resume_seconds.get_or_create(&labels).observe(seconds);
         let at = unix_seconds(SystemTime::now());
         self.with_forward(forward, |state| state.last_resume = Some(ResumeStatus { seconds, at, usable }));
     }
@@ -85,14 +85,14 @@ mod tests {
 
     #[test]
     fn a_forward_never_back_is_observed_past_600_seconds_on_a_clock_we_control() {
-        let recorder = Recorder::new();
+        let (recorder, uptime) = super::super::tests::recorder();
         let mut resume = Resume::default();
         resume.gap_ended(S(1000));
         assert_eq!(resume.give_up(S(1600)), None, "600 s is still waited");
         let waited = resume.give_up(S(1601)).expect("given up past 600 s");
         assert_eq!(waited, 601.0);
         assert_eq!(resume.usable(S(1700)), None, "observed once, not again at the late first byte");
-        recorder.observe_resume("mac", waited, false);
+        uptime.observe_resume("mac", waited, false);
         let text = recorder.encode(Format::Prometheus, SystemTime::now());
         assert_eq!(
             sample(&text, "openclaw_tunnel_resume_seconds_bucket{forward=\"mac\",le=\"600\"}"),
@@ -101,7 +101,8 @@ mod tests {
         );
         assert_eq!(sample(&text, "openclaw_tunnel_resume_seconds_bucket{forward=\"mac\",le=\"+Inf\"}"), Some(1.0));
         let status = recorder.status(SystemTime::now());
-        let last = status.forwards.iter().find(|f| f.forward == "mac").unwrap().last_resume.clone().unwrap();
+        let mac = status.forwards.iter().find(|f| f.forward == "mac").unwrap();
+        let last: ResumeStatus = mac.get("last_resume").unwrap();
         assert!(!last.usable && last.seconds > 600.0, "{last:?}");
     }
 }

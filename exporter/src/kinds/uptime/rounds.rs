@@ -5,11 +5,12 @@ use std::time::{Duration, SystemTime};
 
 use probes::{ssh_session, syn, Label};
 
-use super::families::{
+use super::UptimeRecord;
+use crate::clock::unix_seconds;
+use crate::record::families::{
     ForwardCauseLabels, ForwardLabels, ForwardReasonLabels, ForwardResultLabels, ForwardStateLabels,
 };
-use super::Recorder;
-use crate::clock::unix_seconds;
+use crate::record::Recorder;
 
 /// The shortest unobserved gap the timeline shows, seconds.
 const ASLEEP_IN_TIMELINE: f64 = 5.0;
@@ -66,11 +67,11 @@ pub(crate) fn owner_lookup_result(session: &ssh_session::Outcome, also_trusted: 
     }
 }
 
-impl Recorder {
+impl UptimeRecord {
     /// Count one owner lookup of a tunnel round by its result.
     fn count_owner_lookup(&self, forward: &str, session: &ssh_session::Outcome, also_trusted: &[String]) {
         let result = owner_lookup_result(session, also_trusted);
-        self.metrics.owner_lookups.get_or_create(&ForwardResultLabels { forward: forward.to_owned(), result }).inc();
+        self.families.owner_lookups.get_or_create(&ForwardResultLabels { forward: forward.to_owned(), result }).inc();
     }
 
     /// Whether the forward's port is held by what must not get the token (absent when the lookup cannot tell).
@@ -78,17 +79,17 @@ impl Recorder {
         let labels = ForwardLabels { forward: forward.to_owned() };
         match hijacked {
             Some(hijacked) => {
-                self.metrics.forward_hijacked.get_or_create(&labels).set(i64::from(hijacked));
+                self.families.forward_hijacked.get_or_create(&labels).set(i64::from(hijacked));
             }
             None => {
-                self.metrics.forward_hijacked.remove(&labels);
+                self.families.forward_hijacked.remove(&labels);
             }
         }
     }
 
     /// `forward`'s tunnel counters at zero (so `rate()` works before the first round), and its state.
     pub fn create_tunnel_series(&self, forward: &str) {
-        let m = &self.metrics;
+        let m = &self.families;
         let labels = ForwardLabels { forward: forward.to_owned() };
         for family in [&m.syn_attempts, &m.syn_successes, &m.up_checks, &m.up_successes] {
             family.get_or_create_owned(&labels);
@@ -120,6 +121,7 @@ impl Recorder {
     /// the SYN and session series, and the down time by cause. Returns what the adapter logs.
     pub fn record_tunnel(
         &self,
+        recorder: &Recorder,
         forward: &str,
         round: TunnelRound,
         trusted_owners: &[String],
@@ -137,7 +139,7 @@ impl Recorder {
             // half an interval more is time the process could not observe.
             if gap > interval + interval / 2 {
                 let unobserved = gap - interval;
-                self.record_unobserved(forward, at - unobserved, at, boot);
+                self.record_unobserved(recorder, forward, at - unobserved, at, boot);
                 stalled = Some(unobserved);
             }
         }
@@ -155,7 +157,7 @@ impl Recorder {
                 self.set_forward_hijacked(forward, hijacked);
             }
         }
-        let label = if self.record_tunnel_round(forward, at, boot, syn, session) {
+        let label = if self.record_tunnel_round(recorder, forward, at, boot, syn, session) {
             "up"
         } else {
             self.record_tunnel_down(forward, down_cause(session), observed);
@@ -168,13 +170,13 @@ impl Recorder {
     /// [`UNOBSERVED_REASONS`]).
     fn record_round_unobserved(&self, forward: &str, reason: &'static str) {
         let labels = ForwardReasonLabels { forward: forward.to_owned(), reason };
-        self.metrics.unobserved_rounds.get_or_create(&labels).inc();
+        self.families.unobserved_rounds.get_or_create(&labels).inc();
     }
 
     /// Count `seconds` of a down round against its cause.
     fn record_tunnel_down(&self, forward: &str, cause: &'static str, seconds: Duration) {
         let labels = ForwardCauseLabels { forward: forward.to_owned(), cause };
-        self.metrics.tunnel_down_seconds.get_or_create(&labels).inc_by(seconds.as_secs_f64());
+        self.families.tunnel_down_seconds.get_or_create(&labels).inc_by(seconds.as_secs_f64());
     }
 
     /// Record one tunnel round: a SYN probe and an SSH session probe run together. Returns whether the
@@ -184,13 +186,14 @@ impl Recorder {
     /// unknown, not down: the round then rests on SYN alone.
     fn record_tunnel_round(
         &self,
+        recorder: &Recorder,
         forward: &str,
         at: SystemTime,
         boot: Duration,
         syn: &syn::Outcome,
         session: &ssh_session::Outcome,
     ) -> bool {
-        let m = &self.metrics;
+        let m = &self.families;
         let labels = ForwardLabels { forward: forward.to_owned() };
         m.syn_attempts.get_or_create(&labels).inc();
         if let Ok(connected) = syn {
@@ -256,25 +259,24 @@ impl Recorder {
         // The timeline, after the per-forward state is released (never two of the recorder's locks at once).
         let at = unix_seconds(at);
         if was_up != Some(up) || !up {
-            let mut timeline = self.timeline();
             if up {
-                timeline.over("tunnel_down", forward, at);
+                recorder.timeline_over("tunnel_down", forward, at);
             } else {
-                timeline.spell("tunnel_down", forward, down_cause(session), at);
+                recorder.timeline_spell("tunnel_down", forward, down_cause(session), at);
             }
         }
         if let Some(owner) = new_owner {
-            self.timeline().point("ssh_restart", forward, &owner, at);
+            recorder.timeline_point("ssh_restart", forward, &owner, at);
         }
         up
     }
 
     /// Record `[from, to)` as time no round could observe; the round at `boot` (the first after the gap)
     /// starts the wait for usable ([`super::resume`]).
-    fn record_unobserved(&self, forward: &str, from: SystemTime, to: SystemTime, boot: Duration) {
+    fn record_unobserved(&self, recorder: &Recorder, forward: &str, from: SystemTime, to: SystemTime, boot: Duration) {
         let seconds = to.duration_since(from).unwrap_or_default().as_secs_f64();
         let labels = ForwardLabels { forward: forward.to_owned() };
-        self.metrics.unobserved_seconds.get_or_create(&labels).inc_by(seconds);
+        self.families.unobserved_seconds.get_or_create(&labels).inc_by(seconds);
         self.with_forward(forward, |state| {
             state.ledger.record_unobserved(unix_seconds(from), unix_seconds(to));
             state.resume.gap_ended(boot);
@@ -283,28 +285,16 @@ impl Recorder {
         // counts both).
         let (from, to) = (unix_seconds(from), unix_seconds(to));
         if to - from >= ASLEEP_IN_TIMELINE {
-            self.timeline().closed("asleep", forward, "no round could run (asleep or stopped)", from, to);
+            recorder.timeline_closed("asleep", forward, "no round could run (asleep or stopped)", from, to);
         }
-    }
-}
-
-impl Recorder {
-    /// Every forward's uptime buckets, for the state file.
-    pub fn saved_buckets(&self) -> Vec<(String, Vec<crate::uptime::Bucket>)> {
-        self.forwards().iter().map(|(name, state)| (name.clone(), state.ledger.buckets().cloned().collect())).collect()
-    }
-
-    /// Restore a forward's buckets from the state file.
-    pub fn restore_buckets(&self, forward: &str, buckets: Vec<crate::uptime::Bucket>) {
-        self.with_forward(forward, |state| state.ledger = crate::uptime::Ledger::from_buckets(buckets));
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::super::tests::sample;
-    use super::super::Format;
     use super::*;
+    use crate::record::tests::sample;
+    use crate::record::Format;
     use std::time::UNIX_EPOCH;
 
     pub(crate) fn owner(name: &str) -> ssh_session::Owner {
@@ -323,13 +313,15 @@ pub(crate) mod tests {
 
     #[test]
     fn a_round_is_up_only_with_ssh_and_syn() {
-        let recorder = Recorder::new();
+        let (recorder, uptime) = super::super::tests::recorder();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let syn_ok: syn::Outcome = Ok(syn::Connected { connect: Duration::from_micros(30) });
         let up = ssh_session::Outcome::Up(owner("ssh"));
-        assert!(recorder.record_tunnel_round("a", t0, Duration::ZERO, &syn_ok, &up));
-        assert!(!recorder.record_tunnel_round("a", t0, Duration::ZERO, &Err(syn::Failure::Refused), &up));
-        assert!(!recorder.record_tunnel_round(
+        assert!(uptime.record_tunnel_round(&recorder, "a", t0, Duration::ZERO, &syn_ok, &up));
+        let refused = Err(syn::Failure::Refused);
+        assert!(!uptime.record_tunnel_round(&recorder, "a", t0, Duration::ZERO, &refused, &up));
+        assert!(!uptime.record_tunnel_round(
+            &recorder,
             "a",
             t0,
             Duration::ZERO,
@@ -337,7 +329,7 @@ pub(crate) mod tests {
             &ssh_session::Outcome::NotSsh(owner("python3"))
         ));
         let unreadable = ssh_session::Outcome::Unreadable { detail: "x".into() };
-        assert!(recorder.record_tunnel_round("a", t0, Duration::ZERO, &syn_ok, &unreadable));
+        assert!(uptime.record_tunnel_round(&recorder, "a", t0, Duration::ZERO, &syn_ok, &unreadable));
 
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(300));
         assert_eq!(sample(&text, "openclaw_tunnel_up_checks_total{forward=\"a\"}"), Some(4.0));

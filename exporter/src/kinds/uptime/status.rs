@@ -1,0 +1,225 @@
+//! The uptime record's part of a forward's `/api/status` entry (the listener's owner, the SYN and round
+//! counts, the gateway's last answer, the first byte's exact quantiles, time unobserved, the day's buckets,
+//! the last wait for usable: the same keys, typed, as before the record was the kinds'), and of the state file
+//! (`forwards`: each forward's buckets).
+
+use std::collections::BTreeMap;
+
+use probes::Label;
+use prometheus_client::metrics::counter::Counter;
+use serde::{Deserialize, Serialize};
+
+use super::ledger::{Bucket, Ledger};
+use super::UptimeRecord;
+use crate::record::families::ForwardLabels;
+use crate::record::tracked::Tracked;
+
+/// The state file's key for the buckets.
+const SAVED_KEY: &str = "forwards";
+
+/// A forward's uptime keys in its `/api/status` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UptimeStatus {
+    /// The listener's owner, once checked.
+    pub ssh_session: Option<SessionStatus>,
+    /// The SYN probe's counts.
+    pub syn: SynStatus,
+    /// Tunnel rounds.
+    pub rounds: RoundsStatus,
+    /// The last first-byte probe's verdict, once probed.
+    pub gateway_up: Option<bool>,
+    /// The last first-byte probe, in words.
+    pub last_first_byte: Option<String>,
+    /// The last wake-to-usable observed: seconds from the first round after a gap to a good first byte.
+    #[serde(default)]
+    pub last_resume: Option<ResumeStatus>,
+    /// Quantiles of successful first bytes.
+    pub first_byte_seconds: Quantiles,
+    /// Time no round could observe.
+    pub unobserved_seconds: f64,
+    /// Uptime of the last completed five-minute bucket.
+    pub uptime_ratio_last_bucket: Option<f64>,
+    /// The last day's buckets.
+    pub buckets: Vec<Bucket>,
+}
+
+/// The last wait from a gap's end (a wake, a stall) to a good first byte through the forward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumeStatus {
+    /// Seconds waited.
+    pub seconds: f64,
+    /// When it was observed, Unix seconds.
+    pub at: f64,
+    /// False when no good first byte came within 600 s (observed then).
+    pub usable: bool,
+}
+
+/// The owner of a forward's listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionStatus {
+    /// The state label (up, no_listener, not_ssh, unreadable, unsupported, unknown).
+    pub state: String,
+    /// The owner's pid, when found.
+    pub pid: Option<u32>,
+    /// The owner's command name.
+    pub name: Option<String>,
+    /// Its parent's pid.
+    pub parent_pid: Option<u32>,
+    /// Its parent's command name.
+    pub parent_name: Option<String>,
+    /// Who it runs as (`uid 501, this user`, `uid 65534, another user`), when found.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// It runs as the exporter's own user; `None` when that cannot be read.
+    #[serde(default)]
+    pub same_user: Option<bool>,
+    /// Why no owner is named (unreadable: who holds the listener, by user name and uid; unknown; unsupported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// SYN probe counts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SynStatus {
+    /// Connects tried.
+    pub attempts: u64,
+    /// Connects that connected.
+    pub successes: u64,
+    /// Whether the last one did.
+    pub last_ok: Option<bool>,
+}
+
+/// Tunnel round counts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RoundsStatus {
+    /// Rounds observed.
+    pub checks: u64,
+    /// Rounds up.
+    pub up: u64,
+}
+
+/// Exact quantiles of first-byte times, seconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Quantiles {
+    /// How many samples.
+    pub count: u64,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+fn count(family: &Tracked<ForwardLabels, Counter>, forward: &str) -> u64 {
+    family.get(&ForwardLabels { forward: forward.to_owned() }).map_or(0, |c| c.get())
+}
+
+impl UptimeRecord {
+    /// `forward`'s keys at `now` (Unix seconds). The lock, which every round takes, is held only to copy its
+    /// last outcomes, its first-byte histogram and its buckets; quantiles and metric reads come after.
+    pub(super) fn status_of(&self, forward: &str, now: f64) -> serde_json::Map<String, serde_json::Value> {
+        let Some((session, last_syn_ok, last_first_byte, last_resume, first_byte_us, buckets, last_ratio)) =
+            self.forwards().get(forward).map(|state| {
+                (
+                    state.session.clone(),
+                    state.last_syn_ok,
+                    state.last_first_byte.clone(),
+                    state.last_resume.clone(),
+                    state.first_byte_us.clone(),
+                    state.ledger.buckets().cloned().collect::<Vec<_>>(),
+                    state.ledger.last_completed_ratio(now),
+                )
+            })
+        else {
+            return serde_json::Map::new();
+        };
+        let m = &self.families;
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        let quantile = |q: f64| (!first_byte_us.is_empty()).then(|| first_byte_us.value_at_quantile(q) as f64 / 1e6);
+        let status = UptimeStatus {
+            ssh_session: session.as_ref().map(|session| {
+                let owner = session.owner();
+                SessionStatus {
+                    state: session.label().to_owned(),
+                    pid: owner.map(|o| o.pid),
+                    name: owner.map(|o| o.name.clone()),
+                    parent_pid: owner.map(|o| o.parent_pid),
+                    parent_name: owner.and_then(|o| o.parent_name.clone()),
+                    user: owner.map(|o| o.user()),
+                    same_user: owner.and_then(|o| o.same_user),
+                    detail: session.detail().map(str::to_owned),
+                }
+            }),
+            syn: SynStatus {
+                attempts: count(&m.syn_attempts, forward),
+                successes: count(&m.syn_successes, forward),
+                last_ok: last_syn_ok,
+            },
+            rounds: RoundsStatus { checks: count(&m.up_checks, forward), up: count(&m.up_successes, forward) },
+            gateway_up: m.gateway_up.get(&labels).map(|g| g.get() == 1),
+            last_first_byte,
+            last_resume,
+            first_byte_seconds: Quantiles {
+                count: first_byte_us.len(),
+                p50: quantile(0.5),
+                p90: quantile(0.9),
+                p99: quantile(0.99),
+                max: quantile(1.0),
+            },
+            unobserved_seconds: m.unobserved_seconds.get(&labels).map_or(0.0, |c| c.get()),
+            uptime_ratio_last_bucket: last_ratio,
+            // The open bucket's quantiles so far, so /api/status carries them for every bucket.
+            buckets: buckets
+                .into_iter()
+                .map(|mut bucket| {
+                    if let Some((p50, p99)) = bucket.first_byte_quantiles() {
+                        bucket.first_byte_p50 = Some(p50);
+                        bucket.first_byte_p99 = Some(p99);
+                    }
+                    bucket
+                })
+                .collect(),
+        };
+        match serde_json::to_value(status) {
+            Ok(serde_json::Value::Object(keys)) => keys,
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    /// The state file's `forwards`: every forward's buckets.
+    pub(super) fn saved_buckets(&self) -> serde_json::Map<String, serde_json::Value> {
+        let saved: BTreeMap<String, Vec<Bucket>> = self
+            .forwards()
+            .iter()
+            .map(|(name, state)| (name.clone(), state.ledger.buckets().cloned().collect()))
+            .collect();
+        let value = serde_json::to_value(saved).unwrap_or_default();
+        serde_json::Map::from_iter([(SAVED_KEY.to_owned(), value)])
+    }
+
+    /// Take back the buckets of the state file's `forwards`. A bucket whose start is beyond year 9999 is
+    /// damage: dropped, the rest kept; a `forwards` that is not a map of bucket lists is skipped whole.
+    pub(super) fn restore_buckets(&self, saved: &serde_json::Map<String, serde_json::Value>) {
+        let Some(value) = saved.get(SAVED_KEY) else { return };
+        let forwards = match BTreeMap::<String, Vec<Bucket>>::deserialize(value) {
+            Ok(forwards) => forwards,
+            Err(err) => {
+                tracing::warn!(problem = %err, "the state file's uptime buckets are damaged; starting without them");
+                return;
+            }
+        };
+        let restored = forwards.len();
+        for (name, buckets) in forwards {
+            let (kept, absurd): (Vec<Bucket>, Vec<Bucket>) =
+                buckets.into_iter().partition(|b| crate::clock::plausible_unix_seconds(b.start as f64));
+            if !absurd.is_empty() {
+                tracing::warn!(forward = %name, buckets = absurd.len(), "the state file holds buckets with impossible start times; ignored");
+            }
+            self.with_forward(&name, |state| state.ledger = Ledger::from_buckets(kept));
+        }
+        tracing::info!(forwards = restored, "restored the uptime buckets");
+    }
+}
