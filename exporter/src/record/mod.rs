@@ -62,7 +62,7 @@ pub struct Recorder {
     configured: Mutex<std::collections::BTreeSet<String>>,
     /// The incident timeline (never locked with another of the recorder's mutexes held).
     pub(crate) timeline: Mutex<timeline::Timeline>,
-    /// The families and status the kinds that keep their own declare ([`kinds::KindRecord`]).
+    /// The kinds' records: their families and status ([`kinds::KindRecord`]).
     kind_records: kinds::KindRecords,
 }
 
@@ -84,7 +84,7 @@ impl Recorder {
         Self::with_kinds(&[], collectors)
     }
 
-    /// As [`Recorder::with_collectors`], with the records of the kinds that keep their own families
+    /// As [`Recorder::with_collectors`], with the kinds' records
     /// (`kinds::RECORDS`): their families registered after the recorder's own.
     pub fn with_kinds(
         records: &[kinds::NewKindRecord],

@@ -1,4 +1,6 @@
-//! The status report: what `/api/status` serves and the status page renders, one typed value for both.
+//! The status report: what `/api/status` serves and the status page renders, one value for both: the
+//! exporter's version and time, each forward's entry (its name and every kind's keys), the timeline, and the
+//! kinds' keys that belong to no forward. The kinds read their keys back typed ([`ForwardStatus::get`]).
 
 use std::time::SystemTime;
 
@@ -19,7 +21,7 @@ pub struct StatusReport {
     /// What happened, newest first (the last 24 h, bounded).
     #[serde(default)]
     pub timeline: Vec<super::timeline::Event>,
-    /// The status of the kinds that keep their own and belongs to no forward, each under its keys.
+    /// The kinds' status that belongs to no forward, each under its keys.
     #[serde(flatten)]
     pub kinds: std::collections::BTreeMap<String, serde_json::Value>,
 }
