@@ -92,4 +92,22 @@ mod tests {
         let back: serde_json::Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(back["exposed_since"]["g"].as_f64(), Some(at), "{}", String::from_utf8_lossy(&text));
     }
+
+    /// Each key is its record's: a damaged `forwards` (the buckets) costs the buckets alone, and the exposure
+    /// kind's `exposed_since` beside it still comes back.
+    #[test]
+    fn a_damaged_key_costs_only_itself() {
+        let recorder = crate::record::Recorder::with_kinds(crate::kinds::RECORDS, Vec::new());
+        let mut config = crate::config::Config::load(None).unwrap();
+        let interval = std::time::Duration::from_secs(1);
+        config.gateways = vec![crate::config::Gateway { name: "g".into(), port: 18789, interval, allowed: vec![] }];
+        recorder.apply_config(&config);
+        let file = br#"{"version": 1, "forwards": {"mac": "not a list"}, "exposed_since": {"g": 1800000000.0}}"#;
+        assert_eq!(super::decode_into(file, &recorder), Ok(2));
+        assert_eq!(recorder.saved_kinds()["exposed_since"], serde_json::json!({ "g": 1_800_000_000.0 }));
+        let buckets = &recorder.saved_kinds()["forwards"];
+        assert!(buckets.as_object().is_some_and(|forwards| !forwards.contains_key("mac")), "{buckets}");
+        let wrong_version = br#"{"version": 2, "forwards": {}}"#;
+        assert!(super::decode_into(wrong_version, &recorder).is_err());
+    }
 }

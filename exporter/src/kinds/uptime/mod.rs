@@ -234,4 +234,63 @@ pub(crate) mod tests {
         let uptime = recorder.kind_record::<UptimeRecord>().expect("built with the uptime record");
         (recorder, uptime)
     }
+
+    fn up_round(uptime: &UptimeRecord, recorder: &Recorder, forward: &str, at: SystemTime, up: bool) {
+        use probes::{ssh_session, syn};
+        let syn: syn::Outcome =
+            if up { Ok(syn::Connected { connect: Duration::from_micros(30) }) } else { Err(syn::Failure::Refused) };
+        let session = ssh_session::Outcome::Up(rounds::tests::owner("ssh"));
+        let round = rounds::TunnelRound { at, boot: Duration::from_secs(10), interval: Duration::from_secs(5) };
+        uptime.record_tunnel(recorder, forward, round, &[], &syn, &session);
+    }
+
+    #[test]
+    fn a_forward_a_reload_removes_leaves_the_report_and_its_open_spell_ends() {
+        let (recorder, uptime) = recorder();
+        let mut config = Config::load(None).unwrap();
+        let kept = config.forwards[0].name.clone();
+        let mut other = config.forwards[0].clone();
+        other.name = "other".into();
+        config.forwards.push(other);
+        recorder.apply_config(&config);
+        up_round(&uptime, &recorder, "other", SystemTime::now(), false);
+        let report = recorder.status(SystemTime::now());
+        let names: Vec<&str> = report.forwards.iter().map(|f| f.forward.as_str()).collect();
+        assert_eq!(names, [kept.as_str(), "other"]);
+        let down = |report: &crate::record::status::StatusReport| {
+            report.timeline.iter().find(|e| e.kind == "tunnel_down" && e.subject == "other").cloned().unwrap()
+        };
+        assert_eq!(down(&report).end, None, "open while the forward is down");
+
+        config.forwards.truncate(1);
+        recorder.apply_config(&config);
+        let report = recorder.status(SystemTime::now());
+        let names: Vec<&str> = report.forwards.iter().map(|f| f.forward.as_str()).collect();
+        assert_eq!(names, [kept.as_str()]);
+        assert!(down(&report).end.is_some(), "the removed forward's spell ended with it");
+        let text = recorder.encode(crate::record::Format::Prometheus, SystemTime::now());
+        assert!(!text.contains("forward=\"other\""), "{text}");
+    }
+
+    #[test]
+    fn the_buckets_come_back_from_the_state_file_and_a_damaged_forwards_key_is_skipped_alone() {
+        let (recorder, uptime) = recorder();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        up_round(&uptime, &recorder, "mac", t0, true);
+        up_round(&uptime, &recorder, "mac", t0 + Duration::from_secs(400), false);
+        let saved: serde_json::Map<_, _> = recorder.saved_kinds().into_iter().collect();
+        let buckets = &saved["forwards"]["mac"];
+        assert_eq!(buckets.as_array().map(Vec::len), Some(2), "{saved:?}");
+
+        let (restarted, _) = tests::recorder();
+        restarted.restore_kinds(&saved);
+        let report = restarted.status(t0 + Duration::from_secs(700));
+        assert_eq!(report.forwards[0].kinds["buckets"], *buckets);
+        assert_eq!(report.forwards[0].get::<f64>("uptime_ratio_last_bucket"), Some(0.0));
+
+        let (damaged, _) = tests::recorder();
+        let not_buckets = serde_json::json!({ "forwards": { "mac": "not a list" } });
+        damaged.restore_kinds(not_buckets.as_object().unwrap());
+        assert!(damaged.status(t0).forwards.is_empty(), "nothing restored from a damaged key");
+    }
 }
