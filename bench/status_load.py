@@ -10,6 +10,7 @@ Prints a Markdown table.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,11 @@ def measure(release, tmp, target_port):
 
 
 def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    # Without wrk every "under load" row would be an idle one: refuse rather than print a table that says nothing.
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: run `bash tests/install-deps.sh --bench` first")
     before = os.path.abspath(sys.argv[1])
     after = os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else os.path.join(bench.ROOT, "target", "release")
     tmp = tempfile.mkdtemp(prefix="oce-status-bench")
