@@ -448,12 +448,18 @@ mod tests {
         assert_eq!(chart_y(1e9), 0.0, "above the top sits on the top");
     }
 
+    /// A recorder with the uptime record, the default config's forward, and its tunnel kind.
+    fn default_forwards_tunnel() -> (Arc<Recorder>, Arc<Forward>, TunnelKind) {
+        let (recorder, uptime) = crate::kinds::uptime::tests::recorder();
+        let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
+        let session = ssh_session::Target::new(forward.local);
+        let (_, tunnel) = TunnelKind::new(forward.clone(), recorder.clone(), uptime, session);
+        (recorder, forward, tunnel)
+    }
+
     #[test]
     fn a_round_whose_syn_failed_for_the_exporters_own_shortage_is_neither_up_nor_down() {
-        let (recorder, uptime) = crate::kinds::uptime::tests::recorder();
-        let forward = std::sync::Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
-        let session = ssh_session::Target::new(forward.local);
-        let (_, mut tunnel) = TunnelKind::new(forward.clone(), recorder.clone(), uptime, session);
+        let (recorder, forward, mut tunnel) = default_forwards_tunnel();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = Round { wall: t0, boot: Duration::from_secs(10) };
         let outcome = TunnelOutcome {
@@ -475,10 +481,7 @@ mod tests {
 
     #[test]
     fn a_lookup_that_could_not_tell_leaves_the_hijack_gauge_as_it_was_and_counts_unknown() {
-        let (recorder, uptime) = crate::kinds::uptime::tests::recorder();
-        let forward = std::sync::Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
-        let session = ssh_session::Target::new(forward.local);
-        let (_, mut tunnel) = TunnelKind::new(forward.clone(), recorder.clone(), uptime, session);
+        let (recorder, forward, mut tunnel) = default_forwards_tunnel();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let name = &forward.name;
         let hijacked = format!("openclaw_tunnel_forward_hijacked{{forward=\"{name}\"}}");
