@@ -150,13 +150,13 @@ pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
 impl UptimeRecord {
     /// The per-forward state. A panic while holding the lock cannot leave the ledger half-written in a way
     /// worth losing all metrics over: keep serving.
-    fn forwards(&self) -> MutexGuard<'_, HashMap<String, ForwardState>> {
+    fn states(&self) -> MutexGuard<'_, HashMap<String, ForwardState>> {
         lock(&self.forwards)
     }
 
     /// The state of `forward`, created when first seen.
     fn with_forward<T>(&self, forward: &str, f: impl FnOnce(&mut ForwardState) -> T) -> T {
-        let mut forwards = self.forwards();
+        let mut forwards = self.states();
         if !forwards.contains_key(forward) {
             forwards.insert(forward.to_owned(), ForwardState::new());
         }
@@ -179,9 +179,14 @@ impl KindRecord for UptimeRecord {
 
     /// A removed forward's state goes, and its open spells end with it.
     fn subjects_removed(&self, recorder: &Recorder, subjects: &Subjects) {
-        let removed: Vec<String> =
-            self.forwards().keys().filter(|name| !subjects.keeps_value("forward", name)).cloned().collect();
-        self.forwards().retain(|name, _| !removed.contains(name));
+        let mut removed = Vec::new();
+        self.states().retain(|name, _| {
+            let kept = subjects.keeps_value("forward", name);
+            if !kept {
+                removed.push(name.clone());
+            }
+            kept
+        });
         let now = unix_seconds(SystemTime::now());
         for name in &removed {
             for kind in ["tunnel_down", "gateway_down"] {
@@ -191,7 +196,7 @@ impl KindRecord for UptimeRecord {
     }
 
     fn forwards(&self) -> Vec<String> {
-        self.forwards().keys().cloned().collect()
+        self.states().keys().cloned().collect()
     }
 
     fn forward_status(&self, forward: &str, now: f64) -> serde_json::Map<String, serde_json::Value> {
@@ -200,7 +205,7 @@ impl KindRecord for UptimeRecord {
 
     /// The uptime gauge of the last completed bucket, brought up to `now` (absent until one completes).
     fn before_encode(&self, now: f64) {
-        let forwards = self.forwards();
+        let forwards = self.states();
         for (name, state) in forwards.iter() {
             let labels = ForwardLabels { forward: name.clone() };
             match state.ledger.last_completed_ratio(now) {

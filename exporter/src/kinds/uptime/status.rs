@@ -136,7 +136,7 @@ impl UptimeRecord {
     /// last outcomes, its first-byte histogram and its buckets; quantiles and metric reads come after.
     pub(super) fn status_of(&self, forward: &str, now: f64) -> serde_json::Map<String, serde_json::Value> {
         let Some((session, last_syn_ok, last_first_byte, last_resume, first_byte_us, buckets, last_ratio)) =
-            self.forwards().get(forward).map(|state| {
+            self.states().get(forward).map(|state| {
                 (
                     state.session.clone(),
                     state.last_syn_ok,
@@ -199,7 +199,7 @@ impl UptimeRecord {
     /// The state file's `forwards`: every forward's buckets.
     pub(super) fn saved_buckets(&self) -> serde_json::Map<String, serde_json::Value> {
         let saved: BTreeMap<String, Vec<Bucket>> = self
-            .forwards()
+            .states()
             .iter()
             .map(|(name, state)| (name.clone(), state.ledger.buckets().cloned().collect()))
             .collect();
