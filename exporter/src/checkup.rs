@@ -77,17 +77,33 @@ pub struct DoctorStep {
     pub check: Check,
     /// The check a gateway host runs on its own (a config with `forward = []` and a `[[gateway]]`).
     pub on_gateway_host: Option<HostCheck>,
+    /// The layer as a route without ssh has it (`ws://`, `wss://`): its name and check, at the same place, so
+    /// the exit codes stay per layer; None when the step is the same on every route.
+    pub on_direct_route: Option<(&'static str, Check)>,
 }
 
 impl DoctorStep {
     /// The step `name`, checked by `check`, with no notes and nothing on a gateway host.
     pub const fn new(name: &'static str, check: Check) -> DoctorStep {
-        DoctorStep { name, notes: &[], check, on_gateway_host: None }
+        DoctorStep { name, notes: &[], check, on_gateway_host: None, on_direct_route: None }
     }
 
     /// This step with `notes` at its layer.
     pub const fn with_notes(self, notes: &'static [Notes]) -> DoctorStep {
         DoctorStep { notes, ..self }
+    }
+
+    /// This step, which a route without ssh checks as `name` by `check`.
+    pub const fn on_direct_route(self, name: &'static str, check: Check) -> DoctorStep {
+        DoctorStep { on_direct_route: Some((name, check)), ..self }
+    }
+
+    /// The name and check this step has for `forward`'s route.
+    pub fn for_forward(&self, forward: &Forward) -> (&'static str, Check) {
+        match self.on_direct_route {
+            Some(direct) if forward.local().is_none() => direct,
+            _ => (self.name, self.check),
+        }
     }
 }
 
@@ -98,6 +114,9 @@ pub struct Checkup<'a> {
     pub config: &'a Config,
     /// The forward checked.
     pub forward: &'a Forward,
+    /// Its route, or why it cannot be built (a `wss://` route's CA file that does not load: its TLS step
+    /// fails with it, every step above is not checked).
+    pub route: Result<probes::route::Route, String>,
     /// Every step's time limit (the forward's `timeout`).
     pub timeout: Duration,
     /// The gateway's `/startupz` + `/readyz` answer, read by the first-byte step for its evidence and judged by
@@ -113,7 +132,25 @@ pub struct Checkup<'a> {
 impl<'a> Checkup<'a> {
     /// A checkup of `forward`.
     pub fn new(config: &'a Config, forward: &'a Forward) -> Self {
-        Checkup { config, forward, timeout: forward.timeout, readiness: None, notes: Vec::new(), before_next: None }
+        let route = forward.probe_route().map_err(|err| err.to_string());
+        Checkup {
+            config,
+            forward,
+            route,
+            timeout: forward.timeout,
+            readiness: None,
+            notes: Vec::new(),
+            before_next: None,
+        }
+    }
+
+    /// The route, for a step above the TLS layer (which fails when it cannot be built, so none above runs).
+    pub fn route(&self) -> probes::route::Route {
+        match &self.route {
+            Ok(route) => route.clone(),
+            // Unreachable above a failed TLS step; a route to nowhere fails any probe honestly.
+            Err(_) => probes::route::Route::Local(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        }
     }
 
     /// The gateway's readiness answer, read now unless a step below read it.
@@ -121,7 +158,7 @@ impl<'a> Checkup<'a> {
         use probes::Probe;
         let read = match self.readiness.take() {
             Some(read) => read,
-            None => (probes::readiness::Target { addr: self.forward.local }).probe(self.timeout).await,
+            None => (probes::readiness::Target { route: self.route() }).probe(self.timeout).await,
         };
         self.readiness.insert(read)
     }

@@ -39,7 +39,7 @@ pub struct Step {
 pub struct Report {
     /// The forward checked.
     pub forward: String,
-    /// Its local address.
+    /// Its local address, or its URL.
     pub local: String,
     /// The steps, in order.
     pub steps: Vec<Step>,
@@ -86,10 +86,11 @@ async fn walk(list: &[DoctorStep], mut checkup: Checkup<'_>) -> Report {
     let mut failed = false;
     for (index, step) in list.iter().enumerate() {
         let number = index as u8 + 1;
+        let (name, check) = step.for_forward(forward);
         if failed {
             steps.push(Step {
                 number,
-                name: step.name,
+                name,
                 status: Status::NotChecked,
                 evidence: "not checked: a layer below failed".into(),
                 next: None,
@@ -100,16 +101,16 @@ async fn walk(list: &[DoctorStep], mut checkup: Checkup<'_>) -> Report {
         for add_notes in step.notes {
             add_notes(&mut checkup).await;
         }
-        let verdict = (step.check)(&mut checkup).await;
+        let verdict = check(&mut checkup).await;
         let (notes, before_next) = (std::mem::take(&mut checkup.notes), checkup.before_next.take());
         failed = verdict.status == Status::Fail;
         let next = match (failed, before_next) {
             (true, Some(first)) => verdict.next.map(|next| format!("{first}; then {next}")),
             _ => verdict.next,
         };
-        steps.push(Step { number, name: step.name, status: verdict.status, evidence: verdict.evidence, next, notes });
+        steps.push(Step { number, name, status: verdict.status, evidence: verdict.evidence, next, notes });
     }
-    Report { forward: forward.name.clone(), local: forward.local.to_string(), steps }
+    Report { forward: forward.name.clone(), local: forward.address(), steps }
 }
 
 /// The gateway host's own list (a config with `forward = []` and a [[gateway]]): the steps a gateway host can

@@ -50,7 +50,7 @@ pub async fn collect(config: &Config, out: &Path) -> std::io::Result<String> {
     let web = config.web.listen;
     let mut exporter_note = String::new();
     for (path, name) in [("/api/status", "exporter/api-status.json"), ("/metrics", "exporter/metrics.txt")] {
-        match probes::http::get_document_bounded(web, path, timeout, MAX_PAGE).await {
+        match probes::http::get_document_bounded(&probes::route::Route::Local(web), path, timeout, MAX_PAGE).await {
             Ok((200, body)) => {
                 entries.push(Entry { name: name.into(), text: String::from_utf8_lossy(&body).into_owned() })
             }
@@ -89,8 +89,17 @@ pub async fn collect(config: &Config, out: &Path) -> std::io::Result<String> {
             };
             entries.push(Entry { name: format!("ssh-G/{}.txt", forward.name), text });
         }
+        // The gateway's documents through the forward's route (a wss:// route verifies the certificate first:
+        // nothing is read from an impostor).
+        let route = match forward.probe_route() {
+            Ok(route) => route,
+            Err(err) => {
+                entries.push(Entry { name: format!("gateway/{}.txt", forward.name), text: format!("{err}\n") });
+                continue;
+            }
+        };
         for path in ["/startupz", "/readyz"] {
-            let text = match probes::http::get_document_bounded(forward.local, path, timeout, 64 * 1024).await {
+            let text = match probes::http::get_document_bounded(&route, path, timeout, 64 * 1024).await {
                 Ok((status, body)) => format!("HTTP {status}\n{}", String::from_utf8_lossy(&body)),
                 Err(err) => format!("{err}\n"),
             };

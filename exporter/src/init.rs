@@ -310,8 +310,12 @@ pub fn render(found: &[Found], remote_port: u16, cli: Option<&crate::openclaw_cl
         text.push_str("# No forward found: add one by hand, e.g.\n# [[forward]]\n# name = \"mac\"\n# local = \"127.0.0.1:18789\"\n");
         return text;
     }
-    let locals: Vec<(&str, std::net::SocketAddr)> =
-        found.iter().filter_map(|forward| Some((forward.name.as_str(), forward.local.parse().ok()?))).collect();
+    let locals: Vec<(&str, crate::openclaw_cli_url::CliAddress)> = found
+        .iter()
+        .filter_map(|forward| {
+            Some((forward.name.as_str(), crate::openclaw_cli_url::CliAddress::Local(forward.local.parse().ok()?)))
+        })
+        .collect();
     let finding = cli.map(|cli| (cli, crate::openclaw_cli_url::judge(&cli.url, &locals)));
     if let Some(problem) = finding.as_ref().and_then(|(cli, finding)| finding.explain(cli)) {
         text.push_str(&format!("# warning: {problem}\n"));

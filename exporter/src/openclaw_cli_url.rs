@@ -74,13 +74,63 @@ fn local_mode(port: Option<u16>, why: &str) -> OpenclawCliUrl {
     OpenclawCliUrl { url: format!("ws://127.0.0.1:{port}"), source: format!("local mode ({why}), port {port}") }
 }
 
+/// Where a forward takes the CLI: a local listener (an ssh forward, or a tap in front of one), or the gateway's
+/// URL for a direct route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliAddress {
+    /// A listener on this machine, spoken to in the clear.
+    Local(SocketAddr),
+    /// A `ws://` or `wss://` route.
+    Url {
+        /// `wss://`.
+        tls: bool,
+        /// The host, lower case, without brackets or a trailing dot.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+impl CliAddress {
+    /// The address of a direct route's `url` (None when it is not a ws/wss URL with a host).
+    pub fn of_url(url: &str) -> Option<CliAddress> {
+        let parsed = url::Url::parse(url).ok()?;
+        let tls = match parsed.scheme() {
+            "ws" | "http" => false,
+            "wss" | "https" => true,
+            _ => return None,
+        };
+        Some(CliAddress::Url { tls, host: host_of(&parsed)?, port: parsed.port_or_known_default()? })
+    }
+}
+
+/// A URL's host as routes compare it: lower case, no brackets, no trailing dot.
+fn host_of(parsed: &url::Url) -> Option<String> {
+    let host = parsed.host_str()?.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
+    Some(host.to_ascii_lowercase())
+}
+
 /// What the CLI's URL is to the configured forwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
-    /// It is this forward's address, in a plain scheme.
+    /// It is this forward's address, in its scheme (plain for an ssh forward).
     Matches {
         /// The forward.
         forward: String,
+    },
+    /// A direct route's host and port, in the other scheme (`ws://` to a `wss://` route, or back).
+    RouteSchemeMismatch {
+        /// The URL's scheme.
+        scheme: String,
+        /// The forward.
+        forward: String,
+        /// The route's URL.
+        route: String,
+    },
+    /// A host no configured forward reaches (not this machine: a direct URL with no route of its own).
+    NoRouteToHost {
+        /// The URL's host and port.
+        host: String,
     },
     /// `localhost` on a forward's port: it may resolve to ::1 first, while ssh listens where `listens` says.
     Localhost {
@@ -145,6 +195,14 @@ impl Finding {
                 "the CLI's URL {url} ({source}) uses {scheme} (TLS), but the forward {forward} at {listens} is a plain \
                  ssh forward: use ws://{listens}"
             ),
+            Finding::RouteSchemeMismatch { scheme, forward, route } => format!(
+                "the CLI's URL {url} ({source}) uses {scheme}, but the forward {forward} reaches that gateway as \
+                 {route}: use {route}"
+            ),
+            Finding::NoRouteToHost { host } => format!(
+                "the CLI's URL {url} ({source}) points at {host}, which no configured forward reaches: the exporter \
+                 does not measure the path the CLI uses (add a [[forward]] with url = \"{url}\")"
+            ),
             Finding::NoForwardOnPort { port } => format!(
                 "the CLI's URL {url} ({source}) points at port {port}, where no configured forward listens: the \
                  exporter does not measure the path the CLI uses"
@@ -154,8 +212,9 @@ impl Finding {
     }
 }
 
-/// Judge `url` against the forwards (name, local address).
-pub fn judge(url: &str, forwards: &[(&str, SocketAddr)]) -> Finding {
+/// Judge `url` against the forwards (name, where each takes the CLI): a direct route by its host and port,
+/// else the local listeners by port.
+pub fn judge(url: &str, addresses: &[(&str, CliAddress)]) -> Finding {
     let parsed = match url::Url::parse(url) {
         Ok(parsed) => parsed,
         Err(err) => return Finding::NotAUrl { why: err.to_string() },
@@ -168,6 +227,34 @@ pub fn judge(url: &str, forwards: &[(&str, SocketAddr)]) -> Finding {
     let Some(port) = parsed.port_or_known_default() else {
         return Finding::NotAUrl { why: "no port".into() };
     };
+    let host = host_of(&parsed).unwrap_or_default();
+    let routes = addresses.iter().filter_map(|(name, address)| match address {
+        CliAddress::Url { tls, host, port } => Some((*name, *tls, host, *port)),
+        CliAddress::Local(_) => None,
+    });
+    let same_place: Vec<_> = routes.filter(|(_, _, route_host, route_port)| **route_host == host && *route_port == port).collect();
+    if let Some((name, _, _, _)) = same_place.iter().find(|(_, route_tls, _, _)| *route_tls == tls) {
+        return Finding::Matches { forward: (*name).to_owned() };
+    }
+    if let Some((name, route_tls, route_host, route_port)) = same_place.first() {
+        let scheme = if *route_tls { "wss" } else { "ws" };
+        return Finding::RouteSchemeMismatch {
+            scheme: parsed.scheme().to_owned(),
+            forward: (*name).to_owned(),
+            route: format!("{scheme}://{}:{route_port}", bracketed(route_host)),
+        };
+    }
+    let forwards: Vec<(&str, SocketAddr)> = addresses
+        .iter()
+        .filter_map(|(name, address)| match address {
+            CliAddress::Local(local) => Some((*name, *local)),
+            CliAddress::Url { .. } => None,
+        })
+        .collect();
+    let this_machine = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !this_machine && forwards.iter().all(|(_, local)| local.port() != port || local.ip().to_string() != host) {
+        return Finding::NoRouteToHost { host: format!("{}:{port}", bracketed(&host)) };
+    }
     let on_port: Vec<&(&str, SocketAddr)> = forwards.iter().filter(|(_, local)| local.port() == port).collect();
     let Some(&&(first, first_local)) = on_port.first() else { return Finding::NoForwardOnPort { port } };
     let ip = match parsed.host() {
@@ -192,13 +279,26 @@ pub fn judge(url: &str, forwards: &[(&str, SocketAddr)]) -> Finding {
     Finding::Matches { forward: name.to_owned() }
 }
 
+fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn forwards() -> Vec<(&'static str, SocketAddr)> {
-        vec![("mac", "127.0.0.1:18789".parse().unwrap()), ("v6", "[::1]:18790".parse().unwrap())]
+    fn forwards() -> Vec<(&'static str, CliAddress)> {
+        vec![
+            ("mac", CliAddress::Local("127.0.0.1:18789".parse().unwrap())),
+            ("v6", CliAddress::Local("[::1]:18790".parse().unwrap())),
+            ("lan", CliAddress::of_url("ws://10.200.0.2:28789").unwrap()),
+            ("tailnet", CliAddress::of_url("wss://Mac-AP1.tail1.ts.net").unwrap()),
+        ]
     }
 
     #[test]
@@ -222,6 +322,26 @@ mod tests {
         let cli = OpenclawCliUrl { url: "ws://localhost:18789".into(), source: "test".into() };
         let said = judge(&cli.url, &f).explain(&cli).unwrap();
         assert!(said.contains("::1") && said.contains("127.0.0.1:18789"), "{said}");
+    }
+
+    #[test]
+    fn a_direct_url_is_the_route_with_that_url_in_its_scheme() {
+        let f = forwards();
+        assert_eq!(judge("ws://10.200.0.2:28789", &f), Finding::Matches { forward: "lan".into() });
+        assert_eq!(judge("wss://mac-ap1.tail1.ts.net/", &f), Finding::Matches { forward: "tailnet".into() });
+        assert_eq!(judge("wss://MAC-AP1.tail1.ts.net.:443", &f), Finding::Matches { forward: "tailnet".into() });
+        assert_eq!(
+            judge("wss://10.200.0.2:28789", &f),
+            Finding::RouteSchemeMismatch {
+                scheme: "wss".into(),
+                forward: "lan".into(),
+                route: "ws://10.200.0.2:28789".into()
+            }
+        );
+        assert_eq!(judge("ws://10.200.0.9:28789", &f), Finding::NoRouteToHost { host: "10.200.0.9:28789".into() });
+        let cli = OpenclawCliUrl { url: "wss://gw.example:8443".into(), source: "test".into() };
+        let said = judge(&cli.url, &f).explain(&cli).unwrap();
+        assert!(said.contains("no configured forward reaches") && said.contains("url = \"wss://gw.example:8443\""), "{said}");
     }
 
     fn locations(dir: &std::path::Path) -> Locations {

@@ -4,10 +4,10 @@
 //!
 //! Meant to run rarely (once a minute): each wrong token is a strike on the gateway's per-IP counter.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::ssh_session::{CredentialGate, Trust};
+use crate::gate::{Clearance, CredentialGate};
+use crate::route::Route;
 
 /// A token that never prints.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,8 +34,8 @@ impl std::fmt::Debug for Secret {
 /// Where to send the probe and with what.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The forward's local address.
-    pub addr: SocketAddr,
+    /// The forward's route.
+    pub route: Route,
     /// The token to present.
     pub token: Secret,
     /// The owner check run inside the round: before the connect, and on the connected stream before the
@@ -50,7 +50,8 @@ pub enum Failure {
     /// The exchange failed (refused, reset, timeout...).
     #[error(transparent)]
     Http(#[from] crate::http::Failure),
-    /// The gate found the listener (or the connection's far end) not our own user's ssh: nothing was sent.
+    /// The gate withheld the token (the listener or the connection's far end not our own user's ssh, a public
+    /// host in the clear, a connection that is not the verified TLS one): nothing was sent.
     #[error("token withheld: {why}")]
     Withheld {
         /// Who holds the port, for the log and the doctor.
@@ -60,7 +61,7 @@ pub enum Failure {
 
 impl crate::Label for Failure {
     const LABELS: &'static [&'static str] =
-        &["refused", "reset", "empty_reply", "timeout", "bad_status", "local_error", "withheld"];
+        &["refused", "reset", "empty_reply", "timeout", "bad_status", "local_error", "dns", "tls", "withheld"];
 
     fn label(&self) -> &'static str {
         match self {
@@ -108,25 +109,24 @@ impl crate::Probe for Target {
 impl Target {
     async fn gated_exchange(&mut self, timeout: Duration) -> Outcome {
         if let Some(gate) = &mut self.gate {
-            if let Trust::NotOurs(why) = gate.check(timeout).await {
+            if let Clearance::Withheld(why) = gate.check(timeout).await {
                 return Err(Failure::Withheld { why });
             }
         }
-        let mut stream = crate::http::connect(self.addr).await?;
+        let mut stream = crate::http::connect(&self.route, timeout).await?.stream;
         if let Some(gate) = &mut self.gate {
-            if let Trust::NotOurs(why) = gate.confirm(&stream, timeout).await {
-                crate::net::close_without_time_wait(stream);
+            if let Clearance::Withheld(why) = gate.confirm(&stream, timeout).await {
+                stream.close_without_time_wait();
                 return Err(Failure::Withheld { why });
             }
         }
-        let _ = stream.set_nodelay(true);
         let mut bearer = b"Bearer ".to_vec();
         bearer.extend_from_slice(self.token.expose());
         let headers: [(&str, &[u8]); 3] =
             [("Content-Type", b"application/json"), ("Content-Length", b"2"), ("Authorization", &bearer)];
-        let request = crate::http::request("POST", "/tools/invoke", &self.addr.to_string(), "*/*", &headers, b"{}");
+        let request = crate::http::request("POST", "/tools/invoke", &self.route.authority(), "*/*", &headers, b"{}");
         let head = crate::http::read_head(&mut stream, &request).await;
-        crate::net::close_without_time_wait(stream);
+        stream.close_without_time_wait();
         let head = head?;
         Ok(match head.status {
             401 | 403 | 429 => Answer::Rejected(head.status),
@@ -156,7 +156,7 @@ mod tests {
                 socket.write_all(reply).await.unwrap();
                 String::from_utf8_lossy(&buf[..n]).into_owned()
             });
-            let mut target = Target { addr, token: Secret::new("tok-xyz"), gate: None };
+            let mut target = Target { route: Route::Local(addr), token: Secret::new("tok-xyz"), gate: None };
             assert_eq!(crate::Probe::probe(&mut target, Duration::from_secs(2)).await, Ok(expected));
             let request = server.await.unwrap();
             assert!(request.starts_with("POST /tools/invoke HTTP/1.1\r\n"), "{request}");

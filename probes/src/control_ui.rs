@@ -1,16 +1,15 @@
 //! Control UI probe: `GET /` through the forward must answer 200 with an HTML page (the gateway's Control
 //! UI), which tells the doctor that the browser side of the gateway works, not just /healthz.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crate::http::{Failure, Response};
 
 /// Where to ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Target {
-    /// The forward's local address.
-    pub addr: SocketAddr,
+    /// The forward's route.
+    pub route: crate::route::Route,
 }
 
 /// What a Control UI probe returns: the response when it is 200 text/html.
@@ -22,7 +21,7 @@ impl crate::Probe for Target {
 
     /// Fetch `/` and check it is an HTML page.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
-        let response = crate::http::get(self.addr, "/", "text/html", timeout).await?;
+        let response = crate::http::get(&self.route, "/", "text/html", timeout).await?;
         let html = response
             .content_type
             .as_deref()

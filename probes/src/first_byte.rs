@@ -8,16 +8,17 @@
 //! gateway hung. Time to first byte, not total time, because ssh's non-interactive transport adds ~40 ms to a
 //! response written in two pieces.
 
-use std::net::SocketAddr;
 use std::time::Duration;
+
+use crate::route::Route;
 
 pub use crate::http::{Failure, Response, MAX_HEAD_BYTES};
 
 /// What to ask and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Target {
-    /// The ssh -L listener, e.g. 127.0.0.1:18789.
-    pub addr: SocketAddr,
+    /// The forward's route: the ssh -L listener (127.0.0.1:18789), or the gateway directly.
+    pub route: Route,
     /// The request path, e.g. `/healthz`.
     pub path: String,
 }
@@ -31,7 +32,7 @@ impl crate::Probe for Target {
 
     /// Send one `GET` and wait for the response head.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
-        let head = crate::http::get(self.addr, &self.path, "*/*", timeout).await?;
+        let head = crate::http::get(&self.route, &self.path, "*/*", timeout).await?;
         if (200..300).contains(&head.status) {
             Ok(head)
         } else {
@@ -48,6 +49,7 @@ impl crate::Probe for Target {
 mod tests {
     use super::*;
     use crate::Label;
+    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -63,7 +65,7 @@ mod tests {
     }
 
     fn target(addr: SocketAddr) -> Target {
-        Target { addr, path: "/healthz".into() }
+        Target { route: Route::Local(addr), path: "/healthz".into() }
     }
 
     #[tokio::test]

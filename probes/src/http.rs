@@ -3,8 +3,9 @@
 //! failure reasons of the contract's `openclaw_gateway_probe_failures_total`.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use crate::route::{DialFailure, Route};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -55,6 +56,18 @@ pub enum Failure {
         /// The OS error, for the log.
         detail: String,
     },
+    /// A direct route's host name did not resolve.
+    #[error("the gateway's host does not resolve: {detail}")]
+    Dns {
+        /// The resolver's error.
+        detail: String,
+    },
+    /// A `wss://` route's TLS handshake failed or its certificate did not verify: nothing was sent.
+    #[error("TLS: {detail}")]
+    Tls {
+        /// The handshake's failure.
+        detail: String,
+    },
     /// A reply came, but not a 2xx HTTP response (or not HTTP at all).
     #[error("bad reply: {detail}")]
     BadStatus {
@@ -74,7 +87,15 @@ crate::labels!(Failure {
     Failure::Timeout => "timeout",
     Failure::BadStatus { .. } => "bad_status",
     Failure::LocalError { .. } => "local_error",
+    Failure::Dns { .. } => "dns",
+    Failure::Tls { .. } => "tls",
 });
+
+/// The failure reasons a route of `transport` can give ([`crate::route::Transport::can_fail_by`]).
+pub fn reasons_of(transport: crate::route::Transport) -> impl Iterator<Item = &'static str> {
+    use crate::Label;
+    Failure::LABELS.iter().copied().filter(move |reason| transport.can_fail_by(reason))
+}
 
 /// A run ended by its caller's hard timeout is a timeout, for every HTTP probe's outcome.
 impl<T> From<crate::CutOff> for Result<T, Failure> {
@@ -100,11 +121,10 @@ pub fn request(method: &str, path: &str, host: &str, accept: &str, headers: &[(&
     request
 }
 
-/// Connect to `addr`, write `request`, and read the response head: the shared core of the HTTP probes.
-/// Any status is a [`Response`] here; callers decide which statuses fail.
-/// `GET path` on `addr` accepting `accept`: [`request`] then [`exchange`].
-pub(crate) async fn get(addr: SocketAddr, path: &str, accept: &str, timeout: Duration) -> Result<Response, Failure> {
-    exchange(addr, &request("GET", path, &addr.to_string(), accept, &[], b""), timeout).await
+/// `GET path` on `route` accepting `accept`: [`request`] then [`exchange`]. Any status is a [`Response`] here;
+/// callers decide which statuses fail.
+pub(crate) async fn get(route: &Route, path: &str, accept: &str, timeout: Duration) -> Result<Response, Failure> {
+    exchange(route, &request("GET", path, &route.authority(), accept, &[], b""), timeout).await
 }
 
 /// The largest document [`get_document`] reads, head and body.
@@ -112,30 +132,34 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
 /// `GET path` as HTTP/1.0 (so the body is never chunked and ends with the connection), read to its end:
 /// the status and the body. Bounded by [`MAX_DOCUMENT_BYTES`] and `timeout`.
-pub(crate) async fn get_document(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>), Failure> {
-    get_document_bounded(addr, path, timeout, MAX_DOCUMENT_BYTES).await
+pub(crate) async fn get_document(route: &Route, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>), Failure> {
+    get_document_bounded(route, path, timeout, MAX_DOCUMENT_BYTES).await
 }
 
 /// As [`get_document`], reading at most `max` bytes (the `evidence` command's snapshots of the exporter's own
 /// pages, which outgrow 64 KiB with many forwards).
 pub async fn get_document_bounded(
-    addr: SocketAddr,
+    route: &Route,
     path: &str,
     timeout: Duration,
     max: usize,
 ) -> Result<(u16, Vec<u8>), Failure> {
     let document = async {
-        let mut stream = crate::net::connect_stream(addr).await.map_err(connect_failure)?;
-        let _ = stream.set_nodelay(true);
+        let mut stream = route.dial(timeout).await.map_err(dial_failure)?.stream;
         let request = format!(
-            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nAccept: application/json, text/plain\r\n\r\n"
+            "GET {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nAccept: application/json, text/plain\r\n\r\n",
+            route.authority()
         );
         let started = Instant::now();
         stream.write_all(request.as_bytes()).await.map_err(|err| io_failure(err, started.elapsed()))?;
         let mut document = Vec::with_capacity(4096);
         let read = (&mut stream).take(max as u64 + 1).read_to_end(&mut document).await;
-        read.map_err(|err| io_failure(err, started.elapsed()))?;
-        crate::net::close_without_time_wait(stream);
+        // A TLS peer that closes without close_notify is still the end of an HTTP/1.0 body.
+        let ended_uncleanly = matches!(&read, Err(err) if err.kind() == io::ErrorKind::UnexpectedEof);
+        if !ended_uncleanly {
+            read.map_err(|err| io_failure(err, started.elapsed()))?;
+        }
+        stream.close_without_time_wait();
         if document.is_empty() {
             return Err(Failure::EmptyReply { elapsed: started.elapsed() });
         }
@@ -153,26 +177,32 @@ pub async fn get_document_bounded(
     tokio::time::timeout(timeout, document).await.unwrap_or(Err(Failure::Timeout))
 }
 
-/// connect() to `addr`, its failure as the contract's reason.
-pub(crate) async fn connect(addr: SocketAddr) -> Result<tokio::net::TcpStream, Failure> {
-    crate::net::connect_stream(addr).await.map_err(connect_failure)
+/// Dial `route` (connect, and the TLS handshake of `wss://`), its failure as the contract's reason.
+pub(crate) async fn connect(route: &Route, timeout: Duration) -> Result<crate::route::Dialed, Failure> {
+    route.dial(timeout).await.map_err(dial_failure)
 }
 
-/// A reply not complete within `timeout` is [`Failure::Timeout`].
-pub(crate) async fn exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<Response, Failure> {
-    tokio::time::timeout(timeout, exchange_unbounded(addr, request)).await.unwrap_or(Err(Failure::Timeout))
+/// Connect to `route`, write `request`, and read the response head: the shared core of the HTTP probes. The
+/// first-byte clock starts when the request is written, after the connect and any TLS handshake. A reply not
+/// complete within `timeout` is [`Failure::Timeout`].
+pub(crate) async fn exchange(route: &Route, request: &[u8], timeout: Duration) -> Result<Response, Failure> {
+    tokio::time::timeout(timeout, exchange_unbounded(route, request, timeout)).await.unwrap_or(Err(Failure::Timeout))
 }
 
-async fn exchange_unbounded(addr: SocketAddr, request: &[u8]) -> Result<Response, Failure> {
-    let started = Instant::now();
-    let mut stream = crate::net::connect_stream(addr).await.map_err(connect_failure)?;
-    let connect = started.elapsed();
-    // One small write; without NODELAY a coalescing delay could land inside the timed window.
-    let _ = stream.set_nodelay(true);
-    let head = read_head(&mut stream, request).await?;
+async fn exchange_unbounded(route: &Route, request: &[u8], timeout: Duration) -> Result<Response, Failure> {
+    let dialed = connect(route, timeout).await?;
+    // One small write; the dial set NODELAY, so no coalescing delay lands inside the timed window.
+    let mut stream = dialed.stream;
+    let head = read_head(&mut stream, request).await;
     // The head is all we need; the rest of the reply is not read.
-    crate::net::close_without_time_wait(stream);
-    Ok(Response { connect, first_byte: head.first_byte, status: head.status, content_type: head.content_type })
+    stream.close_without_time_wait();
+    let head = head?;
+    Ok(Response {
+        connect: dialed.connect,
+        first_byte: head.first_byte,
+        status: head.status,
+        content_type: head.content_type,
+    })
 }
 
 /// A response head as the HTTP probes read it.
@@ -241,15 +271,16 @@ fn io_failure(_err: io::Error, elapsed: Duration) -> Failure {
     Failure::Reset { elapsed }
 }
 
-/// A connect that failed: refused (nothing listens), the exporter's own shortage (no descriptor, buffer or
-/// local port: the gateway was never asked), or else the path or peer (reset).
-fn connect_failure(err: io::Error) -> Failure {
-    if err.kind() == io::ErrorKind::ConnectionRefused {
-        Failure::Refused
-    } else if crate::net::is_local_shortage(&err) {
-        Failure::LocalError { detail: err.to_string() }
-    } else {
-        Failure::Reset { elapsed: Duration::ZERO }
+/// A dial that failed, as the contract's reason: refused (nothing listens), the exporter's own shortage (the
+/// gateway was never asked), the path or peer otherwise (reset), or a direct route's name or TLS.
+pub(crate) fn dial_failure(failure: DialFailure) -> Failure {
+    match failure {
+        DialFailure::Refused => Failure::Refused,
+        DialFailure::LocalError { detail } => Failure::LocalError { detail },
+        DialFailure::Unreachable { .. } => Failure::Reset { elapsed: Duration::ZERO },
+        DialFailure::ConnectTimeout | DialFailure::TlsTimeout => Failure::Timeout,
+        DialFailure::Resolve { detail } => Failure::Dns { detail },
+        tls @ (DialFailure::Tls { .. } | DialFailure::Mismatch { .. }) => Failure::Tls { detail: tls.to_string() },
     }
 }
 
@@ -266,13 +297,26 @@ mod tests {
 
     #[test]
     fn the_exporters_own_shortage_is_a_local_error_not_the_gateways() {
-        let emfile = io::Error::from_raw_os_error(if cfg!(windows) { 10024 } else { 24 });
-        assert_eq!(connect_failure(emfile).label(), "local_error");
-        assert_eq!(connect_failure(io::Error::from(io::ErrorKind::AddrNotAvailable)).label(), "local_error");
-        assert_eq!(connect_failure(io::Error::from(io::ErrorKind::ConnectionRefused)).label(), "refused");
-        assert_eq!(connect_failure(io::Error::from(io::ErrorKind::ConnectionReset)).label(), "reset");
+        let local = DialFailure::LocalError { detail: "EMFILE".into() };
+        assert_eq!(dial_failure(local).label(), "local_error");
+        assert_eq!(dial_failure(DialFailure::Refused).label(), "refused");
+        assert_eq!(dial_failure(DialFailure::Unreachable { detail: "reset".into() }).label(), "reset");
+        assert_eq!(dial_failure(DialFailure::TlsTimeout).label(), "timeout");
+        assert_eq!(dial_failure(DialFailure::Resolve { detail: "x".into() }).label(), "dns");
+        let tls = DialFailure::Tls { detail: "alert".into(), certificate: None };
+        assert_eq!(dial_failure(tls).label(), "tls");
         for failure in [Failure::Refused, Failure::Timeout, Failure::LocalError { detail: String::new() }] {
             assert!(Failure::LABELS.contains(&failure.label()));
         }
+    }
+
+    #[test]
+    fn an_ssh_route_has_no_dns_or_tls_reason_and_only_wss_has_tls() {
+        use crate::route::Transport;
+        let of = |transport| reasons_of(transport).collect::<Vec<_>>();
+        assert!(!of(Transport::Ssh).contains(&"dns") && !of(Transport::Ssh).contains(&"tls"));
+        assert!(of(Transport::Ws).contains(&"dns") && !of(Transport::Ws).contains(&"tls"));
+        assert!(of(Transport::Wss).contains(&"dns") && of(Transport::Wss).contains(&"tls"));
+        assert_eq!(of(Transport::Wss).len(), Failure::LABELS.len());
     }
 }

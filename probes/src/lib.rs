@@ -9,7 +9,13 @@
 //! of the tap and of the exporter's web server) and [`background`] (a lower priority for threads that do not
 //! probe).
 //!
+//! - [`route`]: the roads to the gateway (an ssh -L listener, or `ws://`/`wss://` directly) and the one dial
+//!   every gateway probe uses: connect, and for `wss://` a TLS handshake whose certificate must verify (a pin or
+//!   a trusted chain and name); [`tls`] the roots and client configs the TLS clients share.
+//! - [`gate`]: the credential gate every sender of the token runs, one rule per route.
 //! - [`syn`]: TCP connect to the ssh -L listener. Success proves only that the local listener exists.
+//! - [`direct`]: the tunnel round of a route without ssh: connect, and for `wss://` the TLS handshake and the
+//!   certificate's verdict, timed apart.
 //! - [`ssh_session`]: which process owns that listener, and whether it is an ssh client (`ssh`, `ssh.exe`,
 //!   `plink`), on Linux, macOS and Windows; the steady state is one system call.
 //! - [`ssh_hygiene`]: this user's ssh clients that forward the same local address but do not own its
@@ -44,8 +50,10 @@ pub mod auth_probe;
 pub mod auth_tap;
 pub mod background;
 pub mod control_ui;
+pub mod direct;
 pub mod exposure;
 pub mod first_byte;
+pub mod gate;
 pub mod http;
 pub mod limit;
 pub mod model_host;
@@ -54,6 +62,7 @@ pub mod openclaw_cli_version;
 pub mod readiness;
 pub mod redact;
 pub mod refusal;
+pub mod route;
 #[cfg(any(target_os = "linux", windows))]
 pub mod socket_table;
 pub mod spawn;
@@ -62,6 +71,7 @@ pub mod ssh_options;
 pub mod ssh_processes;
 pub mod ssh_session;
 pub mod syn;
+pub mod tls;
 pub mod ws_handshake;
 
 use std::future::Future;

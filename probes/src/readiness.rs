@@ -9,7 +9,6 @@
 //! alphabet, at most [`MAX_FAILING`] component names of at most [`MAX_NAME`] characters each, numbers that
 //! are finite and in range. None of it is ever a label value but the version (validated shape, capped length).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -24,10 +23,10 @@ pub const MAX_FAILING: usize = 16;
 pub const MAX_NAME: usize = 128;
 
 /// Where to ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Target {
-    /// The forward's local address.
-    pub addr: SocketAddr,
+    /// The forward's route.
+    pub route: crate::route::Route,
 }
 
 /// The gateway's startup state.
@@ -100,9 +99,9 @@ impl crate::Probe for Target {
 
     /// Ask `/startupz`, then `/readyz`, each within `timeout`'s half.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
-        let (status, body) = crate::http::get_document(self.addr, "/startupz", timeout / 2).await?;
+        let (status, body) = crate::http::get_document(&self.route, "/startupz", timeout / 2).await?;
         let startup = parse_startup(status, &body)?;
-        let (status, body) = crate::http::get_document(self.addr, "/readyz", timeout / 2).await?;
+        let (status, body) = crate::http::get_document(&self.route, "/readyz", timeout / 2).await?;
         let ready = parse_ready(status, &body)?;
         Ok(Readiness { startup, ready })
     }

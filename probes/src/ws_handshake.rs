@@ -11,25 +11,26 @@
 //! names what failed. Nothing the gateway sends becomes a label: failures are a fixed list, the connect
 //! answer is accepted or refused.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode, protocol::CloseFrame, Message};
 
 pub use crate::auth_probe::Secret;
+use crate::gate::Clearance;
+use crate::route::{DialFailure, Route};
 
 /// Where to probe, and with which token (none: the probe closes right after the challenge).
 #[derive(Debug)]
 pub struct Target {
-    /// The forward's local address.
-    pub addr: SocketAddr,
+    /// The forward's route.
+    pub route: Route,
     /// The token for a real `connect`; empty for none.
     pub token: Secret,
     /// The owner check before the token goes out, run on the connected stream right before `connect` (see
-    /// [`crate::ssh_session::CredentialGate`]); when it fails, the probe closes after the challenge instead.
+    /// [`crate::gate::CredentialGate`]); when it fails, the probe closes after the challenge instead.
     /// `None` only where the caller itself made the listener (tests).
-    pub gate: Option<crate::ssh_session::CredentialGate>,
+    pub gate: Option<crate::gate::CredentialGate>,
     /// Set by a round whose gate kept the token back (why), for the recording to take: a round that fails
     /// before the challenge withheld the token all the same.
     pub withheld: Withheld,
@@ -111,6 +112,18 @@ pub enum Failure {
         /// The OS error.
         detail: String,
     },
+    /// A direct route's host name did not resolve.
+    #[error("the gateway's host does not resolve: {detail}")]
+    Dns {
+        /// The resolver's error.
+        detail: String,
+    },
+    /// A `wss://` route's TLS handshake failed or its certificate did not verify: nothing was sent.
+    #[error("TLS: {detail}")]
+    Tls {
+        /// The handshake's failure.
+        detail: String,
+    },
 }
 
 crate::labels!(Failure {
@@ -121,6 +134,8 @@ crate::labels!(Failure {
     Failure::NoChallenge => "no_challenge",
     Failure::Closed { .. } => "closed",
     Failure::LocalError { .. } => "local_error",
+    Failure::Dns { .. } => "dns",
+    Failure::Tls { .. } => "tls",
 });
 
 crate::labels!(Connect {
@@ -152,7 +167,7 @@ impl crate::Probe for Target {
         // right before `connect` below.
         let mut withheld = None;
         if let (false, Some(gate)) = (self.token.expose().is_empty(), &mut self.gate) {
-            if let crate::ssh_session::Trust::NotOurs(why) = gate.check(timeout).await {
+            if let Clearance::Withheld(why) = gate.check(timeout).await {
                 withheld = Some(why);
             }
         }
@@ -166,18 +181,14 @@ impl crate::Probe for Target {
 
 impl Target {
     async fn handshake(&mut self, deadline: tokio::time::Instant, withheld: &mut Option<String>) -> Outcome {
-        let stream = match tokio::time::timeout_at(deadline, crate::net::connect_stream(self.addr)).await {
-            Err(_) => return Err(Failure::Timeout),
-            Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => return Err(Failure::Refused),
-            Ok(Err(err)) if crate::net::is_local_shortage(&err) => {
-                return Err(Failure::LocalError { detail: err.to_string() })
-            }
-            Ok(Err(err)) => return Err(Failure::Reset { detail: err.to_string() }),
-            Ok(Ok(stream)) => stream,
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let stream = match self.route.dial(remaining).await {
+            Err(failure) => return Err(dial_failure(failure)),
+            Ok(dialed) => dialed.stream,
         };
-        let _ = stream.set_nodelay(true);
+        // The handshake's clock starts after the connect and any TLS handshake: the upgrade to the challenge.
         let started = Instant::now();
-        let request = upgrade_request(self.addr)?;
+        let request = upgrade_request(&self.route)?;
         let (mut socket, _) = match tokio::time::timeout_at(
             deadline,
             tokio_tungstenite::client_async_with_config(request, stream, Some(frame_limits())),
@@ -202,7 +213,7 @@ impl Target {
         if !self.token.expose().is_empty() && withheld.is_none() {
             if let Some(gate) = &mut self.gate {
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if let crate::ssh_session::Trust::NotOurs(why) = gate.confirm(socket.get_ref(), remaining).await {
+                if let Clearance::Withheld(why) = gate.confirm(socket.get_ref(), remaining).await {
                     *withheld = Some(why);
                 }
             }
@@ -232,10 +243,23 @@ fn frame_limits() -> tungstenite::protocol::WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
 }
 
-/// The upgrade request: path `/`, Host the forward's address, the exporter's User-Agent.
-fn upgrade_request(addr: SocketAddr) -> Result<tungstenite::handshake::client::Request, Failure> {
+/// A dial's failure in the handshake's terms.
+fn dial_failure(failure: DialFailure) -> Failure {
+    match failure {
+        DialFailure::Refused => Failure::Refused,
+        DialFailure::LocalError { detail } => Failure::LocalError { detail },
+        DialFailure::Unreachable { detail } => Failure::Reset { detail },
+        DialFailure::ConnectTimeout | DialFailure::TlsTimeout => Failure::Timeout,
+        DialFailure::Resolve { detail } => Failure::Dns { detail },
+        tls @ (DialFailure::Tls { .. } | DialFailure::Mismatch { .. }) => Failure::Tls { detail: tls.to_string() },
+    }
+}
+
+/// The upgrade request: path `/`, Host the route's authority, the exporter's User-Agent.
+fn upgrade_request(route: &Route) -> Result<tungstenite::handshake::client::Request, Failure> {
     use tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{addr}/")
+    let mut request = route
+        .ws_url()
         .into_client_request()
         .map_err(|err| Failure::UpgradeRefused { status: None, detail: err.to_string() })?;
     request.headers_mut().insert("User-Agent", tungstenite::http::HeaderValue::from_static(crate::http::USER_AGENT));
@@ -311,11 +335,12 @@ where
 mod tests {
     use super::*;
     use crate::{Label, Probe};
+    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     fn target(addr: SocketAddr) -> Target {
-        Target { addr, token: Secret::new(Vec::new()), gate: None, withheld: Withheld::default() }
+        Target { route: Route::Local(addr), token: Secret::new(Vec::new()), gate: None, withheld: Withheld::default() }
     }
 
     /// A WebSocket server that sends `first` (if any) after the upgrade, then answers a connect with `ok`.
@@ -351,10 +376,10 @@ mod tests {
         let handshake = target(addr).probe(Duration::from_secs(5)).await.unwrap();
         assert_eq!(handshake.connect, Connect::NotSent);
         let addr = ws_server(Some(challenge()), true).await;
-        let mut with_token = Target { addr, token: Secret::new("tok-1"), gate: None, withheld: Withheld::default() };
+        let mut with_token = Target { route: Route::Local(addr), token: Secret::new("tok-1"), gate: None, withheld: Withheld::default() };
         assert_eq!(with_token.probe(Duration::from_secs(5)).await.unwrap().connect, Connect::Accepted);
         let addr = ws_server(Some(challenge()), false).await;
-        let mut refused = Target { addr, token: Secret::new("tok-1"), gate: None, withheld: Withheld::default() };
+        let mut refused = Target { route: Route::Local(addr), token: Secret::new("tok-1"), gate: None, withheld: Withheld::default() };
         assert_eq!(
             refused.probe(Duration::from_secs(5)).await.unwrap().connect,
             Connect::Refused(crate::refusal::Refusal::Other)
@@ -407,7 +432,7 @@ mod tests {
     #[test]
     fn the_token_never_appears_in_debug_output() {
         let target = Target {
-            addr: "127.0.0.1:1".parse().unwrap(),
+            route: Route::Local("127.0.0.1:1".parse().unwrap()),
             token: Secret::new("tok-secret-123"),
             gate: None,
             withheld: Withheld::default(),

@@ -9,21 +9,37 @@ use super::validate::Checker;
 use super::*;
 
 /// `[[auth_tap]]`: each names a configured forward and listens where no other tap does.
-pub(super) fn validate_auth_taps(raw: Vec<RawAuthTap>, names: &HashSet<String>, c: &mut Checker<'_>) -> Vec<AuthTap> {
+pub(super) fn validate_auth_taps(raw: Vec<RawAuthTap>, forwards: &[Forward], c: &mut Checker<'_>) -> Vec<AuthTap> {
     let mut taps = Vec::new();
     let mut tap_listens = HashSet::new();
     for (index, tap) in raw.into_iter().enumerate() {
         let key = |field: &str| format!("auth_tap[{index}].{field}");
-        if !names.contains(&tap.forward) {
+        let fronted = forwards.iter().find(|forward| forward.name == tap.forward);
+        if fronted.is_none() {
             c.problem(&key("forward"), &tap.forward, "names no configured [[forward]]");
         }
         let listen = c.loopback_addr(&key("listen"), &tap.listen, tap.allow_non_loopback, &key("allow_non_loopback"));
         if !tap_listens.insert(listen) {
             c.problem(&key("listen"), &tap.listen, "another auth_tap listens there");
         }
-        let upstream = c.addr(&key("upstream"), &tap.upstream);
-        if upstream == listen {
-            c.problem(&key("upstream"), &tap.upstream, "the tap would connect to itself");
+        let upstream = match (&tap.upstream, fronted.map(|forward| &forward.route)) {
+            (Some(upstream), Some(RouteConfig::Direct(direct))) => {
+                c.problem(
+                    &key("upstream"),
+                    upstream,
+                    &format!(
+                        "the forward {} is a url route ({}): the tap connects to it, TLS and pin included; remove upstream",
+                        tap.forward, direct.url
+                    ),
+                );
+                None
+            }
+            (Some(upstream), _) => Some(c.addr(&key("upstream"), upstream)),
+            (None, _) => None,
+        };
+        let reached = upstream.or_else(|| fronted.and_then(Forward::local));
+        if reached == Some(listen) {
+            c.problem(&key("upstream"), &tap.upstream.as_deref().unwrap_or("(the forward's local)"), "the tap would connect to itself");
         }
         if tap.max_connections == 0 {
             c.problem(&key("max_connections"), &0, "must be at least 1");

@@ -21,6 +21,7 @@ mod auth;
 mod model_host;
 mod raw;
 mod remote_write;
+mod route;
 mod validate;
 
 use raw::RawConfig;
@@ -107,8 +108,9 @@ pub struct AuthTap {
     pub forward: String,
     /// Where the CLI connects.
     pub listen: SocketAddr,
-    /// Where the tap connects (the ssh forward, or the gateway).
-    pub upstream: SocketAddr,
+    /// Where the tap connects: a local address (the ssh forward, or the gateway beside it); None: its forward's
+    /// own route (a `ws://` or `wss://` url route, TLS and pin included, or the ssh forward's `local`).
+    pub upstream: Option<SocketAddr>,
     /// Connections open at once at most (the oldest never-spoken one makes room for a new one).
     pub max_connections: usize,
     /// A client's first request head (or WebSocket upgrade) must arrive within this.
@@ -247,13 +249,13 @@ pub struct Scheduler {
     pub cli_url_interval: Option<Duration>,
 }
 
-/// One laptop-side ssh -L forward.
+/// One forward: a laptop's road to the gateway, an ssh -L listener (`local`) or a direct URL (`url`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forward {
     /// The `forward` label value.
     pub name: String,
-    /// The ssh -L listener.
-    pub local: SocketAddr,
+    /// Its road to the gateway.
+    pub route: RouteConfig,
     /// The gateway's unauthenticated health path.
     pub health_path: String,
     /// How often a tunnel round (SYN + SSH session) runs.
@@ -284,6 +286,92 @@ pub struct Forward {
     /// Process names, besides ssh clients, that may be handed the gateway token when one of them holds the
     /// forward's port and runs as this user (the gateway itself, `node`, where the exporter runs beside it).
     pub trusted_owners: Vec<String>,
+}
+
+/// A forward's road to the gateway, as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteConfig {
+    /// `local = "HOST:PORT"`: an ssh -L listener on this machine, whose owner is checked.
+    Local(SocketAddr),
+    /// `url = "ws://HOST:PORT"` or `"wss://HOST[:PORT]"`: the gateway reached directly, no local listener.
+    Direct(DirectRoute),
+}
+
+/// A `ws://` or `wss://` route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectRoute {
+    /// The URL, `scheme://authority/` (it carries no credential: userinfo, query and fragment are refused).
+    pub url: String,
+    /// The host, without brackets.
+    pub host: String,
+    /// The port (443 when a `wss://` URL names none).
+    pub port: u16,
+    /// How a `wss://` route's certificate is verified; None for `ws://`.
+    pub tls: Option<TlsVerify>,
+}
+
+/// How a `wss://` route verifies the gateway's certificate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsVerify {
+    /// `tls_fingerprint`: the leaf certificate's SHA-256, as OpenClaw's `gateway.remote.tlsFingerprint`.
+    Pin(probes::route::Fingerprint),
+    /// A chain to the built-in roots (plus `ca_file`) and the host name.
+    Roots {
+        /// `ca_file`: a private CA in PEM.
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl Forward {
+    /// The ssh -L listener of a `local` route.
+    pub fn local(&self) -> Option<SocketAddr> {
+        match &self.route {
+            RouteConfig::Local(addr) => Some(*addr),
+            RouteConfig::Direct(_) => None,
+        }
+    }
+
+    /// Which road it is.
+    pub fn transport(&self) -> probes::route::Transport {
+        match &self.route {
+            RouteConfig::Local(_) => probes::route::Transport::Ssh,
+            RouteConfig::Direct(DirectRoute { tls: None, .. }) => probes::route::Transport::Ws,
+            RouteConfig::Direct(_) => probes::route::Transport::Wss,
+        }
+    }
+
+    /// Where it goes, for people: the local address or the URL.
+    pub fn address(&self) -> String {
+        match &self.route {
+            RouteConfig::Local(addr) => addr.to_string(),
+            RouteConfig::Direct(direct) => direct.url.clone(),
+        }
+    }
+
+    /// The route the probes dial, its CA file loaded (the only part that can fail).
+    pub fn probe_route(&self) -> Result<probes::route::Route, probes::tls::TlsConfigError> {
+        use probes::route::{Direct, Route, Verify};
+        Ok(match &self.route {
+            RouteConfig::Local(addr) => Route::Local(*addr),
+            RouteConfig::Direct(DirectRoute { host, port, tls: None, .. }) => {
+                Route::Direct(Arc::new(Direct::ws(host, *port)))
+            }
+            RouteConfig::Direct(DirectRoute { host, port, tls: Some(verify), .. }) => {
+                let verify = match verify {
+                    TlsVerify::Pin(pin) => Verify::Pin(*pin),
+                    TlsVerify::Roots { ca_file } => Verify::roots(ca_file.as_deref())?,
+                };
+                // The host was checked as a server name when the config was validated.
+                let direct = Direct::wss(host, *port, verify)
+                    .map_err(|err| probes::tls::TlsConfigError::Rustls(rustls_general(err.to_string())))?;
+                Route::Direct(Arc::new(direct))
+            }
+        })
+    }
+}
+
+fn rustls_general(message: String) -> rustls::Error {
+    rustls::Error::General(message)
 }
 
 /// A validated `host:port` (a name, an IPv4 address or a bracketed IPv6 address; the port 1-65535).
@@ -353,12 +441,19 @@ impl Config {
             .collect()
     }
 
-    /// Where the openclaw CLI may point for each forward: the forward's local address, and the listen address
-    /// of every auth tap in front of it (the README's tap layout: the CLI keeps its port, the forward moves), so
-    /// a CLI pointed at a tap is judged as using the forward the tap fronts.
-    pub fn cli_addresses(&self) -> Vec<(&str, std::net::SocketAddr)> {
-        let forwards = self.forwards.iter().map(|forward| (forward.name.as_str(), forward.local));
-        let taps = self.auth_taps.iter().map(|tap| (tap.forward.as_str(), tap.listen));
+    /// Where the openclaw CLI may point for each forward: the forward's local address or its URL, and the
+    /// listen address of every auth tap in front of it (the README's tap layout: the CLI keeps its port, the
+    /// forward moves), so a CLI pointed at a tap is judged as using the forward the tap fronts.
+    pub fn cli_addresses(&self) -> Vec<(&str, crate::openclaw_cli_url::CliAddress)> {
+        use crate::openclaw_cli_url::CliAddress;
+        let forwards = self.forwards.iter().filter_map(|forward| {
+            let address = match &forward.route {
+                RouteConfig::Local(local) => CliAddress::Local(*local),
+                RouteConfig::Direct(direct) => CliAddress::of_url(&direct.url)?,
+            };
+            Some((forward.name.as_str(), address))
+        });
+        let taps = self.auth_taps.iter().map(|tap| (tap.forward.as_str(), CliAddress::Local(tap.listen)));
         taps.chain(forwards).collect()
     }
 
@@ -372,14 +467,20 @@ impl Config {
             text.push_str("|---|---|---|---|---|---|---|\n");
         }
         for forward in &self.forwards {
-            // Remote host = the ssh server (the Mac); remote port = the -L target's port on it.
-            let remote_host = forward.ssh_host.as_ref().map_or("-", |h| h.host.as_str());
+            // An ssh forward: remote host = the ssh server (the Mac), remote port = the -L target's port on it. A
+            // direct route: no local port, the URL's host and port.
+            let (local_port, remote_host, remote_port) = match &forward.route {
+                RouteConfig::Local(local) => (
+                    local.port().to_string(),
+                    forward.ssh_host.as_ref().map_or("-".to_owned(), |h| h.host.clone()),
+                    forward.remote.port,
+                ),
+                RouteConfig::Direct(direct) => ("-".to_owned(), direct.host.clone(), direct.port),
+            };
             text.push_str(&format!(
-                "| {} | {} | {} | {remote_host} | {} | {} | {} |\n",
+                "| {} | {local_port} | {} | {remote_host} | {remote_port} | {} | {} |\n",
                 forward.name,
-                forward.local.port(),
                 forward.jump_host.as_ref().map_or("-".to_owned(), ToString::to_string),
-                forward.remote.port,
                 self.auth.current.as_deref().unwrap_or("-"),
                 forward.owner.as_deref().unwrap_or("-"),
             ));
@@ -484,7 +585,7 @@ mod tests {
         let config = Config::load(None).unwrap();
         assert_eq!(config.forwards.len(), 1);
         assert_eq!(config.forwards[0].name, "default");
-        assert_eq!(config.forwards[0].local, "127.0.0.1:18789".parse().unwrap());
+        assert_eq!(config.forwards[0].local(), Some("127.0.0.1:18789".parse().unwrap()));
         assert!(config.web.listen.ip().is_loopback());
     }
 
@@ -530,7 +631,7 @@ mod tests {
     fn a_file_forward_does_not_inherit_the_default_forward_fields() {
         let f = file("[[forward]]\nname = \"a\"\n");
         let text = Config::load(Some(f.path())).unwrap_err().to_string();
-        assert!(text.contains("missing field `local`"), "{text}");
+        assert!(text.contains("key `forward[0].local` = \"(unset)\": a forward needs local"), "{text}");
     }
 
     #[test]
@@ -556,6 +657,6 @@ mod tests {
         let config = Config::load(Some(f.path())).unwrap();
         let judged = crate::openclaw_cli_url::judge("ws://127.0.0.1:18789", &config.cli_addresses());
         assert_eq!(judged.matched(), Some("mac"), "{judged:?}");
-        assert_eq!(config.forwards[1].local, "127.0.0.1:18800".parse().unwrap());
+        assert_eq!(config.forwards[1].local(), Some("127.0.0.1:18800".parse().unwrap()));
     }
 }

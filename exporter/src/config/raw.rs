@@ -146,7 +146,9 @@ pub(super) struct RawRevision {
 pub(super) struct RawAuthTap {
     pub(super) forward: String,
     pub(super) listen: String,
-    pub(super) upstream: String,
+    /// Where the tap connects: an ssh forward's address; unset, the forward's own route (required unset for a
+    /// url route: the tap then speaks to that route, TLS and pin included).
+    pub(super) upstream: Option<String>,
     #[serde(default)]
     pub(super) allow_non_loopback: bool,
     #[serde(default = "default_tap_max_connections")]
@@ -239,7 +241,14 @@ pub(super) struct RawScheduler {
 #[derive(Debug, Deserialize)]
 pub(super) struct RawForward {
     pub(super) name: String,
-    pub(super) local: String,
+    /// The ssh -L listener (`HOST:PORT`); or `url`, never both.
+    pub(super) local: Option<String>,
+    /// A direct route: `ws://HOST:PORT` or `wss://HOST[:PORT]`.
+    pub(super) url: Option<String>,
+    /// A `wss://` route's pinned certificate (SHA-256, in any form OpenClaw's `tlsFingerprint` takes).
+    pub(super) tls_fingerprint: Option<String>,
+    /// A `wss://` route's private CA (PEM).
+    pub(super) ca_file: Option<String>,
     #[serde(default = "default_health_path")]
     pub(super) health_path: String,
     #[serde(default = "default_syn_interval")]

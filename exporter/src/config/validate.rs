@@ -106,9 +106,8 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
         c.problem("forward", &"[]", "at least one [[forward]] is required (or a [[gateway]] or [[model_host]])");
     }
     let (mut forwards, ws_handshake_set) = validate_forwards(raw.forward, &mut c);
-    let names: HashSet<String> = forwards.iter().map(|f| f.name.clone()).collect();
     let auth = super::auth::validate_auth(raw.auth, &mut c);
-    let auth_taps = super::auth::validate_auth_taps(raw.auth_tap, &names, &mut c);
+    let auth_taps = super::auth::validate_auth_taps(raw.auth_tap, &forwards, &mut c);
     let auth_probe = super::auth::validate_auth_probe(raw.auth_probe, &mut forwards, &ws_handshake_set, &mut c);
     let model_hosts = super::model_host::validate_model_hosts(raw.model_host, &mut c);
     let objectives = validate_objectives(&raw.objectives, &mut c);
@@ -196,21 +195,7 @@ fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (Vec<Forward>
     for (index, forward) in raw.into_iter().enumerate() {
         let key = |field: &str| format!("forward[{index}].{field}");
         c.label(&key("name"), &forward.name, &mut names, "forward");
-        let mut local = c.addr(&key("local"), &forward.local);
-        // A wildcard (what ssh -g binds, and what `init` keeps for it) is measured where the CLI connects: the
-        // family's loopback. Connecting to 0.0.0.0 reaches 127.0.0.1 on Linux, and the owner check must judge
-        // the listeners that address reaches.
-        if local.ip().is_unspecified() {
-            let loopback: std::net::IpAddr = if local.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            };
-            local.set_ip(loopback);
-        }
-        if local.port() == 0 && forward.local.parse::<SocketAddr>().is_ok() {
-            c.problem(&key("local"), &forward.local, "port 0 is not a forward's port");
-        }
+        let route = super::route::validate_route(&forward, index, c);
         if !forward.health_path.starts_with('/') || forward.health_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             c.problem(
                 &key("health_path"),
@@ -220,7 +205,7 @@ fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (Vec<Forward>
         }
         ws_handshake_set.push(forward.ws_handshake_interval.is_some());
         forwards.push(Forward {
-            local,
+            route,
             health_path: forward.health_path,
             syn_interval: c.duration(&key("syn_interval"), &forward.syn_interval, PROBE_MIN, PROBE_MAX),
             first_byte_interval: c.duration(

@@ -68,9 +68,10 @@ impl ControlUiRecord {
         lock(&self.last)
     }
 
-    /// Every failure reason of `forward` at zero, so a first failure is a rate.
-    fn create_series(&self, forward: &str) {
-        for reason in Failure::LABELS {
+    /// Every failure reason a route of `transport` can give, at zero for `forward`, so a first failure is a
+    /// rate.
+    fn create_series(&self, forward: &str, transport: probes::route::Transport) {
+        for reason in Failure::LABELS.iter().filter(|reason| transport.can_fail_by(reason)) {
             self.failures.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
         }
     }
@@ -144,8 +145,8 @@ pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
     let (Some(_), Some(record)) = (forward.control_ui_interval, start.recorder.kind_record::<ControlUiRecord>()) else {
         return;
     };
-    record.create_series(&forward.name);
-    let probe = control_ui::Target { addr: forward.local };
+    record.create_series(&forward.name, forward.transport());
+    let probe = control_ui::Target { route: start.route(forward) };
     start.drive(probe, ControlUiKind { forward: forward.clone(), record });
 }
 
@@ -193,7 +194,7 @@ pub const DOCTOR_STEP: DoctorStep = DoctorStep::new("Control UI answers HTML", |
 
 async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
     use probes::Probe;
-    match (control_ui::Target { addr: checkup.forward.local }).probe(checkup.timeout).await {
+    match (control_ui::Target { route: checkup.route() }).probe(checkup.timeout).await {
         Ok(page) => Verdict::pass(format!("GET / -> HTTP {} text/html in {}", page.status, ms(page.first_byte))),
         Err(failure) => Verdict::fail(
             format!("GET / -> {failure}"),
@@ -221,7 +222,7 @@ mod tests {
         let forward = Arc::new(config.forwards[0].clone());
         let name = forward.name.clone();
         let record = recorder.kind_record::<ControlUiRecord>().expect("built with the kind's record");
-        record.create_series(&name);
+        record.create_series(&name, probes::route::Transport::Ssh);
         let mut kind = ControlUiKind { forward: forward.clone(), record };
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let html = control_ui::Response {

@@ -30,7 +30,7 @@ pub struct FirstByteKind {
 /// Registry entry: every forward has its first-byte probe.
 pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
     let Some(uptime) = start.recorder.kind_record::<UptimeRecord>() else { return };
-    let (probe, kind) = FirstByteKind::new(forward.clone(), start.recorder.clone(), uptime);
+    let (probe, kind) = FirstByteKind::new(forward.clone(), start.recorder.clone(), uptime, start.route(forward));
     start.drive(probe, kind);
 }
 
@@ -40,9 +40,10 @@ impl FirstByteKind {
         forward: Arc<Forward>,
         recorder: Arc<Recorder>,
         uptime: Arc<UptimeRecord>,
+        route: probes::route::Route,
     ) -> (first_byte::Target, FirstByteKind) {
-        uptime.create_first_byte_series(&forward.name);
-        let target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
+        uptime.create_first_byte_series(&forward.name, forward.transport());
+        let target = first_byte::Target { route, path: forward.health_path.clone() };
         let readiness = recorder.kind_record::<super::readiness::ReadinessRecord>();
         (target, FirstByteKind { forward, recorder, uptime, readiness, last_round: None })
     }
@@ -117,7 +118,7 @@ async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
     use probes::readiness::{Readiness, Startup};
     use probes::Probe;
     let forward = checkup.forward;
-    let mut target = first_byte::Target { addr: forward.local, path: forward.health_path.clone() };
+    let mut target = first_byte::Target { route: checkup.route(), path: forward.health_path.clone() };
     match target.probe(checkup.timeout).await {
         Ok(response) => {
             let version = match checkup.readiness().await {
@@ -169,7 +170,8 @@ mod tests {
         let (recorder, uptime) = crate::kinds::uptime::tests::recorder();
         let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
         let name = forward.name.clone();
-        let (_, mut kind) = FirstByteKind::new(forward, recorder.clone(), uptime);
+        let route = forward.probe_route().unwrap();
+        let (_, mut kind) = FirstByteKind::new(forward, recorder.clone(), uptime, route);
         let mut rounds = (1..).map(|at| Round { wall: SystemTime::now(), boot: Duration::from_secs(at) });
         kind.handle(rounds.next().unwrap(), &answered(Duration::from_millis(2)));
         kind.handle(rounds.next().unwrap(), &Err(first_byte::Failure::EmptyReply { elapsed: Duration::ZERO }));

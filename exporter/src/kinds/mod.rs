@@ -11,9 +11,12 @@
 //! [`PAGE_SECTIONS`] their parts of the status page, in the page's order; [`DOCTOR`] their steps and notes in
 //! the doctor's list. [`control_ui`] was added that way, whole in its file.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use probes::auth_tap::Registry;
+use probes::gate::CredentialGate;
+use probes::route::Route;
 use probes::ssh_session;
 use tokio::task::JoinSet;
 
@@ -30,6 +33,7 @@ pub mod model_host;
 pub mod openclaw_cli_url;
 pub mod openclaw_cli_version;
 pub mod readiness;
+pub mod route;
 pub mod ssh_hygiene;
 pub mod tunnel;
 pub mod uptime;
@@ -76,7 +80,8 @@ pub const RECORDS: &[crate::record::kinds::NewKindRecord] = &[
 pub type ForwardPart = fn(&crate::record::status::ForwardStatus, f64) -> String;
 
 /// The rows of a forward's table on the status page, in the page's order.
-pub const FORWARD_ROWS: [ForwardPart; 10] = [
+pub const FORWARD_ROWS: [ForwardPart; 11] = [
+    route::page_row,
     tunnel::session_row,
     ssh_hygiene::page_rows,
     openclaw_cli_url::page_row,
@@ -99,9 +104,13 @@ pub const PAGE_SECTIONS: [fn(&crate::record::status::StatusReport) -> String; 2]
 /// The doctor's self-rescue list, from the network up: each layer's check from the kind that measures it, with
 /// the notes other kinds add at that layer. A step's number is its place here (a failure's exit code is 10 + it).
 pub const DOCTOR: [DoctorStep; 8] = [
-    tunnel::DOCTOR_SSH_HOST,
-    tunnel::DOCTOR_SESSION.with_notes(&[ssh_hygiene::DOCTOR_NOTES]),
-    tunnel::DOCTOR_SYN.with_notes(&[openclaw_cli_url::DOCTOR_NOTES]),
+    tunnel::DOCTOR_SSH_HOST.on_direct_route(route::DOCTOR_RESOLVE.0, route::DOCTOR_RESOLVE.1),
+    tunnel::DOCTOR_SESSION
+        .with_notes(&[ssh_hygiene::DOCTOR_NOTES])
+        .on_direct_route(route::DOCTOR_CONNECT.0, route::DOCTOR_CONNECT.1),
+    tunnel::DOCTOR_SYN
+        .with_notes(&[openclaw_cli_url::DOCTOR_NOTES])
+        .on_direct_route(route::DOCTOR_TLS.0, route::DOCTOR_TLS.1),
     first_byte::DOCTOR_STEP,
     readiness::DOCTOR_STEP.with_notes(&[openclaw_cli_version::DOCTOR_NOTES]),
     control_ui::DOCTOR_STEP,
@@ -113,11 +122,21 @@ pub const DOCTOR: [DoctorStep; 8] = [
 /// so a reload prepares first and stops the running generation only once the new one is sure to start.
 pub struct Prepared {
     model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
+    /// Each forward's route, by name (a `wss://` route's CA file loaded).
+    routes: HashMap<String, Route>,
 }
 
 /// Why a kind could not be prepared, naming the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
+    /// A `wss://` forward's CA file does not load.
+    #[error("forward[{index}].ca_file: {source}")]
+    RouteCaFile {
+        /// The `[[forward]]`'s place in the config.
+        index: usize,
+        /// Why it does not load.
+        source: probes::tls::TlsConfigError,
+    },
     /// A model host's CA file does not load.
     #[error("model_host[{index}].ca_file: {source}")]
     CaFile {
@@ -128,9 +147,21 @@ pub enum PrepareError {
     },
 }
 
-/// Load what the kinds of `config` read before they start: the model hosts' CA files.
+impl Prepared {
+    /// Each forward's route, by name (the auth taps in front of url routes speak to them).
+    pub fn routes(&self) -> HashMap<String, Route> {
+        self.routes.clone()
+    }
+}
+
+/// Load what the kinds of `config` read before they start: the model hosts' and the `wss://` routes' CA files.
 pub fn prepare(config: &Config) -> Result<Prepared, PrepareError> {
-    Ok(Prepared { model_hosts: model_host::prepare(config)? })
+    let mut routes = HashMap::new();
+    for (index, forward) in config.forwards.iter().enumerate() {
+        let route = forward.probe_route().map_err(|source| PrepareError::RouteCaFile { index, source })?;
+        routes.insert(forward.name.clone(), route);
+    }
+    Ok(Prepared { model_hosts: model_host::prepare(config)?, routes })
 }
 
 /// Where an auth tap fronting `forward` puts what it sees: the auth kind's record (the tap is the auth kind's
@@ -153,6 +184,7 @@ pub struct Start<'a> {
     pub auth_registry: Arc<Registry>,
     /// The model hosts' targets, prepared (CA files loaded) before the generation starts; taken by their kind.
     pub model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
+    routes: HashMap<String, Route>,
     tasks: &'a mut JoinSet<()>,
     ctx: TaskContext,
 }
@@ -169,8 +201,8 @@ impl<'a> Start<'a> {
         ctx: TaskContext,
     ) -> Self {
         let auth_registry = Arc::new(config.auth.registry.clone());
-        let model_hosts = prepared.model_hosts;
-        Start { config, recorder, owner_index, process_table, auth_registry, model_hosts, tasks, ctx }
+        let Prepared { model_hosts, routes } = prepared;
+        Start { config, recorder, owner_index, process_table, auth_registry, model_hosts, routes, tasks, ctx }
     }
 
     /// Run `probe` on `kind`'s schedule until the generation stops.
@@ -188,8 +220,19 @@ impl<'a> Start<'a> {
         self.ctx.cancel.clone()
     }
 
-    /// An owner lookup of `forward`'s listener, sharing the generation's process walk.
-    pub fn session_target(&self, forward: &Forward) -> ssh_session::Target {
-        tunnel::session_target(forward, self.config.scheduler.owner_lookup, self.owner_index)
+    /// `forward`'s route, as [`prepare`] built it from the same configuration the generation starts.
+    pub fn route(&self, forward: &Forward) -> Route {
+        self.routes.get(&forward.name).cloned().expect("prepare builds a route for every forward of the config")
+    }
+
+    /// An owner lookup of the listener of a `local` route at `addr`, sharing the generation's process walk.
+    pub fn session_target(&self, addr: std::net::SocketAddr) -> ssh_session::Target {
+        tunnel::session_target(addr, self.config.scheduler.owner_lookup, self.owner_index)
+    }
+
+    /// The credential gate of `forward`'s route: its owner lookup (sharing the process walk) for an ssh
+    /// forward, its transport's rule for a direct route.
+    pub fn gate(&self, forward: &Forward) -> CredentialGate {
+        CredentialGate::for_route(&self.route(forward), |addr| self.session_target(addr), forward.trusted_owners.clone())
     }
 }

@@ -7,7 +7,7 @@ use crate::checkup::Notes;
 use crate::config::Config;
 use crate::driver::{Adapter, Round, Schedule};
 use crate::html::{esc, state_badge};
-use crate::openclaw_cli_url::{self, Finding, OpenclawCliUrl};
+use crate::openclaw_cli_url::{self, CliAddress, Finding, OpenclawCliUrl};
 use crate::record::families::{ForwardLabels, Subjects};
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::ForwardStatus;
@@ -18,7 +18,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,7 +122,7 @@ impl Probe for OpenclawCliUrlProbe {
 
 /// The recording of the CLI-URL check.
 pub struct OpenclawCliUrlKind {
-    forwards: Vec<(String, SocketAddr)>,
+    forwards: Vec<(String, CliAddress)>,
     interval: Duration,
     record: Arc<OpenclawCliUrlRecord>,
 }
@@ -147,14 +146,14 @@ impl OpenclawCliUrlKind {
         record: Arc<OpenclawCliUrlRecord>,
     ) -> (OpenclawCliUrlProbe, OpenclawCliUrlKind) {
         // Taps' listen addresses first: a CLI pointed at a tap uses the forward the tap fronts.
-        let forwards = config.cli_addresses().into_iter().map(|(name, addr)| (name.to_owned(), addr)).collect();
+        let forwards = config.cli_addresses().into_iter().map(|(name, address)| (name.to_owned(), address)).collect();
         let probe = OpenclawCliUrlProbe { config_override: config.auth_probe.openclaw_config.clone() };
         (probe, OpenclawCliUrlKind { forwards, interval, record })
     }
 
     fn judge(&self, cli: &OpenclawCliUrl) -> Finding {
-        let forwards: Vec<(&str, SocketAddr)> =
-            self.forwards.iter().map(|(name, local)| (name.as_str(), *local)).collect();
+        let forwards: Vec<(&str, CliAddress)> =
+            self.forwards.iter().map(|(name, address)| (name.as_str(), address.clone())).collect();
         openclaw_cli_url::judge(&cli.url, &forwards)
     }
 }

@@ -276,7 +276,7 @@ pub struct ReadinessKind {
 /// Registry entry: every forward has its readiness probe.
 pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
     let Some(record) = start.recorder.kind_record::<ReadinessRecord>() else { return };
-    let (probe, kind) = ReadinessKind::new(forward.clone(), start.recorder.clone(), record);
+    let (probe, kind) = ReadinessKind::new(forward.clone(), start.recorder.clone(), record, start.route(forward));
     start.drive(probe, kind);
 }
 
@@ -286,9 +286,10 @@ impl ReadinessKind {
         forward: Arc<Forward>,
         recorder: Arc<Recorder>,
         record: Arc<ReadinessRecord>,
+        route: probes::route::Route,
     ) -> (readiness::Target, ReadinessKind) {
         record.create_series(&forward.name);
-        let target = readiness::Target { addr: forward.local };
+        let target = readiness::Target { route };
         (target, ReadinessKind { forward, recorder, record })
     }
 }
@@ -408,7 +409,8 @@ mod tests {
         let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
         let name = forward.name.clone();
         let own = recorder.kind_record::<ReadinessRecord>().unwrap();
-        let (_, mut recording) = ReadinessKind::new(forward, recorder.clone(), own.clone());
+        let route = forward.probe_route().unwrap();
+        let (_, mut recording) = ReadinessKind::new(forward, recorder.clone(), own.clone(), route);
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = |after: u64| Round { wall: t0 + Duration::from_secs(after), boot: Duration::ZERO };
         assert_eq!(recording.handle(round(0), &found(StartupState::Started, "2026.9.6", 100, true)), "ready");

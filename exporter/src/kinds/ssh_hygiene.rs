@@ -123,6 +123,18 @@ impl HygieneRecord {
 }
 
 impl KindRecord for HygieneRecord {
+    /// A forward that is not an ssh forward (a reload turned it into a direct route) has no ssh hygiene: what
+    /// it had goes, so its series are absent, not stale.
+    fn apply_config(&self, config: &crate::config::Config) {
+        let direct: Vec<&str> = config.forwards.iter().filter(|f| f.local().is_none()).map(|f| f.name.as_str()).collect();
+        if direct.is_empty() {
+            return;
+        }
+        self.orphans.retain(|labels| !direct.contains(&labels.forward.as_str()));
+        self.option_risk.retain(|labels| !direct.contains(&labels.forward.as_str()));
+        self.lists().retain(|forward, _| !direct.contains(&forward.as_str()));
+    }
+
     fn retain_subjects(&self, subjects: &Subjects) {
         self.orphans.retain(|labels| subjects.keeps(labels));
         self.option_risk.retain(|labels| subjects.keeps(labels));
@@ -150,13 +162,15 @@ pub struct HygieneKind {
     record: Arc<HygieneRecord>,
 }
 
-/// Registry entry: a forward's hygiene probe, unless its `hygiene_interval` is off (or the recorder was built
-/// without this kind's record).
+/// Registry entry: an ssh forward's hygiene probe, unless its `hygiene_interval` is off (or the recorder was
+/// built without this kind's record). A route without ssh has no ssh to audit: no task, no series.
 pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    let (Some(_), Some(record)) = (forward.hygiene_interval, start.recorder.kind_record::<HygieneRecord>()) else {
+    let (Some(_), Some(record), Some(local)) =
+        (forward.hygiene_interval, start.recorder.kind_record::<HygieneRecord>(), forward.local())
+    else {
         return;
     };
-    let session = start.session_target(forward);
+    let session = start.session_target(local);
     let (probe, kind) = HygieneKind::new(forward.clone(), record, session, start.process_table);
     start.drive(probe, kind);
 }
@@ -170,7 +184,7 @@ impl HygieneKind {
         session: ssh_session::Target,
         table: &ssh_hygiene::ProcessTable,
     ) -> (ssh_hygiene::Target, HygieneKind) {
-        let target = ssh_hygiene::Target::new(forward.local, session, table.clone());
+        let target = ssh_hygiene::Target::new(session.addr, session, table.clone());
         (target, HygieneKind { forward, record })
     }
 }
@@ -256,7 +270,7 @@ impl Adapter for HygieneKind {
             ssh_hygiene::Outcome::Counted { owner_pid, orphans, .. } => {
                 let pids: Vec<String> = orphans.iter().map(|orphan| orphan.pid.to_string()).collect();
                 tracing::warn!(
-                    forward, local = %self.forward.local, owner_pid = ?owner_pid, pids = %pids.join(" "),
+                    forward, local = %self.forward.address(), owner_pid = ?owner_pid, pids = %pids.join(" "),
                     end_with = %end_command(orphans[0].pid),
                     "ssh clients forward this address but do not own its listener (orphans: each forwards nothing)"
                 )
@@ -348,8 +362,9 @@ async fn add_doctor_notes(checkup: &mut Checkup<'_>) {
 }
 
 async fn doctor_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: Duration) -> (Vec<String>, bool) {
-    let session = ssh_session::Target { lookup, ..ssh_session::Target::new(forward.local) };
-    let mut target = ssh_hygiene::Target::new(forward.local, session, Default::default());
+    let Some(local) = forward.local() else { return (Vec::new(), false) };
+    let session = ssh_session::Target { lookup, ..ssh_session::Target::new(local) };
+    let mut target = ssh_hygiene::Target::new(local, session, Default::default());
     let outcome = target.probe(timeout).await;
     let mut notes = Vec::new();
     if let ssh_hygiene::Outcome::Counted { options: Ok(risks), .. } = &outcome {
@@ -383,7 +398,7 @@ async fn doctor_notes(forward: &Forward, lookup: ssh_session::Lookup, timeout: D
             .map_or("age unknown".into(), |age| format!("started {} ago", human_duration(age.as_secs_f64())));
         format!(
             "orphaned ssh pid {} ({age}) forwards {} but holds nothing: `{}`; end it with `{}`",
-            orphan.pid, forward.local, status.command, status.end_with
+            orphan.pid, local, status.command, status.end_with
         )
     }));
     notes.push(
@@ -407,7 +422,7 @@ mod tests {
         let config = crate::config::Config::load(None).unwrap();
         recorder.apply_config(&config);
         let forward = Arc::new(config.forwards[0].clone());
-        let session = ssh_session::Target::new(forward.local);
+        let session = ssh_session::Target::new(forward.local().unwrap());
         let own = recorder.kind_record::<HygieneRecord>().unwrap();
         let (_, mut recording) = HygieneKind::new(forward.clone(), own, session, &ssh_hygiene::ProcessTable::default());
         let listed = |key: &str| recorder.status(SystemTime::now()).forwards[0].kinds[key].clone();

@@ -18,14 +18,14 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The ssh session check of `forward` (the tunnel's, and each token sender's own gate), sharing this
-/// generation's process walk through `index`.
+/// The ssh session check of the listener at `addr` (the tunnel's, and each token sender's own gate), sharing
+/// this generation's process walk through `index`.
 pub fn session_target(
-    forward: &Forward,
+    addr: std::net::SocketAddr,
     lookup: ssh_session::Lookup,
     index: &ssh_session::OwnerIndex,
 ) -> ssh_session::Target {
-    ssh_session::Target { addr: forward.local, last_owner: None, lookup, index: index.clone() }
+    ssh_session::Target { addr, last_owner: None, lookup, index: index.clone() }
 }
 
 /// One tunnel round's probes: the SYN probe and the ssh session probe, run together.
@@ -68,10 +68,17 @@ pub struct TunnelKind {
     uptime: Arc<UptimeRecord>,
 }
 
-/// Registry entry: every forward has its tunnel rounds.
+/// Registry entry: every forward has its tunnel rounds, an ssh forward's SYN and session here, a direct
+/// route's connect and handshake in [`super::route`].
 pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
     let Some(uptime) = start.recorder.kind_record::<UptimeRecord>() else { return };
-    let session = start.session_target(forward);
+    let Some(local) = forward.local() else {
+        let route = start.route(forward);
+        let (probe, kind) = super::route::DirectRoundKind::new(forward.clone(), start.recorder.clone(), uptime, route);
+        start.drive(probe, kind);
+        return;
+    };
+    let session = start.session_target(local);
     let (probe, kind) = TunnelKind::new(forward.clone(), start.recorder.clone(), uptime, session);
     start.drive(probe, kind);
 }
@@ -86,7 +93,7 @@ impl TunnelKind {
         session: ssh_session::Target,
     ) -> (TunnelProbe, TunnelKind) {
         uptime.create_tunnel_series(&forward.name);
-        let probe = TunnelProbe { syn: syn::Target { addr: forward.local }, session };
+        let probe = TunnelProbe { syn: syn::Target { addr: session.addr }, session };
         (probe, TunnelKind { forward, recorder, uptime })
     }
 }
@@ -366,15 +373,14 @@ async fn ssh_host(checkup: &mut Checkup<'_>) -> Verdict {
 
 async fn session(checkup: &mut Checkup<'_>) -> Verdict {
     let forward = checkup.forward;
-    let mut target = ssh_session::Target {
-        lookup: checkup.config.scheduler.owner_lookup,
-        ..ssh_session::Target::new(forward.local)
-    };
+    let Some(local) = forward.local() else { return Verdict::skipped("no ssh on this route".into()) };
+    let mut target =
+        ssh_session::Target { lookup: checkup.config.scheduler.owner_lookup, ..ssh_session::Target::new(local) };
     match target.probe(checkup.timeout).await {
         ssh_session::Outcome::Up(owner) if owner.same_user == Some(false) => Verdict::fail(
             format!(
                 "{} is held by {} pid {} of {}: not this user's ssh, so the CLI would hand another user its token",
-                forward.local,
+                local,
                 owner.name,
                 owner.pid,
                 owner.user()
@@ -387,10 +393,10 @@ async fn session(checkup: &mut Checkup<'_>) -> Verdict {
             owner.user(),
             owner.parent_name.as_deref().unwrap_or("?"),
             owner.parent_pid,
-            forward.local
+            local
         )),
         ssh_session::Outcome::NoListener => Verdict::fail(
-            format!("nothing listens on {}", forward.local),
+            format!("nothing listens on {}", local),
             "start the tunnel (`ssh -N -L ...`) or restart its autossh/launchd/systemd unit; if autossh runs, it may be reconnecting",
         ),
         ssh_session::Outcome::NotSsh(owner) if forward.trusted_owners.contains(&owner.name) => {
@@ -399,29 +405,29 @@ async fn session(checkup: &mut Checkup<'_>) -> Verdict {
                 owner.name,
                 owner.pid,
                 owner.user(),
-                forward.local
+                local
             ))
         }
         ssh_session::Outcome::NotSsh(owner) => Verdict::fail(
-            format!("{} is held by {} pid {} ({}), not ssh", forward.local, owner.name, owner.pid, owner.user()),
+            format!("{} is held by {} pid {} ({}), not ssh", local, owner.name, owner.pid, owner.user()),
             "another program took the forward's port: stop it, then restart the tunnel (the CLI would hand it its token)",
         ),
         // A listener whose owner this user cannot read is another user's process: the CLI's token would go
         // to it.
         ssh_session::Outcome::Unreadable { detail } => Verdict::fail(
-            format!("{} is held by a process this user cannot read ({detail}): another user's", forward.local),
+            format!("{} is held by a process this user cannot read ({detail}): another user's", local),
             "find who holds the port (sudo lsof -iTCP -sTCP:LISTEN -P), stop it, then restart your tunnel",
         ),
         ssh_session::Outcome::Unsupported { detail } => Verdict::skipped(format!("owner unknown: {detail}")),
         ssh_session::Outcome::Unknown { detail } => Verdict::fail(
-            format!("could not tell who holds {} ({detail})", forward.local),
+            format!("could not tell who holds {} ({detail})", local),
             "the owner lookup did not answer in time (a loaded machine?): rerun the doctor",
         ),
     }
 }
 
 async fn connect(checkup: &mut Checkup<'_>) -> Verdict {
-    let local = checkup.forward.local;
+    let Some(local) = checkup.forward.local() else { return Verdict::skipped("no ssh on this route".into()) };
     match (syn::Target { addr: local }).probe(checkup.timeout).await {
         Ok(connected) => Verdict::pass(format!("{local} connected in {}", ms(connected.connect))),
         Err(failure) => Verdict::fail(
@@ -452,7 +458,7 @@ mod tests {
     fn default_forwards_tunnel() -> (Arc<Recorder>, Arc<Forward>, TunnelKind) {
         let (recorder, uptime) = crate::kinds::uptime::tests::recorder();
         let forward = Arc::new(crate::config::Config::load(None).unwrap().forwards[0].clone());
-        let session = ssh_session::Target::new(forward.local);
+        let session = ssh_session::Target::new(forward.local().unwrap());
         let (_, tunnel) = TunnelKind::new(forward.clone(), recorder.clone(), uptime, session);
         (recorder, forward, tunnel)
     }

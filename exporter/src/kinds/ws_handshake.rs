@@ -53,9 +53,9 @@ impl WsHandshakeRecord {
         lock(&self.last)
     }
 
-    /// Every failure reason at zero for `forward`.
-    fn create_series(&self, forward: &str) {
-        for reason in ws_handshake::Failure::LABELS {
+    /// Every failure reason a route of `transport` can give, at zero for `forward`.
+    fn create_series(&self, forward: &str, transport: probes::route::Transport) {
+        for reason in ws_handshake::Failure::LABELS.iter().filter(|reason| transport.can_fail_by(reason)) {
             self.failures.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
         }
     }
@@ -124,14 +124,9 @@ pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
     else {
         return;
     };
-    let gate_session = start.session_target(forward);
-    let (probe, kind) = WsHandshakeKind::new(
-        forward.clone(),
-        &start.config.auth_probe,
-        start.recorder.kind_record(),
-        record,
-        gate_session,
-    );
+    let (route, gate) = (start.route(forward), start.gate(forward));
+    let (probe, kind) =
+        WsHandshakeKind::new(forward.clone(), &start.config.auth_probe, start.recorder.kind_record(), record, route, gate);
     start.drive(probe, kind);
 }
 
@@ -142,19 +137,19 @@ impl WsHandshakeKind {
         auth_probe: &AuthProbe,
         auth: Option<Arc<AuthRecord>>,
         record: Arc<WsHandshakeRecord>,
-        session: probes::ssh_session::Target,
+        route: probes::route::Route,
+        gate: probes::gate::CredentialGate,
     ) -> (ws_handshake::Target, WsHandshakeKind) {
-        record.create_series(&forward.name);
+        record.create_series(&forward.name, forward.transport());
         let tokens = auth_probe.forwards.contains(&forward.name).then(|| {
             token_sources::Locations::from_env(auth_probe.openclaw_config.as_deref(), auth_probe.token_file.as_deref())
         });
         if let (Some(_), Some(auth)) = (&tokens, &auth) {
             auth.create_withheld_series(&forward.name, "ws_handshake");
         }
-        let gate = probes::ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
         let withheld = ws_handshake::Withheld::default();
         let target = ws_handshake::Target {
-            addr: forward.local,
+            route,
             token: Secret::new(Vec::new()),
             gate: Some(gate),
             withheld: withheld.clone(),
@@ -263,7 +258,6 @@ pub fn page_row(forward: &ForwardStatus, _now: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::tunnel::session_target;
     use crate::record::tests::sample;
     use crate::record::{Format, Recorder};
     use serde::Deserialize;
@@ -276,13 +270,14 @@ mod tests {
         recorder.apply_config(&config);
         let forward = Arc::new(config.forwards[0].clone());
         let name = forward.name.clone();
-        let session = session_target(&forward, config.scheduler.owner_lookup, &Default::default());
+        let route = forward.probe_route().unwrap();
+        let gate = probes::gate::CredentialGate::for_route(&route, probes::ssh_session::Target::new, vec![]);
         let mut auth_probe = config.auth_probe.clone();
         auth_probe.forwards.clear();
         let own = recorder.kind_record::<WsHandshakeRecord>().unwrap();
         let (target, mut recording) =
-            WsHandshakeKind::new(forward.clone(), &auth_probe, recorder.kind_record(), own, session);
-        assert_eq!(target.addr, forward.local);
+            WsHandshakeKind::new(forward.clone(), &auth_probe, recorder.kind_record(), own, route, gate);
+        assert_eq!(target.route.local(), forward.local());
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let answered: ws_handshake::Outcome =
             Ok(ws_handshake::Handshake { elapsed: Duration::from_millis(3), connect: Connect::NotSent });

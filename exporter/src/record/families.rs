@@ -180,6 +180,8 @@ label_sets! {
     ListenerReasonLabels { listener: &'static str, reason: &'static str }
     /// `forward`, `result`.
     ForwardResultLabels { forward: String, result: &'static str }
+    /// `forward`, `transport`.
+    ForwardTransportLabels { forward: String, transport: &'static str }
 }
 
 /// A gauge holding a float.

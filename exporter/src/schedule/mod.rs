@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use probes::gate::CredentialGate;
+use probes::route::Route;
 use probes::ssh_session;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -61,10 +63,11 @@ pub struct Prepared {
 /// owner makes the next connection one table read, not a walk of every process).
 #[derive(Clone)]
 struct TapGate {
-    upstream: SocketAddr,
+    /// The upstream: a local address, or a direct route's URL.
+    upstream: String,
     lookup: ssh_session::Lookup,
     also_trusted: Vec<String>,
-    gate: Arc<tokio::sync::Mutex<ssh_session::CredentialGate>>,
+    gate: Arc<tokio::sync::Mutex<CredentialGate>>,
 }
 
 /// The running probe tasks of one configuration.
@@ -144,6 +147,7 @@ impl Generation {
             tap_gates: running_gates,
         } = prepared;
         recorder.apply_config(&config);
+        let routes = prepared_kinds.routes();
         let cancel = parent.child_token();
         let permits = Arc::new(Semaphore::new(config.scheduler.max_concurrent_probes));
         let ctx = TaskContext { recorder: recorder.clone(), permits, cancel: cancel.clone() };
@@ -167,7 +171,7 @@ impl Generation {
             }
             tasks.spawn(crate::remote_write::run(settings.clone(), recorder.clone(), queue, queues, cancel.clone()));
         }
-        let taps = start_taps(&config, taps, &running_gates, &owner_index, &recorder, &mut tasks);
+        let taps = start_taps(&config, &routes, taps, &running_gates, &owner_index, &recorder, &mut tasks);
         Generation {
             cancel,
             tasks,
@@ -204,6 +208,7 @@ struct StartedTaps {
 /// the probes' forwards, reusing a running generation's gate for the same upstream.
 fn start_taps(
     config: &Config,
+    routes: &std::collections::HashMap<String, Route>,
     taps: Vec<(crate::config::AuthTap, std::net::TcpListener)>,
     running_gates: &[TapGate],
     owner_index: &ssh_session::OwnerIndex,
@@ -226,29 +231,37 @@ fn start_taps(
             }
         };
         // The tap relays the CLI's token: its upstream is gated like the probes' forwards, trusting what
-        // the forward it reports for trusts.
-        let also_trusted = config
-            .forwards
-            .iter()
-            .find(|forward| forward.name == tap.forward)
-            .map(|forward| forward.trusted_owners.clone())
-            .unwrap_or_default();
+        // the forward it reports for trusts. Its upstream is a local address, or the forward's own route.
+        let fronted = config.forwards.iter().find(|forward| forward.name == tap.forward);
+        let also_trusted = fronted.map(|forward| forward.trusted_owners.clone()).unwrap_or_default();
+        let upstream = match tap.upstream {
+            Some(addr) => Route::Local(addr),
+            None => match routes.get(&tap.forward) {
+                Some(route) => route.clone(),
+                None => {
+                    // Validated: a tap names a configured forward, and prepare built its route.
+                    tracing::error!(listen = %tap.listen, forward = %tap.forward, "auth tap has no upstream route");
+                    tap_sockets.push((tap.listen, listener));
+                    continue;
+                }
+            },
+        };
         let lookup = config.scheduler.owner_lookup;
+        let upstream_key = upstream.ws_url();
         let same = |kept: &&TapGate| {
-            kept.upstream == tap.upstream && kept.lookup == lookup && kept.also_trusted == also_trusted
+            kept.upstream == upstream_key && kept.lookup == lookup && kept.also_trusted == also_trusted
         };
         let gate = match running_gates.iter().find(same) {
             Some(kept) => kept.gate.clone(),
             None => {
-                let session =
-                    ssh_session::Target { addr: tap.upstream, last_owner: None, lookup, index: owner_index.clone() };
-                Arc::new(tokio::sync::Mutex::new(ssh_session::CredentialGate::new(session, also_trusted.clone())))
+                let session = |addr| ssh_session::Target { addr, last_owner: None, lookup, index: owner_index.clone() };
+                Arc::new(tokio::sync::Mutex::new(CredentialGate::for_route(&upstream, session, also_trusted.clone())))
             }
         };
-        tap_gates.push(TapGate { upstream: tap.upstream, lookup, also_trusted, gate: gate.clone() });
+        tap_gates.push(TapGate { upstream: upstream_key.clone(), lookup, also_trusted, gate: gate.clone() });
         let tap_config = probes::auth_tap::TapConfig {
             forward: tap.forward.clone(),
-            upstream: tap.upstream,
+            upstream,
             registry: registry.clone(),
             connect_timeout: Duration::from_secs(10),
             max_connections: tap.max_connections,
@@ -256,7 +269,7 @@ fn start_taps(
             idle_timeout: tap.idle_timeout,
             gate: Some(gate),
         };
-        tracing::info!(listen = %tap.listen, upstream = %tap.upstream, forward = %tap.forward, "auth tap listening");
+        tracing::info!(listen = %tap.listen, upstream = %upstream_key, forward = %tap.forward, "auth tap listening");
         let sink: Arc<dyn probes::auth_tap::AuthSink> = kinds::tap_sink(recorder, &tap.forward);
         // Only the accept loop belongs to the generation: a relayed connection runs to its end. The socket
         // is registered with the reactor of the runtime that accepts on it, so inside the task.

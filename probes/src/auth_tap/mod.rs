@@ -3,9 +3,10 @@
 //!
 //! Each accepted connection first sends its request head (or WebSocket upgrade) within
 //! `header_read_timeout`; only then does the tap connect upstream, and it relays nothing until the
-//! credential gate ([`crate::ssh_session::CredentialGate`]) has vouched for the connected upstream: a
-//! listener (or a connection's far end) that is not our user's ssh gets no byte of the client's token, and
-//! the client gets a 502. Then two copy tasks run. Each forwards a chunk first and reads it second, so
+//! credential gate ([`crate::gate::CredentialGate`]) has vouched for the connected upstream: a listener (or a
+//! connection's far end) that is not our user's ssh, a public host in the clear, or a `wss://` upstream whose
+//! certificate did not verify gets no byte of the client's token, and the client gets a 502. The CLI speaks
+//! plain `ws://` to the tap on loopback; the tap speaks to its upstream route, TLS and pin included. Then two copy tasks run. Each forwards a chunk first and reads it second, so
 //! observing never delays the bytes beyond one memcpy into the readers; both sides get TCP_NODELAY. Copy
 //! buffers grow from 8 KiB to 128 KiB only while reads fill them and shrink back to 8 KiB after a read
 //! that did not fill a quarter; a connection that moves nothing either way for `idle_timeout` is closed. The
@@ -18,15 +19,15 @@ mod messages;
 mod observer;
 pub mod ws;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::gate::Clearance;
 use crate::limit::{Admission, Connections, Slot};
+use crate::route::{Route, Stream};
 pub use credential::Registry;
 pub use observer::Observer;
 
@@ -146,8 +147,8 @@ pub trait AuthSink: Send + Sync + 'static {
 pub struct TapConfig {
     /// The forward label of its events.
     pub forward: String,
-    /// Where it connects each accepted client.
-    pub upstream: SocketAddr,
+    /// Where it connects each accepted client: the ssh forward, or the gateway directly.
+    pub upstream: Route,
     /// Revision names by fingerprint.
     pub registry: Arc<Registry>,
     /// Longest wait for the upstream connect.
@@ -161,7 +162,7 @@ pub struct TapConfig {
     pub idle_timeout: Duration,
     /// The owner check of the upstream, shared by the tap's connections (so its remembered owner makes the
     /// steady state one table read). `None` only where the caller itself made the upstream (tests).
-    pub gate: Option<Arc<tokio::sync::Mutex<crate::ssh_session::CredentialGate>>>,
+    pub gate: Option<Arc<tokio::sync::Mutex<crate::gate::CredentialGate>>>,
 }
 
 /// Accept clients on `listener` until the future is dropped; each connection runs in its own task and
@@ -204,8 +205,8 @@ pub async fn serve(listener: TcpListener, config: TapConfig, sink: Arc<dyn AuthS
 /// What the tap answers a client whose upstream the gate refused: the status a reverse proxy gives for an
 /// upstream it will not use, and nothing of the client's request.
 fn withheld_answer() -> Vec<u8> {
-    let body =
-        "the forward's port is not held by this user's ssh: nothing was relayed (openclaw-tunnel-exporter tap)\n";
+    let body = "the gateway's route failed the credential gate (a port not held by this user's ssh, a public host \
+                in the clear, or a certificate that did not verify): nothing was relayed (openclaw-tunnel-exporter tap)\n";
     format!(
         "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -226,16 +227,23 @@ pub async fn relay(mut client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn 
             return;
         }
     };
-    let upstream = match tokio::time::timeout(config.connect_timeout, crate::net::connect_stream(config.upstream)).await
-    {
-        Ok(Ok(upstream)) => upstream,
-        // The client sees the same thing it would without the tap: the connection closes.
-        _ => return,
+    let upstream = match config.upstream.dial(config.connect_timeout).await {
+        Ok(dialed) => dialed.stream,
+        // The client sees the same thing it would without the tap: the connection closes. (A `wss://`
+        // upstream whose certificate did not verify is refused the same way, before a byte of the client's.)
+        Err(failure) => {
+            if let Some(why) = upstream_refused(&failure) {
+                sink.auth_event(&config.forward, AuthEvent::Withheld { why });
+                let _ = client.write_all(&withheld_answer()).await;
+                let _ = client.shutdown().await;
+            }
+            return;
+        }
     };
     if let Some(gate) = &config.gate {
         let verdict = gate.lock().await.confirm(&upstream, config.connect_timeout).await;
-        if let crate::ssh_session::Trust::NotOurs(why) = verdict {
-            crate::net::close_without_time_wait(upstream);
+        if let Clearance::Withheld(why) = verdict {
+            upstream.close_without_time_wait();
             sink.auth_event(&config.forward, AuthEvent::Withheld { why });
             let _ = client.write_all(&withheld_answer()).await;
             let _ = client.shutdown().await;
@@ -243,15 +251,57 @@ pub async fn relay(mut client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn 
         }
     }
     let _ = client.set_nodelay(true);
-    let _ = upstream.set_nodelay(true);
+    match upstream {
+        Stream::Plain(upstream) => {
+            let (client_read, client_write) = client.into_split();
+            let (upstream_read, upstream_write) = upstream.into_split();
+            let halves = Halves { client_read, client_write, upstream_read, upstream_write };
+            pass(halves, &head, &config, sink).await;
+        }
+        Stream::Tls(upstream) => {
+            let (client_read, client_write) = client.into_split();
+            let (upstream_read, upstream_write) = tokio::io::split(*upstream);
+            let halves = Halves { client_read, client_write, upstream_read, upstream_write };
+            pass(halves, &head, &config, sink).await;
+        }
+    }
+}
+
+/// A dial of the upstream that the gate's rule itself refuses: a `wss://` certificate that did not verify.
+/// (Other failures close the client's connection as a dead upstream would.)
+fn upstream_refused(failure: &crate::route::DialFailure) -> Option<String> {
+    failure.presented().map(|_| format!("the upstream's certificate did not verify: {failure}"))
+}
+
+/// A tapped connection's two sides, split for the two copy loops.
+struct Halves<CR, CW, UR, UW> {
+    client_read: CR,
+    client_write: CW,
+    upstream_read: UR,
+    upstream_write: UW,
+}
+
+/// Write the client's first head upstream, then copy both ways, observing, until both sides end or nothing
+/// moves for `idle_timeout`.
+async fn pass<CR, CW, UR, UW>(
+    halves: Halves<CR, CW, UR, UW>,
+    head: &[u8],
+    config: &TapConfig,
+    sink: Arc<dyn AuthSink>,
+) where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
+    let Halves { client_read, client_write, upstream_read, mut upstream_write } = halves;
     let observer = Arc::new(Mutex::new(Observer::new(config.forward.clone(), config.registry.clone(), sink.clone())));
-    let (client_read, client_write) = client.into_split();
-    let (upstream_read, mut upstream_write) = upstream.into_split();
     let now = std::time::Instant::now();
-    if upstream_write.write_all(&head).await.is_err() {
+    if upstream_write.write_all(head).await.is_err() {
         return;
     }
-    observer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).client_bytes(&head, now);
+    let _ = upstream_write.flush().await;
+    observer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).client_bytes(head, now);
     let activity = Arc::new(Activity::default());
     let to_upstream = copy(client_read, upstream_write, observer.clone(), Direction::ClientToGateway, &activity);
     let to_client = copy(upstream_read, client_write, observer, Direction::GatewayToClient, &activity);
@@ -329,8 +379,8 @@ const FIRST_CHUNK: usize = 8 * 1024;
 const MAX_CHUNK: usize = 128 * 1024;
 
 async fn copy(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
     observer: Arc<Mutex<Observer>>,
     direction: Direction,
     activity: &Activity,
@@ -346,7 +396,8 @@ async fn copy(
         // the close it answers was forwarded).
         let now = std::time::Instant::now();
         let full = n == buffer.len();
-        if to.write_all(&buffer[..n]).await.is_err() {
+        // A TLS writer holds what it encrypted until flushed: flush each chunk, as a plain socket sends it.
+        if to.write_all(&buffer[..n]).await.is_err() || to.flush().await.is_err() {
             break;
         }
         let mut observer = observer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

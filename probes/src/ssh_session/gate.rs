@@ -1,10 +1,9 @@
-//! The gate every sender of the gateway token goes through: [`Trust`] (is the listener's owner our own
-//! user's ssh?) and [`CredentialGate`] (checked before the connect, confirmed on the connected stream).
+//! Whose is a local listener: [`Trust`] (is its owner our own user's ssh?) and the far end of a connection to
+//! it, what the credential gate ([`crate::gate`]) asks of a `local` route.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{Outcome, Owner, Target};
+use super::{Outcome, Owner};
 
 /// Whether a listener may be handed a credential: the one gate every sender of the gateway token goes
 /// through (the auth probe, the WebSocket handshake probe, the doctor, evidence).
@@ -16,57 +15,11 @@ pub enum Trust {
     NotOurs(String),
 }
 
-/// The check before a credential goes to a forward, held by each sender of the token (the auth probe, the
-/// WebSocket handshake probe, the doctor, evidence, the auth tap) and run inside the sender's own round,
-/// after its concurrency permit, so nothing waits between the verdict and the connect:
-/// 1. [`CredentialGate::check`]: a fresh owner lookup (the steady state re-reads the listener table and one
-///    fd), judged by [`Outcome::trust`].
-/// 2. connect().
-/// 3. [`CredentialGate::confirm`] on the connected stream, before any byte of the credential: the same
-///    check again, and on Linux the uid of the socket at the other end of this very connection (sock_diag),
-///    so a listener that came and went between the check and the connect cannot have taken it.
-#[derive(Debug, Clone)]
-pub struct CredentialGate {
-    target: Target,
-    also_trusted: Vec<String>,
-}
-
-impl CredentialGate {
-    /// A gate for the listener `target` looks up, trusting ssh clients and `also_trusted` of this user.
-    pub fn new(target: Target, also_trusted: Vec<String>) -> CredentialGate {
-        CredentialGate { target, also_trusted }
-    }
-
-    /// The address the gate guards.
-    pub fn addr(&self) -> SocketAddr {
-        self.target.addr
-    }
-
-    /// Look the owner up now and judge it.
-    pub async fn check(&mut self, timeout: Duration) -> Trust {
-        let outcome = crate::Probe::probe(&mut self.target, timeout).await;
-        outcome.trust(&self.also_trusted)
-    }
-
-    /// After connect() returned on `stream`, before a credential is written to it: the listeners are still
-    /// only the trusted owner's, and (Linux) the connection's far end is a socket of this user.
-    pub async fn confirm(&mut self, stream: &tokio::net::TcpStream, timeout: Duration) -> Trust {
-        let trust = self.check(timeout).await;
-        if matches!(trust, Trust::NotOurs(_)) {
-            return trust;
-        }
-        match far_end_is_ours(stream).await {
-            Ok(()) => trust,
-            Err(why) => Trust::NotOurs(why),
-        }
-    }
-}
-
 /// Linux: the socket at the other end of `stream` (the listener's accepted, or still queued, socket) carries
 /// the uid of the listener that made it; it must be ours. On loopback the far end's half of the handshake
 /// may still be in flight when connect() returns, so a few short waits (at most ~50 ms) cover that.
 #[cfg(target_os = "linux")]
-pub(super) async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<(), String> {
+pub async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<(), String> {
     let (local, peer) = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(local), Ok(peer)) => (local, peer),
         _ => return Err("the connection closed before its far end could be checked".into()),
@@ -88,10 +41,10 @@ pub(super) async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<()
     })
 }
 
-/// Elsewhere the listener re-check in [`CredentialGate::confirm`] is the whole confirmation (macOS shows no
+/// Elsewhere the listener re-check in [`crate::gate::CredentialGate::confirm`] is the whole confirmation (macOS shows no
 /// other user's sockets; Windows' connection table is a later addition).
 #[cfg(not(target_os = "linux"))]
-pub(super) async fn far_end_is_ours(_stream: &tokio::net::TcpStream) -> Result<(), String> {
+pub async fn far_end_is_ours(_stream: &tokio::net::TcpStream) -> Result<(), String> {
     Ok(())
 }
 

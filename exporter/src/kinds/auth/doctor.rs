@@ -4,13 +4,20 @@ use crate::checkup::{Checkup, DoctorStep, Verdict};
 use crate::token_sources;
 use probes::{ssh_session, Label};
 
+/// The gate of the checked forward's route, one per sender (each keeps its own).
+fn gate(checkup: &Checkup<'_>) -> probes::gate::CredentialGate {
+    let lookup = checkup.config.scheduler.owner_lookup;
+    let session = |addr| ssh_session::Target { lookup, ..ssh_session::Target::new(addr) };
+    probes::gate::CredentialGate::for_route(&checkup.route(), session, checkup.forward.trusted_owners.clone())
+}
+
 /// The doctor's step 7: the token this machine holds, sent only to our own user's ssh, over HTTP (the revision
 /// and whether it is accepted) and over the CLI's own WebSocket `connect` (the gateway's reason when it refuses).
 pub const DOCTOR_STEP: DoctorStep = DoctorStep::new("token accepted and current", |c| Box::pin(doctor_check(c)));
 
 async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
     use probes::Probe;
-    let (config, forward, timeout) = (checkup.config, checkup.forward, checkup.timeout);
+    let (config, timeout) = (checkup.config, checkup.timeout);
     let settings = &config.auth_probe;
     let locations =
         token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
@@ -32,15 +39,11 @@ async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
     let revision = registry.revision_of(&probes::auth_tap::credential::Credential::token(token.expose())).await;
     let disagree =
         if tokens.agree() { String::new() } else { format!("; sources disagree: {}", tokens.disagreeing().join(", ")) };
-    // The token goes only to our own user's ssh (or a process the config trusts): the probe checks the
-    // listener, connects, and checks the connection before it writes the token.
-    // Each sender has its own gate (the probe keeps it): one built the same way for both.
-    let gate = || {
-        let session =
-            ssh_session::Target { lookup: config.scheduler.owner_lookup, ..ssh_session::Target::new(forward.local) };
-        ssh_session::CredentialGate::new(session, forward.trusted_owners.clone())
-    };
-    let mut target = probes::auth_probe::Target { addr: forward.local, token: token.clone(), gate: Some(gate()) };
+    // The token goes only where the route's gate allows: our own user's ssh (or a process the config trusts),
+    // a verified wss:// connection, or a ws:// LAN host. The probe checks before the connect, and the
+    // connection itself before it writes the token. Each sender has its own gate (the probe keeps it).
+    let route = checkup.route();
+    let mut target = probes::auth_probe::Target { route: route.clone(), token: token.clone(), gate: Some(gate(checkup)) };
     let answer = target.probe(timeout).await;
     // The CLI's own path: a WebSocket connect with the same token, for the gateway's reason when it refuses
     // (the HTTP answer is a bare 401; a scope, pairing or protocol refusal shows only here).
@@ -48,7 +51,7 @@ async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
         Ok(_) => {
             let withheld = probes::ws_handshake::Withheld::default();
             let mut handshake =
-                probes::ws_handshake::Target { addr: forward.local, token, gate: Some(gate()), withheld };
+                probes::ws_handshake::Target { route, token, gate: Some(gate(checkup)), withheld };
             match handshake.probe(timeout).await {
                 Ok(probes::ws_handshake::Handshake {
                     connect: probes::ws_handshake::Connect::Refused(reason), ..
@@ -84,7 +87,8 @@ async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
         ),
         Err(probes::auth_probe::Failure::Withheld { why }) => Verdict::fail(
             format!("token not sent: {why}"),
-            "only this user's ssh is handed the token: fix the step that owns the port first",
+            "the token goes only to this user's ssh, a verified wss:// gateway or a ws:// LAN host: fix the layer \
+             the gate names first",
         ),
         Err(failure) => Verdict::fail(format!("POST /tools/invoke -> {failure}"), "the gateway stopped answering: rerun the doctor"),
     }

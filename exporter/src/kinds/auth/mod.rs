@@ -20,7 +20,7 @@ use crate::token_sources;
 use probes::auth_probe::{self, Answer, Secret};
 use probes::auth_tap::credential::{self, Credential, TokenId};
 use probes::auth_tap::Registry;
-use probes::{ssh_session, Label};
+use probes::Label;
 use serde::Deserialize;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -50,10 +50,10 @@ pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
     if !start.config.auth_probe.forwards.contains(&forward.name) {
         return;
     }
-    let gate_session = start.session_target(forward);
+    let (route, gate) = (start.route(forward), start.gate(forward));
     let settings = Arc::new(start.config.auth_probe.clone());
     let registry = start.auth_registry.clone();
-    let (probe, kind) = AuthProbeKind::new(forward.clone(), settings, registry, record, gate_session);
+    let (probe, kind) = AuthProbeKind::new(forward.clone(), settings, registry, record, route, gate);
     start.drive(probe, kind);
 }
 
@@ -75,12 +75,12 @@ impl AuthProbeKind {
         settings: Arc<AuthProbe>,
         registry: Arc<Registry>,
         record: Arc<AuthRecord>,
-        session: ssh_session::Target,
+        route: probes::route::Route,
+        gate: probes::gate::CredentialGate,
     ) -> (auth_probe::Target, AuthProbeKind) {
         record.create_withheld_series(&forward.name, "auth");
-        // The owner check runs inside the probe's round: after its permit, and again on the connected stream
-        // before the token is written.
-        let gate = ssh_session::CredentialGate::new(session, forward.trusted_owners.clone());
+        // The gate runs inside the probe's round: after its permit, and again on the connected stream before
+        // the token is written.
         let locations =
             token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
         // Windows: files inherit the profile directory's ACL (the user only), and there are no mode bits to read.
@@ -94,7 +94,7 @@ impl AuthProbeKind {
                 }
             }
         }
-        let target = auth_probe::Target { addr: forward.local, token: Secret::new(Vec::new()), gate: Some(gate) };
+        let target = auth_probe::Target { route, token: Secret::new(Vec::new()), gate: Some(gate) };
         let recording = AuthProbeKind {
             forward,
             settings,

@@ -12,8 +12,9 @@ use crate::record::families::{ForwardLabels, ForwardReasonLabels};
 use crate::record::Recorder;
 
 /// First-byte failures that are never the gateway's: `refused` is the local listener gone (the tunnel's
-/// down time, even when the last tunnel round has not seen it yet), `local_error` the exporter's own.
-pub(crate) const NOT_THE_GATEWAY: [&str; 2] = ["refused", "local_error"];
+/// down time, even when the last tunnel round has not seen it yet), `local_error` the exporter's own, `dns`
+/// and `tls` a direct route's name and handshake (its tunnel rounds' down time, by their own causes).
+pub(crate) const NOT_THE_GATEWAY: [&str; 4] = ["refused", "local_error", "dns", "tls"];
 
 /// The down reason of a round whose first byte came while `/startupz` said starting or draining.
 pub(crate) const NOT_STARTED: &str = "not_started";
@@ -56,12 +57,13 @@ impl UptimeRecord {
         self.gateway_down_spell(recorder, forward, down, round.at);
     }
 
-    /// `forward`'s first-byte counters at zero: attempts, good ones, failures and down time by reason.
-    pub fn create_first_byte_series(&self, forward: &str) {
+    /// `forward`'s first-byte counters at zero: attempts, good ones, failures (those a route of `transport`
+    /// can give) and down time by reason.
+    pub fn create_first_byte_series(&self, forward: &str, transport: probes::route::Transport) {
         let m = &self.families;
         m.gateway_probe_attempts.get_or_create_owned(&ForwardLabels { forward: forward.to_owned() });
         m.first_byte_good.get_or_create_owned(&ForwardLabels { forward: forward.to_owned() });
-        for reason in first_byte::Failure::LABELS {
+        for reason in probes::http::reasons_of(transport) {
             m.gateway_probe_failures.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
         }
         for reason in first_byte::Failure::LABELS.iter().filter(|r| !NOT_THE_GATEWAY.contains(r)).chain([&NOT_STARTED])

@@ -11,6 +11,7 @@
 //!   [`resume`]: the wait for usable after a gap;
 //! - [`status`]: their keys in a forward's `/api/status` entry, and the state file's `forwards` (the buckets).
 
+pub mod direct_rounds;
 pub mod first_bytes;
 pub mod ledger;
 pub mod resume;
@@ -30,7 +31,7 @@ use crate::clock::unix_seconds;
 use crate::config::Config;
 use crate::record::families::{
     families, latency, FloatCounter, FloatGauge, ForwardCauseLabels, ForwardLabels, ForwardReasonLabels,
-    ForwardResultLabels, ForwardStateLabels, Latency, Subjects,
+    ForwardResultLabels, ForwardStateLabels, ForwardTransportLabels, Latency, Subjects,
 };
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::tracked::Tracked;
@@ -82,6 +83,16 @@ pub struct UptimeFamilies {
         "openclaw_tunnel_forward_hijacked", "1 when a listener that could take the forward's connections (the exact address, a wildcard, a dual-stack IPv6 wildcard) is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token; unchanged while a lookup cannot tell";
     owner_lookups: Tracked<ForwardResultLabels, Counter> = Tracked::default(),
         "openclaw_tunnel_owner_lookups", "Tunnel rounds' owner lookups by result: ours (this user's ssh, or a trusted owner, holds every listener that could take the connection), not_ours (anything else: nothing listening, another program or user), unknown (the lookup timed out or was cut off: the token is withheld, the hijack gauge unchanged)";
+    route_info: Tracked<ForwardTransportLabels, Gauge> = Tracked::default(),
+        "openclaw_tunnel_route_info", "1 for the forward's road to the gateway: transport ssh (local, a listener our ssh owns), ws or wss (url, the gateway reached directly)";
+    tls_handshake_seconds: Latency<ForwardLabels> = latency(),
+        "openclaw_tunnel_tls_handshake_seconds", "TLS handshake of a wss:// route's tunnel round, certificate verified, timed apart from the connect and never inside a first byte";
+    tls_certificate_verified: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_tunnel_tls_certificate_verified", "1 when the last certificate a wss:// route presented matched its pin (or chained to the trusted roots and named the host), 0 when it did not; unchanged by a handshake that failed before a certificate; absent for routes without TLS";
+    tls_certificate_expiry: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_tunnel_tls_certificate_expiry_timestamp_seconds", "The notAfter of the last certificate a wss:// route presented, Unix seconds";
+    tls_pinned: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_tunnel_tls_pinned", "1 when a wss:// route pins its certificate (tls_fingerprint: its expiry is not checked, as OpenClaw's CLI does not), 0 when it verifies a chain and the host name; absent for routes without TLS";
 }
 }
 
@@ -113,6 +124,10 @@ pub(crate) struct ForwardState {
     /// A gateway-down spell was opened (or continued) by the last first-byte round: kept here, not in the
     /// generation, so the spell closes on the first healthy round after a reload.
     pub(crate) gateway_down_open: bool,
+    /// Its road, from the config.
+    pub(crate) route: Option<status::RouteStatus>,
+    /// What the last round of a direct route saw: its certificate, and its failure in words.
+    pub(crate) last_direct: Option<status::DirectStatus>,
 }
 
 impl ForwardState {
@@ -131,6 +146,8 @@ impl ForwardState {
             resume: resume::Resume::default(),
             last_resume: None,
             gateway_down_open: false,
+            route: None,
+            last_direct: None,
         }
     }
 }
@@ -169,7 +186,16 @@ impl KindRecord for UptimeRecord {
     /// is in the status report from now on.
     fn apply_config(&self, config: &Config) {
         for forward in &config.forwards {
-            self.with_forward(&forward.name, |state| state.first_byte_objective = config.objectives.first_byte);
+            let route = status::RouteStatus::of(forward);
+            self.with_forward(&forward.name, |state| {
+                state.first_byte_objective = config.objectives.first_byte;
+                if state.route.as_ref().is_some_and(|was| was.address != route.address) {
+                    // Another road under the same name: what the last one saw is not this one's.
+                    state.last_direct = None;
+                }
+                state.route = Some(route);
+            });
+            self.set_route_series(forward);
         }
     }
 

@@ -26,6 +26,22 @@ pub struct TunnelRound {
     pub interval: Duration,
 }
 
+/// What every tunnel round records, whatever its route ([`UptimeRecord::record_round`]).
+pub(super) struct RoundFacts {
+    /// Wall-clock time at its start.
+    pub(super) at: SystemTime,
+    /// The sleep-counting clock at its start.
+    pub(super) boot: Duration,
+    /// Whether the connect succeeded.
+    pub(super) connected: bool,
+    /// Its time, when known (a `wss://` round whose TLS failed connected in a time it does not report).
+    pub(super) connect_time: Option<Duration>,
+    /// Whether the round was up.
+    pub(super) up: bool,
+    /// Why it was down (its `cause`), for the timeline.
+    pub(super) cause: &'static str,
+}
+
 /// What a tunnel round came to, for the adapter's span and log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TunnelVerdict {
@@ -128,21 +144,8 @@ impl UptimeRecord {
         syn: &syn::Outcome,
         session: &ssh_session::Outcome,
     ) -> TunnelVerdict {
-        let TunnelRound { at, boot, interval } = round;
-        let previous = self.with_forward(forward, |state| state.last_round_boot.replace(boot));
-        // The time this round stands for: since the last one, but never the unobserved part of a gap.
-        let observed = previous.map_or(interval, |previous| boot.saturating_sub(previous).min(interval));
-        let mut stalled = None;
-        if let Some(previous) = previous {
-            let gap = boot.saturating_sub(previous);
-            // A round normally follows the last by one interval (plus scheduling noise); anything beyond
-            // half an interval more is time the process could not observe.
-            if gap > interval + interval / 2 {
-                let unobserved = gap - interval;
-                self.record_unobserved(recorder, forward, at - unobserved, at, boot);
-                stalled = Some(unobserved);
-            }
-        }
+        let TunnelRound { at, boot, .. } = round;
+        let (observed, stalled) = self.since_last_round(recorder, forward, round);
         if let Err(failure @ syn::Failure::LocalError(_)) = syn {
             // The exporter's own shortage: the forward was never asked. Neither up nor down: unobserved.
             self.record_round_unobserved(forward, failure.label());
@@ -166,15 +169,40 @@ impl UptimeRecord {
         TunnelVerdict { label, stalled }
     }
 
+    /// The time since `forward`'s last tunnel round (of any route): the time this round stands for (since the
+    /// last one, but never the unobserved part of a gap), and the gap, when there was one, counted unobserved.
+    pub(super) fn since_last_round(
+        &self,
+        recorder: &Recorder,
+        forward: &str,
+        round: TunnelRound,
+    ) -> (Duration, Option<Duration>) {
+        let TunnelRound { at, boot, interval } = round;
+        let previous = self.with_forward(forward, |state| state.last_round_boot.replace(boot));
+        let observed = previous.map_or(interval, |previous| boot.saturating_sub(previous).min(interval));
+        let mut stalled = None;
+        if let Some(previous) = previous {
+            let gap = boot.saturating_sub(previous);
+            // A round normally follows the last by one interval (plus scheduling noise); anything beyond
+            // half an interval more is time the process could not observe.
+            if gap > interval + interval / 2 {
+                let unobserved = gap - interval;
+                self.record_unobserved(recorder, forward, at - unobserved, at, boot);
+                stalled = Some(unobserved);
+            }
+        }
+        (observed, stalled)
+    }
+
     /// Count a tunnel round that observed nothing of the forward, by `reason` (one of
     /// [`UNOBSERVED_REASONS`]).
-    fn record_round_unobserved(&self, forward: &str, reason: &'static str) {
+    pub(super) fn record_round_unobserved(&self, forward: &str, reason: &'static str) {
         let labels = ForwardReasonLabels { forward: forward.to_owned(), reason };
         self.families.unobserved_rounds.get_or_create(&labels).inc();
     }
 
     /// Count `seconds` of a down round against its cause.
-    fn record_tunnel_down(&self, forward: &str, cause: &'static str, seconds: Duration) {
+    pub(super) fn record_tunnel_down(&self, forward: &str, cause: &'static str, seconds: Duration) {
         let labels = ForwardCauseLabels { forward: forward.to_owned(), cause };
         self.families.tunnel_down_seconds.get_or_create(&labels).inc_by(seconds.as_secs_f64());
     }
@@ -195,11 +223,6 @@ impl UptimeRecord {
     ) -> bool {
         let m = &self.families;
         let labels = ForwardLabels { forward: forward.to_owned() };
-        m.syn_attempts.get_or_create(&labels).inc();
-        if let Ok(connected) = syn {
-            m.syn_successes.get_or_create(&labels).inc();
-            m.connect_seconds.get_or_create(&labels).observe(connected.connect.as_secs_f64());
-        }
         let session_known = !matches!(
             session,
             ssh_session::Outcome::Unreadable { .. }
@@ -208,16 +231,9 @@ impl UptimeRecord {
         );
         let session_ok = matches!(session, ssh_session::Outcome::Up(_)) || !session_known;
         let up = session_ok && syn.is_ok();
-        m.up_checks.get_or_create(&labels).inc();
-        if up {
-            m.up_successes.get_or_create(&labels).inc();
-        }
-        let (was_up, new_owner, gave_up) = self.with_forward(forward, |state| {
-            let was_up = state.last_round_up;
-            let gave_up = state.resume.give_up(boot);
-            state.ledger.record_round(unix_seconds(at), up);
-            state.last_syn_ok = Some(syn.is_ok());
-            state.last_round_up = Some(up);
+        let connect_time = syn.as_ref().ok().map(|connected| connected.connect);
+        let facts = RoundFacts { at, boot, connected: syn.is_ok(), connect_time, up, cause: down_cause(session) };
+        self.record_round(recorder, forward, facts, |state| {
             // The session gauges change only with the session's state: set them then, not every round (a
             // round is otherwise a handful of atomic adds, and these were most of its allocations).
             if state.session.as_ref().map(Label::label) != Some(session.label()) {
@@ -251,7 +267,42 @@ impl UptimeRecord {
             if state.session.as_ref() != Some(session) {
                 state.session = Some(session.clone());
             }
-            (was_up, new_owner, gave_up)
+            new_owner.map(|owner| ("ssh_restart", owner))
+        })
+    }
+
+    /// What every tunnel round records, whatever its route: the connect's counts, the uptime numerator and
+    /// denominator, the ledger, the end of a wait for usable given up, and the tunnel's spell on the timeline.
+    /// `in_state` adds the route's own facts under the forward's lock and may return a point for the timeline.
+    /// Returns whether the round was up.
+    pub(super) fn record_round(
+        &self,
+        recorder: &Recorder,
+        forward: &str,
+        facts: RoundFacts,
+        in_state: impl FnOnce(&mut super::ForwardState) -> Option<(&'static str, String)>,
+    ) -> bool {
+        let RoundFacts { at, boot, connected, connect_time, up, cause } = facts;
+        let m = &self.families;
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        m.syn_attempts.get_or_create(&labels).inc();
+        if connected {
+            m.syn_successes.get_or_create(&labels).inc();
+        }
+        if let Some(connect) = connect_time {
+            m.connect_seconds.get_or_create(&labels).observe(connect.as_secs_f64());
+        }
+        m.up_checks.get_or_create(&labels).inc();
+        if up {
+            m.up_successes.get_or_create(&labels).inc();
+        }
+        let (was_up, point, gave_up) = self.with_forward(forward, |state| {
+            let was_up = state.last_round_up;
+            let gave_up = state.resume.give_up(boot);
+            state.ledger.record_round(unix_seconds(at), up);
+            state.last_syn_ok = Some(connected);
+            state.last_round_up = Some(up);
+            (was_up, in_state(state), gave_up)
         });
         if let Some(seconds) = gave_up {
             self.observe_resume(forward, seconds, false);
@@ -262,11 +313,11 @@ impl UptimeRecord {
             if up {
                 recorder.timeline_over("tunnel_down", forward, at);
             } else {
-                recorder.timeline_spell("tunnel_down", forward, down_cause(session), at);
+                recorder.timeline_spell("tunnel_down", forward, cause, at);
             }
         }
-        if let Some(owner) = new_owner {
-            recorder.timeline_point("ssh_restart", forward, &owner, at);
+        if let Some((kind, what)) = point {
+            recorder.timeline_point(kind, forward, &what, at);
         }
         up
     }

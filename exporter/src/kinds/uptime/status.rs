@@ -20,7 +20,10 @@ const SAVED_KEY: &str = "forwards";
 /// A forward's uptime keys in its `/api/status` entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UptimeStatus {
-    /// The listener's owner, once checked.
+    /// Its road to the gateway, and what a direct route's last round saw.
+    #[serde(default)]
+    pub route: Option<RouteStatus>,
+    /// The listener's owner, once checked (an ssh forward's only).
     pub ssh_session: Option<SessionStatus>,
     /// The SYN probe's counts.
     pub syn: SynStatus,
@@ -41,6 +44,103 @@ pub struct UptimeStatus {
     pub uptime_ratio_last_bucket: Option<f64>,
     /// The last day's buckets.
     pub buckets: Vec<Bucket>,
+}
+
+/// A forward's road, from the config, and what the last round of a direct route saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteStatus {
+    /// `ssh`, `ws` or `wss`.
+    pub transport: String,
+    /// The local address (ssh) or the URL.
+    pub address: String,
+    /// How a `wss://` route verifies its certificate: `pin`, `ca_file` or `roots` (the built-in roots and the
+    /// host name).
+    #[serde(default)]
+    pub verify: Option<String>,
+    /// A pinned route's fingerprint.
+    #[serde(default)]
+    pub pinned: Option<String>,
+    /// The last round of a direct route.
+    #[serde(default)]
+    pub last: Option<DirectStatus>,
+}
+
+impl RouteStatus {
+    /// `forward`'s road as configured.
+    pub fn of(forward: &crate::config::Forward) -> RouteStatus {
+        use crate::config::{DirectRoute, RouteConfig, TlsVerify};
+        let (verify, pinned) = match &forward.route {
+            RouteConfig::Direct(DirectRoute { tls: Some(TlsVerify::Pin(pin)), .. }) => {
+                (Some("pin"), Some(format!("sha256:{pin}")))
+            }
+            RouteConfig::Direct(DirectRoute { tls: Some(TlsVerify::Roots { ca_file: Some(_) }), .. }) => {
+                (Some("ca_file"), None)
+            }
+            RouteConfig::Direct(DirectRoute { tls: Some(TlsVerify::Roots { ca_file: None }), .. }) => {
+                (Some("roots"), None)
+            }
+            _ => (None, None),
+        };
+        RouteStatus {
+            transport: forward.transport().label().to_owned(),
+            address: forward.address(),
+            verify: verify.map(str::to_owned),
+            pinned,
+            last: None,
+        }
+    }
+}
+
+/// What the last tunnel round of a direct route saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectStatus {
+    /// `up`, or its down cause (`connect_failed`, `tls_failed`, `certificate_mismatch`), or `local_error`.
+    pub state: String,
+    /// The failure in words.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// The certificate presented, for `wss://`.
+    #[serde(default)]
+    pub certificate: Option<CertificateStatus>,
+}
+
+impl DirectStatus {
+    /// What `outcome` saw.
+    pub fn of(outcome: &probes::direct::Outcome) -> DirectStatus {
+        let certificate = |certificate: &probes::route::Certificate, verified: bool| CertificateStatus {
+            sha256: certificate.sha256.to_string(),
+            not_after: certificate.not_after,
+            verified,
+            pin_line: None,
+        };
+        match outcome {
+            Ok(reached) => DirectStatus {
+                state: "up".into(),
+                detail: None,
+                certificate: reached.tls.as_ref().map(|tls| certificate(&tls.certificate, true)),
+            },
+            Err(failure) => DirectStatus {
+                state: failure.cause().unwrap_or("local_error").into(),
+                detail: Some(failure.to_string()),
+                certificate: failure.presented().map(|presented| certificate(presented, false)),
+            },
+        }
+    }
+}
+
+/// A certificate a `wss://` route was shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertificateStatus {
+    /// Its SHA-256, 64 lower-case hex digits (OpenClaw's `tlsFingerprint` form).
+    pub sha256: String,
+    /// Its notAfter, Unix seconds.
+    #[serde(default)]
+    pub not_after: Option<i64>,
+    /// Whether it verified (the pin, or a trusted chain and the host name).
+    pub verified: bool,
+    /// For a route that does not pin and whose certificate verified: the config line that pins it.
+    #[serde(default)]
+    pub pin_line: Option<String>,
 }
 
 /// The last wait from a gap's end (a wake, a stall) to a good first byte through the forward.
@@ -127,6 +227,18 @@ impl Quantiles {
     }
 }
 
+/// A route that does not pin, whose last certificate verified, shows the line that would pin it (never for a
+/// certificate that did not verify: that would pin an impostor).
+fn with_pin_line(mut route: RouteStatus) -> RouteStatus {
+    let pinned = route.verify.as_deref() == Some("pin");
+    if let Some(certificate) = route.last.as_mut().and_then(|last| last.certificate.as_mut()) {
+        if certificate.verified && !pinned {
+            certificate.pin_line = Some(format!("tls_fingerprint = \"sha256:{}\"", certificate.sha256));
+        }
+    }
+    route
+}
+
 fn count(family: &Tracked<ForwardLabels, Counter>, forward: &str) -> u64 {
     family.get(&ForwardLabels { forward: forward.to_owned() }).map_or(0, |c| c.get())
 }
@@ -135,9 +247,14 @@ impl UptimeRecord {
     /// `forward`'s keys at `now` (Unix seconds). The lock, which every round takes, is held only to copy its
     /// last outcomes, its first-byte histogram and its buckets; quantiles and metric reads come after.
     pub(super) fn status_of(&self, forward: &str, now: f64) -> serde_json::Map<String, serde_json::Value> {
-        let Some((session, last_syn_ok, last_first_byte, last_resume, first_byte_us, buckets, last_ratio)) =
+        let Some((route, session, last_syn_ok, last_first_byte, last_resume, first_byte_us, buckets, last_ratio)) =
             self.states().get(forward).map(|state| {
+                let mut route = state.route.clone();
+                if let Some(route) = &mut route {
+                    route.last = state.last_direct.clone();
+                }
                 (
+                    route,
                     state.session.clone(),
                     state.last_syn_ok,
                     state.last_first_byte.clone(),
@@ -153,6 +270,7 @@ impl UptimeRecord {
         let m = &self.families;
         let labels = ForwardLabels { forward: forward.to_owned() };
         let status = UptimeStatus {
+            route: route.map(with_pin_line),
             ssh_session: session.as_ref().map(|session| {
                 let owner = session.owner();
                 SessionStatus {

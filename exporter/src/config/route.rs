@@ -1,0 +1,187 @@
+//! A forward's route keys: `local` (an ssh -L listener, as before) or `url` (`ws://HOST:PORT`,
+//! `wss://HOST[:PORT]`), and a `wss://` route's `tls_fingerprint` or `ca_file`. Every problem names its key and
+//! value; a URL is shown without userinfo, query or fragment (it may carry a credential, and none is allowed).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use super::raw::RawForward;
+use super::validate::Checker;
+use super::{DirectRoute, RouteConfig, TlsVerify};
+use crate::openclaw_cli_url::redacted;
+
+/// `forward[index]`'s route from its `local`, `url`, `tls_fingerprint` and `ca_file`.
+pub(super) fn validate_route(forward: &RawForward, index: usize, c: &mut Checker<'_>) -> RouteConfig {
+    let key = |field: &str| format!("forward[{index}].{field}");
+    let tls_keys = forward.tls_fingerprint.is_some() || forward.ca_file.is_some();
+    match (&forward.local, &forward.url) {
+        (Some(local), None) => {
+            if tls_keys {
+                let (field, value) = tls_key(forward);
+                c.problem(&key(field), &value, "TLS settings belong to a wss:// url; a local ssh forward is plain TCP");
+            }
+            RouteConfig::Local(local_addr(local, &key("local"), c))
+        }
+        (None, Some(url)) => {
+            let trusted = forward.trusted_owners.join(", ");
+            for (field, value) in [
+                ("ssh_host", forward.ssh_host.as_deref()),
+                ("jump_host", forward.jump_host.as_deref()),
+                ("trusted_owners", (!trusted.is_empty()).then_some(trusted.as_str())),
+            ] {
+                if let Some(value) = value {
+                    c.problem(&key(field), &value, "an ssh-only key: a url route has no ssh (set local for an ssh forward)");
+                }
+            }
+            RouteConfig::Direct(direct(forward, url, index, c))
+        }
+        (Some(_), Some(url)) => {
+            c.problem(&key("url"), &redacted(url), "set local (an ssh forward) or url (the gateway directly), not both");
+            RouteConfig::Local(SocketAddr::from(([127, 0, 0, 1], 0)))
+        }
+        (None, None) => {
+            c.problem(
+                &key("local"),
+                &"(unset)",
+                "a forward needs local = \"HOST:PORT\" (the ssh -L listener) or url = \"ws://HOST:PORT\" / \
+                 \"wss://HOST[:PORT]\" (the gateway reached directly)",
+            );
+            RouteConfig::Local(SocketAddr::from(([127, 0, 0, 1], 0)))
+        }
+    }
+}
+
+/// The TLS key that is set, for a problem naming it.
+fn tls_key(forward: &RawForward) -> (&'static str, String) {
+    match (&forward.tls_fingerprint, &forward.ca_file) {
+        (Some(fingerprint), _) => ("tls_fingerprint", fingerprint.clone()),
+        (None, Some(ca_file)) => ("ca_file", ca_file.clone()),
+        (None, None) => ("tls_fingerprint", String::new()),
+    }
+}
+
+/// `local`: an IP:port, a wildcard measured at its family's loopback (where the CLI connects), never port 0.
+fn local_addr(local: &str, key: &str, c: &mut Checker<'_>) -> SocketAddr {
+    let mut addr = c.addr(key, local);
+    // A wildcard (what ssh -g binds, and what `init` keeps for it) is measured where the CLI connects: the
+    // family's loopback. Connecting to 0.0.0.0 reaches 127.0.0.1 on Linux, and the owner check must judge the
+    // listeners that address reaches.
+    if addr.ip().is_unspecified() {
+        let loopback: IpAddr =
+            if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() };
+        addr.set_ip(loopback);
+    }
+    if addr.port() == 0 && local.parse::<SocketAddr>().is_ok() {
+        c.problem(key, &local, "port 0 is not a forward's port");
+    }
+    addr
+}
+
+/// `url` and, for `wss://`, how its certificate is verified.
+fn direct(forward: &RawForward, url: &str, index: usize, c: &mut Checker<'_>) -> DirectRoute {
+    let key = |field: &str| format!("forward[{index}].{field}");
+    let shown = redacted(url);
+    let unusable = DirectRoute { url: shown.clone(), host: String::new(), port: 1, tls: None };
+    let parsed = match url::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            c.problem(&key("url"), &shown, &format!("not a URL ({err}): write ws://HOST:PORT or wss://HOST[:PORT]"));
+            return unusable;
+        }
+    };
+    let tls = match parsed.scheme() {
+        "ws" => false,
+        "wss" => true,
+        other => {
+            c.problem(&key("url"), &shown, &format!("scheme {other}: a gateway route is ws://HOST:PORT or wss://HOST[:PORT]"));
+            return unusable;
+        }
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some() || parsed.fragment().is_some() {
+        c.problem(
+            &key("url"),
+            &shown,
+            "no user, password, query or fragment: a URL is shown in logs and on the page, and the token comes from \
+             the CLI's own sources",
+        );
+    }
+    if !matches!(parsed.path(), "" | "/") {
+        c.problem(&key("url"), &shown, "the gateway serves WebSocket and HTTP at its root: no path");
+    }
+    let Some(host) = parsed.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+    else {
+        c.problem(&key("url"), &shown, "no host");
+        return unusable;
+    };
+    let port = match (parsed.port(), tls) {
+        (Some(port), _) => port,
+        (None, true) => 443,
+        (None, false) => {
+            c.problem(&key("url"), &shown, "ws:// needs its port (the gateway listens on 18789 by default)");
+            1
+        }
+    };
+    let this_machine = host.trim_end_matches('.') == "localhost"
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    if this_machine && !tls {
+        c.problem(
+            &key("url"),
+            &shown,
+            &format!(
+                "a ws:// URL to this machine: use local = \"127.0.0.1:{port}\" instead, which checks that your own ssh \
+                 owns the listener before the token goes to it"
+            ),
+        );
+    }
+    let scheme = if tls { "wss" } else { "ws" };
+    let bracketed = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    let authority = if tls && port == 443 { bracketed } else { format!("{bracketed}:{port}") };
+    let verify = if tls {
+        Some(verification(forward, &host, index, c))
+    } else {
+        if forward.tls_fingerprint.is_some() || forward.ca_file.is_some() {
+            let (field, value) = tls_key(forward);
+            c.problem(&key(field), &value, "a pin or CA file verifies a wss:// route's certificate; this url is ws://");
+        }
+        None
+    };
+    DirectRoute { url: format!("{scheme}://{authority}/"), host, port, tls: verify }
+}
+
+/// How a `wss://` route verifies its certificate: a pin, a CA file, or the built-in roots and the name.
+fn verification(forward: &RawForward, host: &str, index: usize, c: &mut Checker<'_>) -> TlsVerify {
+    let key = |field: &str| format!("forward[{index}].{field}");
+    if probes::route::Direct::wss(host, 443, probes::route::Verify::Pin(probes::route::Fingerprint([0; 32]))).is_err() {
+        c.problem(&key("url"), &host, "not a host name or IP address a certificate can name");
+    }
+    match (&forward.tls_fingerprint, &forward.ca_file) {
+        (Some(_), Some(ca_file)) => {
+            c.problem(
+                &key("ca_file"),
+                ca_file,
+                "set tls_fingerprint (pin the gateway's own certificate) or ca_file (trust a private CA), not both",
+            );
+            TlsVerify::Roots { ca_file: None }
+        }
+        (Some(fingerprint), None) => match probes::route::Fingerprint::parse(fingerprint) {
+            Some(pin) => TlsVerify::Pin(pin),
+            None => {
+                c.problem(
+                    &key("tls_fingerprint"),
+                    fingerprint,
+                    "not a SHA-256 fingerprint: 64 hex digits, or 32 colon-separated pairs, optionally prefixed \
+                     sha256: (the form of OpenClaw's gateway.remote.tlsFingerprint; `openssl x509 -noout \
+                     -fingerprint -sha256 -in cert.pem` prints one)",
+                );
+                TlsVerify::Pin(probes::route::Fingerprint([0; 32]))
+            }
+        },
+        (None, Some(ca_file)) => {
+            if let Err(err) = probes::tls::root_store(Some(std::path::Path::new(ca_file))) {
+                c.problem(&key("ca_file"), ca_file, &format!("does not load: {err}"));
+            }
+            TlsVerify::Roots { ca_file: Some(PathBuf::from(ca_file)) }
+        }
+        (None, None) => TlsVerify::Roots { ca_file: None },
+    }
+}

@@ -1,0 +1,160 @@
+//! Tunnel rounds of a route without ssh (`ws://`, `wss://`): a round is up when the connect succeeds and, for
+//! `wss://`, the TLS handshake completes and the certificate verifies. The same ledger, buckets, unobserved
+//! time and families as an ssh forward's rounds; the ssh-only families (the session, its owner, the hijack
+//! gauge, orphans) are absent for such a route, not 0, and its own are the route's info, the handshake's time
+//! and the certificate's verdict and expiry.
+
+use probes::route::{DialFailure, Transport};
+use probes::{direct, Label};
+
+use super::rounds::{RoundFacts, TunnelRound, TunnelVerdict, DOWN_CAUSES, UNOBSERVED_REASONS};
+use super::status::DirectStatus;
+use super::UptimeRecord;
+use crate::config::{Forward, RouteConfig, TlsVerify};
+use crate::record::families::{ForwardCauseLabels, ForwardLabels, ForwardReasonLabels, ForwardTransportLabels};
+use crate::record::Recorder;
+
+/// Why a down round of a direct route was down (the `cause` label): the connect failed (the name did not
+/// resolve, nothing listened, no answer), the TLS handshake failed (or the certificate expired, or names
+/// another host), or the certificate is not the trusted one (another than the pinned one, or signed by no
+/// trusted root).
+pub const DIRECT_DOWN_CAUSES: [&str; 3] = ["connect_failed", "tls_failed", "certificate_mismatch"];
+
+/// The causes a route of `transport` can be down by.
+pub fn down_causes(transport: Transport) -> &'static [&'static str] {
+    match transport {
+        Transport::Ssh => &DOWN_CAUSES,
+        Transport::Ws => &DIRECT_DOWN_CAUSES[..1],
+        Transport::Wss => &DIRECT_DOWN_CAUSES,
+    }
+}
+
+impl UptimeRecord {
+    /// The route's own series, set when a config is applied: its info, and for `wss://` whether it pins;
+    /// every series of another road's kind removed (a reload that turned an ssh forward into a direct route
+    /// leaves no ssh series behind, and the other way round).
+    pub(super) fn set_route_series(&self, forward: &Forward) {
+        let m = &self.families;
+        let name = forward.name.as_str();
+        let transport = forward.transport();
+        m.route_info.retain(|labels| labels.forward != name || labels.transport == transport.label());
+        let info = ForwardTransportLabels { forward: name.to_owned(), transport: transport.label() };
+        m.route_info.get_or_create(&info).set(1);
+        let labels = ForwardLabels { forward: name.to_owned() };
+        let causes = down_causes(transport);
+        m.tunnel_down_seconds.retain(|labels| labels.forward != name || causes.contains(&labels.cause));
+        if transport != Transport::Ssh {
+            m.ssh_session_up.remove(&labels);
+            m.ssh_session_changes.remove(&labels);
+            m.forward_hijacked.remove(&labels);
+            m.ssh_session_state.retain(|labels| labels.forward != name);
+            m.owner_lookups.retain(|labels| labels.forward != name);
+        }
+        match &forward.route {
+            RouteConfig::Direct(direct) if direct.tls.is_some() => {
+                let pinned = matches!(direct.tls, Some(TlsVerify::Pin(_)));
+                m.tls_pinned.get_or_create(&labels).set(i64::from(pinned));
+            }
+            _ => {
+                m.tls_pinned.remove(&labels);
+                m.tls_certificate_verified.remove(&labels);
+                m.tls_certificate_expiry.remove(&labels);
+                m.tls_handshake_seconds.remove(&labels);
+            }
+        }
+    }
+
+    /// A direct route's tunnel counters at zero (so `rate()` works before the first round), and its state
+    /// ready for a new generation's rounds.
+    pub fn create_direct_series(&self, forward: &str, transport: Transport) {
+        let m = &self.families;
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        for family in [&m.syn_attempts, &m.syn_successes, &m.up_checks, &m.up_successes] {
+            family.get_or_create_owned(&labels);
+        }
+        m.unobserved_seconds.get_or_create_owned(&labels);
+        m.resume_seconds.get_or_create_owned(&labels);
+        for reason in UNOBSERVED_REASONS {
+            m.unobserved_rounds.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
+        }
+        for cause in down_causes(transport) {
+            m.tunnel_down_seconds.get_or_create_owned(&ForwardCauseLabels { forward: forward.to_owned(), cause });
+        }
+        self.with_forward(forward, |state| state.last_round_boot = None);
+    }
+
+    /// One tunnel round of a direct route, everything it records: the gap before it (unobserved), the
+    /// exporter's own shortage (unobserved, not down), the connect's counts, the handshake's time, the
+    /// certificate's verdict and expiry, up or down by cause. Returns what the adapter logs.
+    pub fn record_direct(
+        &self,
+        recorder: &Recorder,
+        forward: &str,
+        round: TunnelRound,
+        outcome: &direct::Outcome,
+    ) -> TunnelVerdict {
+        let (observed, stalled) = self.since_last_round(recorder, forward, round);
+        let cause = match outcome {
+            Err(failure) => match failure.cause() {
+                Some(cause) => Some(cause),
+                None => {
+                    // The exporter's own shortage: the gateway was never asked. Neither up nor down.
+                    self.record_round_unobserved(forward, "local_error");
+                    return TunnelVerdict { label: "unobserved", stalled };
+                }
+            },
+            Ok(_) => None,
+        };
+        self.record_certificate(forward, outcome);
+        // A round whose TLS failed did connect.
+        let connected = matches!(
+            outcome,
+            Ok(_) | Err(DialFailure::Tls { .. } | DialFailure::TlsTimeout | DialFailure::Mismatch { .. })
+        );
+        let connect_time = outcome.as_ref().ok().map(|reached| reached.connect);
+        let facts = RoundFacts {
+            at: round.at,
+            boot: round.boot,
+            connected,
+            connect_time,
+            up: outcome.is_ok(),
+            cause: cause.unwrap_or(""),
+        };
+        let last = DirectStatus::of(outcome);
+        let up = self.record_round(recorder, forward, facts, |state| {
+            state.last_direct = Some(last);
+            None
+        });
+        let label = if up {
+            "up"
+        } else {
+            self.record_tunnel_down(forward, cause.unwrap_or("connect_failed"), observed);
+            "down"
+        };
+        TunnelVerdict { label, stalled }
+    }
+
+    /// The certificate's verdict and expiry, and the handshake's time: verified 1 on a good handshake, 0 when a
+    /// presented certificate did not verify; a handshake that failed before any certificate changes neither.
+    fn record_certificate(&self, forward: &str, outcome: &direct::Outcome) {
+        let m = &self.families;
+        let labels = ForwardLabels { forward: forward.to_owned() };
+        let (certificate, verified) = match outcome {
+            Ok(reached) => match &reached.tls {
+                Some(handshake) => {
+                    m.tls_handshake_seconds.get_or_create(&labels).observe(handshake.elapsed.as_secs_f64());
+                    (&handshake.certificate, true)
+                }
+                None => return,
+            },
+            Err(failure) => match failure.presented() {
+                Some(certificate) => (certificate, false),
+                None => return,
+            },
+        };
+        m.tls_certificate_verified.get_or_create(&labels).set(i64::from(verified));
+        if let Some(not_after) = certificate.not_after {
+            m.tls_certificate_expiry.get_or_create(&labels).set(not_after);
+        }
+    }
+}
