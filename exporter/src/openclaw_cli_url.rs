@@ -232,7 +232,8 @@ pub fn judge(url: &str, addresses: &[(&str, CliAddress)]) -> Finding {
         CliAddress::Url { tls, host, port } => Some((*name, *tls, host, *port)),
         CliAddress::Local(_) => None,
     });
-    let same_place: Vec<_> = routes.filter(|(_, _, route_host, route_port)| **route_host == host && *route_port == port).collect();
+    let same_place: Vec<_> =
+        routes.filter(|(_, _, route_host, route_port)| **route_host == host && *route_port == port).collect();
     if let Some((name, _, _, _)) = same_place.iter().find(|(_, route_tls, _, _)| *route_tls == tls) {
         return Finding::Matches { forward: (*name).to_owned() };
     }
@@ -341,7 +342,10 @@ mod tests {
         assert_eq!(judge("ws://10.200.0.9:28789", &f), Finding::NoRouteToHost { host: "10.200.0.9:28789".into() });
         let cli = OpenclawCliUrl { url: "wss://gw.example:8443".into(), source: "test".into() };
         let said = judge(&cli.url, &f).explain(&cli).unwrap();
-        assert!(said.contains("no configured forward reaches") && said.contains("url = \"wss://gw.example:8443\""), "{said}");
+        assert!(
+            said.contains("no configured forward reaches") && said.contains("url = \"wss://gw.example:8443\""),
+            "{said}"
+        );
     }
 
     fn locations(dir: &std::path::Path) -> Locations {

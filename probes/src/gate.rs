@@ -169,13 +169,19 @@ mod tests {
     async fn each_route_is_judged_by_its_own_rule_before_the_connect() {
         let timeout = Duration::from_secs(1);
         let pin = || Verify::Pin(Fingerprint([7; 32]));
-        let mut wss = CredentialGate::for_route(&direct(Direct::wss("198.51.100.7", 443, pin()).unwrap()), ssh_session::Target::new, vec![]);
+        let mut wss = CredentialGate::for_route(
+            &direct(Direct::wss("198.51.100.7", 443, pin()).unwrap()),
+            ssh_session::Target::new,
+            vec![],
+        );
         assert_eq!(wss.check(timeout).await, Clearance::Cleared, "wss is judged on its connection");
         for host in ["10.200.0.2", "100.100.1.1", "mac-ap1.local", "mac-ap1.tail1.ts.net"] {
-            let mut gate = CredentialGate::for_route(&direct(Direct::ws(host, 18789)), ssh_session::Target::new, vec![]);
+            let mut gate =
+                CredentialGate::for_route(&direct(Direct::ws(host, 18789)), ssh_session::Target::new, vec![]);
             assert_eq!(gate.check(timeout).await, Clearance::Cleared, "{host}");
         }
-        let mut public = CredentialGate::for_route(&direct(Direct::ws("198.51.100.7", 18789)), ssh_session::Target::new, vec![]);
+        let mut public =
+            CredentialGate::for_route(&direct(Direct::ws("198.51.100.7", 18789)), ssh_session::Target::new, vec![]);
         let why = public.check(timeout).await.withheld().expect("a public ws:// host is withheld");
         assert!(why.contains("198.51.100.7:18789") && why.contains("wss://"), "{why}");
     }
@@ -186,10 +192,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let stream = Stream::Plain(crate::net::connect_stream(addr).await.unwrap());
         let timeout = Duration::from_secs(1);
-        let mut named = CredentialGate::for_route(&direct(Direct::ws("gw.local", addr.port())), ssh_session::Target::new, vec![]);
+        let mut named =
+            CredentialGate::for_route(&direct(Direct::ws("gw.local", addr.port())), ssh_session::Target::new, vec![]);
         assert_eq!(named.confirm(&stream, timeout).await, Clearance::Cleared, "loopback is in the CLI's ranges");
         let pin = Verify::Pin(Fingerprint([7; 32]));
-        let mut wss = CredentialGate::for_route(&direct(Direct::wss("gw.local", 443, pin).unwrap()), ssh_session::Target::new, vec![]);
+        let mut wss = CredentialGate::for_route(
+            &direct(Direct::wss("gw.local", 443, pin).unwrap()),
+            ssh_session::Target::new,
+            vec![],
+        );
         assert!(wss.confirm(&stream, timeout).await.withheld().is_some(), "a plain stream on a wss route");
     }
 

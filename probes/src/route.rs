@@ -520,7 +520,9 @@ impl ServerCertVerifier for Recording {
         let certificate = Certificate::of(end_entity);
         let judgement = match &self.verify {
             Verify::Pin(pin) if certificate.sha256 == *pin => Judgement::Verified,
-            Verify::Pin(pin) => Judgement::Mismatch(format!("presented sha256:{}, pinned sha256:{pin}", certificate.sha256)),
+            Verify::Pin(pin) => {
+                Judgement::Mismatch(format!("presented sha256:{}, pinned sha256:{pin}", certificate.sha256))
+            }
             Verify::Roots(roots) => {
                 match roots.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
                     Ok(_) => Judgement::Verified,

@@ -67,8 +67,9 @@ pub fn tls_client_config(
     client: Option<(&Path, &Path)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
     let roots = root_store(extra_ca_pem)?;
-    let config =
-        rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?.with_root_certificates(roots);
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
     let mut config = match client {
         None => config.with_no_client_auth(),
         Some((cert_file, key_file)) => {

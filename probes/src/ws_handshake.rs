@@ -376,10 +376,20 @@ mod tests {
         let handshake = target(addr).probe(Duration::from_secs(5)).await.unwrap();
         assert_eq!(handshake.connect, Connect::NotSent);
         let addr = ws_server(Some(challenge()), true).await;
-        let mut with_token = Target { route: Route::Local(addr), token: Secret::new("tok-1"), gate: None, withheld: Withheld::default() };
+        let mut with_token = Target {
+            route: Route::Local(addr),
+            token: Secret::new("tok-1"),
+            gate: None,
+            withheld: Withheld::default(),
+        };
         assert_eq!(with_token.probe(Duration::from_secs(5)).await.unwrap().connect, Connect::Accepted);
         let addr = ws_server(Some(challenge()), false).await;
-        let mut refused = Target { route: Route::Local(addr), token: Secret::new("tok-1"), gate: None, withheld: Withheld::default() };
+        let mut refused = Target {
+            route: Route::Local(addr),
+            token: Secret::new("tok-1"),
+            gate: None,
+            withheld: Withheld::default(),
+        };
         assert_eq!(
             refused.probe(Duration::from_secs(5)).await.unwrap().connect,
             Connect::Refused(crate::refusal::Refusal::Other)

@@ -39,7 +39,11 @@ pub(super) fn validate_auth_taps(raw: Vec<RawAuthTap>, forwards: &[Forward], c: 
         };
         let reached = upstream.or_else(|| fronted.and_then(Forward::local));
         if reached == Some(listen) {
-            c.problem(&key("upstream"), &tap.upstream.as_deref().unwrap_or("(the forward's local)"), "the tap would connect to itself");
+            c.problem(
+                &key("upstream"),
+                &tap.upstream.as_deref().unwrap_or("(the forward's local)"),
+                "the tap would connect to itself",
+            );
         }
         if tap.max_connections == 0 {
             c.problem(&key("max_connections"), &0, "must be at least 1");

@@ -30,13 +30,21 @@ pub(super) fn validate_route(forward: &RawForward, index: usize, c: &mut Checker
                 ("trusted_owners", (!trusted.is_empty()).then_some(trusted.as_str())),
             ] {
                 if let Some(value) = value {
-                    c.problem(&key(field), &value, "an ssh-only key: a url route has no ssh (set local for an ssh forward)");
+                    c.problem(
+                        &key(field),
+                        &value,
+                        "an ssh-only key: a url route has no ssh (set local for an ssh forward)",
+                    );
                 }
             }
             RouteConfig::Direct(direct(forward, url, index, c))
         }
         (Some(_), Some(url)) => {
-            c.problem(&key("url"), &redacted(url), "set local (an ssh forward) or url (the gateway directly), not both");
+            c.problem(
+                &key("url"),
+                &redacted(url),
+                "set local (an ssh forward) or url (the gateway directly), not both",
+            );
             RouteConfig::Local(SocketAddr::from(([127, 0, 0, 1], 0)))
         }
         (None, None) => {
@@ -93,11 +101,19 @@ fn direct(forward: &RawForward, url: &str, index: usize, c: &mut Checker<'_>) ->
         "ws" => false,
         "wss" => true,
         other => {
-            c.problem(&key("url"), &shown, &format!("scheme {other}: a gateway route is ws://HOST:PORT or wss://HOST[:PORT]"));
+            c.problem(
+                &key("url"),
+                &shown,
+                &format!("scheme {other}: a gateway route is ws://HOST:PORT or wss://HOST[:PORT]"),
+            );
             return unusable;
         }
     };
-    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some() || parsed.fragment().is_some() {
+    if !parsed.username().is_empty()
+        || parsed.password().is_some()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+    {
         c.problem(
             &key("url"),
             &shown,
@@ -183,5 +199,106 @@ fn verification(forward: &RawForward, host: &str, index: usize, c: &mut Checker<
             TlsVerify::Roots { ca_file: Some(PathBuf::from(ca_file)) }
         }
         (None, None) => TlsVerify::Roots { ca_file: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, DirectRoute, RouteConfig, TlsVerify};
+    use probes::route::{Fingerprint, Transport};
+
+    /// Load `toml` from a file: the config, or every problem.
+    fn load(toml: &str) -> Result<Config, Vec<String>> {
+        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(file.path(), toml).unwrap();
+        Config::load(Some(file.path())).map_err(|err| err.problems)
+    }
+
+    fn forward(keys: &str) -> String {
+        format!("[[forward]]\nname = \"gw\"\n{keys}")
+    }
+
+    #[test]
+    fn an_ssh_forward_means_what_it_meant() {
+        let config = load(&forward("local = \"0.0.0.0:18789\"\n")).unwrap();
+        assert_eq!(config.forwards[0].route, RouteConfig::Local("127.0.0.1:18789".parse().unwrap()));
+        assert_eq!(config.forwards[0].transport(), Transport::Ssh);
+        assert_eq!(config.forwards[0].address(), "127.0.0.1:18789");
+    }
+
+    #[test]
+    fn a_ws_url_is_a_direct_route_and_wss_defaults_to_443_and_the_built_in_roots() {
+        let config = load(&forward("url = \"ws://10.200.0.2:28789\"\n")).unwrap();
+        let expected =
+            DirectRoute { url: "ws://10.200.0.2:28789/".into(), host: "10.200.0.2".into(), port: 28789, tls: None };
+        assert_eq!(config.forwards[0].route, RouteConfig::Direct(expected));
+        assert_eq!(config.forwards[0].local(), None);
+        let config = load(&forward("url = \"wss://Mac-AP1.tail1.ts.net\"\n")).unwrap();
+        let RouteConfig::Direct(direct) = &config.forwards[0].route else { panic!("a direct route") };
+        assert_eq!(
+            (direct.url.as_str(), direct.host.as_str(), direct.port),
+            ("wss://mac-ap1.tail1.ts.net/", "mac-ap1.tail1.ts.net", 443)
+        );
+        assert_eq!(direct.tls, Some(TlsVerify::Roots { ca_file: None }));
+        assert_eq!(config.forwards[0].transport(), Transport::Wss);
+    }
+
+    #[test]
+    fn a_pin_takes_openclaws_forms_and_a_ca_file_must_load() {
+        let hex = "AB".repeat(32);
+        let config =
+            load(&forward(&format!("url = \"wss://10.0.0.5:18789\"\ntls_fingerprint = \"sha256:{hex}\"\n"))).unwrap();
+        let RouteConfig::Direct(direct) = &config.forwards[0].route else { panic!("a direct route") };
+        assert_eq!(direct.tls, Some(TlsVerify::Pin(Fingerprint([0xab; 32]))));
+        let problems = load(&forward("url = \"wss://10.0.0.5\"\nca_file = \"/nonexistent/ca.pem\"\n")).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("key `forward[0].ca_file` = \"/nonexistent/ca.pem\": does not load")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn every_bad_route_is_named_with_its_key_and_value() {
+        let hex = "ab".repeat(32);
+        for (keys, key, says) in [
+            ("url = \"ws://127.0.0.1:18789\"\n", "url", "use local = \"127.0.0.1:18789\""),
+            ("url = \"ws://localhost:18789\"\n", "url", "use local"),
+            ("url = \"ws://10.0.0.5\"\n", "url", "ws:// needs its port"),
+            ("url = \"http://10.0.0.5:18789\"\n", "url", "scheme http"),
+            ("url = \"wss://10.0.0.5/gateway\"\n", "url", "no path"),
+            ("url = \"ws://10.0.0.5:18789\"\nlocal = \"127.0.0.1:18789\"\n", "url", "not both"),
+            ("url = \"ws://10.0.0.5:18789\"\ntls_fingerprint = \"x\"\n", "tls_fingerprint", "this url is ws://"),
+            ("url = \"wss://10.0.0.5\"\ntls_fingerprint = \"abc\"\n", "tls_fingerprint", "not a SHA-256 fingerprint"),
+            ("local = \"127.0.0.1:18789\"\nca_file = \"/x.pem\"\n", "ca_file", "belong to a wss:// url"),
+            ("url = \"wss://10.0.0.5\"\nssh_host = \"mac\"\n", "ssh_host", "an ssh-only key"),
+            ("", "local", "a forward needs local"),
+        ] {
+            let problems = load(&forward(keys)).unwrap_err();
+            let named = format!("key `forward[0].{key}`");
+            assert!(problems.iter().any(|p| p.contains(&named) && p.contains(says)), "{keys}: {problems:#?}");
+        }
+        let both = forward(&format!("url = \"wss://10.0.0.5\"\ntls_fingerprint = \"{hex}\"\nca_file = \"/x.pem\"\n"));
+        assert!(load(&both).unwrap_err().iter().any(|p| p.contains("not both")));
+    }
+
+    #[test]
+    fn a_url_with_a_credential_is_refused_and_never_shown() {
+        let problems = load(&forward("url = \"wss://me:s3cret@gw.example/?token=tok-9f2\"\n")).unwrap_err();
+        let text = problems.join("\n");
+        assert!(text.contains("no user, password, query or fragment"), "{text}");
+        assert!(!text.contains("s3cret") && !text.contains("tok-9f2"), "{text}");
+    }
+
+    #[test]
+    fn a_tap_in_front_of_a_url_route_speaks_to_that_route() {
+        let tap = "[[auth_tap]]\nforward = \"gw\"\nlisten = \"127.0.0.1:18789\"\n";
+        let config = load(&(forward("url = \"wss://10.0.0.5\"\n") + tap)).unwrap();
+        assert_eq!(config.auth_taps[0].upstream, None);
+        let problems =
+            load(&(forward("url = \"wss://10.0.0.5\"\n") + tap + "upstream = \"127.0.0.1:1\"\n")).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("auth_tap[0].upstream") && p.contains("remove upstream")),
+            "{problems:?}"
+        );
     }
 }

@@ -233,6 +233,10 @@ impl<'a> Start<'a> {
     /// The credential gate of `forward`'s route: its owner lookup (sharing the process walk) for an ssh
     /// forward, its transport's rule for a direct route.
     pub fn gate(&self, forward: &Forward) -> CredentialGate {
-        CredentialGate::for_route(&self.route(forward), |addr| self.session_target(addr), forward.trusted_owners.clone())
+        CredentialGate::for_route(
+            &self.route(forward),
+            |addr| self.session_target(addr),
+            forward.trusted_owners.clone(),
+        )
     }
 }

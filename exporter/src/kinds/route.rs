@@ -77,7 +77,9 @@ impl Adapter for DirectRoundKind {
         let (forward, address) = (self.forward.name.as_str(), self.forward.address());
         match outcome {
             Ok(reached) => match &reached.tls {
-                Some(tls) => tracing::info!(forward, route = %address, sha256 = %tls.certificate.sha256, "the gateway answers directly; its certificate verified"),
+                Some(tls) => {
+                    tracing::info!(forward, route = %address, sha256 = %tls.certificate.sha256, "the gateway answers directly; its certificate verified")
+                }
                 None => tracing::info!(forward, route = %address, "the gateway answers directly"),
             },
             Err(failure @ DialFailure::Mismatch { .. }) => tracing::error!(
@@ -171,7 +173,8 @@ async fn resolve(checkup: &mut Checkup<'_>) -> Verdict {
     }
 }
 
-const RESOLVE_NEXT: &str = "the name does not resolve here: a tailnet name needs Tailscale up and MagicDNS on (`tailscale status`), \
+const RESOLVE_NEXT: &str =
+    "the name does not resolve here: a tailnet name needs Tailscale up and MagicDNS on (`tailscale status`), \
      a .local name mDNS on the same LAN; or use the gateway's address";
 
 async fn connect(checkup: &mut Checkup<'_>) -> Verdict {

@@ -126,7 +126,8 @@ impl KindRecord for HygieneRecord {
     /// A forward that is not an ssh forward (a reload turned it into a direct route) has no ssh hygiene: what
     /// it had goes, so its series are absent, not stale.
     fn apply_config(&self, config: &crate::config::Config) {
-        let direct: Vec<&str> = config.forwards.iter().filter(|f| f.local().is_none()).map(|f| f.name.as_str()).collect();
+        let direct: Vec<&str> =
+            config.forwards.iter().filter(|f| f.local().is_none()).map(|f| f.name.as_str()).collect();
         if direct.is_empty() {
             return;
         }

@@ -125,8 +125,14 @@ pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
         return;
     };
     let (route, gate) = (start.route(forward), start.gate(forward));
-    let (probe, kind) =
-        WsHandshakeKind::new(forward.clone(), &start.config.auth_probe, start.recorder.kind_record(), record, route, gate);
+    let (probe, kind) = WsHandshakeKind::new(
+        forward.clone(),
+        &start.config.auth_probe,
+        start.recorder.kind_record(),
+        record,
+        route,
+        gate,
+    );
     start.drive(probe, kind);
 }
 

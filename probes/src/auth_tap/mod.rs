@@ -283,12 +283,8 @@ struct Halves<CR, CW, UR, UW> {
 
 /// Write the client's first head upstream, then copy both ways, observing, until both sides end or nothing
 /// moves for `idle_timeout`.
-async fn pass<CR, CW, UR, UW>(
-    halves: Halves<CR, CW, UR, UW>,
-    head: &[u8],
-    config: &TapConfig,
-    sink: Arc<dyn AuthSink>,
-) where
+async fn pass<CR, CW, UR, UW>(halves: Halves<CR, CW, UR, UW>, head: &[u8], config: &TapConfig, sink: Arc<dyn AuthSink>)
+where
     CR: AsyncRead + Unpin,
     CW: AsyncWrite + Unpin,
     UR: AsyncRead + Unpin,

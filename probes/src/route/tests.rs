@@ -35,7 +35,8 @@ fn test_ca() -> TestCa {
 impl TestCa {
     fn leaf(&self, names: &[&str], expired: bool) -> Leaf {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         if expired {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
             params.not_after = rcgen::date_time_ymd(2021, 1, 1);
@@ -190,8 +191,7 @@ fn fingerprints_parse_in_every_form_openclaw_takes() {
     let hex = "ab".repeat(32);
     let expected = Fingerprint([0xab; 32]);
     let colons = vec!["AB"; 32].join(":");
-    for text in [hex.clone(), hex.to_uppercase(), colons.clone(), format!("sha256:{hex}"), format!("SHA256:{colons}")]
-    {
+    for text in [hex.clone(), hex.to_uppercase(), colons.clone(), format!("sha256:{hex}"), format!("SHA256:{colons}")] {
         assert_eq!(Fingerprint::parse(&format!("  {text} ")), Some(expected), "{text}");
     }
     for bad in [&hex[2..], "ab:".repeat(32).as_str(), &"zz".repeat(32), &format!("+b{}", &hex[2..]), "sha1:abcd", ""] {
@@ -221,7 +221,17 @@ fn plaintext_is_allowed_only_where_openclaws_cli_allows_it() {
     ] {
         assert!(plaintext_host_allowed(host), "{host}");
     }
-    for host in ["198.51.100.7", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2001:db8::1", "::ffff:10.0.0.1", "gw.example.com", "local", "ts.net.evil.com"] {
+    for host in [
+        "198.51.100.7",
+        "8.8.8.8",
+        "100.128.0.1",
+        "172.32.0.1",
+        "2001:db8::1",
+        "::ffff:10.0.0.1",
+        "gw.example.com",
+        "local",
+        "ts.net.evil.com",
+    ] {
         assert!(!plaintext_host_allowed(host), "{host}");
     }
 }

@@ -43,15 +43,15 @@ async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
     // a verified wss:// connection, or a ws:// LAN host. The probe checks before the connect, and the
     // connection itself before it writes the token. Each sender has its own gate (the probe keeps it).
     let route = checkup.route();
-    let mut target = probes::auth_probe::Target { route: route.clone(), token: token.clone(), gate: Some(gate(checkup)) };
+    let mut target =
+        probes::auth_probe::Target { route: route.clone(), token: token.clone(), gate: Some(gate(checkup)) };
     let answer = target.probe(timeout).await;
     // The CLI's own path: a WebSocket connect with the same token, for the gateway's reason when it refuses
     // (the HTTP answer is a bare 401; a scope, pairing or protocol refusal shows only here).
     let refusal = match &answer {
         Ok(_) => {
             let withheld = probes::ws_handshake::Withheld::default();
-            let mut handshake =
-                probes::ws_handshake::Target { route, token, gate: Some(gate(checkup)), withheld };
+            let mut handshake = probes::ws_handshake::Target { route, token, gate: Some(gate(checkup)), withheld };
             match handshake.probe(timeout).await {
                 Ok(probes::ws_handshake::Handshake {
                     connect: probes::ws_handshake::Connect::Refused(reason), ..

@@ -158,3 +158,142 @@ impl UptimeRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::sample;
+    use crate::record::Format;
+    use probes::route::{Certificate, Fingerprint, Handshake};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    const PIN: [u8; 32] = [0xab; 32];
+
+    /// A recorder with the uptime record, a config with a pinned `wss://` route named `gw` applied.
+    fn pinned_route() -> (std::sync::Arc<Recorder>, std::sync::Arc<UptimeRecord>, crate::config::Config) {
+        let (recorder, uptime) = super::super::tests::recorder();
+        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        let toml = format!(
+            "[[forward]]\nname = \"gw\"\nurl = \"wss://10.200.0.2:28789\"\ntls_fingerprint = \"{}\"\n",
+            Fingerprint(PIN)
+        );
+        std::fs::write(file.path(), toml).unwrap();
+        let config = crate::config::Config::load(Some(file.path())).unwrap();
+        recorder.apply_config(&config);
+        uptime.create_direct_series("gw", Transport::Wss);
+        (recorder, uptime, config)
+    }
+
+    fn certificate(sha: [u8; 32]) -> Certificate {
+        Certificate { sha256: Fingerprint(sha), not_after: Some(1_900_000_000) }
+    }
+
+    fn reached() -> direct::Outcome {
+        let tls = Handshake { elapsed: Duration::from_micros(900), certificate: certificate(PIN) };
+        Ok(direct::Reached { connect: Duration::from_micros(200), tls: Some(tls) })
+    }
+
+    fn series(name: &str) -> String {
+        format!("{name}{{forward=\"gw\"}}")
+    }
+
+    #[test]
+    fn a_direct_route_is_up_on_a_verified_handshake_and_down_by_its_cause_with_no_ssh_series() {
+        let (recorder, uptime, _) = pinned_route();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let round = |at: u64| TunnelRound {
+            at: t0 + Duration::from_secs(at),
+            boot: Duration::from_secs(at),
+            interval: Duration::from_secs(1),
+        };
+        assert_eq!(uptime.record_direct(&recorder, "gw", round(1), &reached()).label, "up");
+        let impostor = Err(DialFailure::Mismatch { detail: "another".into(), certificate: certificate([1; 32]) });
+        assert_eq!(uptime.record_direct(&recorder, "gw", round(2), &impostor).label, "down");
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(3));
+        assert_eq!(sample(&text, &series("openclaw_tunnel_up_checks_total")), Some(2.0));
+        assert_eq!(sample(&text, &series("openclaw_tunnel_up_successes_total")), Some(1.0));
+        assert_eq!(sample(&text, &series("openclaw_tunnel_syn_successes_total")), Some(2.0), "both connected");
+        assert_eq!(sample(&text, &series("openclaw_tunnel_tls_certificate_verified")), Some(0.0));
+        assert_eq!(sample(&text, &series("openclaw_tunnel_tls_certificate_expiry_timestamp_seconds")), Some(1.9e9));
+        assert_eq!(sample(&text, &series("openclaw_tunnel_tls_pinned")), Some(1.0));
+        assert_eq!(sample(&text, &series("openclaw_tunnel_tls_handshake_seconds_count")), Some(1.0));
+        let down = |cause: &str| format!("openclaw_tunnel_down_seconds_total{{forward=\"gw\",cause=\"{cause}\"}}");
+        assert_eq!(sample(&text, &down("certificate_mismatch")), Some(1.0));
+        assert_eq!(sample(&text, &down("tls_failed")), Some(0.0));
+        assert_eq!(sample(&text, &down("no_ssh")), None, "an ssh cause is not this route's");
+        assert_eq!(sample(&text, "openclaw_tunnel_route_info{forward=\"gw\",transport=\"wss\"}"), Some(1.0));
+        for ssh_only in
+            ["openclaw_tunnel_ssh_session", "openclaw_tunnel_owner_lookups", "openclaw_tunnel_forward_hijacked"]
+        {
+            assert!(
+                !text.lines().any(|line| line.starts_with(ssh_only) && line.contains("\"gw\"")),
+                "{ssh_only} in:\n{text}"
+            );
+        }
+        // A handshake that fails before any certificate says nothing of it: verified stays as it was.
+        let reset = Err(DialFailure::Tls { detail: "reset".into(), certificate: None });
+        assert_eq!(uptime.record_direct(&recorder, "gw", round(3), &reset).label, "down");
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(4));
+        assert_eq!(sample(&text, &series("openclaw_tunnel_tls_certificate_verified")), Some(0.0));
+        assert_eq!(sample(&text, &down("tls_failed")), Some(1.0));
+        assert_eq!(uptime.record_direct(&recorder, "gw", round(4), &reached()).label, "up");
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(5));
+        assert_eq!(sample(&text, &series("openclaw_tunnel_tls_certificate_verified")), Some(1.0));
+    }
+
+    #[test]
+    fn a_stopped_exporter_on_a_direct_route_counts_the_gap_unobserved_not_down() {
+        let (recorder, uptime, _) = pinned_route();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let at = |seconds: u64| TunnelRound {
+            at: t0 + Duration::from_secs(seconds),
+            boot: Duration::from_secs(seconds),
+            interval: Duration::from_secs(1),
+        };
+        uptime.record_direct(&recorder, "gw", at(1), &reached());
+        let verdict = uptime.record_direct(&recorder, "gw", at(12), &reached());
+        assert_eq!(verdict.stalled, Some(Duration::from_secs(10)));
+        let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(13));
+        assert_eq!(sample(&text, &series("openclaw_tunnel_unobserved_seconds_total")), Some(10.0));
+        let down = "openclaw_tunnel_down_seconds_total{forward=\"gw\",cause=\"connect_failed\"}";
+        assert_eq!(sample(&text, down), Some(0.0));
+        let local = Err(DialFailure::LocalError { detail: "EMFILE".into() });
+        assert_eq!(uptime.record_direct(&recorder, "gw", at(13), &local).label, "unobserved");
+    }
+
+    #[test]
+    fn a_reload_that_turns_an_ssh_forward_into_a_direct_route_leaves_no_ssh_series() {
+        let (recorder, uptime) = super::super::tests::recorder();
+        let mut config = crate::config::Config::load(None).unwrap();
+        recorder.apply_config(&config);
+        let name = config.forwards[0].name.clone();
+        uptime.create_tunnel_series(&name);
+        let syn = Ok(probes::syn::Connected { connect: Duration::from_micros(30) });
+        let session = probes::ssh_session::Outcome::Up(super::super::rounds::tests::owner("ssh"));
+        let round =
+            TunnelRound { at: SystemTime::now(), boot: Duration::from_secs(1), interval: Duration::from_secs(1) };
+        uptime.record_tunnel(&recorder, &name, round, &[], &syn, &session);
+        let text = recorder.encode(Format::Prometheus, SystemTime::now());
+        assert!(text.contains(&format!("openclaw_tunnel_ssh_session_up{{forward=\"{name}\"}} 1")), "{text}");
+        assert!(text.contains(&format!("openclaw_tunnel_route_info{{forward=\"{name}\",transport=\"ssh\"}} 1")));
+        config.forwards[0].route = crate::config::RouteConfig::Direct(crate::config::DirectRoute {
+            url: "ws://10.0.0.5:18789/".into(),
+            host: "10.0.0.5".into(),
+            port: 18789,
+            tls: None,
+        });
+        recorder.apply_config(&config);
+        let text = recorder.encode(Format::Prometheus, SystemTime::now());
+        for gone in [
+            "openclaw_tunnel_ssh_session",
+            "openclaw_tunnel_owner_lookups",
+            "openclaw_tunnel_forward_hijacked",
+            "openclaw_tunnel_tls",
+        ] {
+            assert!(!text.lines().any(|line| line.starts_with(gone)), "{gone} left in:\n{text}");
+        }
+        assert!(text.contains(&format!("openclaw_tunnel_route_info{{forward=\"{name}\",transport=\"ws\"}} 1")));
+        assert!(!text.contains("transport=\"ssh\""), "{text}");
+        assert!(!text.contains("cause=\"no_ssh\""), "{text}");
+    }
+}
