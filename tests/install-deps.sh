@@ -2,8 +2,9 @@
 # Installs what the end-to-end tests run for real, from Debian's packages, when it is missing:
 # sshd and ssh (openssh-server, openssh-client), autossh, Prometheus and promtool (prometheus), Alertmanager
 # (prometheus-alertmanager), VictoriaMetrics (victoria-metrics; remote-write receiver of the outage test),
-# setpriv (util-linux), ip (iproute2), headless Chromium for the status page test (chromium), and for the
-# TLS/basic-auth test: openssl, curl, htpasswd (apache2-utils). Pass --bench to add the
+# setpriv (util-linux), ip (iproute2), headless Chromium for the status page test (chromium), for the
+# TLS/basic-auth test: openssl, curl, htpasswd (apache2-utils), and stunnel (stunnel4): the TLS front of the
+# routes test, a CA-signed wss:// in front of the gateway's loopback as Tailscale Serve is. Pass --bench to add the
 # benchmark peers and load tools for bench/: blackbox_exporter (prometheus-blackbox-exporter), HAProxy (haproxy), wrk.
 # Pass --cross for what tests/install-cross.sh needs from Debian: wine, file, xmllint, ruby.
 set -euo pipefail
@@ -27,6 +28,7 @@ have chromium || need+=(chromium)
 have openssl || need+=(openssl)
 have curl || need+=(curl)
 have htpasswd || need+=(apache2-utils)
+have stunnel4 || need+=(stunnel4)
 if [ "${1:-}" = "--bench" ]; then
   have prometheus-blackbox-exporter || need+=(prometheus-blackbox-exporter)
   have haproxy || need+=(haproxy)

@@ -37,6 +37,69 @@ pub struct Found {
     pub risks: Vec<Risk>,
 }
 
+/// The route the openclaw CLI's own config names when it reaches the gateway directly
+/// (`gateway.remote.transport: "direct"`, or a remote URL to another host): a `[[forward]]` with its `url` and
+/// `tls_fingerprint`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DirectFound {
+    /// The `forward` label: the URL's host, label-safe.
+    pub name: String,
+    /// `ws://HOST:PORT` or `wss://HOST[:PORT]`.
+    pub url: String,
+    /// The CLI's pin, normalized to `sha256:<64 hex digits>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
+    /// Where it was read, for the comment above it.
+    #[serde(skip)]
+    pub source: String,
+    /// What the exporter will say of it, when it is not a road the CLI can use as it is.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+/// The CLI's direct route, from its remote settings; None when the CLI uses an ssh forward (or no remote).
+pub fn direct_route(remote: &crate::openclaw_cli_url::CliRemote) -> Option<DirectFound> {
+    use crate::openclaw_cli_url::CliAddress;
+    if !remote.is_direct() {
+        return None;
+    }
+    let Some(CliAddress::Url { tls, host, .. }) = CliAddress::of_url(&remote.url) else { return None };
+    let mut warnings = Vec::new();
+    let tls_fingerprint = match remote.tls_fingerprint.as_deref() {
+        Some(written) => match probes::route::Fingerprint::parse(written) {
+            Some(pin) if tls => Some(format!("sha256:{pin}")),
+            Some(_) => {
+                warnings.push("the CLI pins a certificate on a ws:// URL, which has none: the pin is left out".into());
+                None
+            }
+            None => {
+                warnings.push(format!("the CLI's tlsFingerprint {written:?} is not a SHA-256 fingerprint: left out"));
+                None
+            }
+        },
+        None => None,
+    };
+    if !tls && !probes::route::plaintext_host_allowed(&host) {
+        warnings.push(format!(
+            "ws:// to {host}, a public host: the CLI refuses it in the clear and the exporter withholds the token; use wss://"
+        ));
+    }
+    if tls && tls_fingerprint.is_none() {
+        warnings.push(
+            "no pin: the certificate must chain to the built-in roots and name the host (a self-signed gateway \
+             needs tls_fingerprint, a private CA ca_file)"
+                .into(),
+        );
+    }
+    Some(DirectFound {
+        name: label_safe(&host),
+        url: remote.url.clone(),
+        tls_fingerprint,
+        source: remote.source.clone(),
+        warnings,
+    })
+}
+
 /// What `ssh -G` says about a host.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -301,21 +364,29 @@ fn ssh_processes() -> Vec<(u32, Vec<String>)> {
 /// The config `init` prints: a header, then one `[[forward]]` per forward with where it was found.
 /// `cli` is the openclaw CLI's gateway URL, when it can be read: the forward it is gets a comment saying so,
 /// and a URL that is none of them gets a warning in the header.
-pub fn render(found: &[Found], remote_port: u16, cli: Option<&crate::openclaw_cli_url::OpenclawCliUrl>) -> String {
+pub fn render(
+    found: &[Found],
+    direct: Option<&DirectFound>,
+    remote_port: u16,
+    cli: Option<&crate::openclaw_cli_url::OpenclawCliUrl>,
+) -> String {
+    use crate::openclaw_cli_url::CliAddress;
     let mut text = format!(
         "# openclaw-tunnel-exporter config written by `openclaw-tunnel-exporter init`: the forwards to port {remote_port}\n\
-         # found in the ssh config and the running ssh clients. Check it with `check-config --config FILE`.\n"
+         # found in the ssh config and the running ssh clients, and the openclaw CLI's direct route. Check it with\n\
+         # `check-config --config FILE`.\n"
     );
-    if found.is_empty() {
+    if found.is_empty() && direct.is_none() {
         text.push_str("# No forward found: add one by hand, e.g.\n# [[forward]]\n# name = \"mac\"\n# local = \"127.0.0.1:18789\"\n");
         return text;
     }
-    let locals: Vec<(&str, crate::openclaw_cli_url::CliAddress)> = found
+    let mut locals: Vec<(&str, CliAddress)> = found
         .iter()
-        .filter_map(|forward| {
-            Some((forward.name.as_str(), crate::openclaw_cli_url::CliAddress::Local(forward.local.parse().ok()?)))
-        })
+        .filter_map(|forward| Some((forward.name.as_str(), CliAddress::Local(forward.local.parse().ok()?))))
         .collect();
+    if let Some((direct, address)) = direct.and_then(|direct| Some((direct, CliAddress::of_url(&direct.url)?))) {
+        locals.push((direct.name.as_str(), address));
+    }
     let finding = cli.map(|cli| (cli, crate::openclaw_cli_url::judge(&cli.url, &locals)));
     if let Some(problem) = finding.as_ref().and_then(|(cli, finding)| finding.explain(cli)) {
         text.push_str(&format!("# warning: {problem}\n"));
@@ -333,7 +404,10 @@ pub fn render(found: &[Found], remote_port: u16, cli: Option<&crate::openclaw_cl
         }
         if forward.local.parse::<std::net::SocketAddr>().is_ok_and(|local| local.ip().is_unspecified()) {
             text.push_str(
-                "# warning: ssh binds this forward on every interface (-g, GatewayPorts, or a '*' or empty bind                  address): the gateway is reachable beyond this machine through it, and where another user holds                  127.0.0.1 on that port ssh may hold only [::] (the exporter then reports forward_hijacked). Bind it                  to 127.0.0.1 (-L 127.0.0.1:PORT:...). The exporter measures it at the loopback address.\n",
+                "# warning: ssh binds this forward on every interface (-g, GatewayPorts, or a '*' or empty bind \
+                 address): the gateway is reachable beyond this machine through it, and where another user holds \
+                 127.0.0.1 on that port ssh may hold only [::] (the exporter then reports forward_hijacked). Bind it \
+                 to 127.0.0.1 (-L 127.0.0.1:PORT:...). The exporter measures it at the loopback address.\n",
             );
         }
         if !forward.risks.is_empty() {
@@ -347,6 +421,22 @@ pub fn render(found: &[Found], remote_port: u16, cli: Option<&crate::openclaw_cl
                     text.push_str(&format!("#   {line}\n"));
                 }
             }
+        }
+        text.push_str(&table);
+    }
+    if let Some(direct) = direct {
+        #[derive(serde::Serialize)]
+        struct One<'a> {
+            forward: [&'a DirectFound; 1],
+        }
+        let table = toml::to_string(&One { forward: [direct] }).expect("strings serialize");
+        text.push_str(&format!("\n# from {} gateway.remote (the CLI reaches the gateway directly)\n", direct.source));
+        if let Some((cli, _)) = finding.as_ref().filter(|(_, finding)| finding.matched() == Some(direct.name.as_str()))
+        {
+            text.push_str(&format!("# the openclaw CLI uses this forward: {} ({})\n", cli.url, cli.source));
+        }
+        for warning in &direct.warnings {
+            text.push_str(&format!("# warning: {warning}\n"));
         }
         text.push_str(&table);
     }
@@ -401,11 +491,11 @@ mod tests {
             risks: vec![Risk::ServerAliveOff],
         }];
         let cli = crate::openclaw_cli_url::OpenclawCliUrl { url: "ws://127.0.0.1:18789".into(), source: "test".into() };
-        let text = render(&found, 18789, Some(&cli));
+        let text = render(&found, None, 18789, Some(&cli));
         assert!(text.contains("# the openclaw CLI uses this forward: ws://127.0.0.1:18789 (test)"), "{text}");
         let elsewhere =
             crate::openclaw_cli_url::OpenclawCliUrl { url: "ws://localhost:18789".into(), source: "test".into() };
-        assert!(render(&found, 18789, Some(&elsewhere)).contains("# warning: the CLI's URL ws://localhost:18789"));
+        assert!(render(&found, None, 18789, Some(&elsewhere)).contains("# warning: the CLI's URL ws://localhost:18789"));
         let value: toml::Value = toml::from_str(&text).unwrap();
         assert_eq!(value["forward"][0]["name"].as_str(), Some("mac-ap1-x"));
         assert_eq!(value["forward"][0]["ssh_host"].as_str(), Some("mac.example.com:22"));
@@ -415,5 +505,61 @@ mod tests {
                 && text.contains("#   ServerAliveInterval 15"),
             "{text}"
         );
+    }
+
+    /// The CLI's remote settings read from a JSON5 config file.
+    fn remote_of(json5: &str) -> Option<crate::openclaw_cli_url::CliRemote> {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("openclaw.json");
+        std::fs::write(&config, json5).unwrap();
+        let locations = crate::token_sources::Locations {
+            env_token: None,
+            env_url: None,
+            state_env_file: None,
+            gateway_env_file: None,
+            config_file: Some(config),
+            token_file: None,
+        };
+        crate::openclaw_cli_url::read_remote(&locations).unwrap()
+    }
+
+    #[test]
+    fn the_clis_direct_transport_becomes_a_url_route_with_its_pin_and_the_config_loads() {
+        let colons = vec!["AB"; 32].join(":");
+        let remote = remote_of(&format!(
+            "{{ gateway: {{ mode: 'remote', remote: {{ transport: 'direct', url: 'wss://Mac-AP1.tail1.ts.net', \
+             tlsFingerprint: '{colons}', token: 'not-read-here' }} }} }}"
+        ))
+        .unwrap();
+        let direct = direct_route(&remote).expect("a direct route");
+        assert_eq!(direct.url, "wss://Mac-AP1.tail1.ts.net");
+        assert_eq!(direct.tls_fingerprint, Some(format!("sha256:{}", "ab".repeat(32))));
+        assert!(direct.warnings.is_empty(), "{:?}", direct.warnings);
+        let cli = crate::openclaw_cli_url::OpenclawCliUrl { url: remote.url.clone(), source: "test".into() };
+        let text = render(&[], Some(&direct), 18789, Some(&cli));
+        assert!(text.contains("# the openclaw CLI uses this forward: wss://Mac-AP1.tail1.ts.net"), "{text}");
+        assert!(!text.contains("not-read-here"), "{text}");
+        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(file.path(), &text).unwrap();
+        let config = crate::config::Config::load(Some(file.path())).unwrap();
+        assert_eq!(config.forwards[0].transport(), probes::route::Transport::Wss);
+        assert_eq!(config.forwards[0].name, "mac-ap1.tail1.ts.net");
+    }
+
+    #[test]
+    fn the_clis_ssh_transport_is_no_direct_route_and_a_bare_remote_url_to_another_host_is() {
+        let ssh = remote_of("{gateway: {mode: 'remote', remote: {transport: 'ssh', url: 'ws://127.0.0.1:18789'}}}");
+        assert_eq!(ssh.as_ref().and_then(direct_route), None);
+        let tunnel = remote_of("{gateway: {mode: 'remote', remote: {url: 'ws://127.0.0.1:18789'}}}");
+        assert_eq!(tunnel.as_ref().and_then(direct_route), None, "a URL to this machine is an ssh forward's");
+        let lan = remote_of("{gateway: {mode: 'remote', remote: {url: 'ws://192.168.0.202:18789'}}}").unwrap();
+        let direct = direct_route(&lan).expect("a LAN URL is direct");
+        assert_eq!((direct.url.as_str(), direct.tls_fingerprint.as_deref()), ("ws://192.168.0.202:18789", None));
+        assert!(direct.warnings.is_empty());
+        let public =
+            remote_of("{gateway: {mode: 'remote', remote: {transport: 'direct', url: 'ws://198.51.100.7:18789'}}}");
+        let direct = public.as_ref().and_then(direct_route).unwrap();
+        assert!(direct.warnings.iter().any(|w| w.contains("a public host")), "{:?}", direct.warnings);
+        assert_eq!(remote_of("{gateway: {mode: 'local', remote: {url: 'ws://192.168.0.202:18789'}}}"), None);
     }
 }

@@ -50,6 +50,56 @@ pub fn redacted(url: &str) -> String {
     parsed.to_string()
 }
 
+/// The CLI's remote settings, as its config file writes them (remote mode only): `gateway.remote.transport`
+/// (`direct` or `ssh`), `url` and `tlsFingerprint`. What `init` turns into a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliRemote {
+    /// `gateway.remote.transport`, when set.
+    pub transport: Option<String>,
+    /// `gateway.remote.url`, redacted ([`redacted`]).
+    pub url: String,
+    /// `gateway.remote.tlsFingerprint`, when set.
+    pub tls_fingerprint: Option<String>,
+    /// The file, for people.
+    pub source: String,
+}
+
+impl CliRemote {
+    /// Whether the CLI reaches the gateway directly: `transport: "direct"`, or no transport and a URL to another
+    /// host (a URL to this machine is an ssh forward's).
+    pub fn is_direct(&self) -> bool {
+        match self.transport.as_deref() {
+            Some(transport) => transport == "direct",
+            None => match CliAddress::of_url(&self.url) {
+                Some(CliAddress::Url { host, .. }) => {
+                    host != "localhost" && !host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
+/// The CLI's remote settings from its config file, None when it is not in remote mode or has no config.
+pub fn read_remote(locations: &Locations) -> Result<Option<CliRemote>, String> {
+    let Some(path) = locations.config_file.as_ref() else { return Ok(None) };
+    let Some(config) = read_config(path)? else { return Ok(None) };
+    let gateway = &config["gateway"];
+    if gateway["mode"] != "remote" {
+        return Ok(None);
+    }
+    let remote = &gateway["remote"];
+    let Some(url) = remote["url"].as_str() else {
+        return Err(format!("{}: gateway.mode is remote but gateway.remote.url is not set", path.display()));
+    };
+    Ok(Some(CliRemote {
+        transport: remote["transport"].as_str().map(str::to_owned),
+        url: redacted(url),
+        tls_fingerprint: remote["tlsFingerprint"].as_str().map(str::to_owned),
+        source: path.display().to_string(),
+    }))
+}
+
 fn read_as_written(locations: &Locations) -> Result<OpenclawCliUrl, String> {
     if let Some((url, source)) = &locations.env_url {
         return Ok(OpenclawCliUrl { url: url.clone(), source: source.clone() });

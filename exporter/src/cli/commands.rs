@@ -168,11 +168,20 @@ pub fn simulate_fleet(config_path: Option<&Path>, fleet: crate::cli::fleet::Flee
 pub fn init(remote_port: u16, write: Option<PathBuf>, ssh_config: Option<PathBuf>) -> ExitCode {
     let ssh_config = ssh_config.unwrap_or_else(crate::init::default_ssh_config);
     let found = crate::init::discover(&ssh_config, remote_port);
-    let cli = crate::openclaw_cli_url::read(&crate::token_sources::Locations::from_env(None, None));
+    let locations = crate::token_sources::Locations::from_env(None, None);
+    let cli = crate::openclaw_cli_url::read(&locations);
     if let Err(why) = &cli {
         eprintln!("init: the openclaw CLI's gateway URL is unknown: {why}");
     }
-    let text = crate::init::render(&found, remote_port, cli.as_ref().ok());
+    // The CLI's own direct road (gateway.remote.transport "direct", its url and tlsFingerprint).
+    let direct = match crate::openclaw_cli_url::read_remote(&locations) {
+        Ok(remote) => remote.as_ref().and_then(crate::init::direct_route),
+        Err(why) => {
+            eprintln!("init: the openclaw CLI's remote settings are unknown: {why}");
+            None
+        }
+    };
+    let text = crate::init::render(&found, direct.as_ref(), remote_port, cli.as_ref().ok());
     match write {
         None => {
             print!("{text}");
@@ -183,7 +192,8 @@ pub fn init(remote_port: u16, write: Option<PathBuf>, ssh_config: Option<PathBuf
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => match file.write_all(text.as_bytes()) {
                     Ok(()) => {
-                        eprintln!("wrote {} forward(s) to {}", found.len(), path.display());
+                        let count = found.len() + usize::from(direct.is_some());
+                        eprintln!("wrote {count} forward(s) to {}", path.display());
                         ExitCode::SUCCESS
                     }
                     Err(err) => {
