@@ -524,7 +524,7 @@ mod tests {
     }
 
     #[test]
-    fn the_clis_direct_transport_becomes_a_url_route_with_its_pin_and_the_config_loads() {
+    fn the_clis_direct_transport_becomes_a_url_route_with_its_pin() {
         let colons = vec!["AB"; 32].join(":");
         let remote = remote_of(&format!(
             "{{ gateway: {{ mode: 'remote', remote: {{ transport: 'direct', url: 'wss://Mac-AP1.tail1.ts.net', \
@@ -539,11 +539,9 @@ mod tests {
         let text = render(&[], Some(&direct), 18789, Some(&cli));
         assert!(text.contains("# the openclaw CLI uses this forward: wss://Mac-AP1.tail1.ts.net"), "{text}");
         assert!(!text.contains("not-read-here"), "{text}");
-        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-        std::fs::write(file.path(), &text).unwrap();
-        let config = crate::config::Config::load(Some(file.path())).unwrap();
-        assert_eq!(config.forwards[0].transport(), probes::route::Transport::Wss);
-        assert_eq!(config.forwards[0].name, "mac-ap1.tail1.ts.net");
+        let value: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(value["forward"][0]["url"].as_str(), Some("wss://Mac-AP1.tail1.ts.net"));
+        assert_eq!(value["forward"][0]["name"].as_str(), Some("mac-ap1.tail1.ts.net"));
     }
 
     #[test]

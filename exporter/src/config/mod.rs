@@ -24,6 +24,8 @@ mod remote_write;
 mod route;
 mod validate;
 
+pub use route::{DirectRoute, RouteConfig, TlsVerify};
+
 use raw::RawConfig;
 use validate::{bracket_indices, validate};
 
@@ -286,92 +288,6 @@ pub struct Forward {
     /// Process names, besides ssh clients, that may be handed the gateway token when one of them holds the
     /// forward's port and runs as this user (the gateway itself, `node`, where the exporter runs beside it).
     pub trusted_owners: Vec<String>,
-}
-
-/// A forward's road to the gateway, as configured.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RouteConfig {
-    /// `local = "HOST:PORT"`: an ssh -L listener on this machine, whose owner is checked.
-    Local(SocketAddr),
-    /// `url = "ws://HOST:PORT"` or `"wss://HOST[:PORT]"`: the gateway reached directly, no local listener.
-    Direct(DirectRoute),
-}
-
-/// A `ws://` or `wss://` route.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DirectRoute {
-    /// The URL, `scheme://authority/` (it carries no credential: userinfo, query and fragment are refused).
-    pub url: String,
-    /// The host, without brackets.
-    pub host: String,
-    /// The port (443 when a `wss://` URL names none).
-    pub port: u16,
-    /// How a `wss://` route's certificate is verified; None for `ws://`.
-    pub tls: Option<TlsVerify>,
-}
-
-/// How a `wss://` route verifies the gateway's certificate.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TlsVerify {
-    /// `tls_fingerprint`: the leaf certificate's SHA-256, as OpenClaw's `gateway.remote.tlsFingerprint`.
-    Pin(probes::route::Fingerprint),
-    /// A chain to the built-in roots (plus `ca_file`) and the host name.
-    Roots {
-        /// `ca_file`: a private CA in PEM.
-        ca_file: Option<PathBuf>,
-    },
-}
-
-impl Forward {
-    /// The ssh -L listener of a `local` route.
-    pub fn local(&self) -> Option<SocketAddr> {
-        match &self.route {
-            RouteConfig::Local(addr) => Some(*addr),
-            RouteConfig::Direct(_) => None,
-        }
-    }
-
-    /// Which road it is.
-    pub fn transport(&self) -> probes::route::Transport {
-        match &self.route {
-            RouteConfig::Local(_) => probes::route::Transport::Ssh,
-            RouteConfig::Direct(DirectRoute { tls: None, .. }) => probes::route::Transport::Ws,
-            RouteConfig::Direct(_) => probes::route::Transport::Wss,
-        }
-    }
-
-    /// Where it goes, for people: the local address or the URL.
-    pub fn address(&self) -> String {
-        match &self.route {
-            RouteConfig::Local(addr) => addr.to_string(),
-            RouteConfig::Direct(direct) => direct.url.clone(),
-        }
-    }
-
-    /// The route the probes dial, its CA file loaded (the only part that can fail).
-    pub fn probe_route(&self) -> Result<probes::route::Route, probes::tls::TlsConfigError> {
-        use probes::route::{Direct, Route, Verify};
-        Ok(match &self.route {
-            RouteConfig::Local(addr) => Route::Local(*addr),
-            RouteConfig::Direct(DirectRoute { host, port, tls: None, .. }) => {
-                Route::Direct(Arc::new(Direct::ws(host, *port)))
-            }
-            RouteConfig::Direct(DirectRoute { host, port, tls: Some(verify), .. }) => {
-                let verify = match verify {
-                    TlsVerify::Pin(pin) => Verify::Pin(*pin),
-                    TlsVerify::Roots { ca_file } => Verify::roots(ca_file.as_deref())?,
-                };
-                // The host was checked as a server name when the config was validated.
-                let direct = Direct::wss(host, *port, verify)
-                    .map_err(|err| probes::tls::TlsConfigError::Rustls(rustls_general(err.to_string())))?;
-                Route::Direct(Arc::new(direct))
-            }
-        })
-    }
-}
-
-fn rustls_general(message: String) -> rustls::Error {
-    rustls::Error::General(message)
 }
 
 /// A validated `host:port` (a name, an IPv4 address or a bracketed IPv6 address; the port 1-65535).

@@ -4,11 +4,98 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::raw::RawForward;
 use super::validate::Checker;
-use super::{DirectRoute, RouteConfig, TlsVerify};
+use super::Forward;
 use crate::openclaw_cli_url::redacted;
+
+/// A forward's road to the gateway, as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteConfig {
+    /// `local = "HOST:PORT"`: an ssh -L listener on this machine, whose owner is checked.
+    Local(SocketAddr),
+    /// `url = "ws://HOST:PORT"` or `"wss://HOST[:PORT]"`: the gateway reached directly, no local listener.
+    Direct(DirectRoute),
+}
+
+/// A `ws://` or `wss://` route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectRoute {
+    /// The URL, `scheme://authority/` (it carries no credential: userinfo, query and fragment are refused).
+    pub url: String,
+    /// The host, without brackets.
+    pub host: String,
+    /// The port (443 when a `wss://` URL names none).
+    pub port: u16,
+    /// How a `wss://` route's certificate is verified; None for `ws://`.
+    pub tls: Option<TlsVerify>,
+}
+
+/// How a `wss://` route verifies the gateway's certificate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsVerify {
+    /// `tls_fingerprint`: the leaf certificate's SHA-256, as OpenClaw's `gateway.remote.tlsFingerprint`.
+    Pin(probes::route::Fingerprint),
+    /// A chain to the built-in roots (plus `ca_file`) and the host name.
+    Roots {
+        /// `ca_file`: a private CA in PEM.
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl Forward {
+    /// The ssh -L listener of a `local` route.
+    pub fn local(&self) -> Option<SocketAddr> {
+        match &self.route {
+            RouteConfig::Local(addr) => Some(*addr),
+            RouteConfig::Direct(_) => None,
+        }
+    }
+
+    /// Which road it is.
+    pub fn transport(&self) -> probes::route::Transport {
+        match &self.route {
+            RouteConfig::Local(_) => probes::route::Transport::Ssh,
+            RouteConfig::Direct(DirectRoute { tls: None, .. }) => probes::route::Transport::Ws,
+            RouteConfig::Direct(_) => probes::route::Transport::Wss,
+        }
+    }
+
+    /// Where it goes, for people: the local address or the URL.
+    pub fn address(&self) -> String {
+        match &self.route {
+            RouteConfig::Local(addr) => addr.to_string(),
+            RouteConfig::Direct(direct) => direct.url.clone(),
+        }
+    }
+
+    /// The route the probes dial, its CA file loaded (the only part that can fail).
+    pub fn probe_route(&self) -> Result<probes::route::Route, probes::tls::TlsConfigError> {
+        use probes::route::{Direct, Route, Verify};
+        Ok(match &self.route {
+            RouteConfig::Local(addr) => Route::Local(*addr),
+            RouteConfig::Direct(DirectRoute { host, port, tls: None, .. }) => {
+                Route::Direct(Arc::new(Direct::ws(host, *port)))
+            }
+            RouteConfig::Direct(DirectRoute { host, port, tls: Some(verify), .. }) => {
+                let verify = match verify {
+                    TlsVerify::Pin(pin) => Verify::Pin(*pin),
+                    TlsVerify::Roots { ca_file } => Verify::roots(ca_file.as_deref())?,
+                };
+                // The host was checked as a server name when the config was validated.
+                let direct = Direct::wss(host, *port, verify)
+                    .map_err(|err| probes::tls::TlsConfigError::Rustls(rustls_general(err.to_string())))?;
+                Route::Direct(Arc::new(direct))
+            }
+        })
+    }
+}
+
+fn rustls_general(message: String) -> rustls::Error {
+    rustls::Error::General(message)
+}
 
 /// `forward[index]`'s route from its `local`, `url`, `tls_fingerprint` and `ca_file`.
 pub(super) fn validate_route(forward: &RawForward, index: usize, c: &mut Checker<'_>) -> RouteConfig {
@@ -287,6 +374,22 @@ mod tests {
         let text = problems.join("\n");
         assert!(text.contains("no user, password, query or fragment"), "{text}");
         assert!(!text.contains("s3cret") && !text.contains("tok-9f2"), "{text}");
+    }
+
+    #[test]
+    fn the_route_init_writes_from_the_clis_direct_mode_loads_as_that_route() {
+        let remote = crate::openclaw_cli_url::CliRemote {
+            transport: Some("direct".into()),
+            url: "wss://Mac-AP1.tail1.ts.net".into(),
+            tls_fingerprint: Some(vec!["AB"; 32].join(":")),
+            source: "test".into(),
+        };
+        let direct = crate::init::direct_route(&remote).unwrap();
+        let config = load(&crate::init::render(&[], Some(&direct), 18789, None)).unwrap();
+        assert_eq!(config.forwards[0].name, "mac-ap1.tail1.ts.net");
+        let RouteConfig::Direct(route) = &config.forwards[0].route else { panic!("a direct route") };
+        assert_eq!(route.tls, Some(TlsVerify::Pin(Fingerprint([0xab; 32]))));
+        assert_eq!(route.url, "wss://mac-ap1.tail1.ts.net/");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! or does not, what the failure names, and that nothing is written on a connection that did not verify.
 
 use super::*;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
