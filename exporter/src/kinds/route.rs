@@ -259,3 +259,40 @@ async fn tls(checkup: &mut Checkup<'_>) -> Verdict {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(route: serde_json::Value) -> ForwardStatus {
+        ForwardStatus { forward: "gw".into(), kinds: [("route".to_owned(), route)].into_iter().collect() }
+    }
+
+    #[test]
+    fn the_row_names_the_road_the_certificate_and_for_an_unpinned_one_the_line_that_pins_it() {
+        let sha = "ab".repeat(32);
+        let row = page_row(
+            &status(serde_json::json!({
+                "transport": "wss", "address": "wss://gw.tail1.ts.net/", "verify": "roots",
+                "last": {"state": "up", "certificate": {"sha256": sha, "not_after": 1_900_000_000, "verified": true,
+                    "pin_line": format!("tls_fingerprint = \"sha256:{sha}\"")}}
+            })),
+            1_800_000_000.0,
+        );
+        for said in ["wss", "wss://gw.tail1.ts.net/ · direct, no ssh", "the built-in roots", "certificate verified", "pin it:", "expires 2030-03-17"] {
+            assert!(row.contains(said), "{said} in {row}");
+        }
+        let mismatch = page_row(
+            &status(serde_json::json!({
+                "transport": "wss", "address": "wss://10.0.0.5:18789/", "verify": "pin", "pinned": "sha256:00",
+                "last": {"state": "certificate_mismatch", "detail": "presented <b>x</b>",
+                    "certificate": {"sha256": sha, "verified": false}}
+            })),
+            1_800_000_000.0,
+        );
+        assert!(mismatch.contains("certificate NOT verified") && mismatch.contains("certificate_mismatch"), "{mismatch}");
+        assert!(mismatch.contains("presented &lt;b&gt;x&lt;/b&gt;") && !mismatch.contains("pin it"), "{mismatch}");
+        let ssh = page_row(&status(serde_json::json!({"transport": "ssh", "address": "127.0.0.1:18789"})), 0.0);
+        assert!(ssh.contains("an ssh -L listener, owner-checked") && !ssh.contains("certificate"), "{ssh}");
+    }
+}

@@ -161,8 +161,18 @@ impl Adapter for TunnelKind {
 
 // Its rows and section on the status page (listed in `kinds::FORWARD_ROWS` and `kinds::FORWARD_SECTIONS`).
 
-/// The listener's owner: ssh up (with its pid, user and parent) or what holds the port instead.
+/// Whether the forward's road has no ssh (a `ws://` or `wss://` route): its ssh rows say so.
+fn without_ssh(forward: &ForwardStatus) -> bool {
+    forward.get::<super::uptime::status::RouteStatus>("route").is_some_and(|route| route.transport != "ssh")
+}
+
+/// The listener's owner: ssh up (with its pid, user and parent) or what holds the port instead; a route
+/// without ssh says so.
 pub fn session_row(forward: &ForwardStatus, _now: f64) -> String {
+    if without_ssh(forward) {
+        return "<tr><th>SSH session</th><td class=\"ssh\">–</td><td class=\"muted\">no ssh on this route</td></tr>"
+            .to_owned();
+    }
     let session: Option<SessionStatus> = forward.get("ssh_session");
     let session = session.as_ref();
     let session_state = session.map(|s| s.state.as_str());
@@ -184,12 +194,13 @@ pub fn session_row(forward: &ForwardStatus, _now: f64) -> String {
     format!("<tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}</td></tr>")
 }
 
-/// The SYN probe's last answer and counts.
+/// The SYN probe's last answer and counts (a direct route's connects to the gateway).
 pub fn syn_row(forward: &ForwardStatus, _now: f64) -> String {
     let syn: SynStatus = forward.get("syn").unwrap_or_default();
+    let (name, failed) = if without_ssh(forward) { ("Connect", "fails") } else { ("SYN", "refused") };
     format!(
-        "<tr><th>SYN</th><td class=\"syn\">{}</td><td class=\"muted\">{} of {} connects succeeded</td></tr>",
-        state_badge(syn.last_ok, "connects", "refused"),
+        "<tr><th>{name}</th><td class=\"syn\">{}</td><td class=\"muted\">{} of {} connects succeeded</td></tr>",
+        state_badge(syn.last_ok, "connects", failed),
         syn.successes,
         syn.attempts,
     )
@@ -216,9 +227,13 @@ pub fn resume_row(forward: &ForwardStatus, now: f64) -> String {
     } else {
         (state_badge(Some(false), "", "unusable"), format!("not usable within {}", human_duration(resume.seconds)))
     };
+    let advice = if without_ssh(forward) {
+        ""
+    } else {
+        " · shorten it with ServerAliveInterval x ServerAliveCountMax and the supervisor's restart delay"
+    };
     format!(
-        "<tr class=\"resume\"><th>After the last wake</th><td>{badge}</td><td class=\"muted\">{text} · {} ago · \
-         shorten it with ServerAliveInterval x ServerAliveCountMax and the supervisor's restart delay</td></tr>",
+        "<tr class=\"resume\"><th>After the last wake</th><td>{badge}</td><td class=\"muted\">{text} · {} ago{advice}</td></tr>",
         human_duration((now - resume.at).max(0.0))
     )
 }
