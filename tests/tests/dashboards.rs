@@ -80,7 +80,7 @@ fn substitute(query: &str) -> String {
         .replace("$__rate_interval", "30s")
         .replace("$__interval", "15s")
         .replace("$__range", "1h")
-        .replace("$forward", "t")
+        .replace("$forward", "t|s")
         .replace("$laptop", "lap")
         .replace("$model_host", "m")
         .replace("$gateway", "g")
@@ -97,6 +97,33 @@ fn every_dashboard_query_returns_data_from_a_live_exporter() {
     let sshd = Sshd::start(gateway.addr.port());
     let local_port = free_port();
     let _ssh = sshd.forward(local_port, gateway.addr.port());
+    // A second road: wss:// to the same gateway through a TLS front (stunnel) with a pinned certificate, so the
+    // panels of a direct route (its certificate, its handshake, "no ssh on this route") have data too.
+    let pki = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().self_signed(&key).unwrap();
+    let (cert_file, key_file, conf) =
+        (pki.path().join("front.pem"), pki.path().join("front.key"), pki.path().join("front.conf"));
+    std::fs::write(&cert_file, certificate.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let front = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    std::fs::write(
+        &conf,
+        format!(
+            "foreground = yes\npid =\n[front]\naccept = {front}\nconnect = {}\ncert = {}\nkey = {}\n",
+            gateway.addr,
+            cert_file.display(),
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let mut stunnel = Proc::spawn("stunnel", std::process::Command::new(find_program("stunnel4")).arg(&conf));
+    stunnel.wait_listening(front, Duration::from_secs(10));
+    let pin = probes::route::Fingerprint::of(certificate.der());
+    let wss = format!(
+        "[[forward]]\nname = \"s\"\nurl = \"wss://{front}\"\ntls_fingerprint = \"{pin}\"\nsyn_interval = \"200ms\"\n\
+         first_byte_interval = \"300ms\"\ntimeout = \"1s\"\n"
+    );
     let tap = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let token = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(token.path(), "tok-dash").unwrap();
@@ -107,7 +134,7 @@ fn every_dashboard_query_returns_data_from_a_live_exporter() {
          [auth_probe]\nenabled = true\ninterval = \"1s\"\ntoken_file = \"{}\"\n\
          [[model_host]]\nname = \"m\"\nurl = \"http://127.0.0.1:{}/healthz\"\ninterval = \"300ms\"\ntimeout = \"1s\"\n\
          [[gateway]]\nname = \"g\"\nport = {}\ninterval = \"500ms\"\n",
-            forward_toml("t", local_port) + "readiness_interval = \"1s\"\nws_handshake_interval = \"1s\"\n",
+            forward_toml("t", local_port) + "readiness_interval = \"1s\"\nws_handshake_interval = \"1s\"\n" + &wss,
             token.path().display(),
             gateway.addr.port(),
             gateway.addr.port()

@@ -279,7 +279,14 @@ mod tests {
             })),
             1_800_000_000.0,
         );
-        for said in ["wss", "wss://gw.tail1.ts.net/ · direct, no ssh", "the built-in roots", "certificate verified", "pin it:", "expires 2030-03-17"] {
+        for said in [
+            "wss",
+            "wss://gw.tail1.ts.net/ · direct, no ssh",
+            "the built-in roots",
+            "certificate verified",
+            "pin it:",
+            "expires 2030-03-17",
+        ] {
             assert!(row.contains(said), "{said} in {row}");
         }
         let mismatch = page_row(
@@ -290,7 +297,10 @@ mod tests {
             })),
             1_800_000_000.0,
         );
-        assert!(mismatch.contains("certificate NOT verified") && mismatch.contains("certificate_mismatch"), "{mismatch}");
+        assert!(
+            mismatch.contains("certificate NOT verified") && mismatch.contains("certificate_mismatch"),
+            "{mismatch}"
+        );
         assert!(mismatch.contains("presented &lt;b&gt;x&lt;/b&gt;") && !mismatch.contains("pin it"), "{mismatch}");
         let ssh = page_row(&status(serde_json::json!({"transport": "ssh", "address": "127.0.0.1:18789"})), 0.0);
         assert!(ssh.contains("an ssh -L listener, owner-checked") && !ssh.contains("certificate"), "{ssh}");
