@@ -321,3 +321,20 @@ fn a_token_source_holding_an_old_revision_pages_before_any_request_and_resolves_
     let alerts = prometheus.query("ALERTS{alertname=\"OpenclawLocalTokenRevisionOld\"}");
     assert!(alerts.is_empty(), "a staged revision paged: {alerts:?}");
 }
+
+/// Every alert has its README section (when it fires and when it does not) and a promtool case in one of the
+/// rule tests; a new alert cannot ship without both.
+#[test]
+fn every_alert_has_its_readme_section_and_a_promtool_case() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |path: &str| std::fs::read_to_string(repo.join(path)).unwrap();
+    let (rules, readme) = (read("alerts/openclaw.rules.yml"), read("README.md"));
+    let cases = read("alerts/openclaw.rules.test.yml") + &read("alerts/uptime-patterns.test.yml");
+    let alerts: std::collections::BTreeSet<&str> =
+        rules.lines().filter_map(|line| line.trim().strip_prefix("- alert: ")).map(str::trim).collect();
+    assert!(alerts.len() > 20, "{alerts:?}");
+    for alert in alerts {
+        assert!(readme.lines().any(|line| line == format!("#### Alert: {alert}")), "README.md has no section for {alert}");
+        assert!(cases.lines().any(|line| line.trim() == format!("alertname: {alert}")), "no promtool case for {alert}");
+    }
+}
