@@ -334,7 +334,10 @@ fn every_alert_has_its_readme_section_and_a_promtool_case() {
         rules.lines().filter_map(|line| line.trim().strip_prefix("- alert: ")).map(str::trim).collect();
     assert!(alerts.len() > 20, "{alerts:?}");
     for alert in alerts {
-        assert!(readme.lines().any(|line| line == format!("#### Alert: {alert}")), "README.md has no section for {alert}");
+        assert!(
+            readme.lines().any(|line| line == format!("#### Alert: {alert}")),
+            "README.md has no section for {alert}"
+        );
         assert!(cases.lines().any(|line| line.trim() == format!("alertname: {alert}")), "no promtool case for {alert}");
     }
 }

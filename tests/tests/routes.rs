@@ -250,6 +250,11 @@ fn the_real_gateway_over_ws_on_its_lan_address_and_wss_through_a_ca_signed_front
     assert_eq!(up.get("openclaw_tunnel_route_info{forward=\"lan\",transport=\"ws\"}"), Some(1.0));
     assert_eq!(up.get(&series("openclaw_tunnel_tls_certificate_verified", "lan")), None, "no TLS on ws://");
     assert_no_ssh_series(&up, "lan");
+    // Every probe that speaks to the gateway works on the route: the handshake to the challenge, the Control UI.
+    exporter.wait_for("the handshake and the Control UI over ws://", T, |m| {
+        m.value(&series("openclaw_gateway_ws_handshake_seconds_count", "lan")) >= 1.0
+            && m.get(&series("openclaw_gateway_control_ui_up", "lan")) == Some(1.0)
+    });
 
     // The wrong token: one 401 by revision, and never sent again until it changes.
     exporter.wait_for("the wrong token refused once", T, |m| probe_auth(m, "lan", Some("401"), "old") == 1.0);
@@ -367,9 +372,11 @@ fn the_real_gateway_over_wss_pinned_and_an_impostor_at_its_address() {
     assert_eq!(up.get(&series("openclaw_tunnel_tls_pinned", "tls")), Some(1.0));
     assert!(up.value(&series("openclaw_tunnel_tls_certificate_expiry_timestamp_seconds", "tls")) > 1.8e9);
     assert_no_ssh_series(&up, "tls");
-    exporter.wait_for("the gateway started and the token accepted over wss", T, |m| {
+    exporter.wait_for("every probe over wss: started, the token accepted, the handshake, the Control UI", T, |m| {
         m.get("openclaw_gateway_startup_state{forward=\"tls\",state=\"started\"}") == Some(1.0)
             && probe_auth(m, "tls", None, "new") >= 1.0
+            && m.value(&series("openclaw_gateway_ws_handshake_seconds_count", "tls")) >= 1.0
+            && m.get(&series("openclaw_gateway_control_ui_up", "tls")) == Some(1.0)
     });
 
     // The first byte beside a raw TLS client in the same window: the handshake is never inside it.
