@@ -1,8 +1,6 @@
 //! Whose is a local listener: [`Trust`] (is its owner our own user's ssh?) and the far end of a connection to
 //! it, what the credential gate ([`crate::gate`]) asks of a `local` route.
 
-use std::time::Duration;
-
 use super::{Outcome, Owner};
 
 /// Whether a listener may be handed a credential: the one gate every sender of the gateway token goes
@@ -33,7 +31,7 @@ pub async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<(), Strin
             Ok(found) => last = found,
             Err(err) => return Err(format!("the connection's far end cannot be read: {err}")),
         }
-        tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(4)))).await;
+        tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt.min(4)))).await;
     }
     Err(match last {
         Some(uid) => format!("the connection was taken by a socket of {}, not this user", super::describe_uid(uid)),
@@ -41,8 +39,8 @@ pub async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<(), Strin
     })
 }
 
-/// Elsewhere the listener re-check in [`crate::gate::CredentialGate::confirm`] is the whole confirmation (macOS shows no
-/// other user's sockets; Windows' connection table is a later addition).
+/// Elsewhere the listener re-check in [`crate::gate::CredentialGate::confirm`] is the whole confirmation (macOS
+/// shows no other user's sockets; Windows' connection table is a later addition).
 #[cfg(not(target_os = "linux"))]
 pub async fn far_end_is_ours(_stream: &tokio::net::TcpStream) -> Result<(), String> {
     Ok(())
