@@ -7,11 +7,11 @@
 use probes::route::{DialFailure, Transport};
 use probes::{direct, Label};
 
-use super::rounds::{RoundFacts, TunnelRound, TunnelVerdict, DOWN_CAUSES, UNOBSERVED_REASONS};
+use super::rounds::{RoundFacts, TunnelRound, TunnelVerdict, DOWN_CAUSES};
 use super::status::DirectStatus;
 use super::UptimeRecord;
 use crate::config::{Forward, RouteConfig, TlsVerify};
-use crate::record::families::{ForwardCauseLabels, ForwardLabels, ForwardReasonLabels, ForwardTransportLabels};
+use crate::record::families::{ForwardLabels, ForwardTransportLabels};
 use crate::record::Recorder;
 
 /// Why a down round of a direct route was down (the `cause` label): the connect failed (the name did not
@@ -67,19 +67,7 @@ impl UptimeRecord {
     /// A direct route's tunnel counters at zero (so `rate()` works before the first round), and its state
     /// ready for a new generation's rounds.
     pub fn create_direct_series(&self, forward: &str, transport: Transport) {
-        let m = &self.families;
-        let labels = ForwardLabels { forward: forward.to_owned() };
-        for family in [&m.syn_attempts, &m.syn_successes, &m.up_checks, &m.up_successes] {
-            family.get_or_create_owned(&labels);
-        }
-        m.unobserved_seconds.get_or_create_owned(&labels);
-        m.resume_seconds.get_or_create_owned(&labels);
-        for reason in UNOBSERVED_REASONS {
-            m.unobserved_rounds.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
-        }
-        for cause in down_causes(transport) {
-            m.tunnel_down_seconds.get_or_create_owned(&ForwardCauseLabels { forward: forward.to_owned(), cause });
-        }
+        self.create_round_series(forward, down_causes(transport));
         self.with_forward(forward, |state| state.last_round_boot = None);
     }
 

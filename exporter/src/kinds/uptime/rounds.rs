@@ -103,8 +103,9 @@ impl UptimeRecord {
         }
     }
 
-    /// `forward`'s tunnel counters at zero (so `rate()` works before the first round), and its state.
-    pub fn create_tunnel_series(&self, forward: &str) {
+    /// The counters every road's rounds keep, at zero for `forward` (so `rate()` works before the first round):
+    /// connects, rounds, time unobserved, the wait for usable, unobserved rounds, down time by `causes`.
+    pub(super) fn create_round_series(&self, forward: &str, causes: &[&'static str]) {
         let m = &self.families;
         let labels = ForwardLabels { forward: forward.to_owned() };
         for family in [&m.syn_attempts, &m.syn_successes, &m.up_checks, &m.up_successes] {
@@ -113,13 +114,19 @@ impl UptimeRecord {
         m.unobserved_seconds.get_or_create_owned(&labels);
         // Every bucket at zero: the dashboard's quantiles and the resume alert see the forward before its first wake.
         m.resume_seconds.get_or_create_owned(&labels);
-        m.ssh_session_changes.get_or_create_owned(&labels);
         for reason in UNOBSERVED_REASONS {
             m.unobserved_rounds.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
         }
-        for cause in DOWN_CAUSES {
+        for cause in causes {
             m.tunnel_down_seconds.get_or_create_owned(&ForwardCauseLabels { forward: forward.to_owned(), cause });
         }
+    }
+
+    /// `forward`'s tunnel counters at zero (so `rate()` works before the first round), and its state.
+    pub fn create_tunnel_series(&self, forward: &str) {
+        self.create_round_series(forward, &DOWN_CAUSES);
+        let m = &self.families;
+        m.ssh_session_changes.get_or_create_owned(&ForwardLabels { forward: forward.to_owned() });
         for result in OWNER_LOOKUP_RESULTS {
             m.owner_lookups.get_or_create_owned(&ForwardResultLabels { forward: forward.to_owned(), result });
         }
