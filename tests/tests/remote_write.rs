@@ -47,8 +47,13 @@ fn fleet_dashboard_has_data(receiver: &Receiver) {
             let query = target["expr"].as_str().unwrap().replace("$__range", "10m").replace("$laptop", "lap-e2e");
             assert!(query.contains("job=~\"$job\""), "every query selects the job: {query}");
             let query = query.replace("$job", "openclaw-tunnel");
-            let result = receiver.query(&query);
-            assert!(!result.is_empty(), "fleet dashboard, panel {}: no data for\n  {query}", panel["title"]);
+            // The receiver makes what it ingested queryable a moment later (VictoriaMetrics' cache of recent
+            // rows, measured: a join of two gauges once came back empty right after the drain): wait for it.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while receiver.query(&query).is_empty() {
+                assert!(Instant::now() < deadline, "fleet dashboard, panel {}: no data for\n  {query}", panel["title"]);
+                std::thread::sleep(Duration::from_millis(250));
+            }
             checked += 1;
         }
     }
