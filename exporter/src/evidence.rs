@@ -144,14 +144,23 @@ fn timeline_table(status: &crate::record::status::StatusReport) -> String {
     text
 }
 
-/// `openclaw gateway status --json`, when the CLI is on PATH (10 s at most; its output read while it runs, at
-/// most 16 MiB kept).
+/// The arguments `evidence` runs the CLI with: `--no-probe`, the CLI's own view of the gateway service
+/// (installed, running, its config) without its connectivity probe. Without it the command probes its target,
+/// and in remote mode that target is the forward's port with the token in the `connect` frame: `evidence` is
+/// often run because something is wrong with that port (another user's process may hold it), so it never asks
+/// the CLI to send a credential anywhere.
+const OPENCLAW_STATUS_ARGS: [&str; 4] = ["gateway", "status", "--json", "--no-probe"];
+
+/// `openclaw gateway status --json --no-probe`, when the CLI is on PATH (10 s at most; its output read while it
+/// runs, at most 16 MiB kept).
 fn openclaw_gateway_status() -> Option<String> {
     let mut command = Command::new("openclaw");
-    command.args(["gateway", "status", "--json"]);
+    command.args(OPENCLAW_STATUS_ARGS);
     match probes::spawn::run_within(&mut command, Duration::from_secs(10), 16 * 1024 * 1024)? {
         probes::spawn::Ran::Exited { stdout, .. } => Some(String::from_utf8_lossy(&stdout).into_owned()),
-        probes::spawn::Ran::TimedOut => Some("openclaw gateway status --json: no answer within 10 s\n".into()),
+        probes::spawn::Ran::TimedOut => {
+            Some("openclaw gateway status --json --no-probe: no answer within 10 s\n".into())
+        }
     }
 }
 
@@ -255,7 +264,8 @@ fn summary(reports: &[doctor::Report], exporter_note: &str, first_failure: &str)
     text.push_str(
         "\nFiles: doctor.txt and doctor.json (every layer), routing.md, timeline.md (what happened), exporter/ \
          (the running exporter's /api/status and /metrics), ssh-G/ (each forward's host as ssh resolves it), gateway/ (/startupz and \
-         /readyz through each forward), openclaw-gateway-status.json (when the CLI is installed). Tokens from \
+         /readyz through each forward), openclaw-gateway-status.json (the CLI's `gateway status --json --no-probe`, \
+         when the CLI is installed: no probe, so no credential sent). Tokens from \
          every source on this machine are replaced by <redacted>.\n",
     );
     text

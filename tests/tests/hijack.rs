@@ -130,6 +130,11 @@ impl World {
 
     /// The exporter's `args` subcommand as the test user on `config`: (exit ok, stdout + stderr).
     fn run(&self, config: &str, args: &[&str]) -> (bool, String) {
+        self.run_with_path(config, args, &std::env::var("PATH").unwrap_or_default())
+    }
+
+    /// As [`World::run`], with `path` as its PATH.
+    fn run_with_path(&self, config: &str, args: &[&str], path: &str) -> (bool, String) {
         let file = self.user.file(
             "exporter.toml",
             format!("[web]\nlisten = \"127.0.0.1:{}\"\n{config}", free_port()).as_bytes(),
@@ -141,6 +146,7 @@ impl World {
             .arg("--config")
             .arg(&file)
             .args(args)
+            .env("PATH", path)
             .env_remove("OPENCLAW_GATEWAY_TOKEN")
             .env_remove("OPENCLAW_STATE_DIR")
             .output()
@@ -198,9 +204,18 @@ fn assert_withheld_everywhere(world: &World, exporter: &Exporter, config: &str, 
     assert!(!ok, "{doctor}");
     assert!(doctor.contains("nobody (uid 65534)"), "the doctor names the holder's user:\n{doctor}");
     assert!(!doctor.contains("accepted (HTTP"), "{doctor}");
+    // evidence with an `openclaw` CLI first on PATH: a stub that logs its arguments. A probing `gateway status`
+    // would have the CLI send its token to the port nobody holds; it may only ever run with `--no-probe`.
     let archive = world.user.home.join("evidence.tar.gz");
-    let (ok, said) = world.run(config, &["evidence", "--out", archive.to_str().unwrap()]);
+    let cli_log = world.user.home.join("openclaw-args.log");
+    let stub = format!("#!/bin/sh\necho \"$*\" >> {}\necho '{{}}'\n", cli_log.display());
+    world.user.file("cli/openclaw", stub.as_bytes(), 0o755);
+    let path = format!("{}:{}", world.user.home.join("cli").display(), std::env::var("PATH").unwrap_or_default());
+    let (ok, said) = world.run_with_path(config, &["evidence", "--out", archive.to_str().unwrap()], &path);
     assert!(ok, "{said}");
+    let ran = std::fs::read_to_string(&cli_log).unwrap_or_default();
+    assert!(ran.contains("gateway status"), "evidence ran the CLI: {ran:?}");
+    assert!(ran.lines().all(|args| args.contains("--no-probe")), "the CLI was run with a probe during a hijack: {ran}");
     world.assert_canary_never_arrived();
 }
 
