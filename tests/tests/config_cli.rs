@@ -218,3 +218,29 @@ fn remote_write_backoffs_must_be_ordered() {
         &["remote_write.max_backoff", "1s", "min_backoff"],
     );
 }
+
+/// A remote-write password over plain `http://` to another host: accepted, with a warning naming the key and the
+/// host, never the password.
+#[test]
+fn a_password_over_plain_http_to_another_host_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "pa55-w0rd-e2e").unwrap();
+    let config = |url: &str| {
+        format!(
+            "{GOOD}[remote_write]\nurl = \"{url}\"\nqueue_dir = \"{}\"\nbasic_auth = {{ username = \"laptops\", password_file = \"{}\" }}\n",
+            dir.path().join("queue").display(),
+            password.display()
+        )
+    };
+    let (ok, text, _file) = check(&config("http://metrics.example:8428/api/v1/write"), &[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("warning: remote_write.url")
+            && text.contains("remote_write.basic_auth would cross the network in clear text to metrics.example"),
+        "{text}"
+    );
+    assert!(!text.contains("pa55-w0rd-e2e"), "{text}");
+    let (ok, text, _file) = check(&config("https://metrics.example/api/v1/write"), &[]);
+    assert!(ok && !text.contains("clear text"), "{text}");
+}

@@ -23,6 +23,7 @@ mod raw;
 mod remote_write;
 mod route;
 mod validate;
+mod warnings;
 
 pub use route::{DirectRoute, RouteConfig, TlsVerify};
 
@@ -342,21 +343,6 @@ impl Origins<'_> {
 }
 
 impl Config {
-    /// What is accepted but should change: revisions still on an unsalted SHA-256 fingerprint.
-    pub fn warnings(&self) -> Vec<String> {
-        self.auth
-            .registry
-            .legacy_names()
-            .map(|name| {
-                format!(
-                    "auth.revision \"{name}\": an unsalted sha256 fingerprint; anyone who reads this config can test \
-                     guesses of a short token in seconds: replace it with the `hash = ` line `openclaw-tunnel-exporter \
-                     fingerprint` prints"
-                )
-            })
-            .collect()
-    }
-
     /// Where the openclaw CLI may point for each forward: the forward's local address or its URL, and the
     /// listen address of every auth tap in front of it (the README's tap layout: the CLI keeps its port, the
     /// forward moves), so a CLI pointed at a tap is judged as using the forward the tap fronts.
