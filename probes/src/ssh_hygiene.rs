@@ -182,7 +182,8 @@ pub struct Orphan {
     pub pid: u32,
     /// When it started, when the OS says.
     pub started: Option<SystemTime>,
-    /// Its command line (a plink `-pw` password replaced).
+    /// What identifies it ([`crate::ssh_processes::SshProcess::identity`]): its program, forwards, `-p`, `-J`
+    /// and destination; nothing else of its command line.
     pub command: String,
 }
 
@@ -294,7 +295,7 @@ pub fn orphans_of(
     let mut orphans: Vec<Orphan> = processes
         .iter()
         .filter(|process| Some(process.pid) != owner_pid && forwards(process))
-        .map(|process| Orphan { pid: process.pid, started: process.started, command: process.command_line() })
+        .map(|process| Orphan { pid: process.pid, started: process.started, command: process.identity() })
         .collect();
     orphans.sort_by_key(|orphan| orphan.pid);
     orphans

@@ -46,10 +46,15 @@ impl SshProcess {
         self.local_listens().iter().any(|listen| listen_covers(*listen, addr))
     }
 
-    /// Its command line for a person, with what may carry a secret masked ([`crate::redact::mask_argv`]:
-    /// a plink password, command and environment options' secrets).
-    pub fn command_line(&self) -> String {
-        crate::redact::mask_argv(&self.argv)
+    /// What identifies it, for a person: its program, its forwards (`-L`, `-R`, `-D`, and `LocalForward`,
+    /// `RemoteForward`, `DynamicForward` options), `-p`, `-J` and the destination. Nothing else of its command
+    /// line is shown anywhere (its other options, a remote command, a password argument): what is never shown
+    /// needs no masking, and masking word by word let `sshpass -p`, `curl -u` and headers through.
+    pub fn identity(&self) -> String {
+        match parse_command(&self.argv) {
+            Some(found) => found.shown.join(" "),
+            None => self.argv.first().map(|argv0| program_name(argv0)).unwrap_or_default(),
+        }
     }
 }
 
@@ -193,7 +198,13 @@ pub struct ProcessForwards {
     pub port: Option<u16>,
     /// `-L` specs: (listen address, remote host, remote port).
     pub local_forwards: Vec<(String, String, u16)>,
+    /// The words that identify it ([`SshProcess::identity`]): the program, its forwards, `-p`, `-J`, the
+    /// destination.
+    pub shown: Vec<String>,
 }
+
+/// The `-o` options that are forwards, shown with the other forwards.
+const FORWARD_OPTIONS: [&str; 3] = ["localforward", "remoteforward", "dynamicforward"];
 
 /// ssh's options that take an argument (its getopt string).
 const SSH_WITH_ARGUMENT: &str = "BbcDEeFIiJLlmOoPpQRSWw";
@@ -213,7 +224,7 @@ pub fn parse_command(argv: &[String]) -> Option<ProcessForwards> {
     if program != "ssh" && !plink {
         return None;
     }
-    let mut found = ProcessForwards::default();
+    let mut found = ProcessForwards { shown: vec![program.clone()], ..ProcessForwards::default() };
     let mut args = argv[1..].iter();
     while let Some(arg) = args.next() {
         if plink {
@@ -225,15 +236,20 @@ pub fn parse_command(argv: &[String]) -> Option<ProcessForwards> {
                     "-J" => found.jump = Some(value.clone()),
                     _ => {}
                 }
+                if matches!(arg.as_str(), "-L" | "-R" | "-D" | "-P" | "-J") {
+                    found.shown.extend([arg.clone(), value.clone()]);
+                }
             } else if !arg.starts_with('-') && found.destination.is_empty() {
                 found.destination = arg.clone();
+                found.shown.push(arg.clone());
             }
             continue;
         }
         let Some(flags) = arg.strip_prefix('-').filter(|f| !f.is_empty()) else {
             if found.destination.is_empty() {
                 found.destination = arg.clone();
-                // What follows the destination is the remote command.
+                found.shown.push(arg.clone());
+                // What follows the destination is the remote command: never shown.
                 break;
             }
             continue;
@@ -243,9 +259,16 @@ pub fn parse_command(argv: &[String]) -> Option<ProcessForwards> {
             if SSH_WITH_ARGUMENT.contains(flag) {
                 let inline = &flags[i + flag.len_utf8()..];
                 let value = if inline.is_empty() { args.next()?.clone() } else { inline.to_owned() };
+                if matches!(flag, 'L' | 'R' | 'D' | 'p' | 'J') {
+                    found.shown.extend([format!("-{flag}"), value.clone()]);
+                }
                 match flag {
                     'L' => push_spec(&mut found, &value),
                     'o' => {
+                        let key = value.split(['=', ' ', '\t']).next().unwrap_or_default().to_ascii_lowercase();
+                        if FORWARD_OPTIONS.contains(&key.as_str()) {
+                            found.shown.extend(["-o".to_owned(), value.clone()]);
+                        }
                         push_option(&mut found, &value);
                         found.options.push(value);
                     }
@@ -398,6 +421,35 @@ mod tests {
     }
 
     #[test]
+    fn an_identity_shows_the_forwards_port_jump_and_destination_and_nothing_else() {
+        let canary = "c4nary-0123";
+        let process = |words: Vec<String>| SshProcess { pid: 1, started: None, argv: words };
+        let mut words =
+            argv("/usr/bin/ssh -N -p 2222 -J bastion -L 127.0.0.1:18789:127.0.0.1:18789 -R 9000:h:22 -D1080 -o");
+        words.push(format!("ProxyCommand=sshpass -p{canary} ssh -W %h:%p x"));
+        words.push(format!("-oSetEnv=TOKEN={canary}"));
+        words.extend(["-o".to_owned(), format!("LocalCommand=curl -u me:{canary} https://x")]);
+        words.extend(["-o".to_owned(), "LocalForward=18790 127.0.0.1:18789".to_owned()]);
+        words.extend(["-i".to_owned(), format!("/keys/{canary}")]);
+        words.extend([
+            "me@mac-ap1".to_owned(),
+            "curl".to_owned(),
+            "-H".to_owned(),
+            format!("Authorization: Bearer {canary}"),
+        ]);
+        let shown = process(words).identity();
+        assert_eq!(
+            shown,
+            "ssh -p 2222 -J bastion -L 127.0.0.1:18789:127.0.0.1:18789 -R 9000:h:22 -D 1080 -o LocalForward=18790 \
+             127.0.0.1:18789 me@mac-ap1"
+        );
+        assert!(!shown.contains(canary));
+        let plink = argv(&format!("plink.exe -ssh -pw {canary} -P 22 -L 18789:h:1 -m cmd.txt mac"));
+        assert_eq!(process(plink).identity(), "plink -P 22 -L 18789:h:1 mac");
+        assert_eq!(process(argv(&format!("autossh -M 0 {canary}"))).identity(), "autossh");
+    }
+
+    #[test]
     fn a_local_forward_given_as_an_option_counts_like_l() {
         let equals =
             parse_argv(&["ssh", "-N", "-o", "LocalForward=18789 127.0.0.1:18789", "mac"].map(String::from)).unwrap();
@@ -429,7 +481,7 @@ mod tests {
     #[test]
     fn a_plink_password_never_reaches_a_person() {
         let plink = SshProcess { pid: 1, started: None, argv: argv("plink -pw hunter2 -L 18789:h:1 mac") };
-        assert_eq!(plink.command_line(), "plink -pw <redacted> -L 18789:h:1 mac");
+        assert_eq!(plink.identity(), "plink -L 18789:h:1 mac");
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Secrets in what the exporter shows people (issue 28, item 5): an orphaned ssh whose command line carries a
-//! secret (`-o SetEnv=X=<canary>`, a ProxyCommand with `sshpass -p <canary>`) is listed everywhere it is
-//! listed (/api/status, the status page, the doctor, the evidence archive) without the canary; a remote-write
+//! Secrets in what the exporter shows people (issue 28, item 5; issue 38, item 6): an orphaned ssh whose command
+//! line carries a secret (`-o SetEnv=X=<canary>`, a ProxyCommand with `sshpass -p <canary>`, a joined
+//! `-oSendEnv`, a `LocalCommand` with `curl -u`, a remote command with a Bearer header) is listed everywhere it
+//! is listed (/api/status, the status page, the doctor, the evidence archive) by what identifies it alone (its
+//! forwards, port, jump and destination), never the canary nor any of those options; a remote-write
 //! URL carrying `?api_key=<canary>` never reaches the log or `check-config`'s output.
 
 use std::process::Command;
@@ -29,7 +31,21 @@ fn an_orphan_s_secrets_reach_no_page_report_or_archive() {
         .map(|arg| if arg == "ExitOnForwardFailure=yes" { "ExitOnForwardFailure=no".to_owned() } else { arg })
         .collect();
     let at = args.len() - 1;
-    args.splice(at..at, ["-o".to_owned(), format!("SetEnv=X={canary}"), "-o".to_owned(), proxy]);
+    // A joined option, a LocalCommand (curl with a password, not run: PermitLocalCommand is off) and, after the
+    // destination, a remote command carrying a Bearer header (not run: -N).
+    args.splice(
+        at..at,
+        [
+            "-o".to_owned(),
+            format!("SetEnv=X={canary}"),
+            "-o".to_owned(),
+            proxy,
+            format!("-oSendEnv=TOKEN_{canary}"),
+            "-o".to_owned(),
+            format!("LocalCommand=curl -u me:{canary} https://example.invalid/"),
+        ],
+    );
+    args.extend(["curl".to_owned(), "-H".to_owned(), format!("Authorization: Bearer {canary}")]);
     let orphan = Proc::spawn_group("orphan with secrets", Command::new("ssh").args(&args));
     let config = format!("{}hygiene_interval = \"1s\"\n", forward_toml("t", local));
     let exporter = Exporter::start(&config);
@@ -37,7 +53,12 @@ fn an_orphan_s_secrets_reach_no_page_report_or_archive() {
 
     let (_, api) = exporter.get("/api/status", None);
     assert!(api.contains(&format!("\"pid\":{}", orphan.pid())), "the orphan is listed: {api}");
-    assert!(api.contains("sshpass -p <redacted>") && api.contains("SetEnv=X=<redacted>"), "its shape kept: {api}");
+    // What identifies it, and nothing else: its forward and destination; no option, no remote command.
+    let listed = format!("-L 127.0.0.1:{local}:127.0.0.1:{}", gateway.addr.port());
+    assert!(api.contains(&listed), "its forward shown: {api}");
+    for hidden in ["ProxyCommand", "SetEnv", "SendEnv", "LocalCommand", "curl", "Authorization", "sshpass"] {
+        assert!(!api.contains(hidden), "{hidden} shown for the orphan: {api}");
+    }
     let (_, page) = exporter.get("/", None);
     for (what, text) in [("/api/status", &api), ("the status page", &page)] {
         assert!(!text.contains(&canary), "{what} shows the orphan's secret:\n{text}");
