@@ -56,6 +56,8 @@ pub enum Failure {
     Withheld {
         /// Who holds the port, for the log and the doctor.
         why: String,
+        /// The verdict's kind and holder, which the log says once ([`crate::gate::Withholding::verdict`]).
+        verdict: String,
     },
 }
 
@@ -109,22 +111,27 @@ impl crate::Probe for Target {
 impl Target {
     async fn gated_exchange(&mut self, timeout: Duration) -> Outcome {
         if let Some(gate) = &mut self.gate {
-            if let Clearance::Withheld(why) = gate.check(timeout).await {
-                return Err(Failure::Withheld { why });
+            if let Clearance::Withheld(withheld) = gate.check(timeout).await {
+                return Err(Failure::Withheld { why: withheld.why, verdict: withheld.verdict });
             }
         }
         let mut stream = match self.route.dial(timeout).await {
             Ok(dialed) => dialed.stream,
             // A certificate that did not verify: the token stays here, and that is what the round says.
             Err(failure) if failure.presented().is_some() => {
-                return Err(Failure::Withheld { why: format!("the gateway's certificate did not verify: {failure}") })
+                let verdict = match failure.presented() {
+                    Some(certificate) => format!("certificate:{}", certificate.sha256),
+                    None => "certificate".to_owned(),
+                };
+                let why = format!("the gateway's certificate did not verify: {failure}");
+                return Err(Failure::Withheld { why, verdict });
             }
             Err(failure) => return Err(Failure::Http(crate::http::dial_failure(failure))),
         };
         if let Some(gate) = &mut self.gate {
-            if let Clearance::Withheld(why) = gate.confirm(&stream, timeout).await {
+            if let Clearance::Withheld(withheld) = gate.confirm(&stream, timeout).await {
                 stream.close_without_time_wait();
-                return Err(Failure::Withheld { why });
+                return Err(Failure::Withheld { why: withheld.why, verdict: withheld.verdict });
             }
         }
         let mut bearer = b"Bearer ".to_vec();

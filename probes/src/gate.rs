@@ -27,15 +27,38 @@ pub enum Clearance {
     /// The credential may go on.
     Cleared,
     /// It may not: why, for the log, the page and the doctor.
-    Withheld(String),
+    Withheld(Withholding),
+}
+
+/// Why a credential was withheld: what a person reads, and the verdict it stands for (its kind and its
+/// holder), on which logs are deduplicated: the words may carry figures that vary from round to round (how
+/// many processes could not be read), the verdict does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withholding {
+    /// For people: who holds the port and whose it is, or which rule refused the route.
+    pub why: String,
+    /// The verdict's kind and holder (`not_ssh:python3:4242:nobody (uid 65534)`, `public_host`).
+    pub verdict: String,
+}
+
+impl Withholding {
+    fn new(verdict: impl Into<String>, why: impl Into<String>) -> Clearance {
+        Clearance::Withheld(Withholding { why: why.into(), verdict: verdict.into() })
+    }
+}
+
+impl std::fmt::Display for Withholding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
 }
 
 impl Clearance {
     /// Why the credential was withheld, if it was.
-    pub fn withheld(self) -> Option<String> {
+    pub fn withheld(self) -> Option<Withholding> {
         match self {
             Clearance::Cleared => None,
-            Clearance::Withheld(why) => Some(why),
+            Clearance::Withheld(withholding) => Some(withholding),
         }
     }
 }
@@ -86,7 +109,10 @@ impl CredentialGate {
         match &mut self.kind {
             Kind::Owner { target, also_trusted } => {
                 let outcome = crate::Probe::probe(target, timeout).await;
-                owner_clearance(outcome.trust(also_trusted))
+                match outcome.trust(also_trusted) {
+                    Trust::Ours(_) => Clearance::Cleared,
+                    Trust::NotOurs(why) => Withholding::new(outcome.verdict(), why),
+                }
             }
             Kind::Direct(route) => direct_check(route),
         }
@@ -105,47 +131,46 @@ impl CredentialGate {
         }
         match ssh_session::far_end_is_ours(stream.tcp()).await {
             Ok(()) => Clearance::Cleared,
-            Err(why) => Clearance::Withheld(why),
+            Err(why) => Withholding::new(format!("far_end:{why}"), why),
         }
     }
 }
 
-fn owner_clearance(trust: Trust) -> Clearance {
-    match trust {
-        Trust::Ours(_) => Clearance::Cleared,
-        Trust::NotOurs(why) => Clearance::Withheld(why),
-    }
-}
-
 fn direct_check(route: &Route) -> Clearance {
-    let Some(direct) = route.direct() else { return Clearance::Withheld("not a direct route".into()) };
+    let Some(direct) = route.direct() else { return Withholding::new("not_direct", "not a direct route") };
     match route.transport() {
         Transport::Wss => Clearance::Cleared,
         _ if route::plaintext_host_allowed(direct.host()) => Clearance::Cleared,
-        _ => Clearance::Withheld(format!(
-            "ws://{} is a public host: the token would cross the network in the clear (OpenClaw's CLI refuses it \
+        _ => Withholding::new(
+            "public_host",
+            format!(
+                "ws://{} is a public host: the token would cross the network in the clear (OpenClaw's CLI refuses it \
              too); use wss://, or an ssh forward",
-            route.authority()
-        )),
+                route.authority()
+            ),
+        ),
     }
 }
 
 fn direct_confirm(route: &Route, stream: &Stream) -> Clearance {
     match route.transport() {
         Transport::Wss if stream.is_tls() => Clearance::Cleared,
-        Transport::Wss => Clearance::Withheld("a wss:// route's connection is not TLS".into()),
+        Transport::Wss => Withholding::new("not_tls", "a wss:// route's connection is not TLS"),
         _ => {
-            if let Clearance::Withheld(why) = direct_check(route) {
-                return Clearance::Withheld(why);
+            if let withheld @ Clearance::Withheld(_) = direct_check(route) {
+                return withheld;
             }
             match stream.tcp().peer_addr() {
                 Ok(peer) if route::private_address(peer.ip()) => Clearance::Cleared,
-                Ok(peer) => Clearance::Withheld(format!(
-                    "{} reached the public address {}: the token would cross the network in the clear; use wss://",
-                    route.authority(),
-                    peer.ip()
-                )),
-                Err(_) => Clearance::Withheld("the connection closed before its address could be checked".into()),
+                Ok(peer) => Withholding::new(
+                    format!("public_address:{}", peer.ip()),
+                    format!(
+                        "{} reached the public address {}: the token would cross the network in the clear; use wss://",
+                        route.authority(),
+                        peer.ip()
+                    ),
+                ),
+                Err(_) => Withholding::new("closed", "the connection closed before its address could be checked"),
             }
         }
     }
@@ -184,7 +209,7 @@ mod tests {
         }
         let mut public =
             CredentialGate::for_route(&direct(Direct::ws("198.51.100.7", 18789)), ssh_session::Target::new, vec![]);
-        let why = public.check(timeout).await.withheld().expect("a public ws:// host is withheld");
+        let why = public.check(timeout).await.withheld().expect("a public ws:// host is withheld").why;
         assert!(why.contains("198.51.100.7:18789") && why.contains("wss://"), "{why}");
     }
 
@@ -256,7 +281,9 @@ mod tests {
         let _ = nobody.wait();
         assert!(far_end.as_ref().is_err_and(|why| why.contains("uid 65534")), "{far_end:?}");
         match verdict {
-            Clearance::Withheld(why) => assert!(why.contains("uid 65534"), "names the holder: {why}"),
+            Clearance::Withheld(withheld) => {
+                assert!(withheld.why.contains("uid 65534"), "names the holder: {withheld}")
+            }
             Clearance::Cleared => panic!("a connection taken by nobody's listener was trusted"),
         }
     }

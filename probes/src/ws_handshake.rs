@@ -168,7 +168,7 @@ impl crate::Probe for Target {
         let mut withheld = None;
         if let (false, Some(gate)) = (self.token.expose().is_empty(), &mut self.gate) {
             if let Clearance::Withheld(why) = gate.check(timeout).await {
-                withheld = Some(why);
+                withheld = Some(why.why);
             }
         }
         let outcome = self.handshake(deadline, &mut withheld).await;
@@ -220,7 +220,7 @@ impl Target {
             if let Some(gate) = &mut self.gate {
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                 if let Clearance::Withheld(why) = gate.confirm(socket.get_ref(), remaining).await {
-                    *withheld = Some(why);
+                    *withheld = Some(why.why);
                 }
             }
         }

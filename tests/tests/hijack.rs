@@ -291,4 +291,19 @@ fn nobody_binds_in_the_gap_after_the_user_s_ssh_dies() {
     assert_withheld_everywhere(&world, &exporter, &config, tap);
     let seen = exporter.scrape();
     assert_eq!(seen.value("openclaw_tunnel_ssh_session_state{forward=\"t\",state=\"unreadable\"}"), 1.0);
+
+    // Over 30 s with nobody holding the port (the tunnel round every 200 ms, the auth and handshake probes every
+    // second, a client retrying through the tap every 3 s): each verdict is logged once, not once a round or
+    // once a connection, whatever figures its words carry.
+    let naming = |log: &str| log.lines().filter(|line| line.contains("65534")).count();
+    let before = naming(&exporter.proc.output());
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        assert!(world.client_through_tap(tap).starts_with("HTTP/1.1 502 "));
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let after = exporter.scrape();
+    assert!(after.value("openclaw_gateway_credential_withheld_total{forward=\"t\",probe=\"tap\"}") >= 10.0);
+    let lines = naming(&exporter.proc.output()) - before;
+    assert!(lines <= 3, "{lines} log lines named nobody in 30 s:\n{}", exporter.proc.output());
 }

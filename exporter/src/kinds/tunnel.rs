@@ -100,8 +100,9 @@ impl TunnelKind {
 
 impl Adapter for TunnelKind {
     type Probe = TunnelProbe;
-    /// The session's outcome: a new owner (autossh's restart) is a change, a steady one is not.
-    type State = ssh_session::Outcome;
+    /// The session's verdict (its kind and holder): a new owner (autossh's restart) is a change, a steady one is
+    /// not, nor are the figures a lookup's words carry (how many processes it could not read).
+    type State = String;
 
     fn schedule(&self) -> Schedule<'_> {
         Schedule::forward(&self.forward, self.forward.syn_interval)
@@ -128,8 +129,8 @@ impl Adapter for TunnelKind {
         }
     }
 
-    fn state(&self, outcome: &TunnelOutcome) -> ssh_session::Outcome {
-        outcome.session.clone()
+    fn state(&self, outcome: &TunnelOutcome) -> String {
+        outcome.session.verdict()
     }
 
     fn log_change(&self, TunnelOutcome { session, .. }: &TunnelOutcome) {

@@ -102,6 +102,8 @@ pub enum AuthEvent<'a> {
     Withheld {
         /// The gate's verdict, for the log.
         why: String,
+        /// Its kind and holder, which the log says once ([`crate::gate::Withholding::verdict`]).
+        verdict: String,
     },
     /// The gateway announced an orderly close (its `shutdown` event, sent before closing 1012).
     GatewayShutdown {
@@ -232,8 +234,8 @@ pub async fn relay(mut client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn 
         // The client sees the same thing it would without the tap: the connection closes. (A `wss://`
         // upstream whose certificate did not verify is refused the same way, before a byte of the client's.)
         Err(failure) => {
-            if let Some(why) = upstream_refused(&failure) {
-                sink.auth_event(&config.forward, AuthEvent::Withheld { why });
+            if let Some((why, verdict)) = upstream_refused(&failure) {
+                sink.auth_event(&config.forward, AuthEvent::Withheld { why, verdict });
                 let _ = client.write_all(&withheld_answer()).await;
                 let _ = client.shutdown().await;
             }
@@ -242,9 +244,9 @@ pub async fn relay(mut client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn 
     };
     if let Some(gate) = &config.gate {
         let verdict = gate.lock().await.confirm(&upstream, config.connect_timeout).await;
-        if let Clearance::Withheld(why) = verdict {
+        if let Clearance::Withheld(withheld) = verdict {
             upstream.close_without_time_wait();
-            sink.auth_event(&config.forward, AuthEvent::Withheld { why });
+            sink.auth_event(&config.forward, AuthEvent::Withheld { why: withheld.why, verdict: withheld.verdict });
             let _ = client.write_all(&withheld_answer()).await;
             let _ = client.shutdown().await;
             return;
@@ -269,8 +271,10 @@ pub async fn relay(mut client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn 
 
 /// A dial of the upstream that the gate's rule itself refuses: a `wss://` certificate that did not verify.
 /// (Other failures close the client's connection as a dead upstream would.)
-fn upstream_refused(failure: &crate::route::DialFailure) -> Option<String> {
-    failure.presented().map(|_| format!("the upstream's certificate did not verify: {failure}"))
+fn upstream_refused(failure: &crate::route::DialFailure) -> Option<(String, String)> {
+    failure.presented().map(|certificate| {
+        (format!("the upstream's certificate did not verify: {failure}"), format!("certificate:{}", certificate.sha256))
+    })
 }
 
 /// A tapped connection's two sides, split for the two copy loops.

@@ -47,6 +47,19 @@ pub async fn far_end_is_ours(_stream: &tokio::net::TcpStream) -> Result<(), Stri
 }
 
 impl Outcome {
+    /// The verdict this outcome stands for, its kind and its holder, for logs that say each verdict once: the
+    /// owner's name, pid and user, or the listeners no readable process owns, never the figures that vary
+    /// from one lookup to the next (how many processes could not be read).
+    pub fn verdict(&self) -> String {
+        match self {
+            Outcome::Up(owner) | Outcome::NotSsh(owner) => {
+                format!("{}:{}:{}:{}", crate::Label::label(self), owner.name, owner.pid, owner.user())
+            }
+            Outcome::Unreadable { detail } => format!("unreadable:{}", detail.split(';').next().unwrap_or_default()),
+            other => crate::Label::label(other).to_owned(),
+        }
+    }
+
     /// Whether the owner this outcome found may be handed the gateway token. Only an ssh client (ssh,
     /// autossh's ssh, plink, ssh.exe) or a process named in `also_trusted` (the gateway itself on the
     /// gateway host, a stand-in in tests), running as the exporter's own user, is trusted: a listener of
@@ -93,5 +106,38 @@ impl Outcome {
             Outcome::Unreadable { .. } => Some(true),
             Outcome::Up(_) | Outcome::NotSsh(_) => Some(matches!(self.trust(also_trusted), Trust::NotOurs(_))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verdict_names_the_kind_and_holder_and_not_the_figures_a_lookup_varies() {
+        let unreadable = |denied: usize| Outcome::Unreadable {
+            detail: format!(
+                "a listener that could take the forward's connections, 127.0.0.1:1 (held by nobody (uid 65534)), is \
+                 owned by no process this user can read; {denied} processes' fds were not readable"
+            ),
+        };
+        assert_eq!(unreadable(3).verdict(), unreadable(41).verdict());
+        assert!(unreadable(3).verdict().contains("uid 65534"), "{}", unreadable(3).verdict());
+        assert_ne!(unreadable(3).verdict(), Outcome::NoListener.verdict());
+        let owner = |pid: u32| {
+            Outcome::NotSsh(Owner {
+                pid,
+                name: "python3".into(),
+                parent_pid: 1,
+                parent_name: None,
+                socket_inode: 7,
+                socket_fd: 3,
+                uid: Some(65534),
+                same_user: Some(false),
+                user_name: Some("nobody".into()),
+            })
+        };
+        assert_eq!(owner(42).verdict(), owner(42).verdict());
+        assert_ne!(owner(42).verdict(), owner(43).verdict(), "another holder is another verdict");
     }
 }

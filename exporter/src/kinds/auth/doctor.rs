@@ -85,7 +85,7 @@ async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
                 None => "configuration management missed this machine: install the current token where the CLI reads it",
             },
         ),
-        Err(probes::auth_probe::Failure::Withheld { why }) => Verdict::fail(
+        Err(probes::auth_probe::Failure::Withheld { why, .. }) => Verdict::fail(
             format!("token not sent: {why}"),
             "the token goes only to this user's ssh, a verified wss:// gateway or a ws:// LAN host: fix the layer \
              the gate names first",

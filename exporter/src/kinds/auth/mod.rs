@@ -109,15 +109,21 @@ impl AuthProbeKind {
         (target, recording)
     }
 
-    fn note(&mut self, text: String, warn: bool) {
-        if text != self.last_note {
+    /// Log `text` unless the last note stood for the same `verdict` (a withheld token's kind and holder: its
+    /// words may carry figures that vary from round to round).
+    fn note_once(&mut self, verdict: &str, text: String, warn: bool) {
+        if verdict != self.last_note {
             if warn {
                 tracing::warn!(forward = %self.forward.name, "{text}");
             } else {
                 tracing::info!(forward = %self.forward.name, "{text}");
             }
-            self.last_note = text;
+            verdict.clone_into(&mut self.last_note);
         }
+    }
+
+    fn note(&mut self, text: String, warn: bool) {
+        self.note_once(&text.clone(), text, warn);
     }
 }
 
@@ -152,9 +158,9 @@ impl Adapter for AuthProbeKind {
 
     fn handle(&mut self, _round: Round, outcome: &auth_probe::Outcome) -> &'static str {
         // The token goes only to our own user's ssh: the probe's gate withheld it, so nothing was sent.
-        if let Err(auth_probe::Failure::Withheld { why }) = outcome {
+        if let Err(auth_probe::Failure::Withheld { why, verdict }) = outcome {
             self.record.count_withheld(&self.forward.name, "auth");
-            self.note(format!("token withheld: {why}"), true);
+            self.note_once(&format!("withheld:{verdict}"), format!("token withheld: {why}"), true);
             return self.state(outcome);
         }
         self.record.record_auth_probe(&self.forward.name, &self.revision, outcome);
