@@ -236,6 +236,12 @@ mod tests {
     async fn the_gate_confirms_a_connection_to_a_listener_it_trusts() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        // It accepts, as ssh does: only an accepted socket vouches for its owner.
+        let accepting = listener.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _kept: Vec<_> = accepting.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_secs(10));
+        });
         let mut gate = CredentialGate::owner(ssh_session::Target::new(addr), vec![own_comm()]);
         assert_eq!(gate.check(Duration::from_secs(5)).await, Clearance::Cleared);
         let stream = Stream::Plain(crate::net::connect_stream(addr).await.unwrap());
@@ -250,6 +256,8 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_listener_that_changed_between_the_check_and_the_connect_is_refused_after_connect() {
+        // nobody's listener accepts (an accepted socket names its owner); one that never accepts is withheld
+        // all the same, as not accepted in time.
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             assert!(std::env::var("OCE_REQUIRE_ROOT").as_deref() != Ok("1"), "needs root to run a listener as nobody");
@@ -263,7 +271,7 @@ mod tests {
         drop(ours);
         let script =
             "import socket,sys,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-                      s.bind(('127.0.0.1',int(sys.argv[1])))\ns.listen(8)\nprint('up',flush=True)\ntime.sleep(30)\n";
+                      s.bind(('127.0.0.1',int(sys.argv[1])))\ns.listen(8)\nprint('up',flush=True)\nc=s.accept()\ntime.sleep(30)\n";
         let mut nobody = std::process::Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
             .arg(addr.port().to_string())

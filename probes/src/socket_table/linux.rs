@@ -25,11 +25,40 @@ pub(crate) fn listening(keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Lis
     Ok(found)
 }
 
-/// The uid of the socket at the other end of our connection `local` -> `peer` (the listener's side: an
-/// accepted socket, or one still in the listener's queue, carries the uid of the listener that made it). One
-/// exact sock_diag lookup (no dump): it names whose listener took this very connection, which a re-read of
-/// the listener table cannot (a listener may come and go between the table read and the connect).
-pub(crate) fn peer_uid(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<u32>> {
+/// The socket at the other end of one of our connections, as the kernel's table has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FarEnd {
+    /// Accepted by its listener's process (ESTABLISHED or CLOSE_WAIT, with an inode): this uid's.
+    Settled(u32),
+    /// Not yet: half-open (SYN_RECV), or established but still in the listener's queue (no inode yet).
+    Pending,
+    /// In a state that vouches for no one (a TIME_WAIT or closing mini-socket carries no owner's uid).
+    Unsettled(u8),
+    /// No such socket.
+    Missing,
+}
+
+/// TCP states (include/net/tcp_states.h).
+const ESTABLISHED: u8 = 1;
+const SYN_RECV: u8 = 3;
+const CLOSE_WAIT: u8 = 8;
+
+/// What an exact lookup's answer says of the far end: only an accepted socket (ESTABLISHED or CLOSE_WAIT with an
+/// inode) names whose it is; a half-open one or one still queued is looked at again; any other state vouches
+/// for no one.
+pub(crate) fn judge_far_end(state: u8, inode: u32, uid: u32) -> FarEnd {
+    match state {
+        ESTABLISHED | CLOSE_WAIT if inode != 0 => FarEnd::Settled(uid),
+        ESTABLISHED | CLOSE_WAIT | SYN_RECV => FarEnd::Pending,
+        other => FarEnd::Unsettled(other),
+    }
+}
+
+/// The socket at the other end of our connection `local` -> `peer` (the listener's side: an accepted socket
+/// carries the uid of the listener's process). One exact sock_diag lookup (no dump): it names whose listener
+/// took this very connection, which a re-read of the listener table cannot (a listener may come and go between
+/// the table read and the connect).
+pub(crate) fn far_end(local: SocketAddr, peer: SocketAddr) -> io::Result<FarEnd> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
     socket.bind_auto()?;
     socket.connect(&NetlinkAddr::new(0, 0))?;
@@ -56,11 +85,12 @@ pub(crate) fn peer_uid(local: SocketAddr, peer: SocketAddr) -> io::Result<Option
         let message = NetlinkMessage::<SockDiagMessage>::deserialize(&buffer[..size])
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         if let NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) = message.payload {
-            return Ok(Some(response.header.uid));
+            let header = &response.header;
+            return Ok(judge_far_end(header.state, header.inode, header.uid));
         }
         // An error (ENOENT: no such socket in this family): try the next form.
     }
-    Ok(None)
+    Ok(FarEnd::Missing)
 }
 
 /// Send one TCP sock_diag request: a dump (`NLM_F_DUMP` in `flags`) of the sockets in `states`, or the one
@@ -129,6 +159,23 @@ fn dump_family(
                 break;
             }
             offset += length;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_accepted_far_end_vouches_and_a_half_open_or_queued_one_is_asked_again() {
+        assert_eq!(judge_far_end(ESTABLISHED, 4242, 1000), FarEnd::Settled(1000));
+        assert_eq!(judge_far_end(CLOSE_WAIT, 4242, 1000), FarEnd::Settled(1000));
+        assert_eq!(judge_far_end(SYN_RECV, 0, 65534), FarEnd::Pending, "half-open: asked again");
+        assert_eq!(judge_far_end(ESTABLISHED, 0, 65534), FarEnd::Pending, "queued, not yet accepted: asked again");
+        // TIME_WAIT (6), FIN_WAIT1 (4), LAST_ACK (9): mini-sockets or closing ones vouch for no one.
+        for state in [4, 6, 9] {
+            assert_eq!(judge_far_end(state, 4242, 1000), FarEnd::Unsettled(state));
         }
     }
 }

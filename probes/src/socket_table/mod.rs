@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{listening, peer_uid};
+pub(crate) use linux::{far_end, listening, FarEnd};
 
 #[cfg(windows)]
 mod windows;

@@ -13,29 +13,41 @@ pub enum Trust {
     NotOurs(String),
 }
 
-/// Linux: the socket at the other end of `stream` (the listener's accepted, or still queued, socket) carries
-/// the uid of the listener that made it; it must be ours. On loopback the far end's half of the handshake
-/// may still be in flight when connect() returns, so a few short waits (at most ~50 ms) cover that.
+/// Linux: the socket at the other end of `stream` (the listener's accepted socket) carries the uid of the
+/// listener's process; it must be ours. Only an accepted socket vouches (ESTABLISHED or CLOSE_WAIT, with an
+/// inode): on loopback the far end's half of the handshake may still be in flight when connect() returns, or the
+/// connection may still sit in the listener's queue, so a few short waits (at most ~90 ms) cover that; a socket in
+/// any other state vouches for no one.
 #[cfg(target_os = "linux")]
 pub async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<(), String> {
+    use crate::socket_table::FarEnd;
     let (local, peer) = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(local), Ok(peer)) => (local, peer),
         _ => return Err("the connection closed before its far end could be checked".into()),
     };
     // SAFETY: geteuid has no preconditions and cannot fail.
     let ours = unsafe { libc::geteuid() };
-    let mut last = None;
+    let mut last = FarEnd::Missing;
     for attempt in 0..25u32 {
-        match crate::socket_table::peer_uid(local, peer) {
-            Ok(Some(uid)) if uid == ours => return Ok(()),
+        match crate::socket_table::far_end(local, peer) {
+            Ok(FarEnd::Settled(uid)) if uid == ours => return Ok(()),
+            Ok(FarEnd::Settled(uid)) => {
+                return Err(format!(
+                    "the connection was taken by a socket of {}, not this user",
+                    super::describe_uid(uid)
+                ))
+            }
             Ok(found) => last = found,
             Err(err) => return Err(format!("the connection's far end cannot be read: {err}")),
         }
         tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt.min(4)))).await;
     }
     Err(match last {
-        Some(uid) => format!("the connection was taken by a socket of {}, not this user", super::describe_uid(uid)),
-        None => "the connection's far end was not found (it was taken and closed)".into(),
+        FarEnd::Pending => "the connection's far end was not accepted in time (still half-open or queued)".into(),
+        FarEnd::Unsettled(state) => {
+            format!("the connection's far end is in TCP state {state}, which vouches for no one")
+        }
+        _ => "the connection's far end was not found (it was taken and closed)".into(),
     })
 }
 
