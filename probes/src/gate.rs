@@ -42,7 +42,7 @@ pub struct Withholding {
 }
 
 impl Withholding {
-    fn new(verdict: impl Into<String>, why: impl Into<String>) -> Clearance {
+    fn withheld(verdict: impl Into<String>, why: impl Into<String>) -> Clearance {
         Clearance::Withheld(Withholding { why: why.into(), verdict: verdict.into() })
     }
 }
@@ -111,7 +111,7 @@ impl CredentialGate {
                 let outcome = crate::Probe::probe(target, timeout).await;
                 match outcome.trust(also_trusted) {
                     Trust::Ours(_) => Clearance::Cleared,
-                    Trust::NotOurs(why) => Withholding::new(outcome.verdict(), why),
+                    Trust::NotOurs(why) => Withholding::withheld(outcome.verdict(), why),
                 }
             }
             Kind::Direct(route) => direct_check(route),
@@ -131,17 +131,17 @@ impl CredentialGate {
         }
         match ssh_session::far_end_is_ours(stream.tcp()).await {
             Ok(()) => Clearance::Cleared,
-            Err(why) => Withholding::new(format!("far_end:{why}"), why),
+            Err(why) => Withholding::withheld(format!("far_end:{why}"), why),
         }
     }
 }
 
 fn direct_check(route: &Route) -> Clearance {
-    let Some(direct) = route.direct() else { return Withholding::new("not_direct", "not a direct route") };
+    let Some(direct) = route.direct() else { return Withholding::withheld("not_direct", "not a direct route") };
     match route.transport() {
         Transport::Wss => Clearance::Cleared,
         _ if route::plaintext_host_allowed(direct.host()) => Clearance::Cleared,
-        _ => Withholding::new(
+        _ => Withholding::withheld(
             "public_host",
             format!(
                 "ws://{} is a public host: the token would cross the network in the clear (OpenClaw's CLI refuses it \
@@ -155,14 +155,14 @@ fn direct_check(route: &Route) -> Clearance {
 fn direct_confirm(route: &Route, stream: &Stream) -> Clearance {
     match route.transport() {
         Transport::Wss if stream.is_tls() => Clearance::Cleared,
-        Transport::Wss => Withholding::new("not_tls", "a wss:// route's connection is not TLS"),
+        Transport::Wss => Withholding::withheld("not_tls", "a wss:// route's connection is not TLS"),
         _ => {
             if let withheld @ Clearance::Withheld(_) = direct_check(route) {
                 return withheld;
             }
             match stream.tcp().peer_addr() {
                 Ok(peer) if route::private_address(peer.ip()) => Clearance::Cleared,
-                Ok(peer) => Withholding::new(
+                Ok(peer) => Withholding::withheld(
                     format!("public_address:{}", peer.ip()),
                     format!(
                         "{} reached the public address {}: the token would cross the network in the clear; use wss://",
@@ -170,7 +170,7 @@ fn direct_confirm(route: &Route, stream: &Stream) -> Clearance {
                         peer.ip()
                     ),
                 ),
-                Err(_) => Withholding::new("closed", "the connection closed before its address could be checked"),
+                Err(_) => Withholding::withheld("closed", "the connection closed before its address could be checked"),
             }
         }
     }
