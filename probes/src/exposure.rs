@@ -159,8 +159,7 @@ impl crate::Probe for Target {
 /// Linux (sock_diag) and Windows (the IP Helper listener table): the kernel's own table of every listener.
 #[cfg(any(target_os = "linux", windows))]
 fn listeners_on(port: u16) -> Outcome {
-    let listeners =
-        crate::socket_table::listening(|addr| addr.port() == port).map_err(|e| Failure::Unreadable(e.to_string()))?;
+    let listeners = crate::socket_table::listening(port, |_| true).map_err(|e| Failure::Unreadable(e.to_string()))?;
     Ok(Exposure { listeners: listeners.into_iter().map(|l| l.addr).collect() })
 }
 

@@ -129,7 +129,7 @@ impl CredentialGate {
         if cleared != Clearance::Cleared {
             return cleared;
         }
-        match ssh_session::far_end_is_ours(stream.tcp()).await {
+        match ssh_session::far_end_is_ours(stream.tcp(), timeout).await {
             Ok(()) => Clearance::Cleared,
             Err(why) => Withholding::withheld(format!("far_end:{why}"), why),
         }
@@ -284,7 +284,7 @@ mod tests {
         let stream = Stream::Plain(crate::net::connect_stream(addr).await.unwrap());
         let verdict = gate.confirm(&stream, Duration::from_secs(5)).await;
         // The connection's far end itself names nobody, whatever the listener table says by now.
-        let far_end = ssh_session::far_end_is_ours(stream.tcp()).await;
+        let far_end = ssh_session::far_end_is_ours(stream.tcp(), Duration::from_secs(1)).await;
         let _ = nobody.kill();
         let _ = nobody.wait();
         assert!(far_end.as_ref().is_err_and(|why| why.contains("uid 65534")), "{far_end:?}");

@@ -100,6 +100,16 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time `pid` has used, user and system, in clock ticks (`/proc/PID/stat` fields 14 and 15; 100 a second).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name's closing parenthesis: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    field(14) + field(15)
+}
+
 /// True when this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

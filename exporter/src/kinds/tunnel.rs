@@ -25,7 +25,7 @@ pub fn session_target(
     lookup: ssh_session::Lookup,
     index: &ssh_session::OwnerIndex,
 ) -> ssh_session::Target {
-    ssh_session::Target { addr, last_owner: None, lookup, index: index.clone() }
+    ssh_session::Target { lookup, index: index.clone(), ..ssh_session::Target::new(addr) }
 }
 
 /// One tunnel round's probes: the SYN probe and the ssh session probe, run together.

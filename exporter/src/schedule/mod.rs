@@ -254,7 +254,8 @@ fn start_taps(
         let gate = match running_gates.iter().find(same) {
             Some(kept) => kept.gate.clone(),
             None => {
-                let session = |addr| ssh_session::Target { addr, last_owner: None, lookup, index: owner_index.clone() };
+                let session =
+                    |addr| ssh_session::Target { lookup, index: owner_index.clone(), ..ssh_session::Target::new(addr) };
                 Arc::new(tokio::sync::Mutex::new(CredentialGate::for_route(&upstream, session, also_trusted.clone())))
             }
         };

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{far_end, listening, FarEnd};
+pub(crate) use linux::{far_end, listening, receiving, FarEnd};
 
 #[cfg(windows)]
 mod windows;
@@ -34,6 +34,6 @@ pub struct Listener {
 /// [`crate::net::could_receive`]).
 #[cfg(any(target_os = "linux", windows))]
 pub(crate) fn candidates(wanted: SocketAddr) -> std::io::Result<Vec<Listener>> {
-    let all = listening(|addr| addr.port() == wanted.port())?;
+    let all = listening(wanted.port(), |_| true)?;
     Ok(all.into_iter().filter(|l| crate::net::could_receive(l.addr, l.v6only, wanted)).collect())
 }

@@ -13,7 +13,9 @@ use windows::Win32::Networking::WinSock::{AF_INET, AF_INET6};
 use super::Listener;
 
 /// Every listening TCP socket, IPv4 and IPv6, for which `keep` is true.
-pub(crate) fn listening(keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Listener>> {
+pub(crate) fn listening(port: u16, keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Listener>> {
+    // The IP Helper table takes no filter: the port is checked here.
+    let keep = |addr: SocketAddr| addr.port() == port && keep(addr);
     let mut found = listening_family(true, &keep)?;
     found.extend(listening_family(false, &keep)?);
     Ok(found)

@@ -16,10 +16,11 @@ pub enum Trust {
 /// Linux: the socket at the other end of `stream` (the listener's accepted socket) carries the uid of the
 /// listener's process; it must be ours. Only an accepted socket vouches (ESTABLISHED or CLOSE_WAIT, with an
 /// inode): on loopback the far end's half of the handshake may still be in flight when connect() returns, or the
-/// connection may still sit in the listener's queue, so a few short waits (at most ~90 ms) cover that; a socket in
-/// any other state vouches for no one.
+/// connection may still sit in the listener's queue (a burst of connections waits for its accept loop), so it is
+/// looked at again, at growing intervals up to 10 ms, for up to `timeout`; a socket in any other state vouches
+/// for no one.
 #[cfg(target_os = "linux")]
-pub async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<(), String> {
+pub async fn far_end_is_ours(stream: &tokio::net::TcpStream, timeout: std::time::Duration) -> Result<(), String> {
     use crate::socket_table::FarEnd;
     let (local, peer) = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(local), Ok(peer)) => (local, peer),
@@ -28,7 +29,8 @@ pub async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<(), Strin
     // SAFETY: geteuid has no preconditions and cannot fail.
     let ours = unsafe { libc::geteuid() };
     let mut last = FarEnd::Missing;
-    for attempt in 0..25u32 {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for attempt in 0u32.. {
         match crate::socket_table::far_end(local, peer) {
             Ok(FarEnd::Settled(uid)) if uid == ours => return Ok(()),
             Ok(FarEnd::Settled(uid)) => {
@@ -40,7 +42,13 @@ pub async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<(), Strin
             Ok(found) => last = found,
             Err(err) => return Err(format!("the connection's far end cannot be read: {err}")),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt.min(4)))).await;
+        // A socket gone, or in a state that vouches for no one, is not waited for long: a few looks, as for one
+        // whose far end is still being set up.
+        let patient = matches!(last, FarEnd::Pending) || attempt < 8;
+        if !patient || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt.min(10)))).await;
     }
     Err(match last {
         FarEnd::Pending => "the connection's far end was not accepted in time (still half-open or queued)".into(),
@@ -54,7 +62,7 @@ pub async fn far_end_is_ours(stream: &tokio::net::TcpStream) -> Result<(), Strin
 /// Elsewhere the listener re-check in [`crate::gate::CredentialGate::confirm`] is the whole confirmation (macOS
 /// shows no other user's sockets; Windows' connection table is a later addition).
 #[cfg(not(target_os = "linux"))]
-pub async fn far_end_is_ours(_stream: &tokio::net::TcpStream) -> Result<(), String> {
+pub async fn far_end_is_ours(_stream: &tokio::net::TcpStream, _timeout: std::time::Duration) -> Result<(), String> {
     Ok(())
 }
 

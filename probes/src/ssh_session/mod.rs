@@ -85,12 +85,33 @@ pub struct Target {
     pub lookup: Lookup,
     /// The process walk shared by the targets given the same index (see [`OwnerIndex`]).
     pub index: OwnerIndex,
+    /// When every listener on the port that could take the connection was last read (a dump of the port's
+    /// listening sockets, every user's). In between, the Linux steady state asks the kernel only which listener
+    /// takes the connection now (one exact lookup, no walk of anyone's listeners): [`SURVEY_EVERY`].
+    pub last_survey: Option<std::time::Instant>,
 }
+
+/// How often the steady state reads every candidate listener of the port, not only the one that takes the
+/// connection: a newcomer less specific than the owner's bind (which takes no connection while the owner
+/// holds its own) is reported within this long. The dump walks every user's listeners in the kernel
+/// (issue 38: 19,000 of another user's cost 1-2 ms a dump), so it runs this often, not every round.
+pub const SURVEY_EVERY: Duration = Duration::from_secs(5);
 
 impl Target {
     /// A target with no remembered owner and an index of its own, looked up the platform's default way.
     pub fn new(addr: SocketAddr) -> Target {
-        Target { addr, last_owner: None, lookup: Lookup::platform_default(), index: OwnerIndex::default() }
+        Target {
+            addr,
+            last_owner: None,
+            lookup: Lookup::platform_default(),
+            index: OwnerIndex::default(),
+            last_survey: None,
+        }
+    }
+
+    /// Whether this run reads every candidate listener (none read yet, or the last read is [`SURVEY_EVERY`] old).
+    pub(crate) fn survey_due(&self) -> bool {
+        self.last_survey.is_none_or(|at| at.elapsed() >= SURVEY_EVERY)
     }
 }
 
@@ -265,8 +286,12 @@ impl crate::Probe for Target {
 
     /// Find the owner of `addr`'s listening socket, and remember it for the next run.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
+        let survey = self.survey_due();
         let outcome = run(self, timeout).await;
         self.last_owner = outcome.owner().cloned();
+        if survey {
+            self.last_survey = Some(std::time::Instant::now());
+        }
         outcome
     }
 }
@@ -299,13 +324,12 @@ async fn run(target: &Target, timeout: Duration) -> Outcome {
     if !target.lookup.available() {
         return Outcome::Unsupported { detail: format!("the {} lookup runs on Linux only", target.lookup.as_str()) };
     }
-    // The steady state (the last owner still owns it; on Linux also: no listener at all) is answered in
-    // place in tens of microseconds. Only a change of owner looks through every process, on a blocking thread.
-    if let Some(outcome) = quick_lookup(target) {
-        return outcome;
-    }
+    // Off the thread that times probes, whatever it costs: the steady state (the last owner still owns it; on
+    // Linux also: no listener at all) is one filtered socket-table read and one readlink; only a change of owner
+    // looks through every process. Both read tables other users fill (issue 38: 19,000 listeners of another
+    // user's cost an unfiltered dump 22 ms a round, on the thread that timed every probe's SYN and first byte).
     let target = target.clone();
-    let lookup = tokio::task::spawn_blocking(move || full_lookup(&target));
+    let lookup = tokio::task::spawn_blocking(move || quick_lookup(&target).unwrap_or_else(|| full_lookup(&target)));
     match tokio::time::timeout(timeout, lookup).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(join_error)) => Outcome::Unknown { detail: format!("socket lookup failed: {join_error}") },
@@ -339,7 +363,7 @@ mod tests {
     use crate::Label;
 
     fn target(addr: SocketAddr, lookup: Lookup) -> Target {
-        Target { addr, last_owner: None, lookup, index: OwnerIndex::default() }
+        Target { lookup, ..Target::new(addr) }
     }
 
     /// Every lookup this OS can run: both on Linux, listeners elsewhere.

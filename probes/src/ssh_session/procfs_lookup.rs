@@ -15,6 +15,18 @@ use procfs::ProcError;
 /// listener is still the remembered owner's socket. A second candidate (another bind that could take the
 /// connection) always goes to the full lookup, so the steady state can never skip a newcomer.
 pub(super) fn quick_lookup(target: &Target) -> Option<Outcome> {
+    // Between surveys: the kernel's own answer to "which listener takes a connection to the address now", one
+    // exact lookup. Still the remembered owner's socket, its fd still linking to it: nothing changed. Anything
+    // else reads every candidate below.
+    if let (false, Some(owner)) = (target.survey_due(), target.last_owner.as_ref()) {
+        match crate::socket_table::receiving(target.addr) {
+            Ok(Some((inode, _))) if inode == owner.socket_inode && super::os::fd_still_links(owner) => {
+                return Some(decide::classify(owner.clone()));
+            }
+            Ok(None) => return Some(Outcome::NoListener),
+            _ => {}
+        }
+    }
     let candidates = match candidates(target) {
         Ok(candidates) => candidates,
         Err(err) => return Some(Outcome::Unsupported { detail: format!("cannot read the socket table: {err}") }),

@@ -34,8 +34,11 @@ pub(in crate::ssh_session) fn candidate_addrs(wanted: SocketAddr) -> Option<Vec<
 
 /// The fd and inode by which `pid` holds the socket listening on `listening`.
 pub(in crate::ssh_session) fn socket_of(pid: u32, listening: SocketAddr) -> Option<(i32, u64)> {
-    let inodes: Vec<u64> =
-        crate::socket_table::listening(|addr| addr == listening).ok()?.into_iter().map(|l| l.inode).collect();
+    let inodes: Vec<u64> = crate::socket_table::listening(listening.port(), |addr| addr == listening)
+        .ok()?
+        .into_iter()
+        .map(|l| l.inode)
+        .collect();
     owned_socket(&Process::new(i32::try_from(pid).ok()?).ok()?, &inodes)
 }
 
