@@ -7,9 +7,11 @@
 
 mod doctor;
 pub mod record;
+mod tap;
 
 pub use doctor::DOCTOR_STEP;
-pub use record::{record, AuthFailureStatus, AuthRecord, RefusalStatus, TapSink};
+pub use record::{record, AuthFailureStatus, AuthRecord, RefusalStatus};
+pub use tap::TapSink;
 
 use crate::config::{AuthProbe, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
