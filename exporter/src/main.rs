@@ -27,6 +27,7 @@ mod html;
 mod init;
 mod kinds;
 mod limits;
+mod listen;
 mod openclaw_cli_url;
 mod private_files;
 mod record;

@@ -129,7 +129,7 @@ fn tap_toml(forward: &str, listen: std::net::SocketAddr, upstream: std::net::Soc
 }
 
 #[test]
-fn a_reload_whose_new_tap_port_is_taken_keeps_the_running_generation_whole() {
+fn a_reload_that_cannot_start_keeps_the_running_generation_whole_and_a_taken_tap_port_is_retried() {
     // The running generation must never stop for a reload that cannot start: its probes keep their rhythm,
     // its tap keeps relaying, the failure is counted and answered, and the process lives on.
     let gateway = Gateway::start(free_port(), Duration::ZERO);
@@ -144,25 +144,28 @@ fn a_reload_whose_new_tap_port_is_taken_keeps_the_running_generation_whole() {
     let exporter = Exporter::start_with_lifecycle(&running);
     exporter.wait_for("probes running", T, |m| m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 3.0);
     wait_listening(tap, "auth tap", T);
+    let reload = || {
+        let response = ureq::post(format!("http://{}/-/reload", exporter.web))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_empty()
+            .unwrap();
+        let status = response.status();
+        (status, response.into_body().read_to_string().unwrap())
+    };
 
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let taken_addr = taken.local_addr().unwrap();
-    exporter.rewrite_config(&format!("{running}{}", tap_toml("t", taken_addr, gateway.addr)));
-    let response = ureq::post(format!("http://{}/-/reload", exporter.web))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_empty()
-        .unwrap();
-    let status = response.status();
-    let body = response.into_body().read_to_string().unwrap();
-    assert!(!status.is_success(), "a reload that cannot bind answers an error: {status} {body}");
-    assert!(
-        body.contains(&format!("auth_tap[1].listen = \"{taken_addr}\"")),
-        "the error names the key and value: {body}"
-    );
-    // And who holds the address (this test process): the CLI pointed there would hand it its token.
-    assert!(body.contains(&format!("pid {}", std::process::id())), "the error names the holder: {body}");
+    // A CA file that exists (so the file validates) but holds no certificate: the generation cannot start.
+    let not_a_certificate = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_a_certificate.path(), "not a certificate\n").unwrap();
+    exporter.rewrite_config(&format!(
+        "{running}[[model_host]]\nname = \"m\"\nurl = \"https://127.0.0.1:{}/\"\nca_file = \"{}\"\n",
+        gateway.addr.port(),
+        not_a_certificate.path().display()
+    ));
+    let (status, body) = reload();
+    assert!(!status.is_success(), "a reload that cannot start answers an error: {status} {body}");
+    assert!(body.contains("model_host[0].ca_file"), "the error names the key: {body}");
     let failed = exporter.wait_for("the failed reload counted", T, |m| {
         m.get("openclaw_exporter_config_reloads_total{result=\"failure\"}") >= Some(1.0)
     });
@@ -173,7 +176,27 @@ fn a_reload_whose_new_tap_port_is_taken_keeps_the_running_generation_whole() {
     });
     assert_eq!(request_through(tap), Ok("HTTP/1.1 200 OK".to_owned()));
     assert!(exporter.proc.output().contains("keeping the running configuration"), "{}", exporter.proc.output());
+
+    // A second tap whose port another process holds (this test): the reload succeeds, the running tap keeps
+    // relaying, the new one is hijacked and names the holder until the port is free, then listens.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    exporter.rewrite_config(&format!("{running}{}", tap_toml("t", taken_addr, gateway.addr)));
+    let (status, body) = reload();
+    assert!(status.is_success(), "a taken tap port does not fail the reload: {status} {body}");
+    exporter.wait_for("the taken tap port seen", T, |m| {
+        m.value("openclaw_gateway_tap_hijacked{forward=\"t\"}") == 1.0
+            && m.value("openclaw_exporter_listen_failures_total{listener=\"auth_tap\",reason=\"in_use\"}") >= 1.0
+    });
+    let taps = exporter.status()["forwards"][0]["auth_taps"].to_string();
+    assert!(taps.contains(&format!("pid {}", std::process::id())), "the holder named: {taps}");
+    assert_eq!(request_through(tap), Ok("HTTP/1.1 200 OK".to_owned()), "the running tap relays meanwhile");
     drop(taken);
+    let released = std::time::Instant::now();
+    wait_listening(taken_addr, "the second tap, once the port is free", Duration::from_secs(15));
+    assert!(released.elapsed() < Duration::from_secs(15));
+    assert_eq!(request_through(taken_addr), Ok("HTTP/1.1 200 OK".to_owned()));
+    exporter.wait_for("no longer hijacked", T, |m| m.value("openclaw_gateway_tap_hijacked{forward=\"t\"}") == 0.0);
 }
 
 #[test]

@@ -17,6 +17,8 @@ use crate::{signals, state, web};
 
 /// Run the exporter on the configuration at `config_path` (or the embedded default) until stopped.
 pub fn main(config_path: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
+    // First, while this is the only thread: the service manager's sockets (socket activation).
+    let inherited = crate::listen::adopt_inherited();
     let config = match Config::load(config_path.as_deref()) {
         Ok(config) => config,
         Err(err) => {
@@ -31,6 +33,10 @@ pub fn main(config_path: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if !inherited.is_empty() {
+        let addresses: Vec<String> = inherited.iter().map(ToString::to_string).collect();
+        tracing::info!(sockets = %addresses.join(" "), "listening sockets handed over by the service manager");
+    }
     if let Some((before, after)) = crate::limits::raise_descriptor_limit() {
         if after > before {
             tracing::info!(before, after, "raised the open-descriptor soft limit to the hard limit");
@@ -249,12 +255,11 @@ fn start_web_server(
     reload_tx: mpsc::Sender<web::ReloadRequest>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(WebThread, WebControl)> {
-    let listener = std::net::TcpListener::bind(config.web.listen)
-        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
-        .with_context(|| format!("cannot listen on web.listen = \"{}\"", config.web.listen))?;
+    let listen = config.web.listen;
+    let owner_lookup = config.scheduler.owner_lookup;
     let tls = config.web.security.as_ref().and_then(|security| security.tls.clone());
     let basic_auth = config.web.security.as_ref().is_some_and(|security| security.requires_auth());
-    tracing::info!(listen = %config.web.listen, tls = tls.is_some(), basic_auth, forwards = config.forwards.len(), "serving /metrics");
+    let forwards = config.forwards.len();
     let (security_tx, security_rx) = tokio::sync::watch::channel(config.web.security.clone());
     let (policy_tx, policy_rx) = tokio::sync::watch::channel(config.web.policy.clone());
     let app = web::router(recorder.clone(), reload_tx, security_rx.clone(), policy_rx);
@@ -280,6 +285,12 @@ fn start_web_server(
                 .enable_all()
                 .build()?;
             runtime.block_on(async move {
+                // A taken address never stops the exporter: the probes and remote write run while this retries.
+                let Some(listener) = web_listener(listen, owner_lookup, &server_recorder, &server_shutdown).await
+                else {
+                    return Ok(());
+                };
+                tracing::info!(listen = %listen, tls = tls.is_some(), basic_auth, forwards, "serving /metrics");
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 let listener = web::serve::LimitedListener::new(listener, &limits, server_recorder.clone());
                 let header_read_timeout = limits.header_read_timeout;
@@ -297,6 +308,39 @@ fn start_web_server(
         })
         .context("cannot start the web server's thread")?;
     Ok((server, WebControl { security: security_tx, policy: policy_tx }))
+}
+
+/// `web.listen`'s socket ([`crate::listen::open_when_free`]): each failed bind counted, and logged with who
+/// holds the address when that changes (a squatter there can serve its own `/metrics` to a plain-HTTP
+/// scraper). `None` when shut down first.
+async fn web_listener(
+    listen: std::net::SocketAddr,
+    lookup: probes::ssh_session::Lookup,
+    recorder: &Recorder,
+    shutdown: &CancellationToken,
+) -> Option<std::net::TcpListener> {
+    let holder_of = move |addr| probes::ssh_session::holder_now(addr, lookup).holder();
+    let mut logged: Option<(crate::listen::BindFailure, Option<String>)> = None;
+    let mut held_since = None;
+    let listener = crate::listen::open_when_free(listen, shutdown, holder_of, |failed| {
+        recorder.count_listen_failure("web", failed.reason);
+        held_since.get_or_insert_with(std::time::Instant::now);
+        let now = (failed.reason, failed.holder.cloned());
+        if logged.as_ref() != Some(&now) {
+            let holder = now.1.as_deref().unwrap_or("unknown");
+            tracing::warn!(
+                listen = %listen, error = %failed.error, holder,
+                "cannot listen on web.listen: retrying every 2 s while the probes and remote write run \
+                 (whoever holds it answers scrapes in the exporter's place)"
+            );
+            logged = Some(now);
+        }
+    })
+    .await?;
+    if let Some(since) = held_since {
+        tracing::info!(listen = %listen, waited_seconds = since.elapsed().as_secs(), "web.listen is free again");
+    }
+    Some(listener)
 }
 
 /// What a reload needs besides the config and the generation it replaces.

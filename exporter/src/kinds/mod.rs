@@ -80,11 +80,12 @@ pub const RECORDS: &[crate::record::kinds::NewKindRecord] = &[
 pub type ForwardPart = fn(&crate::record::status::ForwardStatus, f64) -> String;
 
 /// The rows of a forward's table on the status page, in the page's order.
-pub const FORWARD_ROWS: [ForwardPart; 11] = [
+pub const FORWARD_ROWS: [ForwardPart; 12] = [
     route::page_row,
     tunnel::session_row,
     ssh_hygiene::page_rows,
     openclaw_cli_url::page_row,
+    auth::tap_rows,
     tunnel::syn_row,
     first_byte::page_rows,
     ws_handshake::page_row,
@@ -166,7 +167,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, PrepareError> {
 
 /// Where an auth tap fronting `forward` puts what it sees: the auth kind's record (the tap is the auth kind's
 /// view of real traffic; the scheduler binds it and keeps it across reloads).
-pub fn tap_sink(recorder: &Arc<Recorder>, forward: &str) -> Arc<dyn probes::auth_tap::AuthSink> {
+pub fn tap_sink(recorder: &Arc<Recorder>, forward: &str) -> Arc<auth::TapSink> {
     Arc::new(auth::TapSink::new(recorder.clone(), forward))
 }
 

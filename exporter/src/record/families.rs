@@ -257,6 +257,8 @@ pub struct Metrics {
         "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack, read and open (retried with backoff), acked (the acknowledgement file was damaged at open: its rounds are sent again)";
     connections_closed: Tracked<ListenerReasonLabels, Counter> = Tracked::default(),
         "openclaw_exporter_connections_closed", "Connections the exporter closed on its own, by listener (web, auth_tap) and reason: limit_new (at max_connections with every open connection active: the new one), limit_silent (at max_connections: the oldest that never sent a byte, to make room), header_timeout (web: no full request head within header_read_timeout), idle_timeout (web: nothing either way for idle_timeout)";
+    listen_failures: Tracked<ListenerReasonLabels, Counter> = Tracked::default(),
+        "openclaw_exporter_listen_failures", "Binds of a listen address that failed, by listener (web, auth_tap) and reason: in_use (another socket holds it), unavailable (not this machine's address), denied, other; each is retried (250 ms doubling to 2 s) while the rest of the exporter runs";
     web_requests_refused: Tracked<ReasonLabels, Counter> = Tracked::default(),
         "openclaw_exporter_web_requests_refused", "Web requests refused by reason: foreign_host (a Host that is not this machine: DNS rebinding), lifecycle_off (POST /-/reload without [web] enable_lifecycle), cross_site (a browser's cross-site request to a lifecycle endpoint), unauthorized (basic auth missing or wrong), auth_rate_limited (too many never-seen credentials at once: 429)";
     remote_write_round_sequence: Gauge = Gauge::default(),

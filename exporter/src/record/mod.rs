@@ -105,6 +105,11 @@ impl Recorder {
                 metrics.connections_closed.get_or_create_owned(&ListenerReasonLabels { listener, reason });
             }
         }
+        for listener in ["web", "auth_tap"] {
+            for reason in crate::listen::BindFailure::LABELS {
+                metrics.listen_failures.get_or_create_owned(&ListenerReasonLabels { listener, reason });
+            }
+        }
         let kind_records = kinds::KindRecords::register(records, &mut registry);
         for collector in collectors {
             registry.register_collector(collector);
@@ -145,6 +150,12 @@ impl Recorder {
     /// [`CONNECTION_CLOSE_REASONS`]).
     pub fn count_connection_closed(&self, listener: &'static str, reason: &'static str) {
         self.metrics.connections_closed.get_or_create(&ListenerReasonLabels { listener, reason }).inc();
+    }
+
+    /// Count a failed bind of `listener`'s address (`web`, `auth_tap`), by its reason.
+    pub fn count_listen_failure(&self, listener: &'static str, reason: crate::listen::BindFailure) {
+        let labels = ListenerReasonLabels { listener, reason: reason.label() };
+        self.metrics.listen_failures.get_or_create(&labels).inc();
     }
 
     /// The web server's refusal counter at zero for each of `reasons`.

@@ -29,24 +29,22 @@ use crate::kinds;
 use crate::record::Recorder;
 
 /// Why a configuration's generation could not be prepared. Nothing of the running generation is touched
-/// by a failed preparation.
+/// by a failed preparation. (A listen address that is taken is not one: the tap retries it while the
+/// generation runs.)
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A tap's listen address is taken (by another process, or not bindable here); `holder` names who holds
-    /// it when it is taken: the CLI pointed there would hand that process its token.
-    #[error("auth_tap[{index}].listen = \"{listen}\": cannot listen: {source}{holder}")]
-    TapListen { index: usize, listen: SocketAddr, source: std::io::Error, holder: String },
     /// What a kind loads before it starts does not load (a model host's CA file).
     #[error(transparent)]
     Kind(#[from] kinds::PrepareError),
 }
 
-/// A configuration ready to run: its tap listeners bound (or handed over from the running generation) and
-/// its TLS settings loaded. Starting it cannot fail, so a reload prepares first and stops the running
+/// A configuration ready to run: its tap listeners bound (or handed over from the running generation, or
+/// left to retry when their address is taken) and its TLS settings loaded. Starting it cannot fail, so a reload prepares first and stops the running
 /// generation only once the new one is sure to start.
 pub struct Prepared {
     config: Config,
-    taps: Vec<(crate::config::AuthTap, std::net::TcpListener)>,
+    /// Each tap and its socket (`None`: the address is taken, the tap retries it once started).
+    taps: Vec<(crate::config::AuthTap, Option<std::net::TcpListener>)>,
     /// What the kinds loaded (a model host's CA file).
     kinds: kinds::Prepared,
     /// The remote-write queue, or why it did not open (remote write then retries; nothing else waits on it).
@@ -76,9 +74,10 @@ pub struct Generation {
     tasks: JoinSet<()>,
     /// The taps' accept loops, on the taps' own thread ([`tap_thread`]).
     tap_accepts: Vec<tokio::task::JoinHandle<()>>,
-    /// A second handle on each tap's listening socket, by address: a reload that keeps the address hands
-    /// the same socket to the next generation, so the port never closes (no connection is refused).
-    tap_sockets: Vec<(SocketAddr, std::net::TcpListener)>,
+    /// A second handle on each tap's listening socket, by address (empty while the tap waits for its
+    /// address): a reload that keeps the address hands the same socket to the next generation, so the port
+    /// never closes (no connection is refused).
+    tap_sockets: Vec<(SocketAddr, TapSocket)>,
     /// Kept for the next generation (measured: with a fresh walk and gate each reload, a client requesting
     /// through the tap during 20 back-to-back reloads got 12 answers on the loaded CI machine, every first
     /// connection of a generation waiting for a walk of every process).
@@ -86,35 +85,26 @@ pub struct Generation {
     tap_gates: Vec<TapGate>,
 }
 
+/// A tap's listening socket, once it has one: the tap's retry loop fills it when the address frees up.
+type TapSocket = Arc<std::sync::Mutex<Option<std::net::TcpListener>>>;
+
 impl Prepared {
     /// Bind what `config` listens on and load what it reads, reusing the sockets of `running` for
     /// addresses it already listens on, and open (lock) its remote-write queue through `queues`. Fails, having
-    /// changed nothing, when a listener cannot bind, a CA file does not load or the queue is another's.
+    /// changed nothing, when a CA file does not load. A tap whose address is taken starts without a socket and
+    /// retries it.
     pub fn new(
         config: &Config,
         running: Option<&Generation>,
         queues: &Arc<crate::remote_write::QueueSlot>,
     ) -> Result<Prepared, StartError> {
         let mut taps = Vec::new();
-        for (index, tap) in config.auth_taps.iter().enumerate() {
+        for tap in &config.auth_taps {
             let handed_over = running
                 .and_then(|generation| generation.tap_sockets.iter().find(|(addr, _)| *addr == tap.listen))
-                .map(|(_, socket)| socket.try_clone());
-            let listener = match handed_over {
-                Some(clone) => clone,
-                None => std::net::TcpListener::bind(tap.listen),
-            }
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|source| {
-                // The CLI points at the tap's address: whoever holds it instead would get the CLI's token.
-                let holder = if source.kind() == std::io::ErrorKind::AddrInUse {
-                    let found = ssh_session::holder_now(tap.listen, config.scheduler.owner_lookup);
-                    format!(" (held by {}: the openclaw CLI pointed here would hand it its token)", found.holder())
-                } else {
-                    String::new()
-                };
-                StartError::TapListen { index, listen: tap.listen, source, holder }
-            })?;
+                .and_then(|(_, socket)| lock(socket).as_ref().and_then(|socket| socket.try_clone().ok()));
+            // Taken (or out of descriptors): the started tap retries, reporting who holds it.
+            let listener = handed_over.or_else(|| crate::listen::open(tap.listen).ok());
             taps.push((tap.clone(), listener));
         }
         let prepared_kinds = kinds::prepare(config)?;
@@ -171,7 +161,7 @@ impl Generation {
             }
             tasks.spawn(crate::remote_write::run(settings.clone(), recorder.clone(), queue, queues, cancel.clone()));
         }
-        let taps = start_taps(&config, &routes, taps, &running_gates, &owner_index, &recorder, &mut tasks);
+        let taps = start_taps(&config, &routes, taps, &running_gates, &owner_index, &recorder, &mut tasks, &cancel);
         Generation {
             cancel,
             tasks,
@@ -200,36 +190,31 @@ impl Generation {
 /// A generation's taps, started: their accept loops, a second handle on each socket, and their gates.
 struct StartedTaps {
     accepts: Vec<tokio::task::JoinHandle<()>>,
-    sockets: Vec<(SocketAddr, std::net::TcpListener)>,
+    sockets: Vec<(SocketAddr, TapSocket)>,
     gates: Vec<TapGate>,
 }
 
 /// Start each tap's accept loop on the taps' thread ([`tap_thread`], else in `tasks`), its upstream gated like
-/// the probes' forwards, reusing a running generation's gate for the same upstream.
+/// the probes' forwards, reusing a running generation's gate for the same upstream. A tap without a socket
+/// first waits for its address ([`tap_listener`]).
+#[allow(clippy::too_many_arguments)]
 fn start_taps(
     config: &Config,
     routes: &std::collections::HashMap<String, Route>,
-    taps: Vec<(crate::config::AuthTap, std::net::TcpListener)>,
+    taps: Vec<(crate::config::AuthTap, Option<std::net::TcpListener>)>,
     running_gates: &[TapGate],
     owner_index: &ssh_session::OwnerIndex,
     recorder: &Arc<Recorder>,
     tasks: &mut JoinSet<()>,
+    cancel: &CancellationToken,
 ) -> StartedTaps {
     let registry = Arc::new(config.auth.registry.clone());
     let mut tap_sockets = Vec::new();
     let mut tap_accepts = Vec::new();
     let mut tap_gates = Vec::new();
     for (tap, listener) in taps {
-        let accepting = match listener.try_clone() {
-            Ok(accepting) => accepting,
-            // Out of descriptors between prepare and start: the tap's socket stays bound (kept below),
-            // so clients queue rather than get refused, and the next reload retries.
-            Err(err) => {
-                tracing::error!(listen = %tap.listen, error = %err, "auth tap cannot accept");
-                tap_sockets.push((tap.listen, listener));
-                continue;
-            }
-        };
+        let socket: TapSocket = Arc::new(std::sync::Mutex::new(None));
+        tap_sockets.push((tap.listen, socket.clone()));
         // The tap relays the CLI's token: its upstream is gated like the probes' forwards, trusting what
         // the forward it reports for trusts. Its upstream is a local address, or the forward's own route.
         let fronted = config.forwards.iter().find(|forward| forward.name == tap.forward);
@@ -241,7 +226,7 @@ fn start_taps(
                 None => {
                     // Validated: a tap names a configured forward, and prepare built its route.
                     tracing::error!(listen = %tap.listen, forward = %tap.forward, "auth tap has no upstream route");
-                    tap_sockets.push((tap.listen, listener));
+                    *lock(&socket) = listener;
                     continue;
                 }
             },
@@ -270,14 +255,30 @@ fn start_taps(
             idle_timeout: tap.idle_timeout,
             gate: Some(gate),
         };
-        tracing::info!(listen = %tap.listen, upstream = %upstream_key, forward = %tap.forward, "auth tap listening");
-        let sink: Arc<dyn probes::auth_tap::AuthSink> = kinds::tap_sink(recorder, &tap.forward);
+        let sink = kinds::tap_sink(recorder, &tap.forward);
         // Only the accept loop belongs to the generation: a relayed connection runs to its end. The socket
         // is registered with the reactor of the runtime that accepts on it, so inside the task.
-        let listen = tap.listen;
+        let (listen, forward, cancel) = (tap.listen, tap.forward.clone(), cancel.clone());
         let serve = async move {
-            match tokio::net::TcpListener::from_std(accepting) {
-                Ok(accepting) => probes::auth_tap::serve(accepting, tap_config, sink).await,
+            let listener = match listener {
+                Some(listener) => listener,
+                None => match tap_listener(listen, lookup, &sink, &cancel).await {
+                    Some(listener) => listener,
+                    None => return,
+                },
+            };
+            let accepting = listener.try_clone();
+            *lock(&socket) = Some(listener);
+            let accepting = accepting.and_then(tokio::net::TcpListener::from_std);
+            match accepting {
+                Ok(accepting) => {
+                    sink.listening(listen);
+                    tracing::info!(listen = %listen, upstream = %upstream_key, forward = %forward, "auth tap listening");
+                    let sink: Arc<dyn probes::auth_tap::AuthSink> = sink;
+                    probes::auth_tap::serve(accepting, tap_config, sink).await;
+                }
+                // Out of descriptors: the tap's socket stays bound (kept in its slot), so clients queue rather
+                // than get refused, and the next reload retries.
                 Err(err) => tracing::error!(listen = %listen, error = %err, "auth tap cannot accept"),
             }
         };
@@ -285,9 +286,28 @@ fn start_taps(
             Some(thread) => tap_accepts.push(thread.spawn(serve)),
             None => drop(tasks.spawn(serve)),
         }
-        tap_sockets.push((tap.listen, listener));
     }
     StartedTaps { accepts: tap_accepts, sockets: tap_sockets, gates: tap_gates }
+}
+
+/// A tap's socket once its address is free ([`crate::listen::open_when_free`]), each failed bind reported to
+/// its sink with who holds the address. `None` when the generation stops first.
+async fn tap_listener(
+    listen: SocketAddr,
+    lookup: ssh_session::Lookup,
+    sink: &kinds::auth::TapSink,
+    cancel: &CancellationToken,
+) -> Option<std::net::TcpListener> {
+    let holder_of = move |addr| kinds::auth::TapHolder::look_up(addr, lookup);
+    crate::listen::open_when_free(listen, cancel, holder_of, |failed| {
+        sink.listen_failed(listen, failed.reason, failed.error, failed.holder);
+    })
+    .await
+}
+
+/// A mutex's guard, through a poisoning (what it guards stays consistent: one assignment).
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The taps' own thread and runtime, started on first use (None if the OS refuses a thread: the taps then run

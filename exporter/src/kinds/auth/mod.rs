@@ -11,7 +11,7 @@ mod tap;
 
 pub use doctor::DOCTOR_STEP;
 pub use record::{record, AuthFailureStatus, AuthRecord, RefusalStatus};
-pub use tap::TapSink;
+pub use tap::{page_rows as tap_rows, TapHolder, TapSink};
 
 use crate::config::{AuthProbe, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};

@@ -68,6 +68,8 @@ pub struct AuthFamilies {
         "openclaw_gateway_observed_first_byte_seconds", "First-byte time of real client traffic through the auth tap (channel: http, ws)";
     token_sources_agree: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_token_sources_agree", "1 when every token source on this machine holds the same token, 0 when they disagree";
+    tap_hijacked: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_tap_hijacked", "1 while another process holds an auth tap's listen address (the openclaw CLI pointed there hands it its token); the exporter keeps retrying the bind";
     credential_withheld: Tracked<ForwardProbeLabels, Counter> = Tracked::default(),
         "openclaw_gateway_credential_withheld", "Rounds (and tap connections) that did not send the gateway token because the forward's port, or the connection's far end, is not held by our user's ssh, by probe (auth, ws_handshake, tap)";
 }
@@ -119,13 +121,15 @@ struct StatusIndex {
 /// operations and never two at once: the rotation marker, the local revisions, the status index, the last
 /// refusals.
 pub struct AuthRecord {
-    families: AuthFamilies,
+    pub(super) families: AuthFamilies,
     rotation: Mutex<Rotation>,
     /// The (source kind, revision) pairs the token sources held at the last read.
     local_revisions: Mutex<BTreeSet<(&'static str, String)>>,
     index: Mutex<StatusIndex>,
     /// Each forward's last refused connect.
     last_refusal: Mutex<HashMap<String, RefusalStatus>>,
+    /// Each tap's listener, by listen address: (the forward it fronts, its state).
+    pub(super) tap_listeners: Mutex<HashMap<String, (String, super::tap::TapListenStatus)>>,
 }
 
 /// Registry entry (`kinds::RECORDS`): the record, its families registered.
@@ -136,6 +140,7 @@ pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
         local_revisions: Mutex::default(),
         index: Mutex::default(),
         last_refusal: Mutex::default(),
+        tap_listeners: Mutex::default(),
     })
 }
 /// What marks a rotation: the config's `rotated_at`, else the first WebSocket close 4001 of a burst.
@@ -366,6 +371,7 @@ impl AuthRecord {
                 m.old_revision_failures.get_or_create_owned(&labels);
             }
         }
+        self.apply_tap_listens(config);
         *lock(&self.index) = StatusIndex { revisions, current_revision: config.auth.current.clone(), channels };
     }
 
@@ -478,14 +484,18 @@ impl KindRecord for AuthRecord {
     fn retain_subjects(&self, subjects: &Subjects) {
         self.families.retain_subjects(subjects);
         lock(&self.last_refusal).retain(|forward, _| subjects.keeps(&ForwardLabels { forward: forward.clone() }));
+        lock(&self.tap_listeners).retain(|_, (forward, _)| subjects.keeps(&ForwardLabels { forward: forward.clone() }));
     }
 
     /// `last_refusal` (null until one) and `auth_failures` (the counts above zero), as the report always had.
     fn forward_status(&self, forward: &str, _now: f64) -> serde_json::Map<String, serde_json::Value> {
         let last_refusal = lock(&self.last_refusal).get(forward).cloned();
         let failures = self.failures_of(forward);
+        let taps = self.tap_listens_of(forward);
+        let taps = (!taps.is_empty()).then(|| (super::tap::AUTH_TAPS_KEY, serde_json::to_value(taps)));
         [(LAST_REFUSAL_KEY, serde_json::to_value(last_refusal)), (AUTH_FAILURES_KEY, serde_json::to_value(failures))]
             .into_iter()
+            .chain(taps)
             .filter_map(|(key, value)| Some((key.to_owned(), value.ok()?)))
             .collect()
     }
