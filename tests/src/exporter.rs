@@ -76,15 +76,26 @@ impl Exporter {
         adjust: impl FnOnce(&mut Command) -> &mut Command,
     ) -> Exporter {
         let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut exporter = Self::launch(web, web_extra, forwards_toml, adjust);
+        exporter.proc.wait_listening(web, Duration::from_secs(10));
+        exporter
+    }
+
+    /// As [`Exporter::start_configured`] on the web address `web`, without waiting for it to listen (another
+    /// process may hold it).
+    pub fn launch(
+        web: SocketAddr,
+        web_extra: &str,
+        forwards_toml: &str,
+        adjust: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> Exporter {
         let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         fs::write(config.path(), format!("[web]\nlisten = \"{web}\"\n{web_extra}\n{forwards_toml}")).unwrap();
         fs::set_permissions(config.path(), fs::Permissions::from_mode(0o644)).unwrap();
         let mut command = Command::new(workspace_binary("openclaw-tunnel-exporter"));
         command.arg("--config").arg(config.path()).env("RUST_LOG", "info");
         let proc = Proc::spawn("exporter", adjust(&mut command));
-        let mut exporter = Exporter { proc, web, web_extra: web_extra.to_owned(), _config: config };
-        exporter.proc.wait_listening(web, Duration::from_secs(10));
-        exporter
+        Exporter { proc, web, web_extra: web_extra.to_owned(), _config: config }
     }
 
     /// GET a path, with an optional Accept header; returns (content type, body).

@@ -52,6 +52,96 @@ fn systemd_units_verify_and_back_off() {
     }
 }
 
+/// The socket unit verifies beside its service, and its address is the default config's `web.listen`; the laptop
+/// agent's `Sockets` group (named `Listeners`, as the exporter asks launchd) holds the same address.
+#[test]
+fn the_socket_unit_and_the_agent_s_sockets_hold_the_default_web_address() {
+    let dir = tempfile::tempdir().unwrap();
+    for unit in ["openclaw-tunnel-exporter.service", "openclaw-tunnel-exporter.socket"] {
+        let text = std::fs::read_to_string(deploy().join("systemd").join(unit)).unwrap();
+        let text = text.replace(
+            "/usr/local/bin/openclaw-tunnel-exporter",
+            workspace_binary("openclaw-tunnel-exporter").to_str().unwrap(),
+        );
+        std::fs::write(dir.path().join(unit), text).unwrap();
+    }
+    let socket = dir.path().join("openclaw-tunnel-exporter.socket");
+    let output = Command::new("systemd-analyze").arg("verify").arg(&socket).output().unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "systemd-analyze verify the socket unit:\n{report}");
+    let tolerated = ["'RestartSteps'", "'RestartMaxDelaySec'"];
+    for said in report.lines().filter(|line| !line.trim().is_empty()) {
+        let known =
+            systemd_version() < 254 && said.contains("Unknown key") && tolerated.iter().any(|k| said.contains(k));
+        assert!(known, "systemd-analyze verify the socket unit: {said}");
+    }
+    let default = Command::new(workspace_binary("openclaw-tunnel-exporter")).arg("default-config").output().unwrap();
+    let default = String::from_utf8_lossy(&default.stdout).into_owned();
+    let web = default
+        .lines()
+        .find_map(|line| line.strip_prefix("listen = \"").and_then(|rest| rest.strip_suffix('"')))
+        .expect("web.listen in the default config");
+    let unit = std::fs::read_to_string(&socket).unwrap();
+    assert!(unit.lines().any(|line| line == format!("ListenStream={web}")), "{unit}");
+    let (host, port) = web.rsplit_once(':').unwrap();
+    let check = "import plistlib,sys; d=plistlib.load(open(sys.argv[1],'rb')); \
+        s=d['Sockets']['Listeners'][0]; \
+        assert (s['SockNodeName'], s['SockServiceName'], s['SockType']) == (sys.argv[2], sys.argv[3], 'stream'), s";
+    let plist = deploy().join("launchd/laptop/ai.openclaw.tunnel-exporter.plist");
+    let output = Command::new("python3").args(["-c", check]).arg(&plist).args([host, port]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Socket activation as systemd does it (`systemd-socket-activate`, systemd's own tool, speaks the same
+/// protocol: it holds the addresses, then execs the exporter on the first connection with `LISTEN_FDS`): the
+/// exporter serves `/metrics` and its tap on the sockets it was handed, the connection that woke it included,
+/// and never binds (no failed bind counted while the sockets are held for it).
+#[test]
+fn socket_activation_hands_the_web_and_tap_addresses_over() {
+    let gateway = Gateway::start(free_port(), std::time::Duration::ZERO);
+    let web = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let tap = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    let text = format!(
+        "[web]\nlisten = \"{web}\"\n{}{}[[auth_tap]]\nforward = \"t\"\nlisten = \"{tap}\"\nupstream = \"{}\"\n",
+        forward_toml("t", gateway.addr.port()),
+        trusting("gateway-standin"),
+        gateway.addr
+    );
+    std::fs::write(config.path(), text).unwrap();
+    let mut command = Command::new(find_program("systemd-socket-activate"));
+    command
+        .args(["-l", &web.to_string(), "-l", &tap.to_string()])
+        .arg(workspace_binary("openclaw-tunnel-exporter"))
+        .arg("--config")
+        .arg(config.path())
+        .env("RUST_LOG", "info");
+    let activated = Proc::spawn("socket-activated exporter", &mut command);
+    let t = std::time::Duration::from_secs(30);
+    wait_listening(web, "systemd-socket-activate", t);
+    // The first request wakes the exporter and waits in the handed-over socket's queue until it answers.
+    let metrics = ureq::get(format!("http://{web}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+    let scrape = Scrape::parse(&metrics);
+    assert!(metrics.contains("openclaw_exporter_build_info"), "the exporter answered on the handed-over socket");
+    for listener in ["web", "auth_tap"] {
+        let failed = format!("openclaw_exporter_listen_failures_total{{listener=\"{listener}\",reason=\"in_use\"}}");
+        assert_eq!(scrape.value(&failed), 0.0, "{listener}: no bind of its own was tried:\n{}", activated.output());
+    }
+    let log = activated.output();
+    assert!(log.contains("listening sockets handed over by the service manager"), "{log}");
+    use std::io::{Read, Write};
+    let mut through = std::net::TcpStream::connect(tap).unwrap();
+    through.set_read_timeout(Some(t)).unwrap();
+    through.write_all(b"GET /healthz HTTP/1.1\r\nHost: tap\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = through.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200 "),
+        "the tap relays on its handed-over socket: {answer}\n{}",
+        activated.output()
+    );
+}
+
 #[test]
 fn the_tunnel_units_set_autossh_deliberately_and_no_deploy_file_cites_a_path_users_lack() {
     let unit = std::fs::read_to_string(deploy().join("systemd/openclaw-tunnel@.service")).unwrap();

@@ -170,6 +170,21 @@ impl World {
         answer
     }
 
+    /// A CLI-like `GET /health` through the tap with the canary as its Bearer token: the tap's status line.
+    fn health_through_tap(&self, tap: SocketAddr) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(tap).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let request = format!(
+            "GET /health HTTP/1.1\r\nHost: {tap}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            self.canary
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.lines().next().unwrap_or_default().to_owned()
+    }
+
     /// What nobody's listener received; it must have been reached (the probes' GETs) and never given the canary.
     fn assert_canary_never_arrived(&self) {
         let captured = std::fs::read(&self.capture).unwrap_or_default();
@@ -370,4 +385,91 @@ sys.stdin.read()
     assert!(crowded <= 2 * quiet + 2, "{crowded} ticks beside the listeners against {quiet} without");
     let still = exporter.scrape();
     assert_eq!(still.value("openclaw_tunnel_forward_hijacked{forward=\"t\"}"), 0.0);
+}
+
+/// Nobody holds the tap's address before the exporter starts (issue 38: the exporter exited 1, and the CLI's
+/// `Authorization: Bearer` then reached nobody verbatim). The exporter runs and serves, `tap_hijacked` is 1 and
+/// the status names nobody; once nobody lets go, the tap takes the address within 15 s and the user's client
+/// through it gets 200.
+#[test]
+fn nobody_holds_the_tap_s_address_at_start() {
+    if !root_or_skip("hijack::nobody_holds_the_tap_s_address_at_start", "create a user and run a listener as nobody") {
+        return;
+    }
+    let world = World::new();
+    let port = free_port();
+    let _ssh = world.ssh(&[], &format!("127.0.0.1:{port}:127.0.0.1:{}", world.gateway.addr.port()));
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "the user's ssh", T);
+    let tap = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let nobody = listener_of_nobody("127.0.0.1", tap.port(), &world.capture);
+    wait_listening(tap, "nobody's listener on the tap's address", T);
+    let exporter = world.exporter(&world.config(port, tap));
+    exporter.wait_for("the exporter probing and the tap's address seen hijacked", T, |m| {
+        m.value("openclaw_gateway_tap_hijacked{forward=\"t\"}") == 1.0
+            && m.value("openclaw_exporter_listen_failures_total{listener=\"auth_tap\",reason=\"in_use\"}") >= 1.0
+            && m.value("openclaw_tunnel_up_checks_total{forward=\"t\"}") >= 1.0
+    });
+    let taps = exporter.status()["forwards"][0]["auth_taps"].to_string();
+    assert!(taps.contains("65534"), "the holder named by uid: {taps}");
+    let page = exporter.get("/", Some("text/html")).1;
+    assert!(page.contains("hijacked") && page.contains("65534"), "the page shows the hijacked tap");
+
+    drop(nobody);
+    let released = std::time::Instant::now();
+    wait_listening(tap, "the tap, once nobody let go", Duration::from_secs(15));
+    let answer = world.health_through_tap(tap);
+    assert!(released.elapsed() < Duration::from_secs(15), "the tap took its address {:?} after", released.elapsed());
+    assert_eq!(answer, "HTTP/1.1 200 OK", "the user's client through the tap");
+    exporter.wait_for("the hijack over", T, |m| m.value("openclaw_gateway_tap_hijacked{forward=\"t\"}") == 0.0);
+    let captured = std::fs::read(&world.capture).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&captured).contains(&world.canary), "nothing of the exporter's reached nobody");
+}
+
+/// Nobody holds `web.listen` before the exporter starts: the exporter keeps running (its probes, its remote
+/// write: the fleet still sees the laptop), says who holds the address, and serves `/metrics` within 15 s of
+/// the address's release.
+#[test]
+fn nobody_holds_the_web_address_at_start() {
+    if !root_or_skip("hijack::nobody_holds_the_web_address_at_start", "create a user and run a listener as nobody") {
+        return;
+    }
+    let world = World::new();
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let nobody = listener_of_nobody("127.0.0.1", web.port(), &world.capture);
+    wait_listening(web, "nobody's listener on the web address", T);
+    let receiver = ScriptedReceiver::start(None);
+    let forwards = format!(
+        "{}[remote_write]\nurl = \"{}\"\ninterval = \"200ms\"\nqueue_dir = \"{}\"\n",
+        forward_toml("t", free_port()),
+        receiver.url(),
+        world.user.home.join("queue").display()
+    );
+    let mut exporter = Exporter::launch(web, "", &forwards, |command| {
+        command.env_remove("OPENCLAW_GATEWAY_TOKEN").env_remove("OPENCLAW_STATE_DIR");
+        world.user.wrap(command);
+        command
+    });
+    receiver.wait_for("rounds pushed while nobody holds the web address", T, |answered| {
+        answered.iter().filter(|a| a.status == 204).count() >= 3
+    });
+    let log = exporter.proc.output();
+    assert!(log.contains("cannot listen on web.listen") && log.contains("65534"), "the holder logged:\n{log}");
+    assert!(exporter.proc.is_running(), "the exporter runs on:\n{log}");
+
+    drop(nobody);
+    let released = std::time::Instant::now();
+    let served = loop {
+        let scrape =
+            ureq::get(format!("http://{web}/metrics")).call().ok().and_then(|mut r| r.body_mut().read_to_string().ok());
+        if let Some(text) = scrape.filter(|text| text.contains("openclaw_exporter_build_info")) {
+            break Scrape::parse(&text);
+        }
+        assert!(
+            released.elapsed() < Duration::from_secs(15),
+            "not serving 15 s after the release:\n{}",
+            exporter.proc.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(served.value("openclaw_exporter_listen_failures_total{listener=\"web\",reason=\"in_use\"}") >= 1.0);
 }

@@ -8,8 +8,14 @@ use super::raw::{RawAuth, RawAuthProbe, RawAuthTap, WS_HANDSHAKE_WITHOUT_TOKEN, 
 use super::validate::Checker;
 use super::*;
 
-/// `[[auth_tap]]`: each names a configured forward and listens where no other tap does.
-pub(super) fn validate_auth_taps(raw: Vec<RawAuthTap>, forwards: &[Forward], c: &mut Checker<'_>) -> Vec<AuthTap> {
+/// `[[auth_tap]]`: each names a configured forward and listens where no other tap, and not the web server
+/// (`web_listen`), does.
+pub(super) fn validate_auth_taps(
+    raw: Vec<RawAuthTap>,
+    forwards: &[Forward],
+    web_listen: std::net::SocketAddr,
+    c: &mut Checker<'_>,
+) -> Vec<AuthTap> {
     let mut taps = Vec::new();
     let mut tap_listens = HashSet::new();
     for (index, tap) in raw.into_iter().enumerate() {
@@ -21,6 +27,8 @@ pub(super) fn validate_auth_taps(raw: Vec<RawAuthTap>, forwards: &[Forward], c: 
         let listen = c.loopback_addr(&key("listen"), &tap.listen, tap.allow_non_loopback, &key("allow_non_loopback"));
         if !tap_listens.insert(listen) {
             c.problem(&key("listen"), &tap.listen, "another auth_tap listens there");
+        } else if listen == web_listen {
+            c.problem(&key("listen"), &tap.listen, "web.listen is there");
         }
         let upstream = match (&tap.upstream, fronted.map(|forward| &forward.route)) {
             (Some(upstream), Some(RouteConfig::Direct(direct))) => {

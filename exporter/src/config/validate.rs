@@ -107,7 +107,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
     }
     let (mut forwards, ws_handshake_set) = validate_forwards(raw.forward, &mut c);
     let auth = super::auth::validate_auth(raw.auth, &mut c);
-    let auth_taps = super::auth::validate_auth_taps(raw.auth_tap, &forwards, &mut c);
+    let auth_taps = super::auth::validate_auth_taps(raw.auth_tap, &forwards, web.listen, &mut c);
     let auth_probe = super::auth::validate_auth_probe(raw.auth_probe, &mut forwards, &ws_handshake_set, &mut c);
     let model_hosts = super::model_host::validate_model_hosts(raw.model_host, &mut c);
     let objectives = validate_objectives(&raw.objectives, &mut c);
@@ -471,6 +471,7 @@ mod tests {
             &format!(
                 "{FORWARD}[[auth_tap]]\nforward = \"zz\"\nlisten = \"127.0.0.1:7\"\nupstream = \"127.0.0.1:7\"\n\
                  max_connections = 0\n[[auth_tap]]\nforward = \"a\"\nlisten = \"127.0.0.1:7\"\nupstream = \"127.0.0.1:8\"\n\
+                 [[auth_tap]]\nforward = \"a\"\nlisten = \"127.0.0.1:19789\"\nupstream = \"127.0.0.1:8\"\n\
                  [auth_probe]\nenabled = true\nforwards = [\"a\", \"nope\"]\ninterval = \"100ms\"\n"
             ),
             &[
@@ -478,6 +479,7 @@ mod tests {
                 ("auth_tap[0].upstream", "127.0.0.1:7"),
                 ("auth_tap[0].max_connections", "0"),
                 ("auth_tap[1].listen", "127.0.0.1:7"),
+                ("auth_tap[2].listen", "127.0.0.1:19789"),
                 ("auth_probe.forwards[1]", "nope"),
                 ("auth_probe.interval", "100ms"),
             ],
