@@ -5,7 +5,9 @@
 //! or scraper) is never closed to make room, with one opt-in exception ([`Connections::evicting_idle`]: the
 //! web server): when every open connection is established, the oldest one idle between requests makes room
 //! before a new one is refused. The listener decides what established means and calls [`Slot::spoke`]: the
-//! tap on the client's first byte, the web server once a request passed the Host check and authentication.
+//! tap once the client's first head is whole and its upstream confirmed (issue 38: on the first byte, four
+//! one-byte connections held every slot for good), the web server once a request passed the Host check and
+//! authentication.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +40,7 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// The client sent a byte: from now on it is never evicted.
+    /// The connection is established (the listener's own rule): from now on it is never evicted.
     pub fn spoke(&self) {
         self.spoken.store(true, Ordering::Relaxed);
     }

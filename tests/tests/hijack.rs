@@ -473,3 +473,85 @@ fn nobody_holds_the_web_address_at_start() {
     };
     assert!(served.value("openclaw_exporter_listen_failures_total{listener=\"web\",reason=\"in_use\"}") >= 1.0);
 }
+
+/// Four connections of nobody's that each send one byte and reconnect every 9 s, at the tap's
+/// `max_connections = 4` (issue 38: the user's CLI-like client failed 16 of 30 times, a slot counting as
+/// established on its first byte and never evicted): another user's connections have a quota of their own, and
+/// a connection is established only once its head is whole and its upstream confirmed. The user's client
+/// succeeds at least 29 times of 30, and nobody's connections are counted.
+#[test]
+fn nobody_s_one_byte_connections_do_not_crowd_the_user_s_client_out_of_the_tap() {
+    if !root_or_skip("hijack::nobody_s_one_byte_connections", "create a user and run clients as nobody") {
+        return;
+    }
+    let world = World::new();
+    let port = free_port();
+    let _ssh = world.ssh(&[], &format!("127.0.0.1:{port}:127.0.0.1:{}", world.gateway.addr.port()));
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "the user's ssh", T);
+    let tap = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let exporter = world.exporter(&format!("{}max_connections = 4\n", world.config(port, tap)));
+    assert_sent_through_our_ssh(&exporter);
+    wait_listening(tap, "the tap", T);
+    let crowd = r#"
+import socket, sys, time
+tap = (sys.argv[1], int(sys.argv[2]))
+held = []
+while True:
+    for s in held:
+        s.close()
+    held = []
+    for _ in range(4):
+        s = socket.create_connection(tap)
+        s.send(b"G")
+        held.append(s)
+    print("holding", flush=True)
+    time.sleep(9)
+"#;
+    let mut nobody = Command::new("setpriv");
+    nobody
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", crowd])
+        .args([tap.ip().to_string(), tap.port().to_string()])
+        .stdout(std::process::Stdio::piped());
+    let mut crowd = nobody.spawn().expect("nobody's connections");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(crowd.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "holding");
+    let client = r#"
+import socket, sys, time
+tap = (sys.argv[1], int(sys.argv[2]))
+ok = 0
+for _ in range(30):
+    try:
+        s = socket.create_connection(tap, timeout=5)
+        s.settimeout(5)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: tap\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        ok += data.startswith(b"HTTP/1.1 200 ")
+    except OSError:
+        pass
+    time.sleep(0.5)
+print(ok)
+"#;
+    let output = world
+        .user
+        .command("/usr/bin/python3")
+        .args(["-c", client, &tap.ip().to_string(), &tap.port().to_string()])
+        .output()
+        .unwrap();
+    let _ = crowd.kill();
+    let _ = crowd.wait();
+    let answered: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(answered >= 29, "the user's client got {answered} of 30 answers ({said}):\n{}", exporter.proc.output());
+    let counted = exporter.scrape();
+    assert!(
+        counted.value("openclaw_exporter_other_user_connections_total{listener=\"auth_tap\",result=\"admitted\"}")
+            >= 4.0,
+        "nobody's connections counted"
+    );
+}

@@ -178,6 +178,8 @@ label_sets! {
     ForwardProbeLabels { forward: String, probe: &'static str }
     /// `listener`, `reason`.
     ListenerReasonLabels { listener: &'static str, reason: &'static str }
+    /// `listener`, `result`.
+    ListenerResultLabels { listener: &'static str, result: &'static str }
     /// `forward`, `result`.
     ForwardResultLabels { forward: String, result: &'static str }
     /// `forward`, `transport`.
@@ -257,10 +259,12 @@ pub struct Metrics {
         "openclaw_exporter_remote_write_queue_errors", "Remote-write queue operations that failed: append (the round is counted dropped), ack, read and open (retried with backoff), acked (the acknowledgement file was damaged at open: its rounds are sent again)";
     connections_closed: Tracked<ListenerReasonLabels, Counter> = Tracked::default(),
         "openclaw_exporter_connections_closed", "Connections the exporter closed on its own, by listener (web, auth_tap) and reason: limit_new (at max_connections with every open connection active: the new one), limit_silent (at max_connections: the oldest that never sent a byte, to make room), header_timeout (web: no full request head within header_read_timeout), idle_timeout (web: nothing either way for idle_timeout)";
+    other_user_connections: Tracked<ListenerResultLabels, Counter> = Tracked::default(),
+        "openclaw_exporter_other_user_connections", "Connections to a listener from another user's process (Linux: the client socket's uid), by listener (auth_tap) and result: admitted (within their own small quota, never the user's own slots), refused (past it)";
     listen_failures: Tracked<ListenerReasonLabels, Counter> = Tracked::default(),
         "openclaw_exporter_listen_failures", "Binds of a listen address that failed, by listener (web, auth_tap) and reason: in_use (another socket holds it), unavailable (not this machine's address), denied, other; each is retried (250 ms doubling to 2 s) while the rest of the exporter runs";
     web_requests_refused: Tracked<ReasonLabels, Counter> = Tracked::default(),
-        "openclaw_exporter_web_requests_refused", "Web requests refused by reason: foreign_host (a Host that is not this machine: DNS rebinding), lifecycle_off (POST /-/reload without [web] enable_lifecycle), cross_site (a browser's cross-site request to a lifecycle endpoint), unauthorized (basic auth missing or wrong), auth_rate_limited (too many never-seen credentials at once: 429)";
+        "openclaw_exporter_web_requests_refused", "Web requests refused by reason: foreign_host (a Host that is not this machine: DNS rebinding), lifecycle_off (POST /-/reload without [web] enable_lifecycle), cross_site (a browser's cross-site request to a lifecycle endpoint), unauthorized (basic auth missing or wrong), auth_rate_limited (too many never-seen credentials at once: answered 401, as late as a check takes, so it cannot be told from a wrong password)";
     remote_write_round_sequence: Gauge = Gauge::default(),
         "openclaw_exporter_remote_write_round_sequence", "The queue sequence number of the round being taken (in each pushed round: its own, so a receiver can count lost rounds)";
     remote_write_queue_bytes: Gauge = Gauge::default(),

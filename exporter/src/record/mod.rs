@@ -28,7 +28,7 @@ pub mod status;
 pub mod timeline;
 pub mod tracked;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::info::Info;
@@ -64,6 +64,8 @@ pub struct Recorder {
     pub(crate) timeline: Mutex<timeline::Timeline>,
     /// The kinds' records: their families and status ([`kinds::KindRecord`]).
     kind_records: kinds::KindRecords,
+    /// The web's credentials accepted before a restart: kept in the state file with the rest.
+    remembered_credentials: Arc<crate::web_security::Remembered>,
 }
 
 impl Default for Recorder {
@@ -105,6 +107,10 @@ impl Recorder {
                 metrics.connections_closed.get_or_create_owned(&ListenerReasonLabels { listener, reason });
             }
         }
+        for result in ["admitted", "refused"] {
+            let labels = families::ListenerResultLabels { listener: "auth_tap", result };
+            metrics.other_user_connections.get_or_create_owned(&labels);
+        }
         for listener in ["web", "auth_tap"] {
             for reason in crate::listen::BindFailure::LABELS {
                 metrics.listen_failures.get_or_create_owned(&ListenerReasonLabels { listener, reason });
@@ -114,7 +120,14 @@ impl Recorder {
         for collector in collectors {
             registry.register_collector(collector);
         }
-        Recorder { kind_records, registry, metrics, configured: Mutex::default(), timeline: Mutex::default() }
+        Recorder {
+            kind_records,
+            registry,
+            metrics,
+            configured: Mutex::default(),
+            timeline: Mutex::default(),
+            remembered_credentials: Arc::default(),
+        }
     }
 
     /// Apply what the configuration says directly: objectives, zero-valued series of its model hosts,
@@ -150,6 +163,12 @@ impl Recorder {
     /// [`CONNECTION_CLOSE_REASONS`]).
     pub fn count_connection_closed(&self, listener: &'static str, reason: &'static str) {
         self.metrics.connections_closed.get_or_create(&ListenerReasonLabels { listener, reason }).inc();
+    }
+
+    /// Count a connection from another user's process to `listener`, admitted within their quota or refused.
+    pub fn count_other_user_connection(&self, listener: &'static str, admitted: bool) {
+        let result = if admitted { "admitted" } else { "refused" };
+        self.metrics.other_user_connections.get_or_create(&families::ListenerResultLabels { listener, result }).inc();
     }
 
     /// Count a failed bind of `listener`'s address (`web`, `auth_tap`), by its reason.
@@ -236,12 +255,26 @@ impl Recorder {
 
     /// What the kinds' records keep across a restart, by key (the state file's).
     pub fn saved_kinds(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
-        self.kind_records.save()
+        let mut saved = self.kind_records.save();
+        let remembered = self.remembered_credentials.save();
+        if remembered.as_object().is_some_and(|entries| !entries.is_empty()) {
+            saved.insert(crate::web_security::REMEMBERED_STATE_KEY.to_owned(), remembered);
+        }
+        saved
     }
 
-    /// Hand a state file's keys to the kinds' records, each taking its own.
+    /// Hand a state file's keys to the kinds' records, each taking its own (and the web's remembered
+    /// credentials theirs).
     pub fn restore_kinds(&self, saved: &serde_json::Map<String, serde_json::Value>) {
         self.kind_records.restore(self, saved);
+        if let Some(remembered) = saved.get(crate::web_security::REMEMBERED_STATE_KEY) {
+            self.remembered_credentials.restore(remembered);
+        }
+    }
+
+    /// The web's credentials accepted before a restart ([`crate::web_security::Remembered`]).
+    pub fn remembered_credentials(&self) -> &Arc<crate::web_security::Remembered> {
+        &self.remembered_credentials
     }
 
     /// The record of the kind of type `T` (its own families and status), when the recorder was built with it.

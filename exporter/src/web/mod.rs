@@ -60,6 +60,7 @@ pub fn router(
     policy: guard::PolicyWatch,
 ) -> Router {
     let guards = guard::Guards::new(policy, recorder.clone());
+    let remembered = recorder.remembered_credentials().clone();
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -68,7 +69,10 @@ pub fn router(
         .route("/api/status", get(status))
         .route("/status.json", get(status))
         .with_state(AppState { recorder, reloads, render: Arc::new(tokio::sync::Semaphore::new(1)) })
-        .layer(axum::middleware::from_fn_with_state(BasicAuth::new(security, guards.clone()), require_basic_auth))
+        .layer(axum::middleware::from_fn_with_state(
+            BasicAuth::new(security, guards.clone(), remembered),
+            require_basic_auth,
+        ))
         .layer(axum::middleware::from_fn_with_state(guards, guard::host))
 }
 
@@ -82,14 +86,25 @@ const BCRYPT_AT_ONCE: usize = 2;
 const FIRST_SIGHTS_BURST: f64 = 8.0;
 const FIRST_SIGHTS_PER_SECOND: f64 = 4.0;
 
-/// The basic-auth gate: the web config in force, the bcrypt slots and the first-sight budgets.
+/// The basic-auth gate: the web config in force, the bcrypt slots, the first-sight budgets, the credentials
+/// remembered from before a restart, and how long a bcrypt check takes here.
 #[derive(Clone)]
 struct BasicAuth {
     security: SecurityWatch,
     bcrypt_slots: Arc<tokio::sync::Semaphore>,
     first_sights: Arc<std::sync::Mutex<FirstSights>>,
     guards: guard::Guards,
+    remembered: Arc<security::Remembered>,
+    /// A moving average of one bcrypt check's time, in microseconds: what an answer past the budget waits, so
+    /// it looks like any other wrong password's (issue 38: 401 for a configured name, 429 for an unknown one).
+    check_micros: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// What an answer past the first-sight budget waits before any check was timed (bcrypt cost 10 here: about
+/// 60 ms), and the bounds of the measured wait.
+const FIRST_CHECK_GUESS: Duration = Duration::from_millis(60);
+const CHECK_WAIT_MIN: Duration = Duration::from_millis(20);
+const CHECK_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// First-sight budgets: one per configured user name, one shared by every name that is not configured, so
 /// a flood of unknown credentials (after a restart the accepted cache is empty) cannot 429 a known user.
@@ -126,13 +141,38 @@ impl FirstSights {
 }
 
 impl BasicAuth {
-    fn new(security: SecurityWatch, guards: guard::Guards) -> BasicAuth {
+    fn new(security: SecurityWatch, guards: guard::Guards, remembered: Arc<security::Remembered>) -> BasicAuth {
+        let guess = u64::try_from(FIRST_CHECK_GUESS.as_micros()).unwrap_or(u64::MAX);
         BasicAuth {
             security,
             bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(BCRYPT_AT_ONCE)),
             first_sights: Arc::new(std::sync::Mutex::new(FirstSights::new())),
             guards,
+            remembered,
+            check_micros: Arc::new(std::sync::atomic::AtomicU64::new(guess)),
         }
+    }
+
+    /// Fold one bcrypt check's time into the average (a quarter weight: a few checks settle it).
+    fn timed_check(&self, took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let before = self.check_micros.load(Relaxed);
+        self.check_micros.store(before - before / 4 + took / 4, Relaxed);
+    }
+
+    /// How long an answer past the budget waits: as long as a check takes here.
+    fn check_wait(&self) -> Duration {
+        let micros = self.check_micros.load(std::sync::atomic::Ordering::Relaxed);
+        Duration::from_micros(micros).clamp(CHECK_WAIT_MIN, CHECK_WAIT_MAX)
+    }
+
+    /// The refusal of a credential: 401 with a Basic challenge, whatever the name and whether it was checked
+    /// (`reason`: unauthorized, or auth_rate_limited past the budget).
+    fn refuse(&self, reason: &'static str) -> Response {
+        let mut refused = self.guards.refuse_with(StatusCode::UNAUTHORIZED, reason, "Unauthorized");
+        refused.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic"));
+        refused
     }
 }
 
@@ -146,6 +186,8 @@ async fn require_basic_auth(State(auth): State<BasicAuth>, request: Request, nex
     let authorized = match current.check(authorization) {
         security::Check::Allowed => true,
         security::Check::Refused => false,
+        // Accepted before a restart (the state file): at once, outside the budget, whatever floods it.
+        security::Check::Verify(unverified) if current.recognized(&unverified, &auth.remembered) => true,
         security::Check::Verify(unverified) => {
             let known = current.knows(unverified.user());
             let within_budget = auth
@@ -154,27 +196,29 @@ async fn require_basic_auth(State(auth): State<BasicAuth>, request: Request, nex
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .spend(unverified.user(), known);
             if !within_budget {
-                let mut refused = auth.guards.refuse_with(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "auth_rate_limited",
-                    "too many new credentials: try again",
-                );
-                refused.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                return refused;
+                // The same answer as a wrong password's, as late as a check would make it: a name over the
+                // budget cannot be told from one under it, nor a configured name from an unknown one.
+                tokio::time::sleep(auth.check_wait()).await;
+                return auth.refuse("auth_rate_limited");
             }
             let Ok(_slot) = auth.bcrypt_slots.acquire().await else {
                 return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
             };
             // bcrypt takes tens of milliseconds: off the async workers.
-            tokio::task::spawn_blocking(move || current.verify(unverified)).await.unwrap_or(false)
+            let remembered = auth.remembered.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                (current.verify(unverified, &remembered), started.elapsed())
+            });
+            let (verified, took) = checked.await.unwrap_or((false, Duration::ZERO));
+            auth.timed_check(took);
+            verified
         }
     };
     if authorized {
         next.run(request).await
     } else {
-        let mut refused = auth.guards.refuse_with(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized");
-        refused.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic"));
-        refused
+        auth.refuse("unauthorized")
     }
 }
 

@@ -85,11 +85,17 @@ pub enum AuthEvent<'a> {
         /// Who sent it first.
         by: CloseBy,
     },
-    /// A connection over the tap's limit: the new one was closed (`refused_new`), or the oldest that had
-    /// never sent a byte was, to make room for it.
+    /// A connection over the tap's limit: the new one was closed (`refused_new`), or the oldest not yet
+    /// established was, to make room for it.
     OverLimit {
-        /// The new connection was refused (every open one had spoken).
+        /// The new connection was refused (every open one was established).
         refused_new: bool,
+    },
+    /// A connection from another user's process (Linux: the peer socket's uid), admitted within their own
+    /// small quota ([`OTHER_USERS_QUOTA`]) or refused past it; it never takes the user's own slots.
+    OtherUser {
+        /// Admitted (true) or refused (false).
+        admitted: bool,
     },
     /// The tap closed a connection on its own timer: no whole request head within `header_read_timeout`
     /// (`idle: false`), or nothing either way for `idle_timeout` (`idle: true`).
@@ -167,25 +173,43 @@ pub struct TapConfig {
     pub gate: Option<Arc<tokio::sync::Mutex<crate::gate::CredentialGate>>>,
 }
 
+/// How many connections other users' processes may hold open at once, apart from the user's own
+/// `max_connections`: enough for a `sudo openclaw` now and then, too few to matter to the user's CLI whatever
+/// they do with them (issue 38: four one-byte connections of another user's made the CLI fail 16 of 30 times
+/// at `max_connections = 4`).
+pub const OTHER_USERS_QUOTA: usize = 4;
+
 /// Accept clients on `listener` until the future is dropped; each connection runs in its own task and
-/// outlives the accept loop (so a config reload does not cut live connections).
+/// outlives the accept loop (so a config reload does not cut live connections). Another user's connections
+/// (Linux) count against [`OTHER_USERS_QUOTA`], never against `max_connections`.
 pub async fn serve(listener: TcpListener, config: TapConfig, sink: Arc<dyn AuthSink>) {
     let config = Arc::new(config);
-    let limit = Connections::new(config.max_connections);
+    let own = Connections::new(config.max_connections);
+    let others = Connections::new(OTHER_USERS_QUOTA);
     loop {
-        let (client, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
+        let client = match listener.accept().await {
+            Ok((client, _)) => client,
             Err(_) => {
                 // Out of fds and the like: back off instead of spinning.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let admitted = match limit.admit() {
+        let other_user = of_another_user(&client);
+        let admission = if other_user { others.admit() } else { own.admit() };
+        let admitted = match admission {
+            Admission::Admitted(admitted) | Admission::Replaced(admitted) if other_user => {
+                sink.auth_event(&config.forward, AuthEvent::OtherUser { admitted: true });
+                admitted
+            }
             Admission::Admitted(admitted) => admitted,
             Admission::Replaced(admitted) => {
                 sink.auth_event(&config.forward, AuthEvent::OverLimit { refused_new: false });
                 admitted
+            }
+            Admission::Refused if other_user => {
+                sink.auth_event(&config.forward, AuthEvent::OtherUser { admitted: false });
+                continue;
             }
             Admission::Refused => {
                 sink.auth_event(&config.forward, AuthEvent::OverLimit { refused_new: true });
@@ -204,6 +228,20 @@ pub async fn serve(listener: TcpListener, config: TapConfig, sink: Arc<dyn AuthS
     }
 }
 
+/// Whether the client's process runs as another user than this one (Linux: one exact sock_diag lookup of the
+/// client's socket, its uid against our effective uid). Elsewhere, and when the lookup finds no owner (a
+/// client on another host, through a tap that listens beyond loopback), it is not.
+fn of_another_user(client: &TcpStream) -> bool {
+    #[cfg(target_os = "linux")]
+    if let (Ok(local), Ok(peer)) = (client.local_addr(), client.peer_addr()) {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let ours = unsafe { libc::geteuid() };
+        return matches!(crate::socket_table::peer_uid(local, peer), Ok(Some(uid)) if uid != ours);
+    }
+    let _ = client;
+    false
+}
+
 /// What the tap answers a client whose upstream the gate refused: the status a reverse proxy gives for an
 /// upstream it will not use, and nothing of the client's request.
 fn withheld_answer() -> Vec<u8> {
@@ -217,11 +255,12 @@ fn withheld_answer() -> Vec<u8> {
 }
 
 /// Relay one client connection to the upstream and back, observing both directions. `slot`: the
-/// connection's place in the tap's limit, marked once the client sends a byte.
+/// connection's place in the tap's limit, established (never closed for room) only once its first head is
+/// whole and its upstream confirmed; until then the oldest such connection makes room for a new one.
 pub async fn relay(mut client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn AuthSink>, slot: Option<&Slot>) {
     // The first head before anything else: a client that sends a byte and goes silent holds a slot for at
-    // most header_read_timeout, and no upstream connection at all.
-    let head = match tokio::time::timeout(config.header_read_timeout, read_first_head(&mut client, slot)).await {
+    // most header_read_timeout (and only until a newer connection needs it), and no upstream connection.
+    let head = match tokio::time::timeout(config.header_read_timeout, read_first_head(&mut client)).await {
         Ok(Some(head)) => head,
         Ok(None) => return,
         Err(_) => {
@@ -251,6 +290,9 @@ pub async fn relay(mut client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn 
             let _ = client.shutdown().await;
             return;
         }
+    }
+    if let Some(slot) = slot {
+        slot.spoke();
     }
     let _ = client.set_nodelay(true);
     match upstream {
@@ -316,7 +358,7 @@ const MAX_FIRST_HEAD: usize = 16 * 1024;
 
 /// The client's bytes up to the end of its first request head (`\r\n\r\n`), or up to [`MAX_FIRST_HEAD`]
 /// (the readers then give up on it, as they would mid-stream). `None` when the client closed first.
-async fn read_first_head(client: &mut TcpStream, mut slot: Option<&Slot>) -> Option<Vec<u8>> {
+async fn read_first_head(client: &mut TcpStream) -> Option<Vec<u8>> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -324,9 +366,6 @@ async fn read_first_head(client: &mut TcpStream, mut slot: Option<&Slot>) -> Opt
             Ok(0) | Err(_) => return None,
             Ok(n) => n,
         };
-        if let Some(slot) = slot.take() {
-            slot.spoke();
-        }
         head.extend_from_slice(&chunk[..n]);
         let scan_from = head.len().saturating_sub(n + 3);
         if head[scan_from..].windows(4).any(|window| window == b"\r\n\r\n") || head.len() >= MAX_FIRST_HEAD {

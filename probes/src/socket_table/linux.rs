@@ -132,6 +132,21 @@ pub(crate) fn judge_far_end(state: u8, inode: u32, uid: u32) -> FarEnd {
 /// took this very connection, which a re-read of the listener table cannot (a listener may come and go between
 /// the table read and the connect).
 pub(crate) fn far_end(local: SocketAddr, peer: SocketAddr) -> io::Result<FarEnd> {
+    Ok(match exact(local, peer)? {
+        Some((state, inode, uid)) => judge_far_end(state, inode, uid),
+        None => FarEnd::Missing,
+    })
+}
+
+/// The uid of the process at the other end of our connection `local` -> `peer` (the tap's client: its
+/// connecting socket), when the kernel's table has that socket with an owner (an inode): one exact lookup.
+pub(crate) fn peer_uid(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<u32>> {
+    Ok(exact(local, peer)?.and_then(|(_, inode, uid)| (inode != 0).then_some(uid)))
+}
+
+/// The socket whose source is `peer` and destination `local` (the other end of our connection), as (TCP state,
+/// inode, uid); `None` when there is no such socket.
+fn exact(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<(u8, u32, u32)>> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
     socket.bind_auto()?;
     socket.connect(&NetlinkAddr::new(0, 0))?;
@@ -159,11 +174,11 @@ pub(crate) fn far_end(local: SocketAddr, peer: SocketAddr) -> io::Result<FarEnd>
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         if let NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) = message.payload {
             let header = &response.header;
-            return Ok(judge_far_end(header.state, header.inode, header.uid));
+            return Ok(Some((header.state, header.inode, header.uid)));
         }
         // An error (ENOENT: no such socket in this family): try the next form.
     }
-    Ok(FarEnd::Missing)
+    Ok(None)
 }
 
 /// Send one TCP sock_diag request: a dump (`NLM_F_DUMP` in `flags`) of the sockets in `states`, filtered by

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{far_end, listening, receiving, FarEnd};
+pub(crate) use linux::{far_end, listening, peer_uid, receiving, FarEnd};
 
 #[cfg(windows)]
 mod windows;

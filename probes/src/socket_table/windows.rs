@@ -16,8 +16,8 @@ use super::Listener;
 pub(crate) fn listening(port: u16, keep: impl Fn(SocketAddr) -> bool) -> io::Result<Vec<Listener>> {
     // The IP Helper table takes no filter: the port is checked here.
     let keep = |addr: SocketAddr| addr.port() == port && keep(addr);
-    let mut found = listening_family(true, &keep)?;
-    found.extend(listening_family(false, &keep)?);
+    let mut found = listening_family(true, keep)?;
+    found.extend(listening_family(false, keep)?);
     Ok(found)
 }
 

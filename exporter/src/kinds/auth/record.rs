@@ -259,6 +259,7 @@ impl AuthRecord {
             AuthEvent::OverLimit { refused_new } => {
                 recorder.count_connection_closed("auth_tap", if refused_new { "limit_new" } else { "limit_silent" });
             }
+            AuthEvent::OtherUser { admitted } => recorder.count_other_user_connection("auth_tap", admitted),
             AuthEvent::TimedOut { idle } => {
                 recorder.count_connection_closed("auth_tap", if idle { "idle_timeout" } else { "header_timeout" });
             }

@@ -11,6 +11,10 @@
 //! [`check`]: WebSecurity::check
 //! [`verify`]: WebSecurity::verify
 
+mod remembered;
+
+pub use remembered::{Remembered, STATE_KEY as REMEMBERED_STATE_KEY};
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -214,12 +218,31 @@ impl WebSecurity {
         Check::Verify(Unverified { user, password, key })
     }
 
-    /// Check `unverified` with bcrypt and remember the answer. Slow (tens of milliseconds): call it off the
-    /// async workers.
-    pub fn verify(&self, unverified: Unverified) -> bool {
+    /// Whether `unverified` is the credential `remembered` kept for its (configured) user from before a
+    /// restart: then it is accepted as a cached one is, without bcrypt. One HMAC: cheap enough for the runtime
+    /// thread.
+    pub fn recognized(&self, unverified: &Unverified, remembered: &Remembered) -> bool {
+        let Some(hash) = self.users.get(&unverified.user) else { return false };
+        if !remembered.recognizes(&unverified.user, &unverified.password, hash) {
+            return false;
+        }
+        let mut accepted = lock(&self.accepted);
+        if accepted.len() >= MAX_ACCEPTED {
+            accepted.clear();
+        }
+        accepted.insert(unverified.key);
+        true
+    }
+
+    /// Check `unverified` with bcrypt and remember the answer (a right one also in `remembered`, for the state
+    /// file). Slow (tens of milliseconds): call it off the async workers.
+    pub fn verify(&self, unverified: Unverified, remembered: &Remembered) -> bool {
         let Unverified { user, password, key } = unverified;
         let Some(hash) = self.hash_checked_for(&user) else { return false };
         let verified = bcrypt::verify(&password, hash).unwrap_or(false) && self.users.contains_key(&user);
+        if verified {
+            remembered.remember(&user, &password, hash);
+        }
         let (cache, bound) = if verified { (&self.accepted, MAX_ACCEPTED) } else { (&self.refused, MAX_REFUSED) };
         let mut cache = lock(cache);
         if cache.len() >= bound {
@@ -239,7 +262,7 @@ impl WebSecurity {
         match self.check(authorization) {
             Check::Allowed => true,
             Check::Refused => false,
-            Check::Verify(unverified) => self.verify(unverified),
+            Check::Verify(unverified) => self.verify(unverified, &Remembered::default()),
         }
     }
 }
