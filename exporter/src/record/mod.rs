@@ -50,7 +50,7 @@ pub enum Format {
 /// Why the exporter closed a connection on its own, by listener: the label values of
 /// `openclaw_exporter_connections_closed_total`, created at zero.
 pub const CONNECTION_CLOSE_REASONS: [(&str, &[&str]); 2] = [
-    ("web", &["limit_new", "limit_silent", "header_timeout", "idle_timeout"]),
+    ("web", &["limit_new", "limit_silent", "limit_busy", "header_timeout", "idle_timeout"]),
     ("auth_tap", &["limit_new", "limit_silent"]),
 ];
 

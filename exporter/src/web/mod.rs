@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::server::TlsStream;
 
 pub mod guard;
+mod render;
 pub mod serve;
 mod status_page;
 
@@ -47,8 +48,8 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 struct AppState {
     recorder: Arc<Recorder>,
     reloads: mpsc::Sender<ReloadRequest>,
-    /// One /metrics render at a time, off the probes' thread: scrapers queue here, probes never wait.
-    render: Arc<tokio::sync::Semaphore>,
+    /// One render at a time, off the probes' thread, coalesced: scrapers share it, probes never wait.
+    renders: Arc<render::Renders>,
 }
 
 /// The router, reading from `recorder` and sending reload requests to `reloads`; basic auth on every path
@@ -68,7 +69,7 @@ pub fn router(
         .route("/-/reload", post(reload).layer(axum::middleware::from_fn_with_state(guards.clone(), guard::lifecycle)))
         .route("/api/status", get(status))
         .route("/status.json", get(status))
-        .with_state(AppState { recorder, reloads, render: Arc::new(tokio::sync::Semaphore::new(1)) })
+        .with_state(AppState { recorder, reloads, renders: render::Renders::new() })
         .layer(axum::middleware::from_fn_with_state(
             BasicAuth::new(security, guards.clone(), remembered),
             require_basic_auth,
@@ -303,44 +304,37 @@ pub fn negotiate(accept: Option<&str>) -> Format {
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let format = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let content_type = match format {
-        Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
-        Format::Prometheus => PROMETHEUS_CONTENT_TYPE,
+    let (content_type, key) = match format {
+        Format::OpenMetrics => (OPENMETRICS_CONTENT_TYPE, "metrics:openmetrics"),
+        Format::Prometheus => (PROMETHEUS_CONTENT_TYPE, "metrics:prometheus"),
     };
     // Encoding a thousand forwards takes tens of milliseconds; on the runtime's one thread that would delay
     // every probe due meanwhile (bench/: probe lag p99 2.5 -> 250 ms under wrk before this).
-    match render_blocking(&state, move |recorder| recorder.encode(format, SystemTime::now())).await {
+    match rendered(&state, key.into(), move |recorder| recorder.encode(format, SystemTime::now())).await {
         Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
         Err(response) => response,
     }
 }
 
 async fn status(State(state): State<AppState>) -> Response {
-    match build_status(&state, |report| serde_json::to_string(&report).unwrap_or_default()).await {
+    let body = |report| serde_json::to_string(&report).unwrap_or_default();
+    match rendered(&state, "status".into(), move |recorder| body(recorder.status(SystemTime::now()))).await {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(response) => response,
     }
 }
 
-/// Build the status report and turn it into a body with [`render_blocking`].
-async fn build_status(
+/// The body `key` names, made by `render` ([`render::Renders`]: off the web's thread, one at a time,
+/// coalesced): a flood of them neither holds the web thread nor the recorder's locks for longer than a copy
+/// takes.
+async fn rendered(
     state: &AppState,
-    body: impl FnOnce(crate::record::status::StatusReport) -> String + Send + 'static,
-) -> Result<String, Response> {
-    render_blocking(state, move |recorder| body(recorder.status(SystemTime::now()))).await
-}
-
-/// Run `render` on the blocking pool behind the one render permit (`/metrics`, `/api/status`, `/`): a flood
-/// of them neither holds the web thread nor the recorder's locks for longer than a copy takes.
-async fn render_blocking(
-    state: &AppState,
+    key: String,
     render: impl FnOnce(&Recorder) -> String + Send + 'static,
-) -> Result<String, Response> {
-    let Ok(_permit) = state.render.acquire().await else {
-        return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response());
-    };
-    let recorder = state.recorder.clone();
-    tokio::task::spawn_blocking(move || render(&recorder))
+) -> Result<bytes::Bytes, Response> {
+    state
+        .renders
+        .render(key, &state.recorder, render)
         .await
         .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response())
 }
@@ -363,7 +357,8 @@ async fn index(
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     let refresh = query.get("refresh").and_then(|n| n.parse::<u32>().ok());
-    match build_status(&state, move |report| status_page::render(&report, refresh)).await {
+    let page = move |recorder: &Recorder| status_page::render(&recorder.status(SystemTime::now()), refresh);
+    match rendered(&state, format!("page:{refresh:?}"), page).await {
         Ok(page) => Html(page).into_response(),
         Err(response) => response,
     }

@@ -1,6 +1,7 @@
 //! Serving connections: what `axum::serve` does, plus what it does not offer and a loopback listener needs
 //! when any local user can connect: a connection limit ([`probes::limit`]: at the limit the oldest
-//! connection that has not yet sent a whole request head makes room, else the new one is closed), hyper's header-read timeout
+//! connection not established makes room, else the oldest idle one, else the oldest busy one is told to close
+//! once its answer is out while the new one comes in), hyper's header-read timeout
 //! (a slow-loris head is cut; hyper 1.12 also starts it when a kept-alive connection waits for its next
 //! request, measured: an idle keep-alive connection closed at `header_read_timeout`) and an idle timeout
 //! (a request body or a response that moves no byte for that long: a stalled upload, a client that never
@@ -194,6 +195,10 @@ impl axum::serve::Listener for LimitedListener {
                     self.recorder.count_connection_closed(LISTENER, "limit_silent");
                     admitted
                 }
+                Admission::Retiring(admitted) => {
+                    self.recorder.count_connection_closed(LISTENER, "limit_busy");
+                    admitted
+                }
                 Admission::Refused => {
                     self.recorder.count_connection_closed(LISTENER, "limit_new");
                     continue;
@@ -206,6 +211,15 @@ impl axum::serve::Listener for LimitedListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.tcp.local_addr()
+    }
+}
+
+/// A connection's answer in progress: busy until this is dropped (with the response's body, once written).
+struct Busy(Arc<Slot>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.set_busy(false);
     }
 }
 
@@ -244,8 +258,17 @@ pub async fn serve<L>(
                 {
                     slot.spoke();
                 }
-                slot.set_busy(false);
-                response
+                // Busy until the body is out, not only until it is made: a connection closed to make room
+                // while writing its answer loses the scrape (issue 38: "peer disconnected" mid-body).
+                let busy = Busy(slot);
+                response.map(|response| {
+                    response.map(|body| {
+                        axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                            let _ = &busy;
+                            frame
+                        }))
+                    })
+                })
             }
         });
         let (recorder, shutdown) = (recorder.clone(), shutdown.clone());
@@ -258,6 +281,11 @@ pub async fn serve<L>(
                 result = connection.as_mut() => result,
                 // Made room for a newer connection: dropping it closes the socket.
                 _ = slot.evicted() => return,
+                // Every connection was busy when a new one came: answer the request in flight, then close.
+                _ = slot.retired() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
                 _ = shutdown.cancelled() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await

@@ -198,11 +198,14 @@ pub async fn serve(listener: TcpListener, config: TapConfig, sink: Arc<dyn AuthS
         let other_user = of_another_user(&client);
         let admission = if other_user { others.admit() } else { own.admit() };
         let admitted = match admission {
-            Admission::Admitted(admitted) | Admission::Replaced(admitted) if other_user => {
+            Admission::Admitted(admitted) | Admission::Replaced(admitted) | Admission::Retiring(admitted)
+                if other_user =>
+            {
                 sink.auth_event(&config.forward, AuthEvent::OtherUser { admitted: true });
                 admitted
             }
-            Admission::Admitted(admitted) => admitted,
+            // (The tap's limit keeps no slot for busy connections: it never retires one.)
+            Admission::Admitted(admitted) | Admission::Retiring(admitted) => admitted,
             Admission::Replaced(admitted) => {
                 sink.auth_event(&config.forward, AuthEvent::OverLimit { refused_new: false });
                 admitted
