@@ -52,6 +52,11 @@ pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Load `path` into the recorder. Problems are logged and otherwise ignored.
 pub fn load(path: &Path, recorder: &Recorder) {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let Err(err) = crate::private_files::check_readable_dir(dir) {
+        tracing::warn!(file = %path.display(), error = %err, "the state file's directory is not this user's alone; starting without saved buckets");
+        return;
+    }
     let text = match std::fs::read(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,

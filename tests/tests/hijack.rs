@@ -555,3 +555,54 @@ print(ok)
         "nobody's connections counted"
     );
 }
+
+/// A link of nobody's in a sticky directory (as in /tmp), pointing at a directory of the user's, given as the
+/// remote-write queue directory and as the state file's directory (issue 38: accepted; the target was chmodded
+/// 0700 and the queue written into it, and the link's owner could repoint it later). Both are refused by name,
+/// nothing is written through the link, and the target's mode is unchanged.
+#[test]
+fn a_queue_or_state_directory_through_a_link_of_nobody_s_is_refused() {
+    if !root_or_skip("hijack::a_queue_directory_through_a_link_of_nobody_s", "create a user and a link of nobody's") {
+        return;
+    }
+    let world = World::new();
+    let sticky = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(sticky.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let target = world.user.home.join("mine");
+    let status = world.user.command("mkdir").arg("-m").arg("755").arg(&target).status().unwrap();
+    assert!(status.success());
+    let link = sticky.path().join("queue");
+    let made = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ln", "-s"])
+        .arg(&target)
+        .arg(&link)
+        .status()
+        .unwrap();
+    assert!(made.success(), "nobody's link");
+    let receiver = ScriptedReceiver::start(None);
+    let config = format!(
+        "{}[remote_write]\nurl = \"{}\"\ninterval = \"200ms\"\nqueue_dir = \"{}\"\n[state]\nfile = \"{}\"\n",
+        forward_toml("t", free_port()),
+        receiver.url(),
+        link.display(),
+        link.join("state.json").display()
+    );
+    let mut exporter = world.exporter(&config);
+    let deadline = std::time::Instant::now() + T;
+    while !exporter.proc.output().contains("symbolic link owned by nobody") {
+        assert!(std::time::Instant::now() < deadline, "the link not refused:\n{}", exporter.proc.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    exporter.proc.signal(libc::SIGTERM);
+    exporter.proc.wait_exit(Duration::from_secs(10)).expect("the exporter stops");
+    let log = exporter.proc.output();
+    let naming = log
+        .lines()
+        .filter(|line| line.contains(&link.display().to_string()) && line.contains("symbolic link owned by nobody"));
+    assert!(naming.count() >= 2, "the queue's and the state file's refusals name the link:\n{log}");
+    let written: Vec<_> = std::fs::read_dir(&target).unwrap().flatten().map(|entry| entry.file_name()).collect();
+    assert!(written.is_empty(), "written through nobody's link: {written:?}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777, 0o755, "the target's mode");
+    assert_eq!(receiver.count(204), 0, "nothing queued, nothing sent");
+}
