@@ -52,6 +52,67 @@ pub fn judge(mut owners: Vec<(SocketAddr, Owner)>, wanted: SocketAddr) -> Outcom
     }
 }
 
+/// Whether a listener bound to `addr` is sure to take every connection to `wanted`, whatever other users hold:
+/// bound to exactly that address and port, which no other socket can also bind. A wildcard is not: another
+/// user's more specific bind on `wanted` would take the connections, and where the OS shows this user no other
+/// user's sockets (macOS) nothing would say so (issue 38: with `ssh -g` and another user already on
+/// 127.0.0.1:P, the token went to that user).
+pub fn vouches(addr: SocketAddr, wanted: SocketAddr) -> bool {
+    addr == wanted
+}
+
+/// One listening socket this user can see, where the OS shows no other user's (macOS): its bound address,
+/// whether an IPv6 one refuses IPv4 (`insi_vflag`; `None` for IPv4 or when unread), and its owner.
+#[derive(Debug, Clone)]
+pub struct Visible {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// IPV6_V6ONLY, for an IPv6 socket.
+    pub v6only: Option<bool>,
+    /// Its process.
+    pub owner: Owner,
+}
+
+/// The outcome from what this user can see (macOS): the visible listeners that could take a connection to
+/// `wanted` ([`crate::net::could_receive`], with each socket's own v6only) are judged as everywhere when one
+/// of them is bound to `wanted` itself ([`vouches`]). When none is, an invisible listener of another user
+/// might take the connection, so `accepts` (a connect) decides: something accepting is unreadable, never ours.
+pub fn judge_visible(visible: Vec<Visible>, wanted: SocketAddr, accepts: impl FnOnce() -> Option<bool>) -> Outcome {
+    let candidates: Vec<Visible> =
+        visible.into_iter().filter(|l| crate::net::could_receive(l.addr, l.v6only, wanted)).collect();
+    if candidates.iter().any(|l| vouches(l.addr, wanted)) {
+        return judge(candidates.into_iter().map(|l| (l.addr, l.owner)).collect(), wanted);
+    }
+    match (accepts(), candidates.is_empty()) {
+        (Some(false) | None, true) => Outcome::NoListener,
+        (_, true) => Outcome::Unreadable {
+            detail: format!(
+                "a listener takes connections to {wanted}, but no process this user can read holds one (another                  user's; macOS shows no other user's sockets)"
+            ),
+        },
+        (_, false) => {
+            let ours: Vec<String> =
+                candidates.iter().map(|l| format!("{} pid {} on {}", l.owner.name, l.owner.pid, l.addr)).collect();
+            Outcome::Unreadable {
+                detail: format!(
+                    "only a wildcard listener of this user's could take connections to {wanted} ({}), and another                      user's listener on {wanted} itself would take them unseen (macOS shows no other user's                      sockets): bind the forward to {wanted} (ssh -L {}:..., without -g)",
+                    ours.join(", "),
+                    wanted
+                ),
+            }
+        }
+    }
+}
+
+/// What macOS's `insi_vflag` says of a socket: `INI_IPV4` (0x1) and `INI_IPV6` (0x2). An IPv6 socket that
+/// accepts IPv4 carries both (xnu's `tcp6_usr_bind` sets `INP_IPV4` on an unspecified bind unless
+/// IPV6_V6ONLY); `None` for an IPv4 socket, where the question does not arise.
+pub fn v6only_from_vflag(vflag: u8) -> Option<bool> {
+    const INI_IPV4: u8 = 0x1;
+    const INI_IPV6: u8 = 0x2;
+    (vflag & INI_IPV6 != 0).then_some(vflag & INI_IPV4 == 0)
+}
+
 /// A process as the OS reports it: its name and its parent's pid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
@@ -162,5 +223,47 @@ mod tests {
         // The parent exited (a Windows service host restarted): its pid, no name.
         assert_eq!(parent_of(50, table), (99, None));
         assert_eq!(parent_of(12345, table), (0, None));
+    }
+
+    /// Synthetic macOS tables: what a user sees (their own sockets) and what a connect says.
+    #[test]
+    fn on_macos_only_a_listener_bound_to_the_address_itself_vouches_for_it() {
+        let wanted: SocketAddr = "127.0.0.1:18789".parse().unwrap();
+        let visible = |addr: &str, v6only: Option<bool>, name: &str| Visible {
+            addr: addr.parse().unwrap(),
+            v6only,
+            owner: owner(10, name, Some(true)),
+        };
+        let label = |outcome: &Outcome| crate::Label::label(outcome);
+        // Our ssh on the address itself: up, whatever a connect would say (it is not asked).
+        let up = judge_visible(vec![visible("127.0.0.1:18789", None, "ssh")], wanted, || panic!("no connect"));
+        assert_eq!(label(&up), "up");
+        // ssh -g: a v6only [::] (insi_vflag INI_IPV6 alone) takes no IPv4 connection; another user's listener on
+        // 127.0.0.1, invisible, does: a connect is accepted, so unreadable, never ours.
+        let v6only = v6only_from_vflag(0x2);
+        assert_eq!(v6only, Some(true));
+        let hijacked = judge_visible(vec![visible("[::]:18789", v6only, "ssh")], wanted, || Some(true));
+        assert_eq!(label(&hijacked), "unreadable", "{hijacked:?}");
+        // A dual-stack [::] of ours (INI_IPV4 | INI_IPV6) could take it, but so could an invisible more specific
+        // bind of another user's: unreadable.
+        let dual = v6only_from_vflag(0x3);
+        assert_eq!(dual, Some(false));
+        let wildcard = judge_visible(vec![visible("[::]:18789", dual, "ssh")], wanted, || Some(true));
+        assert_eq!(label(&wildcard), "unreadable", "{wildcard:?}");
+        assert!(format!("{wildcard:?}").contains("without -g"));
+        let v4_any = judge_visible(vec![visible("0.0.0.0:18789", None, "ssh")], wanted, || Some(true));
+        assert_eq!(label(&v4_any), "unreadable");
+        // Nothing visible: a connect tells another user's invisible listener from none.
+        assert_eq!(label(&judge_visible(Vec::new(), wanted, || Some(true))), "unreadable");
+        assert_eq!(judge_visible(Vec::new(), wanted, || Some(false)), Outcome::NoListener);
+        // Our ssh on the address and our other program on a wildcard: the least trusted is reported.
+        let mixed = judge_visible(
+            vec![visible("127.0.0.1:18789", None, "ssh"), visible("[::]:18789", dual, "python3")],
+            wanted,
+            || panic!("no connect"),
+        );
+        assert_eq!(label(&mixed), "not_ssh");
+        // An IPv4 socket's vflag (INI_IPV4) says nothing of v6only.
+        assert_eq!(v6only_from_vflag(0x1), None);
     }
 }

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use super::decide;
 use super::{os, Found, Outcome, Owner, Target};
 
-/// The steady state: the remembered owner still holds the one listener that could take the connection.
+/// The steady state: the remembered owner still holds the one listener that could take the connection (on
+/// macOS also: that socket is still bound to the address itself, read in the same call: it vouches).
 pub(super) fn quick_lookup(target: &Target) -> Option<Outcome> {
     let owner = target.last_owner.as_ref()?;
     os::still_holds(owner, target.addr).then(|| decide::classify(owner.clone()))
@@ -27,17 +28,14 @@ pub(super) fn lookup(target: &Target) -> Outcome {
         Ok(all) => all,
         Err(err) => return Outcome::Unsupported { detail: format!("cannot read the socket tables: {err}") },
     };
+    let Some(from_os) = from_os else { return from_what_this_user_sees(all, target.addr) };
     let mut seen: Vec<(SocketAddr, u32)> = Vec::new();
     let mut owners = Vec::new();
     for listener in all {
         let tcp_listen =
             listener.protocol == listeners::Protocol::TCP && listener.state == listeners::SocketState::Listen;
-        // The crate does not say v6only: where the OS table does (Linux), it decides; elsewhere an IPv6
-        // wildcard counts as a candidate (fail closed).
-        let candidate = match &from_os {
-            Some(addrs) => addrs.contains(&listener.socket),
-            None => crate::net::could_receive(listener.socket, None, target.addr),
-        };
+        // The crate does not say v6only; the OS table of every listener does (Linux, Windows): it decides.
+        let candidate = from_os.contains(&listener.socket);
         if !tcp_listen || !candidate || seen.contains(&(listener.socket, listener.process.pid)) {
             continue;
         }
@@ -47,7 +45,6 @@ pub(super) fn lookup(target: &Target) -> Outcome {
     // A candidate the OS lists but no readable process owns: another user's.
     let unattributed: Vec<String> = from_os
         .iter()
-        .flatten()
         .filter(|addr| !seen.iter().any(|(seen_addr, _)| seen_addr == *addr))
         .map(|addr| addr.to_string())
         .collect();
@@ -60,19 +57,26 @@ pub(super) fn lookup(target: &Target) -> Outcome {
             ),
         };
     }
-    if owners.is_empty() {
-        return match os::listener_exists(target.addr) {
-            Some(true) => Outcome::Unreadable {
-                detail: format!(
-                    "a listener exists on {} but no readable process owns it (another user's; needs the same uid \
-                     or privilege)",
-                    target.addr
-                ),
-            },
-            _ => Outcome::NoListener,
-        };
-    }
     decide::judge(owners, target.addr)
+}
+
+/// Where the OS shows this user only their own sockets (macOS): each visible TCP listener with its own v6only
+/// (`insi_vflag`), judged by [`decide::judge_visible`], a connect deciding when none is bound to the address
+/// itself.
+fn from_what_this_user_sees(all: std::collections::HashSet<listeners::Listener>, wanted: SocketAddr) -> Outcome {
+    let mut visible: Vec<decide::Visible> = Vec::new();
+    for listener in all {
+        let tcp_listen =
+            listener.protocol == listeners::Protocol::TCP && listener.state == listeners::SocketState::Listen;
+        let pid = listener.process.pid;
+        if !tcp_listen || visible.iter().any(|v| v.addr == listener.socket && v.owner.pid == pid) {
+            continue;
+        }
+        let v6only = os::socket_v6only(pid, listener.socket);
+        let owner = owner_of(pid, listener.process.name, listener.socket);
+        visible.push(decide::Visible { addr: listener.socket, v6only, owner });
+    }
+    decide::judge_visible(visible, wanted, || os::listener_exists(wanted))
 }
 
 fn owner_of(pid: u32, name: String, socket: SocketAddr) -> Owner {

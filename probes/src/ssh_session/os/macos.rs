@@ -2,18 +2,26 @@
 //! The kernel socket's address (`soi_so`) plays the part Linux's inode plays: it names one socket for its
 //! whole life, so "this fd of this pid is still that listening socket" is one `proc_pidfdinfo` call.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libproc::libproc::bsd_info::BSDInfo;
 use libproc::libproc::file_info::{pidfdinfo, ListFDs, ProcFDType};
 use libproc::libproc::net_info::{SocketFDInfo, SocketInfoKind, TcpSIState};
 use libproc::libproc::proc_pid::{listpidinfo, pidinfo};
 
-use super::super::decide::ProcessInfo;
+use super::super::decide::{v6only_from_vflag, vouches, ProcessInfo};
 use super::super::Owner;
 
-/// The kernel socket behind `fd` of `pid` when it is a listening TCP socket: `(soi_so, local port)`.
-fn listening_socket(pid: i32, fd: i32) -> Option<(u64, u16)> {
+/// A listening TCP socket as libproc shows it: the kernel socket (`soi_so`), its bound address, and for an
+/// IPv6 one whether it refuses IPv4 (`insi_vflag`, decoded by the portable [`v6only_from_vflag`]).
+struct Listening {
+    socket: u64,
+    addr: SocketAddr,
+    v6only: Option<bool>,
+}
+
+/// The listening TCP socket behind `fd` of `pid`, when it is one.
+fn listening_socket(pid: i32, fd: i32) -> Option<Listening> {
     let info = pidfdinfo::<SocketFDInfo>(pid, fd).ok()?;
     if !matches!(SocketInfoKind::from(info.psi.soi_kind), SocketInfoKind::Tcp) {
         return None;
@@ -23,17 +31,41 @@ fn listening_socket(pid: i32, fd: i32) -> Option<(u64, u16)> {
     if !matches!(TcpSIState::from(tcp.tcpsi_state), TcpSIState::Listen) {
         return None;
     }
+    let ini = tcp.tcpsi_ini;
     // insi_lport holds the port in network byte order in its low 16 bits.
-    let port = u16::from_be(tcp.tcpsi_ini.insi_lport as u16);
-    Some((info.psi.soi_so, port))
+    let port = u16::from_be(ini.insi_lport as u16);
+    let v6only = v6only_from_vflag(ini.insi_vflag);
+    let ip = if v6only.is_some() {
+        // SAFETY: an IPv6 socket's local address is the union's in6_addr.
+        IpAddr::V6(Ipv6Addr::from(unsafe { ini.insi_laddr.ina_6 }.s6_addr))
+    } else {
+        // SAFETY: an IPv4 socket's local address is the union's in4in6_addr; s_addr is in network byte order.
+        IpAddr::V4(Ipv4Addr::from(u32::from_be(unsafe { ini.insi_laddr.ina_46 }.i46a_addr4.s_addr)))
+    };
+    Some(Listening { socket: info.psi.soi_so, addr: SocketAddr::new(ip, port), v6only })
 }
 
-/// One `proc_pidfdinfo`: the owner's fd is still the same listening socket.
-pub(in crate::ssh_session) fn still_holds(owner: &Owner, _wanted: SocketAddr) -> bool {
+/// One `proc_pidfdinfo`: the owner's fd is still the same listening socket, and that socket vouches for
+/// `wanted` (bound to it exactly: the portable [`vouches`]), so the quick path never trusts a wildcard.
+pub(in crate::ssh_session) fn still_holds(owner: &Owner, wanted: SocketAddr) -> bool {
     let (Ok(pid), true) = (i32::try_from(owner.pid), owner.socket_fd >= 0 && owner.socket_inode != 0) else {
         return false;
     };
-    listening_socket(pid, owner.socket_fd).is_some_and(|(socket, _)| socket == owner.socket_inode)
+    listening_socket(pid, owner.socket_fd)
+        .is_some_and(|held| held.socket == owner.socket_inode && vouches(held.addr, wanted))
+}
+
+/// Whether `pid`'s socket listening on `listening` refuses IPv4 (`insi_vflag`): one call per socket fd of that
+/// one process.
+pub(in crate::ssh_session) fn socket_v6only(pid: u32, listening: SocketAddr) -> Option<bool> {
+    let pid = i32::try_from(pid).ok()?;
+    let open_files = pidinfo::<BSDInfo>(pid, 0).ok()?.pbi_nfiles as usize;
+    let fds = listpidinfo::<ListFDs>(pid, open_files).ok()?;
+    fds.iter()
+        .filter(|fd| matches!(ProcFDType::from(fd.proc_fdtype), ProcFDType::Socket))
+        .filter_map(|fd| listening_socket(pid, fd.proc_fd))
+        .find(|held| held.addr == listening)
+        .and_then(|held| held.v6only)
 }
 
 /// The fd and kernel socket by which `pid` holds a socket listening on `listening`'s port (run on a change
@@ -42,10 +74,15 @@ pub(in crate::ssh_session) fn socket_of(pid: u32, listening: SocketAddr) -> Opti
     let pid = i32::try_from(pid).ok()?;
     let open_files = pidinfo::<BSDInfo>(pid, 0).ok()?.pbi_nfiles as usize;
     let fds = listpidinfo::<ListFDs>(pid, open_files).ok()?;
-    fds.iter().filter(|fd| matches!(ProcFDType::from(fd.proc_fdtype), ProcFDType::Socket)).find_map(|fd| {
-        let (socket, port) = listening_socket(pid, fd.proc_fd)?;
-        (port == listening.port()).then_some((fd.proc_fd, socket))
-    })
+    let held: Vec<(i32, Listening)> = fds
+        .iter()
+        .filter(|fd| matches!(ProcFDType::from(fd.proc_fdtype), ProcFDType::Socket))
+        .filter_map(|fd| Some((fd.proc_fd, listening_socket(pid, fd.proc_fd)?)))
+        .filter(|(_, held)| held.addr.port() == listening.port())
+        .collect();
+    // The socket bound to that very address, else (an address the crate spelled otherwise) one on the port.
+    let exact = held.iter().find(|(_, held)| held.addr == listening);
+    exact.or(held.first()).map(|(fd, held)| (*fd, held.socket))
 }
 
 /// `pbi_comm` and `pbi_ppid` from `proc_pidinfo(PROC_PIDTBSDINFO)`.

@@ -79,6 +79,9 @@ mod other {
     pub(in crate::ssh_session) fn user_of(_pid: u32) -> (Option<u32>, Option<bool>) {
         (None, None)
     }
+    pub(in crate::ssh_session) fn socket_v6only(_pid: u32, _listening: SocketAddr) -> Option<bool> {
+        None
+    }
 }
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 pub(super) use other::*;

@@ -122,3 +122,9 @@ pub(in crate::ssh_session) fn user_of(pid: u32) -> (Option<u32>, Option<bool>) {
     };
     (None, same)
 }
+
+/// The OS table of every listener says v6only where it matters (Linux's sock_diag; Windows' table lists each
+/// family apart): the portable lookup asks this only where there is no such table (macOS).
+pub(in crate::ssh_session) fn socket_v6only(_pid: u32, _listening: std::net::SocketAddr) -> Option<bool> {
+    None
+}
