@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::private_files::PrivateDir;
 use crate::record::Recorder;
 
 /// The file's format, version 1: `{"version": 1, "forwards": {"name": [bucket, ...]}, "exposed_since":
@@ -73,16 +74,19 @@ pub fn load(path: &Path, recorder: &Recorder) {
     }
 }
 
-/// Save the recorder's buckets to `path` atomically.
+/// Save the recorder's buckets to `path` atomically, through its directory held open ([`PrivateDir`]: checked,
+/// then every file reached relative to it).
 pub fn save(path: &Path, recorder: &Recorder) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    crate::private_files::ensure_dir(&dir, false)?;
-    let temporary = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
-    let mut file = crate::private_files::create_fresh(&temporary)?;
+    let dir = PrivateDir::open(&dir, false)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let temporary = format!(".{name}.tmp");
+    let mut file = dir.create_fresh(&temporary)?;
     file.write_all(&encode(recorder))?;
     file.sync_all()?;
     drop(file);
-    std::fs::rename(&temporary, path)
+    dir.rename(&temporary, name)?;
+    dir.sync()
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
-//! The queue's small files and its directory: `next`, `acked` (each with a CRC), `lock` and `owner`, the
-//! quarantine's pruning, a segment's name, and the directory sync that makes a new file or a rename durable.
+//! The queue's small files: `next`, `acked` (each with a CRC), `lock` and `owner`, the quarantine's pruning and
+//! a segment's name; each reached through the directory the queue holds open ([`PrivateDir`]).
 
 use super::*;
 
 /// A segment file's first sequence number, from its name.
-pub(super) fn segment_seq(path: &Path) -> Option<u64> {
-    let name = path.file_name()?.to_str()?;
+pub(super) fn segment_seq(name: &str) -> Option<u64> {
     let stem = name.strip_suffix(".seg")?;
     (stem.len() == 16).then(|| u64::from_str_radix(stem, 16).ok())?
 }
@@ -16,8 +15,8 @@ pub(super) const NEXT_MAGIC: &[u8; 8] = b"OCRWNX01";
 pub(super) const ACKED_MAGIC: &str = "OCRWACK1";
 
 /// The `next` file's number, when it is there and checks.
-pub(super) fn read_next(dir: &Path) -> Option<u64> {
-    let bytes = fs::read(dir.join("next")).ok()?;
+pub(super) fn read_next(dir: &PrivateDir) -> Option<u64> {
+    let bytes = dir.read("next").ok()?;
     let bytes = bytes.get(..20)?;
     let crc = u32::from_le_bytes(bytes[16..20].try_into().ok()?);
     (bytes.starts_with(NEXT_MAGIC) && crc32fast::hash(&bytes[..16]) == crc)
@@ -32,8 +31,8 @@ pub(super) fn encode_acked(acked: u64) -> String {
 
 /// The `acked` file's number: `None` when there is no file; an error saying what is wrong with a damaged one.
 /// A bare number (the format before the CRC) is read as it is.
-pub(super) fn read_acked(dir: &Path) -> Result<Option<u64>, String> {
-    let text = match fs::read(dir.join("acked")) {
+pub(super) fn read_acked(dir: &PrivateDir) -> Result<Option<u64>, String> {
+    let text = match dir.read("acked") {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(format!("cannot be read ({err})")),
@@ -54,19 +53,19 @@ pub(super) fn read_acked(dir: &Path) -> Result<Option<u64>, String> {
     }
 }
 
-/// Keep the newest [`KEEP_QUARANTINED`] damaged files.
-pub(super) fn prune_quarantine(quarantine: &Path) {
-    let Ok(entries) = fs::read_dir(quarantine) else { return };
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .filter_map(|e| {
-            let e = e.ok()?;
-            Some((e.metadata().ok()?.modified().ok()?, e.path()))
-        })
-        .collect();
+/// Keep the newest [`KEEP_QUARANTINED`] damaged files in the directory's quarantine, when it has one.
+pub(super) fn prune_quarantine(dir: &PrivateDir) {
+    if !dir.names().is_ok_and(|names| names.iter().any(|name| name == QUARANTINE)) {
+        return;
+    }
+    let Ok(quarantine) = dir.subdir(QUARANTINE, true) else { return };
+    let Ok(names) = quarantine.names() else { return };
+    let mut files: Vec<(std::time::SystemTime, String)> =
+        names.into_iter().filter_map(|name| Some((quarantine.modified(&name).ok()?, name))).collect();
     files.sort();
     let excess = files.len().saturating_sub(KEEP_QUARANTINED);
-    for (_, path) in files.into_iter().take(excess) {
-        let _ = fs::remove_file(path);
+    for (_, name) in files.into_iter().take(excess) {
+        let _ = quarantine.remove(&name);
     }
 }
 
@@ -75,37 +74,23 @@ pub(super) fn invalid(message: String) -> io::Error {
 }
 
 /// Take the directory's lock and write our pid to `owner`; name the holder when it is taken.
-pub(super) fn lock(dir: &Path) -> Result<File, OpenError> {
-    let io_error = |source| OpenError::Io { dir: dir.to_owned(), source };
-    let file = private_files::open_rw(&dir.join("lock")).map_err(io_error)?;
+pub(super) fn lock(dir: &PrivateDir) -> Result<File, OpenError> {
+    let io_error = |source| OpenError::Io { dir: dir.path().to_owned(), source };
+    let file = dir.open_rw("lock").map_err(io_error)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
-            let holder = match fs::read_to_string(dir.join("owner")) {
+            let owner = dir.read("owner").map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+            let holder = match owner {
                 Ok(pid) if !pid.trim().is_empty() => format!("pid {}", pid.trim().chars().take(20).collect::<String>()),
                 _ => "its pid is not known".to_owned(),
             };
-            return Err(OpenError::Locked { dir: dir.to_owned(), holder });
+            return Err(OpenError::Locked { dir: dir.path().to_owned(), holder });
         }
         Err(fs::TryLockError::Error(err)) => return Err(io_error(err)),
     }
     // The owner file is for people and the error above; the lock is what counts.
-    let mut owner = private_files::create_fresh(&dir.join("owner")).map_err(io_error)?;
+    let mut owner = dir.create_fresh("owner").map_err(io_error)?;
     owner.write_all(format!("{}\n", std::process::id()).as_bytes()).map_err(io_error)?;
     Ok(file)
-}
-
-/// Make a directory's entries (a new file, a rename) durable. Windows has no directory fsync (NTFS journals
-/// its metadata); some file systems (network and FUSE mounts) answer EINVAL or ENOTSUP, which PostgreSQL
-/// also tolerates: the data files themselves were fsynced.
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    match File::open(dir)?.sync_all() {
-        Ok(()) => {}
-        Err(err) if err.kind() == io::ErrorKind::Unsupported || err.raw_os_error() == Some(libc::EINVAL) => {}
-        Err(err) => return Err(err),
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }

@@ -41,16 +41,18 @@ use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::private_files;
+use crate::private_files::PrivateDir;
 use files::*;
 use segment::{
-    apply, encode_record, finish_repair, read_record, scan, write_at_end, End, Format, Segment, FILE_HEADER,
+    apply, encode_record, finish_repair, name_of, read_record, scan, write_at_end, End, Format, Segment, FILE_HEADER,
     MAX_PAYLOAD,
 };
 pub use segment::{Damage, RecordInfo, Round};
 
 /// Damaged segment files kept in `quarantine/` for a person to look at; older ones are deleted at open.
 pub const KEEP_QUARANTINED: usize = 8;
+/// The subdirectory damaged segments are moved into.
+const QUARANTINE: &str = "quarantine";
 
 /// Why a round did not reach the queue or left it without being sent: the `reason` label's fixed set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +221,8 @@ pub enum OpenError {
 /// The queue; see the module documentation.
 #[derive(Debug)]
 pub struct Queue {
-    dir: PathBuf,
+    /// The directory, held open: every file is reached through it.
+    dir: PrivateDir,
     max_bytes: u64,
     /// Segments rotate at this size.
     pub segment_bytes: u64,
@@ -282,7 +285,7 @@ impl Queue {
             let segment = self.segments.back_mut().expect("pushed above");
             let info = RecordInfo { seq, offset: segment.bytes, len, timestamp_ms, samples };
             let record = encode_record(&info, payload);
-            match write_at_end(&segment.path, segment.bytes, &record) {
+            match write_at_end(&self.dir, &segment.path, segment.bytes, &record) {
                 Ok(()) => {
                     segment.bytes += record.len() as u64;
                     segment.records.push(info);
@@ -296,7 +299,7 @@ impl Queue {
                 Err(err) => {
                     // Cut back what the failed write may have left, so the index and the file agree; when even
                     // that fails, seal the segment: the next append opens a new one, and the next open cuts the tail.
-                    let cut = private_files::open_existing(&segment.path).and_then(|f| {
+                    let cut = self.dir.open_existing(name_of(&segment.path)).and_then(|f| {
                         f.set_len(segment.bytes)?;
                         f.sync_all()
                     });
@@ -321,8 +324,8 @@ impl Queue {
         let mut bytes = NEXT_MAGIC.to_vec();
         bytes.extend_from_slice(&self.next_seq.to_le_bytes());
         bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
-        let path = self.dir.join("next");
-        let written = private_files::open_rw(&path).and_then(|mut file| {
+        let path = self.dir.display("next");
+        let written = self.dir.open_rw("next").and_then(|mut file| {
             file.seek(SeekFrom::Start(0))?;
             file.write_all(&bytes)?;
             file.sync_data()
@@ -340,23 +343,27 @@ impl Queue {
     /// A new segment for appends, named by the next sequence number. The newest segment is replaced when it
     /// holds no record (it already has that name: a failed first write), so no two index entries share a file.
     fn new_segment(&mut self) -> io::Result<()> {
-        let path = self.dir.join(format!("{:016x}.seg", self.next_seq));
+        let name = format!("{:016x}.seg", self.next_seq);
+        let path = self.dir.display(&name);
         if self.segments.back().is_some_and(|s| s.path == path) {
             self.segments.pop_back();
         }
-        let create = |path: &Path| -> io::Result<()> {
-            let mut file = private_files::create_fresh(path)?;
+        let create = |dir: &PrivateDir| -> io::Result<()> {
+            let mut file = dir.create_fresh(&name)?;
             file.write_all(FILE_HEADER)?;
             file.sync_all()?;
-            sync_dir(&self.dir)
+            dir.sync()
         };
-        let mut created = create(&path);
+        let mut created = create(&self.dir);
         if matches!(&created, Err(err) if err.kind() == io::ErrorKind::NotFound) {
-            // The whole directory was removed: make it again (private) and go on.
-            created = private_files::ensure_dir(&self.dir, true).and_then(|()| create(&path));
+            // The whole directory was removed: make it again (private, checked as at open), hold the new one.
+            created = PrivateDir::open(self.dir.path(), true).and_then(|dir| {
+                self.dir = dir;
+                create(&self.dir)
+            });
         }
         if let Err(err) = created {
-            let _ = fs::remove_file(&path);
+            let _ = self.dir.remove(&name);
             return Err(err);
         }
         self.segments.push_back(Segment {
@@ -391,7 +398,7 @@ impl Queue {
     fn enforce_max_bytes(&mut self) {
         while self.total_bytes() > self.max_bytes && self.segments.len() > 1 {
             let oldest = self.segments.front().expect("more than one");
-            match fs::remove_file(&oldest.path) {
+            match self.dir.remove(name_of(&oldest.path)) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
                     self.forget_vanished(0);
@@ -432,7 +439,7 @@ impl Queue {
                 }
                 let file = match &mut file {
                     Some(file) => file,
-                    None => match File::open(&segment.path) {
+                    None => match self.dir.open_read(name_of(&segment.path)) {
                         Ok(opened) => file.insert(opened),
                         Err(err) if err.kind() == io::ErrorKind::NotFound => {
                             // Vanished (nothing of this batch came from it: the file is opened before its first
@@ -516,15 +523,14 @@ impl Queue {
     }
 
     fn write_acked(&mut self) -> io::Result<()> {
-        let tmp = self.dir.join("acked.tmp");
-        if fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_symlink()) {
-            tracing::warn!(file = %tmp.display(), "remote-write queue: a symbolic link stood where the acknowledgement's temporary file goes; removed, nothing written through it");
+        if self.dir.is_symlink("acked.tmp") {
+            tracing::warn!(file = %self.dir.display("acked.tmp").display(), "remote-write queue: a symbolic link stood where the acknowledgement's temporary file goes; removed, nothing written through it");
         }
-        let mut file = private_files::create_fresh(&tmp)?;
+        let mut file = self.dir.create_fresh("acked.tmp")?;
         file.write_all(encode_acked(self.acked).as_bytes())?;
         file.sync_all()?;
-        fs::rename(&tmp, self.dir.join("acked"))?;
-        sync_dir(&self.dir)?;
+        self.dir.rename("acked.tmp", "acked")?;
+        self.dir.sync()?;
         self.persisted_acked = self.acked;
         Ok(())
     }
@@ -534,7 +540,7 @@ impl Queue {
         while self.segments.len() > 1
             && self.segments.front().and_then(|s| s.records.last()).is_none_or(|last| last.seq < self.persisted_acked)
         {
-            match fs::remove_file(&self.segments.front().expect("checked").path) {
+            match self.dir.remove(name_of(&self.segments.front().expect("checked").path)) {
                 Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
                 _ => {}
             }

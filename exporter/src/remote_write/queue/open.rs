@@ -11,27 +11,19 @@ impl Queue {
         let io_error = |source| OpenError::Io { dir: dir.to_owned(), source };
         let named =
             |path: &Path, err: io::Error| io_error(io::Error::new(err.kind(), format!("{}: {err}", path.display())));
-        private_files::ensure_dir(dir, true).map_err(io_error)?;
-        let lock = lock(dir)?;
-        let quarantine = dir.join("quarantine");
+        // Held open from here on: every file below is reached through this descriptor, never by the path again.
+        let held = PrivateDir::open(dir, true).map_err(io_error)?;
+        let lock = lock(&held)?;
         let mut found = Found::default();
-        let mut repairs = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_error)? {
-            let path = entry.map_err(io_error)?.path();
-            if path.to_str().is_some_and(|p| p.ends_with(".seg.repair")) {
-                repairs.push(path);
-            }
+        for repaired in held.names().map_err(io_error)?.into_iter().filter(|name| name.ends_with(".seg.repair")) {
+            finish_repair(&held, &repaired).map_err(|e| named(&held.display(&repaired), e))?;
         }
-        for repaired in repairs {
-            finish_repair(&repaired).map_err(|e| named(&repaired, e))?;
-        }
-        let stored_next = read_next(dir);
-        let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        let stored_next = read_next(&held);
+        let mut names: Vec<(u64, PathBuf)> = held
+            .names()
             .map_err(io_error)?
-            .filter_map(|entry| {
-                let path = entry.ok()?.path();
-                segment_seq(&path).map(|seq| (seq, path))
-            })
+            .into_iter()
+            .filter_map(|name| segment_seq(&name).map(|seq| (seq, held.display(&name))))
             .collect();
         names.sort();
         let mut scans = Vec::with_capacity(names.len());
@@ -41,7 +33,7 @@ impl Queue {
                 (None, Some(next)) => End::Recorded(next),
                 (None, None) => End::Unknown,
             };
-            match scan(path, *first_seq, end) {
+            match scan(&held, path, *first_seq, end) {
                 Ok(scanned) => scans.push((*first_seq, scanned)),
                 // Vanished between the listing and the read: its rounds are a gap, counted below.
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -55,7 +47,7 @@ impl Queue {
             .max()
             .unwrap_or(0);
         let lowest = scans.first().map_or(highest, |(first, _)| *first);
-        let acked_read = read_acked(dir);
+        let acked_read = read_acked(&held);
         let fresh = matches!(acked_read, Ok(None)) && scans.is_empty();
         let acked = match acked_read {
             Ok(Some(acked)) if acked <= highest => acked,
@@ -74,7 +66,7 @@ impl Queue {
             }
         };
         let mut queue = Queue {
-            dir: dir.to_owned(),
+            dir: held,
             max_bytes,
             segment_bytes: (max_bytes / 16).clamp(64 * 1024, 8 * 1024 * 1024),
             segments: VecDeque::new(),
@@ -97,7 +89,7 @@ impl Queue {
             // write stays sealed across a restart).
             scanned.segment.sealed |= i < newest;
             let path = scanned.segment.path.clone();
-            if let Some(moved) = apply(&path, &scanned.fix, &quarantine).map_err(|e| named(&path, e))? {
+            if let Some(moved) = apply(&queue.dir, &path, &scanned.fix).map_err(|e| named(&path, e))? {
                 found.quarantined.push((path.clone(), moved));
             }
             for mut damage in scanned.damage {
@@ -106,7 +98,7 @@ impl Queue {
             }
             found.missing += scanned.missing.end.saturating_sub(scanned.missing.start.max(acked));
             if scanned.segment.records.is_empty() {
-                match fs::remove_file(&path) {
+                match queue.dir.remove(name_of(&path)) {
                     Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(named(&path, err)),
                     _ => {}
                 }
@@ -114,7 +106,7 @@ impl Queue {
                 queue.segments.push_back(scanned.segment);
             }
         }
-        prune_quarantine(&quarantine);
+        prune_quarantine(&queue.dir);
         queue.skip_lost_front();
         if found.acked_problem.is_some() || fresh || queue.acked != acked {
             // Write the acknowledgement the queue now uses, so damage is reported once and a missing file

@@ -1,11 +1,17 @@
 //! The segment file format: the file header, the record layout, and reading a segment back (resynchronising
 //! after damage, cutting a torn tail). See [`super`] for the guarantees this serves.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::private_files;
+use crate::private_files::PrivateDir;
+
+/// A file's name in the queue's directory: every file is reached by it, relative to the directory the queue
+/// holds open ([`PrivateDir`]); its path is kept for messages.
+pub(super) fn name_of(path: &Path) -> &str {
+    path.file_name().and_then(|name| name.to_str()).unwrap_or_default()
+}
 
 /// The first bytes of a segment in the current format.
 pub(super) const FILE_HEADER: &[u8; 8] = b"OCRWQ002";
@@ -183,8 +189,8 @@ fn v2_crc(record: &[u8]) -> u32 {
 }
 
 /// Write `record` at `offset` (the segment's good length) and fsync it.
-pub(super) fn write_at_end(path: &Path, offset: u64, record: &[u8]) -> io::Result<()> {
-    let mut file = private_files::open_existing(path)?;
+pub(super) fn write_at_end(dir: &PrivateDir, path: &Path, offset: u64, record: &[u8]) -> io::Result<()> {
+    let mut file = dir.open_existing(name_of(path))?;
     file.seek(SeekFrom::Start(offset))?;
     file.write_all(record)?;
     file.sync_data()
@@ -249,8 +255,8 @@ fn detect(bytes: &[u8]) -> Option<(Format, bool)> {
 /// otherwise they are damage. A segment with any damage, a damaged file header or a first record that does
 /// not parse is never cut: its readable records are copied to a clean file under its own name and the original
 /// is moved into `quarantine` for a person to look at.
-pub(super) fn scan(path: &Path, first_seq: u64, end: End) -> io::Result<Scanned> {
-    let bytes = fs::read(path)?;
+pub(super) fn scan(dir: &PrivateDir, path: &Path, first_seq: u64, end: End) -> io::Result<Scanned> {
+    let bytes = dir.read(name_of(path))?;
     let size = bytes.len() as u64;
     let Some((format, header_ok)) = detect(&bytes) else {
         // Nothing in it parses: every round it held is damaged.
@@ -365,15 +371,15 @@ pub(super) fn scan(path: &Path, first_seq: u64, end: End) -> io::Result<Scanned>
     })
 }
 
-/// Make the change [`scan`] planned for the segment at `path`; a damaged file goes into `quarantine`.
+/// Make the change [`scan`] planned for the segment at `path`; a damaged file goes into the quarantine.
 /// Returns where a damaged file went. A repair first writes the clean copy beside it (`.seg.repair`), then
 /// moves the original aside, then renames the copy in: a crash in between leaves either the original or the
 /// copy, which the next open finishes ([`finish_repair`]).
-pub(super) fn apply(path: &Path, fix: &Fix, quarantine: &Path) -> io::Result<Option<PathBuf>> {
+pub(super) fn apply(dir: &PrivateDir, path: &Path, fix: &Fix) -> io::Result<Option<PathBuf>> {
     match fix {
         Fix::Keep => Ok(None),
         Fix::Truncate { to, header } => {
-            let mut file = private_files::open_existing(path)?;
+            let mut file = dir.open_existing(name_of(path))?;
             file.set_len(*to)?;
             if *header {
                 // A torn file header: rewrite it whole so appends (if any) land after it.
@@ -383,51 +389,51 @@ pub(super) fn apply(path: &Path, fix: &Fix, quarantine: &Path) -> io::Result<Opt
             Ok(None)
         }
         Fix::Repair { clean } => {
-            let repaired = repair_path(path);
+            let repaired = repair_name(name_of(path));
             if !clean.is_empty() {
-                write_whole(&repaired, clean)?;
+                write_whole(dir, &repaired, clean)?;
             }
-            let quarantined = move_aside(path, quarantine)?;
+            let quarantined = move_aside(dir, name_of(path))?;
             if !clean.is_empty() {
-                fs::rename(&repaired, path)?;
+                dir.rename(&repaired, name_of(path))?;
             }
             Ok(Some(quarantined))
         }
     }
 }
 
-/// Where a segment's clean copy is written before it takes the segment's name.
-fn repair_path(path: &Path) -> PathBuf {
-    path.with_extension("seg.repair")
+/// The name a segment's clean copy is written under before it takes the segment's.
+fn repair_name(name: &str) -> String {
+    format!("{name}.repair")
 }
 
-/// Finish a repair a crash interrupted: a clean copy whose segment is gone (moved aside) takes its name; one
-/// whose segment is still there is discarded (the segment is read, and repaired, again).
-pub(super) fn finish_repair(repaired: &Path) -> io::Result<()> {
-    let segment = repaired.with_extension("");
-    if segment.exists() {
-        fs::remove_file(repaired)
-    } else {
-        fs::rename(repaired, segment)
+/// Finish a repair a crash interrupted (`repaired`: a `.seg.repair` name): a clean copy whose segment is gone
+/// (moved aside) takes its name; one whose segment is still there is discarded (the segment is read, and
+/// repaired, again).
+pub(super) fn finish_repair(dir: &PrivateDir, repaired: &str) -> io::Result<()> {
+    let segment = repaired.strip_suffix(".repair").unwrap_or(repaired);
+    match dir.open_read(segment) {
+        Ok(_) => dir.remove(repaired),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => dir.rename(repaired, segment),
+        Err(err) => Err(err),
     }
 }
 
-/// Write `bytes` as a new file at `path` and fsync it.
-fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = private_files::create_fresh(path)?;
+/// Write `bytes` as a new file `name` and fsync it.
+fn write_whole(dir: &PrivateDir, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut file = dir.create_fresh(name)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
 
-/// Move a damaged segment into `quarantine` (created private), named after it and the time, so a person can
-/// look at what was lost; returns where it went.
-fn move_aside(path: &Path, quarantine: &Path) -> io::Result<PathBuf> {
-    private_files::ensure_dir(quarantine, true)?;
+/// Move the damaged segment `name` into the directory's `quarantine` (created private), named after it and the
+/// time, so a person can look at what was lost; returns where it went.
+fn move_aside(dir: &PrivateDir, name: &str) -> io::Result<PathBuf> {
+    let quarantine = dir.subdir(super::QUARANTINE, true)?;
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let name = path.file_name().map_or_else(|| "segment".into(), |n| n.to_string_lossy().into_owned());
-    let to = quarantine.join(format!("{name}.{stamp}"));
-    fs::rename(path, &to)?;
-    Ok(to)
+    let to = format!("{name}.{stamp}");
+    dir.rename_into(name, &quarantine, &to)?;
+    Ok(quarantine.display(&to))
 }
 
 /// A record's payload, its CRC checked: `None` when it no longer checks.

@@ -5,10 +5,9 @@
 //! symbolic link on the way owned by another user than this one or root, or a directory on the way that
 //! others can write without the sticky bit (issue 38: a link of `nobody`'s in /tmp pointing at a directory of
 //! the user's was accepted, its target chmodded 0700 and the queue written into it; the link's owner could
-//! repoint it at any time). With every component changeable only by this user or root, the path names the
-//! same directory for as long as the exporter uses it. The directory itself is opened with
-//! `O_DIRECTORY|O_NOFOLLOW` and checked and tightened through that descriptor (`fstat`, `fchmod`), so nothing
-//! is ever chmodded through a link.
+//! repoint it at any time). The directory itself is then opened once with `O_DIRECTORY|O_NOFOLLOW`, checked and
+//! tightened through that descriptor (`fstat`, `fchmod`: nothing is ever chmodded through a link), and held
+//! ([`PrivateDir`]): every file in it is reached relative to the descriptor, by a bare name, with `O_NOFOLLOW`.
 //!
 //! Windows: a new file inherits its directory's ACL, which under `%LOCALAPPDATA%` is the user's alone; the
 //! checks below are Unix-only and Windows opens files plainly.
@@ -16,6 +15,10 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
+
+mod dir;
+
+pub use dir::PrivateDir;
 
 /// Why a directory is not private enough to write into.
 fn refused(dir: &Path, why: &str) -> io::Error {
@@ -25,17 +28,36 @@ fn refused(dir: &Path, why: &str) -> io::Error {
 /// Create `dir` (and its parents) 0700 when missing; then check it: a directory, owned by this user (or, for
 /// root, by root), not writable by group or others. `tighten` also takes away group and other access from a
 /// directory that is ours (the queue's own directory; never a shared parent such as a home directory).
+#[cfg(any(test, not(unix)))]
 pub fn ensure_dir(dir: &Path, tighten: bool) -> io::Result<()> {
     #[cfg(unix)]
-    let resolved = check_path(dir)?;
+    return ensure_dir_opened(dir, tighten).map(drop);
     #[cfg(not(unix))]
-    let resolved = dir.to_path_buf();
+    {
+        std::fs::DirBuilder::new().recursive(true).create(dir)?;
+        if !std::fs::metadata(dir)?.is_dir() {
+            return Err(refused(dir, "not a directory"));
+        }
+        Ok(())
+    }
+}
+
+/// [`ensure_dir`], keeping the descriptor the directory was checked through ([`PrivateDir`]).
+#[cfg(unix)]
+fn ensure_dir_opened(dir: &Path, tighten: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let resolved = check_path(dir)?;
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
-    #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(&resolved)?;
-    check_dir(dir, &resolved, tighten)
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&resolved)
+        .map_err(|err| refused(dir, &format!("cannot open it as a directory of its own ({err})")))?;
+    check_opened(dir, &opened, tighten)?;
+    Ok(opened)
 }
 
 /// Whether `dir` may be read from as the exporter's own: the path checks of [`ensure_dir`] (no link or
@@ -155,16 +177,11 @@ fn parts(path: &Path) -> std::collections::VecDeque<Part> {
         .collect()
 }
 
-/// Check the directory `resolved` (what `dir` names) through a descriptor opened without following a link:
-/// a directory, this user's, not writable by others; `tighten` takes group and other access away from it.
+/// Check the directory `opened` (what `dir` names, opened without following a link): a directory, this user's,
+/// not writable by others; `tighten` takes group and other access away from it, through the descriptor.
 #[cfg(unix)]
-fn check_dir(dir: &Path, resolved: &Path, tighten: bool) -> io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(resolved)
-        .map_err(|err| refused(dir, &format!("cannot open it as a directory of its own ({err})")))?;
+fn check_opened(dir: &Path, opened: &File, tighten: bool) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = opened.metadata()?;
     if !meta.is_dir() {
         return Err(refused(dir, "not a directory"));
@@ -187,15 +204,8 @@ fn check_dir(dir: &Path, resolved: &Path, tighten: bool) -> io::Result<()> {
     Ok(())
 }
 
-#[cfg(not(unix))]
-fn check_dir(dir: &Path, _resolved: &Path, _tighten: bool) -> io::Result<()> {
-    if !std::fs::metadata(dir)?.is_dir() {
-        return Err(refused(dir, "not a directory"));
-    }
-    Ok(())
-}
-
 /// Options that never follow a symbolic link at the last component and create files 0600.
+#[cfg(any(test, not(unix)))]
 pub fn options() -> OpenOptions {
     #[cfg(unix)]
     {
@@ -211,6 +221,7 @@ pub fn options() -> OpenOptions {
 /// A new file at `path`, written from empty: whatever was there (a stale temporary file, or a symbolic link
 /// someone put there) is removed first (the link itself, never its target), then the file is created
 /// exclusively, so nothing is ever written through a link.
+#[cfg(any(test, not(unix)))]
 pub fn create_fresh(path: &Path) -> io::Result<File> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -221,11 +232,13 @@ pub fn create_fresh(path: &Path) -> io::Result<File> {
 }
 
 /// `path` opened for reading and writing, created when missing, never through a link.
+#[cfg(any(test, not(unix)))]
 pub fn open_rw(path: &Path) -> io::Result<File> {
     options().read(true).write(true).create(true).truncate(false).open(path)
 }
 
 /// `path` opened for writing (it must exist), never through a link.
+#[cfg(not(unix))]
 pub fn open_existing(path: &Path) -> io::Result<File> {
     options().write(true).open(path)
 }
