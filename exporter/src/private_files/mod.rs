@@ -34,6 +34,9 @@ pub fn ensure_dir(dir: &Path, tighten: bool) -> io::Result<()> {
     return ensure_dir_opened(dir, tighten).map(drop);
     #[cfg(not(unix))]
     {
+        // Windows: the directory inherits its parent's ACL (the user's alone under %LOCALAPPDATA%); nothing to
+        // tighten.
+        let _ = tighten;
         std::fs::DirBuilder::new().recursive(true).create(dir)?;
         if !std::fs::metadata(dir)?.is_dir() {
             return Err(refused(dir, "not a directory"));
