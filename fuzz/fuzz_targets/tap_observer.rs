@@ -31,6 +31,7 @@ impl AuthSink for BoundedLabels {
             | AuthEvent::FirstByte { .. }
             | AuthEvent::OverLimit { .. }
             | AuthEvent::TimedOut { .. }
+            | AuthEvent::OtherUser { .. }
             | AuthEvent::Withheld { .. } => return,
         };
         assert!(matches!(revision, "r1" | "unknown" | "none"), "label value {revision:?}");
