@@ -244,6 +244,13 @@ impl crate::Probe for Target {
         let owner_pid = match self.session.probe(timeout).await {
             ssh_session::Outcome::Up(owner) | ssh_session::Outcome::NotSsh(owner) => Some(owner.pid),
             ssh_session::Outcome::NoListener => None,
+            // The ssh runs inside WSL2: its options and orphans are the companion exporter's there to read.
+            ssh_session::Outcome::WslRelay { .. } => {
+                return Outcome::OwnerUnknown {
+                    detail: "WSL's relay holds the listener: the ssh runs inside WSL2, where its companion audits it"
+                        .into(),
+                }
+            }
             ssh_session::Outcome::Unreadable { detail }
             | ssh_session::Outcome::Unsupported { detail }
             | ssh_session::Outcome::Unknown { detail } => return Outcome::OwnerUnknown { detail },

@@ -289,6 +289,10 @@ pub struct Forward {
     /// Process names, besides ssh clients, that may be handed the gateway token when one of them holds the
     /// forward's port and runs as this user (the gateway itself, `node`, where the exporter runs beside it).
     pub trusted_owners: Vec<String>,
+    /// The companion exporter inside WSL2 (`wsl_companion = "http://HOST:PORT"`), for an ssh forward whose ssh
+    /// runs inside WSL2 while the CLI runs on Windows: while this user's WSL relay holds the forward's port, the
+    /// forward is up (and handed the token) only while the companion says its own ssh owns that port.
+    pub wsl_companion: Option<SocketAddr>,
 }
 
 /// A validated `host:port` (a name, an IPv4 address or a bracketed IPv6 address; the port 1-65535).
@@ -343,6 +347,12 @@ impl Origins<'_> {
 }
 
 impl Config {
+    /// The `wsl_companion` of the ssh forward listening on `local`, if it has one: every owner lookup of that
+    /// listener (the tunnel's, each token sender's gate) asks it when WSL's relay holds the port.
+    pub fn wsl_companion_for(&self, local: SocketAddr) -> Option<SocketAddr> {
+        self.forwards.iter().find(|forward| forward.local() == Some(local)).and_then(|forward| forward.wsl_companion)
+    }
+
     /// Where the openclaw CLI may point for each forward: the forward's local address or its URL, and the
     /// listen address of every auth tap in front of it (the README's tap layout: the CLI keeps its port, the
     /// forward moves), so a CLI pointed at a tap is judged as using the forward the tap fronts.

@@ -275,6 +275,8 @@ pub(super) struct RawForward {
     pub(super) owner: Option<String>,
     #[serde(default)]
     pub(super) trusted_owners: Vec<String>,
+    /// `http://HOST:PORT`: the companion exporter inside WSL2 that vouches for the ssh behind WSL's relay.
+    pub(super) wsl_companion: Option<String>,
 }
 
 pub(super) fn default_remote() -> String {

@@ -204,6 +204,7 @@ fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (Vec<Forward>
             );
         }
         ws_handshake_set.push(forward.ws_handshake_interval.is_some());
+        let has_local = matches!(route, super::RouteConfig::Local(_));
         forwards.push(Forward {
             route,
             health_path: forward.health_path,
@@ -233,10 +234,42 @@ fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (Vec<Forward>
             remote: c.host_port(&key("remote"), &forward.remote, 18789),
             owner: forward.owner,
             trusted_owners: forward.trusted_owners,
+            wsl_companion: forward.wsl_companion.as_deref().and_then(|url| {
+                let companion = wsl_companion(&key("wsl_companion"), url, c);
+                if companion.is_some() && !has_local {
+                    c.problem(
+                        &key("wsl_companion"),
+                        &url,
+                        "is for an ssh forward (`local`): a direct route has no relay",
+                    );
+                }
+                companion
+            }),
             name: forward.name,
         });
     }
     (forwards, ws_handshake_set)
+}
+
+/// A `wsl_companion` URL: `http://ADDRESS:PORT` with an IP address (or `localhost`) and no path, so no name is
+/// resolved between the relay check and the read (the companion is reached through WSL's relay on Windows'
+/// loopback, or at the VM's address).
+fn wsl_companion(key: &str, url: &str, c: &mut Checker<'_>) -> Option<std::net::SocketAddr> {
+    let authority = url.strip_prefix("http://").map(|rest| rest.strip_suffix('/').unwrap_or(rest));
+    let parsed = authority.and_then(|authority| {
+        let localhost = authority.strip_prefix("localhost:").and_then(|port| port.parse::<u16>().ok());
+        match localhost {
+            Some(port) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+            None => authority.parse::<std::net::SocketAddr>().ok(),
+        }
+    });
+    match parsed.filter(|addr| addr.port() != 0) {
+        Some(addr) => Some(addr),
+        None => {
+            c.problem(key, &url, "must be http://ADDRESS:PORT, the companion exporter's web address inside WSL2 (e.g. http://127.0.0.1:9465)");
+            None
+        }
+    }
 }
 
 /// `[objectives]`: ratios within (0, 1), durations within their ranges.

@@ -228,7 +228,7 @@ impl<'a> Start<'a> {
 
     /// An owner lookup of the listener of a `local` route at `addr`, sharing the generation's process walk.
     pub fn session_target(&self, addr: std::net::SocketAddr) -> ssh_session::Target {
-        tunnel::session_target(addr, self.config.scheduler.owner_lookup, self.owner_index)
+        tunnel::session_target(addr, self.config, self.owner_index)
     }
 
     /// The credential gate of `forward`'s route: its owner lookup (sharing the process walk) for an ssh

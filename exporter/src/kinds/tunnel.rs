@@ -7,7 +7,7 @@ use super::uptime::rounds::TunnelRound;
 use super::uptime::status::{ResumeStatus, SessionStatus, SynStatus};
 use super::uptime::UptimeRecord;
 use crate::checkup::{ms, Checkup, DoctorStep, Verdict};
-use crate::config::Forward;
+use crate::config::{Config, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, seconds, state_badge};
 use crate::record::status::ForwardStatus;
@@ -19,13 +19,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The ssh session check of the listener at `addr` (the tunnel's, and each token sender's own gate), sharing
-/// this generation's process walk through `index`.
+/// this generation's process walk through `index`, with the WSL companion `config` gives that listener.
 pub fn session_target(
     addr: std::net::SocketAddr,
-    lookup: ssh_session::Lookup,
+    config: &Config,
     index: &ssh_session::OwnerIndex,
 ) -> ssh_session::Target {
-    ssh_session::Target { lookup, index: index.clone(), ..ssh_session::Target::new(addr) }
+    ssh_session::Target {
+        lookup: config.scheduler.owner_lookup,
+        index: index.clone(),
+        wsl_companion: config.wsl_companion_for(addr),
+        ..ssh_session::Target::new(addr)
+    }
 }
 
 /// One tunnel round's probes: the SYN probe and the ssh session probe, run together.
@@ -92,7 +97,7 @@ impl TunnelKind {
         uptime: Arc<UptimeRecord>,
         session: ssh_session::Target,
     ) -> (TunnelProbe, TunnelKind) {
-        uptime.create_tunnel_series(&forward.name);
+        uptime.create_tunnel_series(&forward.name, super::uptime::direct_rounds::forward_down_causes(&forward));
         let probe = TunnelProbe { syn: syn::Target { addr: session.addr }, session };
         (probe, TunnelKind { forward, recorder, uptime })
     }
@@ -144,6 +149,17 @@ impl Adapter for TunnelKind {
                 forward, pid = owner.pid, name = %owner.name, parent = %owner.parent_name.as_deref().unwrap_or("?"),
                 "the forward's port is held by a process that is not ssh"
             ),
+            ssh_session::Outcome::WslRelay { relay, companion } => match companion.why_not() {
+                None => tracing::info!(
+                    forward,
+                    relay_pid = relay.pid,
+                    "WSL's relay holds the forward's listener and the companion inside WSL2 vouches for its ssh"
+                ),
+                Some(why) => tracing::warn!(
+                    forward, relay_pid = relay.pid, companion = companion.label(), why = %why,
+                    "WSL's relay holds the forward's listener, but nothing vouches for the ssh inside WSL2: the token is withheld, rounds are down"
+                ),
+            },
             ssh_session::Outcome::NoListener => {
                 tracing::warn!(forward, "no process listens on the forward's address: ssh is down or reconnecting")
             }
@@ -177,8 +193,10 @@ pub fn session_row(forward: &ForwardStatus, _now: f64) -> String {
     let session: Option<SessionStatus> = forward.get("ssh_session");
     let session = session.as_ref();
     let session_state = session.map(|s| s.state.as_str());
+    let companion = session.and_then(|s| s.wsl_companion.as_ref());
     let session_badge = match session_state {
         Some("up") => state_badge(Some(true), "ssh up", ""),
+        Some("wsl_relay") => state_badge(companion.map(|c| c.said == "vouches"), "ssh up in WSL2", "WSL relay"),
         Some("unreadable") | Some("unsupported") | Some("unknown") | None => state_badge(None, "", ""),
         Some(other) => state_badge(Some(false), "", &esc(other)),
     };
@@ -192,7 +210,17 @@ pub fn session_row(forward: &ForwardStatus, _now: f64) -> String {
             None => esc(session_state.unwrap_or("not checked yet")),
         },
     };
-    format!("<tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}</td></tr>")
+    let through = match companion {
+        Some(c) if c.said == "vouches" => format!(
+            " · WSL's relay: the companion inside WSL2 vouches for its ssh{}",
+            c.ssh_pid.map_or(String::new(), |pid| format!(" pid {pid}"))
+        ),
+        Some(c) => format!(" · WSL's relay: {}", esc(c.why.as_deref().unwrap_or(&c.said))),
+        None => String::new(),
+    };
+    format!(
+        "<tr><th>SSH session</th><td class=\"ssh\">{session_badge}</td><td class=\"muted\">{owner}{through}</td></tr>"
+    )
 }
 
 /// The SYN probe's last answer and counts (a direct route's connects to the gateway).
@@ -390,8 +418,7 @@ async fn ssh_host(checkup: &mut Checkup<'_>) -> Verdict {
 async fn session(checkup: &mut Checkup<'_>) -> Verdict {
     let forward = checkup.forward;
     let Some(local) = forward.local() else { return Verdict::skipped("no ssh on this route".into()) };
-    let mut target =
-        ssh_session::Target { lookup: checkup.config.scheduler.owner_lookup, ..ssh_session::Target::new(local) };
+    let mut target = session_target(local, checkup.config, &ssh_session::OwnerIndex::default());
     match target.probe(checkup.timeout).await {
         ssh_session::Outcome::Up(owner) if owner.same_user == Some(false) => Verdict::fail(
             format!(
@@ -434,10 +461,52 @@ async fn session(checkup: &mut Checkup<'_>) -> Verdict {
             format!("{} is held by a process this user cannot read ({detail}): another user's", local),
             "find who holds the port (sudo lsof -iTCP -sTCP:LISTEN -P), stop it, then restart your tunnel",
         ),
+        ssh_session::Outcome::WslRelay { relay, companion } => through_wsl(local, forward, &relay, &companion),
         ssh_session::Outcome::Unsupported { detail } => Verdict::skipped(format!("owner unknown: {detail}")),
         ssh_session::Outcome::Unknown { detail } => Verdict::fail(
             format!("could not tell who holds {} ({detail})", local),
             "the owner lookup did not answer in time (a loaded machine?): rerun the doctor",
+        ),
+    }
+}
+
+/// The session step through WSL's relay: the chain from Windows' listener to the ssh inside WSL2, link by
+/// link, and what breaks it.
+fn through_wsl(
+    local: std::net::SocketAddr,
+    forward: &Forward,
+    relay: &ssh_session::Owner,
+    companion: &ssh_session::wsl::Companion,
+) -> Verdict {
+    use ssh_session::wsl::Companion;
+    let at = forward.wsl_companion.map_or("no wsl_companion configured".to_owned(), |at| format!("http://{at}"));
+    let chain = format!(
+        "{local} on Windows is held by WSL's relay ({} pid {}, {}), which carries each connection to port {} inside          WSL2, where the ssh -L must listen; the companion exporter there ({at})",
+        relay.name,
+        relay.pid,
+        relay.user(),
+        local.port()
+    );
+    match companion {
+        Companion::Vouches { ssh_pid } => Verdict::pass(format!(
+            "{chain} says its own ssh{} owns that port",
+            ssh_pid.map_or(String::new(), |pid| format!(" (pid {pid})"))
+        )),
+        Companion::NotConfigured | Companion::NotAsked => Verdict::fail(
+            format!("{chain}: nothing vouches for the ssh inside"),
+            "run the exporter inside WSL2 beside the ssh (the Linux build, the same forward), and set wsl_companion = \"http://127.0.0.1:PORT\" (its web.listen) on this forward",
+        ),
+        Companion::SshDown { state } => Verdict::fail(
+            format!("{chain} says no ssh of its user owns that port (its session state: {state})"),
+            "inside WSL2, start the tunnel again (`ssh -N -L ...`, its autossh or systemd unit); the relay outlives the ssh, so the port still accepts",
+        ),
+        Companion::Unwatched => Verdict::fail(
+            format!("{chain} watches no ssh forward on port {}", local.port()),
+            "give the companion inside WSL2 the same forward (local = \"127.0.0.1:PORT\"), or point wsl_companion at the exporter that watches it",
+        ),
+        Companion::Unreachable(why) => Verdict::fail(
+            format!("{chain} cannot be read: {why}"),
+            "start the exporter inside WSL2 (WSL stops an idle VM 15-20 s after its last client: keep a process running there, e.g. its systemd unit); check that interop and localhost forwarding are on (.wslconfig, /etc/wsl.conf)",
         ),
     }
 }

@@ -65,6 +65,8 @@ struct TapGate {
     upstream: String,
     lookup: ssh_session::Lookup,
     also_trusted: Vec<String>,
+    /// The upstream's WSL companion, when WSL's relay may hold it.
+    wsl_companion: Option<SocketAddr>,
     gate: Arc<tokio::sync::Mutex<CredentialGate>>,
 }
 
@@ -233,18 +235,27 @@ fn start_taps(
         };
         let lookup = config.scheduler.owner_lookup;
         let upstream_key = upstream.ws_url();
+        let wsl_companion = upstream.local().and_then(|local| config.wsl_companion_for(local));
         let same = |kept: &&TapGate| {
-            kept.upstream == upstream_key && kept.lookup == lookup && kept.also_trusted == also_trusted
+            kept.upstream == upstream_key
+                && kept.lookup == lookup
+                && kept.also_trusted == also_trusted
+                && kept.wsl_companion == wsl_companion
         };
         let gate = match running_gates.iter().find(same) {
             Some(kept) => kept.gate.clone(),
             None => {
-                let session =
-                    |addr| ssh_session::Target { lookup, index: owner_index.clone(), ..ssh_session::Target::new(addr) };
+                let session = |addr| crate::kinds::tunnel::session_target(addr, config, owner_index);
                 Arc::new(tokio::sync::Mutex::new(CredentialGate::for_route(&upstream, session, also_trusted.clone())))
             }
         };
-        tap_gates.push(TapGate { upstream: upstream_key.clone(), lookup, also_trusted, gate: gate.clone() });
+        tap_gates.push(TapGate {
+            upstream: upstream_key.clone(),
+            lookup,
+            also_trusted,
+            wsl_companion,
+            gate: gate.clone(),
+        });
         let tap_config = probes::auth_tap::TapConfig {
             forward: tap.forward.clone(),
             upstream,

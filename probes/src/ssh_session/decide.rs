@@ -24,24 +24,50 @@ pub fn is_ssh_client(name: &str) -> bool {
     SSH_CLIENTS.iter().any(|client| stem.eq_ignore_ascii_case(client))
 }
 
-/// Up when the owner is an ssh client, otherwise the port is held by another program.
+/// WSL's relay on Windows (its image name): it holds, as the user, every port a WSL2 VM listens on at
+/// localhost, and carries each connection into the VM.
+pub const WSL_RELAY: &str = "wslrelay.exe";
+
+/// True when a process named `name` is WSL's relay ([`WSL_RELAY`], on any path, in any case).
+pub fn is_wsl_relay(name: &str) -> bool {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    base.eq_ignore_ascii_case(WSL_RELAY)
+}
+
+/// Up when the owner is an ssh client; WSL's relay when it is this user's relay (whether the ssh inside WSL2
+/// owns the forward is the companion's to say: not asked here); otherwise the port is held by another
+/// program. Another user's relay is another program: a hijack, as any other user's listener.
 pub fn classify(owner: Owner) -> Outcome {
     if is_ssh_client(&owner.name) {
         Outcome::Up(owner)
+    } else if is_wsl_relay(&owner.name) && owner.same_user == Some(true) {
+        Outcome::WslRelay { relay: owner, companion: super::wsl::Companion::NotAsked }
     } else {
         Outcome::NotSsh(owner)
     }
 }
 
+/// How far a listener's owner may be trusted, for ordering candidates: another program, then WSL's relay
+/// (trusted only through its companion), then an ssh client.
+fn trust_rank(name: &str) -> u8 {
+    if is_ssh_client(name) {
+        2
+    } else if is_wsl_relay(name) {
+        1
+    } else {
+        0
+    }
+}
+
 /// The outcome for the owners of every listener that could receive a connection to `wanted`. Every one of
 /// them must be trusted before a credential goes out, so the outcome reports the least trusted: another
-/// user's process first, then a program that is not ssh, and among equals the listener the kernel prefers
+/// user's process first, then a program that is not ssh, then WSL's relay, and among equals the listener the kernel prefers
 /// (the most specific bind). One ssh of this user holding every candidate is `Up`.
 pub fn judge(mut owners: Vec<(SocketAddr, Owner)>, wanted: SocketAddr) -> Outcome {
     owners.sort_by_key(|(addr, owner)| {
         (
             owner.same_user == Some(true),
-            is_ssh_client(&owner.name),
+            trust_rank(&owner.name),
             std::cmp::Reverse(crate::net::specificity(*addr, wanted)),
             owner.pid,
         )
@@ -165,6 +191,69 @@ mod tests {
         };
         assert_eq!(crate::Label::label(&classify(owner("plink.exe"))), "up");
         assert_eq!(crate::Label::label(&classify(owner("python3"))), "not_ssh");
+        assert_eq!(crate::Label::label(&classify(owner("wslrelay.exe"))), "wsl_relay");
+    }
+
+    #[test]
+    fn wsl_relay_is_known_by_its_image_name_on_any_path_and_case() {
+        for name in ["wslrelay.exe", "WSLRELAY.EXE", r"C:\Program Files\WSL\wslrelay.exe"] {
+            assert!(is_wsl_relay(name), "{name}");
+        }
+        for name in ["wslrelay", "wsl.exe", "wslhost.exe", "ssh.exe", ""] {
+            assert!(!is_wsl_relay(name), "{name}");
+        }
+    }
+
+    /// The relay's decision table: the holder's name and user, then what the companion says.
+    #[test]
+    fn wsl_relay_of_this_user_is_its_own_state_and_trusted_only_while_the_companion_vouches() {
+        use super::super::wsl::Companion;
+        use super::super::Trust;
+        let label = |outcome: &Outcome| crate::Label::label(outcome);
+        let relay = |same_user: Option<bool>| owner(77, "wslrelay.exe", same_user);
+        // Another user's relay, or one whose user cannot be read: another program, a hijack.
+        for same_user in [Some(false), None] {
+            let outcome = classify(relay(same_user));
+            assert_eq!(label(&outcome), "not_ssh", "{same_user:?}");
+            assert_eq!(outcome.hijacked(&[]), Some(true));
+        }
+        // This user's relay: its own state, never a hijack, trusted only while the companion vouches.
+        let with = |companion: Companion| Outcome::WslRelay { relay: relay(Some(true)), companion };
+        assert_eq!(label(&classify(relay(Some(true)))), "wsl_relay");
+        let vouched = with(Companion::Vouches { ssh_pid: Some(9) });
+        assert!(matches!(vouched.trust(&[]), Trust::Ours(owner) if owner.pid == 77));
+        assert_eq!(vouched.hijacked(&[]), Some(false));
+        for companion in [
+            Companion::NotAsked,
+            Companion::NotConfigured,
+            Companion::SshDown { state: "no_listener" },
+            Companion::Unwatched,
+            Companion::Unreachable("refused".into()),
+        ] {
+            let outcome = with(companion.clone());
+            assert!(matches!(outcome.trust(&[]), Trust::NotOurs(_)), "{companion:?}");
+            assert_eq!(outcome.hijacked(&[]), Some(false), "{companion:?}: our relay is no hijack");
+            assert_ne!(outcome.verdict(), vouched.verdict(), "{companion:?}");
+        }
+        // The relay beside another user's listener: the other user's is reported.
+        let wanted: SocketAddr = "127.0.0.1:18789".parse().unwrap();
+        let judged = judge(
+            vec![
+                ("127.0.0.1:18789".parse().unwrap(), relay(Some(true))),
+                ("0.0.0.0:18789".parse().unwrap(), owner(31, "python3", Some(false))),
+            ],
+            wanted,
+        );
+        assert_eq!(judged.owner().map(|o| o.pid), Some(31));
+        // Our ssh and our relay both candidates: the relay (less trusted) is reported.
+        let judged = judge(
+            vec![
+                ("127.0.0.1:18789".parse().unwrap(), owner(40, "ssh", Some(true))),
+                ("0.0.0.0:18789".parse().unwrap(), relay(Some(true))),
+            ],
+            wanted,
+        );
+        assert_eq!(label(&judged), "wsl_relay");
     }
 
     fn owner(pid: u32, name: &str, same_user: Option<bool>) -> Owner {

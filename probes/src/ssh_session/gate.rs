@@ -75,6 +75,9 @@ impl Outcome {
             Outcome::Up(owner) | Outcome::NotSsh(owner) => {
                 format!("{}:{}:{}:{}", crate::Label::label(self), owner.name, owner.pid, owner.user())
             }
+            Outcome::WslRelay { relay, companion } => {
+                format!("wsl_relay:{}:{}:{}", relay.pid, crate::Label::label(companion), relay.user())
+            }
             Outcome::Unreadable { detail } => format!("unreadable:{}", detail.split(';').next().unwrap_or_default()),
             other => crate::Label::label(other).to_owned(),
         }
@@ -104,6 +107,10 @@ impl Outcome {
                     )),
                 }
             }
+            Outcome::WslRelay { relay, companion } => match companion.why_not() {
+                None => Trust::Ours(relay.clone()),
+                Some(why) => Trust::NotOurs(why),
+            },
             Outcome::NoListener => Trust::NotOurs("nothing listens on the forward's port".into()),
             Outcome::Unreadable { detail } => {
                 Trust::NotOurs(format!("the port's owner cannot be read ({detail}): another user's process"))
@@ -116,7 +123,8 @@ impl Outcome {
     }
 
     /// Whether the forward's port is held by something the CLI should not hand its token: a process that is
-    /// not an ssh client, an ssh client of another user, or a listener whose owner this user cannot read.
+    /// not an ssh client, an ssh client of another user, or a listener whose owner this user cannot read
+    /// (this user's WSL relay is none of these, whatever its companion says).
     /// `None` when the owner lookup is unsupported here or could not tell this time (timed out, cut off):
     /// unknown is not hijacked, so the caller keeps the last known value.
     pub fn hijacked(&self, also_trusted: &[String]) -> Option<bool> {
@@ -124,6 +132,8 @@ impl Outcome {
             Outcome::NoListener => Some(false),
             Outcome::Unsupported { .. } | Outcome::Unknown { .. } => None,
             Outcome::Unreadable { .. } => Some(true),
+            // This user's relay: whether the ssh behind it is up is the session's business, not a hijack.
+            Outcome::WslRelay { .. } => Some(false),
             Outcome::Up(_) | Outcome::NotSsh(_) => Some(matches!(self.trust(also_trusted), Trust::NotOurs(_))),
         }
     }

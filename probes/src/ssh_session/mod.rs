@@ -25,11 +25,12 @@ mod os;
 mod portable;
 #[cfg(target_os = "linux")]
 mod procfs_lookup;
+pub mod wsl;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use decide::is_ssh_client;
+pub use decide::{is_ssh_client, is_wsl_relay};
 pub use gate::{far_end_is_ours, Trust};
 
 /// How the owner of a listener is found.
@@ -89,6 +90,9 @@ pub struct Target {
     /// listening sockets, every user's). In between, the Linux steady state asks the kernel only which listener
     /// takes the connection now (one exact lookup, no walk of anyone's listeners): [`SURVEY_EVERY`].
     pub last_survey: Option<std::time::Instant>,
+    /// The companion exporter inside WSL2 that says whether its ssh owns this forward (`wsl_companion`), asked
+    /// whenever this user's WSL relay holds the listener ([`wsl`]).
+    pub wsl_companion: Option<SocketAddr>,
 }
 
 /// How often the steady state reads every candidate listener of the port, not only the one that takes the
@@ -106,6 +110,7 @@ impl Target {
             lookup: Lookup::platform_default(),
             index: OwnerIndex::default(),
             last_survey: None,
+            wsl_companion: None,
         }
     }
 
@@ -227,6 +232,14 @@ pub enum Outcome {
     NoListener,
     /// Something other than ssh owns the listener.
     NotSsh(Owner),
+    /// This user's WSL relay holds the listener (Windows, with the ssh inside WSL2): the session is up only
+    /// while the companion exporter inside says its own ssh owns the forward ([`wsl`]).
+    WslRelay {
+        /// The relay process.
+        relay: Owner,
+        /// What the companion said this round.
+        companion: wsl::Companion,
+    },
     /// A listener exists but its owner could not be read (another user's process, no privilege).
     Unreadable {
         /// Why, for the log.
@@ -248,6 +261,7 @@ crate::labels!(Outcome {
     Outcome::Up(_) => "up",
     Outcome::NoListener => "no_listener",
     Outcome::NotSsh(_) => "not_ssh",
+    Outcome::WslRelay { .. } => "wsl_relay",
     Outcome::Unreadable { .. } => "unreadable",
     Outcome::Unsupported { .. } => "unsupported",
     Outcome::Unknown { .. } => "unknown",
@@ -257,7 +271,7 @@ impl Outcome {
     /// The owner, when one was found.
     pub fn owner(&self) -> Option<&Owner> {
         match self {
-            Outcome::Up(owner) | Outcome::NotSsh(owner) => Some(owner),
+            Outcome::Up(owner) | Outcome::NotSsh(owner) | Outcome::WslRelay { relay: owner, .. } => Some(owner),
             _ => None,
         }
     }
@@ -284,10 +298,21 @@ impl crate::Probe for Target {
     const KIND: &'static str = "ssh_session";
     type Outcome = Outcome;
 
-    /// Find the owner of `addr`'s listening socket, and remember it for the next run.
+    /// Find the owner of `addr`'s listening socket, and remember it for the next run. This user's WSL relay
+    /// is judged by what its companion says, asked within what is left of `timeout`.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
         let survey = self.survey_due();
-        let outcome = run(self, timeout).await;
+        let started = tokio::time::Instant::now();
+        let mut outcome = run(self, timeout).await;
+        if let Outcome::WslRelay { companion, .. } = &mut outcome {
+            *companion = match self.wsl_companion {
+                Some(at) => {
+                    let left = timeout.saturating_sub(started.elapsed());
+                    wsl::ask(at, self.addr.port(), self.lookup, left).await
+                }
+                None => wsl::Companion::NotConfigured,
+            };
+        }
         self.last_owner = outcome.owner().cloned();
         if survey {
             self.last_survey = Some(std::time::Instant::now());
@@ -313,6 +338,9 @@ impl Outcome {
         match self {
             Outcome::Up(owner) | Outcome::NotSsh(owner) => {
                 format!("{} pid {} ({})", owner.name, owner.pid, owner.user())
+            }
+            Outcome::WslRelay { relay, .. } => {
+                format!("WSL's relay {} pid {} ({})", relay.name, relay.pid, relay.user())
             }
             Outcome::NoListener => "nothing listening".into(),
             other => other.detail().unwrap_or_default().to_owned(),

@@ -6,8 +6,8 @@ use probes::{ssh_session, Label};
 
 /// The gate of the checked forward's route, one per sender (each keeps its own).
 fn gate(checkup: &Checkup<'_>) -> probes::gate::CredentialGate {
-    let lookup = checkup.config.scheduler.owner_lookup;
-    let session = |addr| ssh_session::Target { lookup, ..ssh_session::Target::new(addr) };
+    let index = ssh_session::OwnerIndex::default();
+    let session = |addr| crate::kinds::tunnel::session_target(addr, checkup.config, &index);
     probes::gate::CredentialGate::for_route(&checkup.route(), session, checkup.forward.trusted_owners.clone())
 }
 

@@ -7,7 +7,7 @@
 use probes::route::{DialFailure, Transport};
 use probes::{direct, Label};
 
-use super::rounds::{RoundFacts, TunnelRound, TunnelVerdict, DOWN_CAUSES};
+use super::rounds::{RoundFacts, TunnelRound, TunnelVerdict, DOWN_CAUSES, THROUGH_WSL_DOWN_CAUSES};
 use super::status::DirectStatus;
 use super::UptimeRecord;
 use crate::config::{Forward, RouteConfig, TlsVerify};
@@ -29,6 +29,15 @@ pub fn down_causes(transport: Transport) -> &'static [&'static str] {
     }
 }
 
+/// The causes `forward` can be down by: its transport's, and for an ssh forward with a `wsl_companion` also
+/// the relay's.
+pub fn forward_down_causes(forward: &Forward) -> &'static [&'static str] {
+    match forward.transport() {
+        Transport::Ssh if forward.wsl_companion.is_some() => &THROUGH_WSL_DOWN_CAUSES,
+        transport => down_causes(transport),
+    }
+}
+
 impl UptimeRecord {
     /// The route's own series, set when a config is applied: its info, and for `wss://` whether it pins;
     /// every series of another road's kind removed (a reload that turned an ssh forward into a direct route
@@ -41,7 +50,7 @@ impl UptimeRecord {
         let info = ForwardTransportLabels { forward: name.to_owned(), transport: transport.label() };
         m.route_info.get_or_create(&info).set(1);
         let labels = ForwardLabels { forward: name.to_owned() };
-        let causes = down_causes(transport);
+        let causes = forward_down_causes(forward);
         m.tunnel_down_seconds.retain(|labels| labels.forward != name || causes.contains(&labels.cause));
         if transport != Transport::Ssh {
             m.ssh_session_up.remove(&labels);
@@ -255,7 +264,7 @@ mod tests {
         let mut config = crate::config::Config::load(None).unwrap();
         recorder.apply_config(&config);
         let name = config.forwards[0].name.clone();
-        uptime.create_tunnel_series(&name);
+        uptime.create_tunnel_series(&name, &DOWN_CAUSES);
         let syn = Ok(probes::syn::Connected { connect: Duration::from_micros(30) });
         let session = probes::ssh_session::Outcome::Up(super::super::rounds::tests::owner("ssh"));
         let round =

@@ -60,12 +60,28 @@ pub const UNOBSERVED_REASONS: [&str; 1] = ["local_error"];
 /// another program holds the port, or the listener is ssh's (or unknown) but the SYN failed.
 pub const DOWN_CAUSES: [&str; 3] = ["no_ssh", "not_ssh", "syn_failed"];
 
+/// An ssh forward's causes when its ssh may run inside WSL2 behind WSL's relay (`wsl_companion` set): also the
+/// companion could not be read (or watches no forward on the port), or it says no ssh of its owns the port.
+pub const THROUGH_WSL_DOWN_CAUSES: [&str; 5] =
+    ["no_ssh", "not_ssh", "syn_failed", "wsl_companion_unreachable", "wsl_ssh_down"];
+
 pub(crate) fn down_cause(session: &ssh_session::Outcome) -> &'static str {
     match session {
         ssh_session::Outcome::NoListener => "no_ssh",
         ssh_session::Outcome::NotSsh(_) => "not_ssh",
+        ssh_session::Outcome::WslRelay { companion, .. } if !session_up(session) => companion.down_cause(),
         _ => "syn_failed",
     }
+}
+
+/// Whether the round's session is up: our user's ssh owns the listener, or this user's WSL relay holds it
+/// and the companion inside says its own ssh owns the port there.
+pub(crate) fn session_up(session: &ssh_session::Outcome) -> bool {
+    use probes::ssh_session::wsl::Companion;
+    matches!(
+        session,
+        ssh_session::Outcome::Up(_) | ssh_session::Outcome::WslRelay { companion: Companion::Vouches { .. }, .. }
+    )
 }
 
 /// The `result` label of `openclaw_tunnel_owner_lookups_total`.
@@ -122,9 +138,10 @@ impl UptimeRecord {
         }
     }
 
-    /// `forward`'s tunnel counters at zero (so `rate()` works before the first round), and its state.
-    pub fn create_tunnel_series(&self, forward: &str) {
-        self.create_round_series(forward, &DOWN_CAUSES);
+    /// `forward`'s tunnel counters at zero (so `rate()` works before the first round), down time by each of
+    /// `causes`, and its state.
+    pub fn create_tunnel_series(&self, forward: &str, causes: &[&'static str]) {
+        self.create_round_series(forward, causes);
         let m = &self.families;
         m.ssh_session_changes.get_or_create_owned(&ForwardLabels { forward: forward.to_owned() });
         for result in OWNER_LOOKUP_RESULTS {
@@ -236,17 +253,18 @@ impl UptimeRecord {
                 | ssh_session::Outcome::Unsupported { .. }
                 | ssh_session::Outcome::Unknown { .. }
         );
-        let session_ok = matches!(session, ssh_session::Outcome::Up(_)) || !session_known;
+        let session_ok = session_up(session) || !session_known;
         let up = session_ok && syn.is_ok();
         let connect_time = syn.as_ref().ok().map(|connected| connected.connect);
         let facts = RoundFacts { at, boot, connected: syn.is_ok(), connect_time, up, cause: down_cause(session) };
         self.record_round(recorder, forward, facts, |state| {
-            // The session gauges change only with the session's state: set them then, not every round (a
-            // round is otherwise a handful of atomic adds, and these were most of its allocations).
-            if state.session.as_ref().map(Label::label) != Some(session.label()) {
+            // The session gauges change only with the session's state (and, through WSL's relay, whether its
+            // companion vouches): set them then, not every round (a round is otherwise a handful of atomic adds,
+            // and these were most of its allocations).
+            let was = state.session.as_ref().map(|was| (was.label(), session_up(was)));
+            if was != Some((session.label(), session_up(session))) {
                 if session_known {
-                    let session_up = matches!(session, ssh_session::Outcome::Up(_));
-                    m.ssh_session_up.get_or_create(&labels).set(i64::from(session_up));
+                    m.ssh_session_up.get_or_create(&labels).set(i64::from(session_up(session)));
                 } else {
                     m.ssh_session_up.remove(&labels);
                 }

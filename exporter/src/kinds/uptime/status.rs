@@ -176,6 +176,35 @@ pub struct SessionStatus {
     /// Why no owner is named (unreadable: who holds the listener, by user name and uid; unknown; unsupported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// When this user's WSL relay holds the listener: what the companion exporter inside WSL2 said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wsl_companion: Option<CompanionStatus>,
+}
+
+/// What the companion exporter inside WSL2 said of the ssh behind WSL's relay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompanionStatus {
+    /// `vouches`, `ssh_down`, `unwatched`, `unreachable`, `not_configured`.
+    pub said: String,
+    /// The ssh's pid inside WSL2, when it vouches and names it.
+    #[serde(default)]
+    pub ssh_pid: Option<u32>,
+    /// Why the relay's forward is not trusted, while it is not.
+    #[serde(default)]
+    pub why: Option<String>,
+}
+
+impl CompanionStatus {
+    /// The companion's answer in `session`, when WSL's relay holds the listener.
+    pub fn of(session: &probes::ssh_session::Outcome) -> Option<CompanionStatus> {
+        use probes::ssh_session::wsl::Companion;
+        let probes::ssh_session::Outcome::WslRelay { companion, .. } = session else { return None };
+        let ssh_pid = match companion {
+            Companion::Vouches { ssh_pid } => *ssh_pid,
+            _ => None,
+        };
+        Some(CompanionStatus { said: companion.label().to_owned(), ssh_pid, why: companion.why_not() })
+    }
 }
 
 /// SYN probe counts.
@@ -282,6 +311,7 @@ impl UptimeRecord {
                     user: owner.map(|o| o.user()),
                     same_user: owner.and_then(|o| o.same_user),
                     detail: session.detail().map(str::to_owned),
+                    wsl_companion: CompanionStatus::of(session),
                 }
             }),
             syn: SynStatus {
