@@ -109,7 +109,13 @@ mod tests {
         let recorder = crate::record::Recorder::with_kinds(crate::kinds::RECORDS, Vec::new());
         let mut config = crate::config::Config::load(None).unwrap();
         let interval = std::time::Duration::from_secs(1);
-        config.gateways = vec![crate::config::Gateway { name: "g".into(), port: 18789, interval, allowed: vec![] }];
+        config.gateways = vec![crate::config::Gateway {
+            name: "g".into(),
+            port: 18789,
+            interval,
+            allowed: vec![],
+            docker_socket: None,
+        }];
         recorder.apply_config(&config);
         let file = br#"{"version": 1, "forwards": {"mac": "not a list"}, "exposed_since": {"g": 1800000000.0}}"#;
         assert_eq!(super::decode_into(file, &recorder), Ok(2));

@@ -51,6 +51,7 @@ pub mod auth_tap;
 pub mod background;
 pub mod control_ui;
 pub mod direct;
+pub mod docker_engine;
 pub mod exposure;
 pub mod first_byte;
 pub mod gate;

@@ -91,6 +91,9 @@ pub struct Gateway {
     /// The scopes its listeners may bind without paging, declared by the team (`allowed = ["tailnet"]`):
     /// loopback always, and any of private, tailnet, public.
     pub allowed: Vec<probes::exposure::Scope>,
+    /// The Docker Engine API's Unix socket (`docker_socket = "/var/run/docker.sock"`, opt-in): when a container
+    /// (or a NAT rule) publishes the port, the containers publishing it are named, and their logs.
+    pub docker_socket: Option<PathBuf>,
 }
 
 /// The token revision registry: names and salted hashes (or legacy SHA-256 fingerprints), never tokens.

@@ -116,6 +116,8 @@ pub(super) struct RawGateway {
     /// The scopes a listener may bind without paging: loopback (always), private, tailnet, public.
     #[serde(default)]
     pub(super) allowed: Vec<String>,
+    /// The Docker Engine's Unix socket, to name the container publishing the port (opt-in).
+    pub(super) docker_socket: Option<String>,
 }
 
 pub(super) fn default_gateway_port() -> u16 {

@@ -337,8 +337,17 @@ fn validate_gateways(raw: Vec<RawGateway>, c: &mut Checker<'_>) -> Vec<Gateway> 
             }
         }
         allowed.sort();
+        let docker_socket = gateway.docker_socket.map(PathBuf::from);
+        if let Some(socket) = docker_socket.as_deref().filter(|socket| !socket.is_absolute()) {
+            c.problem(
+                &key("docker_socket"),
+                &socket.display(),
+                "must be an absolute path to the Docker Engine's Unix socket (e.g. /var/run/docker.sock)",
+            );
+        }
         gateways.push(Gateway {
             allowed,
+            docker_socket,
             interval: c.duration(&key("interval"), &gateway.interval, PROBE_MIN, PROBE_MAX),
             port: gateway.port,
             name: gateway.name,

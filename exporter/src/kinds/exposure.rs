@@ -8,16 +8,17 @@ use crate::clock::unix_seconds;
 use crate::config::{Config, Gateway};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, state_badge};
-use crate::record::families::{FloatGauge, GatewayLabels, GatewayScopeLabels, Subjects};
+use crate::record::families::{FloatGauge, GatewayEndpointLabels, GatewayLabels, GatewayScopeLabels, Subjects};
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::StatusReport;
 use crate::record::tracked::Tracked;
 use crate::record::Recorder;
-use probes::exposure::{self, Scope};
+use probes::exposure::{self, Endpoint, Scope};
 use probes::Label;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -34,6 +35,103 @@ pub struct GatewayStatus {
     /// The scopes its listeners may bind without paging (loopback always).
     #[serde(default)]
     pub allowed: Vec<String>,
+    /// What holds the port, once read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointStatus>,
+}
+
+/// What holds a gateway's port, and where that gateway's logs are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointStatus {
+    /// `host_process`, `container_port`, `nat`, `closed` or `unknown`.
+    pub kind: String,
+    /// For people: the process, its pid and user, the publisher and the container's address.
+    pub described: String,
+    /// The holding process's pid and name.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// Its command name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Who it runs as.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A container port's publisher: `docker-proxy`, `dockerd`, `docker-desktop`, `rootless`.
+    #[serde(default)]
+    pub publisher: Option<String>,
+    /// The container's address, when the publisher says it.
+    #[serde(default)]
+    pub container_address: Option<String>,
+    /// The containers the Docker Engine says publish the port (`docker_socket` set).
+    #[serde(default)]
+    pub containers: Vec<String>,
+    /// Why the Docker Engine could not say, when it was asked and could not.
+    #[serde(default)]
+    pub docker_error: Option<String>,
+    /// Where that gateway's logs are.
+    pub logs: String,
+}
+
+impl EndpointStatus {
+    /// The endpoint of `found` on `port`, with its logs' place.
+    pub fn of(found: &exposure::Exposure, port: u16) -> EndpointStatus {
+        let endpoint = found.endpoint();
+        let process = match &endpoint {
+            Endpoint::HostProcess(process) | Endpoint::ContainerPort { process, .. } => Some(process),
+            _ => None,
+        };
+        let (containers, docker_error) = match &found.containers {
+            Some(Ok(containers)) => (containers.iter().map(|c| c.name.clone()).collect(), None),
+            Some(Err(why)) => (Vec::new(), Some(why.clone())),
+            None => (Vec::new(), None),
+        };
+        let (publisher, container_address) = match &endpoint {
+            Endpoint::ContainerPort { publisher, container, .. } => {
+                (Some(publisher.label().to_owned()), container.map(|c| c.to_string()))
+            }
+            _ => (None, None),
+        };
+        EndpointStatus {
+            kind: endpoint.label().to_owned(),
+            described: endpoint.describe(),
+            pid: process.map(|p| p.pid),
+            name: process.map(|p| p.name.clone()),
+            user: process.map(|p| p.user.clone()),
+            logs: logs_of(&endpoint, &containers, port),
+            publisher,
+            container_address,
+            containers,
+            docker_error,
+        }
+    }
+}
+
+/// Where the logs of the gateway behind `endpoint` are: the host's files for a host process, `docker logs` (by
+/// name when the Docker Engine named the container) for a container port or a NAT rule.
+pub fn logs_of(endpoint: &Endpoint, containers: &[String], port: u16) -> String {
+    let by_name = |tool: &str| {
+        if containers.is_empty() {
+            format!("{tool} logs CONTAINER, the container publishing port {port} ({tool} ps --filter publish={port})")
+        } else {
+            containers.iter().map(|name| format!("{tool} logs {name}")).collect::<Vec<_>>().join("; ")
+        }
+    };
+    match endpoint {
+        Endpoint::HostProcess(process) => format!(
+            "the gateway runs on the host ({} pid {}): its logs are /tmp/openclaw/*.jsonl and ~/.openclaw/logs of {}",
+            process.name, process.pid, process.user
+        ),
+        Endpoint::ContainerPort { publisher: exposure::endpoint::Publisher::Rootless, .. } => by_name("podman"),
+        Endpoint::ContainerPort { .. } => {
+            format!("the gateway runs in a container: {} (not ~/.openclaw/logs on the host)", by_name("docker"))
+        }
+        Endpoint::Nat => format!(
+            "a NAT rule publishes the port, so the gateway runs in a container or another host: {} (nerdctl logs \
+             under containerd)",
+            by_name("docker")
+        ),
+        Endpoint::Closed | Endpoint::Unknown(_) => "no gateway holds the port that the exporter can name".to_owned(),
+    }
 }
 
 /// Listening sockets by scope.
@@ -62,7 +160,9 @@ pub struct ExposureRecord {
     listen_sockets: Tracked<GatewayScopeLabels, Gauge>,
     bind_allowed: Tracked<GatewayScopeLabels, Gauge>,
     exposed_since: Tracked<GatewayLabels, FloatGauge>,
+    endpoint: Tracked<GatewayEndpointLabels, Gauge>,
     gateways: Mutex<Vec<String>>,
+    endpoints: Mutex<HashMap<String, EndpointStatus>>,
 }
 
 /// Registry entry: the record, its families registered once.
@@ -71,10 +171,13 @@ pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
         listen_sockets: Tracked::default(),
         bind_allowed: Tracked::default(),
         exposed_since: Tracked::default(),
+        endpoint: Tracked::default(),
         gateways: Mutex::default(),
+        endpoints: Mutex::default(),
     };
     registry.register("openclaw_gateway_listen_sockets", "Listening sockets on the gateway port by scope: loopback, private, tailnet (100.64/10, fd7a:115c:a1e0::/48), public (0.0.0.0 and :: are public)", record.listen_sockets.family().clone());
     registry.register("openclaw_gateway_bind_allowed", "1 for each scope the gateway's listeners may bind without paging ([[gateway]] allowed; loopback always), 0 for the others: the team's declared bind intent", record.bind_allowed.family().clone());
+    registry.register("openclaw_gateway_endpoint", "1 for what holds the gateway port, 0 for the others: host_process (the gateway on the host), container_port (docker-proxy, dockerd, Docker Desktop, a rootless forwarder), nat (no listener, yet the port answers), closed, unknown (a holder this user cannot read)", record.endpoint.family().clone());
     registry.register("openclaw_gateway_exposed_since_timestamp_seconds", "When a listener outside the gateway's allowed scopes (loopback unless [[gateway]] allowed says more) was first seen; 0 while there is none", record.exposed_since.family().clone());
     Arc::new(record)
 }
@@ -91,9 +194,15 @@ impl ExposureRecord {
         recorder: &Recorder,
         gateway: &str,
         found: &exposure::Exposure,
-        allowed: &[Scope],
+        (port, allowed): (u16, &[Scope]),
         now: SystemTime,
     ) {
+        let endpoint = EndpointStatus::of(found, port);
+        for label in Endpoint::LABELS {
+            let labels = GatewayEndpointLabels { gateway: gateway.to_owned(), endpoint: label };
+            self.endpoint.get_or_create(&labels).set(i64::from(*label == endpoint.kind));
+        }
+        lock(&self.endpoints).insert(gateway.to_owned(), endpoint);
         for scope in Scope::ALL {
             let labels = GatewayScopeLabels { gateway: gateway.to_owned(), scope: scope.label() };
             self.listen_sockets.get_or_create(&labels).set(found.count(scope) as i64);
@@ -136,6 +245,8 @@ impl KindRecord for ExposureRecord {
         self.listen_sockets.retain(|labels| subjects.keeps(labels));
         self.bind_allowed.retain(|labels| subjects.keeps(labels));
         self.exposed_since.retain(|labels| subjects.keeps(labels));
+        self.endpoint.retain(|labels| subjects.keeps(labels));
+        lock(&self.endpoints).retain(|gateway, _| subjects.keeps_value("gateway", gateway));
     }
 
     /// Since when each configured gateway has listened beyond loopback (exposed ones only).
@@ -194,6 +305,7 @@ impl KindRecord for ExposureRecord {
                         .map(|scope| scope.label().to_owned())
                         .collect(),
                     exposed_since: self.exposed_since.get(&GatewayLabels { gateway: name.clone() }).map(|g| g.get()),
+                    endpoint: lock(&self.endpoints).get(&name).cloned(),
                     gateway: name,
                 }
             })
@@ -226,14 +338,15 @@ impl ExposureKind {
         recorder: Arc<Recorder>,
         record: Arc<ExposureRecord>,
     ) -> (exposure::Target, ExposureKind) {
-        (exposure::Target { port: gateway.port }, ExposureKind { gateway, recorder, record })
+        let target = exposure::Target::new(gateway.port, gateway.docker_socket.clone());
+        (target, ExposureKind { gateway, recorder, record })
     }
 }
 
 impl Adapter for ExposureKind {
     type Probe = exposure::Target;
-    /// Exposed or not; or why the table could not be read.
-    type State = Result<bool, &'static str>;
+    /// Exposed or not, and what holds the port; or why the table could not be read.
+    type State = Result<(bool, String), &'static str>;
 
     fn schedule(&self) -> Schedule<'_> {
         // A table read is milliseconds; five seconds is a hung read, not a slow one.
@@ -247,7 +360,8 @@ impl Adapter for ExposureKind {
     fn handle(&mut self, round: Round, outcome: &exposure::Outcome) -> &'static str {
         match outcome {
             Ok(found) => {
-                self.record.observe(&self.recorder, &self.gateway.name, found, &self.gateway.allowed, round.wall);
+                let (port, allowed) = (self.gateway.port, self.gateway.allowed.as_slice());
+                self.record.observe(&self.recorder, &self.gateway.name, found, (port, allowed), round.wall);
                 if !found.outside(&self.gateway.allowed).is_empty() {
                     "exposed"
                 } else if found.exposed() {
@@ -269,8 +383,11 @@ impl Adapter for ExposureKind {
         }
     }
 
-    fn state(&self, outcome: &exposure::Outcome) -> Result<bool, &'static str> {
-        outcome.as_ref().map(|found| !found.outside(&self.gateway.allowed).is_empty()).map_err(Label::label)
+    fn state(&self, outcome: &exposure::Outcome) -> Result<(bool, String), &'static str> {
+        outcome
+            .as_ref()
+            .map(|found| (!found.outside(&self.gateway.allowed).is_empty(), found.endpoint().describe()))
+            .map_err(Label::label)
     }
 
     fn log_change(&self, outcome: &exposure::Outcome) {
@@ -281,10 +398,11 @@ impl Adapter for ExposureKind {
                 let allowed: Vec<&str> = self.gateway.allowed.iter().map(|scope| scope.label()).collect();
                 let outside: Vec<String> =
                     found.outside(&self.gateway.allowed).iter().map(ToString::to_string).collect();
+                let held_by = found.endpoint().describe();
                 if !outside.is_empty() {
-                    tracing::warn!(gateway = %gateway, port, listeners = %listeners.join(" "), outside = %outside.join(" "), allowed = %allowed.join(","), "the gateway port listens beyond loopback, outside its allowed scopes");
+                    tracing::warn!(gateway = %gateway, port, listeners = %listeners.join(" "), outside = %outside.join(" "), allowed = %allowed.join(","), held_by = %held_by, "the gateway port listens beyond loopback, outside its allowed scopes");
                 } else {
-                    tracing::info!(gateway = %gateway, port, listeners = %listeners.join(" "), allowed = %allowed.join(","), "the gateway port listens only within its allowed scopes");
+                    tracing::info!(gateway = %gateway, port, listeners = %listeners.join(" "), allowed = %allowed.join(","), held_by = %held_by, "the gateway port listens only within its allowed scopes");
                 }
             }
             Err(failure) => {
@@ -305,21 +423,29 @@ pub fn page_section(status: &StatusReport) -> String {
 fn exposure_section(gateways: &[GatewayStatus]) -> String {
     let mut html = String::new();
     if !gateways.is_empty() {
-        html.push_str("<h2>Gateway bind exposure</h2><table class=\"exposure\"><tr><th>gateway</th><th>loopback</th><th>private</th><th>tailnet</th><th>public</th><th>allowed</th><th></th></tr>");
+        html.push_str("<h2>Gateway bind exposure</h2><table class=\"exposure\"><tr><th>gateway</th><th>loopback</th><th>private</th><th>tailnet</th><th>public</th><th>allowed</th><th></th><th>held by</th></tr>");
         for gateway in gateways {
             let scopes = &gateway.listen_sockets;
             let exposed = gateway.exposed_since.map(|t| t > 0.0);
             let count = |n: Option<i64>| n.map_or("–".to_owned(), |n| n.to_string());
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"endpoint muted\">{}</td></tr>",
                 esc(&gateway.gateway),
                 count(scopes.loopback),
                 count(scopes.private),
                 count(scopes.tailnet),
                 count(scopes.public),
                 esc(&gateway.allowed.join(", ")),
-                state_badge(exposed.map(|e| !e), "within allowed", "exposed")
+                state_badge(exposed.map(|e| !e), "within allowed", "exposed"),
+                gateway.endpoint.as_ref().map_or("–".to_owned(), |e| {
+                    let containers = if e.containers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" · container {}", esc(&e.containers.join(", ")))
+                    };
+                    format!("{}{containers}<br>{}", esc(&e.described), esc(&e.logs))
+                })
             );
         }
         html.push_str("</table>");
@@ -349,17 +475,25 @@ async fn loopback_only(config: &Config, timeout: Duration) -> Verdict {
     let mut evidence = Vec::new();
     let mut outside_allowed = Vec::new();
     for gateway in &config.gateways {
-        match (exposure::Target { port: gateway.port }).probe(timeout).await {
+        match exposure::Target::new(gateway.port, gateway.docker_socket.clone()).probe(timeout).await {
             Ok(found) => {
                 outside_allowed.extend(found.outside(&gateway.allowed).iter().map(ToString::to_string));
                 let listeners: Vec<String> = found.listeners.iter().map(ToString::to_string).collect();
                 let allowed: Vec<&str> = gateway.allowed.iter().map(|scope| scope.label()).collect();
+                let endpoint = EndpointStatus::of(&found, gateway.port);
+                let containers = match (&endpoint.containers[..], &endpoint.docker_error) {
+                    ([], Some(why)) => format!("; the Docker Engine could not name the container: {why}"),
+                    ([], None) => String::new(),
+                    (names, _) => format!("; the Docker Engine names the container {}", names.join(", ")),
+                };
                 evidence.push(format!(
-                    "{} port {}: {} (allowed: {})",
+                    "{} port {}: {} (allowed: {}); held by {}{containers}; logs: {}",
                     gateway.name,
                     gateway.port,
                     listeners.join(" "),
-                    allowed.join(", ")
+                    allowed.join(", "),
+                    endpoint.described,
+                    endpoint.logs
                 ));
             }
             Err(failure) => {
@@ -395,19 +529,22 @@ mod tests {
             port: 18789,
             interval: Duration::from_secs(1),
             allowed: vec![Scope::Loopback, Scope::Tailnet],
+            docker_socket: None,
         });
         let (target, mut recording) = ExposureKind::new(gateway, recorder.clone(), own);
         assert_eq!(target.port, 18789);
         let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = |at| Round { wall: at, boot: Duration::ZERO };
-        let loopback = Ok(exposure::Exposure { listeners: vec!["127.0.0.1:18789".parse().unwrap()] });
+        let loopback =
+            Ok(exposure::Exposure { listeners: vec!["127.0.0.1:18789".parse().unwrap()], ..Default::default() });
         let exposed = Ok(exposure::Exposure {
             listeners: vec!["127.0.0.1:18789".parse().unwrap(), "0.0.0.0:18789".parse().unwrap()],
+            ..Default::default()
         });
         assert_eq!(recording.handle(round(t0), &loopback), "loopback_only");
         assert_eq!(recording.handle(round(t0 + Duration::from_secs(10)), &exposed), "exposed");
         assert_eq!(recording.handle(round(t0 + Duration::from_secs(20)), &exposed), "exposed");
-        assert_eq!(recording.state(&exposed), Ok(true));
+        assert_eq!(recording.state(&exposed).map(|(exposed, _)| exposed), Ok(true));
         let mut fields = SpanFields::default();
         recording.annotate(&exposed, &mut fields);
         assert_eq!(
@@ -427,6 +564,7 @@ mod tests {
         // A tailnet listener is declared: counted, exported as allowed, and no red line.
         let tailnet = Ok(exposure::Exposure {
             listeners: vec!["127.0.0.1:18789".parse().unwrap(), "100.100.1.1:18789".parse().unwrap()],
+            ..Default::default()
         });
         assert_eq!(recording.handle(round(t0 + Duration::from_secs(60)), &tailnet), "within_allowed");
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(70));
@@ -435,7 +573,7 @@ mod tests {
         assert_eq!(sample(&text, "openclaw_gateway_bind_allowed{gateway=\"g\",scope=\"tailnet\"}"), Some(1.0));
         assert_eq!(sample(&text, "openclaw_gateway_bind_allowed{gateway=\"g\",scope=\"private\"}"), Some(0.0));
         // A LAN listener is not: it pages.
-        let lan = Ok(exposure::Exposure { listeners: vec!["10.0.0.5:18789".parse().unwrap()] });
+        let lan = Ok(exposure::Exposure { listeners: vec!["10.0.0.5:18789".parse().unwrap()], ..Default::default() });
         assert_eq!(recording.handle(round(t0 + Duration::from_secs(80)), &lan), "exposed");
         let text = recorder.encode(Format::Prometheus, t0 + Duration::from_secs(90));
         assert_eq!(sample(&text, since), Some(1_800_000_080.0));
@@ -446,7 +584,13 @@ mod tests {
         let recorder = Recorder::with_kinds(&[record], Vec::new());
         let mut config = crate::config::Config::load(None).unwrap();
         config.gateways = ["g", "h", "i"]
-            .map(|name| Gateway { name: name.into(), port: 18789, interval: Duration::from_secs(1), allowed: vec![] })
+            .map(|name| Gateway {
+                name: name.into(),
+                port: 18789,
+                interval: Duration::from_secs(1),
+                allowed: vec![],
+                docker_socket: None,
+            })
             .to_vec();
         recorder.apply_config(&config);
         let saved = serde_json::json!({ "exposed_since": { "g": 1_800_000_000.0, "h": 1e300, "i": "a word" } });

@@ -162,6 +162,8 @@ label_sets! {
     GatewayLabels { gateway: String }
     /// `gateway`, `scope`.
     GatewayScopeLabels { gateway: String, scope: &'static str }
+    /// `gateway`, `endpoint`.
+    GatewayEndpointLabels { gateway: String, endpoint: &'static str }
     /// `probe`.
     ProbeLabels { probe: &'static str }
     /// `result`.

@@ -6,15 +6,36 @@
 //! link-local, the rest of IPv6 ULA fc00::/7 and link-local fe80::/10) or public (anything else, including
 //! the wildcards 0.0.0.0 and ::, which listen on every address the host has). Which scopes a team allows is
 //! the exporter's business ([`Exposure::outside`]); loopback is always allowed.
+//!
+//! What holds the port is named too ([`endpoint`]): a host process, a published container port, or a NAT rule.
+//! Exposure stays measured on the real bind: `docker run -p 18789:18789` has docker-proxy listen on 0.0.0.0,
+//! which is public whatever the gateway binds inside its container.
+
+pub mod endpoint;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// The port to inspect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub use endpoint::Endpoint;
+
+/// The port to inspect, and what the last read found out about its holders.
+#[derive(Debug, Clone, Default)]
 pub struct Target {
     /// The gateway's port, e.g. 18789.
     pub port: u16,
+    /// The Docker Engine's socket, when the team opted in (`[[gateway]] docker_socket`): the containers
+    /// publishing the port are named.
+    pub docker_socket: Option<PathBuf>,
+    /// The holders last read, by the listeners they were read for: a process walk only when those change.
+    remembered: Option<(Vec<SocketAddr>, Vec<endpoint::Holder>)>,
+}
+
+impl Target {
+    /// A target for `port`, naming containers through `docker_socket` when given.
+    pub fn new(port: u16, docker_socket: Option<PathBuf>) -> Target {
+        Target { port, docker_socket, remembered: None }
+    }
 }
 
 /// How far a listener reaches.
@@ -88,9 +109,21 @@ fn scope_v6(ip: Ipv6Addr) -> Scope {
 pub struct Exposure {
     /// Every listening address on the port.
     pub listeners: Vec<SocketAddr>,
+    /// Who holds each of them.
+    pub holders: Vec<endpoint::Holder>,
+    /// With no listener: whether a connect to 127.0.0.1 on the port was accepted all the same (a NAT rule).
+    pub answers_without_listener: bool,
+    /// The containers the Docker Engine says publish the port (`docker_socket` set, the port a container's or
+    /// a NAT rule's), or why it could not say.
+    pub containers: Option<Result<Vec<crate::docker_engine::Container>, String>>,
 }
 
 impl Exposure {
+    /// What holds the port.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::of(&self.holders, self.answers_without_listener)
+    }
+
     /// How many listeners fall in `scope`.
     pub fn count(&self, scope: Scope) -> usize {
         self.listeners.iter().filter(|addr| Scope::of(addr.ip()) == scope).count()
@@ -144,15 +177,53 @@ impl crate::Probe for Target {
     const KIND: &'static str = "exposure";
     type Outcome = Outcome;
 
-    /// Read the listening sockets on `port`.
+    /// Read the listening sockets on `port` and who holds them (looked up again only when they change); with
+    /// none, whether the port answers anyway; with `docker_socket`, which containers publish it.
     async fn probe(&mut self, timeout: Duration) -> Outcome {
+        let started = tokio::time::Instant::now();
         let port = self.port;
-        let lookup = tokio::task::spawn_blocking(move || listeners_on(port));
-        match tokio::time::timeout(timeout, lookup).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(err)) => Err(Failure::Unreadable(err.to_string())),
-            Err(_) => Err(Failure::Timeout),
+        let remembered = self.remembered.clone();
+        let lookup = tokio::task::spawn_blocking(move || {
+            let mut exposure = listeners_on(port)?;
+            exposure.listeners.sort();
+            exposure.holders = match remembered {
+                Some((listeners, holders)) if listeners == exposure.listeners => holders,
+                _ => endpoint::holders_of(&exposure.listeners),
+            };
+            Ok(exposure)
+        });
+        let mut exposure: Exposure = match tokio::time::timeout(timeout, lookup).await {
+            Ok(Ok(outcome)) => outcome?,
+            Ok(Err(err)) => return Err(Failure::Unreadable(err.to_string())),
+            Err(_) => return Err(Failure::Timeout),
+        };
+        // A holder read as gone (it closed between the table and the walk) is read again next time.
+        let settled = exposure.holders.iter().all(|h| h.process.is_some());
+        self.remembered = settled.then(|| (exposure.listeners.clone(), exposure.holders.clone()));
+        let left = |cap: Duration| timeout.saturating_sub(started.elapsed()).min(cap);
+        if exposure.listeners.is_empty() {
+            exposure.answers_without_listener = answers(port, left(Duration::from_secs(1))).await;
         }
+        if let Some(socket) = &self.docker_socket {
+            if matches!(exposure.endpoint(), Endpoint::ContainerPort { .. } | Endpoint::Nat) {
+                let asked = crate::docker_engine::publishing(socket, port, left(Duration::from_secs(2))).await;
+                exposure.containers = Some(asked);
+            }
+        }
+        Ok(exposure)
+    }
+}
+
+/// Whether a connect to 127.0.0.1:`port` is accepted within `timeout` (closed at once, with RST): a port with
+/// no listener that answers is published by a NAT rule.
+async fn answers(port: u16, timeout: Duration) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    match tokio::time::timeout(timeout, crate::net::connect_stream(addr)).await {
+        Ok(Ok(stream)) => {
+            crate::net::close_without_time_wait(stream);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -160,7 +231,7 @@ impl crate::Probe for Target {
 #[cfg(any(target_os = "linux", windows))]
 fn listeners_on(port: u16) -> Outcome {
     let listeners = crate::socket_table::listening(port, |_| true).map_err(|e| Failure::Unreadable(e.to_string()))?;
-    Ok(Exposure { listeners: listeners.into_iter().map(|l| l.addr).collect() })
+    Ok(Exposure { listeners: listeners.into_iter().map(|l| l.addr).collect(), ..Exposure::default() })
 }
 
 /// macOS: the `listeners` crate (libproc). Nothing is spawned. Only processes the exporter may inspect are
@@ -168,7 +239,10 @@ fn listeners_on(port: u16) -> Outcome {
 #[cfg(not(any(target_os = "linux", windows)))]
 fn listeners_on(port: u16) -> Outcome {
     let all = listeners::get_all().map_err(|e| Failure::Unreadable(e.to_string()))?;
-    Ok(Exposure { listeners: tcp_listeners_on(all.into_iter().map(|l| (l.socket, l.protocol, l.state)), port) })
+    Ok(Exposure {
+        listeners: tcp_listeners_on(all.into_iter().map(|l| (l.socket, l.protocol, l.state)), port),
+        ..Exposure::default()
+    })
 }
 
 /// The distinct addresses listening for TCP on `port`, sorted (one socket may show under several pids).
@@ -227,6 +301,7 @@ mod tests {
     fn only_listeners_outside_the_allowed_scopes_count_and_loopback_always_passes() {
         let found = Exposure {
             listeners: ["127.0.0.1:1", "100.100.1.1:1", "10.0.0.1:1", "0.0.0.0:1"].map(|a| a.parse().unwrap()).to_vec(),
+            ..Exposure::default()
         };
         let outside = |allowed: &[Scope]| found.outside(allowed).iter().map(ToString::to_string).collect::<Vec<_>>();
         assert_eq!(outside(&[]), ["100.100.1.1:1", "10.0.0.1:1", "0.0.0.0:1"]);
@@ -242,9 +317,17 @@ mod tests {
         let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = v4.local_addr().unwrap().port();
         let v6 = std::net::TcpListener::bind(("::1", port)).ok();
-        let exposure = crate::Probe::probe(&mut Target { port }, Duration::from_secs(5)).await.unwrap();
+        let exposure = crate::Probe::probe(&mut Target::new(port, None), Duration::from_secs(5)).await.unwrap();
         assert_eq!(exposure.count(Scope::Loopback), 1 + usize::from(v6.is_some()));
         assert!(!exposure.exposed());
+        // This test process holds them: a host process, named.
+        match exposure.endpoint() {
+            Endpoint::HostProcess(process) => assert_eq!(process.pid, std::process::id()),
+            other => panic!("{other:?}"),
+        }
+        drop((v4, v6));
+        let closed = crate::Probe::probe(&mut Target::new(port, None), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(closed.endpoint(), Endpoint::Closed);
     }
 
     #[test]
