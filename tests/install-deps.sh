@@ -4,7 +4,8 @@
 # (prometheus-alertmanager), VictoriaMetrics (victoria-metrics; remote-write receiver of the outage test),
 # setpriv (util-linux), ip (iproute2), headless Chromium for the status page test (chromium), for the
 # TLS/basic-auth test: openssl, curl, htpasswd (apache2-utils), and stunnel (stunnel4): the TLS front of the
-# routes test, a CA-signed wss:// in front of the gateway's loopback as Tailscale Serve is. Pass --bench to add the
+# routes test, a CA-signed wss:// in front of the gateway's loopback as Tailscale Serve is; nft (nftables): the
+# DNAT-only publish of the gateway-in-Docker test (tests/install-docker-proxy.sh adds docker-proxy). Pass --bench to add the
 # benchmark peers and load tools for bench/: blackbox_exporter (prometheus-blackbox-exporter), HAProxy (haproxy), wrk.
 # Pass --cross for what tests/install-cross.sh needs from Debian: wine, file, xmllint, ruby.
 set -euo pipefail
@@ -30,6 +31,8 @@ have openssl || need+=(openssl)
 have curl || need+=(curl)
 have htpasswd || need+=(apache2-utils)
 have stunnel4 || need+=(stunnel4)
+# nft: the DNAT-only publish of tests/tests/gateway_in_docker.rs (a NAT rule in a test network namespace).
+have nft || need+=(nftables)
 if [ "${1:-}" = "--bench" ]; then
   have prometheus-blackbox-exporter || need+=(prometheus-blackbox-exporter)
   have haproxy || need+=(haproxy)

@@ -15,6 +15,9 @@ bash tests/install-cross.sh
 # The real OpenClaw gateway (npm) for tests/tests/openclaw_gateway.rs; cached across runs.
 export OPENCLAW_E2E_DIR="${OPENCLAW_E2E_DIR:-$HOME/.cache/openclaw-tunnel-exporter/openclaw-2026.9.6}"
 bash tests/install-openclaw.sh >/dev/null
+# Debian's real docker-proxy (unpacked from the docker.io package; no dockerd) for the gateway-in-Docker tests.
+OCE_DOCKER_PROXY="$(bash tests/install-docker-proxy.sh)"
+export OCE_DOCKER_PROXY
 # The alert rules: syntax, then the unit tests of every alert (fires / must not fire).
 promtool check rules alerts/openclaw.rules.yml
 promtool test rules alerts/openclaw.rules.test.yml
