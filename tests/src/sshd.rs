@@ -22,6 +22,12 @@ impl Sshd {
     /// As [`Sshd::start`], permitting forwards to `permit_open` (`host:port`; a bastion permits the next
     /// sshd's port, for `ssh -J`).
     pub fn start_permitting(permit_open: &str) -> Sshd {
+        Self::start_listening(permit_open, &[])
+    }
+
+    /// As [`Sshd::start_permitting`], listening on `also` besides 127.0.0.1 (a test network's host address,
+    /// for an ssh that runs inside a namespace).
+    pub fn start_listening(permit_open: &str, also: &[std::net::Ipv4Addr]) -> Sshd {
         let dir = tempfile::Builder::new().prefix("oce-sshd").tempdir().unwrap();
         let d = dir.path();
         fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
@@ -38,9 +44,10 @@ impl Sshd {
         fs::set_permissions(d.join("authorized_keys"), fs::Permissions::from_mode(0o644)).unwrap();
         let port = free_port();
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
+            "Port {port}\nListenAddress 127.0.0.1\n{}HostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
              PidFile none\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              AllowTcpForwarding local\nPermitOpen {permit_open}\nLogLevel VERBOSE\n",
+            also.iter().map(|ip| format!("ListenAddress {ip}\n")).collect::<String>(),
             d = d.display()
         );
         fs::write(d.join("sshd_config"), config).unwrap();
@@ -108,6 +115,11 @@ impl Sshd {
     /// This sshd's `known_hosts` line (`[127.0.0.1]:PORT KEY`).
     pub fn known_hosts_line(&self) -> String {
         fs::read_to_string(self.dir.path().join("known_hosts")).unwrap()
+    }
+
+    /// Its `known_hosts` line for another of its addresses (`[IP]:PORT KEY`).
+    pub fn known_hosts_line_for(&self, ip: std::net::Ipv4Addr) -> String {
+        self.known_hosts_line().replacen("[127.0.0.1]", &format!("[{ip}]"), 1)
     }
 
     /// An ssh_config `Host` block named `alias` that logs in to this sshd the way [`Sshd::forward_args`] does,
