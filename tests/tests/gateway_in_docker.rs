@@ -205,7 +205,7 @@ fn a_port_docker_proxy_publishes_is_named_a_container_port_and_a_public_publish_
     let file = dir.path().join("config.toml");
     std::fs::write(&file, format!("forward = []\n[web]\nlisten = \"127.0.0.1:{}\"\n{gateways}", free_port())).unwrap();
     let evidence = doctor_step_8(&file);
-    assert!(evidence.contains(&format!("published container port: docker-proxy")), "{evidence}");
+    assert!(evidence.contains("published container port: docker-proxy"), "{evidence}");
     assert!(evidence.contains(&in_container.to_string()), "{evidence}");
     assert!(evidence.contains("docker logs openclaw-gateway"), "{evidence}");
     assert!(evidence.contains("a host process: gateway-standin"), "{evidence}");

@@ -105,7 +105,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins<'_>, problems: &mut Vec
     if raw.forward.is_empty() && raw.gateway.is_empty() && raw.model_host.is_empty() {
         c.problem("forward", &"[]", "at least one [[forward]] is required (or a [[gateway]] or [[model_host]])");
     }
-    let (mut forwards, ws_handshake_set) = validate_forwards(raw.forward, &mut c);
+    let (mut forwards, ws_handshake_set) = super::forwards::validate_forwards(raw.forward, &mut c);
     let auth = super::auth::validate_auth(raw.auth, &mut c);
     let auth_taps = super::auth::validate_auth_taps(raw.auth_tap, &forwards, web.listen, &mut c);
     let auth_probe = super::auth::validate_auth_probe(raw.auth_probe, &mut forwards, &ws_handshake_set, &mut c);
@@ -183,92 +183,6 @@ fn validate_scheduler(raw: &RawScheduler, c: &mut Checker<'_>) -> Scheduler {
         owner_lookup: owner_lookup(c, &raw.owner_lookup),
         cli_url_interval: (raw.cli_url_interval != "off")
             .then(|| c.duration("scheduler.cli_url_interval", &raw.cli_url_interval, PROBE_MIN, PROBE_MAX)),
-    }
-}
-
-/// `[[forward]]`: the forwards, and for each whether `ws_handshake_interval` was set (its default depends on
-/// `[auth_probe]`).
-fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (Vec<Forward>, Vec<bool>) {
-    let mut names = HashSet::new();
-    let mut forwards = Vec::new();
-    let mut ws_handshake_set = Vec::new();
-    for (index, forward) in raw.into_iter().enumerate() {
-        let key = |field: &str| format!("forward[{index}].{field}");
-        c.label(&key("name"), &forward.name, &mut names, "forward");
-        let route = super::route::validate_route(&forward, index, c);
-        if !forward.health_path.starts_with('/') || forward.health_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            c.problem(
-                &key("health_path"),
-                &forward.health_path,
-                "must start with / and contain no spaces or control characters",
-            );
-        }
-        ws_handshake_set.push(forward.ws_handshake_interval.is_some());
-        let has_local = matches!(route, super::RouteConfig::Local(_));
-        forwards.push(Forward {
-            route,
-            health_path: forward.health_path,
-            syn_interval: c.duration(&key("syn_interval"), &forward.syn_interval, PROBE_MIN, PROBE_MAX),
-            first_byte_interval: c.duration(
-                &key("first_byte_interval"),
-                &forward.first_byte_interval,
-                PROBE_MIN,
-                PROBE_MAX,
-            ),
-            readiness_interval: c.duration(
-                &key("readiness_interval"),
-                &forward.readiness_interval,
-                PROBE_MIN,
-                PROBE_MAX,
-            ),
-            ws_handshake_interval: forward.ws_handshake_interval.as_deref().and_then(|value| {
-                (value != "off").then(|| c.duration(&key("ws_handshake_interval"), value, PROBE_MIN, PROBE_MAX))
-            }),
-            hygiene_interval: (forward.hygiene_interval != "off")
-                .then(|| c.duration(&key("hygiene_interval"), &forward.hygiene_interval, PROBE_MIN, PROBE_MAX)),
-            control_ui_interval: (forward.control_ui_interval != "off")
-                .then(|| c.duration(&key("control_ui_interval"), &forward.control_ui_interval, PROBE_MIN, PROBE_MAX)),
-            timeout: c.duration(&key("timeout"), &forward.timeout, PROBE_MIN, PROBE_MAX),
-            ssh_host: forward.ssh_host.map(|host| c.host_port(&key("ssh_host"), &host, 22)),
-            jump_host: forward.jump_host.map(|host| c.host_port(&key("jump_host"), &host, 22)),
-            remote: c.host_port(&key("remote"), &forward.remote, 18789),
-            owner: forward.owner,
-            trusted_owners: forward.trusted_owners,
-            wsl_companion: forward.wsl_companion.as_deref().and_then(|url| {
-                let companion = wsl_companion(&key("wsl_companion"), url, c);
-                if companion.is_some() && !has_local {
-                    c.problem(
-                        &key("wsl_companion"),
-                        &url,
-                        "is for an ssh forward (`local`): a direct route has no relay",
-                    );
-                }
-                companion
-            }),
-            name: forward.name,
-        });
-    }
-    (forwards, ws_handshake_set)
-}
-
-/// A `wsl_companion` URL: `http://ADDRESS:PORT` with an IP address (or `localhost`) and no path, so no name is
-/// resolved between the relay check and the read (the companion is reached through WSL's relay on Windows'
-/// loopback, or at the VM's address).
-fn wsl_companion(key: &str, url: &str, c: &mut Checker<'_>) -> Option<std::net::SocketAddr> {
-    let authority = url.strip_prefix("http://").map(|rest| rest.strip_suffix('/').unwrap_or(rest));
-    let parsed = authority.and_then(|authority| {
-        let localhost = authority.strip_prefix("localhost:").and_then(|port| port.parse::<u16>().ok());
-        match localhost {
-            Some(port) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
-            None => authority.parse::<std::net::SocketAddr>().ok(),
-        }
-    });
-    match parsed.filter(|addr| addr.port() != 0) {
-        Some(addr) => Some(addr),
-        None => {
-            c.problem(key, &url, "must be http://ADDRESS:PORT, the companion exporter's web address inside WSL2 (e.g. http://127.0.0.1:9465)");
-            None
-        }
     }
 }
 
@@ -505,6 +419,34 @@ mod tests {
         );
         let (problems, _) = problems("forward = []\n");
         assert!(problems[0].contains("key `forward` = \"[]\""), "{problems:?}");
+    }
+
+    #[test]
+    fn wsl_companion_and_docker_socket_errors_name_the_key_and_value() {
+        assert_named(
+            "[[forward]]\nname = \"a\"\nlocal = \"127.0.0.1:1\"\nwsl_companion = \"https://127.0.0.1:9465\"\n\
+             [[forward]]\nname = \"b\"\nlocal = \"127.0.0.1:2\"\nwsl_companion = \"http://wsl-vm:9465\"\n\
+             [[forward]]\nname = \"c\"\nurl = \"ws://10.0.0.2:18789\"\nwsl_companion = \"http://127.0.0.1:9465\"\n\
+             [[gateway]]\nname = \"g\"\ndocker_socket = \"docker.sock\"\n",
+            &[
+                ("forward[0].wsl_companion", "https://127.0.0.1:9465"),
+                ("forward[1].wsl_companion", "http://wsl-vm:9465"),
+                ("forward[2].wsl_companion", "http://127.0.0.1:9465"),
+                ("gateway[0].docker_socket", "docker.sock"),
+            ],
+        );
+        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(
+            file.path(),
+            "[[forward]]\nname = \"a\"\nlocal = \"127.0.0.1:1\"\nwsl_companion = \"http://localhost:9465/\"\n\
+             [[gateway]]\nname = \"g\"\ndocker_socket = \"/var/run/docker.sock\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(file.path())).unwrap();
+        let forward = config.forwards.iter().find(|f| f.name == "a").unwrap();
+        assert_eq!(forward.wsl_companion, Some("127.0.0.1:9465".parse().unwrap()));
+        assert_eq!(config.wsl_companion_for("127.0.0.1:1".parse().unwrap()), forward.wsl_companion);
+        assert_eq!(config.gateways[0].docker_socket.as_deref(), Some(Path::new("/var/run/docker.sock")));
     }
 
     #[test]

@@ -387,6 +387,31 @@ pub(crate) mod tests {
         }
     }
 
+    /// Through WSL's relay: up only while the companion vouches, and the session gauge follows what it says
+    /// even while the state label stays `wsl_relay`; a down round by the companion's cause.
+    #[test]
+    fn a_round_through_wsl_s_relay_is_up_only_while_the_companion_vouches() {
+        use ssh_session::wsl::Companion;
+        let (recorder, uptime) = super::super::tests::recorder();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let syn_ok: syn::Outcome = Ok(syn::Connected { connect: Duration::from_micros(30) });
+        let relay = |companion| ssh_session::Outcome::WslRelay { relay: owner("wslrelay.exe"), companion };
+        let gauge =
+            |t| sample(&recorder.encode(Format::Prometheus, t), "openclaw_tunnel_ssh_session_up{forward=\"a\"}");
+        let vouched = relay(Companion::Vouches { ssh_pid: Some(9) });
+        assert!(uptime.record_tunnel_round(&recorder, "a", t0, Duration::ZERO, &syn_ok, &vouched));
+        assert_eq!(gauge(t0), Some(1.0));
+        let down = relay(Companion::SshDown { state: "no_listener" });
+        assert!(!uptime.record_tunnel_round(&recorder, "a", t0, Duration::ZERO, &syn_ok, &down));
+        assert_eq!(gauge(t0), Some(0.0), "the gauge follows the companion, the state label unchanged");
+        assert_eq!(down_cause(&down), "wsl_ssh_down");
+        assert_eq!(down_cause(&relay(Companion::Unreachable("refused".into()))), "wsl_companion_unreachable");
+        assert_eq!(down_cause(&relay(Companion::NotConfigured)), "wsl_companion_unreachable");
+        assert_eq!(down_cause(&vouched), "syn_failed", "vouched, yet the connect failed");
+        let text = recorder.encode(Format::Prometheus, t0);
+        assert_eq!(sample(&text, "openclaw_tunnel_ssh_session_state{forward=\"a\",state=\"wsl_relay\"}"), Some(1.0));
+    }
+
     #[test]
     fn a_round_is_up_only_with_ssh_and_syn() {
         let (recorder, uptime) = super::super::tests::recorder();
