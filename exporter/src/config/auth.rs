@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::checker::Checker;
 use super::raw::{RawAuth, RawAuthProbe, RawAuthTap, WS_HANDSHAKE_WITHOUT_TOKEN, WS_HANDSHAKE_WITH_TOKEN};
-use super::validate::Checker;
 use super::*;
 
 /// `[[auth_tap]]`: each names a configured forward and listens where no other tap, and not the web server

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
+use super::checker::{Checker, PROBE_MAX, PROBE_MIN};
 use super::raw::RawForward;
-use super::validate::{Checker, PROBE_MAX, PROBE_MIN};
 use super::Forward;
 
 /// `[[forward]]`: the forwards, and for each whether `ws_handshake_interval` was set (its default depends on

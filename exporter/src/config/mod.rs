@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::web_security::WebSecurity;
 
 mod auth;
+mod checker;
 mod forwards;
 mod model_host;
 mod raw;

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use super::checker::{Checker, PROBE_MAX, PROBE_MIN};
 use super::raw::RawModelHost;
-use super::validate::{Checker, PROBE_MAX, PROBE_MIN};
 use super::*;
 
 /// `[[model_host]]`: unique names, http(s) URLs with a host, CA files that exist.

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::checker::Checker;
 use super::raw::RawRemoteWrite;
-use super::validate::Checker;
 use super::RemoteWrite;
 
 /// `[remote_write]`: every file named must exist; names and headers must be valid on the wire.

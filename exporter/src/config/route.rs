@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::checker::Checker;
 use super::raw::RawForward;
-use super::validate::Checker;
 use super::Forward;
 use crate::openclaw_cli_url::redacted;
 

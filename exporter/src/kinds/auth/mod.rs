@@ -8,6 +8,7 @@
 mod doctor;
 pub mod record;
 mod tap;
+mod tap_status;
 
 pub use doctor::DOCTOR_STEP;
 pub use record::{record, AuthFailureStatus, AuthRecord, RefusalStatus};

@@ -129,7 +129,7 @@ pub struct AuthRecord {
     /// Each forward's last refused connect.
     last_refusal: Mutex<HashMap<String, RefusalStatus>>,
     /// Each tap's listener, by listen address: (the forward it fronts, its state).
-    pub(super) tap_listeners: Mutex<HashMap<String, (String, super::tap::TapListenStatus)>>,
+    pub(super) tap_listeners: Mutex<HashMap<String, (String, super::tap_status::TapListenStatus)>>,
 }
 
 /// Registry entry (`kinds::RECORDS`): the record, its families registered.
@@ -493,7 +493,7 @@ impl KindRecord for AuthRecord {
         let last_refusal = lock(&self.last_refusal).get(forward).cloned();
         let failures = self.failures_of(forward);
         let taps = self.tap_listens_of(forward);
-        let taps = (!taps.is_empty()).then(|| (super::tap::AUTH_TAPS_KEY, serde_json::to_value(taps)));
+        let taps = (!taps.is_empty()).then(|| (super::tap_status::AUTH_TAPS_KEY, serde_json::to_value(taps)));
         [(LAST_REFUSAL_KEY, serde_json::to_value(last_refusal)), (AUTH_FAILURES_KEY, serde_json::to_value(failures))]
             .into_iter()
             .chain(taps)

@@ -7,9 +7,10 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
 use probes::auth_tap::{AuthEvent, AuthSink};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::record::AuthRecord;
+pub use super::tap_status::{TapListenStatus, AUTH_TAPS_KEY};
 use crate::clock::unix_seconds;
 use crate::config::Config;
 use crate::html::{esc, state_badge};
@@ -75,26 +76,6 @@ impl AuthSink for TapSink {
             record.tap_event(&self.recorder, forward, event);
         }
     }
-}
-
-/// The status key of a forward's auth taps' listeners.
-pub const AUTH_TAPS_KEY: &str = "auth_taps";
-
-/// An auth tap's listen address: listening, or waiting for it (and who holds it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TapListenStatus {
-    /// The tap's `listen` address.
-    pub listen: String,
-    /// Whether the tap listens there.
-    pub listening: bool,
-    /// Why it does not (the bind's error), while it waits.
-    pub error: Option<String>,
-    /// Who holds the address, while another socket does: the CLI pointed there hands it its token.
-    pub held_by: Option<String>,
-    /// Whether the holder is another process than this user's ssh (what `openclaw_gateway_tap_hijacked` says).
-    pub hijacked: bool,
-    /// Since when (Unix seconds) it listens or waits.
-    pub since: f64,
 }
 
 /// Who holds a tap's address, as the retry loop looks it up.
