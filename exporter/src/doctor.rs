@@ -75,7 +75,7 @@ impl Report {
 
 /// Run every step for `forward`.
 pub async fn run(config: &Config, forward: &Forward) -> Report {
-    walk(&kinds::DOCTOR, Checkup::new(config, forward)).await
+    walk(kinds::DOCTOR, Checkup::new(config, forward)).await
 }
 
 /// Walk `list` for the checkup's forward: each step's notes, then its check; after a failure, the steps above

@@ -106,7 +106,7 @@ mod tests {
     /// kind's `exposed_since` beside it still comes back.
     #[test]
     fn a_damaged_key_costs_only_itself() {
-        let recorder = crate::record::Recorder::with_kinds(crate::kinds::RECORDS, Vec::new());
+        let recorder = crate::record::Recorder::with_kinds(&crate::kinds::records(), Vec::new());
         let mut config = crate::config::Config::load(None).unwrap();
         let interval = std::time::Duration::from_secs(1);
         config.gateways = vec![crate::config::Gateway {

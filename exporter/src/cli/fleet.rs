@@ -68,7 +68,7 @@ pub async fn simulate(config: &Config, fleet: &Fleet) -> Report {
     // The series a laptop really sends: the config's probes run for `warmup` (against whatever the config
     // points at), then stop; their registry is what every simulated laptop sends.
     let queues = Arc::new(crate::remote_write::QueueSlot::default());
-    let recorder = Arc::new(Recorder::with_kinds(crate::kinds::RECORDS, vec![Box::new(queues.collector())]));
+    let recorder = Arc::new(Recorder::with_kinds(&crate::kinds::records(), vec![Box::new(queues.collector())]));
     let mut without_remote_write = config.clone();
     without_remote_write.remote_write = None;
     match crate::schedule::Prepared::new(&without_remote_write, None, &queues) {

@@ -184,7 +184,7 @@ async fn run(mut config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let shutdown = CancellationToken::new();
     // The remote-write queue slot outlives every generation; its account is served with the registry.
     let queues = Arc::new(crate::remote_write::QueueSlot::default());
-    let recorder = Arc::new(Recorder::with_kinds(crate::kinds::RECORDS, vec![Box::new(queues.collector())]));
+    let recorder = Arc::new(Recorder::with_kinds(&crate::kinds::records(), vec![Box::new(queues.collector())]));
     let state_file = config.state_file.clone();
     if let Some(path) = &state_file {
         state::load(path, &recorder);

@@ -2,8 +2,8 @@
 //! gateway's Control UI as HTML ([`probes::control_ui`]). It breaks apart from `/healthz` (a gateway upgraded
 //! without its built UI assets answers health and 404s the page), and the doctor's step 6 only sees it when
 //! someone runs the doctor. Everything the rest of the exporter needs from it is declared here: its families
-//! and status ([`ControlUiRecord`], listed in [`super::RECORDS`]), its round ([`ControlUiKind`], started by
-//! [`start`] from [`super::FOR_EACH_FORWARD`]) and its status-page row ([`page_row`], in [`super::FORWARD_ROWS`]).
+//! and status ([`ControlUiRecord`]) and its round ([`ControlUiKind`]), together in its registry entry
+//! ([`ControlUi`], in [`super::KINDS`]), and its status-page row ([`page_row`], in [`super::FORWARD_ROWS`]).
 //! Its config key is the forward's `control_ui_interval` (`config/raw.rs`: default 1 minute, `off` to skip).
 
 use std::collections::HashMap;
@@ -139,15 +139,23 @@ pub struct ControlUiKind {
     record: Arc<ControlUiRecord>,
 }
 
-/// Registry entry: a forward's Control UI probe, unless its `control_ui_interval` is off (or the recorder was
-/// built without this kind's record).
-pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    let (Some(_), Some(record)) = (forward.control_ui_interval, start.recorder.kind_record::<ControlUiRecord>()) else {
-        return;
-    };
-    record.create_series(&forward.name, forward.transport());
-    let probe = control_ui::Target { route: start.route(forward) };
-    start.drive(probe, ControlUiKind { forward: forward.clone(), record });
+/// Registry entry: its record, and a forward's Control UI probe unless its `control_ui_interval` is off.
+pub struct ControlUi;
+
+impl super::Kind for ControlUi {
+    type Record = ControlUiRecord;
+    const RECORD: crate::record::kinds::NewKindRecord = record;
+
+    fn start(start: &mut super::Start<'_>, record: &Arc<ControlUiRecord>) {
+        for forward in start.forwards() {
+            if forward.control_ui_interval.is_none() {
+                continue;
+            }
+            record.create_series(&forward.name, forward.transport());
+            let probe = control_ui::Target { route: start.route(&forward) };
+            start.drive(probe, ControlUiKind { forward, record: record.clone() });
+        }
+    }
 }
 
 impl Adapter for ControlUiKind {

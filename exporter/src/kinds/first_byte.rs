@@ -28,8 +28,7 @@ pub struct FirstByteKind {
 }
 
 /// Registry entry: every forward has its first-byte probe.
-pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    let Some(uptime) = start.recorder.kind_record::<UptimeRecord>() else { return };
+pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>, uptime: Arc<UptimeRecord>) {
     let (probe, kind) = FirstByteKind::new(forward.clone(), start.recorder.clone(), uptime, start.route(forward));
     start.drive(probe, kind);
 }

@@ -4,26 +4,16 @@
 //! ([`crate::checkup`]), and its record, its families and status ([`crate::record::kinds::KindRecord`]: tunnel
 //! and first byte keep [`uptime`] together, as the uptime ledger joins their rounds).
 //!
-//! The registry, which the rest walks without naming a kind: [`FOR_EACH_FORWARD`] and [`ONCE`] list every
-//! kind's `start`, which decides from the configuration whether (and for what) the kind runs and spawns its
-//! tasks (the scheduler); [`RECORDS`] the kinds' own records (the recorder is built with them, registers
-//! their families and puts their status in `/api/status`); [`FORWARD_ROWS`], [`FORWARD_SECTIONS`] and
-//! [`PAGE_SECTIONS`] their parts of the status page, in the page's order; [`DOCTOR`] their steps and notes in
-//! the doctor's list. [`control_ui`] was added that way, whole in its file.
-
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use probes::auth_tap::Registry;
-use probes::gate::CredentialGate;
-use probes::route::Route;
-use probes::ssh_session;
-use tokio::task::JoinSet;
+//! The registry, which the rest walks without naming a kind: [`KINDS`], one entry per kind holding its record
+//! and its start together ([`Kind`]: the recorder is built with the records, registers their families and
+//! puts their status in `/api/status`; each generation runs every start, which decides from the configuration
+//! whether, and for what, the kind runs); [`FORWARD_ROWS`], [`FORWARD_SECTIONS`] and [`PAGE_SECTIONS`] their
+//! parts of the status page, in the page's order; [`DOCTOR`] their steps and notes in the doctor's list. What
+//! an entry takes and a start is given is [`start`]'s.
 
 use crate::checkup::DoctorStep;
-use crate::config::{Config, Forward, ModelHost};
-use crate::driver::{drive, Adapter, TaskContext};
-use crate::record::Recorder;
+#[cfg(test)]
+use crate::config::Config;
 
 pub mod auth;
 pub mod control_ui;
@@ -35,52 +25,46 @@ pub mod openclaw_cli_version;
 pub mod readiness;
 pub mod route;
 pub mod ssh_hygiene;
+mod start;
 pub mod tunnel;
 pub mod uptime;
 pub mod ws_handshake;
 
-/// The kinds started for each `[[forward]]`, each deciding from the forward and the config whether it runs.
-pub const FOR_EACH_FORWARD: [fn(&mut Start<'_>, &Arc<Forward>); 7] = [
-    tunnel::start,
-    first_byte::start,
-    readiness::start,
-    ssh_hygiene::start,
-    ws_handshake::start,
-    auth::start,
-    control_ui::start,
+pub use start::{prepare, tap_sink, Entry, Kind, PrepareError, Prepared, Start};
+
+/// Every kind, its record and its start in one entry ([`Kind`]): the recorder is built with their records (in
+/// this order: the order of their families on `/metrics`), and each generation starts every one of them.
+pub const KINDS: &[Entry] = &[
+    Entry::of::<tunnel::Uptime>(),
+    Entry::of::<readiness::GatewayReadiness>(),
+    Entry::of::<ssh_hygiene::SshHygiene>(),
+    Entry::of::<openclaw_cli_url::CliUrl>(),
+    Entry::of::<openclaw_cli_version::CliVersion>(),
+    Entry::of::<ws_handshake::WsHandshake>(),
+    Entry::of::<model_host::ModelHosts>(),
+    Entry::of::<exposure::Exposure>(),
+    Entry::of::<control_ui::ControlUi>(),
+    Entry::of::<auth::Auth>(),
 ];
 
-/// The kinds started once per configuration (per gateway or model host inside).
-pub const ONCE: [fn(&mut Start<'_>); 5] = [
-    auth::start_token_sources,
-    openclaw_cli_url::start,
-    openclaw_cli_version::start,
-    exposure::start,
-    model_host::start,
-];
+/// The records of [`KINDS`], as the recorder is built with them.
+pub fn records() -> Vec<crate::record::kinds::NewKindRecord> {
+    KINDS.iter().map(|entry| entry.record).collect()
+}
 
-/// The kinds' records, their families and status ([`crate::record::kinds::KindRecord`]; tunnel and first byte
-/// keep [`uptime`]'s together): the recorder is built with these, registers their families once and puts their
-/// status into `/api/status`.
-pub const RECORDS: &[crate::record::kinds::NewKindRecord] = &[
-    uptime::record,
-    readiness::record,
-    ssh_hygiene::record,
-    openclaw_cli_url::record,
-    openclaw_cli_version::record,
-    ws_handshake::record,
-    model_host::record,
-    exposure::record,
-    control_ui::record,
-    auth::record,
-];
+/// Start every kind of [`KINDS`] for the generation `start` begins.
+pub fn start_all(start: &mut Start<'_>) {
+    for entry in KINDS {
+        (entry.start)(start);
+    }
+}
 
 /// A kind's part of one forward on the status page, from the forward's status and the report's time: empty
 /// when it has nothing to show.
 pub type ForwardPart = fn(&crate::record::status::ForwardStatus, f64) -> String;
 
 /// The rows of a forward's table on the status page, in the page's order.
-pub const FORWARD_ROWS: [ForwardPart; 12] = [
+pub const FORWARD_ROWS: &[ForwardPart] = &[
     route::page_row,
     tunnel::session_row,
     ssh_hygiene::page_rows,
@@ -96,15 +80,15 @@ pub const FORWARD_ROWS: [ForwardPart; 12] = [
 ];
 
 /// What follows a forward's table on the status page: the day's strip and chart, the auth failures.
-pub const FORWARD_SECTIONS: [ForwardPart; 2] = [tunnel::strip_and_chart, auth::failures_section];
+pub const FORWARD_SECTIONS: &[ForwardPart] = &[tunnel::strip_and_chart, auth::failures_section];
 
 /// The page's sections after the forwards: the model hosts, the gateways' bind exposure.
-pub const PAGE_SECTIONS: [fn(&crate::record::status::StatusReport) -> String; 2] =
-    [model_host::page_section, exposure::page_section];
+pub const PAGE_SECTIONS: &[fn(&crate::record::status::StatusReport) -> String] =
+    &[model_host::page_section, exposure::page_section];
 
 /// The doctor's self-rescue list, from the network up: each layer's check from the kind that measures it, with
 /// the notes other kinds add at that layer. A step's number is its place here (a failure's exit code is 10 + it).
-pub const DOCTOR: [DoctorStep; 8] = [
+pub const DOCTOR: &[DoctorStep] = &[
     tunnel::DOCTOR_SSH_HOST.on_direct_route(route::DOCTOR_RESOLVE.0, route::DOCTOR_RESOLVE.1),
     tunnel::DOCTOR_SESSION
         .with_notes(&[ssh_hygiene::DOCTOR_NOTES])
@@ -119,125 +103,49 @@ pub const DOCTOR: [DoctorStep; 8] = [
     exposure::DOCTOR_STEP,
 ];
 
-/// What the kinds load before a generation starts ([`prepare`]), handed to their `start`: a start cannot fail,
-/// so a reload prepares first and stops the running generation only once the new one is sure to start.
-pub struct Prepared {
-    model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
-    /// Each forward's route, by name (a `wss://` route's CA file loaded).
-    routes: HashMap<String, Route>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Recorder;
+    use std::sync::Arc;
 
-/// Why a kind could not be prepared, naming the key at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum PrepareError {
-    /// A `wss://` forward's CA file does not load.
-    #[error("forward[{index}].ca_file: {source}")]
-    RouteCaFile {
-        /// The `[[forward]]`'s place in the config.
-        index: usize,
-        /// Why it does not load.
-        source: probes::tls::TlsConfigError,
-    },
-    /// A model host's CA file does not load.
-    #[error("model_host[{index}].ca_file: {source}")]
-    CaFile {
-        /// The `[[model_host]]`'s place in the config.
-        index: usize,
-        /// Why it does not load.
-        source: probes::model_host::TlsConfigError,
-    },
-}
-
-impl Prepared {
-    /// Each forward's route, by name (the auth taps in front of url routes speak to them).
-    pub fn routes(&self) -> HashMap<String, Route> {
-        self.routes.clone()
-    }
-}
-
-/// Load what the kinds of `config` read before they start: the model hosts' and the `wss://` routes' CA files.
-pub fn prepare(config: &Config) -> Result<Prepared, PrepareError> {
-    let mut routes = HashMap::new();
-    for (index, forward) in config.forwards.iter().enumerate() {
-        let route = forward.probe_route().map_err(|source| PrepareError::RouteCaFile { index, source })?;
-        routes.insert(forward.name.clone(), route);
-    }
-    Ok(Prepared { model_hosts: model_host::prepare(config)?, routes })
-}
-
-/// Where an auth tap fronting `forward` puts what it sees: the auth kind's record (the tap is the auth kind's
-/// view of real traffic; the scheduler binds it and keeps it across reloads).
-pub fn tap_sink(recorder: &Arc<Recorder>, forward: &str) -> Arc<auth::TapSink> {
-    Arc::new(auth::TapSink::new(recorder.clone(), forward))
-}
-
-/// What a kind's `start` has: the generation's configuration and shared lookups, and where its tasks go.
-pub struct Start<'a> {
-    /// The configuration the generation runs.
-    pub config: &'a Config,
-    /// Where outcomes go.
-    pub recorder: &'a Arc<Recorder>,
-    /// One process walk shared by every forward's owner lookups, kept across reloads.
-    pub owner_index: &'a ssh_session::OwnerIndex,
-    /// One read of this user's ssh processes a second, shared by every forward's orphan check.
-    pub process_table: &'a probes::ssh_hygiene::ProcessTable,
-    /// The token revision registry (shared: its caches).
-    pub auth_registry: Arc<Registry>,
-    /// The model hosts' targets, prepared (CA files loaded) before the generation starts; taken by their kind.
-    pub model_hosts: Vec<(Arc<ModelHost>, probes::model_host::Target)>,
-    routes: HashMap<String, Route>,
-    tasks: &'a mut JoinSet<()>,
-    ctx: TaskContext,
-}
-
-impl<'a> Start<'a> {
-    /// A start into `tasks`, each task with `ctx`.
-    pub fn new(
-        config: &'a Config,
-        recorder: &'a Arc<Recorder>,
-        owner_index: &'a ssh_session::OwnerIndex,
-        process_table: &'a probes::ssh_hygiene::ProcessTable,
-        prepared: Prepared,
-        tasks: &'a mut JoinSet<()>,
-        ctx: TaskContext,
-    ) -> Self {
-        let auth_registry = Arc::new(config.auth.registry.clone());
-        let Prepared { model_hosts, routes } = prepared;
-        Start { config, recorder, owner_index, process_table, auth_registry, model_hosts, routes, tasks, ctx }
+    /// Each entry's record constructor builds the record its start takes, alone and among all the others: a kind
+    /// whose `RECORD` is another kind's, or whose record the recorder was not built with, fails here.
+    #[test]
+    fn every_kind_s_record_is_the_one_its_start_takes() {
+        let all = Recorder::with_kinds(&records(), Vec::new());
+        for (index, entry) in KINDS.iter().enumerate() {
+            assert!((entry.held_by)(&all), "KINDS[{index}]: the recorder built from KINDS lacks its record");
+            let alone = Recorder::with_kinds(&[entry.record], Vec::new());
+            assert!((entry.held_by)(&alone), "KINDS[{index}]: its RECORD builds another kind's record");
+        }
     }
 
-    /// Run `probe` on `kind`'s schedule until the generation stops.
-    pub fn drive<A: Adapter>(&mut self, probe: A::Probe, kind: A) {
-        self.tasks.spawn(drive(probe, kind, self.ctx.clone()));
-    }
-
-    /// Run a task of the kind's own (one that is not a probe's schedule) until the generation stops.
-    pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.tasks.spawn(task);
-    }
-
-    /// The generation's cancellation token, for a task of the kind's own.
-    pub fn cancel(&self) -> tokio_util::sync::CancellationToken {
-        self.ctx.cancel.clone()
-    }
-
-    /// `forward`'s route, as [`prepare`] built it from the same configuration the generation starts.
-    pub fn route(&self, forward: &Forward) -> Route {
-        self.routes.get(&forward.name).cloned().expect("prepare builds a route for every forward of the config")
-    }
-
-    /// An owner lookup of the listener of a `local` route at `addr`, sharing the generation's process walk.
-    pub fn session_target(&self, addr: std::net::SocketAddr) -> ssh_session::Target {
-        tunnel::session_target(addr, self.config, self.owner_index)
-    }
-
-    /// The credential gate of `forward`'s route: its owner lookup (sharing the process walk) for an ssh
-    /// forward, its transport's rule for a direct route.
-    pub fn gate(&self, forward: &Forward) -> CredentialGate {
-        CredentialGate::for_route(
-            &self.route(forward),
-            |addr| self.session_target(addr),
-            forward.trusted_owners.clone(),
+    /// Every kind starts on a recorder built from the registry, for a config with a forward, a gateway and a
+    /// model host: a start that found no record would panic here, not go quiet.
+    #[tokio::test]
+    async fn every_kind_starts_on_the_registry_s_recorder() {
+        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(
+            file.path(),
+            "[[gateway]]\nname = \"g\"\n[[model_host]]\nname = \"m\"\nurl = \"https://127.0.0.1:9/\"\n",
         )
+        .unwrap();
+        let config = Config::load(Some(file.path())).unwrap();
+        let recorder = Arc::new(Recorder::with_kinds(&records(), Vec::new()));
+        recorder.apply_config(&config);
+        let (owner_index, process_table) = (Default::default(), Default::default());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let permits = Arc::new(tokio::sync::Semaphore::new(8));
+        let ctx = crate::driver::TaskContext { recorder: recorder.clone(), permits, cancel: cancel.clone() };
+        let mut tasks = tokio::task::JoinSet::new();
+        let prepared = prepare(&config).unwrap();
+        let mut start = Start::new(&config, &recorder, &owner_index, &process_table, prepared, &mut tasks, ctx);
+        start_all(&mut start);
+        // The default forward's tunnel, first byte, readiness, hygiene, handshake, auth probe, Control UI and
+        // token watch; the CLI's URL and version; the gateway's exposure; the model host.
+        assert!(tasks.len() >= 12, "{} tasks", tasks.len());
+        cancel.cancel();
+        tasks.shutdown().await;
     }
 }

@@ -1,6 +1,6 @@
 //! The model-host kind (gateway host -> model API: first byte and phases apart from the tunnel, so a slow
 //! answer can be put on the model's egress rather than the forward): its record (its families, and
-//! `model_hosts` at the top of `/api/status`: [`ModelHostRecord`], in [`super::RECORDS`]), its target and
+//! `model_hosts` at the top of `/api/status`: [`ModelHostRecord`], in [`super::KINDS`]), its target and
 //! adapter, and its section on the status page.
 
 use crate::config::{Config, ModelHost};
@@ -207,11 +207,17 @@ pub fn prepare(config: &Config) -> Result<Vec<(Arc<ModelHost>, model_host::Targe
 }
 
 /// Registry entry: each `[[model_host]]`, its target prepared (CA files loaded) before the generation started.
-pub fn start(start: &mut super::Start<'_>) {
-    let Some(record) = start.recorder.kind_record::<ModelHostRecord>() else { return };
-    for (host, target) in std::mem::take(&mut start.model_hosts) {
-        let kind = ModelHostKind::new(host, record.clone());
-        start.drive(target, kind);
+pub struct ModelHosts;
+
+impl super::Kind for ModelHosts {
+    type Record = ModelHostRecord;
+    const RECORD: crate::record::kinds::NewKindRecord = record;
+
+    fn start(start: &mut super::Start<'_>, record: &Arc<ModelHostRecord>) {
+        for (host, target) in std::mem::take(&mut start.model_hosts) {
+            let kind = ModelHostKind::new(host, record.clone());
+            start.drive(target, kind);
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The CLI-URL kind: one per configuration (not per forward), it reads the gateway URL this machine's
 //! `openclaw` CLI uses ([`crate::openclaw_cli_url`]) every `[scheduler] cli_url_interval` (30 s: a person edits
 //! those files by hand; one small file read a round) and records, for each forward, whether that URL is its
-//! address, in its own record ([`OpenclawCliUrlRecord`], in [`super::RECORDS`]); its row on the status page.
+//! address, in its own record ([`OpenclawCliUrlRecord`], in [`super::KINDS`]); its row on the status page.
 
 use crate::checkup::Notes;
 use crate::config::Config;
@@ -129,13 +129,20 @@ pub struct OpenclawCliUrlKind {
 
 /// Registry entry: the CLI's URL against every forward, once per configuration with forwards, unless
 /// `[scheduler] cli_url_interval` is off.
-pub fn start(start: &mut super::Start<'_>) {
-    let Some(interval) = start.config.scheduler.cli_url_interval.filter(|_| !start.config.forwards.is_empty()) else {
-        return;
-    };
-    let Some(record) = start.recorder.kind_record::<OpenclawCliUrlRecord>() else { return };
-    let (probe, kind) = OpenclawCliUrlKind::new(start.config, interval, record);
-    start.drive(probe, kind);
+pub struct CliUrl;
+
+impl super::Kind for CliUrl {
+    type Record = OpenclawCliUrlRecord;
+    const RECORD: crate::record::kinds::NewKindRecord = record;
+
+    fn start(start: &mut super::Start<'_>, record: &Arc<OpenclawCliUrlRecord>) {
+        let Some(interval) = start.config.scheduler.cli_url_interval.filter(|_| !start.config.forwards.is_empty())
+        else {
+            return;
+        };
+        let (probe, kind) = OpenclawCliUrlKind::new(start.config, interval, record.clone());
+        start.drive(probe, kind);
+    }
 }
 
 impl OpenclawCliUrlKind {

@@ -1,7 +1,7 @@
 //! The adapter of the CLI-version reader: one per configuration, it finds the `openclaw` CLI this machine
 //! runs and reads its package's version ([`probes::openclaw_cli_version`]) once a minute (a read only when the
 //! package file changed: a `brew upgrade` shows within a minute), and records `openclaw_cli_build_info` and
-//! `cli_version` in `/api/status` in its own record ([`OpenclawCliVersionRecord`], in [`super::RECORDS`]).
+//! `cli_version` in `/api/status` in its own record ([`OpenclawCliVersionRecord`], in [`super::KINDS`]).
 
 use crate::checkup::{Checkup, Notes};
 use crate::config::Config;
@@ -75,13 +75,19 @@ pub struct OpenclawCliVersionKind {
 
 /// Registry entry: the CLI's version wherever the CLI is used, a laptop with forwards (the gateway host runs
 /// its own).
-pub fn start(start: &mut super::Start<'_>) {
-    let Some(record) = start.recorder.kind_record::<OpenclawCliVersionRecord>() else { return };
-    if start.config.forwards.is_empty() {
-        return;
+pub struct CliVersion;
+
+impl super::Kind for CliVersion {
+    type Record = OpenclawCliVersionRecord;
+    const RECORD: crate::record::kinds::NewKindRecord = record;
+
+    fn start(start: &mut super::Start<'_>, record: &Arc<OpenclawCliVersionRecord>) {
+        if start.config.forwards.is_empty() {
+            return;
+        }
+        let (probe, kind) = OpenclawCliVersionKind::new(start.config, record.clone());
+        start.drive(probe, kind);
     }
-    let (probe, kind) = OpenclawCliVersionKind::new(start.config, record);
-    start.drive(probe, kind);
 }
 
 impl OpenclawCliVersionKind {

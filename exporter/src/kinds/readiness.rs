@@ -1,6 +1,6 @@
 //! The readiness kind: the gateway's own state through the forward (`/startupz`, `/readyz`): startup state,
 //! readiness and failing components, version, start time and restarts, and its event loop (what `/healthz`,
-//! and so `openclaw_gateway_up`, does not say). Its record ([`ReadinessRecord`], in [`super::RECORDS`]: its
+//! and so `openclaw_gateway_up`, does not say). Its record ([`ReadinessRecord`], in [`super::KINDS`]: its
 //! families, each forward's `gateway` in `/api/status`, the restart points on the timeline, and whether the
 //! gateway is started, which the first-byte kind asks), and its adapter.
 
@@ -274,10 +274,19 @@ pub struct ReadinessKind {
 }
 
 /// Registry entry: every forward has its readiness probe.
-pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    let Some(record) = start.recorder.kind_record::<ReadinessRecord>() else { return };
-    let (probe, kind) = ReadinessKind::new(forward.clone(), start.recorder.clone(), record, start.route(forward));
-    start.drive(probe, kind);
+pub struct GatewayReadiness;
+
+impl super::Kind for GatewayReadiness {
+    type Record = ReadinessRecord;
+    const RECORD: crate::record::kinds::NewKindRecord = record;
+
+    fn start(start: &mut super::Start<'_>, record: &Arc<ReadinessRecord>) {
+        for forward in start.forwards() {
+            let route = start.route(&forward);
+            let (probe, kind) = ReadinessKind::new(forward, start.recorder.clone(), record.clone(), route);
+            start.drive(probe, kind);
+        }
+    }
 }
 
 impl ReadinessKind {

@@ -1,5 +1,5 @@
 //! The ssh hygiene kind (orphans, and the owner's risky options): its record (the two gauges and each
-//! forward's lists: [`HygieneRecord`], in [`super::RECORDS`]), its adapter (its target: the forward's owner
+//! forward's lists: [`HygieneRecord`], in [`super::KINDS`]), its adapter (its target: the forward's owner
 //! lookup and the generation's shared process table; its logs), and its rows on the status page.
 
 use crate::checkup::{Checkup, Notes};
@@ -163,17 +163,22 @@ pub struct HygieneKind {
     record: Arc<HygieneRecord>,
 }
 
-/// Registry entry: an ssh forward's hygiene probe, unless its `hygiene_interval` is off (or the recorder was
-/// built without this kind's record). A route without ssh has no ssh to audit: no task, no series.
-pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    let (Some(_), Some(record), Some(local)) =
-        (forward.hygiene_interval, start.recorder.kind_record::<HygieneRecord>(), forward.local())
-    else {
-        return;
-    };
-    let session = start.session_target(local);
-    let (probe, kind) = HygieneKind::new(forward.clone(), record, session, start.process_table);
-    start.drive(probe, kind);
+/// Registry entry: its record, and an ssh forward's hygiene probe unless its `hygiene_interval` is off. A route
+/// without ssh has no ssh to audit: no task, no series.
+pub struct SshHygiene;
+
+impl super::Kind for SshHygiene {
+    type Record = HygieneRecord;
+    const RECORD: crate::record::kinds::NewKindRecord = record;
+
+    fn start(start: &mut super::Start<'_>, record: &Arc<HygieneRecord>) {
+        for forward in start.forwards() {
+            let (Some(_), Some(local)) = (forward.hygiene_interval, forward.local()) else { continue };
+            let session = start.session_target(local);
+            let (probe, kind) = HygieneKind::new(forward, record.clone(), session, start.process_table);
+            start.drive(probe, kind);
+        }
+    }
 }
 
 impl HygieneKind {

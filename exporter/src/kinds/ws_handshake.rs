@@ -1,6 +1,6 @@
 //! The WebSocket handshake kind, the CLI's own path through the forward: its record (the time to the
 //! gateway's challenge and failures by reason, and each forward's last round in words: [`WsHandshakeRecord`],
-//! in [`super::RECORDS`]), its adapter (what it reads before a round, its logs, what a round records; a
+//! in [`super::KINDS`]), its adapter (what it reads before a round, its logs, what a round records; a
 //! refused connect and a withheld token go to the auth kind's record, whose counters the tap shares), and its
 //! status-page row.
 
@@ -116,24 +116,26 @@ pub struct WsHandshakeKind {
     refused: Option<TokenId>,
 }
 
-/// Registry entry: a forward's handshake probe, unless its `ws_handshake_interval` is off (or the recorder was
-/// built without this kind's record). It checks the port's owner before the token goes out, with a lookup of
-/// its own.
-pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    let (Some(_), Some(record)) = (forward.ws_handshake_interval, start.recorder.kind_record::<WsHandshakeRecord>())
-    else {
-        return;
-    };
-    let (route, gate) = (start.route(forward), start.gate(forward));
-    let (probe, kind) = WsHandshakeKind::new(
-        forward.clone(),
-        &start.config.auth_probe,
-        start.recorder.kind_record(),
-        record,
-        route,
-        gate,
-    );
-    start.drive(probe, kind);
+/// Registry entry: its record, and a forward's handshake probe unless its `ws_handshake_interval` is off. It
+/// checks the port's owner before the token goes out, with a lookup of its own.
+pub struct WsHandshake;
+
+impl super::Kind for WsHandshake {
+    type Record = WsHandshakeRecord;
+    const RECORD: crate::record::kinds::NewKindRecord = record;
+
+    fn start(start: &mut super::Start<'_>, record: &Arc<WsHandshakeRecord>) {
+        for forward in start.forwards() {
+            if forward.ws_handshake_interval.is_none() {
+                continue;
+            }
+            let (route, gate) = (start.route(&forward), start.gate(&forward));
+            let auth = start.recorder.kind_record();
+            let (probe, kind) =
+                WsHandshakeKind::new(forward, &start.config.auth_probe, auth, record.clone(), route, gate);
+            start.drive(probe, kind);
+        }
+    }
 }
 
 impl WsHandshakeKind {

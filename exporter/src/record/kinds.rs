@@ -1,5 +1,5 @@
 //! What a kind keeps itself: its families and its part of a forward's status, declared in its own file in
-//! [`crate::kinds`] as a [`KindRecord`] whose constructor is listed in `kinds::RECORDS`. The recorder is built
+//! [`crate::kinds`] as a [`KindRecord`] whose constructor its kind's entry in `kinds::KINDS` holds. The recorder is built
 //! with that list: it registers each record's families once (so they outlive reloads, as every family does),
 //! prunes their series of subjects a reload removed, and puts each record's status into the forwards'
 //! `/api/status` entries (or at its top) and its keys into the state file, all without naming the kind. Every

@@ -87,7 +87,7 @@ impl Recorder {
     }
 
     /// As [`Recorder::with_collectors`], with the kinds' records
-    /// (`kinds::RECORDS`): their families registered after the recorder's own.
+    /// (its kind's `RECORD` in `kinds::KINDS`): their families registered after the recorder's own.
     pub fn with_kinds(
         records: &[kinds::NewKindRecord],
         collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,

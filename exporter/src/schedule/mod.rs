@@ -148,15 +148,7 @@ impl Generation {
         let process_table = probes::ssh_hygiene::ProcessTable::default();
         let mut start =
             kinds::Start::new(&config, &recorder, &owner_index, &process_table, prepared_kinds, &mut tasks, ctx);
-        for forward in &config.forwards {
-            let forward = Arc::new(forward.clone());
-            for kind in kinds::FOR_EACH_FORWARD {
-                kind(&mut start, &forward);
-            }
-        }
-        for kind in kinds::ONCE {
-            kind(&mut start);
-        }
+        kinds::start_all(&mut start);
         if let (Some(settings), Some(queue)) = (&config.remote_write, remote_queue) {
             if let Ok(queue) = &queue {
                 queues.install(queue);

@@ -1,4 +1,4 @@
-//! The auth kind, 401/403 by token revision: its record ([`record::AuthRecord`], in [`super::RECORDS`]: the
+//! The auth kind, 401/403 by token revision: its record ([`record::AuthRecord`], in [`super::KINDS`]: the
 //! active auth probe's requests and failures, the auth tap's events through [`record::TapSink`], rotation, the
 //! token sources' revisions, refused connects and withheld tokens, which the handshake kind and the tap share;
 //! `last_refusal` and `auth_failures` in each forward's `/api/status`), its adapter ([`AuthProbeKind`]: the
@@ -46,29 +46,33 @@ pub struct AuthProbeKind {
     last_note: String,
 }
 
-/// Registry entry: the active auth probe on a forward it covers (unless the recorder was built without this
-/// kind's record); it checks the port's owner before the token goes out, with a lookup of its own.
-pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    let Some(record) = start.recorder.kind_record::<AuthRecord>() else { return };
-    if !start.config.auth_probe.forwards.contains(&forward.name) {
-        return;
-    }
-    let (route, gate) = (start.route(forward), start.gate(forward));
-    let settings = Arc::new(start.config.auth_probe.clone());
-    let registry = start.auth_registry.clone();
-    let (probe, kind) = AuthProbeKind::new(forward.clone(), settings, registry, record, route, gate);
-    start.drive(probe, kind);
-}
+/// Registry entry: its record, the active auth probe on each forward it covers (it checks the port's owner
+/// before the token goes out, with a lookup of its own), and the token sources' watch.
+pub struct Auth;
 
-/// Registry entry: the token sources' own schedule, whenever the auth probe covers a forward.
-pub fn start_token_sources(start: &mut super::Start<'_>) {
-    let Some(record) = start.recorder.kind_record::<AuthRecord>() else { return };
-    if start.config.auth_probe.forwards.is_empty() {
-        return;
+impl super::Kind for Auth {
+    type Record = AuthRecord;
+    const RECORD: crate::record::kinds::NewKindRecord = record;
+
+    /// The auth probe of each forward it covers, and the token sources' own schedule whenever it covers one.
+    fn start(start: &mut super::Start<'_>, record: &Arc<AuthRecord>) {
+        for forward in start.forwards() {
+            if !start.config.auth_probe.forwards.contains(&forward.name) {
+                continue;
+            }
+            let (route, gate) = (start.route(&forward), start.gate(&forward));
+            let settings = Arc::new(start.config.auth_probe.clone());
+            let registry = start.auth_registry.clone();
+            let (probe, kind) = AuthProbeKind::new(forward, settings, registry, record.clone(), route, gate);
+            start.drive(probe, kind);
+        }
+        if start.config.auth_probe.forwards.is_empty() {
+            return;
+        }
+        let watch = TokenSourcesWatch::new(&start.config.auth_probe, start.auth_registry.clone(), record.clone());
+        let cancel = start.cancel();
+        start.spawn(watch.run(cancel));
     }
-    let watch = TokenSourcesWatch::new(&start.config.auth_probe, start.auth_registry.clone(), record);
-    let cancel = start.cancel();
-    start.spawn(watch.run(cancel));
 }
 
 impl AuthProbeKind {

@@ -132,7 +132,7 @@ pub struct AuthRecord {
     pub(super) tap_listeners: Mutex<HashMap<String, (String, super::tap_status::TapListenStatus)>>,
 }
 
-/// Registry entry (`kinds::RECORDS`): the record, its families registered.
+/// Registry entry (its kind's `RECORD` in `kinds::KINDS`): the record, its families registered.
 pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
     Arc::new(AuthRecord {
         families: AuthFamilies::register(registry),

@@ -1,5 +1,5 @@
 //! The bind-exposure kind (host side): each `[[gateway]]` port's listening sockets by scope, and since when it
-//! has listened beyond its allowed scopes. Its record ([`ExposureRecord`], in [`super::RECORDS`]: its three
+//! has listened beyond its allowed scopes. Its record ([`ExposureRecord`], in [`super::KINDS`]: its three
 //! families, `gateways` at the top of `/api/status`, `exposed_since` in the state file so the 24 h red line
 //! survives a restart, the `exposed` spell in the timeline), its adapter, and its section on the status page.
 
@@ -232,11 +232,17 @@ pub struct ExposureKind {
 }
 
 /// Registry entry: each `[[gateway]]`'s bind exposure.
-pub fn start(start: &mut super::Start<'_>) {
-    let Some(record) = start.recorder.kind_record::<ExposureRecord>() else { return };
-    for gateway in &start.config.gateways {
-        let (probe, kind) = ExposureKind::new(Arc::new(gateway.clone()), start.recorder.clone(), record.clone());
-        start.drive(probe, kind);
+pub struct Exposure;
+
+impl super::Kind for Exposure {
+    type Record = ExposureRecord;
+    const RECORD: crate::record::kinds::NewKindRecord = record;
+
+    fn start(start: &mut super::Start<'_>, record: &Arc<ExposureRecord>) {
+        for gateway in &start.config.gateways {
+            let (probe, kind) = ExposureKind::new(Arc::new(gateway.clone()), start.recorder.clone(), record.clone());
+            start.drive(probe, kind);
+        }
     }
 }
 

@@ -75,10 +75,25 @@ pub struct TunnelKind {
     uptime: Arc<UptimeRecord>,
 }
 
-/// Registry entry: every forward has its tunnel rounds, an ssh forward's SYN and session here, a direct
-/// route's connect and handshake in [`super::route`].
-pub fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>) {
-    let Some(uptime) = start.recorder.kind_record::<UptimeRecord>() else { return };
+/// The uptime KPI's kinds in the registry, one record: every forward's tunnel rounds (here) and first bytes
+/// ([`super::first_byte`]).
+pub struct Uptime;
+
+impl super::Kind for Uptime {
+    type Record = UptimeRecord;
+    const RECORD: crate::record::kinds::NewKindRecord = super::uptime::record;
+
+    fn start(start: &mut super::Start<'_>, uptime: &Arc<UptimeRecord>) {
+        for forward in start.forwards() {
+            self::start(start, &forward, uptime.clone());
+            super::first_byte::start(start, &forward, uptime.clone());
+        }
+    }
+}
+
+/// Every forward has its tunnel rounds, an ssh forward's SYN and session here, a direct route's connect and
+/// handshake in [`super::route`].
+fn start(start: &mut super::Start<'_>, forward: &Arc<Forward>, uptime: Arc<UptimeRecord>) {
     let Some(local) = forward.local() else {
         let route = start.route(forward);
         let (probe, kind) = super::route::DirectRoundKind::new(forward.clone(), start.recorder.clone(), uptime, route);

@@ -159,7 +159,7 @@ pub struct UptimeRecord {
     forwards: Mutex<HashMap<String, ForwardState>>,
 }
 
-/// Registry entry (`kinds::RECORDS`): the record, its families registered.
+/// Registry entry (its kind's `RECORD` in `kinds::KINDS`): the record, its families registered.
 pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
     Arc::new(UptimeRecord { families: UptimeFamilies::register(registry), forwards: Mutex::default() })
 }
