@@ -170,8 +170,7 @@ fn openclaw_gateway_status() -> Option<String> {
 /// longest first (a secret that contains another is replaced whole).
 fn secrets_to_redact(config: &Config) -> Vec<String> {
     let settings = &config.auth_probe;
-    let locations =
-        token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+    let locations = settings.token_locations();
     let mut secrets = tokens_to_redact(config);
     for (name, value) in std::env::vars() {
         if secret_name(&name) {
@@ -216,8 +215,7 @@ fn collect_secret_values(value: &serde_json::Value, secret: bool, out: &mut Vec<
 /// Every token a source on this machine holds (the ones the CLI and the exporter read), at least 4 bytes.
 fn tokens_to_redact(config: &Config) -> Vec<String> {
     let settings = &config.auth_probe;
-    let locations =
-        token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+    let locations = settings.token_locations();
     let mut tokens: Vec<String> = token_sources::read(&locations)
         .sources
         .iter()

@@ -156,3 +156,17 @@ pub(super) fn validate_auth(raw: RawAuth, c: &mut Checker<'_>) -> Auth {
     });
     Auth { current: raw.current, rotated_at, registry }
 }
+
+impl AuthProbe {
+    /// Where the token the openclaw CLI would use is read from (its config, `token_file`, the environment):
+    /// the one place every reader of the token (the auth probe, its watch, the handshake probe, the doctor)
+    /// builds them.
+    pub fn token_locations(&self) -> crate::token_sources::Locations {
+        crate::token_sources::Locations::from_env(self.openclaw_config.as_deref(), self.token_file.as_deref())
+    }
+
+    /// Where the openclaw CLI's own config is read from (its gateway URL), with no token file.
+    pub fn cli_config_locations(&self) -> crate::token_sources::Locations {
+        crate::token_sources::Locations::from_env(self.openclaw_config.as_deref(), None)
+    }
+}

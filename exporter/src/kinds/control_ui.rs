@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -136,6 +136,8 @@ pub fn page_row(forward: &ForwardStatus, _now: f64) -> String {
 /// The recording of one forward's Control UI probes.
 pub struct ControlUiKind {
     forward: Arc<Forward>,
+    /// The forward's `control_ui_interval`, as its start found it set.
+    interval: Duration,
     record: Arc<ControlUiRecord>,
 }
 
@@ -148,12 +150,10 @@ impl super::Kind for ControlUi {
 
     fn start(start: &mut super::Start<'_>, record: &Arc<ControlUiRecord>) {
         for forward in start.forwards() {
-            if forward.control_ui_interval.is_none() {
-                continue;
-            }
+            let Some(interval) = forward.control_ui_interval else { continue };
             record.create_series(&forward.name, forward.transport());
             let probe = control_ui::Target { route: start.route(&forward) };
-            start.drive(probe, ControlUiKind { forward, record: record.clone() });
+            start.drive(probe, ControlUiKind { forward, interval, record: record.clone() });
         }
     }
 }
@@ -164,7 +164,7 @@ impl Adapter for ControlUiKind {
     type State = Option<&'static str>;
 
     fn schedule(&self) -> Schedule<'_> {
-        Schedule::forward(&self.forward, self.forward.control_ui_interval.unwrap_or(self.forward.first_byte_interval))
+        Schedule::forward(&self.forward, self.interval)
     }
 
     fn handle(&mut self, round: Round, outcome: &control_ui::Outcome) -> &'static str {
@@ -231,7 +231,7 @@ mod tests {
         let name = forward.name.clone();
         let record = recorder.kind_record::<ControlUiRecord>().expect("built with the kind's record");
         record.create_series(&name, probes::route::Transport::Ssh);
-        let mut kind = ControlUiKind { forward: forward.clone(), record };
+        let mut kind = ControlUiKind { forward: forward.clone(), interval: Duration::from_secs(60), record };
         let round = Round { wall: SystemTime::now(), boot: Duration::ZERO };
         let html = control_ui::Response {
             connect: Duration::ZERO,

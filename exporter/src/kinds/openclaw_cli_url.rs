@@ -257,7 +257,7 @@ pub const DOCTOR_NOTES: Notes = |c| {
 };
 
 fn doctor_notes(config: &Config, forward: &crate::config::Forward) -> Vec<String> {
-    let locations = crate::token_sources::Locations::from_env(config.auth_probe.openclaw_config.as_deref(), None);
+    let locations = config.auth_probe.cli_config_locations();
     let cli = match crate::openclaw_cli_url::read(&locations) {
         Ok(cli) => cli,
         Err(why) => return vec![format!("the openclaw CLI's gateway URL cannot be known: {why}")],

@@ -160,6 +160,8 @@ const RISKS_KEY: &str = "ssh_option_risks";
 /// The recording of one forward's hygiene checks.
 pub struct HygieneKind {
     forward: Arc<Forward>,
+    /// The forward's `hygiene_interval`, as its start found it set.
+    interval: Duration,
     record: Arc<HygieneRecord>,
 }
 
@@ -173,9 +175,9 @@ impl super::Kind for SshHygiene {
 
     fn start(start: &mut super::Start<'_>, record: &Arc<HygieneRecord>) {
         for forward in start.forwards() {
-            let (Some(_), Some(local)) = (forward.hygiene_interval, forward.local()) else { continue };
+            let (Some(interval), Some(local)) = (forward.hygiene_interval, forward.local()) else { continue };
             let session = start.session_target(local);
-            let (probe, kind) = HygieneKind::new(forward, record.clone(), session, start.process_table);
+            let (probe, kind) = HygieneKind::new(forward, interval, record.clone(), session, start.process_table);
             start.drive(probe, kind);
         }
     }
@@ -186,12 +188,13 @@ impl HygieneKind {
     /// generation's process table) and its recording.
     pub fn new(
         forward: Arc<Forward>,
+        interval: Duration,
         record: Arc<HygieneRecord>,
         session: ssh_session::Target,
         table: &ssh_hygiene::ProcessTable,
     ) -> (ssh_hygiene::Target, HygieneKind) {
         let target = ssh_hygiene::Target::new(session.addr, session, table.clone());
-        (target, HygieneKind { forward, record })
+        (target, HygieneKind { forward, interval, record })
     }
 }
 
@@ -221,7 +224,7 @@ impl Adapter for HygieneKind {
     type State = (Result<Vec<u32>, &'static str>, Option<Vec<&'static str>>);
 
     fn schedule(&self) -> Schedule<'_> {
-        Schedule::forward(&self.forward, self.forward.hygiene_interval.unwrap_or(Duration::from_secs(30)))
+        Schedule::forward(&self.forward, self.interval)
     }
 
     fn handle(&mut self, _round: Round, outcome: &ssh_hygiene::Outcome) -> &'static str {
@@ -430,7 +433,13 @@ mod tests {
         let forward = Arc::new(config.forwards[0].clone());
         let session = ssh_session::Target::new(forward.local().unwrap());
         let own = recorder.kind_record::<HygieneRecord>().unwrap();
-        let (_, mut recording) = HygieneKind::new(forward.clone(), own, session, &ssh_hygiene::ProcessTable::default());
+        let (_, mut recording) = HygieneKind::new(
+            forward.clone(),
+            Duration::from_secs(30),
+            own,
+            session,
+            &ssh_hygiene::ProcessTable::default(),
+        );
         let listed = |key: &str| recorder.status(SystemTime::now()).forwards[0].kinds[key].clone();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let round = Round { wall: t0, boot: Duration::from_secs(10) };

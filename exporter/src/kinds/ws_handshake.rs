@@ -149,9 +149,7 @@ impl WsHandshakeKind {
         gate: probes::gate::CredentialGate,
     ) -> (ws_handshake::Target, WsHandshakeKind) {
         record.create_series(&forward.name, forward.transport());
-        let tokens = auth_probe.forwards.contains(&forward.name).then(|| {
-            token_sources::Locations::from_env(auth_probe.openclaw_config.as_deref(), auth_probe.token_file.as_deref())
-        });
+        let tokens = auth_probe.forwards.contains(&forward.name).then(|| auth_probe.token_locations());
         if let (Some(_), Some(auth)) = (&tokens, &auth) {
             auth.create_withheld_series(&forward.name, "ws_handshake");
         }

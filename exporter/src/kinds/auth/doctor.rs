@@ -18,9 +18,7 @@ pub const DOCTOR_STEP: DoctorStep = DoctorStep::new("token accepted and current"
 async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
     use probes::Probe;
     let (config, timeout) = (checkup.config, checkup.timeout);
-    let settings = &config.auth_probe;
-    let locations =
-        token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+    let locations = config.auth_probe.token_locations();
     let tokens = tokio::task::spawn_blocking(move || token_sources::read(&locations)).await.unwrap_or_default();
     let Some(source) = tokens.effective() else {
         return Verdict::fail(

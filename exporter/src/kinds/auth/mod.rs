@@ -88,8 +88,7 @@ impl AuthProbeKind {
         record.create_withheld_series(&forward.name, "auth");
         // The gate runs inside the probe's round: after its permit, and again on the connected stream before
         // the token is written.
-        let locations =
-            token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+        let locations = settings.token_locations();
         // Windows: files inherit the profile directory's ACL (the user only), and there are no mode bits to read.
         #[cfg(unix)]
         if let Some(path) = &settings.token_file {
@@ -228,8 +227,7 @@ type SourceSeen = (String, &'static str, Option<TokenId>, Option<String>);
 impl TokenSourcesWatch {
     /// A watch of the sources `settings` names, for `forwards`.
     pub fn new(settings: &AuthProbe, registry: Arc<Registry>, record: Arc<AuthRecord>) -> Self {
-        let locations =
-            token_sources::Locations::from_env(settings.openclaw_config.as_deref(), settings.token_file.as_deref());
+        let locations = settings.token_locations();
         TokenSourcesWatch { locations, registry, record, forwards: settings.forwards.clone(), last: None }
     }
 
