@@ -49,22 +49,7 @@ impl Queue {
         let lowest = scans.first().map_or(highest, |(first, _)| *first);
         let acked_read = read_acked(&held);
         let fresh = matches!(acked_read, Ok(None)) && scans.is_empty();
-        let acked = match acked_read {
-            Ok(Some(acked)) if acked <= highest => acked,
-            Ok(Some(acked)) => {
-                found.acked_problem = Some(format!("holds {acked}, past the queue's end ({highest})"));
-                lowest
-            }
-            Ok(None) if scans.is_empty() => highest,
-            Ok(None) => {
-                found.acked_problem = Some("is missing".into());
-                lowest
-            }
-            Err(problem) => {
-                found.acked_problem = Some(problem);
-                lowest
-            }
-        };
+        let acked = acked_to_use(acked_read, (lowest, highest), scans.is_empty(), &mut found);
         let mut queue = Queue {
             dir: held,
             max_bytes,
@@ -120,5 +105,32 @@ impl Queue {
         queue.found_at_open = found;
         queue.collect_acked().map_err(io_error)?;
         Ok(queue)
+    }
+}
+
+/// The acknowledgement the queue uses: the file's when it is within the queue (`lowest..=highest` of the
+/// segments read); the end of an empty queue's when a new queue has none; else the lowest round still present,
+/// with what was wrong in `found` (a value past the end, the file missing beside segments, or damaged).
+fn acked_to_use(
+    read: Result<Option<u64>, String>,
+    (lowest, highest): (u64, u64),
+    no_segments: bool,
+    found: &mut Found,
+) -> u64 {
+    match read {
+        Ok(Some(acked)) if acked <= highest => acked,
+        Ok(Some(acked)) => {
+            found.acked_problem = Some(format!("holds {acked}, past the queue's end ({highest})"));
+            lowest
+        }
+        Ok(None) if no_segments => highest,
+        Ok(None) => {
+            found.acked_problem = Some("is missing".into());
+            lowest
+        }
+        Err(problem) => {
+            found.acked_problem = Some(problem);
+            lowest
+        }
     }
 }
