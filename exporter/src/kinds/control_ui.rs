@@ -19,7 +19,7 @@ use crate::checkup::{ms, Checkup, DoctorStep, Verdict};
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html;
-use crate::record::families::{ForwardLabels, ForwardReasonLabels, Subjects};
+use crate::record::families::{families, ForwardLabels, ForwardReasonLabels, Subjects};
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::ForwardStatus;
 use crate::record::tracked::Tracked;
@@ -40,26 +40,26 @@ pub struct ControlUiStatus {
     pub at: f64,
 }
 
+families! {
+/// Its families, each declared once: field, type, name and help (labels are the type's).
+pub struct ControlUiFamilies {
+    up: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_control_ui_up", "1 when the last GET / through the forward answered the gateway's Control UI (200, text/html)";
+    failures: Tracked<ForwardReasonLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_control_ui_failures", "Control UI probes (GET / through the forward) failed, by reason: refused, reset, empty_reply, timeout, bad_status (not 200 HTML: the UI's assets missing), local_error";
+}
+}
+
 /// The Control UI's families and each forward's last round.
 pub struct ControlUiRecord {
-    up: Tracked<ForwardLabels, Gauge>,
-    failures: Tracked<ForwardReasonLabels, Counter>,
+    /// Its families, registered once.
+    families: ControlUiFamilies,
     last: Mutex<HashMap<String, ControlUiStatus>>,
 }
 
 /// Registry entry: the record, its families registered once.
 pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
-    let record = ControlUiRecord { up: Tracked::default(), failures: Tracked::default(), last: Mutex::default() };
-    registry.register(
-        "openclaw_gateway_control_ui_up",
-        "1 when the last GET / through the forward answered the gateway's Control UI (200, text/html)",
-        record.up.family().clone(),
-    );
-    registry.register(
-        "openclaw_gateway_control_ui_failures",
-        "Control UI probes (GET / through the forward) failed, by reason: refused, reset, empty_reply, timeout, bad_status (not 200 HTML: the UI's assets missing), local_error",
-        record.failures.family().clone(),
-    );
+    let record = ControlUiRecord { families: ControlUiFamilies::register(registry), last: Mutex::default() };
     Arc::new(record)
 }
 
@@ -72,14 +72,14 @@ impl ControlUiRecord {
     /// rate.
     fn create_series(&self, forward: &str, transport: probes::route::Transport) {
         for reason in Failure::LABELS.iter().filter(|reason| transport.can_fail_by(reason)) {
-            self.failures.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
+            self.families.failures.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
         }
     }
 
     /// Record one round's `outcome` for `forward`.
     fn observe(&self, forward: &str, outcome: &control_ui::Outcome, at: SystemTime) {
         let labels = ForwardLabels { forward: forward.to_owned() };
-        self.up.get_or_create(&labels).set(i64::from(outcome.is_ok()));
+        self.families.up.get_or_create(&labels).set(i64::from(outcome.is_ok()));
         let detail = match outcome {
             Ok(response) => format!(
                 "HTTP {} {} in {}",
@@ -89,7 +89,10 @@ impl ControlUiRecord {
             ),
             Err(failure) => {
                 let reason = failure.label();
-                self.failures.get_or_create(&ForwardReasonLabels { forward: forward.to_owned(), reason }).inc();
+                self.families
+                    .failures
+                    .get_or_create(&ForwardReasonLabels { forward: forward.to_owned(), reason })
+                    .inc();
                 format!("{reason}: {failure}")
             }
         };
@@ -100,8 +103,7 @@ impl ControlUiRecord {
 
 impl KindRecord for ControlUiRecord {
     fn retain_subjects(&self, subjects: &Subjects) {
-        self.up.retain(|labels| subjects.keeps(labels));
-        self.failures.retain(|labels| subjects.keeps(labels));
+        self.families.retain_subjects(subjects);
         let forwards: Vec<String> = self.lock().keys().cloned().collect();
         for forward in forwards {
             if !subjects.keeps(&ForwardLabels { forward: forward.clone() }) {

@@ -7,7 +7,9 @@ use crate::config::{Config, ModelHost};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::esc;
 use crate::record::families::Subjects;
-use crate::record::families::{latency, Latency, ModelHostLabels, ModelHostPhaseLabels, ModelHostReasonLabels};
+use crate::record::families::{
+    families, latency, Latency, ModelHostLabels, ModelHostPhaseLabels, ModelHostReasonLabels,
+};
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::StatusReport;
 use crate::record::tracked::Tracked;
@@ -43,40 +45,30 @@ struct Hosts {
     last: HashMap<String, String>,
 }
 
+families! {
+/// Its families, each declared once: field, type, name and help (labels are the type's).
+pub struct ModelHostFamilies {
+    first_byte: Latency<ModelHostLabels> = latency(),
+        "openclaw_model_host_first_byte_seconds", "Request written to first response byte from the model API";
+    phases: Latency<ModelHostPhaseLabels> = latency(),
+        "openclaw_model_host_phase_seconds", "Model API probe phases: dns, connect, tls";
+    attempts: Tracked<ModelHostLabels, Counter> = Tracked::default(),
+        "openclaw_model_host_probe_attempts", "Model API probes tried";
+    failures: Tracked<ModelHostReasonLabels, Counter> = Tracked::default(),
+        "openclaw_model_host_probe_failures", "Model API probes failed, by reason: dns, refused, timeout, tls, reset, bad_status";
+}
+}
+
 /// The model-host kind's families and what the status report says of each host.
 pub struct ModelHostRecord {
-    first_byte: Latency<ModelHostLabels>,
-    phases: Latency<ModelHostPhaseLabels>,
-    attempts: Tracked<ModelHostLabels, Counter>,
-    failures: Tracked<ModelHostReasonLabels, Counter>,
+    /// Its families, registered once.
+    families: ModelHostFamilies,
     hosts: Mutex<Hosts>,
 }
 
 /// Registry entry: the record, its families registered once.
 pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
-    let record = ModelHostRecord {
-        first_byte: latency(),
-        phases: latency(),
-        attempts: Tracked::default(),
-        failures: Tracked::default(),
-        hosts: Mutex::default(),
-    };
-    registry.register(
-        "openclaw_model_host_first_byte_seconds",
-        "Request written to first response byte from the model API",
-        record.first_byte.family().clone(),
-    );
-    registry.register(
-        "openclaw_model_host_phase_seconds",
-        "Model API probe phases: dns, connect, tls",
-        record.phases.family().clone(),
-    );
-    registry.register("openclaw_model_host_probe_attempts", "Model API probes tried", record.attempts.family().clone());
-    registry.register(
-        "openclaw_model_host_probe_failures",
-        "Model API probes failed, by reason: dns, refused, timeout, tls, reset, bad_status",
-        record.failures.family().clone(),
-    );
+    let record = ModelHostRecord { families: ModelHostFamilies::register(registry), hosts: Mutex::default() };
     Arc::new(record)
 }
 
@@ -88,7 +80,7 @@ impl ModelHostRecord {
     /// Record one model-host probe.
     fn observe(&self, name: &str, outcome: &model_host::Outcome) {
         let labels = ModelHostLabels { model_host: name.to_owned() };
-        self.attempts.get_or_create(&labels).inc();
+        self.families.attempts.get_or_create(&labels).inc();
         let summary = match outcome {
             Ok(response) => format!(
                 "HTTP {} in {}",
@@ -104,18 +96,18 @@ impl ModelHostRecord {
         };
         for (phase, duration) in phases.iter() {
             let labels = ModelHostPhaseLabels { model_host: name.to_owned(), phase };
-            self.phases.get_or_create(&labels).observe(duration.as_secs_f64());
+            self.families.phases.get_or_create(&labels).observe(duration.as_secs_f64());
         }
         let first_byte = match outcome {
             Ok(response) => Some(response.first_byte),
             Err(failure) => failure.first_byte,
         };
         if let Some(first_byte) = first_byte {
-            self.first_byte.get_or_create(&labels).observe(first_byte.as_secs_f64());
+            self.families.first_byte.get_or_create(&labels).observe(first_byte.as_secs_f64());
         }
         if let Err(failure) = outcome {
             let labels = ModelHostReasonLabels { model_host: name.to_owned(), reason: failure.label() };
-            self.failures.get_or_create(&labels).inc();
+            self.families.failures.get_or_create(&labels).inc();
         }
     }
 }
@@ -124,9 +116,11 @@ impl KindRecord for ModelHostRecord {
     /// Each configured model host's counters at zero, and the names the status report lists.
     fn apply_config(&self, config: &Config) {
         for host in &config.model_hosts {
-            self.attempts.get_or_create_owned(&ModelHostLabels { model_host: host.name.clone() });
+            self.families.attempts.get_or_create_owned(&ModelHostLabels { model_host: host.name.clone() });
             for reason in Reason::LABELS {
-                self.failures.get_or_create_owned(&ModelHostReasonLabels { model_host: host.name.clone(), reason });
+                self.families
+                    .failures
+                    .get_or_create_owned(&ModelHostReasonLabels { model_host: host.name.clone(), reason });
             }
         }
         let mut hosts = self.hosts();
@@ -136,10 +130,7 @@ impl KindRecord for ModelHostRecord {
     }
 
     fn retain_subjects(&self, subjects: &Subjects) {
-        self.first_byte.retain(|labels| subjects.keeps(labels));
-        self.phases.retain(|labels| subjects.keeps(labels));
-        self.attempts.retain(|labels| subjects.keeps(labels));
-        self.failures.retain(|labels| subjects.keeps(labels));
+        self.families.retain_subjects(subjects);
     }
 
     /// Every configured model host: its attempts, failures and last probe.
@@ -153,13 +144,13 @@ impl KindRecord for ModelHostRecord {
                     .iter()
                     .map(|reason| {
                         let labels = ModelHostReasonLabels { model_host: name.clone(), reason };
-                        self.failures.get(&labels).map_or(0, |c| c.get())
+                        self.families.failures.get(&labels).map_or(0, |c| c.get())
                     })
                     .sum();
                 let labels = ModelHostLabels { model_host: name.clone() };
                 ModelHostStatus {
                     model_host: name.clone(),
-                    attempts: self.attempts.get(&labels).map_or(0, |c| c.get()),
+                    attempts: self.families.attempts.get(&labels).map_or(0, |c| c.get()),
                     failures,
                     last: hosts.last.get(name).cloned(),
                 }

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::driver::{Adapter, Round, Schedule};
 use crate::html::{esc, state_badge};
 use crate::openclaw_cli_url::{self, CliAddress, Finding, OpenclawCliUrl};
-use crate::record::families::{ForwardLabels, Subjects};
+use crate::record::families::{families, ForwardLabels, Subjects};
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::ForwardStatus;
 use crate::record::tracked::Tracked;
@@ -38,16 +38,24 @@ pub struct OpenclawCliUrlStatus {
 /// Its key in a forward's `/api/status` entry (null while the URL is unknown).
 const STATUS_KEY: &str = "cli_url";
 
+families! {
+/// Its families, each declared once: field, type, name and help (labels are the type's).
+pub struct CliUrlFamilies {
+    matches: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_cli_url_matches", "1 when the openclaw CLI's gateway URL (OPENCLAW_GATEWAY_URL, gateway.remote.url in remote mode, 127.0.0.1:gateway.port in local mode) is this forward's address in a plain scheme, 0 when it is not; absent while the CLI's config cannot be read";
+}
+}
+
 /// The CLI-URL kind's gauge and what each forward's status says of the URL.
 pub struct OpenclawCliUrlRecord {
-    matches: Tracked<ForwardLabels, Gauge>,
+    /// Its families, registered once.
+    families: CliUrlFamilies,
     status: Mutex<HashMap<String, OpenclawCliUrlStatus>>,
 }
 
 /// Registry entry: the record, its family registered once.
 pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
-    let record = OpenclawCliUrlRecord { matches: Tracked::default(), status: Mutex::default() };
-    registry.register("openclaw_gateway_cli_url_matches", "1 when the openclaw CLI's gateway URL (OPENCLAW_GATEWAY_URL, gateway.remote.url in remote mode, 127.0.0.1:gateway.port in local mode) is this forward's address in a plain scheme, 0 when it is not; absent while the CLI's config cannot be read", record.matches.family().clone());
+    let record = OpenclawCliUrlRecord { families: CliUrlFamilies::register(registry), status: Mutex::default() };
     Arc::new(record)
 }
 
@@ -65,11 +73,11 @@ impl OpenclawCliUrlRecord {
             match cli_url {
                 Some(cli_url) => {
                     let matches = cli_url.forward.as_deref() == Some(*forward);
-                    self.matches.get_or_create(&labels).set(i64::from(matches));
+                    self.families.matches.get_or_create(&labels).set(i64::from(matches));
                     status.insert((*forward).to_owned(), cli_url.clone());
                 }
                 None => {
-                    self.matches.remove(&labels);
+                    self.families.matches.remove(&labels);
                     status.remove(*forward);
                 }
             }
@@ -79,7 +87,7 @@ impl OpenclawCliUrlRecord {
 
 impl KindRecord for OpenclawCliUrlRecord {
     fn retain_subjects(&self, subjects: &Subjects) {
-        self.matches.retain(|labels| subjects.keeps(labels));
+        self.families.retain_subjects(subjects);
         self.status().retain(|forward, _| subjects.keeps(&ForwardLabels { forward: forward.clone() }));
     }
 

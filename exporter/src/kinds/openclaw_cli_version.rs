@@ -6,7 +6,7 @@
 use crate::checkup::{Checkup, Notes};
 use crate::config::Config;
 use crate::driver::{Adapter, Round, Schedule};
-use crate::record::families::VersionLabels;
+use crate::record::families::{families, VersionLabels};
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::tracked::Tracked;
 use probes::openclaw_cli_version::{self, Failure, Found};
@@ -19,20 +19,25 @@ use std::time::Duration;
 /// Its key at the top of `/api/status` (null while no CLI is found).
 const STATUS_KEY: &str = "cli_version";
 
+families! {
+/// Its families, each declared once: field, type, name and help (labels are the type's).
+pub struct CliVersionFamilies {
+    build_info: Tracked<VersionLabels, Gauge> = Tracked::default(),
+        "openclaw_cli_build_info", "1, labelled with the version of the openclaw CLI this machine runs (its package.json, never run); absent when none is found";
+}
+}
+
 /// The CLI's version: its one series, and the version it names.
 pub struct OpenclawCliVersionRecord {
-    build_info: Tracked<VersionLabels, Gauge>,
+    /// Its families, registered once.
+    families: CliVersionFamilies,
     version: Mutex<Option<String>>,
 }
 
 /// Registry entry: the record, its family registered once.
 pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
-    let record = OpenclawCliVersionRecord { build_info: Tracked::default(), version: Mutex::default() };
-    registry.register(
-        "openclaw_cli_build_info",
-        "1, labelled with the version of the openclaw CLI this machine runs (its package.json, never run); absent when none is found",
-        record.build_info.family().clone(),
-    );
+    let record =
+        OpenclawCliVersionRecord { families: CliVersionFamilies::register(registry), version: Mutex::default() };
     Arc::new(record)
 }
 
@@ -44,10 +49,10 @@ impl OpenclawCliVersionRecord {
             return;
         }
         if let Some(old) = current.take() {
-            self.build_info.remove(&VersionLabels { version: old });
+            self.families.build_info.remove(&VersionLabels { version: old });
         }
         if let Some(version) = version {
-            self.build_info.get_or_create(&VersionLabels { version: version.to_owned() }).set(1);
+            self.families.build_info.get_or_create(&VersionLabels { version: version.to_owned() }).set(1);
         }
         *current = version.map(str::to_owned);
     }
@@ -55,7 +60,9 @@ impl OpenclawCliVersionRecord {
 
 impl KindRecord for OpenclawCliVersionRecord {
     /// No subject label: a reload keeps the series (the CLI is the machine's, not a forward's).
-    fn retain_subjects(&self, _subjects: &crate::record::families::Subjects) {}
+    fn retain_subjects(&self, subjects: &crate::record::families::Subjects) {
+        self.families.retain_subjects(subjects);
+    }
 
     fn report_status(&self) -> serde_json::Map<String, serde_json::Value> {
         let version = lock(&self.version).clone();

@@ -8,7 +8,9 @@ use crate::checkup::{Checkup, DoctorStep, Verdict};
 use crate::clock::unix_seconds;
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule};
-use crate::record::families::{FloatGauge, ForwardLabels, ForwardStateLabels, ForwardVersionLabels, Subjects};
+use crate::record::families::{
+    families, FloatGauge, ForwardLabels, ForwardStateLabels, ForwardVersionLabels, Subjects,
+};
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::tracked::Tracked;
 use crate::record::Recorder;
@@ -51,78 +53,42 @@ struct Memory {
     started_at: Option<f64>,
 }
 
+families! {
+/// Its families, each declared once: field, type, name and help (labels are the type's).
+pub struct ReadinessFamilies {
+    startup_state: Tracked<ForwardStateLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_startup_state", "1 for the gateway's current startup state (/startupz): starting, draining, started; absent on gateways without /startupz";
+    ready: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_ready", "1 when /readyz says ready; absent on gateways without /readyz";
+    ready_failing: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_ready_failing", "How many components /readyz names as failing (the names are in /api/status and the log)";
+    gateway_build_info: Tracked<ForwardVersionLabels, Gauge> = Tracked::default(),
+        "openclaw_tunnel_gateway_build_info", "1, labelled with the gateway's version from /startupz read through the forward; one series per forward";
+    gateway_build_info_deprecated: Tracked<ForwardVersionLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_build_info", "DEPRECATED, removed in the next release: use openclaw_tunnel_gateway_build_info (the gateway's diagnostics-prometheus plugin publishes this name with other labels)";
+    gateway_start_time: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
+        "openclaw_gateway_start_time_seconds", "When the gateway process started (now minus its uptime), Unix seconds";
+    gateway_restarts: Tracked<ForwardLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_restarts", "Gateway restarts: its start time moved (counted even when no probe saw it down)";
+    event_loop_delay_p99: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
+        "openclaw_gateway_event_loop_delay_p99_seconds", "The gateway's event-loop delay p99 (/readyz eventLoop)";
+    event_loop_utilization: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
+        "openclaw_gateway_event_loop_utilization", "The gateway's event-loop utilization, 0..1 (/readyz eventLoop)";
+    event_loop_degraded: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_event_loop_degraded", "1 when the gateway says its event loop is degraded (/readyz eventLoop)";
+}
+}
+
 /// The readiness kind's families and what it remembers per forward.
 pub struct ReadinessRecord {
-    startup_state: Tracked<ForwardStateLabels, Gauge>,
-    ready: Tracked<ForwardLabels, Gauge>,
-    ready_failing: Tracked<ForwardLabels, Gauge>,
-    gateway_build_info: Tracked<ForwardVersionLabels, Gauge>,
-    gateway_build_info_deprecated: Tracked<ForwardVersionLabels, Gauge>,
-    gateway_start_time: Tracked<ForwardLabels, FloatGauge>,
-    gateway_restarts: Tracked<ForwardLabels, Counter>,
-    event_loop_delay_p99: Tracked<ForwardLabels, FloatGauge>,
-    event_loop_utilization: Tracked<ForwardLabels, FloatGauge>,
-    event_loop_degraded: Tracked<ForwardLabels, Gauge>,
+    /// Its families, registered once.
+    families: ReadinessFamilies,
     memory: Mutex<HashMap<String, Memory>>,
 }
 
 /// Registry entry: the record, its families registered once.
 pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
-    let record = ReadinessRecord {
-        startup_state: Tracked::default(),
-        ready: Tracked::default(),
-        ready_failing: Tracked::default(),
-        gateway_build_info: Tracked::default(),
-        gateway_build_info_deprecated: Tracked::default(),
-        gateway_start_time: Tracked::default(),
-        gateway_restarts: Tracked::default(),
-        event_loop_delay_p99: Tracked::default(),
-        event_loop_utilization: Tracked::default(),
-        event_loop_degraded: Tracked::default(),
-        memory: Mutex::default(),
-    };
-    registry.register("openclaw_gateway_startup_state", "1 for the gateway's current startup state (/startupz): starting, draining, started; absent on gateways without /startupz", record.startup_state.family().clone());
-    registry.register(
-        "openclaw_gateway_ready",
-        "1 when /readyz says ready; absent on gateways without /readyz",
-        record.ready.family().clone(),
-    );
-    registry.register(
-        "openclaw_gateway_ready_failing",
-        "How many components /readyz names as failing (the names are in /api/status and the log)",
-        record.ready_failing.family().clone(),
-    );
-    registry.register(
-        "openclaw_tunnel_gateway_build_info",
-        "1, labelled with the gateway's version from /startupz read through the forward; one series per forward",
-        record.gateway_build_info.family().clone(),
-    );
-    registry.register("openclaw_gateway_build_info", "DEPRECATED, removed in the next release: use openclaw_tunnel_gateway_build_info (the gateway's diagnostics-prometheus plugin publishes this name with other labels)", record.gateway_build_info_deprecated.family().clone());
-    registry.register(
-        "openclaw_gateway_start_time_seconds",
-        "When the gateway process started (now minus its uptime), Unix seconds",
-        record.gateway_start_time.family().clone(),
-    );
-    registry.register(
-        "openclaw_gateway_restarts",
-        "Gateway restarts: its start time moved (counted even when no probe saw it down)",
-        record.gateway_restarts.family().clone(),
-    );
-    registry.register(
-        "openclaw_gateway_event_loop_delay_p99_seconds",
-        "The gateway's event-loop delay p99 (/readyz eventLoop)",
-        record.event_loop_delay_p99.family().clone(),
-    );
-    registry.register(
-        "openclaw_gateway_event_loop_utilization",
-        "The gateway's event-loop utilization, 0..1 (/readyz eventLoop)",
-        record.event_loop_utilization.family().clone(),
-    );
-    registry.register(
-        "openclaw_gateway_event_loop_degraded",
-        "1 when the gateway says its event loop is degraded (/readyz eventLoop)",
-        record.event_loop_degraded.family().clone(),
-    );
+    let record = ReadinessRecord { families: ReadinessFamilies::register(registry), memory: Mutex::default() };
     Arc::new(record)
 }
 
@@ -133,7 +99,7 @@ impl ReadinessRecord {
 
     /// The restart counter at zero, so the first restart is an increase.
     fn create_series(&self, forward: &str) {
-        self.gateway_restarts.get_or_create_owned(&ForwardLabels { forward: forward.to_owned() });
+        self.families.gateway_restarts.get_or_create_owned(&ForwardLabels { forward: forward.to_owned() });
     }
 
     /// Whether `/startupz` last said the gateway behind `forward` is starting or draining.
@@ -171,17 +137,17 @@ impl ReadinessRecord {
             let labels = ForwardStateLabels { forward: name.clone(), state };
             match startup {
                 Some(startup) => {
-                    self.startup_state.get_or_create(&labels).set(i64::from(*state == startup.state.label()));
+                    self.families.startup_state.get_or_create(&labels).set(i64::from(*state == startup.state.label()));
                 }
                 None => {
-                    self.startup_state.remove(&labels);
+                    self.families.startup_state.remove(&labels);
                 }
             }
         }
         let version = startup.and_then(|s| s.version.clone());
         if version != last_version {
             // The new name and, for one release, the old one (the gateway's own plugin publishes it too).
-            for family in [&self.gateway_build_info, &self.gateway_build_info_deprecated] {
+            for family in [&self.families.gateway_build_info, &self.families.gateway_build_info_deprecated] {
                 if let Some(old) = &last_version {
                     family.remove(&ForwardVersionLabels { forward: name.clone(), version: old.clone() });
                 }
@@ -195,16 +161,16 @@ impl ReadinessRecord {
             Some(uptime) => {
                 let started_at = unix_seconds(now) - uptime.as_secs_f64();
                 if last_started_at.is_some_and(|last| (started_at - last).abs() > RESTART_TOLERANCE_SECONDS) {
-                    self.gateway_restarts.get_or_create(&labels).inc();
+                    self.families.gateway_restarts.get_or_create(&labels).inc();
                     let shown = version.as_deref().unwrap_or("?");
                     recorder.timeline_point("gateway_restart", name, &format!("version {shown}"), started_at);
                     tracing::warn!(forward = %name, version = shown, "the gateway restarted");
                 }
                 started_at_now = Some(started_at);
-                self.gateway_start_time.get_or_create(&labels).set(started_at);
+                self.families.gateway_start_time.get_or_create(&labels).set(started_at);
             }
             None => {
-                self.gateway_start_time.remove(&labels);
+                self.families.gateway_start_time.remove(&labels);
             }
         }
         let mut memory = self.memory();
@@ -216,13 +182,13 @@ impl ReadinessRecord {
     fn record_ready(&self, name: &str, ready: Option<&readiness::Ready>) {
         let labels = ForwardLabels { forward: name.to_owned() };
         let Some(ready) = ready else {
-            self.ready.remove(&labels);
-            self.ready_failing.remove(&labels);
+            self.families.ready.remove(&labels);
+            self.families.ready_failing.remove(&labels);
             self.record_event_loop(name, None);
             return;
         };
-        self.ready.get_or_create(&labels).set(i64::from(ready.ready));
-        self.ready_failing.get_or_create(&labels).set(ready.failing_count as i64);
+        self.families.ready.get_or_create(&labels).set(i64::from(ready.ready));
+        self.families.ready_failing.get_or_create(&labels).set(ready.failing_count as i64);
         self.record_event_loop(name, ready.event_loop.as_ref());
     }
 
@@ -230,14 +196,14 @@ impl ReadinessRecord {
         let labels = ForwardLabels { forward: name.to_owned() };
         match event_loop {
             Some(event_loop) => {
-                self.event_loop_delay_p99.get_or_create(&labels).set(event_loop.delay_p99.as_secs_f64());
-                self.event_loop_utilization.get_or_create(&labels).set(event_loop.utilization);
-                self.event_loop_degraded.get_or_create(&labels).set(i64::from(event_loop.degraded));
+                self.families.event_loop_delay_p99.get_or_create(&labels).set(event_loop.delay_p99.as_secs_f64());
+                self.families.event_loop_utilization.get_or_create(&labels).set(event_loop.utilization);
+                self.families.event_loop_degraded.get_or_create(&labels).set(i64::from(event_loop.degraded));
             }
             None => {
-                self.event_loop_delay_p99.remove(&labels);
-                self.event_loop_utilization.remove(&labels);
-                self.event_loop_degraded.remove(&labels);
+                self.families.event_loop_delay_p99.remove(&labels);
+                self.families.event_loop_utilization.remove(&labels);
+                self.families.event_loop_degraded.remove(&labels);
             }
         }
     }
@@ -245,16 +211,7 @@ impl ReadinessRecord {
 
 impl KindRecord for ReadinessRecord {
     fn retain_subjects(&self, subjects: &Subjects) {
-        self.startup_state.retain(|labels| subjects.keeps(labels));
-        self.ready.retain(|labels| subjects.keeps(labels));
-        self.ready_failing.retain(|labels| subjects.keeps(labels));
-        self.gateway_build_info.retain(|labels| subjects.keeps(labels));
-        self.gateway_build_info_deprecated.retain(|labels| subjects.keeps(labels));
-        self.gateway_start_time.retain(|labels| subjects.keeps(labels));
-        self.gateway_restarts.retain(|labels| subjects.keeps(labels));
-        self.event_loop_delay_p99.retain(|labels| subjects.keeps(labels));
-        self.event_loop_utilization.retain(|labels| subjects.keeps(labels));
-        self.event_loop_degraded.retain(|labels| subjects.keeps(labels));
+        self.families.retain_subjects(subjects);
         self.memory().retain(|forward, _| subjects.keeps(&ForwardLabels { forward: forward.clone() }));
     }
 

@@ -7,7 +7,7 @@ use crate::clock::unix_seconds;
 use crate::config::Forward;
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, state_badge};
-use crate::record::families::{ForwardLabels, ForwardOptionLabels, Subjects};
+use crate::record::families::{families, ForwardLabels, ForwardOptionLabels, Subjects};
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::ForwardStatus;
 use crate::record::timeline::human_duration;
@@ -54,23 +54,26 @@ struct Lists {
     option_risks: Option<Vec<OptionRiskStatus>>,
 }
 
+families! {
+/// Its families, each declared once: field, type, name and help (labels are the type's).
+pub struct HygieneFamilies {
+    orphans: Tracked<ForwardLabels, Gauge> = Tracked::default(),
+        "openclaw_tunnel_ssh_orphans", "This user's ssh clients whose command line forwards the forward's local address but that do not own its listener (a failed bind left running without ExitOnForwardFailure): each forwards nothing, pids in /api/status";
+    option_risk: Tracked<ForwardOptionLabels, Gauge> = Tracked::default(),
+        "openclaw_tunnel_ssh_option_risk", "1 when the ssh owning the forward runs with the option (ssh -G of its own command line, once per new owner): server_alive_off (ServerAliveInterval 0), exit_on_forward_failure_off, connect_timeout_unset, strict_host_key_checking_off; absent while unknown";
+}
+}
+
 /// The hygiene kind's families and each forward's lists.
 pub struct HygieneRecord {
-    orphans: Tracked<ForwardLabels, Gauge>,
-    option_risk: Tracked<ForwardOptionLabels, Gauge>,
+    /// Its families, registered once.
+    families: HygieneFamilies,
     lists: Mutex<HashMap<String, Lists>>,
 }
 
 /// Registry entry: the record, its families registered once.
 pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
-    let record =
-        HygieneRecord { orphans: Tracked::default(), option_risk: Tracked::default(), lists: Mutex::default() };
-    registry.register(
-        "openclaw_tunnel_ssh_orphans",
-        "This user's ssh clients whose command line forwards the forward's local address but that do not own its listener (a failed bind left running without ExitOnForwardFailure): each forwards nothing, pids in /api/status",
-        record.orphans.family().clone(),
-    );
-    registry.register("openclaw_tunnel_ssh_option_risk", "1 when the ssh owning the forward runs with the option (ssh -G of its own command line, once per new owner): server_alive_off (ServerAliveInterval 0), exit_on_forward_failure_off, connect_timeout_unset, strict_host_key_checking_off; absent while unknown", record.option_risk.family().clone());
+    let record = HygieneRecord { families: HygieneFamilies::register(registry), lists: Mutex::default() };
     Arc::new(record)
 }
 
@@ -85,10 +88,10 @@ impl HygieneRecord {
         let labels = ForwardLabels { forward: forward.to_owned() };
         match &orphans {
             Some(orphans) => {
-                self.orphans.get_or_create(&labels).set(orphans.len() as i64);
+                self.families.orphans.get_or_create(&labels).set(orphans.len() as i64);
             }
             None => {
-                self.orphans.remove(&labels);
+                self.families.orphans.remove(&labels);
             }
         }
         self.lists().entry(forward.to_owned()).or_default().orphans = orphans;
@@ -101,10 +104,10 @@ impl HygieneRecord {
             let labels = ForwardOptionLabels { forward: forward.to_owned(), option: risk.label() };
             match risks {
                 Some(risks) => {
-                    self.option_risk.get_or_create(&labels).set(i64::from(risks.contains(&risk)));
+                    self.families.option_risk.get_or_create(&labels).set(i64::from(risks.contains(&risk)));
                 }
                 None => {
-                    self.option_risk.remove(&labels);
+                    self.families.option_risk.remove(&labels);
                 }
             }
         }
@@ -131,14 +134,13 @@ impl KindRecord for HygieneRecord {
         if direct.is_empty() {
             return;
         }
-        self.orphans.retain(|labels| !direct.contains(&labels.forward.as_str()));
-        self.option_risk.retain(|labels| !direct.contains(&labels.forward.as_str()));
+        self.families.orphans.retain(|labels| !direct.contains(&labels.forward.as_str()));
+        self.families.option_risk.retain(|labels| !direct.contains(&labels.forward.as_str()));
         self.lists().retain(|forward, _| !direct.contains(&forward.as_str()));
     }
 
     fn retain_subjects(&self, subjects: &Subjects) {
-        self.orphans.retain(|labels| subjects.keeps(labels));
-        self.option_risk.retain(|labels| subjects.keeps(labels));
+        self.families.retain_subjects(subjects);
         self.lists().retain(|forward, _| subjects.keeps(&ForwardLabels { forward: forward.clone() }));
     }
 

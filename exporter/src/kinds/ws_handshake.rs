@@ -8,7 +8,7 @@ use super::auth::AuthRecord;
 use crate::config::{AuthProbe, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::esc;
-use crate::record::families::{latency, ForwardLabels, ForwardReasonLabels, Latency, Subjects};
+use crate::record::families::{families, latency, ForwardLabels, ForwardReasonLabels, Latency, Subjects};
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::ForwardStatus;
 use crate::record::tracked::Tracked;
@@ -25,26 +25,26 @@ use std::time::Duration;
 /// Its key in a forward's `/api/status` entry (null until a round).
 const STATUS_KEY: &str = "last_ws_handshake";
 
+families! {
+/// Its families, each declared once: field, type, name and help (labels are the type's).
+pub struct WsHandshakeFamilies {
+    seconds: Latency<ForwardLabels> = latency(),
+        "openclaw_gateway_ws_handshake_seconds", "WebSocket upgrade sent to the gateway's first frame (connect.challenge), through the forward";
+    failures: Tracked<ForwardReasonLabels, Counter> = Tracked::default(),
+        "openclaw_gateway_ws_handshake_failures", "WebSocket handshake probes failed, by reason: refused, reset, timeout, upgrade_refused, no_challenge, closed, local_error";
+}
+}
+
 /// The handshake's families and each forward's last round in words.
 pub struct WsHandshakeRecord {
-    seconds: Latency<ForwardLabels>,
-    failures: Tracked<ForwardReasonLabels, Counter>,
+    /// Its families, registered once.
+    families: WsHandshakeFamilies,
     last: Mutex<HashMap<String, String>>,
 }
 
 /// Registry entry: the record, its families registered once.
 pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
-    let record = WsHandshakeRecord { seconds: latency(), failures: Tracked::default(), last: Mutex::default() };
-    registry.register(
-        "openclaw_gateway_ws_handshake_seconds",
-        "WebSocket upgrade sent to the gateway's first frame (connect.challenge), through the forward",
-        record.seconds.family().clone(),
-    );
-    registry.register(
-        "openclaw_gateway_ws_handshake_failures",
-        "WebSocket handshake probes failed, by reason: refused, reset, timeout, upgrade_refused, no_challenge, closed, local_error",
-        record.failures.family().clone(),
-    );
+    let record = WsHandshakeRecord { families: WsHandshakeFamilies::register(registry), last: Mutex::default() };
     Arc::new(record)
 }
 
@@ -56,7 +56,7 @@ impl WsHandshakeRecord {
     /// Every failure reason a route of `transport` can give, at zero for `forward`.
     fn create_series(&self, forward: &str, transport: probes::route::Transport) {
         for reason in ws_handshake::Failure::LABELS.iter().filter(|reason| transport.can_fail_by(reason)) {
-            self.failures.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
+            self.families.failures.get_or_create_owned(&ForwardReasonLabels { forward: forward.to_owned(), reason });
         }
     }
 
@@ -65,7 +65,7 @@ impl WsHandshakeRecord {
         let line = match outcome {
             Ok(handshake) => {
                 let labels = ForwardLabels { forward: forward.to_owned() };
-                self.seconds.get_or_create(&labels).observe(handshake.elapsed.as_secs_f64());
+                self.families.seconds.get_or_create(&labels).observe(handshake.elapsed.as_secs_f64());
                 format!(
                     "challenge in {}, connect {}",
                     crate::record::timeline::human_duration(handshake.elapsed.as_secs_f64()),
@@ -74,7 +74,7 @@ impl WsHandshakeRecord {
             }
             Err(failure) => {
                 let labels = ForwardReasonLabels { forward: forward.to_owned(), reason: failure.label() };
-                self.failures.get_or_create(&labels).inc();
+                self.families.failures.get_or_create(&labels).inc();
                 failure.to_string()
             }
         };
@@ -84,8 +84,7 @@ impl WsHandshakeRecord {
 
 impl KindRecord for WsHandshakeRecord {
     fn retain_subjects(&self, subjects: &Subjects) {
-        self.seconds.retain(|labels| subjects.keeps(labels));
-        self.failures.retain(|labels| subjects.keeps(labels));
+        self.families.retain_subjects(subjects);
         self.last().retain(|forward, _| subjects.keeps(&ForwardLabels { forward: forward.clone() }));
     }
 

@@ -8,7 +8,9 @@ use crate::clock::unix_seconds;
 use crate::config::{Config, Gateway};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, state_badge};
-use crate::record::families::{FloatGauge, GatewayEndpointLabels, GatewayLabels, GatewayScopeLabels, Subjects};
+use crate::record::families::{
+    families, FloatGauge, GatewayEndpointLabels, GatewayLabels, GatewayScopeLabels, Subjects,
+};
 use crate::record::kinds::{lock, KindRecord};
 use crate::record::status::StatusReport;
 use crate::record::tracked::Tracked;
@@ -64,12 +66,24 @@ const SAVED_KEY: &str = "exposed_since";
 /// Its spell in the incident timeline.
 const SPELL: &str = "exposed";
 
+families! {
+/// Its families, each declared once: field, type, name and help (labels are the type's).
+pub struct ExposureFamilies {
+    listen_sockets: Tracked<GatewayScopeLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_listen_sockets", "Listening sockets on the gateway port by scope: loopback, private, tailnet (100.64/10, fd7a:115c:a1e0::/48), public (0.0.0.0 and :: are public)";
+    bind_allowed: Tracked<GatewayScopeLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_bind_allowed", "1 for each scope the gateway's listeners may bind without paging ([[gateway]] allowed; loopback always), 0 for the others: the team's declared bind intent";
+    endpoint: Tracked<GatewayEndpointLabels, Gauge> = Tracked::default(),
+        "openclaw_gateway_endpoint", "1 for what holds the gateway port, 0 for the others: host_process (the gateway on the host), container_port (docker-proxy, dockerd, Docker Desktop, a rootless forwarder), nat (no listener, yet the port answers), closed, unknown (a holder this user cannot read)";
+    exposed_since: Tracked<GatewayLabels, FloatGauge> = Tracked::default(),
+        "openclaw_gateway_exposed_since_timestamp_seconds", "When a listener outside the gateway's allowed scopes (loopback unless [[gateway]] allowed says more) was first seen; 0 while there is none";
+}
+}
+
 /// The exposure kind's families and the configured gateways' names.
 pub struct ExposureRecord {
-    listen_sockets: Tracked<GatewayScopeLabels, Gauge>,
-    bind_allowed: Tracked<GatewayScopeLabels, Gauge>,
-    exposed_since: Tracked<GatewayLabels, FloatGauge>,
-    endpoint: Tracked<GatewayEndpointLabels, Gauge>,
+    /// Its families, registered once.
+    families: ExposureFamilies,
     gateways: Mutex<Vec<String>>,
     endpoints: Mutex<HashMap<String, EndpointStatus>>,
 }
@@ -77,17 +91,11 @@ pub struct ExposureRecord {
 /// Registry entry: the record, its families registered once.
 pub fn record(registry: &mut Registry) -> Arc<dyn KindRecord> {
     let record = ExposureRecord {
-        listen_sockets: Tracked::default(),
-        bind_allowed: Tracked::default(),
-        exposed_since: Tracked::default(),
-        endpoint: Tracked::default(),
+        families: ExposureFamilies::register(registry),
+
         gateways: Mutex::default(),
         endpoints: Mutex::default(),
     };
-    registry.register("openclaw_gateway_listen_sockets", "Listening sockets on the gateway port by scope: loopback, private, tailnet (100.64/10, fd7a:115c:a1e0::/48), public (0.0.0.0 and :: are public)", record.listen_sockets.family().clone());
-    registry.register("openclaw_gateway_bind_allowed", "1 for each scope the gateway's listeners may bind without paging ([[gateway]] allowed; loopback always), 0 for the others: the team's declared bind intent", record.bind_allowed.family().clone());
-    registry.register("openclaw_gateway_endpoint", "1 for what holds the gateway port, 0 for the others: host_process (the gateway on the host), container_port (docker-proxy, dockerd, Docker Desktop, a rootless forwarder), nat (no listener, yet the port answers), closed, unknown (a holder this user cannot read)", record.endpoint.family().clone());
-    registry.register("openclaw_gateway_exposed_since_timestamp_seconds", "When a listener outside the gateway's allowed scopes (loopback unless [[gateway]] allowed says more) was first seen; 0 while there is none", record.exposed_since.family().clone());
     Arc::new(record)
 }
 
@@ -109,17 +117,17 @@ impl ExposureRecord {
         let endpoint = EndpointStatus::of(found, port);
         for label in Endpoint::LABELS {
             let labels = GatewayEndpointLabels { gateway: gateway.to_owned(), endpoint: label };
-            self.endpoint.get_or_create(&labels).set(i64::from(*label == endpoint.kind));
+            self.families.endpoint.get_or_create(&labels).set(i64::from(*label == endpoint.kind));
         }
         lock(&self.endpoints).insert(gateway.to_owned(), endpoint);
         for scope in Scope::ALL {
             let labels = GatewayScopeLabels { gateway: gateway.to_owned(), scope: scope.label() };
-            self.listen_sockets.get_or_create(&labels).set(found.count(scope) as i64);
+            self.families.listen_sockets.get_or_create(&labels).set(found.count(scope) as i64);
             let is_allowed = scope == Scope::Loopback || allowed.contains(&scope);
-            self.bind_allowed.get_or_create(&labels).set(i64::from(is_allowed));
+            self.families.bind_allowed.get_or_create(&labels).set(i64::from(is_allowed));
         }
         let outside = found.outside(allowed);
-        let since = self.exposed_since.get_or_create(&GatewayLabels { gateway: gateway.to_owned() });
+        let since = self.families.exposed_since.get_or_create(&GatewayLabels { gateway: gateway.to_owned() });
         let changed = match (since.get() > 0.0, !outside.is_empty()) {
             (false, true) => {
                 since.set(unix_seconds(now));
@@ -151,10 +159,7 @@ impl KindRecord for ExposureRecord {
     }
 
     fn retain_subjects(&self, subjects: &Subjects) {
-        self.listen_sockets.retain(|labels| subjects.keeps(labels));
-        self.bind_allowed.retain(|labels| subjects.keeps(labels));
-        self.exposed_since.retain(|labels| subjects.keeps(labels));
-        self.endpoint.retain(|labels| subjects.keeps(labels));
+        self.families.retain_subjects(subjects);
         lock(&self.endpoints).retain(|gateway, _| subjects.keeps_value("gateway", gateway));
     }
 
@@ -164,7 +169,7 @@ impl KindRecord for ExposureRecord {
             .gateways()
             .into_iter()
             .filter_map(|gateway| {
-                let since = self.exposed_since.get(&GatewayLabels { gateway: gateway.clone() })?.get();
+                let since = self.families.exposed_since.get(&GatewayLabels { gateway: gateway.clone() })?.get();
                 (since > 0.0).then(|| (gateway, serde_json::Value::from(since)))
             })
             .collect();
@@ -181,7 +186,7 @@ impl KindRecord for ExposureRecord {
             if since != 0.0 && !crate::clock::plausible_unix_seconds(since) {
                 tracing::warn!(gateway = %gateway, exposed_since = since, "the state file holds an impossible exposure start; ignored");
             } else if since > 0.0 {
-                self.exposed_since.get_or_create(&GatewayLabels { gateway: gateway.clone() }).set(since);
+                self.families.exposed_since.get_or_create(&GatewayLabels { gateway: gateway.clone() }).set(since);
                 let detail = "the gateway port listens beyond loopback (since before a restart)";
                 recorder.timeline_spell(SPELL, gateway, detail, since);
             }
@@ -196,7 +201,7 @@ impl KindRecord for ExposureRecord {
             .map(|name| {
                 let scope = |scope: Scope| {
                     let labels = GatewayScopeLabels { gateway: name.clone(), scope: scope.label() };
-                    self.listen_sockets.get(&labels).map(|g| g.get())
+                    self.families.listen_sockets.get(&labels).map(|g| g.get())
                 };
                 GatewayStatus {
                     listen_sockets: ScopeCounts {
@@ -209,11 +214,15 @@ impl KindRecord for ExposureRecord {
                         .into_iter()
                         .filter(|scope| {
                             let labels = GatewayScopeLabels { gateway: name.clone(), scope: scope.label() };
-                            self.bind_allowed.get(&labels).is_some_and(|g| g.get() == 1)
+                            self.families.bind_allowed.get(&labels).is_some_and(|g| g.get() == 1)
                         })
                         .map(|scope| scope.label().to_owned())
                         .collect(),
-                    exposed_since: self.exposed_since.get(&GatewayLabels { gateway: name.clone() }).map(|g| g.get()),
+                    exposed_since: self
+                        .families
+                        .exposed_since
+                        .get(&GatewayLabels { gateway: name.clone() })
+                        .map(|g| g.get()),
                     endpoint: lock(&self.endpoints).get(&name).cloned(),
                     gateway: name,
                 }
