@@ -86,6 +86,17 @@ pub const FORWARD_SECTIONS: &[ForwardPart] = &[tunnel::strip_and_chart, auth::fa
 pub const PAGE_SECTIONS: &[fn(&crate::record::status::StatusReport) -> String] =
     &[model_host::page_section, exposure::page_section];
 
+/// Every kind's timeline events, for the status page's words (each declared with the kind that writes it).
+pub const TIMELINE_EVENTS: &[crate::record::timeline::EventKind] = &[
+    uptime::TUNNEL_DOWN,
+    uptime::GATEWAY_DOWN,
+    exposure::EXPOSED,
+    uptime::ASLEEP,
+    uptime::SSH_RESTART,
+    readiness::GATEWAY_RESTART,
+    auth::TOKEN_ROTATION,
+];
+
 /// The doctor's self-rescue list, from the network up: each layer's check from the kind that measures it, with
 /// the notes other kinds add at that layer. A step's number is its place here (a failure's exit code is 10 + it).
 pub const DOCTOR: &[DoctorStep] = &[

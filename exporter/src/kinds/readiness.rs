@@ -53,6 +53,10 @@ struct Memory {
     started_at: Option<f64>,
 }
 
+/// The gateway restarted (a point: its start time moved), its version the detail.
+pub const GATEWAY_RESTART: crate::record::timeline::EventKind =
+    crate::record::timeline::EventKind { name: "gateway_restart", words: "gateway restarted" };
+
 families! {
 /// Its families, each declared once: field, type, name and help (labels are the type's).
 pub struct ReadinessFamilies {
@@ -163,7 +167,7 @@ impl ReadinessRecord {
                 if last_started_at.is_some_and(|last| (started_at - last).abs() > RESTART_TOLERANCE_SECONDS) {
                     self.families.gateway_restarts.get_or_create(&labels).inc();
                     let shown = version.as_deref().unwrap_or("?");
-                    recorder.timeline_point("gateway_restart", name, &format!("version {shown}"), started_at);
+                    recorder.timeline_point(GATEWAY_RESTART, name, &format!("version {shown}"), started_at);
                     tracing::warn!(forward = %name, version = shown, "the gateway restarted");
                 }
                 started_at_now = Some(started_at);

@@ -234,23 +234,23 @@ impl Recorder {
     }
 
     /// Open (or keep open) a spell of `kind` for `subject` in the incident timeline, from `at`.
-    pub fn timeline_spell(&self, kind: &str, subject: &str, detail: &str, at: f64) {
-        self.timeline().spell(kind, subject, detail, at);
+    pub fn timeline_spell(&self, kind: timeline::EventKind, subject: &str, detail: &str, at: f64) {
+        self.timeline().spell(kind.name, subject, detail, at);
     }
 
     /// Put a point event of `kind` for `subject` at `at` on the incident timeline.
-    pub fn timeline_point(&self, kind: &str, subject: &str, detail: &str, at: f64) {
-        self.timeline().point(kind, subject, detail, at);
+    pub fn timeline_point(&self, kind: timeline::EventKind, subject: &str, detail: &str, at: f64) {
+        self.timeline().point(kind.name, subject, detail, at);
     }
 
     /// Put a spell already over (asleep from `start` to `end`) on the incident timeline.
-    pub fn timeline_closed(&self, kind: &str, subject: &str, detail: &str, start: f64, end: f64) {
-        self.timeline().closed(kind, subject, detail, start, end);
+    pub fn timeline_closed(&self, kind: timeline::EventKind, subject: &str, detail: &str, start: f64, end: f64) {
+        self.timeline().closed(kind.name, subject, detail, start, end);
     }
 
     /// End the open spell of `kind` for `subject` at `at`, if there is one.
-    pub fn timeline_over(&self, kind: &str, subject: &str, at: f64) {
-        self.timeline().over(kind, subject, at);
+    pub fn timeline_over(&self, kind: timeline::EventKind, subject: &str, at: f64) {
+        self.timeline().over(kind.name, subject, at);
     }
 
     /// What the kinds' records keep across a restart, by key (the state file's).

@@ -15,6 +15,16 @@ pub const MAX_EVENTS: usize = 500;
 /// How long an event is kept after it ended.
 pub const KEEP_SECONDS: f64 = 24.0 * 3600.0;
 
+/// A kind of timeline event, declared by the kind that writes it: its name (the `kind` of its entries in
+/// `/api/status`) and its words on the status page (listed for the page in `kinds::TIMELINE_EVENTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventKind {
+    /// The `kind` value of its entries.
+    pub name: &'static str,
+    /// What the status page calls it.
+    pub words: &'static str,
+}
+
 /// One entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

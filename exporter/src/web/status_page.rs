@@ -96,16 +96,8 @@ fn timeline_section(html: &mut String, timeline: &[Event], now: f64) {
                 (true, None) => ("going on".to_owned(), human_duration(now - event.start)),
                 (false, _) => ("–".to_owned(), "–".to_owned()),
             };
-            let what = match event.kind.as_str() {
-                "tunnel_down" => "tunnel down",
-                "gateway_down" => "gateway not answering",
-                "exposed" => "gateway port exposed",
-                "asleep" => "asleep (not counted)",
-                "ssh_restart" => "new ssh process",
-                "gateway_restart" => "gateway restarted",
-                "token_rotation" => "token rotated",
-                _ => "change",
-            };
+            let what =
+                kinds::TIMELINE_EVENTS.iter().find(|known| known.name == event.kind).map_or("change", |k| k.words);
             let _ = write!(
                 html,
                 "<tr class=\"{}\"><td>{start}</td><td>{end}</td><td>{duration}</td><td>{what}</td><td>{}</td><td class=\"muted\">{}</td></tr>",

@@ -11,7 +11,7 @@ mod tap;
 mod tap_status;
 
 pub use doctor::DOCTOR_STEP;
-pub use record::{record, AuthFailureStatus, AuthRecord, RefusalStatus};
+pub use record::{record, AuthFailureStatus, AuthRecord, RefusalStatus, TOKEN_ROTATION};
 pub use tap::{page_rows as tap_rows, TapHolder, TapSink};
 
 use crate::config::{AuthProbe, Forward};

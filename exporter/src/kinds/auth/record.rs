@@ -75,6 +75,10 @@ pub struct AuthFamilies {
 }
 }
 
+/// The current token revision changed (a point: the config's `rotated_at`, or the first close 4001).
+pub const TOKEN_ROTATION: crate::record::timeline::EventKind =
+    crate::record::timeline::EventKind { name: "token_rotation", words: "token rotated" };
+
 /// The status key of a forward's last refused connect.
 pub const LAST_REFUSAL_KEY: &str = "last_refusal";
 /// The status key of a forward's auth failures.
@@ -451,7 +455,7 @@ impl AuthRecord {
         drop(rotation);
         if fresh {
             let detail = "the gateway closed WebSockets with 4001 (token rotated)";
-            recorder.timeline_point("token_rotation", "", detail, unix_seconds(SystemTime::now()));
+            recorder.timeline_point(TOKEN_ROTATION, "", detail, unix_seconds(SystemTime::now()));
         }
     }
 

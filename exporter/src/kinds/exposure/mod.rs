@@ -63,8 +63,9 @@ pub struct ScopeCounts {
 const STATUS_KEY: &str = "gateways";
 /// Its key in the state file: `{"gateway": unix seconds}` of the exposed ones.
 const SAVED_KEY: &str = "exposed_since";
-/// Its spell in the incident timeline.
-const SPELL: &str = "exposed";
+/// Its spell in the incident timeline: the port listens outside its allowed scopes.
+pub const EXPOSED: crate::record::timeline::EventKind =
+    crate::record::timeline::EventKind { name: "exposed", words: "gateway port exposed" };
 
 families! {
 /// Its families, each declared once: field, type, name and help (labels are the type's).
@@ -144,9 +145,9 @@ impl ExposureRecord {
             if !outside.is_empty() {
                 let listeners: Vec<String> = outside.iter().map(ToString::to_string).collect();
                 let detail = format!("the gateway port listens outside its allowed scopes: {}", listeners.join(" "));
-                recorder.timeline_spell(SPELL, gateway, &detail, unix_seconds(now));
+                recorder.timeline_spell(EXPOSED, gateway, &detail, unix_seconds(now));
             } else {
-                recorder.timeline_over(SPELL, gateway, unix_seconds(now));
+                recorder.timeline_over(EXPOSED, gateway, unix_seconds(now));
             }
         }
     }
@@ -188,7 +189,7 @@ impl KindRecord for ExposureRecord {
             } else if since > 0.0 {
                 self.families.exposed_since.get_or_create(&GatewayLabels { gateway: gateway.clone() }).set(since);
                 let detail = "the gateway port listens beyond loopback (since before a restart)";
-                recorder.timeline_spell(SPELL, gateway, detail, since);
+                recorder.timeline_spell(EXPOSED, gateway, detail, since);
             }
         }
     }

@@ -78,7 +78,7 @@ impl UptimeRecord {
     fn gateway_down_spell(&self, recorder: &Recorder, forward: &str, down: bool, at: SystemTime) {
         let was_open = self.with_forward(forward, |state| std::mem::replace(&mut state.gateway_down_open, down));
         if was_open && !down {
-            recorder.timeline_over("gateway_down", forward, unix_seconds(at));
+            recorder.timeline_over(super::GATEWAY_DOWN, forward, unix_seconds(at));
         }
     }
 
@@ -91,7 +91,7 @@ impl UptimeRecord {
         }
         let live = self.with_forward(forward, |state| state.last_round_up == Some(true));
         if live {
-            recorder.timeline_spell("gateway_down", forward, reason, unix_seconds(SystemTime::now()));
+            recorder.timeline_spell(super::GATEWAY_DOWN, forward, reason, unix_seconds(SystemTime::now()));
             let labels = ForwardReasonLabels { forward: forward.to_owned(), reason };
             self.families.gateway_down_seconds.get_or_create(&labels).inc_by(seconds.as_secs_f64());
         }

@@ -34,9 +34,19 @@ use crate::record::families::{
     ForwardResultLabels, ForwardStateLabels, ForwardTransportLabels, Latency, Subjects,
 };
 use crate::record::kinds::{lock, KindRecord};
+use crate::record::timeline::EventKind;
 use crate::record::tracked::Tracked;
 use crate::record::Recorder;
 use ledger::Ledger;
+
+/// The tunnel was down (a spell per forward, its cause the detail).
+pub const TUNNEL_DOWN: EventKind = EventKind { name: "tunnel_down", words: "tunnel down" };
+/// The gateway did not answer through a live tunnel (a spell, the first byte's reason the detail).
+pub const GATEWAY_DOWN: EventKind = EventKind { name: "gateway_down", words: "gateway not answering" };
+/// No round could run: asleep or stopped (a closed spell, not counted).
+pub const ASLEEP: EventKind = EventKind { name: "asleep", words: "asleep (not counted)" };
+/// A new ssh process owns the forward (a point).
+pub const SSH_RESTART: EventKind = EventKind { name: "ssh_restart", words: "new ssh process" };
 
 families! {
 /// The uptime KPI's families: the tunnel rounds', the first bytes', the wait for usable.
@@ -215,7 +225,7 @@ impl KindRecord for UptimeRecord {
         });
         let now = unix_seconds(SystemTime::now());
         for name in &removed {
-            for kind in ["tunnel_down", "gateway_down"] {
+            for kind in [TUNNEL_DOWN, GATEWAY_DOWN] {
                 recorder.timeline_over(kind, name, now);
             }
         }

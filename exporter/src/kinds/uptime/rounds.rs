@@ -10,6 +10,7 @@ use crate::clock::unix_seconds;
 use crate::record::families::{
     ForwardCauseLabels, ForwardLabels, ForwardReasonLabels, ForwardResultLabels, ForwardStateLabels,
 };
+use crate::record::timeline::EventKind;
 use crate::record::Recorder;
 
 /// The shortest unobserved gap the timeline shows, seconds.
@@ -292,7 +293,7 @@ impl UptimeRecord {
             if state.session.as_ref() != Some(session) {
                 state.session = Some(session.clone());
             }
-            new_owner.map(|owner| ("ssh_restart", owner))
+            new_owner.map(|owner| (super::SSH_RESTART, owner))
         })
     }
 
@@ -305,7 +306,7 @@ impl UptimeRecord {
         recorder: &Recorder,
         forward: &str,
         facts: RoundFacts,
-        in_state: impl FnOnce(&mut super::ForwardState) -> Option<(&'static str, String)>,
+        in_state: impl FnOnce(&mut super::ForwardState) -> Option<(EventKind, String)>,
     ) -> bool {
         let RoundFacts { at, boot, connected, connect_time, up, cause } = facts;
         let m = &self.families;
@@ -336,9 +337,9 @@ impl UptimeRecord {
         let at = unix_seconds(at);
         if was_up != Some(up) || !up {
             if up {
-                recorder.timeline_over("tunnel_down", forward, at);
+                recorder.timeline_over(super::TUNNEL_DOWN, forward, at);
             } else {
-                recorder.timeline_spell("tunnel_down", forward, cause, at);
+                recorder.timeline_spell(super::TUNNEL_DOWN, forward, cause, at);
             }
         }
         if let Some((kind, what)) = point {
@@ -361,7 +362,7 @@ impl UptimeRecord {
         // counts both).
         let (from, to) = (unix_seconds(from), unix_seconds(to));
         if to - from >= ASLEEP_IN_TIMELINE {
-            recorder.timeline_closed("asleep", forward, "no round could run (asleep or stopped)", from, to);
+            recorder.timeline_closed(super::ASLEEP, forward, "no round could run (asleep or stopped)", from, to);
         }
     }
 }
