@@ -2,6 +2,7 @@
 //! [`super::route`]).
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use super::checker::{Checker, PROBE_MAX, PROBE_MIN};
 use super::raw::RawForward;
@@ -26,30 +27,18 @@ pub(super) fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (V
         }
         ws_handshake_set.push(forward.ws_handshake_interval.is_some());
         let has_local = matches!(route, super::RouteConfig::Local(_));
-        forwards.push(Forward {
+        let intervals: Vec<(&IntervalKey, Option<Duration>)> =
+            INTERVALS.iter().map(|row| (row, row.validate(&forward, index, c))).collect();
+        let mut typed = Forward {
             route,
             health_path: forward.health_path,
-            syn_interval: c.duration(&key("syn_interval"), &forward.syn_interval, PROBE_MIN, PROBE_MAX),
-            first_byte_interval: c.duration(
-                &key("first_byte_interval"),
-                &forward.first_byte_interval,
-                PROBE_MIN,
-                PROBE_MAX,
-            ),
-            readiness_interval: c.duration(
-                &key("readiness_interval"),
-                &forward.readiness_interval,
-                PROBE_MIN,
-                PROBE_MAX,
-            ),
-            ws_handshake_interval: forward.ws_handshake_interval.as_deref().and_then(|value| {
-                (value != "off").then(|| c.duration(&key("ws_handshake_interval"), value, PROBE_MIN, PROBE_MAX))
-            }),
-            hygiene_interval: (forward.hygiene_interval != "off")
-                .then(|| c.duration(&key("hygiene_interval"), &forward.hygiene_interval, PROBE_MIN, PROBE_MAX)),
-            control_ui_interval: (forward.control_ui_interval != "off")
-                .then(|| c.duration(&key("control_ui_interval"), &forward.control_ui_interval, PROBE_MIN, PROBE_MAX)),
-            timeout: c.duration(&key("timeout"), &forward.timeout, PROBE_MIN, PROBE_MAX),
+            syn_interval: Duration::ZERO,
+            first_byte_interval: Duration::ZERO,
+            readiness_interval: Duration::ZERO,
+            ws_handshake_interval: None,
+            hygiene_interval: None,
+            control_ui_interval: None,
+            timeout: Duration::ZERO,
             ssh_host: forward.ssh_host.map(|host| c.host_port(&key("ssh_host"), &host, 22)),
             jump_host: forward.jump_host.map(|host| c.host_port(&key("jump_host"), &host, 22)),
             remote: c.host_port(&key("remote"), &forward.remote, 18789),
@@ -67,9 +56,107 @@ pub(super) fn validate_forwards(raw: Vec<RawForward>, c: &mut Checker<'_>) -> (V
                 companion
             }),
             name: forward.name,
-        });
+        };
+        for (row, value) in intervals {
+            (row.set)(&mut typed, value);
+        }
+        forwards.push(typed);
     }
     (forwards, ws_handshake_set)
+}
+
+/// One per-forward interval key: its raw key, its default, whether `off` turns its probe off, its bounds, where
+/// the raw value is and where the typed one goes. A kind's interval is one row here.
+pub(super) struct IntervalKey {
+    /// The key in `[[forward]]`.
+    key: &'static str,
+    /// Its value when unset; `None` when another section decides (the handshake's, from `[auth_probe]`).
+    default: Option<&'static str>,
+    /// Whether `off` is a value (the probe does not run).
+    may_be_off: bool,
+    /// Its bounds.
+    bounds: (Duration, Duration),
+    /// The raw value, as written.
+    raw: fn(&RawForward) -> Option<&str>,
+    /// Where the typed value goes (`None`: off, or unset with no default).
+    set: fn(&mut Forward, Option<Duration>),
+}
+
+/// Every per-forward interval key, in the order the README lists them.
+pub(super) const INTERVALS: &[IntervalKey] = &[
+    IntervalKey {
+        key: "syn_interval",
+        default: Some("1s"),
+        may_be_off: false,
+        bounds: (PROBE_MIN, PROBE_MAX),
+        raw: |f| f.syn_interval.as_deref(),
+        set: |f, d| f.syn_interval = d.unwrap_or_default(),
+    },
+    IntervalKey {
+        key: "first_byte_interval",
+        default: Some("5s"),
+        may_be_off: false,
+        bounds: (PROBE_MIN, PROBE_MAX),
+        raw: |f| f.first_byte_interval.as_deref(),
+        set: |f, d| f.first_byte_interval = d.unwrap_or_default(),
+    },
+    IntervalKey {
+        key: "readiness_interval",
+        default: Some("15s"),
+        may_be_off: false,
+        bounds: (PROBE_MIN, PROBE_MAX),
+        raw: |f| f.readiness_interval.as_deref(),
+        set: |f, d| f.readiness_interval = d.unwrap_or_default(),
+    },
+    // Unset: 60 s when the auth probe covers the forward, else 5 min (`config::auth`, which knows which).
+    IntervalKey {
+        key: "ws_handshake_interval",
+        default: None,
+        may_be_off: true,
+        bounds: (PROBE_MIN, PROBE_MAX),
+        raw: |f| f.ws_handshake_interval.as_deref(),
+        set: |f, d| f.ws_handshake_interval = d,
+    },
+    // Orphans outlive the session that made them by hours; half a minute finds one long before its alert's 10
+    // minutes and reads the process table twice a minute (one read serves every forward).
+    IntervalKey {
+        key: "hygiene_interval",
+        default: Some("30s"),
+        may_be_off: true,
+        bounds: (PROBE_MIN, PROBE_MAX),
+        raw: |f| f.hygiene_interval.as_deref(),
+        set: |f, d| f.hygiene_interval = d,
+    },
+    // The Control UI breaks apart from /healthz (a gateway upgraded without its built UI assets) and is opened
+    // by hand, not every few seconds: once a minute finds it long before a user does, at one page read.
+    IntervalKey {
+        key: "control_ui_interval",
+        default: Some("1m"),
+        may_be_off: true,
+        bounds: (PROBE_MIN, PROBE_MAX),
+        raw: |f| f.control_ui_interval.as_deref(),
+        set: |f, d| f.control_ui_interval = d,
+    },
+    IntervalKey {
+        key: "timeout",
+        default: Some("3s"),
+        may_be_off: false,
+        bounds: (PROBE_MIN, PROBE_MAX),
+        raw: |f| f.timeout.as_deref(),
+        set: |f, d| f.timeout = d.unwrap_or_default(),
+    },
+];
+
+impl IntervalKey {
+    /// `forward`'s value of this key, checked: `None` when it is `off` (where allowed) or unset without a
+    /// default. A problem names `forward[index].key` and the value.
+    fn validate(&self, forward: &RawForward, index: usize, c: &mut Checker<'_>) -> Option<Duration> {
+        let value = (self.raw)(forward).or(self.default)?;
+        if self.may_be_off && value == "off" {
+            return None;
+        }
+        Some(c.duration(&format!("forward[{index}].{}", self.key), value, self.bounds.0, self.bounds.1))
+    }
 }
 
 /// A `wsl_companion` URL: `http://ADDRESS:PORT` with an IP address (or `localhost`) and no path, so no name is

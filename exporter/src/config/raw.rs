@@ -253,23 +253,17 @@ pub(super) struct RawForward {
     pub(super) ca_file: Option<String>,
     #[serde(default = "default_health_path")]
     pub(super) health_path: String,
-    #[serde(default = "default_syn_interval")]
-    pub(super) syn_interval: String,
-    #[serde(default = "default_first_byte_interval")]
-    pub(super) first_byte_interval: String,
-    #[serde(default = "default_readiness_interval")]
-    pub(super) readiness_interval: String,
+    /// The per-forward intervals and the timeout, as written (unset: `None`); their defaults, bounds and typed
+    /// fields are one table, `config::forwards::INTERVALS`.
+    pub(super) syn_interval: Option<String>,
+    pub(super) first_byte_interval: Option<String>,
+    pub(super) readiness_interval: Option<String>,
     /// A duration or `off`; unset: [`WS_HANDSHAKE_WITH_TOKEN`] when the auth probe covers the forward,
     /// else [`WS_HANDSHAKE_WITHOUT_TOKEN`].
     pub(super) ws_handshake_interval: Option<String>,
-    /// A duration or `off`: how often this user's ssh processes are checked for orphans of this forward.
-    #[serde(default = "default_hygiene_interval")]
-    pub(super) hygiene_interval: String,
-    /// A duration or `off`: how often `GET /` through the forward checks the gateway's Control UI.
-    #[serde(default = "default_control_ui_interval")]
-    pub(super) control_ui_interval: String,
-    #[serde(default = "default_timeout")]
-    pub(super) timeout: String,
+    pub(super) hygiene_interval: Option<String>,
+    pub(super) control_ui_interval: Option<String>,
+    pub(super) timeout: Option<String>,
     pub(super) ssh_host: Option<String>,
     pub(super) jump_host: Option<String>,
     #[serde(default = "default_remote")]
@@ -288,31 +282,9 @@ pub(super) fn default_remote() -> String {
 pub(super) fn default_health_path() -> String {
     "/healthz".into()
 }
-pub(super) fn default_syn_interval() -> String {
-    "1s".into()
-}
-pub(super) fn default_readiness_interval() -> String {
-    "15s".into()
-}
-/// Orphans outlive the session that made them by hours; half a minute finds one long before its alert's
-/// 10 minutes and reads the process table twice a minute (one read serves every forward).
-pub(super) fn default_hygiene_interval() -> String {
-    "30s".into()
-}
-/// The Control UI breaks apart from /healthz (a gateway upgraded without its built UI assets) and is opened
-/// by hand, not every few seconds: once a minute finds it long before a user does, at one page read.
-pub(super) fn default_control_ui_interval() -> String {
-    "1m".into()
-}
 /// The WebSocket handshake probe's interval when it completes a `connect` with the auth probe's token: the
 /// gateway logs nothing for it (measured on 2026.9.6).
 pub(super) const WS_HANDSHAKE_WITH_TOKEN: &str = "60s";
 /// Without a token the probe closes before `connect`, and the gateway logs one warning per handshake
 /// ("closed before connect"): every 5 minutes is 288 lines a day, not 1,440.
 pub(super) const WS_HANDSHAKE_WITHOUT_TOKEN: &str = "5m";
-pub(super) fn default_first_byte_interval() -> String {
-    "5s".into()
-}
-pub(super) fn default_timeout() -> String {
-    "3s".into()
-}
