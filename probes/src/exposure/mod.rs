@@ -20,7 +20,7 @@ use std::time::Duration;
 pub use endpoint::Endpoint;
 
 /// The port to inspect, and what the last read found out about its holders.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Target {
     /// The gateway's port, e.g. 18789.
     pub port: u16,
@@ -29,12 +29,15 @@ pub struct Target {
     pub docker_socket: Option<PathBuf>,
     /// The holders last read, by the listeners they were read for: a process walk only when those change.
     remembered: Option<(Vec<SocketAddr>, Vec<endpoint::Holder>)>,
+    /// A holder lookup still running (for these listeners), started by an earlier read that could not wait for
+    /// it: taken up by the next read rather than started again.
+    pending: Option<(Vec<SocketAddr>, tokio::task::JoinHandle<Vec<endpoint::Holder>>)>,
 }
 
 impl Target {
     /// A target for `port`, naming containers through `docker_socket` when given.
     pub fn new(port: u16, docker_socket: Option<PathBuf>) -> Target {
-        Target { port, docker_socket, remembered: None }
+        Target { port, docker_socket, remembered: None, pending: None }
     }
 }
 
@@ -182,14 +185,9 @@ impl crate::Probe for Target {
     async fn probe(&mut self, timeout: Duration) -> Outcome {
         let started = tokio::time::Instant::now();
         let port = self.port;
-        let remembered = self.remembered.clone();
         let lookup = tokio::task::spawn_blocking(move || {
             let mut exposure = listeners_on(port)?;
             exposure.listeners.sort();
-            exposure.holders = match remembered {
-                Some((listeners, holders)) if listeners == exposure.listeners => holders,
-                _ => endpoint::holders_of(&exposure.listeners),
-            };
             Ok(exposure)
         });
         let mut exposure: Exposure = match tokio::time::timeout(timeout, lookup).await {
@@ -197,10 +195,10 @@ impl crate::Probe for Target {
             Ok(Err(err)) => return Err(Failure::Unreadable(err.to_string())),
             Err(_) => return Err(Failure::Timeout),
         };
-        // A holder read as gone (it closed between the table and the walk) is read again next time.
-        let settled = exposure.holders.iter().all(|h| h.process.is_some());
-        self.remembered = settled.then(|| (exposure.listeners.clone(), exposure.holders.clone()));
         let left = |cap: Duration| timeout.saturating_sub(started.elapsed()).min(cap);
+        // The listeners are the red line and are already read; naming their holders may walk every process
+        // (slow where the OS is: under wine it took seconds), so it never costs the read its exposure.
+        exposure.holders = self.holders(&exposure.listeners, left(timeout)).await;
         if exposure.listeners.is_empty() {
             exposure.answers_without_listener = answers(port, left(Duration::from_secs(1))).await;
         }
@@ -212,6 +210,50 @@ impl crate::Probe for Target {
         }
         Ok(exposure)
     }
+}
+
+impl Target {
+    /// The holders of `listeners`: remembered while the listeners are the same; else looked up on the
+    /// blocking pool, waited for at most `wait` (a lookup not done by then is taken up by the next read, and
+    /// its listeners' holders are unknown this time).
+    async fn holders(&mut self, listeners: &[SocketAddr], wait: Duration) -> Vec<endpoint::Holder> {
+        if let Some((read_for, holders)) = &self.remembered {
+            if read_for == listeners {
+                return holders.clone();
+            }
+        }
+        let mut running = match self.pending.take() {
+            Some((read_for, handle)) if read_for == listeners => handle,
+            _ => {
+                let owned = listeners.to_vec();
+                tokio::task::spawn_blocking(move || endpoint::holders_of(&owned))
+            }
+        };
+        match tokio::time::timeout(wait, &mut running).await {
+            Ok(Ok(holders)) => {
+                // A holder read as gone (it closed between the table and the walk) is read again next time.
+                if holders.iter().all(|h| h.process.is_some()) {
+                    self.remembered = Some((listeners.to_vec(), holders.clone()));
+                }
+                holders
+            }
+            Ok(Err(join_error)) => unknown_holders(listeners, &format!("the holder lookup failed: {join_error}")),
+            Err(_) => {
+                self.pending = Some((listeners.to_vec(), running));
+                unknown_holders(listeners, "the holder lookup did not finish in time; it goes on for the next read")
+            }
+        }
+    }
+}
+
+/// Each distinct listener with its holder unknown, for `why`.
+fn unknown_holders(listeners: &[SocketAddr], why: &str) -> Vec<endpoint::Holder> {
+    let mut distinct = listeners.to_vec();
+    distinct.dedup();
+    distinct
+        .into_iter()
+        .map(|addr| endpoint::Holder { addr, process: None, unreadable: Some(why.to_owned()) })
+        .collect()
 }
 
 /// Whether a connect to 127.0.0.1:`port` is accepted within `timeout` (closed at once, with RST): a port with
