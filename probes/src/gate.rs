@@ -72,7 +72,7 @@ pub struct CredentialGate {
 #[derive(Debug, Clone)]
 enum Kind {
     /// A local listener: its owner must be our user's ssh (or a name in `also_trusted`).
-    Owner { target: ssh_session::Target, also_trusted: Vec<String> },
+    Owner { target: Box<ssh_session::Target>, also_trusted: Vec<String> },
     /// A direct route.
     Direct(Route),
 }
@@ -80,7 +80,7 @@ enum Kind {
 impl CredentialGate {
     /// A gate for the listener `target` looks up, trusting ssh clients and `also_trusted` of this user.
     pub fn owner(target: ssh_session::Target, also_trusted: Vec<String>) -> CredentialGate {
-        CredentialGate { kind: Kind::Owner { target, also_trusted } }
+        CredentialGate { kind: Kind::Owner { target: Box::new(target), also_trusted } }
     }
 
     /// The gate of `route`: for a `local` one, the owner lookup `session` makes (sharing its index); for a
@@ -108,7 +108,7 @@ impl CredentialGate {
     pub async fn check(&mut self, timeout: Duration) -> Clearance {
         match &mut self.kind {
             Kind::Owner { target, also_trusted } => {
-                let outcome = crate::Probe::probe(target, timeout).await;
+                let outcome = crate::Probe::probe(target.as_mut(), timeout).await;
                 match outcome.trust(also_trusted) {
                     Trust::Ours(_) => Clearance::Cleared,
                     Trust::NotOurs(why) => Withholding::withheld(outcome.verdict(), why),

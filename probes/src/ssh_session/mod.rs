@@ -93,6 +93,8 @@ pub struct Target {
     /// The companion exporter inside WSL2 that says whether its ssh owns this forward (`wsl_companion`), asked
     /// whenever this user's WSL relay holds the listener ([`wsl`]).
     pub wsl_companion: Option<SocketAddr>,
+    /// The WSL relay that held the companion's address last time (its steady state: one system call).
+    pub wsl_companion_holder: Option<Owner>,
 }
 
 /// How often the steady state reads every candidate listener of the port, not only the one that takes the
@@ -111,6 +113,7 @@ impl Target {
             index: OwnerIndex::default(),
             last_survey: None,
             wsl_companion: None,
+            wsl_companion_holder: None,
         }
     }
 
@@ -308,7 +311,7 @@ impl crate::Probe for Target {
             *companion = match self.wsl_companion {
                 Some(at) => {
                     let left = timeout.saturating_sub(started.elapsed());
-                    wsl::ask(at, self.addr.port(), self.lookup, left).await
+                    wsl::ask(at, self.addr.port(), self.lookup, &mut self.wsl_companion_holder, left).await
                 }
                 None => wsl::Companion::NotConfigured,
             };

@@ -116,12 +116,30 @@ pub fn judge_companion_status(body: &[u8], forward_port: u16) -> Companion {
 
 /// Ask the companion at `companion` about the forward on `forward_port`, within `timeout`: its address must be
 /// held by this user's WSL relay when it is a loopback one (a local listener of anyone else's could answer
-/// anything), then its `/api/status`, bounded by [`MAX_COMPANION_STATUS_BYTES`].
-pub async fn ask(companion: SocketAddr, forward_port: u16, lookup: Lookup, timeout: Duration) -> Companion {
+/// anything), then its `/api/status`, bounded by [`MAX_COMPANION_STATUS_BYTES`]. `holder` is the companion
+/// address's holder found last time: while it still holds the address, that check is one system call, as the
+/// forward's own steady state is (the relay is asked every round).
+pub async fn ask(
+    companion: SocketAddr,
+    forward_port: u16,
+    lookup: Lookup,
+    holder: &mut Option<super::Owner>,
+    timeout: Duration,
+) -> Companion {
     let deadline = tokio::time::Instant::now() + timeout;
     if companion.ip().is_loopback() {
-        let holder = tokio::task::spawn_blocking(move || super::holder_now(companion, lookup));
-        match tokio::time::timeout(timeout, holder).await {
+        let target = super::Target { lookup, last_owner: holder.take(), ..super::Target::new(companion) };
+        let found = tokio::task::spawn_blocking(move || {
+            if !target.lookup.available() {
+                return Outcome::Unsupported { detail: format!("the {} lookup runs on Linux only", lookup.as_str()) };
+            }
+            super::quick_lookup(&target).unwrap_or_else(|| super::full_lookup(&target))
+        });
+        let found = tokio::time::timeout(timeout, found).await;
+        if let Ok(Ok(outcome @ Outcome::WslRelay { .. })) = &found {
+            *holder = outcome.owner().cloned();
+        }
+        match found {
             Ok(Ok(Outcome::WslRelay { .. })) => {}
             Ok(Ok(Outcome::NoListener)) => {
                 return Companion::Unreachable(format!("nothing listens on {companion} (WSL stopped, or no relay)"))
