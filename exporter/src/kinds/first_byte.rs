@@ -2,7 +2,6 @@
 //! with the tunnel kind, [`super::uptime::first_bytes`]), its rows on the status page, and the doctor's step 4.
 
 use super::uptime::first_bytes::FirstByteRound;
-use super::uptime::status::Quantiles;
 use super::uptime::UptimeRecord;
 use crate::checkup::{ms, Checkup, DoctorStep, Verdict};
 use crate::config::Forward;
@@ -96,13 +95,13 @@ impl Adapter for FirstByteKind {
 /// Its rows on the status page (listed in `kinds::FORWARD_ROWS`): the gateway's last answer through the
 /// forward, then the first byte's quantiles.
 pub fn page_rows(forward: &ForwardStatus, _now: f64) -> String {
-    let quantiles: Quantiles = forward.get("first_byte_seconds").unwrap_or_default();
-    let last: Option<String> = forward.get("last_first_byte");
+    let uptime = forward.part::<crate::kinds::uptime::status::UptimeStatus>();
+    let (quantiles, last) = (&uptime.first_byte_seconds, uptime.last_first_byte.as_deref());
     format!(
         "<tr><th>Gateway</th><td class=\"gateway\">{}</td><td class=\"muted\">{}</td></tr>\
          <tr><th>First byte</th><td>p50 {}</td><td class=\"muted\">p99 {} · {} samples</td></tr>",
-        state_badge(forward.get("gateway_up"), "answers", "down"),
-        esc(last.as_deref().unwrap_or("no probe yet")),
+        state_badge(uptime.gateway_up, "answers", "down"),
+        esc(last.unwrap_or("no probe yet")),
         seconds(quantiles.p50),
         seconds(quantiles.p99),
         quantiles.count,
@@ -189,7 +188,10 @@ mod tests {
         // The status quantiles come from the auto-resizing hdrhistogram: 25 ms, beyond its initial range, must
         // read as 25 ms, not clamped.
         kind.handle(rounds.next().unwrap(), &answered(Duration::from_millis(25)));
-        let quantiles: Quantiles = recorder.status(SystemTime::now()).forwards[0].get("first_byte_seconds").unwrap();
+        let quantiles = recorder.status(SystemTime::now()).forwards[0]
+            .part::<crate::kinds::uptime::status::UptimeStatus>()
+            .first_byte_seconds
+            .clone();
         let (p50, max) = (quantiles.p50.unwrap(), quantiles.max.unwrap());
         assert!((p50 - 0.002).abs() < 0.000_01 && (max - 0.025).abs() < 0.000_05, "{quantiles:?}");
     }

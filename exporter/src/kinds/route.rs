@@ -11,7 +11,7 @@ use probes::direct;
 use probes::route::{DialFailure, Route, Transport};
 
 use super::uptime::rounds::TunnelRound;
-use super::uptime::status::{CertificateStatus, RouteStatus};
+use super::uptime::status::CertificateStatus;
 use super::uptime::UptimeRecord;
 use crate::checkup::{ms, Check, Checkup, Verdict};
 use crate::config::{Forward, RouteConfig};
@@ -97,7 +97,8 @@ impl Adapter for DirectRoundKind {
 /// The route's row on the status page (the first of a forward's rows): the road, and a `wss://` route's
 /// certificate.
 pub fn page_row(forward: &ForwardStatus, now: f64) -> String {
-    let Some(route) = forward.get::<RouteStatus>("route") else { return String::new() };
+    let uptime = forward.part::<super::uptime::status::UptimeStatus>();
+    let Some(route) = uptime.route.as_ref() else { return String::new() };
     let transport = esc(&route.transport);
     let badge = format!("<span class=\"badge\">{transport}</span>");
     let mut said = match route.transport.as_str() {
@@ -265,7 +266,7 @@ mod tests {
     use super::*;
 
     fn status(route: serde_json::Value) -> ForwardStatus {
-        ForwardStatus { forward: "gw".into(), kinds: [("route".to_owned(), route)].into_iter().collect() }
+        ForwardStatus::new("gw".into(), [("route".to_owned(), route)].into_iter().collect())
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The status report: what `/api/status` serves and the status page renders, one value for both: the
 //! exporter's version and time, each forward's entry (its name and every kind's keys), the timeline, and the
-//! kinds' keys that belong to no forward. The kinds read their keys back typed ([`ForwardStatus::get`]).
+//! kinds' keys that belong to no forward. The kinds read their keys back typed ([`ForwardStatus::part`]).
 
 use std::time::SystemTime;
 
@@ -34,12 +34,49 @@ pub struct ForwardStatus {
     /// The status of every kind, each under its keys.
     #[serde(flatten)]
     pub kinds: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The kinds' typed parts, each read once ([`ForwardStatus::part`]).
+    #[serde(skip)]
+    parts: Parts,
+}
+
+/// The typed parts read from a forward's keys so far, by type: a page's rows share one read.
+#[derive(Default)]
+struct Parts(std::sync::Mutex<Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>>);
+
+impl Clone for Parts {
+    /// A copy reads its parts afresh.
+    fn clone(&self) -> Self {
+        Parts::default()
+    }
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Parts")
+    }
 }
 
 impl ForwardStatus {
-    /// The value under `key`, read as a `T` (none when the key is absent or holds something else).
-    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
-        self.kinds.get(key).and_then(|value| T::deserialize(value).ok())
+    /// A forward's entry: its name and every kind's keys.
+    pub fn new(forward: String, kinds: std::collections::BTreeMap<String, serde_json::Value>) -> ForwardStatus {
+        ForwardStatus { forward, kinds, parts: Parts::default() }
+    }
+
+    /// A kind's whole typed status, read from the keys its type names (the type the kind's record writes them
+    /// from, its missing keys at their defaults), once per entry: every page row of the kind shares the read.
+    pub fn part<T>(&self) -> std::sync::Arc<T>
+    where
+        T: serde::de::DeserializeOwned + Default + Send + Sync + 'static,
+    {
+        let mut parts = self.parts.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(part) = parts.iter().find_map(|part| part.clone().downcast::<T>().ok()) {
+            return part;
+        }
+        let entries = self.kinds.iter().map(|(key, value)| (key.as_str(), value));
+        let read = T::deserialize(serde::de::value::MapDeserializer::<_, serde_json::Error>::new(entries));
+        let part = std::sync::Arc::new(read.unwrap_or_default());
+        parts.push(part.clone());
+        part
     }
 }
 
@@ -55,7 +92,7 @@ impl Recorder {
             .into_iter()
             .map(|forward| {
                 let kinds = self.kind_records.forward_status(&forward, at);
-                ForwardStatus { forward, kinds }
+                ForwardStatus::new(forward, kinds)
             })
             .collect();
         StatusReport {

@@ -4,7 +4,7 @@
 
 use super::uptime::ledger::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
 use super::uptime::rounds::TunnelRound;
-use super::uptime::status::{ResumeStatus, SessionStatus, SynStatus};
+use super::uptime::status::UptimeStatus;
 use super::uptime::UptimeRecord;
 use crate::config::{Config, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
@@ -197,7 +197,7 @@ impl Adapter for TunnelKind {
 
 /// Whether the forward's road has no ssh (a `ws://` or `wss://` route): its ssh rows say so.
 fn without_ssh(forward: &ForwardStatus) -> bool {
-    forward.get::<super::uptime::status::RouteStatus>("route").is_some_and(|route| route.transport != "ssh")
+    forward.part::<UptimeStatus>().route.as_ref().is_some_and(|route| route.transport != "ssh")
 }
 
 /// The listener's owner: ssh up (with its pid, user and parent) or what holds the port instead; a route
@@ -207,8 +207,8 @@ pub fn session_row(forward: &ForwardStatus, _now: f64) -> String {
         return "<tr><th>SSH session</th><td class=\"ssh\">–</td><td class=\"muted\">no ssh on this route</td></tr>"
             .to_owned();
     }
-    let session: Option<SessionStatus> = forward.get("ssh_session");
-    let session = session.as_ref();
+    let uptime = forward.part::<UptimeStatus>();
+    let session = uptime.ssh_session.as_ref();
     let session_state = session.map(|s| s.state.as_str());
     let companion = session.and_then(|s| s.wsl_companion.as_ref());
     let session_badge = match session_state {
@@ -242,7 +242,7 @@ pub fn session_row(forward: &ForwardStatus, _now: f64) -> String {
 
 /// The SYN probe's last answer and counts (a direct route's connects to the gateway).
 pub fn syn_row(forward: &ForwardStatus, _now: f64) -> String {
-    let syn: SynStatus = forward.get("syn").unwrap_or_default();
+    let syn = &forward.part::<UptimeStatus>().syn;
     let (name, failed) = if without_ssh(forward) { ("Connect", "fails") } else { ("SYN", "refused") };
     format!(
         "<tr><th>{name}</th><td class=\"syn\">{}</td><td class=\"muted\">{} of {} connects succeeded</td></tr>",
@@ -254,17 +254,19 @@ pub fn syn_row(forward: &ForwardStatus, _now: f64) -> String {
 
 /// The last completed five-minute bucket's uptime and the time unobserved.
 pub fn uptime_row(forward: &ForwardStatus, _now: f64) -> String {
+    let uptime = forward.part::<UptimeStatus>();
     format!(
         "<tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr>",
-        forward.get::<f64>("uptime_ratio_last_bucket").map_or("–".into(), |r| format!("{:.2}%", r * 100.0)),
-        seconds(Some(forward.get("unobserved_seconds").unwrap_or(0.0))),
+        uptime.uptime_ratio_last_bucket.map_or("–".into(), |r| format!("{:.2}%", r * 100.0)),
+        seconds(Some(uptime.unobserved_seconds)),
     )
 }
 
 /// The last wake's row: how long after the first round after a gap (a sleep, a stall) the first byte through
 /// the forward worked again.
 pub fn resume_row(forward: &ForwardStatus, now: f64) -> String {
-    let Some(resume) = forward.get::<ResumeStatus>("last_resume") else { return String::new() };
+    let uptime = forward.part::<UptimeStatus>();
+    let Some(resume) = uptime.last_resume.as_ref() else { return String::new() };
     let (badge, text) = if resume.usable {
         (
             state_badge(Some(resume.seconds <= 60.0), "quick", "slow"),
@@ -290,8 +292,8 @@ pub fn strip_and_chart(forward: &ForwardStatus, now: f64) -> String {
     let current_bucket = now / BUCKET_SECONDS * BUCKET_SECONDS;
     let first_bucket = current_bucket.saturating_sub((BUCKETS_KEPT as u64 - 1) * BUCKET_SECONDS);
     let mut html = String::new();
-    let buckets: Vec<Bucket> = forward.get("buckets").unwrap_or_default();
-    let buckets = &buckets;
+    let uptime = forward.part::<UptimeStatus>();
+    let buckets = &uptime.buckets;
     html.push_str("<div class=\"strip\" title=\"last 24 hours, five-minute buckets\">");
     let mut start = first_bucket;
     while start <= current_bucket {

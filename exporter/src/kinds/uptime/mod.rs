@@ -327,7 +327,7 @@ pub(crate) mod tests {
         restarted.restore_kinds(&saved);
         let report = restarted.status(t0 + Duration::from_secs(700));
         assert_eq!(report.forwards[0].kinds["buckets"], *buckets);
-        assert_eq!(report.forwards[0].get::<f64>("uptime_ratio_last_bucket"), Some(0.0));
+        assert_eq!(report.forwards[0].part::<status::UptimeStatus>().uptime_ratio_last_bucket, Some(0.0));
 
         let (damaged, _) = tests::recorder();
         let not_buckets = serde_json::json!({ "forwards": { "mac": "not a list" } });

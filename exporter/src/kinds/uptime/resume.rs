@@ -102,7 +102,7 @@ mod tests {
         assert_eq!(sample(&text, "openclaw_tunnel_resume_seconds_bucket{forward=\"mac\",le=\"+Inf\"}"), Some(1.0));
         let status = recorder.status(SystemTime::now());
         let mac = status.forwards.iter().find(|f| f.forward == "mac").unwrap();
-        let last: ResumeStatus = mac.get("last_resume").unwrap();
+        let last = mac.part::<super::super::status::UptimeStatus>().last_resume.clone().unwrap();
         assert!(!last.usable && last.seconds > 600.0, "{last:?}");
     }
 }

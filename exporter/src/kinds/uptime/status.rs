@@ -17,8 +17,10 @@ use crate::record::tracked::Tracked;
 /// The state file's key for the buckets.
 const SAVED_KEY: &str = "forwards";
 
-/// A forward's uptime keys in its `/api/status` entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A forward's uptime keys in its `/api/status` entry: written by the record, and read back whole by the page
+/// rows of the kinds that keep it (`ForwardStatus::part`), so a key is named once, here.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UptimeStatus {
     /// Its road to the gateway, and what a direct route's last round saw.
     #[serde(default)]
