@@ -2,7 +2,7 @@
 """Two builds of the exporter on one config and one stand-in gateway, at the same time: do they say the same
 things? A refactor must not change what users read (issue 31's constraint): the series a scrape holds (names and
 label sets; values move with time and are not compared), the shape of `/api/status` (every key, and the type of
-every value), and the doctor's `--json` report (each step's name, status and next step; its evidence with the
+every value), the status page's outline (its headings and rows, in order), and the doctor's `--json` report (each step's name, status and next step; its evidence with the
 figures masked), twice: on the exporter's config (its token is refused: it fails at step 7, with the refusal's
 reason) and on one whose token a second stand-in takes, so every layer passes (`doctor, all`).
 
@@ -102,6 +102,14 @@ def masked(text):
     return re.sub(r"\d+(\.\d+)?", "N", re.sub(r"\d+(\.\d+)? (µs|ms)", "T", text or ""))
 
 
+def page_outline(html):
+    """The status page's outline in order: each heading and each table row's first cell, figures masked (the
+    kinds' rows are put in the page's order by their places: a row that moved shows here)."""
+    cells = re.findall(r"<h2[^>]*>(.*?)</h2>|<tr[^>]*>\s*<t[dh][^>]*>(.*?)</t[dh]>", html)
+    outline = [masked(re.sub(r"<[^>]+>", "", heading or cell)) for heading, cell in cells]
+    return {(index, text) for index, text in enumerate(outline)}
+
+
 def walk_config(gateway_port):
     """Every layer passes: the stand-in trusted as the forward's owner, the ssh host its port, a gateway entry."""
     return (
@@ -164,12 +172,13 @@ def main():
         parts[name] = {
             "scrape": scrape,
             "/api/status": status,
+            "page": page_outline(get(ports[name], "/")),
             "doctor": set(steps) | {("exit", code)},
             "doctor, all": set(walk_steps) | {("exit", walk_code)},
         }
     failed = False
     print(f"{'part':<12} {'old':>6} {'new':>6} {'only old':>9} {'only new':>9}")
-    for part in ["scrape", "/api/status", "doctor", "doctor, all"]:
+    for part in ["scrape", "/api/status", "page", "doctor", "doctor, all"]:
         old, new = parts["old"][part], parts["new"][part]
         print(f"{part:<12} {len(old):>6} {len(new):>6} {len(old - new):>9} {len(new - old):>9}")
         for item in sorted(map(str, old - new))[:20]:

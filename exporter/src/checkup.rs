@@ -1,6 +1,6 @@
 //! What a kind declares for the doctor: its step (a layer of the self-rescue list, checked once, with a verdict,
 //! its evidence and the next thing to do) and its notes at another kind's layer. The kinds declare them
-//! ([`crate::kinds::DOCTOR`] lists them from the network up); the doctor walks that list, numbers the steps,
+//! (each at its [`Layer`]; [`list`] gathers them from the network up); the doctor walks that list, numbers the steps,
 //! stops explaining at the first failure and renders the report. It sits below `kinds` so every kind can name
 //! these types, and above `config`, which the steps read.
 
@@ -66,45 +66,109 @@ pub type Notes = for<'c, 'a> fn(&'c mut Checkup<'a>) -> Checking<'c, ()>;
 /// The gateway host's own check (a config with no forward): only the bind-exposure layer has one.
 pub type HostCheck = for<'c> fn(&'c Config) -> Checking<'c, Verdict>;
 
-/// One layer of the doctor's list, declared by the kind that measures it.
+/// A layer of the doctor's list, from the network up: a step's number is its layer's place here, so a
+/// failure's exit code (10 + it) is the doctor's API; a new layer goes where it belongs and the README says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Layer {
+    /// The ssh host answers (a direct route: the gateway's host resolves).
+    SshHost,
+    /// ssh owns the local forward (a direct route: the gateway's port accepts).
+    Session,
+    /// The local forward accepts (a direct route: TLS and the certificate).
+    Syn,
+    /// The gateway's first byte through the forward.
+    FirstByte,
+    /// The gateway started and ready.
+    Readiness,
+    /// The Control UI answers.
+    ControlUi,
+    /// The token is accepted and current.
+    Auth,
+    /// The gateway bound to loopback only.
+    Exposure,
+}
+
+/// What a kind declares for the doctor, each at its layer: its step, its notes at a layer, or a layer's check
+/// on a route without ssh. The registry gathers every kind's parts into the list ([`list`]).
+#[derive(Clone, Copy)]
+pub enum DoctorPart {
+    /// The layer's check, from the kind that measures it.
+    Step(Layer, DoctorStep),
+    /// Notes a kind adds at a layer (run before the layer's check, in the registry's order).
+    Notes(Layer, Notes),
+    /// The layer as a route without ssh (`ws://`, `wss://`) has it: its name and check, at the same place, so
+    /// the exit codes stay per layer.
+    OnDirectRoute(Layer, &'static str, Check),
+}
+
+/// A layer's check as a kind declares it.
 #[derive(Clone, Copy)]
 pub struct DoctorStep {
     /// What is checked, as the report names it.
     pub name: &'static str,
-    /// Notes other kinds add at this layer, run before the check, in order.
-    pub notes: &'static [Notes],
     /// The check.
     pub check: Check,
     /// The check a gateway host runs on its own (a config with `forward = []` and a `[[gateway]]`).
     pub on_gateway_host: Option<HostCheck>,
-    /// The layer as a route without ssh has it (`ws://`, `wss://`): its name and check, at the same place, so
-    /// the exit codes stay per layer; None when the step is the same on every route.
-    pub on_direct_route: Option<(&'static str, Check)>,
 }
 
 impl DoctorStep {
-    /// The step `name`, checked by `check`, with no notes and nothing on a gateway host.
+    /// The step `name`, checked by `check`, with nothing on a gateway host.
     pub const fn new(name: &'static str, check: Check) -> DoctorStep {
-        DoctorStep { name, notes: &[], check, on_gateway_host: None, on_direct_route: None }
+        DoctorStep { name, check, on_gateway_host: None }
     }
+}
 
-    /// This step with `notes` at its layer.
-    pub const fn with_notes(self, notes: &'static [Notes]) -> DoctorStep {
-        DoctorStep { notes, ..self }
-    }
+/// One step of the doctor's list: a layer's check with what other kinds declared at its layer.
+#[derive(Clone)]
+pub struct ListedStep {
+    /// The layer's check.
+    pub step: DoctorStep,
+    /// Notes other kinds add at this layer, run before the check, in order.
+    pub notes: Vec<Notes>,
+    /// The layer on a route without ssh; None when the step is the same on every route.
+    pub on_direct_route: Option<(&'static str, Check)>,
+}
 
-    /// This step, which a route without ssh checks as `name` by `check`.
-    pub const fn on_direct_route(self, name: &'static str, check: Check) -> DoctorStep {
-        DoctorStep { on_direct_route: Some((name, check)), ..self }
-    }
-
+impl ListedStep {
     /// The name and check this step has for `forward`'s route.
     pub fn for_forward(&self, forward: &Forward) -> (&'static str, Check) {
         match self.on_direct_route {
             Some(direct) if forward.local().is_none() => direct,
-            _ => (self.name, self.check),
+            _ => (self.step.name, self.step.check),
         }
     }
+}
+
+/// The doctor's list from the kinds' `parts`: one step per layer that has a check, in the layers' order, each
+/// with the notes and direct-route check declared at its layer (parts at a layer with no check are left out;
+/// the registry's unit test proves there are none, and that no layer has two checks).
+pub fn list<'p>(parts: impl IntoIterator<Item = &'p DoctorPart>) -> Vec<ListedStep> {
+    let parts: Vec<&DoctorPart> = parts.into_iter().collect();
+    let mut steps: Vec<(Layer, ListedStep)> = parts
+        .iter()
+        .filter_map(|part| match part {
+            DoctorPart::Step(layer, step) => {
+                Some((*layer, ListedStep { step: *step, notes: Vec::new(), on_direct_route: None }))
+            }
+            _ => None,
+        })
+        .collect();
+    steps.sort_by_key(|(layer, _)| *layer);
+    for part in parts {
+        let Some((_, listed)) = steps.iter_mut().find(|(layer, _)| match part {
+            DoctorPart::Step(..) => false,
+            DoctorPart::Notes(at, _) | DoctorPart::OnDirectRoute(at, ..) => at == layer,
+        }) else {
+            continue;
+        };
+        match part {
+            DoctorPart::Notes(_, notes) => listed.notes.push(*notes),
+            DoctorPart::OnDirectRoute(_, name, check) => listed.on_direct_route = Some((*name, *check)),
+            DoctorPart::Step(..) => {}
+        }
+    }
+    steps.into_iter().map(|(_, listed)| listed).collect()
 }
 
 /// What the steps of one forward's checkup share: what they check, what one step read for the next, and the

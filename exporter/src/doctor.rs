@@ -2,7 +2,7 @@
 //! each step with pass/fail, its evidence and the next thing to do. It stops explaining at the first failing
 //! layer: prove the tunnel alive before debugging the gateway.
 //!
-//! The steps are the kinds' ([`crate::kinds::DOCTOR`]: each layer's check from the kind that measures it, and
+//! The steps are the kinds' ([`crate::kinds::doctor`]: each layer's check from the kind that measures it, and
 //! the notes other kinds add there); this module walks them, numbers them and renders the report.
 //!
 //! Exit codes: 0 all passed; 11-18 the number of the first failing step plus 10; 2 a configuration error.
@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 pub use crate::checkup::Status;
-use crate::checkup::{Checkup, DoctorStep};
+use crate::checkup::{Checkup, ListedStep};
 use crate::config::{Config, Forward};
 use crate::kinds;
 
@@ -75,12 +75,12 @@ impl Report {
 
 /// Run every step for `forward`.
 pub async fn run(config: &Config, forward: &Forward) -> Report {
-    walk(kinds::DOCTOR, Checkup::new(config, forward)).await
+    walk(kinds::doctor(), Checkup::new(config, forward)).await
 }
 
 /// Walk `list` for the checkup's forward: each step's notes, then its check; after a failure, the steps above
 /// it not checked; a failing step's `next` behind what its notes said must come first.
-async fn walk(list: &[DoctorStep], mut checkup: Checkup<'_>) -> Report {
+async fn walk(list: &[ListedStep], mut checkup: Checkup<'_>) -> Report {
     let forward = checkup.forward;
     let mut steps = Vec::new();
     let mut failed = false;
@@ -98,7 +98,7 @@ async fn walk(list: &[DoctorStep], mut checkup: Checkup<'_>) -> Report {
             });
             continue;
         }
-        for add_notes in step.notes {
+        for add_notes in &step.notes {
             add_notes(&mut checkup).await;
         }
         let verdict = check(&mut checkup).await;
@@ -117,12 +117,12 @@ async fn walk(list: &[DoctorStep], mut checkup: Checkup<'_>) -> Report {
 /// check on its own (the bind exposure), numbered as in a forward's list.
 pub async fn run_gateway_host(config: &Config) -> Report {
     let mut steps = Vec::new();
-    for (index, step) in kinds::DOCTOR.iter().enumerate() {
-        if let Some(check) = step.on_gateway_host {
+    for (index, listed) in kinds::doctor().iter().enumerate() {
+        if let Some(check) = listed.step.on_gateway_host {
             let verdict = check(config).await;
             steps.push(Step {
                 number: index as u8 + 1,
-                name: step.name,
+                name: listed.step.name,
                 status: verdict.status,
                 evidence: verdict.evidence,
                 next: verdict.next,
@@ -136,7 +136,7 @@ pub async fn run_gateway_host(config: &Config) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkup::{Notes, Verdict};
+    use crate::checkup::{self, DoctorPart, DoctorStep, Layer, Notes, Verdict};
 
     const ORPHANS: Notes = |c| {
         c.notes.push("an orphan".into());
@@ -144,14 +144,28 @@ mod tests {
         Box::pin(std::future::ready(()))
     };
 
-    fn list() -> [DoctorStep; 4] {
-        [
-            DoctorStep::new("passes", |_| Box::pin(async { Verdict::pass("fine".into()) })).with_notes(&[ORPHANS]),
-            DoctorStep::new("skipped", |_| Box::pin(async { Verdict::skipped("nothing here".into()) })),
-            DoctorStep::new("fails", |_| Box::pin(async { Verdict::fail("broken".into(), "fix it") }))
-                .with_notes(&[ORPHANS]),
-            DoctorStep::new("above", |_| Box::pin(async { Verdict::pass("never run".into()) })),
-        ]
+    /// Four layers declared out of order, with notes at two of them: the list puts them in the layers' order.
+    fn list() -> Vec<ListedStep> {
+        checkup::list(&[
+            DoctorPart::Step(
+                Layer::Readiness,
+                DoctorStep::new("above", |_| Box::pin(async { Verdict::pass("never run".into()) })),
+            ),
+            DoctorPart::Notes(Layer::SshHost, ORPHANS),
+            DoctorPart::Step(
+                Layer::SshHost,
+                DoctorStep::new("passes", |_| Box::pin(async { Verdict::pass("fine".into()) })),
+            ),
+            DoctorPart::Step(
+                Layer::Session,
+                DoctorStep::new("skipped", |_| Box::pin(async { Verdict::skipped("nothing here".into()) })),
+            ),
+            DoctorPart::Step(
+                Layer::Syn,
+                DoctorStep::new("fails", |_| Box::pin(async { Verdict::fail("broken".into(), "fix it") })),
+            ),
+            DoctorPart::Notes(Layer::Syn, ORPHANS),
+        ])
     }
 
     #[tokio::test]
@@ -176,7 +190,7 @@ mod tests {
 
     #[test]
     fn the_kinds_list_keeps_the_layers_numbered_as_the_exit_codes_say() {
-        let names: Vec<_> = kinds::DOCTOR.iter().map(|step| step.name).collect();
+        let names: Vec<_> = kinds::doctor().iter().map(|listed| listed.step.name).collect();
         assert_eq!(
             names,
             [
@@ -191,7 +205,8 @@ mod tests {
             ],
             "the doctor's exit codes (10 + a step's number) are its API: a new layer goes where it belongs and the README says so"
         );
-        let host_steps: Vec<_> = kinds::DOCTOR.iter().filter(|step| step.on_gateway_host.is_some()).collect();
+        let host_steps: Vec<_> =
+            kinds::doctor().iter().filter(|listed| listed.step.on_gateway_host.is_some()).collect();
         assert_eq!(host_steps.len(), 1, "a gateway host checks the bind exposure alone");
     }
 }

@@ -3,7 +3,7 @@
 //! without its built UI assets answers health and 404s the page), and the doctor's step 6 only sees it when
 //! someone runs the doctor. Everything the rest of the exporter needs from it is declared here: its families
 //! and status ([`ControlUiRecord`]) and its round ([`ControlUiKind`]), together in its registry entry
-//! ([`ControlUi`], in [`super::KINDS`]), and its status-page row ([`page_row`], in [`super::FORWARD_ROWS`]).
+//! ([`ControlUi`], in [`super::KINDS`]), and its status-page row (`page_row`, at `Row::ControlUi` in its entry's `PAGE`).
 //! Its config key is the forward's `control_ui_interval` (`config/raw.rs`: default 1 minute, `off` to skip).
 
 use std::collections::HashMap;
@@ -124,7 +124,7 @@ impl KindRecord for ControlUiRecord {
 }
 
 /// Its row in a forward's table on the status page, once it has run.
-pub fn page_row(forward: &ForwardStatus, _now: f64) -> String {
+fn page_row(forward: &ForwardStatus, _now: f64) -> String {
     let Some(status) = forward.kinds.get(STATUS_KEY).and_then(|value| ControlUiStatus::deserialize(value).ok()) else {
         return String::new();
     };
@@ -149,6 +149,9 @@ pub struct ControlUi;
 impl super::Kind for ControlUi {
     type Record = ControlUiRecord;
     const RECORD: crate::record::kinds::NewKindRecord = record;
+    const PAGE: &'static [super::PagePart] = &[super::PagePart::Row(super::Row::ControlUi, page_row)];
+    const DOCTOR: &'static [crate::checkup::DoctorPart] =
+        &[crate::checkup::DoctorPart::Step(crate::checkup::Layer::ControlUi, DOCTOR_STEP)];
 
     fn start(start: &mut super::Start<'_>, record: &Arc<ControlUiRecord>) {
         for forward in start.forwards() {
@@ -200,7 +203,7 @@ impl Adapter for ControlUiKind {
 }
 
 /// The doctor's step 6: `GET /` through the forward answers the Control UI's HTML.
-pub const DOCTOR_STEP: DoctorStep = DoctorStep::new("Control UI answers HTML", |c| Box::pin(doctor_check(c)));
+const DOCTOR_STEP: DoctorStep = DoctorStep::new("Control UI answers HTML", |c| Box::pin(doctor_check(c)));
 
 async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
     use probes::Probe;

@@ -92,7 +92,7 @@ impl Adapter for FirstByteKind {
     }
 }
 
-/// Its rows on the status page (listed in `kinds::FORWARD_ROWS`): the gateway's last answer through the
+/// Its rows on the status page (at `Row::FirstByte` in the tunnel's entry, `Uptime::PAGE`): the gateway's last answer through the
 /// forward, then the first byte's quantiles.
 pub fn page_rows(forward: &ForwardStatus, _now: f64) -> String {
     let uptime = forward.part::<crate::kinds::uptime::status::UptimeStatus>();

@@ -4,14 +4,15 @@
 //! ([`crate::checkup`]), and its record, its families and status ([`crate::record::kinds::KindRecord`]: tunnel
 //! and first byte keep [`uptime`] together, as the uptime ledger joins their rounds).
 //!
-//! The registry, which the rest walks without naming a kind: [`KINDS`], one entry per kind holding its record
-//! and its start together ([`Kind`]: the recorder is built with the records, registers their families and
-//! puts their status in `/api/status`; each generation runs every start, which decides from the configuration
-//! whether, and for what, the kind runs); [`FORWARD_ROWS`], [`FORWARD_SECTIONS`] and [`PAGE_SECTIONS`] their
-//! parts of the status page, in the page's order; [`DOCTOR`] their steps and notes in the doctor's list. What
-//! an entry takes and a start is given is [`start`]'s.
+//! The registry, which the rest walks without naming a kind: [`KINDS`], one entry per kind holding everything
+//! the kind declares ([`Kind`]: its record, its start, its parts of the status page and of the doctor's list,
+//! its timeline events). The recorder is built with the records, registers their families and puts their status
+//! in `/api/status`; each generation runs every start, which decides from the configuration whether, and for
+//! what, the kind runs; [`page`] puts the kinds' page parts in the page's order by their places ([`Row`],
+//! [`AfterTable`], [`Section`]), [`doctor`] their steps and notes by their layers ([`checkup::Layer`]). What an
+//! entry takes and a start is given is [`start`]'s.
 
-use crate::checkup::DoctorStep;
+use crate::checkup::{self, ListedStep};
 #[cfg(test)]
 use crate::config::Config;
 
@@ -30,7 +31,9 @@ pub mod tunnel;
 pub mod uptime;
 pub mod ws_handshake;
 
-pub use start::{prepare, tap_sink, Entry, Kind, PrepareError, Prepared, Start};
+pub use start::{
+    prepare, tap_sink, AfterTable, Entry, ForwardPart, Kind, PagePart, PrepareError, Prepared, Row, Section, Start,
+};
 
 /// Every kind, its record and its start in one entry ([`Kind`]): the recorder is built with their records (in
 /// this order: the order of their families on `/metrics`), and each generation starts every one of them.
@@ -59,60 +62,52 @@ pub fn start_all(start: &mut Start<'_>) {
     }
 }
 
-/// A kind's part of one forward on the status page, from the forward's status and the report's time: empty
-/// when it has nothing to show.
-pub type ForwardPart = fn(&crate::record::status::ForwardStatus, f64) -> String;
+/// The status page's parts, every kind's, each list in the page's order: a forward's rows, what follows its
+/// table, the sections after the forwards.
+pub struct Page {
+    /// The rows of each forward's table.
+    pub rows: Vec<ForwardPart>,
+    /// What follows each forward's table.
+    pub after_table: Vec<ForwardPart>,
+    /// The sections after the forwards.
+    pub sections: Vec<fn(&crate::record::status::StatusReport) -> String>,
+}
 
-/// The rows of a forward's table on the status page, in the page's order.
-pub const FORWARD_ROWS: &[ForwardPart] = &[
-    route::page_row,
-    tunnel::session_row,
-    ssh_hygiene::page_rows,
-    openclaw_cli_url::page_row,
-    auth::tap_rows,
-    tunnel::syn_row,
-    first_byte::page_rows,
-    ws_handshake::page_row,
-    auth::refusal_row,
-    tunnel::uptime_row,
-    tunnel::resume_row,
-    control_ui::page_row,
-];
+/// Every kind's parts of the status page ([`Kind::PAGE`]), put in the page's order by their places.
+pub fn page() -> &'static Page {
+    static PAGE: std::sync::LazyLock<Page> = std::sync::LazyLock::new(|| {
+        let parts = || KINDS.iter().flat_map(|entry| entry.page.iter().copied());
+        let mut rows: Vec<_> =
+            parts().filter_map(|p| if let PagePart::Row(at, f) = p { Some((at, f)) } else { None }).collect();
+        let mut after_table: Vec<_> =
+            parts().filter_map(|p| if let PagePart::AfterTable(at, f) = p { Some((at, f)) } else { None }).collect();
+        let mut sections: Vec<_> =
+            parts().filter_map(|p| if let PagePart::Section(at, f) = p { Some((at, f)) } else { None }).collect();
+        rows.sort_by_key(|(at, _)| *at);
+        after_table.sort_by_key(|(at, _)| *at);
+        sections.sort_by_key(|(at, _)| *at);
+        Page {
+            rows: rows.into_iter().map(|(_, f)| f).collect(),
+            after_table: after_table.into_iter().map(|(_, f)| f).collect(),
+            sections: sections.into_iter().map(|(_, f)| f).collect(),
+        }
+    });
+    &PAGE
+}
 
-/// What follows a forward's table on the status page: the day's strip and chart, the auth failures.
-pub const FORWARD_SECTIONS: &[ForwardPart] = &[tunnel::strip_and_chart, auth::failures_section];
+/// The words of the timeline event `name`, from the kind that writes it ([`Kind::TIMELINE`]).
+pub fn timeline_words(name: &str) -> Option<&'static str> {
+    KINDS.iter().flat_map(|entry| entry.timeline).find(|known| known.name == name).map(|known| known.words)
+}
 
-/// The page's sections after the forwards: the model hosts, the gateways' bind exposure.
-pub const PAGE_SECTIONS: &[fn(&crate::record::status::StatusReport) -> String] =
-    &[model_host::page_section, exposure::page_section];
-
-/// Every kind's timeline events, for the status page's words (each declared with the kind that writes it).
-pub const TIMELINE_EVENTS: &[crate::record::timeline::EventKind] = &[
-    uptime::TUNNEL_DOWN,
-    uptime::GATEWAY_DOWN,
-    exposure::EXPOSED,
-    uptime::ASLEEP,
-    uptime::SSH_RESTART,
-    readiness::GATEWAY_RESTART,
-    auth::TOKEN_ROTATION,
-];
-
-/// The doctor's self-rescue list, from the network up: each layer's check from the kind that measures it, with
-/// the notes other kinds add at that layer. A step's number is its place here (a failure's exit code is 10 + it).
-pub const DOCTOR: &[DoctorStep] = &[
-    tunnel::DOCTOR_SSH_HOST.on_direct_route(route::DOCTOR_RESOLVE.0, route::DOCTOR_RESOLVE.1),
-    tunnel::DOCTOR_SESSION
-        .with_notes(&[ssh_hygiene::DOCTOR_NOTES])
-        .on_direct_route(route::DOCTOR_CONNECT.0, route::DOCTOR_CONNECT.1),
-    tunnel::DOCTOR_SYN
-        .with_notes(&[openclaw_cli_url::DOCTOR_NOTES])
-        .on_direct_route(route::DOCTOR_TLS.0, route::DOCTOR_TLS.1),
-    first_byte::DOCTOR_STEP,
-    readiness::DOCTOR_STEP.with_notes(&[openclaw_cli_version::DOCTOR_NOTES]),
-    control_ui::DOCTOR_STEP,
-    auth::DOCTOR_STEP,
-    exposure::DOCTOR_STEP,
-];
+/// The doctor's self-rescue list, from the network up ([`checkup::Layer`]): each layer's check from the kind
+/// that measures it, with the notes other kinds add at that layer ([`Kind::DOCTOR`]). A step's number is its
+/// place here (a failure's exit code is 10 + it).
+pub fn doctor() -> &'static [ListedStep] {
+    static DOCTOR: std::sync::LazyLock<Vec<ListedStep>> =
+        std::sync::LazyLock::new(|| checkup::list(KINDS.iter().flat_map(|entry| entry.doctor)));
+    &DOCTOR
+}
 
 #[cfg(test)]
 mod tests {
@@ -130,6 +125,56 @@ mod tests {
             let alone = Recorder::with_kinds(&[entry.record], Vec::new());
             assert!((entry.held_by)(&alone), "KINDS[{index}]: its RECORD builds another kind's record");
         }
+    }
+
+    /// Every doctor part lands on a layer with one check, and the list keeps the layers' order: a note or a
+    /// direct route's check at a layer nobody checks would never run.
+    #[test]
+    fn every_doctor_part_lands_on_a_layer_with_exactly_one_check() {
+        use crate::checkup::{DoctorPart, Layer};
+        let parts: Vec<&DoctorPart> = KINDS.iter().flat_map(|entry| entry.doctor).collect();
+        let checked: Vec<Layer> =
+            parts.iter().filter_map(|p| if let DoctorPart::Step(at, _) = p { Some(*at) } else { None }).collect();
+        let mut unique = checked.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), checked.len(), "two kinds check the same layer: {checked:?}");
+        for part in &parts {
+            if let DoctorPart::Notes(at, _) | DoctorPart::OnDirectRoute(at, ..) = part {
+                assert!(checked.contains(at), "a part at {at:?}, which no kind checks");
+            }
+        }
+        let notes: usize = doctor().iter().map(|step| step.notes.len()).sum();
+        let declared = parts.iter().filter(|p| matches!(p, DoctorPart::Notes(..))).count();
+        assert_eq!(notes, declared, "every declared note is in the list");
+        assert_eq!(doctor().iter().filter(|step| step.on_direct_route.is_some()).count(), 3);
+    }
+
+    /// Every place on the page is taken by one kind at most, and every timeline event is declared once: two rows
+    /// at one place would be ordered by the registry's order, not the page's.
+    #[test]
+    fn every_page_place_and_timeline_event_is_declared_once() {
+        let parts: Vec<PagePart> = KINDS.iter().flat_map(|entry| entry.page.iter().copied()).collect();
+        let mut places: Vec<String> = parts
+            .iter()
+            .map(|part| match part {
+                PagePart::Row(at, _) => format!("{at:?}"),
+                PagePart::AfterTable(at, _) => format!("after {at:?}"),
+                PagePart::Section(at, _) => format!("section {at:?}"),
+            })
+            .collect();
+        let all = places.len();
+        places.sort();
+        places.dedup();
+        assert_eq!(places.len(), all, "{places:?}");
+        let page = page();
+        assert_eq!(page.rows.len() + page.after_table.len() + page.sections.len(), all);
+        let mut events: Vec<&str> = KINDS.iter().flat_map(|entry| entry.timeline).map(|event| event.name).collect();
+        let declared = events.len();
+        events.sort();
+        events.dedup();
+        assert_eq!(events.len(), declared, "{events:?}");
+        assert_eq!(timeline_words("tunnel_down"), Some(uptime::TUNNEL_DOWN.words));
     }
 
     /// Every kind starts on a recorder built from the registry, for a config with a forward, a gateway and a

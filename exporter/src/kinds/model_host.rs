@@ -203,6 +203,7 @@ pub struct ModelHosts;
 impl super::Kind for ModelHosts {
     type Record = ModelHostRecord;
     const RECORD: crate::record::kinds::NewKindRecord = record;
+    const PAGE: &'static [super::PagePart] = &[super::PagePart::Section(super::Section::ModelHosts, page_section)];
 
     fn start(start: &mut super::Start<'_>, record: &Arc<ModelHostRecord>) {
         for (host, target) in std::mem::take(&mut start.model_hosts) {
@@ -265,8 +266,8 @@ impl Adapter for ModelHostKind {
     }
 }
 
-/// Its section on the status page (listed in `kinds::PAGE_SECTIONS`).
-pub fn page_section(status: &StatusReport) -> String {
+/// Its section on the status page (at `Section::ModelHosts` in its entry's `PAGE`).
+fn page_section(status: &StatusReport) -> String {
     let hosts: Vec<ModelHostStatus> =
         status.kinds.get(STATUS_KEY).cloned().and_then(|value| serde_json::from_value(value).ok()).unwrap_or_default();
     model_hosts_section(&hosts)

@@ -142,6 +142,9 @@ pub struct CliUrl;
 impl super::Kind for CliUrl {
     type Record = OpenclawCliUrlRecord;
     const RECORD: crate::record::kinds::NewKindRecord = record;
+    const PAGE: &'static [super::PagePart] = &[super::PagePart::Row(super::Row::CliUrl, page_row)];
+    const DOCTOR: &'static [crate::checkup::DoctorPart] =
+        &[crate::checkup::DoctorPart::Notes(crate::checkup::Layer::Syn, DOCTOR_NOTES)];
 
     fn start(start: &mut super::Start<'_>, record: &Arc<OpenclawCliUrlRecord>) {
         let Some(interval) = start.config.scheduler.cli_url_interval.filter(|_| !start.config.forwards.is_empty())
@@ -231,8 +234,8 @@ impl Adapter for OpenclawCliUrlKind {
     }
 }
 
-/// Its row on the status page (listed in `kinds::FORWARD_ROWS`).
-pub fn page_row(forward: &ForwardStatus, _now: f64) -> String {
+/// Its row on the status page (at `Row::CliUrl` in its entry's `PAGE`).
+fn page_row(forward: &ForwardStatus, _now: f64) -> String {
     let status = forward.kinds.get(STATUS_KEY).cloned().and_then(|value| serde_json::from_value(value).ok());
     cli_url_row(status.as_ref())
 }
@@ -258,7 +261,7 @@ fn cli_url_row(cli_url: Option<&OpenclawCliUrlStatus>) -> String {
 
 /// Its note for the doctor's step 3 (`doctor`): whether the openclaw CLI on this machine talks to this forward: its URL read as the CLI reads it, judged
 /// against every configured forward. A note when it does not (localhost, another port, TLS, another forward).
-pub const DOCTOR_NOTES: Notes = |c| {
+const DOCTOR_NOTES: Notes = |c| {
     let notes = doctor_notes(c.config, c.forward);
     c.notes.extend(notes);
     Box::pin(std::future::ready(()))

@@ -87,6 +87,8 @@ pub struct CliVersion;
 impl super::Kind for CliVersion {
     type Record = OpenclawCliVersionRecord;
     const RECORD: crate::record::kinds::NewKindRecord = record;
+    const DOCTOR: &'static [crate::checkup::DoctorPart] =
+        &[crate::checkup::DoctorPart::Notes(crate::checkup::Layer::Readiness, DOCTOR_NOTES)];
 
     fn start(start: &mut super::Start<'_>, record: &Arc<OpenclawCliVersionRecord>) {
         if start.config.forwards.is_empty() {
@@ -143,7 +145,7 @@ impl Adapter for OpenclawCliVersionKind {
 
 /// Its note for the doctor's step 5: the openclaw CLI's version beside the gateway's, when they differ, and
 /// which one to upgrade.
-pub const DOCTOR_NOTES: Notes = |c| Box::pin(add_doctor_notes(c));
+const DOCTOR_NOTES: Notes = |c| Box::pin(add_doctor_notes(c));
 
 async fn add_doctor_notes(checkup: &mut Checkup<'_>) {
     let config = checkup.config;

@@ -240,6 +240,9 @@ pub struct GatewayReadiness;
 impl super::Kind for GatewayReadiness {
     type Record = ReadinessRecord;
     const RECORD: crate::record::kinds::NewKindRecord = record;
+    const DOCTOR: &'static [crate::checkup::DoctorPart] =
+        &[crate::checkup::DoctorPart::Step(crate::checkup::Layer::Readiness, DOCTOR_STEP)];
+    const TIMELINE: &'static [crate::record::timeline::EventKind] = &[GATEWAY_RESTART];
 
     fn start(start: &mut super::Start<'_>, record: &Arc<ReadinessRecord>) {
         for forward in start.forwards() {
@@ -326,7 +329,7 @@ impl Adapter for ReadinessKind {
 }
 
 /// The doctor's step 5: the gateway says it started and is ready.
-pub const DOCTOR_STEP: DoctorStep = DoctorStep::new("gateway started and ready", |c| Box::pin(doctor_check(c)));
+const DOCTOR_STEP: DoctorStep = DoctorStep::new("gateway started and ready", |c| Box::pin(doctor_check(c)));
 
 async fn doctor_check(checkup: &mut Checkup<'_>) -> Verdict {
     use probes::readiness::Startup;

@@ -174,6 +174,9 @@ pub struct SshHygiene;
 impl super::Kind for SshHygiene {
     type Record = HygieneRecord;
     const RECORD: crate::record::kinds::NewKindRecord = record;
+    const PAGE: &'static [super::PagePart] = &[super::PagePart::Row(super::Row::Hygiene, page_rows)];
+    const DOCTOR: &'static [crate::checkup::DoctorPart] =
+        &[crate::checkup::DoctorPart::Notes(crate::checkup::Layer::Session, DOCTOR_NOTES)];
 
     fn start(start: &mut super::Start<'_>, record: &Arc<HygieneRecord>) {
         for forward in start.forwards() {
@@ -296,10 +299,10 @@ impl Adapter for HygieneKind {
     }
 }
 
-// Its rows on the status page (listed in `kinds::FORWARD_ROWS`): orphans, then the owner's risky options.
+// Its rows on the status page (at `Row::Hygiene` in its entry's `PAGE`): orphans, then the owner's risky options.
 
 /// Its rows: each shown only when it has something to say.
-pub fn page_rows(forward: &ForwardStatus, now: f64) -> String {
+fn page_rows(forward: &ForwardStatus, now: f64) -> String {
     fn list<T: serde::de::DeserializeOwned>(forward: &ForwardStatus, key: &str) -> Option<Vec<T>> {
         forward.kinds.get(key).cloned().and_then(|value| serde_json::from_value(value).ok())
     }
@@ -361,7 +364,7 @@ const SLOW_DEAD_PATH: Duration = Duration::from_secs(45);
 /// the `~/.ssh/config` lines that fix it; its dead-path time when slow; this user's ssh clients that forward its
 /// address but do not own its listener, each with its age, command line and the command that ends it, and how
 /// to keep more from appearing. With orphans, the step's next action says to end them first.
-pub const DOCTOR_NOTES: Notes = |c| Box::pin(add_doctor_notes(c));
+const DOCTOR_NOTES: Notes = |c| Box::pin(add_doctor_notes(c));
 
 async fn add_doctor_notes(checkup: &mut Checkup<'_>) {
     let (notes, orphans_found) =

@@ -1,5 +1,6 @@
-//! What a kind's registry entry takes and what its start is given: [`Kind`] (a kind's record and its start,
-//! declared together), [`Entry`] (the two, erased to one type for [`super::KINDS`]), [`Start`] (the generation's
+//! What a kind's registry entry takes and what its start is given: [`Kind`] (a kind's record, its start, its
+//! parts of the status page ([`PagePart`] at a [`Row`], [`AfterTable`] or [`Section`]) and of the doctor's
+//! list, and its timeline events, declared together), [`Entry`] (the two, erased to one type for [`super::KINDS`]), [`Start`] (the generation's
 //! configuration, shared lookups and task set), [`prepare`] (what kinds load before a generation starts, so a
 //! start cannot fail) and [`tap_sink`] (where an auth tap puts what it sees). The registry ([`super`]) is the
 //! list alone.
@@ -14,9 +15,12 @@ use probes::ssh_session;
 use tokio::task::JoinSet;
 
 use super::{auth, model_host, tunnel};
+use crate::checkup::DoctorPart;
 use crate::config::{Config, Forward, ModelHost};
 use crate::driver::{drive, Adapter, TaskContext};
 use crate::record::kinds::{KindRecord, NewKindRecord};
+use crate::record::status::{ForwardStatus, StatusReport};
+use crate::record::timeline::EventKind;
 use crate::record::Recorder;
 
 /// A kind as the registry lists it: the record it keeps and how it starts, in one declaration, so neither can
@@ -28,6 +32,12 @@ pub trait Kind: 'static {
     const RECORD: NewKindRecord;
     /// Its tasks for the generation `start` begins (for each forward, gateway or model host it decides on).
     fn start(start: &mut Start<'_>, record: &Arc<Self::Record>);
+    /// Its parts of the status page, each at its place.
+    const PAGE: &'static [PagePart] = &[];
+    /// Its parts of the doctor's list, each at its layer.
+    const DOCTOR: &'static [DoctorPart] = &[];
+    /// The timeline events it writes, with their words for the page.
+    const TIMELINE: &'static [EventKind] = &[];
 }
 
 /// A [`Kind`] erased for the registry's list ([`super::KINDS`]).
@@ -41,12 +51,25 @@ pub struct Entry {
     /// the type its start takes), which is what makes `start`'s lookup sure.
     #[cfg_attr(not(test), allow(dead_code))]
     pub held_by: fn(&Recorder) -> bool,
+    /// Its parts of the status page.
+    pub page: &'static [PagePart],
+    /// Its parts of the doctor's list.
+    pub doctor: &'static [DoctorPart],
+    /// Its timeline events.
+    pub timeline: &'static [EventKind],
 }
 
 impl Entry {
     /// `K`'s entry.
     pub const fn of<K: Kind>() -> Entry {
-        Entry { record: K::RECORD, start: start_kind::<K>, held_by: holds::<K> }
+        Entry {
+            record: K::RECORD,
+            start: start_kind::<K>,
+            held_by: holds::<K>,
+            page: K::PAGE,
+            doctor: K::DOCTOR,
+            timeline: K::TIMELINE,
+        }
     }
 }
 
@@ -61,6 +84,68 @@ fn start_kind<K: Kind>(start: &mut Start<'_>) {
         panic!("the recorder is built from kinds::KINDS, which holds {}'s record", std::any::type_name::<K>())
     });
     K::start(start, &record);
+}
+
+/// A kind's part of one forward on the status page, from the forward's status and the report's time: empty
+/// when it has nothing to show.
+pub type ForwardPart = fn(&ForwardStatus, f64) -> String;
+
+/// A row's place in a forward's table, top to bottom: the page's order, whichever kind declares the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Row {
+    /// The route the forward takes.
+    Route,
+    /// The ssh session owning the forward.
+    Session,
+    /// The ssh options' and orphans' risks.
+    Hygiene,
+    /// The CLI's URL against the forward.
+    CliUrl,
+    /// The auth taps.
+    Tap,
+    /// The SYN to the forward.
+    Syn,
+    /// The gateway's first byte through it.
+    FirstByte,
+    /// The WebSocket handshake.
+    Handshake,
+    /// The last refusal.
+    Refusal,
+    /// The uptime.
+    Uptime,
+    /// The wait from wake to usable.
+    Resume,
+    /// The Control UI.
+    ControlUi,
+}
+
+/// What follows a forward's table, in the page's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AfterTable {
+    /// The day's strip and chart.
+    Day,
+    /// The auth failures.
+    AuthFailures,
+}
+
+/// A section of the page after every forward's, in the page's order (the timeline closes the page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    /// The model hosts.
+    ModelHosts,
+    /// The gateways' bind exposure.
+    Exposure,
+}
+
+/// A kind's part of the status page, at its place.
+#[derive(Clone, Copy)]
+pub enum PagePart {
+    /// A row of each forward's table.
+    Row(Row, ForwardPart),
+    /// What follows each forward's table.
+    AfterTable(AfterTable, ForwardPart),
+    /// A section after the forwards.
+    Section(Section, fn(&StatusReport) -> String),
 }
 
 /// What the kinds load before a generation starts ([`prepare`]), handed to their `start`: a start cannot fail,

@@ -122,6 +122,7 @@ pub struct WsHandshake;
 impl super::Kind for WsHandshake {
     type Record = WsHandshakeRecord;
     const RECORD: crate::record::kinds::NewKindRecord = record;
+    const PAGE: &'static [super::PagePart] = &[super::PagePart::Row(super::Row::Handshake, page_row)];
 
     fn start(start: &mut super::Start<'_>, record: &Arc<WsHandshakeRecord>) {
         for forward in start.forwards() {
@@ -252,8 +253,8 @@ impl Adapter for WsHandshakeKind {
     }
 }
 
-/// Its row on the status page (listed in `kinds::FORWARD_ROWS`): the last handshake in words.
-pub fn page_row(forward: &ForwardStatus, _now: f64) -> String {
+/// Its row on the status page (at `Row::Handshake` in its entry's `PAGE`): the last handshake in words.
+fn page_row(forward: &ForwardStatus, _now: f64) -> String {
     format!(
         "<tr><th>WebSocket</th><td colspan=\"2\" class=\"muted\">{}</td></tr>",
         esc(forward.kinds.get(STATUS_KEY).and_then(serde_json::Value::as_str).unwrap_or("no handshake probe yet"))

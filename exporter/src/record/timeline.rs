@@ -16,7 +16,7 @@ pub const MAX_EVENTS: usize = 500;
 pub const KEEP_SECONDS: f64 = 24.0 * 3600.0;
 
 /// A kind of timeline event, declared by the kind that writes it: its name (the `kind` of its entries in
-/// `/api/status`) and its words on the status page (listed for the page in `kinds::TIMELINE_EVENTS`).
+/// `/api/status`) and its words on the status page (the kind's entry lists it in `TIMELINE`, for the page: `kinds::timeline_words`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventKind {
     /// The `kind` value of its entries.

@@ -16,7 +16,7 @@ pub fn render(status: &StatusReport, refresh: Option<u32>) -> String {
     for forward in &status.forwards {
         forward_section(&mut html, forward, status.now);
     }
-    for section in kinds::PAGE_SECTIONS {
+    for section in &kinds::page().sections {
         html.push_str(&section(status));
     }
     timeline_section(&mut html, &status.timeline, status.now);
@@ -66,15 +66,15 @@ const STYLE_AND_TITLE: &str = concat!(
 );
 
 /// One forward's section: its table of rows and the sections after it, each kind's as the registry lists
-/// them ([`kinds::FORWARD_ROWS`], [`kinds::FORWARD_SECTIONS`]).
+/// them, in the page's order ([`kinds::page`]).
 fn forward_section(html: &mut String, forward: &ForwardStatus, now: f64) {
     let name = esc(&forward.forward);
     let _ = write!(html, "<section class=\"forward\" id=\"forward-{name}\"><h2>Forward {name}</h2><table>");
-    for row in kinds::FORWARD_ROWS {
+    for row in &kinds::page().rows {
         html.push_str(&row(forward, now));
     }
     html.push_str("</table>");
-    for section in kinds::FORWARD_SECTIONS {
+    for section in &kinds::page().after_table {
         html.push_str(&section(forward, now));
     }
     html.push_str("</section>");
@@ -96,8 +96,7 @@ fn timeline_section(html: &mut String, timeline: &[Event], now: f64) {
                 (true, None) => ("going on".to_owned(), human_duration(now - event.start)),
                 (false, _) => ("–".to_owned(), "–".to_owned()),
             };
-            let what =
-                kinds::TIMELINE_EVENTS.iter().find(|known| known.name == event.kind).map_or("change", |k| k.words);
+            let what = kinds::timeline_words(&event.kind).unwrap_or("change");
             let _ = write!(
                 html,
                 "<tr class=\"{}\"><td>{start}</td><td>{end}</td><td>{duration}</td><td>{what}</td><td>{}</td><td class=\"muted\">{}</td></tr>",

@@ -1,4 +1,4 @@
-//! The auth kind's step in the doctor's list (`kinds::DOCTOR`, step 7).
+//! The auth kind's step in the doctor's list (`Auth::DOCTOR`, at `Layer::Auth`: step 7).
 
 use crate::checkup::{Checkup, DoctorStep, Verdict};
 use crate::token_sources;

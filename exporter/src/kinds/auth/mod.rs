@@ -53,6 +53,14 @@ pub struct Auth;
 impl super::Kind for Auth {
     type Record = AuthRecord;
     const RECORD: crate::record::kinds::NewKindRecord = record;
+    const PAGE: &'static [super::PagePart] = &[
+        super::PagePart::Row(super::Row::Tap, tap_rows),
+        super::PagePart::Row(super::Row::Refusal, refusal_row),
+        super::PagePart::AfterTable(super::AfterTable::AuthFailures, failures_section),
+    ];
+    const DOCTOR: &'static [crate::checkup::DoctorPart] =
+        &[crate::checkup::DoctorPart::Step(crate::checkup::Layer::Auth, DOCTOR_STEP)];
+    const TIMELINE: &'static [crate::record::timeline::EventKind] = &[TOKEN_ROTATION];
 
     /// The auth probe of each forward it covers, and the token sources' own schedule whenever it covers one.
     fn start(start: &mut super::Start<'_>, record: &Arc<AuthRecord>) {
@@ -278,10 +286,10 @@ impl TokenSourcesWatch {
     }
 }
 
-// Its row and section on the status page (listed in `kinds::FORWARD_ROWS` and `kinds::FORWARD_SECTIONS`).
+// Its row and section on the status page (at their places in `Auth::PAGE`).
 
 /// The last refused connect's row: why the gateway refused, whose connect, how long ago, and the docs' fix.
-pub fn refusal_row(forward: &ForwardStatus, now: f64) -> String {
+fn refusal_row(forward: &ForwardStatus, now: f64) -> String {
     let refusal = forward.kinds.get(record::LAST_REFUSAL_KEY).and_then(|v| RefusalStatus::deserialize(v).ok());
     let Some(refusal) = refusal else { return String::new() };
     let whose = if refusal.channel == "ws" { "the CLI's connect" } else { "the handshake probe's connect" };
@@ -294,7 +302,7 @@ pub fn refusal_row(forward: &ForwardStatus, now: f64) -> String {
 }
 
 /// The auth failures by token revision, channel and code, when there are any.
-pub fn failures_section(forward: &ForwardStatus, _now: f64) -> String {
+fn failures_section(forward: &ForwardStatus, _now: f64) -> String {
     let mut html = String::new();
     let failures = forward
         .kinds

@@ -247,6 +247,10 @@ pub struct Exposure;
 impl super::Kind for Exposure {
     type Record = ExposureRecord;
     const RECORD: crate::record::kinds::NewKindRecord = record;
+    const PAGE: &'static [super::PagePart] = &[super::PagePart::Section(super::Section::Exposure, page_section)];
+    const DOCTOR: &'static [crate::checkup::DoctorPart] =
+        &[crate::checkup::DoctorPart::Step(crate::checkup::Layer::Exposure, DOCTOR_STEP)];
+    const TIMELINE: &'static [crate::record::timeline::EventKind] = &[EXPOSED];
 
     fn start(start: &mut super::Start<'_>, record: &Arc<ExposureRecord>) {
         for gateway in &start.config.gateways {
@@ -337,8 +341,8 @@ impl Adapter for ExposureKind {
     }
 }
 
-/// Its section on the status page (listed in `kinds::PAGE_SECTIONS`).
-pub fn page_section(status: &StatusReport) -> String {
+/// Its section on the status page (at `Section::Exposure` in its entry's `PAGE`).
+fn page_section(status: &StatusReport) -> String {
     let gateways: Vec<GatewayStatus> =
         status.kinds.get(STATUS_KEY).cloned().and_then(|value| serde_json::from_value(value).ok()).unwrap_or_default();
     exposure_section(&gateways)
@@ -380,9 +384,10 @@ fn exposure_section(gateways: &[GatewayStatus]) -> String {
 
 /// The doctor's step 8, the bind-exposure red line: every `[[gateway]]` listens only where the team allows. On
 /// the gateway host (no forward) it is the whole list.
-pub const DOCTOR_STEP: DoctorStep = DoctorStep {
+const DOCTOR_STEP: DoctorStep = DoctorStep {
+    name: "gateway bound to loopback only",
+    check: |c| Box::pin(loopback_only(c.config, c.timeout)),
     on_gateway_host: Some(|config| Box::pin(on_gateway_host(config))),
-    ..DoctorStep::new("gateway bound to loopback only", |c| Box::pin(loopback_only(c.config, c.timeout)))
 };
 
 /// The gateway host's check: within the shortest gateway interval, 3 s at most.

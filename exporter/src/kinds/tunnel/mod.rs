@@ -6,11 +6,12 @@ use super::uptime::ledger::{Bucket, BUCKETS_KEPT, BUCKET_SECONDS};
 use super::uptime::rounds::TunnelRound;
 use super::uptime::status::UptimeStatus;
 use super::uptime::UptimeRecord;
+use crate::checkup::{DoctorPart, Layer};
 use crate::config::{Config, Forward};
 use crate::driver::{Adapter, Round, Schedule, SpanFields};
 use crate::html::{esc, seconds, state_badge};
 use crate::record::status::ForwardStatus;
-use crate::record::timeline::human_duration;
+use crate::record::timeline::{human_duration, EventKind};
 use crate::record::Recorder;
 use probes::{ssh_session, syn, Label, Probe};
 
@@ -82,6 +83,26 @@ pub struct Uptime;
 impl super::Kind for Uptime {
     type Record = UptimeRecord;
     const RECORD: crate::record::kinds::NewKindRecord = super::uptime::record;
+    const PAGE: &'static [super::PagePart] = &[
+        super::PagePart::Row(super::Row::Route, super::route::page_row),
+        super::PagePart::Row(super::Row::Session, session_row),
+        super::PagePart::Row(super::Row::Syn, syn_row),
+        super::PagePart::Row(super::Row::FirstByte, super::first_byte::page_rows),
+        super::PagePart::Row(super::Row::Uptime, uptime_row),
+        super::PagePart::Row(super::Row::Resume, resume_row),
+        super::PagePart::AfterTable(super::AfterTable::Day, strip_and_chart),
+    ];
+    const DOCTOR: &'static [DoctorPart] = &[
+        DoctorPart::Step(Layer::SshHost, DOCTOR_SSH_HOST),
+        DoctorPart::OnDirectRoute(Layer::SshHost, super::route::DOCTOR_RESOLVE.0, super::route::DOCTOR_RESOLVE.1),
+        DoctorPart::Step(Layer::Session, DOCTOR_SESSION),
+        DoctorPart::OnDirectRoute(Layer::Session, super::route::DOCTOR_CONNECT.0, super::route::DOCTOR_CONNECT.1),
+        DoctorPart::Step(Layer::Syn, DOCTOR_SYN),
+        DoctorPart::OnDirectRoute(Layer::Syn, super::route::DOCTOR_TLS.0, super::route::DOCTOR_TLS.1),
+        DoctorPart::Step(Layer::FirstByte, super::first_byte::DOCTOR_STEP),
+    ];
+    const TIMELINE: &'static [EventKind] =
+        &[super::uptime::TUNNEL_DOWN, super::uptime::GATEWAY_DOWN, super::uptime::ASLEEP, super::uptime::SSH_RESTART];
 
     fn start(start: &mut super::Start<'_>, uptime: &Arc<UptimeRecord>) {
         for forward in start.forwards() {
@@ -193,7 +214,7 @@ impl Adapter for TunnelKind {
     }
 }
 
-// Its rows and section on the status page (listed in `kinds::FORWARD_ROWS` and `kinds::FORWARD_SECTIONS`).
+// Its rows and section on the status page (at their places in `Uptime::PAGE`).
 
 /// Whether the forward's road has no ssh (a `ws://` or `wss://` route): its ssh rows say so.
 fn without_ssh(forward: &ForwardStatus) -> bool {
@@ -202,7 +223,7 @@ fn without_ssh(forward: &ForwardStatus) -> bool {
 
 /// The listener's owner: ssh up (with its pid, user and parent) or what holds the port instead; a route
 /// without ssh says so.
-pub fn session_row(forward: &ForwardStatus, _now: f64) -> String {
+fn session_row(forward: &ForwardStatus, _now: f64) -> String {
     if without_ssh(forward) {
         return "<tr><th>SSH session</th><td class=\"ssh\">–</td><td class=\"muted\">no ssh on this route</td></tr>"
             .to_owned();
@@ -241,7 +262,7 @@ pub fn session_row(forward: &ForwardStatus, _now: f64) -> String {
 }
 
 /// The SYN probe's last answer and counts (a direct route's connects to the gateway).
-pub fn syn_row(forward: &ForwardStatus, _now: f64) -> String {
+fn syn_row(forward: &ForwardStatus, _now: f64) -> String {
     let syn = &forward.part::<UptimeStatus>().syn;
     let (name, failed) = if without_ssh(forward) { ("Connect", "fails") } else { ("SYN", "refused") };
     format!(
@@ -253,7 +274,7 @@ pub fn syn_row(forward: &ForwardStatus, _now: f64) -> String {
 }
 
 /// The last completed five-minute bucket's uptime and the time unobserved.
-pub fn uptime_row(forward: &ForwardStatus, _now: f64) -> String {
+fn uptime_row(forward: &ForwardStatus, _now: f64) -> String {
     let uptime = forward.part::<UptimeStatus>();
     format!(
         "<tr><th>Uptime</th><td>{}</td><td class=\"muted\">last completed 5-minute bucket · {} unobserved</td></tr>",
@@ -264,7 +285,7 @@ pub fn uptime_row(forward: &ForwardStatus, _now: f64) -> String {
 
 /// The last wake's row: how long after the first round after a gap (a sleep, a stall) the first byte through
 /// the forward worked again.
-pub fn resume_row(forward: &ForwardStatus, now: f64) -> String {
+fn resume_row(forward: &ForwardStatus, now: f64) -> String {
     let uptime = forward.part::<UptimeStatus>();
     let Some(resume) = uptime.last_resume.as_ref() else { return String::new() };
     let (badge, text) = if resume.usable {
@@ -287,7 +308,7 @@ pub fn resume_row(forward: &ForwardStatus, now: f64) -> String {
 }
 
 /// The last day's strip of five-minute buckets and the first-byte chart below it.
-pub fn strip_and_chart(forward: &ForwardStatus, now: f64) -> String {
+fn strip_and_chart(forward: &ForwardStatus, now: f64) -> String {
     let now = now as u64;
     let current_bucket = now / BUCKET_SECONDS * BUCKET_SECONDS;
     let first_bucket = current_bucket.saturating_sub((BUCKETS_KEPT as u64 - 1) * BUCKET_SECONDS);
