@@ -125,6 +125,9 @@ pub enum Engine {
     VictoriaMetrics,
     /// `prometheus --web.enable-remote-write-receiver`, with an out-of-order window for late batches.
     Prometheus,
+    /// The same with `--enable-feature=native-histograms`: it stores native histograms (remote write 1.0's
+    /// `histograms` field; Debian's 2.42 reads no 2.0).
+    PrometheusNativeHistograms,
 }
 
 impl Receiver {
@@ -155,7 +158,7 @@ impl Receiver {
                     .arg("-search.disableCache");
                 command
             }
-            Engine::Prometheus => {
+            Engine::Prometheus | Engine::PrometheusNativeHistograms => {
                 // Late batches (a laptop back online) arrive behind newer samples of other series: the
                 // out-of-order window takes them.
                 fs::write(
@@ -169,6 +172,9 @@ impl Receiver {
                     .arg(format!("--web.listen-address={}", self.addr))
                     .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
                     .arg("--web.enable-remote-write-receiver");
+                if self.engine == Engine::PrometheusNativeHistograms {
+                    command.arg("--enable-feature=native-histograms");
+                }
                 command
             }
         };
@@ -176,7 +182,7 @@ impl Receiver {
         self.proc = Some(Proc::spawn(&name, command.current_dir(dir)));
         let ready = match self.engine {
             Engine::VictoriaMetrics => "/health",
-            Engine::Prometheus => "/-/ready",
+            Engine::Prometheus | Engine::PrometheusNativeHistograms => "/-/ready",
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while ureq::get(format!("http://{}{ready}", self.addr)).call().is_err() {

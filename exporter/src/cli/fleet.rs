@@ -5,13 +5,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use prost::Message;
 
 use crate::config::Config;
 use crate::record::Recorder;
 use crate::remote_write::client::{Client, Endpoint};
 use crate::remote_write::proto;
+use crate::remote_write::wire::{self, Protocol, Wire};
+
+/// The wire the simulated laptops send in.
+const V1_CLASSIC: Wire = Wire { protocol: Protocol::V1, native: false };
 
 /// What one simulation did.
 #[derive(Debug, serde::Serialize)]
@@ -80,7 +83,9 @@ pub async fn simulate(config: &Config, fleet: &Fleet) -> Report {
         }
         Err(err) => tracing::warn!("simulate-fleet: the config's probes cannot start ({err}); sending its bare series"),
     }
-    let families = Arc::new(recorder.metric_families(SystemTime::now()));
+    let mut families = recorder.metric_families(SystemTime::now());
+    families.retain(|family| crate::remote_write::push::pushed(&family.name));
+    let families = Arc::new(families);
     let sample_round = proto::from_metric_families(&families, &[("laptop".to_owned(), "laptop-0000".to_owned())], 0);
     let series_per_round = sample_round.timeseries.len();
     let bytes_per_round = snap::raw::Encoder::new().compress_vec(&sample_round.encode_to_vec()).map_or(0, |b| b.len());
@@ -118,9 +123,11 @@ pub async fn simulate(config: &Config, fleet: &Fleet) -> Report {
                         request.encode(&mut body).expect("a Vec grows");
                     }
                     let Ok(compressed) = encoder.compress_vec(&body) else { continue };
+                    // As a laptop sends to a 1.0 receiver that stores no native histograms (VictoriaMetrics).
+                    let Ok(sent) = wire::body(&[compressed.as_slice()], V1_CLASSIC) else { continue };
                     requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    match client.send(Bytes::from(compressed), Duration::from_secs(30)).await {
-                        Ok(()) => {
+                    match client.send(sent.bytes, Protocol::V1, Duration::from_secs(30)).await {
+                        Ok(_) => {
                             samples.fetch_add(in_batch, std::sync::atomic::Ordering::Relaxed);
                         }
                         Err(err) => {

@@ -61,6 +61,20 @@ pub(super) struct RawRemoteWrite {
     pub(super) external_labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub(super) headers: std::collections::BTreeMap<String, String>,
+    #[serde(default = "default_auto")]
+    pub(super) protocol: String,
+    #[serde(default = "default_auto")]
+    pub(super) histograms: String,
+    #[serde(default = "default_batch_rounds")]
+    pub(super) batch_rounds: u32,
+}
+
+pub(super) fn default_batch_rounds() -> u32 {
+    4
+}
+
+pub(super) fn default_auto() -> String {
+    "auto".into()
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::checker::Checker;
 use super::raw::RawRemoteWrite;
-use super::RemoteWrite;
+use super::{HistogramChoice, ProtocolChoice, RemoteWrite};
 
 /// `[remote_write]`: every file named must exist; names and headers must be valid on the wire.
 pub(super) fn validate_remote_write(rw: RawRemoteWrite, state_file: Option<&Path>, c: &mut Checker<'_>) -> RemoteWrite {
@@ -97,6 +97,31 @@ pub(super) fn validate_remote_write(rw: RawRemoteWrite, state_file: Option<&Path
         client_cert,
         external_labels,
         headers,
+        // At most the sender's batch (240 rounds: `remote_write::MAX_BATCH_ROUNDS`).
+        batch_rounds: if (1..=240).contains(&rw.batch_rounds) {
+            rw.batch_rounds
+        } else {
+            c.problem("remote_write.batch_rounds", &rw.batch_rounds, "must be 1 to 240");
+            4
+        },
+        protocol: match rw.protocol.as_str() {
+            "1.0" => ProtocolChoice::V1,
+            "2.0" => ProtocolChoice::V2,
+            "auto" => ProtocolChoice::Auto,
+            other => {
+                c.problem("remote_write.protocol", &other, "must be \"1.0\", \"2.0\" or \"auto\"");
+                ProtocolChoice::Auto
+            }
+        },
+        histograms: match rw.histograms.as_str() {
+            "auto" => HistogramChoice::Auto,
+            "native" => HistogramChoice::Native,
+            "classic" => HistogramChoice::Classic,
+            other => {
+                c.problem("remote_write.histograms", &other, "must be \"auto\", \"native\" or \"classic\"");
+                HistogramChoice::Auto
+            }
+        },
     }
 }
 

@@ -129,6 +129,19 @@ where
     fn retain_subjects(&self, _: &Subjects) {}
 }
 
+impl<N, A> Registered for Counter<N, A>
+where
+    Counter<N, A>: prometheus_client::registry::Metric + Clone,
+{
+    type Metric = Counter<N, A>;
+
+    fn registered(&self) -> Self::Metric {
+        self.clone()
+    }
+
+    fn retain_subjects(&self, _: &Subjects) {}
+}
+
 label_sets! {
     /// `forward`.
     ForwardLabels { forward: String }
@@ -184,6 +197,8 @@ label_sets! {
     ListenerResultLabels { listener: &'static str, result: &'static str }
     /// `forward`, `result`.
     ForwardResultLabels { forward: String, result: &'static str }
+    /// `protocol` (1.0, 2.0), `histograms` (native, classic).
+    ProtocolLabels { protocol: &'static str, histograms: &'static str }
     /// `forward`, `transport`.
     ForwardTransportLabels { forward: String, transport: &'static str }
 }
@@ -197,7 +212,15 @@ pub type Latency<L> = Tracked<L, Histogram, fn() -> Histogram>;
 
 /// A latency family over [`LATENCY_BUCKETS`], empty.
 pub fn latency<L: Clone + std::hash::Hash + Eq>() -> Latency<L> {
-    Tracked::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS))
+    Tracked::new_with_constructor(|| Histogram::new_classic_and_native(LATENCY_BUCKETS, native_latency()))
+}
+
+/// The native buckets every latency histogram keeps beside its classic ones (served to a scraper that
+/// negotiates protobuf, and pushed where the receiver stores them): schema 3, each bucket 9% wider than the
+/// last (client_golang's default factor 1.1), at most 100 buckets (a probe's latencies span three decades at
+/// most: 25 us to 30 s is 20 doublings, 160 buckets at schema 3; past 100 the resolution halves).
+pub fn native_latency() -> prometheus_client::metrics::histogram::NativeHistogramConfig {
+    prometheus_client::metrics::histogram::NativeHistogramConfig::new(1.1).max_buckets(100)
 }
 
 /// A table: `struct Name { field: Type = constructor, "name", "help"; ... }` declares each field, builds it and
@@ -213,7 +236,15 @@ macro_rules! families {
             /// Build every family and register it in `registry`.
             pub fn register(registry: &mut ::prometheus_client::registry::Registry) -> $table {
                 let table = $table { $( $field: $ctor, )* };
-                $( registry.register($name, $help, $crate::record::families::Registered::registered(&table.$field)); )*
+                $(
+                    let registered = $crate::record::families::Registered::registered(&table.$field);
+                    #[cfg(test)]
+                    $crate::record::families::names_for_tests::note(
+                        $name,
+                        ::prometheus_client::encoding::EncodeMetric::metric_type(&registered),
+                    );
+                    registry.register($name, $help, registered);
+                )*
                 table
             }
 
@@ -226,6 +257,30 @@ macro_rules! families {
 }
 pub(crate) use families;
 
+/// Every family name a `families!` table registered in this process, as the exposition names it (`_total` on a
+/// counter): what a test checks a list of families against (an empty family has no descriptor on `/metrics`).
+#[cfg(test)]
+pub(crate) mod names_for_tests {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    static NAMES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+    /// Note `name`, of `kind`.
+    pub fn note(name: &str, kind: prometheus_client::metrics::MetricType) {
+        let name = match kind {
+            prometheus_client::metrics::MetricType::Counter => format!("{name}_total"),
+            _ => name.to_owned(),
+        };
+        NAMES.lock().unwrap().insert(name);
+    }
+
+    /// Every name noted so far.
+    pub fn all() -> BTreeSet<String> {
+        NAMES.lock().unwrap().clone()
+    }
+}
+
 families! {
 /// Every metric family the recorder itself keeps (the kinds' own records keep theirs).
 pub struct Metrics {
@@ -233,6 +288,8 @@ pub struct Metrics {
         "openclaw_exporter_config_reloads", "Configuration reloads by result: success, failure";
     probe_lag_seconds: Latency<ProbeLabels> = latency(),
         "openclaw_exporter_probe_lag_seconds", "How late a scheduled probe started";
+    probe_lag_p99_seconds: Tracked<ProbeLabels, FloatGauge> = Tracked::default(),
+        "openclaw_exporter_probe_lag_p99_seconds", "The 99th percentile of how late each kind's scheduled probes started over the last 5 minutes (0: none late, or none ran)";
     objective_tunnel_uptime_ratio: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
         "openclaw_objective_tunnel_uptime_ratio", "Tunnel uptime objective";
     objective_first_byte_seconds: Tracked<ForwardLabels, FloatGauge> = Tracked::default(),
@@ -273,6 +330,12 @@ pub struct Metrics {
         "openclaw_exporter_remote_write_queue_bytes", "Bytes of rounds waiting in the on-disk remote-write queue";
     remote_write_last_success: FloatGauge = FloatGauge::default(),
         "openclaw_exporter_remote_write_last_success_timestamp_seconds", "When the receiver last acknowledged a batch (0: never, in this process)";
+    remote_write_protocol: Tracked<ProtocolLabels, Gauge> = Tracked::default(),
+        "openclaw_exporter_remote_write_protocol_info", "The remote-write protocol (1.0, 2.0) and histograms (native, classic) the exporter sends the receiver now, by negotiation (remote_write.protocol and histograms)";
+    remote_write_fallbacks: Tracked<ReasonLabels, Counter> = Tracked::default(),
+        "openclaw_exporter_remote_write_fallbacks", "Remote-write negotiation steps down, by reason: unsupported_media_type (415 or 400 to 2.0), no_written_headers (2xx to 2.0 without the written-headers: a 1.0 receiver, nothing written), histograms_dropped (written-headers count fewer histograms than sent), native_histograms_disabled (the receiver's 500); the batch is sent again, nothing lost";
+    remote_write_bytes: Counter = Counter::default(),
+        "openclaw_exporter_remote_write_bytes", "Compressed request bytes the receiver acknowledged (bodies, without HTTP headers)";
     remote_write_oldest_queued: FloatGauge = FloatGauge::default(),
         "openclaw_exporter_remote_write_oldest_queued_timestamp_seconds", "The timestamp of the oldest round still waiting (0 when the queue is empty)";
 }

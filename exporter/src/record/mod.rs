@@ -23,6 +23,7 @@
 
 pub mod families;
 pub mod kinds;
+mod lag;
 pub mod remote_write;
 pub mod status;
 pub mod timeline;
@@ -66,6 +67,8 @@ pub struct Recorder {
     kind_records: kinds::KindRecords,
     /// The web's credentials accepted before a restart: kept in the state file with the rest.
     remembered_credentials: Arc<crate::web_security::Remembered>,
+    /// Each kind's recent probe lags, for its p99.
+    lag_window: lag::LagWindow,
 }
 
 impl Default for Recorder {
@@ -127,6 +130,7 @@ impl Recorder {
             configured: Mutex::default(),
             timeline: Mutex::default(),
             remembered_credentials: Arc::default(),
+            lag_window: lag::LagWindow::default(),
         }
     }
 
@@ -213,6 +217,14 @@ impl Recorder {
     /// Record how late a scheduled probe started.
     pub fn record_probe_lag(&self, probe: &'static str, lag: Duration) {
         self.metrics.probe_lag_seconds.get_or_create(&ProbeLabels { probe }).observe(lag.as_secs_f64());
+        self.lag_window.observe(probe, lag.as_secs_f64(), std::time::Instant::now());
+    }
+
+    /// Bring each kind's lag p99 up to now.
+    fn update_lag_p99(&self) {
+        for (probe, p99) in self.lag_window.p99s(std::time::Instant::now()) {
+            self.metrics.probe_lag_p99_seconds.get_or_create(&ProbeLabels { probe }).set(p99);
+        }
     }
 
     /// Count a configuration reload.
@@ -224,6 +236,7 @@ impl Recorder {
     /// Render every metric in `format`, the kinds' records brought up to `now` first (the uptime ratios).
     pub fn encode(&self, format: Format, now: SystemTime) -> String {
         self.kind_records.before_encode(unix_seconds(now));
+        self.update_lag_p99();
         let mut text = String::with_capacity(16 * 1024);
         let encoded = match format {
             Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &self.registry),
@@ -301,6 +314,7 @@ impl Recorder {
         now: SystemTime,
     ) -> Vec<prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily> {
         self.kind_records.before_encode(unix_seconds(now));
+        self.update_lag_p99();
         prometheus_client::encoding::prometheus_protobuf::encode(self.registry())
             .expect("encoding to protobuf values cannot fail")
     }

@@ -1,8 +1,12 @@
 //! Remote write's own account, written through these methods: samples by result, rejected batches, retries by
 //! status class, queue errors by operation, the last success and the round sequence number.
 
-use super::families::{OpLabels, ResultLabels, StatusClassLabels, StatusLabels};
+use super::families::{OpLabels, ProtocolLabels, ReasonLabels, ResultLabels, StatusClassLabels, StatusLabels};
 use super::Recorder;
+
+/// Why remote write's negotiation stepped down (`openclaw_exporter_remote_write_fallbacks_total{reason}`).
+pub const FALLBACK_REASONS: [&str; 4] =
+    ["unsupported_media_type", "no_written_headers", "histograms_dropped", "native_histograms_disabled"];
 
 impl Recorder {
     /// Remote write's counters at zero: each sample result, the rejecting statuses, `retry_classes`, each
@@ -21,6 +25,26 @@ impl Recorder {
         for op in ["append", "ack", "read", "open", "acked"] {
             m.remote_write_queue_errors.get_or_create_owned(&OpLabels { op });
         }
+        for reason in FALLBACK_REASONS {
+            m.remote_write_fallbacks.get_or_create_owned(&ReasonLabels { reason });
+        }
+    }
+
+    /// The protocol and histograms remote write sends now: the info series names them alone.
+    pub fn set_remote_write_protocol(&self, protocol: &'static str, histograms: &'static str) {
+        let family = &self.metrics.remote_write_protocol;
+        family.clear();
+        family.get_or_create(&ProtocolLabels { protocol, histograms }).set(1);
+    }
+
+    /// Count a negotiation step down, by `reason` (one of [`FALLBACK_REASONS`]).
+    pub fn count_remote_write_fallback(&self, reason: &'static str) {
+        self.metrics.remote_write_fallbacks.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Count `bytes` of request bodies the receiver acknowledged.
+    pub fn count_remote_write_bytes(&self, bytes: u64) {
+        self.metrics.remote_write_bytes.inc_by(bytes);
     }
 
     /// Count a queue error of `op` (append, ack, read, open, acked).

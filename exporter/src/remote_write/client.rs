@@ -12,6 +12,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
+use super::negotiate::Written;
+use super::wire::Protocol;
+
 /// The longest part of an error answer kept for the log.
 const MAX_DETAIL: usize = 256;
 
@@ -123,9 +126,10 @@ impl Client {
         Client { endpoint, connection: None }
     }
 
-    /// POST one snappy-compressed `WriteRequest`, within `timeout`.
-    pub async fn send(&mut self, body: Bytes, timeout: Duration) -> Result<(), SendError> {
-        match tokio::time::timeout(timeout, self.send_inner(body)).await {
+    /// POST one snappy-compressed request in `protocol`, within `timeout`; on a 2xx, what its written-headers
+    /// said (2.0's; none from a 1.0 receiver).
+    pub async fn send(&mut self, body: Bytes, protocol: Protocol, timeout: Duration) -> Result<Written, SendError> {
+        match tokio::time::timeout(timeout, self.send_inner(body, protocol)).await {
             Ok(result) => {
                 if result.is_err() {
                     self.connection = None;
@@ -139,7 +143,7 @@ impl Client {
         }
     }
 
-    async fn send_inner(&mut self, body: Bytes) -> Result<(), SendError> {
+    async fn send_inner(&mut self, body: Bytes, protocol: Protocol) -> Result<Written, SendError> {
         let authorization = self.authorization()?;
         if self.connection.as_ref().is_none_or(|c| c.is_closed()) {
             self.connection = Some(self.connect().await?);
@@ -158,8 +162,8 @@ impl Client {
         let mut request = hyper::Request::post(path)
             .header("Host", host)
             .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .header("Content-Type", protocol.content_type())
+            .header("X-Prometheus-Remote-Write-Version", protocol.version())
             .header("User-Agent", probes::http::USER_AGENT);
         if let Some(authorization) = authorization {
             request = request.header("Authorization", authorization);
@@ -173,6 +177,11 @@ impl Client {
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let retry_after = header("retry-after").as_deref().and_then(retry_after);
         let location = header("location").as_deref().map(without_userinfo);
+        let count = |name: &str| header(name).and_then(|value| value.trim().parse::<u64>().ok());
+        let written = Written {
+            samples: count("x-prometheus-remote-write-samples-written"),
+            histograms: count("x-prometheus-remote-write-histograms-written"),
+        };
         // The body is read up to what is kept, whatever the status: a receiver (or anything on an http://
         // path) answering with a huge body costs MAX_DETAIL bytes, then the connection is dropped.
         let (start, whole) = read_start(response.into_body(), MAX_DETAIL).await;
@@ -180,7 +189,7 @@ impl Client {
             self.connection = None;
         }
         if (200..300).contains(&status) {
-            return Ok(());
+            return Ok(written);
         }
         let detail = String::from_utf8_lossy(&start).trim().to_owned();
         Err(match classify(status) {

@@ -18,21 +18,23 @@
 //! [`slot`] holds the process's open queue across generations and the round account that `/metrics` serves.
 
 pub mod client;
+pub mod negotiate;
 pub mod proto;
+pub mod push;
 pub mod queue;
+mod send;
 pub mod slot;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::unix_seconds;
 use crate::config::RemoteWrite;
 use crate::record::Recorder;
-use client::{Client, Endpoint, SendError};
+use client::{Client, Endpoint};
 use queue::DropReason;
 use slot::{count, Shared};
 pub use slot::{OpenQueue, QueueSlot};
@@ -94,12 +96,13 @@ pub async fn run(
     tokio::select! {
         _ = cancel.cancelled() => {}
         _ = sample(&settings, &recorder, &shared, &appended) => {}
-        _ = send(&settings, &recorder, &shared, Client::new(endpoint), &appended) => {}
+        _ = send::send(&settings, &recorder, &shared, Client::new(endpoint), &appended, &slot.remembered) => {}
     }
 }
 
-/// The answer classes of `retries_total{status}`: 413 apart (a single round a proxy's body limit refuses).
-const RETRY_CLASSES: [&str; 6] = ["3xx", "4xx", "413", "5xx", "network", "local"];
+/// The answer classes of `retries_total{status}`: 413 apart (a single round a proxy's body limit refuses), and
+/// `2xx_unread` (a 2xx to a forced 2.0 request with no written-headers: nothing was written).
+const RETRY_CLASSES: [&str; 7] = ["3xx", "4xx", "413", "5xx", "2xx_unread", "network", "local"];
 
 /// Open the queue until it opens (or `cancel`): with backoff, each failure counted (`op="open"`) and logged
 /// when it changes; meanwhile each round taken is counted dropped, since there is nowhere to keep it.
@@ -161,7 +164,9 @@ async fn sample(settings: &RemoteWrite, recorder: &Arc<Recorder>, shared: &Share
             .with(move |queue, account| {
                 round_recorder.set_remote_write_round_sequence(queue.next_seq() as i64);
                 let now = SystemTime::now();
-                let request = proto::from_metric_families(&round_recorder.metric_families(now), &labels, now_ms(now));
+                let mut families = round_recorder.metric_families(now);
+                families.retain(|family| push::pushed(&family.name));
+                let request = proto::from_metric_families(&families, &labels, now_ms(now));
                 let samples = request.timeseries.len() as u32;
                 let appended = snap::raw::Encoder::new()
                     .compress_vec(&request.encode_to_vec())
@@ -223,7 +228,6 @@ enum Settled {
     Dropped(DropReason),
 }
 
-/// Send queued rounds, oldest first, until the queue is empty; then wait for the next round.
 /// A queue operation that failed (`op` for `queue_errors_total`): counted every time, logged once until the queue
 /// works again (`failing`); the caller waits with the backoff and tries again.
 fn queue_failed(
@@ -288,121 +292,6 @@ async fn next_batch(
     Some(peeked.rounds)
 }
 
-async fn send(
-    settings: &RemoteWrite,
-    recorder: &Arc<Recorder>,
-    shared: &Shared,
-    mut client: Client,
-    appended: &tokio::sync::Notify,
-) {
-    let mut backoff = settings.min_backoff;
-    // What the log last said was wrong (logged once per change, not per attempt).
-    let mut failing: Option<String> = None;
-    let mut queue_failing = false;
-    // A 413 halves these; each acknowledged batch doubles them back (a proxy's limit may be raised, and a
-    // backlog of small rounds should not go one by one forever).
-    let (mut max_rounds, mut max_bytes) = (MAX_BATCH_ROUNDS, MAX_BATCH_BYTES);
-    let pause = |backoff: &mut Duration, at_least: Duration| {
-        let wait = backoff.mul_f64(0.5 + rand::random::<f64>()).max(at_least);
-        *backoff = (*backoff * 2).min(settings.max_backoff);
-        wait
-    };
-    loop {
-        let rounds = match next_batch(settings, recorder, shared, (max_rounds, max_bytes), &mut queue_failing).await {
-            Some(rounds) => rounds,
-            None => {
-                tokio::time::sleep(pause(&mut backoff, Duration::ZERO)).await;
-                continue;
-            }
-        };
-        let Some((last, _)) = rounds.last() else {
-            appended.notified().await;
-            continue;
-        };
-        let next = last.seq + 1;
-        let samples: u64 = rounds.iter().map(|(info, _)| u64::from(info.samples)).sum();
-        let body = match batch_body(&rounds) {
-            Ok(body) => body,
-            Err(err) => {
-                tracing::error!("remote write: a queued round does not decompress ({err}); counted dropped (corrupt)");
-                settle(shared, recorder, next, Settled::Dropped(DropReason::Corrupt)).await;
-                continue;
-            }
-        };
-        let result = client.send(body, SEND_TIMEOUT).await;
-        let why = match result {
-            Ok(()) => {
-                if failing.take().is_some() {
-                    tracing::info!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), "remote write: the receiver takes samples again");
-                }
-                backoff = settings.min_backoff;
-                max_rounds = (max_rounds * 2).min(MAX_BATCH_ROUNDS);
-                max_bytes = max_bytes.saturating_mul(2).min(MAX_BATCH_BYTES);
-                recorder.set_remote_write_last_success(unix_seconds(SystemTime::now()));
-                settle(shared, recorder, next, Settled::Sent).await;
-                continue;
-            }
-            Err(SendError::TooLarge { detail }) if rounds.len() > 1 => {
-                let payload: usize = rounds.iter().map(|(info, _)| info.payload_len()).sum();
-                max_rounds = (rounds.len() / 2).max(1);
-                max_bytes = (payload / 2).max(1);
-                tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), rounds = rounds.len(), bytes = payload, detail = %detail, "remote write: the receiver says the batch is too large (413); sending it in halves");
-                continue;
-            }
-            Err(SendError::TooLarge { detail }) => {
-                // One round is too large for a proxy's (or the receiver's) body limit: a setting a person fixes,
-                // so it waits and is retried, as vmagent does, never dropped.
-                recorder.count_remote_write_retry("413");
-                let why = "HTTP 413 (one round)".to_owned();
-                if failing.as_deref() != Some(why.as_str()) {
-                    tracing::error!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), detail = %detail, samples, "remote write: the receiver refuses even a single round as too large (413): raise its (or its proxy's) body limit; the round waits in the queue and is retried");
-                }
-                (why, pause(&mut backoff, Duration::ZERO))
-            }
-            Err(SendError::Rejected { status, detail }) => {
-                tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), status, detail = %detail, rounds = rounds.len(), "remote write: the receiver will never take this batch; dropped, counted");
-                recorder.count_remote_write_rejected(status);
-                recorder.count_remote_write_samples("failed", samples);
-                settle(shared, recorder, next, Settled::Dropped(DropReason::Rejected)).await;
-                continue;
-            }
-            Err(SendError::Retry { status, detail, retry_after, location }) => {
-                let class = match status {
-                    300..=399 => "3xx",
-                    400..=499 => "4xx",
-                    _ => "5xx",
-                };
-                recorder.count_remote_write_retry(class);
-                let wait = pause(&mut backoff, retry_after.unwrap_or_default().min(RETRY_AFTER_CAP));
-                let why = format!("HTTP {status}");
-                if failing.as_deref() != Some(why.as_str()) {
-                    match &location {
-                        Some(location) => {
-                            tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), status, location = %location, "remote write: the receiver redirects (not followed: fix remote_write.url); samples wait in the queue")
-                        }
-                        None => {
-                            tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), status, detail = %detail, retry_after = ?retry_after, "remote write: the receiver does not take samples now; they wait in the queue and are retried")
-                        }
-                    }
-                }
-                (why, wait)
-            }
-            Err(err @ (SendError::Network(_) | SendError::Local(_))) => {
-                let class = if matches!(err, SendError::Local(_)) { "local" } else { "network" };
-                recorder.count_remote_write_retry(class);
-                let why = class.to_owned();
-                if failing.as_deref() != Some(class) {
-                    tracing::warn!(url = %crate::openclaw_cli_url::redacted(settings.url.as_str()), "remote write: cannot send ({err}); samples wait in the queue");
-                }
-                (why, pause(&mut backoff, Duration::ZERO))
-            }
-        };
-        let (why, wait) = why;
-        failing = Some(why);
-        tokio::time::sleep(wait).await;
-    }
-}
-
 /// Take the rounds before `next` out of the queue, counted as `how`; the acknowledgement reaches the disk
 /// at the top of the send loop.
 async fn settle(shared: &Shared, recorder: &Arc<Recorder>, next: u64, how: Settled) {
@@ -422,19 +311,6 @@ async fn settle(shared: &Shared, recorder: &Arc<Recorder>, next: u64, how: Settl
         }
         recorder.set_remote_write_queue(bytes, oldest);
     }
-}
-
-/// One request's body: the rounds' `WriteRequest`s back to back (protobuf merges them), snappy-compressed.
-fn batch_body(rounds: &[queue::Round]) -> Result<Bytes, snap::Error> {
-    if let [(_, only)] = rounds {
-        return Ok(Bytes::copy_from_slice(only));
-    }
-    let mut decoder = snap::raw::Decoder::new();
-    let mut merged = Vec::new();
-    for (_, payload) in rounds {
-        merged.extend(decoder.decompress_vec(payload)?);
-    }
-    Ok(Bytes::from(snap::raw::Encoder::new().compress_vec(&merged)?))
 }
 
 fn now_ms(now: SystemTime) -> i64 {

@@ -118,6 +118,8 @@ impl OpenQueue {
 pub struct QueueSlot {
     current: Mutex<Option<Arc<OpenQueue>>>,
     account: Arc<Mutex<Account>>,
+    /// The wire each receiver stepped down to (kept across reloads).
+    pub remembered: super::negotiate::Remembered,
 }
 
 impl QueueSlot {
@@ -182,6 +184,12 @@ impl QueueSlot {
     }
 
     /// The collector serving the account.
+    /// Mark the account active, as a remote write that started does (tests: its families are served).
+    #[cfg(test)]
+    pub fn activate_for_test(&self) {
+        lock(&self.account).active = true;
+    }
+
     pub fn collector(&self) -> AccountCollector {
         AccountCollector(self.account.clone())
     }

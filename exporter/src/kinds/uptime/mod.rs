@@ -87,7 +87,7 @@ pub struct UptimeFamilies {
         "openclaw_gateway_first_byte_good", "First-byte probes answered 2xx within the first-byte objective (the latency SLI's good events)";
     gateway_up: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_gateway_up", "1 when the last first-byte probe got a 2xx from the gateway";
-    resume_seconds: Tracked<ForwardLabels, Histogram, fn() -> Histogram> = Tracked::new_with_constructor(|| Histogram::new(resume::RESUME_BUCKETS)),
+    resume_seconds: Tracked<ForwardLabels, Histogram, fn() -> Histogram> = Tracked::new_with_constructor(|| Histogram::new_classic_and_native(resume::RESUME_BUCKETS, crate::record::families::native_latency())),
         "openclaw_tunnel_resume_seconds", "After a gap counted unobserved (sleep, a stall), seconds from the first round after it to the first good first byte through the forward; a wait past 600 s is observed then, above the last bucket";
     forward_hijacked: Tracked<ForwardLabels, Gauge> = Tracked::default(),
         "openclaw_tunnel_forward_hijacked", "1 when a listener that could take the forward's connections (the exact address, a wildcard, a dual-stack IPv6 wildcard) is held by a process that is not our user's ssh (another program, another user's process, or one this user cannot read): the CLI would hand it its token; unchanged while a lookup cannot tell";
