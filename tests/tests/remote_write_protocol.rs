@@ -140,3 +140,30 @@ fn a_1_0_prometheus_with_native_histograms_off_steps_down_to_classic_and_loses_n
     });
     every_round_once(&store, &exporter);
 }
+
+/// `/metrics` offers native histograms to a scraper that negotiates protobuf (Debian's Prometheus with native
+/// histograms on), and classic text to one that does not: the same first-byte histogram, stored native by the
+/// one and as `_bucket` series by the other.
+#[test]
+fn metrics_offers_native_histograms_to_a_protobuf_scraper_and_classic_text_to_the_rest() {
+    let gateway = Gateway::start(free_port(), Duration::ZERO);
+    let exporter = Exporter::start(&forward_toml("t", gateway.addr.port()));
+    exporter.wait_for("a first byte", T, |m| m.value("openclaw_gateway_probe_attempts_total{forward=\"t\"}") > 0.0);
+    let scrape_config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: openclaw-tunnel\n    static_configs:\n      - targets: ['{}']\n",
+        exporter.web
+    );
+    let native = Prometheus::start(&scrape_config, &[], &["--enable-feature=native-histograms"]);
+    let classic = Prometheus::start(&scrape_config, &[], &[]);
+    let deadline = std::time::Instant::now() + T;
+    let query = "openclaw_gateway_first_byte_seconds{forward=\"t\"}";
+    while native.query(query).is_empty() || classic.query("openclaw_gateway_first_byte_seconds_bucket").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no scrape stored the histogram");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let stored = native.query(query);
+    assert!(stored[0].get("histogram").is_some(), "stored native: {stored:?}");
+    assert!(classic.query(query).is_empty(), "a text scraper stores no native histogram");
+    let buckets = classic.query("count(openclaw_gateway_first_byte_seconds_bucket{forward=\"t\"})");
+    assert_eq!(buckets[0]["value"][1], "23", "every classic bucket and +Inf: {buckets:?}");
+}

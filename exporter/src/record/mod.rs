@@ -319,6 +319,17 @@ impl Recorder {
             .expect("encoding to protobuf values cannot fail")
     }
 
+    /// Every family in the Prometheus protobuf exposition (`io.prometheus.client.MetricFamily`, each
+    /// length-delimited): histograms with their native buckets beside the classic ones.
+    pub fn encode_protobuf(&self, now: SystemTime) -> Vec<u8> {
+        use prost::Message;
+        let mut body = Vec::with_capacity(16 * 1024);
+        for family in self.metric_families(now) {
+            family.encode_length_delimited(&mut body).expect("a Vec grows");
+        }
+        body
+    }
+
     /// The remote-write queue's size and its oldest round (the sender's own metrics, written through here).
     pub(crate) fn set_remote_write_queue(&self, bytes: u64, oldest_ms: Option<i64>) {
         let m = &self.metrics;

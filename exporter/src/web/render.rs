@@ -41,7 +41,7 @@ impl Renders {
         self: &Arc<Self>,
         key: String,
         recorder: &Arc<Recorder>,
-        make: impl FnOnce(&Recorder) -> String + Send + 'static,
+        make: impl FnOnce(&Recorder) -> Vec<u8> + Send + 'static,
     ) -> Rendered {
         let mut waiting = {
             let mut inflight = lock(&self.inflight);
