@@ -477,20 +477,24 @@ fn a_flood_for_the_scraper_s_own_name_right_after_a_restart_never_locks_it_out()
             })
         })
         .collect();
+    // The scraper asks once a second for at least six seconds, and on until the flood has met its name's
+    // budget (how fast the flood gets there depends on the machine's load: bcrypt checks pace it).
     let mut statuses = Vec::new();
-    for _ in 0..6 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut limited = 0.0;
+    while statuses.len() < 6 || (limited == 0.0 && std::time::Instant::now() < deadline) {
         statuses.push(answer(web, &basic(USER, PASSWORD)).0);
         thread::sleep(Duration::from_secs(1));
+        limited = scrape_authorized(web)
+            .value(r#"openclaw_exporter_web_requests_refused_total{reason="auth_rate_limited"}"#);
     }
-    let limited =
-        scrape_authorized(web).value(r#"openclaw_exporter_web_requests_refused_total{reason="auth_rate_limited"}"#);
     stop.store(true, Ordering::SeqCst);
     for flooder in flooders {
         flooder.join().unwrap();
     }
     assert!(limited > 0.0, "the flood met the scraper's name's budget (so the test can fail)");
-    let answered = statuses.iter().filter(|status| **status == 200).count();
-    assert!(answered >= 5, "the scraper's own credential under the flood: {statuses:?}\n{}", second.proc.output());
+    let refused = statuses.iter().filter(|status| **status != 200).count();
+    assert!(refused <= 1, "the scraper's own credential under the flood: {statuses:?}\n{}", second.proc.output());
 }
 
 /// Four tap connections that send one byte and go silent, at the tap's `max_connections = 4`: each is closed
