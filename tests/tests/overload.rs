@@ -485,8 +485,8 @@ fn a_flood_for_the_scraper_s_own_name_right_after_a_restart_never_locks_it_out()
     while statuses.len() < 6 || (limited == 0.0 && std::time::Instant::now() < deadline) {
         statuses.push(answer(web, &basic(USER, PASSWORD)).0);
         thread::sleep(Duration::from_secs(1));
-        limited = scrape_authorized(web)
-            .value(r#"openclaw_exporter_web_requests_refused_total{reason="auth_rate_limited"}"#);
+        limited =
+            scrape_authorized(web).value(r#"openclaw_exporter_web_requests_refused_total{reason="auth_rate_limited"}"#);
     }
     stop.store(true, Ordering::SeqCst);
     for flooder in flooders {
