@@ -23,6 +23,7 @@ mod forwards;
 mod model_host;
 mod raw;
 mod remote_write;
+pub use remote_write::{HistogramChoice, ProtocolChoice};
 mod route;
 mod validate;
 mod warnings;
@@ -215,30 +216,6 @@ pub struct RemoteWrite {
     /// unsent round is this many intervals less one old. More rounds share one compression window (and, in
     /// 2.0, one symbols table), so each costs fewer bytes; the store sees them that much later.
     pub batch_rounds: u32,
-}
-
-/// `remote_write.protocol`: the remote-write protocol to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProtocolChoice {
-    /// 1.0 only.
-    V1,
-    /// 2.0 only (a receiver that cannot read it is retried, never sent 1.0).
-    V2,
-    /// 2.0 first, 1.0 once the receiver shows it reads only 1.0 (415, or a 2xx without the written-headers).
-    Auto,
-}
-
-/// `remote_write.histograms`: how histograms go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HistogramChoice {
-    /// Native where a 2.0 receiver's written-headers confirm they were stored; classic otherwise (a 1.0
-    /// receiver cannot say: VictoriaMetrics answers 204 to native histograms and drops them).
-    Auto,
-    /// Native on 1.0 too (a Prometheus with native histograms on); its "native histograms are disabled" 500
-    /// still steps down to classic.
-    Native,
-    /// Classic series always.
-    Classic,
 }
 
 /// Where /metrics is served.

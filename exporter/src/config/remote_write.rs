@@ -6,7 +6,31 @@ use std::time::Duration;
 
 use super::checker::Checker;
 use super::raw::RawRemoteWrite;
-use super::{HistogramChoice, ProtocolChoice, RemoteWrite};
+use super::RemoteWrite;
+
+/// `remote_write.protocol`: the remote-write protocol to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProtocolChoice {
+    /// 1.0 only.
+    V1,
+    /// 2.0 only (a receiver that cannot read it is retried, never sent 1.0).
+    V2,
+    /// 2.0 first, 1.0 once the receiver shows it reads only 1.0 (415, or a 2xx without the written-headers).
+    Auto,
+}
+
+/// `remote_write.histograms`: how histograms go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HistogramChoice {
+    /// Native where a 2.0 receiver's written-headers confirm they were stored; classic otherwise (a 1.0
+    /// receiver cannot say: VictoriaMetrics answers 204 to native histograms and drops them).
+    Auto,
+    /// Native on 1.0 too (a Prometheus with native histograms on); its "native histograms are disabled" 500
+    /// still steps down to classic.
+    Native,
+    /// Classic series always.
+    Classic,
+}
 
 /// `[remote_write]`: every file named must exist; names and headers must be valid on the wire.
 pub(super) fn validate_remote_write(rw: RawRemoteWrite, state_file: Option<&Path>, c: &mut Checker<'_>) -> RemoteWrite {

@@ -1,15 +1,16 @@
-//! Remote write: the exporter pushes its own samples to a Prometheus remote-write 1.0 receiver
+//! Remote write: the exporter pushes its own samples to a Prometheus remote-write receiver, 2.0 or 1.0
 //! (VictoriaMetrics, Prometheus with `--web.enable-remote-write-receiver`, Mimir, Thanos Receive).
 //!
-//! Two loops in one task. The sampler takes every series of the registry every `interval`, on the
+//! Two loops in one task. The sampler takes every pushed series ([`push`]) every `interval`, on the
 //! exporter's own clock (so a laptop offline or asleep between wake-ups still records what it saw), and
-//! appends the round to the durable [`queue`]. The sender sends the oldest rounds in order, in batches, and
+//! appends the round to the durable [`queue`]. The sender ([`send`]) sends the oldest rounds in order, in
+//! batches, in the wire the receiver takes ([`wire`], [`negotiate`]), and
 //! acknowledges them on a 2xx. Every other answer a person, a proxy or time can fix (3xx, 401, 403, 404, 407,
 //! 408, 425, 429, 5xx, network errors) is retried with exponential backoff and jitter, honouring
 //! `Retry-After`; 413 sends the batch in halves, and a single round refused with 413 (a proxy's body limit, a
 //! setting a person fixes) waits and is retried like a 401; the batch size grows back after successes. Only
 //! 400, 409 and 422 (a payload the receiver will never take) drop a batch, counted. [`proto`] holds the
-//! messages, [`client`] the HTTP client.
+//! 1.0 messages and the queued round, [`client`] the HTTP client.
 //!
 //! A queue that cannot be opened (another exporter holds it, a directory that is not the user's, a disk
 //! error) never stops the exporter: the probes and the web server run on, remote write retries the open with
