@@ -219,6 +219,12 @@ impl Receiver {
         instant_query(self.addr, query, &[])
     }
 
+    /// Whether the first series `selector` names is stored as a native histogram (its instant value is a
+    /// `histogram`, not a float).
+    pub fn stores_native(&self, selector: &str) -> bool {
+        self.query(selector).first().is_some_and(|series| series.get("histogram").is_some())
+    }
+
     /// The raw samples of `selector` (one series) in `[from, to]`, Unix seconds: `selector[range]` at `to`.
     pub fn raw_samples(&self, selector: &str, from: f64, to: f64) -> Vec<(f64, f64)> {
         let range = (to - from).ceil() as u64;

@@ -41,11 +41,6 @@ fn every_round_once(store: &Receiver, exporter: &Exporter) {
     assert_eq!(numbers.first(), Some(&0), "the first round: {numbers:?}");
 }
 
-fn first_byte_stored_native(store: &Receiver) -> bool {
-    let stored = store.query("openclaw_gateway_first_byte_seconds{laptop=\"lap-proto\"}");
-    stored.first().is_some_and(|series| series.get("histogram").is_some())
-}
-
 /// A 2.0 receiver that stores native histograms: 2.0 with native histograms, no step down.
 #[test]
 fn a_2_0_receiver_gets_2_0_and_native_histograms() {
@@ -59,7 +54,7 @@ fn a_2_0_receiver_gets_2_0_and_native_histograms() {
             && m.value("openclaw_exporter_remote_write_rounds_total{result=\"sent\"}") >= 6.0
     });
     every_round_once(&store, &exporter);
-    assert!(first_byte_stored_native(&store));
+    assert!(store.stores_native("openclaw_gateway_first_byte_seconds{laptop=\"lap-proto\"}"));
     let scrape = exporter.scrape();
     for reason in ["unsupported_media_type", "no_written_headers", "histograms_dropped", "native_histograms_disabled"] {
         assert_eq!(
