@@ -1,6 +1,6 @@
 //! The auth tap under abuse, run through the exporter binary: a thousand concurrent connections, ten
-//! thousand distinct tokens, clients that stop reading, half-closed sockets, and a WebSocket frame that
-//! announces 2^63 bytes. The upstream is a small keep-alive HTTP/WebSocket server in this file, so each
+//! thousand distinct tokens, a burst through an upstream with a short listen queue, clients that stop reading,
+//! half-closed sockets, and a WebSocket frame that announces 2^63 bytes. The upstream is a small keep-alive HTTP/WebSocket server in this file, so each
 //! test controls exactly what the tap must pass through; the tap itself is the real binary.
 
 use std::net::SocketAddr;
@@ -29,8 +29,9 @@ struct Upstream {
     ws_bytes: AtomicU64,
 }
 
-async fn serve_upstream(listener: TcpListener, upstream: Arc<Upstream>) {
+async fn serve_upstream(listener: TcpListener, upstream: Arc<Upstream>, accept_pause: Duration) {
     while let Ok((socket, _)) = listener.accept().await {
+        tokio::time::sleep(accept_pause).await;
         let upstream = upstream.clone();
         tokio::spawn(async move {
             let open = upstream.open.fetch_add(1, Ordering::SeqCst) + 1;
@@ -108,11 +109,23 @@ struct Setup {
 
 impl Setup {
     fn start() -> Setup {
+        Setup::with_upstream_queue(1024, Duration::ZERO)
+    }
+
+    /// The upstream's listen queue holds `backlog` connections, and its accept loop pauses `accept_pause` after
+    /// each accept (an ssh busy elsewhere; ssh's own queue is 128).
+    fn with_upstream_queue(backlog: u32, accept_pause: Duration) -> Setup {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let upstream_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let listener = runtime.block_on(TcpListener::bind(upstream_addr)).unwrap();
+        let listener = runtime
+            .block_on(async {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(upstream_addr)?;
+                socket.listen(backlog)
+            })
+            .unwrap();
         let upstream = Arc::new(Upstream::default());
-        runtime.spawn(serve_upstream(listener, upstream.clone()));
+        runtime.spawn(serve_upstream(listener, upstream.clone(), accept_pause));
         let tap = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let exporter = Exporter::start(&format!(
             "{}{}[auth_probe]\nenabled = false\ninterval = \"1m\"\n[auth]\ncurrent = \"r2\"\n\
@@ -155,12 +168,17 @@ fn a_thousand_connections_and_ten_thousand_tokens_keep_labels_bounded() {
     let setup = Setup::start();
     let rss_before = setup.rss_mib();
     let all_open = Arc::new(tokio::sync::Barrier::new(CONNECTIONS + 1));
+    // First answers other than the upstream's 401, for the message should fewer than all reach it at once.
+    let other_first_answers = Arc::new(std::sync::Mutex::new(Vec::new()));
     let tasks: Vec<_> = (0..CONNECTIONS)
         .map(|connection| {
-            let (tap, all_open) = (setup.tap, all_open.clone());
+            let (tap, all_open, others) = (setup.tap, all_open.clone(), other_first_answers.clone());
             setup.runtime.spawn(async move {
                 let mut stream = TcpStream::connect(tap).await?;
                 let first = invoke(&mut stream, &format!("sekrit-{connection}-0")).await?;
+                if first != UNAUTHORIZED {
+                    others.lock().unwrap().push(String::from_utf8_lossy(&first).into_owned());
+                }
                 all_open.wait().await;
                 let mut answers = vec![first];
                 for request in 1..REQUESTS_EACH {
@@ -174,7 +192,18 @@ fn a_thousand_connections_and_ten_thousand_tokens_keep_labels_bounded() {
     setup.runtime.block_on(all_open.wait());
     let rss_open = setup.rss_mib();
     let most_open = setup.upstream.most_open.load(Ordering::SeqCst);
-    assert!(most_open >= CONNECTIONS, "only {most_open} connections reached the upstream at once");
+    if most_open < CONNECTIONS {
+        let others = other_first_answers.lock().unwrap();
+        let log = setup.exporter.proc.output();
+        let tap_lines: Vec<&str> = log.lines().filter(|l| l.contains("tap")).take(20).collect();
+        panic!(
+            "only {most_open} connections reached the upstream at once; {} first answers were not the upstream's \
+             401 (the first: {:?}); the exporter's tap log lines:\n{}",
+            others.len(),
+            others.first(),
+            tap_lines.join("\n")
+        );
+    }
     for task in tasks {
         for answer in setup.runtime.block_on(task).unwrap().expect("a connection through the tap failed") {
             assert_eq!(answer, UNAUTHORIZED);
@@ -204,6 +233,38 @@ fn a_thousand_connections_and_ten_thousand_tokens_keep_labels_bounded() {
     println!("exporter RSS: {rss_before:.1} MiB before, {rss_open:.1} MiB with {CONNECTIONS} tapped connections open");
     // Each open connection costs two copy buffers and an observer; a leak per token or per request would not fit.
     assert!(rss_open - rss_before < 96.0, "RSS grew {rss_before:.1} -> {rss_open:.1} MiB");
+}
+
+#[test]
+fn a_burst_of_clients_all_reach_an_upstream_with_a_short_listen_queue() {
+    // Dialled at once, 64 upstream connections overflow a queue of 4: the kernel answers with SYN cookies and
+    // drops final ACKs, and a connection the listener never took has no far end the gate could vouch for.
+    const CLIENTS: usize = 64;
+    let setup = Setup::with_upstream_queue(4, Duration::from_millis(5));
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let tap = setup.tap;
+            setup.runtime.spawn(async move {
+                let mut stream = TcpStream::connect(tap).await?;
+                invoke(&mut stream, &format!("sekrit-{client}")).await
+            })
+        })
+        .collect();
+    let answers: Vec<Vec<u8>> = tasks
+        .into_iter()
+        .map(|task| setup.runtime.block_on(task).unwrap().expect("a connection through the tap failed"))
+        .collect();
+    let refused: Vec<String> =
+        answers.iter().filter(|a| a.as_slice() != UNAUTHORIZED).map(|a| String::from_utf8_lossy(a).into()).collect();
+    let log = setup.exporter.proc.output();
+    let withheld: Vec<&str> = log.lines().filter(|l| l.contains("relayed nothing")).collect();
+    assert!(
+        refused.is_empty(),
+        "{} of {CLIENTS} clients did not get the upstream's answer (the first: {:?}); the tap logged:\n{}",
+        refused.len(),
+        refused.first(),
+        withheld.join("\n")
+    );
 }
 
 #[test]

@@ -271,11 +271,30 @@ pub async fn relay(mut client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn 
             return;
         }
     };
+    // A `local` route's connection is dialled and confirmed under the gate's lock, one at a time: confirming
+    // waits until the listener has accepted it (only an accepted socket vouches), and a burst dialled at once
+    // overflows the listener's queue (measured: a thousand clients at once made the kernel answer with SYN
+    // cookies and drop the final ACKs, so a few upstream connections were never taken and their far end could
+    // never be found: a 502 for a healthy upstream).
+    let mut gate = match &config.gate {
+        Some(gate) => {
+            let held = gate.lock().await;
+            if held.local().is_some() {
+                Some(held)
+            } else {
+                // A direct route's confirmation reads no socket table: its dial (a TLS handshake) runs unlocked.
+                drop(held);
+                None
+            }
+        }
+        None => None,
+    };
     let upstream = match config.upstream.dial(config.connect_timeout).await {
         Ok(dialed) => dialed.stream,
         // The client sees the same thing it would without the tap: the connection closes. (A `wss://`
         // upstream whose certificate did not verify is refused the same way, before a byte of the client's.)
         Err(failure) => {
+            drop(gate);
             if let Some((why, verdict)) = upstream_refused(&failure) {
                 sink.auth_event(&config.forward, AuthEvent::Withheld { why, verdict });
                 let _ = client.write_all(&withheld_answer()).await;
@@ -284,8 +303,13 @@ pub async fn relay(mut client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn 
             return;
         }
     };
-    if let Some(gate) = &config.gate {
-        let verdict = gate.lock().await.confirm(&upstream, config.connect_timeout).await;
+    if let Some(shared) = &config.gate {
+        let mut held = match gate.take() {
+            Some(held) => held,
+            None => shared.lock().await,
+        };
+        let verdict = held.confirm(&upstream, config.connect_timeout).await;
+        drop(held);
         if let Clearance::Withheld(withheld) = verdict {
             upstream.close_without_time_wait();
             sink.auth_event(&config.forward, AuthEvent::Withheld { why: withheld.why, verdict: withheld.verdict });

@@ -107,7 +107,9 @@ pub(crate) enum FarEnd {
     Pending,
     /// In a state that vouches for no one (a TIME_WAIT or closing mini-socket carries no owner's uid).
     Unsettled(u8),
-    /// No such socket.
+    /// No such socket: never taken by the listener (a connection whose final ACK the listener dropped, its
+    /// queue full, exists on our side only; the kernel then answers the lookup with the listener itself), or
+    /// taken and closed.
     Missing,
 }
 
@@ -115,6 +117,7 @@ pub(crate) enum FarEnd {
 const ESTABLISHED: u8 = 1;
 const SYN_RECV: u8 = 3;
 const CLOSE_WAIT: u8 = 8;
+const LISTEN: u8 = 10;
 
 /// What an exact lookup's answer says of the far end: only an accepted socket (ESTABLISHED or CLOSE_WAIT with an
 /// inode) names whose it is; a half-open one or one still queued is looked at again; any other state vouches
@@ -123,6 +126,9 @@ pub(crate) fn judge_far_end(state: u8, inode: u32, uid: u32) -> FarEnd {
     match state {
         ESTABLISHED | CLOSE_WAIT if inode != 0 => FarEnd::Settled(uid),
         ESTABLISHED | CLOSE_WAIT | SYN_RECV => FarEnd::Pending,
+        // An exact lookup that finds no socket of the connection falls back to the listener that would take
+        // it (inet_lookup): the far end does not exist.
+        LISTEN => FarEnd::Missing,
         other => FarEnd::Unsettled(other),
     }
 }
@@ -308,6 +314,7 @@ mod tests {
         assert_eq!(judge_far_end(CLOSE_WAIT, 4242, 1000), FarEnd::Settled(1000));
         assert_eq!(judge_far_end(SYN_RECV, 0, 65534), FarEnd::Pending, "half-open: asked again");
         assert_eq!(judge_far_end(ESTABLISHED, 0, 65534), FarEnd::Pending, "queued, not yet accepted: asked again");
+        assert_eq!(judge_far_end(LISTEN, 4242, 1000), FarEnd::Missing, "the lookup fell back to the listener");
         // TIME_WAIT (6), FIN_WAIT1 (4), LAST_ACK (9): mini-sockets or closing ones vouch for no one.
         for state in [4, 6, 9] {
             assert_eq!(judge_far_end(state, 4242, 1000), FarEnd::Unsettled(state));

@@ -55,7 +55,9 @@ pub async fn far_end_is_ours(stream: &tokio::net::TcpStream, timeout: std::time:
         FarEnd::Unsettled(state) => {
             format!("the connection's far end is in TCP state {state}, which vouches for no one")
         }
-        _ => "the connection's far end was not found (it was taken and closed)".into(),
+        _ => "the connection's far end was not found (the listener never took it, its queue full, or took it and \
+              closed it)"
+            .into(),
     })
 }
 
