@@ -108,4 +108,49 @@ fn a_healthy_laptop_pushes_at_most_2000_bytes_a_round_to_prometheus_1_0_with_nat
     );
     assert!(store.stores_native("openclaw_gateway_first_byte_seconds{forward=\"t\",laptop=\"lap-cost\"}"));
     assert!(bytes <= 2000, "{bytes} bytes a round");
+    quantiles_answer_from_native_histograms(&store);
+}
+
+/// The KPI-2 rules (the first byte's p50 and p99, which the latency alerts read) and the fleet dashboard's
+/// first-byte p99 answer from a store that holds the first-byte histogram native only, with no `_bucket` series.
+fn quantiles_answer_from_native_histograms(store: &Receiver) {
+    assert!(
+        store.query("openclaw_gateway_first_byte_seconds_bucket").is_empty(),
+        "the store holds classic buckets: this checks nothing"
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let rules = std::fs::read_to_string(root.join("alerts/openclaw.rules.yml")).unwrap();
+    let mut queries: Vec<String> =
+        ["openclaw:gateway_first_byte_seconds:p50_5m", "openclaw:gateway_first_byte_seconds:p99_5m"]
+            .iter()
+            .map(|record| rule_expr(&rules, record))
+            .collect();
+    let fleet = std::fs::read_to_string(root.join("dashboards/openclaw-fleet.json")).unwrap();
+    let fleet: serde_json::Value = serde_json::from_str(&fleet).unwrap();
+    let panel = fleet["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().into_iter().flatten())
+        .filter_map(|target| target["expr"].as_str())
+        .find(|expr| expr.contains("openclaw_gateway_first_byte_seconds_bucket"))
+        .expect("the fleet dashboard's first-byte panel");
+    queries.push(panel.replace("$job", ".*").replace("$laptop", ".*"));
+    for query in queries {
+        let answer = store.query(&query);
+        let value = answer.first().and_then(|series| series["value"][1].as_str()).unwrap_or("none");
+        assert!(value.parse::<f64>().is_ok_and(f64::is_finite), "{query} answered {value} ({answer:?})");
+    }
+}
+
+/// The `expr` of the recording rule `record` in a rules file: on the `expr:` line, or the block below it.
+fn rule_expr(rules: &str, record: &str) -> String {
+    let mut lines = rules.lines().skip_while(|line| line.trim() != format!("- record: {record}")).skip(1);
+    let expr_line = lines.next().unwrap_or_else(|| panic!("no rule records {record}"));
+    let indent = expr_line.len() - expr_line.trim_start().len();
+    let first = expr_line.trim().strip_prefix("expr:").unwrap_or_else(|| panic!("{record}: {expr_line}")).trim();
+    if first != "|" {
+        return first.to_owned();
+    }
+    lines.take_while(|line| line.len() - line.trim_start().len() > indent).collect::<Vec<_>>().join("\n")
 }
