@@ -247,3 +247,20 @@ impl Receiver {
             .collect()
     }
 }
+
+/// The fleet dashboard, which reads what laptops push to a central store.
+pub fn fleet_dashboard() -> serde_json::Value {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboards/openclaw-fleet.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A dashboard's panel queries, as (panel title, query), its variables unsubstituted.
+pub fn panel_queries(dashboard: &serde_json::Value) -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.push((panel["title"].to_string(), target["expr"].as_str().unwrap().to_owned()));
+        }
+    }
+    queries
+}

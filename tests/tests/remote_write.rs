@@ -39,23 +39,20 @@ fn config(forward: u16, receiver: &Receiver, queue_dir: &std::path::Path, token_
 
 /// Every query of the fleet dashboard, its variables substituted, answers with data from `receiver`.
 fn fleet_dashboard_has_data(receiver: &Receiver) {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboards/openclaw-fleet.json");
-    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dashboard = fleet_dashboard();
     let mut checked = 0;
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            let query = target["expr"].as_str().unwrap().replace("$__range", "10m").replace("$laptop", "lap-e2e");
-            assert!(query.contains("job=~\"$job\""), "every query selects the job: {query}");
-            let query = query.replace("$job", "openclaw-tunnel");
-            // The receiver makes what it ingested queryable a moment later (VictoriaMetrics' cache of recent
-            // rows, measured: a join of two gauges once came back empty right after the drain): wait for it.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while receiver.query(&query).is_empty() {
-                assert!(Instant::now() < deadline, "fleet dashboard, panel {}: no data for\n  {query}", panel["title"]);
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            checked += 1;
+    for (title, query) in panel_queries(&dashboard) {
+        let query = query.replace("$__range", "10m").replace("$laptop", "lap-e2e");
+        assert!(query.contains("job=~\"$job\""), "every query selects the job: {query}");
+        let query = query.replace("$job", "openclaw-tunnel");
+        // The receiver makes what it ingested queryable a moment later (VictoriaMetrics' cache of recent
+        // rows, measured: a join of two gauges once came back empty right after the drain): wait for it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while receiver.query(&query).is_empty() {
+            assert!(Instant::now() < deadline, "fleet dashboard, panel {title}: no data for\n  {query}");
+            std::thread::sleep(Duration::from_millis(250));
         }
+        checked += 1;
     }
     let variable = &dashboard["templating"]["list"][2]["definition"];
     assert_eq!(variable, "label_values(openclaw_tunnel_up_checks_total{job=~\"$job\"}, laptop)");

@@ -125,15 +125,9 @@ fn quantiles_answer_from_native_histograms(store: &Receiver) {
             .iter()
             .map(|record| rule_expr(&rules, record))
             .collect();
-    let fleet = std::fs::read_to_string(root.join("dashboards/openclaw-fleet.json")).unwrap();
-    let fleet: serde_json::Value = serde_json::from_str(&fleet).unwrap();
-    let panel = fleet["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|panel| panel["targets"].as_array().into_iter().flatten())
-        .filter_map(|target| target["expr"].as_str())
-        .find(|expr| expr.contains("openclaw_gateway_first_byte_seconds_bucket"))
+    let (_, panel) = panel_queries(&fleet_dashboard())
+        .into_iter()
+        .find(|(_, query)| query.contains("openclaw_gateway_first_byte_seconds_bucket"))
         .expect("the fleet dashboard's first-byte panel");
     queries.push(panel.replace("$job", ".*").replace("$laptop", ".*"));
     for query in queries {

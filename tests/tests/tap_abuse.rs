@@ -1,7 +1,8 @@
 //! The auth tap under abuse, run through the exporter binary: a thousand concurrent connections, ten
 //! thousand distinct tokens, a burst through an upstream with a short listen queue, clients that stop reading,
-//! half-closed sockets, and a WebSocket frame that announces 2^63 bytes. The upstream is a small keep-alive HTTP/WebSocket server in this file, so each
-//! test controls exactly what the tap must pass through; the tap itself is the real binary.
+//! half-closed sockets, and a WebSocket frame that announces 2^63 bytes. The upstream is a small keep-alive
+//! HTTP/WebSocket server in this file, so each test controls exactly what the tap must pass through; the tap
+//! itself is the real binary.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

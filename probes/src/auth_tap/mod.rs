@@ -276,17 +276,9 @@ pub async fn relay(mut client: TcpStream, config: Arc<TapConfig>, sink: Arc<dyn 
     // overflows the listener's queue (measured: a thousand clients at once made the kernel answer with SYN
     // cookies and drop the final ACKs, so a few upstream connections were never taken and their far end could
     // never be found: a 502 for a healthy upstream).
+    // (A direct route's confirmation reads no socket table: its dial, a TLS handshake, runs unlocked.)
     let mut gate = match &config.gate {
-        Some(gate) => {
-            let held = gate.lock().await;
-            if held.local().is_some() {
-                Some(held)
-            } else {
-                // A direct route's confirmation reads no socket table: its dial (a TLS handshake) runs unlocked.
-                drop(held);
-                None
-            }
-        }
+        Some(gate) => Some(gate.lock().await).filter(|held| held.local().is_some()),
         None => None,
     };
     let upstream = match config.upstream.dial(config.connect_timeout).await {
